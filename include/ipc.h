@@ -1,0 +1,80 @@
+/*
+ * ipc.h - typed, strictly checked messages between ferry's processes
+ * (OpenSMTPD mproc style).
+ *
+ * A frame is a 8-byte header - payload length (u32, network order),
+ * type (u16), protocol version (u16) - then the payload built from typed
+ * fields.  Readers take fields with ipc_get_*, and ipc_end() fails when
+ * bytes are left over.  A frame that does not decode is a peer process
+ * lying to us: the receiver drops that peer.
+ */
+#ifndef FERRY_IPC_H
+#define FERRY_IPC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define IPC_VERSION 1
+#define IPC_HEADER_SIZE 8
+#define IPC_MAX_PAYLOAD (1024 * 1024)
+
+enum ipc_type {
+	/* worker -> queue runner */
+	IMSG_TX_BEGIN = 1,   /* envelope; runner answers TX_BEGUN or TX_FAIL */
+	IMSG_TX_DATA,        /* a chunk of the message, in order */
+	IMSG_TX_COMMIT,      /* end of message; runner answers TX_COMMITTED/FAIL */
+	IMSG_TX_ABORT,       /* forget the transaction; no answer */
+	/* queue runner -> worker */
+	IMSG_TX_BEGUN,       /* queue id */
+	IMSG_TX_COMMITTED,   /* queue id: the message is durable */
+	IMSG_TX_FAIL,        /* reason text */
+	IMSG_TYPE_MAX
+};
+
+const char *ipc_type_name(int type);
+
+/* A growable outgoing frame. */
+struct ipc_out {
+	uint8_t *buf;
+	size_t len, cap;
+};
+
+void ipc_out_init(struct ipc_out *m, int type);
+void ipc_out_free(struct ipc_out *m);
+void ipc_add_u8(struct ipc_out *m, uint8_t v);
+void ipc_add_u32(struct ipc_out *m, uint32_t v);
+void ipc_add_u64(struct ipc_out *m, uint64_t v);
+void ipc_add_i64(struct ipc_out *m, int64_t v);
+/* A string: u32 length then bytes; NUL is not allowed inside. NULL is
+ * sent as the empty string. */
+void ipc_add_str(struct ipc_out *m, const char *s);
+/* Raw bytes: u32 length then bytes. */
+void ipc_add_data(struct ipc_out *m, const void *p, size_t len);
+/* Fills in the header length; returns the frame and its size. */
+const uint8_t *ipc_out_finish(struct ipc_out *m, size_t *lenp);
+
+/* An incoming frame being read. */
+struct ipc_in {
+	int type;
+	const uint8_t *p;
+	size_t left;
+};
+
+/* Looks at buf: returns 0 when a whole frame is not there yet, -1 when the
+ * header is invalid (bad version, too long, unknown type), or the frame's
+ * total size and fills *in with its payload. */
+long ipc_frame(const uint8_t *buf, size_t len, struct ipc_in *in);
+
+int ipc_get_u8(struct ipc_in *in, uint8_t *v);
+int ipc_get_u32(struct ipc_in *in, uint32_t *v);
+int ipc_get_u64(struct ipc_in *in, uint64_t *v);
+int ipc_get_i64(struct ipc_in *in, int64_t *v);
+/* Returns a malloc'd NUL-terminated copy; fails on embedded NUL or when
+ * longer than maxlen. */
+int ipc_get_str(struct ipc_in *in, char **s, size_t maxlen);
+/* Points into the frame (no copy). */
+int ipc_get_data(struct ipc_in *in, const uint8_t **p, size_t *len);
+/* 0 when every byte of the payload was consumed, -1 otherwise. */
+int ipc_end(const struct ipc_in *in);
+
+#endif

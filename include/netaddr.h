@@ -1,0 +1,33 @@
+/*
+ * netaddr.h - IPv4/IPv6 addresses and CIDR networks: parsing, matching
+ * and printing.  Pure functions, no I/O.
+ */
+#ifndef FERRY_NETADDR_H
+#define FERRY_NETADDR_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct cidr {
+	int family;          /* AF_INET or AF_INET6 */
+	uint8_t addr[16];    /* network address, host bits cleared */
+	unsigned prefix;     /* 0..32 or 0..128 */
+};
+
+/* Parses "192.0.2.0/24", "2001:db8::/32" or a bare address (full-length
+ * prefix).  Returns 0, or -1 with a reason in err. Host bits set beyond the
+ * prefix are an error (a typo the operator should see). */
+int cidr_parse(const char *s, struct cidr *out, char *err, size_t errlen);
+
+/* Nonzero when sa (AF_INET, AF_INET6, or an IPv4-mapped IPv6 address)
+ * is inside net. */
+int cidr_match(const struct cidr *net, const struct sockaddr *sa);
+int cidr_match_any(const struct cidr *nets, size_t n,
+    const struct sockaddr *sa);
+
+/* "192.0.2.1" or "2001:db8::1" (IPv4-mapped shown as IPv4). */
+void sockaddr_ntop(const struct sockaddr *sa, char *out, size_t outlen);
+int sockaddr_port(const struct sockaddr *sa);
+
+#endif

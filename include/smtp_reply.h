@@ -1,0 +1,78 @@
+/*
+ * smtp_reply.h - every reply the SMTP server can give, in one table:
+ * code, enhanced status code (RFC 3463) and text.  Texts are printf
+ * formats; the session fills in the arguments and sends the line through
+ * its single reply exit.
+ */
+#ifndef FERRY_SMTP_REPLY_H
+#define FERRY_SMTP_REPLY_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+enum reply_id {
+	R_GREETING,          /* 220 <host> ESMTP ferry */
+	R_HELO,              /* 250 <host> */
+	R_SUCCESS,                /* 250 2.0.0 Ok */
+	R_SENDER_OK,         /* 250 2.1.0 */
+	R_RCPT_OK,           /* 250 2.1.5 */
+	R_DATA_GO,           /* 354 */
+	R_QUEUED,            /* 250 2.0.0 Ok: queued as %s */
+	R_BDAT_OK,           /* 250 2.0.0 %llu octets received */
+	R_BYE,               /* 221 2.0.0 */
+	R_VRFY,              /* 252 2.5.0 */
+	R_EXPN,              /* 502 5.5.1 */
+	R_HELP,              /* 214 2.0.0 (multi-line) */
+	R_SHUTDOWN,          /* 421 4.3.2 */
+	R_TIMEOUT,           /* 421 4.4.2 */
+	R_TOO_MANY_ERRORS,   /* 421 4.7.0 */
+	R_STORE_FAILED,      /* 451 4.3.0 */
+	R_QUEUE_UNAVAILABLE, /* 451 4.3.0 */
+	R_TOO_MANY_RCPTS,    /* 452 4.5.3 */
+	R_LINE_TOO_LONG,     /* 500 5.5.2 */
+	R_BARE_NEWLINE_CMD,  /* 500 5.5.2 */
+	R_UNKNOWN_COMMAND,   /* 500 5.5.2 */
+	R_SYNTAX_HELO,       /* 501 5.5.4 */
+	R_SYNTAX_MAIL,       /* 501 5.5.4 */
+	R_SYNTAX_RCPT,       /* 501 5.5.4 */
+	R_SYNTAX_NOARG,      /* 501 5.5.4 %s takes no argument */
+	R_SYNTAX_BDAT,       /* 501 5.5.4 */
+	R_SYNTAX_VRFY,       /* 501 5.5.4 */
+	R_BAD_SENDER,        /* 501 5.1.7 */
+	R_BAD_RCPT,          /* 501 5.1.3 */
+	R_ADDR_TOO_LONG,     /* 501 5.5.4 */
+	R_PARAM_BAD,         /* 501 5.5.4 */
+	R_PARAM_DUP,         /* 501 5.5.4 */
+	R_NOT_IMPLEMENTED,   /* 502 5.5.1 */
+	R_NEED_HELO,         /* 503 5.5.1 */
+	R_NESTED_MAIL,       /* 503 5.5.1 */
+	R_NEED_MAIL,         /* 503 5.5.1 */
+	R_NEED_RCPT,         /* 503 5.5.1 */
+	R_DATA_AFTER_BDAT,   /* 503 5.5.1 */
+	R_BDAT_FAILED_TX,    /* 503 5.5.1 */
+	R_SIZE_EXCEEDED,     /* 552 5.3.4 (at MAIL and after data) */
+	R_RELAY_DENIED,      /* 554 5.7.1 */
+	R_NO_VALID_RCPTS,    /* 554 5.5.1 */
+	R_DATA_BARE_NEWLINE, /* 550 5.6.0 */
+	R_DATA_AMBIGUOUS_END,/* 521 5.5.2 */
+	R_DATA_LINE_TOO_LONG,/* 550 5.6.0 */
+	R_NON_ASCII_ADDR,    /* 553 5.6.7 */
+	R_PARAM_UNKNOWN,     /* 555 5.5.4 */
+	R_COUNT
+};
+
+struct reply_def {
+	int code;
+	const char *esc;     /* "2.0.0"; NULL for greeting/HELO/EHLO */
+	const char *text;    /* printf format; "\n" separates lines */
+};
+
+const struct reply_def *reply_lookup(enum reply_id id);
+
+/* Formats a reply (possibly multi-line) into out with CRLF line ends.
+ * Returns the length written; text is cut, never overflows. */
+size_t reply_format(char *out, size_t outlen, enum reply_id id,
+    va_list ap);
+size_t reply_formatf(char *out, size_t outlen, enum reply_id id, ...);
+
+#endif

@@ -1,0 +1,25 @@
+/*
+ * smtpd.h - the SMTP worker process (ferry-smtpd): loads what it needs,
+ * drops privileges, then accepts and serves one session at a time.
+ */
+#ifndef FERRY_SMTPD_H
+#define FERRY_SMTPD_H
+
+#include <stdint.h>
+
+struct child_args {
+	const char *config_path;  /* for messages and relative paths */
+	int foreground;           /* log to stderr */
+	uint32_t generation;      /* the master's configuration generation */
+};
+
+/* Reads the configuration the master handed over at FD_CONFIG. Fatal on
+ * failure (exit EXIT_CONFIG). */
+struct ferry_config *child_load_config(const struct child_args *a,
+    const char *ident);
+/* Parses "-f path -d -g N" for the exec'd children. */
+void child_parse_args(int argc, char **argv, struct child_args *a);
+
+int smtpd(const struct child_args *a);
+
+#endif

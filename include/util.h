@@ -1,0 +1,42 @@
+/*
+ * util.h - small helpers every process uses: checked allocation, string
+ * copies that always terminate, monotonic time, and descriptor flags.
+ */
+#ifndef FERRY_UTIL_H
+#define FERRY_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t m);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+
+/* Copies at most size-1 bytes and always terminates; returns strlen(src). */
+size_t ferry_strlcpy(char *dst, const char *src, size_t size);
+
+/* Milliseconds on the monotonic clock. */
+int64_t now_ms(void);
+/* Seconds and microseconds since the epoch (wall clock). */
+double now_wall(void);
+
+int fd_set_nonblock(int fd, int on);
+int fd_set_cloexec(int fd, int on);
+/* Moves fd to exactly target (dup2, closing the original) - for the fixed
+ * descriptor numbers children are started with. */
+int fd_move_to(int fd, int target);
+
+/* Writes all of buf, retrying on EINTR/partial writes (blocking fd). */
+int write_all(int fd, const void *buf, size_t len);
+
+/* Fills buf with len random bytes from the kernel; fatal on failure. */
+void random_bytes(void *buf, size_t len);
+
+/* RFC 5322 date-time for the Received header, e.g.
+ * "Mon, 23 Nov 2026 17:37:01 +0000". */
+void rfc5322_date(char *out, size_t outlen, time_t t);
+
+#endif

@@ -1,0 +1,15 @@
+/*
+ * ferry-queue - the queue runner, started by ferryd (see queue.c).
+ */
+#include "autoconfig.h"
+
+#include "queue.h"
+
+int
+main(int argc, char **argv)
+{
+	struct child_args a;
+
+	child_parse_args(argc, argv, &a);
+	return queue(&a);
+}

@@ -1,0 +1,356 @@
+/*
+ * intake.c - the queue runner's side of the intake protocol: one
+ * connection per SMTP worker.
+ *
+ * Security stance: a worker may be compromised, so its frames are decoded
+ * strictly and checked against the protocol's order (BEGIN, DATA..., then
+ * COMMIT or ABORT), sequence numbers and sizes.  A worker that breaks the
+ * protocol is disconnected and its message in flight deleted; it can add
+ * messages and nothing else.
+ */
+#include "autoconfig.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+
+#include "envelope.h"
+#include "intake.h"
+#include "ipc.h"
+#include "log.h"
+#include "store.h"
+#include "util.h"
+
+#define CHUNK_MAX (256 * 1024)
+
+enum conn_state {
+	C_IDLE,          /* expecting TX_BEGIN */
+	C_RECEIVING,     /* expecting TX_DATA, TX_COMMIT or TX_ABORT */
+	C_COMMIT_WAIT,   /* complete; waiting for the turn's commit */
+	C_FAILED,        /* the store failed; the COMMIT will get TX_FAIL */
+};
+
+struct intake_conn {
+	int fd;
+	uint64_t id;
+	enum conn_state state;
+	int64_t msgid;
+	char qid[QID_LEN + 1];
+	char *sender;
+	size_t nrcpt;
+	uint32_t next_seq;
+	uint64_t received;
+	uint8_t *rbuf;
+	size_t rlen, rcap;
+	uint8_t *wbuf;
+	size_t wlen, wcap;
+};
+
+struct intake_conn *
+intake_conn_new(int fd, uint64_t id)
+{
+	struct intake_conn *c = xcalloc(1, sizeof(*c));
+
+	c->fd = fd;
+	c->id = id;
+	c->state = C_IDLE;
+	c->msgid = -1;
+	return c;
+}
+
+int
+intake_conn_fd(const struct intake_conn *c)
+{
+	return c->fd;
+}
+
+int
+intake_conn_pending(const struct intake_conn *c)
+{
+	return c->state == C_COMMIT_WAIT;
+}
+
+int
+intake_conn_want_write(const struct intake_conn *c)
+{
+	return c->wlen > 0;
+}
+
+int
+intake_conn_flush(struct intake_conn *c)
+{
+	while (c->wlen > 0) {
+		ssize_t n = send(c->fd, c->wbuf, c->wlen, MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
+		if (n <= 0)
+			return -1;
+		memmove(c->wbuf, c->wbuf + n, c->wlen - (size_t)n);
+		c->wlen -= (size_t)n;
+	}
+	return 0;
+}
+
+static void
+send_answer(struct intake_conn *c, int type, const char *text)
+{
+	struct ipc_out m = { 0 };
+	const uint8_t *p;
+	size_t len;
+
+	ipc_out_init(&m, type);
+	ipc_add_str(&m, text);
+	p = ipc_out_finish(&m, &len);
+	if (c->wlen + len > c->wcap) {
+		c->wcap = c->wlen + len + 1024;
+		c->wbuf = xrealloc(c->wbuf, c->wcap);
+	}
+	memcpy(c->wbuf + c->wlen, p, len);
+	c->wlen += len;
+	ipc_out_free(&m);
+	(void)intake_conn_flush(c);
+}
+
+static void
+forget_message(struct intake_conn *c)
+{
+	free(c->sender);
+	c->sender = NULL;
+	c->msgid = -1;
+	c->qid[0] = '\0';
+	c->nrcpt = 0;
+	c->next_seq = 0;
+	c->received = 0;
+	c->state = C_IDLE;
+}
+
+/* Deletes the message in flight (inside the open transaction). */
+static void
+drop_message(struct intake_conn *c, struct store *st)
+{
+	if (c->msgid >= 0 && store_begin(st) == 0)
+		(void)store_message_delete(st, c->msgid);
+	forget_message(c);
+}
+
+static int
+violation(struct intake_conn *c, const char *what, int type)
+{
+	log_error("intake connection %llu: protocol violation (%s, frame %s)"
+	    "; disconnecting the worker", (unsigned long long)c->id, what,
+	    ipc_type_name(type));
+	return -1;
+}
+
+static int
+on_begin(struct intake_conn *c, struct store *st, struct ipc_in *in)
+{
+	struct envelope env;
+
+	if (c->state != C_IDLE)
+		return violation(c, "BEGIN inside a transaction", in->type);
+	if (envelope_decode(in, &env) < 0)
+		return violation(c, "malformed envelope", in->type);
+	if (store_begin(st) < 0 ||
+	    (c->msgid = store_message_create(st, &env, c->qid)) < 0) {
+		log_error("queue: cannot create a message: %s",
+		    store_errmsg(st));
+		envelope_free(&env);
+		c->msgid = -1;
+		send_answer(c, IMSG_TX_FAIL, "queue write error");
+		return 0;
+	}
+	c->sender = xstrdup(env.sender);
+	c->nrcpt = env.nrcpts;
+	c->state = C_RECEIVING;
+	c->next_seq = 0;
+	c->received = 0;
+	envelope_free(&env);
+	send_answer(c, IMSG_TX_BEGUN, c->qid);
+	return 0;
+}
+
+static int
+on_data(struct intake_conn *c, struct store *st, struct ipc_in *in,
+    uint64_t max_size)
+{
+	const uint8_t *p;
+	uint32_t seq;
+	size_t len;
+
+	if (c->state != C_RECEIVING && c->state != C_FAILED)
+		return violation(c, "DATA outside a transaction", in->type);
+	if (ipc_get_u32(in, &seq) < 0 || ipc_get_data(in, &p, &len) < 0 ||
+	    ipc_end(in) < 0)
+		return violation(c, "malformed DATA", in->type);
+	if (seq != c->next_seq || len == 0 || len > CHUNK_MAX)
+		return violation(c, "DATA out of sequence or size", in->type);
+	c->next_seq++;
+	c->received += len;
+	if (c->received > max_size)
+		return violation(c, "message larger than the limit", in->type);
+	if (c->state == C_FAILED)
+		return 0;
+	if (store_begin(st) < 0 ||
+	    store_body_append(st, c->msgid, seq, p, len) < 0) {
+		log_error("%s: queue write error: %s", c->qid,
+		    store_errmsg(st));
+		return -2;   /* the whole transaction is lost */
+	}
+	return 0;
+}
+
+static int
+on_commit(struct intake_conn *c, struct store *st, struct ipc_in *in)
+{
+	uint64_t size;
+
+	if (c->state != C_RECEIVING && c->state != C_FAILED)
+		return violation(c, "COMMIT outside a transaction", in->type);
+	if (ipc_get_u64(in, &size) < 0 || ipc_end(in) < 0)
+		return violation(c, "malformed COMMIT", in->type);
+	if (size != c->received)
+		return violation(c, "COMMIT size differs from the data",
+		    in->type);
+	if (c->state == C_FAILED) {
+		send_answer(c, IMSG_TX_FAIL, "queue write error");
+		drop_message(c, st);
+		return 0;
+	}
+	if (store_begin(st) < 0 ||
+	    store_message_ready(st, c->msgid, (int64_t)size) < 0) {
+		log_error("%s: queue write error: %s", c->qid,
+		    store_errmsg(st));
+		return -2;
+	}
+	c->state = C_COMMIT_WAIT;
+	return 0;
+}
+
+static int
+on_abort(struct intake_conn *c, struct store *st, struct ipc_in *in)
+{
+	if (ipc_end(in) < 0)
+		return violation(c, "malformed ABORT", in->type);
+	if (c->state == C_IDLE)
+		return 0;   /* nothing in flight: harmless */
+	if (c->state == C_COMMIT_WAIT)
+		return violation(c, "ABORT after COMMIT", in->type);
+	drop_message(c, st);
+	return 0;
+}
+
+int
+intake_conn_read(struct intake_conn *c, struct store *st, uint64_t max_size)
+{
+	ssize_t n;
+	int rc = 0;
+
+	if (c->rcap - c->rlen < 65536) {
+		size_t want = c->rlen + 65536 + IPC_HEADER_SIZE;
+
+		if (want > IPC_MAX_PAYLOAD + IPC_HEADER_SIZE + 65536)
+			return violation(c, "frame too large", 0);
+		c->rcap = want * 2;
+		c->rbuf = xrealloc(c->rbuf, c->rcap);
+	}
+	n = recv(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen, 0);
+	if (n == 0)
+		return -1;
+	if (n < 0)
+		return (errno == EAGAIN || errno == EWOULDBLOCK ||
+		    errno == EINTR) ? 0 : -1;
+	c->rlen += (size_t)n;
+
+	for (;;) {
+		struct ipc_in in;
+		long flen = ipc_frame(c->rbuf, c->rlen, &in);
+
+		if (flen == 0)
+			break;
+		if (flen < 0)
+			return violation(c, "bad frame header", 0);
+		if (c->state == C_COMMIT_WAIT)
+			return violation(c, "frame while awaiting commit",
+			    in.type);
+		switch (in.type) {
+		case IMSG_TX_BEGIN:
+			rc = on_begin(c, st, &in);
+			break;
+		case IMSG_TX_DATA:
+			rc = on_data(c, st, &in, max_size);
+			break;
+		case IMSG_TX_COMMIT:
+			rc = on_commit(c, st, &in);
+			break;
+		case IMSG_TX_ABORT:
+			rc = on_abort(c, st, &in);
+			break;
+		default:
+			rc = violation(c, "unexpected frame type", in.type);
+			break;
+		}
+		memmove(c->rbuf, c->rbuf + flen, c->rlen - (size_t)flen);
+		c->rlen -= (size_t)flen;
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}
+
+void
+intake_conn_committed(struct intake_conn *c, int ok,
+    struct intake_stats *stats)
+{
+	if (c->state != C_COMMIT_WAIT)
+		return;
+	if (ok) {
+		char sender[1100];
+
+		log_info("%s: from=<%s>, size=%llu, nrcpt=%zu (queue active)",
+		    c->qid, log_sanitize(sender, sizeof(sender), c->sender,
+		    strlen(c->sender)), (unsigned long long)c->received,
+		    c->nrcpt);
+		send_answer(c, IMSG_TX_COMMITTED, c->qid);
+		stats->messages++;
+	} else {
+		send_answer(c, IMSG_TX_FAIL, "queue commit failed");
+		stats->failed++;
+	}
+	forget_message(c);
+}
+
+void
+intake_conn_rolled_back(struct intake_conn *c)
+{
+	switch (c->state) {
+	case C_RECEIVING:
+		/* its rows from this transaction are gone; rows committed
+		 * earlier are removed when the worker ends the message */
+		c->state = C_FAILED;
+		break;
+	case C_COMMIT_WAIT:
+		/* answered by intake_conn_committed(c, 0) */
+		break;
+	default:
+		break;
+	}
+}
+
+void
+intake_conn_free(struct intake_conn *c, struct store *st)
+{
+	if (c->state == C_RECEIVING || c->state == C_FAILED)
+		drop_message(c, st);
+	close(c->fd);
+	free(c->sender);
+	free(c->rbuf);
+	free(c->wbuf);
+	free(c);
+}

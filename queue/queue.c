@@ -1,0 +1,270 @@
+/*
+ * queue.c - the queue runner process: sole owner of the queue database.
+ *
+ * Started by the master as root, it drops to the queue user (the owner of
+ * the spool) before opening the database, removes messages a crash left
+ * half-received, then serves the SMTP workers' intake connections from one
+ * poll loop.  Writes from every connection go into one open transaction;
+ * at the end of each turn in which a message completed, that transaction
+ * is committed once (one fsync) and each waiting worker is told its
+ * message is durable (group commit).  A failed commit fails every message
+ * in it and nothing half-stored remains.
+ *
+ * Security stance: workers are the only peers.  The intake socket lives
+ * in the workers' chroot, is created by the master with access for the
+ * SMTP user only, and the runner also checks each peer's uid.
+ */
+#include "autoconfig.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include "config.h"
+#include "intake.h"
+#include "log.h"
+#include "privsep.h"
+#include "procfd.h"
+#include "queue.h"
+#include "store.h"
+#include "util.h"
+
+#define MAX_CONNS 4096
+/* The workers enforce the configured size limit; this bound only stops a
+ * compromised worker from streaming without end (the largest limit the
+ * configuration allows, plus room for headers). */
+#define INTAKE_MAX_MESSAGE ((uint64_t)2147483647 + 1024 * 1024)
+
+static volatile sig_atomic_t runner_stop;
+
+static void
+on_term(int sig)
+{
+	(void)sig;
+	runner_stop = 1;
+}
+
+static void
+install_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sigemptyset(&sa.sa_mask);
+	sa.sa_handler = on_term;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+}
+
+struct runner {
+	const struct ferry_config *cfg;
+	struct store *st;
+	struct intake_conn **conns;
+	size_t nconns;
+	uint64_t next_conn_id;
+	uid_t peer_uid;           /* the SMTP user's uid */
+	int check_peer;
+	int force_commit;         /* a delete is waiting to be made durable */
+	struct intake_stats stats;
+};
+
+static void
+accept_workers(struct runner *r)
+{
+	for (;;) {
+		struct ucred cred;
+		socklen_t clen = sizeof(cred);
+		int fd = accept4(FD_INTAKE, NULL, NULL,
+		    SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK &&
+			    errno != EINTR && errno != ECONNABORTED)
+				log_warn("intake accept: %s", strerror(errno));
+			return;
+		}
+		if (r->check_peer && (getsockopt(fd, SOL_SOCKET, SO_PEERCRED,
+		    &cred, &clen) < 0 || cred.uid != r->peer_uid)) {
+			log_warn("intake: refusing a connection from uid %ld "
+			    "(only the SMTP user may hand in mail)",
+			    (long)cred.uid);
+			close(fd);
+			continue;
+		}
+		if (r->nconns >= MAX_CONNS) {
+			log_warn("intake: too many worker connections");
+			close(fd);
+			continue;
+		}
+		r->conns[r->nconns++] = intake_conn_new(fd, ++r->next_conn_id);
+	}
+}
+
+static void
+close_conn(struct runner *r, size_t i)
+{
+	intake_conn_free(r->conns[i], r->st);
+	r->conns[i] = r->conns[--r->nconns];
+	r->force_commit = 1;
+}
+
+/* The store failed mid-turn: roll back, and fail every message that had
+ * rows in the lost transaction. */
+static void
+lose_transaction(struct runner *r)
+{
+	size_t i;
+
+	store_rollback(r->st);
+	for (i = 0; i < r->nconns; i++) {
+		intake_conn_rolled_back(r->conns[i]);
+		intake_conn_committed(r->conns[i], 0, &r->stats);
+	}
+}
+
+/* End of a turn: one commit for everything that completed. */
+static void
+group_commit(struct runner *r)
+{
+	size_t i, waiting = 0;
+	int ok;
+
+	for (i = 0; i < r->nconns; i++)
+		if (intake_conn_pending(r->conns[i]))
+			waiting++;
+	if (!store_in_transaction(r->st) || (waiting == 0 &&
+	    !r->force_commit))
+		return;
+	ok = store_commit(r->st) == 0;
+	if (ok) {
+		r->stats.commits++;
+	} else {
+		log_error("queue: commit failed: %s", store_errmsg(r->st));
+		lose_transaction(r);
+		return;
+	}
+	r->force_commit = 0;
+	for (i = 0; i < r->nconns; i++)
+		intake_conn_committed(r->conns[i], ok, &r->stats);
+}
+
+static void
+run_loop(struct runner *r)
+{
+	struct pollfd *pfds = xcalloc(MAX_CONNS + 1, sizeof(*pfds));
+
+	while (!runner_stop) {
+		size_t i, n = 0;
+		int rc;
+
+		pfds[n].fd = FD_INTAKE;
+		pfds[n++].events = POLLIN;
+		for (i = 0; i < r->nconns; i++) {
+			pfds[n].fd = intake_conn_fd(r->conns[i]);
+			pfds[n++].events = POLLIN |
+			    (intake_conn_want_write(r->conns[i]) ? POLLOUT : 0);
+		}
+		rc = poll(pfds, n, 1000);
+		if (rc < 0) {
+			if (errno == EINTR)
+				continue;
+			log_fatal("poll: %s", strerror(errno));
+		}
+		/* Connections first (pfds[1..] match conns[0..] of this
+		 * turn); walk backwards because closing swaps in the last. */
+		for (i = r->nconns; i-- > 0;) {
+			short ev = pfds[i + 1].revents;
+			int res = 0;
+
+			if (ev == 0)
+				continue;
+			if (ev & POLLOUT)
+				res = intake_conn_flush(r->conns[i]);
+			if (res == 0 && (ev & (POLLIN | POLLHUP | POLLERR)))
+				res = intake_conn_read(r->conns[i], r->st,
+				    INTAKE_MAX_MESSAGE);
+			if (res == -2) {
+				lose_transaction(r);
+				continue;
+			}
+			if (res < 0)
+				close_conn(r, i);
+		}
+		if (pfds[0].revents & POLLIN)
+			accept_workers(r);
+		group_commit(r);
+	}
+	free(pfds);
+}
+
+int
+queue(const struct child_args *a)
+{
+	struct ferry_config *cfg;
+	struct privsep_target target;
+	struct runner r;
+	char dbpath[4096], err[512];
+	gid_t gid;
+	int64_t active = 0;
+	int purged;
+
+	install_signals();
+	umask(077);   /* the database, its WAL and shm: queue user only */
+	cfg = child_load_config(a, "ferry-queue");
+	memset(&r, 0, sizeof(r));
+	r.cfg = cfg;
+	if (geteuid() == 0) {
+		if (privsep_lookup(cfg->smtpd_user, &r.peer_uid, &gid) < 0)
+			log_fatal("smtpd_user %s does not exist",
+			    cfg->smtpd_user);
+	} else {
+		r.peer_uid = geteuid();
+	}
+	r.check_peer = 1;
+
+	memset(&target, 0, sizeof(target));
+	target.user = cfg->user;
+	privsep_drop(&target);
+
+	snprintf(dbpath, sizeof(dbpath), "%s/%s/%s", cfg->spool_dir,
+	    SPOOL_QUEUE_DIR, QUEUE_DB_NAME);
+	r.st = store_open(dbpath, err, sizeof(err));
+	if (r.st == NULL)
+		log_fatal("%s", err);
+	purged = store_purge_incoming(r.st);
+	if (purged < 0)
+		log_fatal("queue: cannot clean up: %s", store_errmsg(r.st));
+	if (purged > 0)
+		log_info("queue: removed %d message(s) left incomplete by an "
+		    "interrupted session", purged);
+	store_count(r.st, "active", &active);
+	log_info("queue runner started: %s, %lld message(s) queued", dbpath,
+	    (long long)active);
+
+	fd_set_nonblock(FD_INTAKE, 1);
+	r.conns = xcalloc(MAX_CONNS, sizeof(*r.conns));
+	run_loop(&r);
+
+	/* Shutdown: finish what completed, drop the rest. */
+	group_commit(&r);
+	while (r.nconns > 0)
+		close_conn(&r, r.nconns - 1);
+	if (store_in_transaction(r.st) && store_commit(r.st) == 0)
+		r.stats.commits++;
+	log_info("queue runner stopping: %llu message(s) stored in %llu "
+	    "commit(s)", (unsigned long long)r.stats.messages,
+	    (unsigned long long)r.stats.commits);
+	store_close(r.st);
+	free(r.conns);
+	config_free(cfg);
+	return 0;
+}

@@ -1,0 +1,66 @@
+-- schema.sql - the queue store's schema, version 1 (PRAGMA user_version).
+--
+-- This file is the one place the schema lives: it is compiled into ferry
+-- as the C string store_schema_sql and run by store_open() inside one
+-- transaction on an empty database, which then sets user_version.
+-- A later version adds a migration step in store_sqlite.c; never edit
+-- a released version's tables in place.
+--
+-- Times are unix seconds as REAL (microsecond resolution).
+
+-- One row per queued message: its envelope and where it is in its life.
+CREATE TABLE message (
+    id            INTEGER PRIMARY KEY,  -- row id; recipients and body refer to it
+    qid           TEXT NOT NULL UNIQUE, -- queue id, 12 upper-case hex chars, in every log line
+    state         TEXT NOT NULL         -- 'incoming': body still arriving, removed at start;
+                  CHECK (state IN ('incoming', 'active', 'hold')),
+                                        -- 'active': complete, being delivered;
+                                        -- 'hold': complete, kept back by the operator
+    sender        TEXT NOT NULL,        -- MAIL FROM address, '' for the null sender
+    size          INTEGER,              -- body size in bytes, set when the message is complete
+    received_at   REAL NOT NULL,        -- when the transaction started (wall clock)
+    client_addr   TEXT NOT NULL,        -- client's numeric address
+    client_name   TEXT NOT NULL,        -- client's verified name, 'unknown' when none
+    helo          TEXT NOT NULL,        -- HELO/EHLO argument
+    protocol      TEXT NOT NULL,        -- SMTP, ESMTP, UTF8SMTP or UTF8ESMTP
+    auth_user     TEXT,                 -- SMTP AUTH identity, NULL when not authenticated
+    body_type     TEXT                  -- MAIL BODY=, NULL when not given
+                  CHECK (body_type IN ('7BIT', '8BITMIME')),
+    smtputf8      INTEGER NOT NULL      -- 1 when MAIL carried SMTPUTF8
+                  CHECK (smtputf8 IN (0, 1)),
+    dsn_ret       TEXT                  -- MAIL RET= (RFC 3461), NULL when not given
+                  CHECK (dsn_ret IN ('FULL', 'HDRS')),
+    dsn_envid     TEXT,                 -- MAIL ENVID= (xtext decoded), NULL when not given
+    size_declared INTEGER               -- MAIL SIZE=, NULL when not given
+);
+
+-- One row per recipient of a message, with its own delivery state.
+CREATE TABLE recipient (
+    id            INTEGER PRIMARY KEY,  -- row id
+    message_id    INTEGER NOT NULL      -- the message this recipient belongs to
+                  REFERENCES message(id) ON DELETE CASCADE,
+    address       TEXT NOT NULL,        -- RCPT TO address
+    dsn_notify    INTEGER NOT NULL,     -- RCPT NOTIFY= as NOTIFY_* bits, 0 when not given
+    dsn_orcpt     TEXT,                 -- RCPT ORCPT= ('type;addr'), NULL when not given
+    state         TEXT NOT NULL         -- 'pending': still to do; 'delivered', 'failed': final
+                  CHECK (state IN ('pending', 'delivered', 'failed')),
+    attempts      INTEGER NOT NULL DEFAULT 0, -- delivery attempts made so far
+    next_attempt  REAL,                 -- when the next attempt is due; NULL while incoming
+    last_attempt  REAL,                 -- when the last attempt was made, NULL before the first
+    last_reply    TEXT                  -- the last reply or error, for bounces and ferryctl
+);
+
+-- The scheduler's "what is due now": pending recipients by due time.
+CREATE INDEX recipient_due ON recipient(next_attempt) WHERE state = 'pending';
+-- A message's recipients (reading the envelope, cascading deletes).
+CREATE INDEX recipient_message ON recipient(message_id);
+
+-- A message's body in chunks, so it is streamed in and out without being
+-- held whole in memory.  Concatenated in seq order they are the message.
+CREATE TABLE body (
+    message_id    INTEGER NOT NULL      -- the message this chunk belongs to
+                  REFERENCES message(id) ON DELETE CASCADE,
+    seq           INTEGER NOT NULL,     -- chunk number, ascending in message order
+    chunk         BLOB NOT NULL,        -- the bytes
+    PRIMARY KEY (message_id, seq)
+);  -- a rowid table: chunks are large (SQLite advises WITHOUT ROWID only for small rows)

@@ -1,0 +1,92 @@
+/*
+ * child.c - what every exec'd child of the master does first: read its
+ * arguments and the configuration text the master handed over.
+ */
+#include "autoconfig.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+#include "procfd.h"
+#include "smtpd.h"
+#include "util.h"
+
+void
+child_parse_args(int argc, char **argv, struct child_args *a)
+{
+	int ch;
+
+	memset(a, 0, sizeof(*a));
+	while ((ch = getopt(argc, argv, "df:g:")) != -1) {
+		switch (ch) {
+		case 'd':
+			a->foreground = 1;
+			break;
+		case 'f':
+			a->config_path = optarg;
+			break;
+		case 'g':
+			a->generation = (uint32_t)strtoul(optarg, NULL, 10);
+			break;
+		default:
+			fprintf(stderr, "usage: %s -f config [-d] [-g gen]\n"
+			    "(started by ferryd, not by hand)\n", argv[0]);
+			exit(EXIT_CONFIG);
+		}
+	}
+	if (a->config_path == NULL) {
+		fprintf(stderr, "%s: -f config is required (this program is "
+		    "started by ferryd)\n", argv[0]);
+		exit(EXIT_CONFIG);
+	}
+}
+
+struct ferry_config *
+child_load_config(const struct child_args *a, const char *ident)
+{
+	struct ferry_config *cfg;
+	char *text, err[1024];
+	size_t cap = 8192, len = 0;
+
+	log_init(ident, a->foreground ? LOG_TO_STDERR : LOG_TO_SYSLOG, 0);
+	text = xmalloc(cap);
+	for (;;) {
+		ssize_t n;
+
+		if (len + 1 >= cap) {
+			if (cap > (1 << 20))
+				log_fatal("configuration too large");
+			cap *= 2;
+			text = xrealloc(text, cap);
+		}
+		/* pread: siblings share this descriptor's file offset */
+		n = pread(FD_CONFIG, text + len, cap - len - 1, (off_t)len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			log_fatal("configuration descriptor %d: %s (this "
+			    "program is started by ferryd)", FD_CONFIG,
+			    strerror(errno));
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	text[len] = '\0';
+	close(FD_CONFIG);
+	cfg = config_load(a->config_path, text, err, sizeof(err));
+	free(text);
+	if (cfg == NULL) {
+		log_error("%s", err);
+		exit(EXIT_CONFIG);
+	}
+	if (!a->foreground && cfg->log_to_stderr)
+		log_init(ident, LOG_TO_STDERR, cfg->log_debug);
+	else
+		log_set_debug(cfg->log_debug);
+	return cfg;
+}

@@ -1,0 +1,526 @@
+/*
+ * config.c - ferry.conf: the option table, its validation, and the
+ * parsed struct ferry_config.
+ *
+ * Each option's name, default and range is declared once, in the tables
+ * below (libconfuse cfg_opt_t plus a range row); values are checked while
+ * the file is read, so an error names the file and line.  Checks that tie
+ * options together run after the parse and name the file.
+ */
+#include "autoconfig.h"
+
+#include <confuse.h>
+#include <errno.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+
+#include "config.h"
+#include "util.h"
+
+/* Integer options and their allowed ranges (one row per option name;
+ * names are unique across sections). */
+struct int_range {
+	const char *name;
+	long min, max;
+};
+
+static const struct int_range int_ranges[] = {
+	{ "port", 1, 65535 },
+	{ "shutdown_timeout", 0, 3600 },
+	{ "min_idle", 0, 1024 },
+	{ "max_idle", 1, 1024 },
+	{ "max", 1, 4096 },
+	{ "sessions", 1, 1000000 },
+	{ "message_size", 1024, 2147483647L },
+	{ "recipients", 1, 100000 },
+	{ "line_length", 512, 65536 },
+	{ "data_line_length", 1000, 1048576 },
+	{ "errors", 1, 1000 },
+	{ "command_timeout", 1, 3600 },
+	{ "data_timeout", 1, 86400 },
+};
+
+static int
+validate_int(cfg_t *cfg, cfg_opt_t *opt)
+{
+	long v = cfg_opt_getnint(opt, cfg_opt_size(opt) - 1);
+	size_t i;
+
+	for (i = 0; i < sizeof(int_ranges) / sizeof(int_ranges[0]); i++) {
+		if (strcmp(int_ranges[i].name, opt->name) != 0)
+			continue;
+		if (v < int_ranges[i].min || v > int_ranges[i].max) {
+			cfg_error(cfg, "%s = %ld is out of range (%ld to %ld)",
+			    opt->name, v, int_ranges[i].min,
+			    int_ranges[i].max);
+			return -1;
+		}
+		return 0;
+	}
+	return 0;
+}
+
+static int
+validate_user(cfg_t *cfg, cfg_opt_t *opt)
+{
+	const char *name = cfg_opt_getnstr(opt, 0);
+
+	if (name == NULL || *name == '\0') {
+		cfg_error(cfg, "%s must name a user", opt->name);
+		return -1;
+	}
+	if (getpwnam(name) == NULL) {
+		cfg_error(cfg, "%s = \"%s\": no such user", opt->name, name);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+validate_hostname(cfg_t *cfg, cfg_opt_t *opt)
+{
+	const char *s = cfg_opt_getnstr(opt, 0);
+	size_t i, n = s ? strlen(s) : 0;
+
+	if (n == 0 || n > 253) {
+		cfg_error(cfg, "hostname must be 1 to 253 characters");
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		char c = s[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') || c == '-' || c == '.')) {
+			cfg_error(cfg, "hostname \"%s\": character '%c' is not "
+			    "allowed in a host name", s, c);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int
+validate_address(cfg_t *cfg, cfg_opt_t *opt)
+{
+	const char *s = cfg_opt_getnstr(opt, 0);
+	unsigned char buf[16];
+
+	if (s == NULL || (inet_pton(AF_INET, s, buf) != 1 &&
+	    inet_pton(AF_INET6, s, buf) != 1)) {
+		cfg_error(cfg, "address \"%s\" is not a numeric IPv4 or IPv6 "
+		    "address", s ? s : "");
+		return -1;
+	}
+	return 0;
+}
+
+static int
+validate_networks(cfg_t *cfg, cfg_opt_t *opt)
+{
+	unsigned i;
+
+	for (i = 0; i < cfg_opt_size(opt); i++) {
+		struct cidr c;
+		char err[128];
+		const char *s = cfg_opt_getnstr(opt, i);
+
+		if (cidr_parse(s, &c, err, sizeof(err)) < 0) {
+			cfg_error(cfg, "networks: \"%s\": %s", s, err);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int
+validate_target(cfg_t *cfg, cfg_opt_t *opt)
+{
+	const char *s = cfg_opt_getnstr(opt, 0);
+
+	if (s == NULL || (strcmp(s, "syslog") != 0 &&
+	    strcmp(s, "stderr") != 0)) {
+		cfg_error(cfg, "target must be \"syslog\" or \"stderr\"");
+		return -1;
+	}
+	return 0;
+}
+
+static int
+validate_nonempty(cfg_t *cfg, cfg_opt_t *opt)
+{
+	const char *s = cfg_opt_getnstr(opt, 0);
+
+	if (s == NULL || *s == '\0') {
+		cfg_error(cfg, "%s must not be empty", opt->name);
+		return -1;
+	}
+	return 0;
+}
+
+static cfg_opt_t listen_opts[] = {
+	CFG_STR("address", "127.0.0.1", CFGF_NONE),
+	CFG_INT("port", 25, CFGF_NONE),
+	CFG_END()
+};
+
+static cfg_opt_t workers_opts[] = {
+	CFG_INT("min_idle", 2, CFGF_NONE),
+	CFG_INT("max_idle", 8, CFGF_NONE),
+	CFG_INT("max", 32, CFGF_NONE),
+	CFG_INT("sessions", 100, CFGF_NONE),
+	CFG_END()
+};
+
+static cfg_opt_t limits_opts[] = {
+	CFG_INT("message_size", 10485760, CFGF_NONE),
+	CFG_INT("recipients", 1000, CFGF_NONE),
+	CFG_INT("line_length", 2048, CFGF_NONE),
+	CFG_INT("data_line_length", 1000, CFGF_NONE),
+	CFG_INT("errors", 10, CFGF_NONE),
+	CFG_INT("command_timeout", 300, CFGF_NONE),
+	CFG_INT("data_timeout", 600, CFGF_NONE),
+	CFG_END()
+};
+
+static cfg_opt_t relay_opts[] = {
+	CFG_STR_LIST("networks", "{127.0.0.0/8, ::1/128}", CFGF_NONE),
+	CFG_END()
+};
+
+static cfg_opt_t smarthost_opts[] = {
+	CFG_STR("host", NULL, CFGF_NODEFAULT),
+	CFG_INT("port", 25, CFGF_NONE),
+	CFG_END()
+};
+
+static cfg_opt_t log_opts[] = {
+	CFG_STR("target", "syslog", CFGF_NONE),
+	CFG_BOOL("debug", cfg_false, CFGF_NONE),
+	CFG_END()
+};
+
+static cfg_opt_t top_opts[] = {
+	CFG_STR("hostname", NULL, CFGF_NODEFAULT),
+	CFG_STR("user", "ferry", CFGF_NONE),
+	CFG_STR("smtpd_user", "ferry-smtpd", CFGF_NONE),
+	CFG_STR("spool_dir", LOCALSTATEDIR "/spool/ferry", CFGF_NONE),
+	CFG_INT("shutdown_timeout", 30, CFGF_NONE),
+	CFG_SEC("listen", listen_opts, CFGF_MULTI | CFGF_TITLE |
+	    CFGF_NO_TITLE_DUPES),
+	CFG_SEC("workers", workers_opts, CFGF_NONE),
+	CFG_SEC("limits", limits_opts, CFGF_NONE),
+	CFG_SEC("relay", relay_opts, CFGF_NONE),
+	CFG_SEC("smarthost", smarthost_opts, CFGF_NONE),
+	CFG_SEC("log", log_opts, CFGF_NONE),
+	CFG_END()
+};
+
+/* Where libconfuse's messages go while one file is parsed. */
+struct parse_errors {
+	const char *path;
+	char *buf;
+	size_t len;
+	int seen;
+};
+
+static struct parse_errors *current_errors;
+
+static void
+collect_error(cfg_t *cfg, const char *fmt, va_list ap)
+{
+	char msg[512];
+
+	if (current_errors == NULL || current_errors->seen)
+		return;
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (cfg != NULL && cfg->line > 0)
+		snprintf(current_errors->buf, current_errors->len, "%s:%d: %s",
+		    current_errors->path, cfg->line, msg);
+	else
+		snprintf(current_errors->buf, current_errors->len, "%s: %s",
+		    current_errors->path, msg);
+	current_errors->seen = 1;
+}
+
+static void
+set_validators(cfg_t *cfg)
+{
+	static const char *const ints[] = { "shutdown_timeout",
+	    "listen|port", "workers|min_idle", "workers|max_idle",
+	    "workers|max", "workers|sessions", "limits|message_size",
+	    "limits|recipients", "limits|line_length",
+	    "limits|data_line_length", "limits|errors",
+	    "limits|command_timeout", "limits|data_timeout",
+	    "smarthost|port" };
+	size_t i;
+
+	for (i = 0; i < sizeof(ints) / sizeof(ints[0]); i++)
+		cfg_set_validate_func(cfg, ints[i], validate_int);
+	cfg_set_validate_func(cfg, "hostname", validate_hostname);
+	cfg_set_validate_func(cfg, "user", validate_user);
+	cfg_set_validate_func(cfg, "smtpd_user", validate_user);
+	cfg_set_validate_func(cfg, "spool_dir", validate_nonempty);
+	cfg_set_validate_func(cfg, "listen|address", validate_address);
+	cfg_set_validate_func(cfg, "relay|networks", validate_networks);
+	cfg_set_validate_func(cfg, "smarthost|host", validate_nonempty);
+	cfg_set_validate_func(cfg, "log|target", validate_target);
+}
+
+char *
+config_read_file(const char *path, size_t maxlen, size_t *lenp)
+{
+	FILE *fp = fopen(path, "re");
+	char *buf;
+	size_t len = 0, cap = 4096;
+
+	if (fp == NULL)
+		return NULL;
+	buf = xmalloc(cap);
+	for (;;) {
+		size_t n;
+
+		if (len + 1 >= cap) {
+			if (cap >= maxlen) {
+				fclose(fp);
+				free(buf);
+				errno = EFBIG;
+				return NULL;
+			}
+			cap *= 2;
+			buf = xrealloc(buf, cap);
+		}
+		n = fread(buf + len, 1, cap - len - 1, fp);
+		len += n;
+		if (n == 0)
+			break;
+	}
+	if (ferror(fp)) {
+		int e = errno;
+
+		fclose(fp);
+		free(buf);
+		errno = e ? e : EIO;
+		return NULL;
+	}
+	fclose(fp);
+	buf[len] = '\0';
+	if (lenp)
+		*lenp = len;
+	return buf;
+}
+
+/* An absolute form of path, resolved against the configuration file's
+ * directory when relative. */
+static char *
+resolve_path(const char *cfgpath, const char *path)
+{
+	const char *slash;
+	char *out;
+	size_t dlen;
+
+	if (path[0] == '/')
+		return xstrdup(path);
+	slash = strrchr(cfgpath, '/');
+	dlen = slash ? (size_t)(slash - cfgpath) : 0;
+	out = xmalloc(dlen + strlen(path) + 2);
+	memcpy(out, cfgpath, dlen);
+	out[dlen] = '/';
+	strcpy(out + dlen + 1, path);
+	return out;
+}
+
+static char *
+absolute_config_path(const char *path)
+{
+	char cwd[PATH_MAX], *out;
+
+	if (path[0] == '/')
+		return xstrdup(path);
+	if (getcwd(cwd, sizeof(cwd)) == NULL)
+		return xstrdup(path);
+	out = xmalloc(strlen(cwd) + strlen(path) + 2);
+	sprintf(out, "%s/%s", cwd, path);
+	return out;
+}
+
+static int
+check_combinations(struct ferry_config *c, char *err, size_t errlen)
+{
+	size_t i, j;
+
+	if (c->nlisteners == 0) {
+		snprintf(err, errlen, "%s: no listen section: ferry would "
+		    "accept no mail", c->path);
+		return -1;
+	}
+	for (i = 0; i < c->nlisteners; i++)
+		for (j = i + 1; j < c->nlisteners; j++)
+			if (c->listeners[i].port == c->listeners[j].port &&
+			    strcmp(c->listeners[i].address,
+			    c->listeners[j].address) == 0) {
+				snprintf(err, errlen, "%s: listen \"%s\" and "
+				    "\"%s\" both use %s port %d", c->path,
+				    c->listeners[i].name,
+				    c->listeners[j].name,
+				    c->listeners[i].address,
+				    c->listeners[i].port);
+				return -1;
+			}
+	if (c->workers_min_idle > c->workers_max_idle) {
+		snprintf(err, errlen, "%s: workers: min_idle (%d) is larger "
+		    "than max_idle (%d)", c->path, c->workers_min_idle,
+		    c->workers_max_idle);
+		return -1;
+	}
+	if (c->workers_max_idle > c->workers_max) {
+		snprintf(err, errlen, "%s: workers: max_idle (%d) is larger "
+		    "than max (%d)", c->path, c->workers_max_idle,
+		    c->workers_max);
+		return -1;
+	}
+	return 0;
+}
+
+struct ferry_config *
+config_load(const char *path, const char *text, char *err, size_t errlen)
+{
+	struct parse_errors pe;
+	struct ferry_config *c;
+	cfg_t *cfg, *sec;
+	char *owned = NULL;
+	unsigned i;
+	int rc;
+
+	if (text == NULL) {
+		owned = config_read_file(path, 1 << 20, NULL);
+		if (owned == NULL) {
+			snprintf(err, errlen, "%s: %s", path, strerror(errno));
+			return NULL;
+		}
+		text = owned;
+	}
+	pe.path = path;
+	pe.buf = err;
+	pe.len = errlen;
+	pe.seen = 0;
+	err[0] = '\0';
+
+	cfg = cfg_init(top_opts, CFGF_NONE);
+	if (cfg == NULL) {
+		snprintf(err, errlen, "%s: cannot initialise parser", path);
+		free(owned);
+		return NULL;
+	}
+	cfg_set_error_function(cfg, collect_error);
+	set_validators(cfg);
+	current_errors = &pe;
+	rc = cfg_parse_buf(cfg, text);
+	current_errors = NULL;
+	free(owned);
+	if (rc != CFG_SUCCESS) {
+		if (!pe.seen)
+			snprintf(err, errlen, "%s: parse error", path);
+		cfg_free(cfg);
+		return NULL;
+	}
+
+	c = xcalloc(1, sizeof(*c));
+	c->path = absolute_config_path(path);
+	if (cfg_size(cfg, "hostname") > 0 && cfg_getstr(cfg, "hostname")) {
+		c->hostname = xstrdup(cfg_getstr(cfg, "hostname"));
+	} else {
+		char host[256];
+
+		if (gethostname(host, sizeof(host)) < 0 || host[0] == '\0')
+			ferry_strlcpy(host, "localhost", sizeof(host));
+		host[sizeof(host) - 1] = '\0';
+		c->hostname = xstrdup(host);
+	}
+	c->user = xstrdup(cfg_getstr(cfg, "user"));
+	c->smtpd_user = xstrdup(cfg_getstr(cfg, "smtpd_user"));
+	c->spool_dir = resolve_path(c->path, cfg_getstr(cfg, "spool_dir"));
+	c->shutdown_timeout = (int)cfg_getint(cfg, "shutdown_timeout");
+
+	c->nlisteners = cfg_size(cfg, "listen");
+	c->listeners = xcalloc(c->nlisteners ? c->nlisteners : 1,
+	    sizeof(*c->listeners));
+	for (i = 0; i < c->nlisteners; i++) {
+		sec = cfg_getnsec(cfg, "listen", i);
+		c->listeners[i].name = xstrdup(cfg_title(sec));
+		c->listeners[i].address = xstrdup(cfg_getstr(sec, "address"));
+		c->listeners[i].port = (int)cfg_getint(sec, "port");
+	}
+
+	sec = cfg_getsec(cfg, "workers");
+	c->workers_min_idle = (int)cfg_getint(sec, "min_idle");
+	c->workers_max_idle = (int)cfg_getint(sec, "max_idle");
+	c->workers_max = (int)cfg_getint(sec, "max");
+	c->worker_sessions = (int)cfg_getint(sec, "sessions");
+
+	sec = cfg_getsec(cfg, "limits");
+	c->message_size_limit = cfg_getint(sec, "message_size");
+	c->max_recipients = (int)cfg_getint(sec, "recipients");
+	c->max_line_length = (int)cfg_getint(sec, "line_length");
+	c->max_data_line_length = (int)cfg_getint(sec, "data_line_length");
+	c->max_errors = (int)cfg_getint(sec, "errors");
+	c->command_timeout = (int)cfg_getint(sec, "command_timeout");
+	c->data_timeout = (int)cfg_getint(sec, "data_timeout");
+
+	sec = cfg_getsec(cfg, "relay");
+	c->nrelay_networks = cfg_size(sec, "networks");
+	c->relay_networks = xcalloc(c->nrelay_networks ?
+	    c->nrelay_networks : 1, sizeof(*c->relay_networks));
+	for (i = 0; i < c->nrelay_networks; i++) {
+		char cerr[128];
+
+		if (cidr_parse(cfg_getnstr(sec, "networks", i),
+		    &c->relay_networks[i], cerr, sizeof(cerr)) < 0)
+			/* validated while parsing; cannot happen */
+			abort();
+	}
+
+	sec = cfg_getsec(cfg, "smarthost");
+	if (cfg_size(sec, "host") > 0 && cfg_getstr(sec, "host"))
+		c->smarthost_host = xstrdup(cfg_getstr(sec, "host"));
+	c->smarthost_port = (int)cfg_getint(sec, "port");
+
+	sec = cfg_getsec(cfg, "log");
+	c->log_to_stderr = strcmp(cfg_getstr(sec, "target"), "stderr") == 0;
+	c->log_debug = cfg_getbool(sec, "debug") ? 1 : 0;
+
+	cfg_free(cfg);
+	if (check_combinations(c, err, errlen) < 0) {
+		config_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+void
+config_free(struct ferry_config *c)
+{
+	size_t i;
+
+	if (c == NULL)
+		return;
+	free(c->path);
+	free(c->hostname);
+	free(c->user);
+	free(c->smtpd_user);
+	free(c->spool_dir);
+	for (i = 0; i < c->nlisteners; i++) {
+		free(c->listeners[i].name);
+		free(c->listeners[i].address);
+	}
+	free(c->listeners);
+	free(c->relay_networks);
+	free(c->smarthost_host);
+	free(c);
+}

@@ -1,0 +1,242 @@
+/*
+ * ipc.c - building and reading typed frames between ferry's processes.
+ *
+ * Security stance: frames come from other ferry processes, some of which
+ * (the SMTP workers) face the internet and may be compromised.  Every read
+ * is bounds-checked, strings are length-limited and NUL-free, and a frame
+ * with leftover bytes is rejected.
+ */
+#include "autoconfig.h"
+
+#include <arpa/inet.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ipc.h"
+#include "log.h"
+#include "util.h"
+
+static const char *const ipc_names[IMSG_TYPE_MAX] = {
+	[IMSG_TX_BEGIN] = "TX_BEGIN",
+	[IMSG_TX_DATA] = "TX_DATA",
+	[IMSG_TX_COMMIT] = "TX_COMMIT",
+	[IMSG_TX_ABORT] = "TX_ABORT",
+	[IMSG_TX_BEGUN] = "TX_BEGUN",
+	[IMSG_TX_COMMITTED] = "TX_COMMITTED",
+	[IMSG_TX_FAIL] = "TX_FAIL",
+};
+
+const char *
+ipc_type_name(int type)
+{
+	if (type <= 0 || type >= IMSG_TYPE_MAX || ipc_names[type] == NULL)
+		return "unknown";
+	return ipc_names[type];
+}
+
+static void
+out_reserve(struct ipc_out *m, size_t more)
+{
+	if (m->len + more > m->cap) {
+		size_t cap = m->cap ? m->cap : 256;
+
+		while (cap < m->len + more)
+			cap *= 2;
+		m->buf = xrealloc(m->buf, cap);
+		m->cap = cap;
+	}
+}
+
+static void
+out_put(struct ipc_out *m, const void *p, size_t n)
+{
+	out_reserve(m, n);
+	memcpy(m->buf + m->len, p, n);
+	m->len += n;
+}
+
+void
+ipc_out_init(struct ipc_out *m, int type)
+{
+	uint16_t t = htons((uint16_t)type), v = htons(IPC_VERSION);
+	uint32_t zero = 0;
+
+	m->len = 0;
+	if (m->cap == 0) {
+		m->buf = NULL;
+	}
+	out_put(m, &zero, 4);
+	out_put(m, &t, 2);
+	out_put(m, &v, 2);
+}
+
+void
+ipc_out_free(struct ipc_out *m)
+{
+	free(m->buf);
+	m->buf = NULL;
+	m->len = m->cap = 0;
+}
+
+void
+ipc_add_u8(struct ipc_out *m, uint8_t v)
+{
+	out_put(m, &v, 1);
+}
+
+void
+ipc_add_u32(struct ipc_out *m, uint32_t v)
+{
+	v = htonl(v);
+	out_put(m, &v, 4);
+}
+
+void
+ipc_add_u64(struct ipc_out *m, uint64_t v)
+{
+	ipc_add_u32(m, (uint32_t)(v >> 32));
+	ipc_add_u32(m, (uint32_t)v);
+}
+
+void
+ipc_add_i64(struct ipc_out *m, int64_t v)
+{
+	ipc_add_u64(m, (uint64_t)v);
+}
+
+void
+ipc_add_data(struct ipc_out *m, const void *p, size_t len)
+{
+	if (len > IPC_MAX_PAYLOAD)
+		log_panic("ipc: field of %zu bytes is too long", len);
+	ipc_add_u32(m, (uint32_t)len);
+	if (len)
+		out_put(m, p, len);
+}
+
+void
+ipc_add_str(struct ipc_out *m, const char *s)
+{
+	if (s == NULL)
+		s = "";
+	ipc_add_data(m, s, strlen(s));
+}
+
+const uint8_t *
+ipc_out_finish(struct ipc_out *m, size_t *lenp)
+{
+	uint32_t plen = (uint32_t)(m->len - IPC_HEADER_SIZE);
+
+	if (m->len - IPC_HEADER_SIZE > IPC_MAX_PAYLOAD)
+		log_panic("ipc: frame of %zu bytes is too long", m->len);
+	plen = htonl(plen);
+	memcpy(m->buf, &plen, 4);
+	*lenp = m->len;
+	return m->buf;
+}
+
+long
+ipc_frame(const uint8_t *buf, size_t len, struct ipc_in *in)
+{
+	uint32_t plen;
+	uint16_t type, version;
+
+	if (len < IPC_HEADER_SIZE)
+		return 0;
+	memcpy(&plen, buf, 4);
+	memcpy(&type, buf + 4, 2);
+	memcpy(&version, buf + 6, 2);
+	plen = ntohl(plen);
+	type = ntohs(type);
+	version = ntohs(version);
+	if (version != IPC_VERSION || plen > IPC_MAX_PAYLOAD || type == 0 ||
+	    type >= IMSG_TYPE_MAX)
+		return -1;
+	if (len < IPC_HEADER_SIZE + (size_t)plen)
+		return 0;
+	in->type = type;
+	in->p = buf + IPC_HEADER_SIZE;
+	in->left = plen;
+	return (long)(IPC_HEADER_SIZE + plen);
+}
+
+static int
+in_take(struct ipc_in *in, void *out, size_t n)
+{
+	if (in->left < n)
+		return -1;
+	memcpy(out, in->p, n);
+	in->p += n;
+	in->left -= n;
+	return 0;
+}
+
+int
+ipc_get_u8(struct ipc_in *in, uint8_t *v)
+{
+	return in_take(in, v, 1);
+}
+
+int
+ipc_get_u32(struct ipc_in *in, uint32_t *v)
+{
+	if (in_take(in, v, 4) < 0)
+		return -1;
+	*v = ntohl(*v);
+	return 0;
+}
+
+int
+ipc_get_u64(struct ipc_in *in, uint64_t *v)
+{
+	uint32_t hi, lo;
+
+	if (ipc_get_u32(in, &hi) < 0 || ipc_get_u32(in, &lo) < 0)
+		return -1;
+	*v = ((uint64_t)hi << 32) | lo;
+	return 0;
+}
+
+int
+ipc_get_i64(struct ipc_in *in, int64_t *v)
+{
+	uint64_t u;
+
+	if (ipc_get_u64(in, &u) < 0)
+		return -1;
+	*v = (int64_t)u;
+	return 0;
+}
+
+int
+ipc_get_data(struct ipc_in *in, const uint8_t **p, size_t *len)
+{
+	uint32_t n;
+
+	if (ipc_get_u32(in, &n) < 0 || in->left < n)
+		return -1;
+	*p = in->p;
+	*len = n;
+	in->p += n;
+	in->left -= n;
+	return 0;
+}
+
+int
+ipc_get_str(struct ipc_in *in, char **s, size_t maxlen)
+{
+	const uint8_t *p;
+	size_t n;
+
+	if (ipc_get_data(in, &p, &n) < 0 || n > maxlen ||
+	    memchr(p, '\0', n) != NULL)
+		return -1;
+	*s = xstrndup((const char *)p, n);
+	return 0;
+}
+
+int
+ipc_end(const struct ipc_in *in)
+{
+	return in->left == 0 ? 0 : -1;
+}

@@ -1,0 +1,164 @@
+/*
+ * log.c - one line per event, to syslog (facility mail) or to stderr.
+ *
+ * In the foreground each line carries a timestamp, the program name and
+ * pid, so the output of the master and all its children can be read as
+ * one stream.
+ */
+#include "autoconfig.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/time.h>
+
+#include "log.h"
+
+static const char *log_ident = "ferry";
+static enum log_target log_target = LOG_TO_STDERR;
+static int log_debug_on;
+
+void
+log_init(const char *ident, enum log_target target, int debug)
+{
+	log_ident = ident;
+	log_target = target;
+	log_debug_on = debug;
+	if (target == LOG_TO_SYSLOG)
+		openlog(ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
+}
+
+void
+log_set_debug(int debug)
+{
+	log_debug_on = debug;
+}
+
+int
+log_is_debug(void)
+{
+	return log_debug_on;
+}
+
+static void
+log_vemit(int prio, const char *fmt, va_list ap)
+{
+	char msg[2048];
+	int saved = errno;
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (log_target == LOG_TO_SYSLOG) {
+		syslog(prio, "%s", msg);
+	} else {
+		char line[2300], stamp[32];
+		struct timeval tv;
+		struct tm tm;
+		const char *level = "";
+		int n;
+
+		gettimeofday(&tv, NULL);
+		localtime_r(&tv.tv_sec, &tm);
+		strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
+		switch (prio) {
+		case LOG_WARNING: level = "warning: "; break;
+		case LOG_ERR: level = "error: "; break;
+		case LOG_CRIT: level = "fatal: "; break;
+		case LOG_ALERT: level = "panic: "; break;
+		case LOG_DEBUG: level = "debug: "; break;
+		default: break;
+		}
+		n = snprintf(line, sizeof(line), "%s.%03ld %s[%ld]: %s%s\n",
+		    stamp, (long)(tv.tv_usec / 1000), log_ident,
+		    (long)getpid(), level, msg);
+		if (n > (int)sizeof(line) - 1) {
+			n = sizeof(line) - 1;
+			line[n - 1] = '\n';
+		}
+		/* One write per line so lines of concurrent processes do
+		 * not interleave. */
+		if (write(STDERR_FILENO, line, (size_t)n) < 0) {
+			/* nowhere left to report it */
+		}
+	}
+	errno = saved;
+}
+
+#define LOG_FN(name, prio)                         \
+	void name(const char *fmt, ...)            \
+	{                                          \
+		va_list ap;                        \
+		va_start(ap, fmt);                 \
+		log_vemit(prio, fmt, ap);          \
+		va_end(ap);                        \
+	}
+
+LOG_FN(log_info, LOG_INFO)
+LOG_FN(log_warn, LOG_WARNING)
+LOG_FN(log_error, LOG_ERR)
+
+void
+log_debug(const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!log_debug_on)
+		return;
+	va_start(ap, fmt);
+	log_vemit(LOG_DEBUG, fmt, ap);
+	va_end(ap);
+}
+
+void
+log_fatal(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vemit(LOG_CRIT, fmt, ap);
+	va_end(ap);
+	exit(1);
+}
+
+void
+log_panic(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vemit(LOG_ALERT, fmt, ap);
+	va_end(ap);
+	abort();
+}
+
+const char *
+log_sanitize(char *out, size_t outlen, const char *s, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0, i;
+
+	if (outlen == 0)
+		return out;
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c >= 0x20 && c < 0x7f && c != '\\') {
+			if (o + 1 >= outlen)
+				break;
+			out[o++] = (char)c;
+		} else {
+			if (o + 4 >= outlen)
+				break;
+			out[o++] = '\\';
+			out[o++] = 'x';
+			out[o++] = hex[c >> 4];
+			out[o++] = hex[c & 15];
+		}
+	}
+	out[o] = '\0';
+	return out;
+}

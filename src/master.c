@@ -1,0 +1,982 @@
+/*
+ * master.c - the master process (ferryd).
+ *
+ * It runs as root and never reads network input.  It validates the
+ * configuration and keeps the text it validated; binds every listener;
+ * prepares the spool (the queue directory for the queue user, the empty
+ * chroot of the workers holding only the intake socket, which it creates
+ * so that it outlives a runner restart); then fork+execs the queue runner
+ * and a pool of SMTP workers with their descriptors at fixed numbers
+ * (procfd.h).
+ *
+ * The pool is kept between workers.min_idle idle workers and workers.max
+ * in all (workers report busy/idle over the status pipe; extra idle ones
+ * beyond max_idle are asked to leave).  A child that dies is restarted,
+ * with a back-off that grows while it keeps dying young.  SIGHUP re-reads
+ * the configuration: a bad file is logged and the running one kept; a good
+ * one starts a new generation of workers while the old generation finishes
+ * its sessions.  SIGTERM stops accepting, lets sessions finish within
+ * shutdown_timeout (then they answer 421), answers 421 to connections
+ * still waiting in the listen queue, and stops the runner last.
+ */
+#include "autoconfig.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include "config.h"
+#include "log.h"
+#include "master.h"
+#include "privsep.h"
+#include "procfd.h"
+#include "util.h"
+
+#define BACKOFF_MIN_MS 1000
+#define BACKOFF_MAX_MS 60000
+#define YOUNG_MS 10000        /* a child that dies younger is crashing */
+#define MAX_LISTENERS 64
+
+enum child_role { ROLE_WORKER, ROLE_RUNNER };
+enum worker_state { W_STARTING, W_IDLE, W_BUSY };
+
+struct worker {
+	pid_t pid;
+	uint32_t generation;
+	enum worker_state state;
+	int64_t started;
+	int told_to_leave;
+};
+
+struct listener {
+	char *name;
+	char *address;
+	int port;
+	int fd;
+};
+
+struct backoff {
+	int streak;
+	int64_t not_before;
+};
+
+struct master_state {
+	const struct master_args *args;
+	struct ferry_config *cfg;
+	char *cfg_text;
+	size_t cfg_len;
+	int cfg_fd;                 /* sealed memfd with cfg_text */
+	uint32_t generation;
+
+	struct listener listeners[MAX_LISTENERS];
+	size_t nlisteners;
+	int intake_fd;              /* listening unix socket */
+
+	int status_rd, status_wr;   /* workers -> master */
+	int log_rd, log_wr;         /* children's stderr, when foreground */
+	int sig_rd, sig_wr;         /* self-pipe for signals */
+
+	struct worker *workers;
+	size_t nworkers, workers_cap;
+	struct backoff worker_backoff;
+
+	pid_t runner_pid;
+	int64_t runner_started;
+	struct backoff runner_backoff;
+
+	int shutting_down;
+	int64_t shutdown_deadline;
+	char smtpd_path[PATH_MAX + 32], queue_path[PATH_MAX + 32];
+};
+
+static int sig_write_fd = -1;
+
+static void
+on_signal(int sig)
+{
+	unsigned char c = (unsigned char)sig;
+	int saved = errno;
+
+	if (write(sig_write_fd, &c, 1) < 0) {
+		/* the pipe is full: a signal is already pending */
+	}
+	errno = saved;
+}
+
+static void
+install_signals(struct master_state *m)
+{
+	struct sigaction sa;
+	int p[2];
+
+	if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0)
+		log_fatal("pipe: %s", strerror(errno));
+	m->sig_rd = p[0];
+	m->sig_wr = p[1];
+	sig_write_fd = p[1];
+	memset(&sa, 0, sizeof(sa));
+	sigemptyset(&sa.sa_mask);
+	sa.sa_handler = on_signal;
+	sa.sa_flags = SA_RESTART;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGCHLD, &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+}
+
+/* ------------------------------------------------------- configuration */
+
+static int
+make_config_fd(const char *text, size_t len)
+{
+	int fd = memfd_create("ferry.conf", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+	if (fd < 0)
+		return -1;
+	if (write_all(fd, text, len) < 0 ||
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW |
+	    F_SEAL_WRITE | F_SEAL_SEAL) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Reads and validates the file.  NULL (and err) when it is unusable. */
+static struct ferry_config *
+read_config(const char *path, char **textp, size_t *lenp, char *err,
+    size_t errlen)
+{
+	struct ferry_config *cfg;
+	char *text = config_read_file(path, 1 << 20, lenp);
+
+	if (text == NULL) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	cfg = config_load(path, text, err, errlen);
+	if (cfg == NULL) {
+		free(text);
+		return NULL;
+	}
+	*textp = text;
+	return cfg;
+}
+
+/* ------------------------------------------------------------- sockets */
+
+static int
+bind_listener(const char *address, int port, char *err, size_t errlen)
+{
+	struct sockaddr_storage ss;
+	socklen_t slen;
+	int fd, one = 1;
+
+	memset(&ss, 0, sizeof(ss));
+	if (inet_pton(AF_INET, address,
+	    &((struct sockaddr_in *)&ss)->sin_addr) == 1) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons((uint16_t)port);
+		slen = sizeof(*sin);
+	} else if (inet_pton(AF_INET6, address,
+	    &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1) {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons((uint16_t)port);
+		slen = sizeof(*sin6);
+	} else {
+		snprintf(err, errlen, "%s: not a numeric address", address);
+		return -1;
+	}
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		return -1;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (ss.ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&ss, slen) < 0 ||
+	    listen(fd, 511) < 0) {
+		snprintf(err, errlen, "bind %s port %d: %s", address, port,
+		    strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Binds the listeners of cfg into out, reusing any of the current ones
+ * with the same address and port.  -1 (nothing changed) on failure. */
+static int
+bind_listeners(struct master_state *m, const struct ferry_config *cfg,
+    struct listener *out, char *err, size_t errlen)
+{
+	size_t i, j;
+
+	if (cfg->nlisteners > MAX_LISTENERS) {
+		snprintf(err, errlen, "more than %d listeners", MAX_LISTENERS);
+		return -1;
+	}
+	for (i = 0; i < cfg->nlisteners; i++) {
+		const struct listener_config *lc = &cfg->listeners[i];
+
+		out[i].name = xstrdup(lc->name);
+		out[i].address = xstrdup(lc->address);
+		out[i].port = lc->port;
+		out[i].fd = -1;
+		for (j = 0; j < m->nlisteners; j++)
+			if (m->listeners[j].fd >= 0 &&
+			    m->listeners[j].port == lc->port &&
+			    strcmp(m->listeners[j].address, lc->address) == 0)
+				out[i].fd = m->listeners[j].fd;
+		if (out[i].fd < 0)
+			out[i].fd = bind_listener(lc->address, lc->port, err,
+			    errlen);
+		if (out[i].fd < 0) {
+			/* undo what this call bound */
+			for (j = 0; j <= i; j++) {
+				size_t k;
+				int reused = 0;
+
+				for (k = 0; k < m->nlisteners; k++)
+					if (m->listeners[k].fd == out[j].fd)
+						reused = 1;
+				if (!reused && out[j].fd >= 0)
+					close(out[j].fd);
+				free(out[j].name);
+				free(out[j].address);
+			}
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void
+make_dir(const char *path, mode_t mode, uid_t uid, gid_t gid, int as_root)
+{
+	struct stat st;
+
+	if (mkdir(path, mode) < 0 && errno != EEXIST)
+		log_fatal("mkdir %s: %s", path, strerror(errno));
+	if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode))
+		log_fatal("%s: not a directory", path);
+	if (as_root && (st.st_uid != uid || st.st_gid != gid) &&
+	    chown(path, uid, gid) < 0)
+		log_fatal("chown %s: %s", path, strerror(errno));
+	if ((st.st_mode & 07777) != mode && chmod(path, mode) < 0)
+		log_fatal("chmod %s: %s", path, strerror(errno));
+}
+
+/* spool/            root 0755
+ * spool/queue/      queue user 0700: the database
+ * spool/smtpd/      root 0755: the workers' chroot, holding only
+ * spool/smtpd/queue.sock  root:<smtpd group> 0660 */
+static void
+prepare_spool(struct master_state *m)
+{
+	const struct ferry_config *cfg = m->cfg;
+	char path[PATH_MAX];
+	struct sockaddr_un sun;
+	uid_t quid = 0, suid = 0;
+	gid_t qgid = 0, sgid = 0;
+	int as_root = geteuid() == 0;
+	int fd;
+
+	if (as_root) {
+		if (privsep_lookup(cfg->user, &quid, &qgid) < 0)
+			log_fatal("user %s does not exist", cfg->user);
+		if (privsep_lookup(cfg->smtpd_user, &suid, &sgid) < 0)
+			log_fatal("smtpd_user %s does not exist",
+			    cfg->smtpd_user);
+		if (quid == suid)
+			log_warn("user and smtpd_user are both %s: the SMTP "
+			    "workers should not share the queue owner's uid",
+			    cfg->user);
+	}
+	/* parents of the spool, as mkdir -p would */
+	ferry_strlcpy(path, cfg->spool_dir, sizeof(path));
+	for (char *p = path + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(path, 0755) < 0 && errno != EEXIST)
+			log_fatal("mkdir %s: %s", path, strerror(errno));
+		*p = '/';
+	}
+	make_dir(cfg->spool_dir, 0755, 0, 0, as_root);
+	snprintf(path, sizeof(path), "%s/%s", cfg->spool_dir,
+	    SPOOL_QUEUE_DIR);
+	make_dir(path, 0700, quid, qgid, as_root);
+	snprintf(path, sizeof(path), "%s/%s", cfg->spool_dir,
+	    SPOOL_SMTPD_DIR);
+	make_dir(path, 0755, 0, 0, as_root);
+
+	snprintf(path, sizeof(path), "%s/%s/%s", cfg->spool_dir,
+	    SPOOL_SMTPD_DIR, INTAKE_SOCKET_NAME);
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sun.sun_path))
+		log_fatal("%s: path too long for a unix socket", path);
+	strcpy(sun.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		log_fatal("socket: %s", strerror(errno));
+	unlink(path);
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
+		log_fatal("bind %s: %s", path, strerror(errno));
+	if (as_root && chown(path, 0, sgid) < 0)
+		log_fatal("chown %s: %s", path, strerror(errno));
+	if (chmod(path, as_root ? 0660 : 0600) < 0)
+		log_fatal("chmod %s: %s", path, strerror(errno));
+	if (listen(fd, 1024) < 0)
+		log_fatal("listen %s: %s", path, strerror(errno));
+	m->intake_fd = fd;
+}
+
+/* --------------------------------------------------------------- children */
+
+/* Puts each of src[i] at descriptor i + first, safely even when sources
+ * overlap the targets. */
+static void
+place_fds(const int *src, size_t n, int first)
+{
+	int tmp[MAX_LISTENERS + 4];
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		tmp[i] = fcntl(src[i], F_DUPFD_CLOEXEC, 256);
+		if (tmp[i] < 0)
+			_exit(EXIT_CONFIG);
+	}
+	for (i = 0; i < n; i++)
+		if (dup2(tmp[i], first + (int)i) < 0)
+			_exit(EXIT_CONFIG);
+}
+
+static pid_t
+spawn(struct master_state *m, enum child_role role)
+{
+	const char *path = role == ROLE_WORKER ? m->smtpd_path :
+	    m->queue_path;
+	char gen[16];
+	pid_t pid;
+
+	snprintf(gen, sizeof(gen), "%u", m->generation);
+	pid = fork();
+	if (pid < 0) {
+		log_error("fork: %s", strerror(errno));
+		return -1;
+	}
+	if (pid == 0) {
+		int fds[MAX_LISTENERS + 4];
+		size_t n = 0, i;
+		sigset_t none;
+		struct sigaction sa;
+		int devnull;
+
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = SIG_DFL;
+		for (i = 1; i < NSIG; i++)
+			sigaction((int)i, &sa, NULL);
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+
+		devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+		if (devnull >= 0)
+			dup2(devnull, STDIN_FILENO);
+		if (m->log_wr >= 0)
+			dup2(m->log_wr, STDERR_FILENO);
+
+		fds[n++] = m->cfg_fd;                            /* 3 */
+		fds[n++] = role == ROLE_WORKER ? m->status_wr :
+		    m->intake_fd;                                /* 4 */
+		if (role == ROLE_WORKER)
+			for (i = 0; i < m->nlisteners; i++)
+				fds[n++] = m->listeners[i].fd;   /* 5.. */
+		place_fds(fds, n, FD_CONFIG);
+		execl(path, path, "-f", m->cfg->path, "-g", gen,
+		    m->args->foreground ? "-d" : (char *)NULL, (char *)NULL);
+		fprintf(stderr, "ferryd: exec %s: %s\n", path,
+		    strerror(errno));
+		_exit(EXIT_CONFIG);
+	}
+	return pid;
+}
+
+static int64_t
+backoff_delay(struct backoff *b, int64_t lived_ms, int status)
+{
+	int64_t delay;
+
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0 &&
+	    lived_ms >= YOUNG_MS) {
+		b->streak = 0;
+		return 0;
+	}
+	if (lived_ms >= YOUNG_MS)
+		b->streak = 0;
+	b->streak++;
+	if (WIFEXITED(status) && WEXITSTATUS(status) == EXIT_CONFIG)
+		delay = BACKOFF_MAX_MS;
+	else if (b->streak == 1 && lived_ms >= YOUNG_MS)
+		delay = 0;
+	else {
+		int s = b->streak > 7 ? 7 : b->streak - 1;
+
+		delay = (int64_t)BACKOFF_MIN_MS << s;
+		if (delay > BACKOFF_MAX_MS)
+			delay = BACKOFF_MAX_MS;
+	}
+	b->not_before = now_ms() + delay;
+	return delay;
+}
+
+static void
+spawn_runner(struct master_state *m)
+{
+	pid_t pid = spawn(m, ROLE_RUNNER);
+
+	if (pid > 0) {
+		m->runner_pid = pid;
+		m->runner_started = now_ms();
+		log_debug("started queue runner, pid %ld", (long)pid);
+	}
+}
+
+static void
+spawn_worker(struct master_state *m)
+{
+	struct worker *w;
+	pid_t pid = spawn(m, ROLE_WORKER);
+
+	if (pid < 0)
+		return;
+	if (m->nworkers == m->workers_cap) {
+		m->workers_cap = m->workers_cap ? m->workers_cap * 2 : 16;
+		m->workers = xrealloc(m->workers,
+		    m->workers_cap * sizeof(*m->workers));
+	}
+	w = &m->workers[m->nworkers++];
+	memset(w, 0, sizeof(*w));
+	w->pid = pid;
+	w->generation = m->generation;
+	w->state = W_STARTING;
+	w->started = now_ms();
+	log_debug("started SMTP worker, pid %ld", (long)pid);
+}
+
+static struct worker *
+find_worker(struct master_state *m, pid_t pid)
+{
+	size_t i;
+
+	for (i = 0; i < m->nworkers; i++)
+		if (m->workers[i].pid == pid)
+			return &m->workers[i];
+	return NULL;
+}
+
+static void
+describe_exit(char *out, size_t len, int status)
+{
+	if (WIFSIGNALED(status))
+		snprintf(out, len, "killed by signal %d", WTERMSIG(status));
+	else
+		snprintf(out, len, "exit status %d", WEXITSTATUS(status));
+}
+
+static void
+reap_children(struct master_state *m)
+{
+	for (;;) {
+		int status;
+		char how[64];
+		pid_t pid = waitpid(-1, &status, WNOHANG);
+		struct worker *w;
+
+		if (pid <= 0)
+			return;
+		describe_exit(how, sizeof(how), status);
+		if (pid == m->runner_pid) {
+			int64_t lived = now_ms() - m->runner_started;
+			int64_t delay;
+
+			m->runner_pid = 0;
+			if (m->shutting_down) {
+				log_info("queue runner stopped (%s)", how);
+				continue;
+			}
+			delay = backoff_delay(&m->runner_backoff, lived, status);
+			log_warn("queue runner (pid %ld) died: %s; restarting "
+			    "in %lld ms", (long)pid, how, (long long)delay);
+			continue;
+		}
+		w = find_worker(m, pid);
+		if (w == NULL)
+			continue;
+		if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+			int64_t delay = backoff_delay(&m->worker_backoff,
+			    now_ms() - w->started, status);
+
+			log_warn("SMTP worker (pid %ld) died: %s%s", (long)pid,
+			    how, delay > 0 ? "; throttling restarts" : "");
+		} else {
+			log_debug("SMTP worker (pid %ld) exited", (long)pid);
+		}
+		*w = m->workers[--m->nworkers];
+	}
+}
+
+static void
+read_status(struct master_state *m)
+{
+	struct worker_status_msg msg[64];
+
+	for (;;) {
+		ssize_t n = read(m->status_rd, msg, sizeof(msg));
+		size_t i;
+
+		if (n <= 0)
+			return;
+		for (i = 0; i < (size_t)n / sizeof(msg[0]); i++) {
+			struct worker *w = find_worker(m, msg[i].pid);
+
+			if (w == NULL)
+				continue;
+			if (msg[i].status == WORKER_IDLE)
+				w->state = W_IDLE;
+			else if (msg[i].status == WORKER_BUSY)
+				w->state = W_BUSY;
+		}
+	}
+}
+
+static void
+relay_logs(struct master_state *m)
+{
+	char buf[8192];
+
+	for (;;) {
+		ssize_t n = read(m->log_rd, buf, sizeof(buf));
+
+		if (n <= 0)
+			return;
+		if (write_all(STDERR_FILENO, buf, (size_t)n) < 0)
+			return;
+	}
+}
+
+/* Keeps the current generation's pool between min_idle and max_idle idle
+ * workers, and at most max in all. */
+static void
+manage_pool(struct master_state *m)
+{
+	const struct ferry_config *cfg = m->cfg;
+	size_t i, idle = 0, total = 0;
+	int want;
+
+	if (m->shutting_down)
+		return;
+	for (i = 0; i < m->nworkers; i++) {
+		struct worker *w = &m->workers[i];
+
+		total++;   /* old generations still hold slots */
+		if (w->generation != m->generation || w->told_to_leave)
+			continue;
+		if (w->state != W_BUSY)
+			idle++;
+	}
+	want = cfg->workers_min_idle > 0 ? cfg->workers_min_idle : 1;
+	while ((int)idle < want && (int)total < cfg->workers_max &&
+	    now_ms() >= m->worker_backoff.not_before) {
+		spawn_worker(m);
+		idle++;
+		total++;
+		if (m->worker_backoff.streak > 0)
+			break;   /* one at a time while crashing */
+	}
+	for (i = 0; i < m->nworkers && (int)idle > cfg->workers_max_idle;
+	    i++) {
+		struct worker *w = &m->workers[i];
+
+		if (w->generation == m->generation && w->state == W_IDLE &&
+		    !w->told_to_leave) {
+			kill(w->pid, SIGUSR1);
+			w->told_to_leave = 1;
+			idle--;
+		}
+	}
+}
+
+/* ---------------------------------------------------------------- reload */
+
+static void
+reload(struct master_state *m)
+{
+	struct listener fresh[MAX_LISTENERS];
+	struct ferry_config *cfg;
+	char err[1024], *text = NULL;
+	size_t len = 0, i, j;
+	int fd;
+
+	cfg = read_config(m->args->config_path, &text, &len, err, sizeof(err));
+	if (cfg == NULL) {
+		log_error("reload refused: %s; keeping the running "
+		    "configuration", err);
+		return;
+	}
+	if (strcmp(cfg->spool_dir, m->cfg->spool_dir) != 0 ||
+	    strcmp(cfg->user, m->cfg->user) != 0 ||
+	    strcmp(cfg->smtpd_user, m->cfg->smtpd_user) != 0)
+		log_warn("reload: spool_dir, user and smtpd_user changes take "
+		    "effect at the next restart");
+	if (bind_listeners(m, cfg, fresh, err, sizeof(err)) < 0) {
+		log_error("reload refused: %s; keeping the running "
+		    "configuration", err);
+		config_free(cfg);
+		free(text);
+		return;
+	}
+	fd = make_config_fd(text, len);
+	if (fd < 0) {
+		log_error("reload refused: memfd: %s", strerror(errno));
+		for (i = 0; i < cfg->nlisteners; i++) {
+			int reused = 0;
+
+			for (j = 0; j < m->nlisteners; j++)
+				if (m->listeners[j].fd == fresh[i].fd)
+					reused = 1;
+			if (!reused)
+				close(fresh[i].fd);
+			free(fresh[i].name);
+			free(fresh[i].address);
+		}
+		config_free(cfg);
+		free(text);
+		return;
+	}
+	/* Close listeners that are gone; the workers of the old generation
+	 * keep their own copies until they leave. */
+	for (j = 0; j < m->nlisteners; j++) {
+		int kept = 0;
+
+		for (i = 0; i < cfg->nlisteners; i++)
+			if (fresh[i].fd == m->listeners[j].fd)
+				kept = 1;
+		if (!kept) {
+			log_info("listener %s (%s port %d) closed",
+			    m->listeners[j].name, m->listeners[j].address,
+			    m->listeners[j].port);
+			close(m->listeners[j].fd);
+		}
+		free(m->listeners[j].name);
+		free(m->listeners[j].address);
+	}
+	memcpy(m->listeners, fresh, cfg->nlisteners * sizeof(fresh[0]));
+	m->nlisteners = cfg->nlisteners;
+
+	/* keep the runner's spool view: the runner is not restarted */
+	free(cfg->spool_dir);
+	cfg->spool_dir = xstrdup(m->cfg->spool_dir);
+	free(cfg->user);
+	cfg->user = xstrdup(m->cfg->user);
+	free(cfg->smtpd_user);
+	cfg->smtpd_user = xstrdup(m->cfg->smtpd_user);
+
+	close(m->cfg_fd);
+	m->cfg_fd = fd;
+	config_free(m->cfg);
+	m->cfg = cfg;
+	free(m->cfg_text);
+	m->cfg_text = text;
+	m->cfg_len = len;
+	m->generation++;
+	m->worker_backoff.streak = 0;
+	m->worker_backoff.not_before = 0;
+
+	/* The old generation finishes its sessions, then leaves. */
+	for (i = 0; i < m->nworkers; i++)
+		if (m->workers[i].generation != m->generation) {
+			kill(m->workers[i].pid, SIGUSR1);
+			m->workers[i].told_to_leave = 1;
+		}
+	log_info("configuration reloaded from %s (generation %u)",
+	    cfg->path, m->generation);
+	manage_pool(m);
+}
+
+/* --------------------------------------------------------------- shutdown */
+
+static void
+begin_shutdown(struct master_state *m)
+{
+	size_t i;
+
+	if (m->shutting_down)
+		return;
+	m->shutting_down = 1;
+	m->shutdown_deadline = now_ms() +
+	    (int64_t)m->cfg->shutdown_timeout * 1000 + 5000;
+	log_info("shutting down: %zu worker(s) finishing their sessions",
+	    m->nworkers);
+	for (i = 0; i < m->nworkers; i++)
+		kill(m->workers[i].pid, SIGTERM);
+	for (i = 0; i < m->nlisteners; i++)
+		fd_set_nonblock(m->listeners[i].fd, 1);
+}
+
+/* Connections that arrive while shutting down get a 421 at once. */
+static void
+refuse_waiting(struct master_state *m)
+{
+	char line[512];
+	size_t i;
+	int n;
+
+	n = snprintf(line, sizeof(line), "421 4.3.2 %s Service shutting "
+	    "down, closing transmission channel\r\n", m->cfg->hostname);
+	for (i = 0; i < m->nlisteners; i++) {
+		int fd;
+
+		while ((fd = accept4(m->listeners[i].fd, NULL, NULL,
+		    SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0) {
+			if (send(fd, line, (size_t)n, MSG_NOSIGNAL) < 0) {
+				/* the client is gone already */
+			}
+			close(fd);
+		}
+	}
+}
+
+static void
+find_programs(struct master_state *m)
+{
+	char self[PATH_MAX], dir[PATH_MAX + 32];
+	const char *libexec = m->args->libexec_dir;
+	ssize_t n;
+
+	if (libexec == NULL) {
+		/* A build tree: the programs sit beside ferryd. */
+		n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+		if (n > 0) {
+			char *slash;
+
+			self[n] = '\0';
+			slash = strrchr(self, '/');
+			if (slash) {
+				*slash = '\0';
+				snprintf(dir, sizeof(dir), "%s/ferry-smtpd",
+				    self);
+				if (access(dir, X_OK) == 0)
+					libexec = self;
+			}
+		}
+	}
+	if (libexec == NULL)
+		libexec = LIBEXECDIR;
+	snprintf(m->smtpd_path, sizeof(m->smtpd_path), "%s/ferry-smtpd",
+	    libexec);
+	snprintf(m->queue_path, sizeof(m->queue_path), "%s/ferry-queue",
+	    libexec);
+	if (access(m->smtpd_path, X_OK) < 0)
+		log_fatal("%s: %s", m->smtpd_path, strerror(errno));
+	if (access(m->queue_path, X_OK) < 0)
+		log_fatal("%s: %s", m->queue_path, strerror(errno));
+}
+
+static void
+write_pid_file(const char *path)
+{
+	FILE *fp;
+
+	if (path == NULL)
+		return;
+	fp = fopen(path, "we");
+	if (fp == NULL)
+		log_fatal("pid file %s: %s", path, strerror(errno));
+	fprintf(fp, "%ld\n", (long)getpid());
+	fclose(fp);
+}
+
+int
+master(const struct master_args *args)
+{
+	struct master_state ms, *m = &ms;
+	char err[1024];
+	int p[2];
+	size_t i;
+
+	memset(m, 0, sizeof(*m));
+	m->args = args;
+	m->log_rd = m->log_wr = -1;
+	m->generation = 1;
+
+	log_init("ferryd", args->foreground ? LOG_TO_STDERR : LOG_TO_SYSLOG,
+	    0);
+	m->cfg = read_config(args->config_path, &m->cfg_text, &m->cfg_len,
+	    err, sizeof(err));
+	if (m->cfg == NULL)
+		log_fatal("%s", err);
+	if (!args->foreground && m->cfg->log_to_stderr)
+		log_init("ferryd", LOG_TO_STDERR, m->cfg->log_debug);
+	else
+		log_set_debug(m->cfg->log_debug);
+	if (geteuid() != 0)
+		log_warn("not running as root: workers will not drop "
+		    "privileges or chroot (development use only)");
+	find_programs(m);
+
+	m->cfg_fd = make_config_fd(m->cfg_text, m->cfg_len);
+	if (m->cfg_fd < 0)
+		log_fatal("memfd: %s", strerror(errno));
+	{
+		struct listener fresh[MAX_LISTENERS];
+
+		if (bind_listeners(m, m->cfg, fresh, err, sizeof(err)) < 0)
+			log_fatal("%s", err);
+		memcpy(m->listeners, fresh,
+		    m->cfg->nlisteners * sizeof(fresh[0]));
+		m->nlisteners = m->cfg->nlisteners;
+	}
+	prepare_spool(m);
+
+	if (pipe2(p, O_CLOEXEC) < 0)
+		log_fatal("pipe: %s", strerror(errno));
+	m->status_rd = p[0];
+	m->status_wr = p[1];
+	fd_set_nonblock(m->status_rd, 1);
+	if (args->foreground || m->cfg->log_to_stderr) {
+		if (pipe2(p, O_CLOEXEC) < 0)
+			log_fatal("pipe: %s", strerror(errno));
+		m->log_rd = p[0];
+		m->log_wr = p[1];
+		fd_set_nonblock(m->log_rd, 1);
+	}
+	install_signals(m);
+	write_pid_file(args->pid_file);
+
+	for (i = 0; i < m->nlisteners; i++)
+		log_info("listening on %s port %d (%s)",
+		    m->listeners[i].address, m->listeners[i].port,
+		    m->listeners[i].name);
+	spawn_runner(m);
+	manage_pool(m);
+	log_info("ferry %s started: %s", PACKAGE_VERSION, m->cfg->path);
+
+	for (;;) {
+		struct pollfd pfd[4 + MAX_LISTENERS];
+		size_t n = 0;
+		int64_t wait = 1000;
+		unsigned char sigs[64];
+		ssize_t got;
+
+		if (m->shutting_down && m->nworkers == 0) {
+			if (m->runner_pid > 0) {
+				kill(m->runner_pid, SIGTERM);
+				m->shutdown_deadline = now_ms() + 10000;
+				while (m->runner_pid > 0 &&
+				    now_ms() < m->shutdown_deadline) {
+					reap_children(m);
+					if (m->log_rd >= 0)
+						relay_logs(m);
+					usleep(20000);
+				}
+				if (m->runner_pid > 0) {
+					kill(m->runner_pid, SIGKILL);
+					waitpid(m->runner_pid, NULL, 0);
+				}
+			}
+			if (m->log_rd >= 0)
+				relay_logs(m);
+			break;
+		}
+		if (m->shutting_down && now_ms() >= m->shutdown_deadline) {
+			for (i = 0; i < m->nworkers; i++)
+				kill(m->workers[i].pid, SIGKILL);
+		}
+
+		pfd[n].fd = m->sig_rd;
+		pfd[n++].events = POLLIN;
+		pfd[n].fd = m->status_rd;
+		pfd[n++].events = POLLIN;
+		if (m->log_rd >= 0) {
+			pfd[n].fd = m->log_rd;
+			pfd[n++].events = POLLIN;
+		}
+		if (m->shutting_down) {
+			for (i = 0; i < m->nlisteners; i++) {
+				pfd[n].fd = m->listeners[i].fd;
+				pfd[n++].events = POLLIN;
+			}
+			wait = 200;
+		}
+		if (!m->shutting_down && m->runner_pid == 0) {
+			int64_t d = m->runner_backoff.not_before - now_ms();
+
+			if (d <= 0) {
+				spawn_runner(m);
+			} else if (d < wait) {
+				wait = d;
+			}
+		}
+		if (poll(pfd, n, (int)wait) < 0 && errno != EINTR)
+			log_fatal("poll: %s", strerror(errno));
+
+		while ((got = read(m->sig_rd, sigs, sizeof(sigs))) > 0) {
+			ssize_t k;
+
+			for (k = 0; k < got; k++) {
+				switch (sigs[k]) {
+				case SIGCHLD:
+					reap_children(m);
+					break;
+				case SIGHUP:
+					if (!m->shutting_down)
+						reload(m);
+					break;
+				case SIGTERM:
+				case SIGINT:
+					begin_shutdown(m);
+					break;
+				default:
+					break;
+				}
+			}
+		}
+		reap_children(m);
+		read_status(m);
+		if (m->log_rd >= 0)
+			relay_logs(m);
+		if (m->shutting_down)
+			refuse_waiting(m);
+		manage_pool(m);
+	}
+	for (i = 0; i < m->nlisteners; i++)
+		close(m->listeners[i].fd);
+	if (args->pid_file)
+		unlink(args->pid_file);
+	log_info("ferry stopped");
+	return 0;
+}

@@ -1,0 +1,145 @@
+/*
+ * smtp_reply.c - the table of every reply the SMTP server gives: code,
+ * enhanced status code (RFC 3463) and text, and their formatting into
+ * RFC 5321 4.2 reply lines (multi-line replies use "code-text").
+ */
+#include "autoconfig.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "smtp_reply.h"
+
+static const struct reply_def replies[R_COUNT] = {
+	[R_GREETING] = { 220, NULL, "%s ESMTP ferry" },
+	[R_HELO] = { 250, NULL, "%s" },
+	[R_SUCCESS] = { 250, "2.0.0", "Ok" },
+	[R_SENDER_OK] = { 250, "2.1.0", "Sender <%s> ok" },
+	[R_RCPT_OK] = { 250, "2.1.5", "Recipient <%s> ok" },
+	[R_DATA_GO] = { 354, NULL, "End data with <CR><LF>.<CR><LF>" },
+	[R_QUEUED] = { 250, "2.0.0", "Ok: queued as %s" },
+	[R_BDAT_OK] = { 250, "2.0.0", "%llu octets received" },
+	[R_BYE] = { 221, "2.0.0", "Bye" },
+	[R_VRFY] = { 252, "2.5.0", "Cannot VRFY user, but will accept "
+	    "message and attempt delivery" },
+	[R_EXPN] = { 502, "5.5.1", "EXPN is not available: ferry does not "
+	    "disclose mailing list members" },
+	[R_HELP] = { 214, "2.0.0", "Commands: HELO EHLO MAIL RCPT DATA BDAT "
+	    "RSET VRFY EXPN HELP NOOP QUIT\n"
+	    "Send mail: EHLO, MAIL FROM:<sender>, RCPT TO:<recipient>, "
+	    "then DATA\n"
+	    "For details see RFC 5321; ferry documentation: ferry.conf(5)" },
+	[R_SHUTDOWN] = { 421, "4.3.2", "%s Service shutting down, closing "
+	    "transmission channel" },
+	[R_TIMEOUT] = { 421, "4.4.2", "%s Error: timeout exceeded, closing "
+	    "transmission channel" },
+	[R_TOO_MANY_ERRORS] = { 421, "4.7.0", "%s Error: too many errors, "
+	    "closing transmission channel" },
+	[R_STORE_FAILED] = { 451, "4.3.0", "Error: queue file write error, "
+	    "try again later" },
+	[R_QUEUE_UNAVAILABLE] = { 451, "4.3.0", "Error: queue unavailable, "
+	    "try again later" },
+	[R_TOO_MANY_RCPTS] = { 452, "4.5.3", "Error: too many recipients "
+	    "(limit %d)" },
+	[R_LINE_TOO_LONG] = { 500, "5.5.2", "Error: line too long (limit %d "
+	    "octets)" },
+	[R_BARE_NEWLINE_CMD] = { 500, "5.5.2", "Error: bare <CR> or <LF> in "
+	    "command; lines must end in <CR><LF>" },
+	[R_UNKNOWN_COMMAND] = { 500, "5.5.2", "Error: command not "
+	    "recognized" },
+	[R_SYNTAX_HELO] = { 501, "5.5.4", "Syntax: %s hostname" },
+	[R_SYNTAX_MAIL] = { 501, "5.5.4", "Syntax: MAIL FROM:<address> "
+	    "[parameters]" },
+	[R_SYNTAX_RCPT] = { 501, "5.5.4", "Syntax: RCPT TO:<address> "
+	    "[parameters]" },
+	[R_SYNTAX_NOARG] = { 501, "5.5.4", "Syntax: %s takes no argument" },
+	[R_SYNTAX_BDAT] = { 501, "5.5.4", "Syntax: BDAT size [LAST]" },
+	[R_SYNTAX_VRFY] = { 501, "5.5.4", "Syntax: VRFY address" },
+	[R_BAD_SENDER] = { 501, "5.1.7", "Bad sender address syntax" },
+	[R_BAD_RCPT] = { 501, "5.1.3", "Bad recipient address syntax" },
+	[R_ADDR_TOO_LONG] = { 501, "5.5.4", "Error: address too long "
+	    "(RFC 5321 4.5.3.1)" },
+	[R_PARAM_BAD] = { 501, "5.5.4", "Error: bad parameter value" },
+	[R_PARAM_DUP] = { 501, "5.5.4", "Error: parameter given twice" },
+	[R_NOT_IMPLEMENTED] = { 502, "5.5.1", "Error: %s is not "
+	    "implemented" },
+	[R_NEED_HELO] = { 503, "5.5.1", "Error: send HELO/EHLO first" },
+	[R_NESTED_MAIL] = { 503, "5.5.1", "Error: nested MAIL command" },
+	[R_NEED_MAIL] = { 503, "5.5.1", "Error: need MAIL command" },
+	[R_NEED_RCPT] = { 503, "5.5.1", "Error: need RCPT command" },
+	[R_DATA_AFTER_BDAT] = { 503, "5.5.1", "Error: DATA cannot follow "
+	    "BDAT in one transaction" },
+	[R_BDAT_FAILED_TX] = { 503, "5.5.1", "Error: transaction failed, "
+	    "chunk discarded" },
+	[R_SIZE_EXCEEDED] = { 552, "5.3.4", "Error: message size exceeds "
+	    "fixed limit (%lld octets)" },
+	[R_RELAY_DENIED] = { 554, "5.7.1", "<%s>: Relay access denied" },
+	[R_NO_VALID_RCPTS] = { 554, "5.5.1", "Error: no valid recipients" },
+	[R_DATA_BARE_NEWLINE] = { 550, "5.6.0", "Message refused: bare <CR> "
+	    "or <LF> in message data; lines must end in <CR><LF>" },
+	[R_DATA_AMBIGUOUS_END] = { 521, "5.5.2", "%s Error: bare <LF> or "
+	    "<CR> ended the data; closing transmission channel" },
+	[R_DATA_LINE_TOO_LONG] = { 550, "5.6.0", "Message refused: a line is "
+	    "longer than %d octets" },
+	[R_NON_ASCII_ADDR] = { 553, "5.6.7", "Error: non-ASCII address needs "
+	    "SMTPUTF8" },
+	[R_PARAM_UNKNOWN] = { 555, "5.5.4", "Error: unsupported parameter or "
+	    "parameter not allowed here" },
+};
+
+const struct reply_def *
+reply_lookup(enum reply_id id)
+{
+	if ((unsigned)id >= R_COUNT)
+		return NULL;
+	return &replies[id];
+}
+
+size_t
+reply_format(char *out, size_t outlen, enum reply_id id, va_list ap)
+{
+	const struct reply_def *r = reply_lookup(id);
+	char text[1024];
+	const char *line;
+	size_t o = 0;
+
+	if (r == NULL || r->code == 0 || outlen < 8)
+		return 0;
+	vsnprintf(text, sizeof(text), r->text, ap);
+	line = text;
+	for (;;) {
+		const char *nl = strchr(line, '\n');
+		size_t llen = nl ? (size_t)(nl - line) : strlen(line);
+		int n;
+
+		n = snprintf(out + o, outlen - o, "%03d%c%s%s%.*s\r\n",
+		    r->code, nl ? '-' : ' ', r->esc ? r->esc : "",
+		    r->esc ? " " : "", (int)llen, line);
+		if (n < 0 || (size_t)n >= outlen - o) {
+			/* cut: end what fits with CRLF */
+			o = outlen - 1 >= 2 ? outlen - 3 : 0;
+			out[o++] = '\r';
+			out[o++] = '\n';
+			out[o] = '\0';
+			return o;
+		}
+		o += (size_t)n;
+		if (nl == NULL)
+			break;
+		line = nl + 1;
+	}
+	return o;
+}
+
+size_t
+reply_formatf(char *out, size_t outlen, enum reply_id id, ...)
+{
+	va_list ap;
+	size_t n;
+
+	va_start(ap, id);
+	n = reply_format(out, outlen, id, ap);
+	va_end(ap);
+	return n;
+}

@@ -1,0 +1,1096 @@
+/*
+ * smtp_session.c - one SMTP server session: the command table, the
+ * session and transaction state, pipelined replies, DATA and BDAT.
+ *
+ * Security stance: the client is hostile.  Input lives in one buffer of
+ * fixed size; a command line longer than the limit is refused and skipped,
+ * never grown into.  Message data is scanned and streamed to the queue
+ * runner in bounded chunks, never held whole.  Each command has a
+ * deadline (not a per-read timeout), DATA and each BDAT chunk too.  Lines
+ * end in CRLF only; a bare CR or LF is refused in commands and in data
+ * (SMTP smuggling).  Client text reaches the log only through
+ * log_sanitize.  This code runs without privileges in an empty chroot.
+ */
+#include "autoconfig.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/socket.h>
+
+#include "config.h"
+#include "envelope.h"
+#include "intake_client.h"
+#include "log.h"
+#include "netaddr.h"
+#include "smtp_data.h"
+#include "smtp_parse.h"
+#include "smtp_reply.h"
+#include "smtp_session.h"
+#include "util.h"
+
+#define IO_CHUNK   65536      /* socket reads and chunks to the runner */
+#define OUTBUF     16384      /* pending replies */
+
+/* The mail transaction: reset by RSET, HELO/EHLO and the end of data. */
+struct smtp_tx {
+	int active;                  /* MAIL accepted */
+	struct smtp_mail_args mail;
+	struct envelope env;         /* accepted recipients */
+	int rcpt_tried;              /* RCPT commands in this transaction */
+	/* data phase */
+	int bdat;                    /* BDAT used in this transaction */
+	int begun;                   /* runner knows it; qid valid */
+	int failed;                  /* refused; the reply is in fail_* */
+	enum reply_id fail_reply;
+	char qid[32];
+	uint64_t size;               /* bytes of message stored */
+	uint64_t client_bytes;       /* bytes the client sent as content */
+	int too_big;
+	int queue_broken;            /* the runner failed mid-stream */
+	struct data_scanner scan;
+	uint8_t *chunk;              /* pending chunk for the runner */
+	size_t chunk_len;
+};
+
+enum close_reason { OPEN = 0, CLOSE_QUIT, CLOSE_EOF, CLOSE_TIMEOUT,
+    CLOSE_ERRORS, CLOSE_SHUTDOWN, CLOSE_IOERR, CLOSE_PROTOCOL };
+
+struct smtp_session {
+	const struct ferry_config *cfg;
+	struct intake_client *queue;
+	struct session_control *control;
+	int fd;
+	char peer_addr[64];
+	char peer_name[64];          /* "unknown": names are not resolved */
+	const char *listener;
+	int relay_allowed;
+
+	char helo[256];
+	int helo_seen, esmtp;
+	struct smtp_tx tx;
+
+	uint8_t *in;                 /* unread client input */
+	size_t in_len, in_cap;
+	int skipping;                /* discarding an over-long line */
+
+	char out[OUTBUF];
+	size_t out_len;
+
+	int64_t deadline;            /* for the current command or data */
+	int errors;
+	enum close_reason closing;
+	int shutdown_sent;
+	unsigned counts[VERB_MAX];   /* commands seen, for the last log line */
+	unsigned total_commands;
+};
+
+/* ---------------------------------------------------------------- I/O */
+
+/* The time we must stop waiting: the command deadline or, when
+ * draining for shutdown, the drain deadline. */
+static int64_t
+effective_deadline(struct smtp_session *s)
+{
+	struct session_control *c = s->control;
+
+	if (c != NULL && c->drain) {
+		if (c->drain_deadline == 0)
+			c->drain_deadline = now_ms() +
+			    (int64_t)s->cfg->shutdown_timeout * 1000;
+		if (c->drain_deadline < s->deadline)
+			return c->drain_deadline;
+	}
+	return s->deadline;
+}
+
+static int
+draining_expired(struct smtp_session *s)
+{
+	return s->control != NULL && s->control->drain &&
+	    s->control->drain_deadline != 0 &&
+	    now_ms() >= s->control->drain_deadline;
+}
+
+static int
+flush_out(struct smtp_session *s)
+{
+	size_t off = 0;
+
+	while (off < s->out_len) {
+		ssize_t n = send(s->fd, s->out + off, s->out_len - off,
+		    MSG_NOSIGNAL);
+
+		if (n > 0) {
+			off += (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			struct pollfd pfd = { s->fd, POLLOUT, 0 };
+			int64_t left = effective_deadline(s) - now_ms();
+
+			if (left <= 0) {
+				s->closing = CLOSE_TIMEOUT;
+				s->out_len = 0;
+				return -1;
+			}
+			if (poll(&pfd, 1, (int)(left > 60000 ? 60000 : left))
+			    < 0 && errno != EINTR) {
+				s->closing = CLOSE_IOERR;
+				return -1;
+			}
+			continue;
+		}
+		s->closing = CLOSE_IOERR;
+		s->out_len = 0;
+		return -1;
+	}
+	s->out_len = 0;
+	return 0;
+}
+
+/* Reads more input into the buffer.  1: got bytes; 0: EOF; -1: timeout,
+ * error or shutdown (s->closing says which). */
+static int
+fill_in(struct smtp_session *s)
+{
+	for (;;) {
+		struct pollfd pfd = { s->fd, POLLIN, 0 };
+		int64_t left;
+		ssize_t n;
+
+		if (s->in_len == s->in_cap)
+			log_panic("fill_in with a full buffer");
+		n = recv(s->fd, s->in + s->in_len, s->in_cap - s->in_len, 0);
+		if (n > 0) {
+			s->in_len += (size_t)n;
+			return 1;
+		}
+		if (n == 0)
+			return 0;
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN && errno != EWOULDBLOCK) {
+			s->closing = CLOSE_IOERR;
+			return -1;
+		}
+		left = effective_deadline(s) - now_ms();
+		if (left <= 0) {
+			s->closing = draining_expired(s) ? CLOSE_SHUTDOWN :
+			    CLOSE_TIMEOUT;
+			return -1;
+		}
+		if (poll(&pfd, 1, (int)(left > 1000 ? 1000 : left)) < 0 &&
+		    errno != EINTR) {
+			s->closing = CLOSE_IOERR;
+			return -1;
+		}
+	}
+}
+
+static void
+consume_in(struct smtp_session *s, size_t n)
+{
+	memmove(s->in, s->in + n, s->in_len - n);
+	s->in_len -= n;
+}
+
+/* ------------------------------------------------------------- replies */
+
+static int
+counts_as_error(enum reply_id id, int code)
+{
+	switch (id) {
+	case R_TOO_MANY_RCPTS:
+	case R_STORE_FAILED:
+	case R_QUEUE_UNAVAILABLE:
+	case R_SHUTDOWN:
+	case R_TIMEOUT:
+	case R_TOO_MANY_ERRORS:
+		return 0;
+	default:
+		return code >= 400;
+	}
+}
+
+/* The one exit for replies.  Queues the reply (sent when input runs out,
+ * RFC 2920), logs refusals, and counts client errors. */
+static void
+smtp_reply(struct smtp_session *s, enum reply_id id, ...)
+{
+	const struct reply_def *def = reply_lookup(id);
+	char line[1200];
+	size_t n;
+	va_list ap;
+
+	va_start(ap, id);
+	n = reply_format(line, sizeof(line), id, ap);
+	va_end(ap);
+	if (n == 0)
+		log_panic("reply %d has no text", (int)id);
+	if (s->out_len + n > sizeof(s->out) && flush_out(s) < 0)
+		return;
+	memcpy(s->out + s->out_len, line, n);
+	s->out_len += n;
+	if (def->code >= 400) {
+		char safe[1200];
+
+		log_info("%s%sreject: from %s[%s]: %s",
+		    s->tx.qid[0] ? s->tx.qid : "", s->tx.qid[0] ? ": " : "",
+		    s->peer_name, s->peer_addr,
+		    log_sanitize(safe, sizeof(safe), line, n - 2));
+		if (counts_as_error(id, def->code))
+			s->errors++;
+	}
+}
+
+/* ---------------------------------------------------------- transaction */
+
+static void
+tx_reset(struct smtp_session *s)
+{
+	struct smtp_tx *tx = &s->tx;
+
+	if (tx->begun && s->queue != NULL)
+		intake_abort(s->queue, now_ms() + 5000);
+	envelope_free(&tx->env);
+	free(tx->chunk);
+	memset(tx, 0, sizeof(*tx));
+	envelope_init(&tx->env);
+}
+
+static const char *
+protocol_name(struct smtp_session *s)
+{
+	if (s->tx.mail.smtputf8)
+		return s->esmtp ? "UTF8ESMTP" : "UTF8SMTP";
+	return s->esmtp ? "ESMTP" : "SMTP";
+}
+
+static void
+tx_fail(struct smtp_session *s, enum reply_id id)
+{
+	if (!s->tx.failed) {
+		s->tx.failed = 1;
+		s->tx.fail_reply = id;
+		if (s->tx.begun && s->queue != NULL) {
+			intake_abort(s->queue, now_ms() + 5000);
+			s->tx.begun = 0;
+		}
+	}
+}
+
+/* Sends the pending chunk to the runner. */
+static void
+tx_flush_chunk(struct smtp_session *s)
+{
+	struct smtp_tx *tx = &s->tx;
+
+	if (tx->chunk_len == 0 || tx->failed || !tx->begun)
+		goto out;
+	if (intake_data(s->queue, tx->chunk, tx->chunk_len,
+	    now_ms() + (int64_t)s->cfg->data_timeout * 1000) < 0) {
+		log_warn("%s: queue runner: %s", tx->qid, s->queue->reason);
+		tx->queue_broken = 1;
+		tx->begun = 0;
+		tx_fail(s, R_STORE_FAILED);
+	}
+out:
+	tx->chunk_len = 0;
+}
+
+static void
+tx_add(struct smtp_session *s, const uint8_t *p, size_t n)
+{
+	struct smtp_tx *tx = &s->tx;
+
+	tx->size += n;
+	if (tx->failed)
+		return;
+	while (n > 0) {
+		size_t room = IO_CHUNK - tx->chunk_len;
+		size_t take = n < room ? n : room;
+
+		memcpy(tx->chunk + tx->chunk_len, p, take);
+		tx->chunk_len += take;
+		p += take;
+		n -= take;
+		if (tx->chunk_len == IO_CHUNK)
+			tx_flush_chunk(s);
+	}
+}
+
+/* Starts the message at the runner and writes the Received header. */
+static int
+tx_begin_message(struct smtp_session *s, enum data_mode mode)
+{
+	struct smtp_tx *tx = &s->tx;
+	char hdr[1024], date[64];
+	int n;
+
+	tx->env.sender = xstrdup(tx->mail.addr);
+	tx->env.client_addr = xstrdup(s->peer_addr);
+	tx->env.client_name = xstrdup(s->peer_name);
+	tx->env.helo = xstrdup(s->helo);
+	tx->env.protocol = xstrdup(protocol_name(s));
+	tx->env.auth_user = xstrdup("");
+	tx->env.received_at_us = (int64_t)(now_wall() * 1e6);
+	tx->env.size_declared = tx->mail.size;
+	tx->env.body_type = (uint32_t)tx->mail.body;
+	tx->env.smtputf8 = (uint32_t)tx->mail.smtputf8;
+	tx->env.dsn_ret = (uint32_t)tx->mail.ret;
+	tx->env.dsn_envid = xstrdup(tx->mail.envid);
+
+	if (intake_begin(s->queue, &tx->env, tx->qid, sizeof(tx->qid),
+	    now_ms() + (int64_t)s->cfg->command_timeout * 1000) < 0) {
+		log_warn("queue runner refused a new message from %s[%s]: %s",
+		    s->peer_name, s->peer_addr, s->queue->reason);
+		return -1;
+	}
+	tx->begun = 1;
+	tx->chunk = xmalloc(IO_CHUNK);
+	data_scanner_init(&tx->scan, mode,
+	    (size_t)s->cfg->max_data_line_length);
+	log_info("%s: client=%s[%s]", tx->qid, s->peer_name, s->peer_addr);
+
+	rfc5322_date(date, sizeof(date), time(NULL));
+	if (tx->env.nrcpts == 1)
+		n = snprintf(hdr, sizeof(hdr),
+		    "Received: from %s (%s [%s])\r\n"
+		    "\tby %s (ferry) with %s id %s\r\n"
+		    "\tfor <%s>; %s\r\n", s->helo, s->peer_name,
+		    s->peer_addr, s->cfg->hostname, protocol_name(s), tx->qid,
+		    tx->env.rcpts[0].addr, date);
+	else
+		n = snprintf(hdr, sizeof(hdr),
+		    "Received: from %s (%s [%s])\r\n"
+		    "\tby %s (ferry) with %s id %s;\r\n\t%s\r\n", s->helo,
+		    s->peer_name, s->peer_addr, s->cfg->hostname,
+		    protocol_name(s), tx->qid, date);
+	if (n < 0 || (size_t)n >= sizeof(hdr))
+		log_panic("Received header does not fit");
+	tx_add(s, (const uint8_t *)hdr, (size_t)n);
+	return 0;
+}
+
+/* Checks the scanned content against the limits; refuses the message
+ * (aborting it at the runner) on the first violation. */
+static void
+tx_check_limits(struct smtp_session *s)
+{
+	struct smtp_tx *tx = &s->tx;
+	unsigned f = data_scanner_flags(&tx->scan);
+
+	if (tx->failed)
+		return;
+	if (tx->scan.out_bytes > (uint64_t)s->cfg->message_size_limit)
+		tx_fail(s, R_SIZE_EXCEEDED);
+	else if (f & (DATA_BARE_CR | DATA_BARE_LF))
+		tx_fail(s, R_DATA_BARE_NEWLINE);
+	else if (f & DATA_LONG_LINE)
+		tx_fail(s, R_DATA_LINE_TOO_LONG);
+}
+
+static void
+tx_fail_reply(struct smtp_session *s)
+{
+	switch (s->tx.fail_reply) {
+	case R_SIZE_EXCEEDED:
+		smtp_reply(s, R_SIZE_EXCEEDED,
+		    (long long)s->cfg->message_size_limit);
+		break;
+	case R_DATA_LINE_TOO_LONG:
+		smtp_reply(s, R_DATA_LINE_TOO_LONG,
+		    s->cfg->max_data_line_length);
+		break;
+	default:
+		smtp_reply(s, s->tx.fail_reply);
+		break;
+	}
+}
+
+/* The end of the message: commit and answer. */
+static void
+tx_finish_message(struct smtp_session *s)
+{
+	struct smtp_tx *tx = &s->tx;
+
+	tx_check_limits(s);
+	if (!tx->failed) {
+		tx_flush_chunk(s);
+	}
+	if (!tx->failed) {
+		if (intake_commit(s->queue, tx->size, now_ms() +
+		    (int64_t)s->cfg->command_timeout * 1000) == 0) {
+			tx->begun = 0;   /* nothing to abort */
+			smtp_reply(s, R_QUEUED, tx->qid);
+		} else {
+			log_warn("%s: not stored: %s", tx->qid,
+			    s->queue->reason);
+			tx->begun = 0;
+			smtp_reply(s, R_STORE_FAILED);
+		}
+	} else {
+		tx_fail_reply(s);
+	}
+	tx_reset(s);
+}
+
+/* --------------------------------------------------------------- lines */
+
+enum line_result { LINE_OK, LINE_EOF, LINE_CLOSED };
+
+/* Reads one command line (without CRLF) into line and len.  Lines that
+ * are too long or hold a bare CR or LF are answered here and skipped. */
+static enum line_result
+read_line(struct smtp_session *s, char **line, size_t *len)
+{
+	size_t max = (size_t)s->cfg->max_line_length;
+
+	s->deadline = now_ms() + (int64_t)s->cfg->command_timeout * 1000;
+	for (;;) {
+		uint8_t *crlf = NULL;
+		size_t i;
+
+		/* Find the CRLF that ends the line. */
+		for (i = 0; i + 1 < s->in_len; i++) {
+			uint8_t *p = memchr(s->in + i, '\r', s->in_len - i - 1);
+
+			if (p == NULL)
+				break;
+			if (p[1] == '\n') {
+				crlf = p;
+				break;
+			}
+			i = (size_t)(p - s->in);
+		}
+		if (crlf != NULL) {
+			size_t l = (size_t)(crlf - s->in);
+
+			if (s->skipping) {
+				s->skipping = 0;
+				consume_in(s, l + 2);
+				continue;
+			}
+			if (memchr(s->in, '\n', l) != NULL ||
+			    memchr(s->in, '\r', l) != NULL) {
+				smtp_reply(s, R_BARE_NEWLINE_CMD);
+				consume_in(s, l + 2);
+				if (s->errors >= s->cfg->max_errors) {
+					s->closing = CLOSE_ERRORS;
+					return LINE_CLOSED;
+				}
+				continue;
+			}
+			if (l + 2 > max) {
+				smtp_reply(s, R_LINE_TOO_LONG, (int)max);
+				consume_in(s, l + 2);
+				if (s->errors >= s->cfg->max_errors) {
+					s->closing = CLOSE_ERRORS;
+					return LINE_CLOSED;
+				}
+				continue;
+			}
+			crlf[0] = '\0';
+			*line = (char *)s->in;
+			*len = l;
+			return LINE_OK;
+		}
+		/* No complete line.  Too much without one: refuse it and
+		 * skip to the next CRLF (keep a trailing CR, it may be the
+		 * first half). */
+		if (s->in_len >= max || s->in_len == s->in_cap) {
+			size_t keep = s->in[s->in_len - 1] == '\r' ? 1 : 0;
+
+			if (!s->skipping) {
+				smtp_reply(s, R_LINE_TOO_LONG, (int)max);
+				s->skipping = 1;
+				if (s->errors >= s->cfg->max_errors) {
+					s->closing = CLOSE_ERRORS;
+					return LINE_CLOSED;
+				}
+			}
+			consume_in(s, s->in_len - keep);
+		}
+		/* Input ran out: now the pipelined replies go (RFC 2920). */
+		if (s->out_len > 0 && flush_out(s) < 0)
+			return LINE_CLOSED;
+		switch (fill_in(s)) {
+		case 1:
+			break;
+		case 0:
+			s->closing = CLOSE_EOF;
+			return LINE_EOF;
+		default:
+			return LINE_CLOSED;
+		}
+	}
+}
+
+/* ------------------------------------------------------------ commands */
+
+static void
+cmd_helo(struct smtp_session *s, enum smtp_verb verb, const char *arg,
+    size_t len)
+{
+	char name[256];
+
+	if (smtp_parse_helo(arg, len, name, sizeof(name)) < 0) {
+		smtp_reply(s, R_SYNTAX_HELO, smtp_verb_name(verb));
+		return;
+	}
+	tx_reset(s);
+	ferry_strlcpy(s->helo, name, sizeof(s->helo));
+	s->helo_seen = 1;
+	s->esmtp = verb == VERB_EHLO;
+	if (verb == VERB_HELO) {
+		smtp_reply(s, R_HELO, s->cfg->hostname);
+		return;
+	}
+	{
+		char ext[512];
+
+		snprintf(ext, sizeof(ext), "%s\nPIPELINING\nSIZE %lld\n"
+		    "8BITMIME\nENHANCEDSTATUSCODES\nSMTPUTF8\nDSN\nCHUNKING",
+		    s->cfg->hostname, (long long)s->cfg->message_size_limit);
+		smtp_reply(s, R_HELO, ext);
+	}
+}
+
+static void
+cmd_mail(struct smtp_session *s, enum smtp_verb verb, const char *arg,
+    size_t len)
+{
+	struct smtp_mail_args m;
+
+	(void)verb;
+	if (!s->helo_seen) {
+		smtp_reply(s, R_NEED_HELO);
+		return;
+	}
+	if (s->tx.active) {
+		smtp_reply(s, R_NESTED_MAIL);
+		return;
+	}
+	switch (smtp_parse_mail(arg, len, s->esmtp ? PARSE_ESMTP : 0, &m)) {
+	case PARSE_OK:
+		break;
+	case PARSE_BAD_SENDER:
+		smtp_reply(s, R_BAD_SENDER);
+		return;
+	case PARSE_TOO_LONG:
+		smtp_reply(s, R_ADDR_TOO_LONG);
+		return;
+	case PARSE_NON_ASCII:
+		smtp_reply(s, R_NON_ASCII_ADDR);
+		return;
+	case PARSE_UNKNOWN_PARAM:
+	case PARSE_PARAM_NO_ESMTP:
+		smtp_reply(s, R_PARAM_UNKNOWN);
+		return;
+	case PARSE_BAD_PARAM:
+		smtp_reply(s, R_PARAM_BAD);
+		return;
+	case PARSE_DUP_PARAM:
+		smtp_reply(s, R_PARAM_DUP);
+		return;
+	default:
+		smtp_reply(s, R_SYNTAX_MAIL);
+		return;
+	}
+	if (m.size > s->cfg->message_size_limit) {
+		smtp_reply(s, R_SIZE_EXCEEDED,
+		    (long long)s->cfg->message_size_limit);
+		return;
+	}
+	tx_reset(s);
+	s->tx.mail = m;
+	s->tx.active = 1;
+	smtp_reply(s, R_SENDER_OK, m.addr);
+}
+
+static void
+cmd_rcpt(struct smtp_session *s, enum smtp_verb verb, const char *arg,
+    size_t len)
+{
+	struct smtp_rcpt_args r;
+
+	(void)verb;
+	if (!s->tx.active) {
+		smtp_reply(s, R_NEED_MAIL);
+		return;
+	}
+	s->tx.rcpt_tried++;
+	if (s->tx.env.nrcpts >= (size_t)s->cfg->max_recipients) {
+		smtp_reply(s, R_TOO_MANY_RCPTS, s->cfg->max_recipients);
+		return;
+	}
+	switch (smtp_parse_rcpt(arg, len, s->esmtp ? PARSE_ESMTP : 0,
+	    s->tx.mail.smtputf8, &r)) {
+	case PARSE_OK:
+		break;
+	case PARSE_BAD_RCPT:
+		smtp_reply(s, R_BAD_RCPT);
+		return;
+	case PARSE_TOO_LONG:
+		smtp_reply(s, R_ADDR_TOO_LONG);
+		return;
+	case PARSE_NON_ASCII:
+		smtp_reply(s, R_NON_ASCII_ADDR);
+		return;
+	case PARSE_UNKNOWN_PARAM:
+	case PARSE_PARAM_NO_ESMTP:
+		smtp_reply(s, R_PARAM_UNKNOWN);
+		return;
+	case PARSE_BAD_PARAM:
+		smtp_reply(s, R_PARAM_BAD);
+		return;
+	case PARSE_DUP_PARAM:
+		smtp_reply(s, R_PARAM_DUP);
+		return;
+	default:
+		smtp_reply(s, R_SYNTAX_RCPT);
+		return;
+	}
+	if (!s->relay_allowed) {
+		smtp_reply(s, R_RELAY_DENIED, r.addr);
+		return;
+	}
+	envelope_add_rcpt(&s->tx.env, r.addr, r.notify, r.orcpt);
+	smtp_reply(s, R_RCPT_OK, r.addr);
+}
+
+/* DATA and BDAT share these checks.  Returns 0 when a message may start. */
+static int
+data_allowed(struct smtp_session *s)
+{
+	if (!s->tx.active) {
+		smtp_reply(s, R_NEED_MAIL);
+		return -1;
+	}
+	if (s->tx.env.nrcpts == 0) {
+		smtp_reply(s, s->tx.rcpt_tried ? R_NO_VALID_RCPTS :
+		    R_NEED_RCPT);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+cmd_data(struct smtp_session *s, enum smtp_verb verb, const char *arg,
+    size_t len)
+{
+	struct smtp_tx *tx = &s->tx;
+	uint8_t *out;
+	int ended = 0;
+
+	(void)verb;
+	(void)arg;
+	if (len > 0) {
+		smtp_reply(s, R_SYNTAX_NOARG, "DATA");
+		return;
+	}
+	if (tx->bdat) {
+		smtp_reply(s, R_DATA_AFTER_BDAT);
+		return;
+	}
+	if (data_allowed(s) < 0)
+		return;
+	if (tx_begin_message(s, DATA_MODE_DOT) < 0) {
+		smtp_reply(s, R_QUEUE_UNAVAILABLE);
+		return;
+	}
+	smtp_reply(s, R_DATA_GO);
+	if (flush_out(s) < 0)
+		return;
+
+	s->deadline = now_ms() + (int64_t)s->cfg->data_timeout * 1000;
+	out = xmalloc(s->in_cap + 2);
+	while (!ended) {
+		size_t used = 0, outlen = 0;
+		enum data_result r;
+
+		if (s->in_len == 0) {
+			int rc = fill_in(s);
+
+			if (rc <= 0) {
+				if (rc == 0)
+					s->closing = CLOSE_EOF;
+				free(out);
+				return;   /* tx_reset at session end aborts */
+			}
+		}
+		r = data_scan(&tx->scan, s->in, s->in_len, out, &outlen,
+		    &used);
+		tx->client_bytes += used;
+		consume_in(s, used);
+		tx_check_limits(s);
+		tx_add(s, out, outlen);
+		if (r == DATA_END_AMBIGUOUS) {
+			free(out);
+			tx_fail(s, R_DATA_BARE_NEWLINE);
+			smtp_reply(s, R_DATA_AMBIGUOUS_END, s->cfg->hostname);
+			s->closing = CLOSE_PROTOCOL;
+			return;
+		}
+		ended = r == DATA_END;
+	}
+	free(out);
+	tx_finish_message(s);
+}
+
+/* Reads exactly size bytes of a BDAT chunk, scanning and storing them
+ * unless the transaction has failed.  -1 when the session ends. */
+static int
+bdat_read_chunk(struct smtp_session *s, uint64_t size, int store)
+{
+	struct smtp_tx *tx = &s->tx;
+	uint8_t *out = store ? xmalloc(s->in_cap + 2) : NULL;
+
+	s->deadline = now_ms() + (int64_t)s->cfg->data_timeout * 1000;
+	while (size > 0) {
+		size_t take, used, outlen;
+
+		if (s->in_len == 0) {
+			int rc = fill_in(s);
+
+			if (rc <= 0) {
+				if (rc == 0)
+					s->closing = CLOSE_EOF;
+				free(out);
+				return -1;
+			}
+		}
+		take = s->in_len < size ? s->in_len : (size_t)size;
+		if (store) {
+			data_scan(&tx->scan, s->in, take, out, &outlen, &used);
+			tx->client_bytes += take;
+			tx_check_limits(s);
+			tx_add(s, out, outlen);
+		}
+		consume_in(s, take);
+		size -= take;
+	}
+	free(out);
+	return 0;
+}
+
+static void
+cmd_bdat(struct smtp_session *s, enum smtp_verb verb, const char *arg,
+    size_t len)
+{
+	struct smtp_tx *tx = &s->tx;
+	uint64_t size;
+	int last, ok_to_store;
+
+	(void)verb;
+	if (smtp_parse_bdat(arg, len, &size, &last) < 0) {
+		/* The chunk's length is unknown: what follows will be read
+		 * as commands and refused one by one. */
+		smtp_reply(s, R_SYNTAX_BDAT);
+		return;
+	}
+	if (!s->esmtp || !tx->active || tx->env.nrcpts == 0) {
+		if (bdat_read_chunk(s, size, 0) < 0)
+			return;
+		if (!s->esmtp)
+			smtp_reply(s, R_NOT_IMPLEMENTED, "BDAT");
+		else
+			(void)data_allowed(s);
+		return;
+	}
+	ok_to_store = 1;
+	if (!tx->bdat) {
+		tx->bdat = 1;
+		if (tx_begin_message(s, DATA_MODE_BDAT) < 0) {
+			tx_fail(s, R_QUEUE_UNAVAILABLE);
+			ok_to_store = 0;
+		}
+	}
+	if (tx->failed)
+		ok_to_store = 0;
+	if (tx->client_bytes + size > (uint64_t)s->cfg->message_size_limit &&
+	    !tx->failed) {
+		tx_fail(s, R_SIZE_EXCEEDED);
+		ok_to_store = 0;
+	}
+	if (bdat_read_chunk(s, size, ok_to_store) < 0)
+		return;
+	if (!last) {
+		if (tx->failed)
+			tx_fail_reply(s);
+		else
+			smtp_reply(s, R_BDAT_OK, (unsigned long long)size);
+		return;
+	}
+	if (!tx->failed) {
+		uint8_t tail[2];
+		size_t tlen = 0;
+
+		data_scanner_finish(&tx->scan, tail, &tlen);
+		tx_add(s, tail, tlen);
+	}
+	tx_finish_message(s);
+}
+
+static void
+cmd_rset(struct smtp_session *s, enum smtp_verb verb, const char *arg,
+    size_t len)
+{
+	(void)verb;
+	(void)arg;
+	if (len > 0) {
+		smtp_reply(s, R_SYNTAX_NOARG, "RSET");
+		return;
+	}
+	tx_reset(s);
+	smtp_reply(s, R_SUCCESS);
+}
+
+static void
+cmd_noop(struct smtp_session *s, enum smtp_verb verb, const char *arg,
+    size_t len)
+{
+	(void)verb;
+	(void)arg;
+	(void)len;   /* RFC 5321 4.1.1.9: a parameter is ignored */
+	smtp_reply(s, R_SUCCESS);
+}
+
+static void
+cmd_quit(struct smtp_session *s, enum smtp_verb verb, const char *arg,
+    size_t len)
+{
+	(void)verb;
+	(void)arg;
+	if (len > 0) {
+		smtp_reply(s, R_SYNTAX_NOARG, "QUIT");
+		return;
+	}
+	smtp_reply(s, R_BYE);
+	s->closing = CLOSE_QUIT;
+}
+
+static void
+cmd_vrfy(struct smtp_session *s, enum smtp_verb verb, const char *arg,
+    size_t len)
+{
+	(void)verb;
+	(void)arg;
+	if (len == 0) {
+		smtp_reply(s, R_SYNTAX_VRFY);
+		return;
+	}
+	smtp_reply(s, R_VRFY);
+}
+
+static void
+cmd_expn(struct smtp_session *s, enum smtp_verb verb, const char *arg,
+    size_t len)
+{
+	(void)verb;
+	(void)arg;
+	(void)len;
+	smtp_reply(s, R_EXPN);
+}
+
+static void
+cmd_help(struct smtp_session *s, enum smtp_verb verb, const char *arg,
+    size_t len)
+{
+	(void)verb;
+	(void)arg;
+	(void)len;
+	smtp_reply(s, R_HELP);
+}
+
+static void
+cmd_not_implemented(struct smtp_session *s, enum smtp_verb verb,
+    const char *arg, size_t len)
+{
+	(void)arg;
+	(void)len;
+	smtp_reply(s, R_NOT_IMPLEMENTED, smtp_verb_name(verb));
+}
+
+/* The command table.  Adding a verb is adding a row.  STARTTLS and AUTH
+ * are rows already; they are answered 502 until TLS arrives. */
+#define CMD_TLS_OK   0x01   /* allowed before TLS where TLS is required */
+#define CMD_SYNC     0x02   /* ends a pipelined group: flush after */
+
+struct smtp_command {
+	enum smtp_verb verb;
+	unsigned flags;
+	void (*handler)(struct smtp_session *, enum smtp_verb, const char *,
+	    size_t);
+};
+
+static const struct smtp_command commands[] = {
+	{ VERB_HELO, CMD_TLS_OK | CMD_SYNC, cmd_helo },
+	{ VERB_EHLO, CMD_TLS_OK | CMD_SYNC, cmd_helo },
+	{ VERB_MAIL, 0, cmd_mail },
+	{ VERB_RCPT, 0, cmd_rcpt },
+	{ VERB_DATA, CMD_SYNC, cmd_data },
+	{ VERB_BDAT, 0, cmd_bdat },
+	{ VERB_RSET, CMD_TLS_OK, cmd_rset },
+	{ VERB_VRFY, CMD_SYNC, cmd_vrfy },
+	{ VERB_EXPN, CMD_SYNC, cmd_expn },
+	{ VERB_HELP, CMD_TLS_OK | CMD_SYNC, cmd_help },
+	{ VERB_NOOP, CMD_TLS_OK | CMD_SYNC, cmd_noop },
+	{ VERB_QUIT, CMD_TLS_OK | CMD_SYNC, cmd_quit },
+	{ VERB_STARTTLS, CMD_TLS_OK | CMD_SYNC, cmd_not_implemented },
+	{ VERB_AUTH, CMD_SYNC, cmd_not_implemented },
+};
+
+static const struct smtp_command *
+command_lookup(enum smtp_verb verb)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (commands[i].verb == verb)
+			return &commands[i];
+	return NULL;
+}
+
+/* -------------------------------------------------------------- session */
+
+static const char *
+close_reason_name(enum close_reason r)
+{
+	switch (r) {
+	case CLOSE_TIMEOUT: return " (timeout)";
+	case CLOSE_ERRORS: return " (too many errors)";
+	case CLOSE_SHUTDOWN: return " (shutdown)";
+	case CLOSE_IOERR: return " (lost connection)";
+	case CLOSE_PROTOCOL: return " (protocol error)";
+	default: return "";
+	}
+}
+
+static void
+log_disconnect(struct smtp_session *s)
+{
+	static const enum smtp_verb order[] = { VERB_HELO, VERB_EHLO,
+	    VERB_MAIL, VERB_RCPT, VERB_DATA, VERB_BDAT, VERB_RSET, VERB_VRFY,
+	    VERB_EXPN, VERB_HELP, VERB_NOOP, VERB_QUIT, VERB_STARTTLS,
+	    VERB_AUTH, VERB_UNKNOWN };
+	char line[512];
+	size_t i, o = 0;
+
+	for (i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+		const char *name;
+		char lower[16];
+		size_t j;
+
+		if (s->counts[order[i]] == 0)
+			continue;
+		name = smtp_verb_name(order[i]);
+		for (j = 0; name[j] && j < sizeof(lower) - 1; j++)
+			lower[j] = (char)(name[j] >= 'A' && name[j] <= 'Z' ?
+			    name[j] + 32 : name[j]);
+		lower[j] = '\0';
+		o += (size_t)snprintf(line + o, sizeof(line) - o, " %s=%u",
+		    lower, s->counts[order[i]]);
+		if (o >= sizeof(line))
+			break;
+	}
+	log_info("disconnect from %s[%s]%s commands=%u%s", s->peer_name,
+	    s->peer_addr, o < sizeof(line) ? line : "", s->total_commands,
+	    close_reason_name(s->closing));
+}
+
+void
+smtp_session_run(const struct session_params *p)
+{
+	struct smtp_session *s = xcalloc(1, sizeof(*s));
+
+	s->cfg = p->cfg;
+	s->queue = p->queue;
+	s->control = p->control;
+	s->fd = p->fd;
+	s->listener = p->listener;
+	sockaddr_ntop(p->peer, s->peer_addr, sizeof(s->peer_addr));
+	ferry_strlcpy(s->peer_name, "unknown", sizeof(s->peer_name));
+	s->relay_allowed = cidr_match_any(p->cfg->relay_networks,
+	    p->cfg->nrelay_networks, p->peer);
+	s->in_cap = (size_t)p->cfg->max_line_length > IO_CHUNK ?
+	    (size_t)p->cfg->max_line_length : IO_CHUNK;
+	s->in = xmalloc(s->in_cap);
+	envelope_init(&s->tx.env);
+	fd_set_nonblock(s->fd, 1);
+
+	log_info("connect from %s[%s]", s->peer_name, s->peer_addr);
+	s->deadline = now_ms() + (int64_t)s->cfg->command_timeout * 1000;
+	if (s->control && s->control->drain) {
+		smtp_reply(s, R_SHUTDOWN, s->cfg->hostname);
+		s->shutdown_sent = 1;
+		s->closing = CLOSE_SHUTDOWN;
+	} else {
+		smtp_reply(s, R_GREETING, s->cfg->hostname);
+	}
+
+	while (s->closing == OPEN) {
+		const struct smtp_command *cmd;
+		enum smtp_verb verb;
+		const char *arg;
+		size_t len, arglen;
+		char *line;
+
+		if (read_line(s, &line, &len) != LINE_OK)
+			break;
+		verb = smtp_parse_verb(line, len, &arg, &arglen);
+		/* copy the argument out: the handler may refill s->in */
+		{
+			char *argcopy = xstrndup(arg, arglen);
+
+			consume_in(s, len + 2);
+			s->counts[verb]++;
+			s->total_commands++;
+			cmd = verb == VERB_UNKNOWN ? NULL :
+			    command_lookup(verb);
+			if (cmd == NULL)
+				smtp_reply(s, R_UNKNOWN_COMMAND);
+			else
+				cmd->handler(s, verb, argcopy, arglen);
+			free(argcopy);
+		}
+		if (s->closing == OPEN && s->errors >= s->cfg->max_errors)
+			s->closing = CLOSE_ERRORS;
+		if (s->closing == OPEN && draining_expired(s))
+			s->closing = CLOSE_SHUTDOWN;
+	}
+	switch (s->closing) {
+	case CLOSE_TIMEOUT:
+		smtp_reply(s, R_TIMEOUT, s->cfg->hostname);
+		break;
+	case CLOSE_SHUTDOWN:
+		if (!s->shutdown_sent)
+			smtp_reply(s, R_SHUTDOWN, s->cfg->hostname);
+		break;
+	case CLOSE_ERRORS:
+		smtp_reply(s, R_TOO_MANY_ERRORS, s->cfg->hostname);
+		break;
+	default:
+		break;
+	}
+	/* A last chance for the final reply; the deadline may be gone. */
+	if (s->out_len > 0 && s->closing != CLOSE_IOERR) {
+		s->deadline = now_ms() + 2000;
+		if (s->control)
+			s->control->drain_deadline = 0;
+		flush_out(s);
+	}
+	tx_reset(s);
+	envelope_free(&s->tx.env);
+	log_disconnect(s);
+	free(s->in);
+	free(s);
+}

@@ -1,0 +1,177 @@
+/*
+ * smtpd.c - the SMTP worker process.
+ *
+ * Security stance: this is the process that faces the internet, so it
+ * holds nothing worth stealing.  Started by the master as root, it reads
+ * its configuration, opens syslog, then drops for good: the SMTP user,
+ * chroot to the spool's empty smtpd directory (which holds only the
+ * runner's intake socket), no new privileges, no forking, no writing
+ * files.  It never sees the queue database.  It accepts from the
+ * listening sockets the master passed, serves one session at a time,
+ * tells the master when it is busy or idle, and exits after the
+ * configured number of sessions so the master can start a fresh one.
+ */
+#include "autoconfig.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include "config.h"
+#include "intake_client.h"
+#include "log.h"
+#include "privsep.h"
+#include "procfd.h"
+#include "smtp_session.h"
+#include "smtpd.h"
+#include "util.h"
+
+static struct session_control control;
+static volatile sig_atomic_t stop_after_session;
+
+static void
+on_term(int sig)
+{
+	(void)sig;
+	control.drain = 1;
+	stop_after_session = 1;
+}
+
+static void
+on_usr1(int sig)
+{
+	(void)sig;
+	stop_after_session = 1;
+}
+
+static void
+report(pid_t pid, uint32_t gen, enum worker_status st)
+{
+	struct worker_status_msg m;
+
+	memset(&m, 0, sizeof(m));
+	m.pid = pid;
+	m.generation = gen;
+	m.status = st;
+	if (write(FD_STATUS, &m, sizeof(m)) != (ssize_t)sizeof(m)) {
+		/* the master is gone: nobody would supervise us */
+		log_error("status pipe: %s; exiting",
+		    errno ? strerror(errno) : "short write");
+		_exit(0);
+	}
+}
+
+static void
+install_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sigemptyset(&sa.sa_mask);
+	sa.sa_handler = on_term;   /* no SA_RESTART: poll must wake up */
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sa.sa_handler = on_usr1;
+	sigaction(SIGUSR1, &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGXFSZ, &sa, NULL);
+}
+
+int
+smtpd(const struct child_args *a)
+{
+	struct ferry_config *cfg;
+	struct intake_client queue;
+	struct pollfd *pfds;
+	char sockpath[4200], chroot_dir[4096];
+	struct privsep_target target;
+	int sessions = 0, dropped;
+	size_t i, n;
+	pid_t self = getpid();
+
+	install_signals();
+	cfg = child_load_config(a, "ferry-smtpd");
+	n = cfg->nlisteners;
+
+	snprintf(chroot_dir, sizeof(chroot_dir), "%s/%s", cfg->spool_dir,
+	    SPOOL_SMTPD_DIR);
+	memset(&target, 0, sizeof(target));
+	target.user = cfg->smtpd_user;
+	target.chroot_dir = chroot_dir;
+	target.no_fork = 1;
+	target.no_files = 1;
+	dropped = privsep_drop(&target);
+	if (dropped)
+		snprintf(sockpath, sizeof(sockpath), "/%s",
+		    INTAKE_SOCKET_NAME);
+	else
+		snprintf(sockpath, sizeof(sockpath), "%s/%s", chroot_dir,
+		    INTAKE_SOCKET_NAME);
+	intake_client_init(&queue, sockpath);
+
+	pfds = xcalloc(n, sizeof(*pfds));
+	for (i = 0; i < n; i++) {
+		pfds[i].fd = FD_LISTEN + (int)i;
+		pfds[i].events = POLLIN;
+		fd_set_nonblock(pfds[i].fd, 1);
+	}
+	log_debug("worker ready (generation %u, %zu listeners)",
+	    a->generation, n);
+	report(self, a->generation, WORKER_IDLE);
+
+	while (!stop_after_session && sessions < cfg->worker_sessions) {
+		struct sockaddr_storage peer;
+		socklen_t plen = sizeof(peer);
+		int fd = -1, one = 1, rc;
+
+		rc = poll(pfds, n, -1);
+		if (rc < 0) {
+			if (errno == EINTR)
+				continue;
+			log_fatal("poll: %s", strerror(errno));
+		}
+		for (i = 0; i < n && fd < 0; i++) {
+			if (!(pfds[i].revents & POLLIN))
+				continue;
+			fd = accept4(pfds[i].fd, (struct sockaddr *)&peer,
+			    &plen, SOCK_CLOEXEC);
+			if (fd < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
+			    errno != ECONNABORTED && errno != EINTR)
+				log_warn("accept: %s", strerror(errno));
+		}
+		if (fd < 0)
+			continue;   /* a sibling won the race */
+		report(self, a->generation, WORKER_BUSY);
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		{
+			struct session_params sp;
+
+			memset(&sp, 0, sizeof(sp));
+			sp.cfg = cfg;
+			sp.queue = &queue;
+			sp.control = &control;
+			sp.fd = fd;
+			sp.peer = (struct sockaddr *)&peer;
+			sp.listener = cfg->listeners[i - 1].name;
+			smtp_session_run(&sp);
+		}
+		close(fd);
+		sessions++;
+		if (!stop_after_session && sessions < cfg->worker_sessions)
+			report(self, a->generation, WORKER_IDLE);
+	}
+	log_debug("worker exiting after %d sessions", sessions);
+	intake_client_close(&queue);
+	free(pfds);
+	config_free(cfg);
+	return 0;
+}
