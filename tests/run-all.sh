@@ -1,0 +1,51 @@
+#!/bin/sh
+# Installs the build and test dependencies (Debian/Ubuntu), builds ferry
+# and runs every test: the libcheck unit suites and the end-to-end tests
+# against the real daemon.  Needs root (apt-get; the end-to-end tests
+# start ferryd as root so the workers really drop privileges).
+#
+#   sudo sh tests/run-all.sh
+set -eu
+cd "$(dirname "$0")/.."
+
+DEPS="build-essential autoconf automake pkg-config libconfuse-dev
+      libssl-dev libsqlite3-dev check python3 swaks sqlite3 clang"
+if command -v apt-get >/dev/null 2>&1; then
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	# shellcheck disable=SC2086
+	apt-get install -y -qq --no-install-recommends $DEPS >/dev/null
+fi
+
+autoreconf -fi
+./configure --enable-werror
+make -j"$(nproc)"
+
+status=0
+make -j2 check || status=$?
+
+# One summary line, whatever the harness printed above.
+pass=0; fail=0
+for t in tests/*.trs tests/e2e/*.trs; do
+	[ -f "$t" ] || continue
+	case "$(sed -n 's/^:test-result: //p' "$t" | head -n1)" in
+	PASS|SKIP) pass=$((pass + 1)) ;;
+	*) fail=$((fail + 1)) ;;
+	esac
+done
+if [ "$status" -ne 0 ]; then
+	for log in tests/*.log tests/e2e/*.log; do
+		[ -f "$log" ] || continue
+		case "$log" in */test-suite.log) continue ;; esac
+		if ! grep -q '^:test-result: PASS\|^:test-result: SKIP' \
+		    "${log%.log}.trs" 2>/dev/null; then
+			echo "==== $log"; tail -n 80 "$log"
+		fi
+	done
+fi
+if [ $((pass + fail)) -eq 0 ]; then
+	echo "no tests ran"
+	exit 1
+fi
+echo "$pass passed, $fail failed"
+exit "$status"
