@@ -6,6 +6,7 @@
 #define FERRY_SMTPD_H
 
 #include <stdint.h>
+#include <sys/types.h>
 
 struct child_args {
 	const char *config_path;  /* for messages and relative paths */
@@ -19,6 +20,9 @@ struct ferry_config *child_load_config(const struct child_args *a,
     const char *ident);
 /* Parses "-f path -d -g N" for the exec'd children. */
 void child_parse_args(int argc, char **argv, struct child_args *a);
+
+/* After the privilege drop: die with the master (PR_SET_PDEATHSIG). */
+void child_follow_master(pid_t master);
 
 int smtpd(const struct child_args *a);
 

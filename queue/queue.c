@@ -216,6 +216,7 @@ queue(const struct child_args *a)
 	gid_t gid;
 	int64_t active = 0;
 	int purged;
+	pid_t master = getppid();
 
 	install_signals();
 	umask(077);   /* the database, its WAL and shm: queue user only */
@@ -234,6 +235,7 @@ queue(const struct child_args *a)
 	memset(&target, 0, sizeof(target));
 	target.user = cfg->user;
 	privsep_drop(&target);
+	child_follow_master(master);
 
 	snprintf(dbpath, sizeof(dbpath), "%s/%s/%s", cfg->spool_dir,
 	    SPOOL_QUEUE_DIR, QUEUE_DB_NAME);

@@ -5,10 +5,12 @@
 #include "autoconfig.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/prctl.h>
 
 #include "config.h"
 #include "log.h"
@@ -89,4 +91,18 @@ child_load_config(const struct child_args *a, const char *ident)
 	else
 		log_set_debug(cfg->log_debug);
 	return cfg;
+}
+
+void
+child_follow_master(pid_t master)
+{
+	/* Dropping privileges clears the parent-death signal: set it again,
+	 * then make sure the master did not die before that. */
+	if (prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0) < 0)
+		log_warn("PR_SET_PDEATHSIG: %s", strerror(errno));
+	if (getppid() != master) {
+		log_error("the master (pid %ld) is gone; exiting",
+		    (long)master);
+		exit(0);
+	}
 }

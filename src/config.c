@@ -276,10 +276,15 @@ set_validators(cfg_t *cfg)
 char *
 config_read_file(const char *path, size_t maxlen, size_t *lenp)
 {
-	FILE *fp = fopen(path, "re");
+	FILE *fp;
 	char *buf;
-	size_t len = 0, cap = 4096;
+	size_t len = 0, cap = maxlen < 4096 ? maxlen : 4096;
 
+	if (maxlen == 0) {
+		errno = EINVAL;
+		return NULL;
+	}
+	fp = fopen(path, "re");
 	if (fp == NULL)
 		return NULL;
 	buf = xmalloc(cap);
@@ -288,12 +293,15 @@ config_read_file(const char *path, size_t maxlen, size_t *lenp)
 
 		if (len + 1 >= cap) {
 			if (cap >= maxlen) {
+				/* full: fine only when the file ends here */
+				if (getc(fp) == EOF)
+					break;
 				fclose(fp);
 				free(buf);
 				errno = EFBIG;
 				return NULL;
 			}
-			cap *= 2;
+			cap = cap > maxlen / 2 ? maxlen : cap * 2;
 			buf = xrealloc(buf, cap);
 		}
 		n = fread(buf + len, 1, cap - len - 1, fp);

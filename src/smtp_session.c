@@ -689,7 +689,7 @@ cmd_data(struct smtp_session *s, enum smtp_verb verb, const char *arg,
 {
 	struct smtp_tx *tx = &s->tx;
 	uint8_t *out;
-	int ended = 0;
+	int ended = 0, need_more = 0;
 
 	(void)verb;
 	(void)arg;
@@ -717,18 +717,22 @@ cmd_data(struct smtp_session *s, enum smtp_verb verb, const char *arg,
 		size_t used = 0, outlen = 0;
 		enum data_result r;
 
-		if (s->in_len == 0) {
-			int rc = fill_in(s);
+		if (s->in_len == 0 || need_more) {
+			int rc = s->in_len == s->in_cap ? -1 : fill_in(s);
 
 			if (rc <= 0) {
 				if (rc == 0)
 					s->closing = CLOSE_EOF;
+				else if (s->in_len == s->in_cap)
+					log_panic("data scanner made no progress");
 				free(out);
 				return;   /* tx_reset at session end aborts */
 			}
 		}
 		r = data_scan(&tx->scan, s->in, s->in_len, out, &outlen,
 		    &used);
+		/* the scanner may hold back a byte it cannot judge yet */
+		need_more = r == DATA_MORE && used < s->in_len;
 		tx->client_bytes += used;
 		consume_in(s, used);
 		tx_check_limits(s);

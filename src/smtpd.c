@@ -96,7 +96,7 @@ smtpd(const struct child_args *a)
 	struct privsep_target target;
 	int sessions = 0, dropped;
 	size_t i, n;
-	pid_t self = getpid();
+	pid_t self = getpid(), master = getppid();
 
 	install_signals();
 	cfg = child_load_config(a, "ferry-smtpd");
@@ -110,6 +110,7 @@ smtpd(const struct child_args *a)
 	target.no_fork = 1;
 	target.no_files = 1;
 	dropped = privsep_drop(&target);
+	child_follow_master(master);
 	if (dropped)
 		snprintf(sockpath, sizeof(sockpath), "/%s",
 		    INTAKE_SOCKET_NAME);
