@@ -396,6 +396,80 @@ check_combinations(struct ferry_config *c, char *err, size_t errlen)
 	return 0;
 }
 
+/*
+ * libconfuse 3.3 miscounts lines after comments ("#" lines count three,
+ * block comments one extra) and accepts a file that ends inside a
+ * section.  So comments are blanked here before parsing (newlines kept,
+ * so line numbers stay true) and braces are counted.  Returns a new
+ * buffer, or NULL with the reason in err.
+ */
+static char *
+prepare_text(const char *path, const char *text, char *err, size_t errlen)
+{
+	size_t n = strlen(text), i;
+	char *out = xstrndup(text, n);
+	int line = 1, depth = 0, open_line[64];
+	char quote = 0;
+
+	for (i = 0; i < n; i++) {
+		char c = out[i];
+
+		if (c == '\n')
+			line++;
+		if (quote) {
+			if (c == '\\' && i + 1 < n) {
+				if (out[i + 1] == '\n')
+					line++;
+				i++;
+			} else if (c == quote) {
+				quote = 0;
+			}
+			continue;
+		}
+		if (c == '"' || c == '\'') {
+			quote = c;
+		} else if (c == '#' || (c == '/' && i + 1 < n &&
+		    out[i + 1] == '/')) {
+			while (i < n && out[i] != '\n')
+				out[i++] = ' ';
+			i--;
+		} else if (c == '/' && i + 1 < n && out[i + 1] == '*') {
+			out[i] = out[i + 1] = ' ';
+			for (i += 2; i < n; i++) {
+				if (out[i] == '*' && i + 1 < n &&
+				    out[i + 1] == '/') {
+					out[i] = out[i + 1] = ' ';
+					i++;
+					break;
+				}
+				if (out[i] == '\n')
+					line++;
+				else
+					out[i] = ' ';
+			}
+		} else if (c == '{') {
+			if (depth < 64)
+				open_line[depth] = line;
+			depth++;
+		} else if (c == '}') {
+			if (depth == 0) {
+				snprintf(err, errlen, "%s:%d: '}' without a "
+				    "section to close", path, line);
+				free(out);
+				return NULL;
+			}
+			depth--;
+		}
+	}
+	if (depth > 0) {
+		snprintf(err, errlen, "%s:%d: '{' is never closed", path,
+		    open_line[depth <= 64 ? depth - 1 : 63]);
+		free(out);
+		return NULL;
+	}
+	return out;
+}
+
 struct ferry_config *
 config_load(const char *path, const char *text, char *err, size_t errlen)
 {
@@ -420,6 +494,15 @@ config_load(const char *path, const char *text, char *err, size_t errlen)
 	pe.seen = 0;
 	err[0] = '\0';
 
+	{
+		char *prepared = prepare_text(path, text, err, errlen);
+
+		free(owned);
+		if (prepared == NULL)
+			return NULL;
+		owned = prepared;
+		text = prepared;
+	}
 	cfg = cfg_init(top_opts, CFGF_NONE);
 	if (cfg == NULL) {
 		snprintf(err, errlen, "%s: cannot initialise parser", path);

@@ -676,13 +676,31 @@ END_TEST
 START_TEST(test_bad_syntax)
 {
 	load_bad(LISTEN "workers {\n  max = 4\n}\n}\n",
-	    P ":6: unexpected closing brace");
+	    P ":6: '}' without a section to close");
 	load_bad("listen \"smtp\" {\n  port = = 25\n}\n",
 	    P ":2: unexpected token '='");
-	/* libconfuse 3.3 accepts end of file inside a section; an unclosed
-	 * section is caught only when another top-level option follows */
+	/* an unclosed section is reported where it opens, even at the end
+	 * of the file (libconfuse alone accepts that) */
+	load_bad(LISTEN "workers {\n  min_idle = 2\n",
+	    P ":3: '{' is never closed");
 	load_bad(LISTEN "workers {\n  min_idle = 2\nlimits {\n}\n",
-	    P ":5: no such option 'limits'");
+	    P ":3: '{' is never closed");
+	/* braces inside strings and comments do not count */
+	load_bad(LISTEN "# {\n/* { */\nhostname = \"a{b\"\n",
+	    P ":5: hostname \"a{b\": character '{' is not allowed in a "
+	    "host name");
+}
+END_TEST
+
+/* Line numbers stay true after comments of every kind (libconfuse 3.3
+ * alone counts a "#" line as three). */
+START_TEST(test_line_numbers_after_comments)
+{
+	load_bad("# one\n# two\n// three\n/* four\n five */\n"
+	    "a = 1 # six\nport = 1\n",
+	    P ":6: no such option 'a'");
+	load_bad("# one\n# two\n# three\n" LISTEN "bogus = 1\n",
+	    P ":6: no such option 'bogus'");
 }
 END_TEST
 
@@ -865,6 +883,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_bad_duplicate_listener);
 	tcase_add_test(tc, test_bad_workers);
 	tcase_add_test(tc, test_bad_syntax);
+	tcase_add_test(tc, test_line_numbers_after_comments);
 	tcase_add_test(tc, test_bad_hostname);
 	tcase_add_test(tc, test_first_error_wins);
 	tcase_add_test(tc, test_small_error_buffer);
