@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/prctl.h>
 
@@ -55,6 +56,14 @@ child_load_config(const struct child_args *a, const char *ident)
 	char *text, err[1024];
 	size_t cap = 8192, len = 0;
 
+	/* Load the time zone now: a chrooted worker cannot read it later. */
+	tzset();
+	{
+		time_t t = time(NULL);
+		struct tm tm;
+
+		localtime_r(&t, &tm);
+	}
 	log_init(ident, a->foreground ? LOG_TO_STDERR : LOG_TO_SYSLOG, 0);
 	text = xmalloc(cap);
 	for (;;) {
