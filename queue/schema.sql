@@ -30,7 +30,7 @@ CREATE TABLE message (
                   CHECK (smtputf8 IN (0, 1)),
     dsn_ret       TEXT                  -- MAIL RET= (RFC 3461), NULL when not given
                   CHECK (dsn_ret IN ('FULL', 'HDRS')),
-    dsn_envid     TEXT,                 -- MAIL ENVID= (xtext decoded), NULL when not given
+    dsn_envid     TEXT,                 -- MAIL ENVID= as received (xtext, passed on as is), NULL when not given
     size_declared INTEGER               -- MAIL SIZE=, NULL when not given
 );
 
@@ -41,7 +41,7 @@ CREATE TABLE recipient (
                   REFERENCES message(id) ON DELETE CASCADE,
     address       TEXT NOT NULL,        -- RCPT TO address
     dsn_notify    INTEGER NOT NULL,     -- RCPT NOTIFY= as NOTIFY_* bits, 0 when not given
-    dsn_orcpt     TEXT,                 -- RCPT ORCPT= ('type;addr'), NULL when not given
+    dsn_orcpt     TEXT,                 -- RCPT ORCPT= as received ('addr-type;xtext'), NULL when not given
     state         TEXT NOT NULL         -- 'pending': still to do; 'delivered', 'failed': final
                   CHECK (state IN ('pending', 'delivered', 'failed')),
     attempts      INTEGER NOT NULL DEFAULT 0, -- delivery attempts made so far

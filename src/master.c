@@ -381,18 +381,26 @@ spawn(struct master_state *m, enum child_role role)
 	const char *path = role == ROLE_WORKER ? m->smtpd_path :
 	    m->queue_path;
 	char gen[16];
+	sigset_t all, old;
 	pid_t pid;
 
 	snprintf(gen, sizeof(gen), "%u", m->generation);
+	/* Signals stay blocked from here in the child, across exec, until
+	 * the program has installed its own handlers and unblocks them
+	 * (smtpd.c, queue.c): a SIGTERM sent to a child that is just
+	 * starting is then held, not run by the master's handler copy in
+	 * the fork (and lost). */
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, &old);
 	pid = fork();
 	if (pid < 0) {
 		log_error("fork: %s", strerror(errno));
+		sigprocmask(SIG_SETMASK, &old, NULL);
 		return -1;
 	}
 	if (pid == 0) {
 		int fds[MAX_LISTENERS + 4];
 		size_t n = 0, i;
-		sigset_t none;
 		struct sigaction sa;
 		int devnull;
 
@@ -400,8 +408,6 @@ spawn(struct master_state *m, enum child_role role)
 		sa.sa_handler = SIG_DFL;
 		for (i = 1; i < NSIG; i++)
 			sigaction((int)i, &sa, NULL);
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
 
 		devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
 		if (devnull >= 0)
@@ -422,6 +428,7 @@ spawn(struct master_state *m, enum child_role role)
 		    strerror(errno));
 		_exit(EXIT_CONFIG);
 	}
+	sigprocmask(SIG_SETMASK, &old, NULL);
 	return pid;
 }
 

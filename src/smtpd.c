@@ -84,6 +84,9 @@ install_signals(void)
 	sigaction(SIGPIPE, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
 	sigaction(SIGXFSZ, &sa, NULL);
+	/* the master starts us with signals blocked: take them now */
+	sigemptyset(&sa.sa_mask);
+	sigprocmask(SIG_SETMASK, &sa.sa_mask, NULL);
 }
 
 int
@@ -134,7 +137,9 @@ smtpd(const struct child_args *a)
 		socklen_t plen = sizeof(peer);
 		int fd = -1, one = 1, rc;
 
-		rc = poll(pfds, n, -1);
+		/* bounded: a signal landing between the loop test and
+		 * poll() must not leave us asleep for good */
+		rc = poll(pfds, n, 1000);
 		if (rc < 0) {
 			if (errno == EINTR)
 				continue;

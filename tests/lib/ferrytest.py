@@ -17,7 +17,6 @@ import faulthandler
 import os
 import pwd
 import re
-import select
 import shutil
 import signal
 import socket
@@ -35,7 +34,9 @@ SRCDIR = os.environ.get("FERRY_SRCDIR") or BUILDDIR
 FERRYD = os.path.join(BUILDDIR, "src", "ferryd")
 
 SKIP = 77                 # automake's "skipped" exit status
-GLOBAL_TIMEOUT = 300      # no test file may run longer than this
+HARD_ERROR = 99           # automake's "hard error" exit status
+# no test file may run longer than this (seconds)
+GLOBAL_TIMEOUT = int(os.environ.get("FERRY_TEST_TIMEOUT", "300"))
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 15.0
 IO_TIMEOUT = 10.0
@@ -58,6 +59,7 @@ def _emergency(signum, frame):
         except Exception:
             pass
         d.kill_all()
+        shutil.rmtree(d.dir, ignore_errors=True)
     os._exit(1)
 
 
@@ -73,8 +75,9 @@ def main(need_root=False):
     signal.alarm(GLOBAL_TIMEOUT)
     atexit.register(_cleanup_at_exit)
     if not os.access(FERRYD, os.X_OK):
-        sys.stderr.write("ferrytest: %s is not built; skipping\n" % FERRYD)
-        sys.exit(SKIP)
+        sys.stderr.write("ferrytest: %s is not built (set FERRY_BUILDDIR)\n"
+                         % FERRYD)
+        sys.exit(HARD_ERROR)
     if need_root and os.geteuid() != 0:
         sys.stderr.write("ferrytest: these tests need root; skipping\n")
         sys.exit(SKIP)
