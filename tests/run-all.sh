@@ -47,5 +47,14 @@ if [ $((pass + fail)) -eq 0 ]; then
 	echo "no tests ran"
 	exit 1
 fi
-echo "$pass passed, $fail failed"
+# Test cases inside the programs: Check's "Checks: N, Failures: F,
+# Errors: E" and unittest's "Ran N tests" / "FAILED (...)".
+cases=$(cat tests/*.log tests/e2e/*.log 2>/dev/null | awk '
+	/^[0-9]+%: Checks: / { gsub(",", ""); n += $3; f += $5 + $7 }
+	/^Ran [0-9]+ tests? in / { n += $2 }
+	/^FAILED \(/ { if (match($0, /failures=[0-9]+/)) f += substr($0, RSTART + 9, RLENGTH - 9);
+	               if (match($0, /errors=[0-9]+/)) f += substr($0, RSTART + 7, RLENGTH - 7) }
+	END { printf "%d %d", n - f, f }')
+echo "test programs: $pass passed, $fail failed"
+echo "${cases% *} passed, ${cases#* } failed"
 exit "$status"
