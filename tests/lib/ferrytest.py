@@ -45,6 +45,11 @@ QUEUE_USER = "daemon"
 SMTPD_USER = "nobody"
 
 _live = []                # daemons not yet stopped, for the emergency exits
+# Daemon logs that showed a sanitizer report or a panic; any such line
+# fails the test program even when every assertion passed.
+_bad_logs = []
+_BAD_LOG_MARKS = ("ERROR: AddressSanitizer", "runtime error:",
+                  "ERROR: LeakSanitizer", "panic: ")
 
 
 # ---------------------------------------------------------------- global
@@ -90,7 +95,9 @@ def main(need_root=False):
     prog = unittest.main(module="__main__", exit=False, verbosity=2)
     signal.alarm(0)
     _cleanup_at_exit()
-    sys.exit(0 if prog.result.wasSuccessful() else 1)
+    for where, line in _bad_logs:
+        sys.stderr.write("ferrytest: daemon log %s: %s\n" % (where, line))
+    sys.exit(0 if prog.result.wasSuccessful() and not _bad_logs else 1)
 
 
 def free_port():
@@ -553,6 +560,12 @@ class Ferry:
         if getattr(self, "logf", None):
             self.logf.close()
             self.logf = None
+        try:
+            for line in self.log_text().splitlines():
+                if any(m in line for m in _BAD_LOG_MARKS):
+                    _bad_logs.append((self.dir, line))
+        except OSError:
+            pass
         if remove and os.path.isdir(self.dir):
             shutil.rmtree(self.dir, ignore_errors=True)
 
