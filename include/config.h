@@ -22,6 +22,24 @@ struct listener_config {
 	int port;
 };
 
+enum tls_policy { TLS_NONE = 0, TLS_MAY, TLS_ENCRYPT, TLS_VERIFY };
+
+/* Where mail for some domains goes.  With no hosts, the domain's MX hosts
+ * (RFC 5321 section 5) are used. */
+struct route_config {
+	char *name;
+	char **domains;            /* "example.com", ".example.com", "*" */
+	size_t ndomains;
+	char **hosts;              /* "host:port" or "[address]:port", in
+	                              order of preference (failover) */
+	size_t nhosts;
+	enum tls_policy tls;
+	char *ca_file;             /* "" = the system's store */
+	int tls_min_version;       /* OpenSSL's TLS1_2_VERSION etc. */
+	int auth;                  /* AUTH with the route's credentials */
+	int auth_plaintext;        /* AUTH allowed without TLS */
+};
+
 struct ferry_config {
 	char *path;                /* absolute path of the file */
 	char *hostname;
@@ -52,9 +70,31 @@ struct ferry_config {
 	struct cidr *relay_networks;
 	size_t nrelay_networks;
 
-	/* smarthost */
+	/* smarthost: the default route (also in routes[], named
+	 * "smarthost", after every route section) */
 	char *smarthost_host;
 	int smarthost_port;
+
+	/* delivery */
+	char *deliver_user;        /* the delivery agents */
+	struct route_config *routes;
+	size_t nroutes;
+	struct route_config mx_route;  /* no route matched: MX delivery */
+	int mx_port;               /* port of MX hosts (25) */
+	char *admin_group;         /* may use ferryctl besides root; "" */
+	int delivery_agents;       /* agents (outgoing connections) in all */
+	int per_destination;       /* connections per next hop */
+	int agent_jobs;            /* messages before an agent is replaced */
+	int *retry_schedule;       /* seconds; the last value repeats */
+	size_t nretry_schedule;
+	int max_lifetime;          /* seconds in the queue before bouncing */
+	int delay_warning;         /* seconds; 0 = no delay warning */
+	int connect_timeout;
+	int client_command_timeout;
+	int client_data_timeout;
+	int connection_idle;       /* seconds a connection is kept for reuse */
+	char *resolver;            /* "" = system; "addr" or "addr:port" */
+	char *credentials_file;    /* "" = none */
 
 	/* logging */
 	int log_to_stderr;
@@ -66,6 +106,13 @@ struct ferry_config {
 struct ferry_config *config_load(const char *path, const char *text,
     char *err, size_t errlen);
 void config_free(struct ferry_config *cfg);
+
+/* The route for a recipient domain: an exact domain, then the longest
+ * ".suffix", then "*", then the smarthost; NULL means MX delivery with
+ * cfg->mx_route's policy. */
+const struct route_config *config_route_for(const struct ferry_config *cfg,
+    const char *domain);
+const char *tls_policy_name(enum tls_policy p);
 
 /* Reads a whole file into a NUL-terminated buffer (at most maxlen bytes);
  * NULL with errno set on failure. */

@@ -28,6 +28,13 @@ enum ipc_type {
 	IMSG_TX_BEGUN,       /* queue id */
 	IMSG_TX_COMMITTED,   /* queue id: the message is durable */
 	IMSG_TX_FAIL,        /* reason text */
+	/* delivery agent <-> queue runner (deliver_proto.h) */
+	IMSG_AGENT_HELLO,    /* agent -> runner: pid */
+	IMSG_JOB,            /* runner -> agent: one message to one next hop */
+	IMSG_JOB_DATA,       /* runner -> agent: a chunk of the message */
+	IMSG_JOB_END,        /* runner -> agent: no more chunks */
+	IMSG_RCPT_RESULT,    /* agent -> runner: one recipient's outcome */
+	IMSG_JOB_DONE,       /* agent -> runner: job finished, agent free */
 	IMSG_TYPE_MAX
 };
 

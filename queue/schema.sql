@@ -31,7 +31,10 @@ CREATE TABLE message (
     dsn_ret       TEXT                  -- MAIL RET= (RFC 3461), NULL when not given
                   CHECK (dsn_ret IN ('FULL', 'HDRS')),
     dsn_envid     TEXT,                 -- MAIL ENVID= as received (xtext, passed on as is), NULL when not given
-    size_declared INTEGER               -- MAIL SIZE=, NULL when not given
+    size_declared INTEGER,              -- MAIL SIZE=, NULL when not given
+    dsn_of        TEXT,                 -- for a delivery status notification ferry
+                                        -- generated: the qid it reports on; else NULL
+    warned        INTEGER NOT NULL DEFAULT 0 -- 1 once a delay warning was queued
 );
 
 -- One row per recipient of a message, with its own delivery state.
@@ -47,7 +50,8 @@ CREATE TABLE recipient (
     attempts      INTEGER NOT NULL DEFAULT 0, -- delivery attempts made so far
     next_attempt  REAL,                 -- when the next attempt is due; NULL while incoming
     last_attempt  REAL,                 -- when the last attempt was made, NULL before the first
-    last_reply    TEXT                  -- the last reply or error, for bounces and ferryctl
+    last_reply    TEXT,                 -- the last reply or error, for bounces and ferryctl
+    last_dsn      TEXT                  -- enhanced status code of the last attempt ('5.1.1')
 );
 
 -- The scheduler's "what is due now": pending recipients by due time.
@@ -64,3 +68,20 @@ CREATE TABLE body (
     chunk         BLOB NOT NULL,        -- the bytes
     PRIMARY KEY (message_id, seq)
 );  -- a rowid table: chunks are large (SQLite advises WITHOUT ROWID only for small rows)
+
+-- Every delivery attempt of every recipient: ferryctl's history and the
+-- evidence behind a bounce.  Kept until the message leaves the queue.
+CREATE TABLE attempt (
+    id            INTEGER PRIMARY KEY,
+    recipient_id  INTEGER NOT NULL      -- the recipient tried
+                  REFERENCES recipient(id) ON DELETE CASCADE,
+    at            REAL NOT NULL,        -- when the result came (wall clock)
+    relay         TEXT NOT NULL,        -- 'host[address]:port', or 'none' when no
+                                        -- connection was made
+    tls           TEXT,                 -- 'TLSv1.3 TLS_AES_256_GCM_SHA384', NULL when plain
+    status        TEXT NOT NULL         -- what the attempt decided
+                  CHECK (status IN ('sent', 'deferred', 'bounced', 'expired')),
+    dsn           TEXT NOT NULL,        -- enhanced status code
+    reply         TEXT NOT NULL         -- the remote reply or the local reason
+);
+CREATE INDEX attempt_recipient ON attempt(recipient_id);

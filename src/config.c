@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <arpa/inet.h>
@@ -45,26 +46,219 @@ static const struct int_range int_ranges[] = {
 	{ "errors", 1, 1000 },
 	{ "command_timeout", 1, 3600 },
 	{ "data_timeout", 1, 86400 },
+	{ "agents", 1, 1024 },
+	{ "per_destination", 1, 1024 },
+	{ "agent_jobs", 1, 1000000 },
+	{ "retry_schedule", 1, 86400 * 7 },
+	{ "max_lifetime", 60, 86400 * 100 },
+	{ "delay_warning", 0, 86400 * 100 },
+	{ "connect_timeout", 1, 3600 },
+	{ "client_command_timeout", 1, 3600 },
+	{ "client_data_timeout", 1, 86400 },
+	{ "connection_idle", 0, 3600 },
 };
 
 static int
 validate_int(cfg_t *cfg, cfg_opt_t *opt)
 {
-	long v = cfg_opt_getnint(opt, cfg_opt_size(opt) - 1);
 	size_t i;
+	unsigned k;
 
 	for (i = 0; i < sizeof(int_ranges) / sizeof(int_ranges[0]); i++) {
 		if (strcmp(int_ranges[i].name, opt->name) != 0)
 			continue;
-		if (v < int_ranges[i].min || v > int_ranges[i].max) {
-			cfg_error(cfg, "%s = %ld is out of range (%ld to %ld)",
-			    opt->name, v, int_ranges[i].min,
-			    int_ranges[i].max);
-			return -1;
+		for (k = 0; k < cfg_opt_size(opt); k++) {
+			long v = cfg_opt_getnint(opt, k);
+
+			if (v < int_ranges[i].min || v > int_ranges[i].max) {
+				cfg_error(cfg, "%s = %ld is out of range (%ld "
+				    "to %ld)", opt->name, v,
+				    int_ranges[i].min, int_ranges[i].max);
+				return -1;
+			}
 		}
 		return 0;
 	}
 	return 0;
+}
+
+static int
+parse_tls_policy(const char *s)
+{
+	static const char *const names[] = { "none", "may", "encrypt",
+	    "verify" };
+	int i;
+
+	for (i = 0; i < 4; i++)
+		if (s != NULL && strcmp(s, names[i]) == 0)
+			return i;
+	return -1;
+}
+
+const char *
+tls_policy_name(enum tls_policy p)
+{
+	switch (p) {
+	case TLS_NONE: return "none";
+	case TLS_MAY: return "may";
+	case TLS_ENCRYPT: return "encrypt";
+	case TLS_VERIFY: return "verify";
+	}
+	return "?";
+}
+
+static int
+validate_tls(cfg_t *cfg, cfg_opt_t *opt)
+{
+	if (parse_tls_policy(cfg_opt_getnstr(opt, 0)) < 0) {
+		cfg_error(cfg, "tls must be none, may, encrypt or verify");
+		return -1;
+	}
+	return 0;
+}
+
+static int
+parse_tls_version(const char *s)
+{
+	if (s == NULL)
+		return -1;
+	if (strcmp(s, "TLSv1.2") == 0)
+		return 0x0303;
+	if (strcmp(s, "TLSv1.3") == 0)
+		return 0x0304;
+	return -1;
+}
+
+static int
+validate_tls_version(cfg_t *cfg, cfg_opt_t *opt)
+{
+	if (parse_tls_version(cfg_opt_getnstr(opt, 0)) < 0) {
+		cfg_error(cfg, "tls_min_version must be TLSv1.2 or TLSv1.3");
+		return -1;
+	}
+	return 0;
+}
+
+/* "host:port", "[address]:port", or a bare host (port 25). */
+static int
+valid_host_spec(const char *s)
+{
+	const char *p;
+	size_t n;
+
+	if (s == NULL || *s == '\0' || strlen(s) > 300)
+		return 0;
+	if (*s == '[') {
+		p = strchr(s, ']');
+		if (p == NULL || p == s + 1)
+			return 0;
+		p++;
+	} else {
+		p = strchr(s, ':');
+		if (p == NULL)
+			p = s + strlen(s);
+		if (p == s)
+			return 0;
+		for (const char *q = s; q < p; q++)
+			if (!((*q >= 'a' && *q <= 'z') ||
+			    (*q >= 'A' && *q <= 'Z') ||
+			    (*q >= '0' && *q <= '9') || *q == '-' ||
+			    *q == '.'))
+				return 0;
+	}
+	if (*p == '\0')
+		return 1;
+	if (*p != ':' || p[1] == '\0')
+		return 0;
+	n = strspn(p + 1, "0123456789");
+	if (p[1 + n] != '\0' || n > 5 || atoi(p + 1) < 1 ||
+	    atoi(p + 1) > 65535)
+		return 0;
+	return 1;
+}
+
+static int
+validate_hosts(cfg_t *cfg, cfg_opt_t *opt)
+{
+	unsigned i;
+
+	for (i = 0; i < cfg_opt_size(opt); i++)
+		if (!valid_host_spec(cfg_opt_getnstr(opt, i))) {
+			cfg_error(cfg, "hosts: \"%s\" is not host:port or "
+			    "[address]:port", cfg_opt_getnstr(opt, i));
+			return -1;
+		}
+	return 0;
+}
+
+static int
+validate_domains(cfg_t *cfg, cfg_opt_t *opt)
+{
+	unsigned i;
+
+	for (i = 0; i < cfg_opt_size(opt); i++) {
+		const char *d = cfg_opt_getnstr(opt, i);
+		size_t k;
+
+		if (strcmp(d, "*") == 0)
+			continue;
+		for (k = 0; d[k]; k++)
+			if (!((d[k] >= 'a' && d[k] <= 'z') ||
+			    (d[k] >= 'A' && d[k] <= 'Z') ||
+			    (d[k] >= '0' && d[k] <= '9') || d[k] == '-' ||
+			    d[k] == '.'))
+				break;
+		if (k == 0 || d[k] != '\0' || strstr(d, "..") ||
+		    (d[0] == '.' && d[1] == '\0')) {
+			cfg_error(cfg, "domains: \"%s\" is not a domain, "
+			    "\".domain\" or \"*\"", d);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int
+validate_resolver(cfg_t *cfg, cfg_opt_t *opt)
+{
+	const char *s = cfg_opt_getnstr(opt, 0);
+	char host[64];
+	unsigned char buf[16];
+	const char *colon;
+
+	if (s == NULL || *s == '\0')
+		return 0;
+	colon = strrchr(s, ':');
+	/* "addr:port" for IPv4, "[addr]:port" or "addr" for IPv6 */
+	if (*s == '[') {
+		const char *end = strchr(s, ']');
+
+		if (end == NULL || (size_t)(end - s - 1) >= sizeof(host))
+			goto bad;
+		memcpy(host, s + 1, (size_t)(end - s - 1));
+		host[end - s - 1] = '\0';
+		colon = end[1] == ':' ? end + 1 : NULL;
+		if (end[1] != '\0' && colon == NULL)
+			goto bad;
+	} else if (colon != NULL && strchr(s, ':') == colon) {
+		if ((size_t)(colon - s) >= sizeof(host))
+			goto bad;
+		memcpy(host, s, (size_t)(colon - s));
+		host[colon - s] = '\0';
+	} else {
+		ferry_strlcpy(host, s, sizeof(host));
+		colon = NULL;
+	}
+	if (inet_pton(AF_INET, host, buf) != 1 &&
+	    inet_pton(AF_INET6, host, buf) != 1)
+		goto bad;
+	if (colon != NULL && (atoi(colon + 1) < 1 || atoi(colon + 1) > 65535))
+		goto bad;
+	return 0;
+bad:
+	cfg_error(cfg, "resolver \"%s\" is not address, address:port or "
+	    "[address]:port", s);
+	return -1;
 }
 
 static int
@@ -194,9 +388,47 @@ static cfg_opt_t relay_opts[] = {
 	CFG_END()
 };
 
+#define ROUTE_POLICY_OPTS \
+	CFG_STR("tls", "may", CFGF_NONE), \
+	CFG_STR("ca_file", "", CFGF_NONE), \
+	CFG_STR("tls_min_version", "TLSv1.2", CFGF_NONE), \
+	CFG_BOOL("auth", cfg_false, CFGF_NONE), \
+	CFG_BOOL("auth_plaintext", cfg_false, CFGF_NONE)
+
 static cfg_opt_t smarthost_opts[] = {
 	CFG_STR("host", NULL, CFGF_NODEFAULT),
 	CFG_INT("port", 25, CFGF_NONE),
+	ROUTE_POLICY_OPTS,
+	CFG_END()
+};
+
+static cfg_opt_t route_opts[] = {
+	CFG_STR_LIST("domains", NULL, CFGF_NODEFAULT),
+	CFG_STR_LIST("hosts", "{}", CFGF_NONE),
+	ROUTE_POLICY_OPTS,
+	CFG_END()
+};
+
+static cfg_opt_t mx_opts[] = {
+	CFG_INT("port", 25, CFGF_NONE),
+	ROUTE_POLICY_OPTS,
+	CFG_END()
+};
+
+static cfg_opt_t delivery_opts[] = {
+	CFG_INT("agents", 4, CFGF_NONE),
+	CFG_INT("per_destination", 2, CFGF_NONE),
+	CFG_INT("agent_jobs", 100, CFGF_NONE),
+	CFG_INT_LIST("retry_schedule", "{60, 300, 900, 1800, 3600}",
+	    CFGF_NONE),
+	CFG_INT("max_lifetime", 432000, CFGF_NONE),
+	CFG_INT("delay_warning", 0, CFGF_NONE),
+	CFG_INT("connect_timeout", 30, CFGF_NONE),
+	CFG_INT("client_command_timeout", 300, CFGF_NONE),
+	CFG_INT("client_data_timeout", 600, CFGF_NONE),
+	CFG_INT("connection_idle", 10, CFGF_NONE),
+	CFG_STR("resolver", "", CFGF_NONE),
+	CFG_STR("credentials_file", "", CFGF_NONE),
 	CFG_END()
 };
 
@@ -210,6 +442,8 @@ static cfg_opt_t top_opts[] = {
 	CFG_STR("hostname", NULL, CFGF_NODEFAULT),
 	CFG_STR("user", "ferry", CFGF_NONE),
 	CFG_STR("smtpd_user", "ferry-smtpd", CFGF_NONE),
+	CFG_STR("deliver_user", "ferry-deliver", CFGF_NONE),
+	CFG_STR("admin_group", "", CFGF_NONE),
 	CFG_STR("spool_dir", LOCALSTATEDIR "/spool/ferry", CFGF_NONE),
 	CFG_INT("shutdown_timeout", 30, CFGF_NONE),
 	CFG_SEC("listen", listen_opts, CFGF_MULTI | CFGF_TITLE |
@@ -218,6 +452,10 @@ static cfg_opt_t top_opts[] = {
 	CFG_SEC("limits", limits_opts, CFGF_NONE),
 	CFG_SEC("relay", relay_opts, CFGF_NONE),
 	CFG_SEC("smarthost", smarthost_opts, CFGF_NONE),
+	CFG_SEC("route", route_opts, CFGF_MULTI | CFGF_TITLE |
+	    CFGF_NO_TITLE_DUPES),
+	CFG_SEC("mx", mx_opts, CFGF_NONE),
+	CFG_SEC("delivery", delivery_opts, CFGF_NONE),
 	CFG_SEC("log", log_opts, CFGF_NONE),
 	CFG_END()
 };
@@ -258,7 +496,13 @@ set_validators(cfg_t *cfg)
 	    "limits|recipients", "limits|line_length",
 	    "limits|data_line_length", "limits|errors",
 	    "limits|command_timeout", "limits|data_timeout",
-	    "smarthost|port" };
+	    "smarthost|port", "mx|port", "delivery|agents", "delivery|per_destination",
+	    "delivery|agent_jobs", "delivery|retry_schedule",
+	    "delivery|max_lifetime", "delivery|delay_warning",
+	    "delivery|connect_timeout", "delivery|client_command_timeout",
+	    "delivery|client_data_timeout", "delivery|connection_idle" };
+	static const char *const policy_secs[] = { "smarthost", "route",
+	    "mx" };
 	size_t i;
 
 	for (i = 0; i < sizeof(ints) / sizeof(ints[0]); i++)
@@ -266,6 +510,19 @@ set_validators(cfg_t *cfg)
 	cfg_set_validate_func(cfg, "hostname", validate_hostname);
 	cfg_set_validate_func(cfg, "user", validate_user);
 	cfg_set_validate_func(cfg, "smtpd_user", validate_user);
+	cfg_set_validate_func(cfg, "deliver_user", validate_user);
+	for (i = 0; i < 3; i++) {
+		char name[64];
+
+		snprintf(name, sizeof(name), "%s|tls", policy_secs[i]);
+		cfg_set_validate_func(cfg, name, validate_tls);
+		snprintf(name, sizeof(name), "%s|tls_min_version",
+		    policy_secs[i]);
+		cfg_set_validate_func(cfg, name, validate_tls_version);
+	}
+	cfg_set_validate_func(cfg, "route|hosts", validate_hosts);
+	cfg_set_validate_func(cfg, "route|domains", validate_domains);
+	cfg_set_validate_func(cfg, "delivery|resolver", validate_resolver);
 	cfg_set_validate_func(cfg, "spool_dir", validate_nonempty);
 	cfg_set_validate_func(cfg, "listen|address", validate_address);
 	cfg_set_validate_func(cfg, "relay|networks", validate_networks);
@@ -344,6 +601,52 @@ resolve_path(const char *cfgpath, const char *path)
 	return out;
 }
 
+static void
+route_policy(cfg_t *sec, struct route_config *r)
+{
+	r->tls = (enum tls_policy)parse_tls_policy(cfg_getstr(sec, "tls"));
+	r->ca_file = xstrdup(cfg_getstr(sec, "ca_file"));
+	r->tls_min_version = parse_tls_version(cfg_getstr(sec,
+	    "tls_min_version"));
+	r->auth = cfg_getbool(sec, "auth") ? 1 : 0;
+	r->auth_plaintext = cfg_getbool(sec, "auth_plaintext") ? 1 : 0;
+}
+
+static int
+domain_eq(const char *a, const char *b)
+{
+	return strcasecmp(a, b) == 0;
+}
+
+const struct route_config *
+config_route_for(const struct ferry_config *c, const char *domain)
+{
+	const struct route_config *best = NULL, *star = NULL;
+	size_t best_len = 0, i, k, dlen = strlen(domain);
+
+	for (i = 0; i < c->nroutes; i++) {
+		const struct route_config *r = &c->routes[i];
+
+		for (k = 0; k < r->ndomains; k++) {
+			const char *d = r->domains[k];
+			size_t n = strlen(d);
+
+			if (strcmp(d, "*") == 0) {
+				if (star == NULL)
+					star = r;
+			} else if (d[0] != '.') {
+				if (domain_eq(d, domain))
+					return r;
+			} else if (dlen > n && n > best_len &&
+			    domain_eq(domain + dlen - n, d)) {
+				best = r;
+				best_len = n;
+			}
+		}
+	}
+	return best ? best : star;
+}
+
 static char *
 absolute_config_path(const char *path)
 {
@@ -381,6 +684,12 @@ check_combinations(struct ferry_config *c, char *err, size_t errlen)
 				    c->listeners[i].port);
 				return -1;
 			}
+	for (i = 0; i < c->nroutes; i++)
+		if (c->routes[i].ndomains == 0) {
+			snprintf(err, errlen, "%s: route \"%s\" has no domains",
+			    c->path, c->routes[i].name);
+			return -1;
+		}
 	if (c->workers_min_idle > c->workers_max_idle) {
 		snprintf(err, errlen, "%s: workers: min_idle (%d) is larger "
 		    "than max_idle (%d)", c->path, c->workers_min_idle,
@@ -581,6 +890,83 @@ config_load(const char *path, const char *text, char *err, size_t errlen)
 	if (cfg_size(sec, "host") > 0 && cfg_getstr(sec, "host"))
 		c->smarthost_host = xstrdup(cfg_getstr(sec, "host"));
 	c->smarthost_port = (int)cfg_getint(sec, "port");
+	c->deliver_user = xstrdup(cfg_getstr(cfg, "deliver_user"));
+	c->admin_group = xstrdup(cfg_getstr(cfg, "admin_group"));
+	{
+		size_t nr = cfg_size(cfg, "route"), k;
+
+		c->routes = xcalloc(nr + 1, sizeof(*c->routes));
+		for (k = 0; k < nr; k++) {
+			cfg_t *rs = cfg_getnsec(cfg, "route", (unsigned)k);
+			struct route_config *r = &c->routes[c->nroutes++];
+
+			r->name = xstrdup(cfg_title(rs));
+			r->ndomains = cfg_size(rs, "domains");
+			r->domains = xcalloc(r->ndomains + 1, sizeof(char *));
+			for (i = 0; i < r->ndomains; i++)
+				r->domains[i] = xstrdup(cfg_getnstr(rs,
+				    "domains", i));
+			r->nhosts = cfg_size(rs, "hosts");
+			r->hosts = xcalloc(r->nhosts + 1, sizeof(char *));
+			for (i = 0; i < r->nhosts; i++)
+				r->hosts[i] = xstrdup(cfg_getnstr(rs, "hosts",
+				    i));
+			route_policy(rs, r);
+		}
+		if (c->smarthost_host != NULL) {
+			struct route_config *r = &c->routes[c->nroutes++];
+			char hp[400];
+
+			r->name = xstrdup("smarthost");
+			r->ndomains = 1;
+			r->domains = xcalloc(2, sizeof(char *));
+			r->domains[0] = xstrdup("*");
+			r->nhosts = 1;
+			r->hosts = xcalloc(2, sizeof(char *));
+			snprintf(hp, sizeof(hp), "%s%s%s:%d",
+			    strchr(c->smarthost_host, ':') ? "[" : "",
+			    c->smarthost_host,
+			    strchr(c->smarthost_host, ':') ? "]" : "",
+			    c->smarthost_port);
+			r->hosts[0] = xstrdup(hp);
+			route_policy(sec, r);
+		}
+		c->mx_route.name = xstrdup("mx");
+		c->mx_route.domains = xcalloc(1, sizeof(char *));
+		c->mx_route.hosts = xcalloc(1, sizeof(char *));
+		route_policy(cfg_getsec(cfg, "mx"), &c->mx_route);
+		c->mx_port = (int)cfg_getint(cfg_getsec(cfg, "mx"), "port");
+	}
+	sec = cfg_getsec(cfg, "delivery");
+	c->delivery_agents = (int)cfg_getint(sec, "agents");
+	c->per_destination = (int)cfg_getint(sec, "per_destination");
+	c->agent_jobs = (int)cfg_getint(sec, "agent_jobs");
+	c->nretry_schedule = cfg_size(sec, "retry_schedule");
+	if (c->nretry_schedule == 0) {
+		c->retry_schedule = xcalloc(1, sizeof(int));
+		c->retry_schedule[0] = 3600;
+		c->nretry_schedule = 1;
+	} else {
+		c->retry_schedule = xcalloc(c->nretry_schedule, sizeof(int));
+		for (i = 0; i < c->nretry_schedule; i++)
+			c->retry_schedule[i] = (int)cfg_getnint(sec,
+			    "retry_schedule", i);
+	}
+	c->max_lifetime = (int)cfg_getint(sec, "max_lifetime");
+	c->delay_warning = (int)cfg_getint(sec, "delay_warning");
+	c->connect_timeout = (int)cfg_getint(sec, "connect_timeout");
+	c->client_command_timeout = (int)cfg_getint(sec,
+	    "client_command_timeout");
+	c->client_data_timeout = (int)cfg_getint(sec, "client_data_timeout");
+	c->connection_idle = (int)cfg_getint(sec, "connection_idle");
+	c->resolver = xstrdup(cfg_getstr(sec, "resolver"));
+	c->credentials_file = xstrdup(cfg_getstr(sec, "credentials_file"));
+	if (c->credentials_file[0] != '\0' && c->credentials_file[0] != '/') {
+		char *abs = resolve_path(c->path, c->credentials_file);
+
+		free(c->credentials_file);
+		c->credentials_file = abs;
+	}
 
 	sec = cfg_getsec(cfg, "log");
 	c->log_to_stderr = strcmp(cfg_getstr(sec, "target"), "stderr") == 0;
@@ -592,6 +978,21 @@ config_load(const char *path, const char *text, char *err, size_t errlen)
 		return NULL;
 	}
 	return c;
+}
+
+static void
+route_free(struct route_config *r)
+{
+	size_t i;
+
+	free(r->name);
+	for (i = 0; i < r->ndomains; i++)
+		free(r->domains[i]);
+	free(r->domains);
+	for (i = 0; i < r->nhosts; i++)
+		free(r->hosts[i]);
+	free(r->hosts);
+	free(r->ca_file);
 }
 
 void
@@ -613,5 +1014,14 @@ config_free(struct ferry_config *c)
 	free(c->listeners);
 	free(c->relay_networks);
 	free(c->smarthost_host);
+	free(c->deliver_user);
+	free(c->admin_group);
+	for (i = 0; i < c->nroutes; i++)
+		route_free(&c->routes[i]);
+	free(c->routes);
+	route_free(&c->mx_route);
+	free(c->retry_schedule);
+	free(c->resolver);
+	free(c->credentials_file);
 	free(c);
 }

@@ -24,6 +24,12 @@ static const char *const ipc_names[IMSG_TYPE_MAX] = {
 	[IMSG_TX_BEGUN] = "TX_BEGUN",
 	[IMSG_TX_COMMITTED] = "TX_COMMITTED",
 	[IMSG_TX_FAIL] = "TX_FAIL",
+	[IMSG_AGENT_HELLO] = "AGENT_HELLO",
+	[IMSG_JOB] = "JOB",
+	[IMSG_JOB_DATA] = "JOB_DATA",
+	[IMSG_JOB_END] = "JOB_END",
+	[IMSG_RCPT_RESULT] = "RCPT_RESULT",
+	[IMSG_JOB_DONE] = "JOB_DONE",
 };
 
 const char *
