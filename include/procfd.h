@@ -8,6 +8,12 @@
  *   ferry-smtpd    FD_STATUS   write end of the shared status pipe
  *                  FD_LISTEN.. one listening socket per configured listener
  *   ferry-queue    FD_INTAKE   listening unix socket the workers connect to
+ *                  FD_CONTROL  listening unix socket of ferryctl
+ *                  FD_AGENTS   listening unix socket the delivery agents
+ *                              connect to
+ *                  FD_POOL     pipe: the master's worker counts (for
+ *                              ferryctl status)
+ *   ferry-deliver  (only FD_CONFIG; it connects to <spool>/agent.sock)
  */
 #ifndef FERRY_PROCFD_H
 #define FERRY_PROCFD_H
@@ -19,6 +25,9 @@
 #define FD_STATUS 4
 #define FD_INTAKE 4
 #define FD_LISTEN 5
+#define FD_CONTROL 5
+#define FD_AGENTS 6
+#define FD_POOL 7     /* runner: read end of the master's pool reports */
 
 /* Exit code of a child that found its configuration or environment wrong;
  * the master does not respawn it quickly. */
@@ -33,11 +42,22 @@ struct worker_status_msg {
 	uint32_t status;
 };
 
+/* Master -> runner over FD_POOL, whole (atomic) writes. */
+struct pool_report {
+	uint32_t workers, busy;
+};
+
 /* Name of the intake socket inside the smtpd chroot directory. */
 #define INTAKE_SOCKET_NAME "queue.sock"
+/* Name of the runner's socket for delivery agents, in the spool. */
+#define AGENT_SOCKET_NAME "agent.sock"
 /* Subdirectories of the spool. */
 #define SPOOL_QUEUE_DIR "queue"   /* queue user only: the database */
 #define SPOOL_SMTPD_DIR "smtpd"   /* root-owned chroot of the workers */
 #define QUEUE_DB_NAME "queue.db"
+/* In the spool: the agents' socket (root:<deliver group> 0660) and
+ * ferryctl's (root:<admin group> 0660, or root only). */
+#define AGENT_SOCKET_NAME "agent.sock"
+#define CONTROL_SOCKET_NAME "ferryctl.sock"
 
 #endif

@@ -49,4 +49,171 @@ int store_purge_incoming(struct store *st);
 /* Counts of messages by state, for status lines and tests. */
 int store_count(struct store *st, const char *state, int64_t *n);
 
+/* --- delivery (the scheduler) --- */
+
+/* A pending recipient that is due, with what its message needs. */
+struct store_due {
+	int64_t rcpt_id, msgid;
+	char *address, *orcpt;
+	uint32_t notify;
+	int attempts;
+	char qid[QID_LEN + 1];
+	char *sender;
+	int64_t size;
+	uint32_t body_type, smtputf8, dsn_ret;
+	char *envid;
+	double received_at;
+	char *last_reply, *last_dsn;
+};
+
+/* Pending recipients of active messages due at now, earliest first, at
+ * most limit (through the recipient_due index). */
+int store_due(struct store *st, double now, size_t limit,
+    struct store_due **out, size_t *n);
+void store_due_free(struct store_due *v, size_t n);
+/* When the next pending recipient is due (0 when none). */
+int store_next_due(struct store *st, double *when);
+/* Chunk seq of a message, malloc'd into *data: 1, 0 past the last, -1. */
+int store_body_chunk(struct store *st, int64_t msgid, uint32_t seq,
+    uint8_t **data, size_t *len);
+/* One attempt's outcome: recipient state ('pending', 'delivered',
+ * 'failed'), next attempt (0 = none), and a row of history with status
+ * 'sent', 'deferred', 'bounced' or 'expired'.  Inside a transaction. */
+int store_rcpt_result(struct store *st, int64_t rcpt_id, const char *state,
+    double next_attempt, const char *relay, const char *tls,
+    const char *status, const char *dsn, const char *reply);
+int store_message_progress(struct store *st, int64_t msgid,
+    int64_t *pending, int64_t *delivered, int64_t *total);
+
+struct store_msginfo {
+	char qid[QID_LEN + 1];
+	char *sender;
+	double received_at;
+	uint32_t dsn_ret;
+	char *envid;
+	int is_dsn;               /* ferry generated it (a bounce) */
+	int64_t size;
+};
+int store_message_info(struct store *st, int64_t msgid,
+    struct store_msginfo *mi);
+void store_msginfo_free(struct store_msginfo *mi);
+/* Marks msgid as ferry's notification about of_qid. */
+int store_mark_dsn(struct store *st, int64_t msgid, const char *of_qid);
+
+/* --- admin queries (ferryctl) --- */
+
+/* Reads see the open transaction's writes.  Every write below runs in a
+ * transaction of its own, committed (fsynced) before it returns, when none
+ * is open; when the runner holds its group-commit transaction open
+ * (store_in_transaction), the write is made inside it under a savepoint
+ * and becomes durable only when the runner commits.  Times are unix
+ * seconds; a time or size that is NULL in the database reads as -1.
+ * Text fields are NULL when NULL in the database. */
+
+#define STORE_LIST_MAX 10000        /* messages "queue list" returns */
+#define STORE_LIST_RCPTS 50         /* addresses per message it returns */
+#define STORE_SHOW_RCPTS 1000       /* recipients "queue show" returns */
+#define STORE_SHOW_HISTORY 100      /* latest attempts per recipient */
+#define STORE_HEADERS_MAX (64 * 1024)
+
+/* Results of the writes besides 0 (done) and -1 (store error). */
+#define STORE_NOT_FOUND (-2)        /* no complete message has that qid */
+#define STORE_WRONG_STATE (-3)      /* the message is not in the state the
+                                       operation starts from */
+
+/* One row of "queue list".  Strings are valid during the callback only. */
+struct store_list_entry {
+	char qid[QID_LEN + 1];
+	char state[8];                  /* "active" or "hold" */
+	double received_at;
+	int64_t size;
+	const char *sender;             /* "" for the null sender */
+	const char *rcpts[STORE_LIST_RCPTS];
+	size_t nrcpts;                  /* addresses in rcpts */
+	int64_t rcpts_total;            /* recipients in all */
+	int64_t pending;                /* of them still pending */
+	double next_attempt;            /* earliest of the pending, or -1 */
+	const char *last_reply;         /* of the latest attempt, preferring */
+	const char *last_dsn;           /* pending recipients; NULL if none */
+};
+
+/* Calls fn for each complete message (not 'incoming'), oldest first, at
+ * most max (<= STORE_LIST_MAX) of them; *truncated tells whether there
+ * were more.  A nonzero return from fn stops the walk (and is returned);
+ * fn must not use the store (a statement is open).  0 when done, -1 on a
+ * store error. */
+int store_admin_list(struct store *st, size_t max,
+    int (*fn)(void *arg, const struct store_list_entry *e), void *arg,
+    int *truncated);
+
+struct store_attempt_info {
+	double at;
+	char *relay, *tls, *status, *dsn, *reply;   /* tls may be NULL */
+};
+
+struct store_rcpt_info {
+	char *address;
+	char *state;                    /* pending, delivered, failed */
+	uint32_t dsn_notify;            /* NOTIFY_* bits */
+	char *dsn_orcpt;
+	int64_t attempts;
+	double next_attempt, last_attempt;
+	char *last_reply, *last_dsn;
+	struct store_attempt_info *history;   /* oldest first: the latest */
+	size_t nhistory;                /* STORE_SHOW_HISTORY attempts */
+	int64_t history_total;
+};
+
+struct store_msg_info {
+	char qid[QID_LEN + 1];
+	char state[8];
+	char *sender;
+	int64_t size;
+	double received_at;
+	char *client_addr, *client_name, *helo, *protocol;
+	char *auth_user, *body_type, *dsn_ret, *dsn_envid, *dsn_of;
+	int smtputf8, warned;
+	int64_t size_declared;
+	/* The header block: body bytes up to the empty line that ends it,
+	 * at most STORE_HEADERS_MAX of them. */
+	char *headers;
+	size_t headers_len;
+	int headers_truncated;
+	struct store_rcpt_info *rcpts;  /* in the order they were given, at */
+	size_t nrcpts;                  /* most STORE_SHOW_RCPTS */
+	int64_t rcpts_total;
+};
+
+/* Loads a complete message by qid into *m (free with
+ * store_admin_show_free).  0, STORE_NOT_FOUND, or -1. */
+int store_admin_show(struct store *st, const char *qid,
+    struct store_msg_info *m);
+void store_admin_show_free(struct store_msg_info *m);
+
+/* The state of a message by qid into state ("incoming", "active",
+ * "hold"; 16 bytes).  0, STORE_NOT_FOUND, or -1. */
+int store_admin_state(struct store *st, const char *qid, char *state);
+
+/* 'active' -> 'hold': the scheduler leaves it alone.  0, STORE_NOT_FOUND,
+ * STORE_WRONG_STATE or -1. */
+int store_admin_hold(struct store *st, const char *qid);
+/* 'hold' -> 'active', its pending recipients due now.  0,
+ * STORE_NOT_FOUND, STORE_WRONG_STATE or -1. */
+int store_admin_release(struct store *st, const char *qid);
+/* Makes the pending recipients of one active message (qid) or of every
+ * active message (qid NULL) due now; *changed is the number of messages
+ * that had pending recipients.  0, STORE_NOT_FOUND, STORE_WRONG_STATE
+ * (on hold) or -1. */
+int store_admin_flush(struct store *st, const char *qid, int64_t *changed);
+/* Removes a complete message with its recipients, attempts and body.  0,
+ * STORE_NOT_FOUND or -1. */
+int store_admin_delete(struct store *st, const char *qid);
+
+struct store_queue_stats {
+	int64_t active, hold;           /* messages */
+	int64_t rcpts_pending;          /* pending recipients of both */
+	double oldest_received_at;      /* -1 when the queue is empty */
+};
+int store_admin_stats(struct store *st, struct store_queue_stats *qs);
+
 #endif

@@ -23,15 +23,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <grp.h>
+#include <pwd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
 #include "config.h"
+#include "control.h"
 #include "intake.h"
 #include "log.h"
 #include "privsep.h"
 #include "procfd.h"
 #include "queue.h"
+#include "scheduler.h"
 #include "store.h"
 #include "util.h"
 
@@ -42,6 +46,14 @@
 #define INTAKE_MAX_MESSAGE ((uint64_t)2147483647 + 1024 * 1024)
 
 static volatile sig_atomic_t runner_stop;
+static volatile sig_atomic_t runner_no_dispatch;  /* ferry is stopping */
+
+static void
+on_usr1(int sig)
+{
+	(void)sig;
+	runner_no_dispatch = 1;
+}
 
 static void
 on_term(int sig)
@@ -60,6 +72,8 @@ install_signals(void)
 	sa.sa_handler = on_term;
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	sa.sa_handler = on_usr1;
+	sigaction(SIGUSR1, &sa, NULL);
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
@@ -78,6 +92,11 @@ struct runner {
 	int check_peer;
 	int force_commit;         /* a delete is waiting to be made durable */
 	struct intake_stats stats;
+	struct scheduler *sched;
+	gid_t admin_gid;          /* may use ferryctl besides root */
+	struct pool_report pool;  /* the master's last word on workers */
+	int have_pool;
+	int have_admin_gid;
 };
 
 static void
@@ -144,6 +163,8 @@ group_commit(struct runner *r)
 	for (i = 0; i < r->nconns; i++)
 		if (intake_conn_pending(r->conns[i]))
 			waiting++;
+	if (scheduler_take_dirty(r->sched))
+		r->force_commit = 1;
 	if (!store_in_transaction(r->st) || (waiting == 0 &&
 	    !r->force_commit))
 		return;
@@ -158,16 +179,94 @@ group_commit(struct runner *r)
 	r->force_commit = 0;
 	for (i = 0; i < r->nconns; i++)
 		intake_conn_committed(r->conns[i], ok, &r->stats);
+	if (waiting > 0)
+		scheduler_wake(r->sched);   /* new mail is due now */
+}
+
+/* ferryctl: root, or a member of the admin group. */
+static int
+control_peer_ok(struct runner *r, int fd)
+{
+	struct ucred cred;
+	socklen_t clen = sizeof(cred);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0)
+		return 0;
+	if (cred.uid == 0 || cred.uid == geteuid())
+		return 1;
+	if (r->have_admin_gid) {
+		struct passwd *pw = getpwuid(cred.uid);
+		gid_t groups[256];
+		int ng = 256, i;
+
+		if (cred.gid == r->admin_gid)
+			return 1;
+		if (pw != NULL && getgrouplist(pw->pw_name, pw->pw_gid,
+		    groups, &ng) >= 0)
+			for (i = 0; i < ng; i++)
+				if (groups[i] == r->admin_gid)
+					return 1;
+	}
+	return 0;
+}
+
+static void
+wake_scheduler(void *arg)
+{
+	scheduler_wake(((struct runner *)arg)->sched);
+}
+
+static int
+qid_busy(void *arg, const char *qid)
+{
+	return scheduler_busy_qid(((struct runner *)arg)->sched, qid);
+}
+
+static void
+serve_control(struct runner *r)
+{
+	int fd;
+
+	while ((fd = accept4(FD_CONTROL, NULL, NULL, SOCK_CLOEXEC |
+	    SOCK_NONBLOCK)) >= 0) {
+		struct control_ctx ctx;
+
+		if (!control_peer_ok(r, fd)) {
+			static const char no[] = "{\"ok\":false,\"error\":"
+			    "\"permission denied\"}\n";
+
+			log_warn("ferryctl: refused a client without "
+			    "permission");
+			if (send(fd, no, sizeof(no) - 1, MSG_NOSIGNAL) < 0) {
+				/* it has gone */
+			}
+			close(fd);
+			continue;
+		}
+		memset(&ctx, 0, sizeof(ctx));
+		ctx.st = r->st;
+		scheduler_counts(r->sched, &ctx.agents_total,
+		    &ctx.agents_busy);
+		ctx.workers_total = r->have_pool ? (int)r->pool.workers : -1;
+		ctx.workers_busy = r->have_pool ? (int)r->pool.busy : -1;
+		ctx.messages_in = r->stats.messages;
+		ctx.commits = r->stats.commits;
+		ctx.wake = wake_scheduler;
+		ctx.wake_arg = r;
+		ctx.busy = qid_busy;
+		control_serve(fd, &ctx);
+		r->force_commit = 1;
+	}
 }
 
 static void
 run_loop(struct runner *r)
 {
-	struct pollfd *pfds = xcalloc(MAX_CONNS + 1, sizeof(*pfds));
+	struct pollfd *pfds = xcalloc(MAX_CONNS + 3 + 1024, sizeof(*pfds));
 
 	while (!runner_stop) {
-		size_t i, n = 0;
-		int rc;
+		size_t i, n = 0, nconn_fds, nagent_fds;
+		int rc, timeout;
 
 		pfds[n].fd = FD_INTAKE;
 		pfds[n++].events = POLLIN;
@@ -176,12 +275,38 @@ run_loop(struct runner *r)
 			pfds[n++].events = POLLIN |
 			    (intake_conn_want_write(r->conns[i]) ? POLLOUT : 0);
 		}
-		rc = poll(pfds, n, 1000);
+		nconn_fds = n;
+		pfds[n].fd = FD_CONTROL;
+		pfds[n++].events = POLLIN;
+		pfds[n].fd = FD_AGENTS;
+		pfds[n++].events = POLLIN;
+		pfds[n].fd = FD_POOL;
+		pfds[n++].events = POLLIN;
+		nagent_fds = scheduler_pollfds(r->sched, pfds + n, 1024);
+		n += nagent_fds;
+		timeout = scheduler_timeout_ms(r->sched);
+		if (timeout > 1000)
+			timeout = 1000;
+		rc = poll(pfds, n, timeout);
 		if (rc < 0) {
 			if (errno == EINTR)
 				continue;
 			log_fatal("poll: %s", strerror(errno));
 		}
+		scheduler_events(r->sched, pfds + nconn_fds + 3, nagent_fds);
+		if (pfds[nconn_fds + 2].revents & POLLIN) {
+			struct pool_report pr;
+
+			while (read(FD_POOL, &pr, sizeof(pr)) ==
+			    (ssize_t)sizeof(pr)) {
+				r->pool = pr;
+				r->have_pool = 1;
+			}
+		}
+		if (pfds[nconn_fds + 1].revents & POLLIN)
+			scheduler_accept(r->sched, FD_AGENTS);
+		if (pfds[nconn_fds].revents & POLLIN)
+			serve_control(r);
 		/* Connections first (pfds[1..] match conns[0..] of this
 		 * turn); walk backwards because closing swaps in the last. */
 		for (i = r->nconns; i-- > 0;) {
@@ -205,6 +330,9 @@ run_loop(struct runner *r)
 		if (pfds[0].revents & POLLIN)
 			accept_workers(r);
 		group_commit(r);
+		if (!runner_no_dispatch)
+			scheduler_run(r->sched);
+		group_commit(r);
 	}
 	free(pfds);
 }
@@ -217,6 +345,7 @@ queue(const struct child_args *a)
 	struct runner r;
 	char dbpath[4096], err[512];
 	gid_t gid;
+	uid_t agent_uid;
 	int64_t active = 0;
 	int purged;
 	pid_t master = getppid();
@@ -234,6 +363,21 @@ queue(const struct child_args *a)
 		r.peer_uid = geteuid();
 	}
 	r.check_peer = 1;
+	agent_uid = geteuid();
+	{
+		if (geteuid() == 0 && privsep_lookup(cfg->deliver_user,
+		    &agent_uid, &gid) < 0)
+			log_fatal("deliver_user %s does not exist",
+			    cfg->deliver_user);
+		if (cfg->admin_group[0] != '\0') {
+			struct group *gr = getgrnam(cfg->admin_group);
+
+			if (gr != NULL) {
+				r.admin_gid = gr->gr_gid;
+				r.have_admin_gid = 1;
+			}
+		}
+	}
 
 	memset(&target, 0, sizeof(target));
 	target.user = cfg->user;
@@ -256,6 +400,10 @@ queue(const struct child_args *a)
 	    (long long)active);
 
 	fd_set_nonblock(FD_INTAKE, 1);
+	fd_set_nonblock(FD_CONTROL, 1);
+	fd_set_nonblock(FD_AGENTS, 1);
+	fd_set_nonblock(FD_POOL, 1);
+	r.sched = scheduler_new(cfg, r.st, agent_uid, 1);
 	r.conns = xcalloc(MAX_CONNS, sizeof(*r.conns));
 	run_loop(&r);
 
@@ -268,6 +416,7 @@ queue(const struct child_args *a)
 	log_info("queue runner stopping: %llu message(s) stored in %llu "
 	    "commit(s)", (unsigned long long)r.stats.messages,
 	    (unsigned long long)r.stats.commits);
+	scheduler_free(r.sched);
 	store_close(r.st);
 	free(r.conns);
 	config_free(cfg);

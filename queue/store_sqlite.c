@@ -87,9 +87,13 @@ static const char *const stmt_sql[S_NSTMT] = {
 	    "SELECT count(*) FROM message WHERE ?1 IS NULL OR state = ?1",
 };
 
+enum dstmt_id { D_DUE, D_NEXT_DUE, D_CHUNK, D_RCPT_UPDATE, D_ATTEMPT,
+    D_PENDING, D_FAILED_INFO, D_NSTMT };
+
 struct store {
 	sqlite3 *db;
 	sqlite3_stmt *stmt[S_NSTMT];
+	sqlite3_stmt *dstmt[D_NSTMT];  /* delivery queries, prepared lazily */
 	char err[512];        /* last failure; "" means ask sqlite3_errmsg */
 };
 
@@ -376,6 +380,8 @@ store_close(struct store *st)
 		return;
 	for (i = 0; i < S_NSTMT; i++)
 		sqlite3_finalize(st->stmt[i]);
+	for (i = 0; i < D_NSTMT; i++)
+		sqlite3_finalize(st->dstmt[i]);
 	/* An open transaction is rolled back: it was never promised. */
 	sqlite3_close(st->db);
 	free(st);
@@ -655,4 +661,999 @@ store_count(struct store *st, const char *state, int64_t *n)
 	*n = sqlite3_column_int64(s, 0);
 	done(s);
 	return 0;
+}
+
+/* --- delivery queries (the scheduler) --- */
+
+static const char *const dstmt_sql[D_NSTMT] = {
+	[D_DUE] =
+	    "SELECT r.id, r.message_id, r.address, r.dsn_notify, r.dsn_orcpt,"
+	    " r.attempts, m.qid, m.sender, m.size, m.body_type, m.smtputf8,"
+	    " m.dsn_ret, m.dsn_envid, m.received_at, r.last_reply, r.last_dsn"
+	    " FROM recipient r JOIN message m ON m.id = r.message_id"
+	    " WHERE r.state = 'pending' AND r.next_attempt <= ?1"
+	    " AND m.state = 'active'"
+	    " ORDER BY r.next_attempt LIMIT ?2",
+	[D_NEXT_DUE] =
+	    "SELECT min(r.next_attempt) FROM recipient r"
+	    " JOIN message m ON m.id = r.message_id"
+	    " WHERE r.state = 'pending' AND m.state = 'active'",
+	[D_CHUNK] =
+	    "SELECT chunk FROM body WHERE message_id = ?1 AND seq = ?2",
+	[D_RCPT_UPDATE] =
+	    "UPDATE recipient SET state = ?2, attempts = attempts + 1,"
+	    " last_attempt = ?3, next_attempt = ?4, last_reply = ?5,"
+	    " last_dsn = ?6 WHERE id = ?1",
+	[D_ATTEMPT] =
+	    "INSERT INTO attempt (recipient_id, at, relay, tls, status, dsn,"
+	    " reply) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+	[D_PENDING] =
+	    "SELECT sum(state = 'pending'), sum(state = 'delivered'),"
+	    " count(*) FROM recipient WHERE message_id = ?1",
+	[D_FAILED_INFO] =
+	    "SELECT m.qid, m.sender, m.received_at, m.dsn_ret, m.dsn_envid,"
+	    " m.dsn_of, m.size FROM message m WHERE m.id = ?1",
+};
+
+static sqlite3_stmt *
+dstmt(struct store *st, enum dstmt_id id)
+{
+	if (st->dstmt[id] == NULL &&
+	    sqlite3_prepare_v3(st->db, dstmt_sql[id], -1,
+	    SQLITE_PREPARE_PERSISTENT, &st->dstmt[id], NULL) != SQLITE_OK) {
+		db_err(st, "prepare");
+		return NULL;
+	}
+	return st->dstmt[id];
+}
+
+static char *
+col_dup(sqlite3_stmt *s, int i)
+{
+	const unsigned char *t = sqlite3_column_text(s, i);
+
+	return xstrdup(t ? (const char *)t : "");
+}
+
+int
+store_due(struct store *st, double now, size_t limit, struct store_due **out,
+    size_t *nout)
+{
+	sqlite3_stmt *s = dstmt(st, D_DUE);
+	struct store_due *v = NULL;
+	size_t n = 0, cap = 0;
+	int rc;
+
+	*out = NULL;
+	*nout = 0;
+	if (s == NULL)
+		return -1;
+	sqlite3_bind_double(s, 1, now);
+	sqlite3_bind_int64(s, 2, (sqlite3_int64)limit);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct store_due *d;
+		const unsigned char *bt, *ret;
+
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			v = xrealloc(v, cap * sizeof(*v));
+		}
+		d = &v[n++];
+		memset(d, 0, sizeof(*d));
+		d->rcpt_id = sqlite3_column_int64(s, 0);
+		d->msgid = sqlite3_column_int64(s, 1);
+		d->address = col_dup(s, 2);
+		d->notify = (uint32_t)sqlite3_column_int(s, 3);
+		d->orcpt = col_dup(s, 4);
+		d->attempts = sqlite3_column_int(s, 5);
+		ferry_strlcpy(d->qid, (const char *)sqlite3_column_text(s, 6),
+		    sizeof(d->qid));
+		d->sender = col_dup(s, 7);
+		d->size = sqlite3_column_int64(s, 8);
+		bt = sqlite3_column_text(s, 9);
+		d->body_type = bt == NULL ? BODY_UNSPEC :
+		    strcmp((const char *)bt, "8BITMIME") == 0 ? BODY_8BITMIME :
+		    BODY_7BIT;
+		d->smtputf8 = (uint32_t)sqlite3_column_int(s, 10);
+		ret = sqlite3_column_text(s, 11);
+		d->dsn_ret = ret == NULL ? RET_UNSPEC :
+		    strcmp((const char *)ret, "HDRS") == 0 ? RET_HDRS :
+		    RET_FULL;
+		d->envid = col_dup(s, 12);
+		d->received_at = sqlite3_column_double(s, 13);
+		d->last_reply = col_dup(s, 14);
+		d->last_dsn = col_dup(s, 15);
+	}
+	if (rc != SQLITE_DONE) {
+		db_err(st, "due recipients");
+		done(s);
+		store_due_free(v, n);
+		return -1;
+	}
+	done(s);
+	*out = v;
+	*nout = n;
+	return 0;
+}
+
+void
+store_due_free(struct store_due *v, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		free(v[i].address);
+		free(v[i].orcpt);
+		free(v[i].sender);
+		free(v[i].envid);
+		free(v[i].last_reply);
+		free(v[i].last_dsn);
+	}
+	free(v);
+}
+
+int
+store_next_due(struct store *st, double *when)
+{
+	sqlite3_stmt *s = dstmt(st, D_NEXT_DUE);
+	int rc;
+
+	*when = 0;
+	if (s == NULL)
+		return -1;
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL)
+		*when = sqlite3_column_double(s, 0);
+	done(s);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+}
+
+int
+store_body_chunk(struct store *st, int64_t msgid, uint32_t seq,
+    uint8_t **data, size_t *len)
+{
+	sqlite3_stmt *s = dstmt(st, D_CHUNK);
+	int rc;
+
+	*data = NULL;
+	*len = 0;
+	if (s == NULL)
+		return -1;
+	sqlite3_bind_int64(s, 1, msgid);
+	sqlite3_bind_int64(s, 2, seq);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		int n = sqlite3_column_bytes(s, 0);
+		const void *p = sqlite3_column_blob(s, 0);
+
+		*data = xmalloc((size_t)n + 1);
+		if (n > 0)
+			memcpy(*data, p, (size_t)n);
+		*len = (size_t)n;
+		done(s);
+		return 1;
+	}
+	done(s);
+	if (rc == SQLITE_DONE)
+		return 0;
+	db_err(st, "read body");
+	return -1;
+}
+
+int
+store_rcpt_result(struct store *st, int64_t rcpt_id, const char *state,
+    double next_attempt, const char *relay, const char *tls,
+    const char *status, const char *dsn, const char *reply)
+{
+	sqlite3_stmt *u = dstmt(st, D_RCPT_UPDATE);
+	sqlite3_stmt *a = dstmt(st, D_ATTEMPT);
+	double now = now_wall();
+	int rc;
+
+	if (u == NULL || a == NULL || need_tx(st, "record result") == -1)
+		return -1;
+	sqlite3_bind_int64(u, 1, rcpt_id);
+	sqlite3_bind_text(u, 2, state, -1, SQLITE_STATIC);
+	sqlite3_bind_double(u, 3, now);
+	if (next_attempt > 0)
+		sqlite3_bind_double(u, 4, next_attempt);
+	else
+		sqlite3_bind_null(u, 4);
+	sqlite3_bind_text(u, 5, reply, -1, SQLITE_STATIC);
+	sqlite3_bind_text(u, 6, dsn, -1, SQLITE_STATIC);
+	rc = sqlite3_step(u);
+	done(u);
+	if (rc != SQLITE_DONE) {
+		db_err(st, "record result");
+		return -1;
+	}
+	sqlite3_bind_int64(a, 1, rcpt_id);
+	sqlite3_bind_double(a, 2, now);
+	sqlite3_bind_text(a, 3, relay && *relay ? relay : "none", -1,
+	    SQLITE_STATIC);
+	bind_opt_text(a, 4, tls);
+	sqlite3_bind_text(a, 5, status, -1, SQLITE_STATIC);
+	sqlite3_bind_text(a, 6, dsn, -1, SQLITE_STATIC);
+	sqlite3_bind_text(a, 7, reply, -1, SQLITE_STATIC);
+	rc = sqlite3_step(a);
+	done(a);
+	if (rc != SQLITE_DONE) {
+		db_err(st, "record attempt");
+		return -1;
+	}
+	return 0;
+}
+
+int
+store_message_progress(struct store *st, int64_t msgid, int64_t *pending,
+    int64_t *delivered, int64_t *total)
+{
+	sqlite3_stmt *s = dstmt(st, D_PENDING);
+	int rc;
+
+	if (s == NULL)
+		return -1;
+	sqlite3_bind_int64(s, 1, msgid);
+	rc = sqlite3_step(s);
+	if (rc != SQLITE_ROW) {
+		db_err(st, "message progress");
+		done(s);
+		return -1;
+	}
+	*pending = sqlite3_column_int64(s, 0);
+	*delivered = sqlite3_column_int64(s, 1);
+	*total = sqlite3_column_int64(s, 2);
+	done(s);
+	return 0;
+}
+
+int
+store_message_info(struct store *st, int64_t msgid, struct store_msginfo *mi)
+{
+	sqlite3_stmt *s = dstmt(st, D_FAILED_INFO);
+	const unsigned char *ret;
+	int rc;
+
+	memset(mi, 0, sizeof(*mi));
+	if (s == NULL)
+		return -1;
+	sqlite3_bind_int64(s, 1, msgid);
+	rc = sqlite3_step(s);
+	if (rc != SQLITE_ROW) {
+		if (rc == SQLITE_DONE)
+			set_err(st, "message info", "no such message");
+		else
+			db_err(st, "message info");
+		done(s);
+		return -1;
+	}
+	ferry_strlcpy(mi->qid, (const char *)sqlite3_column_text(s, 0),
+	    sizeof(mi->qid));
+	mi->sender = col_dup(s, 1);
+	mi->received_at = sqlite3_column_double(s, 2);
+	ret = sqlite3_column_text(s, 3);
+	mi->dsn_ret = ret == NULL ? RET_UNSPEC :
+	    strcmp((const char *)ret, "HDRS") == 0 ? RET_HDRS : RET_FULL;
+	mi->envid = col_dup(s, 4);
+	mi->is_dsn = sqlite3_column_type(s, 5) != SQLITE_NULL;
+	mi->size = sqlite3_column_int64(s, 6);
+	done(s);
+	return 0;
+}
+
+void
+store_msginfo_free(struct store_msginfo *mi)
+{
+	free(mi->sender);
+	free(mi->envid);
+	memset(mi, 0, sizeof(*mi));
+}
+
+int
+store_mark_dsn(struct store *st, int64_t msgid, const char *of_qid)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	if (need_tx(st, "mark dsn") == -1)
+		return -1;
+	if (sqlite3_prepare_v2(st->db,
+	    "UPDATE message SET dsn_of = ?2 WHERE id = ?1", -1, &s, NULL) !=
+	    SQLITE_OK) {
+		db_err(st, "mark dsn");
+		return -1;
+	}
+	sqlite3_bind_int64(s, 1, msgid);
+	sqlite3_bind_text(s, 2, of_qid, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	sqlite3_finalize(s);
+	if (rc != SQLITE_DONE) {
+		db_err(st, "mark dsn");
+		return -1;
+	}
+	return 0;
+}
+
+/* --- admin queries (ferryctl) --- */
+
+/*
+ * What ferryctl asks of the queue.  Admin commands are rare and off the
+ * delivery path, so their statements are prepared per call and finalized
+ * before it returns (struct store stays as the hot path wants it); they
+ * bind every value like the others.  Writes run in a transaction of their
+ * own when none is open, else under a savepoint in the runner's
+ * group-commit transaction, which the runner then commits.
+ */
+
+static sqlite3_stmt *
+adm_prep(struct store *st, const char *sql)
+{
+	sqlite3_stmt *s;
+
+	if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK) {
+		db_err(st, "prepare admin query");
+		return NULL;
+	}
+	return s;
+}
+
+/* Column i as a malloc'd string, NULL for SQL NULL. */
+static char *
+adm_text(sqlite3_stmt *s, int i)
+{
+	const unsigned char *t = sqlite3_column_text(s, i);
+
+	if (sqlite3_column_type(s, i) == SQLITE_NULL || t == NULL)
+		return NULL;
+	return xstrndup((const char *)t, (size_t)sqlite3_column_bytes(s, i));
+}
+
+static double
+adm_double(sqlite3_stmt *s, int i)
+{
+	if (sqlite3_column_type(s, i) == SQLITE_NULL)
+		return -1;
+	return sqlite3_column_double(s, i);
+}
+
+static int64_t
+adm_int(sqlite3_stmt *s, int i)
+{
+	if (sqlite3_column_type(s, i) == SQLITE_NULL)
+		return -1;
+	return sqlite3_column_int64(s, i);
+}
+
+/* Opens an admin write: a transaction of its own when none is open (*own
+ * set), else a savepoint inside the runner's. */
+static int
+adm_write_begin(struct store *st, int *own)
+{
+	st->err[0] = '\0';
+	*own = sqlite3_get_autocommit(st->db);
+	if (*own)
+		return store_begin(st);
+	return op_begin(st);
+}
+
+/* Closes it: commits (durable when own) if ok, else undoes it. */
+static int
+adm_write_end(struct store *st, int own, int ok)
+{
+	if (own) {
+		if (ok)
+			return store_commit(st);   /* rolls back itself */
+		store_rollback(st);
+		return -1;
+	}
+	if (ok && op_end(st, 1) == 0)
+		return 0;
+	return op_end(st, 0);
+}
+
+int
+store_admin_state(struct store *st, const char *qid, char *state)
+{
+	sqlite3_stmt *s;
+	const unsigned char *t;
+	int rc, ret;
+
+	st->err[0] = '\0';
+	s = adm_prep(st, "SELECT state FROM message WHERE qid = ?1");
+	if (s == NULL)
+		return -1;
+	sqlite3_bind_text(s, 1, qid, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		t = sqlite3_column_text(s, 0);
+		ferry_strlcpy(state, t != NULL ? (const char *)t : "", 16);
+		ret = 0;
+	} else if (rc == SQLITE_DONE) {
+		state[0] = '\0';
+		ret = STORE_NOT_FOUND;
+	} else {
+		db_err(st, "message state");
+		ret = -1;
+	}
+	sqlite3_finalize(s);
+	return ret;
+}
+
+/* Why an update of qid changed nothing: not found (or still incoming),
+ * or in another state. */
+static int
+adm_why_unchanged(struct store *st, const char *qid)
+{
+	char state[16];
+	int rc = store_admin_state(st, qid, state);
+
+	if (rc != 0)
+		return rc;
+	if (strcmp(state, "incoming") == 0)
+		return STORE_NOT_FOUND;
+	return STORE_WRONG_STATE;
+}
+
+/* Runs one statement binding qid (?1) and, when now >= 0, now (?2);
+ * *changes is the number of rows it changed.  -1 on error. */
+static int
+adm_exec(struct store *st, const char *sql, const char *qid, double now,
+    int *changes, const char *what)
+{
+	sqlite3_stmt *s = adm_prep(st, sql);
+	int rc;
+
+	if (s == NULL)
+		return -1;
+	if (qid != NULL)
+		sqlite3_bind_text(s, 1, qid, -1, SQLITE_STATIC);
+	if (now >= 0)
+		sqlite3_bind_double(s, 2, now);
+	rc = sqlite3_step(s);
+	if (rc != SQLITE_DONE) {
+		db_err(st, what);
+		sqlite3_finalize(s);
+		return -1;
+	}
+	sqlite3_finalize(s);
+	if (changes != NULL)
+		*changes = sqlite3_changes(st->db);
+	return 0;
+}
+
+/* A one-statement state change of one message, in its own transaction or
+ * the runner's. */
+static int
+adm_change(struct store *st, const char *sql, const char *qid,
+    const char *what)
+{
+	int own, changes, rc;
+
+	if (adm_write_begin(st, &own) == -1)
+		return -1;
+	if (adm_exec(st, sql, qid, -1, &changes, what) == -1) {
+		adm_write_end(st, own, 0);
+		return -1;
+	}
+	if (changes == 0) {
+		rc = adm_why_unchanged(st, qid);
+		adm_write_end(st, own, 0);
+		if (rc == -1)
+			return -1;
+		st->err[0] = '\0';
+		return rc;
+	}
+	return adm_write_end(st, own, 1);
+}
+
+int
+store_admin_hold(struct store *st, const char *qid)
+{
+	return adm_change(st, "UPDATE message SET state = 'hold'"
+	    " WHERE qid = ?1 AND state = 'active'", qid, "hold message");
+}
+
+int
+store_admin_delete(struct store *st, const char *qid)
+{
+	/* One statement: foreign keys cascade to recipients, their
+	 * attempts and the body. */
+	return adm_change(st, "DELETE FROM message"
+	    " WHERE qid = ?1 AND state IN ('active', 'hold')", qid,
+	    "delete message");
+}
+
+int
+store_admin_release(struct store *st, const char *qid)
+{
+	int own, changes, rc;
+
+	if (adm_write_begin(st, &own) == -1)
+		return -1;
+	if (adm_exec(st, "UPDATE message SET state = 'active'"
+	    " WHERE qid = ?1 AND state = 'hold'", qid, -1, &changes,
+	    "release message") == -1)
+		return adm_write_end(st, own, 0);
+	if (changes == 0) {
+		rc = adm_why_unchanged(st, qid);
+		adm_write_end(st, own, 0);
+		if (rc == -1)
+			return -1;
+		st->err[0] = '\0';
+		return rc;
+	}
+	if (adm_exec(st, "UPDATE recipient SET next_attempt = ?2"
+	    " WHERE state = 'pending'"
+	    " AND message_id = (SELECT id FROM message WHERE qid = ?1)",
+	    qid, now_wall(), NULL, "release message") == -1)
+		return adm_write_end(st, own, 0);
+	return adm_write_end(st, own, 1);
+}
+
+int
+store_admin_flush(struct store *st, const char *qid, int64_t *changed)
+{
+	/* A recipient already due keeps its place. */
+	static const char count_one[] =
+	    "SELECT count(*) FROM message m WHERE m.qid = ?1"
+	    " AND m.state = 'active' AND EXISTS (SELECT 1 FROM recipient r"
+	    " WHERE r.message_id = m.id AND r.state = 'pending')";
+	static const char count_all[] =
+	    "SELECT count(*) FROM message m WHERE m.state = 'active'"
+	    " AND EXISTS (SELECT 1 FROM recipient r"
+	    " WHERE r.message_id = m.id AND r.state = 'pending')";
+	static const char due_one[] =
+	    "UPDATE recipient SET next_attempt = ?2 WHERE state = 'pending'"
+	    " AND (next_attempt IS NULL OR next_attempt > ?2)"
+	    " AND message_id = (SELECT id FROM message WHERE qid = ?1"
+	    " AND state = 'active')";
+	static const char due_all[] =
+	    "UPDATE recipient SET next_attempt = ?2 WHERE state = 'pending'"
+	    " AND (next_attempt IS NULL OR next_attempt > ?2)"
+	    " AND message_id IN (SELECT id FROM message"
+	    " WHERE state = 'active')";
+	sqlite3_stmt *s;
+	char state[16];
+	int own, rc;
+
+	*changed = 0;
+	st->err[0] = '\0';
+	if (qid != NULL) {
+		if ((rc = store_admin_state(st, qid, state)) != 0)
+			return rc;
+		if (strcmp(state, "incoming") == 0)
+			return STORE_NOT_FOUND;
+		if (strcmp(state, "active") != 0)
+			return STORE_WRONG_STATE;
+	}
+	if (adm_write_begin(st, &own) == -1)
+		return -1;
+	if ((s = adm_prep(st, qid != NULL ? count_one : count_all)) == NULL)
+		return adm_write_end(st, own, 0);
+	if (qid != NULL)
+		sqlite3_bind_text(s, 1, qid, -1, SQLITE_STATIC);
+	if (sqlite3_step(s) != SQLITE_ROW) {
+		db_err(st, "flush");
+		sqlite3_finalize(s);
+		return adm_write_end(st, own, 0);
+	}
+	*changed = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	if (qid != NULL)
+		rc = adm_exec(st, due_one, qid, now_wall(), NULL, "flush");
+	else {
+		/* ?1 unused: bind nothing to it */
+		if ((s = adm_prep(st, due_all)) == NULL)
+			return adm_write_end(st, own, 0);
+		sqlite3_bind_double(s, 2, now_wall());
+		rc = sqlite3_step(s) == SQLITE_DONE ? 0 : -1;
+		if (rc == -1)
+			db_err(st, "flush");
+		sqlite3_finalize(s);
+	}
+	if (rc == -1) {
+		*changed = 0;
+		return adm_write_end(st, own, 0);
+	}
+	if (adm_write_end(st, own, 1) == -1) {
+		*changed = 0;
+		return -1;
+	}
+	return 0;
+}
+
+int
+store_admin_stats(struct store *st, struct store_queue_stats *qs)
+{
+	sqlite3_stmt *s;
+	int ret = -1;
+
+	st->err[0] = '\0';
+	memset(qs, 0, sizeof(*qs));
+	qs->oldest_received_at = -1;
+	s = adm_prep(st,
+	    "SELECT (SELECT count(*) FROM message WHERE state = 'active'),"
+	    " (SELECT count(*) FROM message WHERE state = 'hold'),"
+	    " (SELECT count(*) FROM recipient r JOIN message m"
+	    "  ON m.id = r.message_id WHERE r.state = 'pending'"
+	    "  AND m.state IN ('active', 'hold')),"
+	    " (SELECT min(received_at) FROM message"
+	    "  WHERE state IN ('active', 'hold'))");
+	if (s == NULL)
+		return -1;
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		qs->active = sqlite3_column_int64(s, 0);
+		qs->hold = sqlite3_column_int64(s, 1);
+		qs->rcpts_pending = sqlite3_column_int64(s, 2);
+		qs->oldest_received_at = adm_double(s, 3);
+		ret = 0;
+	} else
+		db_err(st, "queue stats");
+	sqlite3_finalize(s);
+	return ret;
+}
+
+/* The reply shown for a message: the latest attempt's, preferring
+ * recipients still pending (why it is still here) over finished ones. */
+#define ADM_LAST_REPLY(col) \
+	" (SELECT r." col " FROM recipient r WHERE r.message_id = m.id" \
+	" AND r.last_reply IS NOT NULL ORDER BY r.state = 'pending' DESC," \
+	" r.last_attempt DESC, r.id DESC LIMIT 1)"
+
+int
+store_admin_list(struct store *st, size_t max,
+    int (*fn)(void *arg, const struct store_list_entry *e), void *arg,
+    int *truncated)
+{
+	sqlite3_stmt *s, *rs = NULL;
+	struct store_list_entry e;
+	char *rcpts[STORE_LIST_RCPTS];
+	size_t n = 0, i;
+	int rc, ret = 0;
+
+	st->err[0] = '\0';
+	*truncated = 0;
+	if (max > STORE_LIST_MAX)
+		max = STORE_LIST_MAX;
+	s = adm_prep(st,
+	    "SELECT m.id, m.qid, m.state, m.received_at, m.size, m.sender,"
+	    " (SELECT count(*) FROM recipient r WHERE r.message_id = m.id),"
+	    " (SELECT count(*) FROM recipient r WHERE r.message_id = m.id"
+	    "  AND r.state = 'pending'),"
+	    " (SELECT min(r.next_attempt) FROM recipient r"
+	    "  WHERE r.message_id = m.id AND r.state = 'pending'),"
+	    ADM_LAST_REPLY("last_reply") "," ADM_LAST_REPLY("last_dsn")
+	    " FROM message m WHERE m.state IN ('active', 'hold')"
+	    " ORDER BY m.received_at, m.id LIMIT ?1");
+	if (s == NULL)
+		return -1;
+	rs = adm_prep(st, "SELECT address FROM recipient"
+	    " WHERE message_id = ?1 ORDER BY id LIMIT ?2");
+	if (rs == NULL) {
+		sqlite3_finalize(s);
+		return -1;
+	}
+	/* one more than asked for tells whether there were more */
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)max + 1);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		const unsigned char *t;
+
+		if (n == max) {
+			*truncated = 1;
+			break;
+		}
+		n++;
+		memset(&e, 0, sizeof(e));
+		t = sqlite3_column_text(s, 1);
+		ferry_strlcpy(e.qid, t ? (const char *)t : "", sizeof(e.qid));
+		t = sqlite3_column_text(s, 2);
+		ferry_strlcpy(e.state, t ? (const char *)t : "",
+		    sizeof(e.state));
+		e.received_at = adm_double(s, 3);
+		e.size = adm_int(s, 4);
+		t = sqlite3_column_text(s, 5);
+		e.sender = t ? (const char *)t : "";
+		e.rcpts_total = sqlite3_column_int64(s, 6);
+		e.pending = sqlite3_column_int64(s, 7);
+		e.next_attempt = adm_double(s, 8);
+		e.last_reply = (const char *)sqlite3_column_text(s, 9);
+		e.last_dsn = (const char *)sqlite3_column_text(s, 10);
+
+		/* the addresses: copied, each step overwrites the last */
+		sqlite3_bind_int64(rs, 1, sqlite3_column_int64(s, 0));
+		sqlite3_bind_int(rs, 2, STORE_LIST_RCPTS);
+		while ((rc = sqlite3_step(rs)) == SQLITE_ROW &&
+		    e.nrcpts < STORE_LIST_RCPTS) {
+			t = sqlite3_column_text(rs, 0);
+			rcpts[e.nrcpts] = xstrdup(t ? (const char *)t : "");
+			e.rcpts[e.nrcpts] = rcpts[e.nrcpts];
+			e.nrcpts++;
+		}
+		sqlite3_reset(rs);
+		if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+			db_err(st, "list recipients");
+			ret = -1;
+		} else
+			ret = fn(arg, &e);
+		for (i = 0; i < e.nrcpts; i++)
+			free(rcpts[i]);
+		if (ret != 0)
+			break;
+	}
+	if (ret == 0 && rc != SQLITE_DONE && rc != SQLITE_ROW) {
+		db_err(st, "list messages");
+		ret = -1;
+	}
+	sqlite3_finalize(rs);
+	sqlite3_finalize(s);
+	return ret;
+}
+
+/* Length of the header block at the start of b: through the line end
+ * before the first empty line, or (size_t)-1 when b holds no empty
+ * line. */
+static size_t
+adm_header_end(const char *b, size_t n)
+{
+	size_t i;
+
+	if ((n >= 1 && b[0] == '\n') || (n >= 2 && b[0] == '\r' &&
+	    b[1] == '\n'))
+		return 0;
+	for (i = 0; i < n; i++) {
+		if (b[i] != '\n')
+			continue;
+		if (i + 1 < n && b[i + 1] == '\n')
+			return i + 1;
+		if (i + 2 < n && b[i + 1] == '\r' && b[i + 2] == '\n')
+			return i + 1;
+	}
+	return (size_t)-1;
+}
+
+/* The header block of msgid, from its first chunks. */
+static int
+adm_headers(struct store *st, int64_t msgid, struct store_msg_info *m)
+{
+	/* enough to see an empty line right after STORE_HEADERS_MAX */
+	const size_t cap = STORE_HEADERS_MAX + 3;
+	sqlite3_stmt *s;
+	char *buf = xmalloc(cap + 1);
+	size_t len = 0, end = (size_t)-1;
+	int rc = SQLITE_DONE;
+
+	s = adm_prep(st, "SELECT substr(chunk, 1, ?2) FROM body"
+	    " WHERE message_id = ?1 ORDER BY seq");
+	if (s == NULL) {
+		free(buf);
+		return -1;
+	}
+	sqlite3_bind_int64(s, 1, msgid);
+	sqlite3_bind_int64(s, 2, (sqlite3_int64)cap);
+	while (len < cap && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		const void *p = sqlite3_column_blob(s, 0);
+		size_t n = (size_t)sqlite3_column_bytes(s, 0);
+
+		if (n > cap - len)
+			n = cap - len;
+		if (n > 0)
+			memcpy(buf + len, p, n);
+		len += n;
+		if ((end = adm_header_end(buf, len)) != (size_t)-1)
+			break;
+	}
+	if (len < cap && end == (size_t)-1 && rc != SQLITE_DONE) {
+		db_err(st, "read headers");
+		sqlite3_finalize(s);
+		free(buf);
+		return -1;
+	}
+	sqlite3_finalize(s);
+	if (end == (size_t)-1)
+		end = len;           /* no body: all of it is header */
+	if (end > STORE_HEADERS_MAX) {
+		end = STORE_HEADERS_MAX;
+		m->headers_truncated = 1;
+	}
+	buf[end] = '\0';
+	m->headers = buf;
+	m->headers_len = end;
+	return 0;
+}
+
+/* The latest STORE_SHOW_HISTORY attempts of r (id rid), oldest first. */
+static int
+adm_history(struct store *st, sqlite3_stmt *hs, sqlite3_stmt *hc,
+    int64_t rid, struct store_rcpt_info *r)
+{
+	size_t n = 0, i;
+	int rc;
+
+	sqlite3_bind_int64(hc, 1, rid);
+	if (sqlite3_step(hc) != SQLITE_ROW) {
+		db_err(st, "count attempts");
+		sqlite3_reset(hc);
+		return -1;
+	}
+	r->history_total = sqlite3_column_int64(hc, 0);
+	sqlite3_reset(hc);
+	if (r->history_total == 0)
+		return 0;
+	r->history = xcalloc(r->history_total < STORE_SHOW_HISTORY ?
+	    (size_t)r->history_total : STORE_SHOW_HISTORY,
+	    sizeof(*r->history));
+	sqlite3_bind_int64(hs, 1, rid);
+	sqlite3_bind_int(hs, 2, STORE_SHOW_HISTORY);
+	while ((rc = sqlite3_step(hs)) == SQLITE_ROW && n < STORE_SHOW_HISTORY &&
+	    (int64_t)n < r->history_total) {
+		struct store_attempt_info *a = &r->history[n++];
+
+		a->at = adm_double(hs, 0);
+		a->relay = adm_text(hs, 1);
+		a->tls = adm_text(hs, 2);
+		a->status = adm_text(hs, 3);
+		a->dsn = adm_text(hs, 4);
+		a->reply = adm_text(hs, 5);
+	}
+	sqlite3_reset(hs);
+	r->nhistory = n;
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+		db_err(st, "read attempts");
+		return -1;
+	}
+	/* read newest first (to keep the latest), shown oldest first */
+	for (i = 0; i < n / 2; i++) {
+		struct store_attempt_info t = r->history[i];
+
+		r->history[i] = r->history[n - 1 - i];
+		r->history[n - 1 - i] = t;
+	}
+	return 0;
+}
+
+static int
+adm_rcpts(struct store *st, int64_t msgid, struct store_msg_info *m)
+{
+	sqlite3_stmt *s, *hs = NULL, *hc = NULL;
+	size_t cap = 0;
+	int rc, ret = -1;
+
+	s = adm_prep(st, "SELECT id, address, state, dsn_notify, dsn_orcpt,"
+	    " attempts, next_attempt, last_attempt, last_reply, last_dsn,"
+	    " (SELECT count(*) FROM recipient WHERE message_id = ?1)"
+	    " FROM recipient WHERE message_id = ?1 ORDER BY id LIMIT ?2");
+	hs = adm_prep(st, "SELECT at, relay, tls, status, dsn, reply"
+	    " FROM attempt WHERE recipient_id = ?1 ORDER BY at DESC, id DESC"
+	    " LIMIT ?2");
+	hc = adm_prep(st, "SELECT count(*) FROM attempt"
+	    " WHERE recipient_id = ?1");
+	if (s == NULL || hs == NULL || hc == NULL)
+		goto out;
+	sqlite3_bind_int64(s, 1, msgid);
+	sqlite3_bind_int(s, 2, STORE_SHOW_RCPTS);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct store_rcpt_info *r;
+
+		if (m->nrcpts == cap) {
+			cap = cap ? cap * 2 : 8;
+			m->rcpts = xrealloc(m->rcpts, cap * sizeof(*m->rcpts));
+		}
+		r = &m->rcpts[m->nrcpts++];
+		memset(r, 0, sizeof(*r));
+		r->address = adm_text(s, 1);
+		r->state = adm_text(s, 2);
+		r->dsn_notify = (uint32_t)sqlite3_column_int64(s, 3);
+		r->dsn_orcpt = adm_text(s, 4);
+		r->attempts = sqlite3_column_int64(s, 5);
+		r->next_attempt = adm_double(s, 6);
+		r->last_attempt = adm_double(s, 7);
+		r->last_reply = adm_text(s, 8);
+		r->last_dsn = adm_text(s, 9);
+		m->rcpts_total = sqlite3_column_int64(s, 10);
+		if (adm_history(st, hs, hc, sqlite3_column_int64(s, 0), r) ==
+		    -1)
+			goto out;
+	}
+	if (rc != SQLITE_DONE) {
+		db_err(st, "read recipients");
+		goto out;
+	}
+	ret = 0;
+out:
+	sqlite3_finalize(hc);
+	sqlite3_finalize(hs);
+	sqlite3_finalize(s);
+	return ret;
+}
+
+int
+store_admin_show(struct store *st, const char *qid, struct store_msg_info *m)
+{
+	sqlite3_stmt *s;
+	const unsigned char *t;
+	int64_t msgid;
+	int rc;
+
+	st->err[0] = '\0';
+	memset(m, 0, sizeof(*m));
+	s = adm_prep(st, "SELECT id, qid, state, sender, size, received_at,"
+	    " client_addr, client_name, helo, protocol, auth_user, body_type,"
+	    " smtputf8, dsn_ret, dsn_envid, size_declared, dsn_of, warned"
+	    " FROM message WHERE qid = ?1 AND state IN ('active', 'hold')");
+	if (s == NULL)
+		return -1;
+	sqlite3_bind_text(s, 1, qid, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc != SQLITE_ROW) {
+		if (rc != SQLITE_DONE)
+			db_err(st, "read message");
+		sqlite3_finalize(s);
+		return rc == SQLITE_DONE ? STORE_NOT_FOUND : -1;
+	}
+	msgid = sqlite3_column_int64(s, 0);
+	t = sqlite3_column_text(s, 1);
+	ferry_strlcpy(m->qid, t ? (const char *)t : "", sizeof(m->qid));
+	t = sqlite3_column_text(s, 2);
+	ferry_strlcpy(m->state, t ? (const char *)t : "", sizeof(m->state));
+	m->sender = adm_text(s, 3);
+	m->size = adm_int(s, 4);
+	m->received_at = adm_double(s, 5);
+	m->client_addr = adm_text(s, 6);
+	m->client_name = adm_text(s, 7);
+	m->helo = adm_text(s, 8);
+	m->protocol = adm_text(s, 9);
+	m->auth_user = adm_text(s, 10);
+	m->body_type = adm_text(s, 11);
+	m->smtputf8 = sqlite3_column_int(s, 12) != 0;
+	m->dsn_ret = adm_text(s, 13);
+	m->dsn_envid = adm_text(s, 14);
+	m->size_declared = adm_int(s, 15);
+	m->dsn_of = adm_text(s, 16);
+	m->warned = sqlite3_column_int(s, 17) != 0;
+	sqlite3_finalize(s);
+	if (m->sender == NULL)
+		m->sender = xstrdup("");
+
+	if (adm_rcpts(st, msgid, m) == -1 || adm_headers(st, msgid, m) == -1) {
+		store_admin_show_free(m);
+		return -1;
+	}
+	return 0;
+}
+
+void
+store_admin_show_free(struct store_msg_info *m)
+{
+	size_t i, j;
+
+	for (i = 0; i < m->nrcpts; i++) {
+		struct store_rcpt_info *r = &m->rcpts[i];
+
+		for (j = 0; j < r->nhistory; j++) {
+			free(r->history[j].relay);
+			free(r->history[j].tls);
+			free(r->history[j].status);
+			free(r->history[j].dsn);
+			free(r->history[j].reply);
+		}
+		free(r->history);
+		free(r->address);
+		free(r->state);
+		free(r->dsn_orcpt);
+		free(r->last_reply);
+		free(r->last_dsn);
+	}
+	free(m->rcpts);
+	free(m->sender);
+	free(m->client_addr);
+	free(m->client_name);
+	free(m->helo);
+	free(m->protocol);
+	free(m->auth_user);
+	free(m->body_type);
+	free(m->dsn_ret);
+	free(m->dsn_envid);
+	free(m->dsn_of);
+	free(m->headers);
+	memset(m, 0, sizeof(*m));
 }

@@ -52,10 +52,11 @@
 #define YOUNG_MS 10000        /* a child that dies younger is crashing */
 #define MAX_LISTENERS 64
 
-enum child_role { ROLE_WORKER, ROLE_RUNNER };
+enum child_role { ROLE_WORKER, ROLE_RUNNER, ROLE_AGENT };
 enum worker_state { W_STARTING, W_IDLE, W_BUSY };
 
 struct worker {
+	enum child_role role;     /* ROLE_WORKER or ROLE_AGENT */
 	pid_t pid;
 	uint32_t generation;
 	enum worker_state state;
@@ -86,8 +87,13 @@ struct master_state {
 	struct listener listeners[MAX_LISTENERS];
 	size_t nlisteners;
 	int intake_fd;              /* listening unix socket */
+	int control_fd;             /* ferryctl's listening socket */
+	int agent_fd;               /* the delivery agents' socket */
+	struct backoff agent_backoff;
 
 	int status_rd, status_wr;   /* workers -> master */
+	int pool_rd, pool_wr;       /* master -> runner: worker counts */
+	struct pool_report last_report;
 	int log_rd, log_wr;         /* children's stderr, when foreground */
 	int sig_rd, sig_wr;         /* self-pipe for signals */
 
@@ -102,6 +108,7 @@ struct master_state {
 	int shutting_down;
 	int64_t shutdown_deadline;
 	char smtpd_path[PATH_MAX + 32], queue_path[PATH_MAX + 32];
+	char deliver_path[PATH_MAX + 32];
 };
 
 static int sig_write_fd = -1;
@@ -289,6 +296,34 @@ make_dir(const char *path, mode_t mode, uid_t uid, gid_t gid, int as_root)
 		log_fatal("chmod %s: %s", path, strerror(errno));
 }
 
+/* A listening unix socket at path, owned by root and group gid with mode
+ * 0660 when group_access, else 0600. */
+static int
+make_unix_listener(const char *path, gid_t gid, int group_access)
+{
+	struct sockaddr_un sun;
+	int fd;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sun.sun_path))
+		log_fatal("%s: path too long for a unix socket", path);
+	strcpy(sun.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		log_fatal("socket: %s", strerror(errno));
+	unlink(path);
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
+		log_fatal("bind %s: %s", path, strerror(errno));
+	if (group_access && chown(path, 0, gid) < 0)
+		log_fatal("chown %s: %s", path, strerror(errno));
+	if (chmod(path, group_access ? 0660 : 0600) < 0)
+		log_fatal("chmod %s: %s", path, strerror(errno));
+	if (listen(fd, 1024) < 0)
+		log_fatal("listen %s: %s", path, strerror(errno));
+	return fd;
+}
+
 /* spool/            root 0755
  * spool/queue/      queue user 0700: the database
  * spool/smtpd/      root 0755: the workers' chroot, holding only
@@ -298,11 +333,9 @@ prepare_spool(struct master_state *m)
 {
 	const struct ferry_config *cfg = m->cfg;
 	char path[PATH_MAX];
-	struct sockaddr_un sun;
 	uid_t quid = 0, suid = 0;
-	gid_t qgid = 0, sgid = 0;
+	gid_t qgid = 0, sgid = 0, dgid = 0, agid = 0;
 	int as_root = geteuid() == 0;
-	int fd;
 
 	if (as_root) {
 		if (privsep_lookup(cfg->user, &quid, &qgid) < 0)
@@ -335,24 +368,37 @@ prepare_spool(struct master_state *m)
 
 	snprintf(path, sizeof(path), "%s/%s/%s", cfg->spool_dir,
 	    SPOOL_SMTPD_DIR, INTAKE_SOCKET_NAME);
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	if (strlen(path) >= sizeof(sun.sun_path))
-		log_fatal("%s: path too long for a unix socket", path);
-	strcpy(sun.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		log_fatal("socket: %s", strerror(errno));
-	unlink(path);
-	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
-		log_fatal("bind %s: %s", path, strerror(errno));
-	if (as_root && chown(path, 0, sgid) < 0)
-		log_fatal("chown %s: %s", path, strerror(errno));
-	if (chmod(path, as_root ? 0660 : 0600) < 0)
-		log_fatal("chmod %s: %s", path, strerror(errno));
-	if (listen(fd, 1024) < 0)
-		log_fatal("listen %s: %s", path, strerror(errno));
-	m->intake_fd = fd;
+	m->intake_fd = make_unix_listener(path, sgid, as_root);
+
+	/* the delivery agents' socket, for the delivery user's group */
+	if (as_root) {
+		uid_t duid;
+
+		if (privsep_lookup(cfg->deliver_user, &duid, &dgid) < 0)
+			log_fatal("deliver_user %s does not exist",
+			    cfg->deliver_user);
+		if (duid == quid || duid == suid)
+			log_warn("deliver_user %s shares a uid with another "
+			    "ferry user: use an account of its own",
+			    cfg->deliver_user);
+	}
+	snprintf(path, sizeof(path), "%s/%s", cfg->spool_dir,
+	    AGENT_SOCKET_NAME);
+	m->agent_fd = make_unix_listener(path, dgid, as_root);
+
+	/* ferryctl: root, and the admin group when one is configured */
+	if (as_root && cfg->admin_group[0] != '\0') {
+		struct group *gr = getgrnam(cfg->admin_group);
+
+		if (gr == NULL)
+			log_fatal("admin_group %s does not exist",
+			    cfg->admin_group);
+		agid = gr->gr_gid;
+	}
+	snprintf(path, sizeof(path), "%s/%s", cfg->spool_dir,
+	    CONTROL_SOCKET_NAME);
+	m->control_fd = make_unix_listener(path, agid,
+	    as_root && agid != 0);
 }
 
 /* --------------------------------------------------------------- children */
@@ -379,7 +425,7 @@ static pid_t
 spawn(struct master_state *m, enum child_role role)
 {
 	const char *path = role == ROLE_WORKER ? m->smtpd_path :
-	    m->queue_path;
+	    role == ROLE_AGENT ? m->deliver_path : m->queue_path;
 	char gen[16];
 	sigset_t all, old;
 	pid_t pid;
@@ -416,11 +462,16 @@ spawn(struct master_state *m, enum child_role role)
 			dup2(m->log_wr, STDERR_FILENO);
 
 		fds[n++] = m->cfg_fd;                            /* 3 */
-		fds[n++] = role == ROLE_WORKER ? m->status_wr :
-		    m->intake_fd;                                /* 4 */
-		if (role == ROLE_WORKER)
+		if (role == ROLE_WORKER) {
+			fds[n++] = m->status_wr;                 /* 4 */
 			for (i = 0; i < m->nlisteners; i++)
 				fds[n++] = m->listeners[i].fd;   /* 5.. */
+		} else if (role == ROLE_RUNNER) {
+			fds[n++] = m->intake_fd;                 /* 4 */
+			fds[n++] = m->control_fd;                /* 5 */
+			fds[n++] = m->agent_fd;                  /* 6 */
+			fds[n++] = m->pool_rd;                   /* 7 */
+		}
 		place_fds(fds, n, FD_CONFIG);
 		execl(path, path, "-f", m->cfg->path, "-g", gen,
 		    m->args->foreground ? "-d" : (char *)NULL, (char *)NULL);
@@ -460,12 +511,15 @@ backoff_delay(struct backoff *b, int64_t lived_ms, int status)
 	return delay;
 }
 
+static void report_pool(struct master_state *m, int force);
+
 static void
 spawn_runner(struct master_state *m)
 {
 	pid_t pid = spawn(m, ROLE_RUNNER);
 
 	if (pid > 0) {
+		m->last_report.workers = UINT32_MAX;   /* tell the new one */
 		m->runner_pid = pid;
 		m->runner_started = now_ms();
 		log_debug("started queue runner, pid %ld", (long)pid);
@@ -473,10 +527,10 @@ spawn_runner(struct master_state *m)
 }
 
 static void
-spawn_worker(struct master_state *m)
+spawn_child(struct master_state *m, enum child_role role)
 {
 	struct worker *w;
-	pid_t pid = spawn(m, ROLE_WORKER);
+	pid_t pid = spawn(m, role);
 
 	if (pid < 0)
 		return;
@@ -487,11 +541,19 @@ spawn_worker(struct master_state *m)
 	}
 	w = &m->workers[m->nworkers++];
 	memset(w, 0, sizeof(*w));
+	w->role = role;
 	w->pid = pid;
 	w->generation = m->generation;
 	w->state = W_STARTING;
 	w->started = now_ms();
-	log_debug("started SMTP worker, pid %ld", (long)pid);
+	log_debug("started %s, pid %ld", role == ROLE_AGENT ?
+	    "delivery agent" : "SMTP worker", (long)pid);
+}
+
+static void
+spawn_worker(struct master_state *m)
+{
+	spawn_child(m, ROLE_WORKER);
 }
 
 static struct worker *
@@ -544,13 +606,17 @@ reap_children(struct master_state *m)
 		if (w == NULL)
 			continue;
 		if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
-			int64_t delay = backoff_delay(&m->worker_backoff,
+			int64_t delay = backoff_delay(w->role == ROLE_AGENT ?
+			    &m->agent_backoff : &m->worker_backoff,
 			    now_ms() - w->started, status);
 
-			log_warn("SMTP worker (pid %ld) died: %s%s", (long)pid,
-			    how, delay > 0 ? "; throttling restarts" : "");
+			log_warn("%s (pid %ld) died: %s%s", w->role ==
+			    ROLE_AGENT ? "delivery agent" : "SMTP worker",
+			    (long)pid, how,
+			    delay > 0 ? "; throttling restarts" : "");
 		} else {
-			log_debug("SMTP worker (pid %ld) exited", (long)pid);
+			log_debug("%s (pid %ld) exited", w->role == ROLE_AGENT ?
+			    "delivery agent" : "SMTP worker", (long)pid);
 		}
 		*w = m->workers[--m->nworkers];
 	}
@@ -609,6 +675,8 @@ manage_pool(struct master_state *m)
 	for (i = 0; i < m->nworkers; i++) {
 		struct worker *w = &m->workers[i];
 
+		if (w->role != ROLE_WORKER)
+			continue;
 		total++;   /* old generations still hold slots */
 		if (w->generation != m->generation || w->told_to_leave)
 			continue;
@@ -628,12 +696,56 @@ manage_pool(struct master_state *m)
 	    i++) {
 		struct worker *w = &m->workers[i];
 
-		if (w->generation == m->generation && w->state == W_IDLE &&
+		if (w->role == ROLE_WORKER &&
+		    w->generation == m->generation && w->state == W_IDLE &&
 		    !w->told_to_leave) {
 			kill(w->pid, SIGUSR1);
 			w->told_to_leave = 1;
 			idle--;
 		}
+	}
+}
+
+/* Tells the runner how many workers there are, when that changes. */
+static void
+report_pool(struct master_state *m, int force)
+{
+	struct pool_report r = { 0, 0 };
+	size_t i;
+
+	for (i = 0; i < m->nworkers; i++)
+		if (m->workers[i].role == ROLE_WORKER) {
+			r.workers++;
+			if (m->workers[i].state == W_BUSY)
+				r.busy++;
+		}
+	if (!force && r.workers == m->last_report.workers &&
+	    r.busy == m->last_report.busy)
+		return;
+	if (write(m->pool_wr, &r, sizeof(r)) == (ssize_t)sizeof(r))
+		m->last_report = r;
+}
+
+/* Keeps delivery.agents agents of the current generation running. */
+static void
+manage_agents(struct master_state *m)
+{
+	size_t i;
+	int have = 0;
+
+	if (m->shutting_down)
+		return;
+	for (i = 0; i < m->nworkers; i++)
+		if (m->workers[i].role == ROLE_AGENT &&
+		    m->workers[i].generation == m->generation &&
+		    !m->workers[i].told_to_leave)
+			have++;
+	while (have < m->cfg->delivery_agents &&
+	    now_ms() >= m->agent_backoff.not_before) {
+		spawn_child(m, ROLE_AGENT);
+		have++;
+		if (m->agent_backoff.streak > 0)
+			break;
 	}
 }
 
@@ -726,12 +838,17 @@ reload(struct master_state *m)
 	/* The old generation finishes its sessions, then leaves. */
 	for (i = 0; i < m->nworkers; i++)
 		if (m->workers[i].generation != m->generation) {
-			kill(m->workers[i].pid, SIGUSR1);
+			/* agents finish their job on SIGTERM */
+			kill(m->workers[i].pid, m->workers[i].role ==
+			    ROLE_AGENT ? SIGTERM : SIGUSR1);
 			m->workers[i].told_to_leave = 1;
 		}
+	m->agent_backoff.streak = 0;
+	m->agent_backoff.not_before = 0;
 	log_info("configuration reloaded from %s (generation %u)",
 	    cfg->path, m->generation);
 	manage_pool(m);
+	manage_agents(m);
 }
 
 /* --------------------------------------------------------------- shutdown */
@@ -746,8 +863,11 @@ begin_shutdown(struct master_state *m)
 	m->shutting_down = 1;
 	m->shutdown_deadline = now_ms() +
 	    (int64_t)m->cfg->shutdown_timeout * 1000 + 5000;
-	log_info("shutting down: %zu worker(s) finishing their sessions",
+	log_info("shutting down: %zu worker(s) and agent(s) finishing",
 	    m->nworkers);
+	/* the runner stops handing out deliveries to agents that leave */
+	if (m->runner_pid > 0)
+		kill(m->runner_pid, SIGUSR1);
 	for (i = 0; i < m->nworkers; i++)
 		kill(m->workers[i].pid, SIGTERM);
 	for (i = 0; i < m->nlisteners; i++)
@@ -807,10 +927,14 @@ find_programs(struct master_state *m)
 	    libexec);
 	snprintf(m->queue_path, sizeof(m->queue_path), "%s/ferry-queue",
 	    libexec);
+	snprintf(m->deliver_path, sizeof(m->deliver_path), "%s/ferry-deliver",
+	    libexec);
 	if (access(m->smtpd_path, X_OK) < 0)
 		log_fatal("%s: %s", m->smtpd_path, strerror(errno));
 	if (access(m->queue_path, X_OK) < 0)
 		log_fatal("%s: %s", m->queue_path, strerror(errno));
+	if (access(m->deliver_path, X_OK) < 0)
+		log_fatal("%s: %s", m->deliver_path, strerror(errno));
 }
 
 static void
@@ -871,6 +995,11 @@ master(const struct master_args *args)
 
 	if (pipe2(p, O_CLOEXEC) < 0)
 		log_fatal("pipe: %s", strerror(errno));
+	m->pool_rd = p[0];
+	m->pool_wr = p[1];
+	fd_set_nonblock(m->pool_wr, 1);
+	if (pipe2(p, O_CLOEXEC) < 0)
+		log_fatal("pipe: %s", strerror(errno));
 	m->status_rd = p[0];
 	m->status_wr = p[1];
 	fd_set_nonblock(m->status_rd, 1);
@@ -890,6 +1019,7 @@ master(const struct master_args *args)
 		    m->listeners[i].name);
 	spawn_runner(m);
 	manage_pool(m);
+	manage_agents(m);
 	log_info("ferry %s started: %s", PACKAGE_VERSION, m->cfg->path);
 
 	for (;;) {
@@ -979,6 +1109,8 @@ master(const struct master_args *args)
 		if (m->shutting_down)
 			refuse_waiting(m);
 		manage_pool(m);
+		manage_agents(m);
+		report_pool(m, 0);
 	}
 	for (i = 0; i < m->nlisteners; i++)
 		close(m->listeners[i].fd);

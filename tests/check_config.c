@@ -31,7 +31,8 @@ static struct ferry_config *load_ok(const char *text)
 	char err[512] = "";
 	struct ferry_config *c = config_load(P, text, err, sizeof err);
 
-	ck_assert_msg(c != NULL, "refused: %s\n--- text ---\n%s", err, text);
+	ck_assert_msg(c != NULL, "refused: %s\n--- text ---\n%.2000s", err,
+	    text);
 	return c;
 }
 
@@ -106,6 +107,8 @@ static char *shipped_conf_local_users(void)
 	t = replace_once(t, "\nuser = \"ferry\"\n", "\nuser = \"daemon\"\n");
 	t = replace_once(t, "\nsmtpd_user = \"ferry-smtpd\"\n",
 	    "\nsmtpd_user = \"nobody\"\n");
+	t = replace_once(t, "\ndeliver_user = \"ferry-deliver\"\n",
+	    "\ndeliver_user = \"mail\"\n");
 	return t;
 }
 
@@ -673,6 +676,80 @@ START_TEST(test_bad_workers)
 }
 END_TEST
 
+
+/* Routes: exact domain, then the longest ".suffix", then "*", then the
+ * smarthost; nothing matching means MX delivery. */
+START_TEST(test_routes)
+{
+	struct ferry_config *c = load_ok(LISTEN
+	    "route \"lan\" {\n  domains = { \"example.com\", \".example.com\" }\n"
+	    "  hosts = { \"mail.example.com:25\", \"[192.0.2.1]:2525\" }\n"
+	    "  tls = \"verify\"\n  auth = true\n}\n"
+	    "route \"deep\" {\n  domains = { \".b.example.com\" }\n}\n"
+	    "smarthost {\n  host = \"smtp.example.net\"\n  port = 587\n"
+	    "  tls = \"encrypt\"\n}\n"
+	    "mx {\n  port = 2525\n  tls = \"none\"\n}\n"
+	    "delivery {\n  retry_schedule = { 1, 2, 3 }\n  agents = 7\n"
+	    "  resolver = \"127.0.0.1:5353\"\n}\n");
+	const struct route_config *r;
+
+	ck_assert_uint_eq(c->nroutes, 3);   /* lan, deep, smarthost */
+	r = config_route_for(c, "example.com");
+	ck_assert_str_eq(r->name, "lan");
+	ck_assert_int_eq(r->tls, TLS_VERIFY);
+	ck_assert_int_eq(r->auth, 1);
+	ck_assert_uint_eq(r->nhosts, 2);
+	ck_assert_str_eq(r->hosts[1], "[192.0.2.1]:2525");
+	ck_assert_str_eq(config_route_for(c, "EXAMPLE.com")->name, "lan");
+	ck_assert_str_eq(config_route_for(c, "a.example.com")->name, "lan");
+	ck_assert_str_eq(config_route_for(c, "x.b.example.com")->name,
+	    "deep");
+	r = config_route_for(c, "other.org");
+	ck_assert_str_eq(r->name, "smarthost");
+	ck_assert_str_eq(r->hosts[0], "smtp.example.net:587");
+	ck_assert_int_eq(r->tls, TLS_ENCRYPT);
+	ck_assert_int_eq(c->mx_port, 2525);
+	ck_assert_int_eq(c->mx_route.tls, TLS_NONE);
+	ck_assert_uint_eq(c->nretry_schedule, 3);
+	ck_assert_int_eq(c->retry_schedule[2], 3);
+	ck_assert_int_eq(c->delivery_agents, 7);
+	ck_assert_str_eq(c->resolver, "127.0.0.1:5353");
+	config_free(c);
+
+	/* no smarthost: unmatched domains go to their MX hosts */
+	c = load_ok(LISTEN "route \"lan\" {\n  domains = { \"lan\" }\n}\n");
+	ck_assert_ptr_null(config_route_for(c, "example.org"));
+	ck_assert_str_eq(config_route_for(c, "lan")->name, "lan");
+	ck_assert_int_eq(c->mx_port, 25);
+	ck_assert_int_eq(c->mx_route.tls, TLS_MAY);
+	config_free(c);
+}
+END_TEST
+
+START_TEST(test_bad_routes)
+{
+	load_bad(LISTEN "route \"r\" {\n  domains = { \"a.example\" }\n"
+	    "  tls = \"maybe\"\n}\n",
+	    P ":5: tls must be none, may, encrypt or verify");
+	load_bad(LISTEN "route \"r\" {\n  domains = { \"a.example\" }\n"
+	    "  hosts = { \"host:99999\" }\n}\n",
+	    P ":5: hosts: \"host:99999\" is not host:port or [address]:port");
+	load_bad(LISTEN "route \"r\" {\n  domains = { \"a..example\" }\n}\n",
+	    P ":4: domains: \"a..example\" is not a domain, \".domain\" or "
+	    "\"*\"");
+	load_bad(LISTEN "route \"r\" {\n  hosts = { \"h:25\" }\n}\n",
+	    P ": route \"r\" has no domains");
+	load_bad(LISTEN "delivery {\n  retry_schedule = { 60, 0 }\n}\n",
+	    P ":4: retry_schedule = 0 is out of range (1 to 604800)");
+	load_bad(LISTEN "delivery {\n  resolver = \"dns.example\"\n}\n",
+	    P ":4: resolver \"dns.example\" is not address, address:port or "
+	    "[address]:port");
+	load_bad(LISTEN "smarthost {\n  host = \"h\"\n"
+	    "  tls_min_version = \"SSLv3\"\n}\n",
+	    P ":5: tls_min_version must be TLSv1.2 or TLSv1.3");
+}
+END_TEST
+
 START_TEST(test_bad_syntax)
 {
 	load_bad(LISTEN "workers {\n  max = 4\n}\n}\n",
@@ -883,6 +960,8 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_bad_duplicate_listener);
 	tcase_add_test(tc, test_bad_workers);
 	tcase_add_test(tc, test_bad_syntax);
+	tcase_add_test(tc, test_routes);
+	tcase_add_test(tc, test_bad_routes);
 	tcase_add_test(tc, test_line_numbers_after_comments);
 	tcase_add_test(tc, test_bad_hostname);
 	tcase_add_test(tc, test_first_error_wins);

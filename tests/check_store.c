@@ -846,7 +846,7 @@ START_TEST(test_count)
 	ck_assert_int_eq(n, 6);
 	ck_assert_int_eq(store_commit(st), 0);
 
-	/* No API puts a message on hold yet; do it as ferryctl would. */
+	/* Held behind the store's back (store_admin_hold is tested below). */
 	db = peek_open();
 	snprintf(sql, sizeof(sql), "UPDATE message SET state = 'hold'"
 	    " WHERE id = %lld", (long long)h);
@@ -863,6 +863,618 @@ START_TEST(test_count)
 	ck_assert_int_eq(n, 1);
 	ck_assert_int_eq(store_count(st, "bogus", &n), 0);
 	ck_assert_int_eq(n, 0);
+	store_close(st);
+}
+END_TEST
+
+/* --- admin queries (ferryctl) --- */
+
+/* Sets a column of message id through the second connection. */
+static void
+peek_set_received(int64_t id, double t)
+{
+	sqlite3 *db = peek_open();
+	char sql[128];
+
+	snprintf(sql, sizeof(sql), "UPDATE message SET received_at = %.6f"
+	    " WHERE id = %lld", t, (long long)id);
+	q_exec(db, sql);
+	sqlite3_close(db);
+}
+
+/* An attempt row for recipient rid, as the delivery side writes it. */
+static void
+peek_attempt(sqlite3 *db, int64_t rid, double at, const char *status,
+    const char *dsn, const char *reply)
+{
+	sqlite3_stmt *s = prep(db, "INSERT INTO attempt (recipient_id, at,"
+	    " relay, tls, status, dsn, reply) VALUES (?1, ?2,"
+	    " 'mx.example.org[192.0.2.25]:25', NULL, ?3, ?4, ?5)");
+
+	sqlite3_bind_int64(s, 1, rid);
+	sqlite3_bind_double(s, 2, at);
+	sqlite3_bind_text(s, 3, status, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 4, dsn, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 5, reply, -1, SQLITE_STATIC);
+	ck_assert_int_eq(sqlite3_step(s), SQLITE_DONE);
+	sqlite3_finalize(s);
+}
+
+static int64_t
+first_rcpt(sqlite3 *db, int64_t msgid)
+{
+	char sql[128];
+
+	snprintf(sql, sizeof(sql), "SELECT min(id) FROM recipient"
+	    " WHERE message_id = %lld", (long long)msgid);
+	return q_int(db, sql);
+}
+
+struct seen {
+	int n, stop_after;
+	char qid[8][QID_LEN + 1];
+	char state[8][8];
+	int64_t pending[8], total[8], size[8];
+	size_t nrcpts[8];
+	char rcpt0[8][64], sender[8][64], reply[8][64], dsn[8][16];
+	double next[8], received[8];
+};
+
+static int
+collect(void *arg, const struct store_list_entry *e)
+{
+	struct seen *s = arg;
+	int i = s->n++;
+
+	ck_assert_int_lt(i, 8);
+	snprintf(s->qid[i], sizeof(s->qid[i]), "%s", e->qid);
+	snprintf(s->state[i], sizeof(s->state[i]), "%s", e->state);
+	s->pending[i] = e->pending;
+	s->total[i] = e->rcpts_total;
+	s->size[i] = e->size;
+	s->nrcpts[i] = e->nrcpts;
+	snprintf(s->rcpt0[i], sizeof(s->rcpt0[i]), "%s",
+	    e->nrcpts > 0 ? e->rcpts[0] : "");
+	snprintf(s->sender[i], sizeof(s->sender[i]), "%s", e->sender);
+	snprintf(s->reply[i], sizeof(s->reply[i]), "%s",
+	    e->last_reply ? e->last_reply : "<null>");
+	snprintf(s->dsn[i], sizeof(s->dsn[i]), "%s",
+	    e->last_dsn ? e->last_dsn : "<null>");
+	s->next[i] = e->next_attempt;
+	s->received[i] = e->received_at;
+	return s->stop_after > 0 && s->n >= s->stop_after ? 7 : 0;
+}
+
+START_TEST(test_admin_list)
+{
+	struct store *st = open_store();
+	char qa[QID_LEN + 1], qb[QID_LEN + 1], qc[QID_LEN + 1], sql[256];
+	struct seen seen;
+	int64_t a, b, c;
+	int truncated;
+	sqlite3 *db;
+
+	/* empty */
+	memset(&seen, 0, sizeof(seen));
+	ck_assert_int_eq(store_admin_list(st, STORE_LIST_MAX, collect, &seen,
+	    &truncated), 0);
+	ck_assert_int_eq(seen.n, 0);
+	ck_assert_int_eq(truncated, 0);
+
+	ck_assert_int_eq(store_begin(st), 0);
+	a = add_msg(st, 1, qa);
+	b = add_msg(st, 1, qb);
+	c = add_msg(st, 0, qc);               /* incoming: never listed */
+	ck_assert_int_eq(store_commit(st), 0);
+	(void)c;
+	/* b is older than a */
+	peek_set_received(a, 1700000200.0);
+	peek_set_received(b, 1700000100.0);
+	/* a: alice deferred (due later), bob delivered with an older reply */
+	db = peek_open();
+	snprintf(sql, sizeof(sql), "UPDATE recipient SET attempts = 1,"
+	    " next_attempt = 1800000000.5, last_attempt = 1700000300,"
+	    " last_reply = '451 4.3.0 try later', last_dsn = '4.3.0'"
+	    " WHERE message_id = %lld AND address = 'alice@example.org'",
+	    (long long)a);
+	q_exec(db, sql);
+	snprintf(sql, sizeof(sql), "UPDATE recipient SET state = 'delivered',"
+	    " attempts = 1, last_attempt = 1700000400,"
+	    " last_reply = '250 2.0.0 ok', last_dsn = '2.0.0'"
+	    " WHERE message_id = %lld AND address = 'bob@example.net'",
+	    (long long)a);
+	q_exec(db, sql);
+	sqlite3_close(db);
+	ck_assert_int_eq(store_admin_hold(st, qb), 0);
+
+	memset(&seen, 0, sizeof(seen));
+	ck_assert_int_eq(store_admin_list(st, STORE_LIST_MAX, collect, &seen,
+	    &truncated), 0);
+	ck_assert_int_eq(truncated, 0);
+	ck_assert_int_eq(seen.n, 2);
+	/* oldest first */
+	ck_assert_str_eq(seen.qid[0], qb);
+	ck_assert_str_eq(seen.state[0], "hold");
+	ck_assert(seen.received[0] == 1700000100.0);
+	ck_assert_int_eq(seen.total[0], 2);
+	ck_assert_int_eq(seen.pending[0], 2);
+	ck_assert_uint_eq(seen.nrcpts[0], 2);
+	ck_assert_str_eq(seen.rcpt0[0], "alice@example.org");
+	ck_assert_str_eq(seen.reply[0], "<null>");
+	ck_assert(seen.next[0] > 0);             /* due since ready */
+	ck_assert_str_eq(seen.qid[1], qa);
+	ck_assert_str_eq(seen.state[1], "active");
+	ck_assert_str_eq(seen.sender[1], "sender@example.com");
+	ck_assert_int_eq(seen.size[1], 21);
+	ck_assert_int_eq(seen.pending[1], 1);
+	ck_assert(fabs(seen.next[1] - 1800000000.5) < 1e-6);
+	/* the pending recipient's reply wins over a later delivery's */
+	ck_assert_str_eq(seen.reply[1], "451 4.3.0 try later");
+	ck_assert_str_eq(seen.dsn[1], "4.3.0");
+
+	/* capped, and the cap reported */
+	memset(&seen, 0, sizeof(seen));
+	ck_assert_int_eq(store_admin_list(st, 1, collect, &seen, &truncated),
+	    0);
+	ck_assert_int_eq(seen.n, 1);
+	ck_assert_int_eq(truncated, 1);
+	ck_assert_str_eq(seen.qid[0], qb);
+	/* the callback stops the walk */
+	memset(&seen, 0, sizeof(seen));
+	seen.stop_after = 1;
+	ck_assert_int_eq(store_admin_list(st, STORE_LIST_MAX, collect, &seen,
+	    &truncated), 7);
+	ck_assert_int_eq(seen.n, 1);
+	store_close(st);
+}
+END_TEST
+
+START_TEST(test_admin_list_many_rcpts)
+{
+	struct store *st = open_store();
+	struct envelope e;
+	struct envelope_rcpt r[STORE_LIST_RCPTS + 5];
+	char qid[QID_LEN + 1], addr[STORE_LIST_RCPTS + 5][32];
+	struct seen seen;
+	int64_t id;
+	int truncated;
+	size_t i;
+
+	plain_env(&e);
+	for (i = 0; i < STORE_LIST_RCPTS + 5; i++) {
+		snprintf(addr[i], sizeof(addr[i]), "r%zu@example.org", i);
+		r[i].addr = addr[i];
+		r[i].notify = 0;
+		r[i].orcpt = "";
+	}
+	e.rcpts = r;
+	e.nrcpts = e.rcpts_cap = STORE_LIST_RCPTS + 5;
+	ck_assert_int_eq(store_begin(st), 0);
+	id = store_message_create(st, &e, qid);
+	ck_assert_int_gt(id, 0);
+	ck_assert_int_eq(store_message_ready(st, id, 0), 0);
+	ck_assert_int_eq(store_commit(st), 0);
+
+	memset(&seen, 0, sizeof(seen));
+	ck_assert_int_eq(store_admin_list(st, STORE_LIST_MAX, collect, &seen,
+	    &truncated), 0);
+	ck_assert_int_eq(seen.n, 1);
+	ck_assert_uint_eq(seen.nrcpts[0], STORE_LIST_RCPTS);
+	ck_assert_int_eq(seen.total[0], STORE_LIST_RCPTS + 5);
+	ck_assert_str_eq(seen.rcpt0[0], "r0@example.org");
+	store_close(st);
+}
+END_TEST
+
+START_TEST(test_admin_show)
+{
+	struct store *st = open_store();
+	struct store_msg_info m;
+	struct envelope e;
+	char qid[QID_LEN + 1], sql[256];
+	const char *h1 = "Received: from x\r\n\tby y;\r\n date\r\nSubj";
+	const char *h2 = "ect: hi\r\n\r\nbody line\r\n";
+	int64_t id, rid;
+	sqlite3 *db;
+	int i;
+
+	plain_env(&e);
+	e.auth_user = "joe";
+	e.body_type = BODY_8BITMIME;
+	e.smtputf8 = 1;
+	e.dsn_ret = RET_HDRS;
+	e.dsn_envid = "ENV+2Bid";
+	e.size_declared = 99;
+	ck_assert_int_eq(store_begin(st), 0);
+	id = store_message_create(st, &e, qid);
+	ck_assert_int_gt(id, 0);
+	/* the empty line ends in the second chunk */
+	ck_assert_int_eq(store_body_append(st, id, 0, h1, strlen(h1)), 0);
+	ck_assert_int_eq(store_body_append(st, id, 1, h2, strlen(h2)), 0);
+	ck_assert_int_eq(store_message_ready(st, id, 60), 0);
+	ck_assert_int_eq(store_commit(st), 0);
+
+	/* three attempts for alice, none for bob */
+	db = peek_open();
+	rid = first_rcpt(db, id);
+	peek_attempt(db, rid, 1700000010, "deferred", "4.4.1", "no answer");
+	peek_attempt(db, rid, 1700000030, "deferred", "4.3.0", "451 later");
+	peek_attempt(db, rid, 1700000020, "deferred", "4.4.2", "lost");
+	snprintf(sql, sizeof(sql), "UPDATE recipient SET attempts = 3,"
+	    " last_attempt = 1700000030, last_reply = '451 later',"
+	    " last_dsn = '4.3.0', next_attempt = 1700009999 WHERE id = %lld",
+	    (long long)rid);
+	q_exec(db, sql);
+	sqlite3_close(db);
+
+	ck_assert_int_eq(store_admin_show(st, "000000000000", &m),
+	    STORE_NOT_FOUND);
+	ck_assert_int_eq(store_admin_show(st, qid, &m), 0);
+	ck_assert_str_eq(m.qid, qid);
+	ck_assert_str_eq(m.state, "active");
+	ck_assert_str_eq(m.sender, "sender@example.com");
+	ck_assert_int_eq(m.size, 60);
+	ck_assert(fabs(m.received_at - 1700000000.123456) < 1e-6);
+	ck_assert_str_eq(m.client_addr, "192.0.2.7");
+	ck_assert_str_eq(m.client_name, "unknown");
+	ck_assert_str_eq(m.helo, "client.example");
+	ck_assert_str_eq(m.protocol, "ESMTP");
+	ck_assert_str_eq(m.auth_user, "joe");
+	ck_assert_str_eq(m.body_type, "8BITMIME");
+	ck_assert_int_eq(m.smtputf8, 1);
+	ck_assert_str_eq(m.dsn_ret, "HDRS");
+	ck_assert_str_eq(m.dsn_envid, "ENV+2Bid");
+	ck_assert_int_eq(m.size_declared, 99);
+	ck_assert_ptr_null(m.dsn_of);
+	ck_assert_int_eq(m.warned, 0);
+	ck_assert_str_eq(m.headers, "Received: from x\r\n\tby y;\r\n date\r\n"
+	    "Subject: hi\r\n");
+	ck_assert_uint_eq(m.headers_len, strlen(m.headers));
+	ck_assert_int_eq(m.headers_truncated, 0);
+
+	ck_assert_int_eq(m.rcpts_total, 2);
+	ck_assert_uint_eq(m.nrcpts, 2);
+	ck_assert_str_eq(m.rcpts[0].address, "alice@example.org");
+	ck_assert_str_eq(m.rcpts[0].state, "pending");
+	ck_assert_int_eq(m.rcpts[0].dsn_notify,
+	    NOTIFY_SUCCESS | NOTIFY_FAILURE);
+	ck_assert_str_eq(m.rcpts[0].dsn_orcpt, "rfc822;alice@example.org");
+	ck_assert_int_eq(m.rcpts[0].attempts, 3);
+	ck_assert(m.rcpts[0].next_attempt == 1700009999.0);
+	ck_assert(m.rcpts[0].last_attempt == 1700000030.0);
+	ck_assert_str_eq(m.rcpts[0].last_reply, "451 later");
+	ck_assert_str_eq(m.rcpts[0].last_dsn, "4.3.0");
+	ck_assert_int_eq(m.rcpts[0].history_total, 3);
+	ck_assert_uint_eq(m.rcpts[0].nhistory, 3);
+	/* oldest first, by time */
+	ck_assert(m.rcpts[0].history[0].at == 1700000010.0);
+	ck_assert_str_eq(m.rcpts[0].history[0].dsn, "4.4.1");
+	ck_assert_str_eq(m.rcpts[0].history[1].dsn, "4.4.2");
+	ck_assert_str_eq(m.rcpts[0].history[2].reply, "451 later");
+	ck_assert_str_eq(m.rcpts[0].history[2].status, "deferred");
+	ck_assert_str_eq(m.rcpts[0].history[2].relay,
+	    "mx.example.org[192.0.2.25]:25");
+	ck_assert_ptr_null(m.rcpts[0].history[2].tls);
+	ck_assert_str_eq(m.rcpts[1].address, "bob@example.net");
+	ck_assert_int_eq(m.rcpts[1].dsn_notify, 0);
+	ck_assert_ptr_null(m.rcpts[1].dsn_orcpt);
+	ck_assert_int_eq(m.rcpts[1].attempts, 0);
+	ck_assert(m.rcpts[1].last_attempt < 0);
+	ck_assert_ptr_null(m.rcpts[1].last_reply);
+	ck_assert_uint_eq(m.rcpts[1].nhistory, 0);
+	ck_assert_ptr_null(m.rcpts[1].history);
+	store_admin_show_free(&m);
+
+	/* many attempts: the latest STORE_SHOW_HISTORY, oldest first */
+	db = peek_open();
+	q_exec(db, "BEGIN");
+	for (i = 0; i < STORE_SHOW_HISTORY + 10; i++)
+		peek_attempt(db, rid, 1700100000 + i, "deferred", "4.0.0", "x");
+	q_exec(db, "COMMIT");
+	sqlite3_close(db);
+	ck_assert_int_eq(store_admin_show(st, qid, &m), 0);
+	ck_assert_int_eq(m.rcpts[0].history_total, STORE_SHOW_HISTORY + 13);
+	ck_assert_uint_eq(m.rcpts[0].nhistory, STORE_SHOW_HISTORY);
+	ck_assert(m.rcpts[0].history[0].at == 1700100000.0 + 10);
+	ck_assert(m.rcpts[0].history[STORE_SHOW_HISTORY - 1].at ==
+	    1700100000.0 + STORE_SHOW_HISTORY + 9);
+	store_admin_show_free(&m);
+	store_close(st);
+}
+END_TEST
+
+/* The header block of a one-message store whose body is the chunks. */
+static void
+headers_of(const char *const *chunks, size_t n, struct store_msg_info *m)
+{
+	struct store *st = open_store();
+	char qid[QID_LEN + 1];
+	struct envelope e;
+	int64_t id;
+	size_t i;
+
+	plain_env(&e);
+	ck_assert_int_eq(store_begin(st), 0);
+	id = store_message_create(st, &e, qid);
+	for (i = 0; i < n; i++)
+		ck_assert_int_eq(store_body_append(st, id, (uint32_t)i,
+		    chunks[i], strlen(chunks[i])), 0);
+	ck_assert_int_eq(store_message_ready(st, id, 1), 0);
+	ck_assert_int_eq(store_commit(st), 0);
+	ck_assert_int_eq(store_admin_show(st, qid, m), 0);
+	ck_assert_int_eq(store_admin_delete(st, qid), 0);
+	store_close(st);
+}
+
+START_TEST(test_admin_show_headers)
+{
+	static const char *const no_headers[] = { "\r\nbody\r\n" };
+	static const char *const lf_only[] = { "A: 1\nB: 2\n\nbody\n" };
+	static const char *const split_crlf[] = { "A: 1\r\n", "\r", "\nbody" };
+	static const char *const no_body[] = { "A: 1\r\nB: 2\r\n" };
+	static const char *const blank_late[] = { "A: 1\r\n", "B: 2\r\n",
+	    "\r\nX: body\r\n\r\n" };
+	struct store_msg_info m;
+	char *big;
+	const char *chunks[3];
+
+	headers_of(no_headers, 1, &m);
+	ck_assert_str_eq(m.headers, "");
+	ck_assert_uint_eq(m.headers_len, 0);
+	store_admin_show_free(&m);
+	headers_of(lf_only, 1, &m);
+	ck_assert_str_eq(m.headers, "A: 1\nB: 2\n");
+	store_admin_show_free(&m);
+	headers_of(split_crlf, 3, &m);
+	ck_assert_str_eq(m.headers, "A: 1\r\n");
+	store_admin_show_free(&m);
+	headers_of(no_body, 1, &m);
+	ck_assert_str_eq(m.headers, "A: 1\r\nB: 2\r\n");
+	ck_assert_int_eq(m.headers_truncated, 0);
+	store_admin_show_free(&m);
+	headers_of(blank_late, 3, &m);
+	ck_assert_str_eq(m.headers, "A: 1\r\nB: 2\r\n");
+	store_admin_show_free(&m);
+
+	/* a header block over the cap is cut there */
+	big = malloc(STORE_HEADERS_MAX * 2);
+	memset(big, 'h', STORE_HEADERS_MAX * 2 - 1);
+	big[STORE_HEADERS_MAX * 2 - 1] = '\0';
+	chunks[0] = "X-Big: ";
+	chunks[1] = big;
+	chunks[2] = "\r\n\r\nbody";
+	headers_of(chunks, 3, &m);
+	ck_assert_uint_eq(m.headers_len, STORE_HEADERS_MAX);
+	ck_assert_uint_eq(strlen(m.headers), STORE_HEADERS_MAX);
+	ck_assert_int_eq(m.headers_truncated, 1);
+	ck_assert(strncmp(m.headers, "X-Big: hhh", 10) == 0);
+	store_admin_show_free(&m);
+	free(big);
+}
+END_TEST
+
+static void
+q_state(const char *qid, char *out, size_t outlen)
+{
+	sqlite3 *db = peek_open();
+	sqlite3_stmt *s = prep(db, "SELECT state FROM message WHERE qid = ?1");
+
+	sqlite3_bind_text(s, 1, qid, -1, SQLITE_STATIC);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		snprintf(out, outlen, "%s", sqlite3_column_text(s, 0));
+	else
+		snprintf(out, outlen, "<none>");
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+}
+
+START_TEST(test_admin_hold_release)
+{
+	struct store *st = open_store();
+	char qa[QID_LEN + 1], qi[QID_LEN + 1], state[16], sql[256];
+	int64_t a;
+	double before;
+	sqlite3 *db;
+
+	ck_assert_int_eq(store_begin(st), 0);
+	a = add_msg(st, 1, qa);
+	add_msg(st, 0, qi);
+	ck_assert_int_eq(store_commit(st), 0);
+
+	ck_assert_int_eq(store_admin_state(st, qa, state), 0);
+	ck_assert_str_eq(state, "active");
+	ck_assert_int_eq(store_admin_state(st, "ABCDEF012345", state),
+	    STORE_NOT_FOUND);
+
+	/* own transactions: durable at once, as another process sees */
+	ck_assert_int_eq(store_admin_hold(st, qa), 0);
+	ck_assert_int_eq(store_in_transaction(st), 0);
+	q_state(qa, state, sizeof(state));
+	ck_assert_str_eq(state, "hold");
+	ck_assert_int_eq(store_admin_hold(st, qa), STORE_WRONG_STATE);
+	ck_assert_int_eq(store_admin_hold(st, qi), STORE_NOT_FOUND);
+	ck_assert_int_eq(store_admin_hold(st, "ABCDEF012345"),
+	    STORE_NOT_FOUND);
+	ck_assert_int_eq(store_admin_release(st, qi), STORE_NOT_FOUND);
+
+	/* release makes the pending recipients due now */
+	db = peek_open();
+	snprintf(sql, sizeof(sql), "UPDATE recipient SET next_attempt ="
+	    " 1900000000 WHERE message_id = %lld", (long long)a);
+	q_exec(db, sql);
+	before = now_wall();
+	ck_assert_int_eq(store_admin_release(st, qa), 0);
+	q_state(qa, state, sizeof(state));
+	ck_assert_str_eq(state, "active");
+	snprintf(sql, sizeof(sql), "SELECT max(next_attempt) FROM recipient"
+	    " WHERE message_id = %lld", (long long)a);
+	ck_assert_int_le(q_int(db, sql), (int64_t)now_wall() + 1);
+	ck_assert_int_ge(q_int(db, sql), (int64_t)before - 1);
+	sqlite3_close(db);
+	ck_assert_int_eq(store_admin_release(st, qa), STORE_WRONG_STATE);
+	store_close(st);
+}
+END_TEST
+
+START_TEST(test_admin_in_runner_tx)
+{
+	struct store *st = open_store();
+	char qa[QID_LEN + 1], qb[QID_LEN + 1], state[16];
+
+	ck_assert_int_eq(store_begin(st), 0);
+	add_msg(st, 1, qa);
+	add_msg(st, 1, qb);
+	ck_assert_int_eq(store_commit(st), 0);
+
+	/* inside the runner's transaction: part of it, not committed */
+	ck_assert_int_eq(store_begin(st), 0);
+	ck_assert_int_eq(store_admin_hold(st, qa), 0);
+	ck_assert_int_eq(store_in_transaction(st), 1);
+	ck_assert_int_eq(store_admin_state(st, qa, state), 0);
+	ck_assert_str_eq(state, "hold");               /* seen inside */
+	q_state(qa, state, sizeof(state));
+	ck_assert_str_eq(state, "active");             /* not outside */
+	/* a refused operation leaves the transaction as it was */
+	ck_assert_int_eq(store_admin_hold(st, qa), STORE_WRONG_STATE);
+	ck_assert_int_eq(store_in_transaction(st), 1);
+	ck_assert_int_eq(store_admin_delete(st, qb), 0);
+	store_rollback(st);
+	ck_assert_int_eq(store_admin_state(st, qa, state), 0);
+	ck_assert_str_eq(state, "active");
+	ck_assert_int_eq(store_admin_state(st, qb, state), 0);
+
+	ck_assert_int_eq(store_begin(st), 0);
+	ck_assert_int_eq(store_admin_delete(st, qb), 0);
+	ck_assert_int_eq(store_commit(st), 0);
+	q_state(qb, state, sizeof(state));
+	ck_assert_str_eq(state, "<none>");
+	store_close(st);
+}
+END_TEST
+
+START_TEST(test_admin_flush)
+{
+	struct store *st = open_store();
+	char qa[QID_LEN + 1], qb[QID_LEN + 1], qh[QID_LEN + 1], qi[QID_LEN + 1];
+	char sql[256];
+	int64_t a, b, n;
+	sqlite3 *db;
+
+	ck_assert_int_eq(store_begin(st), 0);
+	a = add_msg(st, 1, qa);
+	b = add_msg(st, 1, qb);
+	add_msg(st, 1, qh);
+	add_msg(st, 0, qi);
+	ck_assert_int_eq(store_commit(st), 0);
+	ck_assert_int_eq(store_admin_hold(st, qh), 0);
+
+	db = peek_open();
+	/* a: both deferred far out; b: one due long ago, one delivered */
+	snprintf(sql, sizeof(sql), "UPDATE recipient SET next_attempt ="
+	    " 1900000000 WHERE message_id = %lld", (long long)a);
+	q_exec(db, sql);
+	snprintf(sql, sizeof(sql), "UPDATE recipient SET next_attempt = 1000"
+	    " WHERE message_id = %lld", (long long)b);
+	q_exec(db, sql);
+	snprintf(sql, sizeof(sql), "UPDATE recipient SET state = 'delivered'"
+	    " WHERE message_id = %lld AND address = 'bob@example.net'",
+	    (long long)b);
+	q_exec(db, sql);
+
+	ck_assert_int_eq(store_admin_flush(st, "ABCDEF012345", &n),
+	    STORE_NOT_FOUND);
+	ck_assert_int_eq(store_admin_flush(st, qi, &n), STORE_NOT_FOUND);
+	ck_assert_int_eq(store_admin_flush(st, qh, &n), STORE_WRONG_STATE);
+
+	ck_assert_int_eq(store_admin_flush(st, qa, &n), 0);
+	ck_assert_int_eq(n, 1);
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM recipient"
+	    " WHERE message_id = %lld AND next_attempt < 1900000000",
+	    (long long)a);
+	ck_assert_int_eq(q_int(db, sql), 2);
+
+	/* all: a and b have pending recipients; b's keeps its place */
+	snprintf(sql, sizeof(sql), "UPDATE recipient SET next_attempt ="
+	    " 1900000000 WHERE message_id = %lld", (long long)a);
+	q_exec(db, sql);
+	ck_assert_int_eq(store_admin_flush(st, NULL, &n), 0);
+	ck_assert_int_eq(n, 2);
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM recipient"
+	    " WHERE next_attempt = 1000 AND state = 'pending'"), 1);
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM recipient"
+	    " WHERE next_attempt >= 1900000000"), 0);
+	/* the held message was left alone */
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM recipient r JOIN"
+	    " message m ON m.id = r.message_id WHERE m.qid = '%s'"
+	    " AND r.next_attempt < 1000", qh);
+	ck_assert_int_eq(q_int(db, sql), 0);
+	sqlite3_close(db);
+	store_close(st);
+}
+END_TEST
+
+START_TEST(test_admin_delete)
+{
+	struct store *st = open_store();
+	char qa[QID_LEN + 1], qb[QID_LEN + 1], qi[QID_LEN + 1], sql[256];
+	int64_t a;
+	sqlite3 *db;
+
+	ck_assert_int_eq(store_begin(st), 0);
+	a = add_msg(st, 1, qa);
+	add_msg(st, 1, qb);
+	add_msg(st, 0, qi);
+	ck_assert_int_eq(store_commit(st), 0);
+	db = peek_open();
+	peek_attempt(db, first_rcpt(db, a), 1700000001, "deferred", "4.0.0",
+	    "x");
+
+	ck_assert_int_eq(store_admin_delete(st, qi), STORE_NOT_FOUND);
+	ck_assert_int_eq(store_admin_delete(st, "ABCDEF012345"),
+	    STORE_NOT_FOUND);
+	ck_assert_int_eq(store_admin_hold(st, qb), 0);
+	ck_assert_int_eq(store_admin_delete(st, qb), 0);   /* held: fine */
+	ck_assert_int_eq(store_admin_delete(st, qa), 0);
+	ck_assert_int_eq(store_admin_delete(st, qa), STORE_NOT_FOUND);
+
+	snprintf(sql, sizeof(sql), "SELECT (SELECT count(*) FROM message"
+	    " WHERE id = %lld) + (SELECT count(*) FROM recipient"
+	    " WHERE message_id = %lld) + (SELECT count(*) FROM body"
+	    " WHERE message_id = %lld) + (SELECT count(*) FROM attempt)",
+	    (long long)a, (long long)a, (long long)a);
+	ck_assert_int_eq(q_int(db, sql), 0);
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM message"), 1);
+	sqlite3_close(db);
+	store_close(st);
+}
+END_TEST
+
+START_TEST(test_admin_stats)
+{
+	struct store *st = open_store();
+	struct store_queue_stats qs;
+	char qa[QID_LEN + 1], qb[QID_LEN + 1], qi[QID_LEN + 1];
+	int64_t a, b, i;
+
+	ck_assert_int_eq(store_admin_stats(st, &qs), 0);
+	ck_assert_int_eq(qs.active + qs.hold + qs.rcpts_pending, 0);
+	ck_assert(qs.oldest_received_at < 0);
+
+	ck_assert_int_eq(store_begin(st), 0);
+	a = add_msg(st, 1, qa);
+	b = add_msg(st, 1, qb);
+	i = add_msg(st, 0, qi);
+	ck_assert_int_eq(store_commit(st), 0);
+	peek_set_received(a, 1700000500.0);
+	peek_set_received(b, 1700000400.0);
+	peek_set_received(i, 1600000000.0);     /* incoming: not counted */
+	ck_assert_int_eq(store_admin_hold(st, qb), 0);
+
+	ck_assert_int_eq(store_admin_stats(st, &qs), 0);
+	ck_assert_int_eq(qs.active, 1);
+	ck_assert_int_eq(qs.hold, 1);
+	ck_assert_int_eq(qs.rcpts_pending, 4);
+	ck_assert(qs.oldest_received_at == 1700000400.0);
 	store_close(st);
 }
 END_TEST
@@ -901,6 +1513,19 @@ store_suite(void)
 	tcase_add_test(tc, test_qids_unique);
 	tcase_add_test(tc, test_delete_cascades);
 	tcase_add_test(tc, test_count);
+	suite_add_tcase(s, tc);
+
+	tc = new_tcase("admin");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_admin_list);
+	tcase_add_test(tc, test_admin_list_many_rcpts);
+	tcase_add_test(tc, test_admin_show);
+	tcase_add_test(tc, test_admin_show_headers);
+	tcase_add_test(tc, test_admin_hold_release);
+	tcase_add_test(tc, test_admin_in_runner_tx);
+	tcase_add_test(tc, test_admin_flush);
+	tcase_add_test(tc, test_admin_delete);
+	tcase_add_test(tc, test_admin_stats);
 	suite_add_tcase(s, tc);
 	return s;
 }

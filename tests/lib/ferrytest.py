@@ -14,6 +14,7 @@ replies, access to the queue database, and process inspection through
 
 import atexit
 import faulthandler
+import json
 import os
 import pwd
 import re
@@ -32,6 +33,7 @@ BUILDDIR = os.environ.get("FERRY_BUILDDIR") or os.path.abspath(
     os.path.join(os.path.dirname(__file__), "..", ".."))
 SRCDIR = os.environ.get("FERRY_SRCDIR") or BUILDDIR
 FERRYD = os.path.join(BUILDDIR, "src", "ferryd")
+FERRYCTL = os.path.join(BUILDDIR, "src", "ferryctl")
 
 SKIP = 77                 # automake's "skipped" exit status
 HARD_ERROR = 99           # automake's "hard error" exit status
@@ -43,6 +45,7 @@ IO_TIMEOUT = 10.0
 
 QUEUE_USER = "daemon"
 SMTPD_USER = "nobody"
+DELIVER_USER = "mail"      # the delivery agents (distinct from the others)
 
 _live = []                # daemons not yet stopped, for the emergency exits
 # Daemon logs that showed a sanitizer report or a panic; any such line
@@ -86,7 +89,7 @@ def main(need_root=False):
     if need_root and os.geteuid() != 0:
         sys.stderr.write("ferrytest: these tests need root; skipping\n")
         sys.exit(SKIP)
-    for user in (QUEUE_USER, SMTPD_USER):
+    for user in (QUEUE_USER, SMTPD_USER, DELIVER_USER):
         try:
             pwd.getpwnam(user)
         except KeyError:
@@ -382,7 +385,35 @@ DEFAULTS = {
     "limits": {},
     "networks": ["127.0.0.0/8", "::1/128"],
     "debug": False,
+    # delivery (written only when given):
+    #   routes     [{"name": "out", "domains": [...], "hosts": [...],
+    #                "tls": "none", ...}, ...] -> route "out" { ... }
+    #   smarthost  {"host": ..., "port": ..., "tls": ...}
+    #   mx         {"port": ..., "tls": ...}
+    #   delivery   {"retry_schedule": [1], "resolver": "127.0.0.1:53",...}
+    "routes": [],
+    "smarthost": None,
+    "mx": None,
+    "delivery": None,
 }
+
+
+def conf_value(v):
+    """A Python value in libconfuse syntax."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, (list, tuple)):
+        return "{ %s }" % ", ".join(conf_value(x) for x in v)
+    return '"%s"' % str(v).replace("\\", "\\\\").replace('"', '\\"')
+
+
+def conf_section(head, opts):
+    """Lines of a section: head is 'delivery' or 'route "name"'."""
+    return ([head + " {"] +
+            ["    %s = %s" % (k, conf_value(v)) for k, v in
+             sorted(opts.items())] + ["}"])
 
 
 class Ferry:
@@ -420,6 +451,7 @@ class Ferry:
             'hostname = "%s"' % o["hostname"],
             'user = "%s"' % QUEUE_USER,
             'smtpd_user = "%s"' % SMTPD_USER,
+            'deliver_user = "%s"' % DELIVER_USER,
             'spool_dir = "%s"' % self.spool,
             "shutdown_timeout = %d" % o["shutdown_timeout"],
             'listen "test" {',
@@ -435,7 +467,14 @@ class Ferry:
         lines += ["}", "relay {",
                   "    networks = { %s }" % ", ".join(
                       '"%s"' % n for n in o["networks"]),
-                  "}", "log {", '    target = "stderr"',
+                  "}"]
+        for r in o["routes"] or ():
+            r = dict(r)
+            lines += conf_section('route "%s"' % r.pop("name"), r)
+        for sec in ("smarthost", "mx", "delivery"):
+            if o[sec] is not None:
+                lines += conf_section(sec, o[sec])
+        lines += ["log {", '    target = "stderr"',
                   "    debug = %s" % ("true" if o["debug"] else "false"),
                   "}", ""]
         return "\n".join(lines)
@@ -505,6 +544,7 @@ class Ferry:
     def _watch(self):
         while not self._watch_stop.wait(0.2):
             self.children()
+            self.agents()
 
     def _forget(self):
         self._watch_stop.set()
@@ -594,6 +634,25 @@ class Ferry:
     def runners(self):
         return self.children("ferry-queue")
 
+    def agents(self):
+        """Live delivery agents (ferry-deliver children of the master, or
+        children of the queue runner), recorded so that kill_all reaches
+        them too."""
+        runners = set(self.runners())
+        out = self.children("ferry-deliver")
+        if not runners:
+            return out
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            st = proc_stat(int(name))
+            if st is None or st[2] not in runners or st[1] == "Z":
+                continue
+            self.seen[int(name)] = st[0]
+            if int(name) not in out:
+                out.append(int(name))
+        return sorted(out)
+
     def worker_for(self, client):
         """The worker serving a Client's connection, or None."""
         inode = tcp_inode(self.port, client.local_port)
@@ -641,6 +700,45 @@ class Ferry:
             qid = c.send_message(sender, list(rcpts), content, **kw)
             c.cmd("QUIT")
             return qid
+
+    # ferryctl -----------------------------------------------------------
+
+    @property
+    def ctl_socket(self):
+        return os.path.join(self.spool, "ferryctl.sock")
+
+    def ctl(self, *args, json_output=False, user=None, timeout=IO_TIMEOUT):
+        """Runs ferryctl -s <socket> [--json] args... (as user when
+        given: setgid/setuid in the child); returns the CompletedProcess
+        (text stdout and stderr)."""
+        argv = [FERRYCTL, "-s", self.ctl_socket]
+        if json_output:
+            argv.append("--json")
+        argv += list(args)
+        preexec = None
+        if user is not None:
+            pw = pwd.getpwnam(user)
+
+            def preexec():
+                os.setgroups([])
+                os.setgid(pw.pw_gid)
+                os.setuid(pw.pw_uid)
+        return subprocess.run(argv, stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True,
+                              timeout=timeout, preexec_fn=preexec,
+                              cwd=self.dir)
+
+    def ctl_json(self, *args, **kw):
+        """ferryctl --json args...: the parsed document (AssertionError
+        when ferryctl failed or printed no JSON)."""
+        p = self.ctl(*args, json_output=True, **kw)
+        try:
+            doc = json.loads(p.stdout)
+        except ValueError:
+            raise AssertionError("ferryctl %s: exit %d, no JSON: %r %r"
+                                 % (" ".join(args), p.returncode,
+                                    p.stdout[:500], p.stderr[:500]))
+        return doc
 
     # queue database -----------------------------------------------------
 

@@ -1,0 +1,43 @@
+/*
+ * scheduler.h - the queue runner's delivery side: the pool of delivery
+ * agents connected to the runner, the choice of what is due and where it
+ * goes, and the recording of every result (retries, bounces, expiry,
+ * removal), all inside the runner's group-commit transaction.
+ */
+#ifndef FERRY_SCHEDULER_H
+#define FERRY_SCHEDULER_H
+
+#include <poll.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include "store.h"
+
+struct ferry_config;
+struct scheduler;
+
+struct scheduler *scheduler_new(const struct ferry_config *cfg,
+    struct store *st, uid_t agent_uid, int check_peer);
+void scheduler_free(struct scheduler *s);
+
+/* Accepts agents waiting on the listening socket. */
+void scheduler_accept(struct scheduler *s, int listen_fd);
+/* Fills pfds with the agents' descriptors (at most max); returns how
+ * many.  scheduler_events() then handles their revents in the same
+ * order. */
+size_t scheduler_pollfds(struct scheduler *s, struct pollfd *pfds,
+    size_t max);
+void scheduler_events(struct scheduler *s, const struct pollfd *pfds,
+    size_t n);
+/* Starts whatever is due and possible now. */
+void scheduler_run(struct scheduler *s);
+/* Milliseconds until scheduler_run has something to do (poll timeout). */
+int scheduler_timeout_ms(struct scheduler *s);
+/* Nonzero when results were written and the turn must commit. */
+int scheduler_take_dirty(struct scheduler *s);
+void scheduler_wake(struct scheduler *s);
+/* Nonzero while a delivery of that message is in flight. */
+int scheduler_busy_qid(struct scheduler *s, const char *qid);
+void scheduler_counts(struct scheduler *s, int *agents, int *busy);
+
+#endif

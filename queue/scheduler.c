@@ -1,0 +1,869 @@
+/*
+ * scheduler.c - the queue runner's delivery side.
+ *
+ * Delivery agents (ferry-deliver, started by the master as their own
+ * unprivileged user) connect to the runner's agent socket; the runner
+ * checks each peer's uid.  Each turn, the scheduler asks the store what is
+ * due (through the recipient_due index), groups a message's due
+ * recipients by domain, decides the route again (so a configuration change
+ * applies to mail already queued), and hands each group to an idle agent
+ * - one connected to the same next hop when there is one - within the
+ * per-destination limit.  The message body is streamed from the store in
+ * its chunks as the agent's socket drains.
+ *
+ * Results are written in the runner's open transaction: delivered, failed
+ * (with a bounce queued in the same transaction), or deferred with the
+ * next attempt from the retry schedule, capped at the end of the queue
+ * lifetime, when the recipient expires with 4.4.7.  A message whose
+ * recipients are all final is removed.  Agents are peers that may lie: a
+ * malformed or unexpected frame drops the agent, and its unanswered
+ * recipients are deferred.
+ */
+#include "autoconfig.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+
+#include "bounce.h"
+#include "config.h"
+#include "deliver_proto.h"
+#include "ipc.h"
+#include "log.h"
+#include "scheduler.h"
+#include "smtp_parse.h"
+#include "store.h"
+#include "util.h"
+
+#define MAX_AGENTS 1024
+#define DUE_BATCH 1000
+#define WBUF_HIGH (256 * 1024)
+#define MAX_WAIT_MS 30000
+
+struct job_rcpt {
+	int64_t rcpt_id;
+	char *addr, *orcpt;
+	uint32_t notify;
+	int attempts;
+	char *last_reply;
+	int answered;
+};
+
+struct failure {
+	char *addr, *orcpt, *status, *mta, *diag;
+	double at;
+};
+
+struct agent {
+	int fd;
+	pid_t pid;
+	int busy;
+	char hop[512];            /* next hop it is still connected to */
+	/* the job in flight */
+	uint64_t job_id;
+	int64_t msgid;
+	char qid[QID_LEN + 1];
+	char dest[320];
+	double received_at, started;
+	struct job_rcpt *rcpts;
+	size_t nrcpts;
+	uint32_t next_seq;
+	int data_done;
+	struct failure *fails;
+	size_t nfails;
+	/* io */
+	uint8_t *rbuf;
+	size_t rlen, rcap;
+	uint8_t *wbuf;
+	size_t wlen, wcap;
+};
+
+struct scheduler {
+	const struct ferry_config *cfg;
+	struct store *st;
+	struct agent *agents[MAX_AGENTS];
+	size_t nagents;
+	uid_t agent_uid;
+	int check_peer;
+	uint64_t next_job_id;
+	int64_t next_run_ms;
+	int wake;
+	int dirty;
+};
+
+struct scheduler *
+scheduler_new(const struct ferry_config *cfg, struct store *st,
+    uid_t agent_uid, int check_peer)
+{
+	struct scheduler *s = xcalloc(1, sizeof(*s));
+
+	s->cfg = cfg;
+	s->st = st;
+	s->agent_uid = agent_uid;
+	s->check_peer = check_peer;
+	s->wake = 1;
+	return s;
+}
+
+static void
+job_clear(struct agent *a)
+{
+	size_t i;
+
+	for (i = 0; i < a->nrcpts; i++) {
+		free(a->rcpts[i].addr);
+		free(a->rcpts[i].orcpt);
+		free(a->rcpts[i].last_reply);
+	}
+	free(a->rcpts);
+	a->rcpts = NULL;
+	a->nrcpts = 0;
+	for (i = 0; i < a->nfails; i++) {
+		free(a->fails[i].addr);
+		free(a->fails[i].orcpt);
+		free(a->fails[i].status);
+		free(a->fails[i].mta);
+		free(a->fails[i].diag);
+	}
+	free(a->fails);
+	a->fails = NULL;
+	a->nfails = 0;
+	a->busy = 0;
+	a->msgid = -1;
+	a->qid[0] = '\0';
+	a->dest[0] = '\0';
+	a->data_done = 0;
+	a->next_seq = 0;
+}
+
+/* ----------------------------------------------------------- results */
+
+static double
+next_retry(const struct ferry_config *cfg, int attempts, double received_at,
+    double now)
+{
+	size_t i = attempts > 0 ? (size_t)attempts - 1 : 0;
+	double next, end = received_at + cfg->max_lifetime;
+
+	if (i >= cfg->nretry_schedule)
+		i = cfg->nretry_schedule - 1;
+	next = now + cfg->retry_schedule[i];
+	/* the last try is when the lifetime ends: then it expires */
+	return next > end ? (end > now ? end : now) : next;
+}
+
+/* Seconds the way Postfix prints them: two significant digits below 10
+ * ("0.42", "3.1"), whole seconds above. */
+static const char *
+fmt_delay(char *out, size_t len, double sec)
+{
+	if (sec < 0)
+		sec = 0;
+	if (sec < 10)
+		snprintf(out, len, "%.2g", sec);
+	else
+		snprintf(out, len, "%.0f", sec);
+	return out;
+}
+
+/* Records one recipient's outcome and logs it the way Postfix does. */
+static void
+record(struct scheduler *s, struct agent *a, struct job_rcpt *jr,
+    uint32_t status, const char *dsn, const char *reply, const char *relay,
+    const char *tls)
+{
+	double now = now_wall();
+	const char *state, *what;
+	double next = 0;
+	char safe_reply[1200], safe_addr[600];
+	char d_total[32], d_queue[32], d_send[32];
+
+	if (store_begin(s->st) < 0) {
+		log_error("%s: cannot record a result: %s", a->qid,
+		    store_errmsg(s->st));
+		return;
+	}
+	switch (status) {
+	case DS_DELIVERED:
+		state = "delivered";
+		what = "sent";
+		break;
+	case DS_FAILED:
+		state = "failed";
+		what = "bounced";
+		break;
+	default:
+		if (now - a->received_at >= s->cfg->max_lifetime) {
+			state = "failed";
+			what = "expired";
+		} else {
+			state = "pending";
+			what = "deferred";
+			next = next_retry(s->cfg, jr->attempts + 1,
+			    a->received_at, now);
+		}
+		break;
+	}
+	if (store_rcpt_result(s->st, jr->rcpt_id, state, next, relay, tls,
+	    what, dsn, reply) < 0)
+		log_error("%s: cannot record a result: %s", a->qid,
+		    store_errmsg(s->st));
+	s->dirty = 1;
+	jr->answered = 1;
+	log_sanitize(safe_reply, sizeof(safe_reply), reply, strlen(reply));
+	log_sanitize(safe_addr, sizeof(safe_addr), jr->addr,
+	    strlen(jr->addr));
+	log_info("%s: to=<%s>, relay=%s, delay=%s, delays=%s/%s, "
+	    "tls=%s, dsn=%s, status=%s (%s)", a->qid, safe_addr,
+	    relay[0] ? relay : "none",
+	    fmt_delay(d_total, sizeof(d_total), now - a->received_at),
+	    fmt_delay(d_queue, sizeof(d_queue), a->started - a->received_at),
+	    fmt_delay(d_send, sizeof(d_send), now - a->started),
+	    tls[0] ? tls : "none", dsn,
+	    strcmp(what, "expired") == 0 ? "bounced" : what, safe_reply);
+	if (strcmp(state, "failed") == 0) {
+		struct failure *f;
+		char diag[1300];
+
+		if (strcmp(what, "expired") == 0)
+			snprintf(diag, sizeof(diag), "delivery time expired; "
+			    "last error: %s", reply);
+		else
+			snprintf(diag, sizeof(diag), "%s", reply);
+		if (jr->notify != 0 && !(jr->notify & NOTIFY_FAILURE))
+			return;   /* NOTIFY=NEVER or without FAILURE */
+		a->fails = xrealloc(a->fails, (a->nfails + 1) *
+		    sizeof(*a->fails));
+		f = &a->fails[a->nfails++];
+		f->addr = xstrdup(jr->addr);
+		f->orcpt = xstrdup(jr->orcpt);
+		f->status = xstrdup(strcmp(what, "expired") == 0 ? "4.4.7" :
+		    dsn);
+		f->mta = xstrdup(relay);
+		{
+			/* "host[addr]:port" -> "host" for Remote-MTA */
+			char *b = strchr(f->mta, '[');
+
+			if (b)
+				*b = '\0';
+			if (strcmp(f->mta, "none") == 0)
+				f->mta[0] = '\0';
+		}
+		f->diag = xstrdup(diag);
+		f->at = now;
+	}
+}
+
+/* After a job: bounce what failed, remove the message when done. */
+static void
+finish_message(struct scheduler *s, int64_t msgid, const char *qid,
+    struct failure *fails, size_t nfails)
+{
+	int64_t pending, delivered, total;
+
+	if (store_begin(s->st) < 0)
+		return;
+	if (nfails > 0) {
+		struct bounce_rcpt *br = xcalloc(nfails, sizeof(*br));
+		char bqid[QID_LEN + 1];
+		size_t i;
+
+		for (i = 0; i < nfails; i++) {
+			br[i].addr = fails[i].addr;
+			br[i].orcpt = fails[i].orcpt;
+			br[i].status = fails[i].status;
+			br[i].remote_mta = fails[i].mta;
+			br[i].diagnostic = fails[i].diag;
+			br[i].last_attempt = fails[i].at;
+		}
+		if (bounce_queue(s->st, s->cfg, msgid, br, nfails, bqid) < 0)
+			log_error("%s: cannot queue a bounce: %s", qid,
+			    store_errmsg(s->st));
+		free(br);
+		s->wake = 1;
+	}
+	if (store_message_progress(s->st, msgid, &pending, &delivered,
+	    &total) == 0 && pending == 0) {
+		if (store_message_delete(s->st, msgid) == 0)
+			log_info("%s: removed", qid);
+	}
+	s->dirty = 1;
+}
+
+/* ------------------------------------------------------------- agents */
+
+static void
+agent_queue(struct agent *a, struct ipc_out *m)
+{
+	size_t len;
+	const uint8_t *p = ipc_out_finish(m, &len);
+
+	if (a->wlen + len > a->wcap) {
+		a->wcap = a->wlen + len + 65536;
+		a->wbuf = xrealloc(a->wbuf, a->wcap);
+	}
+	memcpy(a->wbuf + a->wlen, p, len);
+	a->wlen += len;
+}
+
+/* Tops up the agent's output with body chunks, then JOB_END. */
+static int
+agent_fill(struct scheduler *s, struct agent *a)
+{
+	struct ipc_out m = { 0 };
+
+	while (a->busy && !a->data_done && a->wlen < WBUF_HIGH) {
+		uint8_t *data;
+		size_t len;
+		int rc = store_body_chunk(s->st, a->msgid, a->next_seq, &data,
+		    &len);
+
+		if (rc < 0) {
+			log_error("%s: cannot read the message: %s", a->qid,
+			    store_errmsg(s->st));
+			ipc_out_free(&m);
+			return -1;
+		}
+		if (rc == 0) {
+			ipc_out_init(&m, IMSG_JOB_END);
+			agent_queue(a, &m);
+			a->data_done = 1;
+			break;
+		}
+		ipc_out_init(&m, IMSG_JOB_DATA);
+		ipc_add_u32(&m, a->next_seq++);
+		ipc_add_data(&m, data, len);
+		agent_queue(a, &m);
+		free(data);
+	}
+	ipc_out_free(&m);
+	return 0;
+}
+
+static int
+agent_flush(struct scheduler *s, struct agent *a)
+{
+	for (;;) {
+		ssize_t n;
+
+		if (a->wlen == 0 && agent_fill(s, a) < 0)
+			return -1;
+		if (a->wlen == 0)
+			return 0;
+		n = send(a->fd, a->wbuf, a->wlen, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
+		if (n <= 0)
+			return -1;
+		memmove(a->wbuf, a->wbuf + n, a->wlen - (size_t)n);
+		a->wlen -= (size_t)n;
+		if (agent_fill(s, a) < 0)
+			return -1;
+	}
+}
+
+static void
+agent_drop(struct scheduler *s, size_t i, const char *why)
+{
+	struct agent *a = s->agents[i];
+	size_t k;
+
+	if (a->busy) {
+		log_warn("%s: delivery agent (pid %ld) %s; recipients "
+		    "deferred", a->qid, (long)a->pid, why);
+		for (k = 0; k < a->nrcpts; k++)
+			if (!a->rcpts[k].answered)
+				record(s, a, &a->rcpts[k], DS_DEFERRED,
+				    "4.3.0", "delivery agent exited before "
+				    "answering", "", "");
+		finish_message(s, a->msgid, a->qid, a->fails, a->nfails);
+	} else if (strcmp(why, "closed the connection") != 0) {
+		log_warn("delivery agent (pid %ld) %s", (long)a->pid, why);
+	}
+	job_clear(a);
+	close(a->fd);
+	free(a->rbuf);
+	free(a->wbuf);
+	free(a);
+	s->agents[i] = s->agents[--s->nagents];
+	s->wake = 1;
+}
+
+static int
+on_result(struct scheduler *s, struct agent *a, struct ipc_in *in)
+{
+	struct deliver_result r;
+	size_t k;
+
+	if (!a->busy || deliver_result_decode(in, &r) < 0)
+		return -1;
+	for (k = 0; k < a->nrcpts; k++)
+		if ((uint64_t)a->rcpts[k].rcpt_id == r.rcpt_id &&
+		    !a->rcpts[k].answered)
+			break;
+	if (k == a->nrcpts) {
+		deliver_result_free(&r);
+		return -1;
+	}
+	record(s, a, &a->rcpts[k], r.status, r.dsn, r.reply, r.relay, r.tls);
+	deliver_result_free(&r);
+	return 0;
+}
+
+static int
+on_done(struct scheduler *s, struct agent *a, struct ipc_in *in)
+{
+	struct deliver_done d;
+	size_t k;
+
+	if (!a->busy || deliver_done_decode(in, &d) < 0 ||
+	    d.job_id != a->job_id) {
+		if (a->busy)
+			deliver_done_free(&d);
+		return -1;
+	}
+	for (k = 0; k < a->nrcpts; k++)
+		if (!a->rcpts[k].answered) {
+			deliver_done_free(&d);
+			return -1;
+		}
+	finish_message(s, a->msgid, a->qid, a->fails, a->nfails);
+	ferry_strlcpy(a->hop, d.hop, sizeof(a->hop));
+	deliver_done_free(&d);
+	job_clear(a);
+	s->wake = 1;
+	return 0;
+}
+
+static int
+agent_read(struct scheduler *s, struct agent *a)
+{
+	ssize_t n;
+
+	if (a->rcap - a->rlen < 16384) {
+		a->rcap = a->rcap ? a->rcap * 2 : 65536;
+		if (a->rcap > 4 * 1024 * 1024)
+			return -1;
+		a->rbuf = xrealloc(a->rbuf, a->rcap);
+	}
+	n = recv(a->fd, a->rbuf + a->rlen, a->rcap - a->rlen, 0);
+	if (n == 0)
+		return -2;
+	if (n < 0)
+		return (errno == EAGAIN || errno == EWOULDBLOCK ||
+		    errno == EINTR) ? 0 : -2;
+	a->rlen += (size_t)n;
+	for (;;) {
+		struct ipc_in in;
+		long flen = ipc_frame(a->rbuf, a->rlen, &in);
+		int rc = 0;
+
+		if (flen == 0)
+			return 0;
+		if (flen < 0)
+			return -1;
+		switch (in.type) {
+		case IMSG_AGENT_HELLO: {
+			uint32_t pid;
+
+			if (ipc_get_u32(&in, &pid) < 0 || ipc_end(&in) < 0 ||
+			    pid == 0)
+				rc = -1;
+			else {
+				a->pid = (pid_t)pid;
+				s->wake = 1;
+			}
+			break;
+		}
+		case IMSG_RCPT_RESULT:
+			rc = on_result(s, a, &in);
+			break;
+		case IMSG_JOB_DONE:
+			rc = on_done(s, a, &in);
+			break;
+		default:
+			rc = -1;
+		}
+		if (rc < 0)
+			return -1;
+		memmove(a->rbuf, a->rbuf + flen, a->rlen - (size_t)flen);
+		a->rlen -= (size_t)flen;
+	}
+}
+
+void
+scheduler_accept(struct scheduler *s, int listen_fd)
+{
+	for (;;) {
+		struct ucred cred;
+		socklen_t clen = sizeof(cred);
+		struct agent *a;
+		int fd = accept4(listen_fd, NULL, NULL,
+		    SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0)
+			return;
+		if (s->check_peer && (getsockopt(fd, SOL_SOCKET, SO_PEERCRED,
+		    &cred, &clen) < 0 || cred.uid != s->agent_uid)) {
+			log_warn("agent socket: refusing uid %ld (only the "
+			    "delivery user may connect)", (long)cred.uid);
+			close(fd);
+			continue;
+		}
+		if (s->nagents >= MAX_AGENTS) {
+			close(fd);
+			continue;
+		}
+		a = xcalloc(1, sizeof(*a));
+		a->fd = fd;
+		a->msgid = -1;
+		s->agents[s->nagents++] = a;
+		s->wake = 1;
+	}
+}
+
+size_t
+scheduler_pollfds(struct scheduler *s, struct pollfd *pfds, size_t max)
+{
+	size_t i;
+
+	for (i = 0; i < s->nagents && i < max; i++) {
+		pfds[i].fd = s->agents[i]->fd;
+		pfds[i].events = POLLIN | (s->agents[i]->wlen > 0 ||
+		    (s->agents[i]->busy && !s->agents[i]->data_done) ?
+		    POLLOUT : 0);
+		pfds[i].revents = 0;
+	}
+	return i;
+}
+
+void
+scheduler_events(struct scheduler *s, const struct pollfd *pfds, size_t n)
+{
+	size_t i;
+
+	/* backwards: agent_drop moves the last agent into slot i */
+	for (i = n; i-- > 0;) {
+		struct agent *a;
+		int rc = 0;
+
+		if (i >= s->nagents || pfds[i].revents == 0)
+			continue;
+		a = s->agents[i];
+		if (a->fd != pfds[i].fd)
+			continue;
+		if (pfds[i].revents & POLLOUT)
+			rc = agent_flush(s, a) < 0 ? -2 : 0;
+		if (rc == 0 && (pfds[i].revents & (POLLIN | POLLHUP | POLLERR)))
+			rc = agent_read(s, a);
+		if (rc == -1)
+			agent_drop(s, i, "broke the protocol");
+		else if (rc == -2)
+			agent_drop(s, i, "closed the connection");
+	}
+}
+
+/* ----------------------------------------------------------- dispatch */
+
+static int
+message_in_flight(struct scheduler *s, int64_t msgid)
+{
+	size_t i;
+
+	for (i = 0; i < s->nagents; i++)
+		if (s->agents[i]->busy && s->agents[i]->msgid == msgid)
+			return 1;
+	return 0;
+}
+
+int
+scheduler_busy_qid(struct scheduler *s, const char *qid)
+{
+	size_t i;
+
+	for (i = 0; i < s->nagents; i++)
+		if (s->agents[i]->busy && strcmp(s->agents[i]->qid, qid) == 0)
+			return 1;
+	return 0;
+}
+
+static int
+dest_busy(struct scheduler *s, const char *dest)
+{
+	size_t i;
+	int n = 0;
+
+	for (i = 0; i < s->nagents; i++)
+		if (s->agents[i]->busy && strcmp(s->agents[i]->dest, dest) == 0)
+			n++;
+	return n;
+}
+
+static struct agent *
+idle_agent(struct scheduler *s, const char *dest)
+{
+	struct agent *any = NULL;
+	size_t i;
+
+	for (i = 0; i < s->nagents; i++) {
+		struct agent *a = s->agents[i];
+
+		if (a->busy || a->pid == 0)
+			continue;
+		if (strcmp(a->hop, dest) == 0)
+			return a;   /* already connected there */
+		if (any == NULL || a->hop[0] == '\0')
+			any = a;
+	}
+	return any;
+}
+
+static const char *
+domain_of(const char *addr)
+{
+	const char *at = strrchr(addr, '@');
+
+	return at ? at + 1 : "";
+}
+
+/* Starts one job: the due recipients v[idx[0..n)] of one message. */
+static void
+dispatch(struct scheduler *s, struct agent *a, const char *dest,
+    const struct route_config *route, const char *domain,
+    struct store_due *v, const size_t *idx, size_t n)
+{
+	struct deliver_job j;
+	struct ipc_out m = { 0 };
+	const struct store_due *d0 = &v[idx[0]];
+	size_t k;
+
+	memset(&j, 0, sizeof(j));
+	j.job_id = ++s->next_job_id;
+	j.qid = (char *)d0->qid;
+	j.sender = d0->sender;
+	j.size = d0->size;
+	j.body_type = d0->body_type;
+	j.smtputf8 = d0->smtputf8;
+	j.dsn_ret = d0->dsn_ret;
+	j.envid = d0->envid;
+	j.helo = s->cfg->hostname;
+	j.route = route ? route->name : (char *)"mx";
+	j.domain = (char *)domain;
+	j.hosts = route ? route->hosts : NULL;
+	j.nhosts = route ? route->nhosts : 0;
+	j.mx_port = (uint32_t)s->cfg->mx_port;
+	{
+		const struct route_config *pol = route ? route :
+		    &s->cfg->mx_route;
+
+		j.tls = (uint32_t)pol->tls;
+		j.ca_file = pol->ca_file;
+		j.tls_min_version = (uint32_t)pol->tls_min_version;
+		j.auth = (uint32_t)pol->auth;
+		j.auth_plaintext = (uint32_t)pol->auth_plaintext;
+	}
+	j.nrcpts = n;
+	j.rcpts = xcalloc(n, sizeof(*j.rcpts));
+	a->rcpts = xcalloc(n, sizeof(*a->rcpts));
+	a->nrcpts = n;
+	for (k = 0; k < n; k++) {
+		const struct store_due *d = &v[idx[k]];
+
+		j.rcpts[k].id = (uint64_t)d->rcpt_id;
+		j.rcpts[k].addr = d->address;
+		j.rcpts[k].notify = d->notify;
+		j.rcpts[k].orcpt = d->orcpt;
+		a->rcpts[k].rcpt_id = d->rcpt_id;
+		a->rcpts[k].addr = xstrdup(d->address);
+		a->rcpts[k].orcpt = xstrdup(d->orcpt);
+		a->rcpts[k].notify = d->notify;
+		a->rcpts[k].attempts = d->attempts;
+		a->rcpts[k].last_reply = xstrdup(d->last_reply);
+	}
+	ipc_out_init(&m, IMSG_JOB);
+	deliver_job_encode(&j, &m);
+	agent_queue(a, &m);
+	ipc_out_free(&m);
+	free(j.rcpts);
+
+	a->busy = 1;
+	a->job_id = j.job_id;
+	a->msgid = d0->msgid;
+	ferry_strlcpy(a->qid, d0->qid, sizeof(a->qid));
+	ferry_strlcpy(a->dest, dest, sizeof(a->dest));
+	a->received_at = d0->received_at;
+	a->started = now_wall();
+	a->next_seq = 0;
+	a->data_done = 0;
+	(void)agent_flush(s, a);
+}
+
+/* A recipient whose lifetime is over fails without another attempt. */
+static int
+expire(struct scheduler *s, struct store_due *d, double now)
+{
+	struct agent tmp;
+	struct job_rcpt jr;
+	char reply[1200];
+
+	if (now - d->received_at < s->cfg->max_lifetime)
+		return 0;
+	memset(&tmp, 0, sizeof(tmp));
+	memset(&jr, 0, sizeof(jr));
+	ferry_strlcpy(tmp.qid, d->qid, sizeof(tmp.qid));
+	tmp.received_at = d->received_at;
+	tmp.started = now;
+	jr.rcpt_id = d->rcpt_id;
+	jr.addr = d->address;
+	jr.orcpt = d->orcpt;
+	jr.notify = d->notify;
+	jr.attempts = d->attempts;
+	snprintf(reply, sizeof(reply), "%s", d->last_reply[0] ?
+	    d->last_reply : "no attempt succeeded");
+	record(s, &tmp, &jr, DS_DEFERRED, "4.4.7", reply, "", "");
+	finish_message(s, d->msgid, d->qid, tmp.fails, tmp.nfails);
+	job_clear(&tmp);
+	return 1;
+}
+
+void
+scheduler_run(struct scheduler *s)
+{
+	struct store_due *v;
+	size_t n, i, *idx, nidx;
+	char *taken;
+	double now = now_wall(), when;
+	int any_idle = 0, blocked = 0;
+
+	if (!s->wake && now_ms() < s->next_run_ms)
+		return;
+	s->wake = 0;
+	for (i = 0; i < s->nagents; i++)
+		if (!s->agents[i]->busy && s->agents[i]->pid != 0)
+			any_idle = 1;
+	if (store_due(s->st, now, DUE_BATCH, &v, &n) < 0) {
+		log_error("scheduler: %s", store_errmsg(s->st));
+		s->next_run_ms = now_ms() + 1000;
+		return;
+	}
+	taken = xcalloc(n ? n : 1, 1);
+	idx = xcalloc(n ? n : 1, sizeof(*idx));
+	for (i = 0; i < n; i++) {
+		const struct route_config *route;
+		const char *domain;
+		char dest[320];
+		struct agent *a;
+		size_t k;
+
+		if (taken[i])
+			continue;
+		taken[i] = 1;
+		if (expire(s, &v[i], now))
+			continue;
+		if (!any_idle || message_in_flight(s, v[i].msgid)) {
+			blocked = 1;
+			continue;
+		}
+		domain = domain_of(v[i].address);
+		route = config_route_for(s->cfg, domain);
+		if (route)
+			snprintf(dest, sizeof(dest), "route:%s", route->name);
+		else
+			snprintf(dest, sizeof(dest), "mx:%s", domain);
+		/* the same message's due recipients for the same domain */
+		nidx = 0;
+		idx[nidx++] = i;
+		for (k = i + 1; k < n; k++)
+			if (!taken[k] && v[k].msgid == v[i].msgid &&
+			    strcasecmp(domain_of(v[k].address), domain) == 0) {
+				if (expire(s, &v[k], now)) {
+					taken[k] = 1;
+					continue;
+				}
+				idx[nidx++] = k;
+				taken[k] = 1;
+			}
+		if (dest_busy(s, dest) >= s->cfg->per_destination ||
+		    (a = idle_agent(s, dest)) == NULL) {
+			for (k = 0; k < nidx; k++)
+				taken[idx[k]] = 0;
+			taken[i] = 1;
+			blocked = 1;
+			continue;
+		}
+		dispatch(s, a, dest, route, domain, v, idx, nidx);
+	}
+	free(taken);
+	free(idx);
+	store_due_free(v, n);
+	/* Next look: when something is due, or at once when an agent frees
+	 * up (s->wake); never sleep longer than MAX_WAIT_MS. */
+	s->next_run_ms = now_ms() + MAX_WAIT_MS;
+	if (!blocked && store_next_due(s->st, &when) == 0 && when > 0) {
+		double ms = (when - now_wall()) * 1000.0;
+
+		if (ms < MAX_WAIT_MS)
+			s->next_run_ms = now_ms() + (ms > 0 ? (int64_t)ms : 0)
+			    + 1;
+	}
+}
+
+int
+scheduler_timeout_ms(struct scheduler *s)
+{
+	int64_t d;
+
+	if (s->wake)
+		return 0;
+	d = s->next_run_ms - now_ms();
+	if (d < 0)
+		return 0;
+	return d > MAX_WAIT_MS ? MAX_WAIT_MS : (int)d;
+}
+
+int
+scheduler_take_dirty(struct scheduler *s)
+{
+	int d = s->dirty;
+
+	s->dirty = 0;
+	return d;
+}
+
+void
+scheduler_wake(struct scheduler *s)
+{
+	s->wake = 1;
+}
+
+void
+scheduler_counts(struct scheduler *s, int *agents, int *busy)
+{
+	size_t i;
+
+	*agents = (int)s->nagents;
+	*busy = 0;
+	for (i = 0; i < s->nagents; i++)
+		if (s->agents[i]->busy)
+			(*busy)++;
+}
+
+void
+scheduler_free(struct scheduler *s)
+{
+	while (s->nagents > 0) {
+		struct agent *a = s->agents[--s->nagents];
+
+		job_clear(a);
+		close(a->fd);
+		free(a->rbuf);
+		free(a->wbuf);
+		free(a);
+	}
+	free(s);
+}

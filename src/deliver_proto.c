@@ -1,0 +1,269 @@
+/*
+ * deliver_proto.c - encoding and strict decoding of what the queue runner
+ * and a delivery agent say to each other (deliver_proto.h).
+ *
+ * Security stance: both peers are ferry processes, but a frame is checked
+ * as if it came from an enemy: every string is length-limited and
+ * NUL-free, counts and enumerations are range-checked, and a frame with
+ * bytes left over is rejected.  A decoder that fails frees what it built,
+ * so the caller has nothing to clean up.
+ */
+#include "autoconfig.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "deliver.h"
+#include "deliver_proto.h"
+#include "smtp_parse.h"
+#include "util.h"
+
+#define DP_MAX_STR 1024        /* addresses, names, parameters */
+#define DP_MAX_PATH 4096       /* ca_file */
+#define DP_MAX_REPLY 2048      /* a remote reply or error text */
+
+void
+deliver_job_encode(const struct deliver_job *j, struct ipc_out *m)
+{
+	size_t i;
+
+	ipc_add_u64(m, j->job_id);
+	ipc_add_str(m, j->qid);
+	ipc_add_str(m, j->sender);
+	ipc_add_i64(m, j->size);
+	ipc_add_u32(m, j->body_type);
+	ipc_add_u32(m, j->smtputf8);
+	ipc_add_u32(m, j->dsn_ret);
+	ipc_add_str(m, j->envid);
+	ipc_add_str(m, j->helo);
+	ipc_add_str(m, j->route);
+	ipc_add_str(m, j->domain);
+	ipc_add_u32(m, (uint32_t)j->nhosts);
+	for (i = 0; i < j->nhosts; i++)
+		ipc_add_str(m, j->hosts[i]);
+	ipc_add_u32(m, j->mx_port);
+	ipc_add_u32(m, j->tls);
+	ipc_add_str(m, j->ca_file);
+	ipc_add_u32(m, j->tls_min_version);
+	ipc_add_u32(m, j->auth);
+	ipc_add_u32(m, j->auth_plaintext);
+	ipc_add_u32(m, (uint32_t)j->nrcpts);
+	for (i = 0; i < j->nrcpts; i++) {
+		ipc_add_u64(m, j->rcpts[i].id);
+		ipc_add_str(m, j->rcpts[i].addr);
+		ipc_add_u32(m, j->rcpts[i].notify);
+		ipc_add_str(m, j->rcpts[i].orcpt);
+	}
+}
+
+void
+deliver_job_free(struct deliver_job *j)
+{
+	size_t i;
+
+	if (j == NULL)
+		return;
+	free(j->qid);
+	free(j->sender);
+	free(j->envid);
+	free(j->helo);
+	free(j->route);
+	free(j->domain);
+	if (j->hosts != NULL)
+		for (i = 0; i < j->nhosts; i++)
+			free(j->hosts[i]);
+	free(j->hosts);
+	free(j->ca_file);
+	if (j->rcpts != NULL)
+		for (i = 0; i < j->nrcpts; i++) {
+			free(j->rcpts[i].addr);
+			free(j->rcpts[i].orcpt);
+		}
+	free(j->rcpts);
+	memset(j, 0, sizeof(*j));
+}
+
+/* A u32 that must be <= max. */
+static int
+get_u32_max(struct ipc_in *in, uint32_t *v, uint32_t max)
+{
+	return ipc_get_u32(in, v) < 0 || *v > max ? -1 : 0;
+}
+
+int
+deliver_job_decode(struct ipc_in *in, struct deliver_job *j)
+{
+	uint32_t n, notify_all = NOTIFY_NEVER | NOTIFY_SUCCESS |
+	    NOTIFY_FAILURE | NOTIFY_DELAY;
+	size_t i;
+
+	memset(j, 0, sizeof(*j));
+	if (ipc_get_u64(in, &j->job_id) < 0 ||
+	    ipc_get_str(in, &j->qid, DP_MAX_STR) < 0 ||
+	    ipc_get_str(in, &j->sender, DP_MAX_STR) < 0 ||
+	    ipc_get_i64(in, &j->size) < 0 || j->size < 0 ||
+	    get_u32_max(in, &j->body_type, BODY_8BITMIME) < 0 ||
+	    get_u32_max(in, &j->smtputf8, 1) < 0 ||
+	    get_u32_max(in, &j->dsn_ret, RET_HDRS) < 0 ||
+	    ipc_get_str(in, &j->envid, DP_MAX_STR) < 0 ||
+	    ipc_get_str(in, &j->helo, DP_MAX_STR) < 0 ||
+	    ipc_get_str(in, &j->route, DP_MAX_STR) < 0 ||
+	    ipc_get_str(in, &j->domain, DP_MAX_STR) < 0 ||
+	    get_u32_max(in, &n, JOB_MAX_HOSTS) < 0)
+		goto fail;
+	if (n > 0) {
+		j->hosts = xcalloc(n, sizeof(*j->hosts));
+		for (j->nhosts = 0; j->nhosts < n; j->nhosts++)
+			if (ipc_get_str(in, &j->hosts[j->nhosts],
+			    DP_MAX_STR) < 0 || j->hosts[j->nhosts][0] == '\0') {
+				j->nhosts++;   /* free the empty string too */
+				goto fail;
+			}
+	}
+	if (get_u32_max(in, &j->mx_port, 65535) < 0 || j->mx_port == 0 ||
+	    get_u32_max(in, &j->tls, TLS_VERIFY) < 0 ||
+	    ipc_get_str(in, &j->ca_file, DP_MAX_PATH) < 0 ||
+	    get_u32_max(in, &j->tls_min_version, 0x0304) < 0 ||
+	    get_u32_max(in, &j->auth, 1) < 0 ||
+	    get_u32_max(in, &j->auth_plaintext, 1) < 0 ||
+	    get_u32_max(in, &n, JOB_MAX_RCPTS) < 0 || n == 0)
+		goto fail;
+	/* a rcpt takes at least 20 bytes: do not allocate for a lie */
+	if (in->left / 20 < n)
+		goto fail;
+	j->rcpts = xcalloc(n, sizeof(*j->rcpts));
+	j->nrcpts = n;
+	for (i = 0; i < n; i++) {
+		struct deliver_rcpt *r = &j->rcpts[i];
+
+		if (ipc_get_u64(in, &r->id) < 0 ||
+		    ipc_get_str(in, &r->addr, DP_MAX_STR) < 0 ||
+		    r->addr[0] == '\0' ||
+		    ipc_get_u32(in, &r->notify) < 0 ||
+		    (r->notify & ~notify_all) != 0 ||
+		    ipc_get_str(in, &r->orcpt, DP_MAX_STR) < 0)
+			goto fail;
+	}
+	if (ipc_end(in) < 0)
+		goto fail;
+	return 0;
+fail:
+	deliver_job_free(j);
+	return -1;
+}
+
+void
+deliver_result_encode(const struct deliver_result *r, struct ipc_out *m)
+{
+	ipc_add_u64(m, r->rcpt_id);
+	ipc_add_u32(m, r->status);
+	ipc_add_str(m, r->dsn);
+	ipc_add_str(m, r->reply);
+	ipc_add_str(m, r->relay);
+	ipc_add_str(m, r->tls);
+}
+
+void
+deliver_result_free(struct deliver_result *r)
+{
+	if (r == NULL)
+		return;
+	free(r->dsn);
+	free(r->reply);
+	free(r->relay);
+	free(r->tls);
+	memset(r, 0, sizeof(*r));
+}
+
+/* "d.ddd.ddd" whose class matches status. */
+static int
+dsn_ok(const char *dsn, uint32_t status)
+{
+	const char *p = dsn;
+	int part, digits;
+
+	if (p[0] != (char)('0' + status) || p[1] != '.')
+		return 0;
+	p += 2;
+	for (part = 0; part < 2; part++) {
+		for (digits = 0; *p >= '0' && *p <= '9'; p++)
+			digits++;
+		if (digits < 1 || digits > 3)
+			return 0;
+		if (part == 0 && *p++ != '.')
+			return 0;
+	}
+	return *p == '\0';
+}
+
+int
+deliver_result_decode(struct ipc_in *in, struct deliver_result *r)
+{
+	memset(r, 0, sizeof(*r));
+	if (ipc_get_u64(in, &r->rcpt_id) < 0 ||
+	    ipc_get_u32(in, &r->status) < 0 ||
+	    (r->status != DS_DELIVERED && r->status != DS_DEFERRED &&
+	    r->status != DS_FAILED) ||
+	    ipc_get_str(in, &r->dsn, 16) < 0 ||
+	    !dsn_ok(r->dsn, r->status) ||
+	    ipc_get_str(in, &r->reply, DP_MAX_REPLY) < 0 ||
+	    ipc_get_str(in, &r->relay, DP_MAX_STR) < 0 ||
+	    r->relay[0] == '\0' ||
+	    ipc_get_str(in, &r->tls, DP_MAX_STR) < 0 ||
+	    ipc_end(in) < 0) {
+		deliver_result_free(r);
+		return -1;
+	}
+	return 0;
+}
+
+void
+deliver_done_encode(const struct deliver_done *d, struct ipc_out *m)
+{
+	ipc_add_u64(m, d->job_id);
+	ipc_add_str(m, d->hop);
+}
+
+void
+deliver_done_free(struct deliver_done *d)
+{
+	if (d == NULL)
+		return;
+	free(d->hop);
+	memset(d, 0, sizeof(*d));
+}
+
+int
+deliver_done_decode(struct ipc_in *in, struct deliver_done *d)
+{
+	memset(d, 0, sizeof(*d));
+	if (ipc_get_u64(in, &d->job_id) < 0 ||
+	    ipc_get_str(in, &d->hop, DP_MAX_STR) < 0 ||
+	    ipc_end(in) < 0) {
+		deliver_done_free(d);
+		return -1;
+	}
+	return 0;
+}
+
+void
+deliver_hop_key(const struct deliver_job *j, char *out, size_t outlen)
+{
+	size_t i, len;
+
+	if (j->nhosts == 0) {
+		snprintf(out, outlen, "%s:%s:%u", j->route, j->domain,
+		    j->mx_port);
+		return;
+	}
+	snprintf(out, outlen, "%s:", j->route);
+	for (i = 0; i < j->nhosts; i++) {
+		len = strlen(out);
+		if (len >= outlen - 1)
+			break;
+		snprintf(out + len, outlen - len, "%s%s", i ? "," : "",
+		    j->hosts[i]);
+	}
+}

@@ -1,0 +1,16 @@
+/*
+ * ferry-deliver - a delivery agent, started by ferryd (see deliver.c).
+ */
+#include "autoconfig.h"
+
+#include "deliver.h"
+#include "smtpd.h"
+
+int
+main(int argc, char **argv)
+{
+	struct child_args a;
+
+	child_parse_args(argc, argv, &a);
+	return deliver(&a);
+}

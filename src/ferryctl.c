@@ -1,0 +1,773 @@
+/*
+ * ferryctl - the admin command: sends one request over the control socket
+ * to the running queue runner and prints its JSON answer, as is (--json)
+ * or rendered for a terminal.
+ *
+ *   ferryctl [-f config] [-s socket] [--json] status
+ *   ferryctl ... queue list | show ID | flush [ID] | delete ID | hold ID |
+ *                release ID
+ *
+ * Exit status: 0 done, 1 the daemon refused ({"ok":false}) or answered
+ * something unreadable, 2 usage or configuration error, 75 (EX_TEMPFAIL)
+ * the daemon cannot be reached.
+ *
+ * Security stance: ferryctl holds no privilege of its own; the socket's
+ * mode and the runner's peer check decide who may use it.  What it prints
+ * came from mail (addresses, headers, remote replies), so every string is
+ * rendered with control characters escaped: a crafted header cannot drive
+ * the operator's terminal.
+ */
+#include "autoconfig.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+
+#include "config.h"
+#include "json.h"
+#include "log.h"
+#include "util.h"
+
+#define EX_OK_ 0
+#define EX_REFUSED 1
+#define EX_USAGE_ 2
+#define EX_TEMPFAIL_ 75
+
+#define SOCKET_NAME "ferryctl.sock"
+#define REQUEST_MAX 512                   /* with the LF (control.h) */
+#define ANSWER_MAX (256 * 1024 * 1024)    /* a full queue list fits */
+#define CONNECT_TIMEOUT_S 5
+#define ANSWER_TIMEOUT_MS 30000
+
+static void
+usage(FILE *fp)
+{
+	fprintf(fp,
+	    "usage: ferryctl [-f config] [-s socket] [--json] command\n"
+	    "commands:\n"
+	    "  status              the daemon's pools and queue\n"
+	    "  queue list          every queued message (like mailq)\n"
+	    "  queue show ID       one message: envelope, headers, history\n"
+	    "  queue flush [ID]    try a message (or all) again now\n"
+	    "  queue hold ID       keep a message back from delivery\n"
+	    "  queue release ID    let a held message go again\n"
+	    "  queue delete ID     remove a message without a bounce\n"
+	    "options:\n"
+	    "  -f  configuration file (default %s)\n"
+	    "  -s  control socket (default <spool_dir>/" SOCKET_NAME ")\n"
+	    "  --json  print the daemon's JSON answer as is\n",
+	    CONFIG_DEFAULT_PATH);
+}
+
+/* --- the commands it knows (the daemon checks them again) -------------- */
+
+enum arg_kind { ARG_NONE, ARG_QID, ARG_OPT_QID };
+
+static const struct command {
+	const char *word1, *word2;
+	enum arg_kind arg;
+} commands[] = {
+	{ "status", NULL, ARG_NONE },
+	{ "queue", "list", ARG_NONE },
+	{ "queue", "show", ARG_QID },
+	{ "queue", "flush", ARG_OPT_QID },
+	{ "queue", "delete", ARG_QID },
+	{ "queue", "hold", ARG_QID },
+	{ "queue", "release", ARG_QID },
+};
+
+/* The command argv names, or NULL after saying what is wrong. */
+static const struct command *
+find_command(int argc, char **argv)
+{
+	size_t i;
+	int used, nargs;
+
+	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		const struct command *c = &commands[i];
+
+		if (strcmp(c->word1, argv[0]) != 0)
+			continue;
+		if (c->word2 != NULL && (argc < 2 ||
+		    strcmp(c->word2, argv[1]) != 0))
+			continue;
+		used = c->word2 != NULL ? 2 : 1;
+		nargs = argc - used;
+		if ((c->arg == ARG_NONE && nargs != 0) ||
+		    (c->arg == ARG_QID && nargs != 1) ||
+		    (c->arg == ARG_OPT_QID && nargs > 1)) {
+			fprintf(stderr, "usage: ferryctl [-f config] "
+			    "[-s socket] [--json] %s%s%s%s\n", c->word1,
+			    c->word2 != NULL ? " " : "",
+			    c->word2 != NULL ? c->word2 : "",
+			    c->arg == ARG_QID ? " ID" :
+			    c->arg == ARG_OPT_QID ? " [ID]" : "");
+			return NULL;
+		}
+		return c;
+	}
+	usage(stderr);
+	return NULL;
+}
+
+/* The request line: the words joined by spaces, with the LF. */
+static int
+build_request(int argc, char **argv, char *out, size_t outlen)
+{
+	size_t len = 0, n;
+	int i;
+
+	for (i = 0; i < argc; i++) {
+		const char *p;
+
+		for (p = argv[i]; *p != '\0'; p++)
+			if ((unsigned char)*p <= ' ' ||
+			    (unsigned char)*p > 0x7e)
+				return -1;
+		n = strlen(argv[i]);
+		if (len + n + 2 > outlen)
+			return -1;
+		if (i > 0)
+			out[len++] = ' ';
+		memcpy(out + len, argv[i], n);
+		len += n;
+	}
+	if (len + 2 > outlen)
+		return -1;
+	out[len++] = '\n';
+	out[len] = '\0';
+	return 0;
+}
+
+/* --- talking to the daemon ------------------------------------------------- */
+
+/* Sends the request and reads the answer to EOF into *ans (malloc'd,
+ * NUL-terminated).  EX_OK_, or an exit status after saying why. */
+static int
+ask(const char *path, const char *req, char **ans, size_t *anslen)
+{
+	struct sockaddr_un sun;
+	struct timeval tv;
+	size_t len = 0, cap = 64 * 1024;
+	int64_t deadline;
+	char *buf;
+	int fd;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		fprintf(stderr, "ferryctl: socket path too long: %s\n", path);
+		return EX_USAGE_;
+	}
+	memcpy(sun.sun_path, path, strlen(path) + 1);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
+		fprintf(stderr, "ferryctl: socket: %s\n", strerror(errno));
+		return EX_TEMPFAIL_;
+	}
+	/* connect (a full backlog) and send wait at most this long */
+	memset(&tv, 0, sizeof(tv));
+	tv.tv_sec = CONNECT_TIMEOUT_S;
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	tv.tv_sec = 1;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		fprintf(stderr, "ferryctl: cannot connect to %s: %s "
+		    "(is ferryd running?)\n", path, strerror(errno));
+		close(fd);
+		return EX_TEMPFAIL_;
+	}
+	if (write_all(fd, req, strlen(req)) < 0) {
+		fprintf(stderr, "ferryctl: cannot send to %s: %s "
+		    "(is ferryd running?)\n", path, strerror(errno));
+		close(fd);
+		return EX_TEMPFAIL_;
+	}
+
+	deadline = now_ms() + ANSWER_TIMEOUT_MS;
+	buf = xmalloc(cap + 1);
+	for (;;) {
+		ssize_t n;
+
+		if (len == cap) {
+			if (cap >= ANSWER_MAX) {
+				fprintf(stderr, "ferryctl: the answer is larger "
+				    "than %d bytes\n", ANSWER_MAX);
+				free(buf);
+				close(fd);
+				return EX_REFUSED;
+			}
+			cap *= 2;
+			buf = xrealloc(buf, cap + 1);
+		}
+		n = recv(fd, buf + len, cap - len, 0);
+		if (n > 0) {
+			len += (size_t)n;
+			continue;
+		}
+		if (n == 0)
+			break;
+		if (errno == EINTR || ((errno == EAGAIN ||
+		    errno == EWOULDBLOCK) && now_ms() < deadline))
+			continue;
+		fprintf(stderr, "ferryctl: no answer from %s: %s\n", path,
+		    errno == EAGAIN || errno == EWOULDBLOCK ? "timed out" :
+		    strerror(errno));
+		free(buf);
+		close(fd);
+		return EX_TEMPFAIL_;
+	}
+	close(fd);
+	if (len == 0) {
+		fprintf(stderr, "ferryctl: no answer from %s (the connection "
+		    "was closed)\n", path);
+		free(buf);
+		return EX_TEMPFAIL_;
+	}
+	buf[len] = '\0';
+	*ans = buf;
+	*anslen = len;
+	return EX_OK_;
+}
+
+/* --- printing what mail carried, safely ------------------------------------ */
+
+/* Writes s (len bytes, valid UTF-8 from the parser) with control
+ * characters - C0, DEL and C1, which a terminal may act on - as \xNN.
+ * With multiline, LF and TAB pass and a CR before an LF is dropped. */
+static void
+put_safe(FILE *fp, const char *s, size_t len, int multiline)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		unsigned char c = p[i];
+
+		if (multiline && (c == '\n' || c == '\t')) {
+			putc(c, fp);
+			continue;
+		}
+		if (multiline && c == '\r' && i + 1 < len && p[i + 1] == '\n')
+			continue;
+		if (c < 0x20 || c == 0x7f) {
+			fprintf(fp, "\\x%02x", c);
+			continue;
+		}
+		if (c == 0xc2 && i + 1 < len && p[i + 1] >= 0x80 &&
+		    p[i + 1] <= 0x9f) {
+			fprintf(fp, "\\u%04x", p[i + 1]);
+			i++;
+			continue;
+		}
+		putc(c, fp);
+	}
+}
+
+/* A multi-line text, each line after indent. */
+static void
+put_indented(FILE *fp, const char *indent, const char *s, size_t len)
+{
+	const char *nl;
+
+	while (len > 0) {
+		size_t n;
+
+		nl = memchr(s, '\n', len);
+		n = nl != NULL ? (size_t)(nl - s) + 1 : len;
+		fputs(indent, fp);
+		put_safe(fp, s, n, 1);
+		if (nl == NULL)
+			putc('\n', fp);
+		s += n;
+		len -= n;
+	}
+}
+
+static void
+put_str(FILE *fp, const struct json_value *v)
+{
+	if (v != NULL && v->type == JSON_STRING)
+		put_safe(fp, v->str, v->len, 0);
+	else
+		fputs("-", fp);
+}
+
+static const struct json_value *
+member(const struct json_value *o, const char *key, enum json_type t)
+{
+	const struct json_value *v = json_get(o, key);
+
+	return v != NULL && v->type == t ? v : NULL;
+}
+
+/* "45s", "12m", "3h05m", "2d04h". */
+static void
+fmt_span(char *out, size_t n, double secs)
+{
+	long s = secs < 0 ? 0 : (long)secs;
+
+	if (s < 60)
+		snprintf(out, n, "%lds", s);
+	else if (s < 3600)
+		snprintf(out, n, "%ldm", s / 60);
+	else if (s < 86400)
+		snprintf(out, n, "%ldh%02ldm", s / 3600, s % 3600 / 60);
+	else
+		snprintf(out, n, "%ldd%02ldh", s / 86400, s % 86400 / 3600);
+}
+
+static void
+fmt_time(char *out, size_t n, double t)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (t < 0 || localtime_r(&tt, &tm) == NULL ||
+	    strftime(out, n, "%Y-%m-%d %H:%M:%S", &tm) == 0)
+		snprintf(out, n, "-");
+}
+
+/* When something is next due, as seen from now: "now", "in 4m", "-". */
+static void
+fmt_next(char *out, size_t n, double t, double now)
+{
+	char span[32];
+
+	if (t < 0)
+		snprintf(out, n, "-");
+	else if (t <= now)
+		snprintf(out, n, "now");
+	else {
+		fmt_span(span, sizeof(span), t - now);
+		snprintf(out, n, "in %s", span);
+	}
+}
+
+static void
+put_sender(FILE *fp, const struct json_value *v)
+{
+	putc('<', fp);
+	if (v != NULL && v->type == JSON_STRING)
+		put_safe(fp, v->str, v->len, 0);
+	putc('>', fp);
+}
+
+/* --- rendering ----------------------------------------------------------- */
+
+/* A message's state for a table column: one of the words we know. */
+static const char *
+state_word(const struct json_value *m)
+{
+	static const char *const known[] = { "active", "hold" };
+	const char *s = json_get_str(m, "state", "-");
+	size_t i;
+
+	for (i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+		if (strcmp(s, known[i]) == 0)
+			return known[i];
+	return "?";
+}
+
+static double
+server_now(const struct json_value *root)
+{
+	return json_get_num(root, "now", (double)time(NULL));
+}
+
+static void
+render_status(const struct json_value *root)
+{
+	const struct json_value *wk = member(root, "workers", JSON_OBJECT);
+	const struct json_value *ag = member(root, "agents", JSON_OBJECT);
+	const struct json_value *q = member(root, "queue", JSON_OBJECT);
+	const struct json_value *in = member(root, "intake", JSON_OBJECT);
+	double now = server_now(root), oldest;
+	char when[64], span[32];
+
+	if (wk != NULL && json_get_num(wk, "total", -1) >= 0)
+		printf("workers: %.0f busy of %.0f\n",
+		    json_get_num(wk, "busy", 0), json_get_num(wk, "total", 0));
+	else
+		printf("workers: unknown\n");
+	if (ag != NULL)
+		printf("agents:  %.0f busy of %.0f\n",
+		    json_get_num(ag, "busy", 0), json_get_num(ag, "total", 0));
+	if (q != NULL) {
+		printf("queue:   %.0f message(s) (%.0f active, %.0f on hold), "
+		    "%.0f recipient(s) pending\n",
+		    json_get_num(q, "messages", 0),
+		    json_get_num(q, "active", 0), json_get_num(q, "hold", 0),
+		    json_get_num(q, "recipients_pending", 0));
+		oldest = json_get_num(q, "oldest_received_at", -1);
+		if (oldest >= 0) {
+			fmt_time(when, sizeof(when), oldest);
+			fmt_span(span, sizeof(span), now - oldest);
+			printf("oldest:  %s (%s ago)\n", when, span);
+		}
+	}
+	if (in != NULL)
+		printf("intake:  %.0f message(s) in %.0f commit(s) since "
+		    "start\n", json_get_num(in, "messages", 0),
+		    json_get_num(in, "commits", 0));
+}
+
+static void
+render_list(const struct json_value *root)
+{
+	const struct json_value *msgs = member(root, "messages", JSON_ARRAY);
+	double now = server_now(root), pending = 0;
+	size_t i, j;
+
+	if (msgs == NULL || msgs->n == 0) {
+		printf("Mail queue is empty\n");
+		return;
+	}
+	printf("%-12s  %6s  %10s  %-6s  %-8s  %s\n", "ID", "AGE", "SIZE",
+	    "STATE", "NEXT", "SENDER");
+	for (i = 0; i < msgs->n; i++) {
+		const struct json_value *m = &msgs->items[i];
+		const struct json_value *rc = member(m, "recipients",
+		    JSON_ARRAY);
+		const struct json_value *reply = member(m, "last_reply",
+		    JSON_STRING);
+		double total = json_get_num(m, "recipients_total", 0);
+		char age[32], next[48];
+
+		fmt_span(age, sizeof(age), json_get_num(m, "age", 0));
+		fmt_next(next, sizeof(next), json_get_num(m, "next_attempt",
+		    -1), now);
+		pending += json_get_num(m, "pending", 0);
+		put_str(stdout, member(m, "id", JSON_STRING));
+		printf("  %6s  %10.0f  %-6s  %-8s  ", age,
+		    json_get_num(m, "size", 0), state_word(m), next);
+		put_sender(stdout, member(m, "sender", JSON_STRING));
+		putchar('\n');
+		if (reply != NULL) {
+			printf("    (");
+			put_safe(stdout, reply->str, reply->len, 0);
+			printf(")\n");
+		}
+		for (j = 0; rc != NULL && j < rc->n; j++) {
+			printf("    ");
+			put_str(stdout, &rc->items[j]);
+			putchar('\n');
+		}
+		if (rc != NULL && total > (double)rc->n)
+			printf("    ... and %.0f more\n", total - (double)rc->n);
+		putchar('\n');
+	}
+	printf("-- %zu message(s), %.0f recipient(s) pending%s\n", msgs->n,
+	    pending, json_get_bool(root, "truncated", 0) ?
+	    " (list truncated: more are queued)" : "");
+}
+
+static void
+render_notify(const struct json_value *r)
+{
+	const struct json_value *n = member(r, "dsn_notify", JSON_ARRAY);
+	const struct json_value *orcpt = member(r, "dsn_orcpt", JSON_STRING);
+	size_t i;
+
+	if (n == NULL && orcpt == NULL)
+		return;
+	printf("      dsn:");
+	if (n != NULL) {
+		printf(" notify=");
+		for (i = 0; i < n->n; i++) {
+			if (i > 0)
+				putchar(',');
+			put_str(stdout, &n->items[i]);
+		}
+	}
+	if (orcpt != NULL) {
+		printf(" orcpt=");
+		put_safe(stdout, orcpt->str, orcpt->len, 0);
+	}
+	putchar('\n');
+}
+
+static void
+render_history(const struct json_value *r)
+{
+	const struct json_value *h = member(r, "history", JSON_ARRAY);
+	double total = json_get_num(r, "history_total", 0);
+	size_t i;
+
+	if (h == NULL || h->n == 0)
+		return;
+	if (total > (double)h->n)
+		printf("      (%.0f earlier attempt(s) not shown)\n",
+		    total - (double)h->n);
+	for (i = 0; i < h->n; i++) {
+		const struct json_value *a = &h->items[i];
+		const struct json_value *tls = member(a, "tls", JSON_STRING);
+		char when[64];
+
+		fmt_time(when, sizeof(when), json_get_num(a, "at", -1));
+		printf("      %s  ", when);
+		put_str(stdout, member(a, "status", JSON_STRING));
+		printf("  ");
+		put_str(stdout, member(a, "dsn", JSON_STRING));
+		printf("  relay=");
+		put_str(stdout, member(a, "relay", JSON_STRING));
+		if (tls != NULL) {
+			printf(" tls=");
+			put_safe(stdout, tls->str, tls->len, 0);
+		}
+		printf("\n        ");
+		put_str(stdout, member(a, "reply", JSON_STRING));
+		putchar('\n');
+	}
+}
+
+/* "  label:  value\n" when the member is a string. */
+static void
+render_field(const struct json_value *m, const char *label, const char *key)
+{
+	const struct json_value *v = member(m, key, JSON_STRING);
+
+	if (v == NULL)
+		return;
+	printf("  %-10s ", label);
+	put_safe(stdout, v->str, v->len, 0);
+	putchar('\n');
+}
+
+static void
+render_show(const struct json_value *root)
+{
+	const struct json_value *m = member(root, "message", JSON_OBJECT);
+	const struct json_value *rc, *hd;
+	double now = server_now(root), recv_at, sd;
+	char when[64], span[32], next[48];
+	size_t i;
+
+	if (m == NULL) {
+		printf("(no message in the answer)\n");
+		return;
+	}
+	recv_at = json_get_num(m, "received_at", -1);
+	fmt_time(when, sizeof(when), recv_at);
+	fmt_span(span, sizeof(span), now - recv_at);
+	printf("Message ");
+	put_str(stdout, member(m, "id", JSON_STRING));
+	printf(" (");
+	put_str(stdout, member(m, "state", JSON_STRING));
+	printf(")\n  %-10s %s (%s ago)\n", "received:", when, span);
+	printf("  %-10s %.0f bytes\n", "size:", json_get_num(m, "size", 0));
+	printf("  %-10s ", "sender:");
+	put_sender(stdout, member(m, "sender", JSON_STRING));
+	printf("\n  %-10s ", "client:");
+	put_str(stdout, member(m, "client_name", JSON_STRING));
+	printf(" [");
+	put_str(stdout, member(m, "client_addr", JSON_STRING));
+	printf("] helo=");
+	put_str(stdout, member(m, "helo", JSON_STRING));
+	printf(" ");
+	put_str(stdout, member(m, "protocol", JSON_STRING));
+	putchar('\n');
+	render_field(m, "auth:", "auth_user");
+	render_field(m, "body:", "body_type");
+	if (json_get_bool(m, "smtputf8", 0))
+		printf("  %-10s yes\n", "smtputf8:");
+	if ((sd = json_get_num(m, "size_declared", -1)) >= 0)
+		printf("  %-10s %.0f bytes\n", "declared:", sd);
+	render_field(m, "dsn ret:", "dsn_ret");
+	render_field(m, "envid:", "dsn_envid");
+	render_field(m, "bounce of:", "dsn_of");
+	if (json_get_bool(m, "warned", 0))
+		printf("  %-10s sent\n", "warning:");
+
+	hd = member(m, "headers", JSON_STRING);
+	printf("\nHeaders%s:\n", json_get_bool(m, "headers_truncated", 0) ?
+	    " (truncated)" : "");
+	if (hd != NULL && hd->len > 0)
+		put_indented(stdout, "  ", hd->str, hd->len);
+
+	rc = member(m, "recipients", JSON_ARRAY);
+	printf("\nRecipients (%.0f):\n", json_get_num(m, "recipients_total",
+	    rc != NULL ? (double)rc->n : 0));
+	for (i = 0; rc != NULL && i < rc->n; i++) {
+		const struct json_value *r = &rc->items[i];
+		const struct json_value *lr = member(r, "last_reply",
+		    JSON_STRING);
+		double na = json_get_num(r, "next_attempt", -1);
+
+		printf("  ");
+		put_sender(stdout, member(r, "address", JSON_STRING));
+		printf(": ");
+		put_str(stdout, member(r, "state", JSON_STRING));
+		printf(", %.0f attempt(s)", json_get_num(r, "attempts", 0));
+		if (na >= 0 && strcmp(json_get_str(r, "state", ""),
+		    "pending") == 0) {
+			fmt_time(when, sizeof(when), na);
+			fmt_next(next, sizeof(next), na, now);
+			printf(", next %s (%s)", when, next);
+		}
+		putchar('\n');
+		render_notify(r);
+		if (lr != NULL) {
+			printf("      last: ");
+			put_str(stdout, member(r, "last_dsn", JSON_STRING));
+			printf(" ");
+			put_safe(stdout, lr->str, lr->len, 0);
+			putchar('\n');
+		}
+		render_history(r);
+	}
+	if (rc != NULL && json_get_num(m, "recipients_total", 0) >
+	    (double)rc->n)
+		printf("  ... %.0f more recipient(s) not shown\n",
+		    json_get_num(m, "recipients_total", 0) - (double)rc->n);
+}
+
+static void
+render_changed(int argc, char **argv, const struct json_value *root)
+{
+	double n = json_get_num(root, "changed", 0);
+	const char *verb = argv[1];
+
+	if (strcmp(verb, "flush") == 0) {
+		if (argc > 2)
+			printf("%s: %s\n", argv[2], n > 0 ? "due now" :
+			    "nothing pending");
+		else
+			printf("%.0f message(s) due now\n", n);
+		return;
+	}
+	printf("%s: %s\n", argv[2], strcmp(verb, "hold") == 0 ? "on hold" :
+	    strcmp(verb, "release") == 0 ? "released" : "deleted");
+}
+
+/* --- main -------------------------------------------------------------- */
+
+static char *
+socket_from_config(const char *config_path)
+{
+	struct ferry_config *cfg;
+	char err[1024], *path;
+	size_t n;
+
+	cfg = config_load(config_path, NULL, err, sizeof(err));
+	if (cfg == NULL) {
+		fprintf(stderr, "ferryctl: %s\n", err);
+		return NULL;
+	}
+	n = strlen(cfg->spool_dir) + sizeof("/" SOCKET_NAME);
+	path = xmalloc(n);
+	snprintf(path, n, "%s/%s", cfg->spool_dir, SOCKET_NAME);
+	config_free(cfg);
+	return path;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	const char *config_path = CONFIG_DEFAULT_PATH, *sock = NULL;
+	const struct json_value *ok;
+	struct json_value *root;
+	char req[REQUEST_MAX + 1], err[256], *path, *ans;
+	size_t anslen;
+	int ch, json_out = 0, rc;
+
+	log_init("ferryctl", LOG_TO_STDERR, 0);
+	while ((ch = getopt_long(argc, argv, "f:s:hV", longopts, NULL)) !=
+	    -1) {
+		switch (ch) {
+		case 'f':
+			config_path = optarg;
+			break;
+		case 's':
+			sock = optarg;
+			break;
+		case 'j':
+			json_out = 1;
+			break;
+		case 'h':
+			usage(stdout);
+			return EX_OK_;
+		case 'V':
+			printf("ferry %s\n", PACKAGE_VERSION);
+			return EX_OK_;
+		default:
+			usage(stderr);
+			return EX_USAGE_;
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc == 0) {
+		usage(stderr);
+		return EX_USAGE_;
+	}
+	if (find_command(argc, argv) == NULL)
+		return EX_USAGE_;
+	if (build_request(argc, argv, req, sizeof(req)) == -1) {
+		fprintf(stderr, "ferryctl: malformed argument\n");
+		return EX_USAGE_;
+	}
+
+	path = sock != NULL ? xstrdup(sock) : socket_from_config(config_path);
+	if (path == NULL)
+		return EX_USAGE_;
+	rc = ask(path, req, &ans, &anslen);
+	free(path);
+	if (rc != EX_OK_)
+		return rc;
+
+	root = json_parse(ans, anslen, err, sizeof(err));
+	ok = json_get(root, "ok");
+	if (json_out) {
+		fwrite(ans, 1, anslen, stdout);
+		if (anslen == 0 || ans[anslen - 1] != '\n')
+			putchar('\n');
+	}
+	if (root == NULL || ok == NULL || (ok->type != JSON_TRUE &&
+	    ok->type != JSON_FALSE)) {
+		fprintf(stderr, "ferryctl: malformed answer from the daemon%s%s\n",
+		    root == NULL ? ": " : "", root == NULL ? err : "");
+		rc = EX_REFUSED;
+	} else if (ok->type == JSON_FALSE && json_out) {
+		rc = EX_REFUSED;               /* the JSON says why */
+	} else if (ok->type == JSON_FALSE) {
+		const struct json_value *e = member(root, "error",
+		    JSON_STRING);
+
+		fprintf(stderr, "ferryctl: ");
+		if (e != NULL)
+			put_safe(stderr, e->str, e->len, 0);
+		else
+			fputs("the daemon refused", stderr);
+		fputc('\n', stderr);
+		rc = EX_REFUSED;
+	} else if (!json_out) {
+		if (strcmp(argv[0], "status") == 0)
+			render_status(root);
+		else if (strcmp(argv[1], "list") == 0)
+			render_list(root);
+		else if (strcmp(argv[1], "show") == 0)
+			render_show(root);
+		else
+			render_changed(argc, argv, root);
+	}
+	json_value_free(root);
+	free(ans);
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		fprintf(stderr, "ferryctl: writing output: %s\n",
+		    strerror(errno));
+		return EX_REFUSED;
+	}
+	return rc;
+}

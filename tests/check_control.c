@@ -1,0 +1,586 @@
+/*
+ * check_control.c - unit tests for queue/control.c: control_serve over a
+ * real socketpair, against a real store in a temporary directory.  Each
+ * test writes a request to one end, lets control_serve answer on the
+ * other, and parses the answer with json_parse: the shapes of status and
+ * queue list/show, the writes and their effect on the store, the wake and
+ * busy hooks, and every way a request can be malformed.
+ */
+#include <check.h>
+#include <errno.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include "control.h"
+#include "envelope.h"
+#include "json.h"
+#include "log.h"
+#include "smtp_parse.h"
+#include "store.h"
+#include "util.h"
+
+static char tmpdir[64];
+static struct store *st;
+static struct control_ctx ctx;
+static int wakes, busy_calls, busy_answer;
+static char busy_qid[QID_LEN + 1];
+
+static void
+on_wake(void *arg)
+{
+	ck_assert_ptr_eq(arg, &ctx);
+	wakes++;
+}
+
+static int
+on_busy(void *arg, const char *qid)
+{
+	ck_assert_ptr_eq(arg, &ctx);
+	busy_calls++;
+	snprintf(busy_qid, sizeof(busy_qid), "%s", qid);
+	return busy_answer;
+}
+
+static int
+rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)ftw;
+	return flag == FTW_DP ? rmdir(path) : unlink(path);
+}
+
+static void
+setup(void)
+{
+	char path[128], err[256];
+
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/check_control.XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+	snprintf(path, sizeof(path), "%s/queue.db", tmpdir);
+	st = store_open(path, err, sizeof(err));
+	ck_assert_msg(st != NULL, "%s", err);
+	memset(&ctx, 0, sizeof(ctx));
+	ctx.st = st;
+	ctx.agents_total = 4;
+	ctx.agents_busy = 1;
+	ctx.workers_total = -1;
+	ctx.workers_busy = -1;
+	ctx.messages_in = 17;
+	ctx.commits = 9;
+	ctx.wake = on_wake;
+	ctx.wake_arg = &ctx;
+	ctx.busy = on_busy;
+	wakes = busy_calls = busy_answer = 0;
+	busy_qid[0] = '\0';
+}
+
+static void
+teardown(void)
+{
+	store_close(st);
+	nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* --- helpers ------------------------------------------------------------- */
+
+static struct envelope_rcpt rcpts[] = {
+	{ "alice@example.org", NOTIFY_SUCCESS | NOTIFY_FAILURE,
+	  "rfc822;alice@example.org" },
+	{ "bob@example.net", 0, "" },
+};
+
+/* A complete message; its qid in qid. */
+static int64_t
+add_msg(char *qid, const char *body)
+{
+	struct envelope e;
+	int64_t id;
+
+	memset(&e, 0, sizeof(e));
+	e.sender = "sender@example.com";
+	e.client_addr = "192.0.2.7";
+	e.client_name = "client.example";
+	e.helo = "client.example";
+	e.protocol = "ESMTP";
+	e.auth_user = "";
+	e.received_at_us = (int64_t)((now_wall() - 3600) * 1e6);
+	e.size_declared = -1;
+	e.dsn_envid = "";
+	e.rcpts = rcpts;
+	e.nrcpts = e.rcpts_cap = 2;
+	ck_assert_int_eq(store_begin(st), 0);
+	id = store_message_create(st, &e, qid);
+	ck_assert_int_gt(id, 0);
+	ck_assert_int_eq(store_body_append(st, id, 0, body, strlen(body)), 0);
+	ck_assert_int_eq(store_message_ready(st, id, (int64_t)strlen(body)),
+	    0);
+	ck_assert_int_eq(store_commit(st), 0);
+	return id;
+}
+
+/* Sends len bytes of req (and shuts the write side when eof), lets
+ * control_serve answer, returns what came back (malloc'd). */
+static char *
+exchange(const char *req, size_t len, int eof, size_t *anslen)
+{
+	char *buf = xmalloc(1 << 20);
+	size_t n = 0;
+	ssize_t r;
+	int sv[2];
+
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0,
+	    sv), 0);
+	if (len > 0)
+		ck_assert_int_eq(write_all(sv[0], req, len), 0);
+	if (eof)
+		shutdown(sv[0], SHUT_WR);
+	control_serve(sv[1], &ctx);        /* closes sv[1] */
+	while ((r = read(sv[0], buf + n, (1 << 20) - 1 - n)) > 0)
+		n += (size_t)r;
+	ck_assert_int_eq(r, 0);            /* closed after the answer */
+	close(sv[0]);
+	buf[n] = '\0';
+	*anslen = n;
+	return buf;
+}
+
+/* Asks req (a C string) and parses the answer, which must be one JSON
+ * document and a newline. */
+static struct json_value *
+ask(const char *req)
+{
+	struct json_value *v;
+	char err[128], *ans;
+	size_t len;
+
+	ans = exchange(req, strlen(req), 0, &len);
+	ck_assert_msg(len > 0 && ans[len - 1] == '\n', "answer \"%s\"", ans);
+	v = json_parse(ans, len, err, sizeof(err));
+	ck_assert_msg(v != NULL, "%s: %s", ans, err);
+	free(ans);
+	return v;
+}
+
+static void
+ck_ok(const struct json_value *v)
+{
+	ck_assert_msg(json_get_bool(v, "ok", -1) == 1, "error: %s",
+	    json_get_str(v, "error", "(none)"));
+}
+
+/* The answer is {"ok":false,"error":...} containing want. */
+static void
+ck_error(const char *req, const char *want)
+{
+	struct json_value *v = ask(req);
+
+	ck_assert_int_eq(json_get_bool(v, "ok", -1), 0);
+	ck_assert_msg(strstr(json_get_str(v, "error", ""), want) != NULL,
+	    "%s: error \"%s\", wanted \"%s\"", req,
+	    json_get_str(v, "error", ""), want);
+	ck_assert_uint_eq(v->n, 2);
+	json_value_free(v);
+}
+
+static void
+state_of(const char *qid, char *state)
+{
+	if (store_admin_state(st, qid, state) != 0)
+		strcpy(state, "<none>");
+}
+
+/* --- reading ------------------------------------------------------------- */
+
+START_TEST(test_status)
+{
+	char q[QID_LEN + 1];
+	struct json_value *v;
+	const struct json_value *o;
+
+	add_msg(q, "Subject: a\r\n\r\nx\r\n");
+	add_msg(q, "Subject: b\r\n\r\nx\r\n");
+	ck_assert_int_eq(store_admin_hold(st, q), 0);
+	v = ask("status\n");
+	ck_ok(v);
+	o = json_get(v, "workers");
+	ck_assert_int_eq(json_get(o, "total")->type, JSON_NULL);
+	ck_assert_int_eq(json_get(o, "busy")->type, JSON_NULL);
+	o = json_get(v, "agents");
+	ck_assert(json_get_num(o, "total", 0) == 4);
+	ck_assert(json_get_num(o, "busy", 0) == 1);
+	o = json_get(v, "queue");
+	ck_assert(json_get_num(o, "messages", 0) == 2);
+	ck_assert(json_get_num(o, "active", 0) == 1);
+	ck_assert(json_get_num(o, "hold", 0) == 1);
+	ck_assert(json_get_num(o, "recipients_pending", 0) == 4);
+	ck_assert(json_get_num(o, "oldest_received_at", 0) > 1e9);
+	o = json_get(v, "intake");
+	ck_assert(json_get_num(o, "messages", 0) == 17);
+	ck_assert(json_get_num(o, "commits", 0) == 9);
+	json_value_free(v);
+
+	/* an empty queue has no oldest message */
+	ck_assert_int_eq(store_admin_delete(st, q), 0);
+	ctx.workers_total = 8;
+	ctx.workers_busy = 2;
+	v = ask("status\r\n");
+	ck_ok(v);
+	ck_assert(json_get_num(json_get(v, "workers"), "total", 0) == 8);
+	o = json_get(v, "queue");
+	ck_assert(json_get_num(o, "messages", 0) == 1);
+	json_value_free(v);
+}
+END_TEST
+
+START_TEST(test_list)
+{
+	char qa[QID_LEN + 1], qb[QID_LEN + 1];
+	struct json_value *v;
+	const struct json_value *msgs, *m, *r;
+
+	v = ask("queue list\n");
+	ck_ok(v);
+	ck_assert_uint_eq(json_get(v, "messages")->n, 0);
+	ck_assert_int_eq(json_get_bool(v, "truncated", -1), 0);
+	json_value_free(v);
+
+	add_msg(qa, "Subject: a\r\n\r\nx\r\n");
+	add_msg(qb, "Subject: b\r\n\r\nxy\r\n");
+	ck_assert_int_eq(store_admin_hold(st, qb), 0);
+	v = ask("queue  list\n");                /* any white space */
+	ck_ok(v);
+	msgs = json_get(v, "messages");
+	ck_assert_uint_eq(msgs->n, 2);
+	m = &msgs->items[0];
+	ck_assert_str_eq(json_get_str(m, "id", ""), qa);
+	ck_assert_str_eq(json_get_str(m, "state", ""), "active");
+	ck_assert_str_eq(json_get_str(m, "sender", ""), "sender@example.com");
+	ck_assert(json_get_num(m, "size", 0) == 17);
+	ck_assert(json_get_num(m, "age", 0) >= 3599);
+	ck_assert(json_get_num(m, "age", 0) <= 3700);
+	ck_assert(json_get_num(m, "received_at", 0) > 1e9);
+	ck_assert(json_get_num(m, "pending", 0) == 2);
+	ck_assert(json_get_num(m, "next_attempt", 0) > 1e9);
+	ck_assert_int_eq(json_get(m, "last_reply")->type, JSON_NULL);
+	r = json_get(m, "recipients");
+	ck_assert_uint_eq(r->n, 2);
+	ck_assert_str_eq(r->items[0].str, "alice@example.org");
+	ck_assert_str_eq(r->items[1].str, "bob@example.net");
+	ck_assert_str_eq(json_get_str(&msgs->items[1], "state", ""), "hold");
+	ck_assert_int_eq(json_get_bool(v, "truncated", -1), 0);
+	json_value_free(v);
+}
+END_TEST
+
+START_TEST(test_show)
+{
+	char q[QID_LEN + 1];
+	struct json_value *v;
+	const struct json_value *m, *r;
+
+	/* headers carry a control character and invalid UTF-8 */
+	add_msg(q, "Subject: caf\xe9 \x1b[2J\r\nX-A: 1\r\n\r\nbody\r\n");
+	ck_error("queue show 0123456789AB\n", "no message 0123456789AB");
+	{
+		char req[64];
+
+		snprintf(req, sizeof(req), "queue show %s\n", q);
+		v = ask(req);
+	}
+	ck_ok(v);
+	m = json_get(v, "message");
+	ck_assert_str_eq(json_get_str(m, "id", ""), q);
+	ck_assert_str_eq(json_get_str(m, "state", ""), "active");
+	ck_assert_str_eq(json_get_str(m, "client_addr", ""), "192.0.2.7");
+	ck_assert_str_eq(json_get_str(m, "client_name", ""), "client.example");
+	ck_assert_str_eq(json_get_str(m, "helo", ""), "client.example");
+	ck_assert_str_eq(json_get_str(m, "protocol", ""), "ESMTP");
+	ck_assert_int_eq(json_get(m, "auth_user")->type, JSON_NULL);
+	ck_assert_int_eq(json_get(m, "dsn_ret")->type, JSON_NULL);
+	ck_assert_int_eq(json_get(m, "size_declared")->type, JSON_NULL);
+	ck_assert_int_eq(json_get_bool(m, "smtputf8", -1), 0);
+	/* the invalid byte came through as U+00E9, the ESC as itself */
+	ck_assert_str_eq(json_get_str(m, "headers", ""),
+	    "Subject: caf\xc3\xa9 \x1b[2J\r\nX-A: 1\r\n");
+	ck_assert_int_eq(json_get_bool(m, "headers_truncated", -1), 0);
+	r = json_get(m, "recipients");
+	ck_assert_uint_eq(r->n, 2);
+	ck_assert_str_eq(json_get_str(&r->items[0], "address", ""),
+	    "alice@example.org");
+	ck_assert_str_eq(json_get_str(&r->items[0], "state", ""), "pending");
+	ck_assert(json_get_num(&r->items[0], "attempts", -1) == 0);
+	ck_assert_uint_eq(json_get(&r->items[0], "dsn_notify")->n, 2);
+	ck_assert_str_eq(json_get(&r->items[0], "dsn_notify")->items[0].str,
+	    "SUCCESS");
+	ck_assert_int_eq(json_get(&r->items[1], "dsn_notify")->type,
+	    JSON_NULL);
+	ck_assert_int_eq(json_get(&r->items[0], "history")->type,
+	    JSON_ARRAY);
+	ck_assert_uint_eq(json_get(&r->items[0], "history")->n, 0);
+	json_value_free(v);
+}
+END_TEST
+
+/* --- writing ------------------------------------------------------------- */
+
+static void
+ck_changed(const char *req, double n)
+{
+	struct json_value *v = ask(req);
+
+	ck_ok(v);
+	ck_assert_msg(json_get_num(v, "changed", -1) == n, "%s: changed %g",
+	    req, json_get_num(v, "changed", -1));
+	json_value_free(v);
+}
+
+START_TEST(test_hold_release)
+{
+	char q[QID_LEN + 1], req[64], state[16];
+
+	add_msg(q, "S: x\r\n\r\n");
+	snprintf(req, sizeof(req), "queue hold %s\n", q);
+	ck_changed(req, 1);
+	ck_assert_int_eq(busy_calls, 1);
+	ck_assert_str_eq(busy_qid, q);
+	state_of(q, state);
+	ck_assert_str_eq(state, "hold");
+	ck_error(req, "already on hold");
+	snprintf(req, sizeof(req), "queue flush %s\n", q);
+	ck_error(req, "on hold");
+
+	snprintf(req, sizeof(req), "queue release %s\n", q);
+	ck_changed(req, 1);
+	ck_assert_int_eq(wakes, 1);
+	state_of(q, state);
+	ck_assert_str_eq(state, "active");
+	ck_error(req, "not on hold");
+	ck_error("queue release 0123456789AB\n", "no message");
+	ck_error("queue hold 0123456789AB\n", "no message");
+	ck_assert_int_eq(wakes, 1);
+
+	/* the runner could not stop a delivery in flight: refused */
+	busy_answer = 1;
+	snprintf(req, sizeof(req), "queue hold %s\n", q);
+	ck_error(req, "being delivered");
+	state_of(q, state);
+	ck_assert_str_eq(state, "active");
+}
+END_TEST
+
+START_TEST(test_flush)
+{
+	char qa[QID_LEN + 1], qb[QID_LEN + 1], req[64];
+
+	ck_changed("queue flush\n", 0);
+	ck_assert_int_eq(wakes, 0);
+	add_msg(qa, "S: x\r\n\r\n");
+	add_msg(qb, "S: x\r\n\r\n");
+	ck_changed("queue flush\n", 2);
+	ck_assert_int_eq(wakes, 1);
+	snprintf(req, sizeof(req), "queue flush %s\n", qa);
+	ck_changed(req, 1);
+	ck_assert_int_eq(wakes, 2);
+	ck_error("queue flush 0123456789AB\n", "no message");
+	ck_assert_int_eq(busy_calls, 0);
+}
+END_TEST
+
+START_TEST(test_delete)
+{
+	char qa[QID_LEN + 1], qb[QID_LEN + 1], req[64], state[16];
+	int64_t n;
+
+	add_msg(qa, "S: x\r\n\r\n");
+	add_msg(qb, "S: x\r\n\r\n");
+	busy_answer = 1;
+	snprintf(req, sizeof(req), "queue delete %s\n", qa);
+	ck_error(req, "being delivered");
+	state_of(qa, state);
+	ck_assert_str_eq(state, "active");
+	busy_answer = 0;
+	ck_changed(req, 1);
+	ck_assert_str_eq(busy_qid, qa);
+	state_of(qa, state);
+	ck_assert_str_eq(state, "<none>");
+	ck_error(req, "no message");
+	ck_assert_int_eq(store_count(st, NULL, &n), 0);
+	ck_assert_int_eq(n, 1);
+	/* inside an open runner transaction: done there, not committed */
+	ck_assert_int_eq(store_begin(st), 0);
+	snprintf(req, sizeof(req), "queue delete %s\n", qb);
+	ck_changed(req, 1);
+	ck_assert_int_eq(store_in_transaction(st), 1);
+	store_rollback(st);
+	state_of(qb, state);
+	ck_assert_str_eq(state, "active");
+}
+END_TEST
+
+/* --- bad requests ----------------------------------------------------------- */
+
+START_TEST(test_bad_requests)
+{
+	char longreq[700];
+
+	ck_error("\n", "empty request");
+	ck_error("   \n", "empty request");
+	ck_error("stats\n", "unknown command");
+	ck_error("queue\n", "unknown queue command");
+	ck_error("queue purge\n", "unknown queue command");
+	ck_error("QUEUE LIST\n", "unknown command");
+	ck_error("status now\n", "usage: status");
+	ck_error("queue list all\n", "usage: queue list");
+	ck_error("queue show\n", "usage: queue show ID");
+	ck_error("queue delete\n", "usage: queue delete ID");
+	ck_error("queue hold\n", "usage: queue hold ID");
+	ck_error("queue release\n", "usage: queue release ID");
+	ck_error("queue flush 0123456789AB 0123456789AB\n",
+	    "usage: queue flush [ID]");
+	ck_error("queue show 0123456789ab\n", "invalid queue id");
+	ck_error("queue show 0123456789A\n", "invalid queue id");
+	ck_error("queue show 0123456789ABC\n", "invalid queue id");
+	ck_error("queue show 0123456789AG\n", "invalid queue id");
+	ck_error("queue delete ' OR 1=1 --\n", "too many words");
+	ck_error("queue delete '--\n", "invalid queue id");
+	ck_error("queue show caf\xc3\xa9\n", "not printable");
+	ck_error("queue\x1b list\n", "not printable");
+	ck_error("a b c d e\n", "too many words");
+
+	/* longer than a request may be, with or without its LF */
+	memset(longreq, 'x', sizeof(longreq) - 2);
+	longreq[sizeof(longreq) - 2] = '\n';
+	longreq[sizeof(longreq) - 1] = '\0';
+	ck_error(longreq, "too long");
+	longreq[512] = '\0';
+	ck_error(longreq, "too long");
+	/* 511 bytes and the LF are allowed (and unknown) */
+	longreq[511] = '\n';
+	ck_error(longreq, "unknown command");
+}
+END_TEST
+
+START_TEST(test_nul_in_request)
+{
+	char err[128], *ans;
+	struct json_value *v;
+	size_t len;
+
+	ans = exchange("status\0x\n", 9, 0, &len);
+	v = json_parse(ans, len, err, sizeof(err));
+	ck_assert_ptr_nonnull(v);
+	ck_assert_int_eq(json_get_bool(v, "ok", -1), 0);
+	ck_assert_str_eq(json_get_str(v, "error", ""), "NUL in the request");
+	json_value_free(v);
+	free(ans);
+}
+END_TEST
+
+START_TEST(test_eof)
+{
+	struct json_value *v;
+	char err[128], *ans;
+	size_t len;
+
+	/* the peer went away without a word: no answer, just closed */
+	ans = exchange("", 0, 1, &len);
+	ck_assert_uint_eq(len, 0);
+	free(ans);
+	/* a last line without its LF still counts */
+	ans = exchange("status", 6, 1, &len);
+	v = json_parse(ans, len, err, sizeof(err));
+	ck_assert_msg(v != NULL, "%s", err);
+	ck_ok(v);
+	json_value_free(v);
+	free(ans);
+}
+END_TEST
+
+START_TEST(test_timeout)
+{
+	struct json_value *v;
+	char err[128], *ans;
+	int64_t t0 = now_ms();
+	size_t len;
+
+	/* half a request, then silence: answered within the deadline */
+	ans = exchange("queue li", 8, 0, &len);
+	ck_assert_int_ge(now_ms() - t0, 1900);
+	ck_assert_int_le(now_ms() - t0, 4000);
+	v = json_parse(ans, len, err, sizeof(err));
+	ck_assert_msg(v != NULL, "%s", err);
+	ck_assert_int_eq(json_get_bool(v, "ok", -1), 0);
+	ck_assert_ptr_nonnull(strstr(json_get_str(v, "error", ""),
+	    "timed out"));
+	json_value_free(v);
+	free(ans);
+}
+END_TEST
+
+START_TEST(test_peer_gone)
+{
+	char q[QID_LEN + 1];
+	int sv[2];
+
+	/* the client closes before the answer: no SIGPIPE, no hang */
+	add_msg(q, "S: x\r\n\r\n");
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	ck_assert_int_eq(write_all(sv[0], "queue list\n", 11), 0);
+	close(sv[0]);
+	control_serve(sv[1], &ctx);
+	/* fd closed by control_serve */
+	ck_assert_int_eq(close(sv[1]), -1);
+	ck_assert_int_eq(errno, EBADF);
+}
+END_TEST
+
+static Suite *
+control_suite(void)
+{
+	Suite *s = suite_create("control");
+	TCase *tc;
+
+	tc = tcase_create("read");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_status);
+	tcase_add_test(tc, test_list);
+	tcase_add_test(tc, test_show);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("write");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_hold_release);
+	tcase_add_test(tc, test_flush);
+	tcase_add_test(tc, test_delete);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("requests");
+	tcase_set_timeout(tc, 20);
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_bad_requests);
+	tcase_add_test(tc, test_nul_in_request);
+	tcase_add_test(tc, test_eof);
+	tcase_add_test(tc, test_timeout);
+	tcase_add_test(tc, test_peer_gone);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr;
+	int failed;
+
+	log_init("check_control", LOG_TO_STDERR, 0);
+	sr = srunner_create(control_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
