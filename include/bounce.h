@@ -19,6 +19,7 @@ struct bounce_rcpt {
 	const char *status;       /* enhanced status code "5.1.1" */
 	const char *remote_mta;   /* host name or "" */
 	const char *diagnostic;   /* the remote reply or local reason */
+	const char *detail;       /* the same with context, for people */
 	double last_attempt;
 };
 

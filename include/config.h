@@ -82,6 +82,7 @@ struct ferry_config {
 	struct route_config mx_route;  /* no route matched: MX delivery */
 	int mx_port;               /* port of MX hosts (25) */
 	char *admin_group;         /* may use ferryctl besides root; "" */
+	int delivery_paused;       /* accept and queue, attempt nothing */
 	int delivery_agents;       /* agents (outgoing connections) in all */
 	int per_destination;       /* connections per next hop */
 	int agent_jobs;            /* messages before an agent is replaced */

@@ -200,7 +200,8 @@ bounce_queue(struct store *st, const struct ferry_config *cfg,
 	for (i = 0; i < n; i++) {
 		char diag[1024];
 
-		clean(diag, sizeof(diag), r[i].diagnostic);
+		clean(diag, sizeof(diag), r[i].detail && r[i].detail[0] ?
+		    r[i].detail : r[i].diagnostic);
 		putf(&w, "<%s>: %s\r\n\r\n", r[i].addr, diag);
 	}
 

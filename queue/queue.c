@@ -163,7 +163,7 @@ group_commit(struct runner *r)
 	for (i = 0; i < r->nconns; i++)
 		if (intake_conn_pending(r->conns[i]))
 			waiting++;
-	if (scheduler_take_dirty(r->sched))
+	if (scheduler_take_dirty(r->sched) || intake_take_deletes())
 		r->force_commit = 1;
 	if (!store_in_transaction(r->st) || (waiting == 0 &&
 	    !r->force_commit))
@@ -330,7 +330,7 @@ run_loop(struct runner *r)
 		if (pfds[0].revents & POLLIN)
 			accept_workers(r);
 		group_commit(r);
-		if (!runner_no_dispatch)
+		if (!runner_no_dispatch && !r->cfg->delivery_paused)
 			scheduler_run(r->sched);
 		group_commit(r);
 	}
@@ -396,8 +396,9 @@ queue(const struct child_args *a)
 		log_info("queue: removed %d message(s) left incomplete by an "
 		    "interrupted session", purged);
 	store_count(r.st, "active", &active);
-	log_info("queue runner started: %s, %lld message(s) queued", dbpath,
-	    (long long)active);
+	log_info("queue runner started: %s, %lld message(s) queued%s", dbpath,
+	    (long long)active, cfg->delivery_paused ?
+	    "; delivery is paused (delivery.paused)" : "");
 
 	fd_set_nonblock(FD_INTAKE, 1);
 	fd_set_nonblock(FD_CONTROL, 1);

@@ -53,7 +53,7 @@ struct job_rcpt {
 };
 
 struct failure {
-	char *addr, *orcpt, *status, *mta, *diag;
+	char *addr, *orcpt, *status, *mta, *diag, *detail;
 	double at;
 };
 
@@ -127,6 +127,7 @@ job_clear(struct agent *a)
 		free(a->fails[i].status);
 		free(a->fails[i].mta);
 		free(a->fails[i].diag);
+		free(a->fails[i].detail);
 	}
 	free(a->fails);
 	a->fails = NULL;
@@ -166,6 +167,25 @@ fmt_delay(char *out, size_t len, double sec)
 		snprintf(out, len, "%.2g", sec);
 	else
 		snprintf(out, len, "%.0f", sec);
+	return out;
+}
+
+/* The remote reply alone, for Diagnostic-Code (RFC 3464 2.3.6): the
+ * agent words it "host H said: REPLY (in reply to X command)". */
+static char *
+bare_reply(const char *reply)
+{
+	const char *p = strstr(reply, " said: ");
+	const char *end;
+	char *out;
+
+	if (p == NULL)
+		return xstrdup(reply);
+	p += 7;
+	end = strstr(p, " (in reply to ");
+	if (end == NULL)
+		end = p + strlen(p);
+	out = xstrndup(p, (size_t)(end - p));
 	return out;
 }
 
@@ -252,7 +272,8 @@ record(struct scheduler *s, struct agent *a, struct job_rcpt *jr,
 			if (strcmp(f->mta, "none") == 0)
 				f->mta[0] = '\0';
 		}
-		f->diag = xstrdup(diag);
+		f->detail = xstrdup(diag);
+		f->diag = bare_reply(reply);
 		f->at = now;
 	}
 }
@@ -277,6 +298,7 @@ finish_message(struct scheduler *s, int64_t msgid, const char *qid,
 			br[i].status = fails[i].status;
 			br[i].remote_mta = fails[i].mta;
 			br[i].diagnostic = fails[i].diag;
+			br[i].detail = fails[i].detail;
 			br[i].last_attempt = fails[i].at;
 		}
 		if (bounce_queue(s->st, s->cfg, msgid, br, nfails, bqid) < 0)

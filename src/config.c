@@ -416,6 +416,7 @@ static cfg_opt_t mx_opts[] = {
 };
 
 static cfg_opt_t delivery_opts[] = {
+	CFG_BOOL("paused", cfg_false, CFGF_NONE),
 	CFG_INT("agents", 4, CFGF_NONE),
 	CFG_INT("per_destination", 2, CFGF_NONE),
 	CFG_INT("agent_jobs", 100, CFGF_NONE),
@@ -938,6 +939,7 @@ config_load(const char *path, const char *text, char *err, size_t errlen)
 		c->mx_port = (int)cfg_getint(cfg_getsec(cfg, "mx"), "port");
 	}
 	sec = cfg_getsec(cfg, "delivery");
+	c->delivery_paused = cfg_getbool(sec, "paused") ? 1 : 0;
 	c->delivery_agents = (int)cfg_getint(sec, "agents");
 	c->per_destination = (int)cfg_getint(sec, "per_destination");
 	c->agent_jobs = (int)cfg_getint(sec, "agent_jobs");

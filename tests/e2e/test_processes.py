@@ -51,6 +51,29 @@ class PrivilegeTest(ft.FerryTestCase):
         st = os.stat(chroot)
         self.assertEqual((st.st_uid, st.st_mode & 0o777), (0, 0o755))
 
+    def test_agents(self):
+        # delivery agents: their own user, no capabilities, no new
+        # privileges, no forking, no writing files
+        mail = pwd.getpwnam(ft.DELIVER_USER)
+        agents = ft.wait_for(lambda: self.ferry.agents(), 10)
+        self.assertTrue(agents, "no delivery agent running")
+        # an agent starts as root and drops once it has loaded its secrets
+        ft.wait_for(lambda: all(ids(ft.proc_status(p), "Uid")[0] != 0
+                                for p in agents), 10)
+        for pid in agents:
+            st = ft.proc_status(pid)
+            self.assertEqual(ids(st, "Uid"), [mail.pw_uid] * 4)
+            self.assertEqual(ids(st, "Gid"), [mail.pw_gid] * 4)
+            self.assertEqual(int(st["CapEff"], 16), 0)
+            self.assertEqual(st["NoNewPrivs"].strip(), "1")
+            lim = ft.proc_limits(pid)
+            self.assertEqual(lim["Max processes"], ("0", "0"))
+            self.assertEqual(lim["Max file size"], ("0", "0"))
+        # their socket is for the delivery user's group only
+        sock = os.stat(os.path.join(self.ferry.spool, "agent.sock"))
+        self.assertEqual((sock.st_uid, sock.st_gid, sock.st_mode & 0o777),
+                         (0, mail.pw_gid, 0o660))
+
     def test_runner(self):
         daemon = pwd.getpwnam(ft.QUEUE_USER)
         runners = self.ferry.runners()
@@ -73,7 +96,11 @@ class PrivilegeTest(ft.FerryTestCase):
         self.assertGreaterEqual(len(pids), 3)
         self.assertLessEqual(len(pids), 10)
         kids = self.ferry.children()
-        self.assertEqual(sorted(kids), sorted(pids + self.ferry.runners()),
+        agents = ft.wait_for(lambda: len(self.ferry.agents()) == 4 and
+                             self.ferry.agents(), 10) or []
+        self.assertEqual(len(agents), 4, "delivery.agents defaults to 4")
+        self.assertEqual(sorted(kids),
+                         sorted(pids + self.ferry.runners() + agents),
                          "unexpected children of the master")
         # the master itself stays root (it must bind and supervise)
         self.assertEqual(ids(ft.proc_status(self.ferry.pid), "Uid")[0], 0)

@@ -471,9 +471,16 @@ class Ferry:
         for r in o["routes"] or ():
             r = dict(r)
             lines += conf_section('route "%s"' % r.pop("name"), r)
+        delivery_wanted = any(o[k] for k in
+                              ("routes", "smarthost", "mx", "delivery"))
         for sec in ("smarthost", "mx", "delivery"):
             if o[sec] is not None:
                 lines += conf_section(sec, o[sec])
+        if not delivery_wanted:
+            # Intake-only tests: mail stays queued, untouched, and no
+            # lookup ever leaves this machine.
+            lines += ["delivery {", "    paused = true",
+                      '    resolver = "127.0.0.1:1"', "}"]
         lines += ["log {", '    target = "stderr"',
                   "    debug = %s" % ("true" if o["debug"] else "false"),
                   "}", ""]
