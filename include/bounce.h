@@ -29,5 +29,9 @@ struct bounce_rcpt {
  * none was due, -1 on a store error. */
 int bounce_queue(struct store *st, const struct ferry_config *cfg,
     int64_t msgid, const struct bounce_rcpt *r, size_t n, char *qid_out);
+/* The same for recipients still being retried: a delay warning
+ * (Action: delayed, the headers only), at most once per message. */
+int bounce_queue_delay(struct store *st, const struct ferry_config *cfg,
+    int64_t msgid, const struct bounce_rcpt *r, size_t n, char *qid_out);
 
 #endif

@@ -92,11 +92,14 @@ struct store_msginfo {
 	uint32_t dsn_ret;
 	char *envid;
 	int is_dsn;               /* ferry generated it (a bounce) */
+	int warned;               /* a delay warning was sent */
 	int64_t size;
 };
 int store_message_info(struct store *st, int64_t msgid,
     struct store_msginfo *mi);
 void store_msginfo_free(struct store_msginfo *mi);
+/* Records that a delay warning went out for msgid. */
+int store_mark_warned(struct store *st, int64_t msgid);
 /* Marks msgid as ferry's notification about of_qid. */
 int store_mark_dsn(struct store *st, int64_t msgid, const char *of_qid);
 

@@ -124,9 +124,10 @@ return_original(struct writer *w, int64_t msgid, int headers_only)
 	put(w, "\r\n", 2);
 }
 
-int
-bounce_queue(struct store *st, const struct ferry_config *cfg,
-    int64_t msgid, const struct bounce_rcpt *r, size_t n, char *qid_out)
+static int
+make_report(struct store *st, const struct ferry_config *cfg,
+    int64_t msgid, const struct bounce_rcpt *r, size_t n, int delayed,
+    char *qid_out)
 {
 	struct store_msginfo mi;
 	struct envelope env;
@@ -138,7 +139,7 @@ bounce_queue(struct store *st, const struct ferry_config *cfg,
 
 	if (n == 0 || store_message_info(st, msgid, &mi) < 0)
 		return n == 0 ? 0 : -1;
-	if (mi.sender[0] == '\0' || mi.is_dsn) {
+	if (mi.sender[0] == '\0' || mi.is_dsn || (delayed && mi.warned)) {
 		store_msginfo_free(&mi);
 		return 0;
 	}
@@ -173,14 +174,17 @@ bounce_queue(struct store *st, const struct ferry_config *cfg,
 	    rnd[3], rnd[4], rnd[5], cfg->hostname);
 	rfc5322_date(date, sizeof(date), time(NULL));
 	rfc5322_date(arrival, sizeof(arrival), (time_t)mi.received_at);
-	headers_only = mi.dsn_ret == RET_HDRS || mi.size > RETURN_FULL_MAX;
+	headers_only = delayed || mi.dsn_ret == RET_HDRS ||
+	    mi.size > RETURN_FULL_MAX;
 
 	putf(&w, "Received: by %s (ferry) id %s; %s\r\n", cfg->hostname, qid,
 	    date);
 	putf(&w, "From: Mail Delivery System <MAILER-DAEMON@%s>\r\n",
 	    cfg->hostname);
 	putf(&w, "To: <%s>\r\n", mi.sender);
-	putf(&w, "Subject: Undelivered Mail Returned to Sender\r\n");
+	putf(&w, "Subject: %s\r\n", delayed ?
+	    "Delayed Mail (still being retried)" :
+	    "Undelivered Mail Returned to Sender");
 	putf(&w, "Date: %s\r\n", date);
 	putf(&w, "Message-ID: <%s.%02x%02x@%s>\r\n", qid, rnd[6], rnd[7],
 	    cfg->hostname);
@@ -193,10 +197,22 @@ bounce_queue(struct store *st, const struct ferry_config *cfg,
 	/* 1: for people */
 	putf(&w, "--%s\r\nContent-Description: Notification\r\n"
 	    "Content-Type: text/plain; charset=us-ascii\r\n\r\n", boundary);
-	putf(&w, "This is the mail system at host %s.\r\n\r\n"
-	    "Your message (queue id %s) could not be delivered to one or\r\n"
-	    "more recipients. It is attached below.\r\n\r\n",
-	    cfg->hostname, mi.qid);
+	if (delayed) {
+		char until[64];
+
+		rfc5322_date(until, sizeof(until), (time_t)(mi.received_at +
+		    cfg->max_lifetime));
+		putf(&w, "This is the mail system at host %s.\r\n\r\n"
+		    "Your message (queue id %s) has not been delivered to one\r\n"
+		    "or more recipients yet. It is still being retried until\r\n"
+		    "%s; you need not send it again.\r\n\r\n",
+		    cfg->hostname, mi.qid, until);
+	} else {
+		putf(&w, "This is the mail system at host %s.\r\n\r\n"
+		    "Your message (queue id %s) could not be delivered to one "
+		    "or\r\nmore recipients. It is attached below.\r\n\r\n",
+		    cfg->hostname, mi.qid);
+	}
 	for (i = 0; i < n; i++) {
 		char diag[1024];
 
@@ -223,7 +239,7 @@ bounce_queue(struct store *st, const struct ferry_config *cfg,
 		if (r[i].orcpt && r[i].orcpt[0])
 			putf(&w, "Original-Recipient: %s\r\n", r[i].orcpt);
 		putf(&w, "Final-Recipient: rfc822; %s\r\n", r[i].addr);
-		putf(&w, "Action: failed\r\n");
+		putf(&w, "Action: %s\r\n", delayed ? "delayed" : "failed");
 		putf(&w, "Status: %s\r\n", r[i].status);
 		if (r[i].remote_mta && r[i].remote_mta[0])
 			putf(&w, "Remote-MTA: dns; %s\r\n", r[i].remote_mta);
@@ -231,27 +247,50 @@ bounce_queue(struct store *st, const struct ferry_config *cfg,
 		    r[i].remote_mta && r[i].remote_mta[0] ? "smtp" : "x-ferry",
 		    diag);
 		putf(&w, "Last-Attempt-Date: %s\r\n", when);
+		if (delayed) {
+			char until[64];
+
+			rfc5322_date(until, sizeof(until), (time_t)
+			    (mi.received_at + cfg->max_lifetime));
+			putf(&w, "Will-Retry-Until: %s\r\n", until);
+		}
 	}
 
 	/* 3: the message, or its headers */
 	putf(&w, "\r\n--%s\r\nContent-Description: %s\r\n"
 	    "Content-Type: %s\r\n\r\n", boundary,
-	    headers_only ? "Undelivered Message Headers" :
-	    "Undelivered Message",
+	    headers_only ? (delayed ? "Delayed Message Headers" :
+	    "Undelivered Message Headers") : "Undelivered Message",
 	    headers_only ? "text/rfc822-headers" : "message/rfc822");
 	return_original(&w, msgid, headers_only);
 	putf(&w, "--%s--\r\n", boundary);
 
 	if (w.failed || store_message_ready(st, w.msgid, (int64_t)w.size) < 0 ||
-	    store_mark_dsn(st, w.msgid, mi.qid) < 0) {
+	    store_mark_dsn(st, w.msgid, mi.qid) < 0 ||
+	    (delayed && store_mark_warned(st, msgid) < 0)) {
 		store_msginfo_free(&mi);
 		return -1;
 	}
-	log_info("%s: sender non-delivery notification: %s", mi.qid, qid);
+	log_info("%s: sender %s notification: %s", mi.qid,
+	    delayed ? "delay" : "non-delivery", qid);
 	log_info("%s: from=<>, size=%llu, nrcpt=1 (queue active)", qid,
 	    (unsigned long long)w.size);
 	if (qid_out)
 		memcpy(qid_out, qid, QID_LEN + 1);
 	store_msginfo_free(&mi);
 	return 1;
+}
+
+int
+bounce_queue(struct store *st, const struct ferry_config *cfg,
+    int64_t msgid, const struct bounce_rcpt *r, size_t n, char *qid_out)
+{
+	return make_report(st, cfg, msgid, r, n, 0, qid_out);
+}
+
+int
+bounce_queue_delay(struct store *st, const struct ferry_config *cfg,
+    int64_t msgid, const struct bounce_rcpt *r, size_t n, char *qid_out)
+{
+	return make_report(st, cfg, msgid, r, n, 1, qid_out);
 }

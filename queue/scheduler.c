@@ -74,6 +74,8 @@ struct agent {
 	int data_done;
 	struct failure *fails;
 	size_t nfails;
+	struct failure *delays;   /* deferred past delivery.delay_warning */
+	size_t ndelays;
 	/* io */
 	uint8_t *rbuf;
 	size_t rlen, rcap;
@@ -132,6 +134,17 @@ job_clear(struct agent *a)
 	free(a->fails);
 	a->fails = NULL;
 	a->nfails = 0;
+	for (i = 0; i < a->ndelays; i++) {
+		free(a->delays[i].addr);
+		free(a->delays[i].orcpt);
+		free(a->delays[i].status);
+		free(a->delays[i].mta);
+		free(a->delays[i].diag);
+		free(a->delays[i].detail);
+	}
+	free(a->delays);
+	a->delays = NULL;
+	a->ndelays = 0;
 	a->busy = 0;
 	a->msgid = -1;
 	a->qid[0] = '\0';
@@ -244,6 +257,27 @@ record(struct scheduler *s, struct agent *a, struct job_rcpt *jr,
 	    fmt_delay(d_send, sizeof(d_send), now - a->started),
 	    tls[0] ? tls : "none", dsn,
 	    strcmp(what, "expired") == 0 ? "bounced" : what, safe_reply);
+	if (strcmp(what, "deferred") == 0 && s->cfg->delay_warning > 0 &&
+	    now - a->received_at >= s->cfg->delay_warning &&
+	    (jr->notify == 0 || (jr->notify & NOTIFY_DELAY))) {
+		struct failure *f;
+		char *b;
+
+		a->delays = xrealloc(a->delays, (a->ndelays + 1) *
+		    sizeof(*a->delays));
+		f = &a->delays[a->ndelays++];
+		f->addr = xstrdup(jr->addr);
+		f->orcpt = xstrdup(jr->orcpt);
+		f->status = xstrdup(dsn);
+		f->mta = xstrdup(relay);
+		if ((b = strchr(f->mta, '[')) != NULL)
+			*b = '\0';
+		if (strcmp(f->mta, "none") == 0)
+			f->mta[0] = '\0';
+		f->detail = xstrdup(reply);
+		f->diag = bare_reply(reply);
+		f->at = now;
+	}
 	if (strcmp(state, "failed") == 0) {
 		struct failure *f;
 		char diag[1300];
@@ -279,34 +313,48 @@ record(struct scheduler *s, struct agent *a, struct job_rcpt *jr,
 }
 
 /* After a job: bounce what failed, remove the message when done. */
+/* Queues a failure report (or a delay warning) for list[0..n). */
+static void
+report(struct scheduler *s, int64_t msgid, const char *qid,
+    const struct failure *list, size_t n, int delayed)
+{
+	struct bounce_rcpt *br;
+	char bqid[QID_LEN + 1];
+	size_t i;
+	int rc;
+
+	if (n == 0)
+		return;
+	br = xcalloc(n, sizeof(*br));
+	for (i = 0; i < n; i++) {
+		br[i].addr = list[i].addr;
+		br[i].orcpt = list[i].orcpt;
+		br[i].status = list[i].status;
+		br[i].remote_mta = list[i].mta;
+		br[i].diagnostic = list[i].diag;
+		br[i].detail = list[i].detail;
+		br[i].last_attempt = list[i].at;
+	}
+	rc = delayed ? bounce_queue_delay(s->st, s->cfg, msgid, br, n, bqid) :
+	    bounce_queue(s->st, s->cfg, msgid, br, n, bqid);
+	if (rc < 0)
+		log_error("%s: cannot queue a %s: %s", qid, delayed ?
+		    "delay warning" : "bounce", store_errmsg(s->st));
+	free(br);
+	s->wake = 1;
+}
+
 static void
 finish_message(struct scheduler *s, int64_t msgid, const char *qid,
-    struct failure *fails, size_t nfails)
+    struct failure *fails, size_t nfails, struct failure *delays,
+    size_t ndelays)
 {
 	int64_t pending, delivered, total;
 
 	if (store_begin(s->st) < 0)
 		return;
-	if (nfails > 0) {
-		struct bounce_rcpt *br = xcalloc(nfails, sizeof(*br));
-		char bqid[QID_LEN + 1];
-		size_t i;
-
-		for (i = 0; i < nfails; i++) {
-			br[i].addr = fails[i].addr;
-			br[i].orcpt = fails[i].orcpt;
-			br[i].status = fails[i].status;
-			br[i].remote_mta = fails[i].mta;
-			br[i].diagnostic = fails[i].diag;
-			br[i].detail = fails[i].detail;
-			br[i].last_attempt = fails[i].at;
-		}
-		if (bounce_queue(s->st, s->cfg, msgid, br, nfails, bqid) < 0)
-			log_error("%s: cannot queue a bounce: %s", qid,
-			    store_errmsg(s->st));
-		free(br);
-		s->wake = 1;
-	}
+	report(s, msgid, qid, fails, nfails, 0);
+	report(s, msgid, qid, delays, ndelays, 1);
 	if (store_message_progress(s->st, msgid, &pending, &delivered,
 	    &total) == 0 && pending == 0) {
 		if (store_message_delete(s->st, msgid) == 0)
@@ -403,7 +451,8 @@ agent_drop(struct scheduler *s, size_t i, const char *why)
 				record(s, a, &a->rcpts[k], DS_DEFERRED,
 				    "4.3.0", "delivery agent exited before "
 				    "answering", "", "");
-		finish_message(s, a->msgid, a->qid, a->fails, a->nfails);
+		finish_message(s, a->msgid, a->qid, a->fails, a->nfails,
+		    a->delays, a->ndelays);
 	} else if (strcmp(why, "closed the connection") != 0) {
 		log_warn("delivery agent (pid %ld) %s", (long)a->pid, why);
 	}
@@ -454,7 +503,8 @@ on_done(struct scheduler *s, struct agent *a, struct ipc_in *in)
 			deliver_done_free(&d);
 			return -1;
 		}
-	finish_message(s, a->msgid, a->qid, a->fails, a->nfails);
+	finish_message(s, a->msgid, a->qid, a->fails, a->nfails, a->delays,
+	    a->ndelays);
 	ferry_strlcpy(a->hop, d.hop, sizeof(a->hop));
 	deliver_done_free(&d);
 	job_clear(a);
@@ -748,7 +798,7 @@ expire(struct scheduler *s, struct store_due *d, double now)
 	snprintf(reply, sizeof(reply), "%s", d->last_reply[0] ?
 	    d->last_reply : "no attempt succeeded");
 	record(s, &tmp, &jr, DS_DEFERRED, "4.4.7", reply, "", "");
-	finish_message(s, d->msgid, d->qid, tmp.fails, tmp.nfails);
+	finish_message(s, d->msgid, d->qid, tmp.fails, tmp.nfails, NULL, 0);
 	job_clear(&tmp);
 	return 1;
 }

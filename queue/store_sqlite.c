@@ -692,7 +692,7 @@ static const char *const dstmt_sql[D_NSTMT] = {
 	    " count(*) FROM recipient WHERE message_id = ?1",
 	[D_FAILED_INFO] =
 	    "SELECT m.qid, m.sender, m.received_at, m.dsn_ret, m.dsn_envid,"
-	    " m.dsn_of, m.size FROM message m WHERE m.id = ?1",
+	    " m.dsn_of, m.size, m.warned FROM message m WHERE m.id = ?1",
 };
 
 static sqlite3_stmt *
@@ -937,6 +937,7 @@ store_message_info(struct store *st, int64_t msgid, struct store_msginfo *mi)
 	mi->envid = col_dup(s, 4);
 	mi->is_dsn = sqlite3_column_type(s, 5) != SQLITE_NULL;
 	mi->size = sqlite3_column_int64(s, 6);
+	mi->warned = sqlite3_column_int(s, 7);
 	done(s);
 	return 0;
 }
@@ -947,6 +948,30 @@ store_msginfo_free(struct store_msginfo *mi)
 	free(mi->sender);
 	free(mi->envid);
 	memset(mi, 0, sizeof(*mi));
+}
+
+int
+store_mark_warned(struct store *st, int64_t msgid)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	if (need_tx(st, "mark warned") == -1)
+		return -1;
+	if (sqlite3_prepare_v2(st->db,
+	    "UPDATE message SET warned = 1 WHERE id = ?1", -1, &s, NULL) !=
+	    SQLITE_OK) {
+		db_err(st, "mark warned");
+		return -1;
+	}
+	sqlite3_bind_int64(s, 1, msgid);
+	rc = sqlite3_step(s);
+	sqlite3_finalize(s);
+	if (rc != SQLITE_DONE) {
+		db_err(st, "mark warned");
+		return -1;
+	}
+	return 0;
 }
 
 int

@@ -404,6 +404,34 @@ class RetryBounceTest(DeliveryCase):
         ft.wait_for(lambda: d.count("message") == 0, WAIT)
         self.assertEqual(d.count("message"), 0)
 
+    def test_delay_warning_once(self):
+        # still failing after delivery.delay_warning: the sender hears that
+        # the message is being retried - once, with the headers only
+        s = self.smarthost()
+        s.reply_at("rcpt", "451 4.3.0 try later")
+        b = self.smarthost()
+        d = self.ferry_to(s, bounces=b,
+                          delivery={"delay_warning": 1,
+                                    "retry_schedule": [1]})
+        qid = d.send(b"Subject: slow\r\nMessage-ID: <slow@origin.test>"
+                     b"\r\n\r\nbody\r\n", sender=SENDER,
+                     rcpts=["late@dest.test"])
+        report, per_msg, per_rcpt = self.bounce_for(b, qid)
+        self.assertIn("Delayed Mail", report["Subject"])
+        f = per_rcpt[0]
+        self.assertEqual(unfold(f["Action"]).lower(), "delayed")
+        self.assertEqual(unfold(f["Status"]), "4.3.0")
+        self.assertIn("Will-Retry-Until", f)
+        kinds = [p.get_content_type() for p in report.get_payload()]
+        self.assertIn("text/rfc822-headers", kinds)
+        self.assertIn(b"Message-ID: <slow@origin.test>", b.messages[0].data)
+        self.assertNotIn(b"\r\nbody\r\n", b.messages[0].data)
+        # more retries, but no second warning; the message stays queued
+        ft.wait_for(lambda: len(self.attempts(d, qid)) >= 3, WAIT)
+        self.assertGreaterEqual(len(self.attempts(d, qid)), 3)
+        self.assertEqual(len(b.messages), 1)
+        self.assertEqual(d.count("message", "qid = ?", (qid,)), 1)
+
     def test_no_bounce_for_null_sender(self):
         s = self.smarthost()
         s.reply_at("rcpt", "550 5.1.1 No such user")
