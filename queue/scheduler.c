@@ -111,6 +111,24 @@ scheduler_new(const struct ferry_config *cfg, struct store *st,
 }
 
 static void
+free_failures(struct failure **list, size_t *n)
+{
+	size_t i;
+
+	for (i = 0; i < *n; i++) {
+		free((*list)[i].addr);
+		free((*list)[i].orcpt);
+		free((*list)[i].status);
+		free((*list)[i].mta);
+		free((*list)[i].diag);
+		free((*list)[i].detail);
+	}
+	free(*list);
+	*list = NULL;
+	*n = 0;
+}
+
+static void
 job_clear(struct agent *a)
 {
 	size_t i;
@@ -123,28 +141,8 @@ job_clear(struct agent *a)
 	free(a->rcpts);
 	a->rcpts = NULL;
 	a->nrcpts = 0;
-	for (i = 0; i < a->nfails; i++) {
-		free(a->fails[i].addr);
-		free(a->fails[i].orcpt);
-		free(a->fails[i].status);
-		free(a->fails[i].mta);
-		free(a->fails[i].diag);
-		free(a->fails[i].detail);
-	}
-	free(a->fails);
-	a->fails = NULL;
-	a->nfails = 0;
-	for (i = 0; i < a->ndelays; i++) {
-		free(a->delays[i].addr);
-		free(a->delays[i].orcpt);
-		free(a->delays[i].status);
-		free(a->delays[i].mta);
-		free(a->delays[i].diag);
-		free(a->delays[i].detail);
-	}
-	free(a->delays);
-	a->delays = NULL;
-	a->ndelays = 0;
+	free_failures(&a->fails, &a->nfails);
+	free_failures(&a->delays, &a->ndelays);
 	a->busy = 0;
 	a->msgid = -1;
 	a->qid[0] = '\0';
@@ -200,6 +198,31 @@ bare_reply(const char *reply)
 		end = p + strlen(p);
 	out = xstrndup(p, (size_t)(end - p));
 	return out;
+}
+
+/* Notes a recipient for a report: detail for people, the bare remote
+ * reply for Diagnostic-Code, the relay's host name for Remote-MTA. */
+static void
+add_failure(struct failure **list, size_t *n, const struct job_rcpt *jr,
+    const char *status, const char *relay, const char *detail,
+    const char *reply, double at)
+{
+	struct failure *f;
+	char *b;
+
+	*list = xrealloc(*list, (*n + 1) * sizeof(**list));
+	f = &(*list)[(*n)++];
+	f->addr = xstrdup(jr->addr);
+	f->orcpt = xstrdup(jr->orcpt);
+	f->status = xstrdup(status);
+	f->mta = xstrdup(relay);
+	if ((b = strchr(f->mta, '[')) != NULL)   /* "host[addr]:port" */
+		*b = '\0';
+	if (strcmp(f->mta, "none") == 0)
+		f->mta[0] = '\0';
+	f->detail = xstrdup(detail);
+	f->diag = bare_reply(reply);
+	f->at = at;
 }
 
 /* Records one recipient's outcome and logs it the way Postfix does. */
@@ -260,26 +283,10 @@ record(struct scheduler *s, struct agent *a, struct job_rcpt *jr,
 	if (strcmp(what, "deferred") == 0 && s->cfg->delay_warning > 0 &&
 	    now - a->received_at >= s->cfg->delay_warning &&
 	    (jr->notify == 0 || (jr->notify & NOTIFY_DELAY))) {
-		struct failure *f;
-		char *b;
-
-		a->delays = xrealloc(a->delays, (a->ndelays + 1) *
-		    sizeof(*a->delays));
-		f = &a->delays[a->ndelays++];
-		f->addr = xstrdup(jr->addr);
-		f->orcpt = xstrdup(jr->orcpt);
-		f->status = xstrdup(dsn);
-		f->mta = xstrdup(relay);
-		if ((b = strchr(f->mta, '[')) != NULL)
-			*b = '\0';
-		if (strcmp(f->mta, "none") == 0)
-			f->mta[0] = '\0';
-		f->detail = xstrdup(reply);
-		f->diag = bare_reply(reply);
-		f->at = now;
+		add_failure(&a->delays, &a->ndelays, jr, dsn, relay, reply,
+		    reply, now);
 	}
 	if (strcmp(state, "failed") == 0) {
-		struct failure *f;
 		char diag[1300];
 
 		if (strcmp(what, "expired") == 0)
@@ -289,26 +296,9 @@ record(struct scheduler *s, struct agent *a, struct job_rcpt *jr,
 			snprintf(diag, sizeof(diag), "%s", reply);
 		if (jr->notify != 0 && !(jr->notify & NOTIFY_FAILURE))
 			return;   /* NOTIFY=NEVER or without FAILURE */
-		a->fails = xrealloc(a->fails, (a->nfails + 1) *
-		    sizeof(*a->fails));
-		f = &a->fails[a->nfails++];
-		f->addr = xstrdup(jr->addr);
-		f->orcpt = xstrdup(jr->orcpt);
-		f->status = xstrdup(strcmp(what, "expired") == 0 ? "4.4.7" :
-		    dsn);
-		f->mta = xstrdup(relay);
-		{
-			/* "host[addr]:port" -> "host" for Remote-MTA */
-			char *b = strchr(f->mta, '[');
-
-			if (b)
-				*b = '\0';
-			if (strcmp(f->mta, "none") == 0)
-				f->mta[0] = '\0';
-		}
-		f->detail = xstrdup(diag);
-		f->diag = bare_reply(reply);
-		f->at = now;
+		add_failure(&a->fails, &a->nfails, jr,
+		    strcmp(what, "expired") == 0 ? "4.4.7" : dsn, relay, diag,
+		    reply, now);
 	}
 }
 

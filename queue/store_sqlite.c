@@ -950,53 +950,45 @@ store_msginfo_free(struct store_msginfo *mi)
 	memset(mi, 0, sizeof(*mi));
 }
 
-int
-store_mark_warned(struct store *st, int64_t msgid)
+/* One-off UPDATE of a message row: ?1 is the message id, ?2 the text
+ * (when given).  Inside the open transaction. */
+static int
+update_message(struct store *st, const char *what, const char *sql,
+    int64_t msgid, const char *text)
 {
 	sqlite3_stmt *s;
 	int rc;
 
-	if (need_tx(st, "mark warned") == -1)
+	if (need_tx(st, what) == -1)
 		return -1;
-	if (sqlite3_prepare_v2(st->db,
-	    "UPDATE message SET warned = 1 WHERE id = ?1", -1, &s, NULL) !=
-	    SQLITE_OK) {
-		db_err(st, "mark warned");
+	if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK) {
+		db_err(st, what);
 		return -1;
 	}
 	sqlite3_bind_int64(s, 1, msgid);
+	if (text != NULL)
+		sqlite3_bind_text(s, 2, text, -1, SQLITE_STATIC);
 	rc = sqlite3_step(s);
 	sqlite3_finalize(s);
 	if (rc != SQLITE_DONE) {
-		db_err(st, "mark warned");
+		db_err(st, what);
 		return -1;
 	}
 	return 0;
 }
 
 int
+store_mark_warned(struct store *st, int64_t msgid)
+{
+	return update_message(st, "mark warned",
+	    "UPDATE message SET warned = 1 WHERE id = ?1", msgid, NULL);
+}
+
+int
 store_mark_dsn(struct store *st, int64_t msgid, const char *of_qid)
 {
-	sqlite3_stmt *s;
-	int rc;
-
-	if (need_tx(st, "mark dsn") == -1)
-		return -1;
-	if (sqlite3_prepare_v2(st->db,
-	    "UPDATE message SET dsn_of = ?2 WHERE id = ?1", -1, &s, NULL) !=
-	    SQLITE_OK) {
-		db_err(st, "mark dsn");
-		return -1;
-	}
-	sqlite3_bind_int64(s, 1, msgid);
-	sqlite3_bind_text(s, 2, of_qid, -1, SQLITE_STATIC);
-	rc = sqlite3_step(s);
-	sqlite3_finalize(s);
-	if (rc != SQLITE_DONE) {
-		db_err(st, "mark dsn");
-		return -1;
-	}
-	return 0;
+	return update_message(st, "mark dsn",
+	    "UPDATE message SET dsn_of = ?2 WHERE id = ?1", msgid, of_qid);
 }
 
 /* --- admin queries (ferryctl) --- */
