@@ -11,8 +11,8 @@
  *                  FD_CONTROL  listening unix socket of ferryctl
  *                  FD_AGENTS   listening unix socket the delivery agents
  *                              connect to
- *                  FD_POOL     pipe: the master's worker counts (for
- *                              ferryctl status)
+ *                  FD_POOL     the master's notes: worker counts (for
+ *                              ferryctl status) and reloads
  *   ferry-deliver  (only FD_CONFIG; it connects to <spool>/agent.sock)
  */
 #ifndef FERRY_PROCFD_H
@@ -42,8 +42,13 @@ struct worker_status_msg {
 	uint32_t status;
 };
 
-/* Master -> runner over FD_POOL, whole (atomic) writes. */
+/* Master -> runner over FD_POOL (a SOCK_SEQPACKET pair): the worker
+ * counts, and after a reload the new configuration's sealed memfd
+ * (SCM_RIGHTS), so the runner routes queued mail by the new file. */
+#define NOTE_POOL 1
+#define NOTE_RELOAD 2
 struct pool_report {
+	uint32_t type;
 	uint32_t workers, busy;
 };
 

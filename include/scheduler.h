@@ -19,6 +19,9 @@ struct scheduler;
 struct scheduler *scheduler_new(const struct ferry_config *cfg,
     struct store *st, uid_t agent_uid, int check_peer);
 void scheduler_free(struct scheduler *s);
+/* After a reload: the next decisions use cfg (the caller owns it). */
+void scheduler_set_config(struct scheduler *s,
+    const struct ferry_config *cfg);
 
 /* Accepts agents waiting on the listening socket. */
 void scheduler_accept(struct scheduler *s, int listen_fd);

@@ -83,7 +83,7 @@ install_signals(void)
 }
 
 struct runner {
-	const struct ferry_config *cfg;
+	struct ferry_config *cfg;     /* owned; replaced on reload */
 	struct store *st;
 	struct intake_conn **conns;
 	size_t nconns;
@@ -181,6 +181,92 @@ group_commit(struct runner *r)
 		intake_conn_committed(r->conns[i], ok, &r->stats);
 	if (waiting > 0)
 		scheduler_wake(r->sched);   /* new mail is due now */
+}
+
+/* A new configuration from the master after SIGHUP. Spool and users stay
+ * as they were (they change with a restart, as in the master). */
+static void
+reload_config(struct runner *r, int fd)
+{
+	struct ferry_config *fresh;
+	char *text, err[1024];
+	size_t len = 0, cap = 8192;
+
+	text = xmalloc(cap);
+	for (;;) {
+		ssize_t n;
+
+		if (len + 1 >= cap) {
+			if (cap > (1 << 20))
+				break;
+			cap *= 2;
+			text = xrealloc(text, cap);
+		}
+		n = pread(fd, text + len, cap - len - 1, (off_t)len);
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	text[len] = '\0';
+	close(fd);
+	fresh = config_load(r->cfg->path, text, err, sizeof(err));
+	free(text);
+	if (fresh == NULL) {
+		log_error("reload: %s; keeping the running configuration", err);
+		return;
+	}
+	free(fresh->spool_dir);
+	fresh->spool_dir = xstrdup(r->cfg->spool_dir);
+	scheduler_set_config(r->sched, fresh);
+	config_free(r->cfg);
+	r->cfg = fresh;
+	scheduler_wake(r->sched);
+	log_info("queue runner: configuration reloaded (%zu route(s))",
+	    fresh->nroutes);
+}
+
+static void
+read_master_notes(struct runner *r)
+{
+	for (;;) {
+		struct pool_report note;
+		struct iovec iov = { &note, sizeof(note) };
+		union {
+			struct cmsghdr align;
+			char buf[CMSG_SPACE(sizeof(int))];
+		} u;
+		struct msghdr msg;
+		struct cmsghdr *cm;
+		int fd = -1;
+		ssize_t n;
+
+		memset(&msg, 0, sizeof(msg));
+		msg.msg_iov = &iov;
+		msg.msg_iovlen = 1;
+		msg.msg_control = u.buf;
+		msg.msg_controllen = sizeof(u.buf);
+		n = recvmsg(FD_POOL, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		if (n <= 0)
+			return;
+		for (cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm))
+			if (cm->cmsg_level == SOL_SOCKET &&
+			    cm->cmsg_type == SCM_RIGHTS &&
+			    cm->cmsg_len == CMSG_LEN(sizeof(int)))
+				memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+		if (n != (ssize_t)sizeof(note)) {
+			if (fd >= 0)
+				close(fd);
+			continue;
+		}
+		if (note.type == NOTE_POOL) {
+			r->pool = note;
+			r->have_pool = 1;
+		}
+		if (note.type == NOTE_RELOAD && fd >= 0)
+			reload_config(r, fd);
+		else if (fd >= 0)
+			close(fd);
+	}
 }
 
 /* ferryctl: root, or a member of the admin group. */
@@ -294,15 +380,8 @@ run_loop(struct runner *r)
 			log_fatal("poll: %s", strerror(errno));
 		}
 		scheduler_events(r->sched, pfds + nconn_fds + 3, nagent_fds);
-		if (pfds[nconn_fds + 2].revents & POLLIN) {
-			struct pool_report pr;
-
-			while (read(FD_POOL, &pr, sizeof(pr)) ==
-			    (ssize_t)sizeof(pr)) {
-				r->pool = pr;
-				r->have_pool = 1;
-			}
-		}
+		if (pfds[nconn_fds + 2].revents & POLLIN)
+			read_master_notes(r);
 		if (pfds[nconn_fds + 1].revents & POLLIN)
 			scheduler_accept(r->sched, FD_AGENTS);
 		if (pfds[nconn_fds].revents & POLLIN)
@@ -420,6 +499,6 @@ queue(const struct child_args *a)
 	scheduler_free(r.sched);
 	store_close(r.st);
 	free(r.conns);
-	config_free(cfg);
+	config_free(r.cfg);
 	return 0;
 }

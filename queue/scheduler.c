@@ -898,6 +898,12 @@ scheduler_take_dirty(struct scheduler *s)
 }
 
 void
+scheduler_set_config(struct scheduler *s, const struct ferry_config *cfg)
+{
+	s->cfg = cfg;
+}
+
+void
 scheduler_wake(struct scheduler *s)
 {
 	s->wake = 1;

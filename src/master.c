@@ -710,7 +710,7 @@ manage_pool(struct master_state *m)
 static void
 report_pool(struct master_state *m, int force)
 {
-	struct pool_report r = { 0, 0 };
+	struct pool_report r = { NOTE_POOL, 0, 0 };
 	size_t i;
 
 	for (i = 0; i < m->nworkers; i++)
@@ -722,7 +722,8 @@ report_pool(struct master_state *m, int force)
 	if (!force && r.workers == m->last_report.workers &&
 	    r.busy == m->last_report.busy)
 		return;
-	if (write(m->pool_wr, &r, sizeof(r)) == (ssize_t)sizeof(r))
+	if (send(m->pool_wr, &r, sizeof(r), MSG_NOSIGNAL | MSG_DONTWAIT) ==
+	    (ssize_t)sizeof(r))
 		m->last_report = r;
 }
 
@@ -750,6 +751,39 @@ manage_agents(struct master_state *m)
 }
 
 /* ---------------------------------------------------------------- reload */
+
+/* Hands the runner the new configuration, so routes, retry schedule and
+ * limits apply to mail already queued without restarting it. */
+static void
+tell_runner_reload(struct master_state *m)
+{
+	struct pool_report note = { NOTE_RELOAD, 0, 0 };
+	struct iovec iov = { &note, sizeof(note) };
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} u;
+	struct msghdr msg;
+	struct cmsghdr *cm;
+
+	if (m->runner_pid <= 0)
+		return;   /* a runner started later reads the new file */
+	memset(&msg, 0, sizeof(msg));
+	memset(&u, 0, sizeof(u));
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = u.buf;
+	msg.msg_controllen = sizeof(u.buf);
+	cm = CMSG_FIRSTHDR(&msg);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &m->cfg_fd, sizeof(int));
+	if (sendmsg(m->pool_wr, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+		log_warn("reload: could not hand the queue runner the new "
+		    "configuration (%s); it keeps the old one until it "
+		    "restarts", strerror(errno));
+}
 
 static void
 reload(struct master_state *m)
@@ -845,6 +879,7 @@ reload(struct master_state *m)
 		}
 	m->agent_backoff.streak = 0;
 	m->agent_backoff.not_before = 0;
+	tell_runner_reload(m);
 	log_info("configuration reloaded from %s (generation %u)",
 	    cfg->path, m->generation);
 	manage_pool(m);
@@ -993,8 +1028,8 @@ master(const struct master_args *args)
 	}
 	prepare_spool(m);
 
-	if (pipe2(p, O_CLOEXEC) < 0)
-		log_fatal("pipe: %s", strerror(errno));
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, p) < 0)
+		log_fatal("socketpair: %s", strerror(errno));
 	m->pool_rd = p[0];
 	m->pool_wr = p[1];
 	fd_set_nonblock(m->pool_wr, 1);

@@ -364,6 +364,28 @@ class RetryBounceTest(DeliveryCase):
                          b"Subject: down\r\n\r\nx\r\n")
         self.gone(d, qid)
 
+    def test_reload_reroutes_queued_mail(self):
+        # the route is decided at every attempt: after SIGHUP with a new
+        # host for the route, mail already queued goes there
+        down = self.smarthost()
+        down.pause()
+        up = self.smarthost()
+        d = self.ferry_to(down)
+        qid = d.send(b"Subject: rerouted\r\n\r\nx\r\n", sender=SENDER,
+                     rcpts=[RCPT])
+        self.wait_deferred(d, qid, 1)
+        d.write_config(routes=[self.route("dest", ["dest.test"],
+                                          [up.address])])
+        start = d.log_size()
+        d.signal(signal.SIGHUP)
+        self.assertIsNotNone(d.wait_log(
+            r"queue runner: configuration reloaded", WAIT, start))
+        (m,) = up.wait_messages(1, WAIT)
+        self.assertEqual(split_received(m.data)[1],
+                         b"Subject: rerouted\r\n\r\nx\r\n")
+        self.assertEqual(down.messages, [])
+        self.gone(d, qid)
+
     def test_5xx_at_rcpt_bounces_through_senders_route(self):
         s = self.smarthost()
         reply = "550 5.1.1 <bad@dest.test>: Recipient address rejected"
