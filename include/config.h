@@ -16,10 +16,28 @@
 
 #define CONFIG_DEFAULT_PATH SYSCONFDIR "/ferry/ferry.conf"
 
+enum listener_tls { LTLS_NONE = 0, LTLS_STARTTLS, LTLS_IMPLICIT };
+enum client_cert_mode { CCERT_NONE = 0, CCERT_OPTIONAL, CCERT_REQUIRE };
+
 struct listener_config {
 	char *name;        /* the section title, shown in logs */
 	char *address;     /* numeric address */
 	int port;
+	enum listener_tls tls;       /* none, starttls (RFC 3207), implicit
+	                                (RFC 8314) */
+	int tls_required;            /* MAIL/AUTH only after STARTTLS */
+	char *cert_file, *key_file;  /* "" = the tls section's */
+	enum client_cert_mode client_cert;
+	int auth;                    /* offer AUTH (only under TLS, unless
+	                                the client is in auth_plaintext) */
+	struct cidr *auth_plaintext; /* legacy networks: AUTH without TLS */
+	size_t nauth_plaintext;
+	struct cidr *relay_networks; /* may relay; default relay.networks */
+	size_t nrelay_networks;
+	char **relay_cert_subjects;  /* verified client certificates that may
+	                                relay: "CN=name" or a SHA-256
+	                                fingerprint "sha256:hex" */
+	size_t nrelay_cert_subjects;
 };
 
 enum tls_policy { TLS_NONE = 0, TLS_MAY, TLS_ENCRYPT, TLS_VERIFY };
@@ -69,6 +87,28 @@ struct ferry_config {
 	/* relay */
 	struct cidr *relay_networks;
 	size_t nrelay_networks;
+	char **accept_domains;     /* anyone may send to these ("example.com",
+	                              ".example.com") */
+	size_t naccept_domains;
+
+	/* inbound TLS (defaults for listeners) */
+	char *tls_cert_file, *tls_key_file;
+	int tls_server_min_version;   /* 0x0303 / 0x0304 */
+	char *tls_ciphers;            /* TLS 1.2 cipher list; "" = default */
+	char *tls_ciphersuites;       /* TLS 1.3 suites; "" = default */
+	char *tls_groups;             /* "" = default */
+	char *tls_client_ca_file;     /* for client certificates */
+
+	/* authentication */
+	char *auth_users_file;        /* "user:crypt-hash[:senders]" */
+	int auth_max_failures;        /* per address or user, then lockout */
+	int auth_lockout;             /* seconds */
+
+	/* abuse limits, enforced across all workers */
+	int max_connections;          /* in all */
+	int max_connections_per_client;
+	int connection_rate;          /* per client address per minute */
+	int message_rate;             /* per client address per minute */
 
 	/* smarthost: the default route (also in routes[], named
 	 * "smarthost", after every route section) */
@@ -107,6 +147,9 @@ struct ferry_config {
 struct ferry_config *config_load(const char *path, const char *text,
     char *err, size_t errlen);
 void config_free(struct ferry_config *cfg);
+/* For a process without privileges re-reading a file the master has
+ * already checked: keys and password files need not be readable here. */
+void config_skip_file_checks(int skip);
 
 /* The route for a recipient domain: an exact domain, then the longest
  * ".suffix", then "*", then the smarthost; NULL means MX delivery with

@@ -462,6 +462,7 @@ queue(const struct child_args *a)
 	target.user = cfg->user;
 	privsep_drop(&target);
 	child_follow_master(master);
+	config_skip_file_checks(1);   /* reloads: the master checked them */
 
 	snprintf(dbpath, sizeof(dbpath), "%s/%s/%s", cfg->spool_dir,
 	    SPOOL_QUEUE_DIR, QUEUE_DB_NAME);

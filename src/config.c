@@ -56,6 +56,12 @@ static const struct int_range int_ranges[] = {
 	{ "client_command_timeout", 1, 3600 },
 	{ "client_data_timeout", 1, 86400 },
 	{ "connection_idle", 0, 3600 },
+	{ "max_failures", 1, 1000 },
+	{ "lockout", 1, 86400 * 7 },
+	{ "max_connections", 1, 100000 },
+	{ "max_connections_per_client", 1, 100000 },
+	{ "connection_rate", 1, 1000000 },
+	{ "message_rate", 1, 1000000 },
 };
 
 static int
@@ -334,6 +340,72 @@ validate_networks(cfg_t *cfg, cfg_opt_t *opt)
 }
 
 static int
+pick(const char *s, const char *const *names, int n)
+{
+	int i;
+
+	for (i = 0; i < n; i++)
+		if (s != NULL && strcmp(s, names[i]) == 0)
+			return i;
+	return -1;
+}
+
+static const char *const listen_tls_names[] = { "none", "starttls",
+    "implicit" };
+static const char *const client_cert_names[] = { "none", "optional",
+    "require" };
+
+static int
+validate_listen_tls(cfg_t *cfg, cfg_opt_t *opt)
+{
+	if (pick(cfg_opt_getnstr(opt, 0), listen_tls_names, 3) < 0) {
+		cfg_error(cfg, "tls must be none, starttls or implicit");
+		return -1;
+	}
+	return 0;
+}
+
+static int
+validate_client_cert(cfg_t *cfg, cfg_opt_t *opt)
+{
+	if (pick(cfg_opt_getnstr(opt, 0), client_cert_names, 3) < 0) {
+		cfg_error(cfg, "client_cert must be none, optional or require");
+		return -1;
+	}
+	return 0;
+}
+
+/* A file named here must exist and be readable now (by the master, which
+ * runs as root: children read it before they drop privileges). */
+static int skip_file_checks;
+
+void
+config_skip_file_checks(int skip)
+{
+	skip_file_checks = skip;
+}
+
+static int
+validate_readable(cfg_t *cfg, cfg_opt_t *opt)
+{
+	const char *s = cfg_opt_getnstr(opt, 0);
+
+	if (s == NULL || *s == '\0')
+		return 0;
+	if (s[0] != '/') {
+		cfg_error(cfg, "%s \"%s\" must be an absolute path",
+		    opt->name, s);
+		return -1;
+	}
+	if (!skip_file_checks && access(s, R_OK) != 0) {
+		cfg_error(cfg, "%s \"%s\": %s", opt->name, s,
+		    strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int
 validate_target(cfg_t *cfg, cfg_opt_t *opt)
 {
 	const char *s = cfg_opt_getnstr(opt, 0);
@@ -361,6 +433,33 @@ validate_nonempty(cfg_t *cfg, cfg_opt_t *opt)
 static cfg_opt_t listen_opts[] = {
 	CFG_STR("address", "127.0.0.1", CFGF_NONE),
 	CFG_INT("port", 25, CFGF_NONE),
+	CFG_STR("tls", "none", CFGF_NONE),
+	CFG_BOOL("tls_required", cfg_false, CFGF_NONE),
+	CFG_STR("cert_file", "", CFGF_NONE),
+	CFG_STR("key_file", "", CFGF_NONE),
+	CFG_STR("client_cert", "none", CFGF_NONE),
+	CFG_BOOL("auth", cfg_false, CFGF_NONE),
+	CFG_STR_LIST("auth_plaintext_networks", "{}", CFGF_NONE),
+	CFG_STR_LIST("relay_networks", NULL, CFGF_NODEFAULT),
+	CFG_STR_LIST("relay_client_certs", "{}", CFGF_NONE),
+	CFG_END()
+};
+
+static cfg_opt_t tls_opts[] = {
+	CFG_STR("cert_file", "", CFGF_NONE),
+	CFG_STR("key_file", "", CFGF_NONE),
+	CFG_STR("min_version", "TLSv1.2", CFGF_NONE),
+	CFG_STR("ciphers", "", CFGF_NONE),
+	CFG_STR("ciphersuites", "", CFGF_NONE),
+	CFG_STR("groups", "", CFGF_NONE),
+	CFG_STR("client_ca_file", "", CFGF_NONE),
+	CFG_END()
+};
+
+static cfg_opt_t auth_opts[] = {
+	CFG_STR("users_file", "", CFGF_NONE),
+	CFG_INT("max_failures", 5, CFGF_NONE),
+	CFG_INT("lockout", 600, CFGF_NONE),
 	CFG_END()
 };
 
@@ -380,11 +479,16 @@ static cfg_opt_t limits_opts[] = {
 	CFG_INT("errors", 10, CFGF_NONE),
 	CFG_INT("command_timeout", 300, CFGF_NONE),
 	CFG_INT("data_timeout", 600, CFGF_NONE),
+	CFG_INT("max_connections", 256, CFGF_NONE),
+	CFG_INT("max_connections_per_client", 20, CFGF_NONE),
+	CFG_INT("connection_rate", 120, CFGF_NONE),
+	CFG_INT("message_rate", 600, CFGF_NONE),
 	CFG_END()
 };
 
 static cfg_opt_t relay_opts[] = {
 	CFG_STR_LIST("networks", "{127.0.0.0/8, ::1/128}", CFGF_NONE),
+	CFG_STR_LIST("accept_domains", "{}", CFGF_NONE),
 	CFG_END()
 };
 
@@ -458,6 +562,8 @@ static cfg_opt_t top_opts[] = {
 	CFG_SEC("mx", mx_opts, CFGF_NONE),
 	CFG_SEC("delivery", delivery_opts, CFGF_NONE),
 	CFG_SEC("log", log_opts, CFGF_NONE),
+	CFG_SEC("tls", tls_opts, CFGF_NONE),
+	CFG_SEC("auth", auth_opts, CFGF_NONE),
 	CFG_END()
 };
 
@@ -501,7 +607,10 @@ set_validators(cfg_t *cfg)
 	    "delivery|agent_jobs", "delivery|retry_schedule",
 	    "delivery|max_lifetime", "delivery|delay_warning",
 	    "delivery|connect_timeout", "delivery|client_command_timeout",
-	    "delivery|client_data_timeout", "delivery|connection_idle" };
+	    "delivery|client_data_timeout", "delivery|connection_idle",
+	    "auth|max_failures", "auth|lockout", "limits|max_connections",
+	    "limits|max_connections_per_client", "limits|connection_rate",
+	    "limits|message_rate" };
 	static const char *const policy_secs[] = { "smarthost", "route",
 	    "mx" };
 	size_t i;
@@ -527,6 +636,20 @@ set_validators(cfg_t *cfg)
 	cfg_set_validate_func(cfg, "spool_dir", validate_nonempty);
 	cfg_set_validate_func(cfg, "listen|address", validate_address);
 	cfg_set_validate_func(cfg, "relay|networks", validate_networks);
+	cfg_set_validate_func(cfg, "relay|accept_domains", validate_domains);
+	cfg_set_validate_func(cfg, "listen|relay_networks",
+	    validate_networks);
+	cfg_set_validate_func(cfg, "listen|auth_plaintext_networks",
+	    validate_networks);
+	cfg_set_validate_func(cfg, "listen|tls", validate_listen_tls);
+	cfg_set_validate_func(cfg, "listen|client_cert", validate_client_cert);
+	cfg_set_validate_func(cfg, "listen|cert_file", validate_readable);
+	cfg_set_validate_func(cfg, "listen|key_file", validate_readable);
+	cfg_set_validate_func(cfg, "tls|cert_file", validate_readable);
+	cfg_set_validate_func(cfg, "tls|key_file", validate_readable);
+	cfg_set_validate_func(cfg, "tls|client_ca_file", validate_readable);
+	cfg_set_validate_func(cfg, "tls|min_version", validate_tls_version);
+	cfg_set_validate_func(cfg, "auth|users_file", validate_readable);
 	cfg_set_validate_func(cfg, "smarthost|host", validate_nonempty);
 	cfg_set_validate_func(cfg, "log|target", validate_target);
 }
@@ -600,6 +723,59 @@ resolve_path(const char *cfgpath, const char *path)
 	out[dlen] = '/';
 	strcpy(out + dlen + 1, path);
 	return out;
+}
+
+static struct cidr *
+cidr_list(cfg_t *sec, const char *name, size_t *n)
+{
+	struct cidr *v;
+	unsigned i;
+
+	*n = cfg_size(sec, name);
+	v = xcalloc(*n ? *n : 1, sizeof(*v));
+	for (i = 0; i < *n; i++) {
+		char err[128];
+
+		if (cidr_parse(cfg_getnstr(sec, name, i), &v[i], err,
+		    sizeof(err)) < 0)
+			abort();   /* validated while parsing */
+	}
+	return v;
+}
+
+static char **
+str_list(cfg_t *sec, const char *name, size_t *n)
+{
+	char **v;
+	unsigned i;
+
+	*n = cfg_size(sec, name);
+	v = xcalloc(*n + 1, sizeof(*v));
+	for (i = 0; i < *n; i++)
+		v[i] = xstrdup(cfg_getnstr(sec, name, i));
+	return v;
+}
+
+static void
+parse_listener_policy(cfg_t *sec, struct listener_config *l)
+{
+	l->tls = (enum listener_tls)pick(cfg_getstr(sec, "tls"),
+	    listen_tls_names, 3);
+	l->tls_required = cfg_getbool(sec, "tls_required") ? 1 : 0;
+	l->cert_file = xstrdup(cfg_getstr(sec, "cert_file"));
+	l->key_file = xstrdup(cfg_getstr(sec, "key_file"));
+	l->client_cert = (enum client_cert_mode)pick(cfg_getstr(sec,
+	    "client_cert"), client_cert_names, 3);
+	l->auth = cfg_getbool(sec, "auth") ? 1 : 0;
+	l->auth_plaintext = cidr_list(sec, "auth_plaintext_networks",
+	    &l->nauth_plaintext);
+	if (cfg_size(sec, "relay_networks") > 0)
+		l->relay_networks = cidr_list(sec, "relay_networks",
+		    &l->nrelay_networks);
+	else
+		l->nrelay_networks = (size_t)-1;   /* filled from relay{} */
+	l->relay_cert_subjects = str_list(sec, "relay_client_certs",
+	    &l->nrelay_cert_subjects);
 }
 
 static void
@@ -685,6 +861,40 @@ check_combinations(struct ferry_config *c, char *err, size_t errlen)
 				    c->listeners[i].port);
 				return -1;
 			}
+	for (i = 0; i < c->nlisteners; i++) {
+		const struct listener_config *l = &c->listeners[i];
+		const char *cert = l->cert_file[0] ? l->cert_file :
+		    c->tls_cert_file;
+		const char *key = l->key_file[0] ? l->key_file :
+		    c->tls_key_file;
+
+		if (l->tls != LTLS_NONE && (cert[0] == '\0' ||
+		    key[0] == '\0')) {
+			snprintf(err, errlen, "%s: listen \"%s\": tls = %s "
+			    "needs cert_file and key_file (in the listener or "
+			    "the tls section)", c->path, l->name,
+			    listen_tls_names[l->tls]);
+			return -1;
+		}
+		if (l->tls == LTLS_NONE && (l->tls_required ||
+		    l->client_cert != CCERT_NONE)) {
+			snprintf(err, errlen, "%s: listen \"%s\": "
+			    "tls_required and client_cert need tls = "
+			    "starttls or implicit", c->path, l->name);
+			return -1;
+		}
+		if (l->client_cert != CCERT_NONE &&
+		    c->tls_client_ca_file[0] == '\0') {
+			snprintf(err, errlen, "%s: listen \"%s\": client_cert "
+			    "needs tls { client_ca_file }", c->path, l->name);
+			return -1;
+		}
+		if (l->auth && c->auth_users_file[0] == '\0') {
+			snprintf(err, errlen, "%s: listen \"%s\": auth = true "
+			    "needs auth { users_file }", c->path, l->name);
+			return -1;
+		}
+	}
 	for (i = 0; i < c->nroutes; i++)
 		if (c->routes[i].ndomains == 0) {
 			snprintf(err, errlen, "%s: route \"%s\" has no domains",
@@ -857,6 +1067,7 @@ config_load(const char *path, const char *text, char *err, size_t errlen)
 		c->listeners[i].name = xstrdup(cfg_title(sec));
 		c->listeners[i].address = xstrdup(cfg_getstr(sec, "address"));
 		c->listeners[i].port = (int)cfg_getint(sec, "port");
+		parse_listener_policy(sec, &c->listeners[i]);
 	}
 
 	sec = cfg_getsec(cfg, "workers");
@@ -886,6 +1097,39 @@ config_load(const char *path, const char *text, char *err, size_t errlen)
 			/* validated while parsing; cannot happen */
 			abort();
 	}
+
+	c->accept_domains = str_list(cfg_getsec(cfg, "relay"),
+	    "accept_domains", &c->naccept_domains);
+	for (i = 0; i < c->nlisteners; i++) {
+		struct listener_config *l = &c->listeners[i];
+
+		if (l->nrelay_networks == (size_t)-1) {
+			l->nrelay_networks = c->nrelay_networks;
+			l->relay_networks = xcalloc(l->nrelay_networks ?
+			    l->nrelay_networks : 1, sizeof(struct cidr));
+			memcpy(l->relay_networks, c->relay_networks,
+			    l->nrelay_networks * sizeof(struct cidr));
+		}
+	}
+	sec = cfg_getsec(cfg, "tls");
+	c->tls_cert_file = xstrdup(cfg_getstr(sec, "cert_file"));
+	c->tls_key_file = xstrdup(cfg_getstr(sec, "key_file"));
+	c->tls_server_min_version = parse_tls_version(cfg_getstr(sec,
+	    "min_version"));
+	c->tls_ciphers = xstrdup(cfg_getstr(sec, "ciphers"));
+	c->tls_ciphersuites = xstrdup(cfg_getstr(sec, "ciphersuites"));
+	c->tls_groups = xstrdup(cfg_getstr(sec, "groups"));
+	c->tls_client_ca_file = xstrdup(cfg_getstr(sec, "client_ca_file"));
+	sec = cfg_getsec(cfg, "auth");
+	c->auth_users_file = xstrdup(cfg_getstr(sec, "users_file"));
+	c->auth_max_failures = (int)cfg_getint(sec, "max_failures");
+	c->auth_lockout = (int)cfg_getint(sec, "lockout");
+	sec = cfg_getsec(cfg, "limits");
+	c->max_connections = (int)cfg_getint(sec, "max_connections");
+	c->max_connections_per_client = (int)cfg_getint(sec,
+	    "max_connections_per_client");
+	c->connection_rate = (int)cfg_getint(sec, "connection_rate");
+	c->message_rate = (int)cfg_getint(sec, "message_rate");
 
 	sec = cfg_getsec(cfg, "smarthost");
 	if (cfg_size(sec, "host") > 0 && cfg_getstr(sec, "host"))
@@ -1010,9 +1254,29 @@ config_free(struct ferry_config *c)
 	free(c->smtpd_user);
 	free(c->spool_dir);
 	for (i = 0; i < c->nlisteners; i++) {
-		free(c->listeners[i].name);
-		free(c->listeners[i].address);
+		struct listener_config *l = &c->listeners[i];
+		size_t k;
+
+		free(l->name);
+		free(l->address);
+		free(l->cert_file);
+		free(l->key_file);
+		free(l->auth_plaintext);
+		free(l->relay_networks);
+		for (k = 0; k < l->nrelay_cert_subjects; k++)
+			free(l->relay_cert_subjects[k]);
+		free(l->relay_cert_subjects);
 	}
+	for (i = 0; i < c->naccept_domains; i++)
+		free(c->accept_domains[i]);
+	free(c->accept_domains);
+	free(c->tls_cert_file);
+	free(c->tls_key_file);
+	free(c->tls_ciphers);
+	free(c->tls_ciphersuites);
+	free(c->tls_groups);
+	free(c->tls_client_ca_file);
+	free(c->auth_users_file);
 	free(c->listeners);
 	free(c->relay_networks);
 	free(c->smarthost_host);
