@@ -109,6 +109,8 @@ struct ferry_config {
 	int max_connections_per_client;
 	int connection_rate;          /* per client address per minute */
 	int message_rate;             /* per client address per minute */
+	int greet_pause;              /* ms to wait for a client that talks
+	                                 before the greeting; 0 = only look */
 
 	/* smarthost: the default route (also in routes[], named
 	 * "smarthost", after every route section) */

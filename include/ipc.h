@@ -35,6 +35,14 @@ enum ipc_type {
 	IMSG_JOB_END,        /* runner -> agent: no more chunks */
 	IMSG_RCPT_RESULT,    /* agent -> runner: one recipient's outcome */
 	IMSG_JOB_DONE,       /* agent -> runner: job finished, agent free */
+	/* SMTP worker <-> ferry-anvil (anvil_client.h); every request
+	 * starts with a u32 sequence number the answer repeats */
+	IMSG_ANVIL_CONNECT,      /* worker: seq, addr; answered */
+	IMSG_ANVIL_DISCONNECT,   /* worker: seq, addr; no answer */
+	IMSG_ANVIL_MESSAGE,      /* worker: seq, addr; answered */
+	IMSG_ANVIL_AUTH_CHECK,   /* worker: seq, addr, user; answered */
+	IMSG_ANVIL_AUTH_FAILED,  /* worker: seq, addr, user; no answer */
+	IMSG_ANVIL_ANSWER,       /* anvil: seq, result (ANVIL_OK...) */
 	IMSG_TYPE_MAX
 };
 

@@ -14,6 +14,9 @@
  *                  FD_POOL     the master's notes: worker counts (for
  *                              ferryctl status) and reloads
  *   ferry-deliver  (only FD_CONFIG; it connects to <spool>/agent.sock)
+ *   ferry-anvil    FD_ANVIL    listening unix socket the workers connect to
+ *                  FD_ANVIL_NOTES  the master's notes: new limits after a
+ *                              reload (struct anvil_limits_note)
  */
 #ifndef FERRY_PROCFD_H
 #define FERRY_PROCFD_H
@@ -28,6 +31,8 @@
 #define FD_CONTROL 5
 #define FD_AGENTS 6
 #define FD_POOL 7     /* runner: read end of the master's pool reports */
+#define FD_ANVIL 4
+#define FD_ANVIL_NOTES 5
 
 /* Exit code of a child that found its configuration or environment wrong;
  * the master does not respawn it quickly. */
@@ -52,8 +57,23 @@ struct pool_report {
 	uint32_t workers, busy;
 };
 
+/* Master -> anvil over FD_ANVIL_NOTES (a SOCK_SEQPACKET pair): the
+ * limits of a reloaded configuration.  Anvil runs chrooted and cannot
+ * re-read the file, so the master sends just the numbers; the counts
+ * survive a reload. */
+#define NOTE_ANVIL_LIMITS 3
+struct anvil_limits_note {
+	uint32_t type;
+	int32_t max_connections, max_connections_per_client;
+	int32_t connection_rate, message_rate;
+	int32_t auth_max_failures, auth_lockout;
+};
+
 /* Name of the intake socket inside the smtpd chroot directory. */
 #define INTAKE_SOCKET_NAME "queue.sock"
+/* Name of ferry-anvil's socket inside the smtpd chroot directory
+ * (root:<smtpd group> 0660, like the intake socket). */
+#define ANVIL_SOCKET_NAME "anvil.sock"
 /* Name of the runner's socket for delivery agents, in the spool. */
 #define AGENT_SOCKET_NAME "agent.sock"
 /* Subdirectories of the spool. */

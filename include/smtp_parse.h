@@ -1,7 +1,8 @@
 /*
  * smtp_parse.h - pure parsers for the SMTP server: the command verb, the
  * MAIL FROM / RCPT TO paths and their ESMTP parameters (RFC 5321 4.1.2,
- * SIZE RFC 1870, BODY RFC 6152, SMTPUTF8 RFC 6531, DSN RFC 3461), the
+ * SIZE RFC 1870, BODY RFC 6152, SMTPUTF8 RFC 6531, DSN RFC 3461, AUTH
+ * RFC 4954 - accepted and ignored), the
  * HELO/EHLO argument, and the BDAT arguments (RFC 3030).
  *
  * Security stance: every input is untrusted network text.  These

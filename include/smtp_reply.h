@@ -58,6 +58,36 @@ enum reply_id {
 	R_DATA_LINE_TOO_LONG,/* 550 5.6.0 */
 	R_NON_ASCII_ADDR,    /* 553 5.6.7 */
 	R_PARAM_UNKNOWN,     /* 555 5.5.4 */
+	/* STARTTLS (RFC 3207) */
+	R_STARTTLS_GO,       /* 220 2.0.0 */
+	R_TLS_ACTIVE,        /* 503 5.5.1 */
+	R_TLS_REQUIRED,      /* 530 5.7.0 */
+	R_TLS_UNAVAILABLE,   /* 454 4.7.0 */
+	/* AUTH (RFC 4954) */
+	R_AUTH_OK,           /* 235 2.7.0 */
+	R_AUTH_CHALLENGE,    /* 334 %s */
+	R_AUTH_CANCELLED,    /* 501 5.0.0 */
+	R_AUTH_BAD_BASE64,   /* 501 5.5.2 */
+	R_AUTH_BAD_RESPONSE, /* 501 5.5.2 */
+	R_AUTH_SYNTAX,       /* 501 5.5.4 */
+	R_AUTH_LINE_TOO_LONG,/* 500 5.5.6 */
+	R_AUTH_ALREADY,      /* 503 5.5.1 */
+	R_AUTH_IN_TX,        /* 503 5.5.1 */
+	R_AUTH_NEED_EHLO,    /* 503 5.5.1 */
+	R_AUTH_MECH,         /* 504 5.5.4 */
+	R_AUTH_FAILED,       /* 535 5.7.8 */
+	R_AUTH_ENCRYPT,      /* 538 5.7.11 */
+	R_AUTH_TEMPFAIL,     /* 454 4.7.0 */
+	R_AUTH_LOCKED,       /* 421 4.7.0 */
+	/* relay policy */
+	R_SENDER_NOT_OWNED,  /* 553 5.7.1 */
+	/* abuse limits (anvil) and non-SMTP clients */
+	R_TOO_MANY_CONNECTIONS,  /* 421 4.7.0 %s: hostname */
+	R_TOO_MANY_FROM_CLIENT,  /* 421 4.7.0 %s %s: hostname, address */
+	R_CONNECTION_RATE,       /* 421 4.7.0 %s: hostname */
+	R_MESSAGE_RATE,          /* 421 4.7.0 %s %s: hostname, address */
+	R_PREGREET,              /* 554 5.5.1 %s: hostname */
+	R_NOT_SMTP,              /* 554 5.5.1 %s %s: hostname, verb */
 	R_COUNT
 };
 

@@ -16,8 +16,12 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+struct anvil_client;
+struct auth_users;
 struct ferry_config;
+struct listener_config;
 struct intake_client;
+struct tls_server;
 
 /* Set from signal handlers; the session polls them. */
 struct session_control {
@@ -32,6 +36,12 @@ struct session_params {
 	int fd;
 	const struct sockaddr *peer;
 	const char *listener;            /* name of the listen section */
+	const struct listener_config *lcfg;  /* that section's policy; NULL =
+	                                    plain, relay by relay.networks */
+	struct tls_server *tls;          /* its TLS context; NULL = no TLS */
+	const struct auth_users *users;  /* the users file; NULL = no AUTH */
+	struct anvil_client *anvil;      /* counts across workers; NULL =
+	                                    no checks */
 };
 
 /* Serves the session to its end; the caller closes fd. */

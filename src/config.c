@@ -62,6 +62,7 @@ static const struct int_range int_ranges[] = {
 	{ "max_connections_per_client", 1, 100000 },
 	{ "connection_rate", 1, 1000000 },
 	{ "message_rate", 1, 1000000 },
+	{ "greet_pause", 0, 30000 },
 };
 
 static int
@@ -483,6 +484,7 @@ static cfg_opt_t limits_opts[] = {
 	CFG_INT("max_connections_per_client", 20, CFGF_NONE),
 	CFG_INT("connection_rate", 120, CFGF_NONE),
 	CFG_INT("message_rate", 600, CFGF_NONE),
+	CFG_INT("greet_pause", 0, CFGF_NONE),
 	CFG_END()
 };
 
@@ -610,7 +612,7 @@ set_validators(cfg_t *cfg)
 	    "delivery|client_data_timeout", "delivery|connection_idle",
 	    "auth|max_failures", "auth|lockout", "limits|max_connections",
 	    "limits|max_connections_per_client", "limits|connection_rate",
-	    "limits|message_rate" };
+	    "limits|message_rate", "limits|greet_pause" };
 	static const char *const policy_secs[] = { "smarthost", "route",
 	    "mx" };
 	size_t i;
@@ -1130,6 +1132,7 @@ config_load(const char *path, const char *text, char *err, size_t errlen)
 	    "max_connections_per_client");
 	c->connection_rate = (int)cfg_getint(sec, "connection_rate");
 	c->message_rate = (int)cfg_getint(sec, "message_rate");
+	c->greet_pause = (int)cfg_getint(sec, "greet_pause");
 
 	sec = cfg_getsec(cfg, "smarthost");
 	if (cfg_size(sec, "host") > 0 && cfg_getstr(sec, "host"))

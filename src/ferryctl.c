@@ -6,6 +6,7 @@
  *   ferryctl [-f config] [-s socket] [--json] status
  *   ferryctl ... queue list | show ID | flush [ID] | delete ID | hold ID |
  *                release ID
+ *   ferryctl user hash [NAME]   (local: a password hash for the users file)
  *
  * Exit status: 0 done, 1 the daemon refused ({"ok":false}) or answered
  * something unreadable, 2 usage or configuration error, 75 (EX_TEMPFAIL)
@@ -24,12 +25,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
 
+#include <openssl/crypto.h>
+
+#include "auth_users.h"
 #include "config.h"
 #include "json.h"
 #include "log.h"
@@ -59,6 +64,9 @@ usage(FILE *fp)
 	    "  queue hold ID       keep a message back from delivery\n"
 	    "  queue release ID    let a held message go again\n"
 	    "  queue delete ID     remove a message without a bounce\n"
+	    "  user hash [NAME]    read a password (no echo on a terminal) and\n"
+	    "                      print its yescrypt hash, or the users-file\n"
+	    "                      line \"NAME:hash\" (no daemon needed)\n"
 	    "options:\n"
 	    "  -f  configuration file (default %s)\n"
 	    "  -s  control socket (default <spool_dir>/" SOCKET_NAME ")\n"
@@ -667,6 +675,101 @@ socket_from_config(const char *config_path)
 	return path;
 }
 
+/* One line from stdin into buf (without the line end); prompt and no
+ * echo when stdin is a terminal.  -1 on EOF or an over-long line. */
+static int
+read_password(const char *prompt, char *buf, size_t size)
+{
+	struct termios old, quiet;
+	int tty = isatty(STDIN_FILENO), restore = 0;
+	size_t n;
+	char *r;
+
+	if (tty) {
+		fprintf(stderr, "%s", prompt);
+		fflush(stderr);
+		if (tcgetattr(STDIN_FILENO, &old) == 0) {
+			quiet = old;
+			quiet.c_lflag &= ~(tcflag_t)ECHO;
+			quiet.c_lflag |= ECHONL;
+			restore = tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet) == 0;
+		}
+	}
+	r = fgets(buf, (int)size, stdin);
+	if (restore)
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+	if (r == NULL)
+		return -1;
+	n = strlen(buf);
+	if (n > 0 && buf[n - 1] == '\n')
+		buf[--n] = '\0';
+	else if (!feof(stdin))
+		return -1;           /* longer than the buffer */
+	if (n > 0 && buf[n - 1] == '\r')
+		buf[--n] = '\0';
+	return 0;
+}
+
+/* "ferryctl user hash [NAME]": a new yescrypt hash (crypt_gensalt_ra and
+ * crypt_r), for a users-file line "NAME:hash[:allowed-senders]". */
+static int
+user_hash(int argc, char **argv)
+{
+	char pw[AUTH_PASSWORD_MAX + 2], again[AUTH_PASSWORD_MAX + 2];
+	char err[256], *h;
+	const char *p;
+	int rc = EX_USAGE_;
+
+	if (argc < 2 || strcmp(argv[1], "hash") != 0 || argc > 3) {
+		fprintf(stderr, "usage: ferryctl user hash [NAME]\n");
+		return EX_USAGE_;
+	}
+	if (argc == 3) {
+		for (p = argv[2]; *p; p++)
+			if (*p <= ' ' || *p > '~' || *p == ':')
+				break;
+		if (*p != '\0' || argv[2][0] == '\0' ||
+		    strlen(argv[2]) > AUTH_USER_MAX) {
+			fprintf(stderr, "ferryctl: a user name is 1 to %d "
+			    "printable characters without spaces or \":\"\n",
+			    AUTH_USER_MAX);
+			return EX_USAGE_;
+		}
+	}
+	if (read_password("Password: ", pw, sizeof(pw)) < 0) {
+		fprintf(stderr, "ferryctl: no password read (at most %d "
+		    "bytes, one line)\n", AUTH_PASSWORD_MAX);
+		goto out;
+	}
+	if (pw[0] == '\0') {
+		fprintf(stderr, "ferryctl: empty password\n");
+		goto out;
+	}
+	if (isatty(STDIN_FILENO)) {
+		if (read_password("Again: ", again, sizeof(again)) < 0 ||
+		    strcmp(pw, again) != 0) {
+			fprintf(stderr, "ferryctl: the passwords differ\n");
+			goto out;
+		}
+	}
+	h = auth_hash_password(pw, err, sizeof(err));
+	if (h == NULL) {
+		fprintf(stderr, "ferryctl: %s\n", err);
+		rc = EX_REFUSED;
+		goto out;
+	}
+	if (argc == 3)
+		printf("%s:%s\n", argv[2], h);
+	else
+		printf("%s\n", h);
+	free(h);
+	rc = EX_OK_;
+out:
+	OPENSSL_cleanse(pw, sizeof(pw));
+	OPENSSL_cleanse(again, sizeof(again));
+	return rc;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -712,6 +815,8 @@ main(int argc, char **argv)
 		usage(stderr);
 		return EX_USAGE_;
 	}
+	if (strcmp(argv[0], "user") == 0)
+		return user_hash(argc, argv);
 	if (find_command(argc, argv) == NULL)
 		return EX_USAGE_;
 	if (build_request(argc, argv, req, sizeof(req)) == -1) {

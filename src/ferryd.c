@@ -9,9 +9,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "auth_users.h"
 #include "config.h"
 #include "log.h"
 #include "master.h"
+#include "tls_server.h"
 
 static void
 usage(FILE *fp)
@@ -72,6 +74,13 @@ main(int argc, char **argv)
 		struct ferry_config *cfg = config_load(a.config_path, NULL,
 		    err, sizeof(err));
 
+		/* what the workers will load: certificates, keys, users */
+		if (cfg != NULL && (tls_server_check(cfg, err,
+		    sizeof(err)) < 0 || auth_users_check(cfg, err,
+		    sizeof(err)) < 0)) {
+			config_free(cfg);
+			cfg = NULL;
+		}
 		if (cfg == NULL) {
 			fprintf(stderr, "ferryd: %s\n", err);
 			return 1;

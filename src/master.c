@@ -5,9 +5,10 @@
  * configuration and keeps the text it validated; binds every listener;
  * prepares the spool (the queue directory for the queue user, the empty
  * chroot of the workers holding only the intake socket, which it creates
- * so that it outlives a runner restart); then fork+execs the queue runner
- * and a pool of SMTP workers with their descriptors at fixed numbers
- * (procfd.h).
+ * so that it outlives a runner restart); then fork+execs the queue runner,
+ * ferry-anvil (the workers' shared abuse counts, restarted like the
+ * runner and stopped after the workers) and a pool of SMTP workers with
+ * their descriptors at fixed numbers (procfd.h).
  *
  * The pool is kept between workers.min_idle idle workers and workers.max
  * in all (workers report busy/idle over the status pipe; extra idle ones
@@ -40,11 +41,14 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 
+#include "auth_users.h"
 #include "config.h"
 #include "log.h"
 #include "master.h"
+#include "notify.h"
 #include "privsep.h"
 #include "procfd.h"
+#include "tls_server.h"
 #include "util.h"
 
 #define BACKOFF_MIN_MS 1000
@@ -52,7 +56,7 @@
 #define YOUNG_MS 10000        /* a child that dies younger is crashing */
 #define MAX_LISTENERS 64
 
-enum child_role { ROLE_WORKER, ROLE_RUNNER, ROLE_AGENT };
+enum child_role { ROLE_WORKER, ROLE_RUNNER, ROLE_AGENT, ROLE_ANVIL };
 enum worker_state { W_STARTING, W_IDLE, W_BUSY };
 
 struct worker {
@@ -89,6 +93,8 @@ struct master_state {
 	int intake_fd;              /* listening unix socket */
 	int control_fd;             /* ferryctl's listening socket */
 	int agent_fd;               /* the delivery agents' socket */
+	int anvil_fd;               /* ferry-anvil's socket, in the chroot */
+	int anvil_notes_rd, anvil_notes_wr;  /* master -> anvil: limits */
 	struct backoff agent_backoff;
 
 	int status_rd, status_wr;   /* workers -> master */
@@ -105,10 +111,15 @@ struct master_state {
 	int64_t runner_started;
 	struct backoff runner_backoff;
 
+	pid_t anvil_pid;
+	int64_t anvil_started;
+	struct backoff anvil_backoff;
+
 	int shutting_down;
 	int64_t shutdown_deadline;
 	char smtpd_path[PATH_MAX + 32], queue_path[PATH_MAX + 32];
 	char deliver_path[PATH_MAX + 32];
+	char anvil_path[PATH_MAX + 32];
 };
 
 static int sig_write_fd = -1;
@@ -179,6 +190,11 @@ read_config(const char *path, char **textp, size_t *lenp, char *err,
 		return NULL;
 	}
 	cfg = config_load(path, text, err, errlen);
+	if (cfg != NULL && (tls_server_check(cfg, err, errlen) < 0 ||
+	    auth_users_check(cfg, err, errlen) < 0)) {
+		config_free(cfg);   /* keys or users the workers cannot load */
+		cfg = NULL;
+	}
 	if (cfg == NULL) {
 		free(text);
 		return NULL;
@@ -369,6 +385,10 @@ prepare_spool(struct master_state *m)
 	snprintf(path, sizeof(path), "%s/%s/%s", cfg->spool_dir,
 	    SPOOL_SMTPD_DIR, INTAKE_SOCKET_NAME);
 	m->intake_fd = make_unix_listener(path, sgid, as_root);
+	/* ferry-anvil's, beside it: the workers ask it about limits */
+	snprintf(path, sizeof(path), "%s/%s/%s", cfg->spool_dir,
+	    SPOOL_SMTPD_DIR, ANVIL_SOCKET_NAME);
+	m->anvil_fd = make_unix_listener(path, sgid, as_root);
 
 	/* the delivery agents' socket, for the delivery user's group */
 	if (as_root) {
@@ -425,7 +445,8 @@ static pid_t
 spawn(struct master_state *m, enum child_role role)
 {
 	const char *path = role == ROLE_WORKER ? m->smtpd_path :
-	    role == ROLE_AGENT ? m->deliver_path : m->queue_path;
+	    role == ROLE_AGENT ? m->deliver_path :
+	    role == ROLE_ANVIL ? m->anvil_path : m->queue_path;
 	char gen[16];
 	sigset_t all, old;
 	pid_t pid;
@@ -471,6 +492,9 @@ spawn(struct master_state *m, enum child_role role)
 			fds[n++] = m->control_fd;                /* 5 */
 			fds[n++] = m->agent_fd;                  /* 6 */
 			fds[n++] = m->pool_rd;                   /* 7 */
+		} else if (role == ROLE_ANVIL) {
+			fds[n++] = m->anvil_fd;                  /* 4 */
+			fds[n++] = m->anvil_notes_rd;            /* 5 */
 		}
 		place_fds(fds, n, FD_CONFIG);
 		execl(path, path, "-f", m->cfg->path, "-g", gen,
@@ -523,6 +547,18 @@ spawn_runner(struct master_state *m)
 		m->runner_pid = pid;
 		m->runner_started = now_ms();
 		log_debug("started queue runner, pid %ld", (long)pid);
+	}
+}
+
+static void
+spawn_anvil(struct master_state *m)
+{
+	pid_t pid = spawn(m, ROLE_ANVIL);
+
+	if (pid > 0) {
+		m->anvil_pid = pid;
+		m->anvil_started = now_ms();
+		log_debug("started anvil, pid %ld", (long)pid);
 	}
 }
 
@@ -600,6 +636,21 @@ reap_children(struct master_state *m)
 			delay = backoff_delay(&m->runner_backoff, lived, status);
 			log_warn("queue runner (pid %ld) died: %s; restarting "
 			    "in %lld ms", (long)pid, how, (long long)delay);
+			continue;
+		}
+		if (pid == m->anvil_pid) {
+			int64_t lived = now_ms() - m->anvil_started;
+			int64_t delay;
+
+			m->anvil_pid = 0;
+			if (m->shutting_down) {
+				log_debug("anvil stopped (%s)", how);
+				continue;
+			}
+			delay = backoff_delay(&m->anvil_backoff, lived, status);
+			log_warn("anvil (pid %ld) died: %s; restarting in %lld "
+			    "ms (the workers allow everything meanwhile)",
+			    (long)pid, how, (long long)delay);
 			continue;
 		}
 		w = find_worker(m, pid);
@@ -785,6 +836,30 @@ tell_runner_reload(struct master_state *m)
 		    "restarts", strerror(errno));
 }
 
+/* Hands anvil the new limits; it keeps its counts (it cannot read the
+ * file from its chroot, so it gets the numbers). */
+static void
+tell_anvil_reload(struct master_state *m)
+{
+	struct anvil_limits_note note;
+
+	if (m->anvil_pid <= 0)
+		return;   /* an anvil started later reads the new file */
+	memset(&note, 0, sizeof(note));
+	note.type = NOTE_ANVIL_LIMITS;
+	note.max_connections = m->cfg->max_connections;
+	note.max_connections_per_client = m->cfg->max_connections_per_client;
+	note.connection_rate = m->cfg->connection_rate;
+	note.message_rate = m->cfg->message_rate;
+	note.auth_max_failures = m->cfg->auth_max_failures;
+	note.auth_lockout = m->cfg->auth_lockout;
+	if (send(m->anvil_notes_wr, &note, sizeof(note), MSG_NOSIGNAL |
+	    MSG_DONTWAIT) != (ssize_t)sizeof(note))
+		log_warn("reload: could not hand anvil the new limits (%s); "
+		    "it keeps the old ones until it restarts",
+		    strerror(errno));
+}
+
 static void
 reload(struct master_state *m)
 {
@@ -880,10 +955,45 @@ reload(struct master_state *m)
 	m->agent_backoff.streak = 0;
 	m->agent_backoff.not_before = 0;
 	tell_runner_reload(m);
+	tell_anvil_reload(m);
 	log_info("configuration reloaded from %s (generation %u)",
 	    cfg->path, m->generation);
 	manage_pool(m);
 	manage_agents(m);
+}
+
+/* systemd's STATUS= line (notify.h), sent when the counts change. */
+static void
+report_status(struct master_state *m)
+{
+	static size_t last_workers = (size_t)-1, last_busy, last_agents;
+	static uint32_t last_generation;
+	static int last_runner = -1;
+	size_t i, workers = 0, busy = 0, agents = 0;
+	int runner = m->runner_pid > 0;
+
+	for (i = 0; i < m->nworkers; i++) {
+		if (m->workers[i].role == ROLE_AGENT) {
+			agents++;
+		} else if (m->workers[i].role == ROLE_WORKER) {
+			workers++;
+			if (m->workers[i].state == W_BUSY)
+				busy++;
+		}
+	}
+	if (workers == last_workers && busy == last_busy &&
+	    agents == last_agents && m->generation == last_generation &&
+	    runner == last_runner)
+		return;
+	last_runner = runner;
+	last_workers = workers;
+	last_busy = busy;
+	last_agents = agents;
+	last_generation = m->generation;
+	notify_status("%s%zu SMTP worker(s), %zu busy; %zu delivery agent(s); "
+	    "queue runner %s; configuration generation %u",
+	    m->shutting_down ? "stopping: " : "", workers, busy, agents,
+	    runner ? "up" : "down", (unsigned)m->generation);
 }
 
 /* --------------------------------------------------------------- shutdown */
@@ -896,6 +1006,7 @@ begin_shutdown(struct master_state *m)
 	if (m->shutting_down)
 		return;
 	m->shutting_down = 1;
+	notify_stopping();
 	m->shutdown_deadline = now_ms() +
 	    (int64_t)m->cfg->shutdown_timeout * 1000 + 5000;
 	log_info("shutting down: %zu worker(s) and agent(s) finishing",
@@ -964,12 +1075,16 @@ find_programs(struct master_state *m)
 	    libexec);
 	snprintf(m->deliver_path, sizeof(m->deliver_path), "%s/ferry-deliver",
 	    libexec);
+	snprintf(m->anvil_path, sizeof(m->anvil_path), "%s/ferry-anvil",
+	    libexec);
 	if (access(m->smtpd_path, X_OK) < 0)
 		log_fatal("%s: %s", m->smtpd_path, strerror(errno));
 	if (access(m->queue_path, X_OK) < 0)
 		log_fatal("%s: %s", m->queue_path, strerror(errno));
 	if (access(m->deliver_path, X_OK) < 0)
 		log_fatal("%s: %s", m->deliver_path, strerror(errno));
+	if (access(m->anvil_path, X_OK) < 0)
+		log_fatal("%s: %s", m->anvil_path, strerror(errno));
 }
 
 static void
@@ -1033,6 +1148,11 @@ master(const struct master_args *args)
 	m->pool_rd = p[0];
 	m->pool_wr = p[1];
 	fd_set_nonblock(m->pool_wr, 1);
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, p) < 0)
+		log_fatal("socketpair: %s", strerror(errno));
+	m->anvil_notes_rd = p[0];
+	m->anvil_notes_wr = p[1];
+	fd_set_nonblock(m->anvil_notes_wr, 1);
 	if (pipe2(p, O_CLOEXEC) < 0)
 		log_fatal("pipe: %s", strerror(errno));
 	m->status_rd = p[0];
@@ -1053,9 +1173,11 @@ master(const struct master_args *args)
 		    m->listeners[i].address, m->listeners[i].port,
 		    m->listeners[i].name);
 	spawn_runner(m);
+	spawn_anvil(m);
 	manage_pool(m);
 	manage_agents(m);
 	log_info("ferry %s started: %s", PACKAGE_VERSION, m->cfg->path);
+	notify_ready();
 
 	for (;;) {
 		struct pollfd pfd[4 + MAX_LISTENERS];
@@ -1065,6 +1187,9 @@ master(const struct master_args *args)
 		ssize_t got;
 
 		if (m->shutting_down && m->nworkers == 0) {
+			/* the workers are gone: nobody asks anvil now */
+			if (m->anvil_pid > 0)
+				kill(m->anvil_pid, SIGTERM);
 			if (m->runner_pid > 0) {
 				kill(m->runner_pid, SIGTERM);
 				m->shutdown_deadline = now_ms() + 10000;
@@ -1079,6 +1204,16 @@ master(const struct master_args *args)
 					kill(m->runner_pid, SIGKILL);
 					waitpid(m->runner_pid, NULL, 0);
 				}
+			}
+			m->shutdown_deadline = now_ms() + 5000;
+			while (m->anvil_pid > 0 &&
+			    now_ms() < m->shutdown_deadline) {
+				reap_children(m);
+				usleep(20000);
+			}
+			if (m->anvil_pid > 0) {
+				kill(m->anvil_pid, SIGKILL);
+				waitpid(m->anvil_pid, NULL, 0);
 			}
 			if (m->log_rd >= 0)
 				relay_logs(m);
@@ -1113,6 +1248,15 @@ master(const struct master_args *args)
 				wait = d;
 			}
 		}
+		if (!m->shutting_down && m->anvil_pid == 0) {
+			int64_t d = m->anvil_backoff.not_before - now_ms();
+
+			if (d <= 0) {
+				spawn_anvil(m);
+			} else if (d < wait) {
+				wait = d;
+			}
+		}
 		if (poll(pfd, n, (int)wait) < 0 && errno != EINTR)
 			log_fatal("poll: %s", strerror(errno));
 
@@ -1125,8 +1269,11 @@ master(const struct master_args *args)
 					reap_children(m);
 					break;
 				case SIGHUP:
-					if (!m->shutting_down)
+					if (!m->shutting_down) {
+						notify_reloading();
 						reload(m);
+						notify_ready();
+					}
 					break;
 				case SIGTERM:
 				case SIGINT:
@@ -1146,6 +1293,7 @@ master(const struct master_args *args)
 		manage_pool(m);
 		manage_agents(m);
 		report_pool(m, 0);
+		report_status(m);
 	}
 	for (i = 0; i < m->nlisteners; i++)
 		close(m->listeners[i].fd);

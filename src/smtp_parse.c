@@ -248,7 +248,10 @@ static int address_literal_valid(const char *s, size_t len)
 		char buf[INET6_ADDRSTRLEN + 1];
 		struct in6_addr a6;
 		size_t n = len - colon - 1;
-		if (n == 0 || n >= sizeof(buf))
+		/* inet_pton stops at a NUL: "[IPv6:::\0junk]" would pass
+		 * and the stored address lose everything after it. */
+		if (n == 0 || n >= sizeof(buf) ||
+		    memchr(s + colon + 1, '\0', n) != NULL)
 			return 0;
 		copy_out(buf, s + colon + 1, n);
 		return inet_pton(AF_INET6, buf, &a6) == 1;
@@ -648,9 +651,10 @@ static void mail_args_init(struct smtp_mail_args *out)
 	out->ret = RET_UNSPEC;
 }
 
-enum mail_param { MP_SIZE, MP_BODY, MP_SMTPUTF8, MP_RET, MP_ENVID, MP_N };
+enum mail_param { MP_SIZE, MP_BODY, MP_SMTPUTF8, MP_RET, MP_ENVID, MP_AUTH,
+    MP_N };
 static const char *const mail_param_names[MP_N] = {
-	"SIZE", "BODY", "SMTPUTF8", "RET", "ENVID",
+	"SIZE", "BODY", "SMTPUTF8", "RET", "ENVID", "AUTH",
 };
 
 static enum smtp_parse_result mail_params(const char *p, const char *end,
@@ -706,6 +710,13 @@ static enum smtp_parse_result mail_params(const char *p, const char *end,
 			else if (ci_eq(val, vallen, "HDRS"))
 				out->ret = RET_HDRS;
 			else
+				return PARSE_BAD_PARAM;
+			break;
+		case MP_AUTH:
+			/* RFC 4954 5: "<>" or an xtext mailbox; accepted
+			 * and not used (ferry trusts no other MTA's word
+			 * about who authenticated). */
+			if (vallen > 500 || !smtp_xtext_valid(val, vallen))
 				return PARSE_BAD_PARAM;
 			break;
 		default: /* MP_ENVID */

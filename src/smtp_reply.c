@@ -86,6 +86,51 @@ static const struct reply_def replies[R_COUNT] = {
 	    "SMTPUTF8" },
 	[R_PARAM_UNKNOWN] = { 555, "5.5.4", "Error: unsupported parameter or "
 	    "parameter not allowed here" },
+	[R_TOO_MANY_CONNECTIONS] = { 421, "4.7.0", "%s Error: too many "
+	    "connections" },
+	[R_TOO_MANY_FROM_CLIENT] = { 421, "4.7.0", "%s Error: too many "
+	    "connections from %s" },
+	[R_CONNECTION_RATE] = { 421, "4.7.0", "%s Error: connection rate "
+	    "limit exceeded" },
+	[R_MESSAGE_RATE] = { 421, "4.7.0", "%s Error: too many messages from "
+	    "%s, closing transmission channel" },
+	[R_PREGREET] = { 554, "5.5.1", "%s Error: SMTP protocol violation: "
+	    "talking before the greeting" },
+	[R_NOT_SMTP] = { 554, "5.5.1", "%s Error: %s is not an SMTP command; "
+	    "this is a mail server, closing transmission channel" },
+	[R_STARTTLS_GO] = { 220, "2.0.0", "Ready to start TLS" },
+	[R_TLS_ACTIVE] = { 503, "5.5.1", "Error: TLS already active" },
+	[R_TLS_REQUIRED] = { 530, "5.7.0", "Must issue a STARTTLS command "
+	    "first" },
+	[R_TLS_UNAVAILABLE] = { 454, "4.7.0", "TLS not available due to "
+	    "local problem" },
+	[R_AUTH_OK] = { 235, "2.7.0", "Authentication successful" },
+	[R_AUTH_CHALLENGE] = { 334, NULL, "%s" },
+	[R_AUTH_CANCELLED] = { 501, "5.0.0", "Authentication cancelled" },
+	[R_AUTH_BAD_BASE64] = { 501, "5.5.2", "Error: invalid base64 in "
+	    "authentication data" },
+	[R_AUTH_BAD_RESPONSE] = { 501, "5.5.2", "Error: malformed "
+	    "authentication response" },
+	[R_AUTH_SYNTAX] = { 501, "5.5.4", "Syntax: AUTH mechanism "
+	    "[initial-response]" },
+	[R_AUTH_LINE_TOO_LONG] = { 500, "5.5.6", "Authentication Exchange "
+	    "line is too long" },
+	[R_AUTH_ALREADY] = { 503, "5.5.1", "Error: already authenticated" },
+	[R_AUTH_IN_TX] = { 503, "5.5.1", "Error: AUTH not allowed in a mail "
+	    "transaction" },
+	[R_AUTH_NEED_EHLO] = { 503, "5.5.1", "Error: send EHLO first" },
+	[R_AUTH_MECH] = { 504, "5.5.4", "Error: unsupported authentication "
+	    "mechanism" },
+	[R_AUTH_FAILED] = { 535, "5.7.8", "Authentication credentials "
+	    "invalid" },
+	[R_AUTH_ENCRYPT] = { 538, "5.7.11", "Encryption required for "
+	    "requested authentication mechanism" },
+	[R_AUTH_TEMPFAIL] = { 454, "4.7.0", "Temporary authentication "
+	    "failure" },
+	[R_AUTH_LOCKED] = { 421, "4.7.0", "%s Error: too many failed "
+	    "authentications, closing transmission channel" },
+	[R_SENDER_NOT_OWNED] = { 553, "5.7.1", "<%s>: Sender address "
+	    "rejected: not owned by user %s" },
 };
 
 const struct reply_def *

@@ -19,10 +19,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 #include <sys/socket.h>
 
+#include <openssl/crypto.h>
+
+#include "anvil_client.h"
+#include "auth_users.h"
 #include "config.h"
 #include "envelope.h"
 #include "intake_client.h"
@@ -32,10 +37,14 @@
 #include "smtp_parse.h"
 #include "smtp_reply.h"
 #include "smtp_session.h"
+#include "tls_server.h"
 #include "util.h"
 
 #define IO_CHUNK   65536      /* socket reads and chunks to the runner */
 #define OUTBUF     16384      /* pending replies */
+/* RFC 4954 4: a server should take AUTH lines of at least 12288 octets */
+#define AUTH_LINE_MAX (12288 + 2)
+#define AUTH_DECODED_MAX (AUTH_LINE_MAX / 4 * 3)
 
 /* The mail transaction: reset by RSET, HELO/EHLO and the end of data. */
 struct smtp_tx {
@@ -59,7 +68,8 @@ struct smtp_tx {
 };
 
 enum close_reason { OPEN = 0, CLOSE_QUIT, CLOSE_EOF, CLOSE_TIMEOUT,
-    CLOSE_ERRORS, CLOSE_SHUTDOWN, CLOSE_IOERR, CLOSE_PROTOCOL };
+    CLOSE_ERRORS, CLOSE_SHUTDOWN, CLOSE_IOERR, CLOSE_PROTOCOL,
+    CLOSE_LIMIT, CLOSE_TLS, CLOSE_AUTH_LOCKED };
 
 struct smtp_session {
 	const struct ferry_config *cfg;
@@ -69,7 +79,21 @@ struct smtp_session {
 	char peer_addr[64];
 	char peer_name[64];          /* "unknown": names are not resolved */
 	const char *listener;
-	int relay_allowed;
+	struct anvil_client *anvil;  /* shared limits; NULL = none */
+
+	/* the listener's policy and what the client has shown so far */
+	const struct listener_config *lcfg;   /* NULL: plain, no AUTH */
+	struct tls_server *tls_ctx;  /* NULL: no TLS on this listener */
+	const struct auth_users *users;
+	struct conn conn;            /* every read and write goes here */
+	int tls_active;
+	struct tls_info tls;         /* valid when tls_active */
+	int relay_client;            /* in the listener's relay_networks */
+	int ccert_relay;             /* verified certificate allows relay */
+	int auth_plaintext_ok;       /* in auth_plaintext_networks */
+	char auth_user[AUTH_USER_MAX + 1];   /* "" until AUTH succeeds */
+	const struct auth_user *auth_entry;
+	int auth_exchange;           /* reading AUTH responses */
 
 	char helo[256];
 	int helo_seen, esmtp;
@@ -123,17 +147,14 @@ flush_out(struct smtp_session *s)
 	size_t off = 0;
 
 	while (off < s->out_len) {
-		ssize_t n = send(s->fd, s->out + off, s->out_len - off,
-		    MSG_NOSIGNAL);
+		ssize_t n = conn_write(&s->conn, s->out + off,
+		    s->out_len - off);
 
 		if (n > 0) {
 			off += (size_t)n;
 			continue;
 		}
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			struct pollfd pfd = { s->fd, POLLOUT, 0 };
+		if (n == CONN_AGAIN) {
 			int64_t left = effective_deadline(s) - now_ms();
 
 			if (left <= 0) {
@@ -141,8 +162,8 @@ flush_out(struct smtp_session *s)
 				s->out_len = 0;
 				return -1;
 			}
-			if (poll(&pfd, 1, (int)(left > 60000 ? 60000 : left))
-			    < 0 && errno != EINTR) {
+			if (conn_wait(&s->conn,
+			    (int)(left > 60000 ? 60000 : left)) < 0) {
 				s->closing = CLOSE_IOERR;
 				return -1;
 			}
@@ -162,22 +183,20 @@ static int
 fill_in(struct smtp_session *s)
 {
 	for (;;) {
-		struct pollfd pfd = { s->fd, POLLIN, 0 };
 		int64_t left;
 		ssize_t n;
 
 		if (s->in_len == s->in_cap)
 			log_panic("fill_in with a full buffer");
-		n = recv(s->fd, s->in + s->in_len, s->in_cap - s->in_len, 0);
+		n = conn_read(&s->conn, s->in + s->in_len,
+		    s->in_cap - s->in_len);
 		if (n > 0) {
 			s->in_len += (size_t)n;
 			return 1;
 		}
 		if (n == 0)
 			return 0;
-		if (errno == EINTR)
-			continue;
-		if (errno != EAGAIN && errno != EWOULDBLOCK) {
+		if (n != CONN_AGAIN) {
 			s->closing = CLOSE_IOERR;
 			return -1;
 		}
@@ -187,8 +206,7 @@ fill_in(struct smtp_session *s)
 			    CLOSE_TIMEOUT;
 			return -1;
 		}
-		if (poll(&pfd, 1, (int)(left > 1000 ? 1000 : left)) < 0 &&
-		    errno != EINTR) {
+		if (conn_wait(&s->conn, (int)(left > 1000 ? 1000 : left)) < 0) {
 			s->closing = CLOSE_IOERR;
 			return -1;
 		}
@@ -266,12 +284,17 @@ tx_reset(struct smtp_session *s)
 	envelope_init(&tx->env);
 }
 
+/* RFC 3848 (ESMTPS, ESMTPA, ESMTPSA) and RFC 6531 (UTF8...). */
 static const char *
 protocol_name(struct smtp_session *s)
 {
-	if (s->tx.mail.smtputf8)
-		return s->esmtp ? "UTF8ESMTP" : "UTF8SMTP";
-	return s->esmtp ? "ESMTP" : "SMTP";
+	static char name[16];
+
+	snprintf(name, sizeof(name), "%s%s%s%s",
+	    s->tx.mail.smtputf8 ? "UTF8" : "", s->esmtp ? "ESMTP" : "SMTP",
+	    s->esmtp && s->tls_active ? "S" : "",
+	    s->esmtp && s->auth_user[0] ? "A" : "");
+	return name;
 }
 
 static void
@@ -332,7 +355,7 @@ static int
 tx_begin_message(struct smtp_session *s, enum data_mode mode)
 {
 	struct smtp_tx *tx = &s->tx;
-	char hdr[1024], date[64];
+	char hdr[1536], date[64], tlsline[200];
 	int n;
 
 	tx->env.sender = xstrdup(tx->mail.addr);
@@ -340,7 +363,7 @@ tx_begin_message(struct smtp_session *s, enum data_mode mode)
 	tx->env.client_name = xstrdup(s->peer_name);
 	tx->env.helo = xstrdup(s->helo);
 	tx->env.protocol = xstrdup(protocol_name(s));
-	tx->env.auth_user = xstrdup("");
+	tx->env.auth_user = xstrdup(s->auth_user);
 	tx->env.received_at_us = (int64_t)(now_wall() * 1e6);
 	tx->env.size_declared = tx->mail.size;
 	tx->env.body_type = (uint32_t)tx->mail.body;
@@ -361,18 +384,24 @@ tx_begin_message(struct smtp_session *s, enum data_mode mode)
 	log_info("%s: client=%s[%s]", tx->qid, s->peer_name, s->peer_addr);
 
 	rfc5322_date(date, sizeof(date), time(NULL));
+	/* like Postfix: "(using TLSv1.3 with cipher X (256/256 bits))" */
+	tlsline[0] = '\0';
+	if (s->tls_active)
+		snprintf(tlsline, sizeof(tlsline), "\t(using %s with cipher %s "
+		    "(%d/%d bits))\r\n", s->tls.version, s->tls.cipher,
+		    s->tls.bits, s->tls.alg_bits);
 	if (tx->env.nrcpts == 1)
 		n = snprintf(hdr, sizeof(hdr),
-		    "Received: from %s (%s [%s])\r\n"
+		    "Received: from %s (%s [%s])\r\n%s"
 		    "\tby %s (ferry) with %s id %s\r\n"
 		    "\tfor <%s>; %s\r\n", s->helo, s->peer_name,
-		    s->peer_addr, s->cfg->hostname, protocol_name(s), tx->qid,
-		    tx->env.rcpts[0].addr, date);
+		    s->peer_addr, tlsline, s->cfg->hostname, protocol_name(s),
+		    tx->qid, tx->env.rcpts[0].addr, date);
 	else
 		n = snprintf(hdr, sizeof(hdr),
-		    "Received: from %s (%s [%s])\r\n"
+		    "Received: from %s (%s [%s])\r\n%s"
 		    "\tby %s (ferry) with %s id %s;\r\n\t%s\r\n", s->helo,
-		    s->peer_name, s->peer_addr, s->cfg->hostname,
+		    s->peer_name, s->peer_addr, tlsline, s->cfg->hostname,
 		    protocol_name(s), tx->qid, date);
 	if (n < 0 || (size_t)n >= sizeof(hdr))
 		log_panic("Received header does not fit");
@@ -445,14 +474,19 @@ tx_finish_message(struct smtp_session *s)
 
 /* --------------------------------------------------------------- lines */
 
-enum line_result { LINE_OK, LINE_EOF, LINE_CLOSED };
+enum line_result { LINE_OK, LINE_EOF, LINE_CLOSED, LINE_SKIPPED };
 
 /* Reads one command line (without CRLF) into line and len.  Lines that
- * are too long or hold a bare CR or LF are answered here and skipped. */
+ * are too long or hold a bare CR or LF are answered here and skipped.
+ * During an AUTH exchange lines may be longer (RFC 4954 4), and such a
+ * line ends the exchange instead: LINE_SKIPPED. */
 static enum line_result
 read_line(struct smtp_session *s, char **line, size_t *len)
 {
 	size_t max = (size_t)s->cfg->max_line_length;
+
+	if (s->auth_exchange && max < AUTH_LINE_MAX)
+		max = AUTH_LINE_MAX;
 
 	s->deadline = now_ms() + (int64_t)s->cfg->command_timeout * 1000;
 	for (;;) {
@@ -487,15 +521,22 @@ read_line(struct smtp_session *s, char **line, size_t *len)
 					s->closing = CLOSE_ERRORS;
 					return LINE_CLOSED;
 				}
+				if (s->auth_exchange)
+					return LINE_SKIPPED;
 				continue;
 			}
 			if (l + 2 > max) {
-				smtp_reply(s, R_LINE_TOO_LONG, (int)max);
+				if (s->auth_exchange)
+					smtp_reply(s, R_AUTH_LINE_TOO_LONG);
+				else
+					smtp_reply(s, R_LINE_TOO_LONG, (int)max);
 				consume_in(s, l + 2);
 				if (s->errors >= s->cfg->max_errors) {
 					s->closing = CLOSE_ERRORS;
 					return LINE_CLOSED;
 				}
+				if (s->auth_exchange)
+					return LINE_SKIPPED;
 				continue;
 			}
 			crlf[0] = '\0';
@@ -510,7 +551,10 @@ read_line(struct smtp_session *s, char **line, size_t *len)
 			size_t keep = s->in[s->in_len - 1] == '\r' ? 1 : 0;
 
 			if (!s->skipping) {
-				smtp_reply(s, R_LINE_TOO_LONG, (int)max);
+				if (s->auth_exchange)
+					smtp_reply(s, R_AUTH_LINE_TOO_LONG);
+				else
+					smtp_reply(s, R_LINE_TOO_LONG, (int)max);
 				s->skipping = 1;
 				if (s->errors >= s->cfg->max_errors) {
 					s->closing = CLOSE_ERRORS;
@@ -518,6 +562,8 @@ read_line(struct smtp_session *s, char **line, size_t *len)
 				}
 			}
 			consume_in(s, s->in_len - keep);
+			if (s->auth_exchange)
+				return LINE_SKIPPED;
 		}
 		/* Input ran out: now the pipelined replies go (RFC 2920). */
 		if (s->out_len > 0 && flush_out(s) < 0)
@@ -535,6 +581,28 @@ read_line(struct smtp_session *s, char **line, size_t *len)
 }
 
 /* ------------------------------------------------------------ commands */
+
+/* STARTTLS is offered on starttls listeners until TLS is up. */
+static int
+starttls_offered(const struct smtp_session *s)
+{
+	return s->lcfg != NULL && s->lcfg->tls == LTLS_STARTTLS &&
+	    s->tls_ctx != NULL && !s->tls_active;
+}
+
+/* The listener does AUTH at all. */
+static int
+auth_enabled(const struct smtp_session *s)
+{
+	return s->lcfg != NULL && s->lcfg->auth && s->users != NULL;
+}
+
+/* AUTH is offered under TLS only, or to auth_plaintext_networks. */
+static int
+auth_offered(const struct smtp_session *s)
+{
+	return auth_enabled(s) && (s->tls_active || s->auth_plaintext_ok);
+}
 
 static void
 cmd_helo(struct smtp_session *s, enum smtp_verb verb, const char *arg,
@@ -558,8 +626,10 @@ cmd_helo(struct smtp_session *s, enum smtp_verb verb, const char *arg,
 		char ext[512];
 
 		snprintf(ext, sizeof(ext), "%s\nPIPELINING\nSIZE %lld\n"
-		    "8BITMIME\nENHANCEDSTATUSCODES\nSMTPUTF8\nDSN\nCHUNKING",
-		    s->cfg->hostname, (long long)s->cfg->message_size_limit);
+		    "8BITMIME\nENHANCEDSTATUSCODES\nSMTPUTF8\nDSN\nCHUNKING%s%s",
+		    s->cfg->hostname, (long long)s->cfg->message_size_limit,
+		    starttls_offered(s) ? "\nSTARTTLS" : "",
+		    auth_offered(s) ? "\nAUTH PLAIN LOGIN" : "");
 		smtp_reply(s, R_HELO, ext);
 	}
 }
@@ -610,10 +680,69 @@ cmd_mail(struct smtp_session *s, enum smtp_verb verb, const char *arg,
 		    (long long)s->cfg->message_size_limit);
 		return;
 	}
+	if (s->auth_entry != NULL && !auth_user_may_send(s->auth_entry,
+	    m.addr)) {
+		smtp_reply(s, R_SENDER_NOT_OWNED, m.addr, s->auth_user);
+		return;
+	}
+	if (s->anvil != NULL &&
+	    anvil_message(s->anvil, s->peer_addr) == ANVIL_MESSAGE_RATE) {
+		log_warn("refusing a message from unknown[%s]: message rate "
+		    "limit exceeded", s->peer_addr);
+		smtp_reply(s, R_MESSAGE_RATE, s->cfg->hostname, s->peer_addr);
+		s->closing = CLOSE_LIMIT;
+		return;
+	}
 	tx_reset(s);
 	s->tx.mail = m;
 	s->tx.active = 1;
 	smtp_reply(s, R_SENDER_OK, m.addr);
+}
+
+/* relay.accept_domains: "example.com" exactly, ".example.com" any
+ * subdomain; ASCII case-insensitive.  "*" is never a wildcard here: it
+ * would open the relay. */
+static int
+domain_accepted(const struct ferry_config *cfg, const char *domain)
+{
+	size_t dl = strlen(domain), i;
+
+	for (i = 0; i < cfg->naccept_domains; i++) {
+		const char *a = cfg->accept_domains[i];
+		size_t al = strlen(a);
+
+		if (a[0] == '.') {
+			if (dl > al && strcasecmp(domain + dl - al, a) == 0)
+				return 1;
+		} else if (strcasecmp(domain, a) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * The relay policy for one recipient (a mailbox the parser accepted, its
+ * source route already dropped).  Trusted clients - in the listener's
+ * relay_networks, authenticated, or with a verified certificate the
+ * listener names - may send anywhere.  Everyone else only to
+ * relay.accept_domains, judged on the domain after the last "@" (the
+ * parser allows no "@" or quote in a domain, so that is the real one),
+ * and never with a local part holding "%", "!" or "@": a next hop might
+ * route on those (percent hack, bang path, quoted "user@dest").
+ */
+static int
+relay_permitted(struct smtp_session *s, const char *addr)
+{
+	const char *at = strrchr(addr, '@'), *p;
+
+	if (s->relay_client || s->auth_user[0] != '\0' || s->ccert_relay)
+		return 1;
+	if (at == NULL || at == addr)
+		return 0;            /* Postmaster: no local delivery here */
+	for (p = addr; p < at; p++)
+		if (*p == '%' || *p == '!' || *p == '@')
+			return 0;
+	return domain_accepted(s->cfg, at + 1);
 }
 
 static void
@@ -659,7 +788,7 @@ cmd_rcpt(struct smtp_session *s, enum smtp_verb verb, const char *arg,
 		smtp_reply(s, R_SYNTAX_RCPT);
 		return;
 	}
-	if (!s->relay_allowed) {
+	if (!relay_permitted(s, r.addr)) {
 		smtp_reply(s, R_RELAY_DENIED, r.addr);
 		return;
 	}
@@ -924,8 +1053,377 @@ cmd_not_implemented(struct smtp_session *s, enum smtp_verb verb,
 	smtp_reply(s, R_NOT_IMPLEMENTED, smtp_verb_name(verb));
 }
 
-/* The command table.  Adding a verb is adding a row.  STARTTLS and AUTH
- * are rows already; they are answered 502 until TLS arrives. */
+/* ------------------------------------------------------ STARTTLS, AUTH */
+
+/* After a handshake: note and log what it gave, and whether the client
+ * certificate is one the listener lets relay. */
+static void
+tls_established(struct smtp_session *s)
+{
+	size_t i;
+
+	conn_tls_info(&s->conn, &s->tls);
+	s->tls_active = 1;
+	log_info("TLS connection established from %s[%s]: %s with cipher %s "
+	    "(%d/%d bits)", s->peer_name, s->peer_addr, s->tls.version,
+	    s->tls.cipher, s->tls.bits, s->tls.alg_bits);
+	if (!s->tls.peer_cert)
+		return;
+	log_info("client certificate %s from %s[%s]: subject=%s, "
+	    "sha256=%s", s->tls.peer_verified ? "verified" : "NOT verified",
+	    s->peer_name, s->peer_addr, s->tls.peer_subject,
+	    s->tls.peer_sha256);
+	if (!s->tls.peer_verified || s->lcfg == NULL)
+		return;
+	for (i = 0; i < s->lcfg->nrelay_cert_subjects; i++)
+		if (tls_cert_rule_match(s->lcfg->relay_cert_subjects[i],
+		    s->tls.peer_cn, s->tls.peer_sha256)) {
+			s->ccert_relay = 1;
+			log_info("relay allowed for %s[%s] by client "
+			    "certificate rule \"%s\"", s->peer_name,
+			    s->peer_addr, s->lcfg->relay_cert_subjects[i]);
+			break;
+		}
+}
+
+/* The handshake, with the command deadline.  -1: the connection must be
+ * dropped (nothing more can be said to the client). */
+static int
+tls_handshake(struct smtp_session *s)
+{
+	char err[512];
+
+	s->deadline = now_ms() + (int64_t)s->cfg->command_timeout * 1000;
+	if (conn_tls_accept(&s->conn, s->tls_ctx, effective_deadline(s), err,
+	    sizeof(err)) < 0) {
+		log_info("TLS handshake failed from %s[%s]: %s; dropping the "
+		    "connection", s->peer_name, s->peer_addr, err);
+		s->closing = CLOSE_TLS;
+		return -1;
+	}
+	tls_established(s);
+	return 0;
+}
+
+static void
+cmd_starttls(struct smtp_session *s, enum smtp_verb verb, const char *arg,
+    size_t len)
+{
+	if (s->tls_active) {        /* after STARTTLS, or implicit TLS */
+		smtp_reply(s, R_TLS_ACTIVE);
+		return;
+	}
+	if (s->lcfg == NULL || s->lcfg->tls != LTLS_STARTTLS ||
+	    s->tls_ctx == NULL) {
+		cmd_not_implemented(s, verb, arg, len);
+		return;
+	}
+	if (len > 0) {
+		smtp_reply(s, R_SYNTAX_NOARG, "STARTTLS");
+		return;
+	}
+	smtp_reply(s, R_STARTTLS_GO);
+	if (flush_out(s) < 0)
+		return;
+	/* RFC 3207 5, CVE-2011-0411: whatever the client sent after
+	 * STARTTLS came in plain text and may have been injected by a man
+	 * in the middle.  None of it is read as a command. */
+	if (s->in_len > 0) {
+		log_warn("%zu bytes of command pipelining after STARTTLS from "
+		    "%s[%s] discarded", s->in_len, s->peer_name, s->peer_addr);
+		s->in_len = 0;
+	}
+	s->skipping = 0;
+	if (tls_handshake(s) < 0)
+		return;
+	/* RFC 3207 4.2: forget everything the client said before TLS */
+	tx_reset(s);
+	s->helo[0] = '\0';
+	s->helo_seen = 0;
+	s->esmtp = 0;
+	s->auth_user[0] = '\0';
+	s->auth_entry = NULL;
+}
+
+/* Strict base64 (RFC 4648 4): length a multiple of 4, padding only at
+ * the end.  Returns the decoded length, or -1. */
+static ssize_t
+b64_decode(const char *in, size_t len, uint8_t *out, size_t outsize)
+{
+	static const char alphabet[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	size_t i, o = 0, pad = 0;
+
+	if (len % 4 != 0 || len / 4 * 3 > outsize)
+		return -1;
+	if (len > 0 && in[len - 1] == '=')
+		pad = len > 1 && in[len - 2] == '=' ? 2 : 1;
+	for (i = 0; i < len; i += 4) {
+		uint32_t v = 0;
+		size_t k, last = i + 4 == len;
+
+		for (k = 0; k < 4; k++) {
+			const char *c;
+
+			if (last && k >= 4 - pad) {
+				v <<= 6;
+				continue;
+			}
+			c = in[i + k] ? strchr(alphabet, in[i + k]) : NULL;
+			if (c == NULL)
+				return -1;
+			v = (v << 6) | (uint32_t)(c - alphabet);
+		}
+		out[o++] = (uint8_t)(v >> 16);
+		if (!(last && pad == 2))
+			out[o++] = (uint8_t)(v >> 8);
+		if (!(last && pad >= 1))
+			out[o++] = (uint8_t)v;
+		/* the bits that padding drops must be zero */
+		if (last && pad == 2 && (v & 0xffff) != 0)
+			return -1;
+		if (last && pad == 1 && (v & 0xff) != 0)
+			return -1;
+	}
+	return (ssize_t)o;
+}
+
+enum auth_read { AUTH_READ_OK, AUTH_READ_ABORTED, AUTH_READ_CLOSED };
+
+/* Sends the 334 challenge and reads the client's base64 response into
+ * out (decoded, *outlen bytes).  On ABORTED the reply has been sent. */
+static enum auth_read
+auth_exchange(struct smtp_session *s, const char *challenge, uint8_t *out,
+    size_t outsize, size_t *outlen)
+{
+	enum line_result lr;
+	ssize_t n;
+	char *line;
+	size_t len;
+
+	smtp_reply(s, R_AUTH_CHALLENGE, challenge);
+	s->auth_exchange = 1;
+	lr = read_line(s, &line, &len);
+	s->auth_exchange = 0;
+	if (lr == LINE_SKIPPED)
+		return AUTH_READ_ABORTED;
+	if (lr != LINE_OK)
+		return AUTH_READ_CLOSED;
+	if (len == 1 && line[0] == '*') {
+		consume_in(s, len + 2);
+		smtp_reply(s, R_AUTH_CANCELLED);
+		return AUTH_READ_ABORTED;
+	}
+	n = b64_decode(line, len, out, outsize);
+	OPENSSL_cleanse(line, len);
+	consume_in(s, len + 2);
+	if (n < 0) {
+		smtp_reply(s, R_AUTH_BAD_BASE64);
+		return AUTH_READ_ABORTED;
+	}
+	*outlen = (size_t)n;
+	return AUTH_READ_OK;
+}
+
+/* Decodes an initial response ("=" is an empty one, RFC 4954 4). */
+static int
+auth_initial(struct smtp_session *s, const char *ir, size_t irlen,
+    uint8_t *out, size_t outsize, size_t *outlen)
+{
+	ssize_t n;
+
+	if (irlen == 1 && ir[0] == '=') {
+		*outlen = 0;
+		return 0;
+	}
+	n = b64_decode(ir, irlen, out, outsize);
+	if (n < 0) {
+		smtp_reply(s, R_AUTH_BAD_BASE64);
+		return -1;
+	}
+	*outlen = (size_t)n;
+	return 0;
+}
+
+/* Copies b[0..n) as a C string when it has no NUL and fits. */
+static int
+auth_field(char *out, size_t outsize, const uint8_t *b, size_t n)
+{
+	if (n == 0 || n >= outsize || memchr(b, '\0', n) != NULL)
+		return -1;
+	memcpy(out, b, n);
+	out[n] = '\0';
+	return 0;
+}
+
+/* RFC 4954 with PLAIN (RFC 4616) and LOGIN.  The password is checked
+ * only after anvil says neither the address nor the user is locked out,
+ * and a failure - unknown user or wrong password, one reply for both -
+ * is reported back to it. */
+static void
+cmd_auth(struct smtp_session *s, enum smtp_verb verb, const char *arg,
+    size_t len)
+{
+	uint8_t *buf = NULL;
+	char user[AUTH_USER_MAX + 1], *pass = NULL;
+	const struct auth_user *entry;
+	const char *sp, *mech_name;
+	size_t mlen, blen = 0, iroff = 0;
+	enum auth_read ar;
+	int plain, rc;
+
+	if (!auth_enabled(s)) {
+		cmd_not_implemented(s, verb, arg, len);
+		return;
+	}
+	if (!auth_offered(s)) {
+		smtp_reply(s, R_AUTH_ENCRYPT);
+		return;
+	}
+	if (!s->helo_seen || !s->esmtp) {
+		smtp_reply(s, R_AUTH_NEED_EHLO);
+		return;
+	}
+	if (s->auth_user[0] != '\0') {
+		smtp_reply(s, R_AUTH_ALREADY);
+		return;
+	}
+	if (s->tx.active) {
+		smtp_reply(s, R_AUTH_IN_TX);
+		return;
+	}
+	sp = memchr(arg, ' ', len);
+	mlen = sp ? (size_t)(sp - arg) : len;
+	if (sp != NULL) {
+		iroff = mlen + 1;
+		if (iroff == len || memchr(arg + iroff, ' ', len - iroff)) {
+			smtp_reply(s, R_AUTH_SYNTAX);
+			return;
+		}
+	}
+	if (mlen == 5 && strncasecmp(arg, "PLAIN", 5) == 0)
+		plain = 1;
+	else if (mlen == 5 && strncasecmp(arg, "LOGIN", 5) == 0)
+		plain = 0;
+	else {
+		smtp_reply(s, mlen == 0 ? R_AUTH_SYNTAX : R_AUTH_MECH);
+		return;
+	}
+	mech_name = plain ? "PLAIN" : "LOGIN";
+	if (!s->tls_active)
+		log_warn("AUTH without TLS from %s[%s] "
+		    "(auth_plaintext_networks)", s->peer_name, s->peer_addr);
+
+	buf = xmalloc(AUTH_DECODED_MAX + 1);
+	pass = xmalloc(AUTH_PASSWORD_MAX + 1);
+	pass[0] = '\0';
+	user[0] = '\0';
+	if (plain) {
+		const uint8_t *z1, *z2;
+
+		if (iroff > 0) {
+			if (auth_initial(s, arg + iroff, len - iroff, buf,
+			    AUTH_DECODED_MAX, &blen) < 0)
+				goto out;
+		} else {
+			ar = auth_exchange(s, "", buf, AUTH_DECODED_MAX,
+			    &blen);
+			if (ar != AUTH_READ_OK)
+				goto out;
+		}
+		/* authzid NUL authcid NUL passwd; authzid empty or the
+		 * same user (no proxy authentication) */
+		z1 = memchr(buf, '\0', blen);
+		z2 = z1 ? memchr(z1 + 1, '\0', blen - (size_t)(z1 + 1 - buf)) :
+		    NULL;
+		if (z2 == NULL || auth_field(user, sizeof(user), z1 + 1,
+		    (size_t)(z2 - z1 - 1)) < 0 || auth_field(pass,
+		    AUTH_PASSWORD_MAX + 1, z2 + 1,
+		    blen - (size_t)(z2 + 1 - buf)) < 0) {
+			smtp_reply(s, R_AUTH_BAD_RESPONSE);
+			goto out;
+		}
+		if (z1 != buf && ((size_t)(z1 - buf) != strlen(user) ||
+		    memcmp(buf, user, strlen(user)) != 0))
+			user[0] = '\0';   /* fails below, like a bad password */
+	} else {
+		if (iroff > 0) {
+			if (auth_initial(s, arg + iroff, len - iroff, buf,
+			    AUTH_DECODED_MAX, &blen) < 0)
+				goto out;
+		} else {
+			ar = auth_exchange(s, "VXNlcm5hbWU6", buf,
+			    AUTH_DECODED_MAX, &blen);
+			if (ar != AUTH_READ_OK)
+				goto out;
+		}
+		if (auth_field(user, sizeof(user), buf, blen) < 0) {
+			smtp_reply(s, R_AUTH_BAD_RESPONSE);
+			goto out;
+		}
+		ar = auth_exchange(s, "UGFzc3dvcmQ6", buf, AUTH_DECODED_MAX,
+		    &blen);
+		if (ar != AUTH_READ_OK)
+			goto out;
+		if (auth_field(pass, AUTH_PASSWORD_MAX + 1, buf, blen) < 0) {
+			smtp_reply(s, R_AUTH_BAD_RESPONSE);
+			goto out;
+		}
+	}
+	if (s->anvil != NULL && anvil_auth_check(s->anvil, s->peer_addr,
+	    user) == ANVIL_AUTH_LOCKED) {
+		char safe[AUTH_USER_MAX * 4 + 1];
+
+		log_warn("AUTH from %s[%s] refused: locked out after too many "
+		    "failures (sasl_username=%s)", s->peer_name, s->peer_addr,
+		    log_sanitize(safe, sizeof(safe), user, strlen(user)));
+		smtp_reply(s, R_AUTH_LOCKED, s->cfg->hostname);
+		s->closing = CLOSE_AUTH_LOCKED;
+		goto out;
+	}
+	rc = auth_users_verify(s->users, user, pass, &entry);
+	if (rc > 0) {
+		ferry_strlcpy(s->auth_user, entry->name, sizeof(s->auth_user));
+		s->auth_entry = entry;
+		log_info("AUTH from %s[%s]: sasl_method=%s, sasl_username=%s",
+		    s->peer_name, s->peer_addr, mech_name, s->auth_user);
+		smtp_reply(s, R_AUTH_OK);
+	} else if (rc == 0) {
+		char safe[AUTH_USER_MAX * 4 + 1];
+
+		log_warn("%s[%s]: SASL %s authentication failed "
+		    "(sasl_username=%s)", s->peer_name, s->peer_addr, mech_name,
+		    log_sanitize(safe, sizeof(safe), user, strlen(user)));
+		if (s->anvil != NULL)
+			anvil_auth_failed(s->anvil, s->peer_addr, user);
+		smtp_reply(s, R_AUTH_FAILED);
+	} else {
+		log_error("AUTH from %s[%s]: the password hash could not be "
+		    "computed", s->peer_name, s->peer_addr);
+		smtp_reply(s, R_AUTH_TEMPFAIL);
+	}
+out:
+	OPENSSL_cleanse(buf, AUTH_DECODED_MAX + 1);
+	OPENSSL_cleanse(pass, AUTH_PASSWORD_MAX + 1);
+	OPENSSL_cleanse(user, sizeof(user));
+	free(buf);
+	free(pass);
+}
+
+/* BDAT where TLS is required first: its chunk is read and dropped, so
+ * that the bytes are not taken for commands. */
+static void
+bdat_discard(struct smtp_session *s, const char *arg, size_t len)
+{
+	uint64_t size;
+	int last;
+
+	if (smtp_parse_bdat(arg, len, &size, &last) == 0)
+		(void)bdat_read_chunk(s, size, 0);
+}
+
+/* The command table.  Adding a verb is adding a row.  Where a listener
+ * requires TLS, only the rows marked CMD_TLS_OK are served before it. */
 #define CMD_TLS_OK   0x01   /* allowed before TLS where TLS is required */
 #define CMD_SYNC     0x02   /* ends a pipelined group: flush after */
 
@@ -949,8 +1447,8 @@ static const struct smtp_command commands[] = {
 	{ VERB_HELP, CMD_TLS_OK | CMD_SYNC, cmd_help },
 	{ VERB_NOOP, CMD_TLS_OK | CMD_SYNC, cmd_noop },
 	{ VERB_QUIT, CMD_TLS_OK | CMD_SYNC, cmd_quit },
-	{ VERB_STARTTLS, CMD_TLS_OK | CMD_SYNC, cmd_not_implemented },
-	{ VERB_AUTH, CMD_SYNC, cmd_not_implemented },
+	{ VERB_STARTTLS, CMD_TLS_OK | CMD_SYNC, cmd_starttls },
+	{ VERB_AUTH, CMD_SYNC, cmd_auth },
 };
 
 static const struct smtp_command *
@@ -975,6 +1473,9 @@ close_reason_name(enum close_reason r)
 	case CLOSE_SHUTDOWN: return " (shutdown)";
 	case CLOSE_IOERR: return " (lost connection)";
 	case CLOSE_PROTOCOL: return " (protocol error)";
+	case CLOSE_LIMIT: return " (rate limit)";
+	case CLOSE_TLS: return " (TLS handshake failed)";
+	case CLOSE_AUTH_LOCKED: return " (authentication lockout)";
 	default: return "";
 	}
 }
@@ -1011,6 +1512,48 @@ log_disconnect(struct smtp_session *s)
 	    close_reason_name(s->closing));
 }
 
+/* Pregreet (Postfix postscreen's name): a real SMTP client waits for
+ * the greeting; one that talks first is a bot blasting its script.
+ * Waits limits.greet_pause milliseconds (0: just looks). */
+static int
+talks_before_greeting(struct smtp_session *s)
+{
+	struct pollfd pfd = { s->fd, POLLIN, 0 };
+	int64_t end = now_ms() + s->cfg->greet_pause;
+	char c;
+
+	for (;;) {
+		int64_t left = end - now_ms();
+		int rc = poll(&pfd, 1, left > 0 ? (int)left : 0);
+
+		if (rc < 0 && errno == EINTR && left > 0)
+			continue;
+		if (rc <= 0)
+			return 0;
+		/* readable: bytes, or only the end of the connection */
+		return recv(s->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+	}
+}
+
+/* An HTTP request (or a POP3 login) sent to the SMTP port: the verb, or
+ * NULL.  Postfix closes on these too; nothing good follows them. */
+static const char *
+not_smtp(const char *line, size_t len)
+{
+	static const char *const verbs[] = { "GET", "POST", "HEAD", "PUT",
+	    "CONNECT", "OPTIONS", "DELETE", "TRACE", "PATCH", "USER" };
+	size_t i;
+
+	for (i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {
+		size_t n = strlen(verbs[i]);
+
+		if (len >= n && strncasecmp(line, verbs[i], n) == 0 &&
+		    (len == n || line[n] == ' '))
+			return verbs[i];
+	}
+	return NULL;
+}
+
 void
 smtp_session_run(const struct session_params *p)
 {
@@ -1021,10 +1564,21 @@ smtp_session_run(const struct session_params *p)
 	s->control = p->control;
 	s->fd = p->fd;
 	s->listener = p->listener;
+	s->anvil = p->anvil;
 	sockaddr_ntop(p->peer, s->peer_addr, sizeof(s->peer_addr));
 	ferry_strlcpy(s->peer_name, "unknown", sizeof(s->peer_name));
-	s->relay_allowed = cidr_match_any(p->cfg->relay_networks,
-	    p->cfg->nrelay_networks, p->peer);
+	s->lcfg = p->lcfg;
+	s->tls_ctx = p->tls;
+	s->users = p->users;
+	conn_init(&s->conn, s->fd);
+	if (s->lcfg != NULL) {
+		s->relay_client = cidr_match_any(s->lcfg->relay_networks,
+		    s->lcfg->nrelay_networks, p->peer);
+		s->auth_plaintext_ok = cidr_match_any(s->lcfg->auth_plaintext,
+		    s->lcfg->nauth_plaintext, p->peer);
+	} else
+		s->relay_client = cidr_match_any(p->cfg->relay_networks,
+		    p->cfg->nrelay_networks, p->peer);
 	s->in_cap = (size_t)p->cfg->max_line_length > IO_CHUNK ?
 	    (size_t)p->cfg->max_line_length : IO_CHUNK;
 	s->in = xmalloc(s->in_cap);
@@ -1032,11 +1586,25 @@ smtp_session_run(const struct session_params *p)
 	fd_set_nonblock(s->fd, 1);
 
 	log_info("connect from %s[%s]", s->peer_name, s->peer_addr);
+	/* RFC 8314: on an implicit TLS listener the handshake comes first */
+	if (s->lcfg != NULL && s->lcfg->tls == LTLS_IMPLICIT) {
+		if (s->tls_ctx == NULL) {
+			log_error("listener %s: no TLS context", s->listener);
+			s->closing = CLOSE_TLS;
+		} else
+			(void)tls_handshake(s);
+	}
 	s->deadline = now_ms() + (int64_t)s->cfg->command_timeout * 1000;
-	if (s->control && s->control->drain) {
+	if (s->closing != OPEN) {
+		/* the handshake failed: nothing can be said */
+	} else if (s->control && s->control->drain) {
 		smtp_reply(s, R_SHUTDOWN, s->cfg->hostname);
 		s->shutdown_sent = 1;
 		s->closing = CLOSE_SHUTDOWN;
+	} else if (!(p->lcfg != NULL && p->lcfg->tls == LTLS_IMPLICIT) &&
+	    talks_before_greeting(s)) {
+		smtp_reply(s, R_PREGREET, s->cfg->hostname);
+		s->closing = CLOSE_PROTOCOL;
 	} else {
 		smtp_reply(s, R_GREETING, s->cfg->hostname);
 	}
@@ -1047,23 +1615,39 @@ smtp_session_run(const struct session_params *p)
 		const char *arg;
 		size_t len, arglen;
 		char *line;
+		const char *alien;
 
 		if (read_line(s, &line, &len) != LINE_OK)
 			break;
 		verb = smtp_parse_verb(line, len, &arg, &arglen);
+		alien = verb == VERB_UNKNOWN ? not_smtp(line, len) : NULL;
 		/* copy the argument out: the handler may refill s->in */
 		{
 			char *argcopy = xstrndup(arg, arglen);
 
+			if (verb == VERB_AUTH)
+				OPENSSL_cleanse(line, len);
 			consume_in(s, len + 2);
 			s->counts[verb]++;
 			s->total_commands++;
 			cmd = verb == VERB_UNKNOWN ? NULL :
 			    command_lookup(verb);
-			if (cmd == NULL)
+			if (cmd == NULL && alien != NULL) {
+				smtp_reply(s, R_NOT_SMTP, s->cfg->hostname,
+				    alien);
+				s->closing = CLOSE_PROTOCOL;
+			} else if (cmd == NULL)
 				smtp_reply(s, R_UNKNOWN_COMMAND);
-			else
+			else if (s->lcfg != NULL && s->lcfg->tls_required &&
+			    !s->tls_active && !(cmd->flags & CMD_TLS_OK)) {
+				if (verb == VERB_BDAT)
+					bdat_discard(s, argcopy, arglen);
+				if (s->closing == OPEN)
+					smtp_reply(s, R_TLS_REQUIRED);
+			} else
 				cmd->handler(s, verb, argcopy, arglen);
+			if (verb == VERB_AUTH)   /* may hold a password */
+				OPENSSL_cleanse(argcopy, arglen);
 			free(argcopy);
 		}
 		if (s->closing == OPEN && s->errors >= s->cfg->max_errors)
@@ -1094,7 +1678,9 @@ smtp_session_run(const struct session_params *p)
 	}
 	tx_reset(s);
 	envelope_free(&s->tx.env);
+	conn_end(&s->conn);
 	log_disconnect(s);
+	OPENSSL_cleanse(s->in, s->in_cap);
 	free(s->in);
 	free(s);
 }

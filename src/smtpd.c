@@ -2,10 +2,11 @@
  * smtpd.c - the SMTP worker process.
  *
  * Security stance: this is the process that faces the internet, so it
- * holds nothing worth stealing.  Started by the master as root, it reads
- * its configuration, opens syslog, then drops for good: the SMTP user,
+ * holds nothing worth stealing but its TLS keys.  Started by the master
+ * as root, it reads its configuration, the listeners' certificates and
+ * keys and the AUTH users file, then drops for good: the SMTP user,
  * chroot to the spool's empty smtpd directory (which holds only the
- * runner's intake socket), no new privileges, no forking, no writing
+ * runner's intake socket and anvil's), no new privileges, no forking, no writing
  * files.  It never sees the queue database.  It accepts from the
  * listening sockets the master passed, serves one session at a time,
  * tells the master when it is busy or idle, and exits after the
@@ -24,13 +25,18 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
+#include "anvil_client.h"
+#include "auth_users.h"
 #include "config.h"
 #include "intake_client.h"
 #include "log.h"
+#include "netaddr.h"
 #include "privsep.h"
 #include "procfd.h"
+#include "smtp_reply.h"
 #include "smtp_session.h"
 #include "smtpd.h"
+#include "tls_server.h"
 #include "util.h"
 
 static struct session_control control;
@@ -89,11 +95,51 @@ install_signals(void)
 	sigprocmask(SIG_SETMASK, &sa.sa_mask, NULL);
 }
 
+/* Asks anvil about a new connection; over a limit, the client gets 421
+ * in one write and no session.  1 when refused. */
+static int
+refuse_over_limit(const struct ferry_config *cfg, struct anvil_client *ac,
+    int fd, const char *addr)
+{
+	char line[512];
+	const char *what;
+	enum reply_id id;
+	size_t n;
+
+	switch (anvil_connect(ac, addr)) {
+	case ANVIL_TOO_MANY_CONNECTIONS:
+		id = R_TOO_MANY_CONNECTIONS;
+		what = "connection limit exceeded (all clients)";
+		break;
+	case ANVIL_TOO_MANY_FROM_CLIENT:
+		id = R_TOO_MANY_FROM_CLIENT;
+		what = "connection limit exceeded (this client)";
+		break;
+	case ANVIL_CONNECTION_RATE:
+		id = R_CONNECTION_RATE;
+		what = "connection rate limit exceeded";
+		break;
+	default:
+		return 0;
+	}
+	n = id == R_TOO_MANY_FROM_CLIENT ?
+	    reply_formatf(line, sizeof(line), id, cfg->hostname, addr) :
+	    reply_formatf(line, sizeof(line), id, cfg->hostname);
+	log_warn("refusing unknown[%s]: %s", addr, what);
+	if (send(fd, line, n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+		/* the client is gone already */
+	}
+	return 1;
+}
+
 int
 smtpd(const struct child_args *a)
 {
 	struct ferry_config *cfg;
 	struct intake_client queue;
+	struct anvil_client anvil_cl;
+	struct tls_server **tls;
+	struct auth_users *users = NULL;
 	struct pollfd *pfds;
 	char sockpath[4200], chroot_dir[4096];
 	struct privsep_target target;
@@ -104,6 +150,26 @@ smtpd(const struct child_args *a)
 	install_signals();
 	cfg = child_load_config(a, "ferry-smtpd");
 	n = cfg->nlisteners;
+
+	/* Keys and the users file may be root's only: read them now.  The
+	 * master checked both, so a failure here is the environment's. */
+	tls = xcalloc(n, sizeof(*tls));
+	for (i = 0; i < n; i++) {
+		const struct listener_config *l = &cfg->listeners[i];
+		char err[2048];
+
+		if (l->tls != LTLS_NONE) {
+			tls[i] = tls_server_new(cfg, l, err, sizeof(err));
+			if (tls[i] == NULL)
+				log_fatal("listen \"%s\": %s", l->name, err);
+		}
+		if (l->auth && users == NULL) {
+			users = auth_users_load(cfg->auth_users_file, err,
+			    sizeof(err));
+			if (users == NULL)
+				log_fatal("%s", err);
+		}
+	}
 
 	snprintf(chroot_dir, sizeof(chroot_dir), "%s/%s", cfg->spool_dir,
 	    SPOOL_SMTPD_DIR);
@@ -121,6 +187,13 @@ smtpd(const struct child_args *a)
 		snprintf(sockpath, sizeof(sockpath), "%s/%s", chroot_dir,
 		    INTAKE_SOCKET_NAME);
 	intake_client_init(&queue, sockpath);
+	if (dropped)
+		snprintf(sockpath, sizeof(sockpath), "/%s",
+		    ANVIL_SOCKET_NAME);
+	else
+		snprintf(sockpath, sizeof(sockpath), "%s/%s", chroot_dir,
+		    ANVIL_SOCKET_NAME);
+	anvil_client_init(&anvil_cl, sockpath);
 
 	pfds = xcalloc(n, sizeof(*pfds));
 	for (i = 0; i < n; i++) {
@@ -135,6 +208,7 @@ smtpd(const struct child_args *a)
 	while (!stop_after_session && sessions < cfg->worker_sessions) {
 		struct sockaddr_storage peer;
 		socklen_t plen = sizeof(peer);
+		char peer_addr[64];
 		int fd = -1, one = 1, rc;
 
 		/* bounded: a signal landing between the loop test and
@@ -158,6 +232,14 @@ smtpd(const struct child_args *a)
 			continue;   /* a sibling won the race */
 		report(self, a->generation, WORKER_BUSY);
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		sockaddr_ntop((struct sockaddr *)&peer, peer_addr,
+		    sizeof(peer_addr));
+		if (refuse_over_limit(cfg, &anvil_cl, fd, peer_addr)) {
+			close(fd);
+			if (!stop_after_session)
+				report(self, a->generation, WORKER_IDLE);
+			continue;
+		}
 		{
 			struct session_params sp;
 
@@ -168,15 +250,25 @@ smtpd(const struct child_args *a)
 			sp.fd = fd;
 			sp.peer = (struct sockaddr *)&peer;
 			sp.listener = cfg->listeners[i - 1].name;
+			sp.lcfg = &cfg->listeners[i - 1];
+			sp.tls = tls[i - 1];
+			sp.users = users;
+			sp.anvil = &anvil_cl;
 			smtp_session_run(&sp);
 		}
 		close(fd);
+		anvil_disconnect(&anvil_cl, peer_addr);
 		sessions++;
 		if (!stop_after_session && sessions < cfg->worker_sessions)
 			report(self, a->generation, WORKER_IDLE);
 	}
 	log_debug("worker exiting after %d sessions", sessions);
 	intake_client_close(&queue);
+	anvil_client_close(&anvil_cl);
+	for (i = 0; i < n; i++)
+		tls_server_free(tls[i]);
+	free(tls);
+	auth_users_free(users);
 	free(pfds);
 	config_free(cfg);
 	return 0;

@@ -339,7 +339,14 @@ static const struct mail_case mail_cases[] = {
 	/* unknown and malformed keywords */
 	MERR("<a@b.example> FOO=bar", PARSE_UNKNOWN_PARAM),
 	MERR("<a@b.example> X-FOO", PARSE_UNKNOWN_PARAM),
-	MERR("<a@b.example> AUTH=<>", PARSE_UNKNOWN_PARAM),
+	/* RFC 4954 5: AUTH=<> or an xtext mailbox, accepted and ignored */
+	MOK("<a@b.example> AUTH=<>", "a@b.example"),
+	MOK("<a@b.example> AUTH=user+40example.com", "a@b.example"),
+	MERR("<a@b.example> AUTH=", PARSE_BAD_PARAM),
+	MERR("<a@b.example> AUTH", PARSE_BAD_PARAM),
+	MERR("<a@b.example> AUTH=a+4", PARSE_BAD_PARAM),
+	MERR("<a@b.example> AUTH=<> AUTH=<>", PARSE_DUP_PARAM),
+	MERRF("<a@b.example> AUTH=<>", 0, PARSE_PARAM_NO_ESMTP),
 	MERR("<a@b.example> NOTIFY=NEVER", PARSE_UNKNOWN_PARAM),
 	MERR("<a@b.example> SIZES=1", PARSE_UNKNOWN_PARAM),
 	MERR("<a@b.example> SIZE=1 FOO", PARSE_UNKNOWN_PARAM),
@@ -1297,6 +1304,44 @@ START_TEST(test_bdat_len_bounds)
 }
 END_TEST
 
+/*
+ * Regression (fuzz_address, fuzz_smtp_command): an IPv6 address literal
+ * with a NUL inside was handed to inet_pton, which stops at the NUL, so
+ * "a@[IPv6:::<NUL>]" passed and the stored address, a C string, was cut
+ * to "a@[IPv6:::".  Corpus files tests/fuzz/corpus/fuzz_address/
+ * regress-ipv6-literal-nul and fuzz_smtp_command/regress-*-ipv6-literal-nul.
+ */
+START_TEST(test_ipv6_literal_nul)
+{
+	static const char mbox[] = "a@[IPv6:::\0]";
+	static const char lit[] = "[IPv6:2001:db8::\0\0001]";
+	static const char mail[] = "<a@[IPv6:::\0]>";
+	struct smtp_mail_args m;
+	struct smtp_rcpt_args r;
+	char *p;
+
+	p = dupn(mbox, sizeof(mbox) - 1);
+	ck_assert_int_eq(smtp_check_mailbox(p, sizeof(mbox) - 1, 0),
+	    PARSE_SYNTAX);
+	ck_assert_int_eq(smtp_check_mailbox(p, sizeof(mbox) - 1, 1),
+	    PARSE_SYNTAX);
+	free(p);
+	p = dupn(lit, sizeof(lit) - 1);
+	ck_assert_int_eq(smtp_check_domain(p, sizeof(lit) - 1, 1), 0);
+	free(p);
+	p = dupn(mail, sizeof(mail) - 1);
+	ck_assert_int_eq(smtp_parse_mail(p, sizeof(mail) - 1, E, &m),
+	    PARSE_BAD_SENDER);
+	ck_assert_str_eq(m.addr, "");
+	ck_assert_int_eq(smtp_parse_rcpt(p, sizeof(mail) - 1, E, 1, &r),
+	    PARSE_BAD_RCPT);
+	ck_assert_str_eq(r.addr, "");
+	free(p);
+	/* without the NUL it is a fine literal */
+	ck_assert_int_eq(smtp_check_mailbox("a@[IPv6:::1]", 12, 0), PARSE_OK);
+}
+END_TEST
+
 /* ---- suite --------------------------------------------------------------- */
 
 #define NELEM(a) ((int)(sizeof(a) / sizeof((a)[0])))
@@ -1333,6 +1378,7 @@ static Suite *smtp_parse_suite(void)
 	tcase_add_test(tc, test_mailbox_lengths);
 	tcase_add_loop_test(tc, test_domain_table, 0, NELEM(domain_cases));
 	tcase_add_test(tc, test_domain_lengths);
+	tcase_add_test(tc, test_ipv6_literal_nul);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("text");

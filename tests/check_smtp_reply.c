@@ -33,7 +33,8 @@ static int esc_well_formed(const char *s)
 
 static int no_esc(enum reply_id id)
 {
-	return id == R_GREETING || id == R_HELO || id == R_DATA_GO;
+	return id == R_GREETING || id == R_HELO || id == R_DATA_GO ||
+	    id == R_AUTH_CHALLENGE;   /* RFC 4954: 334 has none */
 }
 
 /* --- the table ------------------------------------------------------- */
@@ -141,9 +142,9 @@ START_TEST(test_format_every_reply)
 		else if (strstr(r->text, "%d") != NULL)
 			n = reply_formatf(out, sizeof out, (enum reply_id)id,
 			    12345);
-		else
+		else   /* enough for texts with two %s */
 			n = reply_formatf(out, sizeof out, (enum reply_id)id,
-			    "arg");
+			    "arg", "arg");
 		ck_assert_uint_eq(n, strlen(out));
 		ck_assert_msg(n > 2 && strcmp(out + n - 2, "\r\n") == 0,
 		    "reply %d: '%s'", id, out);

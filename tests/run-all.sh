@@ -24,6 +24,20 @@ make -j"$(nproc)"
 status=0
 make -j2 check || status=$?
 
+# A short fuzz run of the parsers (tests/fuzz) when clang is installed:
+# each harness FERRY_FUZZ_SECONDS (30) seconds, two at a time.  A crash
+# fails the run; run.sh prints the input that crashed and the report.
+if command -v clang >/dev/null 2>&1; then
+	if make fuzz; then
+		sh tests/fuzz/run.sh "${FERRY_FUZZ_SECONDS:-30}" || status=1
+	else
+		echo "fuzz: the harnesses did not build"
+		status=1
+	fi
+else
+	echo "fuzz: clang is not installed, skipped"
+fi
+
 # One summary line, whatever the harness printed above.
 pass=0; fail=0
 for t in tests/*.trs tests/e2e/*.trs; do
@@ -57,4 +71,19 @@ cases=$(cat tests/*.log tests/e2e/*.log 2>/dev/null | awk '
 	END { printf "%d %d", n - f, f }')
 echo "test programs: $pass passed, $fail failed"
 echo "${cases% *} passed, ${cases#* } failed"
+
+# The Debian package: build, install, check, run, purge (about a minute;
+# FERRY_TEST_PACKAGE=0 skips it).  Last, so the main tests never see an
+# installed ferry; the script purges the package whatever happens.
+if [ "${FERRY_TEST_PACKAGE:-1}" != 0 ] && command -v apt-get >/dev/null 2>&1
+then
+	if sh tests/package/test-deb.sh; then
+		echo "package test: passed"
+	else
+		echo "package test: FAILED"
+		status=1
+	fi
+else
+	echo "package test: skipped"
+fi
 exit "$status"

@@ -46,8 +46,9 @@ class PrivilegeTest(ft.FerryTestCase):
             lim = ft.proc_limits(pid)
             self.assertEqual(lim["Max processes"], ("0", "0"))
             self.assertEqual(lim["Max file size"], ("0", "0"))
-        # the chroot holds the intake socket and nothing else
-        self.assertEqual(os.listdir(chroot), ["queue.sock"])
+        # the chroot holds the intake and anvil sockets, nothing else
+        self.assertEqual(sorted(os.listdir(chroot)),
+                         ["anvil.sock", "queue.sock"])
         st = os.stat(chroot)
         self.assertEqual((st.st_uid, st.st_mode & 0o777), (0, 0o755))
 
@@ -99,8 +100,11 @@ class PrivilegeTest(ft.FerryTestCase):
         agents = ft.wait_for(lambda: len(self.ferry.agents()) == 4 and
                              self.ferry.agents(), 10) or []
         self.assertEqual(len(agents), 4, "delivery.agents defaults to 4")
+        anvils = self.ferry.anvils()
+        self.assertEqual(len(anvils), 1, "exactly one anvil")
         self.assertEqual(sorted(kids),
-                         sorted(pids + self.ferry.runners() + agents),
+                         sorted(pids + self.ferry.runners() + agents +
+                                anvils),
                          "unexpected children of the master")
         # the master itself stays root (it must bind and supervise)
         self.assertEqual(ids(ft.proc_status(self.ferry.pid), "Uid")[0], 0)

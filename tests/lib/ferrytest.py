@@ -225,8 +225,11 @@ class Client:
     Every operation has a timeout."""
 
     def __init__(self, port, host="127.0.0.1", timeout=IO_TIMEOUT,
-                 greeting=True):
+                 greeting=True, tls_context=None, server_hostname=None):
         self.sock = socket.create_connection((host, port), timeout=timeout)
+        if tls_context is not None:     # implicit TLS (RFC 8314)
+            self.sock = tls_context.wrap_socket(
+                self.sock, server_hostname=server_hostname)
         self.sock.settimeout(timeout)
         self.timeout = timeout
         self.buf = b""
@@ -314,6 +317,15 @@ class Client:
                 return True
             self.buf += chunk
 
+    def starttls(self, context, server_hostname=None):
+        """TLS on the connection after a 220 to STARTTLS; anything the
+        server sent before the handshake fails the test."""
+        if self.buf:
+            raise SMTPError("bytes before the handshake: %r" % self.buf)
+        self.sock = context.wrap_socket(self.sock,
+                                        server_hostname=server_hostname)
+        self.sock.settimeout(self.timeout)
+
     def close(self):
         try:
             self.sock.close()
@@ -382,7 +394,11 @@ DEFAULTS = {
     "hostname": "mx.ferry-test.example",
     "shutdown_timeout": 3,
     "workers": {"min_idle": 2, "max_idle": 4, "max": 16, "sessions": 100},
-    "limits": {},
+    # The abuse limits are counted per client address, and every test
+    # client is 127.0.0.1: generous by default, so only the tests of
+    # those limits (test_abuse_limits.py) meet them.
+    "limits": {"max_connections_per_client": 1000,
+               "connection_rate": 1000000, "message_rate": 1000000},
     "networks": ["127.0.0.0/8", "::1/128"],
     "debug": False,
     # delivery (written only when given):
@@ -395,6 +411,18 @@ DEFAULTS = {
     "smarthost": None,
     "mx": None,
     "delivery": None,
+    # inbound TLS, AUTH and relay policy (written only when given):
+    #   listen          {"tls": "starttls", "auth": True, ...}: more options
+    #                   of the listener "test"
+    #   more_listeners  [{"name": "smtps", "tls": "implicit", ...}]: each
+    #                   gets a free port, self.ports["smtps"]
+    #   tls / auth      {"cert_file": ...} -> tls { ... } / auth { ... }
+    #   accept_domains  ["example.com", ...] -> relay { accept_domains }
+    "listen": {},
+    "more_listeners": [],
+    "tls": None,
+    "auth": None,
+    "accept_domains": [],
 }
 
 
@@ -457,7 +485,18 @@ class Ferry:
             'listen "test" {',
             '    address = "127.0.0.1"',
             "    port = %d" % self.port,
-            "}",
+        ] + ["    %s = %s" % (k, conf_value(v))
+             for k, v in sorted(o["listen"].items())] + ["}"]
+        for ml in o["more_listeners"]:
+            ml = dict(ml)
+            name = ml.pop("name")
+            ml.setdefault("address", "127.0.0.1")
+            ml["port"] = self.ports[name]
+            lines += conf_section('listen "%s"' % name, ml)
+        for sec in ("tls", "auth"):
+            if o[sec] is not None:
+                lines += conf_section(sec, o[sec])
+        lines += [
             "workers {",
         ]
         lines += ["    %s = %d" % (k, w[k]) for k in sorted(w)]
@@ -466,8 +505,11 @@ class Ferry:
                   sorted(o["limits"].items())]
         lines += ["}", "relay {",
                   "    networks = { %s }" % ", ".join(
-                      '"%s"' % n for n in o["networks"]),
-                  "}"]
+                      '"%s"' % n for n in o["networks"])]
+        if o["accept_domains"]:
+            lines += ["    accept_domains = %s"
+                      % conf_value(o["accept_domains"])]
+        lines += ["}"]
         for r in o["routes"] or ():
             r = dict(r)
             lines += conf_section('route "%s"' % r.pop("name"), r)
@@ -505,6 +547,8 @@ class Ferry:
         last = None
         for _ in range(3):      # a free port may be taken meanwhile
             self.port = free_port()
+            self.ports = {ml["name"]: free_port()
+                          for ml in self.opts["more_listeners"]}
             self.write_config()
             try:
                 self._start_once()
@@ -640,6 +684,9 @@ class Ferry:
 
     def runners(self):
         return self.children("ferry-queue")
+
+    def anvils(self):
+        return self.children("ferry-anvil")
 
     def agents(self):
         """Live delivery agents (ferry-deliver children of the master, or
@@ -793,6 +840,7 @@ class Ferry:
 
 RECEIVED_RE = re.compile(
     rb"Received: from (?P<helo>\S+) \((?P<name>\S+) \[(?P<addr>[^\]]+)\]\)"
+    rb"(?:\r\n\t\((?P<tls>using [^\r\n]*)\))?"
     rb"\r\n\tby (?P<host>\S+) \(ferry\) with (?P<proto>\S+) id (?P<qid>\S+)"
     rb"(?:\r\n\tfor <(?P<rcpt>[^>]*)>; |;\r\n\t)(?P<date>[^\r\n]+)\r\n")
 

@@ -1,0 +1,78 @@
+/*
+ * anvil_table.h - the counting of ferry-anvil, as a pure module: no I/O,
+ * no clock; every call takes the time (milliseconds) from the caller, so
+ * tests drive it with explicit timestamps.
+ *
+ * Per client key: connections open now, a leaky bucket of connection
+ * starts and one of messages (a burst of `rate` events, then `rate` per
+ * minute), and authentication failures.  Per user: authentication
+ * failures.  In all: the connections open.  A client key is the numeric
+ * address, except that IPv6 clients are counted per /64 (one customer's
+ * prefix) and IPv4-mapped IPv6 addresses as IPv4.
+ *
+ * Memory is bounded: idle entries are expired by anvil_table_expire, and
+ * at most max_entries exist; beyond that a new key is not tracked and the
+ * action is allowed (fail open), counted in `overflows` for the caller
+ * to log.
+ */
+#ifndef FERRY_ANVIL_TABLE_H
+#define FERRY_ANVIL_TABLE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "anvil_client.h"   /* the ANVIL_* results */
+
+#define ANVIL_DEFAULT_MAX_ENTRIES 100000
+#define ANVIL_KEY_MAX 64     /* room for any key, NUL included */
+
+struct anvil_limits {
+	int max_connections;             /* in all */
+	int max_connections_per_client;
+	int connection_rate;             /* per client key per minute */
+	int message_rate;                /* per client key per minute */
+	int auth_max_failures;           /* within auth_lockout seconds */
+	int auth_lockout;                /* seconds */
+	size_t max_entries;              /* 0 = ANVIL_DEFAULT_MAX_ENTRIES */
+};
+
+struct anvil_table;
+
+struct anvil_table *anvil_table_new(const struct anvil_limits *lim);
+void anvil_table_free(struct anvil_table *t);
+/* New limits; the counts stay. */
+void anvil_table_set_limits(struct anvil_table *t,
+    const struct anvil_limits *lim);
+
+/* The client key of a numeric address into out (ANVIL_KEY_MAX bytes):
+ * 0, or -1 when addr is not a numeric IPv4 or IPv6 address. */
+int anvil_client_key(const char *addr, char *out, size_t outlen);
+
+/* A connection from key starts.  ANVIL_OK (then *counted says whether
+ * it was counted and must be released with anvil_table_disconnect; it is
+ * not when the table is full) or the limit that refuses it. */
+int anvil_table_connect(struct anvil_table *t, const char *key,
+    int64_t now, int *counted);
+/* A counted connection of key ended. */
+void anvil_table_disconnect(struct anvil_table *t, const char *key,
+    int64_t now);
+/* A mail transaction from key: ANVIL_OK or ANVIL_MESSAGE_RATE. */
+int anvil_table_message(struct anvil_table *t, const char *key,
+    int64_t now);
+/* ANVIL_OK or ANVIL_AUTH_LOCKED (the client key or the user is locked
+ * out).  user may be "" or NULL. */
+int anvil_table_auth_check(struct anvil_table *t, const char *key,
+    const char *user, int64_t now);
+/* One failed authentication of user (may be "") from key. */
+void anvil_table_auth_failed(struct anvil_table *t, const char *key,
+    const char *user, int64_t now);
+
+/* Forgets entries that hold nothing any more; returns how many. */
+size_t anvil_table_expire(struct anvil_table *t, int64_t now);
+
+size_t anvil_table_entries(const struct anvil_table *t);
+int anvil_table_connections(const struct anvil_table *t);
+/* New keys not tracked because the table was full, since the start. */
+uint64_t anvil_table_overflows(const struct anvil_table *t);
+
+#endif

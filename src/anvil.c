@@ -1,0 +1,541 @@
+/*
+ * anvil.c - the ferry-anvil process: one count of connections, rates and
+ * authentication failures for all SMTP workers (Postfix anvil(8) is the
+ * model).
+ *
+ * Started by the master as root, it reads the configuration, then drops
+ * to the SMTP user (it holds no data) in the workers' empty chroot with
+ * no new privileges, no forking and no writing files.  It serves every
+ * worker from one poll loop over the listening socket the master created
+ * at <spool>/smtpd/anvil.sock.  Requests and answers are ipc.h frames.
+ * Each worker connection remembers the connections it holds, so when a
+ * worker dies (its connection closes) what it held is released.
+ *
+ * Reload: the master sends the new limits over FD_ANVIL_NOTES (anvil
+ * cannot re-read the file from its chroot); the counts are kept.  When
+ * anvil itself dies the master restarts it and the counts start over;
+ * meanwhile the workers allow everything (fail open).
+ *
+ * Security stance: the peers are the SMTP workers, which face the
+ * internet and may be compromised.  Only the SMTP user may connect (the
+ * socket's mode and SO_PEERCRED); every frame is decoded strictly, and a
+ * malformed one drops that worker's connection.  Memory is bounded: a
+ * fixed number of connections, small frames, a capped table.
+ */
+#include "autoconfig.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+
+#include "anvil.h"
+#include "anvil_table.h"
+#include "config.h"
+#include "ipc.h"
+#include "log.h"
+#include "privsep.h"
+#include "procfd.h"
+#include "util.h"
+
+#define MAX_CONNS 4096
+#define RBUF_SIZE 2048          /* larger than any valid request */
+#define WBUF_MAX 65536          /* unread answers before we give up */
+#define MAX_HELD 64             /* connections one worker may hold */
+#define MAX_USER 512
+#define EXPIRE_EVERY_MS 10000
+
+static volatile sig_atomic_t anvil_stop;
+
+static void
+on_term(int sig)
+{
+	(void)sig;
+	anvil_stop = 1;
+}
+
+static void
+install_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sigemptyset(&sa.sa_mask);
+	sa.sa_handler = on_term;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
+	sigaction(SIGXFSZ, &sa, NULL);
+	/* the master starts us with signals blocked: take them now */
+	sigemptyset(&sa.sa_mask);
+	sigprocmask(SIG_SETMASK, &sa.sa_mask, NULL);
+}
+
+struct anvil_conn {
+	int fd;
+	pid_t pid;                        /* the worker, for logs */
+	uint8_t rbuf[RBUF_SIZE];
+	size_t rlen;
+	uint8_t *wbuf;                    /* answers not yet written */
+	size_t wlen, wcap, woff;
+	char held[MAX_HELD][ANVIL_KEY_MAX];   /* connections it holds */
+	size_t nheld;
+};
+
+struct anvil_state {
+	struct anvil_table *table;
+	struct anvil_conn **conns;
+	size_t nconns;
+	uid_t peer_uid;
+	int notes_open;
+	uint64_t overflows_logged;
+	int64_t overflow_logged_at;
+	struct ipc_out answer;            /* scratch frame */
+};
+
+static void
+limits_from_config(const struct ferry_config *cfg, struct anvil_limits *l)
+{
+	memset(l, 0, sizeof(*l));
+	l->max_connections = cfg->max_connections;
+	l->max_connections_per_client = cfg->max_connections_per_client;
+	l->connection_rate = cfg->connection_rate;
+	l->message_rate = cfg->message_rate;
+	l->auth_max_failures = cfg->auth_max_failures;
+	l->auth_lockout = cfg->auth_lockout;
+}
+
+/* ---------------------------------------------------------- connections */
+
+static void
+accept_workers(struct anvil_state *av)
+{
+	for (;;) {
+		struct ucred cred;
+		socklen_t clen = sizeof(cred);
+		struct anvil_conn *c;
+		int fd = accept4(FD_ANVIL, NULL, NULL,
+		    SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK &&
+			    errno != EINTR && errno != ECONNABORTED)
+				log_warn("anvil: accept: %s", strerror(errno));
+			return;
+		}
+		memset(&cred, 0, sizeof(cred));
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred,
+		    &clen) < 0 || cred.uid != av->peer_uid) {
+			log_warn("anvil: refusing a connection from uid %ld "
+			    "(only the SMTP user may ask)", (long)cred.uid);
+			close(fd);
+			continue;
+		}
+		if (av->nconns >= MAX_CONNS) {
+			log_warn("anvil: too many worker connections");
+			close(fd);
+			continue;
+		}
+		c = xcalloc(1, sizeof(*c));
+		c->fd = fd;
+		c->pid = cred.pid;
+		av->conns[av->nconns++] = c;
+	}
+}
+
+/* The worker is gone (or lied): release what it held. */
+static void
+close_conn(struct anvil_state *av, size_t i)
+{
+	struct anvil_conn *c = av->conns[i];
+	int64_t now = now_ms();
+	size_t k;
+
+	for (k = 0; k < c->nheld; k++)
+		anvil_table_disconnect(av->table, c->held[k], now);
+	if (c->nheld > 0)
+		log_debug("anvil: worker pid %ld went away holding %zu "
+		    "connection(s); released", (long)c->pid, c->nheld);
+	close(c->fd);
+	free(c->wbuf);
+	free(c);
+	av->conns[i] = av->conns[--av->nconns];
+}
+
+/* Writes what is pending.  -1 when the worker cannot be written to. */
+static int
+flush_conn(struct anvil_conn *c)
+{
+	while (c->woff < c->wlen) {
+		ssize_t n = send(c->fd, c->wbuf + c->woff, c->wlen - c->woff,
+		    MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (n > 0) {
+			c->woff += (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
+		return -1;
+	}
+	c->wlen = c->woff = 0;
+	return 0;
+}
+
+static int
+answer(struct anvil_state *av, struct anvil_conn *c, uint32_t seq,
+    int result)
+{
+	const uint8_t *f;
+	size_t len;
+
+	ipc_out_init(&av->answer, IMSG_ANVIL_ANSWER);
+	ipc_add_u32(&av->answer, seq);
+	ipc_add_u32(&av->answer, (uint32_t)result);
+	f = ipc_out_finish(&av->answer, &len);
+	if (c->wlen - c->woff + len > WBUF_MAX) {
+		log_warn("anvil: worker pid %ld does not read its answers; "
+		    "dropping its connection", (long)c->pid);
+		return -1;
+	}
+	if (c->wlen + len > c->wcap) {
+		size_t cap = c->wcap ? c->wcap : 256;
+
+		while (cap < c->wlen + len)
+			cap *= 2;
+		c->wbuf = xrealloc(c->wbuf, cap);
+		c->wcap = cap;
+	}
+	memcpy(c->wbuf + c->wlen, f, len);
+	c->wlen += len;
+	return flush_conn(c);
+}
+
+static const char *
+result_name(int r)
+{
+	switch (r) {
+	case ANVIL_OK: return "ok";
+	case ANVIL_TOO_MANY_CONNECTIONS: return "too many connections";
+	case ANVIL_TOO_MANY_FROM_CLIENT: return "too many connections "
+	    "from the client";
+	case ANVIL_CONNECTION_RATE: return "connection rate";
+	case ANVIL_MESSAGE_RATE: return "message rate";
+	case ANVIL_AUTH_LOCKED: return "authentication lockout";
+	default: return "?";
+	}
+}
+
+/* One request.  -1: malformed, drop the worker. */
+static int
+handle_frame(struct anvil_state *av, struct anvil_conn *c,
+    struct ipc_in *in)
+{
+	int64_t now = now_ms();
+	char key[ANVIL_KEY_MAX], *addr = NULL, *user = NULL;
+	uint32_t seq;
+	int with_user, res = ANVIL_OK, counted = 0, rc = -1;
+	size_t k;
+
+	with_user = in->type == IMSG_ANVIL_AUTH_CHECK ||
+	    in->type == IMSG_ANVIL_AUTH_FAILED;
+	switch (in->type) {
+	case IMSG_ANVIL_CONNECT:
+	case IMSG_ANVIL_DISCONNECT:
+	case IMSG_ANVIL_MESSAGE:
+	case IMSG_ANVIL_AUTH_CHECK:
+	case IMSG_ANVIL_AUTH_FAILED:
+		break;
+	default:
+		log_warn("anvil: unexpected %s from worker pid %ld; dropping "
+		    "its connection", ipc_type_name(in->type), (long)c->pid);
+		return -1;
+	}
+	if (ipc_get_u32(in, &seq) < 0 ||
+	    ipc_get_str(in, &addr, ANVIL_KEY_MAX) < 0 ||
+	    (with_user && ipc_get_str(in, &user, MAX_USER) < 0) ||
+	    ipc_end(in) < 0 ||
+	    anvil_client_key(addr, key, sizeof(key)) < 0) {
+		log_warn("anvil: malformed %s from worker pid %ld; dropping "
+		    "its connection", ipc_type_name(in->type), (long)c->pid);
+		goto out;
+	}
+	switch (in->type) {
+	case IMSG_ANVIL_CONNECT:
+		if (c->nheld >= MAX_HELD) {
+			log_warn("anvil: worker pid %ld holds %d connections "
+			    "already", (long)c->pid, MAX_HELD);
+			res = ANVIL_TOO_MANY_CONNECTIONS;
+		} else {
+			res = anvil_table_connect(av->table, key, now,
+			    &counted);
+		}
+		if (counted)
+			ferry_strlcpy(c->held[c->nheld++], key,
+			    sizeof(c->held[0]));
+		if (answer(av, c, seq, res) < 0)
+			goto out;
+		break;
+	case IMSG_ANVIL_DISCONNECT:
+		/* only what this connection holds: after a reconnect the
+		 * old holdings were released already */
+		for (k = 0; k < c->nheld; k++)
+			if (strcmp(c->held[k], key) == 0) {
+				anvil_table_disconnect(av->table, key, now);
+				memcpy(c->held[k], c->held[--c->nheld],
+				    sizeof(c->held[0]));
+				break;
+			}
+		break;
+	case IMSG_ANVIL_MESSAGE:
+		res = anvil_table_message(av->table, key, now);
+		if (answer(av, c, seq, res) < 0)
+			goto out;
+		break;
+	case IMSG_ANVIL_AUTH_CHECK:
+		res = anvil_table_auth_check(av->table, key, user, now);
+		if (answer(av, c, seq, res) < 0)
+			goto out;
+		break;
+	case IMSG_ANVIL_AUTH_FAILED:
+		anvil_table_auth_failed(av->table, key, user, now);
+		break;
+	default:
+		break;
+	}
+	if (res != ANVIL_OK)
+		log_debug("anvil: %s: %s", key, result_name(res));
+	rc = 0;
+out:
+	free(addr);
+	free(user);
+	return rc;
+}
+
+/* Reads and answers what the worker sent.  -1: drop it. */
+static int
+read_conn(struct anvil_state *av, struct anvil_conn *c)
+{
+	for (;;) {
+		ssize_t n = recv(c->fd, c->rbuf + c->rlen,
+		    sizeof(c->rbuf) - c->rlen, 0);
+		size_t off = 0;
+
+		if (n == 0)
+			return -1;
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return 0;
+			return -1;
+		}
+		c->rlen += (size_t)n;
+		for (;;) {
+			struct ipc_in in;
+			long flen = ipc_frame(c->rbuf + off, c->rlen - off,
+			    &in);
+
+			if (flen < 0) {
+				log_warn("anvil: bad frame header from worker "
+				    "pid %ld; dropping its connection",
+				    (long)c->pid);
+				return -1;
+			}
+			if (flen == 0)
+				break;
+			if (handle_frame(av, c, &in) < 0)
+				return -1;
+			off += (size_t)flen;
+		}
+		memmove(c->rbuf, c->rbuf + off, c->rlen - off);
+		c->rlen -= off;
+		if (c->rlen == sizeof(c->rbuf)) {
+			log_warn("anvil: oversized frame from worker pid %ld; "
+			    "dropping its connection", (long)c->pid);
+			return -1;
+		}
+	}
+}
+
+/* ---------------------------------------------------------------- notes */
+
+static int
+limits_sane(const struct anvil_limits_note *n)
+{
+	return n->max_connections > 0 && n->max_connections_per_client > 0 &&
+	    n->connection_rate > 0 && n->message_rate > 0 &&
+	    n->auth_max_failures > 0 && n->auth_lockout > 0;
+}
+
+static void
+read_notes(struct anvil_state *av)
+{
+	for (;;) {
+		struct anvil_limits_note note;
+		struct anvil_limits l;
+		ssize_t n = recv(FD_ANVIL_NOTES, &note, sizeof(note),
+		    MSG_DONTWAIT);
+
+		if (n == 0) {
+			av->notes_open = 0;   /* the master is going */
+			return;
+		}
+		if (n < 0)
+			return;
+		if (n != (ssize_t)sizeof(note) ||
+		    note.type != NOTE_ANVIL_LIMITS || !limits_sane(&note)) {
+			log_warn("anvil: ignoring a malformed note from the "
+			    "master");
+			continue;
+		}
+		memset(&l, 0, sizeof(l));
+		l.max_connections = note.max_connections;
+		l.max_connections_per_client = note.max_connections_per_client;
+		l.connection_rate = note.connection_rate;
+		l.message_rate = note.message_rate;
+		l.auth_max_failures = note.auth_max_failures;
+		l.auth_lockout = note.auth_lockout;
+		anvil_table_set_limits(av->table, &l);
+		log_info("anvil: limits reloaded: %d connections, %d per "
+		    "client, %d connections and %d messages per client per "
+		    "minute", l.max_connections, l.max_connections_per_client,
+		    l.connection_rate, l.message_rate);
+	}
+}
+
+/* ----------------------------------------------------------------- loop */
+
+static void
+housekeeping(struct anvil_state *av, int64_t now)
+{
+	uint64_t ov = anvil_table_overflows(av->table);
+
+	anvil_table_expire(av->table, now);
+	/* once, then at most hourly while it goes on */
+	if (ov > av->overflows_logged && (av->overflows_logged == 0 ||
+	    now - av->overflow_logged_at >= 3600 * 1000)) {
+		log_warn("anvil: table full (%zu entries): %llu new client(s) "
+		    "not counted and allowed", anvil_table_entries(av->table),
+		    (unsigned long long)(ov - av->overflows_logged));
+		av->overflows_logged = ov;
+		av->overflow_logged_at = now;
+	}
+}
+
+static void
+run_loop(struct anvil_state *av)
+{
+	struct pollfd *pfds = xcalloc(MAX_CONNS + 2, sizeof(*pfds));
+	int64_t next_expire = now_ms() + EXPIRE_EVERY_MS;
+
+	while (!anvil_stop) {
+		size_t i, n = 0;
+		int rc;
+		int64_t now;
+
+		pfds[n].fd = FD_ANVIL;
+		pfds[n++].events = POLLIN;
+		pfds[n].fd = av->notes_open ? FD_ANVIL_NOTES : -1;
+		pfds[n++].events = POLLIN;
+		for (i = 0; i < av->nconns; i++) {
+			struct anvil_conn *c = av->conns[i];
+
+			pfds[n].fd = c->fd;
+			pfds[n++].events = POLLIN |
+			    (c->wlen > c->woff ? POLLOUT : 0);
+		}
+		rc = poll(pfds, n, 1000);
+		if (rc < 0) {
+			if (errno == EINTR)
+				continue;
+			log_fatal("anvil: poll: %s", strerror(errno));
+		}
+		if (pfds[1].revents & (POLLIN | POLLHUP))
+			read_notes(av);
+		/* backwards: closing swaps the last connection in */
+		for (i = av->nconns; i-- > 0;) {
+			short ev = pfds[i + 2].revents;
+			int res = 0;
+
+			if (ev == 0)
+				continue;
+			if (ev & POLLOUT)
+				res = flush_conn(av->conns[i]);
+			if (res == 0 && (ev & (POLLIN | POLLHUP | POLLERR)))
+				res = read_conn(av, av->conns[i]);
+			if (res < 0)
+				close_conn(av, i);
+		}
+		if (pfds[0].revents & POLLIN)
+			accept_workers(av);
+		now = now_ms();
+		if (now >= next_expire) {
+			housekeeping(av, now);
+			next_expire = now + EXPIRE_EVERY_MS;
+		}
+	}
+	free(pfds);
+}
+
+int
+anvil(const struct child_args *a)
+{
+	struct ferry_config *cfg;
+	struct privsep_target target;
+	struct anvil_state av;
+	struct anvil_limits lim;
+	char chroot_dir[4200];
+	gid_t gid;
+	pid_t master = getppid();
+
+	install_signals();
+	cfg = child_load_config(a, "ferry-anvil");
+	memset(&av, 0, sizeof(av));
+	if (geteuid() == 0) {
+		if (privsep_lookup(cfg->smtpd_user, &av.peer_uid, &gid) < 0)
+			log_fatal("smtpd_user %s does not exist",
+			    cfg->smtpd_user);
+	} else {
+		av.peer_uid = geteuid();   /* a developer's run */
+	}
+	limits_from_config(cfg, &lim);
+	snprintf(chroot_dir, sizeof(chroot_dir), "%s/%s", cfg->spool_dir,
+	    SPOOL_SMTPD_DIR);
+	memset(&target, 0, sizeof(target));
+	target.user = cfg->smtpd_user;
+	target.chroot_dir = chroot_dir;
+	target.no_fork = 1;
+	target.no_files = 1;
+	privsep_drop(&target);
+	child_follow_master(master);
+	config_free(cfg);
+
+	fd_set_nonblock(FD_ANVIL, 1);
+	fd_set_nonblock(FD_ANVIL_NOTES, 1);
+	av.notes_open = 1;
+	av.table = anvil_table_new(&lim);
+	av.conns = xcalloc(MAX_CONNS, sizeof(*av.conns));
+	log_info("anvil started: %d connections, %d per client, %d "
+	    "connections and %d messages per client per minute",
+	    lim.max_connections, lim.max_connections_per_client,
+	    lim.connection_rate, lim.message_rate);
+	run_loop(&av);
+
+	while (av.nconns > 0)
+		close_conn(&av, av.nconns - 1);
+	log_debug("anvil stopping");
+	anvil_table_free(av.table);
+	ipc_out_free(&av.answer);
+	free(av.conns);
+	return 0;
+}

@@ -1,0 +1,387 @@
+/*
+ * anvil_table.c - the counts behind ferry-anvil (see anvil_table.h): a
+ * hash table of client keys and users, leaky buckets for the rates, and
+ * the authentication lockout.
+ *
+ * Security stance: keys come from the SMTP workers, which face the
+ * internet; the addresses in them are chosen by clients.  The hash is
+ * seeded at random so that a client cannot aim its addresses at one
+ * chain, the table has a hard size, and every entry that holds nothing
+ * can be dropped.
+ */
+#include "autoconfig.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <netinet/in.h>
+
+#include "anvil_table.h"
+#include "util.h"
+
+#define MINUTE_MS 60000
+
+/* A leaky bucket: each event adds MINUTE_MS to level, which drains by
+ * `rate` per millisecond; an event fits while level stays within
+ * rate * MINUTE_MS.  So a burst of `rate`, then `rate` per minute. */
+struct bucket {
+	int64_t level;
+	int64_t last;
+};
+
+struct entry {
+	struct entry *next;          /* hash chain */
+	uint64_t hash;
+	int conns;                   /* open now (client keys) */
+	struct bucket conn_rate, msg_rate;
+	int auth_failures;           /* within the current window */
+	int64_t auth_window_start;
+	int64_t locked_until;        /* 0 = not locked */
+	char key[];                  /* kind ('a' client, 'u' user), name */
+};
+
+struct anvil_table {
+	struct anvil_limits lim;
+	struct entry **buckets;
+	size_t nbuckets;             /* a power of two */
+	size_t nentries;
+	int connections;
+	uint64_t overflows;
+	uint64_t seed;
+	int64_t last_full_sweep;     /* when full, sweep at most once a second */
+};
+
+static uint64_t
+hash_key(const struct anvil_table *t, const char *key)
+{
+	uint64_t h = 14695981039346656037ULL ^ t->seed;
+
+	for (; *key; key++) {
+		h ^= (uint8_t)*key;
+		h *= 1099511628211ULL;
+	}
+	/* a final mix, so the seed reaches every bit */
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	return h;
+}
+
+struct anvil_table *
+anvil_table_new(const struct anvil_limits *lim)
+{
+	struct anvil_table *t = xcalloc(1, sizeof(*t));
+
+	anvil_table_set_limits(t, lim);
+	t->nbuckets = 1024;
+	t->buckets = xcalloc(t->nbuckets, sizeof(*t->buckets));
+	random_bytes(&t->seed, sizeof(t->seed));
+	t->last_full_sweep = INT64_MIN / 4;
+	return t;
+}
+
+void
+anvil_table_free(struct anvil_table *t)
+{
+	size_t i;
+
+	if (t == NULL)
+		return;
+	for (i = 0; i < t->nbuckets; i++) {
+		struct entry *e = t->buckets[i], *next;
+
+		for (; e != NULL; e = next) {
+			next = e->next;
+			free(e);
+		}
+	}
+	free(t->buckets);
+	free(t);
+}
+
+void
+anvil_table_set_limits(struct anvil_table *t, const struct anvil_limits *lim)
+{
+	t->lim = *lim;
+	if (t->lim.max_entries == 0)
+		t->lim.max_entries = ANVIL_DEFAULT_MAX_ENTRIES;
+}
+
+int
+anvil_client_key(const char *addr, char *out, size_t outlen)
+{
+	struct in_addr a4;
+	struct in6_addr a6;
+	char buf[INET6_ADDRSTRLEN];
+
+	if (addr == NULL || outlen < ANVIL_KEY_MAX)
+		return -1;
+	if (inet_pton(AF_INET, addr, &a4) == 1) {
+		if (inet_ntop(AF_INET, &a4, buf, sizeof(buf)) == NULL)
+			return -1;
+		snprintf(out, outlen, "%s", buf);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, addr, &a6) != 1)
+		return -1;
+	if (IN6_IS_ADDR_V4MAPPED(&a6)) {
+		memcpy(&a4, a6.s6_addr + 12, 4);
+		if (inet_ntop(AF_INET, &a4, buf, sizeof(buf)) == NULL)
+			return -1;
+		snprintf(out, outlen, "%s", buf);
+		return 0;
+	}
+	/* one site's /64 is one client: it can pick any address in it */
+	memset(a6.s6_addr + 8, 0, 8);
+	if (inet_ntop(AF_INET6, &a6, buf, sizeof(buf)) == NULL)
+		return -1;
+	snprintf(out, outlen, "%s/64", buf);
+	return 0;
+}
+
+/* ------------------------------------------------------------- buckets */
+
+static void
+bucket_drain(struct bucket *b, int rate, int64_t now)
+{
+	if (now <= b->last)
+		return;
+	if (now - b->last >= MINUTE_MS)
+		b->level = 0;   /* a whole minute drains any bucket */
+	else {
+		int64_t d = (now - b->last) * (int64_t)rate;
+
+		b->level = d >= b->level ? 0 : b->level - d;
+	}
+	b->last = now;
+}
+
+/* 1 when one more event fits (and takes it), 0 when over the rate. */
+static int
+bucket_take(struct bucket *b, int rate, int64_t now)
+{
+	bucket_drain(b, rate, now);
+	if (b->last < now)
+		b->last = now;
+	if (b->level + MINUTE_MS > (int64_t)rate * MINUTE_MS)
+		return 0;
+	b->level += MINUTE_MS;
+	return 1;
+}
+
+static int
+bucket_empty(struct bucket *b, int rate, int64_t now)
+{
+	bucket_drain(b, rate, now);
+	return b->level == 0;
+}
+
+/* -------------------------------------------------------------- entries */
+
+static void
+grow(struct anvil_table *t)
+{
+	size_t n = t->nbuckets * 2, i;
+	struct entry **nb = xcalloc(n, sizeof(*nb));
+
+	for (i = 0; i < t->nbuckets; i++) {
+		struct entry *e = t->buckets[i], *next;
+
+		for (; e != NULL; e = next) {
+			next = e->next;
+			e->next = nb[e->hash & (n - 1)];
+			nb[e->hash & (n - 1)] = e;
+		}
+	}
+	free(t->buckets);
+	t->buckets = nb;
+	t->nbuckets = n;
+}
+
+static int
+entry_idle(const struct anvil_table *t, struct entry *e, int64_t now)
+{
+	int64_t window = (int64_t)t->lim.auth_lockout * 1000;
+
+	return e->conns == 0 &&
+	    bucket_empty(&e->conn_rate, t->lim.connection_rate, now) &&
+	    bucket_empty(&e->msg_rate, t->lim.message_rate, now) &&
+	    e->locked_until <= now &&
+	    (e->auth_failures == 0 || now - e->auth_window_start >= window);
+}
+
+/* The entry of kind+name; created when create is set and there is room
+ * (NULL otherwise). */
+static struct entry *
+lookup(struct anvil_table *t, char kind, const char *name, int create,
+    int64_t now)
+{
+	char key[ANVIL_KEY_MAX + 512];
+	struct entry *e;
+	uint64_t h;
+	size_t len;
+
+	len = (size_t)snprintf(key, sizeof(key), "%c%s", kind, name);
+	if (len >= sizeof(key))
+		len = sizeof(key) - 1;   /* absurd user names share a key */
+	h = hash_key(t, key);
+	for (e = t->buckets[h & (t->nbuckets - 1)]; e != NULL; e = e->next)
+		if (e->hash == h && strcmp(e->key, key) == 0)
+			return e;
+	if (!create)
+		return NULL;
+	if (t->nentries >= t->lim.max_entries) {
+		if (now - t->last_full_sweep >= 1000) {
+			t->last_full_sweep = now;
+			anvil_table_expire(t, now);
+		}
+		if (t->nentries >= t->lim.max_entries) {
+			t->overflows++;
+			return NULL;
+		}
+	}
+	if (t->nentries >= t->nbuckets && t->nbuckets < (1u << 24))
+		grow(t);
+	e = xcalloc(1, sizeof(*e) + len + 1);
+	memcpy(e->key, key, len + 1);
+	e->hash = h;
+	e->conn_rate.last = e->msg_rate.last = now;
+	e->next = t->buckets[h & (t->nbuckets - 1)];
+	t->buckets[h & (t->nbuckets - 1)] = e;
+	t->nentries++;
+	return e;
+}
+
+size_t
+anvil_table_expire(struct anvil_table *t, int64_t now)
+{
+	size_t i, gone = 0;
+
+	for (i = 0; i < t->nbuckets; i++) {
+		struct entry **pp = &t->buckets[i];
+
+		while (*pp != NULL) {
+			struct entry *e = *pp;
+
+			if (entry_idle(t, e, now)) {
+				*pp = e->next;
+				free(e);
+				t->nentries--;
+				gone++;
+			} else {
+				pp = &e->next;
+			}
+		}
+	}
+	return gone;
+}
+
+/* ------------------------------------------------------------- actions */
+
+int
+anvil_table_connect(struct anvil_table *t, const char *key, int64_t now,
+    int *counted)
+{
+	struct entry *e;
+
+	*counted = 0;
+	if (t->connections >= t->lim.max_connections)
+		return ANVIL_TOO_MANY_CONNECTIONS;
+	e = lookup(t, 'a', key, 1, now);
+	if (e == NULL)
+		return ANVIL_OK;   /* full: fail open */
+	if (e->conns >= t->lim.max_connections_per_client)
+		return ANVIL_TOO_MANY_FROM_CLIENT;
+	if (!bucket_take(&e->conn_rate, t->lim.connection_rate, now))
+		return ANVIL_CONNECTION_RATE;
+	e->conns++;
+	t->connections++;
+	*counted = 1;
+	return ANVIL_OK;
+}
+
+void
+anvil_table_disconnect(struct anvil_table *t, const char *key, int64_t now)
+{
+	struct entry *e = lookup(t, 'a', key, 0, now);
+
+	if (e == NULL || e->conns == 0)
+		return;
+	e->conns--;
+	t->connections--;
+}
+
+int
+anvil_table_message(struct anvil_table *t, const char *key, int64_t now)
+{
+	struct entry *e = lookup(t, 'a', key, 1, now);
+
+	if (e == NULL)
+		return ANVIL_OK;
+	if (!bucket_take(&e->msg_rate, t->lim.message_rate, now))
+		return ANVIL_MESSAGE_RATE;
+	return ANVIL_OK;
+}
+
+static int
+locked(const struct entry *e, int64_t now)
+{
+	return e != NULL && e->locked_until > now;
+}
+
+int
+anvil_table_auth_check(struct anvil_table *t, const char *key,
+    const char *user, int64_t now)
+{
+	if (locked(lookup(t, 'a', key, 0, now), now))
+		return ANVIL_AUTH_LOCKED;
+	if (user != NULL && *user != '\0' &&
+	    locked(lookup(t, 'u', user, 0, now), now))
+		return ANVIL_AUTH_LOCKED;
+	return ANVIL_OK;
+}
+
+static void
+count_failure(const struct anvil_table *t, struct entry *e, int64_t now)
+{
+	int64_t window = (int64_t)t->lim.auth_lockout * 1000;
+
+	if (e == NULL || e->locked_until > now)
+		return;
+	if (e->auth_failures == 0 || now - e->auth_window_start >= window) {
+		e->auth_failures = 0;
+		e->auth_window_start = now;
+	}
+	if (++e->auth_failures >= t->lim.auth_max_failures) {
+		e->locked_until = now + window;
+		e->auth_failures = 0;
+	}
+}
+
+void
+anvil_table_auth_failed(struct anvil_table *t, const char *key,
+    const char *user, int64_t now)
+{
+	count_failure(t, lookup(t, 'a', key, 1, now), now);
+	if (user != NULL && *user != '\0')
+		count_failure(t, lookup(t, 'u', user, 1, now), now);
+}
+
+size_t
+anvil_table_entries(const struct anvil_table *t)
+{
+	return t->nentries;
+}
+
+int
+anvil_table_connections(const struct anvil_table *t)
+{
+	return t->connections;
+}
+
+uint64_t
+anvil_table_overflows(const struct anvil_table *t)
+{
+	return t->overflows;
+}
