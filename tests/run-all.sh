@@ -28,10 +28,12 @@ make -j2 check || status=$?
 # each harness FERRY_FUZZ_SECONDS (30) seconds, two at a time.  A crash
 # fails the run; run.sh prints the input that crashed and the report.
 if command -v clang >/dev/null 2>&1; then
-	if make fuzz; then
-		sh tests/fuzz/run.sh "${FERRY_FUZZ_SECONDS:-30}" || status=1
+	if make fuzz && sh tests/fuzz/run.sh "${FERRY_FUZZ_SECONDS:-30}"
+	then
+		fuzz_result=passed
 	else
-		echo "fuzz: the harnesses did not build"
+		echo "fuzz: a harness did not build or found a crash"
+		fuzz_result=failed
 		status=1
 	fi
 else
@@ -69,8 +71,6 @@ cases=$(cat tests/*.log tests/e2e/*.log 2>/dev/null | awk '
 	/^FAILED \(/ { if (match($0, /failures=[0-9]+/)) f += substr($0, RSTART + 9, RLENGTH - 9);
 	               if (match($0, /errors=[0-9]+/)) f += substr($0, RSTART + 7, RLENGTH - 7) }
 	END { printf "%d %d", n - f, f }')
-echo "test programs: $pass passed, $fail failed"
-echo "${cases% *} passed, ${cases#* } failed"
 
 # The Debian package: build, install, check, run, purge (about a minute;
 # FERRY_TEST_PACKAGE=0 skips it).  Last, so the main tests never see an
@@ -79,11 +79,23 @@ if [ "${FERRY_TEST_PACKAGE:-1}" != 0 ] && command -v apt-get >/dev/null 2>&1
 then
 	if sh tests/package/test-deb.sh; then
 		echo "package test: passed"
+		package_result=passed
 	else
 		echo "package test: FAILED"
+		package_result=failed
 		status=1
 	fi
 else
 	echo "package test: skipped"
 fi
+
+# The summary comes last, so it is the closing line of the run.  The fuzz
+# run and the package test count as one case each.
+extra_pass=0; extra_fail=0
+[ "${fuzz_result:-skipped}" = passed ] && extra_pass=$((extra_pass + 1))
+[ "${fuzz_result:-skipped}" = failed ] && extra_fail=$((extra_fail + 1))
+[ "${package_result:-skipped}" = passed ] && extra_pass=$((extra_pass + 1))
+[ "${package_result:-skipped}" = failed ] && extra_fail=$((extra_fail + 1))
+echo "test programs: $pass passed, $fail failed"
+echo "$(( ${cases% *} + extra_pass )) passed, $(( ${cases#* } + extra_fail )) failed"
 exit "$status"
