@@ -17,7 +17,7 @@ struct ferry_config;
 struct scheduler;
 
 struct scheduler *scheduler_new(const struct ferry_config *cfg,
-    struct store *st, uid_t agent_uid, int check_peer);
+    struct store *st, uid_t agent_uid);
 void scheduler_free(struct scheduler *s);
 /* After a reload: the next decisions use cfg (the caller owns it). */
 void scheduler_set_config(struct scheduler *s,

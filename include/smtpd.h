@@ -18,6 +18,9 @@ struct child_args {
  * failure (exit EXIT_CONFIG). */
 struct ferry_config *child_load_config(const struct child_args *a,
     const char *ident);
+/* The whole configuration text from a descriptor the master handed over
+ * (read with pread from offset 0); NULL with errno set, EFBIG past 1 MiB. */
+char *child_read_config_fd(int fd);
 /* Parses "-f path -d -g N" for the exec'd children. */
 void child_parse_args(int argc, char **argv, struct child_args *a);
 

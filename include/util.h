@@ -32,6 +32,14 @@ int fd_move_to(int fd, int target);
 /* Writes all of buf, retrying on EINTR/partial writes (blocking fd). */
 int write_all(int fd, const void *buf, size_t len);
 
+/* Accepts one waiting connection on a listening unix socket (non-blocking,
+ * close-on-exec) when its peer runs as uid want.  A peer of another uid is
+ * closed and logged as "who: refusing a connection from uid N (why)" and
+ * -2 returned; -1 (errno set) when nothing is waiting or accept failed.
+ * pid, when not NULL, gets the peer's pid. */
+int accept_from_uid(int listen_fd, uid_t want, pid_t *pid, const char *who,
+    const char *why);
+
 /* Fills buf with len random bytes from the kernel; fatal on failure. */
 void random_bytes(void *buf, size_t len);
 

@@ -89,7 +89,6 @@ struct runner {
 	size_t nconns;
 	uint64_t next_conn_id;
 	uid_t peer_uid;           /* the SMTP user's uid */
-	int check_peer;
 	int force_commit;         /* a delete is waiting to be made durable */
 	struct intake_stats stats;
 	struct scheduler *sched;
@@ -103,24 +102,16 @@ static void
 accept_workers(struct runner *r)
 {
 	for (;;) {
-		struct ucred cred;
-		socklen_t clen = sizeof(cred);
-		int fd = accept4(FD_INTAKE, NULL, NULL,
-		    SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int fd = accept_from_uid(FD_INTAKE, r->peer_uid, NULL, "intake",
+		    "only the SMTP user may hand in mail");
 
+		if (fd == -2)
+			continue;
 		if (fd < 0) {
 			if (errno != EAGAIN && errno != EWOULDBLOCK &&
 			    errno != EINTR && errno != ECONNABORTED)
 				log_warn("intake accept: %s", strerror(errno));
 			return;
-		}
-		if (r->check_peer && (getsockopt(fd, SOL_SOCKET, SO_PEERCRED,
-		    &cred, &clen) < 0 || cred.uid != r->peer_uid)) {
-			log_warn("intake: refusing a connection from uid %ld "
-			    "(only the SMTP user may hand in mail)",
-			    (long)cred.uid);
-			close(fd);
-			continue;
 		}
 		if (r->nconns >= MAX_CONNS) {
 			log_warn("intake: too many worker connections");
@@ -190,25 +181,14 @@ reload_config(struct runner *r, int fd)
 {
 	struct ferry_config *fresh;
 	char *text, err[1024];
-	size_t len = 0, cap = 8192;
 
-	text = xmalloc(cap);
-	for (;;) {
-		ssize_t n;
-
-		if (len + 1 >= cap) {
-			if (cap > (1 << 20))
-				break;
-			cap *= 2;
-			text = xrealloc(text, cap);
-		}
-		n = pread(fd, text + len, cap - len - 1, (off_t)len);
-		if (n <= 0)
-			break;
-		len += (size_t)n;
-	}
-	text[len] = '\0';
+	text = child_read_config_fd(fd);
 	close(fd);
+	if (text == NULL) {
+		log_error("reload: cannot read the new configuration: %s; "
+		    "keeping the running configuration", strerror(errno));
+		return;
+	}
 	fresh = config_load(r->cfg->path, text, err, sizeof(err));
 	free(text);
 	if (fresh == NULL) {
@@ -441,7 +421,6 @@ queue(const struct child_args *a)
 	} else {
 		r.peer_uid = geteuid();
 	}
-	r.check_peer = 1;
 	agent_uid = geteuid();
 	{
 		if (geteuid() == 0 && privsep_lookup(cfg->deliver_user,
@@ -484,7 +463,7 @@ queue(const struct child_args *a)
 	fd_set_nonblock(FD_CONTROL, 1);
 	fd_set_nonblock(FD_AGENTS, 1);
 	fd_set_nonblock(FD_POOL, 1);
-	r.sched = scheduler_new(cfg, r.st, agent_uid, 1);
+	r.sched = scheduler_new(cfg, r.st, agent_uid);
 	r.conns = xcalloc(MAX_CONNS, sizeof(*r.conns));
 	run_loop(&r);
 

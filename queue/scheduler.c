@@ -89,7 +89,6 @@ struct scheduler {
 	struct agent *agents[MAX_AGENTS];
 	size_t nagents;
 	uid_t agent_uid;
-	int check_peer;
 	uint64_t next_job_id;
 	int64_t next_run_ms;
 	int wake;
@@ -98,14 +97,13 @@ struct scheduler {
 
 struct scheduler *
 scheduler_new(const struct ferry_config *cfg, struct store *st,
-    uid_t agent_uid, int check_peer)
+    uid_t agent_uid)
 {
 	struct scheduler *s = xcalloc(1, sizeof(*s));
 
 	s->cfg = cfg;
 	s->st = st;
 	s->agent_uid = agent_uid;
-	s->check_peer = check_peer;
 	s->wake = 1;
 	return s;
 }
@@ -562,21 +560,14 @@ void
 scheduler_accept(struct scheduler *s, int listen_fd)
 {
 	for (;;) {
-		struct ucred cred;
-		socklen_t clen = sizeof(cred);
 		struct agent *a;
-		int fd = accept4(listen_fd, NULL, NULL,
-		    SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int fd = accept_from_uid(listen_fd, s->agent_uid, NULL,
+		    "agent socket", "only the delivery user may connect");
 
+		if (fd == -2)
+			continue;
 		if (fd < 0)
 			return;
-		if (s->check_peer && (getsockopt(fd, SOL_SOCKET, SO_PEERCRED,
-		    &cred, &clen) < 0 || cred.uid != s->agent_uid)) {
-			log_warn("agent socket: refusing uid %ld (only the "
-			    "delivery user may connect)", (long)cred.uid);
-			close(fd);
-			continue;
-		}
 		if (s->nagents >= MAX_AGENTS) {
 			close(fd);
 			continue;

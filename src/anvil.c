@@ -118,25 +118,18 @@ static void
 accept_workers(struct anvil_state *av)
 {
 	for (;;) {
-		struct ucred cred;
-		socklen_t clen = sizeof(cred);
 		struct anvil_conn *c;
-		int fd = accept4(FD_ANVIL, NULL, NULL,
-		    SOCK_NONBLOCK | SOCK_CLOEXEC);
+		pid_t pid = 0;
+		int fd = accept_from_uid(FD_ANVIL, av->peer_uid, &pid, "anvil",
+		    "only the SMTP user may ask");
 
+		if (fd == -2)
+			continue;
 		if (fd < 0) {
 			if (errno != EAGAIN && errno != EWOULDBLOCK &&
 			    errno != EINTR && errno != ECONNABORTED)
 				log_warn("anvil: accept: %s", strerror(errno));
 			return;
-		}
-		memset(&cred, 0, sizeof(cred));
-		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred,
-		    &clen) < 0 || cred.uid != av->peer_uid) {
-			log_warn("anvil: refusing a connection from uid %ld "
-			    "(only the SMTP user may ask)", (long)cred.uid);
-			close(fd);
-			continue;
 		}
 		if (av->nconns >= MAX_CONNS) {
 			log_warn("anvil: too many worker connections");
@@ -145,7 +138,7 @@ accept_workers(struct anvil_state *av)
 		}
 		c = xcalloc(1, sizeof(*c));
 		c->fd = fd;
-		c->pid = cred.pid;
+		c->pid = pid;
 		av->conns[av->nconns++] = c;
 	}
 }

@@ -49,12 +49,48 @@ child_parse_args(int argc, char **argv, struct child_args *a)
 	}
 }
 
+char *
+child_read_config_fd(int fd)
+{
+	size_t cap = 8192, len = 0;
+	char *text = xmalloc(cap);
+
+	for (;;) {
+		ssize_t n;
+
+		if (len + 1 >= cap) {
+			if (cap > (1 << 20)) {
+				free(text);
+				errno = EFBIG;
+				return NULL;
+			}
+			cap *= 2;
+			text = xrealloc(text, cap);
+		}
+		/* pread: siblings share this descriptor's file offset */
+		n = pread(fd, text + len, cap - len - 1, (off_t)len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int e = errno;
+
+			free(text);
+			errno = e;
+			return NULL;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	text[len] = '\0';
+	return text;
+}
+
 struct ferry_config *
 child_load_config(const struct child_args *a, const char *ident)
 {
 	struct ferry_config *cfg;
 	char *text, err[1024];
-	size_t cap = 8192, len = 0;
 
 	/* Load the time zone now: a chrooted worker cannot read it later. */
 	tzset();
@@ -65,29 +101,10 @@ child_load_config(const struct child_args *a, const char *ident)
 		localtime_r(&t, &tm);
 	}
 	log_init(ident, a->foreground ? LOG_TO_STDERR : LOG_TO_SYSLOG, 0);
-	text = xmalloc(cap);
-	for (;;) {
-		ssize_t n;
-
-		if (len + 1 >= cap) {
-			if (cap > (1 << 20))
-				log_fatal("configuration too large");
-			cap *= 2;
-			text = xrealloc(text, cap);
-		}
-		/* pread: siblings share this descriptor's file offset */
-		n = pread(FD_CONFIG, text + len, cap - len - 1, (off_t)len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			log_fatal("configuration descriptor %d: %s (this "
-			    "program is started by ferryd)", FD_CONFIG,
-			    strerror(errno));
-		if (n == 0)
-			break;
-		len += (size_t)n;
-	}
-	text[len] = '\0';
+	text = child_read_config_fd(FD_CONFIG);
+	if (text == NULL)
+		log_fatal("configuration descriptor %d: %s (this program is "
+		    "started by ferryd)", FD_CONFIG, strerror(errno));
 	close(FD_CONFIG);
 	cfg = config_load(a->config_path, text, err, sizeof(err));
 	free(text);

@@ -90,28 +90,30 @@ validate_int(cfg_t *cfg, cfg_opt_t *opt)
 }
 
 static int
-parse_tls_policy(const char *s)
+pick(const char *s, const char *const *names, int n)
 {
-	static const char *const names[] = { "none", "may", "encrypt",
-	    "verify" };
 	int i;
 
-	for (i = 0; i < 4; i++)
+	for (i = 0; i < n; i++)
 		if (s != NULL && strcmp(s, names[i]) == 0)
 			return i;
 	return -1;
 }
 
+/* Indexed by enum tls_policy. */
+static const char *const tls_policy_names[] = { "none", "may", "encrypt",
+    "verify" };
+
+static int
+parse_tls_policy(const char *s)
+{
+	return pick(s, tls_policy_names, 4);
+}
+
 const char *
 tls_policy_name(enum tls_policy p)
 {
-	switch (p) {
-	case TLS_NONE: return "none";
-	case TLS_MAY: return "may";
-	case TLS_ENCRYPT: return "encrypt";
-	case TLS_VERIFY: return "verify";
-	}
-	return "?";
+	return (unsigned)p < 4 ? tls_policy_names[p] : "?";
 }
 
 static int
@@ -340,16 +342,6 @@ validate_networks(cfg_t *cfg, cfg_opt_t *opt)
 	return 0;
 }
 
-static int
-pick(const char *s, const char *const *names, int n)
-{
-	int i;
-
-	for (i = 0; i < n; i++)
-		if (s != NULL && strcmp(s, names[i]) == 0)
-			return i;
-	return -1;
-}
 
 static const char *const listen_tls_names[] = { "none", "starttls",
     "implicit" };

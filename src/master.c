@@ -57,6 +57,18 @@
 #define MAX_LISTENERS 64
 
 enum child_role { ROLE_WORKER, ROLE_RUNNER, ROLE_AGENT, ROLE_ANVIL };
+
+static const char *
+role_name(enum child_role role)
+{
+	switch (role) {
+	case ROLE_WORKER: return "SMTP worker";
+	case ROLE_RUNNER: return "queue runner";
+	case ROLE_AGENT: return "delivery agent";
+	case ROLE_ANVIL: return "anvil";
+	}
+	return "child";
+}
 enum worker_state { W_STARTING, W_IDLE, W_BUSY };
 
 struct worker {
@@ -582,8 +594,7 @@ spawn_child(struct master_state *m, enum child_role role)
 	w->generation = m->generation;
 	w->state = W_STARTING;
 	w->started = now_ms();
-	log_debug("started %s, pid %ld", role == ROLE_AGENT ?
-	    "delivery agent" : "SMTP worker", (long)pid);
+	log_debug("started %s, pid %ld", role_name(role), (long)pid);
 }
 
 static void
@@ -661,13 +672,12 @@ reap_children(struct master_state *m)
 			    &m->agent_backoff : &m->worker_backoff,
 			    now_ms() - w->started, status);
 
-			log_warn("%s (pid %ld) died: %s%s", w->role ==
-			    ROLE_AGENT ? "delivery agent" : "SMTP worker",
+			log_warn("%s (pid %ld) died: %s%s", role_name(w->role),
 			    (long)pid, how,
 			    delay > 0 ? "; throttling restarts" : "");
 		} else {
-			log_debug("%s (pid %ld) exited", w->role == ROLE_AGENT ?
-			    "delivery agent" : "SMTP worker", (long)pid);
+			log_debug("%s (pid %ld) exited", role_name(w->role),
+			    (long)pid);
 		}
 		*w = m->workers[--m->nworkers];
 	}

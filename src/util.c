@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 
 #include "log.h"
 #include "util.h"
@@ -144,6 +145,29 @@ write_all(int fd, const void *buf, size_t len)
 		len -= (size_t)n;
 	}
 	return 0;
+}
+
+int
+accept_from_uid(int listen_fd, uid_t want, pid_t *pid, const char *who,
+    const char *why)
+{
+	struct ucred cred;
+	socklen_t clen = sizeof(cred);
+	int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+	if (fd < 0)
+		return -1;
+	memset(&cred, 0, sizeof(cred));
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0 ||
+	    cred.uid != want) {
+		log_warn("%s: refusing a connection from uid %ld (%s)", who,
+		    (long)cred.uid, why);
+		close(fd);
+		return -2;
+	}
+	if (pid != NULL)
+		*pid = cred.pid;
+	return fd;
 }
 
 void
