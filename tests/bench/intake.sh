@@ -17,15 +17,13 @@ SIZE=${3:-1024}
 TOP=$(cd "$(dirname "$0")/../.." && pwd)
 WORK=$(mktemp -d /tmp/ferry-bench.XXXXXX)
 chmod 755 "$WORK"
-FPORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
-PPORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+. "$TOP/tests/bench/postfix-instance.sh"
+FPORT=$(free_port)
+PPORT=$(free_port)
 FERRY_PID=
 cleanup() {
 	[ -n "$FERRY_PID" ] && kill "$FERRY_PID" 2>/dev/null || true
-	postfix -c "$WORK/postfix" stop >/dev/null 2>&1 || true
-	sleep 1
-	postconf -e "alternate_config_directories = $(postconf -h \
-	    alternate_config_directories | sed "s|$WORK/postfix||")"
+	postfix_instance_stop
 	rm -rf "$WORK"
 }
 trap cleanup EXIT INT TERM
@@ -46,43 +44,28 @@ workers {
     max = $((SESS * 2 + 8))
     sessions = 1000000
 }
+# intake only: mail stays queued, no delivery (and no DNS) is attempted
+delivery {
+    paused = true
+}
+# one client (smtp-source on loopback) opens every connection
+limits {
+    max_connections = 100000
+    max_connections_per_client = 100000
+    connection_rate = 1000000
+    message_rate = 1000000
+}
 log {
     target = "stderr"
 }
 CONF
 
 # --- postfix: a private instance on its own queue and port -----------------
-mkdir -p "$WORK/postfix"
-cp /etc/postfix/master.cf "$WORK/postfix/master.cf"
-sed -i "s/^smtp      inet/$PPORT      inet/" "$WORK/postfix/master.cf"
-cat > "$WORK/postfix/main.cf" <<CONF
-compatibility_level = 3.6
-queue_directory = $WORK/postfix-spool
-data_directory = $WORK/postfix-data
-myhostname = bench.localdomain
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-mydestination =
+postfix_instance_start "$PPORT" <<CONF
 relayhost = [127.0.0.1]:9
 defer_transports = smtp
-smtpd_relay_restrictions = permit_mynetworks, reject
-maillog_file = $WORK/postfix.log
-maillog_file_prefixes = $WORK
 default_process_limit = 100
 CONF
-mkdir -p "$WORK/postfix-spool" "$WORK/postfix-data"
-chown postfix "$WORK/postfix-data"
-# Postfix only starts an instance whose directory the default instance
-# lists in alternate_config_directories.
-alt=$(postconf -h alternate_config_directories)
-case " $alt " in
-*" $WORK/postfix "*) ;;
-*) postconf -e "alternate_config_directories = ${alt:+$alt }$WORK/postfix" ;;
-esac
-postfix -c "$WORK/postfix" check
-postfix -c "$WORK/postfix" start >/dev/null 2>&1
-sleep 1
 
 run_ferry() {
 	rm -rf "$WORK/ferry-spool"

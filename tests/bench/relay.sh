@@ -17,16 +17,13 @@ ROUNDS=${4:-3}
 TOP=$(cd "$(dirname "$0")/../.." && pwd)
 WORK=$(mktemp -d /tmp/ferry-relay.XXXXXX)
 chmod 755 "$WORK"
-port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-FPORT=$(port); PPORT=$(port); SINK=$(port)
+. "$TOP/tests/bench/postfix-instance.sh"
+FPORT=$(free_port); PPORT=$(free_port); SINK=$(free_port)
 FERRY_PID= SINK_PID=
 cleanup() {
 	[ -n "$FERRY_PID" ] && kill "$FERRY_PID" 2>/dev/null || true
 	[ -n "$SINK_PID" ] && kill "$SINK_PID" 2>/dev/null || true
-	postfix -c "$WORK/postfix" stop >/dev/null 2>&1 || true
-	sleep 1
-	postconf -e "alternate_config_directories = $(postconf -h \
-	    alternate_config_directories | sed "s|$WORK/postfix||")"
+	postfix_instance_stop
 	rm -rf "$WORK"
 }
 trap cleanup EXIT INT TERM
@@ -60,38 +57,22 @@ delivery {
     per_destination = $SESS
     agent_jobs = 1000000
 }
+# one client (smtp-source on loopback) opens every connection
+limits {
+    max_connections = 100000
+    max_connections_per_client = 100000
+    connection_rate = 1000000
+    message_rate = 1000000
+}
 log {
     target = "stderr"
 }
 CONF
 
-mkdir -p "$WORK/postfix" "$WORK/postfix-spool" "$WORK/postfix-data"
-cp /etc/postfix/master.cf "$WORK/postfix/master.cf"
-sed -i "s/^smtp      inet/$PPORT      inet/" "$WORK/postfix/master.cf"
-cat > "$WORK/postfix/main.cf" <<CONF
-compatibility_level = 3.6
-queue_directory = $WORK/postfix-spool
-data_directory = $WORK/postfix-data
-myhostname = bench.localdomain
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-mydestination =
+postfix_instance_start "$PPORT" <<CONF
 relayhost = [127.0.0.1]:$SINK
-smtpd_relay_restrictions = permit_mynetworks, reject
-maillog_file = $WORK/postfix.log
-maillog_file_prefixes = $WORK
 default_destination_concurrency_limit = $SESS
 CONF
-chown postfix "$WORK/postfix-data"
-alt=$(postconf -h alternate_config_directories)
-case " $alt " in
-*" $WORK/postfix "*) ;;
-*) postconf -e "alternate_config_directories = ${alt:+$alt }$WORK/postfix" ;;
-esac
-postfix -c "$WORK/postfix" check
-postfix -c "$WORK/postfix" start >/dev/null 2>&1
-sleep 1
 
 now() { python3 -c 'import time;print(time.time())'; }
 ferry_queue() {
