@@ -1,5 +1,5 @@
 /*
- * check_credentials.c - unit tests for src/credentials.c: the file
+ * check_credentials.c - unit tests for queue/credentials.c: the file
  * format, malformed lines (reported without the password), duplicate
  * routes, and the refusal of a file others may read.
  */

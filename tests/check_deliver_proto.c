@@ -1,5 +1,5 @@
 /*
- * check_deliver_proto.c - unit tests for src/deliver_proto.c: round trips
+ * check_deliver_proto.c - unit tests for queue/deliver_proto.c: round trips
  * of JOB, RCPT_RESULT and JOB_DONE, every truncation of each rejected,
  * leftover bytes rejected, and the limits on counts, enumerations and
  * string lengths; the hop key.

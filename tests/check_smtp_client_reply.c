@@ -1,5 +1,5 @@
 /*
- * check_smtp_client_reply.c - unit tests for src/smtp_client_reply.c:
+ * check_smtp_client_reply.c - unit tests for queue/smtp_client_reply.c:
  * single and multi-line replies, replies arriving a byte at a time,
  * pipelined replies in one buffer, enhanced status codes, EHLO keywords,
  * and every kind of hostile reply (no code, mixed codes, bare LF or CR,
