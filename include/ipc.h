@@ -43,19 +43,35 @@ enum ipc_type {
 	IMSG_ANVIL_AUTH_CHECK,   /* worker: seq, addr, user; answered */
 	IMSG_ANVIL_AUTH_FAILED,  /* worker: seq, addr, user; no answer */
 	IMSG_ANVIL_ANSWER,       /* anvil: seq, result (ANVIL_OK...) */
+	/* SMTP worker -> master over the status pipe (procfd.h) */
+	IMSG_WORKER_STATUS,      /* pid, generation, WORKER_IDLE/BUSY */
+	/* master -> queue runner over FD_POOL */
+	IMSG_NOTE_POOL,          /* workers, busy */
+	IMSG_NOTE_RELOAD,        /* no fields; the new configuration's
+	                          * sealed memfd rides along (SCM_RIGHTS) */
+	/* master -> ferry-anvil over FD_ANVIL_NOTES */
+	IMSG_NOTE_ANVIL_LIMITS,  /* six i32: the reloaded limits */
 	IMSG_TYPE_MAX
 };
 
 const char *ipc_type_name(int type);
 
-/* A growable outgoing frame. */
+/* A growable buffer of outgoing frames: ipc_out_init() starts it over
+ * with one frame, ipc_out_begin() appends a frame after those already in
+ * it (a channel's write buffer, channel.h), and the ipc_add_* calls
+ * append fields to the frame begun last, in place. */
 struct ipc_out {
 	uint8_t *buf;
 	size_t len, cap;
+	size_t start;        /* offset of the frame being built */
 };
 
 void ipc_out_init(struct ipc_out *m, int type);
+void ipc_out_begin(struct ipc_out *m, int type);
+/* Patches the length of the frame begun last; returns its size. */
+size_t ipc_out_end(struct ipc_out *m);
 void ipc_out_free(struct ipc_out *m);
+void ipc_add_i32(struct ipc_out *m, int32_t v);
 void ipc_add_u8(struct ipc_out *m, uint8_t v);
 void ipc_add_u32(struct ipc_out *m, uint32_t v);
 void ipc_add_u64(struct ipc_out *m, uint64_t v);
@@ -65,7 +81,7 @@ void ipc_add_i64(struct ipc_out *m, int64_t v);
 void ipc_add_str(struct ipc_out *m, const char *s);
 /* Raw bytes: u32 length then bytes. */
 void ipc_add_data(struct ipc_out *m, const void *p, size_t len);
-/* Fills in the header length; returns the frame and its size. */
+/* Ends the frame begun last; returns the whole buffer and its size. */
 const uint8_t *ipc_out_finish(struct ipc_out *m, size_t *lenp);
 
 /* An incoming frame being read. */
@@ -79,9 +95,13 @@ struct ipc_in {
  * header is invalid (bad version, too long, unknown type), or the frame's
  * total size and fills *in with its payload. */
 long ipc_frame(const uint8_t *buf, size_t len, struct ipc_in *in);
+/* The header alone: 0 when fewer than IPC_HEADER_SIZE bytes are there,
+ * -1 when invalid as for ipc_frame(), 1 with *type and *plen filled. */
+int ipc_header(const uint8_t *buf, size_t len, int *type, size_t *plen);
 
 int ipc_get_u8(struct ipc_in *in, uint8_t *v);
 int ipc_get_u32(struct ipc_in *in, uint32_t *v);
+int ipc_get_i32(struct ipc_in *in, int32_t *v);
 int ipc_get_u64(struct ipc_in *in, uint64_t *v);
 int ipc_get_i64(struct ipc_in *in, int64_t *v);
 /* Returns a malloc'd NUL-terminated copy; fails on embedded NUL or when
@@ -91,5 +111,15 @@ int ipc_get_str(struct ipc_in *in, char **s, size_t maxlen);
 int ipc_get_data(struct ipc_in *in, const uint8_t **p, size_t *len);
 /* 0 when every byte of the payload was consumed, -1 otherwise. */
 int ipc_end(const struct ipc_in *in);
+
+/* Passing descriptors (SCM_RIGHTS), written once for every user.
+ * ipc_send_fd sends len bytes with fd attached (fd < 0: none);
+ * ipc_recv_fd receives up to len bytes and stores a descriptor that came
+ * with them in *fd (-1 when none; received close-on-exec; any extra
+ * descriptors are closed).  Both return what send/recvmsg return;
+ * ipc_recv_fd sets *truncated when a record did not fit. */
+long ipc_send_fd(int sock, const void *buf, size_t len, int fd, int flags);
+long ipc_recv_fd(int sock, void *buf, size_t len, int *fd, int *truncated,
+    int flags);
 
 #endif

@@ -9,8 +9,11 @@
 #include "autoconfig.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
 
 #include "ipc.h"
 #include "log.h"
@@ -36,6 +39,10 @@ static const char *const ipc_names[IMSG_TYPE_MAX] = {
 	[IMSG_ANVIL_AUTH_CHECK] = "ANVIL_AUTH_CHECK",
 	[IMSG_ANVIL_AUTH_FAILED] = "ANVIL_AUTH_FAILED",
 	[IMSG_ANVIL_ANSWER] = "ANVIL_ANSWER",
+	[IMSG_WORKER_STATUS] = "WORKER_STATUS",
+	[IMSG_NOTE_POOL] = "NOTE_POOL",
+	[IMSG_NOTE_RELOAD] = "NOTE_RELOAD",
+	[IMSG_NOTE_ANVIL_LIMITS] = "NOTE_ANVIL_LIMITS",
 };
 
 const char *
@@ -68,18 +75,39 @@ out_put(struct ipc_out *m, const void *p, size_t n)
 }
 
 void
-ipc_out_init(struct ipc_out *m, int type)
+ipc_out_begin(struct ipc_out *m, int type)
 {
 	uint16_t t = htons((uint16_t)type), v = htons(IPC_VERSION);
 	uint32_t zero = 0;
 
-	m->len = 0;
 	if (m->cap == 0) {
 		m->buf = NULL;
+		m->len = 0;
 	}
+	m->start = m->len;
 	out_put(m, &zero, 4);
 	out_put(m, &t, 2);
 	out_put(m, &v, 2);
+}
+
+void
+ipc_out_init(struct ipc_out *m, int type)
+{
+	m->len = 0;
+	ipc_out_begin(m, type);
+}
+
+size_t
+ipc_out_end(struct ipc_out *m)
+{
+	size_t flen = m->len - m->start;
+	uint32_t plen;
+
+	if (flen - IPC_HEADER_SIZE > IPC_MAX_PAYLOAD)
+		log_panic("ipc: frame of %zu bytes is too long", flen);
+	plen = htonl((uint32_t)(flen - IPC_HEADER_SIZE));
+	memcpy(m->buf + m->start, &plen, 4);
+	return flen;
 }
 
 void
@@ -101,6 +129,12 @@ ipc_add_u32(struct ipc_out *m, uint32_t v)
 {
 	v = htonl(v);
 	out_put(m, &v, 4);
+}
+
+void
+ipc_add_i32(struct ipc_out *m, int32_t v)
+{
+	ipc_add_u32(m, (uint32_t)v);
 }
 
 void
@@ -137,18 +171,13 @@ ipc_add_str(struct ipc_out *m, const char *s)
 const uint8_t *
 ipc_out_finish(struct ipc_out *m, size_t *lenp)
 {
-	uint32_t plen = (uint32_t)(m->len - IPC_HEADER_SIZE);
-
-	if (m->len - IPC_HEADER_SIZE > IPC_MAX_PAYLOAD)
-		log_panic("ipc: frame of %zu bytes is too long", m->len);
-	plen = htonl(plen);
-	memcpy(m->buf, &plen, 4);
+	(void)ipc_out_end(m);
 	*lenp = m->len;
 	return m->buf;
 }
 
-long
-ipc_frame(const uint8_t *buf, size_t len, struct ipc_in *in)
+int
+ipc_header(const uint8_t *buf, size_t len, int *typep, size_t *plenp)
 {
 	uint32_t plen;
 	uint16_t type, version;
@@ -164,7 +193,20 @@ ipc_frame(const uint8_t *buf, size_t len, struct ipc_in *in)
 	if (version != IPC_VERSION || plen > IPC_MAX_PAYLOAD || type == 0 ||
 	    type >= IMSG_TYPE_MAX)
 		return -1;
-	if (len < IPC_HEADER_SIZE + (size_t)plen)
+	*typep = type;
+	*plenp = plen;
+	return 1;
+}
+
+long
+ipc_frame(const uint8_t *buf, size_t len, struct ipc_in *in)
+{
+	size_t plen;
+	int type, rc = ipc_header(buf, len, &type, &plen);
+
+	if (rc <= 0)
+		return rc;
+	if (len < IPC_HEADER_SIZE + plen)
 		return 0;
 	in->type = type;
 	in->p = buf + IPC_HEADER_SIZE;
@@ -195,6 +237,17 @@ ipc_get_u32(struct ipc_in *in, uint32_t *v)
 	if (in_take(in, v, 4) < 0)
 		return -1;
 	*v = ntohl(*v);
+	return 0;
+}
+
+int
+ipc_get_i32(struct ipc_in *in, int32_t *v)
+{
+	uint32_t u;
+
+	if (ipc_get_u32(in, &u) < 0)
+		return -1;
+	*v = (int32_t)u;
 	return 0;
 }
 
@@ -251,4 +304,78 @@ int
 ipc_end(const struct ipc_in *in)
 {
 	return in->left == 0 ? 0 : -1;
+}
+
+long
+ipc_send_fd(int sock, const void *buf, size_t len, int fd, int flags)
+{
+	struct iovec iov = { (void *)(uintptr_t)buf, len };
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} u;
+	struct msghdr msg;
+
+	memset(&msg, 0, sizeof(msg));
+	memset(&u, 0, sizeof(u));
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	if (fd >= 0) {
+		struct cmsghdr *cm;
+
+		msg.msg_control = u.buf;
+		msg.msg_controllen = sizeof(u.buf);
+		cm = CMSG_FIRSTHDR(&msg);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+	}
+	return (long)sendmsg(sock, &msg, flags | MSG_NOSIGNAL);
+}
+
+long
+ipc_recv_fd(int sock, void *buf, size_t len, int *fd, int *truncated,
+    int flags)
+{
+	struct iovec iov = { buf, len };
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(4 * sizeof(int))];
+	} u;
+	struct msghdr msg;
+	struct cmsghdr *cm;
+	ssize_t n;
+
+	*fd = -1;
+	*truncated = 0;
+	memset(&msg, 0, sizeof(msg));
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = u.buf;
+	msg.msg_controllen = sizeof(u.buf);
+	n = recvmsg(sock, &msg, flags | MSG_CMSG_CLOEXEC);
+	if (n < 0)
+		return -1;
+	for (cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+		size_t k, nfds;
+
+		if (cm->cmsg_level != SOL_SOCKET ||
+		    cm->cmsg_type != SCM_RIGHTS)
+			continue;
+		nfds = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (k = 0; k < nfds; k++) {
+			int got;
+
+			memcpy(&got, CMSG_DATA(cm) + k * sizeof(int),
+			    sizeof(int));
+			if (*fd < 0)
+				*fd = got;
+			else
+				close(got);   /* one per message */
+		}
+	}
+	if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC))
+		*truncated = 1;
+	return (long)n;
 }
