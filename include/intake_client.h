@@ -12,15 +12,13 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "channel.h"
 #include "envelope.h"
 #include "ipc.h"
 
 struct intake_client {
 	char *path;          /* socket path as seen by this process */
-	int fd;              /* -1 when not connected */
-	uint8_t *rbuf;
-	size_t rlen, rcap;
-	struct ipc_out out;
+	struct channel ch;   /* ch.fd is -1 when not connected */
 	uint32_t seq;        /* next TX_DATA sequence number */
 	char reason[256];    /* why the last call failed */
 };

@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include <sys/socket.h>
 
+#include "channel.h"
 #include "envelope.h"
 #include "intake.h"
 #include "ipc.h"
@@ -33,8 +34,17 @@ enum conn_state {
 	C_FAILED,        /* the store failed; the COMMIT will get TX_FAIL */
 };
 
+/* What a worker may send the runner. */
+static const struct channel_rule worker_may_send[] = {
+	{ IMSG_TX_BEGIN, 0 },
+	{ IMSG_TX_DATA, 0 },
+	{ IMSG_TX_COMMIT, 0 },
+	{ IMSG_TX_ABORT, 0 },
+	{ 0, 0 }
+};
+
 struct intake_conn {
-	int fd;
+	struct channel ch;
 	uint64_t id;
 	enum conn_state state;
 	int64_t msgid;
@@ -43,18 +53,17 @@ struct intake_conn {
 	size_t nrcpt;
 	uint32_t next_seq;
 	uint64_t received;
-	uint8_t *rbuf;
-	size_t rlen, rcap;
-	uint8_t *wbuf;
-	size_t wlen, wcap;
 };
 
 struct intake_conn *
 intake_conn_new(int fd, uint64_t id)
 {
 	struct intake_conn *c = xcalloc(1, sizeof(*c));
+	char peer[64];
 
-	c->fd = fd;
+	snprintf(peer, sizeof(peer), "SMTP worker on intake connection %llu",
+	    (unsigned long long)id);
+	channel_init(&c->ch, fd, peer, worker_may_send, IPC_MAX_PAYLOAD, 0);
 	c->id = id;
 	c->state = C_IDLE;
 	c->msgid = -1;
@@ -64,7 +73,7 @@ intake_conn_new(int fd, uint64_t id)
 int
 intake_conn_fd(const struct intake_conn *c)
 {
-	return c->fd;
+	return c->ch.fd;
 }
 
 int
@@ -76,45 +85,21 @@ intake_conn_pending(const struct intake_conn *c)
 int
 intake_conn_want_write(const struct intake_conn *c)
 {
-	return c->wlen > 0;
+	return channel_pending(&c->ch) > 0;
 }
 
 int
 intake_conn_flush(struct intake_conn *c)
 {
-	while (c->wlen > 0) {
-		ssize_t n = send(c->fd, c->wbuf, c->wlen, MSG_NOSIGNAL);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			return 0;
-		if (n <= 0)
-			return -1;
-		memmove(c->wbuf, c->wbuf + n, c->wlen - (size_t)n);
-		c->wlen -= (size_t)n;
-	}
-	return 0;
+	return channel_flush(&c->ch);
 }
 
 static void
 send_answer(struct intake_conn *c, int type, const char *text)
 {
-	struct ipc_out m = { 0 };
-	const uint8_t *p;
-	size_t len;
-
-	ipc_out_init(&m, type);
-	ipc_add_str(&m, text);
-	p = ipc_out_finish(&m, &len);
-	if (c->wlen + len > c->wcap) {
-		c->wcap = c->wlen + len + 1024;
-		c->wbuf = xrealloc(c->wbuf, c->wcap);
-	}
-	memcpy(c->wbuf + c->wlen, p, len);
-	c->wlen += len;
-	ipc_out_free(&m);
-	(void)intake_conn_flush(c);
+	ipc_add_str(channel_begin(&c->ch, type), text);
+	(void)channel_end(&c->ch);
+	(void)channel_flush(&c->ch);
 }
 
 static void
@@ -156,10 +141,10 @@ drop_message(struct intake_conn *c, struct store *st)
 static int
 violation(struct intake_conn *c, const char *what, int type)
 {
-	log_error("intake connection %llu: protocol violation (%s, frame %s)"
-	    "; disconnecting the worker", (unsigned long long)c->id, what,
-	    ipc_type_name(type));
-	return -1;
+	char why[160];
+
+	snprintf(why, sizeof(why), "%s (%s)", what, ipc_type_name(type));
+	return channel_violation(&c->ch, why);
 }
 
 static int
@@ -263,33 +248,12 @@ on_abort(struct intake_conn *c, struct store *st, struct ipc_in *in)
 int
 intake_conn_read(struct intake_conn *c, struct store *st, uint64_t max_size)
 {
-	ssize_t n;
-	int rc = 0;
+	struct ipc_in in;
+	int rc = 0, got;
 
-	if (c->rcap - c->rlen < 65536) {
-		size_t want = c->rlen + 65536 + IPC_HEADER_SIZE;
-
-		if (want > IPC_MAX_PAYLOAD + IPC_HEADER_SIZE + 65536)
-			return violation(c, "frame too large", 0);
-		c->rcap = want * 2;
-		c->rbuf = xrealloc(c->rbuf, c->rcap);
-	}
-	n = recv(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen, 0);
-	if (n == 0)
+	if (channel_fill(&c->ch) < 0)
 		return -1;
-	if (n < 0)
-		return (errno == EAGAIN || errno == EWOULDBLOCK ||
-		    errno == EINTR) ? 0 : -1;
-	c->rlen += (size_t)n;
-
-	for (;;) {
-		struct ipc_in in;
-		long flen = ipc_frame(c->rbuf, c->rlen, &in);
-
-		if (flen == 0)
-			break;
-		if (flen < 0)
-			return violation(c, "bad frame header", 0);
+	while ((got = channel_next(&c->ch, &in)) > 0) {
 		if (c->state == C_COMMIT_WAIT)
 			return violation(c, "frame while awaiting commit",
 			    in.type);
@@ -306,16 +270,11 @@ intake_conn_read(struct intake_conn *c, struct store *st, uint64_t max_size)
 		case IMSG_TX_ABORT:
 			rc = on_abort(c, st, &in);
 			break;
-		default:
-			rc = violation(c, "unexpected frame type", in.type);
-			break;
 		}
-		memmove(c->rbuf, c->rbuf + flen, c->rlen - (size_t)flen);
-		c->rlen -= (size_t)flen;
 		if (rc != 0)
 			return rc;
 	}
-	return 0;
+	return got < 0 ? -1 : 0;
 }
 
 void
@@ -362,9 +321,7 @@ intake_conn_free(struct intake_conn *c, struct store *st)
 {
 	if (c->state == C_RECEIVING || c->state == C_FAILED)
 		drop_message(c, st);
-	close(c->fd);
+	channel_free(&c->ch);
 	free(c->sender);
-	free(c->rbuf);
-	free(c->wbuf);
 	free(c);
 }
