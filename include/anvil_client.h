@@ -13,6 +13,7 @@
 #define FERRY_ANVIL_CLIENT_H
 
 #include <stdint.h>
+#include "channel.h"
 
 #define ANVIL_OK 0
 #define ANVIL_TOO_MANY_CONNECTIONS 1   /* in all */
@@ -22,8 +23,8 @@
 #define ANVIL_AUTH_LOCKED 5
 
 struct anvil_client {
-	char *path;      /* the anvil socket as this process sees it */
-	int fd;          /* -1 when not connected */
+	char *path;         /* the anvil socket as this process sees it */
+	struct channel ch;  /* ch.fd is -1 when not connected */
 };
 
 void anvil_client_init(struct anvil_client *ac, const char *path);

@@ -54,7 +54,7 @@ struct channel {
 	size_t rlen, roff, rcap;
 	struct ipc_out wbuf;       /* frames not yet written, from woff */
 	size_t woff;
-	int out_fd;                /* descriptor to send with a frame */
+	int out_fd;                /* ours: to send with the frame at */
 	size_t out_fd_at;          /* offset of that frame in wbuf */
 	int in_fd;                 /* descriptor received, not yet taken */
 	int eof;                   /* the peer closed its end */
@@ -98,9 +98,9 @@ struct ipc_out *channel_begin(struct channel *ch, int type);
 /* Ends the frame.  0, or -1 when more than wmax bytes wait unsent (a
  * peer that does not read: the caller drops it). */
 int channel_end(struct channel *ch);
-/* Ends the frame and attaches fd to it (record channels only; the
- * channel does not close fd).  -1 as channel_end, or when a descriptor
- * is already waiting to be sent. */
+/* Ends the frame and attaches a duplicate of fd to it (record channels
+ * only; the caller keeps fd).  -1 as channel_end, or when a descriptor
+ * is already waiting to be sent (the frame is then taken back). */
 int channel_end_fd(struct channel *ch, int fd);
 /* Writes what the descriptor takes now.  0 (maybe with bytes still
  * pending), -1 when the peer cannot be written to. */

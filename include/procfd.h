@@ -1,11 +1,13 @@
 /*
  * procfd.h - the descriptor numbers the master hands its children, and
- * the status messages workers send back (Postfix master_proto.h style).
+ * what travels on the status pipe and the notes (Postfix master_proto.h
+ * style).
  *
  *   every child    FD_CONFIG   sealed memfd holding the configuration text
  *                              the master validated (so a child never reads
  *                              a file that changed after the check)
  *   ferry-smtpd    FD_STATUS   write end of the shared status pipe
+ *                              (IMSG_WORKER_STATUS frames)
  *                  FD_LISTEN.. one listening socket per configured listener
  *   ferry-queue    FD_INTAKE   listening unix socket the workers connect to
  *                  FD_CONTROL  listening unix socket of ferryctl
@@ -16,7 +18,7 @@
  *   ferry-deliver  (only FD_CONFIG; it connects to <spool>/agent.sock)
  *   ferry-anvil    FD_ANVIL    listening unix socket the workers connect to
  *                  FD_ANVIL_NOTES  the master's notes: new limits after a
- *                              reload (struct anvil_limits_note)
+ *                              reload (IMSG_NOTE_ANVIL_LIMITS)
  */
 #ifndef FERRY_PROCFD_H
 #define FERRY_PROCFD_H
@@ -38,36 +40,17 @@
  * the master does not respawn it quickly. */
 #define EXIT_CONFIG 78
 
+/* A worker's state in its IMSG_WORKER_STATUS on the status pipe. */
 enum worker_status { WORKER_IDLE = 1, WORKER_BUSY = 2 };
 
-/* Written whole to the status pipe (smaller than PIPE_BUF, so atomic). */
-struct worker_status_msg {
-	pid_t pid;
-	uint32_t generation;
-	uint32_t status;
-};
-
-/* Master -> runner over FD_POOL (a SOCK_SEQPACKET pair): the worker
- * counts, and after a reload the new configuration's sealed memfd
- * (SCM_RIGHTS), so the runner routes queued mail by the new file. */
-#define NOTE_POOL 1
-#define NOTE_RELOAD 2
-struct pool_report {
-	uint32_t type;
-	uint32_t workers, busy;
-};
-
-/* Master -> anvil over FD_ANVIL_NOTES (a SOCK_SEQPACKET pair): the
- * limits of a reloaded configuration.  Anvil runs chrooted and cannot
- * re-read the file, so the master sends just the numbers; the counts
- * survive a reload. */
-#define NOTE_ANVIL_LIMITS 3
-struct anvil_limits_note {
-	uint32_t type;
-	int32_t max_connections, max_connections_per_client;
-	int32_t connection_rate, message_rate;
-	int32_t auth_max_failures, auth_lockout;
-};
+/* The master's notes (ipc.h frames on SOCK_SEQPACKET pairs, channel.h):
+ * to the runner over FD_POOL, IMSG_NOTE_POOL (worker counts for ferryctl
+ * status) and IMSG_NOTE_RELOAD (the new configuration's sealed memfd
+ * rides along, so the runner routes queued mail by the new file); to
+ * anvil over FD_ANVIL_NOTES, IMSG_NOTE_ANVIL_LIMITS (anvil runs chrooted
+ * and cannot re-read the file, so the master sends the numbers; the
+ * counts survive a reload).  A malformed note is the master lying: the
+ * receiver exits. */
 
 /* Name of the intake socket inside the smtpd chroot directory. */
 #define INTAKE_SOCKET_NAME "queue.sock"

@@ -28,6 +28,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include "channel.h"
 #include "config.h"
 #include "control.h"
 #include "intake.h"
@@ -93,7 +94,8 @@ struct runner {
 	struct intake_stats stats;
 	struct scheduler *sched;
 	gid_t admin_gid;          /* may use ferryctl besides root */
-	struct pool_report pool;  /* the master's last word on workers */
+	struct channel notes;     /* from the master (FD_POOL) */
+	uint32_t pool_workers, pool_busy;   /* its last word on workers */
 	int have_pool;
 	int have_admin_gid;
 };
@@ -205,47 +207,44 @@ reload_config(struct runner *r, int fd)
 	    fresh->nroutes);
 }
 
+/* What the master may note. */
+static const struct channel_rule master_may_send[] = {
+	{ IMSG_NOTE_POOL, 0 },
+	{ IMSG_NOTE_RELOAD, CHANNEL_RULE_FD },
+	{ 0, 0 }
+};
+
+/* The master's notes; a malformed one is the master lying, which ends
+ * this process (the channel is fatal). */
 static void
 read_master_notes(struct runner *r)
 {
-	for (;;) {
-		struct pool_report note;
-		struct iovec iov = { &note, sizeof(note) };
-		union {
-			struct cmsghdr align;
-			char buf[CMSG_SPACE(sizeof(int))];
-		} u;
-		struct msghdr msg;
-		struct cmsghdr *cm;
-		int fd = -1;
-		ssize_t n;
+	struct ipc_in in;
+	int got;
 
-		memset(&msg, 0, sizeof(msg));
-		msg.msg_iov = &iov;
-		msg.msg_iovlen = 1;
-		msg.msg_control = u.buf;
-		msg.msg_controllen = sizeof(u.buf);
-		n = recvmsg(FD_POOL, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-		if (n <= 0)
-			return;
-		for (cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm))
-			if (cm->cmsg_level == SOL_SOCKET &&
-			    cm->cmsg_type == SCM_RIGHTS &&
-			    cm->cmsg_len == CMSG_LEN(sizeof(int)))
-				memcpy(&fd, CMSG_DATA(cm), sizeof(int));
-		if (n != (ssize_t)sizeof(note)) {
-			if (fd >= 0)
-				close(fd);
-			continue;
+	while (channel_fill(&r->notes) > 0) {
+		while ((got = channel_next(&r->notes, &in)) > 0) {
+			if (in.type == IMSG_NOTE_POOL) {
+				if (ipc_get_u32(&in, &r->pool_workers) < 0 ||
+				    ipc_get_u32(&in, &r->pool_busy) < 0 ||
+				    ipc_end(&in) < 0) {
+					channel_violation(&r->notes,
+					    "malformed NOTE_POOL");
+					return;
+				}
+				r->have_pool = 1;
+			} else {
+				int fd = channel_take_fd(&r->notes);
+
+				if (ipc_end(&in) < 0) {
+					close(fd);
+					channel_violation(&r->notes,
+					    "malformed NOTE_RELOAD");
+					return;
+				}
+				reload_config(r, fd);
+			}
 		}
-		if (note.type == NOTE_POOL) {
-			r->pool = note;
-			r->have_pool = 1;
-		}
-		if (note.type == NOTE_RELOAD && fd >= 0)
-			reload_config(r, fd);
-		else if (fd >= 0)
-			close(fd);
 	}
 }
 
@@ -313,8 +312,8 @@ serve_control(struct runner *r)
 		ctx.st = r->st;
 		scheduler_counts(r->sched, &ctx.agents_total,
 		    &ctx.agents_busy);
-		ctx.workers_total = r->have_pool ? (int)r->pool.workers : -1;
-		ctx.workers_busy = r->have_pool ? (int)r->pool.busy : -1;
+		ctx.workers_total = r->have_pool ? (int)r->pool_workers : -1;
+		ctx.workers_busy = r->have_pool ? (int)r->pool_busy : -1;
 		ctx.messages_in = r->stats.messages;
 		ctx.commits = r->stats.commits;
 		ctx.wake = wake_scheduler;
@@ -346,7 +345,7 @@ run_loop(struct runner *r)
 		pfds[n++].events = POLLIN;
 		pfds[n].fd = FD_AGENTS;
 		pfds[n++].events = POLLIN;
-		pfds[n].fd = FD_POOL;
+		pfds[n].fd = r->notes.fd;
 		pfds[n++].events = POLLIN;
 		nagent_fds = scheduler_pollfds(r->sched, pfds + n, 1024);
 		n += nagent_fds;
@@ -463,6 +462,8 @@ queue(const struct child_args *a)
 	fd_set_nonblock(FD_CONTROL, 1);
 	fd_set_nonblock(FD_AGENTS, 1);
 	fd_set_nonblock(FD_POOL, 1);
+	channel_init(&r.notes, FD_POOL, "the master", master_may_send, 64,
+	    CHANNEL_RECORDS | CHANNEL_FATAL);
 	r.sched = scheduler_new(cfg, r.st, agent_uid);
 	r.conns = xcalloc(MAX_CONNS, sizeof(*r.conns));
 	run_loop(&r);
@@ -480,5 +481,6 @@ queue(const struct child_args *a)
 	store_close(r.st);
 	free(r.conns);
 	config_free(r.cfg);
+	channel_free(&r.notes);
 	return 0;
 }

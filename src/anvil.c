@@ -35,6 +35,7 @@
 
 #include "anvil.h"
 #include "anvil_table.h"
+#include "channel.h"
 #include "config.h"
 #include "ipc.h"
 #include "log.h"
@@ -43,7 +44,7 @@
 #include "util.h"
 
 #define MAX_CONNS 4096
-#define RBUF_SIZE 2048          /* larger than any valid request */
+#define REQUEST_CAP 2040        /* larger than any valid request */
 #define WBUF_MAX 65536          /* unread answers before we give up */
 #define MAX_HELD 64             /* connections one worker may hold */
 #define MAX_USER 512
@@ -78,13 +79,25 @@ install_signals(void)
 	sigprocmask(SIG_SETMASK, &sa.sa_mask, NULL);
 }
 
+/* What a worker may ask. */
+static const struct channel_rule worker_may_send[] = {
+	{ IMSG_ANVIL_CONNECT, 0 },
+	{ IMSG_ANVIL_DISCONNECT, 0 },
+	{ IMSG_ANVIL_MESSAGE, 0 },
+	{ IMSG_ANVIL_AUTH_CHECK, 0 },
+	{ IMSG_ANVIL_AUTH_FAILED, 0 },
+	{ 0, 0 }
+};
+
+/* What the master may note. */
+static const struct channel_rule master_may_send[] = {
+	{ IMSG_NOTE_ANVIL_LIMITS, 0 },
+	{ 0, 0 }
+};
+
 struct anvil_conn {
-	int fd;
+	struct channel ch;
 	pid_t pid;                        /* the worker, for logs */
-	uint8_t rbuf[RBUF_SIZE];
-	size_t rlen;
-	uint8_t *wbuf;                    /* answers not yet written */
-	size_t wlen, wcap, woff;
 	char held[MAX_HELD][ANVIL_KEY_MAX];   /* connections it holds */
 	size_t nheld;
 };
@@ -94,10 +107,10 @@ struct anvil_state {
 	struct anvil_conn **conns;
 	size_t nconns;
 	uid_t peer_uid;
+	struct channel notes;             /* from the master */
 	int notes_open;
 	uint64_t overflows_logged;
 	int64_t overflow_logged_at;
-	struct ipc_out answer;            /* scratch frame */
 };
 
 static void
@@ -119,6 +132,7 @@ accept_workers(struct anvil_state *av)
 {
 	for (;;) {
 		struct anvil_conn *c;
+		char peer[64];
 		pid_t pid = 0;
 		int fd = accept_from_uid(FD_ANVIL, av->peer_uid, &pid, "anvil",
 		    "only the SMTP user may ask");
@@ -137,7 +151,9 @@ accept_workers(struct anvil_state *av)
 			continue;
 		}
 		c = xcalloc(1, sizeof(*c));
-		c->fd = fd;
+		snprintf(peer, sizeof(peer), "SMTP worker pid %ld", (long)pid);
+		channel_init(&c->ch, fd, peer, worker_may_send, REQUEST_CAP, 0);
+		c->ch.wmax = WBUF_MAX;
 		c->pid = pid;
 		av->conns[av->nconns++] = c;
 	}
@@ -156,61 +172,24 @@ close_conn(struct anvil_state *av, size_t i)
 	if (c->nheld > 0)
 		log_debug("anvil: worker pid %ld went away holding %zu "
 		    "connection(s); released", (long)c->pid, c->nheld);
-	close(c->fd);
-	free(c->wbuf);
+	channel_free(&c->ch);
 	free(c);
 	av->conns[i] = av->conns[--av->nconns];
 }
 
-/* Writes what is pending.  -1 when the worker cannot be written to. */
 static int
-flush_conn(struct anvil_conn *c)
+answer(struct anvil_conn *c, uint32_t seq, int result)
 {
-	while (c->woff < c->wlen) {
-		ssize_t n = send(c->fd, c->wbuf + c->woff, c->wlen - c->woff,
-		    MSG_NOSIGNAL | MSG_DONTWAIT);
+	struct ipc_out *m = channel_begin(&c->ch, IMSG_ANVIL_ANSWER);
 
-		if (n > 0) {
-			c->woff += (size_t)n;
-			continue;
-		}
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			return 0;
-		return -1;
-	}
-	c->wlen = c->woff = 0;
-	return 0;
-}
-
-static int
-answer(struct anvil_state *av, struct anvil_conn *c, uint32_t seq,
-    int result)
-{
-	const uint8_t *f;
-	size_t len;
-
-	ipc_out_init(&av->answer, IMSG_ANVIL_ANSWER);
-	ipc_add_u32(&av->answer, seq);
-	ipc_add_u32(&av->answer, (uint32_t)result);
-	f = ipc_out_finish(&av->answer, &len);
-	if (c->wlen - c->woff + len > WBUF_MAX) {
+	ipc_add_u32(m, seq);
+	ipc_add_u32(m, (uint32_t)result);
+	if (channel_end(&c->ch) < 0) {
 		log_warn("anvil: worker pid %ld does not read its answers; "
 		    "dropping its connection", (long)c->pid);
 		return -1;
 	}
-	if (c->wlen + len > c->wcap) {
-		size_t cap = c->wcap ? c->wcap : 256;
-
-		while (cap < c->wlen + len)
-			cap *= 2;
-		c->wbuf = xrealloc(c->wbuf, cap);
-		c->wcap = cap;
-	}
-	memcpy(c->wbuf + c->wlen, f, len);
-	c->wlen += len;
-	return flush_conn(c);
+	return channel_flush(&c->ch);
 }
 
 static const char *
@@ -241,25 +220,16 @@ handle_frame(struct anvil_state *av, struct anvil_conn *c,
 
 	with_user = in->type == IMSG_ANVIL_AUTH_CHECK ||
 	    in->type == IMSG_ANVIL_AUTH_FAILED;
-	switch (in->type) {
-	case IMSG_ANVIL_CONNECT:
-	case IMSG_ANVIL_DISCONNECT:
-	case IMSG_ANVIL_MESSAGE:
-	case IMSG_ANVIL_AUTH_CHECK:
-	case IMSG_ANVIL_AUTH_FAILED:
-		break;
-	default:
-		log_warn("anvil: unexpected %s from worker pid %ld; dropping "
-		    "its connection", ipc_type_name(in->type), (long)c->pid);
-		return -1;
-	}
 	if (ipc_get_u32(in, &seq) < 0 ||
 	    ipc_get_str(in, &addr, ANVIL_KEY_MAX) < 0 ||
 	    (with_user && ipc_get_str(in, &user, MAX_USER) < 0) ||
 	    ipc_end(in) < 0 ||
 	    anvil_client_key(addr, key, sizeof(key)) < 0) {
-		log_warn("anvil: malformed %s from worker pid %ld; dropping "
-		    "its connection", ipc_type_name(in->type), (long)c->pid);
+		char why[64];
+
+		snprintf(why, sizeof(why), "malformed %s",
+		    ipc_type_name(in->type));
+		channel_violation(&c->ch, why);
 		goto out;
 	}
 	switch (in->type) {
@@ -275,7 +245,7 @@ handle_frame(struct anvil_state *av, struct anvil_conn *c,
 		if (counted)
 			ferry_strlcpy(c->held[c->nheld++], key,
 			    sizeof(c->held[0]));
-		if (answer(av, c, seq, res) < 0)
+		if (answer(c, seq, res) < 0)
 			goto out;
 		break;
 	case IMSG_ANVIL_DISCONNECT:
@@ -291,12 +261,12 @@ handle_frame(struct anvil_state *av, struct anvil_conn *c,
 		break;
 	case IMSG_ANVIL_MESSAGE:
 		res = anvil_table_message(av->table, key, now);
-		if (answer(av, c, seq, res) < 0)
+		if (answer(c, seq, res) < 0)
 			goto out;
 		break;
 	case IMSG_ANVIL_AUTH_CHECK:
 		res = anvil_table_auth_check(av->table, key, user, now);
-		if (answer(av, c, seq, res) < 0)
+		if (answer(c, seq, res) < 0)
 			goto out;
 		break;
 	case IMSG_ANVIL_AUTH_FAILED:
@@ -319,90 +289,73 @@ static int
 read_conn(struct anvil_state *av, struct anvil_conn *c)
 {
 	for (;;) {
-		ssize_t n = recv(c->fd, c->rbuf + c->rlen,
-		    sizeof(c->rbuf) - c->rlen, 0);
-		size_t off = 0;
+		struct ipc_in in;
+		int got, n = channel_fill(&c->ch);
 
-		if (n == 0)
+		if (n < 0)
 			return -1;
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				return 0;
-			return -1;
-		}
-		c->rlen += (size_t)n;
-		for (;;) {
-			struct ipc_in in;
-			long flen = ipc_frame(c->rbuf + off, c->rlen - off,
-			    &in);
-
-			if (flen < 0) {
-				log_warn("anvil: bad frame header from worker "
-				    "pid %ld; dropping its connection",
-				    (long)c->pid);
-				return -1;
-			}
-			if (flen == 0)
-				break;
+		while ((got = channel_next(&c->ch, &in)) > 0)
 			if (handle_frame(av, c, &in) < 0)
 				return -1;
-			off += (size_t)flen;
-		}
-		memmove(c->rbuf, c->rbuf + off, c->rlen - off);
-		c->rlen -= off;
-		if (c->rlen == sizeof(c->rbuf)) {
-			log_warn("anvil: oversized frame from worker pid %ld; "
-			    "dropping its connection", (long)c->pid);
+		if (got < 0)
 			return -1;
-		}
+		if (n == 0)
+			return 0;
 	}
 }
 
 /* ---------------------------------------------------------------- notes */
 
 static int
-limits_sane(const struct anvil_limits_note *n)
+limits_sane(const struct anvil_limits *l)
 {
-	return n->max_connections > 0 && n->max_connections_per_client > 0 &&
-	    n->connection_rate > 0 && n->message_rate > 0 &&
-	    n->auth_max_failures > 0 && n->auth_lockout > 0;
+	return l->max_connections > 0 && l->max_connections_per_client > 0 &&
+	    l->connection_rate > 0 && l->message_rate > 0 &&
+	    l->auth_max_failures > 0 && l->auth_lockout > 0;
 }
 
+/* The master's notes: a malformed one is the master lying, which ends
+ * this process (the channel is fatal). */
 static void
 read_notes(struct anvil_state *av)
 {
 	for (;;) {
-		struct anvil_limits_note note;
 		struct anvil_limits l;
-		ssize_t n = recv(FD_ANVIL_NOTES, &note, sizeof(note),
-		    MSG_DONTWAIT);
+		struct ipc_in in;
+		int32_t v[6];
+		int got, n = channel_fill(&av->notes);
 
-		if (n == 0) {
+		if (n < 0 && av->notes.eof) {
 			av->notes_open = 0;   /* the master is going */
 			return;
 		}
-		if (n < 0)
+		if (n <= 0)
 			return;
-		if (n != (ssize_t)sizeof(note) ||
-		    note.type != NOTE_ANVIL_LIMITS || !limits_sane(&note)) {
-			log_warn("anvil: ignoring a malformed note from the "
-			    "master");
-			continue;
+		while ((got = channel_next(&av->notes, &in)) > 0) {
+			size_t k;
+
+			for (k = 0; k < 6; k++)
+				if (ipc_get_i32(&in, &v[k]) < 0)
+					break;
+			memset(&l, 0, sizeof(l));
+			l.max_connections = v[0];
+			l.max_connections_per_client = v[1];
+			l.connection_rate = v[2];
+			l.message_rate = v[3];
+			l.auth_max_failures = v[4];
+			l.auth_lockout = v[5];
+			if (k < 6 || ipc_end(&in) < 0 || !limits_sane(&l)) {
+				channel_violation(&av->notes,
+				    "malformed NOTE_ANVIL_LIMITS");
+				return;
+			}
+			anvil_table_set_limits(av->table, &l);
+			log_info("anvil: limits reloaded: %d connections, %d "
+			    "per client, %d connections and %d messages per "
+			    "client per minute", l.max_connections,
+			    l.max_connections_per_client, l.connection_rate,
+			    l.message_rate);
 		}
-		memset(&l, 0, sizeof(l));
-		l.max_connections = note.max_connections;
-		l.max_connections_per_client = note.max_connections_per_client;
-		l.connection_rate = note.connection_rate;
-		l.message_rate = note.message_rate;
-		l.auth_max_failures = note.auth_max_failures;
-		l.auth_lockout = note.auth_lockout;
-		anvil_table_set_limits(av->table, &l);
-		log_info("anvil: limits reloaded: %d connections, %d per "
-		    "client, %d connections and %d messages per client per "
-		    "minute", l.max_connections, l.max_connections_per_client,
-		    l.connection_rate, l.message_rate);
 	}
 }
 
@@ -443,9 +396,9 @@ run_loop(struct anvil_state *av)
 		for (i = 0; i < av->nconns; i++) {
 			struct anvil_conn *c = av->conns[i];
 
-			pfds[n].fd = c->fd;
+			pfds[n].fd = c->ch.fd;
 			pfds[n++].events = POLLIN |
-			    (c->wlen > c->woff ? POLLOUT : 0);
+			    (channel_pending(&c->ch) > 0 ? POLLOUT : 0);
 		}
 		rc = poll(pfds, n, 1000);
 		if (rc < 0) {
@@ -463,7 +416,7 @@ run_loop(struct anvil_state *av)
 			if (ev == 0)
 				continue;
 			if (ev & POLLOUT)
-				res = flush_conn(av->conns[i]);
+				res = channel_flush(&av->conns[i]->ch);
 			if (res == 0 && (ev & (POLLIN | POLLHUP | POLLERR)))
 				res = read_conn(av, av->conns[i]);
 			if (res < 0)
@@ -515,6 +468,8 @@ anvil(const struct child_args *a)
 
 	fd_set_nonblock(FD_ANVIL, 1);
 	fd_set_nonblock(FD_ANVIL_NOTES, 1);
+	channel_init(&av.notes, FD_ANVIL_NOTES, "the master", master_may_send,
+	    64, CHANNEL_RECORDS | CHANNEL_FATAL);
 	av.notes_open = 1;
 	av.table = anvil_table_new(&lim);
 	av.conns = xcalloc(MAX_CONNS, sizeof(*av.conns));
@@ -528,7 +483,7 @@ anvil(const struct child_args *a)
 		close_conn(&av, av.nconns - 1);
 	log_debug("anvil stopping");
 	anvil_table_free(av.table);
-	ipc_out_free(&av.answer);
+	channel_free(&av.notes);
 	free(av.conns);
 	return 0;
 }

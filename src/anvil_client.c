@@ -38,19 +38,25 @@ static uint32_t next_seq;
 static int64_t retry_after;     /* now_ms() before which we do not try */
 static int outage_logged;
 
+/* What anvil may answer. */
+static const struct channel_rule anvil_may_send[] = {
+	{ IMSG_ANVIL_ANSWER, 0 },
+	{ 0, 0 }
+};
+
+#define ANSWER_CAP 8            /* seq and result */
+
 void
 anvil_client_init(struct anvil_client *ac, const char *path)
 {
 	ac->path = xstrdup(path);
-	ac->fd = -1;
+	channel_init(&ac->ch, -1, "anvil", anvil_may_send, ANSWER_CAP, 0);
 }
 
 void
 anvil_client_close(struct anvil_client *ac)
 {
-	if (ac->fd >= 0)
-		close(ac->fd);
-	ac->fd = -1;
+	channel_free(&ac->ch);
 	free(ac->path);
 	ac->path = NULL;
 }
@@ -58,9 +64,7 @@ anvil_client_close(struct anvil_client *ac)
 static void
 drop(struct anvil_client *ac)
 {
-	if (ac->fd >= 0)
-		close(ac->fd);
-	ac->fd = -1;
+	channel_close(&ac->ch);
 }
 
 /* Closes the connection and allows the action; logs the first failure
@@ -85,7 +89,7 @@ ensure_connected(struct anvil_client *ac, char *why, size_t whylen)
 	struct sockaddr_un sun;
 	int fd;
 
-	if (ac->fd >= 0)
+	if (ac->ch.fd >= 0)
 		return 0;
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
@@ -105,105 +109,30 @@ ensure_connected(struct anvil_client *ac, char *why, size_t whylen)
 		close(fd);
 		return -1;
 	}
-	ac->fd = fd;
-	return 0;
-}
-
-/* Waits for fd to be ready for events; -1 when the deadline passed. */
-static int
-wait_fd(int fd, short events, int64_t deadline)
-{
-	for (;;) {
-		struct pollfd pfd = { fd, events, 0 };
-		int64_t left = deadline - now_ms();
-		int rc;
-
-		if (left <= 0)
-			return -1;
-		rc = poll(&pfd, 1, (int)left);
-		if (rc > 0)
-			return 0;
-		if (rc < 0 && errno != EINTR)
-			return -1;
-	}
-}
-
-static int
-send_all(int fd, const uint8_t *p, size_t len, int64_t deadline,
-    char *why, size_t whylen)
-{
-	size_t off = 0;
-
-	while (off < len) {
-		ssize_t n = send(fd, p + off, len - off, MSG_NOSIGNAL);
-
-		if (n > 0) {
-			off += (size_t)n;
-			continue;
-		}
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) &&
-		    wait_fd(fd, POLLOUT, deadline) == 0)
-			continue;
-		snprintf(why, whylen, "write: %s", n < 0 && errno != EAGAIN ?
-		    strerror(errno) : "timeout");
-		return -1;
-	}
+	channel_reopen(&ac->ch, fd);
 	return 0;
 }
 
 /* Reads the answer to request seq: its result, or -1 (why says). */
 static int
-read_answer(int fd, uint32_t seq, int64_t deadline, char *why,
-    size_t whylen)
+read_answer(struct anvil_client *ac, uint32_t seq, int64_t deadline,
+    char *why, size_t whylen)
 {
-	uint8_t buf[64];
-	size_t len = 0;
+	struct ipc_in in;
+	uint32_t aseq, res;
 
-	for (;;) {
-		struct ipc_in in;
-		uint32_t aseq, res;
-		long flen = ipc_frame(buf, len, &in);
-		ssize_t n;
-
-		if (flen < 0) {
-			snprintf(why, whylen, "malformed answer");
-			return -1;
-		}
-		if (flen > 0) {
-			if ((size_t)flen != len || in.type != IMSG_ANVIL_ANSWER ||
-			    ipc_get_u32(&in, &aseq) < 0 ||
-			    ipc_get_u32(&in, &res) < 0 || ipc_end(&in) < 0 ||
-			    aseq != seq || res > ANVIL_AUTH_LOCKED) {
-				snprintf(why, whylen, "malformed answer");
-				return -1;
-			}
-			return (int)res;
-		}
-		if (len == sizeof(buf)) {
-			snprintf(why, whylen, "oversized answer");
-			return -1;
-		}
-		n = recv(fd, buf + len, sizeof(buf) - len, 0);
-		if (n > 0) {
-			len += (size_t)n;
-			continue;
-		}
-		if (n == 0) {
-			snprintf(why, whylen, "connection closed");
-			return -1;
-		}
-		if (errno == EINTR)
-			continue;
-		if ((errno == EAGAIN || errno == EWOULDBLOCK) &&
-		    wait_fd(fd, POLLIN, deadline) == 0)
-			continue;
-		snprintf(why, whylen, "read: %s", errno == EAGAIN ||
-		    errno == EWOULDBLOCK ? "no answer in time" :
-		    strerror(errno));
+	if (channel_read_wait(&ac->ch, &in, deadline) < 0) {
+		snprintf(why, whylen, "%s", ac->ch.error);
 		return -1;
 	}
+	if (ipc_get_u32(&in, &aseq) < 0 || ipc_get_u32(&in, &res) < 0 ||
+	    ipc_end(&in) < 0 || aseq != seq || res > ANVIL_AUTH_LOCKED ||
+	    channel_next(&ac->ch, &in) != 0) {
+		channel_violation(&ac->ch, "malformed answer");
+		snprintf(why, whylen, "malformed answer");
+		return -1;
+	}
+	return (int)res;
 }
 
 /* Sends one request and, when want_answer, returns anvil's result;
@@ -218,39 +147,37 @@ request(struct anvil_client *ac, int type, const char *addr,
 
 	if (ac == NULL || ac->path == NULL)
 		return ANVIL_OK;
-	if (ac->fd < 0 && now_ms() < retry_after)
+	if (ac->ch.fd < 0 && now_ms() < retry_after)
 		return ANVIL_OK;
 	/* A kept connection may lead to an anvil that has since died:
 	 * one more try on a fresh one. */
 	for (attempt = 0; attempt < 2; attempt++) {
-		struct ipc_out out;
-		const uint8_t *f;
-		size_t len;
+		struct ipc_out *out;
 		uint32_t seq = ++next_seq;
-		int reused = ac->fd >= 0, rc;
+		int reused = ac->ch.fd >= 0, rc;
 
 		if (ensure_connected(ac, why, sizeof(why)) < 0)
 			break;
-		memset(&out, 0, sizeof(out));
-		ipc_out_init(&out, type);
-		ipc_add_u32(&out, seq);
-		ipc_add_str(&out, addr);
+		out = channel_begin(&ac->ch, type);
+		ipc_add_u32(out, seq);
+		ipc_add_str(out, addr);
 		if (type == IMSG_ANVIL_AUTH_CHECK ||
 		    type == IMSG_ANVIL_AUTH_FAILED) {
 			/* the client chose it: anvil takes at most
 			 * ANVIL_USER_MAX bytes */
 			size_t ulen = strlen(user);
 
-			ipc_add_data(&out, user, ulen > ANVIL_USER_MAX ?
+			ipc_add_data(out, user, ulen > ANVIL_USER_MAX ?
 			    ANVIL_USER_MAX : ulen);
 		}
-		f = ipc_out_finish(&out, &len);
-		rc = send_all(ac->fd, f, len, deadline, why, sizeof(why));
-		ipc_out_free(&out);
+		(void)channel_end(&ac->ch);
+		rc = channel_flush_wait(&ac->ch, deadline);
+		if (rc < 0)
+			snprintf(why, sizeof(why), "%s", ac->ch.error);
 		if (rc == 0 && !want_answer)
 			return ANVIL_OK;
 		if (rc == 0)
-			rc = read_answer(ac->fd, seq, deadline, why,
+			rc = read_answer(ac, seq, deadline, why,
 			    sizeof(why));
 		if (rc >= 0) {
 			if (outage_logged) {

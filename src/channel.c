@@ -14,6 +14,7 @@
 #include "autoconfig.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -61,6 +62,8 @@ channel_close(struct channel *ch)
 	drop_in_fd(ch);
 	ch->rlen = ch->roff = 0;
 	ch->wbuf.len = ch->woff = 0;
+	if (ch->out_fd >= 0)
+		close(ch->out_fd);
 	ch->out_fd = -1;
 }
 
@@ -326,7 +329,11 @@ channel_end_fd(struct channel *ch, int fd)
 		ch->wbuf.len = ch->wbuf.start;
 		return -1;
 	}
-	ch->out_fd = fd;
+	ch->out_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (ch->out_fd < 0) {
+		ch->wbuf.len = ch->wbuf.start;
+		return -1;
+	}
 	ch->out_fd_at = ch->wbuf.start;
 	return channel_end(ch);
 }
@@ -372,8 +379,10 @@ channel_flush(struct channel *ch)
 		}
 		if (n > 0) {
 			ch->woff += (size_t)n;
-			if (fd >= 0)
+			if (fd >= 0) {
+				close(ch->out_fd);   /* the peer has it */
 				ch->out_fd = -1;
+			}
 			continue;
 		}
 		if (n < 0 && errno == EINTR)

@@ -4,15 +4,21 @@
  * It runs as root and never reads network input.  It validates the
  * configuration and keeps the text it validated; binds every listener;
  * prepares the spool (the queue directory for the queue user, the empty
- * chroot of the workers holding only the intake socket, which it creates
- * so that it outlives a runner restart); then fork+execs the queue runner,
+ * chroot of the workers holding the intake and anvil sockets, which it
+ * creates so that they outlive a restart of the runner or anvil, and the
+ * agents' and ferryctl's sockets); then fork+execs the queue runner,
  * ferry-anvil (the workers' shared abuse counts, restarted like the
- * runner and stopped after the workers) and a pool of SMTP workers with
- * their descriptors at fixed numbers (procfd.h).
+ * runner and stopped after the workers), a pool of SMTP workers and
+ * delivery.agents delivery agents, each with its descriptors at fixed
+ * numbers (procfd.h).  The pooled children (workers and agents) are the
+ * children[] table; the runner and anvil are tracked by pid.
  *
- * The pool is kept between workers.min_idle idle workers and workers.max
- * in all (workers report busy/idle over the status pipe; extra idle ones
- * beyond max_idle are asked to leave).  A child that dies is restarted,
+ * The worker pool is kept between workers.min_idle idle workers and
+ * workers.max in all (workers report busy/idle as typed messages over the
+ * status pipe; extra idle ones beyond max_idle are asked to leave).  The
+ * master talks to the runner (worker counts, reloads with the new
+ * configuration's memfd) and to anvil (reloaded limits) with typed notes
+ * over channel.h channels.  A child that dies is restarted,
  * with a back-off that grows while it keeps dying young.  SIGHUP re-reads
  * the configuration: a bad file is logged and the running one kept; a good
  * one starts a new generation of workers while the old generation finishes
@@ -42,6 +48,7 @@
 #include <sys/wait.h>
 
 #include "auth_users.h"
+#include "channel.h"
 #include "config.h"
 #include "log.h"
 #include "master.h"
@@ -71,11 +78,13 @@ role_name(enum child_role role)
 }
 enum worker_state { W_STARTING, W_IDLE, W_BUSY };
 
-struct worker {
+/* One pooled child: an SMTP worker or a delivery agent (the runner and
+ * anvil, one of each, are tracked by pid in the master's state). */
+struct child_proc {
 	enum child_role role;     /* ROLE_WORKER or ROLE_AGENT */
 	pid_t pid;
 	uint32_t generation;
-	enum worker_state state;
+	enum worker_state state;  /* workers report it; agents stay STARTING */
 	int64_t started;
 	int told_to_leave;
 };
@@ -106,17 +115,20 @@ struct master_state {
 	int control_fd;             /* ferryctl's listening socket */
 	int agent_fd;               /* the delivery agents' socket */
 	int anvil_fd;               /* ferry-anvil's socket, in the chroot */
-	int anvil_notes_rd, anvil_notes_wr;  /* master -> anvil: limits */
+	int anvil_notes_rd;         /* anvil's end of its notes */
+	struct channel to_anvil;    /* master -> anvil: limits */
 	struct backoff agent_backoff;
 
-	int status_rd, status_wr;   /* workers -> master */
-	int pool_rd, pool_wr;       /* master -> runner: worker counts */
-	struct pool_report last_report;
+	struct channel status;      /* workers -> master (read end) */
+	int status_wr;              /* the workers' end */
+	int pool_rd;                /* the runner's end of its notes */
+	struct channel to_runner;   /* master -> runner: counts, reloads */
+	uint32_t last_workers, last_busy;   /* last counts it was told */
 	int log_rd, log_wr;         /* children's stderr, when foreground */
 	int sig_rd, sig_wr;         /* self-pipe for signals */
 
-	struct worker *workers;
-	size_t nworkers, workers_cap;
+	struct child_proc *children;    /* SMTP workers and delivery agents */
+	size_t nchildren, children_cap;
 	struct backoff worker_backoff;
 
 	pid_t runner_pid;
@@ -555,7 +567,7 @@ spawn_runner(struct master_state *m)
 	pid_t pid = spawn(m, ROLE_RUNNER);
 
 	if (pid > 0) {
-		m->last_report.workers = UINT32_MAX;   /* tell the new one */
+		m->last_workers = UINT32_MAX;   /* tell the new one */
 		m->runner_pid = pid;
 		m->runner_started = now_ms();
 		log_debug("started queue runner, pid %ld", (long)pid);
@@ -577,17 +589,17 @@ spawn_anvil(struct master_state *m)
 static void
 spawn_child(struct master_state *m, enum child_role role)
 {
-	struct worker *w;
+	struct child_proc *w;
 	pid_t pid = spawn(m, role);
 
 	if (pid < 0)
 		return;
-	if (m->nworkers == m->workers_cap) {
-		m->workers_cap = m->workers_cap ? m->workers_cap * 2 : 16;
-		m->workers = xrealloc(m->workers,
-		    m->workers_cap * sizeof(*m->workers));
+	if (m->nchildren == m->children_cap) {
+		m->children_cap = m->children_cap ? m->children_cap * 2 : 16;
+		m->children = xrealloc(m->children,
+		    m->children_cap * sizeof(*m->children));
 	}
-	w = &m->workers[m->nworkers++];
+	w = &m->children[m->nchildren++];
 	memset(w, 0, sizeof(*w));
 	w->role = role;
 	w->pid = pid;
@@ -603,14 +615,14 @@ spawn_worker(struct master_state *m)
 	spawn_child(m, ROLE_WORKER);
 }
 
-static struct worker *
-find_worker(struct master_state *m, pid_t pid)
+static struct child_proc *
+find_child(struct master_state *m, pid_t pid)
 {
 	size_t i;
 
-	for (i = 0; i < m->nworkers; i++)
-		if (m->workers[i].pid == pid)
-			return &m->workers[i];
+	for (i = 0; i < m->nchildren; i++)
+		if (m->children[i].pid == pid)
+			return &m->children[i];
 	return NULL;
 }
 
@@ -630,7 +642,7 @@ reap_children(struct master_state *m)
 		int status;
 		char how[64];
 		pid_t pid = waitpid(-1, &status, WNOHANG);
-		struct worker *w;
+		struct child_proc *w;
 
 		if (pid <= 0)
 			return;
@@ -664,7 +676,7 @@ reap_children(struct master_state *m)
 			    (long)pid, how, (long long)delay);
 			continue;
 		}
-		w = find_worker(m, pid);
+		w = find_child(m, pid);
 		if (w == NULL)
 			continue;
 		if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
@@ -679,31 +691,87 @@ reap_children(struct master_state *m)
 			log_debug("%s (pid %ld) exited", role_name(w->role),
 			    (long)pid);
 		}
-		*w = m->workers[--m->nworkers];
+		*w = m->children[--m->nchildren];
 	}
+}
+
+/* What a worker may write on the status pipe. */
+static const struct channel_rule worker_may_send[] = {
+	{ IMSG_WORKER_STATUS, 0 },
+	{ 0, 0 }
+};
+
+static void
+open_status_pipe(struct master_state *m)
+{
+	int p[2];
+
+	if (pipe2(p, O_CLOEXEC) < 0)
+		log_fatal("pipe: %s", strerror(errno));
+	fd_set_nonblock(p[0], 1);
+	channel_init(&m->status, p[0], "an SMTP worker on the status pipe",
+	    worker_may_send, 12, 0);
+	m->status_wr = p[1];
+}
+
+/* A worker wrote nonsense on the shared status pipe, which is now
+ * closed.  Which worker lied cannot be told, so every worker holding
+ * the pipe is asked to leave after its session, and new ones get a new
+ * pipe. */
+static void
+replace_status_pipe(struct master_state *m)
+{
+	size_t i;
+
+	channel_free(&m->status);
+	close(m->status_wr);
+	open_status_pipe(m);
+	for (i = 0; i < m->nchildren; i++)
+		if (m->children[i].role == ROLE_WORKER &&
+		    !m->children[i].told_to_leave) {
+			kill(m->children[i].pid, SIGUSR1);
+			m->children[i].told_to_leave = 1;
+		}
+	log_warn("status pipe replaced; the SMTP workers that held it leave "
+	    "after their sessions");
 }
 
 static void
 read_status(struct master_state *m)
 {
-	struct worker_status_msg msg[64];
-
 	for (;;) {
-		ssize_t n = read(m->status_rd, msg, sizeof(msg));
-		size_t i;
+		struct ipc_in in;
+		int got, n = channel_fill(&m->status);
 
+		if (n < 0 && m->status.fd < 0) {
+			replace_status_pipe(m);
+			return;
+		}
+		while ((got = channel_next(&m->status, &in)) > 0) {
+			uint32_t pid, generation, status;
+			struct child_proc *w;
+
+			if (ipc_get_u32(&in, &pid) < 0 ||
+			    ipc_get_u32(&in, &generation) < 0 ||
+			    ipc_get_u32(&in, &status) < 0 ||
+			    ipc_end(&in) < 0 || (status != WORKER_IDLE &&
+			    status != WORKER_BUSY)) {
+				channel_violation(&m->status,
+				    "malformed WORKER_STATUS");
+				got = -1;
+				break;
+			}
+			w = find_child(m, (pid_t)pid);
+			if (w == NULL || w->role != ROLE_WORKER)
+				continue;
+			w->state = status == WORKER_IDLE ? W_IDLE : W_BUSY;
+		}
+		if (got < 0) {
+			replace_status_pipe(m);
+			return;
+		}
 		if (n <= 0)
 			return;
-		for (i = 0; i < (size_t)n / sizeof(msg[0]); i++) {
-			struct worker *w = find_worker(m, msg[i].pid);
-
-			if (w == NULL)
-				continue;
-			if (msg[i].status == WORKER_IDLE)
-				w->state = W_IDLE;
-			else if (msg[i].status == WORKER_BUSY)
-				w->state = W_BUSY;
-		}
 	}
 }
 
@@ -733,8 +801,8 @@ manage_pool(struct master_state *m)
 
 	if (m->shutting_down)
 		return;
-	for (i = 0; i < m->nworkers; i++) {
-		struct worker *w = &m->workers[i];
+	for (i = 0; i < m->nchildren; i++) {
+		struct child_proc *w = &m->children[i];
 
 		if (w->role != ROLE_WORKER)
 			continue;
@@ -753,9 +821,9 @@ manage_pool(struct master_state *m)
 		if (m->worker_backoff.streak > 0)
 			break;   /* one at a time while crashing */
 	}
-	for (i = 0; i < m->nworkers && (int)idle > cfg->workers_max_idle;
+	for (i = 0; i < m->nchildren && (int)idle > cfg->workers_max_idle;
 	    i++) {
-		struct worker *w = &m->workers[i];
+		struct child_proc *w = &m->children[i];
 
 		if (w->role == ROLE_WORKER &&
 		    w->generation == m->generation && w->state == W_IDLE &&
@@ -771,21 +839,30 @@ manage_pool(struct master_state *m)
 static void
 report_pool(struct master_state *m, int force)
 {
-	struct pool_report r = { NOTE_POOL, 0, 0 };
+	uint32_t workers = 0, busy = 0;
+	struct ipc_out *note;
 	size_t i;
 
-	for (i = 0; i < m->nworkers; i++)
-		if (m->workers[i].role == ROLE_WORKER) {
-			r.workers++;
-			if (m->workers[i].state == W_BUSY)
-				r.busy++;
-		}
-	if (!force && r.workers == m->last_report.workers &&
-	    r.busy == m->last_report.busy)
+	/* a note still waiting (the runner is slow or restarting) goes
+	 * first; a newer count follows once it is out */
+	(void)channel_flush(&m->to_runner);
+	if (channel_pending(&m->to_runner) > 0)
 		return;
-	if (send(m->pool_wr, &r, sizeof(r), MSG_NOSIGNAL | MSG_DONTWAIT) ==
-	    (ssize_t)sizeof(r))
-		m->last_report = r;
+	for (i = 0; i < m->nchildren; i++)
+		if (m->children[i].role == ROLE_WORKER) {
+			workers++;
+			if (m->children[i].state == W_BUSY)
+				busy++;
+		}
+	if (!force && workers == m->last_workers && busy == m->last_busy)
+		return;
+	note = channel_begin(&m->to_runner, IMSG_NOTE_POOL);
+	ipc_add_u32(note, workers);
+	ipc_add_u32(note, busy);
+	(void)channel_end(&m->to_runner);
+	(void)channel_flush(&m->to_runner);
+	m->last_workers = workers;
+	m->last_busy = busy;
 }
 
 /* Keeps delivery.agents agents of the current generation running. */
@@ -797,10 +874,10 @@ manage_agents(struct master_state *m)
 
 	if (m->shutting_down)
 		return;
-	for (i = 0; i < m->nworkers; i++)
-		if (m->workers[i].role == ROLE_AGENT &&
-		    m->workers[i].generation == m->generation &&
-		    !m->workers[i].told_to_leave)
+	for (i = 0; i < m->nchildren; i++)
+		if (m->children[i].role == ROLE_AGENT &&
+		    m->children[i].generation == m->generation &&
+		    !m->children[i].told_to_leave)
 			have++;
 	while (have < m->cfg->delivery_agents &&
 	    now_ms() >= m->agent_backoff.not_before) {
@@ -818,32 +895,15 @@ manage_agents(struct master_state *m)
 static void
 tell_runner_reload(struct master_state *m)
 {
-	struct pool_report note = { NOTE_RELOAD, 0, 0 };
-	struct iovec iov = { &note, sizeof(note) };
-	union {
-		struct cmsghdr align;
-		char buf[CMSG_SPACE(sizeof(int))];
-	} u;
-	struct msghdr msg;
-	struct cmsghdr *cm;
-
 	if (m->runner_pid <= 0)
 		return;   /* a runner started later reads the new file */
-	memset(&msg, 0, sizeof(msg));
-	memset(&u, 0, sizeof(u));
-	msg.msg_iov = &iov;
-	msg.msg_iovlen = 1;
-	msg.msg_control = u.buf;
-	msg.msg_controllen = sizeof(u.buf);
-	cm = CMSG_FIRSTHDR(&msg);
-	cm->cmsg_level = SOL_SOCKET;
-	cm->cmsg_type = SCM_RIGHTS;
-	cm->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(cm), &m->cfg_fd, sizeof(int));
-	if (sendmsg(m->pool_wr, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+	(void)channel_begin(&m->to_runner, IMSG_NOTE_RELOAD);
+	if (channel_end_fd(&m->to_runner, m->cfg_fd) < 0 ||
+	    channel_flush(&m->to_runner) < 0)
 		log_warn("reload: could not hand the queue runner the new "
 		    "configuration (%s); it keeps the old one until it "
-		    "restarts", strerror(errno));
+		    "restarts", m->to_runner.error[0] ? m->to_runner.error :
+		    "a reload is still on its way");
 }
 
 /* Hands anvil the new limits; it keeps its counts (it cannot read the
@@ -851,23 +911,21 @@ tell_runner_reload(struct master_state *m)
 static void
 tell_anvil_reload(struct master_state *m)
 {
-	struct anvil_limits_note note;
+	struct ipc_out *note;
 
 	if (m->anvil_pid <= 0)
 		return;   /* an anvil started later reads the new file */
-	memset(&note, 0, sizeof(note));
-	note.type = NOTE_ANVIL_LIMITS;
-	note.max_connections = m->cfg->max_connections;
-	note.max_connections_per_client = m->cfg->max_connections_per_client;
-	note.connection_rate = m->cfg->connection_rate;
-	note.message_rate = m->cfg->message_rate;
-	note.auth_max_failures = m->cfg->auth_max_failures;
-	note.auth_lockout = m->cfg->auth_lockout;
-	if (send(m->anvil_notes_wr, &note, sizeof(note), MSG_NOSIGNAL |
-	    MSG_DONTWAIT) != (ssize_t)sizeof(note))
+	note = channel_begin(&m->to_anvil, IMSG_NOTE_ANVIL_LIMITS);
+	ipc_add_i32(note, m->cfg->max_connections);
+	ipc_add_i32(note, m->cfg->max_connections_per_client);
+	ipc_add_i32(note, m->cfg->connection_rate);
+	ipc_add_i32(note, m->cfg->message_rate);
+	ipc_add_i32(note, m->cfg->auth_max_failures);
+	ipc_add_i32(note, m->cfg->auth_lockout);
+	if (channel_end(&m->to_anvil) < 0 || channel_flush(&m->to_anvil) < 0)
 		log_warn("reload: could not hand anvil the new limits (%s); "
 		    "it keeps the old ones until it restarts",
-		    strerror(errno));
+		    m->to_anvil.error);
 }
 
 static void
@@ -955,12 +1013,12 @@ reload(struct master_state *m)
 	m->worker_backoff.not_before = 0;
 
 	/* The old generation finishes its sessions, then leaves. */
-	for (i = 0; i < m->nworkers; i++)
-		if (m->workers[i].generation != m->generation) {
+	for (i = 0; i < m->nchildren; i++)
+		if (m->children[i].generation != m->generation) {
 			/* agents finish their job on SIGTERM */
-			kill(m->workers[i].pid, m->workers[i].role ==
+			kill(m->children[i].pid, m->children[i].role ==
 			    ROLE_AGENT ? SIGTERM : SIGUSR1);
-			m->workers[i].told_to_leave = 1;
+			m->children[i].told_to_leave = 1;
 		}
 	m->agent_backoff.streak = 0;
 	m->agent_backoff.not_before = 0;
@@ -982,12 +1040,12 @@ report_status(struct master_state *m)
 	size_t i, workers = 0, busy = 0, agents = 0;
 	int runner = m->runner_pid > 0;
 
-	for (i = 0; i < m->nworkers; i++) {
-		if (m->workers[i].role == ROLE_AGENT) {
+	for (i = 0; i < m->nchildren; i++) {
+		if (m->children[i].role == ROLE_AGENT) {
 			agents++;
-		} else if (m->workers[i].role == ROLE_WORKER) {
+		} else if (m->children[i].role == ROLE_WORKER) {
 			workers++;
-			if (m->workers[i].state == W_BUSY)
+			if (m->children[i].state == W_BUSY)
 				busy++;
 		}
 	}
@@ -1020,12 +1078,12 @@ begin_shutdown(struct master_state *m)
 	m->shutdown_deadline = now_ms() +
 	    (int64_t)m->cfg->shutdown_timeout * 1000 + 5000;
 	log_info("shutting down: %zu worker(s) and agent(s) finishing",
-	    m->nworkers);
+	    m->nchildren);
 	/* the runner stops handing out deliveries to agents that leave */
 	if (m->runner_pid > 0)
 		kill(m->runner_pid, SIGUSR1);
-	for (i = 0; i < m->nworkers; i++)
-		kill(m->workers[i].pid, SIGTERM);
+	for (i = 0; i < m->nchildren; i++)
+		kill(m->children[i].pid, SIGTERM);
 	for (i = 0; i < m->nlisteners; i++)
 		fd_set_nonblock(m->listeners[i].fd, 1);
 }
@@ -1153,21 +1211,23 @@ master(const struct master_args *args)
 	}
 	prepare_spool(m);
 
+	/* The notes are records (SOCK_SEQPACKET): a note and the
+	 * descriptor it carries arrive together, and a runner or anvil
+	 * that restarts finds whole notes only. */
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, p) < 0)
 		log_fatal("socketpair: %s", strerror(errno));
 	m->pool_rd = p[0];
-	m->pool_wr = p[1];
-	fd_set_nonblock(m->pool_wr, 1);
+	fd_set_nonblock(p[1], 1);
+	channel_init(&m->to_runner, p[1], "the queue runner", NULL, 0,
+	    CHANNEL_RECORDS);
+	m->to_runner.wmax = 65536;
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, p) < 0)
 		log_fatal("socketpair: %s", strerror(errno));
 	m->anvil_notes_rd = p[0];
-	m->anvil_notes_wr = p[1];
-	fd_set_nonblock(m->anvil_notes_wr, 1);
-	if (pipe2(p, O_CLOEXEC) < 0)
-		log_fatal("pipe: %s", strerror(errno));
-	m->status_rd = p[0];
-	m->status_wr = p[1];
-	fd_set_nonblock(m->status_rd, 1);
+	fd_set_nonblock(p[1], 1);
+	channel_init(&m->to_anvil, p[1], "anvil", NULL, 0, CHANNEL_RECORDS);
+	m->to_anvil.wmax = 65536;
+	open_status_pipe(m);
 	if (args->foreground || m->cfg->log_to_stderr) {
 		if (pipe2(p, O_CLOEXEC) < 0)
 			log_fatal("pipe: %s", strerror(errno));
@@ -1196,7 +1256,7 @@ master(const struct master_args *args)
 		unsigned char sigs[64];
 		ssize_t got;
 
-		if (m->shutting_down && m->nworkers == 0) {
+		if (m->shutting_down && m->nchildren == 0) {
 			/* the workers are gone: nobody asks anvil now */
 			if (m->anvil_pid > 0)
 				kill(m->anvil_pid, SIGTERM);
@@ -1230,13 +1290,13 @@ master(const struct master_args *args)
 			break;
 		}
 		if (m->shutting_down && now_ms() >= m->shutdown_deadline) {
-			for (i = 0; i < m->nworkers; i++)
-				kill(m->workers[i].pid, SIGKILL);
+			for (i = 0; i < m->nchildren; i++)
+				kill(m->children[i].pid, SIGKILL);
 		}
 
 		pfd[n].fd = m->sig_rd;
 		pfd[n++].events = POLLIN;
-		pfd[n].fd = m->status_rd;
+		pfd[n].fd = m->status.fd;
 		pfd[n++].events = POLLIN;
 		if (m->log_rd >= 0) {
 			pfd[n].fd = m->log_rd;
@@ -1303,6 +1363,7 @@ master(const struct master_args *args)
 		manage_pool(m);
 		manage_agents(m);
 		report_pool(m, 0);
+		(void)channel_flush(&m->to_anvil);
 		report_status(m);
 	}
 	for (i = 0; i < m->nlisteners; i++)

@@ -26,6 +26,7 @@
 #include <sys/socket.h>
 
 #include "anvil_client.h"
+#include "channel.h"
 #include "auth_users.h"
 #include "config.h"
 #include "intake_client.h"
@@ -57,19 +58,26 @@ on_usr1(int sig)
 	stop_after_session = 1;
 }
 
+/* The status pipe: a typed WORKER_STATUS per change, written whole
+ * (far below PIPE_BUF, so it never mixes with a sibling's). */
+static struct channel status_ch;
+
 static void
 report(pid_t pid, uint32_t gen, enum worker_status st)
 {
-	struct worker_status_msg m;
+	struct ipc_out *m;
 
-	memset(&m, 0, sizeof(m));
-	m.pid = pid;
-	m.generation = gen;
-	m.status = st;
-	if (write(FD_STATUS, &m, sizeof(m)) != (ssize_t)sizeof(m)) {
+	if (status_ch.peer[0] == '\0')
+		channel_init(&status_ch, FD_STATUS, "the master", NULL, 0, 0);
+	m = channel_begin(&status_ch, IMSG_WORKER_STATUS);
+	ipc_add_u32(m, (uint32_t)pid);
+	ipc_add_u32(m, gen);
+	ipc_add_u32(m, (uint32_t)st);
+	(void)channel_end(&status_ch);
+	if (channel_flush(&status_ch) < 0 || channel_pending(&status_ch) > 0) {
 		/* the master is gone: nobody would supervise us */
-		log_error("status pipe: %s; exiting",
-		    errno ? strerror(errno) : "short write");
+		log_error("status pipe: %s; exiting", status_ch.error[0] ?
+		    status_ch.error : "short write");
 		_exit(0);
 	}
 }
