@@ -259,6 +259,64 @@ START_TEST(test_reuse_out)
 }
 END_TEST
 
+/* Frames appended after one another in one buffer (a channel's write
+ * buffer): each gets its own length, and they decode in order. */
+START_TEST(test_frames_appended)
+{
+	struct ipc_out m;
+	struct ipc_in in;
+	const uint8_t *f;
+	size_t len, first;
+	int32_t v;
+	long r;
+
+	out_init(&m, IMSG_NOTE_POOL);
+	ipc_add_u32(&m, 3);
+	first = ipc_out_end(&m);
+	ck_assert_uint_eq(first, IPC_HEADER_SIZE + 4);
+	ipc_out_begin(&m, IMSG_NOTE_ANVIL_LIMITS);
+	ipc_add_i32(&m, -5);
+	ipc_add_i32(&m, 2147483647);
+	ck_assert_uint_eq(ipc_out_end(&m), IPC_HEADER_SIZE + 8);
+	f = ipc_out_finish(&m, &len);
+	ck_assert_uint_eq(len, first + IPC_HEADER_SIZE + 8);
+	r = ipc_frame(f, len, &in);
+	ck_assert_int_eq(r, (long)first);
+	ck_assert_int_eq(in.type, IMSG_NOTE_POOL);
+	r = ipc_frame(f + first, len - first, &in);
+	ck_assert_int_eq(r, (long)(len - first));
+	ck_assert_int_eq(in.type, IMSG_NOTE_ANVIL_LIMITS);
+	ck_assert_int_eq(ipc_get_i32(&in, &v), 0);
+	ck_assert_int_eq(v, -5);
+	ck_assert_int_eq(ipc_get_i32(&in, &v), 0);
+	ck_assert_int_eq(v, 2147483647);
+	ck_assert_int_eq(ipc_end(&in), 0);
+	ck_assert_int_eq(ipc_get_i32(&in, &v), -1);
+	ipc_out_free(&m);
+}
+END_TEST
+
+/* ipc_header judges the header alone, as ipc_frame does. */
+START_TEST(test_header_only)
+{
+	uint8_t b[IPC_HEADER_SIZE];
+	size_t plen = 0;
+	int type = 0;
+
+	put_header(b, 77, IMSG_WORKER_STATUS, IPC_VERSION);
+	ck_assert_int_eq(ipc_header(b, sizeof b - 1, &type, &plen), 0);
+	ck_assert_int_eq(ipc_header(b, sizeof b, &type, &plen), 1);
+	ck_assert_int_eq(type, IMSG_WORKER_STATUS);
+	ck_assert_uint_eq(plen, 77);
+	put_header(b, 77, IMSG_TYPE_MAX, IPC_VERSION);
+	ck_assert_int_eq(ipc_header(b, sizeof b, &type, &plen), -1);
+	put_header(b, IPC_MAX_PAYLOAD + 1, IMSG_TX_DATA, IPC_VERSION);
+	ck_assert_int_eq(ipc_header(b, sizeof b, &type, &plen), -1);
+	put_header(b, 0, IMSG_TX_DATA, IPC_VERSION + 1);
+	ck_assert_int_eq(ipc_header(b, sizeof b, &type, &plen), -1);
+}
+END_TEST
+
 /* Every cut of a frame is "not yet"; the whole frame, with or without
  * bytes of the next one behind it, is one frame. */
 START_TEST(test_partial_frames)
@@ -467,6 +525,11 @@ START_TEST(test_type_names)
 	ck_assert_str_eq(ipc_type_name(IMSG_TX_BEGUN), "TX_BEGUN");
 	ck_assert_str_eq(ipc_type_name(IMSG_TX_COMMITTED), "TX_COMMITTED");
 	ck_assert_str_eq(ipc_type_name(IMSG_TX_FAIL), "TX_FAIL");
+	ck_assert_str_eq(ipc_type_name(IMSG_WORKER_STATUS), "WORKER_STATUS");
+	ck_assert_str_eq(ipc_type_name(IMSG_NOTE_POOL), "NOTE_POOL");
+	ck_assert_str_eq(ipc_type_name(IMSG_NOTE_RELOAD), "NOTE_RELOAD");
+	ck_assert_str_eq(ipc_type_name(IMSG_NOTE_ANVIL_LIMITS),
+	    "NOTE_ANVIL_LIMITS");
 	ck_assert_str_eq(ipc_type_name(0), "unknown");
 	ck_assert_str_eq(ipc_type_name(-1), "unknown");
 	ck_assert_str_eq(ipc_type_name(IMSG_TYPE_MAX), "unknown");
@@ -866,6 +929,8 @@ static Suite *ipc_suite(void)
 	tcase_add_test(tc, test_roundtrip_all_types);
 	tcase_add_test(tc, test_large_frame);
 	tcase_add_test(tc, test_reuse_out);
+	tcase_add_test(tc, test_frames_appended);
+	tcase_add_test(tc, test_header_only);
 	tcase_add_test(tc, test_partial_frames);
 	tcase_add_test(tc, test_bad_headers);
 	tcase_add_test(tc, test_truncated_fields);
