@@ -9,7 +9,9 @@
  * copy so ASan sees any read past its end, then goes through every
  * decoder: envelope_decode, deliver_job_decode, deliver_result_decode,
  * deliver_done_decode and the small per-type readers the daemons inline
- * (intake.c, intake_client.c, scheduler.c, deliver.c).  What decodes
+ * (intake.c, intake_client.c, scheduler.c, deliver.c, and the status and
+ * note readers in master.c, queue.c, anvil.c); ipc_header must judge the
+ * header as ipc_frame does.  What decodes
  * must re-encode to the very same frame - every field is length-prefixed
  * and ipc_end refuses leftovers, so the encoding is canonical - and must
  * decode again to an equal structure; a decoded job's hop key must fit
@@ -263,6 +265,24 @@ try_small(const struct ipc_in *payload, const uint8_t *frame, size_t flen)
 		ipc_add_u32(&m, u32);
 		same_frame(&m, frame, flen);
 		break;
+	case IMSG_WORKER_STATUS:
+	case IMSG_NOTE_POOL:
+	case IMSG_NOTE_ANVIL_LIMITS: {
+		/* fixed counts of u32/i32 (master.c, queue.c, anvil.c) */
+		size_t want = payload->type == IMSG_WORKER_STATUS ? 3 :
+		    payload->type == IMSG_NOTE_POOL ? 2 : 6, k;
+		int32_t v[6];
+
+		for (k = 0; k < want; k++)
+			if (ipc_get_i32(&in, &v[k]) < 0)
+				break;
+		if (k < want || ipc_end(&in) < 0)
+			break;
+		for (k = 0; k < want; k++)
+			ipc_add_i32(&m, v[k]);
+		same_frame(&m, frame, flen);
+		break;
+	}
 	default:
 		if (ipc_end(&in) < 0)
 			break;
@@ -299,6 +319,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int bad;
 
 	r = ipc_frame(data, size, &in);
+	{
+		/* the header alone is judged the same way */
+		size_t hlen;
+		int htype, h = ipc_header(data, size, &htype, &hlen);
+
+		FUZZ_CHECK(h == (size < IPC_HEADER_SIZE ? 0 : r < 0 ? -1 : 1));
+		if (r > 0)
+			FUZZ_CHECK(htype == in.type && hlen == in.left);
+	}
 	if (size < IPC_HEADER_SIZE) {
 		FUZZ_CHECK(r == 0);
 		return 0;
