@@ -11,15 +11,17 @@
  * Each worker connection remembers the connections it holds, so when a
  * worker dies (its connection closes) what it held is released.
  *
- * Reload: the master sends the new limits over FD_ANVIL_NOTES (anvil
- * cannot re-read the file from its chroot); the counts are kept.  When
+ * Reload: the master sends the new limits as a typed note over
+ * FD_ANVIL_NOTES (anvil cannot re-read the file from its chroot); the
+ * counts are kept.  A malformed note is the master lying: anvil exits.  When
  * anvil itself dies the master restarts it and the counts start over;
  * meanwhile the workers allow everything (fail open).
  *
  * Security stance: the peers are the SMTP workers, which face the
  * internet and may be compromised.  Only the SMTP user may connect (the
- * socket's mode and SO_PEERCRED); every frame is decoded strictly, and a
- * malformed one drops that worker's connection.  Memory is bounded: a
+ * socket's mode and SO_PEERCRED); each worker's connection is a channel
+ * (channel.h) that admits only the anvil requests, and a malformed or
+ * unexpected frame drops that worker's connection.  Memory is bounded: a
  * fixed number of connections, small frames, a capped table.
  */
 #include "autoconfig.h"
