@@ -148,41 +148,22 @@ validate_tls_version(cfg_t *cfg, cfg_opt_t *opt)
 	return 0;
 }
 
-/* "host:port", "[address]:port", or a bare host (port 25). */
+/* "host:port", "[address]:port", or a bare host (port 25); a name is
+ * letters, digits, '-' and '.'. */
 static int
 valid_host_spec(const char *s)
 {
-	const char *p;
-	size_t n;
+	struct hostport hp;
+	const char *q;
 
-	if (s == NULL || *s == '\0' || strlen(s) > 300)
+	if (netaddr_parse_hostport(s, 25, 0, &hp, NULL, 0) < 0)
 		return 0;
-	if (*s == '[') {
-		p = strchr(s, ']');
-		if (p == NULL || p == s + 1)
-			return 0;
-		p++;
-	} else {
-		p = strchr(s, ':');
-		if (p == NULL)
-			p = s + strlen(s);
-		if (p == s)
-			return 0;
-		for (const char *q = s; q < p; q++)
-			if (!((*q >= 'a' && *q <= 'z') ||
-			    (*q >= 'A' && *q <= 'Z') ||
-			    (*q >= '0' && *q <= '9') || *q == '-' ||
-			    *q == '.'))
-				return 0;
-	}
-	if (*p == '\0')
+	if (hp.bracketed)
 		return 1;
-	if (*p != ':' || p[1] == '\0')
-		return 0;
-	n = strspn(p + 1, "0123456789");
-	if (p[1 + n] != '\0' || n > 5 || atoi(p + 1) < 1 ||
-	    atoi(p + 1) > 65535)
-		return 0;
+	for (q = hp.host; *q; q++)
+		if (!((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') ||
+		    (*q >= '0' && *q <= '9') || *q == '-' || *q == '.'))
+			return 0;
 	return 1;
 }
 
@@ -231,43 +212,20 @@ static int
 validate_resolver(cfg_t *cfg, cfg_opt_t *opt)
 {
 	const char *s = cfg_opt_getnstr(opt, 0);
-	char host[64];
+	struct hostport hp;
 	unsigned char buf[16];
-	const char *colon;
 
 	if (s == NULL || *s == '\0')
 		return 0;
-	colon = strrchr(s, ':');
 	/* "addr:port" for IPv4, "[addr]:port" or "addr" for IPv6 */
-	if (*s == '[') {
-		const char *end = strchr(s, ']');
-
-		if (end == NULL || (size_t)(end - s - 1) >= sizeof(host))
-			goto bad;
-		memcpy(host, s + 1, (size_t)(end - s - 1));
-		host[end - s - 1] = '\0';
-		colon = end[1] == ':' ? end + 1 : NULL;
-		if (end[1] != '\0' && colon == NULL)
-			goto bad;
-	} else if (colon != NULL && strchr(s, ':') == colon) {
-		if ((size_t)(colon - s) >= sizeof(host))
-			goto bad;
-		memcpy(host, s, (size_t)(colon - s));
-		host[colon - s] = '\0';
-	} else {
-		ferry_strlcpy(host, s, sizeof(host));
-		colon = NULL;
+	if (netaddr_parse_hostport(s, 53, HOSTPORT_BARE_IPV6, &hp, NULL,
+	    0) < 0 || (inet_pton(AF_INET, hp.host, buf) != 1 &&
+	    inet_pton(AF_INET6, hp.host, buf) != 1)) {
+		cfg_error(cfg, "resolver \"%s\" is not address, address:port "
+		    "or [address]:port", s);
+		return -1;
 	}
-	if (inet_pton(AF_INET, host, buf) != 1 &&
-	    inet_pton(AF_INET6, host, buf) != 1)
-		goto bad;
-	if (colon != NULL && (atoi(colon + 1) < 1 || atoi(colon + 1) > 65535))
-		goto bad;
 	return 0;
-bad:
-	cfg_error(cfg, "resolver \"%s\" is not address, address:port or "
-	    "[address]:port", s);
-	return -1;
 }
 
 static int

@@ -297,32 +297,20 @@ struct opts {
 	const char *server;
 };
 
-/* host and port from "host:port", "[v6]:port" or "host" (port 25). */
+/* host and port from "host:port", "[v6]:port", a bare IPv6 address or
+ * "host" (port 25). */
 static void
 split_server(const char *s, char *host, size_t hlen, char *port,
     size_t plen)
 {
-	const char *colon;
+	struct hostport hp;
+	char why[128];
 
-	if (s[0] == '[') {
-		const char *end = strchr(s, ']');
-
-		if (end == NULL)
-			die(EX_USAGE, "bad server %s", s);
-		snprintf(host, hlen, "%.*s", (int)(end - s - 1), s + 1);
-		colon = end[1] == ':' ? end + 1 : NULL;
-	} else {
-		colon = strrchr(s, ':');
-		if (colon != NULL && strchr(s, ':') != colon)
-			colon = NULL;            /* a bare IPv6 address */
-		snprintf(host, hlen, "%.*s", colon ? (int)(colon - s) :
-		    (int)strlen(s), s);
-	}
-	snprintf(port, plen, "%s", colon ? colon + 1 : "25");
-	if (host[0] == '\0' || port[0] == '\0' ||
-	    strspn(port, "0123456789") != strlen(port) || atoi(port) < 1 ||
-	    atoi(port) > 65535)
-		die(EX_USAGE, "bad server %s (host:port)", s);
+	if (netaddr_parse_hostport(s, 25, HOSTPORT_BARE_IPV6, &hp, why,
+	    sizeof(why)) < 0)
+		die(EX_USAGE, "bad server %s (host:port): %s", s, why);
+	ferry_strlcpy(host, hp.host, hlen);
+	snprintf(port, plen, "%d", hp.port);
 }
 
 static char *
