@@ -357,14 +357,13 @@ int
 main(int argc, char **argv)
 {
 	struct opts o;
-	struct sm_conf conf;
 	struct sm_addrs rcpts = { NULL, 0, 0 };
 	struct sm_message msg;
 	struct sm_input in;
 	struct conn c;
 	struct ehlo e = { 0, 0, 0, 0 };
 	char size_param[32] = "";
-	char host[256], port[16], hostname[256], sender[512], err[256];
+	char host[256], port[16], hostname[256], sender[512], err[1024];
 	char date[64], msgid[512], *from_value, *input, *stuffed;
 	unsigned char rnd[8];
 	const char *server;
@@ -433,30 +432,33 @@ main(int argc, char **argv)
 	if (server != NULL && server[0] == '\0')
 		server = NULL;
 	{
-		char *text = config_read_file(o.config, 1 << 20, NULL);
+		struct ferry_config *cfg;
+		const struct listener_config *l;
 
-		if (text == NULL && server == NULL)
-			die(EX_CONFIG, "%s: %s", o.config, strerror(errno));
-		if (text != NULL) {
-			if (sm_scan_config(text, &conf, err, sizeof(err)) < 0 &&
-			    server == NULL)
-				die(EX_CONFIG, "%s: %s", o.config, err);
-			ferry_strlcpy(hostname, conf.hostname,
+		/* the daemon's own loader; files it names need not be
+		 * readable by this user */
+		cfg = config_load_flags(o.config, NULL, CONFIG_NO_FILE_CHECKS,
+		    err, sizeof(err));
+		if (cfg == NULL && server == NULL)
+			die(EX_CONFIG, "%s", err);
+		if (cfg != NULL) {
+			ferry_strlcpy(hostname, cfg->hostname,
 			    sizeof(hostname));
-			free(text);
+			l = sm_submit_listener(cfg);
+			if (server == NULL && l == NULL)
+				die(EX_CONFIG, "%s: no listener speaks plain "
+				    "SMTP (use -S)", o.config);
 			if (server == NULL) {
-				if (conf.address[0] == '\0')
-					die(EX_CONFIG, "%s: no listener "
-					    "speaks plain SMTP (use -S)",
-					    o.config);
-				if (strcmp(conf.address, "0.0.0.0") == 0)
-					strcpy(conf.address, "127.0.0.1");
-				else if (strcmp(conf.address, "::") == 0)
-					strcpy(conf.address, "::1");
-				ferry_strlcpy(host, conf.address,
-				    sizeof(host));
-				snprintf(port, sizeof(port), "%d", conf.port);
+				const char *a = l->address;
+
+				if (strcmp(a, "0.0.0.0") == 0)
+					a = "127.0.0.1";
+				else if (strcmp(a, "::") == 0)
+					a = "::1";
+				ferry_strlcpy(host, a, sizeof(host));
+				snprintf(port, sizeof(port), "%d", l->port);
 			}
+			config_free(cfg);
 		}
 	}
 	if (server != NULL)
