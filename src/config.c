@@ -14,10 +14,10 @@
 
 #include <confuse.h>
 #include <errno.h>
-#include <stddef.h>
 #include <limits.h>
 #include <pwd.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +33,17 @@
 static const char *const tls_policy_names[] = { "none", "may", "encrypt",
     "verify", NULL };
 
-static int pick(const char *s, const char *const *names);
+/* The index of s in the NULL-terminated names, or -1. */
+static int
+pick(const char *s, const char *const *names)
+{
+	int i;
+
+	for (i = 0; s != NULL && names[i] != NULL; i++)
+		if (strcmp(s, names[i]) == 0)
+			return i;
+	return -1;
+}
 
 const char *
 tls_policy_name(enum tls_policy p)
@@ -353,6 +363,11 @@ struct option_row {
 	const char *const *names;   /* ST_WORD, NULL-terminated */
 	cfg_validate_callback_t validate;   /* NULL: none (or the range) */
 };
+
+/* ST_WORD stores an enum through an int pointer. */
+_Static_assert(sizeof(enum listener_tls) == sizeof(int) &&
+    sizeof(enum client_cert_mode) == sizeof(int) &&
+    sizeof(enum tls_policy) == sizeof(int), "enums are ints");
 
 #define CF(field) offsetof(struct ferry_config, field)
 #define LF(field) offsetof(struct listener_config, field)
@@ -789,17 +804,6 @@ row_base(const struct option_row *row, struct load_state *st,
 	default:
 		return (char *)st->c;
 	}
-}
-
-static int
-pick(const char *s, const char *const *names)
-{
-	int i;
-
-	for (i = 0; s != NULL && names[i] != NULL; i++)
-		if (strcmp(s, names[i]) == 0)
-			return i;
-	return -1;
 }
 
 /* Copies the value of row from the section instance sec to base. */

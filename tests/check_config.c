@@ -1119,8 +1119,14 @@ START_TEST(test_every_option_documented)
 	char *conf = source_file("etc/ferry.conf");
 	const char *section, *name;
 	size_t i, missing = 0;
+	int saw_top = 0, saw_listen_port = 0;
 
 	for (i = 0; config_option_at(i, &section, &name); i++) {
+		if (section == NULL && strcmp(name, "hostname") == 0)
+			saw_top = 1;
+		if (section != NULL && strcmp(section, "listen") == 0 &&
+		    strcmp(name, "port") == 0)
+			saw_listen_port = 1;
 		if (!man_documents(man, section, name)) {
 			fprintf(stderr, "ferry.conf.5: %s%s%s is missing\n",
 			    section ? section : "", section ? " { " : "",
@@ -1134,7 +1140,9 @@ START_TEST(test_every_option_documented)
 			missing++;
 		}
 	}
-	ck_assert_uint_gt(i, 80);
+	/* the walk sees the table: top-level and section rows */
+	ck_assert(saw_top);
+	ck_assert(saw_listen_port);
 	ck_assert_msg(missing == 0, "%zu options undocumented (see stderr)",
 	    missing);
 	free(man);
