@@ -148,10 +148,18 @@ struct ferry_config {
  * path).  Returns a config, or NULL with "file:line: reason" in err. */
 struct ferry_config *config_load(const char *path, const char *text,
     char *err, size_t errlen);
+/* For a process without privileges reading a file the master has
+ * already checked, or a user's tool: keys and password files need not be
+ * readable here (their paths must still be absolute). */
+#define CONFIG_NO_FILE_CHECKS 0x1
+/* config_load with flags (CONFIG_NO_FILE_CHECKS). */
+struct ferry_config *config_load_flags(const char *path, const char *text,
+    unsigned flags, char *err, size_t errlen);
 void config_free(struct ferry_config *cfg);
-/* For a process without privileges re-reading a file the master has
- * already checked: keys and password files need not be readable here. */
-void config_skip_file_checks(int skip);
+
+/* The i-th option of the table: its section (NULL at the top level) and
+ * name.  Returns 0 past the last one.  For documentation checks. */
+int config_option_at(size_t i, const char **section, const char **name);
 
 /* The route for a recipient domain: an exact domain, then the longest
  * ".suffix", then "*", then the smarthost; NULL means MX delivery with

@@ -1,7 +1,8 @@
 /*
  * sendmail_msg.h - the message side of ferry-sendmail, as pure functions:
  * line endings, the header block, recipients from To/Cc/Bcc (-t), the
- * headers a submission must carry, dot-stuffing.  No I/O, no clock: the
+ * headers a submission must carry, dot-stuffing, the listener to submit
+ * to.  No I/O, no clock: the
  * caller passes in the Date, Message-ID and From it would add, so the
  * unit tests (tests/check_sendmail.c) see exactly what is produced.
  */
@@ -9,6 +10,8 @@
 #define FERRY_SENDMAIL_MSG_H
 
 #include <stddef.h>
+
+#include "config.h"
 
 /* A growing list of addresses (owned strings). */
 struct sm_addrs {
@@ -82,23 +85,14 @@ void sm_message_free(struct sm_message *m);
 char *sm_dot_stuff(const char *data, size_t len, size_t *outlen);
 
 /*
- * What ferry-sendmail needs from ferry.conf, found by a tolerant scan of
- * its text (libconfuse syntax; every other option and section, known or
- * not, is skipped): the top-level hostname and the first listener it can
- * talk to, one that does not want TLS from the first octet or before
- * MAIL (tls = "implicit" or tls_required = true).  The full validation is
- * ferryd's business; this must work for users who cannot read the
- * certificate or password files the configuration names.
+ * The listener ferry-sendmail submits to: the first one that does not
+ * want TLS from the first octet or before MAIL (tls = "implicit" or
+ * tls_required = true).  NULL when there is none.  The configuration is
+ * read with the daemon's own loader (config_load_flags with
+ * CONFIG_NO_FILE_CHECKS, so that users who cannot read the certificate
+ * or password files the configuration names can still submit).
  */
-struct sm_conf {
-	char hostname[256];       /* "" when not set */
-	char address[64];         /* "" when no usable listener */
-	int port;
-};
-
-/* Returns 0, or -1 with a reason in err when the text cannot be scanned
- * (an unterminated string or comment, unbalanced braces). */
-int sm_scan_config(const char *text, struct sm_conf *out, char *err,
-    size_t errlen);
+const struct listener_config *sm_submit_listener(
+    const struct ferry_config *cfg);
 
 #endif

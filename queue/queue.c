@@ -191,7 +191,9 @@ reload_config(struct runner *r, int fd)
 		    "keeping the running configuration", strerror(errno));
 		return;
 	}
-	fresh = config_load(r->cfg->path, text, err, sizeof(err));
+	/* reloads: the master checked the files */
+	fresh = config_load_flags(r->cfg->path, text, CONFIG_NO_FILE_CHECKS,
+	    err, sizeof(err));
 	free(text);
 	if (fresh == NULL) {
 		log_error("reload: %s; keeping the running configuration", err);
@@ -440,7 +442,6 @@ queue(const struct child_args *a)
 	target.user = cfg->user;
 	privsep_drop(&target);
 	child_follow_master(master);
-	config_skip_file_checks(1);   /* reloads: the master checked them */
 
 	snprintf(dbpath, sizeof(dbpath), "%s/%s/%s", cfg->spool_dir,
 	    SPOOL_QUEUE_DIR, QUEUE_DB_NAME);

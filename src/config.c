@@ -2,10 +2,13 @@
  * config.c - ferry.conf: the option table, its validation, and the
  * parsed struct ferry_config.
  *
- * Each option's name, default and range is declared once, in the tables
- * below (libconfuse cfg_opt_t plus a range row); values are checked while
- * the file is read, so an error names the file and line.  Checks that tie
- * options together run after the parse and name the file.
+ * Each option is one row of options[] below: its section, name, type,
+ * default, range, where its value goes in the struct and an optional
+ * validator.  The rows produce both libconfuse's option tables and the
+ * copy into struct ferry_config, so config_load is a loop over them.
+ * Values are checked while the file is read, so an error names the file
+ * and line.  Checks that tie options together run after the parse and
+ * name the file.
  */
 #include "autoconfig.h"
 
@@ -14,6 +17,7 @@
 #include <limits.h>
 #include <pwd.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,89 +29,20 @@
 #include "config.h"
 #include "util.h"
 
-/* Integer options and their allowed ranges (one row per option name;
- * names are unique across sections). */
-struct int_range {
-	const char *name;
-	long min, max;
-};
+/* Indexed by enum tls_policy. */
+static const char *const tls_policy_names[] = { "none", "may", "encrypt",
+    "verify", NULL };
 
-static const struct int_range int_ranges[] = {
-	{ "port", 1, 65535 },
-	{ "shutdown_timeout", 0, 3600 },
-	{ "min_idle", 0, 1024 },
-	{ "max_idle", 1, 1024 },
-	{ "max", 1, 4096 },
-	{ "sessions", 1, 1000000 },
-	{ "message_size", 1024, 2147483647L },
-	{ "recipients", 1, 100000 },
-	{ "line_length", 512, 65536 },
-	{ "data_line_length", 1000, 1048576 },
-	{ "errors", 1, 1000 },
-	{ "command_timeout", 1, 3600 },
-	{ "data_timeout", 1, 86400 },
-	{ "agents", 1, 1024 },
-	{ "per_destination", 1, 1024 },
-	{ "agent_jobs", 1, 1000000 },
-	{ "retry_schedule", 1, 86400 * 7 },
-	{ "max_lifetime", 60, 86400 * 100 },
-	{ "delay_warning", 0, 86400 * 100 },
-	{ "connect_timeout", 1, 3600 },
-	{ "client_command_timeout", 1, 3600 },
-	{ "client_data_timeout", 1, 86400 },
-	{ "connection_idle", 0, 3600 },
-	{ "max_failures", 1, 1000 },
-	{ "lockout", 1, 86400 * 7 },
-	{ "max_connections", 1, 100000 },
-	{ "max_connections_per_client", 1, 100000 },
-	{ "connection_rate", 1, 1000000 },
-	{ "message_rate", 1, 1000000 },
-	{ "greet_pause", 0, 30000 },
-};
-
+/* The index of s in the NULL-terminated names, or -1. */
 static int
-validate_int(cfg_t *cfg, cfg_opt_t *opt)
-{
-	size_t i;
-	unsigned k;
-
-	for (i = 0; i < sizeof(int_ranges) / sizeof(int_ranges[0]); i++) {
-		if (strcmp(int_ranges[i].name, opt->name) != 0)
-			continue;
-		for (k = 0; k < cfg_opt_size(opt); k++) {
-			long v = cfg_opt_getnint(opt, k);
-
-			if (v < int_ranges[i].min || v > int_ranges[i].max) {
-				cfg_error(cfg, "%s = %ld is out of range (%ld "
-				    "to %ld)", opt->name, v,
-				    int_ranges[i].min, int_ranges[i].max);
-				return -1;
-			}
-		}
-		return 0;
-	}
-	return 0;
-}
-
-static int
-pick(const char *s, const char *const *names, int n)
+pick(const char *s, const char *const *names)
 {
 	int i;
 
-	for (i = 0; i < n; i++)
-		if (s != NULL && strcmp(s, names[i]) == 0)
+	for (i = 0; s != NULL && names[i] != NULL; i++)
+		if (strcmp(s, names[i]) == 0)
 			return i;
 	return -1;
-}
-
-/* Indexed by enum tls_policy. */
-static const char *const tls_policy_names[] = { "none", "may", "encrypt",
-    "verify" };
-
-static int
-parse_tls_policy(const char *s)
-{
-	return pick(s, tls_policy_names, 4);
 }
 
 const char *
@@ -119,7 +54,7 @@ tls_policy_name(enum tls_policy p)
 static int
 validate_tls(cfg_t *cfg, cfg_opt_t *opt)
 {
-	if (parse_tls_policy(cfg_opt_getnstr(opt, 0)) < 0) {
+	if (pick(cfg_opt_getnstr(opt, 0), tls_policy_names) < 0) {
 		cfg_error(cfg, "tls must be none, may, encrypt or verify");
 		return -1;
 	}
@@ -148,41 +83,22 @@ validate_tls_version(cfg_t *cfg, cfg_opt_t *opt)
 	return 0;
 }
 
-/* "host:port", "[address]:port", or a bare host (port 25). */
+/* "host:port", "[address]:port", or a bare host (port 25); a name is
+ * letters, digits, '-' and '.'. */
 static int
 valid_host_spec(const char *s)
 {
-	const char *p;
-	size_t n;
+	struct hostport hp;
+	const char *q;
 
-	if (s == NULL || *s == '\0' || strlen(s) > 300)
+	if (netaddr_parse_hostport(s, 25, 0, &hp, NULL, 0) < 0)
 		return 0;
-	if (*s == '[') {
-		p = strchr(s, ']');
-		if (p == NULL || p == s + 1)
-			return 0;
-		p++;
-	} else {
-		p = strchr(s, ':');
-		if (p == NULL)
-			p = s + strlen(s);
-		if (p == s)
-			return 0;
-		for (const char *q = s; q < p; q++)
-			if (!((*q >= 'a' && *q <= 'z') ||
-			    (*q >= 'A' && *q <= 'Z') ||
-			    (*q >= '0' && *q <= '9') || *q == '-' ||
-			    *q == '.'))
-				return 0;
-	}
-	if (*p == '\0')
+	if (hp.bracketed)
 		return 1;
-	if (*p != ':' || p[1] == '\0')
-		return 0;
-	n = strspn(p + 1, "0123456789");
-	if (p[1 + n] != '\0' || n > 5 || atoi(p + 1) < 1 ||
-	    atoi(p + 1) > 65535)
-		return 0;
+	for (q = hp.host; *q; q++)
+		if (!((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') ||
+		    (*q >= '0' && *q <= '9') || *q == '-' || *q == '.'))
+			return 0;
 	return 1;
 }
 
@@ -231,43 +147,20 @@ static int
 validate_resolver(cfg_t *cfg, cfg_opt_t *opt)
 {
 	const char *s = cfg_opt_getnstr(opt, 0);
-	char host[64];
+	struct hostport hp;
 	unsigned char buf[16];
-	const char *colon;
 
 	if (s == NULL || *s == '\0')
 		return 0;
-	colon = strrchr(s, ':');
 	/* "addr:port" for IPv4, "[addr]:port" or "addr" for IPv6 */
-	if (*s == '[') {
-		const char *end = strchr(s, ']');
-
-		if (end == NULL || (size_t)(end - s - 1) >= sizeof(host))
-			goto bad;
-		memcpy(host, s + 1, (size_t)(end - s - 1));
-		host[end - s - 1] = '\0';
-		colon = end[1] == ':' ? end + 1 : NULL;
-		if (end[1] != '\0' && colon == NULL)
-			goto bad;
-	} else if (colon != NULL && strchr(s, ':') == colon) {
-		if ((size_t)(colon - s) >= sizeof(host))
-			goto bad;
-		memcpy(host, s, (size_t)(colon - s));
-		host[colon - s] = '\0';
-	} else {
-		ferry_strlcpy(host, s, sizeof(host));
-		colon = NULL;
+	if (netaddr_parse_hostport(s, 53, HOSTPORT_BARE_IPV6, &hp, NULL,
+	    0) < 0 || (inet_pton(AF_INET, hp.host, buf) != 1 &&
+	    inet_pton(AF_INET6, hp.host, buf) != 1)) {
+		cfg_error(cfg, "resolver \"%s\" is not address, address:port "
+		    "or [address]:port", s);
+		return -1;
 	}
-	if (inet_pton(AF_INET, host, buf) != 1 &&
-	    inet_pton(AF_INET6, host, buf) != 1)
-		goto bad;
-	if (colon != NULL && (atoi(colon + 1) < 1 || atoi(colon + 1) > 65535))
-		goto bad;
 	return 0;
-bad:
-	cfg_error(cfg, "resolver \"%s\" is not address, address:port or "
-	    "[address]:port", s);
-	return -1;
 }
 
 static int
@@ -344,14 +237,14 @@ validate_networks(cfg_t *cfg, cfg_opt_t *opt)
 
 
 static const char *const listen_tls_names[] = { "none", "starttls",
-    "implicit" };
+    "implicit", NULL };
 static const char *const client_cert_names[] = { "none", "optional",
-    "require" };
+    "require", NULL };
 
 static int
 validate_listen_tls(cfg_t *cfg, cfg_opt_t *opt)
 {
-	if (pick(cfg_opt_getnstr(opt, 0), listen_tls_names, 3) < 0) {
+	if (pick(cfg_opt_getnstr(opt, 0), listen_tls_names) < 0) {
 		cfg_error(cfg, "tls must be none, starttls or implicit");
 		return -1;
 	}
@@ -361,23 +254,29 @@ validate_listen_tls(cfg_t *cfg, cfg_opt_t *opt)
 static int
 validate_client_cert(cfg_t *cfg, cfg_opt_t *opt)
 {
-	if (pick(cfg_opt_getnstr(opt, 0), client_cert_names, 3) < 0) {
+	if (pick(cfg_opt_getnstr(opt, 0), client_cert_names) < 0) {
 		cfg_error(cfg, "client_cert must be none, optional or require");
 		return -1;
 	}
 	return 0;
 }
 
+/* Where libconfuse's messages go while one file is parsed, and how that
+ * parse was asked to check (set for the length of cfg_parse_buf, as the
+ * validators have no argument of their own). */
+struct parse_state {
+	const char *path;
+	char *buf;
+	size_t len;
+	int seen;
+	unsigned flags;            /* CONFIG_NO_FILE_CHECKS */
+};
+
+static struct parse_state *current_parse;
+
 /* A file named here must exist and be readable now (by the master, which
- * runs as root: children read it before they drop privileges). */
-static int skip_file_checks;
-
-void
-config_skip_file_checks(int skip)
-{
-	skip_file_checks = skip;
-}
-
+ * runs as root: children read it before they drop privileges), unless
+ * the caller said the master has checked it. */
 static int
 validate_readable(cfg_t *cfg, cfg_opt_t *opt)
 {
@@ -390,7 +289,9 @@ validate_readable(cfg_t *cfg, cfg_opt_t *opt)
 		    opt->name, s);
 		return -1;
 	}
-	if (!skip_file_checks && access(s, R_OK) != 0) {
+	if (!(current_parse != NULL &&
+	    (current_parse->flags & CONFIG_NO_FILE_CHECKS)) &&
+	    access(s, R_OK) != 0) {
 		cfg_error(cfg, "%s \"%s\": %s", opt->name, s,
 		    strerror(errno));
 		return -1;
@@ -423,229 +324,390 @@ validate_nonempty(cfg_t *cfg, cfg_opt_t *opt)
 	return 0;
 }
 
-static cfg_opt_t listen_opts[] = {
-	CFG_STR("address", "127.0.0.1", CFGF_NONE),
-	CFG_INT("port", 25, CFGF_NONE),
-	CFG_STR("tls", "none", CFGF_NONE),
-	CFG_BOOL("tls_required", cfg_false, CFGF_NONE),
-	CFG_STR("cert_file", "", CFGF_NONE),
-	CFG_STR("key_file", "", CFGF_NONE),
-	CFG_STR("client_cert", "none", CFGF_NONE),
-	CFG_BOOL("auth", cfg_false, CFGF_NONE),
-	CFG_STR_LIST("auth_plaintext_networks", "{}", CFGF_NONE),
-	CFG_STR_LIST("relay_networks", NULL, CFGF_NODEFAULT),
-	CFG_STR_LIST("relay_client_certs", "{}", CFGF_NONE),
-	CFG_END()
+/* ------------------------------------------------------ the option table */
+
+/* How a value is copied into the struct. */
+enum store {
+	ST_STR,          /* char *; NULL when an option without default is
+	                    not set */
+	ST_PATH,         /* char *, resolved against the file's directory
+	                    when relative and not empty */
+	ST_INT,          /* int, checked against min..max */
+	ST_INT64,        /* int64_t, checked against min..max */
+	ST_BOOL,         /* int, 0 or 1 */
+	ST_WORD,         /* int: the index of the value in names[] */
+	ST_TLS_VERSION,  /* int: 0x0303 or 0x0304 */
+	ST_STR_LIST,     /* char ** (NULL-terminated) and size_t count */
+	ST_INT_LIST,     /* int * and size_t count, each checked */
+	ST_CIDR_LIST,    /* struct cidr * and size_t count; an option without
+	                    default that is not set gets count (size_t)-1 */
 };
 
-static cfg_opt_t tls_opts[] = {
-	CFG_STR("cert_file", "", CFGF_NONE),
-	CFG_STR("key_file", "", CFGF_NONE),
-	CFG_STR("min_version", "TLSv1.2", CFGF_NONE),
-	CFG_STR("ciphers", "", CFGF_NONE),
-	CFG_STR("ciphersuites", "", CFGF_NONE),
-	CFG_STR("groups", "", CFGF_NONE),
-	CFG_STR("client_ca_file", "", CFGF_NONE),
-	CFG_END()
+/* Which struct the value goes into. */
+enum base {
+	B_CONFIG,        /* struct ferry_config */
+	B_INSTANCE,      /* the section instance's struct (listen: struct
+	                    listener_config, route: struct route_config) */
+	B_MX_ROUTE,      /* struct route_config: cfg->mx_route */
+	B_SMARTHOST,     /* struct route_config: the smarthost's route */
 };
 
-static cfg_opt_t auth_opts[] = {
-	CFG_STR("users_file", "", CFGF_NONE),
-	CFG_INT("max_failures", 5, CFGF_NONE),
-	CFG_INT("lockout", 600, CFGF_NONE),
-	CFG_END()
+struct option_row {
+	const char *section;        /* NULL: top level */
+	cfg_opt_t opt;              /* name, type, default, flags */
+	enum store store;
+	enum base base;
+	size_t offset;              /* of the value in the base struct */
+	size_t count_offset;        /* lists: of the count */
+	long min, max;              /* ST_INT, ST_INT64, ST_INT_LIST */
+	const char *const *names;   /* ST_WORD, NULL-terminated */
+	cfg_validate_callback_t validate;   /* NULL: none (or the range) */
 };
 
-static cfg_opt_t workers_opts[] = {
-	CFG_INT("min_idle", 2, CFGF_NONE),
-	CFG_INT("max_idle", 8, CFGF_NONE),
-	CFG_INT("max", 32, CFGF_NONE),
-	CFG_INT("sessions", 100, CFGF_NONE),
-	CFG_END()
+/* ST_WORD stores an enum through an int pointer. */
+_Static_assert(sizeof(enum listener_tls) == sizeof(int) &&
+    sizeof(enum client_cert_mode) == sizeof(int) &&
+    sizeof(enum tls_policy) == sizeof(int), "enums are ints");
+
+#define CF(field) offsetof(struct ferry_config, field)
+#define LF(field) offsetof(struct listener_config, field)
+#define RF(field) offsetof(struct route_config, field)
+
+/* One option: section, libconfuse row, store, base, where, range. */
+#define STR(sec, name, def, base, off, vf) \
+	{ sec, CFG_STR(name, def, CFGF_NONE), ST_STR, base, off, 0, 0, 0, \
+	    NULL, vf }
+#define STR_NODEF(sec, name, base, off, vf) \
+	{ sec, CFG_STR(name, NULL, CFGF_NODEFAULT), ST_STR, base, off, 0, \
+	    0, 0, NULL, vf }
+#define PATH(sec, name, def, off, vf) \
+	{ sec, CFG_STR(name, def, CFGF_NONE), ST_PATH, B_CONFIG, off, 0, 0, \
+	    0, NULL, vf }
+#define INT(sec, name, def, base, off, lo, hi) \
+	{ sec, CFG_INT(name, def, CFGF_NONE), ST_INT, base, off, 0, lo, hi, \
+	    NULL, NULL }
+#define BOOL(sec, name, def, base, off) \
+	{ sec, CFG_BOOL(name, def, CFGF_NONE), ST_BOOL, base, off, 0, 0, 0, \
+	    NULL, NULL }
+#define WORD(sec, name, def, base, off, names, vf) \
+	{ sec, CFG_STR(name, def, CFGF_NONE), ST_WORD, base, off, 0, 0, 0, \
+	    names, vf }
+#define TLSVER(sec, name, base, off) \
+	{ sec, CFG_STR(name, "TLSv1.2", CFGF_NONE), ST_TLS_VERSION, base, \
+	    off, 0, 0, 0, NULL, validate_tls_version }
+#define LIST(sec, name, def, flags, store, base, off, noff, vf) \
+	{ sec, CFG_STR_LIST(name, def, flags), store, base, off, noff, 0, \
+	    0, NULL, vf }
+
+/* The policy of a next hop, in smarthost { }, route "x" { } and mx { }. */
+#define ROUTE_POLICY(sec, base) \
+	WORD(sec, "tls", "may", base, RF(tls), tls_policy_names, \
+	    validate_tls), \
+	STR(sec, "ca_file", "", base, RF(ca_file), NULL), \
+	TLSVER(sec, "tls_min_version", base, RF(tls_min_version)), \
+	BOOL(sec, "auth", cfg_false, base, RF(auth)), \
+	BOOL(sec, "auth_plaintext", cfg_false, base, RF(auth_plaintext))
+
+static const char *const log_target_names[] = { "syslog", "stderr",
+    NULL };
+
+static const struct option_row options[] = {
+	STR_NODEF(NULL, "hostname", B_CONFIG, CF(hostname),
+	    validate_hostname),
+	STR(NULL, "user", "ferry", B_CONFIG, CF(user), validate_user),
+	STR(NULL, "smtpd_user", "ferry-smtpd", B_CONFIG, CF(smtpd_user),
+	    validate_user),
+	STR(NULL, "deliver_user", "ferry-deliver", B_CONFIG,
+	    CF(deliver_user), validate_user),
+	STR(NULL, "admin_group", "", B_CONFIG, CF(admin_group), NULL),
+	PATH(NULL, "spool_dir", LOCALSTATEDIR "/spool/ferry", CF(spool_dir),
+	    validate_nonempty),
+	INT(NULL, "shutdown_timeout", 30, B_CONFIG, CF(shutdown_timeout), 0,
+	    3600),
+
+	STR("listen", "address", "127.0.0.1", B_INSTANCE, LF(address),
+	    validate_address),
+	INT("listen", "port", 25, B_INSTANCE, LF(port), 1, 65535),
+	WORD("listen", "tls", "none", B_INSTANCE, LF(tls), listen_tls_names,
+	    validate_listen_tls),
+	BOOL("listen", "tls_required", cfg_false, B_INSTANCE,
+	    LF(tls_required)),
+	STR("listen", "cert_file", "", B_INSTANCE, LF(cert_file),
+	    validate_readable),
+	STR("listen", "key_file", "", B_INSTANCE, LF(key_file),
+	    validate_readable),
+	WORD("listen", "client_cert", "none", B_INSTANCE, LF(client_cert),
+	    client_cert_names, validate_client_cert),
+	BOOL("listen", "auth", cfg_false, B_INSTANCE, LF(auth)),
+	LIST("listen", "auth_plaintext_networks", "{}", CFGF_NONE,
+	    ST_CIDR_LIST, B_INSTANCE, LF(auth_plaintext),
+	    LF(nauth_plaintext), validate_networks),
+	LIST("listen", "relay_networks", NULL, CFGF_NODEFAULT, ST_CIDR_LIST,
+	    B_INSTANCE, LF(relay_networks), LF(nrelay_networks),
+	    validate_networks),
+	LIST("listen", "relay_client_certs", "{}", CFGF_NONE, ST_STR_LIST,
+	    B_INSTANCE, LF(relay_cert_subjects), LF(nrelay_cert_subjects),
+	    NULL),
+
+	INT("workers", "min_idle", 2, B_CONFIG, CF(workers_min_idle), 0,
+	    1024),
+	INT("workers", "max_idle", 8, B_CONFIG, CF(workers_max_idle), 1,
+	    1024),
+	INT("workers", "max", 32, B_CONFIG, CF(workers_max), 1, 4096),
+	INT("workers", "sessions", 100, B_CONFIG, CF(worker_sessions), 1,
+	    1000000),
+
+	{ "limits", CFG_INT("message_size", 10485760, CFGF_NONE), ST_INT64,
+	    B_CONFIG, CF(message_size_limit), 0, 1024, 2147483647L, NULL,
+	    NULL },
+	INT("limits", "recipients", 1000, B_CONFIG, CF(max_recipients), 1,
+	    100000),
+	INT("limits", "line_length", 2048, B_CONFIG, CF(max_line_length),
+	    512, 65536),
+	INT("limits", "data_line_length", 1000, B_CONFIG,
+	    CF(max_data_line_length), 1000, 1048576),
+	INT("limits", "errors", 10, B_CONFIG, CF(max_errors), 1, 1000),
+	INT("limits", "command_timeout", 300, B_CONFIG, CF(command_timeout),
+	    1, 3600),
+	INT("limits", "data_timeout", 600, B_CONFIG, CF(data_timeout), 1,
+	    86400),
+	INT("limits", "max_connections", 256, B_CONFIG, CF(max_connections),
+	    1, 100000),
+	INT("limits", "max_connections_per_client", 20, B_CONFIG,
+	    CF(max_connections_per_client), 1, 100000),
+	INT("limits", "connection_rate", 120, B_CONFIG, CF(connection_rate),
+	    1, 1000000),
+	INT("limits", "message_rate", 600, B_CONFIG, CF(message_rate), 1,
+	    1000000),
+	INT("limits", "greet_pause", 0, B_CONFIG, CF(greet_pause), 0, 30000),
+
+	LIST("relay", "networks", "{127.0.0.0/8, ::1/128}", CFGF_NONE,
+	    ST_CIDR_LIST, B_CONFIG, CF(relay_networks), CF(nrelay_networks),
+	    validate_networks),
+	LIST("relay", "accept_domains", "{}", CFGF_NONE, ST_STR_LIST,
+	    B_CONFIG, CF(accept_domains), CF(naccept_domains),
+	    validate_domains),
+
+	STR_NODEF("smarthost", "host", B_CONFIG, CF(smarthost_host),
+	    validate_nonempty),
+	INT("smarthost", "port", 25, B_CONFIG, CF(smarthost_port), 1, 65535),
+	ROUTE_POLICY("smarthost", B_SMARTHOST),
+
+	LIST("route", "domains", NULL, CFGF_NODEFAULT, ST_STR_LIST,
+	    B_INSTANCE, RF(domains), RF(ndomains), validate_domains),
+	LIST("route", "hosts", "{}", CFGF_NONE, ST_STR_LIST, B_INSTANCE,
+	    RF(hosts), RF(nhosts), validate_hosts),
+	ROUTE_POLICY("route", B_INSTANCE),
+
+	INT("mx", "port", 25, B_CONFIG, CF(mx_port), 1, 65535),
+	ROUTE_POLICY("mx", B_MX_ROUTE),
+
+	BOOL("delivery", "paused", cfg_false, B_CONFIG, CF(delivery_paused)),
+	INT("delivery", "agents", 4, B_CONFIG, CF(delivery_agents), 1, 1024),
+	INT("delivery", "per_destination", 2, B_CONFIG, CF(per_destination),
+	    1, 1024),
+	INT("delivery", "agent_jobs", 100, B_CONFIG, CF(agent_jobs), 1,
+	    1000000),
+	{ "delivery", CFG_INT_LIST("retry_schedule",
+	    "{60, 300, 900, 1800, 3600}", CFGF_NONE), ST_INT_LIST, B_CONFIG,
+	    CF(retry_schedule), CF(nretry_schedule), 1, 86400 * 7, NULL,
+	    NULL },
+	INT("delivery", "max_lifetime", 432000, B_CONFIG, CF(max_lifetime),
+	    60, 86400 * 100),
+	INT("delivery", "delay_warning", 0, B_CONFIG, CF(delay_warning), 0,
+	    86400 * 100),
+	INT("delivery", "connect_timeout", 30, B_CONFIG, CF(connect_timeout),
+	    1, 3600),
+	INT("delivery", "client_command_timeout", 300, B_CONFIG,
+	    CF(client_command_timeout), 1, 3600),
+	INT("delivery", "client_data_timeout", 600, B_CONFIG,
+	    CF(client_data_timeout), 1, 86400),
+	INT("delivery", "connection_idle", 10, B_CONFIG, CF(connection_idle),
+	    0, 3600),
+	STR("delivery", "resolver", "", B_CONFIG, CF(resolver),
+	    validate_resolver),
+	PATH("delivery", "credentials_file", "", CF(credentials_file), NULL),
+
+	WORD("log", "target", "syslog", B_CONFIG, CF(log_to_stderr),
+	    log_target_names, validate_target),
+	BOOL("log", "debug", cfg_false, B_CONFIG, CF(log_debug)),
+
+	STR("tls", "cert_file", "", B_CONFIG, CF(tls_cert_file),
+	    validate_readable),
+	STR("tls", "key_file", "", B_CONFIG, CF(tls_key_file),
+	    validate_readable),
+	TLSVER("tls", "min_version", B_CONFIG, CF(tls_server_min_version)),
+	STR("tls", "ciphers", "", B_CONFIG, CF(tls_ciphers), NULL),
+	STR("tls", "ciphersuites", "", B_CONFIG, CF(tls_ciphersuites), NULL),
+	STR("tls", "groups", "", B_CONFIG, CF(tls_groups), NULL),
+	STR("tls", "client_ca_file", "", B_CONFIG, CF(tls_client_ca_file),
+	    validate_readable),
+
+	STR("auth", "users_file", "", B_CONFIG, CF(auth_users_file),
+	    validate_readable),
+	INT("auth", "max_failures", 5, B_CONFIG, CF(auth_max_failures), 1,
+	    1000),
+	INT("auth", "lockout", 600, B_CONFIG, CF(auth_lockout), 1,
+	    86400 * 7),
 };
 
-static cfg_opt_t limits_opts[] = {
-	CFG_INT("message_size", 10485760, CFGF_NONE),
-	CFG_INT("recipients", 1000, CFGF_NONE),
-	CFG_INT("line_length", 2048, CFGF_NONE),
-	CFG_INT("data_line_length", 1000, CFGF_NONE),
-	CFG_INT("errors", 10, CFGF_NONE),
-	CFG_INT("command_timeout", 300, CFGF_NONE),
-	CFG_INT("data_timeout", 600, CFGF_NONE),
-	CFG_INT("max_connections", 256, CFGF_NONE),
-	CFG_INT("max_connections_per_client", 20, CFGF_NONE),
-	CFG_INT("connection_rate", 120, CFGF_NONE),
-	CFG_INT("message_rate", 600, CFGF_NONE),
-	CFG_INT("greet_pause", 0, CFGF_NONE),
-	CFG_END()
+#define NOPTIONS (sizeof(options) / sizeof(options[0]))
+
+/* The sections, in the order libconfuse declares them.  A titled section
+ * may appear several times; each instance fills one element of an array
+ * in struct ferry_config. */
+struct section_row {
+	const char *name;
+	int multi;                 /* CFGF_MULTI | CFGF_TITLE */
+	size_t array_offset;       /* multi: the array's pointer */
+	size_t count_offset;       /* multi: its length */
+	size_t elem_size;          /* multi: one element */
+	size_t title_offset;       /* multi: char *name in the element */
+	size_t spare;              /* multi: elements allocated beyond */
 };
 
-static cfg_opt_t relay_opts[] = {
-	CFG_STR_LIST("networks", "{127.0.0.0/8, ::1/128}", CFGF_NONE),
-	CFG_STR_LIST("accept_domains", "{}", CFGF_NONE),
-	CFG_END()
+static const struct section_row sections[] = {
+	{ "listen", 1, CF(listeners), CF(nlisteners),
+	    sizeof(struct listener_config), LF(name), 0 },
+	{ "workers", 0, 0, 0, 0, 0, 0 },
+	{ "limits", 0, 0, 0, 0, 0, 0 },
+	{ "relay", 0, 0, 0, 0, 0, 0 },
+	{ "smarthost", 0, 0, 0, 0, 0, 0 },
+	/* one spare element: the smarthost's route */
+	{ "route", 1, CF(routes), CF(nroutes), sizeof(struct route_config),
+	    RF(name), 1 },
+	{ "mx", 0, 0, 0, 0, 0, 0 },
+	{ "delivery", 0, 0, 0, 0, 0, 0 },
+	{ "log", 0, 0, 0, 0, 0, 0 },
+	{ "tls", 0, 0, 0, 0, 0, 0 },
+	{ "auth", 0, 0, 0, 0, 0, 0 },
 };
 
-#define ROUTE_POLICY_OPTS \
-	CFG_STR("tls", "may", CFGF_NONE), \
-	CFG_STR("ca_file", "", CFGF_NONE), \
-	CFG_STR("tls_min_version", "TLSv1.2", CFGF_NONE), \
-	CFG_BOOL("auth", cfg_false, CFGF_NONE), \
-	CFG_BOOL("auth_plaintext", cfg_false, CFGF_NONE)
+#define NSECTIONS (sizeof(sections) / sizeof(sections[0]))
 
-static cfg_opt_t smarthost_opts[] = {
-	CFG_STR("host", NULL, CFGF_NODEFAULT),
-	CFG_INT("port", 25, CFGF_NONE),
-	ROUTE_POLICY_OPTS,
-	CFG_END()
-};
+int
+config_option_at(size_t i, const char **section, const char **name)
+{
+	if (i >= NOPTIONS)
+		return 0;
+	*section = options[i].section;
+	*name = options[i].opt.name;
+	return 1;
+}
 
-static cfg_opt_t route_opts[] = {
-	CFG_STR_LIST("domains", NULL, CFGF_NODEFAULT),
-	CFG_STR_LIST("hosts", "{}", CFGF_NONE),
-	ROUTE_POLICY_OPTS,
-	CFG_END()
-};
+static int
+same_section(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		return a == b;
+	return strcmp(a, b) == 0;
+}
 
-static cfg_opt_t mx_opts[] = {
-	CFG_INT("port", 25, CFGF_NONE),
-	ROUTE_POLICY_OPTS,
-	CFG_END()
-};
+/* The row of the option opt of the section cfg is an instance of. */
+static const struct option_row *
+find_row(cfg_t *cfg, cfg_opt_t *opt)
+{
+	const char *sec = cfg->name != NULL && strcmp(cfg->name, "root") != 0 ?
+	    cfg->name : NULL;
+	size_t i;
 
-static cfg_opt_t delivery_opts[] = {
-	CFG_BOOL("paused", cfg_false, CFGF_NONE),
-	CFG_INT("agents", 4, CFGF_NONE),
-	CFG_INT("per_destination", 2, CFGF_NONE),
-	CFG_INT("agent_jobs", 100, CFGF_NONE),
-	CFG_INT_LIST("retry_schedule", "{60, 300, 900, 1800, 3600}",
-	    CFGF_NONE),
-	CFG_INT("max_lifetime", 432000, CFGF_NONE),
-	CFG_INT("delay_warning", 0, CFGF_NONE),
-	CFG_INT("connect_timeout", 30, CFGF_NONE),
-	CFG_INT("client_command_timeout", 300, CFGF_NONE),
-	CFG_INT("client_data_timeout", 600, CFGF_NONE),
-	CFG_INT("connection_idle", 10, CFGF_NONE),
-	CFG_STR("resolver", "", CFGF_NONE),
-	CFG_STR("credentials_file", "", CFGF_NONE),
-	CFG_END()
-};
+	for (i = 0; i < NOPTIONS; i++)
+		if (same_section(options[i].section, sec) &&
+		    strcmp(options[i].opt.name, opt->name) == 0)
+			return &options[i];
+	return NULL;
+}
 
-static cfg_opt_t log_opts[] = {
-	CFG_STR("target", "syslog", CFGF_NONE),
-	CFG_BOOL("debug", cfg_false, CFGF_NONE),
-	CFG_END()
-};
+static int
+validate_range(cfg_t *cfg, cfg_opt_t *opt)
+{
+	const struct option_row *row = find_row(cfg, opt);
+	unsigned k;
 
-static cfg_opt_t top_opts[] = {
-	CFG_STR("hostname", NULL, CFGF_NODEFAULT),
-	CFG_STR("user", "ferry", CFGF_NONE),
-	CFG_STR("smtpd_user", "ferry-smtpd", CFGF_NONE),
-	CFG_STR("deliver_user", "ferry-deliver", CFGF_NONE),
-	CFG_STR("admin_group", "", CFGF_NONE),
-	CFG_STR("spool_dir", LOCALSTATEDIR "/spool/ferry", CFGF_NONE),
-	CFG_INT("shutdown_timeout", 30, CFGF_NONE),
-	CFG_SEC("listen", listen_opts, CFGF_MULTI | CFGF_TITLE |
-	    CFGF_NO_TITLE_DUPES),
-	CFG_SEC("workers", workers_opts, CFGF_NONE),
-	CFG_SEC("limits", limits_opts, CFGF_NONE),
-	CFG_SEC("relay", relay_opts, CFGF_NONE),
-	CFG_SEC("smarthost", smarthost_opts, CFGF_NONE),
-	CFG_SEC("route", route_opts, CFGF_MULTI | CFGF_TITLE |
-	    CFGF_NO_TITLE_DUPES),
-	CFG_SEC("mx", mx_opts, CFGF_NONE),
-	CFG_SEC("delivery", delivery_opts, CFGF_NONE),
-	CFG_SEC("log", log_opts, CFGF_NONE),
-	CFG_SEC("tls", tls_opts, CFGF_NONE),
-	CFG_SEC("auth", auth_opts, CFGF_NONE),
-	CFG_END()
-};
+	if (row == NULL)
+		return 0;
+	for (k = 0; k < cfg_opt_size(opt); k++) {
+		long v = cfg_opt_getnint(opt, k);
 
-/* Where libconfuse's messages go while one file is parsed. */
-struct parse_errors {
-	const char *path;
-	char *buf;
-	size_t len;
-	int seen;
-};
+		if (v < row->min || v > row->max) {
+			cfg_error(cfg, "%s = %ld is out of range (%ld to %ld)",
+			    opt->name, v, row->min, row->max);
+			return -1;
+		}
+	}
+	return 0;
+}
 
-static struct parse_errors *current_errors;
+/* libconfuse's option tables, built from the rows once. */
+static cfg_opt_t *
+parser_options(void)
+{
+	static cfg_opt_t top[NOPTIONS + NSECTIONS + 1];
+	static cfg_opt_t sub[NSECTIONS][NOPTIONS + 1];
+	static int built;
+	size_t i, s, ntop = 0;
+
+	if (built)
+		return top;
+	for (i = 0; i < NOPTIONS; i++)
+		if (options[i].section == NULL)
+			top[ntop++] = options[i].opt;
+	for (s = 0; s < NSECTIONS; s++) {
+		size_t n = 0;
+		cfg_opt_t sec = CFG_SEC(sections[s].name, sub[s],
+		    sections[s].multi ? CFGF_MULTI | CFGF_TITLE |
+		    CFGF_NO_TITLE_DUPES : CFGF_NONE);
+
+		for (i = 0; i < NOPTIONS; i++)
+			if (same_section(options[i].section, sections[s].name))
+				sub[s][n++] = options[i].opt;
+		sub[s][n] = (cfg_opt_t)CFG_END();
+		top[ntop++] = sec;
+	}
+	top[ntop] = (cfg_opt_t)CFG_END();
+	built = 1;
+	return top;
+}
+
+static void
+set_validators(cfg_t *cfg)
+{
+	size_t i;
+
+	for (i = 0; i < NOPTIONS; i++) {
+		const struct option_row *row = &options[i];
+		cfg_validate_callback_t vf = row->validate;
+		char path[128];
+
+		if (vf == NULL && (row->store == ST_INT ||
+		    row->store == ST_INT64 || row->store == ST_INT_LIST))
+			vf = validate_range;
+		if (vf == NULL)
+			continue;
+		if (row->section != NULL)
+			snprintf(path, sizeof(path), "%s|%s", row->section,
+			    row->opt.name);
+		else
+			snprintf(path, sizeof(path), "%s", row->opt.name);
+		cfg_set_validate_func(cfg, path, vf);
+	}
+}
 
 static void
 collect_error(cfg_t *cfg, const char *fmt, va_list ap)
 {
 	char msg[512];
 
-	if (current_errors == NULL || current_errors->seen)
+	if (current_parse == NULL || current_parse->seen)
 		return;
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	if (cfg != NULL && cfg->line > 0)
-		snprintf(current_errors->buf, current_errors->len, "%s:%d: %s",
-		    current_errors->path, cfg->line, msg);
+		snprintf(current_parse->buf, current_parse->len, "%s:%d: %s",
+		    current_parse->path, cfg->line, msg);
 	else
-		snprintf(current_errors->buf, current_errors->len, "%s: %s",
-		    current_errors->path, msg);
-	current_errors->seen = 1;
-}
-
-static void
-set_validators(cfg_t *cfg)
-{
-	static const char *const ints[] = { "shutdown_timeout",
-	    "listen|port", "workers|min_idle", "workers|max_idle",
-	    "workers|max", "workers|sessions", "limits|message_size",
-	    "limits|recipients", "limits|line_length",
-	    "limits|data_line_length", "limits|errors",
-	    "limits|command_timeout", "limits|data_timeout",
-	    "smarthost|port", "mx|port", "delivery|agents", "delivery|per_destination",
-	    "delivery|agent_jobs", "delivery|retry_schedule",
-	    "delivery|max_lifetime", "delivery|delay_warning",
-	    "delivery|connect_timeout", "delivery|client_command_timeout",
-	    "delivery|client_data_timeout", "delivery|connection_idle",
-	    "auth|max_failures", "auth|lockout", "limits|max_connections",
-	    "limits|max_connections_per_client", "limits|connection_rate",
-	    "limits|message_rate", "limits|greet_pause" };
-	static const char *const policy_secs[] = { "smarthost", "route",
-	    "mx" };
-	size_t i;
-
-	for (i = 0; i < sizeof(ints) / sizeof(ints[0]); i++)
-		cfg_set_validate_func(cfg, ints[i], validate_int);
-	cfg_set_validate_func(cfg, "hostname", validate_hostname);
-	cfg_set_validate_func(cfg, "user", validate_user);
-	cfg_set_validate_func(cfg, "smtpd_user", validate_user);
-	cfg_set_validate_func(cfg, "deliver_user", validate_user);
-	for (i = 0; i < 3; i++) {
-		char name[64];
-
-		snprintf(name, sizeof(name), "%s|tls", policy_secs[i]);
-		cfg_set_validate_func(cfg, name, validate_tls);
-		snprintf(name, sizeof(name), "%s|tls_min_version",
-		    policy_secs[i]);
-		cfg_set_validate_func(cfg, name, validate_tls_version);
-	}
-	cfg_set_validate_func(cfg, "route|hosts", validate_hosts);
-	cfg_set_validate_func(cfg, "route|domains", validate_domains);
-	cfg_set_validate_func(cfg, "delivery|resolver", validate_resolver);
-	cfg_set_validate_func(cfg, "spool_dir", validate_nonempty);
-	cfg_set_validate_func(cfg, "listen|address", validate_address);
-	cfg_set_validate_func(cfg, "relay|networks", validate_networks);
-	cfg_set_validate_func(cfg, "relay|accept_domains", validate_domains);
-	cfg_set_validate_func(cfg, "listen|relay_networks",
-	    validate_networks);
-	cfg_set_validate_func(cfg, "listen|auth_plaintext_networks",
-	    validate_networks);
-	cfg_set_validate_func(cfg, "listen|tls", validate_listen_tls);
-	cfg_set_validate_func(cfg, "listen|client_cert", validate_client_cert);
-	cfg_set_validate_func(cfg, "listen|cert_file", validate_readable);
-	cfg_set_validate_func(cfg, "listen|key_file", validate_readable);
-	cfg_set_validate_func(cfg, "tls|cert_file", validate_readable);
-	cfg_set_validate_func(cfg, "tls|key_file", validate_readable);
-	cfg_set_validate_func(cfg, "tls|client_ca_file", validate_readable);
-	cfg_set_validate_func(cfg, "tls|min_version", validate_tls_version);
-	cfg_set_validate_func(cfg, "auth|users_file", validate_readable);
-	cfg_set_validate_func(cfg, "smarthost|host", validate_nonempty);
-	cfg_set_validate_func(cfg, "log|target", validate_target);
+		snprintf(current_parse->buf, current_parse->len, "%s: %s",
+		    current_parse->path, msg);
+	current_parse->seen = 1;
 }
 
 char *
@@ -719,68 +781,151 @@ resolve_path(const char *cfgpath, const char *path)
 	return out;
 }
 
-static struct cidr *
-cidr_list(cfg_t *sec, const char *name, size_t *n)
+/* ------------------------------------------------------------ copy-out */
+
+/* What one load writes into besides the config itself. */
+struct load_state {
+	struct ferry_config *c;
+	struct route_config smarthost;   /* its policy, before it is a route */
+};
+
+static char *
+row_base(const struct option_row *row, struct load_state *st,
+    char *instance)
 {
-	struct cidr *v;
-	unsigned i;
-
-	*n = cfg_size(sec, name);
-	v = xcalloc(*n ? *n : 1, sizeof(*v));
-	for (i = 0; i < *n; i++) {
-		char err[128];
-
-		if (cidr_parse(cfg_getnstr(sec, name, i), &v[i], err,
-		    sizeof(err)) < 0)
-			abort();   /* validated while parsing */
+	switch (row->base) {
+	case B_INSTANCE:
+		return instance;
+	case B_MX_ROUTE:
+		return (char *)&st->c->mx_route;
+	case B_SMARTHOST:
+		return (char *)&st->smarthost;
+	case B_CONFIG:
+	default:
+		return (char *)st->c;
 	}
-	return v;
 }
 
-static char **
-str_list(cfg_t *sec, const char *name, size_t *n)
-{
-	char **v;
-	unsigned i;
-
-	*n = cfg_size(sec, name);
-	v = xcalloc(*n + 1, sizeof(*v));
-	for (i = 0; i < *n; i++)
-		v[i] = xstrdup(cfg_getnstr(sec, name, i));
-	return v;
-}
-
+/* Copies the value of row from the section instance sec to base. */
 static void
-parse_listener_policy(cfg_t *sec, struct listener_config *l)
+store_value(cfg_t *sec, const struct option_row *row, char *base,
+    const char *cfgpath)
 {
-	l->tls = (enum listener_tls)pick(cfg_getstr(sec, "tls"),
-	    listen_tls_names, 3);
-	l->tls_required = cfg_getbool(sec, "tls_required") ? 1 : 0;
-	l->cert_file = xstrdup(cfg_getstr(sec, "cert_file"));
-	l->key_file = xstrdup(cfg_getstr(sec, "key_file"));
-	l->client_cert = (enum client_cert_mode)pick(cfg_getstr(sec,
-	    "client_cert"), client_cert_names, 3);
-	l->auth = cfg_getbool(sec, "auth") ? 1 : 0;
-	l->auth_plaintext = cidr_list(sec, "auth_plaintext_networks",
-	    &l->nauth_plaintext);
-	if (cfg_size(sec, "relay_networks") > 0)
-		l->relay_networks = cidr_list(sec, "relay_networks",
-		    &l->nrelay_networks);
-	else
-		l->nrelay_networks = (size_t)-1;   /* filled from relay{} */
-	l->relay_cert_subjects = str_list(sec, "relay_client_certs",
-	    &l->nrelay_cert_subjects);
+	const char *name = row->opt.name;
+	void *at = base + row->offset;
+	size_t n = cfg_size(sec, name), i;
+
+	switch (row->store) {
+	case ST_STR:
+		*(char **)at = n > 0 && cfg_getstr(sec, name) != NULL ?
+		    xstrdup(cfg_getstr(sec, name)) : NULL;
+		break;
+	case ST_PATH: {
+		const char *s = cfg_getstr(sec, name);
+
+		*(char **)at = s[0] != '\0' ? resolve_path(cfgpath, s) :
+		    xstrdup(s);
+		break;
+	}
+	case ST_INT:
+		*(int *)at = (int)cfg_getint(sec, name);
+		break;
+	case ST_INT64:
+		*(int64_t *)at = cfg_getint(sec, name);
+		break;
+	case ST_BOOL:
+		*(int *)at = cfg_getbool(sec, name) ? 1 : 0;
+		break;
+	case ST_WORD:
+		*(int *)at = pick(cfg_getstr(sec, name), row->names);
+		break;
+	case ST_TLS_VERSION:
+		*(int *)at = parse_tls_version(cfg_getstr(sec, name));
+		break;
+	case ST_STR_LIST: {
+		char **v = xcalloc(n + 1, sizeof(*v));
+
+		for (i = 0; i < n; i++)
+			v[i] = xstrdup(cfg_getnstr(sec, name, (unsigned)i));
+		*(char ***)at = v;
+		*(size_t *)(base + row->count_offset) = n;
+		break;
+	}
+	case ST_INT_LIST: {
+		int *v = xcalloc(n ? n : 1, sizeof(*v));
+
+		for (i = 0; i < n; i++)
+			v[i] = (int)cfg_getnint(sec, name, (unsigned)i);
+		*(int **)at = v;
+		*(size_t *)(base + row->count_offset) = n;
+		break;
+	}
+	case ST_CIDR_LIST: {
+		struct cidr *v;
+
+		if (n == 0 && (row->opt.flags & CFGF_NODEFAULT)) {
+			*(struct cidr **)at = NULL;
+			*(size_t *)(base + row->count_offset) = (size_t)-1;
+			break;
+		}
+		v = xcalloc(n ? n : 1, sizeof(*v));
+		for (i = 0; i < n; i++) {
+			char cerr[128];
+
+			if (cidr_parse(cfg_getnstr(sec, name, (unsigned)i),
+			    &v[i], cerr, sizeof(cerr)) < 0)
+				abort();   /* validated while parsing */
+		}
+		*(struct cidr **)at = v;
+		*(size_t *)(base + row->count_offset) = n;
+		break;
+	}
+	}
 }
 
+/* Every option of section (NULL: top level) of sec into base. */
 static void
-route_policy(cfg_t *sec, struct route_config *r)
+store_section(cfg_t *sec, const char *section, struct load_state *st,
+    char *instance)
 {
-	r->tls = (enum tls_policy)parse_tls_policy(cfg_getstr(sec, "tls"));
-	r->ca_file = xstrdup(cfg_getstr(sec, "ca_file"));
-	r->tls_min_version = parse_tls_version(cfg_getstr(sec,
-	    "tls_min_version"));
-	r->auth = cfg_getbool(sec, "auth") ? 1 : 0;
-	r->auth_plaintext = cfg_getbool(sec, "auth_plaintext") ? 1 : 0;
+	size_t i;
+
+	for (i = 0; i < NOPTIONS; i++)
+		if (same_section(options[i].section, section))
+			store_value(sec, &options[i], row_base(&options[i], st,
+			    instance), st->c->path);
+}
+
+/* Frees what store_value allocated for row at base. */
+static void
+free_value(const struct option_row *row, char *base)
+{
+	void *at = base + row->offset;
+
+	switch (row->store) {
+	case ST_STR:
+	case ST_PATH:
+		free(*(char **)at);
+		*(char **)at = NULL;
+		break;
+	case ST_STR_LIST: {
+		char **v = *(char ***)at;
+		size_t i, n = *(size_t *)(base + row->count_offset);
+
+		for (i = 0; v != NULL && i < n; i++)
+			free(v[i]);
+		free(v);
+		*(char ***)at = NULL;
+		break;
+	}
+	case ST_INT_LIST:
+	case ST_CIDR_LIST:
+		free(*(void **)at);
+		*(void **)at = NULL;
+		break;
+	default:
+		break;
+	}
 }
 
 static int
@@ -984,63 +1129,45 @@ prepare_text(const char *path, const char *text, char *err, size_t errlen)
 	return out;
 }
 
-struct ferry_config *
-config_load(const char *path, const char *text, char *err, size_t errlen)
+/* The instances of the titled sections into their arrays. */
+static void
+store_multi_sections(cfg_t *cfg, struct load_state *st)
 {
-	struct parse_errors pe;
-	struct ferry_config *c;
-	cfg_t *cfg, *sec;
-	char *owned = NULL;
-	unsigned i;
-	int rc;
+	size_t s, k;
 
-	if (text == NULL) {
-		owned = config_read_file(path, 1 << 20, NULL);
-		if (owned == NULL) {
-			snprintf(err, errlen, "%s: %s", path, strerror(errno));
-			return NULL;
+	for (s = 0; s < NSECTIONS; s++) {
+		const struct section_row *sr = &sections[s];
+		size_t n;
+		char *array;
+
+		if (!sr->multi)
+			continue;
+		n = cfg_size(cfg, sr->name);
+		array = xcalloc((n + sr->spare) ? n + sr->spare : 1,
+		    sr->elem_size);
+		*(char **)((char *)st->c + sr->array_offset) = array;
+		*(size_t *)((char *)st->c + sr->count_offset) = n;
+		for (k = 0; k < n; k++) {
+			cfg_t *sec = cfg_getnsec(cfg, sr->name, (unsigned)k);
+			char *elem = array + k * sr->elem_size;
+
+			*(char **)(elem + sr->title_offset) =
+			    xstrdup(cfg_title(sec));
+			store_section(sec, sr->name, st, elem);
 		}
-		text = owned;
 	}
-	pe.path = path;
-	pe.buf = err;
-	pe.len = errlen;
-	pe.seen = 0;
-	err[0] = '\0';
+}
 
-	{
-		char *prepared = prepare_text(path, text, err, errlen);
+/* Values that follow from others: defaults that depend on the host,
+ * listeners that inherit relay { networks }, the smarthost as the last
+ * route, the MX route. */
+static void
+derive_values(struct load_state *st)
+{
+	struct ferry_config *c = st->c;
+	size_t i;
 
-		free(owned);
-		if (prepared == NULL)
-			return NULL;
-		owned = prepared;
-		text = prepared;
-	}
-	cfg = cfg_init(top_opts, CFGF_NONE);
-	if (cfg == NULL) {
-		snprintf(err, errlen, "%s: cannot initialise parser", path);
-		free(owned);
-		return NULL;
-	}
-	cfg_set_error_function(cfg, collect_error);
-	set_validators(cfg);
-	current_errors = &pe;
-	rc = cfg_parse_buf(cfg, text);
-	current_errors = NULL;
-	free(owned);
-	if (rc != CFG_SUCCESS) {
-		if (!pe.seen)
-			snprintf(err, errlen, "%s: parse error", path);
-		cfg_free(cfg);
-		return NULL;
-	}
-
-	c = xcalloc(1, sizeof(*c));
-	c->path = absolute_config_path(path);
-	if (cfg_size(cfg, "hostname") > 0 && cfg_getstr(cfg, "hostname")) {
-		c->hostname = xstrdup(cfg_getstr(cfg, "hostname"));
-	} else {
+	if (c->hostname == NULL) {
 		char host[256];
 
 		if (gethostname(host, sizeof(host)) < 0 || host[0] == '\0')
@@ -1048,52 +1175,6 @@ config_load(const char *path, const char *text, char *err, size_t errlen)
 		host[sizeof(host) - 1] = '\0';
 		c->hostname = xstrdup(host);
 	}
-	c->user = xstrdup(cfg_getstr(cfg, "user"));
-	c->smtpd_user = xstrdup(cfg_getstr(cfg, "smtpd_user"));
-	c->spool_dir = resolve_path(c->path, cfg_getstr(cfg, "spool_dir"));
-	c->shutdown_timeout = (int)cfg_getint(cfg, "shutdown_timeout");
-
-	c->nlisteners = cfg_size(cfg, "listen");
-	c->listeners = xcalloc(c->nlisteners ? c->nlisteners : 1,
-	    sizeof(*c->listeners));
-	for (i = 0; i < c->nlisteners; i++) {
-		sec = cfg_getnsec(cfg, "listen", i);
-		c->listeners[i].name = xstrdup(cfg_title(sec));
-		c->listeners[i].address = xstrdup(cfg_getstr(sec, "address"));
-		c->listeners[i].port = (int)cfg_getint(sec, "port");
-		parse_listener_policy(sec, &c->listeners[i]);
-	}
-
-	sec = cfg_getsec(cfg, "workers");
-	c->workers_min_idle = (int)cfg_getint(sec, "min_idle");
-	c->workers_max_idle = (int)cfg_getint(sec, "max_idle");
-	c->workers_max = (int)cfg_getint(sec, "max");
-	c->worker_sessions = (int)cfg_getint(sec, "sessions");
-
-	sec = cfg_getsec(cfg, "limits");
-	c->message_size_limit = cfg_getint(sec, "message_size");
-	c->max_recipients = (int)cfg_getint(sec, "recipients");
-	c->max_line_length = (int)cfg_getint(sec, "line_length");
-	c->max_data_line_length = (int)cfg_getint(sec, "data_line_length");
-	c->max_errors = (int)cfg_getint(sec, "errors");
-	c->command_timeout = (int)cfg_getint(sec, "command_timeout");
-	c->data_timeout = (int)cfg_getint(sec, "data_timeout");
-
-	sec = cfg_getsec(cfg, "relay");
-	c->nrelay_networks = cfg_size(sec, "networks");
-	c->relay_networks = xcalloc(c->nrelay_networks ?
-	    c->nrelay_networks : 1, sizeof(*c->relay_networks));
-	for (i = 0; i < c->nrelay_networks; i++) {
-		char cerr[128];
-
-		if (cidr_parse(cfg_getnstr(sec, "networks", i),
-		    &c->relay_networks[i], cerr, sizeof(cerr)) < 0)
-			/* validated while parsing; cannot happen */
-			abort();
-	}
-
-	c->accept_domains = str_list(cfg_getsec(cfg, "relay"),
-	    "accept_domains", &c->naccept_domains);
 	for (i = 0; i < c->nlisteners; i++) {
 		struct listener_config *l = &c->listeners[i];
 
@@ -1105,184 +1186,141 @@ config_load(const char *path, const char *text, char *err, size_t errlen)
 			    l->nrelay_networks * sizeof(struct cidr));
 		}
 	}
-	sec = cfg_getsec(cfg, "tls");
-	c->tls_cert_file = xstrdup(cfg_getstr(sec, "cert_file"));
-	c->tls_key_file = xstrdup(cfg_getstr(sec, "key_file"));
-	c->tls_server_min_version = parse_tls_version(cfg_getstr(sec,
-	    "min_version"));
-	c->tls_ciphers = xstrdup(cfg_getstr(sec, "ciphers"));
-	c->tls_ciphersuites = xstrdup(cfg_getstr(sec, "ciphersuites"));
-	c->tls_groups = xstrdup(cfg_getstr(sec, "groups"));
-	c->tls_client_ca_file = xstrdup(cfg_getstr(sec, "client_ca_file"));
-	sec = cfg_getsec(cfg, "auth");
-	c->auth_users_file = xstrdup(cfg_getstr(sec, "users_file"));
-	c->auth_max_failures = (int)cfg_getint(sec, "max_failures");
-	c->auth_lockout = (int)cfg_getint(sec, "lockout");
-	sec = cfg_getsec(cfg, "limits");
-	c->max_connections = (int)cfg_getint(sec, "max_connections");
-	c->max_connections_per_client = (int)cfg_getint(sec,
-	    "max_connections_per_client");
-	c->connection_rate = (int)cfg_getint(sec, "connection_rate");
-	c->message_rate = (int)cfg_getint(sec, "message_rate");
-	c->greet_pause = (int)cfg_getint(sec, "greet_pause");
+	if (c->smarthost_host != NULL) {
+		struct route_config *r = &c->routes[c->nroutes++];
+		int v6 = strchr(c->smarthost_host, ':') != NULL;
+		char hp[400];
 
-	sec = cfg_getsec(cfg, "smarthost");
-	if (cfg_size(sec, "host") > 0 && cfg_getstr(sec, "host"))
-		c->smarthost_host = xstrdup(cfg_getstr(sec, "host"));
-	c->smarthost_port = (int)cfg_getint(sec, "port");
-	c->deliver_user = xstrdup(cfg_getstr(cfg, "deliver_user"));
-	c->admin_group = xstrdup(cfg_getstr(cfg, "admin_group"));
-	{
-		size_t nr = cfg_size(cfg, "route"), k;
-
-		c->routes = xcalloc(nr + 1, sizeof(*c->routes));
-		for (k = 0; k < nr; k++) {
-			cfg_t *rs = cfg_getnsec(cfg, "route", (unsigned)k);
-			struct route_config *r = &c->routes[c->nroutes++];
-
-			r->name = xstrdup(cfg_title(rs));
-			r->ndomains = cfg_size(rs, "domains");
-			r->domains = xcalloc(r->ndomains + 1, sizeof(char *));
-			for (i = 0; i < r->ndomains; i++)
-				r->domains[i] = xstrdup(cfg_getnstr(rs,
-				    "domains", i));
-			r->nhosts = cfg_size(rs, "hosts");
-			r->hosts = xcalloc(r->nhosts + 1, sizeof(char *));
-			for (i = 0; i < r->nhosts; i++)
-				r->hosts[i] = xstrdup(cfg_getnstr(rs, "hosts",
-				    i));
-			route_policy(rs, r);
-		}
-		if (c->smarthost_host != NULL) {
-			struct route_config *r = &c->routes[c->nroutes++];
-			char hp[400];
-
-			r->name = xstrdup("smarthost");
-			r->ndomains = 1;
-			r->domains = xcalloc(2, sizeof(char *));
-			r->domains[0] = xstrdup("*");
-			r->nhosts = 1;
-			r->hosts = xcalloc(2, sizeof(char *));
-			snprintf(hp, sizeof(hp), "%s%s%s:%d",
-			    strchr(c->smarthost_host, ':') ? "[" : "",
-			    c->smarthost_host,
-			    strchr(c->smarthost_host, ':') ? "]" : "",
-			    c->smarthost_port);
-			r->hosts[0] = xstrdup(hp);
-			route_policy(sec, r);
-		}
-		c->mx_route.name = xstrdup("mx");
-		c->mx_route.domains = xcalloc(1, sizeof(char *));
-		c->mx_route.hosts = xcalloc(1, sizeof(char *));
-		route_policy(cfg_getsec(cfg, "mx"), &c->mx_route);
-		c->mx_port = (int)cfg_getint(cfg_getsec(cfg, "mx"), "port");
+		*r = st->smarthost;
+		r->name = xstrdup("smarthost");
+		r->ndomains = 1;
+		r->domains = xcalloc(2, sizeof(char *));
+		r->domains[0] = xstrdup("*");
+		r->nhosts = 1;
+		r->hosts = xcalloc(2, sizeof(char *));
+		snprintf(hp, sizeof(hp), "%s%s%s:%d", v6 ? "[" : "",
+		    c->smarthost_host, v6 ? "]" : "", c->smarthost_port);
+		r->hosts[0] = xstrdup(hp);
+	} else {
+		free(st->smarthost.ca_file);
 	}
-	sec = cfg_getsec(cfg, "delivery");
-	c->delivery_paused = cfg_getbool(sec, "paused") ? 1 : 0;
-	c->delivery_agents = (int)cfg_getint(sec, "agents");
-	c->per_destination = (int)cfg_getint(sec, "per_destination");
-	c->agent_jobs = (int)cfg_getint(sec, "agent_jobs");
-	c->nretry_schedule = cfg_size(sec, "retry_schedule");
+	c->mx_route.name = xstrdup("mx");
+	c->mx_route.domains = xcalloc(1, sizeof(char *));
+	c->mx_route.hosts = xcalloc(1, sizeof(char *));
 	if (c->nretry_schedule == 0) {
-		c->retry_schedule = xcalloc(1, sizeof(int));
 		c->retry_schedule[0] = 3600;
 		c->nretry_schedule = 1;
-	} else {
-		c->retry_schedule = xcalloc(c->nretry_schedule, sizeof(int));
-		for (i = 0; i < c->nretry_schedule; i++)
-			c->retry_schedule[i] = (int)cfg_getnint(sec,
-			    "retry_schedule", i);
 	}
-	c->max_lifetime = (int)cfg_getint(sec, "max_lifetime");
-	c->delay_warning = (int)cfg_getint(sec, "delay_warning");
-	c->connect_timeout = (int)cfg_getint(sec, "connect_timeout");
-	c->client_command_timeout = (int)cfg_getint(sec,
-	    "client_command_timeout");
-	c->client_data_timeout = (int)cfg_getint(sec, "client_data_timeout");
-	c->connection_idle = (int)cfg_getint(sec, "connection_idle");
-	c->resolver = xstrdup(cfg_getstr(sec, "resolver"));
-	c->credentials_file = xstrdup(cfg_getstr(sec, "credentials_file"));
-	if (c->credentials_file[0] != '\0' && c->credentials_file[0] != '/') {
-		char *abs = resolve_path(c->path, c->credentials_file);
-
-		free(c->credentials_file);
-		c->credentials_file = abs;
-	}
-
-	sec = cfg_getsec(cfg, "log");
-	c->log_to_stderr = strcmp(cfg_getstr(sec, "target"), "stderr") == 0;
-	c->log_debug = cfg_getbool(sec, "debug") ? 1 : 0;
-
-	cfg_free(cfg);
-	if (check_combinations(c, err, errlen) < 0) {
-		config_free(c);
-		return NULL;
-	}
-	return c;
 }
 
+struct ferry_config *
+config_load(const char *path, const char *text, char *err, size_t errlen)
+{
+	return config_load_flags(path, text, 0, err, errlen);
+}
+
+struct ferry_config *
+config_load_flags(const char *path, const char *text, unsigned flags,
+    char *err, size_t errlen)
+{
+	struct parse_state ps;
+	struct load_state st;
+	cfg_t *cfg;
+	char *prepared;
+	int rc;
+
+	err[0] = '\0';
+	if (text == NULL) {
+		char *owned = config_read_file(path, 1 << 20, NULL);
+
+		if (owned == NULL) {
+			snprintf(err, errlen, "%s: %s", path, strerror(errno));
+			return NULL;
+		}
+		prepared = prepare_text(path, owned, err, errlen);
+		free(owned);
+	} else {
+		prepared = prepare_text(path, text, err, errlen);
+	}
+	if (prepared == NULL)
+		return NULL;
+	cfg = cfg_init(parser_options(), CFGF_NONE);
+	if (cfg == NULL) {
+		snprintf(err, errlen, "%s: cannot initialise parser", path);
+		free(prepared);
+		return NULL;
+	}
+	ps.path = path;
+	ps.buf = err;
+	ps.len = errlen;
+	ps.seen = 0;
+	ps.flags = flags;
+	cfg_set_error_function(cfg, collect_error);
+	set_validators(cfg);
+	current_parse = &ps;
+	rc = cfg_parse_buf(cfg, prepared);
+	current_parse = NULL;
+	free(prepared);
+	if (rc != CFG_SUCCESS) {
+		if (!ps.seen)
+			snprintf(err, errlen, "%s: parse error", path);
+		cfg_free(cfg);
+		return NULL;
+	}
+
+	memset(&st, 0, sizeof(st));
+	st.c = xcalloc(1, sizeof(*st.c));
+	st.c->path = absolute_config_path(path);
+	store_section(cfg, NULL, &st, NULL);
+	for (size_t s = 0; s < NSECTIONS; s++)
+		if (!sections[s].multi)
+			store_section(cfg_getsec(cfg, sections[s].name),
+			    sections[s].name, &st, NULL);
+	store_multi_sections(cfg, &st);
+	cfg_free(cfg);
+	derive_values(&st);
+	if (check_combinations(st.c, err, errlen) < 0) {
+		config_free(st.c);
+		return NULL;
+	}
+	return st.c;
+}
+
+/* What the route rows and derive_values allocated for r. */
 static void
 route_free(struct route_config *r)
 {
 	size_t i;
 
 	free(r->name);
-	for (i = 0; i < r->ndomains; i++)
-		free(r->domains[i]);
-	free(r->domains);
-	for (i = 0; i < r->nhosts; i++)
-		free(r->hosts[i]);
-	free(r->hosts);
-	free(r->ca_file);
+	for (i = 0; i < NOPTIONS; i++)
+		if (same_section(options[i].section, "route"))
+			free_value(&options[i], (char *)r);
 }
 
 void
 config_free(struct ferry_config *c)
 {
-	size_t i;
+	size_t i, k;
 
 	if (c == NULL)
 		return;
-	free(c->path);
-	free(c->hostname);
-	free(c->user);
-	free(c->smtpd_user);
-	free(c->spool_dir);
 	for (i = 0; i < c->nlisteners; i++) {
-		struct listener_config *l = &c->listeners[i];
-		size_t k;
-
-		free(l->name);
-		free(l->address);
-		free(l->cert_file);
-		free(l->key_file);
-		free(l->auth_plaintext);
-		free(l->relay_networks);
-		for (k = 0; k < l->nrelay_cert_subjects; k++)
-			free(l->relay_cert_subjects[k]);
-		free(l->relay_cert_subjects);
+		free(c->listeners[i].name);
+		for (k = 0; k < NOPTIONS; k++)
+			if (options[k].base == B_INSTANCE &&
+			    same_section(options[k].section, "listen"))
+				free_value(&options[k],
+				    (char *)&c->listeners[i]);
 	}
-	for (i = 0; i < c->naccept_domains; i++)
-		free(c->accept_domains[i]);
-	free(c->accept_domains);
-	free(c->tls_cert_file);
-	free(c->tls_key_file);
-	free(c->tls_ciphers);
-	free(c->tls_ciphersuites);
-	free(c->tls_groups);
-	free(c->tls_client_ca_file);
-	free(c->auth_users_file);
-	free(c->listeners);
-	free(c->relay_networks);
-	free(c->smarthost_host);
-	free(c->deliver_user);
-	free(c->admin_group);
 	for (i = 0; i < c->nroutes; i++)
 		route_free(&c->routes[i]);
-	free(c->routes);
 	route_free(&c->mx_route);
-	free(c->retry_schedule);
-	free(c->resolver);
-	free(c->credentials_file);
+	for (k = 0; k < NOPTIONS; k++)
+		if (options[k].base == B_CONFIG)
+			free_value(&options[k], (char *)c);
+	free(c->listeners);
+	free(c->routes);
+	free(c->path);
 	free(c);
 }

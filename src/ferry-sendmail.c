@@ -297,32 +297,20 @@ struct opts {
 	const char *server;
 };
 
-/* host and port from "host:port", "[v6]:port" or "host" (port 25). */
+/* host and port from "host:port", "[v6]:port", a bare IPv6 address or
+ * "host" (port 25). */
 static void
 split_server(const char *s, char *host, size_t hlen, char *port,
     size_t plen)
 {
-	const char *colon;
+	struct hostport hp;
+	char why[128];
 
-	if (s[0] == '[') {
-		const char *end = strchr(s, ']');
-
-		if (end == NULL)
-			die(EX_USAGE, "bad server %s", s);
-		snprintf(host, hlen, "%.*s", (int)(end - s - 1), s + 1);
-		colon = end[1] == ':' ? end + 1 : NULL;
-	} else {
-		colon = strrchr(s, ':');
-		if (colon != NULL && strchr(s, ':') != colon)
-			colon = NULL;            /* a bare IPv6 address */
-		snprintf(host, hlen, "%.*s", colon ? (int)(colon - s) :
-		    (int)strlen(s), s);
-	}
-	snprintf(port, plen, "%s", colon ? colon + 1 : "25");
-	if (host[0] == '\0' || port[0] == '\0' ||
-	    strspn(port, "0123456789") != strlen(port) || atoi(port) < 1 ||
-	    atoi(port) > 65535)
-		die(EX_USAGE, "bad server %s (host:port)", s);
+	if (netaddr_parse_hostport(s, 25, HOSTPORT_BARE_IPV6, &hp, why,
+	    sizeof(why)) < 0)
+		die(EX_USAGE, "bad server %s (host:port): %s", s, why);
+	ferry_strlcpy(host, hp.host, hlen);
+	snprintf(port, plen, "%d", hp.port);
 }
 
 static char *
@@ -369,14 +357,13 @@ int
 main(int argc, char **argv)
 {
 	struct opts o;
-	struct sm_conf conf;
 	struct sm_addrs rcpts = { NULL, 0, 0 };
 	struct sm_message msg;
 	struct sm_input in;
 	struct conn c;
 	struct ehlo e = { 0, 0, 0, 0 };
 	char size_param[32] = "";
-	char host[256], port[16], hostname[256], sender[512], err[256];
+	char host[256], port[16], hostname[256], sender[512], err[1024];
 	char date[64], msgid[512], *from_value, *input, *stuffed;
 	unsigned char rnd[8];
 	const char *server;
@@ -445,30 +432,33 @@ main(int argc, char **argv)
 	if (server != NULL && server[0] == '\0')
 		server = NULL;
 	{
-		char *text = config_read_file(o.config, 1 << 20, NULL);
+		struct ferry_config *cfg;
+		const struct listener_config *l;
 
-		if (text == NULL && server == NULL)
-			die(EX_CONFIG, "%s: %s", o.config, strerror(errno));
-		if (text != NULL) {
-			if (sm_scan_config(text, &conf, err, sizeof(err)) < 0 &&
-			    server == NULL)
-				die(EX_CONFIG, "%s: %s", o.config, err);
-			ferry_strlcpy(hostname, conf.hostname,
+		/* the daemon's own loader; files it names need not be
+		 * readable by this user */
+		cfg = config_load_flags(o.config, NULL, CONFIG_NO_FILE_CHECKS,
+		    err, sizeof(err));
+		if (cfg == NULL && server == NULL)
+			die(EX_CONFIG, "%s", err);
+		if (cfg != NULL) {
+			ferry_strlcpy(hostname, cfg->hostname,
 			    sizeof(hostname));
-			free(text);
+			l = sm_submit_listener(cfg);
+			if (server == NULL && l == NULL)
+				die(EX_CONFIG, "%s: no listener speaks plain "
+				    "SMTP (use -S)", o.config);
 			if (server == NULL) {
-				if (conf.address[0] == '\0')
-					die(EX_CONFIG, "%s: no listener "
-					    "speaks plain SMTP (use -S)",
-					    o.config);
-				if (strcmp(conf.address, "0.0.0.0") == 0)
-					strcpy(conf.address, "127.0.0.1");
-				else if (strcmp(conf.address, "::") == 0)
-					strcpy(conf.address, "::1");
-				ferry_strlcpy(host, conf.address,
-				    sizeof(host));
-				snprintf(port, sizeof(port), "%d", conf.port);
+				const char *a = l->address;
+
+				if (strcmp(a, "0.0.0.0") == 0)
+					a = "127.0.0.1";
+				else if (strcmp(a, "::") == 0)
+					a = "::1";
+				ferry_strlcpy(host, a, sizeof(host));
+				snprintf(port, sizeof(port), "%d", l->port);
 			}
+			config_free(cfg);
 		}
 	}
 	if (server != NULL)

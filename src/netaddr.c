@@ -1,7 +1,9 @@
 /*
  * netaddr.c - IPv4/IPv6 addresses and CIDR networks (see netaddr.h):
  * parsing "addr/prefix" strings from the configuration, matching peer
- * sockaddrs against them, and printing sockaddrs for logs.
+ * sockaddrs against them, printing sockaddrs for logs, and splitting
+ * "host:port" specs (the one parser for them: routes, the smarthost, the
+ * resolver, ferry-sendmail's -S).
  *
  * Pure functions: no I/O, no allocation.  Parsing is strict - anything
  * inet_pton does not accept, a prefix that is not plain decimal, trailing
@@ -262,4 +264,85 @@ int sockaddr_port(const struct sockaddr *sa)
 		return ntohs(sin6.sin6_port);
 	}
 	return -1;
+}
+
+static int parse_port(const char *p, int *port)
+{
+	long v = 0;
+	size_t n;
+
+	for (n = 0; p[n] >= '0' && p[n] <= '9'; n++)
+		if (v <= 65535)   /* saturate: still out of range */
+			v = v * 10 + (p[n] - '0');
+	if (n == 0 || p[n] != '\0' || v < 1 || v > 65535)
+		return -1;
+	*port = (int)v;
+	return 0;
+}
+
+int netaddr_parse_hostport(const char *s, int default_port, unsigned flags,
+    struct hostport *out, char *err, size_t errlen)
+{
+	struct hostport hp;
+	const char *host, *end, *portstr = NULL, *q;
+	size_t hlen;
+
+	if (s == NULL || *s == '\0') {
+		seterr(err, errlen, "empty host");
+		return -1;
+	}
+	memset(&hp, 0, sizeof hp);
+	hp.port = default_port;
+	if (*s == '[') {
+		host = s + 1;
+		end = strchr(host, ']');
+		if (end == NULL) {
+			seterr(err, errlen, "missing ']' in '%s'", s);
+			return -1;
+		}
+		hlen = (size_t)(end - host);
+		hp.bracketed = 1;
+		if (end[1] == ':')
+			portstr = end + 2;
+		else if (end[1] != '\0') {
+			seterr(err, errlen, "'%s' after ']' in '%s'", end + 1,
+			    s);
+			return -1;
+		}
+	} else {
+		const char *colon = strchr(s, ':');
+
+		host = s;
+		if (colon != NULL && strchr(colon + 1, ':') != NULL &&
+		    (flags & HOSTPORT_BARE_IPV6)) {
+			colon = NULL;   /* an IPv6 address, all of it */
+		}
+		hlen = colon ? (size_t)(colon - s) : strlen(s);
+		if (colon != NULL)
+			portstr = colon + 1;
+	}
+	if (hlen == 0) {
+		seterr(err, errlen, "empty host in '%s'", s);
+		return -1;
+	}
+	if (hlen >= sizeof hp.host) {
+		seterr(err, errlen, "host longer than %zu octets",
+		    sizeof hp.host - 1);
+		return -1;
+	}
+	for (q = host; q < host + hlen; q++)
+		if ((unsigned char)*q <= ' ' || *q == 0x7f ||
+		    (!hp.bracketed && (*q == '[' || *q == ']'))) {
+			seterr(err, errlen, "bad character in host '%.*s'",
+			    (int)hlen, host);
+			return -1;
+		}
+	if (portstr != NULL && parse_port(portstr, &hp.port) < 0) {
+		seterr(err, errlen, "port '%s' is not 1 to 65535", portstr);
+		return -1;
+	}
+	memcpy(hp.host, host, hlen);
+	hp.host[hlen] = '\0';
+	*out = hp;
+	return 0;
 }

@@ -1,6 +1,7 @@
 /*
  * sendmail_msg.c - what ferry-sendmail does to a message before it
- * submits it (see sendmail_msg.h).  Pure functions: no I/O, no clock.
+ * submits it, and which listener it submits to (see sendmail_msg.h).
+ * Pure functions: no I/O, no clock.
  */
 #include "autoconfig.h"
 
@@ -512,212 +513,18 @@ sm_dot_stuff(const char *data, size_t len, size_t *outlen)
 	return out;
 }
 
-/* ----------------------------------------------------- ferry.conf scan */
+/* ------------------------------------------------ where to submit */
 
-enum tok { T_END, T_WORD, T_STRING, T_LBRACE, T_RBRACE, T_EQ, T_OTHER,
-    T_ERROR };
-
-struct scanner {
-	const char *p;
-	char val[512];
-	const char *why;
-};
-
-static enum tok
-next_token(struct scanner *sc)
+const struct listener_config *
+sm_submit_listener(const struct ferry_config *cfg)
 {
-	const char *p = sc->p;
-	size_t n = 0;
+	size_t i;
 
-	for (;;) {
-		while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
-			p++;
-		if (*p == '#' || (p[0] == '/' && p[1] == '/')) {
-			while (*p && *p != '\n')
-				p++;
-			continue;
-		}
-		if (p[0] == '/' && p[1] == '*') {
-			const char *e = strstr(p + 2, "*/");
+	for (i = 0; i < cfg->nlisteners; i++) {
+		const struct listener_config *l = &cfg->listeners[i];
 
-			if (e == NULL) {
-				sc->why = "unterminated comment";
-				return T_ERROR;
-			}
-			p = e + 2;
-			continue;
-		}
-		break;
+		if (l->tls != LTLS_IMPLICIT && !l->tls_required)
+			return l;
 	}
-	sc->val[0] = '\0';
-	if (*p == '\0') {
-		sc->p = p;
-		return T_END;
-	}
-	if (*p == '"' || *p == '\'') {
-		char q = *p++;
-
-		while (*p && *p != q) {
-			char c = *p++;
-
-			if (c == '\\' && *p) {
-				c = *p++;
-				if (c == 'n')
-					c = '\n';
-				else if (c == 't')
-					c = '\t';
-			}
-			if (n + 1 < sizeof(sc->val))
-				sc->val[n++] = c;
-		}
-		if (*p != q) {
-			sc->why = "unterminated string";
-			return T_ERROR;
-		}
-		sc->val[n] = '\0';
-		sc->p = p + 1;
-		return T_STRING;
-	}
-	sc->p = p + 1;
-	switch (*p) {
-	case '{':
-		return T_LBRACE;
-	case '}':
-		return T_RBRACE;
-	case '=':
-		return T_EQ;
-	case '+':
-		if (p[1] == '=') {
-			sc->p = p + 2;
-			return T_EQ;
-		}
-		return T_OTHER;
-	case ',': case '(': case ')':
-		return T_OTHER;
-	default:
-		break;
-	}
-	while (*p && strchr(" \t\r\n{}=,()\"'#", *p) == NULL &&
-	    !(p[0] == '/' && (p[1] == '/' || p[1] == '*')) &&
-	    !(p[0] == '+' && p[1] == '=')) {
-		if (n + 1 < sizeof(sc->val))
-			sc->val[n++] = *p;
-		p++;
-	}
-	sc->val[n] = '\0';
-	sc->p = p;
-	return T_WORD;
-}
-
-struct scan_listener {
-	char address[64];
-	int port, implicit, required;
-};
-
-int
-sm_scan_config(const char *text, struct sm_conf *out, char *err,
-    size_t errlen)
-{
-	struct scanner sc;
-	struct scan_listener cur;
-	char key[64] = "", section[64] = "";
-	int depth = 0, in_listen = 0, list_depth = 0, found = 0;
-	enum tok t, prev = T_END;
-
-	memset(out, 0, sizeof(*out));
-	sc.p = text;
-	sc.why = NULL;
-	memset(&cur, 0, sizeof(cur));
-	for (;;) {
-		t = next_token(&sc);
-		if (t == T_ERROR) {
-			snprintf(err, errlen, "%s", sc.why);
-			return -1;
-		}
-		if (t == T_END)
-			break;
-		if (list_depth > 0) {                  /* a { list } value */
-			if (t == T_LBRACE)
-				list_depth++;
-			else if (t == T_RBRACE)
-				list_depth--;
-			prev = t;
-			continue;
-		}
-		if (prev == T_EQ) {
-			/* the value of key, at depth (in listen when in_listen) */
-			if (t == T_LBRACE) {
-				list_depth = 1;
-			} else if (depth == 0 && strcmp(key, "hostname") == 0) {
-				ferry_strlcpy(out->hostname, sc.val,
-				    sizeof(out->hostname));
-			} else if (in_listen && depth == 1) {
-				if (strcmp(key, "address") == 0)
-					ferry_strlcpy(cur.address, sc.val,
-					    sizeof(cur.address));
-				else if (strcmp(key, "port") == 0)
-					cur.port = atoi(sc.val);
-				else if (strcmp(key, "tls") == 0)
-					cur.implicit = strcasecmp(sc.val,
-					    "implicit") == 0;
-				else if (strcmp(key, "tls_required") == 0)
-					cur.required =
-					    strcasecmp(sc.val, "true") == 0 ||
-					    strcasecmp(sc.val, "yes") == 0 ||
-					    strcasecmp(sc.val, "on") == 0;
-			}
-			key[0] = '\0';
-			prev = T_WORD;          /* a value, not a section name */
-			section[0] = '\0';
-			continue;
-		}
-		switch (t) {
-		case T_WORD:
-			ferry_strlcpy(key, sc.val, sizeof(key));
-			ferry_strlcpy(section, sc.val, sizeof(section));
-			break;
-		case T_STRING:
-			/* a section title follows its name */
-			break;
-		case T_EQ:
-			break;
-		case T_LBRACE:
-			if (depth == 0 && strcmp(section, "listen") == 0) {
-				in_listen = 1;
-				memset(&cur, 0, sizeof(cur));
-				ferry_strlcpy(cur.address, "127.0.0.1",
-				    sizeof(cur.address));
-				cur.port = 25;
-			}
-			depth++;
-			section[0] = '\0';
-			break;
-		case T_RBRACE:
-			if (depth == 0) {
-				snprintf(err, errlen, "'}' without a section");
-				return -1;
-			}
-			depth--;
-			if (depth == 0 && in_listen) {
-				in_listen = 0;
-				if (!found && !cur.implicit && !cur.required &&
-				    cur.port > 0 && cur.port < 65536) {
-					ferry_strlcpy(out->address,
-					    cur.address,
-					    sizeof(out->address));
-					out->port = cur.port;
-					found = 1;
-				}
-			}
-			break;
-		default:
-			break;
-		}
-		prev = t;
-	}
-	if (depth != 0 || list_depth != 0) {
-		snprintf(err, errlen, "'{' is never closed");
-		return -1;
-	}
-	return 0;
+	return NULL;
 }

@@ -5,6 +5,7 @@
  * text; also config_read_file.
  */
 #include <check.h>
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <pwd.h>
@@ -74,8 +75,8 @@ static char *replace_once(char *s, const char *from, const char *to)
 	return out;
 }
 
-/* The text of the shipped etc/ferry.conf. */
-static char *shipped_conf(void)
+/* The text of a file of the source tree (relpath from its top). */
+static char *source_file(const char *relpath)
 {
 	const char *dirs[3];
 	char path[PATH_MAX];
@@ -88,15 +89,21 @@ static char *shipped_conf(void)
 	for (i = 0; i < 3; i++) {
 		if (dirs[i] == NULL)
 			continue;
-		snprintf(path, sizeof path, "%s/etc/ferry.conf", dirs[i]);
+		snprintf(path, sizeof path, "%s/%s", dirs[i], relpath);
 		text = config_read_file(path, 1 << 20, &len);
 		if (text != NULL) {
 			ck_assert_uint_eq(strlen(text), len);
 			return text;
 		}
 	}
-	ck_abort_msg("etc/ferry.conf not found (set FERRY_SRCDIR)");
+	ck_abort_msg("%s not found (set FERRY_SRCDIR)", relpath);
 	return NULL;
+}
+
+/* The text of the shipped etc/ferry.conf. */
+static char *shipped_conf(void)
+{
+	return source_file("etc/ferry.conf");
 }
 
 /* The shipped file with users that exist on any test machine. */
@@ -928,6 +935,221 @@ START_TEST(test_read_file_limit)
 }
 END_TEST
 
+/* --- documentation: every option of the table in ferry.conf(5) and in
+ * etc/ferry.conf ------------------------------------------------------- */
+
+/* Nonzero when word occurs in s[0..n) as a whole option name. */
+static int has_word(const char *s, size_t n, const char *word)
+{
+	size_t wl = strlen(word), i;
+
+	for (i = 0; i + wl <= n; i++) {
+		if (memcmp(s + i, word, wl) != 0)
+			continue;
+		if ((i == 0 || !(islower((unsigned char)s[i - 1]) ||
+		    s[i - 1] == '_')) && (i + wl == n ||
+		    !(islower((unsigned char)s[i + wl]) || s[i + wl] == '_')))
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * Whether the man page text documents option name of section (NULL: top
+ * level): under the .SH heading naming the section ("TOP-LEVEL OPTIONS",
+ * "LISTEN SECTIONS", "SMARTHOST, ROUTE AND MX SECTIONS"), a .TP whose tag
+ * line names the option before its "(default".
+ */
+static int man_documents(const char *text, const char *section,
+    const char *name)
+{
+	char want[64];
+	const char *line = text;
+	int in_section = 0, after_tp = 0;
+	size_t i;
+
+	snprintf(want, sizeof want, "%s", section ? section : "top-level");
+	for (i = 0; want[i]; i++)
+		want[i] = (char)toupper((unsigned char)want[i]);
+	while (*line) {
+		const char *end = strchr(line, '\n');
+		size_t len = end ? (size_t)(end - line) : strlen(line);
+
+		if (len >= 4 && strncmp(line, ".SH ", 4) == 0) {
+			char head[256];
+			size_t k, hl = len < sizeof head ? len : sizeof head - 1;
+
+			memcpy(head, line, hl);
+			head[hl] = '\0';
+			for (k = 0; head[k]; k++)
+				if (head[k] == ',')
+					head[k] = ' ';
+			in_section = 0;
+			for (char *tok = strtok(head + 4, " "); tok != NULL;
+			    tok = strtok(NULL, " "))
+				if (strcmp(tok, want) == 0)
+					in_section = 1;
+			after_tp = 0;
+		} else if (len >= 3 && strncmp(line, ".TP", 3) == 0) {
+			after_tp = 1;
+		} else if (after_tp) {
+			const char *dflt = strstr(line, "(default");
+
+			if (in_section && line[0] == '.' && has_word(line,
+			    dflt != NULL && dflt < line + len ?
+			    (size_t)(dflt - line) : len, name))
+				return 1;
+			after_tp = 0;
+		}
+		line += len + (end != NULL);
+	}
+	return 0;
+}
+
+/*
+ * Whether the annotated configuration text shows option name of section
+ * (NULL: top level) as "name = ...", set or commented out with one '#'
+ * (at the start of the line or after the indentation), at the top level
+ * or inside a "section [\"title\"] {" block.
+ */
+static int conf_documents(const char *text, const char *section,
+    const char *name)
+{
+	const char *line = text;
+	char current[64] = "";
+	int in_block = 0;
+
+	while (*line) {
+		const char *end = strchr(line, '\n');
+		size_t len = end ? (size_t)(end - line) : strlen(line);
+		char buf[512], *p, *q;
+		size_t bl = len < sizeof buf ? len : sizeof buf - 1;
+		int indented;
+
+		memcpy(buf, line, bl);
+		buf[bl] = '\0';
+		line += len + (end != NULL);
+		p = buf;
+		if (*p == '#')
+			p++;
+		indented = *p == ' ' || *p == '\t';
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (indented && *p == '#')      /* "    #name = value" */
+			p++;
+		q = p + strlen(p);
+		while (q > p && (q[-1] == ' ' || q[-1] == '\t'))
+			*--q = '\0';
+		if (!indented && !in_block && q > p && q[-1] == '{') {
+			size_t wl = strspn(p, "abcdefghijklmnopqrstuvwxyz_");
+
+			if (wl > 0 && wl < sizeof current) {
+				memcpy(current, p, wl);
+				current[wl] = '\0';
+				in_block = 1;
+			}
+			continue;
+		}
+		if (in_block && strcmp(p, "}") == 0) {
+			in_block = 0;
+			continue;
+		}
+		if ((section == NULL) != !in_block)
+			continue;
+		if (section != NULL && strcmp(current, section) != 0)
+			continue;
+		if (section == NULL && indented)
+			continue;
+		if (strncmp(p, name, strlen(name)) == 0) {
+			const char *r = p + strlen(name);
+
+			while (*r == ' ')
+				r++;
+			if (*r == '=')
+				return 1;
+		}
+	}
+	return 0;
+}
+
+/* The checkers themselves: they find what is there and miss what is not. */
+START_TEST(test_doc_checkers)
+{
+	static const char man[] =
+	    ".SH TOP-LEVEL OPTIONS\n.TP\n.BR user \" (default \" x )\n"
+	    "text naming port\n"
+	    ".SH LISTEN SECTIONS\n.TP\n.BR cert_file \", \" key_file \" "
+	    "(default \" x )\n.TP\n.BR auth \" (default false)\"\n"
+	    "Needs\n.BR auth_plaintext_networks .\n"
+	    ".SH SMARTHOST, ROUTE AND MX SECTIONS\n.TP\n.B hosts\n";
+	static const char conf[] =
+	    "user = \"ferry\"\n#hostname = \"x\"\n"
+	    "listen \"smtp\" {\n    port = 25\n    #auth = true\n}\n"
+	    "#mx {\n#    port = 25\n#}\n"
+	    "# a comment: smtpd_user = \"x\"\n";
+
+	ck_assert(man_documents(man, NULL, "user"));
+	ck_assert(!man_documents(man, NULL, "port"));
+	ck_assert(man_documents(man, "listen", "cert_file"));
+	ck_assert(man_documents(man, "listen", "key_file"));
+	ck_assert(man_documents(man, "listen", "auth"));
+	ck_assert(!man_documents(man, "listen", "auth_plaintext_networks"));
+	ck_assert(!man_documents(man, "tls", "cert_file"));
+	ck_assert(man_documents(man, "route", "hosts"));
+	ck_assert(man_documents(man, "mx", "hosts"));
+	ck_assert(!man_documents(man, "listen", "user"));
+
+	ck_assert(conf_documents(conf, NULL, "user"));
+	ck_assert(conf_documents(conf, NULL, "hostname"));
+	ck_assert(!conf_documents(conf, NULL, "smtpd_user"));
+	ck_assert(!conf_documents(conf, NULL, "port"));
+	ck_assert(conf_documents(conf, "listen", "port"));
+	ck_assert(conf_documents(conf, "listen", "auth"));
+	ck_assert(conf_documents(conf, "mx", "port"));
+	ck_assert(!conf_documents(conf, "mx", "auth"));
+	ck_assert(!conf_documents(conf, "listen", "user"));
+}
+END_TEST
+
+/* Every option in the table is documented in the man page and the
+ * annotated file, in its own section. */
+START_TEST(test_every_option_documented)
+{
+	char *man = source_file("packaging/man/ferry.conf.5");
+	char *conf = source_file("etc/ferry.conf");
+	const char *section, *name;
+	size_t i, missing = 0;
+	int saw_top = 0, saw_listen_port = 0;
+
+	for (i = 0; config_option_at(i, &section, &name); i++) {
+		if (section == NULL && strcmp(name, "hostname") == 0)
+			saw_top = 1;
+		if (section != NULL && strcmp(section, "listen") == 0 &&
+		    strcmp(name, "port") == 0)
+			saw_listen_port = 1;
+		if (!man_documents(man, section, name)) {
+			fprintf(stderr, "ferry.conf.5: %s%s%s is missing\n",
+			    section ? section : "", section ? " { " : "",
+			    name);
+			missing++;
+		}
+		if (!conf_documents(conf, section, name)) {
+			fprintf(stderr, "etc/ferry.conf: %s%s%s is missing\n",
+			    section ? section : "", section ? " { " : "",
+			    name);
+			missing++;
+		}
+	}
+	/* the walk sees the table: top-level and section rows */
+	ck_assert(saw_top);
+	ck_assert(saw_listen_port);
+	ck_assert_msg(missing == 0, "%zu options undocumented (see stderr)",
+	    missing);
+	free(man);
+	free(conf);
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
 	Suite *s = suite_create("config");
@@ -971,6 +1193,11 @@ static Suite *config_suite(void)
 	tc = tcase_create("read_file");
 	tcase_add_test(tc, test_read_file);
 	tcase_add_test(tc, test_read_file_limit);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("doc");
+	tcase_add_test(tc, test_doc_checkers);
+	tcase_add_test(tc, test_every_option_documented);
 	suite_add_tcase(s, tc);
 	return s;
 }

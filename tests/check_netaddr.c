@@ -371,6 +371,121 @@ START_TEST(test_port)
 }
 END_TEST
 
+static int hp(const char *s, int def, unsigned flags, struct hostport *out)
+{
+	char err[128];
+
+	err[0] = '\0';
+	if (netaddr_parse_hostport(s, def, flags, out, err, sizeof err) < 0) {
+		ck_assert_msg(err[0] != '\0', "no reason for '%s'", s ? s : "");
+		return -1;
+	}
+	return 0;
+}
+
+START_TEST(test_hostport_forms)
+{
+	struct hostport h;
+
+	ck_assert_int_eq(hp("mail.example.net", 25, 0, &h), 0);
+	ck_assert_str_eq(h.host, "mail.example.net");
+	ck_assert_int_eq(h.port, 25);
+	ck_assert_int_eq(h.bracketed, 0);
+
+	ck_assert_int_eq(hp("mail.example.net:587", 25, 0, &h), 0);
+	ck_assert_str_eq(h.host, "mail.example.net");
+	ck_assert_int_eq(h.port, 587);
+
+	ck_assert_int_eq(hp("192.0.2.1:2525", 25, 0, &h), 0);
+	ck_assert_str_eq(h.host, "192.0.2.1");
+	ck_assert_int_eq(h.port, 2525);
+
+	ck_assert_int_eq(hp("[2001:db8::1]:465", 25, 0, &h), 0);
+	ck_assert_str_eq(h.host, "2001:db8::1");
+	ck_assert_int_eq(h.port, 465);
+	ck_assert_int_eq(h.bracketed, 1);
+
+	ck_assert_int_eq(hp("[192.0.2.1]", 53, 0, &h), 0);
+	ck_assert_str_eq(h.host, "192.0.2.1");
+	ck_assert_int_eq(h.port, 53);
+	ck_assert_int_eq(h.bracketed, 1);
+
+	ck_assert_int_eq(hp("h:1", 25, 0, &h), 0);
+	ck_assert_int_eq(h.port, 1);
+	ck_assert_int_eq(hp("h:65535", 25, 0, &h), 0);
+	ck_assert_int_eq(h.port, 65535);
+	ck_assert_int_eq(hp("h:00025", 0, 0, &h), 0);
+	ck_assert_int_eq(h.port, 25);
+}
+END_TEST
+
+START_TEST(test_hostport_bare_ipv6)
+{
+	struct hostport h;
+
+	/* without the flag a bare IPv6 address is a host with a bad port */
+	ck_assert_int_eq(hp("2001:db8::1", 25, 0, &h), -1);
+	ck_assert_int_eq(hp("::1", 25, 0, &h), -1);
+	ck_assert_int_eq(hp("2001:db8::1", 25, HOSTPORT_BARE_IPV6, &h), 0);
+	ck_assert_str_eq(h.host, "2001:db8::1");
+	ck_assert_int_eq(h.port, 25);
+	ck_assert_int_eq(h.bracketed, 0);
+	ck_assert_int_eq(hp("::1", 53, HOSTPORT_BARE_IPV6, &h), 0);
+	ck_assert_str_eq(h.host, "::1");
+	ck_assert_int_eq(h.port, 53);
+	/* one colon is host:port even with the flag */
+	ck_assert_int_eq(hp("192.0.2.1:26", 25, HOSTPORT_BARE_IPV6, &h), 0);
+	ck_assert_str_eq(h.host, "192.0.2.1");
+	ck_assert_int_eq(h.port, 26);
+}
+END_TEST
+
+START_TEST(test_hostport_bad)
+{
+	struct hostport h;
+	char err[8], longhost[300];
+
+	h.port = 4242;
+	ck_assert_int_eq(hp("", 25, 0, &h), -1);
+	ck_assert_int_eq(hp(NULL, 25, 0, &h), -1);
+	ck_assert_int_eq(hp(":25", 25, 0, &h), -1);            /* empty host */
+	ck_assert_int_eq(hp("[]:25", 25, 0, &h), -1);
+	ck_assert_int_eq(hp("[]", 25, 0, &h), -1);
+	ck_assert_int_eq(hp("h:", 25, 0, &h), -1);             /* empty port */
+	ck_assert_int_eq(hp("h:0", 25, 0, &h), -1);            /* port 0 */
+	ck_assert_int_eq(hp("h:65536", 25, 0, &h), -1);
+	ck_assert_int_eq(hp("h:99999999999999999999", 25, 0, &h), -1);
+	ck_assert_int_eq(hp("h:-1", 25, 0, &h), -1);
+	ck_assert_int_eq(hp("h:+25", 25, 0, &h), -1);
+	ck_assert_int_eq(hp("h:25x", 25, 0, &h), -1);          /* non-digits */
+	ck_assert_int_eq(hp("h: 25", 25, 0, &h), -1);
+	ck_assert_int_eq(hp("h:2:5", 25, 0, &h), -1);
+	ck_assert_int_eq(hp("[2001:db8::1:25", 25, 0, &h), -1); /* no ']' */
+	ck_assert_int_eq(hp("[::1]25", 25, 0, &h), -1);
+	ck_assert_int_eq(hp("[::1]:", 25, 0, &h), -1);
+	ck_assert_int_eq(hp("a b:25", 25, 0, &h), -1);
+	ck_assert_int_eq(hp("a\tb", 25, 0, &h), -1);
+	ck_assert_int_eq(hp("a]b", 25, 0, &h), -1);
+	memset(longhost, 'a', sizeof longhost - 1);
+	longhost[sizeof longhost - 1] = '\0';
+	ck_assert_int_eq(hp(longhost, 25, 0, &h), -1);
+	longhost[255] = '\0';
+	ck_assert_int_eq(hp(longhost, 25, 0, &h), 0);
+	ck_assert_int_eq(strlen(h.host), 255);
+	longhost[256] = '\0';
+	memset(longhost, 'a', 256);
+	ck_assert_int_eq(hp(longhost, 25, 0, &h), -1);
+	/* a failure leaves out alone; a short err buffer is still a string */
+	h.port = 4242;
+	ck_assert_int_eq(netaddr_parse_hostport("h:0", 25, 0, &h, err,
+	    sizeof err), -1);
+	ck_assert_int_eq(h.port, 4242);
+	ck_assert_int_lt(strlen(err), sizeof err);
+	ck_assert_int_eq(netaddr_parse_hostport("h:0", 25, 0, &h, NULL, 0),
+	    -1);
+}
+END_TEST
+
 static Suite *netaddr_suite(void)
 {
 	Suite *s = suite_create("netaddr");
@@ -393,6 +508,12 @@ static Suite *netaddr_suite(void)
 	tc = tcase_create("print");
 	tcase_add_test(tc, test_ntop);
 	tcase_add_test(tc, test_port);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("hostport");
+	tcase_add_test(tc, test_hostport_forms);
+	tcase_add_test(tc, test_hostport_bare_ipv6);
+	tcase_add_test(tc, test_hostport_bad);
 	suite_add_tcase(s, tc);
 	return s;
 }

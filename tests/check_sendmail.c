@@ -269,15 +269,28 @@ START_TEST(test_dot_stuff)
 }
 END_TEST
 
-START_TEST(test_scan_config)
+static struct ferry_config *
+load(const char *text, char *err, size_t errlen)
 {
-	struct sm_conf c;
-	char err[128];
+	return config_load_flags("/smtest/ferry.conf", text,
+	    CONFIG_NO_FILE_CHECKS, err, errlen);
+}
 
-	ck_assert_int_eq(sm_scan_config(
+START_TEST(test_submit_listener)
+{
+	const struct listener_config *l;
+	struct ferry_config *c;
+	char err[512] = "";
+
+	/* TLS files that do not exist (this user could not read them) do
+	 * not stop the submitter; implicit TLS and tls_required listeners
+	 * are passed over */
+	c = load(
 	    "# comment with listen { address = \"1.1.1.1\" }\n"
 	    "hostname = \"relay.example\"\n"
 	    "relay { networks = { \"10.0.0.0/8\", \"::1/128\" } }\n"
+	    "tls { cert_file = \"/nonexistent/cert.pem\"\n"
+	    "      key_file = \"/nonexistent/key.pem\" }\n"
 	    "listen \"smtps\" {\n    address = \"0.0.0.0\"\n    port = 465\n"
 	    "    tls = \"implicit\"\n}\n"
 	    "listen \"sub\" { address = \"::\" port = 587 tls = \"starttls\" "
@@ -285,30 +298,44 @@ START_TEST(test_scan_config)
 	    "/* block\n comment */ listen \"plain\" {\n"
 	    "  address = \"127.0.0.1\"  // trailing\n  port = 2525\n"
 	    "  auth_plaintext_networks = { \"192.0.2.0/24\" }\n}\n"
-	    "listen \"later\" { port = 26 }\n"
-	    "future_section \"x\" { nested { a = 1 } list = {1, 2} }\n",
-	    &c, err, sizeof(err)), 0);
-	ck_assert_str_eq(c.hostname, "relay.example");
-	ck_assert_str_eq(c.address, "127.0.0.1");
-	ck_assert_int_eq(c.port, 2525);
+	    "listen \"later\" { port = 26 }\n", err, sizeof(err));
+	ck_assert_msg(c != NULL, "refused: %s", err);
+	ck_assert_str_eq(c->hostname, "relay.example");
+	l = sm_submit_listener(c);
+	ck_assert_ptr_nonnull(l);
+	ck_assert_str_eq(l->name, "plain");
+	ck_assert_str_eq(l->address, "127.0.0.1");
+	ck_assert_int_eq(l->port, 2525);
+	config_free(c);
 
 	/* a listener without address/port: the defaults */
-	ck_assert_int_eq(sm_scan_config("listen \"x\" { }\n", &c, err,
-	    sizeof(err)), 0);
-	ck_assert_str_eq(c.address, "127.0.0.1");
-	ck_assert_int_eq(c.port, 25);
-	ck_assert_str_eq(c.hostname, "");
+	c = load("listen \"x\" { }\n", err, sizeof(err));
+	ck_assert_msg(c != NULL, "refused: %s", err);
+	l = sm_submit_listener(c);
+	ck_assert_ptr_nonnull(l);
+	ck_assert_str_eq(l->address, "127.0.0.1");
+	ck_assert_int_eq(l->port, 25);
+	config_free(c);
 
-	ck_assert_int_eq(sm_scan_config("listen \"x\" {\n", &c, err,
-	    sizeof(err)), -1);
-	ck_assert_int_eq(sm_scan_config("hostname = \"open\n", &c, err,
-	    sizeof(err)), -1);
-	ck_assert_int_eq(sm_scan_config("}\n", &c, err, sizeof(err)), -1);
-	ck_assert_int_eq(sm_scan_config("/* open", &c, err, sizeof(err)), -1);
+	/* what ferryd refuses, the submitter refuses, with file:line */
+	ck_assert_ptr_null(load("listen \"x\" {\n", err, sizeof(err)));
+	ck_assert_str_eq(err, "/smtest/ferry.conf:1: '{' is never closed");
+	ck_assert_ptr_null(load("hostname = \"open\n", err, sizeof(err)));
+	ck_assert_ptr_null(load("}\n", err, sizeof(err)));
+	ck_assert_ptr_null(load("/* open", err, sizeof(err)));
+	ck_assert_ptr_null(load("listen \"x\" { }\nfuture_section \"x\" "
+	    "{ a = 1 }\n", err, sizeof(err)));
+	ck_assert_ptr_nonnull(strstr(err, "/smtest/ferry.conf:2:"));
+	/* a relative TLS path is still an error without file checks */
+	ck_assert_ptr_null(load("tls { cert_file = \"cert.pem\" }\n"
+	    "listen \"x\" { }\n", err, sizeof(err)));
+
 	/* no usable listener */
-	ck_assert_int_eq(sm_scan_config("listen \"a\" { tls = implicit }", &c,
-	    err, sizeof(err)), 0);
-	ck_assert_str_eq(c.address, "");
+	c = load("tls { cert_file = \"/n/c\" key_file = \"/n/k\" }\n"
+	    "listen \"a\" { tls = implicit }", err, sizeof(err));
+	ck_assert_msg(c != NULL, "refused: %s", err);
+	ck_assert_ptr_null(sm_submit_listener(c));
+	config_free(c);
 }
 END_TEST
 
@@ -328,7 +355,7 @@ sendmail_suite(void)
 	tcase_add_test(tc, test_prepare_extract_bcc);
 	tcase_add_test(tc, test_prepare_line_ends_and_split);
 	tcase_add_test(tc, test_dot_stuff);
-	tcase_add_test(tc, test_scan_config);
+	tcase_add_test(tc, test_submit_listener);
 	suite_add_tcase(s, tc);
 	return s;
 }
