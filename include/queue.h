@@ -7,7 +7,7 @@
 #ifndef FERRY_QUEUE_H
 #define FERRY_QUEUE_H
 
-#include "smtpd.h"   /* struct child_args */
+struct child_args;
 
 int queue(const struct child_args *a);
 

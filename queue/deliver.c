@@ -37,6 +37,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 
+#include "child.h"
 #include "config.h"
 #include "credentials.h"
 #include "deliver.h"
@@ -48,7 +49,6 @@
 #include "procfd.h"
 #include "smtp_client_reply.h"
 #include "smtp_parse.h"
-#include "smtpd.h"
 #include "tls_client.h"
 #include "util.h"
 

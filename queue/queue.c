@@ -29,6 +29,7 @@
 #include <sys/stat.h>
 
 #include "channel.h"
+#include "child.h"
 #include "config.h"
 #include "control.h"
 #include "intake.h"
