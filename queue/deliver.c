@@ -63,7 +63,7 @@
 enum rcpt_state { R_PENDING = 0, R_ACCEPTED, R_DONE };
 
 /* One SMTP connection to a next hop. */
-struct conn {
+struct smtp_conn {
 	int fd;                   /* -1 when closed */
 	SSL *ssl;
 	char *rbuf;
@@ -78,7 +78,7 @@ struct conn {
 };
 
 /* The queue runner's socket. */
-struct runner {
+struct runner_link {
 	int fd;
 	uint8_t *buf;
 	size_t len, cap, used;    /* used: the frame handed out last */
@@ -93,17 +93,17 @@ struct failure {
 	char tls[128];
 };
 
-struct agent {
+struct deliver_agent {
 	struct ferry_config *cfg;
 	struct credentials creds;
-	struct runner runner;
-	struct conn conn;
+	struct runner_link runner;
+	struct smtp_conn conn;
 	struct ipc_out out;
 };
 
 /* One job in progress. */
 struct job_ctx {
-	struct agent *ag;
+	struct deliver_agent *ag;
 	struct deliver_job *job;
 	unsigned char *state;     /* enum rcpt_state per recipient */
 	size_t npending;          /* recipients without a result */
@@ -144,7 +144,7 @@ install_signals(void)
 /* --- the runner's socket ------------------------------------------------ */
 
 static void
-runner_connect(struct runner *r, const char *path)
+runner_connect(struct runner_link *r, const char *path)
 {
 	struct sockaddr_un sun;
 	int64_t until = now_ms() + RUNNER_CONNECT_WAIT;
@@ -176,7 +176,7 @@ runner_connect(struct runner *r, const char *path)
 }
 
 static void
-runner_send(struct agent *ag)
+runner_send(struct deliver_agent *ag)
 {
 	size_t len;
 	const uint8_t *f = ipc_out_finish(&ag->out, &len);
@@ -190,7 +190,7 @@ runner_send(struct agent *ag)
 /* The next frame from the runner into *in.  1: a frame; 0: timeout_ms
  * passed first (-1 waits for ever); -1: the runner closed. */
 static int
-runner_next(struct runner *r, struct ipc_in *in, int timeout_ms,
+runner_next(struct runner_link *r, struct ipc_in *in, int timeout_ms,
     int extra_fd, int *extra_ready, int interruptible)
 {
 	int64_t deadline = timeout_ms >= 0 ? now_ms() + timeout_ms : 0;
@@ -306,7 +306,7 @@ result_all(struct job_ctx *x, int with_accepted, uint32_t status,
 /* Records a next-hop failure (always a deferral: another host, or a later
  * try, may do better). */
 static void __attribute__((format(printf, 4, 5)))
-fail(struct job_ctx *x, const struct conn *c, const char *dsn,
+fail(struct job_ctx *x, const struct smtp_conn *c, const char *dsn,
     const char *fmt, ...)
 {
 	va_list ap;
@@ -327,7 +327,7 @@ fail(struct job_ctx *x, const struct conn *c, const char *dsn,
 /* --- the SMTP connection ------------------------------------------------ */
 
 static void
-conn_close(struct conn *c)
+conn_close(struct smtp_conn *c)
 {
 	if (c->ssl != NULL) {
 		SSL_free(c->ssl);
@@ -368,7 +368,7 @@ wait_fd(int fd, short events, int64_t deadline)
 
 /* Writes all of buf before deadline: 0, -1 error, -2 timeout. */
 static int
-conn_write(struct conn *c, const char *buf, size_t len, int64_t deadline)
+conn_write(struct smtp_conn *c, const char *buf, size_t len, int64_t deadline)
 {
 	while (len > 0) {
 		ssize_t n;
@@ -409,7 +409,7 @@ conn_write(struct conn *c, const char *buf, size_t len, int64_t deadline)
 
 /* Reads more into rbuf: >0 bytes, 0 EOF, -1 error, -2 timeout. */
 static ssize_t
-conn_read(struct conn *c, int64_t deadline)
+conn_read(struct smtp_conn *c, int64_t deadline)
 {
 	for (;;) {
 		size_t room = RBUF_CAP - c->rlen;
@@ -467,7 +467,7 @@ deadline_s(int seconds)
 /* Reads one reply.  0, or -1 with x->last set (the connection is then
  * useless).  caps: also read the EHLO keywords. */
 static int
-conn_reply(struct job_ctx *x, struct conn *c, struct smtp_client_reply *r,
+conn_reply(struct job_ctx *x, struct smtp_conn *c, struct smtp_client_reply *r,
     int64_t deadline, struct ehlo_caps *caps, const char *stage)
 {
 	struct scr_parser p;
@@ -517,7 +517,7 @@ conn_reply(struct job_ctx *x, struct conn *c, struct smtp_client_reply *r,
 
 /* Sends buf (one or more commands with their CRLF) in one write. */
 static int
-conn_send(struct job_ctx *x, struct conn *c, const char *buf, size_t len,
+conn_send(struct job_ctx *x, struct smtp_conn *c, const char *buf, size_t len,
     int64_t deadline, const char *stage)
 {
 	int rc;
@@ -545,7 +545,7 @@ conn_send(struct job_ctx *x, struct conn *c, const char *buf, size_t len,
 
 /* One command and its reply. */
 static int
-command(struct job_ctx *x, struct conn *c, const char *line,
+command(struct job_ctx *x, struct smtp_conn *c, const char *line,
     struct smtp_client_reply *r, struct ehlo_caps *caps, const char *stage)
 {
 	char buf[1200];
@@ -561,7 +561,7 @@ command(struct job_ctx *x, struct conn *c, const char *line,
 }
 
 static void
-conn_quit(struct agent *ag, struct conn *c)
+conn_quit(struct deliver_agent *ag, struct smtp_conn *c)
 {
 	if (c->fd < 0)
 		return;
@@ -579,7 +579,7 @@ conn_quit(struct agent *ag, struct conn *c)
 
 /* Connects to addr before the connect deadline; 0 or -1 (x->last). */
 static int
-conn_connect(struct job_ctx *x, struct conn *c, const char *host,
+conn_connect(struct job_ctx *x, struct smtp_conn *c, const char *host,
     const struct sockaddr *sa, socklen_t salen)
 {
 	char addr[INET6_ADDRSTRLEN] = "?";
@@ -647,7 +647,7 @@ b64(const void *in, size_t len, char *out, size_t outlen)
 
 /* AUTH PLAIN or LOGIN with the route's credentials. */
 static int
-session_auth(struct job_ctx *x, struct conn *c)
+session_auth(struct job_ctx *x, struct smtp_conn *c)
 {
 	const struct credential *cr = credentials_find(&x->ag->creds,
 	    x->job->route);
@@ -719,7 +719,7 @@ out:
 
 /* EHLO, or HELO when EHLO is refused. */
 static int
-session_hello(struct job_ctx *x, struct conn *c)
+session_hello(struct job_ctx *x, struct smtp_conn *c)
 {
 	struct smtp_client_reply r;
 	char line[1100];
@@ -746,7 +746,7 @@ session_hello(struct job_ctx *x, struct conn *c)
 
 /* Connect, greeting, EHLO, STARTTLS, AUTH: a session ready for MAIL. */
 static int
-session_open(struct job_ctx *x, struct conn *c, const char *host,
+session_open(struct job_ctx *x, struct smtp_conn *c, const char *host,
     const struct sockaddr *sa, socklen_t salen)
 {
 	const struct ferry_config *cfg = x->ag->cfg;
@@ -867,7 +867,7 @@ drain_data(struct job_ctx *x)
 /* Streams the message dot-stuffed, then CRLF.CRLF.  0, or -1 with
  * x->last set (the rest of the data is then drained). */
 static int
-send_body(struct job_ctx *x, struct conn *c)
+send_body(struct job_ctx *x, struct smtp_conn *c)
 {
 	const struct ferry_config *cfg = x->ag->cfg;
 	char *out = NULL;
@@ -946,7 +946,7 @@ clean(const char *s)
 }
 
 static void
-mail_line(const struct job_ctx *x, const struct conn *c, char *out,
+mail_line(const struct job_ctx *x, const struct smtp_conn *c, char *out,
     size_t outlen)
 {
 	const struct deliver_job *j = x->job;
@@ -969,8 +969,8 @@ mail_line(const struct job_ctx *x, const struct conn *c, char *out,
 }
 
 static void
-rcpt_line(const struct job_ctx *x, const struct conn *c, size_t i, char *out,
-    size_t outlen)
+rcpt_line(const struct job_ctx *x, const struct smtp_conn *c, size_t i,
+    char *out, size_t outlen)
 {
 	const struct deliver_rcpt *r = &x->job->rcpts[i];
 	size_t l;
@@ -1010,7 +1010,7 @@ unaccept(struct job_ctx *x)
 
 /* A RCPT reply.  0, or -1 when the session is over (421). */
 static int
-rcpt_reply(struct job_ctx *x, struct conn *c, size_t i,
+rcpt_reply(struct job_ctx *x, struct smtp_conn *c, size_t i,
     const struct smtp_client_reply *r, size_t *naccepted)
 {
 	char text[2048];
@@ -1036,7 +1036,7 @@ rcpt_reply(struct job_ctx *x, struct conn *c, size_t i,
  * 0: the connection may be kept; -1: it must be closed (x->last says
  * why; recipients still pending may try another host). */
 static int
-transaction(struct job_ctx *x, struct conn *c)
+transaction(struct job_ctx *x, struct smtp_conn *c)
 {
 	const struct ferry_config *cfg = x->ag->cfg;
 	const struct deliver_job *j = x->job;
@@ -1287,7 +1287,7 @@ static int
 try_addrs(struct job_ctx *x, const char *host,
     const struct sockaddr_storage *addrs, size_t naddrs, int *sessions)
 {
-	struct conn *c = &x->ag->conn;
+	struct smtp_conn *c = &x->ag->conn;
 	size_t i;
 
 	for (i = 0; i < naddrs && *sessions < MAX_SESSIONS && !stop; i++) {
@@ -1437,10 +1437,10 @@ hops_mx(struct job_ctx *x)
 /* --- one job ------------------------------------------------------------ */
 
 static void
-run_job(struct agent *ag, struct deliver_job *job, int last_job)
+run_job(struct deliver_agent *ag, struct deliver_job *job, int last_job)
 {
 	struct job_ctx x;
-	struct conn *c = &ag->conn;
+	struct smtp_conn *c = &ag->conn;
 	struct deliver_done done;
 	char key[KEY_MAX];
 	size_t i;
@@ -1544,7 +1544,7 @@ preload_tls(const struct ferry_config *cfg)
 int
 deliver(const struct child_args *a)
 {
-	struct agent ag;
+	struct deliver_agent ag;
 	struct privsep_target target;
 	char err[1024], path[4200];
 	pid_t master = getppid();
