@@ -424,7 +424,7 @@ client_auth(struct job_ctx *x, struct smtp_conn *c)
 				goto out;
 		}
 	}
-	if (r.code == 235)
+	if (smtp_trouble_reply(STAGE_AUTH, r.code, 0) == TROUBLE_NONE)
 		rc = 0;
 	else if (r.code == 535)
 		hop_fail(x, c, "4.7.8",
@@ -448,20 +448,22 @@ client_hello(struct job_ctx *x, struct smtp_conn *c)
 {
 	struct smtp_client_reply r;
 	char line[1100];
+	enum trouble t;
 
 	snprintf(line, sizeof(line), "EHLO %s", x->job->helo);
 	if (client_command(x, c, line, &r, &c->caps, "performing the EHLO "
 	    "handshake") < 0)
 		return -1;
-	if (r.code / 100 == 2)
+	t = smtp_trouble_reply(STAGE_EHLO, r.code, 0);
+	if (t == TROUBLE_NONE)
 		return 0;
 	memset(&c->caps, 0, sizeof(c->caps));
-	if (r.code / 100 == 5) {
+	if (t == TROUBLE_FALLBACK) {
 		snprintf(line, sizeof(line), "HELO %s", x->job->helo);
 		if (client_command(x, c, line, &r, NULL, "performing the HELO "
 		    "handshake") < 0)
 			return -1;
-		if (r.code / 100 == 2)
+		if (smtp_trouble_reply(STAGE_HELO, r.code, 0) == TROUBLE_NONE)
 			return 0;
 	}
 	hop_fail(x, c, scr_dsn(&r), "host %s refused to talk to me: %s",
@@ -478,15 +480,14 @@ client_open(struct job_ctx *x, struct smtp_conn *c, const char *host,
 	struct smtp_client_reply r;
 	char err[512];
 	uint32_t tls = x->job->tls;
+	enum trouble t;
 
 	if (client_connect(x, c, host, sa, salen) < 0)
 		return -1;
 	if (client_reply(x, c, &r, deadline_s(cfg->client_command_timeout),
 	    NULL, "receiving the initial server greeting") < 0)
 		goto bad;
-	if (r.code / 100 != 2) {
-		/* even a 5xx greeting only skips this host (Postfix's
-		 * smtp_skip_5xx_greeting) */
+	if (smtp_trouble_reply(STAGE_GREETING, r.code, tls) != TROUBLE_NONE) {
 		hop_fail(x, c, scr_dsn(&r), "host %s refused to talk to me: %s",
 		    c->relay, r.text);
 		goto bad;
@@ -494,7 +495,7 @@ client_open(struct job_ctx *x, struct smtp_conn *c, const char *host,
 	if (client_hello(x, c) < 0)
 		goto bad;
 	if (tls != TLS_NONE && !c->caps.starttls) {
-		if (tls != TLS_MAY) {
+		if (smtp_trouble_no_starttls(tls) == TROUBLE_FAILOVER) {
 			hop_fail(x, c, "4.7.4", "TLS is required, but was not "
 			    "offered by host %s", c->relay);
 			goto bad;
@@ -505,8 +506,9 @@ client_open(struct job_ctx *x, struct smtp_conn *c, const char *host,
 		if (client_command(x, c, "STARTTLS", &r, NULL,
 		    "sending STARTTLS") < 0)
 			goto bad;
-		if (r.code != 220) {
-			if (tls != TLS_MAY) {
+		t = smtp_trouble_reply(STAGE_STARTTLS, r.code, tls);
+		if (t != TROUBLE_NONE) {
+			if (t == TROUBLE_FAILOVER) {
 				hop_fail(x, c, "4.7.4", "TLS is required, but "
 				    "host %s refused to start TLS: %s",
 				    c->relay, r.text);
@@ -529,9 +531,10 @@ client_open(struct job_ctx *x, struct smtp_conn *c, const char *host,
 			    deadline_s(cfg->client_command_timeout), err,
 			    sizeof(err));
 		if (c->ssl == NULL) {
+			/* the session's state is unknown: never plain text
+			 * on it, whatever the policy */
 			hop_fail(x, c, "4.7.5", "TLS with %s failed: %s",
-			    c->relay,
-			    err);
+			    c->relay, err);
 			goto bad;
 		}
 		tls_client_describe(c->ssl, c->tls, sizeof(c->tls));

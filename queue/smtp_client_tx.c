@@ -168,23 +168,24 @@ static int
 rcpt_reply(struct job_ctx *x, struct smtp_conn *c, size_t i,
     const struct smtp_client_reply *r, size_t *naccepted)
 {
+	enum trouble t = smtp_trouble_reply(STAGE_RCPT, r->code, 0);
 	char text[2048];
 
-	if (r->code == 421) {
+	if (t == TROUBLE_FAILOVER) {
 		hop_fail(x, c, scr_dsn(r),
 		    "host %s said: %.1600s (in reply to RCPT "
 		    "TO command)", c->relay, r->text);
 		return -1;
 	}
-	if (r->code / 100 == 2) {
+	if (t == TROUBLE_NONE) {
 		x->state[i] = R_ACCEPTED;
 		(*naccepted)++;
 		return 0;
 	}
 	snprintf(text, sizeof(text), "host %s said: %.1600s (in reply to RCPT TO "
 	    "command)", c->relay, r->text);
-	job_result(x, i, r->code / 100 == 5 ? DS_FAILED : DS_DEFERRED,
-	    scr_dsn(r), text, c->relay, c->tls);
+	job_result(x, i, smtp_trouble_status(t), scr_dsn(r), text, c->relay,
+	    c->tls);
 	return 0;
 }
 
@@ -203,6 +204,7 @@ client_transaction(struct job_ctx *x, struct smtp_conn *c)
 	size_t nidx = 0;
 	int pipelining = c->caps.pipelining, mail_ok = 0, data_sent = 0;
 	int rc = -1, mail_done = 0;
+	enum trouble t;
 	int64_t dl;
 
 	if (c->caps.size && c->caps.size_max > 0 &&
@@ -258,7 +260,8 @@ client_transaction(struct job_ctx *x, struct smtp_conn *c)
 				    "sending MAIL FROM") < 0)
 					goto out;
 				mail_done = 1;
-				mail_ok = mr.code / 100 == 2;
+				mail_ok = smtp_trouble_reply(STAGE_MAIL, mr.code, 0) ==
+			    TROUBLE_NONE;
 				if (!mail_ok)
 					break;
 				blen = 0;
@@ -283,8 +286,9 @@ client_transaction(struct job_ctx *x, struct smtp_conn *c)
 			    "sending MAIL FROM") < 0)
 				goto out;
 			mail_done = 1;
-			mail_ok = mr.code / 100 == 2;
-			if (mr.code == 421) {
+			mail_ok = smtp_trouble_reply(STAGE_MAIL, mr.code, 0) ==
+			    TROUBLE_NONE;
+			if (smtp_trouble_closes(mr.code)) {
 				hop_fail(x, c, scr_dsn(&mr),
 				    "host %s said: %.1600s (in "
 				    "reply to MAIL FROM command)", c->relay,
@@ -312,7 +316,8 @@ client_transaction(struct job_ctx *x, struct smtp_conn *c)
 			goto out;
 		snprintf(text, sizeof(text), "host %s said: %.1600s (in reply to "
 		    "MAIL FROM command)", c->relay, mr.text);
-		if (mr.code / 100 == 5) {
+		if (smtp_trouble_reply(STAGE_MAIL, mr.code, 0) ==
+		    TROUBLE_BOUNCE) {
 			job_result_all(x, 0, DS_FAILED, scr_dsn(&mr), text,
 			    c->relay, c->tls);
 			rc = 0;
@@ -344,8 +349,9 @@ client_transaction(struct job_ctx *x, struct smtp_conn *c)
 			    deadline_s(cfg->client_command_timeout), NULL,
 			    "sending end of data") < 0)
 				goto out;
-		} else if (naccepted > 0 && r.code != 354) {
-			if (r.code == 421) {
+		} else if (naccepted > 0 && (t = smtp_trouble_reply(STAGE_DATA,
+		    r.code, 0)) != TROUBLE_NONE) {
+			if (t == TROUBLE_FAILOVER) {
 				hop_fail(x, c, scr_dsn(&r),
 				    "host %s said: %.1600s (in "
 				    "reply to DATA command)", c->relay,
@@ -354,8 +360,8 @@ client_transaction(struct job_ctx *x, struct smtp_conn *c)
 			}
 			snprintf(text, sizeof(text), "host %s said: %.1600s (in "
 			    "reply to DATA command)", c->relay, r.text);
-			job_result_all(x, 1, r.code / 100 == 5 ? DS_FAILED :
-			    DS_DEFERRED, scr_dsn(&r), text, c->relay, c->tls);
+			job_result_all(x, 1, smtp_trouble_status(t),
+			    scr_dsn(&r), text, c->relay, c->tls);
 			rc = 0;
 			goto reset;
 		}
@@ -369,22 +375,22 @@ client_transaction(struct job_ctx *x, struct smtp_conn *c)
 	if (send_body(x, c) < 0 ||
 	    client_reply(x, c, &r, deadline_s(cfg->client_data_timeout), NULL,
 	    "sending end of data -- message may be sent more than once") < 0) {
-		job_result_all(x, 1, DS_DEFERRED, x->last.dsn, x->last.text,
+		job_result_all(x, 1, smtp_trouble_status(smtp_trouble_lost(
+		    STAGE_END_OF_DATA)), x->last.dsn, x->last.text,
 		    c->relay, c->tls);
 		goto out;
 	}
-	if (r.code / 100 == 2)
+	t = smtp_trouble_reply(STAGE_END_OF_DATA, r.code, 0);
+	if (t == TROUBLE_NONE)
 		job_result_all(x, 1, DS_DELIVERED, scr_dsn(&r), r.text,
-		    c->relay,
-		    c->tls);
+		    c->relay, c->tls);
 	else {
 		snprintf(text, sizeof(text), "host %s said: %.1600s (in reply to "
 		    "end of DATA command)", c->relay, r.text);
-		job_result_all(x, 1,
-		    r.code / 100 == 5 ? DS_FAILED : DS_DEFERRED,
-		    scr_dsn(&r), text, c->relay, c->tls);
+		job_result_all(x, 1, smtp_trouble_status(t), scr_dsn(&r), text,
+		    c->relay, c->tls);
 	}
-	rc = r.code == 421 ? -1 : 0;
+	rc = smtp_trouble_closes(r.code) ? -1 : 0;
 	goto out;
 reset:
 	/* nothing was sent: leave the session clean for the next job */
