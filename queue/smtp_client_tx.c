@@ -189,23 +189,34 @@ rcpt_reply(struct job_ctx *x, struct smtp_conn *c, size_t i,
 	return 0;
 }
 
-/* MAIL, RCPTs, DATA, the body and the final reply on an open session.
- * 0: the connection may be kept; -1: it must be closed (x->last says
- * why; recipients still pending may try another host). */
-int
-client_transaction(struct job_ctx *x, struct smtp_conn *c)
+/* What a step of the transaction leaves to do. */
+enum tx_next {
+	TX_GO_ON,                 /* the next step */
+	TX_RESET,                 /* nothing was sent: RSET, keep the session */
+	TX_KEEP,                  /* done; the session may be kept */
+	TX_CLOSE                  /* done; the session must be closed */
+};
+
+/* One transaction in progress. */
+struct tx {
+	struct job_ctx *x;
+	struct smtp_conn *c;
+	size_t *idx, nidx;        /* the recipients it carries */
+	char *buf;                /* the commands of one write */
+	size_t blen, bcap;
+	struct smtp_client_reply mail;   /* the reply to MAIL */
+	int mail_done, mail_ok;
+	int data_sent;            /* DATA went out (pipelined, or alone) */
+	size_t naccepted;         /* recipients the server accepted */
+};
+
+/* What the server said it cannot take fails before MAIL.  1 when every
+ * pending recipient has its result. */
+static int
+tx_refused_by_caps(struct job_ctx *x, const struct smtp_conn *c)
 {
-	const struct ferry_config *cfg = x->ag->cfg;
 	const struct deliver_job *j = x->job;
-	struct smtp_client_reply r, mr;
-	char line[2300], text[2048];
-	char *buf = NULL;
-	size_t blen = 0, bcap = 0, naccepted = 0, i, first, k, *idx;
-	size_t nidx = 0;
-	int pipelining = c->caps.pipelining, mail_ok = 0, data_sent = 0;
-	int rc = -1, mail_done = 0;
-	enum trouble t;
-	int64_t dl;
+	char text[2048];
 
 	if (c->caps.size && c->caps.size_max > 0 &&
 	    (uint64_t)j->size > c->caps.size_max) {
@@ -214,193 +225,269 @@ client_transaction(struct job_ctx *x, struct smtp_conn *c)
 		    (unsigned long long)c->caps.size_max, c->relay);
 		job_result_all(x, 0, DS_FAILED, "5.3.4", text, c->relay,
 		    c->tls);
-		return 0;
+		return 1;
 	}
 	if (j->body_type == BODY_8BITMIME && !c->caps.eightbitmime) {
 		snprintf(text, sizeof(text), "host %s does not support "
 		    "8BITMIME and the message is 8-bit", c->relay);
 		job_result_all(x, 0, DS_FAILED, "5.6.3", text, c->relay,
 		    c->tls);
-		return 0;
+		return 1;
 	}
 	if (j->smtputf8 && !c->caps.smtputf8) {
 		snprintf(text, sizeof(text), "host %s does not support "
 		    "SMTPUTF8, required for this message", c->relay);
 		job_result_all(x, 0, DS_FAILED, "5.6.7", text, c->relay,
 		    c->tls);
-		return 0;
+		return 1;
 	}
+	return 0;
+}
 
-	idx = xcalloc(j->nrcpts, sizeof(*idx));
-	for (i = 0; i < j->nrcpts; i++)
-		if (x->state[i] == R_PENDING)
-			idx[nidx++] = i;
-	if (nidx == 0) {
-		free(idx);
-		return 0;
-	}
+/* MAIL and the RCPTs, in groups: all of them at once with PIPELINING
+ * (DATA with the last group), else one command at a time.  TX_GO_ON
+ * (the server may have refused MAIL: t->mail_ok) or TX_CLOSE. */
+static enum tx_next
+tx_envelope(struct tx *t)
+{
+	struct job_ctx *x = t->x;
+	struct smtp_conn *c = t->c;
+	const struct ferry_config *cfg = x->ag->cfg;
+	struct smtp_client_reply r;
+	char line[2300];
+	size_t first, k, i;
+	int pipelining = c->caps.pipelining;
+	int64_t dl;
+
 	mail_line(x, c, line, sizeof(line));
-	/* groups of RCPTs: all of them at once with PIPELINING, else one */
-	for (first = 0; first < nidx; first += k) {
+	for (first = 0; first < t->nidx; first += k) {
 		size_t group = pipelining ? PIPELINE_GROUP : 1, end;
 		int last_group;
 
-		end = first + group < nidx ? first + group : nidx;
+		end = first + group < t->nidx ? first + group : t->nidx;
 		k = end - first;
-		last_group = end == nidx;
-		blen = 0;
-		if (!mail_done) {
-			append(&buf, &blen, &bcap, line);
-			append(&buf, &blen, &bcap, "\r\n");
+		last_group = end == t->nidx;
+		t->blen = 0;
+		if (!t->mail_done) {
+			append(&t->buf, &t->blen, &t->bcap, line);
+			append(&t->buf, &t->blen, &t->bcap, "\r\n");
 			if (!pipelining) {
 				dl = deadline_s(cfg->client_command_timeout);
-				if (client_send(x, c, buf, blen, dl,
+				if (client_send(x, c, t->buf, t->blen, dl,
 				    "sending MAIL FROM") < 0 ||
-				    client_reply(x, c, &mr, dl, NULL,
+				    client_reply(x, c, &t->mail, dl, NULL,
 				    "sending MAIL FROM") < 0)
-					goto out;
-				mail_done = 1;
-				mail_ok = smtp_trouble_reply(STAGE_MAIL, mr.code, 0) ==
-			    TROUBLE_NONE;
-				if (!mail_ok)
-					break;
-				blen = 0;
+					return TX_CLOSE;
+				t->mail_done = 1;
+				t->mail_ok = smtp_trouble_reply(STAGE_MAIL,
+				    t->mail.code, 0) == TROUBLE_NONE;
+				if (!t->mail_ok)
+					return TX_GO_ON;
+				t->blen = 0;
 			}
 		}
 		for (i = first; i < end; i++) {
 			char rl[2300];
 
-			rcpt_line(x, c, idx[i], rl, sizeof(rl));
-			append(&buf, &blen, &bcap, rl);
-			append(&buf, &blen, &bcap, "\r\n");
+			rcpt_line(x, c, t->idx[i], rl, sizeof(rl));
+			append(&t->buf, &t->blen, &t->bcap, rl);
+			append(&t->buf, &t->blen, &t->bcap, "\r\n");
 		}
 		if (pipelining && last_group) {
-			append(&buf, &blen, &bcap, "DATA\r\n");
-			data_sent = 1;
+			append(&t->buf, &t->blen, &t->bcap, "DATA\r\n");
+			t->data_sent = 1;
 		}
 		dl = deadline_s(cfg->client_command_timeout);
-		if (client_send(x, c, buf, blen, dl, "sending RCPT TO") < 0)
-			goto out;
-		if (!mail_done) {
-			if (client_reply(x, c, &mr, dl, NULL,
+		if (client_send(x, c, t->buf, t->blen, dl,
+		    "sending RCPT TO") < 0)
+			return TX_CLOSE;
+		if (!t->mail_done) {
+			if (client_reply(x, c, &t->mail, dl, NULL,
 			    "sending MAIL FROM") < 0)
-				goto out;
-			mail_done = 1;
-			mail_ok = smtp_trouble_reply(STAGE_MAIL, mr.code, 0) ==
-			    TROUBLE_NONE;
-			if (smtp_trouble_closes(mr.code)) {
-				hop_fail(x, c, scr_dsn(&mr),
+				return TX_CLOSE;
+			t->mail_done = 1;
+			t->mail_ok = smtp_trouble_reply(STAGE_MAIL,
+			    t->mail.code, 0) == TROUBLE_NONE;
+			if (smtp_trouble_closes(t->mail.code)) {
+				hop_fail(x, c, scr_dsn(&t->mail),
 				    "host %s said: %.1600s (in "
 				    "reply to MAIL FROM command)", c->relay,
-				    mr.text);
-				goto out;
+				    t->mail.text);
+				return TX_CLOSE;
 			}
 		}
 		for (i = first; i < end; i++) {
 			if (client_reply(x, c, &r, dl, NULL,
 			    "sending RCPT TO") < 0)
-				goto out;
-			if (!mail_ok)
+				return TX_CLOSE;
+			if (!t->mail_ok)
 				continue;   /* replies to RCPTs after a refused
 				               MAIL say nothing */
-			if (rcpt_reply(x, c, idx[i], &r, &naccepted) < 0)
-				goto out;
+			if (rcpt_reply(x, c, t->idx[i], &r,
+			    &t->naccepted) < 0)
+				return TX_CLOSE;
 		}
-		if (!mail_ok)
+		if (!t->mail_ok)
 			break;
 	}
-	if (!mail_ok) {
-		if (data_sent && client_reply(x, c, &r,
-		    deadline_s(cfg->client_command_timeout), NULL,
-		    "sending DATA command") < 0)
-			goto out;
-		snprintf(text, sizeof(text), "host %s said: %.1600s (in reply to "
-		    "MAIL FROM command)", c->relay, mr.text);
-		if (smtp_trouble_reply(STAGE_MAIL, mr.code, 0) ==
-		    TROUBLE_BOUNCE) {
-			job_result_all(x, 0, DS_FAILED, scr_dsn(&mr), text,
-			    c->relay, c->tls);
-			rc = 0;
-			goto reset;
-		}
-		/* 4xx: another host may take the message */
-		hop_fail(x, c, scr_dsn(&mr), "%s", text);
-		goto out;
+	return TX_GO_ON;
+}
+
+/* MAIL was refused: a 5xx bounces every recipient, a 4xx lets another
+ * host try.  TX_RESET or TX_CLOSE. */
+static enum tx_next
+tx_mail_refused(struct tx *t)
+{
+	struct job_ctx *x = t->x;
+	struct smtp_conn *c = t->c;
+	struct smtp_client_reply r;
+	char text[2048];
+
+	if (t->data_sent && client_reply(x, c, &r,
+	    deadline_s(x->ag->cfg->client_command_timeout), NULL,
+	    "sending DATA command") < 0)
+		return TX_CLOSE;
+	snprintf(text, sizeof(text), "host %s said: %.1600s (in reply to "
+	    "MAIL FROM command)", c->relay, t->mail.text);
+	if (smtp_trouble_reply(STAGE_MAIL, t->mail.code, 0) ==
+	    TROUBLE_BOUNCE) {
+		job_result_all(x, 0, DS_FAILED, scr_dsn(&t->mail), text,
+		    c->relay, c->tls);
+		return TX_RESET;
 	}
-	if (!data_sent && naccepted > 0) {
-		dl = deadline_s(cfg->client_command_timeout);
-		if (client_send(x, c, "DATA\r\n", 6, dl,
-		    "sending DATA command") < 0)
-			goto out;
-		data_sent = 1;
-	}
-	if (data_sent) {
-		if (client_reply(x, c, &r,
+	/* 4xx: another host may take the message */
+	hop_fail(x, c, scr_dsn(&t->mail), "%s", text);
+	return TX_CLOSE;
+}
+
+/* DATA (unless it went out pipelined) and its reply.  TX_GO_ON when the
+ * body may follow (or nobody was accepted), TX_RESET or TX_CLOSE. */
+static enum tx_next
+tx_data(struct tx *t)
+{
+	struct job_ctx *x = t->x;
+	struct smtp_conn *c = t->c;
+	const struct ferry_config *cfg = x->ag->cfg;
+	struct smtp_client_reply r;
+	char text[2048];
+	enum trouble tr;
+
+	if (!t->data_sent && t->naccepted > 0) {
+		if (client_send(x, c, "DATA\r\n", 6,
 		    deadline_s(cfg->client_command_timeout),
-		    NULL, "sending DATA command") < 0)
-			goto out;
-		if (r.code == 354 && naccepted == 0) {
-			/* a server that opens DATA without recipients: end
-			 * it empty */
-			if (client_send(x, c, ".\r\n", 3,
-			    deadline_s(cfg->client_command_timeout),
-			    "sending end of data") < 0 ||
-			    client_reply(x, c, &r,
-			    deadline_s(cfg->client_command_timeout), NULL,
-			    "sending end of data") < 0)
-				goto out;
-		} else if (naccepted > 0 && (t = smtp_trouble_reply(STAGE_DATA,
-		    r.code, 0)) != TROUBLE_NONE) {
-			if (t == TROUBLE_FAILOVER) {
-				hop_fail(x, c, scr_dsn(&r),
-				    "host %s said: %.1600s (in "
-				    "reply to DATA command)", c->relay,
-				    r.text);
-				goto out;
-			}
-			snprintf(text, sizeof(text), "host %s said: %.1600s (in "
-			    "reply to DATA command)", c->relay, r.text);
-			job_result_all(x, 1, smtp_trouble_status(t),
-			    scr_dsn(&r), text, c->relay, c->tls);
-			rc = 0;
-			goto reset;
-		}
+		    "sending DATA command") < 0)
+			return TX_CLOSE;
+		t->data_sent = 1;
 	}
-	if (naccepted == 0) {
-		rc = 0;
-		goto reset;
+	if (!t->data_sent)
+		return TX_GO_ON;
+	if (client_reply(x, c, &r, deadline_s(cfg->client_command_timeout),
+	    NULL, "sending DATA command") < 0)
+		return TX_CLOSE;
+	if (r.code == 354 && t->naccepted == 0) {
+		/* a server that opens DATA without recipients: end it
+		 * empty */
+		if (client_send(x, c, ".\r\n", 3,
+		    deadline_s(cfg->client_command_timeout),
+		    "sending end of data") < 0 ||
+		    client_reply(x, c, &r,
+		    deadline_s(cfg->client_command_timeout), NULL,
+		    "sending end of data") < 0)
+			return TX_CLOSE;
+		return TX_GO_ON;
 	}
-	/* the body; from the final dot on, a failure may mean the message
-	 * was delivered: no other host gets it */
+	if (t->naccepted == 0)
+		return TX_GO_ON;
+	tr = smtp_trouble_reply(STAGE_DATA, r.code, 0);
+	if (tr == TROUBLE_NONE)
+		return TX_GO_ON;
+	if (tr == TROUBLE_FAILOVER) {
+		hop_fail(x, c, scr_dsn(&r), "host %s said: %.1600s (in reply "
+		    "to DATA command)", c->relay, r.text);
+		return TX_CLOSE;
+	}
+	snprintf(text, sizeof(text), "host %s said: %.1600s (in reply to "
+	    "DATA command)", c->relay, r.text);
+	job_result_all(x, 1, smtp_trouble_status(tr), scr_dsn(&r), text,
+	    c->relay, c->tls);
+	return TX_RESET;
+}
+
+/* The body and the reply to its final dot.  From the body on, a failure
+ * may mean the message was delivered: no other host gets it.  TX_KEEP
+ * or TX_CLOSE. */
+static enum tx_next
+tx_body(struct tx *t)
+{
+	struct job_ctx *x = t->x;
+	struct smtp_conn *c = t->c;
+	struct smtp_client_reply r;
+	char text[2048];
+	enum trouble tr;
+
 	if (send_body(x, c) < 0 ||
-	    client_reply(x, c, &r, deadline_s(cfg->client_data_timeout), NULL,
-	    "sending end of data -- message may be sent more than once") < 0) {
+	    client_reply(x, c, &r, deadline_s(x->ag->cfg->client_data_timeout),
+	    NULL, "sending end of data -- message may be sent more than "
+	    "once") < 0) {
 		job_result_all(x, 1, smtp_trouble_status(smtp_trouble_lost(
 		    STAGE_END_OF_DATA)), x->last.dsn, x->last.text,
 		    c->relay, c->tls);
-		goto out;
+		return TX_CLOSE;
 	}
-	t = smtp_trouble_reply(STAGE_END_OF_DATA, r.code, 0);
-	if (t == TROUBLE_NONE)
+	tr = smtp_trouble_reply(STAGE_END_OF_DATA, r.code, 0);
+	if (tr == TROUBLE_NONE)
 		job_result_all(x, 1, DS_DELIVERED, scr_dsn(&r), r.text,
 		    c->relay, c->tls);
 	else {
-		snprintf(text, sizeof(text), "host %s said: %.1600s (in reply to "
-		    "end of DATA command)", c->relay, r.text);
-		job_result_all(x, 1, smtp_trouble_status(t), scr_dsn(&r), text,
-		    c->relay, c->tls);
+		snprintf(text, sizeof(text), "host %s said: %.1600s (in reply "
+		    "to end of DATA command)", c->relay, r.text);
+		job_result_all(x, 1, smtp_trouble_status(tr), scr_dsn(&r),
+		    text, c->relay, c->tls);
 	}
-	rc = smtp_trouble_closes(r.code) ? -1 : 0;
-	goto out;
-reset:
-	/* nothing was sent: leave the session clean for the next job */
-	if (client_command(x, c, "RSET", &r, NULL, "sending RSET") < 0 ||
-	    r.code != 250)
-		rc = -1;
-out:
-	if (rc < 0)
+	return smtp_trouble_closes(r.code) ? TX_CLOSE : TX_KEEP;
+}
+
+/* MAIL, RCPTs, DATA, the body and the final reply on an open session.
+ * 0: the connection may be kept; -1: it must be closed (x->last says
+ * why; recipients still pending may try another host). */
+int
+client_transaction(struct job_ctx *x, struct smtp_conn *c)
+{
+	struct smtp_client_reply r;
+	struct tx t;
+	enum tx_next next;
+	size_t i;
+
+	if (tx_refused_by_caps(x, c))
+		return 0;
+	memset(&t, 0, sizeof(t));
+	t.x = x;
+	t.c = c;
+	t.idx = xcalloc(x->job->nrcpts, sizeof(*t.idx));
+	for (i = 0; i < x->job->nrcpts; i++)
+		if (x->state[i] == R_PENDING)
+			t.idx[t.nidx++] = i;
+	if (t.nidx == 0) {
+		free(t.idx);
+		return 0;
+	}
+	next = tx_envelope(&t);
+	if (next == TX_GO_ON && !t.mail_ok)
+		next = tx_mail_refused(&t);
+	if (next == TX_GO_ON)
+		next = tx_data(&t);
+	if (next == TX_GO_ON)
+		next = t.naccepted == 0 ? TX_RESET : tx_body(&t);
+	if (next == TX_RESET) {
+		/* nothing was sent: leave the session clean for the next
+		 * job */
+		if (client_command(x, c, "RSET", &r, NULL,
+		    "sending RSET") < 0 || r.code != 250)
+			next = TX_CLOSE;
+	}
+	if (next == TX_CLOSE)
 		unaccept(x);
-	free(buf);
-	free(idx);
-	return rc;
+	free(t.buf);
+	free(t.idx);
+	return next == TX_CLOSE ? -1 : 0;
 }
