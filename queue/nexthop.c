@@ -183,17 +183,19 @@ nexthop_hosts(struct job_ctx *x)
 	}
 }
 
-void
-nexthop_mx(struct job_ctx *x)
+/* The MX hosts to try for the job's domain, by preference: the domain
+ * itself when it has no MX (*implicit).  NULL when there is none to try:
+ * the recipients then have their results, or x->last says why. */
+static struct dns_mx *
+mx_hosts(struct job_ctx *x, size_t *nmx, int *implicit)
 {
 	const struct deliver_job *j = x->job;
 	struct dns_mx *mx = NULL;
-	size_t nmx = 0, i, keep;
+	size_t i, keep;
 	enum dns_status st;
-	int sessions = 0, implicit = 0;
 	char text[1200];
 
-	st = dns_mx_lookup(j->domain, &mx, &nmx);
+	st = dns_mx_lookup(j->domain, &mx, nmx);
 	switch (st) {
 	case DNS_OK:
 		break;
@@ -201,46 +203,62 @@ nexthop_mx(struct job_ctx *x)
 		/* RFC 5321 5.1: the domain itself is the implicit MX */
 		mx = xcalloc(1, sizeof(*mx));
 		ferry_strlcpy(mx[0].host, j->domain, sizeof(mx[0].host));
-		nmx = 1;
-		implicit = 1;
+		*nmx = 1;
+		*implicit = 1;
 		break;
 	case DNS_NXDOMAIN:
 		snprintf(text, sizeof(text), "Host or domain name not found. "
 		    "Name service error for name=%s type=MX: Host not found",
 		    j->domain);
 		job_result_all(x, 0, DS_FAILED, "5.1.2", text, "none", "");
-		return;
+		return NULL;
 	case DNS_NULLMX:
 		snprintf(text, sizeof(text), "Domain %s does not accept mail "
 		    "(nullMX)", j->domain);
 		job_result_all(x, 0, DS_FAILED, "5.1.10", text, "none", "");
-		return;
+		return NULL;
 	default:
 		hop_fail(x, NULL, "4.4.3",
 		    "Host or domain name not found. Name "
 		    "service error for name=%s type=MX: Host not found, try "
 		    "again", j->domain);
-		return;
+		return NULL;
 	}
 	/* RFC 5321 5.1: drop ourselves and every MX not better than us */
-	for (i = 0; i < nmx; i++)
+	for (i = 0; i < *nmx; i++)
 		if (strcasecmp(mx[i].host, j->helo) == 0)
 			break;
-	if (i < nmx && !implicit) {
+	if (i < *nmx && !*implicit) {
 		unsigned self = mx[i].pref;
 
-		for (keep = 0; keep < nmx && mx[keep].pref < self; keep++)
+		for (keep = 0; keep < *nmx && mx[keep].pref < self; keep++)
 			;
-		nmx = keep;
-		if (nmx == 0) {
+		*nmx = keep;
+		if (*nmx == 0) {
 			snprintf(text, sizeof(text), "mail for %s loops back "
 			    "to myself", j->domain);
 			job_result_all(x, 0, DS_FAILED, "5.4.6", text, "none",
 			    "");
 			free(mx);
-			return;
+			return NULL;
 		}
 	}
+	return mx;
+}
+
+void
+nexthop_mx(struct job_ctx *x)
+{
+	const struct deliver_job *j = x->job;
+	struct dns_mx *mx;
+	size_t nmx = 0, i;
+	enum dns_status st;
+	int sessions = 0, implicit = 0;
+	char text[1200];
+
+	mx = mx_hosts(x, &nmx, &implicit);
+	if (mx == NULL)
+		return;
 	for (i = 0; i < nmx && x->npending > 0 && sessions < MAX_SESSIONS &&
 	    !deliver_stopping(); i++) {
 		struct sockaddr_storage addrs[MAX_ADDRS];
