@@ -7,7 +7,7 @@
 #ifndef FERRY_ANVIL_H
 #define FERRY_ANVIL_H
 
-#include "smtpd.h"   /* struct child_args */
+struct child_args;
 
 int anvil(const struct child_args *a);
 

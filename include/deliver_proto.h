@@ -94,4 +94,10 @@ void deliver_done_encode(const struct deliver_done *d, struct ipc_out *m);
 int deliver_done_decode(struct ipc_in *in, struct deliver_done *d);
 void deliver_done_free(struct deliver_done *d);
 
+/* The key of a job's next hop: "route:host:port[,host:port...]" for a
+ * route with hosts, "route:domain:port" for MX delivery.  An agent keeps
+ * its connection for the next job with the same key and reports it in
+ * JOB_DONE.hop. */
+void deliver_hop_key(const struct deliver_job *j, char *out, size_t outlen);
+
 #endif

@@ -1,13 +1,14 @@
 /*
  * queue.h - the queue runner process (ferry-queue): the only process that
- * opens the queue database.  It serves the SMTP workers' intake
- * connections from one event loop and commits every message completed in
- * one turn of the loop in one transaction (group commit).
+ * opens the queue database.  One event loop serves the SMTP workers'
+ * intake connections (committing every message completed in one turn of
+ * the loop in one transaction: group commit), the delivery agents, the
+ * control socket and the master's notes.
  */
 #ifndef FERRY_QUEUE_H
 #define FERRY_QUEUE_H
 
-#include "smtpd.h"   /* struct child_args */
+struct child_args;
 
 int queue(const struct child_args *a);
 

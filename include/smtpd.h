@@ -5,27 +5,7 @@
 #ifndef FERRY_SMTPD_H
 #define FERRY_SMTPD_H
 
-#include <stdint.h>
-#include <sys/types.h>
-
-struct child_args {
-	const char *config_path;  /* for messages and relative paths */
-	int foreground;           /* log to stderr */
-	uint32_t generation;      /* the master's configuration generation */
-};
-
-/* Reads the configuration the master handed over at FD_CONFIG. Fatal on
- * failure (exit EXIT_CONFIG). */
-struct ferry_config *child_load_config(const struct child_args *a,
-    const char *ident);
-/* The whole configuration text from a descriptor the master handed over
- * (read with pread from offset 0); NULL with errno set, EFBIG past 1 MiB. */
-char *child_read_config_fd(int fd);
-/* Parses "-f path -d -g N" for the exec'd children. */
-void child_parse_args(int argc, char **argv, struct child_args *a);
-
-/* After the privilege drop: die with the master (PR_SET_PDEATHSIG). */
-void child_follow_master(pid_t master);
+struct child_args;
 
 int smtpd(const struct child_args *a);
 

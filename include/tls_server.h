@@ -42,7 +42,8 @@ int tls_cert_rule_valid(const char *rule);
 #define CONN_ERROR (-1)     /* fatal: the connection is unusable */
 #define CONN_AGAIN (-2)     /* would block: conn_wait, then retry */
 
-struct conn {
+/* One accepted SMTP connection, plain or TLS. */
+struct server_conn {
 	int fd;                 /* non-blocking */
 	void *ssl;              /* SSL *, NULL while plain */
 	short want;             /* POLLIN / POLLOUT after CONN_AGAIN */
@@ -60,21 +61,21 @@ struct tls_info {
 	char peer_sha256[65];   /* lower-case hex of the DER */
 };
 
-void conn_init(struct conn *c, int fd);
+void conn_init(struct server_conn *c, int fd);
 /* >0 bytes read, 0 at the end of the stream, CONN_AGAIN or CONN_ERROR. */
-ssize_t conn_read(struct conn *c, void *buf, size_t len);
+ssize_t conn_read(struct server_conn *c, void *buf, size_t len);
 /* >0 bytes written (maybe fewer than len), CONN_AGAIN or CONN_ERROR. */
-ssize_t conn_write(struct conn *c, const void *buf, size_t len);
+ssize_t conn_write(struct server_conn *c, const void *buf, size_t len);
 /* Waits at most ms for what the last CONN_AGAIN asked (POLLIN before a
  * first call).  1 ready, 0 time out, -1 error. */
-int conn_wait(struct conn *c, int ms);
+int conn_wait(struct server_conn *c, int ms);
 /* The server handshake on c->fd until deadline (now_ms clock).  0, or -1
  * with the reason in err (then c stays plain and must be dropped: the
  * peer's state is unknown). */
-int conn_tls_accept(struct conn *c, struct tls_server *ts,
+int conn_tls_accept(struct server_conn *c, struct tls_server *ts,
     int64_t deadline, char *err, size_t errlen);
-void conn_tls_info(const struct conn *c, struct tls_info *out);
+void conn_tls_info(const struct server_conn *c, struct tls_info *out);
 /* Best-effort close_notify, then frees the TLS state; fd stays open. */
-void conn_end(struct conn *c);
+void conn_end(struct server_conn *c);
 
 #endif

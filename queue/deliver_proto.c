@@ -15,7 +15,6 @@
 #include <string.h>
 
 #include "config.h"
-#include "deliver.h"
 #include "deliver_proto.h"
 #include "smtp_parse.h"
 #include "util.h"

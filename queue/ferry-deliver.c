@@ -3,8 +3,8 @@
  */
 #include "autoconfig.h"
 
+#include "child.h"
 #include "deliver.h"
-#include "smtpd.h"
 
 int
 main(int argc, char **argv)

@@ -1,18 +1,35 @@
 /*
- * queue.c - the queue runner process: sole owner of the queue database.
+ * queue.c - the queue runner process (ferry-queue): sole owner of the
+ * queue database, and the one event loop that serves everything that
+ * touches it.
  *
- * Started by the master as root, it drops to the queue user (the owner of
- * the spool) before opening the database, removes messages a crash left
- * half-received, then serves the SMTP workers' intake connections from one
- * poll loop.  Writes from every connection go into one open transaction;
- * at the end of each turn in which a message completed, that transaction
- * is committed once (one fsync) and each waiting worker is told its
- * message is durable (group commit).  A failed commit fails every message
- * in it and nothing half-stored remains.
+ * Started by the master as root, it looks up the SMTP user, the delivery
+ * user and the admin group, drops to the queue user (the owner of the
+ * spool) before opening the database, and removes messages a crash left
+ * half-received.  Then one poll loop serves:
+ * - the SMTP workers' intake connections (intake.c).  Writes from every
+ *   connection go into one open transaction; at the end of each turn in
+ *   which a message completed, that transaction is committed once (one
+ *   fsync) and each waiting worker is told its message is durable (group
+ *   commit).  A failed commit fails every message in it and nothing
+ *   half-stored remains;
+ * - the delivery agents on the agent socket (scheduler.c): jobs out,
+ *   per-recipient results, bounces and retries back into the same
+ *   transaction;
+ * - ferryctl on the control socket (control.c);
+ * - the master's notes: the worker pool's counts for ferryctl, and a new
+ *   configuration after SIGHUP (spool and users stay as they were).
+ * SIGUSR1 stops dispatching (ferry is stopping); SIGTERM ends the loop
+ * after a last commit.
  *
- * Security stance: workers are the only peers.  The intake socket lives
+ * Security stance: every peer is checked by uid.  The intake socket lives
  * in the workers' chroot, is created by the master with access for the
- * SMTP user only, and the runner also checks each peer's uid.
+ * SMTP user only, and the runner also checks each worker's uid; only the
+ * delivery user may connect to the agent socket, and only root or a
+ * member of the admin group to the control socket.  The workers'
+ * messages are bounded in size.  A worker or an agent that sends a
+ * malformed frame is dropped; a malformed note from the master ends the
+ * runner (the master is lying).
  */
 #include "autoconfig.h"
 
@@ -29,6 +46,7 @@
 #include <sys/stat.h>
 
 #include "channel.h"
+#include "child.h"
 #include "config.h"
 #include "control.h"
 #include "intake.h"

@@ -38,6 +38,7 @@
 #include "anvil.h"
 #include "anvil_table.h"
 #include "channel.h"
+#include "child.h"
 #include "config.h"
 #include "ipc.h"
 #include "log.h"

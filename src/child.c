@@ -13,10 +13,10 @@
 #include <unistd.h>
 #include <sys/prctl.h>
 
+#include "child.h"
 #include "config.h"
 #include "log.h"
 #include "procfd.h"
-#include "smtpd.h"
 #include "util.h"
 
 void

@@ -5,6 +5,7 @@
 #include "autoconfig.h"
 
 #include "anvil.h"
+#include "child.h"
 
 int
 main(int argc, char **argv)

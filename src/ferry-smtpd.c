@@ -3,6 +3,7 @@
  */
 #include "autoconfig.h"
 
+#include "child.h"
 #include "smtpd.h"
 
 int

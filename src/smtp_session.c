@@ -85,7 +85,7 @@ struct smtp_session {
 	const struct listener_config *lcfg;   /* NULL: plain, no AUTH */
 	struct tls_server *tls_ctx;  /* NULL: no TLS on this listener */
 	const struct auth_users *users;
-	struct conn conn;            /* every read and write goes here */
+	struct server_conn conn;            /* every read and write goes here */
 	int tls_active;
 	struct tls_info tls;         /* valid when tls_active */
 	int relay_client;            /* in the listener's relay_networks */

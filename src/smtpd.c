@@ -28,6 +28,7 @@
 #include "anvil_client.h"
 #include "channel.h"
 #include "auth_users.h"
+#include "child.h"
 #include "config.h"
 #include "intake_client.h"
 #include "log.h"

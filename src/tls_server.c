@@ -309,7 +309,7 @@ tls_server_check(const struct ferry_config *cfg, char *err, size_t errlen)
 /* ----------------------------------------------------------- connection */
 
 void
-conn_init(struct conn *c, int fd)
+conn_init(struct server_conn *c, int fd)
 {
 	memset(c, 0, sizeof(*c));
 	c->fd = fd;
@@ -319,7 +319,7 @@ conn_init(struct conn *c, int fd)
 /* After an SSL call returned rc <= 0: CONN_AGAIN (with c->want), 0 for
  * the end of the stream, or CONN_ERROR. */
 static ssize_t
-ssl_result(struct conn *c, int rc)
+ssl_result(struct server_conn *c, int rc)
 {
 	switch (SSL_get_error((SSL *)c->ssl, rc)) {
 	case SSL_ERROR_WANT_READ:
@@ -342,7 +342,7 @@ ssl_result(struct conn *c, int rc)
 }
 
 ssize_t
-conn_read(struct conn *c, void *buf, size_t len)
+conn_read(struct server_conn *c, void *buf, size_t len)
 {
 	if (c->ssl != NULL) {
 		int n, want = len > 1 << 30 ? 1 << 30 : (int)len;
@@ -370,7 +370,7 @@ conn_read(struct conn *c, void *buf, size_t len)
 }
 
 ssize_t
-conn_write(struct conn *c, const void *buf, size_t len)
+conn_write(struct server_conn *c, const void *buf, size_t len)
 {
 	if (c->ssl != NULL) {
 		int n, want = len > 1 << 30 ? 1 << 30 : (int)len;
@@ -399,7 +399,7 @@ conn_write(struct conn *c, const void *buf, size_t len)
 }
 
 int
-conn_wait(struct conn *c, int ms)
+conn_wait(struct server_conn *c, int ms)
 {
 	struct pollfd pfd;
 	int rc;
@@ -416,7 +416,7 @@ conn_wait(struct conn *c, int ms)
 }
 
 int
-conn_tls_accept(struct conn *c, struct tls_server *ts, int64_t deadline,
+conn_tls_accept(struct server_conn *c, struct tls_server *ts, int64_t deadline,
     char *err, size_t errlen)
 {
 	SSL *ssl;
@@ -539,7 +539,7 @@ peer_names(X509 *x, struct tls_info *out)
 }
 
 void
-conn_tls_info(const struct conn *c, struct tls_info *out)
+conn_tls_info(const struct server_conn *c, struct tls_info *out)
 {
 	SSL *ssl = (SSL *)c->ssl;
 	const SSL_CIPHER *ciph;
@@ -568,7 +568,7 @@ conn_tls_info(const struct conn *c, struct tls_info *out)
 }
 
 void
-conn_end(struct conn *c)
+conn_end(struct server_conn *c)
 {
 	if (c->ssl != NULL) {
 		ERR_clear_error();

@@ -11,7 +11,6 @@
 #include <string.h>
 
 #include "config.h"
-#include "deliver.h"
 #include "deliver_proto.h"
 #include "ipc.h"
 #include "smtp_parse.h"

@@ -190,7 +190,7 @@ END_TEST
 
 START_TEST(test_plain_conn)
 {
-	struct conn c;
+	struct server_conn c;
 	char buf[16];
 	int sv[2];
 
@@ -238,7 +238,7 @@ START_TEST(test_tls_conn)
 	struct listener_config l;
 	struct tls_server *ts;
 	struct tls_info info;
-	struct conn c;
+	struct server_conn c;
 	char err[1024], buf[64];
 	int sv[2], status;
 	ssize_t n = 0;
@@ -292,7 +292,7 @@ START_TEST(test_not_tls)
 	struct ferry_config cfg;
 	struct listener_config l;
 	struct tls_server *ts;
-	struct conn c;
+	struct server_conn c;
 	char err[1024];
 	int sv[2];
 

@@ -23,7 +23,6 @@
 #include <arpa/inet.h>
 #include <string.h>
 
-#include "deliver.h"
 #include "deliver_proto.h"
 #include "envelope.h"
 #include "ipc.h"

@@ -1,0 +1,68 @@
+/*
+ * deliver_agent.h - what the parts of a delivery agent share: the
+ * agent's state, one job in progress, and the calls into deliver.c that
+ * report a recipient's result and read the message body from the queue
+ * runner.  Only ferry-deliver includes it.
+ */
+#ifndef FERRY_DELIVER_AGENT_H
+#define FERRY_DELIVER_AGENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "credentials.h"
+#include "ipc.h"
+#include "smtp_client.h"
+
+enum rcpt_state { R_PENDING = 0, R_ACCEPTED, R_DONE };
+
+/* The queue runner's socket. */
+struct runner_link {
+	int fd;
+	uint8_t *buf;
+	size_t len, cap, used;    /* used: the frame handed out last */
+};
+
+/* What went wrong with the last next hop tried. */
+struct failure {
+	uint32_t status;
+	char dsn[16];
+	char text[2048];
+	char relay[320];
+	char tls[128];
+};
+
+struct deliver_agent {
+	struct ferry_config *cfg;
+	struct credentials creds;
+	struct runner_link runner;
+	struct smtp_conn conn;
+	struct ipc_out out;
+};
+
+/* One job in progress. */
+struct job_ctx {
+	struct deliver_agent *ag;
+	struct deliver_job *job;
+	unsigned char *state;     /* enum rcpt_state per recipient */
+	size_t npending;          /* recipients without a result */
+	struct failure last;
+	int data_done;            /* JOB_END seen */
+	int have_seq;
+	uint32_t next_seq;
+};
+
+/* Nonzero once SIGTERM (or SIGINT, SIGUSR1) asked the agent to stop. */
+int deliver_stopping(void);
+
+/* Reports recipient i's result to the runner (exactly once each). */
+void job_result(struct job_ctx *x, size_t i, uint32_t status,
+    const char *dsn, const char *reply, const char *relay, const char *tls);
+/* Every recipient still without a result (and, when with_accepted, those
+ * a server accepted) gets the same one. */
+void job_result_all(struct job_ctx *x, int with_accepted, uint32_t status,
+    const char *dsn, const char *reply, const char *relay, const char *tls);
+/* The next JOB_DATA chunk, or NULL at JOB_END. */
+const uint8_t *job_next_chunk(struct job_ctx *x, size_t *len);
+
+#endif

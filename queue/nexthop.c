@@ -1,0 +1,289 @@
+/*
+ * nexthop.c - where a delivery agent takes a job.  First the connection
+ * kept from the last job, when it serves the same next hop (the key is
+ * deliver_hop_key); then either the route's hosts in the configured
+ * order, or the recipient domain's MX hosts by preference (RFC 5321
+ * section 5: the implicit MX, nullMX, never ourselves or an MX not
+ * better than us).  Each host's addresses are tried in turn, at most
+ * MAX_SESSIONS connections per job, until every recipient has a result.
+ *
+ * Security stance: host names come from the configuration or from DNS;
+ * DNS answers are parsed in dns_mx.c and only name the hosts to try.
+ */
+#include "autoconfig.h"
+
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "config.h"
+#include "deliver_agent.h"
+#include "deliver_proto.h"
+#include "dns_mx.h"
+#include "log.h"
+#include "nexthop.h"
+#include "smtp_client.h"
+#include "smtp_client_reply.h"
+#include "smtp_client_tx.h"
+#include "smtp_trouble.h"
+#include "util.h"
+
+#define MAX_SESSIONS 10           /* connection attempts per job */
+#define MAX_ADDRS 8               /* addresses per host name */
+
+void
+nexthop_reuse(struct job_ctx *x, const char *key)
+{
+	struct deliver_agent *ag = x->ag;
+	struct smtp_conn *c = &ag->conn;
+
+	/* a kept connection to the same next hop: RSET, then use it */
+	if (x->npending > 0 && c->fd >= 0) {
+		struct smtp_client_reply r;
+
+		if (strcmp(c->key, key) != 0 ||
+		    client_command(x, c, "RSET", &r, NULL,
+		    "sending RSET") < 0 ||
+		    r.code != 250) {
+			log_debug("%s: not reusing the connection to %s",
+			    x->job->qid, c->relay);
+			if (strcmp(c->key, key) != 0)
+				client_quit(ag->cfg, c);
+			else
+				client_close(c);
+		} else {
+			log_debug("%s: reusing the connection to %s",
+			    x->job->qid, c->relay);
+			if (client_transaction(x, c) < 0)
+				client_close(c);
+		}
+	} else if (c->fd >= 0 && strcmp(c->key, key) != 0)
+		client_quit(ag->cfg, c);
+}
+
+/* "host:port", "[addr]:port", "host", "[addr]" */
+static int
+parse_hop(const char *spec, char *host, size_t hostlen, int *port,
+    int *literal)
+{
+	const char *p, *portstr = NULL;
+	size_t n;
+
+	*port = 25;
+	*literal = 0;
+	if (spec[0] == '[') {
+		p = strchr(spec, ']');
+		if (p == NULL)
+			return -1;
+		n = (size_t)(p - spec - 1);
+		if (n == 0 || n >= hostlen)
+			return -1;
+		memcpy(host, spec + 1, n);
+		host[n] = '\0';
+		*literal = 1;
+		if (p[1] == ':')
+			portstr = p + 2;
+		else if (p[1] != '\0')
+			return -1;
+	} else {
+		p = strrchr(spec, ':');
+		n = p ? (size_t)(p - spec) : strlen(spec);
+		if (n == 0 || n >= hostlen)
+			return -1;
+		memcpy(host, spec, n);
+		host[n] = '\0';
+		if (p != NULL)
+			portstr = p + 1;
+	}
+	if (portstr != NULL) {
+		char *e;
+		long v = strtol(portstr, &e, 10);
+
+		if (*portstr == '\0' || *e != '\0' || v < 1 || v > 65535)
+			return -1;
+		*port = (int)v;
+	}
+	return 0;
+}
+
+/* Tries one host's addresses in turn.  Returns 1 when the job needs no
+ * other host (every recipient has a result, or the connection is kept
+ * with all done), 0 to go on. */
+static int
+try_addrs(struct job_ctx *x, const char *host,
+    const struct sockaddr_storage *addrs, size_t naddrs, int *sessions)
+{
+	struct smtp_conn *c = &x->ag->conn;
+	size_t i;
+
+	for (i = 0; i < naddrs && *sessions < MAX_SESSIONS &&
+	    !deliver_stopping(); i++) {
+		socklen_t sl = addrs[i].ss_family == AF_INET ?
+		    sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+
+		(*sessions)++;
+		if (client_open(x, c, host, (const struct sockaddr *)&addrs[i],
+		    sl) < 0)
+			continue;
+		deliver_hop_key(x->job, c->key, sizeof(c->key));
+		if (client_transaction(x, c) < 0)
+			client_close(c);
+		if (x->npending == 0)
+			return 1;
+	}
+	return 0;
+}
+
+void
+nexthop_hosts(struct job_ctx *x)
+{
+	int sessions = 0;
+	size_t h;
+
+	for (h = 0; h < x->job->nhosts && x->npending > 0; h++) {
+		struct addrinfo hints, *res = NULL, *ai;
+		struct sockaddr_storage addrs[MAX_ADDRS];
+		char host[256], portstr[8];
+		size_t n = 0;
+		int port, literal, rc;
+
+		if (parse_hop(x->job->hosts[h], host, sizeof(host), &port,
+		    &literal) < 0) {
+			hop_fail(x, NULL, "4.3.5",
+			    "next hop \"%s\" is not host, "
+			    "host:port or [address]:port", x->job->hosts[h]);
+			continue;
+		}
+		memset(&hints, 0, sizeof(hints));
+		hints.ai_socktype = SOCK_STREAM;
+		hints.ai_flags = AI_NUMERICSERV | (literal ? AI_NUMERICHOST : 0);
+		snprintf(portstr, sizeof(portstr), "%d", port);
+		rc = getaddrinfo(host, portstr, &hints, &res);
+		if (rc != 0) {
+			hop_fail(x, NULL, "4.4.3",
+			    "Host or domain name not found. "
+			    "Name service error for name=%s: %s", host,
+			    gai_strerror(rc));
+			continue;
+		}
+		for (ai = res; ai != NULL && n < MAX_ADDRS; ai = ai->ai_next)
+			if ((ai->ai_family == AF_INET ||
+			    ai->ai_family == AF_INET6) &&
+			    ai->ai_addrlen <= sizeof(addrs[n])) {
+				memset(&addrs[n], 0, sizeof(addrs[n]));
+				memcpy(&addrs[n++], ai->ai_addr, ai->ai_addrlen);
+			}
+		freeaddrinfo(res);
+		if (try_addrs(x, host, addrs, n, &sessions))
+			return;
+	}
+}
+
+/* The MX hosts to try for the job's domain, by preference: the domain
+ * itself when it has no MX (*implicit).  NULL when there is none to try:
+ * the recipients then have their results, or x->last says why. */
+static struct dns_mx *
+mx_hosts(struct job_ctx *x, size_t *nmx, int *implicit)
+{
+	const struct deliver_job *j = x->job;
+	struct dns_mx *mx = NULL;
+	size_t i, keep;
+	enum dns_status st;
+	char text[1200];
+
+	st = dns_mx_lookup(j->domain, &mx, nmx);
+	switch (st) {
+	case DNS_OK:
+		break;
+	case DNS_NODATA:
+		/* RFC 5321 5.1: the domain itself is the implicit MX */
+		mx = xcalloc(1, sizeof(*mx));
+		ferry_strlcpy(mx[0].host, j->domain, sizeof(mx[0].host));
+		*nmx = 1;
+		*implicit = 1;
+		break;
+	case DNS_NXDOMAIN:
+		snprintf(text, sizeof(text), "Host or domain name not found. "
+		    "Name service error for name=%s type=MX: Host not found",
+		    j->domain);
+		job_result_all(x, 0, DS_FAILED, "5.1.2", text, "none", "");
+		return NULL;
+	case DNS_NULLMX:
+		snprintf(text, sizeof(text), "Domain %s does not accept mail "
+		    "(nullMX)", j->domain);
+		job_result_all(x, 0, DS_FAILED, "5.1.10", text, "none", "");
+		return NULL;
+	default:
+		hop_fail(x, NULL, "4.4.3",
+		    "Host or domain name not found. Name "
+		    "service error for name=%s type=MX: Host not found, try "
+		    "again", j->domain);
+		return NULL;
+	}
+	/* RFC 5321 5.1: drop ourselves and every MX not better than us */
+	for (i = 0; i < *nmx; i++)
+		if (strcasecmp(mx[i].host, j->helo) == 0)
+			break;
+	if (i < *nmx && !*implicit) {
+		unsigned self = mx[i].pref;
+
+		for (keep = 0; keep < *nmx && mx[keep].pref < self; keep++)
+			;
+		*nmx = keep;
+		if (*nmx == 0) {
+			snprintf(text, sizeof(text), "mail for %s loops back "
+			    "to myself", j->domain);
+			job_result_all(x, 0, DS_FAILED, "5.4.6", text, "none",
+			    "");
+			free(mx);
+			return NULL;
+		}
+	}
+	return mx;
+}
+
+void
+nexthop_mx(struct job_ctx *x)
+{
+	const struct deliver_job *j = x->job;
+	struct dns_mx *mx;
+	size_t nmx = 0, i;
+	enum dns_status st;
+	int sessions = 0, implicit = 0;
+	char text[1200];
+
+	mx = mx_hosts(x, &nmx, &implicit);
+	if (mx == NULL)
+		return;
+	for (i = 0; i < nmx && x->npending > 0 && sessions < MAX_SESSIONS &&
+	    !deliver_stopping(); i++) {
+		struct sockaddr_storage addrs[MAX_ADDRS];
+		size_t n = 0;
+
+		st = dns_addr_lookup(mx[i].host, (int)j->mx_port, addrs,
+		    MAX_ADDRS, &n);
+		if (st != DNS_OK) {
+			if (implicit && st != DNS_TEMP) {
+				snprintf(text, sizeof(text), "Host or domain "
+				    "name not found. Name service error for "
+				    "name=%s type=A: %s", mx[i].host,
+				    dns_status_name(st));
+				job_result_all(x, 0, DS_FAILED, "5.4.4", text,
+				    "none", "");
+				break;
+			}
+			hop_fail(x, NULL, "4.4.3",
+			    "Host or domain name not found. "
+			    "Name service error for name=%s type=A: %s",
+			    mx[i].host, dns_status_name(st));
+			continue;
+		}
+		if (try_addrs(x, mx[i].host, addrs, n, &sessions))
+			break;
+	}
+	free(mx);
+}

@@ -1,0 +1,493 @@
+/*
+ * smtp_client_tx.c - one mail transaction on an open SMTP client
+ * session: MAIL FROM with the extensions the server offers (SIZE,
+ * 8BITMIME, SMTPUTF8, DSN), the RCPTs - in pipelined groups when the
+ * server offers PIPELINING (RFC 2920), one at a time otherwise - DATA,
+ * the message body dot-stuffed as it streams from the runner, and a
+ * result for every recipient.
+ *
+ * Security stance: the envelope was checked for control characters
+ * before the session (deliver.c), so no command line can be split; the
+ * replies are read by smtp_client.c under deadlines.  From the final dot
+ * on, a failure may mean the server has the message: those recipients
+ * are deferred, never offered to another host in the same attempt.
+ */
+#include "autoconfig.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "deliver_agent.h"
+#include "deliver_proto.h"
+#include "smtp_client.h"
+#include "smtp_client_reply.h"
+#include "smtp_client_tx.h"
+#include "smtp_parse.h"
+#include "smtp_trouble.h"
+#include "util.h"
+
+#define PIPELINE_GROUP 100        /* RCPTs per pipelined write */
+
+/* Streams the message dot-stuffed, then CRLF.CRLF.  0, or -1 with
+ * x->last set (the rest of the data is then drained). */
+static int
+send_body(struct job_ctx *x, struct smtp_conn *c)
+{
+	const struct ferry_config *cfg = x->ag->cfg;
+	char *out = NULL;
+	size_t cap = 0, len, ol;
+	const uint8_t *p;
+	char tail[2] = { '\r', '\n' };   /* an empty message ends "clean" */
+	int bol = 1, rc = 0;
+
+	while ((p = job_next_chunk(x, &len)) != NULL) {
+		const uint8_t *end = p + len;
+
+		if (len == 0 || rc < 0)
+			continue;
+		if (len >= 2) {
+			tail[0] = (char)p[len - 2];
+			tail[1] = (char)p[len - 1];
+		} else {
+			tail[0] = tail[1];
+			tail[1] = (char)p[0];
+		}
+		if (cap < len * 2) {
+			cap = len * 2;
+			out = xrealloc(out, cap);
+		}
+		ol = 0;
+		while (p < end) {
+			const uint8_t *nl = memchr(p, '\n', (size_t)(end - p));
+			size_t n = nl ? (size_t)(nl - p) + 1 :
+			    (size_t)(end - p);
+
+			if (bol && *p == '.')
+				out[ol++] = '.';
+			memcpy(out + ol, p, n);
+			ol += n;
+			p += n;
+			bol = nl != NULL;
+		}
+		if (client_send(x, c, out, ol,
+		    deadline_s(cfg->client_data_timeout),
+		    "sending message body") < 0)
+			rc = -1;
+	}
+	free(out);
+	if (rc < 0)
+		return -1;
+	if (tail[0] == '\r' && tail[1] == '\n')
+		return client_send(x, c, ".\r\n", 3,
+		    deadline_s(cfg->client_data_timeout), "sending end of data");
+	return client_send(x, c, "\r\n.\r\n", 5,
+	    deadline_s(cfg->client_data_timeout), "sending end of data");
+}
+
+static void
+append(char **buf, size_t *len, size_t *cap, const char *s)
+{
+	size_t n = strlen(s);
+
+	if (*len + n + 1 > *cap) {
+		while (*len + n + 1 > *cap)
+			*cap = *cap ? *cap * 2 : 4096;
+		*buf = xrealloc(*buf, *cap);
+	}
+	memcpy(*buf + *len, s, n + 1);
+	*len += n;
+}
+
+static void
+mail_line(const struct job_ctx *x, const struct smtp_conn *c, char *out,
+    size_t outlen)
+{
+	const struct deliver_job *j = x->job;
+	size_t l;
+
+	snprintf(out, outlen, "MAIL FROM:<%s>", j->sender);
+	l = strlen(out);
+	if (c->caps.size)
+		l += (size_t)snprintf(out + l, outlen - l, " SIZE=%lld",
+		    (long long)j->size);
+	if (j->body_type == BODY_8BITMIME && c->caps.eightbitmime && l < outlen)
+		l += (size_t)snprintf(out + l, outlen - l, " BODY=8BITMIME");
+	if (j->smtputf8 && c->caps.smtputf8 && l < outlen)
+		l += (size_t)snprintf(out + l, outlen - l, " SMTPUTF8");
+	if (c->caps.dsn && j->dsn_ret != RET_UNSPEC && l < outlen)
+		l += (size_t)snprintf(out + l, outlen - l, " RET=%s",
+		    j->dsn_ret == RET_FULL ? "FULL" : "HDRS");
+	if (c->caps.dsn && j->envid[0] != '\0' && l < outlen)
+		snprintf(out + l, outlen - l, " ENVID=%s", j->envid);
+}
+
+static void
+rcpt_line(const struct job_ctx *x, const struct smtp_conn *c, size_t i,
+    char *out, size_t outlen)
+{
+	const struct deliver_rcpt *r = &x->job->rcpts[i];
+	size_t l;
+
+	l = (size_t)snprintf(out, outlen, "RCPT TO:<%s>", r->addr);
+	if (c->caps.dsn && r->notify != 0 && l < outlen) {
+		if (r->notify & NOTIFY_NEVER)
+			l += (size_t)snprintf(out + l, outlen - l,
+			    " NOTIFY=NEVER");
+		else
+			l += (size_t)snprintf(out + l, outlen - l,
+			    " NOTIFY=%s%s%s%s%s",
+			    r->notify & NOTIFY_SUCCESS ? "SUCCESS" : "",
+			    (r->notify & NOTIFY_SUCCESS) &&
+			    (r->notify & (NOTIFY_FAILURE | NOTIFY_DELAY)) ?
+			    "," : "",
+			    r->notify & NOTIFY_FAILURE ? "FAILURE" : "",
+			    (r->notify & NOTIFY_FAILURE) &&
+			    (r->notify & NOTIFY_DELAY) ? "," : "",
+			    r->notify & NOTIFY_DELAY ? "DELAY" : "");
+	}
+	if (c->caps.dsn && r->orcpt[0] != '\0' && l < outlen)
+		snprintf(out + l, outlen - l, " ORCPT=%s", r->orcpt);
+}
+
+/* Accepted recipients go back to pending: the session broke before the
+ * message was sent, another host may take them. */
+static void
+unaccept(struct job_ctx *x)
+{
+	size_t i;
+
+	for (i = 0; i < x->job->nrcpts; i++)
+		if (x->state[i] == R_ACCEPTED)
+			x->state[i] = R_PENDING;
+}
+
+/* A RCPT reply.  0, or -1 when the session is over (421). */
+static int
+rcpt_reply(struct job_ctx *x, struct smtp_conn *c, size_t i,
+    const struct smtp_client_reply *r, size_t *naccepted)
+{
+	enum trouble t = smtp_trouble_reply(STAGE_RCPT, r->code, 0);
+	char text[2048];
+
+	if (t == TROUBLE_FAILOVER) {
+		hop_fail(x, c, scr_dsn(r),
+		    "host %s said: %.1600s (in reply to RCPT "
+		    "TO command)", c->relay, r->text);
+		return -1;
+	}
+	if (t == TROUBLE_NONE) {
+		x->state[i] = R_ACCEPTED;
+		(*naccepted)++;
+		return 0;
+	}
+	snprintf(text, sizeof(text), "host %s said: %.1600s (in reply to RCPT TO "
+	    "command)", c->relay, r->text);
+	job_result(x, i, smtp_trouble_status(t), scr_dsn(r), text, c->relay,
+	    c->tls);
+	return 0;
+}
+
+/* What a step of the transaction leaves to do. */
+enum tx_next {
+	TX_GO_ON,                 /* the next step */
+	TX_RESET,                 /* nothing was sent: RSET, keep the session */
+	TX_KEEP,                  /* done; the session may be kept */
+	TX_CLOSE                  /* done; the session must be closed */
+};
+
+/* One transaction in progress. */
+struct tx {
+	struct job_ctx *x;
+	struct smtp_conn *c;
+	size_t *idx, nidx;        /* the recipients it carries */
+	char *buf;                /* the commands of one write */
+	size_t blen, bcap;
+	struct smtp_client_reply mail;   /* the reply to MAIL */
+	int mail_done, mail_ok;
+	int data_sent;            /* DATA went out (pipelined, or alone) */
+	size_t naccepted;         /* recipients the server accepted */
+};
+
+/* What the server said it cannot take fails before MAIL.  1 when every
+ * pending recipient has its result. */
+static int
+tx_refused_by_caps(struct job_ctx *x, const struct smtp_conn *c)
+{
+	const struct deliver_job *j = x->job;
+	char text[2048];
+
+	if (c->caps.size && c->caps.size_max > 0 &&
+	    (uint64_t)j->size > c->caps.size_max) {
+		snprintf(text, sizeof(text), "message size %lld exceeds size "
+		    "limit %llu of server %s", (long long)j->size,
+		    (unsigned long long)c->caps.size_max, c->relay);
+		job_result_all(x, 0, DS_FAILED, "5.3.4", text, c->relay,
+		    c->tls);
+		return 1;
+	}
+	if (j->body_type == BODY_8BITMIME && !c->caps.eightbitmime) {
+		snprintf(text, sizeof(text), "host %s does not support "
+		    "8BITMIME and the message is 8-bit", c->relay);
+		job_result_all(x, 0, DS_FAILED, "5.6.3", text, c->relay,
+		    c->tls);
+		return 1;
+	}
+	if (j->smtputf8 && !c->caps.smtputf8) {
+		snprintf(text, sizeof(text), "host %s does not support "
+		    "SMTPUTF8, required for this message", c->relay);
+		job_result_all(x, 0, DS_FAILED, "5.6.7", text, c->relay,
+		    c->tls);
+		return 1;
+	}
+	return 0;
+}
+
+/* MAIL and the RCPTs, in groups: all of them at once with PIPELINING
+ * (DATA with the last group), else one command at a time.  TX_GO_ON
+ * (the server may have refused MAIL: t->mail_ok) or TX_CLOSE. */
+static enum tx_next
+tx_envelope(struct tx *t)
+{
+	struct job_ctx *x = t->x;
+	struct smtp_conn *c = t->c;
+	const struct ferry_config *cfg = x->ag->cfg;
+	struct smtp_client_reply r;
+	char line[2300];
+	size_t first, k, i;
+	int pipelining = c->caps.pipelining;
+	int64_t dl;
+
+	mail_line(x, c, line, sizeof(line));
+	for (first = 0; first < t->nidx; first += k) {
+		size_t group = pipelining ? PIPELINE_GROUP : 1, end;
+		int last_group;
+
+		end = first + group < t->nidx ? first + group : t->nidx;
+		k = end - first;
+		last_group = end == t->nidx;
+		t->blen = 0;
+		if (!t->mail_done) {
+			append(&t->buf, &t->blen, &t->bcap, line);
+			append(&t->buf, &t->blen, &t->bcap, "\r\n");
+			if (!pipelining) {
+				dl = deadline_s(cfg->client_command_timeout);
+				if (client_send(x, c, t->buf, t->blen, dl,
+				    "sending MAIL FROM") < 0 ||
+				    client_reply(x, c, &t->mail, dl, NULL,
+				    "sending MAIL FROM") < 0)
+					return TX_CLOSE;
+				t->mail_done = 1;
+				t->mail_ok = smtp_trouble_reply(STAGE_MAIL,
+				    t->mail.code, 0) == TROUBLE_NONE;
+				if (!t->mail_ok)
+					return TX_GO_ON;
+				t->blen = 0;
+			}
+		}
+		for (i = first; i < end; i++) {
+			char rl[2300];
+
+			rcpt_line(x, c, t->idx[i], rl, sizeof(rl));
+			append(&t->buf, &t->blen, &t->bcap, rl);
+			append(&t->buf, &t->blen, &t->bcap, "\r\n");
+		}
+		if (pipelining && last_group) {
+			append(&t->buf, &t->blen, &t->bcap, "DATA\r\n");
+			t->data_sent = 1;
+		}
+		dl = deadline_s(cfg->client_command_timeout);
+		if (client_send(x, c, t->buf, t->blen, dl,
+		    "sending RCPT TO") < 0)
+			return TX_CLOSE;
+		if (!t->mail_done) {
+			if (client_reply(x, c, &t->mail, dl, NULL,
+			    "sending MAIL FROM") < 0)
+				return TX_CLOSE;
+			t->mail_done = 1;
+			t->mail_ok = smtp_trouble_reply(STAGE_MAIL,
+			    t->mail.code, 0) == TROUBLE_NONE;
+			if (smtp_trouble_closes(t->mail.code)) {
+				hop_fail(x, c, scr_dsn(&t->mail),
+				    "host %s said: %.1600s (in "
+				    "reply to MAIL FROM command)", c->relay,
+				    t->mail.text);
+				return TX_CLOSE;
+			}
+		}
+		for (i = first; i < end; i++) {
+			if (client_reply(x, c, &r, dl, NULL,
+			    "sending RCPT TO") < 0)
+				return TX_CLOSE;
+			if (!t->mail_ok)
+				continue;   /* replies to RCPTs after a refused
+				               MAIL say nothing */
+			if (rcpt_reply(x, c, t->idx[i], &r,
+			    &t->naccepted) < 0)
+				return TX_CLOSE;
+		}
+		if (!t->mail_ok)
+			break;
+	}
+	return TX_GO_ON;
+}
+
+/* MAIL was refused: a 5xx bounces every recipient, a 4xx lets another
+ * host try.  TX_RESET or TX_CLOSE. */
+static enum tx_next
+tx_mail_refused(struct tx *t)
+{
+	struct job_ctx *x = t->x;
+	struct smtp_conn *c = t->c;
+	struct smtp_client_reply r;
+	char text[2048];
+
+	if (t->data_sent && client_reply(x, c, &r,
+	    deadline_s(x->ag->cfg->client_command_timeout), NULL,
+	    "sending DATA command") < 0)
+		return TX_CLOSE;
+	snprintf(text, sizeof(text), "host %s said: %.1600s (in reply to "
+	    "MAIL FROM command)", c->relay, t->mail.text);
+	if (smtp_trouble_reply(STAGE_MAIL, t->mail.code, 0) ==
+	    TROUBLE_BOUNCE) {
+		job_result_all(x, 0, DS_FAILED, scr_dsn(&t->mail), text,
+		    c->relay, c->tls);
+		return TX_RESET;
+	}
+	/* 4xx: another host may take the message */
+	hop_fail(x, c, scr_dsn(&t->mail), "%s", text);
+	return TX_CLOSE;
+}
+
+/* DATA (unless it went out pipelined) and its reply.  TX_GO_ON when the
+ * body may follow (or nobody was accepted), TX_RESET or TX_CLOSE. */
+static enum tx_next
+tx_data(struct tx *t)
+{
+	struct job_ctx *x = t->x;
+	struct smtp_conn *c = t->c;
+	const struct ferry_config *cfg = x->ag->cfg;
+	struct smtp_client_reply r;
+	char text[2048];
+	enum trouble tr;
+
+	if (!t->data_sent && t->naccepted > 0) {
+		if (client_send(x, c, "DATA\r\n", 6,
+		    deadline_s(cfg->client_command_timeout),
+		    "sending DATA command") < 0)
+			return TX_CLOSE;
+		t->data_sent = 1;
+	}
+	if (!t->data_sent)
+		return TX_GO_ON;
+	if (client_reply(x, c, &r, deadline_s(cfg->client_command_timeout),
+	    NULL, "sending DATA command") < 0)
+		return TX_CLOSE;
+	if (r.code == 354 && t->naccepted == 0) {
+		/* a server that opens DATA without recipients: end it
+		 * empty */
+		if (client_send(x, c, ".\r\n", 3,
+		    deadline_s(cfg->client_command_timeout),
+		    "sending end of data") < 0 ||
+		    client_reply(x, c, &r,
+		    deadline_s(cfg->client_command_timeout), NULL,
+		    "sending end of data") < 0)
+			return TX_CLOSE;
+		return TX_GO_ON;
+	}
+	if (t->naccepted == 0)
+		return TX_GO_ON;
+	tr = smtp_trouble_reply(STAGE_DATA, r.code, 0);
+	if (tr == TROUBLE_NONE)
+		return TX_GO_ON;
+	if (tr == TROUBLE_FAILOVER) {
+		hop_fail(x, c, scr_dsn(&r), "host %s said: %.1600s (in reply "
+		    "to DATA command)", c->relay, r.text);
+		return TX_CLOSE;
+	}
+	snprintf(text, sizeof(text), "host %s said: %.1600s (in reply to "
+	    "DATA command)", c->relay, r.text);
+	job_result_all(x, 1, smtp_trouble_status(tr), scr_dsn(&r), text,
+	    c->relay, c->tls);
+	return TX_RESET;
+}
+
+/* The body and the reply to its final dot.  From the body on, a failure
+ * may mean the message was delivered: no other host gets it.  TX_KEEP
+ * or TX_CLOSE. */
+static enum tx_next
+tx_body(struct tx *t)
+{
+	struct job_ctx *x = t->x;
+	struct smtp_conn *c = t->c;
+	struct smtp_client_reply r;
+	char text[2048];
+	enum trouble tr;
+
+	if (send_body(x, c) < 0 ||
+	    client_reply(x, c, &r, deadline_s(x->ag->cfg->client_data_timeout),
+	    NULL, "sending end of data -- message may be sent more than "
+	    "once") < 0) {
+		job_result_all(x, 1, smtp_trouble_status(smtp_trouble_lost(
+		    STAGE_END_OF_DATA)), x->last.dsn, x->last.text,
+		    c->relay, c->tls);
+		return TX_CLOSE;
+	}
+	tr = smtp_trouble_reply(STAGE_END_OF_DATA, r.code, 0);
+	if (tr == TROUBLE_NONE)
+		job_result_all(x, 1, DS_DELIVERED, scr_dsn(&r), r.text,
+		    c->relay, c->tls);
+	else {
+		snprintf(text, sizeof(text), "host %s said: %.1600s (in reply "
+		    "to end of DATA command)", c->relay, r.text);
+		job_result_all(x, 1, smtp_trouble_status(tr), scr_dsn(&r),
+		    text, c->relay, c->tls);
+	}
+	return smtp_trouble_closes(r.code) ? TX_CLOSE : TX_KEEP;
+}
+
+/* MAIL, RCPTs, DATA, the body and the final reply on an open session.
+ * 0: the connection may be kept; -1: it must be closed (x->last says
+ * why; recipients still pending may try another host). */
+int
+client_transaction(struct job_ctx *x, struct smtp_conn *c)
+{
+	struct smtp_client_reply r;
+	struct tx t;
+	enum tx_next next;
+	size_t i;
+
+	if (tx_refused_by_caps(x, c))
+		return 0;
+	memset(&t, 0, sizeof(t));
+	t.x = x;
+	t.c = c;
+	t.idx = xcalloc(x->job->nrcpts, sizeof(*t.idx));
+	for (i = 0; i < x->job->nrcpts; i++)
+		if (x->state[i] == R_PENDING)
+			t.idx[t.nidx++] = i;
+	if (t.nidx == 0) {
+		free(t.idx);
+		return 0;
+	}
+	next = tx_envelope(&t);
+	if (next == TX_GO_ON && !t.mail_ok)
+		next = tx_mail_refused(&t);
+	if (next == TX_GO_ON)
+		next = tx_data(&t);
+	if (next == TX_GO_ON)
+		next = t.naccepted == 0 ? TX_RESET : tx_body(&t);
+	if (next == TX_RESET) {
+		/* nothing was sent: leave the session clean for the next
+		 * job */
+		if (client_command(x, c, "RSET", &r, NULL,
+		    "sending RSET") < 0 || r.code != 250)
+			next = TX_CLOSE;
+	}
+	if (next == TX_CLOSE)
+		unaccept(x);
+	free(t.buf);
+	free(t.idx);
+	return next == TX_CLOSE ? -1 : 0;
+}
