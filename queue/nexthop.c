@@ -25,6 +25,7 @@
 #include "deliver_proto.h"
 #include "dns_mx.h"
 #include "log.h"
+#include "netaddr.h"
 #include "nexthop.h"
 #include "smtp_client.h"
 #include "smtp_client_reply.h"
@@ -65,51 +66,6 @@ nexthop_reuse(struct job_ctx *x, const char *key)
 		client_quit(ag->cfg, c);
 }
 
-/* "host:port", "[addr]:port", "host", "[addr]" */
-static int
-parse_hop(const char *spec, char *host, size_t hostlen, int *port,
-    int *literal)
-{
-	const char *p, *portstr = NULL;
-	size_t n;
-
-	*port = 25;
-	*literal = 0;
-	if (spec[0] == '[') {
-		p = strchr(spec, ']');
-		if (p == NULL)
-			return -1;
-		n = (size_t)(p - spec - 1);
-		if (n == 0 || n >= hostlen)
-			return -1;
-		memcpy(host, spec + 1, n);
-		host[n] = '\0';
-		*literal = 1;
-		if (p[1] == ':')
-			portstr = p + 2;
-		else if (p[1] != '\0')
-			return -1;
-	} else {
-		p = strrchr(spec, ':');
-		n = p ? (size_t)(p - spec) : strlen(spec);
-		if (n == 0 || n >= hostlen)
-			return -1;
-		memcpy(host, spec, n);
-		host[n] = '\0';
-		if (p != NULL)
-			portstr = p + 1;
-	}
-	if (portstr != NULL) {
-		char *e;
-		long v = strtol(portstr, &e, 10);
-
-		if (*portstr == '\0' || *e != '\0' || v < 1 || v > 65535)
-			return -1;
-		*port = (int)v;
-	}
-	return 0;
-}
-
 /* Tries one host's addresses in turn.  Returns 1 when the job needs no
  * other host (every recipient has a result, or the connection is kept
  * with all done), 0 to go on. */
@@ -147,12 +103,13 @@ nexthop_hosts(struct job_ctx *x)
 	for (h = 0; h < x->job->nhosts && x->npending > 0; h++) {
 		struct addrinfo hints, *res = NULL, *ai;
 		struct sockaddr_storage addrs[MAX_ADDRS];
-		char host[256], portstr[8];
+		struct hostport hp;
+		char portstr[8], err[128];
 		size_t n = 0;
-		int port, literal, rc;
+		int rc;
 
-		if (parse_hop(x->job->hosts[h], host, sizeof(host), &port,
-		    &literal) < 0) {
+		if (netaddr_parse_hostport(x->job->hosts[h], 25, 0, &hp, err,
+		    sizeof(err)) < 0) {
 			hop_fail(x, NULL, "4.3.5",
 			    "next hop \"%s\" is not host, "
 			    "host:port or [address]:port", x->job->hosts[h]);
@@ -160,13 +117,14 @@ nexthop_hosts(struct job_ctx *x)
 		}
 		memset(&hints, 0, sizeof(hints));
 		hints.ai_socktype = SOCK_STREAM;
-		hints.ai_flags = AI_NUMERICSERV | (literal ? AI_NUMERICHOST : 0);
-		snprintf(portstr, sizeof(portstr), "%d", port);
-		rc = getaddrinfo(host, portstr, &hints, &res);
+		hints.ai_flags = AI_NUMERICSERV |
+		    (hp.bracketed ? AI_NUMERICHOST : 0);
+		snprintf(portstr, sizeof(portstr), "%d", hp.port);
+		rc = getaddrinfo(hp.host, portstr, &hints, &res);
 		if (rc != 0) {
 			hop_fail(x, NULL, "4.4.3",
 			    "Host or domain name not found. "
-			    "Name service error for name=%s: %s", host,
+			    "Name service error for name=%s: %s", hp.host,
 			    gai_strerror(rc));
 			continue;
 		}
@@ -178,7 +136,7 @@ nexthop_hosts(struct job_ctx *x)
 				memcpy(&addrs[n++], ai->ai_addr, ai->ai_addrlen);
 			}
 		freeaddrinfo(res);
-		if (try_addrs(x, host, addrs, n, &sessions))
+		if (try_addrs(x, hp.host, addrs, n, &sessions))
 			return;
 	}
 }
