@@ -203,17 +203,21 @@ run_queries(struct query *qs, size_t n)
 		struct timeval max, tv, *tvp;
 		nfds_t nfds = 0;
 		int64_t left = deadline - now_ms();
-		int bits, i, ms, rc;
+		unsigned bits;
+		int i, ms, rc;
 
 		if (left <= 0)
 			break;
-		bits = ares_getsock(channel, socks, ARES_GETSOCK_MAXNUM);
+		/* bit i: socks[i] readable, bit 16 + i: writable (tested
+		 * unsigned: c-ares's own macros shift into the sign bit) */
+		bits = (unsigned)ares_getsock(channel, socks,
+		    ARES_GETSOCK_MAXNUM);
 		for (i = 0; i < ARES_GETSOCK_MAXNUM; i++) {
 			short ev = 0;
 
-			if (ARES_GETSOCK_READABLE(bits, i))
+			if (bits & (1u << i))
 				ev |= POLLIN;
-			if (ARES_GETSOCK_WRITABLE(bits, i))
+			if (bits & (1u << (i + ARES_GETSOCK_MAXNUM)))
 				ev |= POLLOUT;
 			if (ev == 0)
 				continue;
