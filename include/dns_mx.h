@@ -1,7 +1,8 @@
 /*
  * dns_mx.h - the DNS lookups of MX delivery (RFC 5321 section 5):
- * MX records, and the addresses of MX hosts, through res_query so that a
- * configured resolver (delivery.resolver) is the one asked.
+ * MX records, and the addresses of MX hosts, through c-ares so that a
+ * configured resolver (delivery.resolver) is the one asked and no lookup
+ * holds the agent past its deadline (see dns_mx.c).
  */
 #ifndef FERRY_DNS_MX_H
 #define FERRY_DNS_MX_H
@@ -22,17 +23,20 @@ struct dns_mx {
 	unsigned pref;
 };
 
-/* res_init(), then when spec is non-empty ("addr", "addr:port",
+/* Sets up the resolver (reading /etc/resolv.conf: call it before dropping
+ * privileges); when spec is non-empty ("addr", "addr:port",
  * "[v6addr]:port") the only server asked is that one.  0, or -1 with
  * err filled. */
 int dns_resolver_setup(const char *spec, char *err, size_t errlen);
 
 /* The MX records of domain, sorted by preference, equal preferences in
- * random order.  *mx is malloc'd (free it) when DNS_OK. */
+ * random order.  *mx is malloc'd (free it) when DNS_OK.  A timeout or an
+ * unanswered query is DNS_TEMP. */
 enum dns_status dns_mx_lookup(const char *domain, struct dns_mx **mx,
     size_t *nmx);
 
-/* A then AAAA records of host (at most max addresses), with port set. */
+/* A then AAAA records of host (at most max addresses), with port set;
+ * both queries are out at once. */
 enum dns_status dns_addr_lookup(const char *host, int port,
     struct sockaddr_storage *out, size_t max, size_t *n);
 

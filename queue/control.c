@@ -11,11 +11,15 @@
  * CONTROL_READ_MS + CONTROL_WRITE_MS), must be printable ASCII, queue ids
  * are checked for their exact shape, and every value reaches SQLite as a
  * bound parameter.  Text from the queue (addresses, headers, replies) is
- * escaped by the JSON writer, never trusted to be clean.
+ * never trusted to be clean: it enters the answer through
+ * json_bytes_string (invalid UTF-8 kept as U+00XX) and jansson writes the
+ * answer as ASCII only, every control character and non-ASCII character
+ * escaped.
  */
 #include "autoconfig.h"
 
 #include <errno.h>
+#include <math.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -25,7 +29,7 @@
 #include <sys/socket.h>
 
 #include "control.h"
-#include "json.h"
+#include "json_bytes.h"
 #include "log.h"
 #include "smtp_parse.h"
 #include "store.h"
@@ -36,11 +40,91 @@
 #define CONTROL_WRITE_MS 5000      /* to hand over the answer */
 #define CONTROL_MAX_WORDS 4
 
-/* What a command handler reports back besides the JSON it wrote. */
+/* What a command handler answers: a document, or an error. */
 struct answer {
-	struct json_w w;
+	json_t *doc;                   /* the {"ok":true,...} object */
 	char err[512];                 /* set: answer {"ok":false,...} */
 };
+
+/* --- building the document (out of memory is fatal, as for xmalloc) --- */
+
+static json_t *
+checked(json_t *v)
+{
+	if (v == NULL)
+		log_fatal("out of memory (JSON value)");
+	return v;
+}
+
+static json_t *
+new_object(void)
+{
+	return checked(json_object());
+}
+
+static json_t *
+new_array(void)
+{
+	return checked(json_array());
+}
+
+/* Adds v (whose reference it takes) as member key of o; returns v. */
+static json_t *
+put(json_t *o, const char *key, json_t *v)
+{
+	if (json_object_set_new(o, key, checked(v)) != 0)
+		log_fatal("out of memory (JSON member %s)", key);
+	return v;
+}
+
+static void
+push(json_t *a, json_t *v)
+{
+	if (json_array_append_new(a, checked(v)) != 0)
+		log_fatal("out of memory (JSON array)");
+}
+
+static void
+put_str(json_t *o, const char *key, const char *s)
+{
+	put(o, key, json_bytes_cstring(s));
+}
+
+static void
+put_int(json_t *o, const char *key, int64_t v)
+{
+	put(o, key, json_integer((json_int_t)v));
+}
+
+static void
+put_bool(json_t *o, const char *key, int v)
+{
+	put(o, key, json_boolean(v));
+}
+
+/* A time or size stored as "negative means unknown": null when v < 0 (and
+ * for a non-finite number, which JSON cannot carry). */
+static void
+put_double_opt(json_t *o, const char *key, double v)
+{
+	put(o, key, v < 0 || !isfinite(v) ? json_null() : json_real(v));
+}
+
+static void
+put_int_opt(json_t *o, const char *key, int64_t v)
+{
+	put(o, key, v < 0 ? json_null() : json_integer((json_int_t)v));
+}
+
+/* The answer's top object, {"ok":true}, for a handler to fill. */
+static json_t *
+answer_ok(struct answer *a)
+{
+	json_decref(a->doc);
+	a->doc = new_object();
+	put_bool(a->doc, "ok", 1);
+	return a->doc;
+}
 
 static void
 fail(struct answer *a, const char *fmt, ...)
@@ -104,10 +188,7 @@ state_error(struct answer *a, struct control_ctx *ctx, const char *qid,
 static void
 ok_changed(struct answer *a, int64_t n)
 {
-	json_obj_begin(&a->w);
-	json_kv_bool(&a->w, "ok", 1);
-	json_kv_int(&a->w, "changed", n);
-	json_obj_end(&a->w);
+	put_int(answer_ok(a), "changed", n);
 }
 
 /* --- commands -------------------------------------------------------------- */
@@ -116,44 +197,34 @@ static void
 cmd_status(struct control_ctx *ctx, const char *qid, struct answer *a)
 {
 	struct store_queue_stats qs;
-	struct json_w *w = &a->w;
+	json_t *doc, *o;
 
 	(void)qid;
 	if (store_admin_stats(ctx->st, &qs) == -1) {
 		store_failed(a, ctx, "status");
 		return;
 	}
-	json_obj_begin(w);
-	json_kv_bool(w, "ok", 1);
-	json_key(w, "workers");
-	json_obj_begin(w);
-	json_kv_int_opt(w, "total", ctx->workers_total);
-	json_kv_int_opt(w, "busy", ctx->workers_busy);
-	json_obj_end(w);
-	json_key(w, "agents");
-	json_obj_begin(w);
-	json_kv_int_opt(w, "total", ctx->agents_total);
-	json_kv_int_opt(w, "busy", ctx->agents_busy);
-	json_obj_end(w);
-	json_key(w, "queue");
-	json_obj_begin(w);
-	json_kv_int(w, "messages", qs.active + qs.hold);
-	json_kv_int(w, "active", qs.active);
-	json_kv_int(w, "hold", qs.hold);
-	json_kv_int(w, "recipients_pending", qs.rcpts_pending);
-	json_kv_double_opt(w, "oldest_received_at", qs.oldest_received_at);
-	json_obj_end(w);
-	json_key(w, "intake");
-	json_obj_begin(w);
-	json_kv_int(w, "messages", (int64_t)ctx->messages_in);
-	json_kv_int(w, "commits", (int64_t)ctx->commits);
-	json_obj_end(w);
-	json_kv_double_opt(w, "now", now_wall());
-	json_obj_end(w);
+	doc = answer_ok(a);
+	o = put(doc, "workers", new_object());
+	put_int_opt(o, "total", ctx->workers_total);
+	put_int_opt(o, "busy", ctx->workers_busy);
+	o = put(doc, "agents", new_object());
+	put_int_opt(o, "total", ctx->agents_total);
+	put_int_opt(o, "busy", ctx->agents_busy);
+	o = put(doc, "queue", new_object());
+	put_int(o, "messages", qs.active + qs.hold);
+	put_int(o, "active", qs.active);
+	put_int(o, "hold", qs.hold);
+	put_int(o, "recipients_pending", qs.rcpts_pending);
+	put_double_opt(o, "oldest_received_at", qs.oldest_received_at);
+	o = put(doc, "intake", new_object());
+	put_int(o, "messages", (int64_t)ctx->messages_in);
+	put_int(o, "commits", (int64_t)ctx->commits);
+	put_double_opt(doc, "now", now_wall());
 }
 
 struct list_walk {
-	struct json_w *w;
+	json_t *messages;              /* the array the entries go to */
 	double now;
 };
 
@@ -161,28 +232,25 @@ static int
 list_one(void *arg, const struct store_list_entry *e)
 {
 	struct list_walk *lw = arg;
-	struct json_w *w = lw->w;
+	json_t *o = new_object(), *rcpts;
 	size_t i;
 
-	json_obj_begin(w);
-	json_kv_str(w, "id", e->qid);
-	json_kv_str(w, "state", e->state);
-	json_kv_double_opt(w, "received_at", e->received_at);
-	json_kv_int(w, "age", e->received_at >= 0 && lw->now > e->received_at ?
+	push(lw->messages, o);
+	put_str(o, "id", e->qid);
+	put_str(o, "state", e->state);
+	put_double_opt(o, "received_at", e->received_at);
+	put_int(o, "age", e->received_at >= 0 && lw->now > e->received_at ?
 	    (int64_t)(lw->now - e->received_at) : 0);
-	json_kv_int_opt(w, "size", e->size);
-	json_kv_str(w, "sender", e->sender);
-	json_key(w, "recipients");
-	json_arr_begin(w);
+	put_int_opt(o, "size", e->size);
+	put_str(o, "sender", e->sender);
+	rcpts = put(o, "recipients", new_array());
 	for (i = 0; i < e->nrcpts; i++)
-		json_str(w, e->rcpts[i]);
-	json_arr_end(w);
-	json_kv_int(w, "recipients_total", e->rcpts_total);
-	json_kv_int(w, "pending", e->pending);
-	json_kv_double_opt(w, "next_attempt", e->next_attempt);
-	json_kv_str(w, "last_reply", e->last_reply);
-	json_kv_str(w, "last_dsn", e->last_dsn);
-	json_obj_end(w);
+		push(rcpts, json_bytes_cstring(e->rcpts[i]));
+	put_int(o, "recipients_total", e->rcpts_total);
+	put_int(o, "pending", e->pending);
+	put_double_opt(o, "next_attempt", e->next_attempt);
+	put_str(o, "last_reply", e->last_reply);
+	put_str(o, "last_dsn", e->last_dsn);
 	return 0;
 }
 
@@ -190,51 +258,47 @@ static void
 cmd_list(struct control_ctx *ctx, const char *qid, struct answer *a)
 {
 	struct list_walk lw;
+	json_t *doc;
 	int truncated;
 
 	(void)qid;
-	lw.w = &a->w;
 	lw.now = now_wall();
-	json_obj_begin(&a->w);
-	json_kv_bool(&a->w, "ok", 1);
-	json_kv_double_opt(&a->w, "now", lw.now);
-	json_key(&a->w, "messages");
-	json_arr_begin(&a->w);
+	doc = answer_ok(a);
+	put_double_opt(doc, "now", lw.now);
+	lw.messages = put(doc, "messages", new_array());
 	if (store_admin_list(ctx->st, STORE_LIST_MAX, list_one, &lw,
 	    &truncated) != 0) {
 		store_failed(a, ctx, "queue list");
 		return;
 	}
-	json_arr_end(&a->w);
-	json_kv_bool(&a->w, "truncated", truncated);
-	json_obj_end(&a->w);
+	put_bool(doc, "truncated", truncated);
 }
 
 static void
-notify_json(struct json_w *w, uint32_t n)
+notify_json(json_t *o, uint32_t n)
 {
-	json_key(w, "dsn_notify");
+	json_t *a;
+
 	if (n == 0) {
-		json_null(w);
+		put(o, "dsn_notify", json_null());
 		return;
 	}
-	json_arr_begin(w);
+	a = put(o, "dsn_notify", new_array());
 	if (n & NOTIFY_NEVER)
-		json_str(w, "NEVER");
+		push(a, json_string("NEVER"));
 	if (n & NOTIFY_SUCCESS)
-		json_str(w, "SUCCESS");
+		push(a, json_string("SUCCESS"));
 	if (n & NOTIFY_FAILURE)
-		json_str(w, "FAILURE");
+		push(a, json_string("FAILURE"));
 	if (n & NOTIFY_DELAY)
-		json_str(w, "DELAY");
-	json_arr_end(w);
+		push(a, json_string("DELAY"));
 }
 
 static void
 cmd_show(struct control_ctx *ctx, const char *qid, struct answer *a)
 {
 	struct store_msg_info m;
-	struct json_w *w = &a->w;
+	json_t *doc, *o, *rcpts, *ro, *hist, *ho;
 	double now = now_wall();
 	size_t i, j;
 	int rc;
@@ -243,70 +307,62 @@ cmd_show(struct control_ctx *ctx, const char *qid, struct answer *a)
 		state_error(a, ctx, qid, rc, "show");
 		return;
 	}
-	json_obj_begin(w);
-	json_kv_bool(w, "ok", 1);
-	json_kv_double_opt(w, "now", now);
-	json_key(w, "message");
-	json_obj_begin(w);
-	json_kv_str(w, "id", m.qid);
-	json_kv_str(w, "state", m.state);
-	json_kv_double_opt(w, "received_at", m.received_at);
-	json_kv_int(w, "age", m.received_at >= 0 && now > m.received_at ?
+	doc = answer_ok(a);
+	put_double_opt(doc, "now", now);
+	o = put(doc, "message", new_object());
+	put_str(o, "id", m.qid);
+	put_str(o, "state", m.state);
+	put_double_opt(o, "received_at", m.received_at);
+	put_int(o, "age", m.received_at >= 0 && now > m.received_at ?
 	    (int64_t)(now - m.received_at) : 0);
-	json_kv_int_opt(w, "size", m.size);
-	json_kv_str(w, "sender", m.sender);
-	json_kv_str(w, "client_addr", m.client_addr);
-	json_kv_str(w, "client_name", m.client_name);
-	json_kv_str(w, "helo", m.helo);
-	json_kv_str(w, "protocol", m.protocol);
-	json_kv_str(w, "auth_user", m.auth_user);
-	json_kv_str(w, "body_type", m.body_type);
-	json_kv_bool(w, "smtputf8", m.smtputf8);
-	json_kv_int_opt(w, "size_declared", m.size_declared);
-	json_kv_str(w, "dsn_ret", m.dsn_ret);
-	json_kv_str(w, "dsn_envid", m.dsn_envid);
-	json_kv_str(w, "dsn_of", m.dsn_of);
-	json_kv_bool(w, "warned", m.warned);
-	json_key(w, "headers");
-	json_strn(w, m.headers != NULL ? m.headers : "", m.headers_len);
-	json_kv_bool(w, "headers_truncated", m.headers_truncated);
-	json_kv_int(w, "recipients_total", m.rcpts_total);
-	json_key(w, "recipients");
-	json_arr_begin(w);
+	put_int_opt(o, "size", m.size);
+	put_str(o, "sender", m.sender);
+	put_str(o, "client_addr", m.client_addr);
+	put_str(o, "client_name", m.client_name);
+	put_str(o, "helo", m.helo);
+	put_str(o, "protocol", m.protocol);
+	put_str(o, "auth_user", m.auth_user);
+	put_str(o, "body_type", m.body_type);
+	put_bool(o, "smtputf8", m.smtputf8);
+	put_int_opt(o, "size_declared", m.size_declared);
+	put_str(o, "dsn_ret", m.dsn_ret);
+	put_str(o, "dsn_envid", m.dsn_envid);
+	put_str(o, "dsn_of", m.dsn_of);
+	put_bool(o, "warned", m.warned);
+	put(o, "headers", json_bytes_string(m.headers, m.headers != NULL ?
+	    m.headers_len : 0));
+	put_bool(o, "headers_truncated", m.headers_truncated);
+	put_int(o, "recipients_total", m.rcpts_total);
+	rcpts = put(o, "recipients", new_array());
 	for (i = 0; i < m.nrcpts; i++) {
 		const struct store_rcpt_info *r = &m.rcpts[i];
 
-		json_obj_begin(w);
-		json_kv_str(w, "address", r->address);
-		json_kv_str(w, "state", r->state);
-		notify_json(w, r->dsn_notify);
-		json_kv_str(w, "dsn_orcpt", r->dsn_orcpt);
-		json_kv_int(w, "attempts", r->attempts);
-		json_kv_double_opt(w, "next_attempt", r->next_attempt);
-		json_kv_double_opt(w, "last_attempt", r->last_attempt);
-		json_kv_str(w, "last_reply", r->last_reply);
-		json_kv_str(w, "last_dsn", r->last_dsn);
-		json_kv_int(w, "history_total", r->history_total);
-		json_key(w, "history");
-		json_arr_begin(w);
+		ro = new_object();
+		push(rcpts, ro);
+		put_str(ro, "address", r->address);
+		put_str(ro, "state", r->state);
+		notify_json(ro, r->dsn_notify);
+		put_str(ro, "dsn_orcpt", r->dsn_orcpt);
+		put_int(ro, "attempts", r->attempts);
+		put_double_opt(ro, "next_attempt", r->next_attempt);
+		put_double_opt(ro, "last_attempt", r->last_attempt);
+		put_str(ro, "last_reply", r->last_reply);
+		put_str(ro, "last_dsn", r->last_dsn);
+		put_int(ro, "history_total", r->history_total);
+		hist = put(ro, "history", new_array());
 		for (j = 0; j < r->nhistory; j++) {
 			const struct store_attempt_info *h = &r->history[j];
 
-			json_obj_begin(w);
-			json_kv_double_opt(w, "at", h->at);
-			json_kv_str(w, "relay", h->relay);
-			json_kv_str(w, "tls", h->tls);
-			json_kv_str(w, "status", h->status);
-			json_kv_str(w, "dsn", h->dsn);
-			json_kv_str(w, "reply", h->reply);
-			json_obj_end(w);
+			ho = new_object();
+			push(hist, ho);
+			put_double_opt(ho, "at", h->at);
+			put_str(ho, "relay", h->relay);
+			put_str(ho, "tls", h->tls);
+			put_str(ho, "status", h->status);
+			put_str(ho, "dsn", h->dsn);
+			put_str(ho, "reply", h->reply);
 		}
-		json_arr_end(w);
-		json_obj_end(w);
 	}
-	json_arr_end(w);
-	json_obj_end(w);
-	json_obj_end(w);
 	store_admin_show_free(&m);
 }
 
@@ -617,10 +673,8 @@ control_serve(int fd, struct control_ctx *ctx)
 
 	fd_set_nonblock(fd, 1);
 	memset(&a, 0, sizeof(a));
-	json_w_init(&a.w);
 	rc = read_request(fd, line, sizeof(line), &why);
 	if (rc == 0) {
-		json_w_free(&a.w);
 		close(fd);
 		return;
 	}
@@ -628,16 +682,20 @@ control_serve(int fd, struct control_ctx *ctx)
 		fail(&a, "%s", why);
 	else
 		run_request(ctx, line, &a);
-	if (a.err[0] != '\0') {
+	if (a.err[0] != '\0' || a.doc == NULL) {
 		/* whatever a handler began is dropped for the error */
-		json_w_free(&a.w);
-		json_w_init(&a.w);
-		json_obj_begin(&a.w);
-		json_kv_bool(&a.w, "ok", 0);
-		json_kv_str(&a.w, "error", a.err);
-		json_obj_end(&a.w);
+		if (a.err[0] == '\0')
+			fail(&a, "no answer");
+		json_decref(a.doc);
+		a.doc = new_object();
+		put_bool(a.doc, "ok", 0);
+		put_str(a.doc, "error", a.err);
 	}
-	out = json_w_take(&a.w, &len);
+	out = json_dumps(a.doc, JSON_BYTES_DUMP_FLAGS);
+	json_decref(a.doc);
+	if (out == NULL)
+		log_fatal("out of memory (the control answer)");
+	len = strlen(out);
 	out = xrealloc(out, len + 2);
 	out[len++] = '\n';
 	out[len] = '\0';

@@ -1,31 +1,49 @@
 /*
- * dns_mx.c - MX and address lookups for the delivery agent with the
- * stub resolver (res_query), and pointing that resolver at a configured
- * server.
+ * dns_mx.c - MX and address lookups for the delivery agent through c-ares,
+ * each driven by poll(2) on the library's sockets under one deadline, and
+ * pointing the library at a configured server.
+ *
+ * The agent handles one job at a time; a lookup therefore never blocks
+ * past DNS_LOOKUP_MS (each try waits DNS_TRY_MS, doubled per retry, and
+ * whatever is still out at the deadline is cancelled and counts as a
+ * temporary failure).  Queries are plain ares_query calls: no search list,
+ * no hosts file, the answer of the server only, as res_query gave.
  *
  * Security stance: answers come from the network.  They are parsed with
- * the resolver library's bounds-checked ns_* functions, host names are
- * length-limited and checked to be plain host names before they are
- * used, and the number of records kept is bounded.
+ * c-ares's bounds-checked parsers (a malformed answer is a temporary
+ * failure), host names are length-limited and checked to be plain host
+ * names before they are used, and the number of records kept is bounded.
  */
 #include "autoconfig.h"
 
 #include <errno.h>
-#include <netdb.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <arpa/inet.h>
-#include <arpa/nameser.h>
 #include <netinet/in.h>
-#include <resolv.h>
+
+#include <ares.h>
 
 #include "dns_mx.h"
 #include "util.h"
 
 #define DNS_MAX_MX 64
-#define DNS_ANSWER_MAX 65536
+#define DNS_MAX_ADDRS 32         /* per type and host */
+#define DNS_TRY_MS 3000            /* the first try; c-ares doubles it */
+#define DNS_TRIES 2
+#define DNS_LOOKUP_MS 15000        /* one lookup, all its queries, at most */
+
+/* RFC 1035 class and types */
+#define DNS_CLASS_IN 1
+#define DNS_TYPE_A 1
+#define DNS_TYPE_MX 15
+#define DNS_TYPE_AAAA 28
+
+static ares_channel channel;
+static int channel_ready;
 
 const char *
 dns_status_name(enum dns_status s)
@@ -44,42 +62,35 @@ dns_status_name(enum dns_status s)
 	}
 }
 
-int
-dns_resolver_setup(const char *spec, char *err, size_t errlen)
+/* "addr", "addr:port" or "[addr]:port" into one server node. */
+static int
+parse_server(const char *spec, struct ares_addr_port_node *node)
 {
 	char host[128];
 	const char *colon, *portstr = NULL;
 	unsigned long port = 53;
-	struct in_addr a4;
-	struct in6_addr a6;
 
-	if (res_init() != 0) {
-		snprintf(err, errlen, "res_init failed");
-		return -1;
-	}
-	if (spec == NULL || spec[0] == '\0')
-		return 0;
 	if (spec[0] == '[') {
 		const char *end = strchr(spec, ']');
 
 		if (end == NULL || (size_t)(end - spec - 1) >= sizeof(host))
-			goto bad;
+			return -1;
 		memcpy(host, spec + 1, (size_t)(end - spec - 1));
 		host[end - spec - 1] = '\0';
 		if (end[1] == ':')
 			portstr = end + 2;
 		else if (end[1] != '\0')
-			goto bad;
+			return -1;
 	} else if ((colon = strchr(spec, ':')) != NULL &&
 	    strchr(colon + 1, ':') == NULL) {
 		if ((size_t)(colon - spec) >= sizeof(host))
-			goto bad;
+			return -1;
 		memcpy(host, spec, (size_t)(colon - spec));
 		host[colon - spec] = '\0';
 		portstr = colon + 1;
 	} else {
 		if (strlen(spec) >= sizeof(host))
-			goto bad;
+			return -1;
 		strcpy(host, spec);
 	}
 	if (portstr != NULL) {
@@ -88,51 +99,191 @@ dns_resolver_setup(const char *spec, char *err, size_t errlen)
 		errno = 0;
 		port = strtoul(portstr, &e, 10);
 		if (errno || *e != '\0' || port == 0 || port > 65535)
-			goto bad;
-	}
-	if (inet_pton(AF_INET, host, &a4) == 1) {
-		_res.nsaddr_list[0].sin_family = AF_INET;
-		_res.nsaddr_list[0].sin_addr = a4;
-		_res.nsaddr_list[0].sin_port = htons((uint16_t)port);
-		if (_res._u._ext.nsaddrs[0] != NULL) {
-			free(_res._u._ext.nsaddrs[0]);
-			_res._u._ext.nsaddrs[0] = NULL;
-		}
-	} else if (inet_pton(AF_INET6, host, &a6) == 1) {
-		struct sockaddr_in6 *s6 = _res._u._ext.nsaddrs[0];
-
-		/* glibc takes nsaddrs[n] when nsaddr_list[n] has no family;
-		 * it frees them with free() */
-		if (s6 == NULL)
-			s6 = malloc(sizeof(*s6));
-		if (s6 == NULL) {
-			snprintf(err, errlen, "out of memory");
 			return -1;
-		}
-		memset(s6, 0, sizeof(*s6));
-		s6->sin6_family = AF_INET6;
-		s6->sin6_addr = a6;
-		s6->sin6_port = htons((uint16_t)port);
-		_res._u._ext.nsaddrs[0] = s6;
-		memset(&_res.nsaddr_list[0], 0, sizeof(_res.nsaddr_list[0]));
-	} else
-		goto bad;
-	_res.nscount = 1;
+	}
+	memset(node, 0, sizeof(*node));
+	if (inet_pton(AF_INET, host, &node->addr.addr4) == 1)
+		node->family = AF_INET;
+	else if (inet_pton(AF_INET6, host, &node->addr.addr6) == 1)
+		node->family = AF_INET6;
+	else
+		return -1;
+	node->udp_port = (int)port;
+	node->tcp_port = (int)port;
 	return 0;
-bad:
-	snprintf(err, errlen, "resolver \"%s\" is not address, address:port "
-	    "or [address]:port", spec);
-	return -1;
 }
 
-/* h_errno after a failed res_query. */
-static enum dns_status
-query_error(void)
+int
+dns_resolver_setup(const char *spec, char *err, size_t errlen)
 {
-	switch (h_errno) {
-	case HOST_NOT_FOUND:
+	struct ares_options opts;
+	struct ares_addr_port_node server;
+	int rc;
+
+	if (spec != NULL && spec[0] != '\0' &&
+	    parse_server(spec, &server) != 0) {
+		snprintf(err, errlen, "resolver \"%s\" is not address, "
+		    "address:port or [address]:port", spec);
+		return -1;
+	}
+	if (channel_ready) {
+		ares_destroy(channel);
+		channel_ready = 0;
+	} else if ((rc = ares_library_init(ARES_LIB_INIT_ALL)) !=
+	    ARES_SUCCESS) {
+		snprintf(err, errlen, "c-ares: %s", ares_strerror(rc));
+		return -1;
+	}
+	/* reads /etc/resolv.conf now, before the agent drops privileges */
+	memset(&opts, 0, sizeof(opts));
+	opts.timeout = DNS_TRY_MS;
+	opts.tries = DNS_TRIES;
+	rc = ares_init_options(&channel, &opts, ARES_OPT_TIMEOUTMS |
+	    ARES_OPT_TRIES);
+	if (rc != ARES_SUCCESS) {
+		snprintf(err, errlen, "c-ares: %s", ares_strerror(rc));
+		return -1;
+	}
+	channel_ready = 1;
+	if (spec != NULL && spec[0] != '\0' &&
+	    (rc = ares_set_servers_ports(channel, &server)) != ARES_SUCCESS) {
+		snprintf(err, errlen, "resolver \"%s\": %s", spec,
+		    ares_strerror(rc));
+		return -1;
+	}
+	return 0;
+}
+
+/* --- one round of queries, under the deadline ---------------------------- */
+
+struct query {
+	int done;
+	int status;                /* ARES_SUCCESS or an ARES_E* code */
+	unsigned char *ans;        /* the answer when ARES_SUCCESS */
+	int len;
+};
+
+static void
+on_answer(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+	struct query *q = arg;
+
+	(void)timeouts;
+	q->done = 1;
+	q->status = status;
+	if (status == ARES_SUCCESS && abuf != NULL && alen > 0) {
+		q->ans = xmalloc((size_t)alen);
+		memcpy(q->ans, abuf, (size_t)alen);
+		q->len = alen;
+	} else if (status == ARES_SUCCESS)
+		q->status = ARES_EBADRESP;
+}
+
+static int
+all_done(const struct query *qs, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (!qs[i].done)
+			return 0;
+	return 1;
+}
+
+/* Drives the channel until every query in qs has its answer or the
+ * deadline passes; then what is still out is cancelled (ARES_ECANCELLED). */
+static void
+run_queries(struct query *qs, size_t n)
+{
+	int64_t deadline = now_ms() + DNS_LOOKUP_MS;
+
+	while (!all_done(qs, n)) {
+		ares_socket_t socks[ARES_GETSOCK_MAXNUM];
+		struct pollfd pfd[ARES_GETSOCK_MAXNUM];
+		struct timeval max, tv, *tvp;
+		nfds_t nfds = 0;
+		int64_t left = deadline - now_ms();
+		unsigned bits;
+		int i, ms, rc;
+
+		if (left <= 0)
+			break;
+		/* bit i: socks[i] readable, bit 16 + i: writable (tested
+		 * unsigned: c-ares's own macros shift into the sign bit) */
+		bits = (unsigned)ares_getsock(channel, socks,
+		    ARES_GETSOCK_MAXNUM);
+		for (i = 0; i < ARES_GETSOCK_MAXNUM; i++) {
+			short ev = 0;
+
+			if (bits & (1u << i))
+				ev |= POLLIN;
+			if (bits & (1u << (i + ARES_GETSOCK_MAXNUM)))
+				ev |= POLLOUT;
+			if (ev == 0)
+				continue;
+			pfd[nfds].fd = socks[i];
+			pfd[nfds].events = ev;
+			pfd[nfds].revents = 0;
+			nfds++;
+		}
+		max.tv_sec = (time_t)(left / 1000);
+		max.tv_usec = (suseconds_t)(left % 1000 * 1000);
+		tvp = ares_timeout(channel, &max, &tv);
+		ms = (int)(tvp->tv_sec * 1000 + (tvp->tv_usec + 999) / 1000);
+		rc = poll(pfd, nfds, ms);
+		if (rc < 0 && errno != EINTR)
+			break;
+		if (rc <= 0) {
+			/* nothing ready: let c-ares handle its timeouts */
+			ares_process_fd(channel, ARES_SOCKET_BAD,
+			    ARES_SOCKET_BAD);
+			continue;
+		}
+		for (i = 0; i < (int)nfds; i++) {
+			short re = pfd[i].revents;
+
+			if (re == 0)
+				continue;
+			ares_process_fd(channel,
+			    re & (POLLIN | POLLERR | POLLHUP) ? pfd[i].fd :
+			    ARES_SOCKET_BAD,
+			    re & POLLOUT ? pfd[i].fd : ARES_SOCKET_BAD);
+		}
+	}
+	if (!all_done(qs, n))
+		ares_cancel(channel);
+}
+
+/* Sends the queries for name (one per type) and waits for them. */
+static void
+lookup(const char *name, const int *types, struct query *qs, size_t n)
+{
+	size_t i;
+
+	memset(qs, 0, n * sizeof(*qs));
+	if (!channel_ready) {
+		for (i = 0; i < n; i++) {
+			qs[i].done = 1;
+			qs[i].status = ARES_ENOTINITIALIZED;
+		}
+		return;
+	}
+	for (i = 0; i < n; i++)
+		ares_query(channel, name, DNS_CLASS_IN, types[i], on_answer,
+		    &qs[i]);
+	run_queries(qs, n);
+}
+
+/* A failed query's status as ferry sees it: NXDOMAIN and "no records of
+ * that type" are answers; anything else (SERVFAIL, REFUSED, timeout,
+ * a malformed answer, the deadline) is temporary. */
+static enum dns_status
+query_error(int status)
+{
+	switch (status) {
+	case ARES_ENOTFOUND:
 		return DNS_NXDOMAIN;
-	case NO_DATA:
+	case ARES_ENODATA:
 		return DNS_NODATA;
 	default:
 		return DNS_TEMP;
@@ -163,39 +314,22 @@ enum dns_status
 dns_parse_mx(const unsigned char *ans, int len, struct dns_mx **mxp,
     size_t *nmx)
 {
-	ns_msg msg;
-	ns_rr rr;
+	struct ares_mx_reply *head = NULL, *r;
 	struct dns_mx *mx = NULL, tmp;
 	size_t n = 0, i, j;
-	int count, k, nullmx = 0;
+	int rc, nullmx = 0;
 
 	*mxp = NULL;
 	*nmx = 0;
-	if (ns_initparse(ans, len, &msg) < 0)
+	rc = ares_parse_mx_reply(ans, len, &head);
+	if (rc == ARES_ENODATA)
+		return DNS_NODATA;
+	if (rc != ARES_SUCCESS)
 		return DNS_TEMP;
-	count = ns_msg_count(msg, ns_s_an);
-	for (k = 0; k < count; k++) {
-		char name[NS_MAXDNAME];
-		const unsigned char *rd;
-		int nl;
+	for (r = head; r != NULL; r = r->next) {
+		const char *name = r->host != NULL ? r->host : "";
 
-		if (ns_parserr(&msg, ns_s_an, k, &rr) < 0) {
-			free(mx);
-			return DNS_TEMP;
-		}
-		if (ns_rr_type(rr) != ns_t_mx || ns_rr_class(rr) != ns_c_in)
-			continue;
-		if (ns_rr_rdlen(rr) < 3) {
-			free(mx);
-			return DNS_TEMP;
-		}
-		rd = ns_rr_rdata(rr);
-		nl = dn_expand(ns_msg_base(msg), ns_msg_end(msg), rd + 2, name,
-		    sizeof(name));
-		if (nl < 0) {
-			free(mx);
-			return DNS_TEMP;
-		}
+		/* RFC 7505: "0 ." (c-ares gives the root as "") */
 		if (name[0] == '\0' || strcmp(name, ".") == 0) {
 			nullmx = 1;
 			continue;
@@ -204,10 +338,11 @@ dns_parse_mx(const unsigned char *ans, int len, struct dns_mx **mxp,
 		    !host_ok(name))
 			continue;
 		mx = xrealloc(mx, (n + 1) * sizeof(*mx));
-		mx[n].pref = ((unsigned)rd[0] << 8) | rd[1];
+		mx[n].pref = r->priority;
 		ferry_strlcpy(mx[n].host, name, sizeof(mx[n].host));
 		n++;
 	}
+	ares_free_data(head);
 	if (nullmx) {
 		free(mx);
 		return DNS_NULLMX;
@@ -216,10 +351,10 @@ dns_parse_mx(const unsigned char *ans, int len, struct dns_mx **mxp,
 		return DNS_NODATA;
 	/* shuffle, then a stable sort: random order among equals */
 	for (i = n - 1; i > 0; i--) {
-		uint32_t r;
+		uint32_t rnd;
 
-		random_bytes(&r, sizeof(r));
-		j = r % (i + 1);
+		random_bytes(&rnd, sizeof(rnd));
+		j = rnd % (i + 1);
 		tmp = mx[i];
 		mx[i] = mx[j];
 		mx[j] = tmp;
@@ -238,56 +373,56 @@ dns_parse_mx(const unsigned char *ans, int len, struct dns_mx **mxp,
 enum dns_status
 dns_mx_lookup(const char *domain, struct dns_mx **mx, size_t *nmx)
 {
-	unsigned char *ans = xmalloc(DNS_ANSWER_MAX);
+	static const int type = DNS_TYPE_MX;
+	struct query q;
 	enum dns_status st;
-	int len;
 
 	*mx = NULL;
 	*nmx = 0;
-	len = res_query(domain, ns_c_in, ns_t_mx, ans, DNS_ANSWER_MAX);
-	if (len < 0)
-		st = query_error();
+	lookup(domain, &type, &q, 1);
+	if (q.status != ARES_SUCCESS)
+		st = query_error(q.status);
 	else
-		st = dns_parse_mx(ans, len < DNS_ANSWER_MAX ? len :
-		    DNS_ANSWER_MAX, mx, nmx);
-	free(ans);
+		st = dns_parse_mx(q.ans, q.len, mx, nmx);
+	free(q.ans);
 	return st;
 }
 
 /* Adds the A or AAAA records of one answer. */
 static enum dns_status
-add_addrs(const unsigned char *ans, int len, int type, int port,
+add_addrs(const struct query *q, int type, int port,
     struct sockaddr_storage *out, size_t max, size_t *n)
 {
-	ns_msg msg;
-	ns_rr rr;
-	int count, k;
+	struct ares_addrttl a4[DNS_MAX_ADDRS];
+	struct ares_addr6ttl a6[DNS_MAX_ADDRS];
+	int count = DNS_MAX_ADDRS, rc, k;
 
-	if (ns_initparse(ans, len, &msg) < 0)
-		return DNS_TEMP;
-	count = ns_msg_count(msg, ns_s_an);
+	if (q->status != ARES_SUCCESS)
+		return query_error(q->status);
+	if (type == DNS_TYPE_A)
+		rc = ares_parse_a_reply(q->ans, q->len, NULL, a4, &count);
+	else
+		rc = ares_parse_aaaa_reply(q->ans, q->len, NULL, a6, &count);
+	if (rc != ARES_SUCCESS)
+		return query_error(rc == ARES_ENODATA ? rc : ARES_EBADRESP);
 	for (k = 0; k < count && *n < max; k++) {
-		if (ns_parserr(&msg, ns_s_an, k, &rr) < 0)
-			return DNS_TEMP;
-		if ((int)ns_rr_type(rr) != type || ns_rr_class(rr) != ns_c_in)
-			continue;
 		memset(&out[*n], 0, sizeof(out[*n]));
-		if (type == ns_t_a && ns_rr_rdlen(rr) == 4) {
-			struct sockaddr_in *s = (struct sockaddr_in *)&out[*n];
+		if (type == DNS_TYPE_A) {
+			struct sockaddr_in *sa = (struct sockaddr_in *)&out[*n];
 
-			s->sin_family = AF_INET;
-			s->sin_port = htons((uint16_t)port);
-			memcpy(&s->sin_addr, ns_rr_rdata(rr), 4);
-			(*n)++;
-		} else if (type == ns_t_aaaa && ns_rr_rdlen(rr) == 16) {
-			struct sockaddr_in6 *s =
+			sa->sin_family = AF_INET;
+			sa->sin_port = htons((uint16_t)port);
+			sa->sin_addr = a4[k].ipaddr;
+		} else {
+			struct sockaddr_in6 *sa =
 			    (struct sockaddr_in6 *)&out[*n];
 
-			s->sin6_family = AF_INET6;
-			s->sin6_port = htons((uint16_t)port);
-			memcpy(&s->sin6_addr, ns_rr_rdata(rr), 16);
-			(*n)++;
+			sa->sin6_family = AF_INET6;
+			sa->sin6_port = htons((uint16_t)port);
+			memcpy(&sa->sin6_addr, &a6[k].ip6addr,
+			    sizeof(sa->sin6_addr));
 		}
+		(*n)++;
 	}
 	return DNS_OK;
 }
@@ -296,21 +431,18 @@ enum dns_status
 dns_addr_lookup(const char *host, int port, struct sockaddr_storage *out,
     size_t max, size_t *n)
 {
-	static const int types[2] = { ns_t_a, ns_t_aaaa };
-	unsigned char *ans = xmalloc(DNS_ANSWER_MAX);
+	static const int types[2] = { DNS_TYPE_A, DNS_TYPE_AAAA };
+	struct query q[2];
 	enum dns_status st[2];
-	int i, len;
+	int i;
 
 	*n = 0;
+	/* both asked at once; the A records come first */
+	lookup(host, types, q, 2);
 	for (i = 0; i < 2; i++) {
-		len = res_query(host, ns_c_in, types[i], ans, DNS_ANSWER_MAX);
-		if (len < 0)
-			st[i] = query_error();
-		else
-			st[i] = add_addrs(ans, len < DNS_ANSWER_MAX ? len :
-			    DNS_ANSWER_MAX, types[i], port, out, max, n);
+		st[i] = add_addrs(&q[i], types[i], port, out, max, n);
+		free(q[i].ans);
 	}
-	free(ans);
 	if (*n > 0)
 		return DNS_OK;
 	if (st[0] == DNS_TEMP || st[1] == DNS_TEMP)

@@ -36,7 +36,7 @@
 
 #include "auth_users.h"
 #include "config.h"
-#include "json.h"
+#include "json_bytes.h"
 #include "log.h"
 #include "util.h"
 
@@ -299,20 +299,20 @@ put_indented(FILE *fp, const char *indent, const char *s, size_t len)
 }
 
 static void
-put_str(FILE *fp, const struct json_value *v)
+put_str(FILE *fp, const json_t *v)
 {
-	if (v != NULL && v->type == JSON_STRING)
-		put_safe(fp, v->str, v->len, 0);
+	if (json_is_string(v))
+		put_safe(fp, json_string_value(v), json_string_length(v), 0);
 	else
 		fputs("-", fp);
 }
 
-static const struct json_value *
-member(const struct json_value *o, const char *key, enum json_type t)
+static const json_t *
+member(const json_t *o, const char *key, json_type t)
 {
-	const struct json_value *v = json_get(o, key);
+	const json_t *v = json_object_get(o, key);
 
-	return v != NULL && v->type == t ? v : NULL;
+	return v != NULL && json_typeof(v) == t ? v : NULL;
 }
 
 /* "45s", "12m", "3h05m", "2d04h". */
@@ -359,11 +359,11 @@ fmt_next(char *out, size_t n, double t, double now)
 }
 
 static void
-put_sender(FILE *fp, const struct json_value *v)
+put_sender(FILE *fp, const json_t *v)
 {
 	putc('<', fp);
-	if (v != NULL && v->type == JSON_STRING)
-		put_safe(fp, v->str, v->len, 0);
+	if (json_is_string(v))
+		put_safe(fp, json_string_value(v), json_string_length(v), 0);
 	putc('>', fp);
 }
 
@@ -371,10 +371,10 @@ put_sender(FILE *fp, const struct json_value *v)
 
 /* A message's state for a table column: one of the words we know. */
 static const char *
-state_word(const struct json_value *m)
+state_word(const json_t *m)
 {
 	static const char *const known[] = { "active", "hold" };
-	const char *s = json_get_str(m, "state", "-");
+	const char *s = json_member_str(m, "state", "-");
 	size_t i;
 
 	for (i = 0; i < sizeof(known) / sizeof(known[0]); i++)
@@ -384,36 +384,39 @@ state_word(const struct json_value *m)
 }
 
 static double
-server_now(const struct json_value *root)
+server_now(const json_t *root)
 {
-	return json_get_num(root, "now", (double)time(NULL));
+	return json_member_num(root, "now", (double)time(NULL));
 }
 
 static void
-render_status(const struct json_value *root)
+render_status(const json_t *root)
 {
-	const struct json_value *wk = member(root, "workers", JSON_OBJECT);
-	const struct json_value *ag = member(root, "agents", JSON_OBJECT);
-	const struct json_value *q = member(root, "queue", JSON_OBJECT);
-	const struct json_value *in = member(root, "intake", JSON_OBJECT);
+	const json_t *wk = member(root, "workers", JSON_OBJECT);
+	const json_t *ag = member(root, "agents", JSON_OBJECT);
+	const json_t *q = member(root, "queue", JSON_OBJECT);
+	const json_t *in = member(root, "intake", JSON_OBJECT);
 	double now = server_now(root), oldest;
 	char when[64], span[32];
 
-	if (wk != NULL && json_get_num(wk, "total", -1) >= 0)
+	if (wk != NULL && json_member_num(wk, "total", -1) >= 0)
 		printf("workers: %.0f busy of %.0f\n",
-		    json_get_num(wk, "busy", 0), json_get_num(wk, "total", 0));
+		    json_member_num(wk, "busy", 0),
+		    json_member_num(wk, "total", 0));
 	else
 		printf("workers: unknown\n");
 	if (ag != NULL)
 		printf("agents:  %.0f busy of %.0f\n",
-		    json_get_num(ag, "busy", 0), json_get_num(ag, "total", 0));
+		    json_member_num(ag, "busy", 0),
+		    json_member_num(ag, "total", 0));
 	if (q != NULL) {
 		printf("queue:   %.0f message(s) (%.0f active, %.0f on hold), "
 		    "%.0f recipient(s) pending\n",
-		    json_get_num(q, "messages", 0),
-		    json_get_num(q, "active", 0), json_get_num(q, "hold", 0),
-		    json_get_num(q, "recipients_pending", 0));
-		oldest = json_get_num(q, "oldest_received_at", -1);
+		    json_member_num(q, "messages", 0),
+		    json_member_num(q, "active", 0),
+		    json_member_num(q, "hold", 0),
+		    json_member_num(q, "recipients_pending", 0));
+		oldest = json_member_num(q, "oldest_received_at", -1);
 		if (oldest >= 0) {
 			fmt_time(when, sizeof(when), oldest);
 			fmt_span(span, sizeof(span), now - oldest);
@@ -422,65 +425,67 @@ render_status(const struct json_value *root)
 	}
 	if (in != NULL)
 		printf("intake:  %.0f message(s) in %.0f commit(s) since "
-		    "start\n", json_get_num(in, "messages", 0),
-		    json_get_num(in, "commits", 0));
+		    "start\n", json_member_num(in, "messages", 0),
+		    json_member_num(in, "commits", 0));
 }
 
 static void
-render_list(const struct json_value *root)
+render_list(const json_t *root)
 {
-	const struct json_value *msgs = member(root, "messages", JSON_ARRAY);
+	const json_t *msgs = member(root, "messages", JSON_ARRAY);
 	double now = server_now(root), pending = 0;
 	size_t i, j;
 
-	if (msgs == NULL || msgs->n == 0) {
+	if (msgs == NULL || json_array_size(msgs) == 0) {
 		printf("Mail queue is empty\n");
 		return;
 	}
 	printf("%-12s  %6s  %10s  %-6s  %-8s  %s\n", "ID", "AGE", "SIZE",
 	    "STATE", "NEXT", "SENDER");
-	for (i = 0; i < msgs->n; i++) {
-		const struct json_value *m = &msgs->items[i];
-		const struct json_value *rc = member(m, "recipients",
+	for (i = 0; i < json_array_size(msgs); i++) {
+		const json_t *m = json_array_get(msgs, i);
+		const json_t *rc = member(m, "recipients",
 		    JSON_ARRAY);
-		const struct json_value *reply = member(m, "last_reply",
+		const json_t *reply = member(m, "last_reply",
 		    JSON_STRING);
-		double total = json_get_num(m, "recipients_total", 0);
+		double total = json_member_num(m, "recipients_total", 0);
 		char age[32], next[48];
 
-		fmt_span(age, sizeof(age), json_get_num(m, "age", 0));
-		fmt_next(next, sizeof(next), json_get_num(m, "next_attempt",
+		fmt_span(age, sizeof(age), json_member_num(m, "age", 0));
+		fmt_next(next, sizeof(next), json_member_num(m, "next_attempt",
 		    -1), now);
-		pending += json_get_num(m, "pending", 0);
+		pending += json_member_num(m, "pending", 0);
 		put_str(stdout, member(m, "id", JSON_STRING));
 		printf("  %6s  %10.0f  %-6s  %-8s  ", age,
-		    json_get_num(m, "size", 0), state_word(m), next);
+		    json_member_num(m, "size", 0), state_word(m), next);
 		put_sender(stdout, member(m, "sender", JSON_STRING));
 		putchar('\n');
 		if (reply != NULL) {
 			printf("    (");
-			put_safe(stdout, reply->str, reply->len, 0);
+			put_str(stdout, reply);
 			printf(")\n");
 		}
-		for (j = 0; rc != NULL && j < rc->n; j++) {
+		for (j = 0; rc != NULL && j < json_array_size(rc); j++) {
 			printf("    ");
-			put_str(stdout, &rc->items[j]);
+			put_str(stdout, json_array_get(rc, j));
 			putchar('\n');
 		}
-		if (rc != NULL && total > (double)rc->n)
-			printf("    ... and %.0f more\n", total - (double)rc->n);
+		if (rc != NULL && total > (double)json_array_size(rc))
+			printf("    ... and %.0f more\n",
+			    total - (double)json_array_size(rc));
 		putchar('\n');
 	}
-	printf("-- %zu message(s), %.0f recipient(s) pending%s\n", msgs->n,
-	    pending, json_get_bool(root, "truncated", 0) ?
+	printf("-- %zu message(s), %.0f recipient(s) pending%s\n",
+	    json_array_size(msgs),
+	    pending, json_member_bool(root, "truncated", 0) ?
 	    " (list truncated: more are queued)" : "");
 }
 
 static void
-render_notify(const struct json_value *r)
+render_notify(const json_t *r)
 {
-	const struct json_value *n = member(r, "dsn_notify", JSON_ARRAY);
-	const struct json_value *orcpt = member(r, "dsn_orcpt", JSON_STRING);
+	const json_t *n = member(r, "dsn_notify", JSON_ARRAY);
+	const json_t *orcpt = member(r, "dsn_orcpt", JSON_STRING);
 	size_t i;
 
 	if (n == NULL && orcpt == NULL)
@@ -488,37 +493,37 @@ render_notify(const struct json_value *r)
 	printf("      dsn:");
 	if (n != NULL) {
 		printf(" notify=");
-		for (i = 0; i < n->n; i++) {
+		for (i = 0; i < json_array_size(n); i++) {
 			if (i > 0)
 				putchar(',');
-			put_str(stdout, &n->items[i]);
+			put_str(stdout, json_array_get(n, i));
 		}
 	}
 	if (orcpt != NULL) {
 		printf(" orcpt=");
-		put_safe(stdout, orcpt->str, orcpt->len, 0);
+		put_str(stdout, orcpt);
 	}
 	putchar('\n');
 }
 
 static void
-render_history(const struct json_value *r)
+render_history(const json_t *r)
 {
-	const struct json_value *h = member(r, "history", JSON_ARRAY);
-	double total = json_get_num(r, "history_total", 0);
+	const json_t *h = member(r, "history", JSON_ARRAY);
+	double total = json_member_num(r, "history_total", 0);
 	size_t i;
 
-	if (h == NULL || h->n == 0)
+	if (h == NULL || json_array_size(h) == 0)
 		return;
-	if (total > (double)h->n)
+	if (total > (double)json_array_size(h))
 		printf("      (%.0f earlier attempt(s) not shown)\n",
-		    total - (double)h->n);
-	for (i = 0; i < h->n; i++) {
-		const struct json_value *a = &h->items[i];
-		const struct json_value *tls = member(a, "tls", JSON_STRING);
+		    total - (double)json_array_size(h));
+	for (i = 0; i < json_array_size(h); i++) {
+		const json_t *a = json_array_get(h, i);
+		const json_t *tls = member(a, "tls", JSON_STRING);
 		char when[64];
 
-		fmt_time(when, sizeof(when), json_get_num(a, "at", -1));
+		fmt_time(when, sizeof(when), json_member_num(a, "at", -1));
 		printf("      %s  ", when);
 		put_str(stdout, member(a, "status", JSON_STRING));
 		printf("  ");
@@ -527,7 +532,7 @@ render_history(const struct json_value *r)
 		put_str(stdout, member(a, "relay", JSON_STRING));
 		if (tls != NULL) {
 			printf(" tls=");
-			put_safe(stdout, tls->str, tls->len, 0);
+			put_str(stdout, tls);
 		}
 		printf("\n        ");
 		put_str(stdout, member(a, "reply", JSON_STRING));
@@ -537,22 +542,22 @@ render_history(const struct json_value *r)
 
 /* "  label:  value\n" when the member is a string. */
 static void
-render_field(const struct json_value *m, const char *label, const char *key)
+render_field(const json_t *m, const char *label, const char *key)
 {
-	const struct json_value *v = member(m, key, JSON_STRING);
+	const json_t *v = member(m, key, JSON_STRING);
 
 	if (v == NULL)
 		return;
 	printf("  %-10s ", label);
-	put_safe(stdout, v->str, v->len, 0);
+	put_str(stdout, v);
 	putchar('\n');
 }
 
 static void
-render_show(const struct json_value *root)
+render_show(const json_t *root)
 {
-	const struct json_value *m = member(root, "message", JSON_OBJECT);
-	const struct json_value *rc, *hd;
+	const json_t *m = member(root, "message", JSON_OBJECT);
+	const json_t *rc, *hd;
 	double now = server_now(root), recv_at, sd;
 	char when[64], span[32], next[48];
 	size_t i;
@@ -561,7 +566,7 @@ render_show(const struct json_value *root)
 		printf("(no message in the answer)\n");
 		return;
 	}
-	recv_at = json_get_num(m, "received_at", -1);
+	recv_at = json_member_num(m, "received_at", -1);
 	fmt_time(when, sizeof(when), recv_at);
 	fmt_span(span, sizeof(span), now - recv_at);
 	printf("Message ");
@@ -569,7 +574,7 @@ render_show(const struct json_value *root)
 	printf(" (");
 	put_str(stdout, member(m, "state", JSON_STRING));
 	printf(")\n  %-10s %s (%s ago)\n", "received:", when, span);
-	printf("  %-10s %.0f bytes\n", "size:", json_get_num(m, "size", 0));
+	printf("  %-10s %.0f bytes\n", "size:", json_member_num(m, "size", 0));
 	printf("  %-10s ", "sender:");
 	put_sender(stdout, member(m, "sender", JSON_STRING));
 	printf("\n  %-10s ", "client:");
@@ -583,37 +588,38 @@ render_show(const struct json_value *root)
 	putchar('\n');
 	render_field(m, "auth:", "auth_user");
 	render_field(m, "body:", "body_type");
-	if (json_get_bool(m, "smtputf8", 0))
+	if (json_member_bool(m, "smtputf8", 0))
 		printf("  %-10s yes\n", "smtputf8:");
-	if ((sd = json_get_num(m, "size_declared", -1)) >= 0)
+	if ((sd = json_member_num(m, "size_declared", -1)) >= 0)
 		printf("  %-10s %.0f bytes\n", "declared:", sd);
 	render_field(m, "dsn ret:", "dsn_ret");
 	render_field(m, "envid:", "dsn_envid");
 	render_field(m, "bounce of:", "dsn_of");
-	if (json_get_bool(m, "warned", 0))
+	if (json_member_bool(m, "warned", 0))
 		printf("  %-10s sent\n", "warning:");
 
 	hd = member(m, "headers", JSON_STRING);
-	printf("\nHeaders%s:\n", json_get_bool(m, "headers_truncated", 0) ?
+	printf("\nHeaders%s:\n", json_member_bool(m, "headers_truncated", 0) ?
 	    " (truncated)" : "");
-	if (hd != NULL && hd->len > 0)
-		put_indented(stdout, "  ", hd->str, hd->len);
+	if (json_string_length(hd) > 0)
+		put_indented(stdout, "  ", json_string_value(hd),
+		    json_string_length(hd));
 
 	rc = member(m, "recipients", JSON_ARRAY);
-	printf("\nRecipients (%.0f):\n", json_get_num(m, "recipients_total",
-	    rc != NULL ? (double)rc->n : 0));
-	for (i = 0; rc != NULL && i < rc->n; i++) {
-		const struct json_value *r = &rc->items[i];
-		const struct json_value *lr = member(r, "last_reply",
+	printf("\nRecipients (%.0f):\n", json_member_num(m, "recipients_total",
+	    rc != NULL ? (double)json_array_size(rc) : 0));
+	for (i = 0; rc != NULL && i < json_array_size(rc); i++) {
+		const json_t *r = json_array_get(rc, i);
+		const json_t *lr = member(r, "last_reply",
 		    JSON_STRING);
-		double na = json_get_num(r, "next_attempt", -1);
+		double na = json_member_num(r, "next_attempt", -1);
 
 		printf("  ");
 		put_sender(stdout, member(r, "address", JSON_STRING));
 		printf(": ");
 		put_str(stdout, member(r, "state", JSON_STRING));
-		printf(", %.0f attempt(s)", json_get_num(r, "attempts", 0));
-		if (na >= 0 && strcmp(json_get_str(r, "state", ""),
+		printf(", %.0f attempt(s)", json_member_num(r, "attempts", 0));
+		if (na >= 0 && strcmp(json_member_str(r, "state", ""),
 		    "pending") == 0) {
 			fmt_time(when, sizeof(when), na);
 			fmt_next(next, sizeof(next), na, now);
@@ -625,21 +631,22 @@ render_show(const struct json_value *root)
 			printf("      last: ");
 			put_str(stdout, member(r, "last_dsn", JSON_STRING));
 			printf(" ");
-			put_safe(stdout, lr->str, lr->len, 0);
+			put_str(stdout, lr);
 			putchar('\n');
 		}
 		render_history(r);
 	}
-	if (rc != NULL && json_get_num(m, "recipients_total", 0) >
-	    (double)rc->n)
+	if (rc != NULL && json_member_num(m, "recipients_total", 0) >
+	    (double)json_array_size(rc))
 		printf("  ... %.0f more recipient(s) not shown\n",
-		    json_get_num(m, "recipients_total", 0) - (double)rc->n);
+		    json_member_num(m, "recipients_total", 0) -
+		    (double)json_array_size(rc));
 }
 
 static void
-render_changed(int argc, char **argv, const struct json_value *root)
+render_changed(int argc, char **argv, const json_t *root)
 {
-	double n = json_get_num(root, "changed", 0);
+	double n = json_member_num(root, "changed", 0);
 	const char *verb = argv[1];
 
 	if (strcmp(verb, "flush") == 0) {
@@ -779,9 +786,10 @@ main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 }
 	};
 	const char *config_path = CONFIG_DEFAULT_PATH, *sock = NULL;
-	const struct json_value *ok;
-	struct json_value *root;
-	char req[REQUEST_MAX + 1], err[256], *path, *ans;
+	const json_t *ok;
+	json_t *root;
+	char req[REQUEST_MAX + 1], *path, *ans;
+	json_error_t jerr;
 	size_t anslen;
 	int ch, json_out = 0, rc;
 
@@ -832,27 +840,27 @@ main(int argc, char **argv)
 	if (rc != EX_OK_)
 		return rc;
 
-	root = json_parse(ans, anslen, err, sizeof(err));
-	ok = json_get(root, "ok");
+	/* the daemon may send \u0000 (a NUL in a header) */
+	root = json_loadb(ans, anslen, JSON_ALLOW_NUL, &jerr);
+	ok = json_object_get(root, "ok");
 	if (json_out) {
 		fwrite(ans, 1, anslen, stdout);
 		if (anslen == 0 || ans[anslen - 1] != '\n')
 			putchar('\n');
 	}
-	if (root == NULL || ok == NULL || (ok->type != JSON_TRUE &&
-	    ok->type != JSON_FALSE)) {
+	if (root == NULL || !json_is_boolean(ok)) {
 		fprintf(stderr, "ferryctl: malformed answer from the daemon%s%s\n",
-		    root == NULL ? ": " : "", root == NULL ? err : "");
+		    root == NULL ? ": " : "", root == NULL ? jerr.text : "");
 		rc = EX_REFUSED;
-	} else if (ok->type == JSON_FALSE && json_out) {
+	} else if (json_is_false(ok) && json_out) {
 		rc = EX_REFUSED;               /* the JSON says why */
-	} else if (ok->type == JSON_FALSE) {
-		const struct json_value *e = member(root, "error",
+	} else if (json_is_false(ok)) {
+		const json_t *e = member(root, "error",
 		    JSON_STRING);
 
 		fprintf(stderr, "ferryctl: ");
 		if (e != NULL)
-			put_safe(stderr, e->str, e->len, 0);
+			put_str(stderr, e);
 		else
 			fputs("the daemon refused", stderr);
 		fputc('\n', stderr);
@@ -867,7 +875,7 @@ main(int argc, char **argv)
 		else
 			render_changed(argc, argv, root);
 	}
-	json_value_free(root);
+	json_decref(root);
 	free(ans);
 	if (fflush(stdout) != 0 || ferror(stdout)) {
 		fprintf(stderr, "ferryctl: writing output: %s\n",

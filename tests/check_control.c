@@ -2,7 +2,7 @@
  * check_control.c - unit tests for queue/control.c: control_serve over a
  * real socketpair, against a real store in a temporary directory.  Each
  * test writes a request to one end, lets control_serve answer on the
- * other, and parses the answer with json_parse: the shapes of status and
+ * other, and parses the answer with jansson: the shapes of status and
  * queue list/show, the writes and their effect on the store, the wake and
  * busy hooks, and every way a request can be malformed.
  */
@@ -18,7 +18,7 @@
 
 #include "control.h"
 #include "envelope.h"
-#include "json.h"
+#include "json_bytes.h"
 #include "log.h"
 #include "smtp_parse.h"
 #include "store.h"
@@ -151,40 +151,41 @@ exchange(const char *req, size_t len, int eof, size_t *anslen)
 
 /* Asks req (a C string) and parses the answer, which must be one JSON
  * document and a newline. */
-static struct json_value *
+static json_t *
 ask(const char *req)
 {
-	struct json_value *v;
-	char err[128], *ans;
+	json_t *v;
+	json_error_t jerr;
+	char *ans;
 	size_t len;
 
 	ans = exchange(req, strlen(req), 0, &len);
 	ck_assert_msg(len > 0 && ans[len - 1] == '\n', "answer \"%s\"", ans);
-	v = json_parse(ans, len, err, sizeof(err));
-	ck_assert_msg(v != NULL, "%s: %s", ans, err);
+	v = json_loadb(ans, len, 0, &jerr);
+	ck_assert_msg(v != NULL, "%s: %s", ans, jerr.text);
 	free(ans);
 	return v;
 }
 
 static void
-ck_ok(const struct json_value *v)
+ck_ok(const json_t *v)
 {
-	ck_assert_msg(json_get_bool(v, "ok", -1) == 1, "error: %s",
-	    json_get_str(v, "error", "(none)"));
+	ck_assert_msg(json_member_bool(v, "ok", -1) == 1, "error: %s",
+	    json_member_str(v, "error", "(none)"));
 }
 
 /* The answer is {"ok":false,"error":...} containing want. */
 static void
 ck_error(const char *req, const char *want)
 {
-	struct json_value *v = ask(req);
+	json_t *v = ask(req);
 
-	ck_assert_int_eq(json_get_bool(v, "ok", -1), 0);
-	ck_assert_msg(strstr(json_get_str(v, "error", ""), want) != NULL,
+	ck_assert_int_eq(json_member_bool(v, "ok", -1), 0);
+	ck_assert_msg(strstr(json_member_str(v, "error", ""), want) != NULL,
 	    "%s: error \"%s\", wanted \"%s\"", req,
-	    json_get_str(v, "error", ""), want);
-	ck_assert_uint_eq(v->n, 2);
-	json_value_free(v);
+	    json_member_str(v, "error", ""), want);
+	ck_assert_uint_eq(json_object_size(v), 2);
+	json_decref(v);
 }
 
 static void
@@ -199,30 +200,30 @@ state_of(const char *qid, char *state)
 START_TEST(test_status)
 {
 	char q[QID_LEN + 1];
-	struct json_value *v;
-	const struct json_value *o;
+	json_t *v;
+	const json_t *o;
 
 	add_msg(q, "Subject: a\r\n\r\nx\r\n");
 	add_msg(q, "Subject: b\r\n\r\nx\r\n");
 	ck_assert_int_eq(store_admin_hold(st, q), 0);
 	v = ask("status\n");
 	ck_ok(v);
-	o = json_get(v, "workers");
-	ck_assert_int_eq(json_get(o, "total")->type, JSON_NULL);
-	ck_assert_int_eq(json_get(o, "busy")->type, JSON_NULL);
-	o = json_get(v, "agents");
-	ck_assert(json_get_num(o, "total", 0) == 4);
-	ck_assert(json_get_num(o, "busy", 0) == 1);
-	o = json_get(v, "queue");
-	ck_assert(json_get_num(o, "messages", 0) == 2);
-	ck_assert(json_get_num(o, "active", 0) == 1);
-	ck_assert(json_get_num(o, "hold", 0) == 1);
-	ck_assert(json_get_num(o, "recipients_pending", 0) == 4);
-	ck_assert(json_get_num(o, "oldest_received_at", 0) > 1e9);
-	o = json_get(v, "intake");
-	ck_assert(json_get_num(o, "messages", 0) == 17);
-	ck_assert(json_get_num(o, "commits", 0) == 9);
-	json_value_free(v);
+	o = json_object_get(v, "workers");
+	ck_assert_int_eq(json_typeof(json_object_get(o, "total")), JSON_NULL);
+	ck_assert_int_eq(json_typeof(json_object_get(o, "busy")), JSON_NULL);
+	o = json_object_get(v, "agents");
+	ck_assert(json_member_num(o, "total", 0) == 4);
+	ck_assert(json_member_num(o, "busy", 0) == 1);
+	o = json_object_get(v, "queue");
+	ck_assert(json_member_num(o, "messages", 0) == 2);
+	ck_assert(json_member_num(o, "active", 0) == 1);
+	ck_assert(json_member_num(o, "hold", 0) == 1);
+	ck_assert(json_member_num(o, "recipients_pending", 0) == 4);
+	ck_assert(json_member_num(o, "oldest_received_at", 0) > 1e9);
+	o = json_object_get(v, "intake");
+	ck_assert(json_member_num(o, "messages", 0) == 17);
+	ck_assert(json_member_num(o, "commits", 0) == 9);
+	json_decref(v);
 
 	/* an empty queue has no oldest message */
 	ck_assert_int_eq(store_admin_delete(st, q), 0);
@@ -230,99 +231,118 @@ START_TEST(test_status)
 	ctx.workers_busy = 2;
 	v = ask("status\r\n");
 	ck_ok(v);
-	ck_assert(json_get_num(json_get(v, "workers"), "total", 0) == 8);
-	o = json_get(v, "queue");
-	ck_assert(json_get_num(o, "messages", 0) == 1);
-	json_value_free(v);
+	ck_assert(json_member_num(json_object_get(v, "workers"), "total",
+	    0) == 8);
+	o = json_object_get(v, "queue");
+	ck_assert(json_member_num(o, "messages", 0) == 1);
+	json_decref(v);
 }
 END_TEST
 
 START_TEST(test_list)
 {
 	char qa[QID_LEN + 1], qb[QID_LEN + 1];
-	struct json_value *v;
-	const struct json_value *msgs, *m, *r;
+	json_t *v;
+	const json_t *msgs, *m, *r;
 
 	v = ask("queue list\n");
 	ck_ok(v);
-	ck_assert_uint_eq(json_get(v, "messages")->n, 0);
-	ck_assert_int_eq(json_get_bool(v, "truncated", -1), 0);
-	json_value_free(v);
+	ck_assert_uint_eq(json_array_size(json_object_get(v, "messages")), 0);
+	ck_assert_int_eq(json_member_bool(v, "truncated", -1), 0);
+	json_decref(v);
 
 	add_msg(qa, "Subject: a\r\n\r\nx\r\n");
 	add_msg(qb, "Subject: b\r\n\r\nxy\r\n");
 	ck_assert_int_eq(store_admin_hold(st, qb), 0);
 	v = ask("queue  list\n");                /* any white space */
 	ck_ok(v);
-	msgs = json_get(v, "messages");
-	ck_assert_uint_eq(msgs->n, 2);
-	m = &msgs->items[0];
-	ck_assert_str_eq(json_get_str(m, "id", ""), qa);
-	ck_assert_str_eq(json_get_str(m, "state", ""), "active");
-	ck_assert_str_eq(json_get_str(m, "sender", ""), "sender@example.com");
-	ck_assert(json_get_num(m, "size", 0) == 17);
-	ck_assert(json_get_num(m, "age", 0) >= 3599);
-	ck_assert(json_get_num(m, "age", 0) <= 3700);
-	ck_assert(json_get_num(m, "received_at", 0) > 1e9);
-	ck_assert(json_get_num(m, "pending", 0) == 2);
-	ck_assert(json_get_num(m, "next_attempt", 0) > 1e9);
-	ck_assert_int_eq(json_get(m, "last_reply")->type, JSON_NULL);
-	r = json_get(m, "recipients");
-	ck_assert_uint_eq(r->n, 2);
-	ck_assert_str_eq(r->items[0].str, "alice@example.org");
-	ck_assert_str_eq(r->items[1].str, "bob@example.net");
-	ck_assert_str_eq(json_get_str(&msgs->items[1], "state", ""), "hold");
-	ck_assert_int_eq(json_get_bool(v, "truncated", -1), 0);
-	json_value_free(v);
+	msgs = json_object_get(v, "messages");
+	ck_assert_uint_eq(json_array_size(msgs), 2);
+	m = json_array_get(msgs, 0);
+	ck_assert_str_eq(json_member_str(m, "id", ""), qa);
+	ck_assert_str_eq(json_member_str(m, "state", ""), "active");
+	ck_assert_str_eq(json_member_str(m, "sender", ""),
+	    "sender@example.com");
+	ck_assert(json_member_num(m, "size", 0) == 17);
+	ck_assert(json_member_num(m, "age", 0) >= 3599);
+	ck_assert(json_member_num(m, "age", 0) <= 3700);
+	ck_assert(json_member_num(m, "received_at", 0) > 1e9);
+	ck_assert(json_member_num(m, "pending", 0) == 2);
+	ck_assert(json_member_num(m, "next_attempt", 0) > 1e9);
+	ck_assert_int_eq(json_typeof(json_object_get(m, "last_reply")),
+	    JSON_NULL);
+	r = json_object_get(m, "recipients");
+	ck_assert_uint_eq(json_array_size(r), 2);
+	ck_assert_str_eq(json_string_value(json_array_get(r, 0)),
+	    "alice@example.org");
+	ck_assert_str_eq(json_string_value(json_array_get(r, 1)),
+	    "bob@example.net");
+	ck_assert_str_eq(json_member_str(json_array_get(msgs, 1), "state", ""),
+	    "hold");
+	ck_assert_int_eq(json_member_bool(v, "truncated", -1), 0);
+	json_decref(v);
 }
 END_TEST
 
 START_TEST(test_show)
 {
-	char q[QID_LEN + 1];
-	struct json_value *v;
-	const struct json_value *m, *r;
+	char q[QID_LEN + 1], req[64], *ans;
+	json_t *v;
+	const json_t *m, *r, *notify, *hist;
+	size_t len, i;
 
 	/* headers carry a control character and invalid UTF-8 */
 	add_msg(q, "Subject: caf\xe9 \x1b[2J\r\nX-A: 1\r\n\r\nbody\r\n");
 	ck_error("queue show 0123456789AB\n", "no message 0123456789AB");
-	{
-		char req[64];
-
-		snprintf(req, sizeof(req), "queue show %s\n", q);
-		v = ask(req);
-	}
+	snprintf(req, sizeof(req), "queue show %s\n", q);
+	/* on the wire (what ferryctl --json prints): ASCII only, the ESC and
+	 * the invalid byte escaped */
+	ans = exchange(req, strlen(req), 0, &len);
+	ck_assert_msg(strstr(ans, "\"Subject: caf\\u00E9 \\u001B[2J\\r\\n"
+	    "X-A: 1\\r\\n\"") != NULL, "answer %s", ans);
+	for (i = 0; i < len; i++)
+		ck_assert_msg((unsigned char)ans[i] >= 0x20 &&
+		    (unsigned char)ans[i] < 0x7f ? 1 : i == len - 1,
+		    "byte %zu of the answer is 0x%02x", i,
+		    (unsigned char)ans[i]);
+	free(ans);
+	v = ask(req);
 	ck_ok(v);
-	m = json_get(v, "message");
-	ck_assert_str_eq(json_get_str(m, "id", ""), q);
-	ck_assert_str_eq(json_get_str(m, "state", ""), "active");
-	ck_assert_str_eq(json_get_str(m, "client_addr", ""), "192.0.2.7");
-	ck_assert_str_eq(json_get_str(m, "client_name", ""), "client.example");
-	ck_assert_str_eq(json_get_str(m, "helo", ""), "client.example");
-	ck_assert_str_eq(json_get_str(m, "protocol", ""), "ESMTP");
-	ck_assert_int_eq(json_get(m, "auth_user")->type, JSON_NULL);
-	ck_assert_int_eq(json_get(m, "dsn_ret")->type, JSON_NULL);
-	ck_assert_int_eq(json_get(m, "size_declared")->type, JSON_NULL);
-	ck_assert_int_eq(json_get_bool(m, "smtputf8", -1), 0);
-	/* the invalid byte came through as U+00E9, the ESC as itself */
-	ck_assert_str_eq(json_get_str(m, "headers", ""),
-	    "Subject: caf\xc3\xa9 \x1b[2J\r\nX-A: 1\r\n");
-	ck_assert_int_eq(json_get_bool(m, "headers_truncated", -1), 0);
-	r = json_get(m, "recipients");
-	ck_assert_uint_eq(r->n, 2);
-	ck_assert_str_eq(json_get_str(&r->items[0], "address", ""),
-	    "alice@example.org");
-	ck_assert_str_eq(json_get_str(&r->items[0], "state", ""), "pending");
-	ck_assert(json_get_num(&r->items[0], "attempts", -1) == 0);
-	ck_assert_uint_eq(json_get(&r->items[0], "dsn_notify")->n, 2);
-	ck_assert_str_eq(json_get(&r->items[0], "dsn_notify")->items[0].str,
-	    "SUCCESS");
-	ck_assert_int_eq(json_get(&r->items[1], "dsn_notify")->type,
+	m = json_object_get(v, "message");
+	ck_assert_str_eq(json_member_str(m, "id", ""), q);
+	ck_assert_str_eq(json_member_str(m, "state", ""), "active");
+	ck_assert_str_eq(json_member_str(m, "client_addr", ""), "192.0.2.7");
+	ck_assert_str_eq(json_member_str(m, "client_name", ""),
+	    "client.example");
+	ck_assert_str_eq(json_member_str(m, "helo", ""), "client.example");
+	ck_assert_str_eq(json_member_str(m, "protocol", ""), "ESMTP");
+	ck_assert_int_eq(json_typeof(json_object_get(m, "auth_user")),
 	    JSON_NULL);
-	ck_assert_int_eq(json_get(&r->items[0], "history")->type,
-	    JSON_ARRAY);
-	ck_assert_uint_eq(json_get(&r->items[0], "history")->n, 0);
-	json_value_free(v);
+	ck_assert_int_eq(json_typeof(json_object_get(m, "dsn_ret")), JSON_NULL);
+	ck_assert_int_eq(json_typeof(json_object_get(m, "size_declared")),
+	    JSON_NULL);
+	ck_assert_int_eq(json_member_bool(m, "smtputf8", -1), 0);
+	/* the invalid byte came through as U+00E9, the ESC as itself */
+	ck_assert_str_eq(json_member_str(m, "headers", ""),
+	    "Subject: caf\xc3\xa9 \x1b[2J\r\nX-A: 1\r\n");
+	ck_assert_int_eq(json_member_bool(m, "headers_truncated", -1), 0);
+	r = json_object_get(m, "recipients");
+	ck_assert_uint_eq(json_array_size(r), 2);
+	ck_assert_str_eq(json_member_str(json_array_get(r, 0), "address", ""),
+	    "alice@example.org");
+	ck_assert_str_eq(json_member_str(json_array_get(r, 0), "state", ""),
+	    "pending");
+	ck_assert(json_member_num(json_array_get(r, 0), "attempts", -1) == 0);
+	notify = json_object_get(json_array_get(r, 0), "dsn_notify");
+	ck_assert_uint_eq(json_array_size(notify), 2);
+	ck_assert_str_eq(json_string_value(json_array_get(notify, 0)),
+	    "SUCCESS");
+	ck_assert(json_is_null(json_object_get(json_array_get(r, 1),
+	    "dsn_notify")));
+	hist = json_object_get(json_array_get(r, 0), "history");
+	ck_assert(json_is_array(hist));
+	ck_assert_uint_eq(json_array_size(hist), 0);
+	json_decref(v);
 }
 END_TEST
 
@@ -331,12 +351,12 @@ END_TEST
 static void
 ck_changed(const char *req, double n)
 {
-	struct json_value *v = ask(req);
+	json_t *v = ask(req);
 
 	ck_ok(v);
-	ck_assert_msg(json_get_num(v, "changed", -1) == n, "%s: changed %g",
-	    req, json_get_num(v, "changed", -1));
-	json_value_free(v);
+	ck_assert_msg(json_member_num(v, "changed", -1) == n, "%s: changed %g",
+	    req, json_member_num(v, "changed", -1));
+	json_decref(v);
 }
 
 START_TEST(test_hold_release)
@@ -467,24 +487,26 @@ END_TEST
 
 START_TEST(test_nul_in_request)
 {
-	char err[128], *ans;
-	struct json_value *v;
+	json_error_t jerr;
+	char *ans;
+	json_t *v;
 	size_t len;
 
 	ans = exchange("status\0x\n", 9, 0, &len);
-	v = json_parse(ans, len, err, sizeof(err));
+	v = json_loadb(ans, len, 0, &jerr);
 	ck_assert_ptr_nonnull(v);
-	ck_assert_int_eq(json_get_bool(v, "ok", -1), 0);
-	ck_assert_str_eq(json_get_str(v, "error", ""), "NUL in the request");
-	json_value_free(v);
+	ck_assert_int_eq(json_member_bool(v, "ok", -1), 0);
+	ck_assert_str_eq(json_member_str(v, "error", ""), "NUL in the request");
+	json_decref(v);
 	free(ans);
 }
 END_TEST
 
 START_TEST(test_eof)
 {
-	struct json_value *v;
-	char err[128], *ans;
+	json_t *v;
+	json_error_t jerr;
+	char *ans;
 	size_t len;
 
 	/* the peer went away without a word: no answer, just closed */
@@ -493,18 +515,19 @@ START_TEST(test_eof)
 	free(ans);
 	/* a last line without its LF still counts */
 	ans = exchange("status", 6, 1, &len);
-	v = json_parse(ans, len, err, sizeof(err));
-	ck_assert_msg(v != NULL, "%s", err);
+	v = json_loadb(ans, len, 0, &jerr);
+	ck_assert_msg(v != NULL, "%s", jerr.text);
 	ck_ok(v);
-	json_value_free(v);
+	json_decref(v);
 	free(ans);
 }
 END_TEST
 
 START_TEST(test_timeout)
 {
-	struct json_value *v;
-	char err[128], *ans;
+	json_t *v;
+	json_error_t jerr;
+	char *ans;
 	int64_t t0 = now_ms();
 	size_t len;
 
@@ -512,12 +535,12 @@ START_TEST(test_timeout)
 	ans = exchange("queue li", 8, 0, &len);
 	ck_assert_int_ge(now_ms() - t0, 1900);
 	ck_assert_int_le(now_ms() - t0, 4000);
-	v = json_parse(ans, len, err, sizeof(err));
-	ck_assert_msg(v != NULL, "%s", err);
-	ck_assert_int_eq(json_get_bool(v, "ok", -1), 0);
-	ck_assert_ptr_nonnull(strstr(json_get_str(v, "error", ""),
+	v = json_loadb(ans, len, 0, &jerr);
+	ck_assert_msg(v != NULL, "%s", jerr.text);
+	ck_assert_int_eq(json_member_bool(v, "ok", -1), 0);
+	ck_assert_ptr_nonnull(strstr(json_member_str(v, "error", ""),
 	    "timed out"));
-	json_value_free(v);
+	json_decref(v);
 	free(ans);
 }
 END_TEST

@@ -4,8 +4,11 @@ come out at a recording test smarthost (tests/lib/smarthost.py) byte for
 byte, with the envelope passed on; deferral and retry, bounces (RFC 3464)
 through the route of the sender's domain, lifetime expiry, failover,
 STARTTLS policies, AUTH only under TLS, SIZE and SMTPUTF8 refusals, MX
-delivery against a test DNS server (tests/lib/dnsserver.py), connection
-reuse, and kill -9 of the queue runner during a delivery.
+delivery against a test DNS server (tests/lib/dnsserver.py: preference
+order and fallback, the domain itself when it has no MX, AAAA when an MX
+host has no A, null MX, NXDOMAIN bounced, SERVFAIL and a resolver that
+never answers deferred), connection reuse, and kill -9 of the queue
+runner during a delivery.
 
 Conventions: recipients are @dest.test (route "dest" to the smarthost
 under test), senders @origin.test (route "origin" to a second smarthost
@@ -17,6 +20,7 @@ import email.policy
 import os
 import re
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -772,7 +776,7 @@ class MXTest(DeliveryCase):
     """Two MX hosts on 127.0.0.2 and 127.0.0.3 with one port (mx port);
     the DNS server lists them in reverse order of preference."""
 
-    def mx_setup(self, mx=None, cert=None, **dns_extra):
+    def mx_setup(self, mx=None, cert=None, resolver=None, **dns_extra):
         port = sh.free_port(("127.0.0.2", "127.0.0.3"))
         tls = {}
         if cert is not None:
@@ -795,8 +799,9 @@ class MXTest(DeliveryCase):
         d = self.start_ferry(
             routes=[self.route("origin", ["origin.test"], [b.address])],
             mx=dict({"port": port, "tls": "none"}, **(mx or {})),
-            delivery={"resolver": dns.address, "retry_schedule": [1],
-                      "connect_timeout": 5, "max_lifetime": 3600})
+            delivery={"resolver": resolver or dns.address,
+                      "retry_schedule": [1], "connect_timeout": 5,
+                      "max_lifetime": 3600})
         return d, dns, mx1, mx2, b
 
     def test_preference_order_then_fallback(self):
@@ -857,6 +862,53 @@ class MXTest(DeliveryCase):
                          .replace(" ", ""), "rfc822;u@nowhere.test")
         self.wait_deferred(d, q1, 2)
         self.assertEqual(len(b.messages), 1)
+
+    def test_no_mx_the_domain_is_the_mx(self):
+        # RFC 5321 5.1: no MX records, the domain's own address
+        d, dns, mx1, mx2, b = self.mx_setup(
+            **{"implicit.test": {"A": ["127.0.0.2"]}})
+        qid = d.send(b"Subject: implicit\r\n\r\nx\r\n", sender=SENDER,
+                     rcpts=["u@implicit.test"])
+        (m,) = mx1.wait_messages(1, WAIT)
+        self.assertEqual(m.recipients, ["u@implicit.test"])
+        self.assertTrue(dns.queried("implicit.test", "MX"))
+        self.assertTrue(dns.queried("implicit.test", "A"))
+        self.gone(d, qid)
+
+    def test_aaaa_when_the_mx_has_no_a(self):
+        d, dns, mx1, mx2, b = self.mx_setup(
+            **{"v6.test": {"MX": [(10, "mx6.v6.test")]},
+               "mx6.v6.test": {"AAAA": ["::1"]}})
+        mx6 = self.smarthost(host="::1", port=mx1.port, hostname="mx6")
+        qid = d.send(b"Subject: v6\r\n\r\nx\r\n", sender=SENDER,
+                     rcpts=["u@v6.test"])
+        (m,) = mx6.wait_messages(1, WAIT)
+        self.assertEqual(m.recipients, ["u@v6.test"])
+        self.assertTrue(dns.queried("mx6.v6.test", "A"))
+        self.assertTrue(dns.queried("mx6.v6.test", "AAAA"))
+        self.assertEqual(mx1.sessions + mx2.sessions, [])
+        self.log_line(d, r"%s: to=<u@v6\.test>, relay=mx6\.v6\.test"
+                      r"\[::1\]:%d, .*status=sent" % (qid, mx1.port))
+
+    def test_unanswered_dns_defers_within_a_deadline(self):
+        # a resolver that never answers: the agent gives up on its own
+        # (no unbounded wait) and the recipient is deferred, not bounced
+        silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        silent.bind(("127.0.0.1", 0))
+        self.addCleanup(silent.close)
+        d, dns, mx1, mx2, b = self.mx_setup(
+            resolver="127.0.0.1:%d" % silent.getsockname()[1])
+        t0 = time.time()
+        qid = d.send(b"Subject: silent dns\r\n\r\nx\r\n", sender=SENDER,
+                     rcpts=["u@mxdest.test"])
+        (r,) = self.wait_deferred(d, qid, 1, timeout=40)
+        self.assertLess(time.time() - t0, 40)
+        self.assertEqual(r["last_dsn"], "4.4.3")
+        self.assertEqual(mx1.sessions + mx2.sessions, [])
+        self.assertEqual(b.messages, [])
+        # the server did receive the queries
+        silent.settimeout(1)
+        self.assertTrue(silent.recv(512))
 
 
 # ---------------------------------------------------- reuse, crash safety

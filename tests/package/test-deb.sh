@@ -39,7 +39,8 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get install -y -qq --no-install-recommends debhelper dpkg-dev fakeroot \
 	build-essential autoconf automake pkg-config libconfuse-dev libssl-dev \
-	libsqlite3-dev libsystemd-dev libcrypt-dev check python3 >/dev/null
+	libsqlite3-dev libjansson-dev libc-ares-dev libsystemd-dev libcrypt-dev \
+	check python3 >/dev/null
 
 # --- build ---------------------------------------------------------------
 [ -f Makefile ] || { autoreconf -fi && ./configure; }
