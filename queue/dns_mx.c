@@ -28,6 +28,7 @@
 #include <ares.h>
 
 #include "dns_mx.h"
+#include "netaddr.h"
 #include "util.h"
 
 #define DNS_MAX_MX 64
@@ -66,50 +67,21 @@ dns_status_name(enum dns_status s)
 static int
 parse_server(const char *spec, struct ares_addr_port_node *node)
 {
-	char host[128];
-	const char *colon, *portstr = NULL;
-	unsigned long port = 53;
+	struct hostport hp;
+	char err[128];
 
-	if (spec[0] == '[') {
-		const char *end = strchr(spec, ']');
-
-		if (end == NULL || (size_t)(end - spec - 1) >= sizeof(host))
-			return -1;
-		memcpy(host, spec + 1, (size_t)(end - spec - 1));
-		host[end - spec - 1] = '\0';
-		if (end[1] == ':')
-			portstr = end + 2;
-		else if (end[1] != '\0')
-			return -1;
-	} else if ((colon = strchr(spec, ':')) != NULL &&
-	    strchr(colon + 1, ':') == NULL) {
-		if ((size_t)(colon - spec) >= sizeof(host))
-			return -1;
-		memcpy(host, spec, (size_t)(colon - spec));
-		host[colon - spec] = '\0';
-		portstr = colon + 1;
-	} else {
-		if (strlen(spec) >= sizeof(host))
-			return -1;
-		strcpy(host, spec);
-	}
-	if (portstr != NULL) {
-		char *e;
-
-		errno = 0;
-		port = strtoul(portstr, &e, 10);
-		if (errno || *e != '\0' || port == 0 || port > 65535)
-			return -1;
-	}
+	if (netaddr_parse_hostport(spec, 53, HOSTPORT_BARE_IPV6, &hp, err,
+	    sizeof(err)) < 0)
+		return -1;
 	memset(node, 0, sizeof(*node));
-	if (inet_pton(AF_INET, host, &node->addr.addr4) == 1)
+	if (inet_pton(AF_INET, hp.host, &node->addr.addr4) == 1)
 		node->family = AF_INET;
-	else if (inet_pton(AF_INET6, host, &node->addr.addr6) == 1)
+	else if (inet_pton(AF_INET6, hp.host, &node->addr.addr6) == 1)
 		node->family = AF_INET6;
 	else
 		return -1;
-	node->udp_port = (int)port;
-	node->tcp_port = (int)port;
+	node->udp_port = hp.port;
+	node->tcp_port = hp.port;
 	return 0;
 }
 
