@@ -250,6 +250,7 @@ cmd_show(struct control_ctx *ctx, const char *qid, struct answer *a)
 	json_obj_begin(w);
 	json_kv_str(w, "id", m.qid);
 	json_kv_str(w, "state", m.state);
+	json_kv_str(w, "hold_reason", m.hold_reason);
 	json_kv_double_opt(w, "received_at", m.received_at);
 	json_kv_int(w, "age", m.received_at >= 0 && now > m.received_at ?
 	    (int64_t)(now - m.received_at) : 0);

@@ -15,9 +15,16 @@
  * (with a bounce queued in the same transaction), or deferred with the
  * next attempt from the retry schedule, capped at the end of the queue
  * lifetime, when the recipient expires with 4.4.7.  A message whose
- * recipients are all final is removed.  Agents are peers that may lie: a
- * malformed or unexpected frame drops the agent, and its unanswered
- * recipients are deferred.
+ * recipients are all final is removed.
+ *
+ * The runner alone decides when an agent retires: it counts the jobs it
+ * hands each agent and marks the agent_jobs-th as its last, and an agent
+ * told to stop says so in its JOB_DONE; neither gets another job.  Agents
+ * are peers that may lie: a malformed or unexpected frame drops the
+ * agent.  An agent that goes away with a job in flight is no outcome of
+ * the delivery: its unanswered recipients stay due and are dispatched
+ * again at once, with no attempt counted; a message that takes
+ * AGENT_DEATHS_HOLD agents with it in a row is held with a reason.
  */
 #include "autoconfig.h"
 
@@ -32,6 +39,7 @@
 #include "config.h"
 #include "deliver_proto.h"
 #include "ipc.h"
+#include "lifecycle.h"
 #include "log.h"
 #include "scheduler.h"
 #include "smtp_parse.h"
@@ -42,6 +50,9 @@
 #define DUE_BATCH 1000
 #define WBUF_HIGH (256 * 1024)
 #define MAX_WAIT_MS 30000
+#define AGENT_DEATHS_HOLD 3   /* agents lost in a row on one message */
+#define HOLD_REASON_AGENTS "delivery agent died 3 times in a row while " \
+	"delivering it"
 
 struct job_rcpt {
 	int64_t rcpt_id;
@@ -57,10 +68,14 @@ struct failure {
 	double at;
 };
 
-struct agent {
+struct pool_agent {
 	int fd;
 	pid_t pid;
 	int busy;
+	int jobs_sent;            /* jobs handed to it so far */
+	int retiring;             /* its last job was sent, or it said it
+	                             is leaving: it gets no more jobs */
+	int leaving;              /* it sent AGENT_LEAVING */
 	char hop[512];            /* next hop it is still connected to */
 	/* the job in flight */
 	uint64_t job_id;
@@ -70,6 +85,7 @@ struct agent {
 	double received_at, started;
 	struct job_rcpt *rcpts;
 	size_t nrcpts;
+	int agent_deaths;         /* the message's count when dispatched */
 	uint32_t next_seq;
 	int data_done;
 	struct failure *fails;
@@ -86,13 +102,12 @@ struct agent {
 struct scheduler {
 	const struct ferry_config *cfg;
 	struct store *st;
-	struct agent *agents[MAX_AGENTS];
+	struct pool_agent *agents[MAX_AGENTS];
 	size_t nagents;
 	uid_t agent_uid;
 	uint64_t next_job_id;
 	int64_t next_run_ms;
 	int wake;
-	int dirty;
 };
 
 struct scheduler *
@@ -127,7 +142,7 @@ free_failures(struct failure **list, size_t *n)
 }
 
 static void
-job_clear(struct agent *a)
+job_clear(struct pool_agent *a)
 {
 	size_t i;
 
@@ -151,18 +166,26 @@ job_clear(struct agent *a)
 
 /* ----------------------------------------------------------- results */
 
-static double
-next_retry(const struct ferry_config *cfg, int attempts, double received_at,
-    double now)
+static struct lifecycle_policy
+policy_of(const struct ferry_config *cfg)
 {
-	size_t i = attempts > 0 ? (size_t)attempts - 1 : 0;
-	double next, end = received_at + cfg->max_lifetime;
+	struct lifecycle_policy p;
 
-	if (i >= cfg->nretry_schedule)
-		i = cfg->nretry_schedule - 1;
-	next = now + cfg->retry_schedule[i];
-	/* the last try is when the lifetime ends: then it expires */
-	return next > end ? (end > now ? end : now) : next;
+	p.retry_schedule = cfg->retry_schedule;
+	p.nretry_schedule = cfg->nretry_schedule;
+	p.max_lifetime = cfg->max_lifetime;
+	p.delay_warning = cfg->delay_warning;
+	return p;
+}
+
+static enum attempt_outcome
+outcome_of(uint32_t status)
+{
+	switch (status) {
+	case DS_DELIVERED: return OUTCOME_DELIVERED;
+	case DS_FAILED: return OUTCOME_PERMANENT;
+	default: return OUTCOME_TEMPORARY;
+	}
 }
 
 /* Seconds the way Postfix prints them: two significant digits below 10
@@ -223,49 +246,31 @@ add_failure(struct failure **list, size_t *n, const struct job_rcpt *jr,
 	f->at = at;
 }
 
-/* Records one recipient's outcome and logs it the way Postfix does. */
+/* Records one recipient's outcome as lifecycle_decide() says, logs it
+ * the way Postfix does, and notes the notice it owes. */
 static void
-record(struct scheduler *s, struct agent *a, struct job_rcpt *jr,
-    uint32_t status, const char *dsn, const char *reply, const char *relay,
-    const char *tls)
+record(struct scheduler *s, struct pool_agent *a, struct job_rcpt *jr,
+    enum attempt_outcome outcome, const char *dsn, const char *reply,
+    const char *relay, const char *tls)
 {
 	double now = now_wall();
-	const char *state, *what;
-	double next = 0;
+	struct lifecycle_policy pol = policy_of(s->cfg);
+	struct transition t = lifecycle_decide(outcome, jr->attempts,
+	    a->received_at, now, &pol, jr->notify);
 	char safe_reply[1200], safe_addr[600];
 	char d_total[32], d_queue[32], d_send[32];
 
+	if (!t.counts_attempt)
+		return;
 	if (store_begin(s->st) < 0) {
 		log_error("%s: cannot record a result: %s", a->qid,
 		    store_errmsg(s->st));
 		return;
 	}
-	switch (status) {
-	case DS_DELIVERED:
-		state = "delivered";
-		what = "sent";
-		break;
-	case DS_FAILED:
-		state = "failed";
-		what = "bounced";
-		break;
-	default:
-		if (now - a->received_at >= s->cfg->max_lifetime) {
-			state = "failed";
-			what = "expired";
-		} else {
-			state = "pending";
-			what = "deferred";
-			next = next_retry(s->cfg, jr->attempts + 1,
-			    a->received_at, now);
-		}
-		break;
-	}
-	if (store_rcpt_result(s->st, jr->rcpt_id, state, next, relay, tls,
-	    what, dsn, reply) < 0)
+	if (store_rcpt_result(s->st, jr->rcpt_id, t.state, t.next_attempt,
+	    relay, tls, t.status, dsn, reply) < 0)
 		log_error("%s: cannot record a result: %s", a->qid,
 		    store_errmsg(s->st));
-	s->dirty = 1;
 	jr->answered = 1;
 	log_sanitize(safe_reply, sizeof(safe_reply), reply, strlen(reply));
 	log_sanitize(safe_addr, sizeof(safe_addr), jr->addr,
@@ -277,25 +282,21 @@ record(struct scheduler *s, struct agent *a, struct job_rcpt *jr,
 	    fmt_delay(d_queue, sizeof(d_queue), a->started - a->received_at),
 	    fmt_delay(d_send, sizeof(d_send), now - a->started),
 	    tls[0] ? tls : "none", dsn,
-	    strcmp(what, "expired") == 0 ? "bounced" : what, safe_reply);
-	if (strcmp(what, "deferred") == 0 && s->cfg->delay_warning > 0 &&
-	    now - a->received_at >= s->cfg->delay_warning &&
-	    (jr->notify == 0 || (jr->notify & NOTIFY_DELAY))) {
+	    attempt_status_name(t.status == STATUS_EXPIRED ? STATUS_BOUNCED :
+	    t.status), safe_reply);
+	if (t.notice == NOTICE_DELAY)
 		add_failure(&a->delays, &a->ndelays, jr, dsn, relay, reply,
 		    reply, now);
-	}
-	if (strcmp(state, "failed") == 0) {
+	if (t.notice == NOTICE_BOUNCE) {
 		char diag[1300];
 
-		if (strcmp(what, "expired") == 0)
+		if (t.status == STATUS_EXPIRED)
 			snprintf(diag, sizeof(diag), "delivery time expired; "
 			    "last error: %s", reply);
 		else
 			snprintf(diag, sizeof(diag), "%s", reply);
-		if (jr->notify != 0 && !(jr->notify & NOTIFY_FAILURE))
-			return;   /* NOTIFY=NEVER or without FAILURE */
 		add_failure(&a->fails, &a->nfails, jr,
-		    strcmp(what, "expired") == 0 ? "4.4.7" : dsn, relay, diag,
+		    t.status == STATUS_EXPIRED ? "4.4.7" : dsn, relay, diag,
 		    reply, now);
 	}
 }
@@ -348,13 +349,12 @@ finish_message(struct scheduler *s, int64_t msgid, const char *qid,
 		if (store_message_delete(s->st, msgid) == 0)
 			log_info("%s: removed", qid);
 	}
-	s->dirty = 1;
 }
 
 /* ------------------------------------------------------------- agents */
 
 static void
-agent_queue(struct agent *a, struct ipc_out *m)
+agent_queue(struct pool_agent *a, struct ipc_out *m)
 {
 	size_t len;
 	const uint8_t *p = ipc_out_finish(m, &len);
@@ -369,7 +369,7 @@ agent_queue(struct agent *a, struct ipc_out *m)
 
 /* Tops up the agent's output with body chunks, then JOB_END. */
 static int
-agent_fill(struct scheduler *s, struct agent *a)
+agent_fill(struct scheduler *s, struct pool_agent *a)
 {
 	struct ipc_out m = { 0 };
 
@@ -402,7 +402,7 @@ agent_fill(struct scheduler *s, struct agent *a)
 }
 
 static int
-agent_flush(struct scheduler *s, struct agent *a)
+agent_flush(struct scheduler *s, struct pool_agent *a)
 {
 	for (;;) {
 		ssize_t n;
@@ -425,25 +425,49 @@ agent_flush(struct scheduler *s, struct agent *a)
 	}
 }
 
+/* A delivery agent that goes away with a job in flight is not an
+ * outcome of the delivery: the recipients it did not answer stay pending
+ * as they were (no attempt counted, no retry step) and are dispatched
+ * again at once.  Only a message whose deliveries keep killing agents is
+ * held, so that it cannot crash-loop the pool. */
+static void
+job_vanished(struct scheduler *s, struct pool_agent *a, const char *why)
+{
+	size_t k, unanswered = 0;
+	int deaths = 0;
+
+	for (k = 0; k < a->nrcpts; k++)
+		if (!a->rcpts[k].answered)
+			unanswered++;
+	log_warn("%s: delivery agent (pid %ld) %s; %zu recipient(s) go back "
+	    "to the queue", a->qid, (long)a->pid, why, unanswered);
+	if (store_begin(s->st) < 0) {
+		log_error("%s: %s", a->qid, store_errmsg(s->st));
+		return;
+	}
+	finish_message(s, a->msgid, a->qid, a->fails, a->nfails, a->delays,
+	    a->ndelays);
+	if (unanswered > 0 &&
+	    (deaths = store_agent_died(s->st, a->msgid)) < 0)
+		log_error("%s: %s", a->qid, store_errmsg(s->st));
+	if (deaths >= AGENT_DEATHS_HOLD) {
+		if (store_message_hold(s->st, a->msgid, HOLD_REASON_AGENTS) < 0)
+			log_error("%s: %s", a->qid, store_errmsg(s->st));
+		else
+			log_warn("%s: held: %s", a->qid, HOLD_REASON_AGENTS);
+	}
+}
+
 static void
 agent_drop(struct scheduler *s, size_t i, const char *why)
 {
-	struct agent *a = s->agents[i];
-	size_t k;
+	struct pool_agent *a = s->agents[i];
 
-	if (a->busy) {
-		log_warn("%s: delivery agent (pid %ld) %s; recipients "
-		    "deferred", a->qid, (long)a->pid, why);
-		for (k = 0; k < a->nrcpts; k++)
-			if (!a->rcpts[k].answered)
-				record(s, a, &a->rcpts[k], DS_DEFERRED,
-				    "4.3.0", "delivery agent exited before "
-				    "answering", "", "");
-		finish_message(s, a->msgid, a->qid, a->fails, a->nfails,
-		    a->delays, a->ndelays);
-	} else if (strcmp(why, "closed the connection") != 0) {
+	if (a->busy)
+		job_vanished(s, a, why);
+	else if (strcmp(why, "closed the connection") != 0 &&
+	    strcmp(why, "left") != 0)
 		log_warn("delivery agent (pid %ld) %s", (long)a->pid, why);
-	}
 	job_clear(a);
 	close(a->fd);
 	free(a->rbuf);
@@ -454,7 +478,7 @@ agent_drop(struct scheduler *s, size_t i, const char *why)
 }
 
 static int
-on_result(struct scheduler *s, struct agent *a, struct ipc_in *in)
+on_result(struct scheduler *s, struct pool_agent *a, struct ipc_in *in)
 {
 	struct deliver_result r;
 	size_t k;
@@ -469,13 +493,14 @@ on_result(struct scheduler *s, struct agent *a, struct ipc_in *in)
 		deliver_result_free(&r);
 		return -1;
 	}
-	record(s, a, &a->rcpts[k], r.status, r.dsn, r.reply, r.relay, r.tls);
+	record(s, a, &a->rcpts[k], outcome_of(r.status), r.dsn, r.reply,
+	    r.relay, r.tls);
 	deliver_result_free(&r);
 	return 0;
 }
 
 static int
-on_done(struct scheduler *s, struct agent *a, struct ipc_in *in)
+on_done(struct scheduler *s, struct pool_agent *a, struct ipc_in *in)
 {
 	struct deliver_done d;
 	size_t k;
@@ -493,7 +518,11 @@ on_done(struct scheduler *s, struct agent *a, struct ipc_in *in)
 		}
 	finish_message(s, a->msgid, a->qid, a->fails, a->nfails, a->delays,
 	    a->ndelays);
+	if (a->agent_deaths > 0 && store_agent_survived(s->st, a->msgid) < 0)
+		log_error("%s: %s", a->qid, store_errmsg(s->st));
 	ferry_strlcpy(a->hop, d.hop, sizeof(a->hop));
+	if (d.leaving)
+		a->retiring = 1;   /* told to stop: it exits now */
 	deliver_done_free(&d);
 	job_clear(a);
 	s->wake = 1;
@@ -501,7 +530,7 @@ on_done(struct scheduler *s, struct agent *a, struct ipc_in *in)
 }
 
 static int
-agent_read(struct scheduler *s, struct agent *a)
+agent_read(struct scheduler *s, struct pool_agent *a)
 {
 	ssize_t n;
 
@@ -545,12 +574,25 @@ agent_read(struct scheduler *s, struct agent *a)
 			break;
 		case IMSG_JOB_DONE:
 			rc = on_done(s, a, &in);
+			if (rc == 0 && a->leaving)
+				rc = -3;   /* it exits now */
+			break;
+		case IMSG_AGENT_LEAVING:
+			/* told to stop: no more jobs; if one crossed this
+			 * notice, it is run before the agent goes */
+			if (ipc_end(&in) < 0 || a->leaving)
+				rc = -1;
+			else {
+				a->leaving = a->retiring = 1;
+				if (!a->busy)
+					rc = -3;
+			}
 			break;
 		default:
 			rc = -1;
 		}
 		if (rc < 0)
-			return -1;
+			return rc;
 		memmove(a->rbuf, a->rbuf + flen, a->rlen - (size_t)flen);
 		a->rlen -= (size_t)flen;
 	}
@@ -560,7 +602,7 @@ void
 scheduler_accept(struct scheduler *s, int listen_fd)
 {
 	for (;;) {
-		struct agent *a;
+		struct pool_agent *a;
 		int fd = accept_from_uid(listen_fd, s->agent_uid, NULL,
 		    "agent socket", "only the delivery user may connect");
 
@@ -602,7 +644,7 @@ scheduler_events(struct scheduler *s, const struct pollfd *pfds, size_t n)
 
 	/* backwards: agent_drop moves the last agent into slot i */
 	for (i = n; i-- > 0;) {
-		struct agent *a;
+		struct pool_agent *a;
 		int rc = 0;
 
 		if (i >= s->nagents || pfds[i].revents == 0)
@@ -618,6 +660,8 @@ scheduler_events(struct scheduler *s, const struct pollfd *pfds, size_t n)
 			agent_drop(s, i, "broke the protocol");
 		else if (rc == -2)
 			agent_drop(s, i, "closed the connection");
+		else if (rc == -3)
+			agent_drop(s, i, "left");
 	}
 }
 
@@ -657,16 +701,16 @@ dest_busy(struct scheduler *s, const char *dest)
 	return n;
 }
 
-static struct agent *
+static struct pool_agent *
 idle_agent(struct scheduler *s, const char *dest)
 {
-	struct agent *any = NULL;
+	struct pool_agent *any = NULL;
 	size_t i;
 
 	for (i = 0; i < s->nagents; i++) {
-		struct agent *a = s->agents[i];
+		struct pool_agent *a = s->agents[i];
 
-		if (a->busy || a->pid == 0)
+		if (a->busy || a->pid == 0 || a->retiring)
 			continue;
 		if (strcmp(a->hop, dest) == 0)
 			return a;   /* already connected there */
@@ -686,7 +730,7 @@ domain_of(const char *addr)
 
 /* Starts one job: the due recipients v[idx[0..n)] of one message. */
 static void
-dispatch(struct scheduler *s, struct agent *a, const char *dest,
+dispatch(struct scheduler *s, struct pool_agent *a, const char *dest,
     const struct route_config *route, const char *domain,
     struct store_due *v, const size_t *idx, size_t n)
 {
@@ -697,6 +741,12 @@ dispatch(struct scheduler *s, struct agent *a, const char *dest,
 
 	memset(&j, 0, sizeof(j));
 	j.job_id = ++s->next_job_id;
+	/* Retirement is decided here alone: the agent runs this job, says
+	 * JOB_DONE and leaves, and is sent nothing after it. */
+	if (++a->jobs_sent >= s->cfg->agent_jobs) {
+		j.last_job = 1;
+		a->retiring = 1;
+	}
 	j.qid = (char *)d0->qid;
 	j.sender = d0->sender;
 	j.size = d0->size;
@@ -750,6 +800,7 @@ dispatch(struct scheduler *s, struct agent *a, const char *dest,
 	ferry_strlcpy(a->qid, d0->qid, sizeof(a->qid));
 	ferry_strlcpy(a->dest, dest, sizeof(a->dest));
 	a->received_at = d0->received_at;
+	a->agent_deaths = d0->agent_deaths;
 	a->started = now_wall();
 	a->next_seq = 0;
 	a->data_done = 0;
@@ -760,11 +811,13 @@ dispatch(struct scheduler *s, struct agent *a, const char *dest,
 static int
 expire(struct scheduler *s, struct store_due *d, double now)
 {
-	struct agent tmp;
+	struct pool_agent tmp;
 	struct job_rcpt jr;
 	char reply[1200];
 
-	if (now - d->received_at < s->cfg->max_lifetime)
+	struct lifecycle_policy pol = policy_of(s->cfg);
+
+	if (!lifecycle_expired(d->received_at, now, &pol))
 		return 0;
 	memset(&tmp, 0, sizeof(tmp));
 	memset(&jr, 0, sizeof(jr));
@@ -778,7 +831,7 @@ expire(struct scheduler *s, struct store_due *d, double now)
 	jr.attempts = d->attempts;
 	snprintf(reply, sizeof(reply), "%s", d->last_reply[0] ?
 	    d->last_reply : "no attempt succeeded");
-	record(s, &tmp, &jr, DS_DEFERRED, "4.4.7", reply, "", "");
+	record(s, &tmp, &jr, OUTCOME_NOT_TRIED, "4.4.7", reply, "", "");
 	finish_message(s, d->msgid, d->qid, tmp.fails, tmp.nfails, NULL, 0);
 	job_clear(&tmp);
 	return 1;
@@ -797,7 +850,8 @@ scheduler_run(struct scheduler *s)
 		return;
 	s->wake = 0;
 	for (i = 0; i < s->nagents; i++)
-		if (!s->agents[i]->busy && s->agents[i]->pid != 0)
+		if (!s->agents[i]->busy && s->agents[i]->pid != 0 &&
+		    !s->agents[i]->retiring)
 			any_idle = 1;
 	if (store_due(s->st, now, DUE_BATCH, &v, &n) < 0) {
 		log_error("scheduler: %s", store_errmsg(s->st));
@@ -810,7 +864,7 @@ scheduler_run(struct scheduler *s)
 		const struct route_config *route;
 		const char *domain;
 		char dest[320];
-		struct agent *a;
+		struct pool_agent *a;
 		size_t k;
 
 		if (taken[i])
@@ -879,15 +933,6 @@ scheduler_timeout_ms(struct scheduler *s)
 	return d > MAX_WAIT_MS ? MAX_WAIT_MS : (int)d;
 }
 
-int
-scheduler_take_dirty(struct scheduler *s)
-{
-	int d = s->dirty;
-
-	s->dirty = 0;
-	return d;
-}
-
 void
 scheduler_set_config(struct scheduler *s, const struct ferry_config *cfg)
 {
@@ -916,7 +961,7 @@ void
 scheduler_free(struct scheduler *s)
 {
 	while (s->nagents > 0) {
-		struct agent *a = s->agents[--s->nagents];
+		struct pool_agent *a = s->agents[--s->nagents];
 
 		job_clear(a);
 		close(a->fd);
