@@ -35,7 +35,7 @@
 #include <unistd.h>
 #include <sys/socket.h>
 
-#include "bounce.h"
+#include "bounce_queue.h"
 #include "config.h"
 #include "deliver_proto.h"
 #include "ipc.h"
