@@ -1,20 +1,21 @@
 /*
- * scheduler.c - the queue runner's delivery side.
+ * scheduler.c - the queue runner's delivery decisions.
  *
  * Delivery agents (ferry-deliver, started by the master as their own
- * unprivileged user) connect to the runner's agent socket; the runner
- * checks each peer's uid.  Each turn, the scheduler asks the store what is
+ * unprivileged user) connect to the runner's agent socket; the I/O with
+ * them is agent_pool.c's, which calls the hooks here for what they say.
+ * Each turn, the scheduler asks the store what is
  * due (through the recipient_due index), groups a message's due
  * recipients by domain, decides the route again (so a configuration change
  * applies to mail already queued), and hands each group to an idle agent
  * - one connected to the same next hop when there is one - within the
- * per-destination limit.  The message body is streamed from the store in
- * its chunks as the agent's socket drains.
+ * per-destination limit; the pool streams the body after the JOB.
  *
- * Results are written in the runner's open transaction: delivered, failed
- * (with a bounce queued in the same transaction), or deferred with the
- * next attempt from the retry schedule, capped at the end of the queue
- * lifetime, when the recipient expires with 4.4.7.  A message whose
+ * Results are written in the runner's open transaction as the pure
+ * lifecycle_decide() says: delivered, failed (with a bounce queued in the
+ * same transaction), or deferred with the next attempt from the retry
+ * schedule, capped at the end of the queue lifetime, when the recipient
+ * expires with 4.4.7.  A message whose
  * recipients are all final is removed.
  *
  * The runner alone decides when an agent retires: it counts the jobs it
@@ -35,6 +36,7 @@
 #include <unistd.h>
 #include <sys/socket.h>
 
+#include "agent_pool.h"
 #include "bounce_queue.h"
 #include "config.h"
 #include "deliver_proto.h"
@@ -46,9 +48,7 @@
 #include "store.h"
 #include "util.h"
 
-#define MAX_AGENTS 1024
 #define DUE_BATCH 1000
-#define WBUF_HIGH (256 * 1024)
 #define MAX_WAIT_MS 30000
 #define AGENT_DEATHS_HOLD 3   /* agents lost in a row on one message */
 #define HOLD_REASON_AGENTS "delivery agent died 3 times in a row while " \
@@ -68,60 +68,26 @@ struct failure {
 	double at;
 };
 
-struct pool_agent {
-	int fd;
-	pid_t pid;
-	int busy;
-	int jobs_sent;            /* jobs handed to it so far */
-	int retiring;             /* its last job was sent, or it said it
-	                             is leaving: it gets no more jobs */
-	int leaving;              /* it sent AGENT_LEAVING */
-	char hop[512];            /* next hop it is still connected to */
-	/* the job in flight */
-	uint64_t job_id;
-	int64_t msgid;
-	char qid[QID_LEN + 1];
-	char dest[320];
+/* What the scheduler keeps about the job in flight on an agent. */
+struct sched_job {
 	double received_at, started;
 	struct job_rcpt *rcpts;
 	size_t nrcpts;
 	int agent_deaths;         /* the message's count when dispatched */
-	uint32_t next_seq;
-	int data_done;
 	struct failure *fails;
 	size_t nfails;
 	struct failure *delays;   /* deferred past delivery.delay_warning */
 	size_t ndelays;
-	/* io */
-	uint8_t *rbuf;
-	size_t rlen, rcap;
-	uint8_t *wbuf;
-	size_t wlen, wcap;
 };
 
 struct scheduler {
 	const struct ferry_config *cfg;
 	struct store *st;
-	struct pool_agent *agents[MAX_AGENTS];
-	size_t nagents;
-	uid_t agent_uid;
+	struct agent_pool pool;
 	uint64_t next_job_id;
 	int64_t next_run_ms;
 	int wake;
 };
-
-struct scheduler *
-scheduler_new(const struct ferry_config *cfg, struct store *st,
-    uid_t agent_uid)
-{
-	struct scheduler *s = xcalloc(1, sizeof(*s));
-
-	s->cfg = cfg;
-	s->st = st;
-	s->agent_uid = agent_uid;
-	s->wake = 1;
-	return s;
-}
 
 static void
 free_failures(struct failure **list, size_t *n)
@@ -142,20 +108,28 @@ free_failures(struct failure **list, size_t *n)
 }
 
 static void
-job_clear(struct pool_agent *a)
+sched_job_free(struct sched_job *j)
 {
 	size_t i;
 
-	for (i = 0; i < a->nrcpts; i++) {
-		free(a->rcpts[i].addr);
-		free(a->rcpts[i].orcpt);
-		free(a->rcpts[i].last_reply);
+	if (j == NULL)
+		return;
+	for (i = 0; i < j->nrcpts; i++) {
+		free(j->rcpts[i].addr);
+		free(j->rcpts[i].orcpt);
+		free(j->rcpts[i].last_reply);
 	}
-	free(a->rcpts);
-	a->rcpts = NULL;
-	a->nrcpts = 0;
-	free_failures(&a->fails, &a->nfails);
-	free_failures(&a->delays, &a->ndelays);
+	free(j->rcpts);
+	free_failures(&j->fails, &j->nfails);
+	free_failures(&j->delays, &j->ndelays);
+	free(j);
+}
+
+static void
+job_clear(struct pool_agent *a)
+{
+	sched_job_free(a->job);
+	a->job = NULL;
 	a->busy = 0;
 	a->msgid = -1;
 	a->qid[0] = '\0';
@@ -249,43 +223,43 @@ add_failure(struct failure **list, size_t *n, const struct job_rcpt *jr,
 /* Records one recipient's outcome as lifecycle_decide() says, logs it
  * the way Postfix does, and notes the notice it owes. */
 static void
-record(struct scheduler *s, struct pool_agent *a, struct job_rcpt *jr,
-    enum attempt_outcome outcome, const char *dsn, const char *reply,
-    const char *relay, const char *tls)
+record(struct scheduler *s, const char *qid, struct sched_job *job,
+    struct job_rcpt *jr, enum attempt_outcome outcome, const char *dsn,
+    const char *reply, const char *relay, const char *tls)
 {
 	double now = now_wall();
 	struct lifecycle_policy pol = policy_of(s->cfg);
 	struct transition t = lifecycle_decide(outcome, jr->attempts,
-	    a->received_at, now, &pol, jr->notify);
+	    job->received_at, now, &pol, jr->notify);
 	char safe_reply[1200], safe_addr[600];
 	char d_total[32], d_queue[32], d_send[32];
 
 	if (!t.counts_attempt)
 		return;
 	if (store_begin(s->st) < 0) {
-		log_error("%s: cannot record a result: %s", a->qid,
+		log_error("%s: cannot record a result: %s", qid,
 		    store_errmsg(s->st));
 		return;
 	}
 	if (store_rcpt_result(s->st, jr->rcpt_id, t.state, t.next_attempt,
 	    relay, tls, t.status, dsn, reply) < 0)
-		log_error("%s: cannot record a result: %s", a->qid,
+		log_error("%s: cannot record a result: %s", qid,
 		    store_errmsg(s->st));
 	jr->answered = 1;
 	log_sanitize(safe_reply, sizeof(safe_reply), reply, strlen(reply));
 	log_sanitize(safe_addr, sizeof(safe_addr), jr->addr,
 	    strlen(jr->addr));
 	log_info("%s: to=<%s>, relay=%s, delay=%s, delays=%s/%s, "
-	    "tls=%s, dsn=%s, status=%s (%s)", a->qid, safe_addr,
+	    "tls=%s, dsn=%s, status=%s (%s)", qid, safe_addr,
 	    relay[0] ? relay : "none",
-	    fmt_delay(d_total, sizeof(d_total), now - a->received_at),
-	    fmt_delay(d_queue, sizeof(d_queue), a->started - a->received_at),
-	    fmt_delay(d_send, sizeof(d_send), now - a->started),
+	    fmt_delay(d_total, sizeof(d_total), now - job->received_at),
+	    fmt_delay(d_queue, sizeof(d_queue), job->started - job->received_at),
+	    fmt_delay(d_send, sizeof(d_send), now - job->started),
 	    tls[0] ? tls : "none", dsn,
 	    attempt_status_name(t.status == STATUS_EXPIRED ? STATUS_BOUNCED :
 	    t.status), safe_reply);
 	if (t.notice == NOTICE_DELAY)
-		add_failure(&a->delays, &a->ndelays, jr, dsn, relay, reply,
+		add_failure(&job->delays, &job->ndelays, jr, dsn, relay, reply,
 		    reply, now);
 	if (t.notice == NOTICE_BOUNCE) {
 		char diag[1300];
@@ -295,7 +269,7 @@ record(struct scheduler *s, struct pool_agent *a, struct job_rcpt *jr,
 			    "last error: %s", reply);
 		else
 			snprintf(diag, sizeof(diag), "%s", reply);
-		add_failure(&a->fails, &a->nfails, jr,
+		add_failure(&job->fails, &job->nfails, jr,
 		    t.status == STATUS_EXPIRED ? "4.4.7" : dsn, relay, diag,
 		    reply, now);
 	}
@@ -353,100 +327,32 @@ finish_message(struct scheduler *s, int64_t msgid, const char *qid,
 
 /* ------------------------------------------------------------- agents */
 
-static void
-agent_queue(struct pool_agent *a, struct ipc_out *m)
-{
-	size_t len;
-	const uint8_t *p = ipc_out_finish(m, &len);
-
-	if (a->wlen + len > a->wcap) {
-		a->wcap = a->wlen + len + 65536;
-		a->wbuf = xrealloc(a->wbuf, a->wcap);
-	}
-	memcpy(a->wbuf + a->wlen, p, len);
-	a->wlen += len;
-}
-
-/* Tops up the agent's output with body chunks, then JOB_END. */
-static int
-agent_fill(struct scheduler *s, struct pool_agent *a)
-{
-	struct ipc_out m = { 0 };
-
-	while (a->busy && !a->data_done && a->wlen < WBUF_HIGH) {
-		uint8_t *data;
-		size_t len;
-		int rc = store_body_chunk(s->st, a->msgid, a->next_seq, &data,
-		    &len);
-
-		if (rc < 0) {
-			log_error("%s: cannot read the message: %s", a->qid,
-			    store_errmsg(s->st));
-			ipc_out_free(&m);
-			return -1;
-		}
-		if (rc == 0) {
-			ipc_out_init(&m, IMSG_JOB_END);
-			agent_queue(a, &m);
-			a->data_done = 1;
-			break;
-		}
-		ipc_out_init(&m, IMSG_JOB_DATA);
-		ipc_add_u32(&m, a->next_seq++);
-		ipc_add_data(&m, data, len);
-		agent_queue(a, &m);
-		free(data);
-	}
-	ipc_out_free(&m);
-	return 0;
-}
-
-static int
-agent_flush(struct scheduler *s, struct pool_agent *a)
-{
-	for (;;) {
-		ssize_t n;
-
-		if (a->wlen == 0 && agent_fill(s, a) < 0)
-			return -1;
-		if (a->wlen == 0)
-			return 0;
-		n = send(a->fd, a->wbuf, a->wlen, MSG_NOSIGNAL);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			return 0;
-		if (n <= 0)
-			return -1;
-		memmove(a->wbuf, a->wbuf + n, a->wlen - (size_t)n);
-		a->wlen -= (size_t)n;
-		if (agent_fill(s, a) < 0)
-			return -1;
-	}
-}
-
 /* A delivery agent that goes away with a job in flight is not an
  * outcome of the delivery: the recipients it did not answer stay pending
  * as they were (no attempt counted, no retry step) and are dispatched
  * again at once.  Only a message whose deliveries keep killing agents is
  * held, so that it cannot crash-loop the pool. */
 static void
-job_vanished(struct scheduler *s, struct pool_agent *a, const char *why)
+job_vanished(void *arg, struct pool_agent *a, const char *why)
 {
+	struct scheduler *s = arg;
+	struct sched_job *j = a->job;
 	size_t k, unanswered = 0;
 	int deaths = 0;
 
-	for (k = 0; k < a->nrcpts; k++)
-		if (!a->rcpts[k].answered)
+	for (k = 0; k < j->nrcpts; k++)
+		if (!j->rcpts[k].answered)
 			unanswered++;
 	log_warn("%s: delivery agent (pid %ld) %s; %zu recipient(s) go back "
 	    "to the queue", a->qid, (long)a->pid, why, unanswered);
+	s->wake = 1;
 	if (store_begin(s->st) < 0) {
 		log_error("%s: %s", a->qid, store_errmsg(s->st));
+		job_clear(a);
 		return;
 	}
-	finish_message(s, a->msgid, a->qid, a->fails, a->nfails, a->delays,
-	    a->ndelays);
+	finish_message(s, a->msgid, a->qid, j->fails, j->nfails, j->delays,
+	    j->ndelays);
 	if (unanswered > 0 &&
 	    (deaths = store_agent_died(s->st, a->msgid)) < 0)
 		log_error("%s: %s", a->qid, store_errmsg(s->st));
@@ -456,52 +362,38 @@ job_vanished(struct scheduler *s, struct pool_agent *a, const char *why)
 		else
 			log_warn("%s: held: %s", a->qid, HOLD_REASON_AGENTS);
 	}
-}
-
-static void
-agent_drop(struct scheduler *s, size_t i, const char *why)
-{
-	struct pool_agent *a = s->agents[i];
-
-	if (a->busy)
-		job_vanished(s, a, why);
-	else if (strcmp(why, "closed the connection") != 0 &&
-	    strcmp(why, "left") != 0)
-		log_warn("delivery agent (pid %ld) %s", (long)a->pid, why);
 	job_clear(a);
-	close(a->fd);
-	free(a->rbuf);
-	free(a->wbuf);
-	free(a);
-	s->agents[i] = s->agents[--s->nagents];
-	s->wake = 1;
 }
 
 static int
-on_result(struct scheduler *s, struct pool_agent *a, struct ipc_in *in)
+on_result(void *arg, struct pool_agent *a, struct ipc_in *in)
 {
+	struct scheduler *s = arg;
+	struct sched_job *j = a->job;
 	struct deliver_result r;
 	size_t k;
 
 	if (!a->busy || deliver_result_decode(in, &r) < 0)
 		return -1;
-	for (k = 0; k < a->nrcpts; k++)
-		if ((uint64_t)a->rcpts[k].rcpt_id == r.rcpt_id &&
-		    !a->rcpts[k].answered)
+	for (k = 0; k < j->nrcpts; k++)
+		if ((uint64_t)j->rcpts[k].rcpt_id == r.rcpt_id &&
+		    !j->rcpts[k].answered)
 			break;
-	if (k == a->nrcpts) {
+	if (k == j->nrcpts) {
 		deliver_result_free(&r);
 		return -1;
 	}
-	record(s, a, &a->rcpts[k], outcome_of(r.status), r.dsn, r.reply,
-	    r.relay, r.tls);
+	record(s, a->qid, j, &j->rcpts[k], outcome_of(r.status), r.dsn,
+	    r.reply, r.relay, r.tls);
 	deliver_result_free(&r);
 	return 0;
 }
 
 static int
-on_done(struct scheduler *s, struct pool_agent *a, struct ipc_in *in)
+on_done(void *arg, struct pool_agent *a, struct ipc_in *in)
 {
+	struct scheduler *s = arg;
+	struct sched_job *j = a->job;
 	struct deliver_done d;
 	size_t k;
 
@@ -511,14 +403,14 @@ on_done(struct scheduler *s, struct pool_agent *a, struct ipc_in *in)
 			deliver_done_free(&d);
 		return -1;
 	}
-	for (k = 0; k < a->nrcpts; k++)
-		if (!a->rcpts[k].answered) {
+	for (k = 0; k < j->nrcpts; k++)
+		if (!j->rcpts[k].answered) {
 			deliver_done_free(&d);
 			return -1;
 		}
-	finish_message(s, a->msgid, a->qid, a->fails, a->nfails, a->delays,
-	    a->ndelays);
-	if (a->agent_deaths > 0 && store_agent_survived(s->st, a->msgid) < 0)
+	finish_message(s, a->msgid, a->qid, j->fails, j->nfails, j->delays,
+	    j->ndelays);
+	if (j->agent_deaths > 0 && store_agent_survived(s->st, a->msgid) < 0)
 		log_error("%s: %s", a->qid, store_errmsg(s->st));
 	ferry_strlcpy(a->hop, d.hop, sizeof(a->hop));
 	if (d.leaving)
@@ -529,140 +421,45 @@ on_done(struct scheduler *s, struct pool_agent *a, struct ipc_in *in)
 	return 0;
 }
 
-static int
-agent_read(struct scheduler *s, struct pool_agent *a)
+static void
+on_idle(void *arg)
 {
-	ssize_t n;
+	((struct scheduler *)arg)->wake = 1;
+}
 
-	if (a->rcap - a->rlen < 16384) {
-		a->rcap = a->rcap ? a->rcap * 2 : 65536;
-		if (a->rcap > 4 * 1024 * 1024)
-			return -1;
-		a->rbuf = xrealloc(a->rbuf, a->rcap);
-	}
-	n = recv(a->fd, a->rbuf + a->rlen, a->rcap - a->rlen, 0);
-	if (n == 0)
-		return -2;
-	if (n < 0)
-		return (errno == EAGAIN || errno == EWOULDBLOCK ||
-		    errno == EINTR) ? 0 : -2;
-	a->rlen += (size_t)n;
-	for (;;) {
-		struct ipc_in in;
-		long flen = ipc_frame(a->rbuf, a->rlen, &in);
-		int rc = 0;
+static const struct pool_hooks scheduler_hooks = {
+	on_result, on_done, job_vanished, on_idle
+};
 
-		if (flen == 0)
-			return 0;
-		if (flen < 0)
-			return -1;
-		switch (in.type) {
-		case IMSG_AGENT_HELLO: {
-			uint32_t pid;
+struct scheduler *
+scheduler_new(const struct ferry_config *cfg, struct store *st,
+    uid_t agent_uid)
+{
+	struct scheduler *s = xcalloc(1, sizeof(*s));
 
-			if (ipc_get_u32(&in, &pid) < 0 || ipc_end(&in) < 0 ||
-			    pid == 0)
-				rc = -1;
-			else {
-				a->pid = (pid_t)pid;
-				s->wake = 1;
-			}
-			break;
-		}
-		case IMSG_RCPT_RESULT:
-			rc = on_result(s, a, &in);
-			break;
-		case IMSG_JOB_DONE:
-			rc = on_done(s, a, &in);
-			if (rc == 0 && a->leaving)
-				rc = -3;   /* it exits now */
-			break;
-		case IMSG_AGENT_LEAVING:
-			/* told to stop: no more jobs; if one crossed this
-			 * notice, it is run before the agent goes */
-			if (ipc_end(&in) < 0 || a->leaving)
-				rc = -1;
-			else {
-				a->leaving = a->retiring = 1;
-				if (!a->busy)
-					rc = -3;
-			}
-			break;
-		default:
-			rc = -1;
-		}
-		if (rc < 0)
-			return rc;
-		memmove(a->rbuf, a->rbuf + flen, a->rlen - (size_t)flen);
-		a->rlen -= (size_t)flen;
-	}
+	s->cfg = cfg;
+	s->st = st;
+	agent_pool_init(&s->pool, st, agent_uid, &scheduler_hooks, s);
+	s->wake = 1;
+	return s;
 }
 
 void
 scheduler_accept(struct scheduler *s, int listen_fd)
 {
-	for (;;) {
-		struct pool_agent *a;
-		int fd = accept_from_uid(listen_fd, s->agent_uid, NULL,
-		    "agent socket", "only the delivery user may connect");
-
-		if (fd == -2)
-			continue;
-		if (fd < 0)
-			return;
-		if (s->nagents >= MAX_AGENTS) {
-			close(fd);
-			continue;
-		}
-		a = xcalloc(1, sizeof(*a));
-		a->fd = fd;
-		a->msgid = -1;
-		s->agents[s->nagents++] = a;
-		s->wake = 1;
-	}
+	agent_pool_accept(&s->pool, listen_fd);
 }
 
 size_t
 scheduler_pollfds(struct scheduler *s, struct pollfd *pfds, size_t max)
 {
-	size_t i;
-
-	for (i = 0; i < s->nagents && i < max; i++) {
-		pfds[i].fd = s->agents[i]->fd;
-		pfds[i].events = POLLIN | (s->agents[i]->wlen > 0 ||
-		    (s->agents[i]->busy && !s->agents[i]->data_done) ?
-		    POLLOUT : 0);
-		pfds[i].revents = 0;
-	}
-	return i;
+	return agent_pool_pollfds(&s->pool, pfds, max);
 }
 
 void
 scheduler_events(struct scheduler *s, const struct pollfd *pfds, size_t n)
 {
-	size_t i;
-
-	/* backwards: agent_drop moves the last agent into slot i */
-	for (i = n; i-- > 0;) {
-		struct pool_agent *a;
-		int rc = 0;
-
-		if (i >= s->nagents || pfds[i].revents == 0)
-			continue;
-		a = s->agents[i];
-		if (a->fd != pfds[i].fd)
-			continue;
-		if (pfds[i].revents & POLLOUT)
-			rc = agent_flush(s, a) < 0 ? -2 : 0;
-		if (rc == 0 && (pfds[i].revents & (POLLIN | POLLHUP | POLLERR)))
-			rc = agent_read(s, a);
-		if (rc == -1)
-			agent_drop(s, i, "broke the protocol");
-		else if (rc == -2)
-			agent_drop(s, i, "closed the connection");
-		else if (rc == -3)
-			agent_drop(s, i, "left");
-	}
+	agent_pool_events(&s->pool, pfds, n);
 }
 
 /* ----------------------------------------------------------- dispatch */
@@ -672,8 +469,8 @@ message_in_flight(struct scheduler *s, int64_t msgid)
 {
 	size_t i;
 
-	for (i = 0; i < s->nagents; i++)
-		if (s->agents[i]->busy && s->agents[i]->msgid == msgid)
+	for (i = 0; i < s->pool.nagents; i++)
+		if (s->pool.agents[i]->busy && s->pool.agents[i]->msgid == msgid)
 			return 1;
 	return 0;
 }
@@ -683,8 +480,8 @@ scheduler_busy_qid(struct scheduler *s, const char *qid)
 {
 	size_t i;
 
-	for (i = 0; i < s->nagents; i++)
-		if (s->agents[i]->busy && strcmp(s->agents[i]->qid, qid) == 0)
+	for (i = 0; i < s->pool.nagents; i++)
+		if (s->pool.agents[i]->busy && strcmp(s->pool.agents[i]->qid, qid) == 0)
 			return 1;
 	return 0;
 }
@@ -695,8 +492,8 @@ dest_busy(struct scheduler *s, const char *dest)
 	size_t i;
 	int n = 0;
 
-	for (i = 0; i < s->nagents; i++)
-		if (s->agents[i]->busy && strcmp(s->agents[i]->dest, dest) == 0)
+	for (i = 0; i < s->pool.nagents; i++)
+		if (s->pool.agents[i]->busy && strcmp(s->pool.agents[i]->dest, dest) == 0)
 			n++;
 	return n;
 }
@@ -707,8 +504,8 @@ idle_agent(struct scheduler *s, const char *dest)
 	struct pool_agent *any = NULL;
 	size_t i;
 
-	for (i = 0; i < s->nagents; i++) {
-		struct pool_agent *a = s->agents[i];
+	for (i = 0; i < s->pool.nagents; i++) {
+		struct pool_agent *a = s->pool.agents[i];
 
 		if (a->busy || a->pid == 0 || a->retiring)
 			continue;
@@ -737,6 +534,7 @@ dispatch(struct scheduler *s, struct pool_agent *a, const char *dest,
 	struct deliver_job j;
 	struct ipc_out m = { 0 };
 	const struct store_due *d0 = &v[idx[0]];
+	struct sched_job *job;
 	size_t k;
 
 	memset(&j, 0, sizeof(j));
@@ -772,8 +570,9 @@ dispatch(struct scheduler *s, struct pool_agent *a, const char *dest,
 	}
 	j.nrcpts = n;
 	j.rcpts = xcalloc(n, sizeof(*j.rcpts));
-	a->rcpts = xcalloc(n, sizeof(*a->rcpts));
-	a->nrcpts = n;
+	job = xcalloc(1, sizeof(*job));
+	job->rcpts = xcalloc(n, sizeof(*job->rcpts));
+	job->nrcpts = n;
 	for (k = 0; k < n; k++) {
 		const struct store_due *d = &v[idx[k]];
 
@@ -781,49 +580,43 @@ dispatch(struct scheduler *s, struct pool_agent *a, const char *dest,
 		j.rcpts[k].addr = d->address;
 		j.rcpts[k].notify = d->notify;
 		j.rcpts[k].orcpt = d->orcpt;
-		a->rcpts[k].rcpt_id = d->rcpt_id;
-		a->rcpts[k].addr = xstrdup(d->address);
-		a->rcpts[k].orcpt = xstrdup(d->orcpt);
-		a->rcpts[k].notify = d->notify;
-		a->rcpts[k].attempts = d->attempts;
-		a->rcpts[k].last_reply = xstrdup(d->last_reply);
+		job->rcpts[k].rcpt_id = d->rcpt_id;
+		job->rcpts[k].addr = xstrdup(d->address);
+		job->rcpts[k].orcpt = xstrdup(d->orcpt);
+		job->rcpts[k].notify = d->notify;
+		job->rcpts[k].attempts = d->attempts;
+		job->rcpts[k].last_reply = xstrdup(d->last_reply);
 	}
-	ipc_out_init(&m, IMSG_JOB);
-	deliver_job_encode(&j, &m);
-	agent_queue(a, &m);
-	ipc_out_free(&m);
-	free(j.rcpts);
-
-	a->busy = 1;
+	job->received_at = d0->received_at;
+	job->agent_deaths = d0->agent_deaths;
+	job->started = now_wall();
+	a->job = job;
 	a->job_id = j.job_id;
 	a->msgid = d0->msgid;
 	ferry_strlcpy(a->qid, d0->qid, sizeof(a->qid));
 	ferry_strlcpy(a->dest, dest, sizeof(a->dest));
-	a->received_at = d0->received_at;
-	a->agent_deaths = d0->agent_deaths;
-	a->started = now_wall();
-	a->next_seq = 0;
-	a->data_done = 0;
-	(void)agent_flush(s, a);
+	ipc_out_init(&m, IMSG_JOB);
+	deliver_job_encode(&j, &m);
+	agent_pool_start(&s->pool, a, &m);
+	ipc_out_free(&m);
+	free(j.rcpts);
 }
 
 /* A recipient whose lifetime is over fails without another attempt. */
 static int
 expire(struct scheduler *s, struct store_due *d, double now)
 {
-	struct pool_agent tmp;
+	struct lifecycle_policy pol = policy_of(s->cfg);
+	struct sched_job job;
 	struct job_rcpt jr;
 	char reply[1200];
 
-	struct lifecycle_policy pol = policy_of(s->cfg);
-
 	if (!lifecycle_expired(d->received_at, now, &pol))
 		return 0;
-	memset(&tmp, 0, sizeof(tmp));
+	memset(&job, 0, sizeof(job));
 	memset(&jr, 0, sizeof(jr));
-	ferry_strlcpy(tmp.qid, d->qid, sizeof(tmp.qid));
-	tmp.received_at = d->received_at;
-	tmp.started = now;
+	job.received_at = d->received_at;
+	job.started = now;
 	jr.rcpt_id = d->rcpt_id;
 	jr.addr = d->address;
 	jr.orcpt = d->orcpt;
@@ -831,9 +624,11 @@ expire(struct scheduler *s, struct store_due *d, double now)
 	jr.attempts = d->attempts;
 	snprintf(reply, sizeof(reply), "%s", d->last_reply[0] ?
 	    d->last_reply : "no attempt succeeded");
-	record(s, &tmp, &jr, OUTCOME_NOT_TRIED, "4.4.7", reply, "", "");
-	finish_message(s, d->msgid, d->qid, tmp.fails, tmp.nfails, NULL, 0);
-	job_clear(&tmp);
+	record(s, d->qid, &job, &jr, OUTCOME_NOT_TRIED, "4.4.7", reply, "",
+	    "");
+	finish_message(s, d->msgid, d->qid, job.fails, job.nfails, NULL, 0);
+	free_failures(&job.fails, &job.nfails);
+	free_failures(&job.delays, &job.ndelays);
 	return 1;
 }
 
@@ -849,9 +644,9 @@ scheduler_run(struct scheduler *s)
 	if (!s->wake && now_ms() < s->next_run_ms)
 		return;
 	s->wake = 0;
-	for (i = 0; i < s->nagents; i++)
-		if (!s->agents[i]->busy && s->agents[i]->pid != 0 &&
-		    !s->agents[i]->retiring)
+	for (i = 0; i < s->pool.nagents; i++)
+		if (!s->pool.agents[i]->busy && s->pool.agents[i]->pid != 0 &&
+		    !s->pool.agents[i]->retiring)
 			any_idle = 1;
 	if (store_due(s->st, now, DUE_BATCH, &v, &n) < 0) {
 		log_error("scheduler: %s", store_errmsg(s->st));
@@ -950,24 +745,20 @@ scheduler_counts(struct scheduler *s, int *agents, int *busy)
 {
 	size_t i;
 
-	*agents = (int)s->nagents;
+	*agents = (int)s->pool.nagents;
 	*busy = 0;
-	for (i = 0; i < s->nagents; i++)
-		if (s->agents[i]->busy)
+	for (i = 0; i < s->pool.nagents; i++)
+		if (s->pool.agents[i]->busy)
 			(*busy)++;
 }
 
 void
 scheduler_free(struct scheduler *s)
 {
-	while (s->nagents > 0) {
-		struct pool_agent *a = s->agents[--s->nagents];
+	size_t i;
 
-		job_clear(a);
-		close(a->fd);
-		free(a->rbuf);
-		free(a->wbuf);
-		free(a);
-	}
+	for (i = 0; i < s->pool.nagents; i++)
+		job_clear(s->pool.agents[i]);
+	agent_pool_close(&s->pool);
 	free(s);
 }
