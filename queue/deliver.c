@@ -1290,7 +1290,8 @@ try_addrs(struct job_ctx *x, const char *host,
 	struct conn *c = &x->ag->conn;
 	size_t i;
 
-	for (i = 0; i < naddrs && *sessions < MAX_SESSIONS && !stop; i++) {
+	/* SIGTERM means "finish the job": every next hop is still tried */
+	for (i = 0; i < naddrs && *sessions < MAX_SESSIONS; i++) {
 		socklen_t sl = addrs[i].ss_family == AF_INET ?
 		    sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
 
@@ -1406,8 +1407,8 @@ hops_mx(struct job_ctx *x)
 			return;
 		}
 	}
-	for (i = 0; i < nmx && x->npending > 0 && sessions < MAX_SESSIONS &&
-	    !stop; i++) {
+	for (i = 0; i < nmx && x->npending > 0 && sessions < MAX_SESSIONS;
+	    i++) {
 		struct sockaddr_storage addrs[MAX_ADDRS];
 		size_t n = 0;
 
@@ -1627,8 +1628,6 @@ deliver(const struct child_args *a)
 			log_fatal("queue runner sent a malformed %s where a "
 			    "JOB belongs", ipc_type_name(in.type));
 		last_job = job.last_job != 0 || leaving;
-		if (leaving)
-			stop = 0;   /* it crossed AGENT_LEAVING: run it whole */
 		run_job(&ag, &job, last_job);
 		deliver_job_free(&job);
 	}

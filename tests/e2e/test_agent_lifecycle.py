@@ -151,8 +151,13 @@ class AgentDeathTest(AgentLifecycleCase):
         self.assertIsNotNone(d.wait_log(
             r"%s: held: %s" % (qid, re.escape(HOLD_REASON)), QUICK),
             d.log_tail())
-        row = d.query("SELECT state, hold_reason, agent_deaths FROM message"
-                      " WHERE qid = ?", (qid,))[0]
+        # the log line comes before the turn's commit: wait for the row
+        row = ft.wait_for(lambda: [
+            r for r in d.query("SELECT state, hold_reason, agent_deaths"
+                               " FROM message WHERE qid = ?", (qid,))
+            if r["state"] == "hold"], QUICK)
+        self.assertTrue(row, "not held in the queue file")
+        row = row[0]
         self.assertEqual(row["state"], "hold")
         self.assertEqual(row["hold_reason"], HOLD_REASON)
         self.assertEqual(row["agent_deaths"], 3)
