@@ -1,17 +1,22 @@
 /*
- * bounce.h - delivery status notifications (RFC 3464): when recipients of
- * a message fail, a multipart/report message from the null sender to the
- * original sender is queued in the same transaction that records the
- * failure.
+ * bounce.h - delivery status notifications (RFC 3464).
+ *
+ * bounce_report() is pure: from the original message's data, the
+ * recipients to report and the clock, it returns the bytes of a
+ * multipart/report message (from the null sender to the original
+ * sender).  Reading the original from the store and queueing the report
+ * in the transaction that records the failure stay with the caller
+ * (bounce_queue.c).
  */
 #ifndef FERRY_BOUNCE_H
 #define FERRY_BOUNCE_H
 
 #include <stddef.h>
 #include <stdint.h>
-#include "store.h"
+#include <time.h>
 
-struct ferry_config;
+#define BOUNCE_RETURN_FULL_MAX (1024 * 1024)  /* larger: headers only */
+#define BOUNCE_HEADERS_MAX (64 * 1024)        /* header block returned */
 
 struct bounce_rcpt {
 	const char *addr;
@@ -20,18 +25,30 @@ struct bounce_rcpt {
 	const char *remote_mta;   /* host name or "" */
 	const char *diagnostic;   /* the remote reply or local reason */
 	const char *detail;       /* the same with context, for people */
-	double last_attempt;
+	double last_attempt;      /* 0: now */
 };
 
-/* Queues a notification about the recipients r[0..n) of msgid, unless
- * the message is itself a notification or has the null sender (no bounce
- * loops).  Inside the open transaction.  Returns 1 and the new qid, 0 when
- * none was due, -1 on a store error. */
-int bounce_queue(struct store *st, const struct ferry_config *cfg,
-    int64_t msgid, const struct bounce_rcpt *r, size_t n, char *qid_out);
-/* The same for recipients still being retried: a delay warning
- * (Action: delayed, the headers only), at most once per message. */
-int bounce_queue_delay(struct store *st, const struct ferry_config *cfg,
-    int64_t msgid, const struct bounce_rcpt *r, size_t n, char *qid_out);
+struct bounce_input {
+	int delayed;              /* a delay warning, not a failure report */
+	const char *hostname;     /* ours: Reporting-MTA, From, Received */
+	const char *report_qid;   /* the report's own queue id */
+	const char *qid;          /* the original's queue id */
+	const char *sender;       /* the original's sender: the report's To */
+	const char *envid;        /* ENVID as received, "" when none */
+	double received_at;       /* the original's arrival */
+	double retry_until;       /* the end of its lifetime (delay warning) */
+	int headers_only;         /* return only the original's header block */
+	const uint8_t *original;  /* the original message (or at least its */
+	size_t original_len;      /* first BOUNCE_HEADERS_MAX bytes) */
+	time_t now;
+	uint8_t random[8];        /* for the MIME boundary and Message-ID */
+};
+
+/* The report's bytes (CRLF lines), malloc'd into *out and *outlen. */
+void bounce_report(const struct bounce_input *in,
+    const struct bounce_rcpt *r, size_t n, uint8_t **out, size_t *outlen);
+/* Whether a report is owed at all: never for the null sender or for one
+ * of ferry's own notifications (no loops), a delay warning once. */
+int bounce_owed(const char *sender, int is_dsn, int delayed, int warned);
 
 #endif

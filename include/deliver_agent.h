@@ -52,9 +52,6 @@ struct job_ctx {
 	uint32_t next_seq;
 };
 
-/* Nonzero once SIGTERM (or SIGINT, SIGUSR1) asked the agent to stop. */
-int deliver_stopping(void);
-
 /* Reports recipient i's result to the runner (exactly once each). */
 void job_result(struct job_ctx *x, size_t i, uint32_t status,
     const char *dsn, const char *reply, const char *relay, const char *tls);

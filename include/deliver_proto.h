@@ -10,7 +10,12 @@
  *   runner -> agent   JOB_END      (no fields) - every chunk was sent
  *   agent  -> runner  RCPT_RESULT  struct deliver_result, one per
  *                                  recipient of the job, any time after JOB
- *   agent  -> runner  JOB_DONE     struct deliver_done; the agent is free
+ *   agent  -> runner  JOB_DONE     struct deliver_done; the agent is free,
+ *                                  or, after a job marked last_job, leaves
+ *   agent  -> runner  AGENT_LEAVING (no fields) - told to stop (SIGTERM):
+ *                                  the runner sends it no more jobs and,
+ *                                  once it is idle, closes; a job that
+ *                                  crossed the notice is still run
  *
  * The agent answers every recipient exactly once before JOB_DONE (a
  * connection failure gives each recipient a 4xx result).  It reads every
@@ -37,6 +42,9 @@ struct deliver_rcpt {
 
 struct deliver_job {
 	uint64_t job_id;
+	uint32_t last_job;        /* 1: the agent's last job; it exits after
+	                             JOB_DONE (the runner alone decides when an
+	                             agent retires, and sends it nothing more) */
 	char *qid;
 	char *sender;             /* "" = null sender */
 	int64_t size;             /* bytes of the stored message */
@@ -76,6 +84,8 @@ struct deliver_done {
 	uint64_t job_id;
 	char *hop;                /* next hop the agent stays connected to,
 	                             "" when it closed the connection */
+	uint32_t leaving;         /* 1: the agent exits now (its last job, or
+	                             told to stop): send it nothing more */
 };
 
 /* Encoders append fields to a frame begun with ipc_out_init(type).

@@ -41,9 +41,6 @@ void intake_conn_rolled_back(struct intake_conn *c);
 /* Closes the connection; a message in flight is deleted from the store
  * (inside the open transaction). */
 void intake_conn_free(struct intake_conn *c, struct store *st);
-/* Nonzero (once) when aborted messages were deleted since the last call:
- * the turn should commit. */
-int intake_take_deletes(void);
 /* Pending output to flush when the socket is writable. */
 int intake_conn_want_write(const struct intake_conn *c);
 int intake_conn_flush(struct intake_conn *c);

@@ -35,6 +35,7 @@ enum ipc_type {
 	IMSG_JOB_END,        /* runner -> agent: no more chunks */
 	IMSG_RCPT_RESULT,    /* agent -> runner: one recipient's outcome */
 	IMSG_JOB_DONE,       /* agent -> runner: job finished, agent free */
+	IMSG_AGENT_LEAVING,  /* agent -> runner: told to stop; no fields */
 	/* SMTP worker <-> ferry-anvil (anvil_client.h); every request
 	 * starts with a u32 sequence number the answer repeats */
 	IMSG_ANVIL_CONNECT,      /* worker: seq, addr; answered */

@@ -36,8 +36,6 @@ void scheduler_events(struct scheduler *s, const struct pollfd *pfds,
 void scheduler_run(struct scheduler *s);
 /* Milliseconds until scheduler_run has something to do (poll timeout). */
 int scheduler_timeout_ms(struct scheduler *s);
-/* Nonzero when results were written and the turn must commit. */
-int scheduler_take_dirty(struct scheduler *s);
 void scheduler_wake(struct scheduler *s);
 /* Nonzero while a delivery of that message is in flight. */
 int scheduler_busy_qid(struct scheduler *s, const char *qid);

@@ -12,8 +12,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "envelope.h"
+#include "lifecycle.h"
 
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 #define QID_LEN 12            /* upper-case hex characters */
 
 struct store;
@@ -30,6 +31,11 @@ int store_begin(struct store *st);
 int store_commit(struct store *st);
 void store_rollback(struct store *st);
 int store_in_transaction(const struct store *st);
+/* Nonzero when the open transaction changed a row that must be made
+ * durable this turn: anything but the envelope and body of a message
+ * still arriving (those wait for the message's end, which the runner
+ * commits).  The store keeps count, so callers keep no flags. */
+int store_has_writes(const struct store *st);
 
 /* Intake.  store_message_create inserts the envelope with state
  * 'incoming' under a fresh unique queue id (written to qid, QID_LEN+1
@@ -64,6 +70,7 @@ struct store_due {
 	char *envid;
 	double received_at;
 	char *last_reply, *last_dsn;
+	int agent_deaths;         /* message.agent_deaths */
 };
 
 /* Pending recipients of active messages due at now, earliest first, at
@@ -76,12 +83,12 @@ int store_next_due(struct store *st, double *when);
 /* Chunk seq of a message, malloc'd into *data: 1, 0 past the last, -1. */
 int store_body_chunk(struct store *st, int64_t msgid, uint32_t seq,
     uint8_t **data, size_t *len);
-/* One attempt's outcome: recipient state ('pending', 'delivered',
- * 'failed'), next attempt (0 = none), and a row of history with status
- * 'sent', 'deferred', 'bounced' or 'expired'.  Inside a transaction. */
-int store_rcpt_result(struct store *st, int64_t rcpt_id, const char *state,
-    double next_attempt, const char *relay, const char *tls,
-    const char *status, const char *dsn, const char *reply);
+/* One attempt's outcome: the recipient's new state, next attempt (0 =
+ * none), and a row of history with its status.  Inside a transaction. */
+int store_rcpt_result(struct store *st, int64_t rcpt_id,
+    enum rcpt_state state, double next_attempt, const char *relay,
+    const char *tls, enum attempt_status status, const char *dsn,
+    const char *reply);
 int store_message_progress(struct store *st, int64_t msgid,
     int64_t *pending, int64_t *delivered, int64_t *total);
 
@@ -98,6 +105,15 @@ struct store_msginfo {
 int store_message_info(struct store *st, int64_t msgid,
     struct store_msginfo *mi);
 void store_msginfo_free(struct store_msginfo *mi);
+/* A delivery agent died (or broke the protocol) with a job of msgid in
+ * flight: counts it and returns the count, or -1.  Inside a
+ * transaction. */
+int store_agent_died(struct store *st, int64_t msgid);
+/* A job of msgid finished: the count of agent deaths starts again. */
+int store_agent_survived(struct store *st, int64_t msgid);
+/* 'active' -> 'hold' by ferry itself, with the reason "queue show"
+ * displays.  Inside a transaction. */
+int store_message_hold(struct store *st, int64_t msgid, const char *reason);
 /* Records that a delay warning went out for msgid. */
 int store_mark_warned(struct store *st, int64_t msgid);
 /* Marks msgid as ferry's notification about of_qid. */
@@ -177,6 +193,7 @@ struct store_msg_info {
 	char *auth_user, *body_type, *dsn_ret, *dsn_envid, *dsn_of;
 	int smtputf8, warned;
 	int64_t size_declared;
+	char *hold_reason;              /* NULL unless ferry held it */
 	/* The header block: body bytes up to the empty line that ends it,
 	 * at most STORE_HEADERS_MAX of them. */
 	char *headers;
@@ -200,7 +217,8 @@ int store_admin_state(struct store *st, const char *qid, char *state);
 /* 'active' -> 'hold': the scheduler leaves it alone.  0, STORE_NOT_FOUND,
  * STORE_WRONG_STATE or -1. */
 int store_admin_hold(struct store *st, const char *qid);
-/* 'hold' -> 'active', its pending recipients due now.  0,
+/* 'hold' -> 'active', its pending recipients due now, its hold reason
+ * and count of agent deaths cleared.  0,
  * STORE_NOT_FOUND, STORE_WRONG_STATE or -1. */
 int store_admin_release(struct store *st, const char *qid);
 /* Makes the pending recipients of one active message (qid) or of every

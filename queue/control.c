@@ -312,6 +312,7 @@ cmd_show(struct control_ctx *ctx, const char *qid, struct answer *a)
 	o = put(doc, "message", new_object());
 	put_str(o, "id", m.qid);
 	put_str(o, "state", m.state);
+	put_str(o, "hold_reason", m.hold_reason);
 	put_double_opt(o, "received_at", m.received_at);
 	put_int(o, "age", m.received_at >= 0 && now > m.received_at ?
 	    (int64_t)(now - m.received_at) : 0);

@@ -56,12 +56,6 @@ on_term(int sig)
 	stop = 1;
 }
 
-int
-deliver_stopping(void)
-{
-	return stop != 0;
-}
-
 static void
 install_signals(void)
 {
@@ -356,6 +350,7 @@ run_job(struct deliver_agent *ag, struct deliver_job *job, int last_job)
 	memset(&done, 0, sizeof(done));
 	done.job_id = job->job_id;
 	done.hop = c->fd >= 0 ? c->key : (char *)"";
+	done.leaving = stop || last_job;
 	ipc_out_init(&ag->out, IMSG_JOB_DONE);
 	deliver_done_encode(&done, &ag->out);
 	runner_send(ag);
@@ -389,7 +384,8 @@ deliver(const struct child_args *a)
 	struct privsep_target target;
 	char err[1024], path[4200];
 	pid_t master = getppid();
-	int jobs = 0;
+	int last_job = 0;   /* the runner marks an agent's last job */
+	int leaving = 0;    /* AGENT_LEAVING was sent */
 
 	install_signals();
 	memset(&ag, 0, sizeof(ag));
@@ -424,10 +420,18 @@ deliver(const struct child_args *a)
 	runner_send(&ag);
 	log_debug("delivery agent ready (generation %u)", a->generation);
 
-	while (!stop && jobs < ag.cfg->agent_jobs) {
+	while (!last_job) {
 		struct deliver_job job;
 		struct ipc_in in;
 		int rc, idle_ms = -1, server_said = 0;
+
+		if (stop && !leaving) {
+			/* a job may cross this notice: it is still run, and
+			 * the runner closes once it has nothing for us */
+			ipc_out_init(&ag.out, IMSG_AGENT_LEAVING);
+			runner_send(&ag);
+			leaving = 1;
+		}
 
 		if (ag.conn.fd >= 0) {
 			int64_t left = ag.conn.idle_since +
@@ -436,7 +440,7 @@ deliver(const struct child_args *a)
 			idle_ms = left > 0 ? (int)left : 0;
 		}
 		rc = runner_next(&ag.runner, &in, idle_ms, ag.conn.fd,
-		    &server_said, 1);
+		    &server_said, !leaving);
 		if (server_said && ag.conn.fd >= 0) {
 			/* the server spoke (or closed) while idle: 421 */
 			log_debug("%s: closed by the server while idle",
@@ -457,8 +461,8 @@ deliver(const struct child_args *a)
 		if (in.type != IMSG_JOB || deliver_job_decode(&in, &job) < 0)
 			log_fatal("queue runner sent a malformed %s where a "
 			    "JOB belongs", ipc_type_name(in.type));
-		jobs++;
-		run_job(&ag, &job, jobs >= ag.cfg->agent_jobs);
+		last_job = job.last_job != 0 || leaving;
+		run_job(&ag, &job, last_job);
 		deliver_job_free(&job);
 	}
 	client_quit(ag.cfg, &ag.conn);

@@ -29,6 +29,7 @@ deliver_job_encode(const struct deliver_job *j, struct ipc_out *m)
 	size_t i;
 
 	ipc_add_u64(m, j->job_id);
+	ipc_add_u32(m, j->last_job);
 	ipc_add_str(m, j->qid);
 	ipc_add_str(m, j->sender);
 	ipc_add_i64(m, j->size);
@@ -100,6 +101,7 @@ deliver_job_decode(struct ipc_in *in, struct deliver_job *j)
 
 	memset(j, 0, sizeof(*j));
 	if (ipc_get_u64(in, &j->job_id) < 0 ||
+	    get_u32_max(in, &j->last_job, 1) < 0 ||
 	    ipc_get_str(in, &j->qid, DP_MAX_STR) < 0 ||
 	    ipc_get_str(in, &j->sender, DP_MAX_STR) < 0 ||
 	    ipc_get_i64(in, &j->size) < 0 || j->size < 0 ||
@@ -223,6 +225,7 @@ deliver_done_encode(const struct deliver_done *d, struct ipc_out *m)
 {
 	ipc_add_u64(m, d->job_id);
 	ipc_add_str(m, d->hop);
+	ipc_add_u32(m, d->leaving);
 }
 
 void
@@ -240,6 +243,7 @@ deliver_done_decode(struct ipc_in *in, struct deliver_done *d)
 	memset(d, 0, sizeof(*d));
 	if (ipc_get_u64(in, &d->job_id) < 0 ||
 	    ipc_get_str(in, &d->hop, DP_MAX_STR) < 0 ||
+	    get_u32_max(in, &d->leaving, 1) < 0 ||
 	    ipc_end(in) < 0) {
 		deliver_done_free(d);
 		return -1;

@@ -115,26 +115,14 @@ forget_message(struct intake_conn *c)
 	c->state = C_IDLE;
 }
 
-static int deletes_pending;
-
-int
-intake_take_deletes(void)
-{
-	int d = deletes_pending;
-
-	deletes_pending = 0;
-	return d;
-}
-
 /* Deletes the message in flight (inside the open transaction; the runner
  * commits it at the end of the turn, so its committed 'incoming' rows do
  * not linger). */
 static void
 drop_message(struct intake_conn *c, struct store *st)
 {
-	if (c->msgid >= 0 && store_begin(st) == 0 &&
-	    store_message_delete(st, c->msgid) == 0)
-		deletes_pending = 1;
+	if (c->msgid >= 0 && store_begin(st) == 0)
+		(void)store_message_delete(st, c->msgid);
 	forget_message(c);
 }
 

@@ -76,8 +76,8 @@ try_addrs(struct job_ctx *x, const char *host,
 	struct smtp_conn *c = &x->ag->conn;
 	size_t i;
 
-	for (i = 0; i < naddrs && *sessions < MAX_SESSIONS &&
-	    !deliver_stopping(); i++) {
+	/* SIGTERM means "finish the job": every next hop is still tried */
+	for (i = 0; i < naddrs && *sessions < MAX_SESSIONS; i++) {
 		socklen_t sl = addrs[i].ss_family == AF_INET ?
 		    sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
 
@@ -217,8 +217,8 @@ nexthop_mx(struct job_ctx *x)
 	mx = mx_hosts(x, &nmx, &implicit);
 	if (mx == NULL)
 		return;
-	for (i = 0; i < nmx && x->npending > 0 && sessions < MAX_SESSIONS &&
-	    !deliver_stopping(); i++) {
+	for (i = 0; i < nmx && x->npending > 0 && sessions < MAX_SESSIONS;
+	    i++) {
 		struct sockaddr_storage addrs[MAX_ADDRS];
 		size_t n = 0;
 

@@ -108,7 +108,6 @@ struct runner {
 	size_t nconns;
 	uint64_t next_conn_id;
 	uid_t peer_uid;           /* the SMTP user's uid */
-	int force_commit;         /* a delete is waiting to be made durable */
 	struct intake_stats stats;
 	struct scheduler *sched;
 	gid_t admin_gid;          /* may use ferryctl besides root */
@@ -147,7 +146,6 @@ close_conn(struct runner *r, size_t i)
 {
 	intake_conn_free(r->conns[i], r->st);
 	r->conns[i] = r->conns[--r->nconns];
-	r->force_commit = 1;
 }
 
 /* The store failed mid-turn: roll back, and fail every message that had
@@ -174,10 +172,9 @@ group_commit(struct runner *r)
 	for (i = 0; i < r->nconns; i++)
 		if (intake_conn_pending(r->conns[i]))
 			waiting++;
-	if (scheduler_take_dirty(r->sched) || intake_take_deletes())
-		r->force_commit = 1;
+	/* the store knows whether the turn wrote anything */
 	if (!store_in_transaction(r->st) || (waiting == 0 &&
-	    !r->force_commit))
+	    !store_has_writes(r->st)))
 		return;
 	ok = store_commit(r->st) == 0;
 	if (ok) {
@@ -187,7 +184,6 @@ group_commit(struct runner *r)
 		lose_transaction(r);
 		return;
 	}
-	r->force_commit = 0;
 	for (i = 0; i < r->nconns; i++)
 		intake_conn_committed(r->conns[i], ok, &r->stats);
 	if (waiting > 0)
@@ -340,7 +336,6 @@ serve_control(struct runner *r)
 		ctx.wake_arg = r;
 		ctx.busy = qid_busy;
 		control_serve(fd, &ctx);
-		r->force_commit = 1;
 	}
 }
 

@@ -1,23 +1,31 @@
 /*
- * scheduler.c - the queue runner's delivery side.
+ * scheduler.c - the queue runner's delivery decisions.
  *
  * Delivery agents (ferry-deliver, started by the master as their own
- * unprivileged user) connect to the runner's agent socket; the runner
- * checks each peer's uid.  Each turn, the scheduler asks the store what is
+ * unprivileged user) connect to the runner's agent socket; the I/O with
+ * them is agent_pool.c's, which calls the hooks here for what they say.
+ * Each turn, the scheduler asks the store what is
  * due (through the recipient_due index), groups a message's due
  * recipients by domain, decides the route again (so a configuration change
  * applies to mail already queued), and hands each group to an idle agent
  * - one connected to the same next hop when there is one - within the
- * per-destination limit.  The message body is streamed from the store in
- * its chunks as the agent's socket drains.
+ * per-destination limit; the pool streams the body after the JOB.
  *
- * Results are written in the runner's open transaction: delivered, failed
- * (with a bounce queued in the same transaction), or deferred with the
- * next attempt from the retry schedule, capped at the end of the queue
- * lifetime, when the recipient expires with 4.4.7.  A message whose
- * recipients are all final is removed.  Agents are peers that may lie: a
- * malformed or unexpected frame drops the agent, and its unanswered
- * recipients are deferred.
+ * Results are written in the runner's open transaction as the pure
+ * lifecycle_decide() says: delivered, failed (with a bounce queued in the
+ * same transaction), or deferred with the next attempt from the retry
+ * schedule, capped at the end of the queue lifetime, when the recipient
+ * expires with 4.4.7.  A message whose
+ * recipients are all final is removed.
+ *
+ * The runner alone decides when an agent retires: it counts the jobs it
+ * hands each agent and marks the agent_jobs-th as its last, and an agent
+ * told to stop says so in its JOB_DONE; neither gets another job.  Agents
+ * are peers that may lie: a malformed or unexpected frame drops the
+ * agent.  An agent that goes away with a job in flight is no outcome of
+ * the delivery: its unanswered recipients stay due and are dispatched
+ * again at once, with no attempt counted; a message that takes
+ * AGENT_DEATHS_HOLD agents with it in a row is held with a reason.
  */
 #include "autoconfig.h"
 
@@ -28,20 +36,23 @@
 #include <unistd.h>
 #include <sys/socket.h>
 
-#include "bounce.h"
+#include "agent_pool.h"
+#include "bounce_queue.h"
 #include "config.h"
 #include "deliver_proto.h"
 #include "ipc.h"
+#include "lifecycle.h"
 #include "log.h"
 #include "scheduler.h"
 #include "smtp_parse.h"
 #include "store.h"
 #include "util.h"
 
-#define MAX_AGENTS 1024
 #define DUE_BATCH 1000
-#define WBUF_HIGH (256 * 1024)
 #define MAX_WAIT_MS 30000
+#define AGENT_DEATHS_HOLD 3   /* agents lost in a row on one message */
+#define HOLD_REASON_AGENTS "delivery agent died 3 times in a row while " \
+	"delivering it"
 
 struct job_rcpt {
 	int64_t rcpt_id;
@@ -57,56 +68,26 @@ struct failure {
 	double at;
 };
 
-struct agent {
-	int fd;
-	pid_t pid;
-	int busy;
-	char hop[512];            /* next hop it is still connected to */
-	/* the job in flight */
-	uint64_t job_id;
-	int64_t msgid;
-	char qid[QID_LEN + 1];
-	char dest[320];
+/* What the scheduler keeps about the job in flight on an agent. */
+struct sched_job {
 	double received_at, started;
 	struct job_rcpt *rcpts;
 	size_t nrcpts;
-	uint32_t next_seq;
-	int data_done;
+	int agent_deaths;         /* the message's count when dispatched */
 	struct failure *fails;
 	size_t nfails;
 	struct failure *delays;   /* deferred past delivery.delay_warning */
 	size_t ndelays;
-	/* io */
-	uint8_t *rbuf;
-	size_t rlen, rcap;
-	uint8_t *wbuf;
-	size_t wlen, wcap;
 };
 
 struct scheduler {
 	const struct ferry_config *cfg;
 	struct store *st;
-	struct agent *agents[MAX_AGENTS];
-	size_t nagents;
-	uid_t agent_uid;
+	struct agent_pool pool;
 	uint64_t next_job_id;
 	int64_t next_run_ms;
 	int wake;
-	int dirty;
 };
-
-struct scheduler *
-scheduler_new(const struct ferry_config *cfg, struct store *st,
-    uid_t agent_uid)
-{
-	struct scheduler *s = xcalloc(1, sizeof(*s));
-
-	s->cfg = cfg;
-	s->st = st;
-	s->agent_uid = agent_uid;
-	s->wake = 1;
-	return s;
-}
 
 static void
 free_failures(struct failure **list, size_t *n)
@@ -127,20 +108,28 @@ free_failures(struct failure **list, size_t *n)
 }
 
 static void
-job_clear(struct agent *a)
+sched_job_free(struct sched_job *j)
 {
 	size_t i;
 
-	for (i = 0; i < a->nrcpts; i++) {
-		free(a->rcpts[i].addr);
-		free(a->rcpts[i].orcpt);
-		free(a->rcpts[i].last_reply);
+	if (j == NULL)
+		return;
+	for (i = 0; i < j->nrcpts; i++) {
+		free(j->rcpts[i].addr);
+		free(j->rcpts[i].orcpt);
+		free(j->rcpts[i].last_reply);
 	}
-	free(a->rcpts);
-	a->rcpts = NULL;
-	a->nrcpts = 0;
-	free_failures(&a->fails, &a->nfails);
-	free_failures(&a->delays, &a->ndelays);
+	free(j->rcpts);
+	free_failures(&j->fails, &j->nfails);
+	free_failures(&j->delays, &j->ndelays);
+	free(j);
+}
+
+static void
+job_clear(struct pool_agent *a)
+{
+	sched_job_free(a->job);
+	a->job = NULL;
 	a->busy = 0;
 	a->msgid = -1;
 	a->qid[0] = '\0';
@@ -151,18 +140,26 @@ job_clear(struct agent *a)
 
 /* ----------------------------------------------------------- results */
 
-static double
-next_retry(const struct ferry_config *cfg, int attempts, double received_at,
-    double now)
+static struct lifecycle_policy
+policy_of(const struct ferry_config *cfg)
 {
-	size_t i = attempts > 0 ? (size_t)attempts - 1 : 0;
-	double next, end = received_at + cfg->max_lifetime;
+	struct lifecycle_policy p;
 
-	if (i >= cfg->nretry_schedule)
-		i = cfg->nretry_schedule - 1;
-	next = now + cfg->retry_schedule[i];
-	/* the last try is when the lifetime ends: then it expires */
-	return next > end ? (end > now ? end : now) : next;
+	p.retry_schedule = cfg->retry_schedule;
+	p.nretry_schedule = cfg->nretry_schedule;
+	p.max_lifetime = cfg->max_lifetime;
+	p.delay_warning = cfg->delay_warning;
+	return p;
+}
+
+static enum attempt_outcome
+outcome_of(uint32_t status)
+{
+	switch (status) {
+	case DS_DELIVERED: return OUTCOME_DELIVERED;
+	case DS_FAILED: return OUTCOME_PERMANENT;
+	default: return OUTCOME_TEMPORARY;
+	}
 }
 
 /* Seconds the way Postfix prints them: two significant digits below 10
@@ -223,79 +220,57 @@ add_failure(struct failure **list, size_t *n, const struct job_rcpt *jr,
 	f->at = at;
 }
 
-/* Records one recipient's outcome and logs it the way Postfix does. */
+/* Records one recipient's outcome as lifecycle_decide() says, logs it
+ * the way Postfix does, and notes the notice it owes. */
 static void
-record(struct scheduler *s, struct agent *a, struct job_rcpt *jr,
-    uint32_t status, const char *dsn, const char *reply, const char *relay,
-    const char *tls)
+record(struct scheduler *s, const char *qid, struct sched_job *job,
+    struct job_rcpt *jr, enum attempt_outcome outcome, const char *dsn,
+    const char *reply, const char *relay, const char *tls)
 {
 	double now = now_wall();
-	const char *state, *what;
-	double next = 0;
+	struct lifecycle_policy pol = policy_of(s->cfg);
+	struct transition t = lifecycle_decide(outcome, jr->attempts,
+	    job->received_at, now, &pol, jr->notify);
 	char safe_reply[1200], safe_addr[600];
 	char d_total[32], d_queue[32], d_send[32];
 
+	if (!t.counts_attempt)
+		return;
 	if (store_begin(s->st) < 0) {
-		log_error("%s: cannot record a result: %s", a->qid,
+		log_error("%s: cannot record a result: %s", qid,
 		    store_errmsg(s->st));
 		return;
 	}
-	switch (status) {
-	case DS_DELIVERED:
-		state = "delivered";
-		what = "sent";
-		break;
-	case DS_FAILED:
-		state = "failed";
-		what = "bounced";
-		break;
-	default:
-		if (now - a->received_at >= s->cfg->max_lifetime) {
-			state = "failed";
-			what = "expired";
-		} else {
-			state = "pending";
-			what = "deferred";
-			next = next_retry(s->cfg, jr->attempts + 1,
-			    a->received_at, now);
-		}
-		break;
-	}
-	if (store_rcpt_result(s->st, jr->rcpt_id, state, next, relay, tls,
-	    what, dsn, reply) < 0)
-		log_error("%s: cannot record a result: %s", a->qid,
+	if (store_rcpt_result(s->st, jr->rcpt_id, t.state, t.next_attempt,
+	    relay, tls, t.status, dsn, reply) < 0)
+		log_error("%s: cannot record a result: %s", qid,
 		    store_errmsg(s->st));
-	s->dirty = 1;
 	jr->answered = 1;
 	log_sanitize(safe_reply, sizeof(safe_reply), reply, strlen(reply));
 	log_sanitize(safe_addr, sizeof(safe_addr), jr->addr,
 	    strlen(jr->addr));
 	log_info("%s: to=<%s>, relay=%s, delay=%s, delays=%s/%s, "
-	    "tls=%s, dsn=%s, status=%s (%s)", a->qid, safe_addr,
+	    "tls=%s, dsn=%s, status=%s (%s)", qid, safe_addr,
 	    relay[0] ? relay : "none",
-	    fmt_delay(d_total, sizeof(d_total), now - a->received_at),
-	    fmt_delay(d_queue, sizeof(d_queue), a->started - a->received_at),
-	    fmt_delay(d_send, sizeof(d_send), now - a->started),
+	    fmt_delay(d_total, sizeof(d_total), now - job->received_at),
+	    fmt_delay(d_queue, sizeof(d_queue), job->started - job->received_at),
+	    fmt_delay(d_send, sizeof(d_send), now - job->started),
 	    tls[0] ? tls : "none", dsn,
-	    strcmp(what, "expired") == 0 ? "bounced" : what, safe_reply);
-	if (strcmp(what, "deferred") == 0 && s->cfg->delay_warning > 0 &&
-	    now - a->received_at >= s->cfg->delay_warning &&
-	    (jr->notify == 0 || (jr->notify & NOTIFY_DELAY))) {
-		add_failure(&a->delays, &a->ndelays, jr, dsn, relay, reply,
+	    attempt_status_name(t.status == STATUS_EXPIRED ? STATUS_BOUNCED :
+	    t.status), safe_reply);
+	if (t.notice == NOTICE_DELAY)
+		add_failure(&job->delays, &job->ndelays, jr, dsn, relay, reply,
 		    reply, now);
-	}
-	if (strcmp(state, "failed") == 0) {
+	if (t.notice == NOTICE_BOUNCE) {
 		char diag[1300];
 
-		if (strcmp(what, "expired") == 0)
+		if (t.status == STATUS_EXPIRED)
 			snprintf(diag, sizeof(diag), "delivery time expired; "
 			    "last error: %s", reply);
 		else
 			snprintf(diag, sizeof(diag), "%s", reply);
-		if (jr->notify != 0 && !(jr->notify & NOTIFY_FAILURE))
-			return;   /* NOTIFY=NEVER or without FAILURE */
-		add_failure(&a->fails, &a->nfails, jr,
-		    strcmp(what, "expired") == 0 ? "4.4.7" : dsn, relay, diag,
+		add_failure(&job->fails, &job->nfails, jr,
+		    t.status == STATUS_EXPIRED ? "4.4.7" : dsn, relay, diag,
 		    reply, now);
 	}
 }
@@ -348,135 +323,77 @@ finish_message(struct scheduler *s, int64_t msgid, const char *qid,
 		if (store_message_delete(s->st, msgid) == 0)
 			log_info("%s: removed", qid);
 	}
-	s->dirty = 1;
 }
 
 /* ------------------------------------------------------------- agents */
 
+/* A delivery agent that goes away with a job in flight is not an
+ * outcome of the delivery: the recipients it did not answer stay pending
+ * as they were (no attempt counted, no retry step) and are dispatched
+ * again at once.  Only a message whose deliveries keep killing agents is
+ * held, so that it cannot crash-loop the pool. */
 static void
-agent_queue(struct agent *a, struct ipc_out *m)
+job_vanished(void *arg, struct pool_agent *a, const char *why)
 {
-	size_t len;
-	const uint8_t *p = ipc_out_finish(m, &len);
+	struct scheduler *s = arg;
+	struct sched_job *j = a->job;
+	size_t k, unanswered = 0;
+	int deaths = 0;
 
-	if (a->wlen + len > a->wcap) {
-		a->wcap = a->wlen + len + 65536;
-		a->wbuf = xrealloc(a->wbuf, a->wcap);
+	for (k = 0; k < j->nrcpts; k++)
+		if (!j->rcpts[k].answered)
+			unanswered++;
+	log_warn("%s: delivery agent (pid %ld) %s; %zu recipient(s) go back "
+	    "to the queue", a->qid, (long)a->pid, why, unanswered);
+	s->wake = 1;
+	if (store_begin(s->st) < 0) {
+		log_error("%s: %s", a->qid, store_errmsg(s->st));
+		job_clear(a);
+		return;
 	}
-	memcpy(a->wbuf + a->wlen, p, len);
-	a->wlen += len;
-}
-
-/* Tops up the agent's output with body chunks, then JOB_END. */
-static int
-agent_fill(struct scheduler *s, struct agent *a)
-{
-	struct ipc_out m = { 0 };
-
-	while (a->busy && !a->data_done && a->wlen < WBUF_HIGH) {
-		uint8_t *data;
-		size_t len;
-		int rc = store_body_chunk(s->st, a->msgid, a->next_seq, &data,
-		    &len);
-
-		if (rc < 0) {
-			log_error("%s: cannot read the message: %s", a->qid,
-			    store_errmsg(s->st));
-			ipc_out_free(&m);
-			return -1;
-		}
-		if (rc == 0) {
-			ipc_out_init(&m, IMSG_JOB_END);
-			agent_queue(a, &m);
-			a->data_done = 1;
-			break;
-		}
-		ipc_out_init(&m, IMSG_JOB_DATA);
-		ipc_add_u32(&m, a->next_seq++);
-		ipc_add_data(&m, data, len);
-		agent_queue(a, &m);
-		free(data);
-	}
-	ipc_out_free(&m);
-	return 0;
-}
-
-static int
-agent_flush(struct scheduler *s, struct agent *a)
-{
-	for (;;) {
-		ssize_t n;
-
-		if (a->wlen == 0 && agent_fill(s, a) < 0)
-			return -1;
-		if (a->wlen == 0)
-			return 0;
-		n = send(a->fd, a->wbuf, a->wlen, MSG_NOSIGNAL);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			return 0;
-		if (n <= 0)
-			return -1;
-		memmove(a->wbuf, a->wbuf + n, a->wlen - (size_t)n);
-		a->wlen -= (size_t)n;
-		if (agent_fill(s, a) < 0)
-			return -1;
-	}
-}
-
-static void
-agent_drop(struct scheduler *s, size_t i, const char *why)
-{
-	struct agent *a = s->agents[i];
-	size_t k;
-
-	if (a->busy) {
-		log_warn("%s: delivery agent (pid %ld) %s; recipients "
-		    "deferred", a->qid, (long)a->pid, why);
-		for (k = 0; k < a->nrcpts; k++)
-			if (!a->rcpts[k].answered)
-				record(s, a, &a->rcpts[k], DS_DEFERRED,
-				    "4.3.0", "delivery agent exited before "
-				    "answering", "", "");
-		finish_message(s, a->msgid, a->qid, a->fails, a->nfails,
-		    a->delays, a->ndelays);
-	} else if (strcmp(why, "closed the connection") != 0) {
-		log_warn("delivery agent (pid %ld) %s", (long)a->pid, why);
+	finish_message(s, a->msgid, a->qid, j->fails, j->nfails, j->delays,
+	    j->ndelays);
+	if (unanswered > 0 &&
+	    (deaths = store_agent_died(s->st, a->msgid)) < 0)
+		log_error("%s: %s", a->qid, store_errmsg(s->st));
+	if (deaths >= AGENT_DEATHS_HOLD) {
+		if (store_message_hold(s->st, a->msgid, HOLD_REASON_AGENTS) < 0)
+			log_error("%s: %s", a->qid, store_errmsg(s->st));
+		else
+			log_warn("%s: held: %s", a->qid, HOLD_REASON_AGENTS);
 	}
 	job_clear(a);
-	close(a->fd);
-	free(a->rbuf);
-	free(a->wbuf);
-	free(a);
-	s->agents[i] = s->agents[--s->nagents];
-	s->wake = 1;
 }
 
 static int
-on_result(struct scheduler *s, struct agent *a, struct ipc_in *in)
+on_result(void *arg, struct pool_agent *a, struct ipc_in *in)
 {
+	struct scheduler *s = arg;
+	struct sched_job *j = a->job;
 	struct deliver_result r;
 	size_t k;
 
 	if (!a->busy || deliver_result_decode(in, &r) < 0)
 		return -1;
-	for (k = 0; k < a->nrcpts; k++)
-		if ((uint64_t)a->rcpts[k].rcpt_id == r.rcpt_id &&
-		    !a->rcpts[k].answered)
+	for (k = 0; k < j->nrcpts; k++)
+		if ((uint64_t)j->rcpts[k].rcpt_id == r.rcpt_id &&
+		    !j->rcpts[k].answered)
 			break;
-	if (k == a->nrcpts) {
+	if (k == j->nrcpts) {
 		deliver_result_free(&r);
 		return -1;
 	}
-	record(s, a, &a->rcpts[k], r.status, r.dsn, r.reply, r.relay, r.tls);
+	record(s, a->qid, j, &j->rcpts[k], outcome_of(r.status), r.dsn,
+	    r.reply, r.relay, r.tls);
 	deliver_result_free(&r);
 	return 0;
 }
 
 static int
-on_done(struct scheduler *s, struct agent *a, struct ipc_in *in)
+on_done(void *arg, struct pool_agent *a, struct ipc_in *in)
 {
+	struct scheduler *s = arg;
+	struct sched_job *j = a->job;
 	struct deliver_done d;
 	size_t k;
 
@@ -486,139 +403,63 @@ on_done(struct scheduler *s, struct agent *a, struct ipc_in *in)
 			deliver_done_free(&d);
 		return -1;
 	}
-	for (k = 0; k < a->nrcpts; k++)
-		if (!a->rcpts[k].answered) {
+	for (k = 0; k < j->nrcpts; k++)
+		if (!j->rcpts[k].answered) {
 			deliver_done_free(&d);
 			return -1;
 		}
-	finish_message(s, a->msgid, a->qid, a->fails, a->nfails, a->delays,
-	    a->ndelays);
+	finish_message(s, a->msgid, a->qid, j->fails, j->nfails, j->delays,
+	    j->ndelays);
+	if (j->agent_deaths > 0 && store_agent_survived(s->st, a->msgid) < 0)
+		log_error("%s: %s", a->qid, store_errmsg(s->st));
 	ferry_strlcpy(a->hop, d.hop, sizeof(a->hop));
+	if (d.leaving)
+		a->retiring = 1;   /* told to stop: it exits now */
 	deliver_done_free(&d);
 	job_clear(a);
 	s->wake = 1;
 	return 0;
 }
 
-static int
-agent_read(struct scheduler *s, struct agent *a)
+static void
+on_idle(void *arg)
 {
-	ssize_t n;
+	((struct scheduler *)arg)->wake = 1;
+}
 
-	if (a->rcap - a->rlen < 16384) {
-		a->rcap = a->rcap ? a->rcap * 2 : 65536;
-		if (a->rcap > 4 * 1024 * 1024)
-			return -1;
-		a->rbuf = xrealloc(a->rbuf, a->rcap);
-	}
-	n = recv(a->fd, a->rbuf + a->rlen, a->rcap - a->rlen, 0);
-	if (n == 0)
-		return -2;
-	if (n < 0)
-		return (errno == EAGAIN || errno == EWOULDBLOCK ||
-		    errno == EINTR) ? 0 : -2;
-	a->rlen += (size_t)n;
-	for (;;) {
-		struct ipc_in in;
-		long flen = ipc_frame(a->rbuf, a->rlen, &in);
-		int rc = 0;
+static const struct pool_hooks scheduler_hooks = {
+	on_result, on_done, job_vanished, on_idle
+};
 
-		if (flen == 0)
-			return 0;
-		if (flen < 0)
-			return -1;
-		switch (in.type) {
-		case IMSG_AGENT_HELLO: {
-			uint32_t pid;
+struct scheduler *
+scheduler_new(const struct ferry_config *cfg, struct store *st,
+    uid_t agent_uid)
+{
+	struct scheduler *s = xcalloc(1, sizeof(*s));
 
-			if (ipc_get_u32(&in, &pid) < 0 || ipc_end(&in) < 0 ||
-			    pid == 0)
-				rc = -1;
-			else {
-				a->pid = (pid_t)pid;
-				s->wake = 1;
-			}
-			break;
-		}
-		case IMSG_RCPT_RESULT:
-			rc = on_result(s, a, &in);
-			break;
-		case IMSG_JOB_DONE:
-			rc = on_done(s, a, &in);
-			break;
-		default:
-			rc = -1;
-		}
-		if (rc < 0)
-			return -1;
-		memmove(a->rbuf, a->rbuf + flen, a->rlen - (size_t)flen);
-		a->rlen -= (size_t)flen;
-	}
+	s->cfg = cfg;
+	s->st = st;
+	agent_pool_init(&s->pool, st, agent_uid, &scheduler_hooks, s);
+	s->wake = 1;
+	return s;
 }
 
 void
 scheduler_accept(struct scheduler *s, int listen_fd)
 {
-	for (;;) {
-		struct agent *a;
-		int fd = accept_from_uid(listen_fd, s->agent_uid, NULL,
-		    "agent socket", "only the delivery user may connect");
-
-		if (fd == -2)
-			continue;
-		if (fd < 0)
-			return;
-		if (s->nagents >= MAX_AGENTS) {
-			close(fd);
-			continue;
-		}
-		a = xcalloc(1, sizeof(*a));
-		a->fd = fd;
-		a->msgid = -1;
-		s->agents[s->nagents++] = a;
-		s->wake = 1;
-	}
+	agent_pool_accept(&s->pool, listen_fd);
 }
 
 size_t
 scheduler_pollfds(struct scheduler *s, struct pollfd *pfds, size_t max)
 {
-	size_t i;
-
-	for (i = 0; i < s->nagents && i < max; i++) {
-		pfds[i].fd = s->agents[i]->fd;
-		pfds[i].events = POLLIN | (s->agents[i]->wlen > 0 ||
-		    (s->agents[i]->busy && !s->agents[i]->data_done) ?
-		    POLLOUT : 0);
-		pfds[i].revents = 0;
-	}
-	return i;
+	return agent_pool_pollfds(&s->pool, pfds, max);
 }
 
 void
 scheduler_events(struct scheduler *s, const struct pollfd *pfds, size_t n)
 {
-	size_t i;
-
-	/* backwards: agent_drop moves the last agent into slot i */
-	for (i = n; i-- > 0;) {
-		struct agent *a;
-		int rc = 0;
-
-		if (i >= s->nagents || pfds[i].revents == 0)
-			continue;
-		a = s->agents[i];
-		if (a->fd != pfds[i].fd)
-			continue;
-		if (pfds[i].revents & POLLOUT)
-			rc = agent_flush(s, a) < 0 ? -2 : 0;
-		if (rc == 0 && (pfds[i].revents & (POLLIN | POLLHUP | POLLERR)))
-			rc = agent_read(s, a);
-		if (rc == -1)
-			agent_drop(s, i, "broke the protocol");
-		else if (rc == -2)
-			agent_drop(s, i, "closed the connection");
-	}
+	agent_pool_events(&s->pool, pfds, n);
 }
 
 /* ----------------------------------------------------------- dispatch */
@@ -628,8 +469,8 @@ message_in_flight(struct scheduler *s, int64_t msgid)
 {
 	size_t i;
 
-	for (i = 0; i < s->nagents; i++)
-		if (s->agents[i]->busy && s->agents[i]->msgid == msgid)
+	for (i = 0; i < s->pool.nagents; i++)
+		if (s->pool.agents[i]->busy && s->pool.agents[i]->msgid == msgid)
 			return 1;
 	return 0;
 }
@@ -639,8 +480,8 @@ scheduler_busy_qid(struct scheduler *s, const char *qid)
 {
 	size_t i;
 
-	for (i = 0; i < s->nagents; i++)
-		if (s->agents[i]->busy && strcmp(s->agents[i]->qid, qid) == 0)
+	for (i = 0; i < s->pool.nagents; i++)
+		if (s->pool.agents[i]->busy && strcmp(s->pool.agents[i]->qid, qid) == 0)
 			return 1;
 	return 0;
 }
@@ -651,22 +492,22 @@ dest_busy(struct scheduler *s, const char *dest)
 	size_t i;
 	int n = 0;
 
-	for (i = 0; i < s->nagents; i++)
-		if (s->agents[i]->busy && strcmp(s->agents[i]->dest, dest) == 0)
+	for (i = 0; i < s->pool.nagents; i++)
+		if (s->pool.agents[i]->busy && strcmp(s->pool.agents[i]->dest, dest) == 0)
 			n++;
 	return n;
 }
 
-static struct agent *
+static struct pool_agent *
 idle_agent(struct scheduler *s, const char *dest)
 {
-	struct agent *any = NULL;
+	struct pool_agent *any = NULL;
 	size_t i;
 
-	for (i = 0; i < s->nagents; i++) {
-		struct agent *a = s->agents[i];
+	for (i = 0; i < s->pool.nagents; i++) {
+		struct pool_agent *a = s->pool.agents[i];
 
-		if (a->busy || a->pid == 0)
+		if (a->busy || a->pid == 0 || a->retiring)
 			continue;
 		if (strcmp(a->hop, dest) == 0)
 			return a;   /* already connected there */
@@ -686,17 +527,24 @@ domain_of(const char *addr)
 
 /* Starts one job: the due recipients v[idx[0..n)] of one message. */
 static void
-dispatch(struct scheduler *s, struct agent *a, const char *dest,
+dispatch(struct scheduler *s, struct pool_agent *a, const char *dest,
     const struct route_config *route, const char *domain,
     struct store_due *v, const size_t *idx, size_t n)
 {
 	struct deliver_job j;
 	struct ipc_out m = { 0 };
 	const struct store_due *d0 = &v[idx[0]];
+	struct sched_job *job;
 	size_t k;
 
 	memset(&j, 0, sizeof(j));
 	j.job_id = ++s->next_job_id;
+	/* Retirement is decided here alone: the agent runs this job, says
+	 * JOB_DONE and leaves, and is sent nothing after it. */
+	if (++a->jobs_sent >= s->cfg->agent_jobs) {
+		j.last_job = 1;
+		a->retiring = 1;
+	}
 	j.qid = (char *)d0->qid;
 	j.sender = d0->sender;
 	j.size = d0->size;
@@ -722,8 +570,9 @@ dispatch(struct scheduler *s, struct agent *a, const char *dest,
 	}
 	j.nrcpts = n;
 	j.rcpts = xcalloc(n, sizeof(*j.rcpts));
-	a->rcpts = xcalloc(n, sizeof(*a->rcpts));
-	a->nrcpts = n;
+	job = xcalloc(1, sizeof(*job));
+	job->rcpts = xcalloc(n, sizeof(*job->rcpts));
+	job->nrcpts = n;
 	for (k = 0; k < n; k++) {
 		const struct store_due *d = &v[idx[k]];
 
@@ -731,46 +580,43 @@ dispatch(struct scheduler *s, struct agent *a, const char *dest,
 		j.rcpts[k].addr = d->address;
 		j.rcpts[k].notify = d->notify;
 		j.rcpts[k].orcpt = d->orcpt;
-		a->rcpts[k].rcpt_id = d->rcpt_id;
-		a->rcpts[k].addr = xstrdup(d->address);
-		a->rcpts[k].orcpt = xstrdup(d->orcpt);
-		a->rcpts[k].notify = d->notify;
-		a->rcpts[k].attempts = d->attempts;
-		a->rcpts[k].last_reply = xstrdup(d->last_reply);
+		job->rcpts[k].rcpt_id = d->rcpt_id;
+		job->rcpts[k].addr = xstrdup(d->address);
+		job->rcpts[k].orcpt = xstrdup(d->orcpt);
+		job->rcpts[k].notify = d->notify;
+		job->rcpts[k].attempts = d->attempts;
+		job->rcpts[k].last_reply = xstrdup(d->last_reply);
 	}
-	ipc_out_init(&m, IMSG_JOB);
-	deliver_job_encode(&j, &m);
-	agent_queue(a, &m);
-	ipc_out_free(&m);
-	free(j.rcpts);
-
-	a->busy = 1;
+	job->received_at = d0->received_at;
+	job->agent_deaths = d0->agent_deaths;
+	job->started = now_wall();
+	a->job = job;
 	a->job_id = j.job_id;
 	a->msgid = d0->msgid;
 	ferry_strlcpy(a->qid, d0->qid, sizeof(a->qid));
 	ferry_strlcpy(a->dest, dest, sizeof(a->dest));
-	a->received_at = d0->received_at;
-	a->started = now_wall();
-	a->next_seq = 0;
-	a->data_done = 0;
-	(void)agent_flush(s, a);
+	ipc_out_init(&m, IMSG_JOB);
+	deliver_job_encode(&j, &m);
+	agent_pool_start(&s->pool, a, &m);
+	ipc_out_free(&m);
+	free(j.rcpts);
 }
 
 /* A recipient whose lifetime is over fails without another attempt. */
 static int
 expire(struct scheduler *s, struct store_due *d, double now)
 {
-	struct agent tmp;
+	struct lifecycle_policy pol = policy_of(s->cfg);
+	struct sched_job job;
 	struct job_rcpt jr;
 	char reply[1200];
 
-	if (now - d->received_at < s->cfg->max_lifetime)
+	if (!lifecycle_expired(d->received_at, now, &pol))
 		return 0;
-	memset(&tmp, 0, sizeof(tmp));
+	memset(&job, 0, sizeof(job));
 	memset(&jr, 0, sizeof(jr));
-	ferry_strlcpy(tmp.qid, d->qid, sizeof(tmp.qid));
-	tmp.received_at = d->received_at;
-	tmp.started = now;
+	job.received_at = d->received_at;
+	job.started = now;
 	jr.rcpt_id = d->rcpt_id;
 	jr.addr = d->address;
 	jr.orcpt = d->orcpt;
@@ -778,9 +624,11 @@ expire(struct scheduler *s, struct store_due *d, double now)
 	jr.attempts = d->attempts;
 	snprintf(reply, sizeof(reply), "%s", d->last_reply[0] ?
 	    d->last_reply : "no attempt succeeded");
-	record(s, &tmp, &jr, DS_DEFERRED, "4.4.7", reply, "", "");
-	finish_message(s, d->msgid, d->qid, tmp.fails, tmp.nfails, NULL, 0);
-	job_clear(&tmp);
+	record(s, d->qid, &job, &jr, OUTCOME_NOT_TRIED, "4.4.7", reply, "",
+	    "");
+	finish_message(s, d->msgid, d->qid, job.fails, job.nfails, NULL, 0);
+	free_failures(&job.fails, &job.nfails);
+	free_failures(&job.delays, &job.ndelays);
 	return 1;
 }
 
@@ -796,8 +644,9 @@ scheduler_run(struct scheduler *s)
 	if (!s->wake && now_ms() < s->next_run_ms)
 		return;
 	s->wake = 0;
-	for (i = 0; i < s->nagents; i++)
-		if (!s->agents[i]->busy && s->agents[i]->pid != 0)
+	for (i = 0; i < s->pool.nagents; i++)
+		if (!s->pool.agents[i]->busy && s->pool.agents[i]->pid != 0 &&
+		    !s->pool.agents[i]->retiring)
 			any_idle = 1;
 	if (store_due(s->st, now, DUE_BATCH, &v, &n) < 0) {
 		log_error("scheduler: %s", store_errmsg(s->st));
@@ -810,7 +659,7 @@ scheduler_run(struct scheduler *s)
 		const struct route_config *route;
 		const char *domain;
 		char dest[320];
-		struct agent *a;
+		struct pool_agent *a;
 		size_t k;
 
 		if (taken[i])
@@ -879,15 +728,6 @@ scheduler_timeout_ms(struct scheduler *s)
 	return d > MAX_WAIT_MS ? MAX_WAIT_MS : (int)d;
 }
 
-int
-scheduler_take_dirty(struct scheduler *s)
-{
-	int d = s->dirty;
-
-	s->dirty = 0;
-	return d;
-}
-
 void
 scheduler_set_config(struct scheduler *s, const struct ferry_config *cfg)
 {
@@ -905,24 +745,20 @@ scheduler_counts(struct scheduler *s, int *agents, int *busy)
 {
 	size_t i;
 
-	*agents = (int)s->nagents;
+	*agents = (int)s->pool.nagents;
 	*busy = 0;
-	for (i = 0; i < s->nagents; i++)
-		if (s->agents[i]->busy)
+	for (i = 0; i < s->pool.nagents; i++)
+		if (s->pool.agents[i]->busy)
 			(*busy)++;
 }
 
 void
 scheduler_free(struct scheduler *s)
 {
-	while (s->nagents > 0) {
-		struct agent *a = s->agents[--s->nagents];
+	size_t i;
 
-		job_clear(a);
-		close(a->fd);
-		free(a->rbuf);
-		free(a->wbuf);
-		free(a);
-	}
+	for (i = 0; i < s->pool.nagents; i++)
+		job_clear(s->pool.agents[i]);
+	agent_pool_close(&s->pool);
 	free(s);
 }

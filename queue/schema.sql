@@ -1,10 +1,11 @@
--- schema.sql - the queue store's schema, version 1 (PRAGMA user_version).
+-- schema.sql - the queue store's schema, version 2 (PRAGMA user_version).
 --
 -- This file is the one place the schema lives: it is compiled into ferry
 -- as the C string store_schema_sql and run by store_open() inside one
 -- transaction on an empty database, which then sets user_version.
 -- A later version adds a migration step in store_sqlite.c; never edit
--- a released version's tables in place.
+-- a released version's tables in place.  Version 2 added
+-- message.agent_deaths and message.hold_reason (migrate_v1_v2).
 --
 -- Times are unix seconds as REAL (microsecond resolution).
 
@@ -16,6 +17,7 @@ CREATE TABLE message (
                   CHECK (state IN ('incoming', 'active', 'hold')),
                                         -- 'active': complete, being delivered;
                                         -- 'hold': complete, kept back by the operator
+                                        -- or by ferry (see hold_reason)
     sender        TEXT NOT NULL,        -- MAIL FROM address, '' for the null sender
     size          INTEGER,              -- body size in bytes, set when the message is complete
     received_at   REAL NOT NULL,        -- when the transaction started (wall clock)
@@ -34,7 +36,11 @@ CREATE TABLE message (
     size_declared INTEGER,              -- MAIL SIZE=, NULL when not given
     dsn_of        TEXT,                 -- for a delivery status notification ferry
                                         -- generated: the qid it reports on; else NULL
-    warned        INTEGER NOT NULL DEFAULT 0 -- 1 once a delay warning was queued
+    warned        INTEGER NOT NULL DEFAULT 0, -- 1 once a delay warning was queued
+    agent_deaths  INTEGER NOT NULL DEFAULT 0, -- delivery agents that died in a row
+                                        -- while delivering it (reset by a finished job)
+    hold_reason   TEXT                  -- why ferry put it on hold; NULL when the
+                                        -- operator did, or when not on hold
 );
 
 -- One row per recipient of a message, with its own delivery state.

@@ -95,6 +95,9 @@ struct store {
 	sqlite3_stmt *stmt[S_NSTMT];
 	sqlite3_stmt *dstmt[D_NSTMT];  /* delivery queries, prepared lazily */
 	char err[512];        /* last failure; "" means ask sqlite3_errmsg */
+	int64_t changes_at_begin; /* sqlite3_total_changes64 at BEGIN */
+	int64_t changes_streaming; /* of them, rows of messages still
+	                              arriving: they wait for the message */
 };
 
 static void
@@ -282,6 +285,27 @@ fail:
 	return -1;
 }
 
+/* Version 1 -> 2: a message counts the delivery agents that died
+ * delivering it, and says why ferry held it.  One transaction. */
+static int
+migrate_v1_v2(sqlite3 *db, const char *path, char *err, size_t errlen)
+{
+	static const char sql[] =
+	    "BEGIN IMMEDIATE;"
+	    "ALTER TABLE message ADD COLUMN"
+	    " agent_deaths INTEGER NOT NULL DEFAULT 0;"
+	    "ALTER TABLE message ADD COLUMN hold_reason TEXT;"
+	    "PRAGMA user_version = 2;"
+	    "COMMIT;";
+
+	if (sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK)
+		return 0;
+	snprintf(err, errlen, "%s: migrating the schema to version 2: %s",
+	    path, sqlite3_errmsg(db));
+	sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	return -1;
+}
+
 struct store *
 store_open(const char *path, char *err, size_t errlen)
 {
@@ -347,6 +371,10 @@ store_open(const char *path, char *err, size_t errlen)
 		    STORE_SCHEMA_VERSION);
 		goto fail;
 	}
+	if (v == 1 && migrate_v1_v2(st->db, path, err, errlen) == -1)
+		goto fail;
+	if (v == 1)
+		v = 2;
 	if (v != STORE_SCHEMA_VERSION) {
 		/* Migrations from older versions go here. */
 		snprintf(err, errlen, "%s: database schema version %" PRId64
@@ -403,6 +431,8 @@ store_begin(struct store *st)
 	st->err[0] = '\0';
 	if (!sqlite3_get_autocommit(st->db))
 		return 0;
+	st->changes_at_begin = sqlite3_total_changes64(st->db);
+	st->changes_streaming = 0;
 	return exec_stmt(st, S_BEGIN, "begin");
 }
 
@@ -433,6 +463,14 @@ int
 store_in_transaction(const struct store *st)
 {
 	return !sqlite3_get_autocommit(st->db);
+}
+
+int
+store_has_writes(const struct store *st)
+{
+	return !sqlite3_get_autocommit(st->db) &&
+	    sqlite3_total_changes64(st->db) - st->changes_at_begin !=
+	    st->changes_streaming;
 }
 
 /* --- intake -------------------------------------------------------------- */
@@ -508,7 +546,7 @@ int64_t
 store_message_create(struct store *st, const struct envelope *e, char *qid)
 {
 	sqlite3_stmt *s = st->stmt[S_RCPT_INSERT];
-	int64_t id;
+	int64_t id, before = sqlite3_total_changes64(st->db);
 	size_t i;
 
 	if (need_tx(st, "create message") == -1)
@@ -529,6 +567,7 @@ store_message_create(struct store *st, const struct envelope *e, char *qid)
 	}
 	if (op_end(st, 1) == -1)
 		goto fail;
+	st->changes_streaming += sqlite3_total_changes64(st->db) - before;
 	return id;
 
 fail:
@@ -556,7 +595,10 @@ store_body_append(struct store *st, int64_t msgid, uint32_t seq,
 		done(s);
 		return -1;
 	}
-	return exec_stmt(st, S_BODY_INSERT, "append body");
+	if (exec_stmt(st, S_BODY_INSERT, "append body") == -1)
+		return -1;
+	st->changes_streaming++;
+	return 0;
 }
 
 int
@@ -669,7 +711,8 @@ static const char *const dstmt_sql[D_NSTMT] = {
 	[D_DUE] =
 	    "SELECT r.id, r.message_id, r.address, r.dsn_notify, r.dsn_orcpt,"
 	    " r.attempts, m.qid, m.sender, m.size, m.body_type, m.smtputf8,"
-	    " m.dsn_ret, m.dsn_envid, m.received_at, r.last_reply, r.last_dsn"
+	    " m.dsn_ret, m.dsn_envid, m.received_at, r.last_reply, r.last_dsn,"
+	    " m.agent_deaths"
 	    " FROM recipient r JOIN message m ON m.id = r.message_id"
 	    " WHERE r.state = 'pending' AND r.next_attempt <= ?1"
 	    " AND m.state = 'active'"
@@ -763,6 +806,7 @@ store_due(struct store *st, double now, size_t limit, struct store_due **out,
 		d->received_at = sqlite3_column_double(s, 13);
 		d->last_reply = col_dup(s, 14);
 		d->last_dsn = col_dup(s, 15);
+		d->agent_deaths = sqlite3_column_int(s, 16);
 	}
 	if (rc != SQLITE_DONE) {
 		db_err(st, "due recipients");
@@ -841,9 +885,9 @@ store_body_chunk(struct store *st, int64_t msgid, uint32_t seq,
 }
 
 int
-store_rcpt_result(struct store *st, int64_t rcpt_id, const char *state,
+store_rcpt_result(struct store *st, int64_t rcpt_id, enum rcpt_state state,
     double next_attempt, const char *relay, const char *tls,
-    const char *status, const char *dsn, const char *reply)
+    enum attempt_status status, const char *dsn, const char *reply)
 {
 	sqlite3_stmt *u = dstmt(st, D_RCPT_UPDATE);
 	sqlite3_stmt *a = dstmt(st, D_ATTEMPT);
@@ -853,7 +897,7 @@ store_rcpt_result(struct store *st, int64_t rcpt_id, const char *state,
 	if (u == NULL || a == NULL || need_tx(st, "record result") == -1)
 		return -1;
 	sqlite3_bind_int64(u, 1, rcpt_id);
-	sqlite3_bind_text(u, 2, state, -1, SQLITE_STATIC);
+	sqlite3_bind_text(u, 2, rcpt_state_name(state), -1, SQLITE_STATIC);
 	sqlite3_bind_double(u, 3, now);
 	if (next_attempt > 0)
 		sqlite3_bind_double(u, 4, next_attempt);
@@ -872,7 +916,8 @@ store_rcpt_result(struct store *st, int64_t rcpt_id, const char *state,
 	sqlite3_bind_text(a, 3, relay && *relay ? relay : "none", -1,
 	    SQLITE_STATIC);
 	bind_opt_text(a, 4, tls);
-	sqlite3_bind_text(a, 5, status, -1, SQLITE_STATIC);
+	sqlite3_bind_text(a, 5, attempt_status_name(status), -1,
+	    SQLITE_STATIC);
 	sqlite3_bind_text(a, 6, dsn, -1, SQLITE_STATIC);
 	sqlite3_bind_text(a, 7, reply, -1, SQLITE_STATIC);
 	rc = sqlite3_step(a);
@@ -975,6 +1020,45 @@ update_message(struct store *st, const char *what, const char *sql,
 		return -1;
 	}
 	return 0;
+}
+
+int
+store_agent_died(struct store *st, int64_t msgid)
+{
+	sqlite3_stmt *s;
+	int deaths;
+
+	if (update_message(st, "count an agent death", "UPDATE message"
+	    " SET agent_deaths = agent_deaths + 1 WHERE id = ?1", msgid,
+	    NULL) == -1)
+		return -1;
+	if (sqlite3_prepare_v2(st->db, "SELECT agent_deaths FROM message"
+	    " WHERE id = ?1", -1, &s, NULL) != SQLITE_OK) {
+		db_err(st, "read agent deaths");
+		return -1;
+	}
+	sqlite3_bind_int64(s, 1, msgid);
+	deaths = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int(s, 0) : -1;
+	sqlite3_finalize(s);
+	if (deaths < 0)
+		db_err(st, "read agent deaths");
+	return deaths;
+}
+
+int
+store_agent_survived(struct store *st, int64_t msgid)
+{
+	return update_message(st, "reset agent deaths", "UPDATE message"
+	    " SET agent_deaths = 0 WHERE id = ?1 AND agent_deaths <> 0",
+	    msgid, NULL);
+}
+
+int
+store_message_hold(struct store *st, int64_t msgid, const char *reason)
+{
+	return update_message(st, "hold message", "UPDATE message"
+	    " SET state = 'hold', hold_reason = ?2"
+	    " WHERE id = ?1 AND state = 'active'", msgid, reason);
 }
 
 int
@@ -1187,7 +1271,8 @@ store_admin_release(struct store *st, const char *qid)
 
 	if (adm_write_begin(st, &own) == -1)
 		return -1;
-	if (adm_exec(st, "UPDATE message SET state = 'active'"
+	if (adm_exec(st, "UPDATE message SET state = 'active',"
+	    " hold_reason = NULL, agent_deaths = 0"
 	    " WHERE qid = ?1 AND state = 'hold'", qid, -1, &changes,
 	    "release message") == -1)
 		return adm_write_end(st, own, 0);
@@ -1595,7 +1680,8 @@ store_admin_show(struct store *st, const char *qid, struct store_msg_info *m)
 	memset(m, 0, sizeof(*m));
 	s = adm_prep(st, "SELECT id, qid, state, sender, size, received_at,"
 	    " client_addr, client_name, helo, protocol, auth_user, body_type,"
-	    " smtputf8, dsn_ret, dsn_envid, size_declared, dsn_of, warned"
+	    " smtputf8, dsn_ret, dsn_envid, size_declared, dsn_of, warned,"
+	    " hold_reason"
 	    " FROM message WHERE qid = ?1 AND state IN ('active', 'hold')");
 	if (s == NULL)
 		return -1;
@@ -1627,6 +1713,7 @@ store_admin_show(struct store *st, const char *qid, struct store_msg_info *m)
 	m->size_declared = adm_int(s, 15);
 	m->dsn_of = adm_text(s, 16);
 	m->warned = sqlite3_column_int(s, 17) != 0;
+	m->hold_reason = adm_text(s, 18);
 	sqlite3_finalize(s);
 	if (m->sender == NULL)
 		m->sender = xstrdup("");
@@ -1671,6 +1758,7 @@ store_admin_show_free(struct store_msg_info *m)
 	free(m->dsn_ret);
 	free(m->dsn_envid);
 	free(m->dsn_of);
+	free(m->hold_reason);
 	free(m->headers);
 	memset(m, 0, sizeof(*m));
 }

@@ -573,7 +573,9 @@ render_show(const json_t *root)
 	put_str(stdout, member(m, "id", JSON_STRING));
 	printf(" (");
 	put_str(stdout, member(m, "state", JSON_STRING));
-	printf(")\n  %-10s %s (%s ago)\n", "received:", when, span);
+	printf(")\n");
+	render_field(m, "held:", "hold_reason");
+	printf("  %-10s %s (%s ago)\n", "received:", when, span);
 	printf("  %-10s %.0f bytes\n", "size:", json_member_num(m, "size", 0));
 	printf("  %-10s ", "sender:");
 	put_sender(stdout, member(m, "sender", JSON_STRING));

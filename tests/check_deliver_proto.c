@@ -28,6 +28,7 @@ sample_job(struct deliver_job *j)
 {
 	memset(j, 0, sizeof(*j));
 	j->job_id = 0x123456789abcULL;
+	j->last_job = 1;
 	j->qid = "3F2A9C";
 	j->sender = "s@example.com";
 	j->size = 12345;
@@ -88,6 +89,7 @@ START_TEST(test_job_roundtrip)
 	ck_assert_int_eq(in.type, IMSG_JOB);
 	ck_assert_int_eq(deliver_job_decode(&in, &d), 0);
 	ck_assert(d.job_id == j.job_id);
+	ck_assert_uint_eq(d.last_job, 1);
 	ck_assert_str_eq(d.qid, "3F2A9C");
 	ck_assert_str_eq(d.sender, "s@example.com");
 	ck_assert(d.size == 12345);
@@ -394,7 +396,8 @@ END_TEST
 
 START_TEST(test_done)
 {
-	struct deliver_done dn = { 99, "smarthost:smtp.example.net:587" }, d;
+	struct deliver_done dn = { 99, "smarthost:smtp.example.net:587", 1 },
+	    d;
 	struct ipc_out m;
 	struct ipc_in in, t;
 	uint8_t *f;
@@ -407,6 +410,7 @@ START_TEST(test_done)
 	ck_assert_int_eq(deliver_done_decode(&in, &d), 0);
 	ck_assert(d.job_id == 99);
 	ck_assert_str_eq(d.hop, "smarthost:smtp.example.net:587");
+	ck_assert_uint_eq(d.leaving, 1);
 	deliver_done_free(&d);
 	deliver_done_free(NULL);
 	free(f);

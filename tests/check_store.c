@@ -245,7 +245,7 @@ START_TEST(test_open_creates_schema)
 	db = peek_open();
 	ck_assert_int_eq(q_int(db, "PRAGMA user_version"),
 	    STORE_SCHEMA_VERSION);
-	ck_assert_int_eq(q_int(db, "PRAGMA user_version"), 1);
+	ck_assert_int_eq(q_int(db, "PRAGMA user_version"), 2);
 	q_text(db, "PRAGMA journal_mode", mode, sizeof(mode));
 	ck_assert_str_eq(mode, "wal");
 	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM sqlite_master"
@@ -300,7 +300,41 @@ START_TEST(test_reopen_existing)
 	store_close(st);
 
 	db = peek_open();
-	ck_assert_int_eq(q_int(db, "PRAGMA user_version"), 1);
+	ck_assert_int_eq(q_int(db, "PRAGMA user_version"), 2);
+	sqlite3_close(db);
+}
+END_TEST
+
+/* A version 1 database (no agent_deaths, no hold_reason) is migrated in
+ * place and keeps its mail. */
+START_TEST(test_migrates_v1)
+{
+	struct store *st = open_store();
+	struct store_msg_info m;
+	char qid[QID_LEN + 1];
+	int64_t n;
+	sqlite3 *db;
+
+	ck_assert_int_eq(store_begin(st), 0);
+	add_msg(st, 1, qid);
+	ck_assert_int_eq(store_commit(st), 0);
+	store_close(st);
+	db = peek_open();
+	q_exec(db, "ALTER TABLE message DROP COLUMN agent_deaths;"
+	    "ALTER TABLE message DROP COLUMN hold_reason;"
+	    "PRAGMA user_version = 1");
+	sqlite3_close(db);
+
+	st = open_store();
+	ck_assert_int_eq(store_count(st, "active", &n), 0);
+	ck_assert_int_eq(n, 1);
+	ck_assert_int_eq(store_admin_show(st, qid, &m), 0);
+	ck_assert_ptr_null(m.hold_reason);
+	store_admin_show_free(&m);
+	store_close(st);
+	db = peek_open();
+	ck_assert_int_eq(q_int(db, "PRAGMA user_version"), 2);
+	ck_assert_int_eq(q_int(db, "SELECT agent_deaths FROM message"), 0);
 	sqlite3_close(db);
 }
 END_TEST
@@ -313,20 +347,20 @@ START_TEST(test_refuses_newer_schema)
 
 	ck_assert_int_eq(sqlite3_open_v2(dbpath, &db, SQLITE_OPEN_READWRITE |
 	    SQLITE_OPEN_CREATE, NULL), SQLITE_OK);
-	q_exec(db, "CREATE TABLE future (x); PRAGMA user_version = 2");
+	q_exec(db, "CREATE TABLE future (x); PRAGMA user_version = 3");
 	sqlite3_close(db);
 
 	err[0] = '\0';
 	st = store_open(dbpath, err, sizeof(err));
 	ck_assert_ptr_null(st);
-	snprintf(want, sizeof(want), "database schema version 2 is newer "
+	snprintf(want, sizeof(want), "database schema version 3 is newer "
 	    "than this ferry (%d)", STORE_SCHEMA_VERSION);
 	ck_assert_msg(strstr(err, want) != NULL, "err: %s", err);
 	ck_assert_msg(strstr(err, dbpath) != NULL, "no path in: %s", err);
 
 	/* ...and left it alone. */
 	db = peek_open();
-	ck_assert_int_eq(q_int(db, "PRAGMA user_version"), 2);
+	ck_assert_int_eq(q_int(db, "PRAGMA user_version"), 3);
 	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM sqlite_master"
 	    " WHERE name = 'message'"), 0);
 	sqlite3_close(db);
@@ -1479,6 +1513,86 @@ START_TEST(test_admin_stats)
 }
 END_TEST
 
+/* The store, not its callers, knows whether a transaction must commit. */
+START_TEST(test_has_writes)
+{
+	struct store *st = open_store();
+	struct store_due *v;
+	char qid[QID_LEN + 1];
+	int64_t id;
+	size_t n;
+
+	ck_assert_int_eq(store_has_writes(st), 0);
+	ck_assert_int_eq(store_begin(st), 0);
+	ck_assert_int_eq(store_has_writes(st), 0);
+	ck_assert_int_eq(store_due(st, 1e10, 10, &v, &n), 0);   /* a read */
+	store_due_free(v, n);
+	ck_assert_int_eq(store_has_writes(st), 0);
+	id = add_msg(st, 0, qid);   /* still arriving: waits for its end */
+	ck_assert_int_eq(store_has_writes(st), 0);
+	ck_assert_int_eq(store_message_ready(st, id, 20), 0);
+	ck_assert_int_eq(store_has_writes(st), 1);
+	ck_assert_int_eq(store_commit(st), 0);
+	ck_assert_int_eq(store_has_writes(st), 0);
+	ck_assert_int_eq(store_begin(st), 0);
+	ck_assert_int_eq(store_has_writes(st), 0);
+	ck_assert_int_eq(store_message_delete(st, id), 0);
+	ck_assert_int_eq(store_has_writes(st), 1);
+	store_rollback(st);
+	ck_assert_int_eq(store_has_writes(st), 0);
+	store_close(st);
+}
+END_TEST
+
+START_TEST(test_agent_deaths_and_hold)
+{
+	struct store *st = open_store();
+	struct store_msg_info m;
+	struct store_due *v;
+	char qid[QID_LEN + 1];
+	int64_t id;
+	size_t n;
+
+	ck_assert_int_eq(store_begin(st), 0);
+	id = add_msg(st, 1, qid);
+	ck_assert_int_eq(store_agent_died(st, id), 1);
+	ck_assert_int_eq(store_agent_died(st, id), 2);
+	ck_assert_int_eq(store_due(st, 1e10, 10, &v, &n), 0);
+	ck_assert_uint_eq(n, 2);   /* plain_env's two recipients */
+	ck_assert_int_eq(v[0].agent_deaths, 2);
+	ck_assert_int_eq(v[1].agent_deaths, 2);
+	store_due_free(v, n);
+	/* a job that finished starts the count again */
+	ck_assert_int_eq(store_agent_survived(st, id), 0);
+	ck_assert_int_eq(store_agent_died(st, id), 1);
+	ck_assert_int_eq(store_agent_died(st, id), 2);
+	ck_assert_int_eq(store_agent_died(st, id), 3);
+	ck_assert_int_eq(store_message_hold(st, id, "agents died"), 0);
+	ck_assert_int_eq(store_commit(st), 0);
+
+	/* held: nothing is due, and queue show says why */
+	ck_assert_int_eq(store_due(st, 1e10, 10, &v, &n), 0);
+	ck_assert_uint_eq(n, 0);
+	store_due_free(v, n);
+	ck_assert_int_eq(store_admin_show(st, qid, &m), 0);
+	ck_assert_str_eq(m.state, "hold");
+	ck_assert_str_eq(m.hold_reason, "agents died");
+	store_admin_show_free(&m);
+
+	/* release clears the reason and the count */
+	ck_assert_int_eq(store_admin_release(st, qid), 0);
+	ck_assert_int_eq(store_admin_show(st, qid, &m), 0);
+	ck_assert_str_eq(m.state, "active");
+	ck_assert_ptr_null(m.hold_reason);
+	store_admin_show_free(&m);
+	ck_assert_int_eq(store_due(st, 1e10, 10, &v, &n), 0);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_int_eq(v[0].agent_deaths, 0);
+	store_due_free(v, n);
+	store_close(st);
+}
+END_TEST
+
 static Suite *
 store_suite(void)
 {
@@ -1490,6 +1604,7 @@ store_suite(void)
 	tcase_add_test(tc, test_open_pragmas);
 	tcase_add_test(tc, test_reopen_existing);
 	tcase_add_test(tc, test_refuses_newer_schema);
+	tcase_add_test(tc, test_migrates_v1);
 	tcase_add_test(tc, test_open_error_names_path);
 	tcase_add_test(tc, test_refuses_without_wal);
 	suite_add_tcase(s, tc);
@@ -1505,6 +1620,8 @@ store_suite(void)
 	tcase_add_test(tc, test_begin_commit_idempotent);
 	tcase_add_test(tc, test_write_needs_transaction);
 	tcase_add_test(tc, test_failure_keeps_transaction);
+	tcase_add_test(tc, test_has_writes);
+	tcase_add_test(tc, test_agent_deaths_and_hold);
 	suite_add_tcase(s, tc);
 
 	tc = new_tcase("maintenance");

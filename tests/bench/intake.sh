@@ -42,7 +42,6 @@ workers {
     min_idle = $((SESS + 2))
     max_idle = $((SESS + 6))
     max = $((SESS * 2 + 8))
-    sessions = 1000000
 }
 # intake only: mail stays queued, no delivery (and no DNS) is attempted
 delivery {

@@ -45,7 +45,6 @@ workers {
     min_idle = $((SESS + 2))
     max_idle = $((SESS + 6))
     max = $((SESS * 2 + 8))
-    sessions = 1000000
 }
 smarthost {
     host = "127.0.0.1"
@@ -55,7 +54,6 @@ smarthost {
 delivery {
     agents = $SESS
     per_destination = $SESS
-    agent_jobs = 1000000
 }
 # one client (smtp-source on loopback) opens every connection
 limits {
