@@ -83,6 +83,13 @@ int store_next_due(struct store *st, double *when);
 /* Chunk seq of a message, malloc'd into *data: 1, 0 past the last, -1. */
 int store_body_chunk(struct store *st, int64_t msgid, uint32_t seq,
     uint8_t **data, size_t *len);
+/* The same chunk lent, not copied: *data points into SQLite's row and
+ * stays valid until the next store_body_chunk_view or
+ * store_body_view_end, which must come before any other store call (the
+ * row holds a read on the database).  1, 0 past the last, -1. */
+int store_body_chunk_view(struct store *st, int64_t msgid, uint32_t seq,
+    const uint8_t **data, size_t *len);
+void store_body_view_end(struct store *st);
 /* One attempt's outcome: the recipient's new state, next attempt (0 =
  * none), and a row of history with its status.  Inside a transaction. */
 int store_rcpt_result(struct store *st, int64_t rcpt_id,

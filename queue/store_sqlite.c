@@ -853,8 +853,8 @@ store_next_due(struct store *st, double *when)
 }
 
 int
-store_body_chunk(struct store *st, int64_t msgid, uint32_t seq,
-    uint8_t **data, size_t *len)
+store_body_chunk_view(struct store *st, int64_t msgid, uint32_t seq,
+    const uint8_t **data, size_t *len)
 {
 	sqlite3_stmt *s = dstmt(st, D_CHUNK);
 	int rc;
@@ -863,25 +863,48 @@ store_body_chunk(struct store *st, int64_t msgid, uint32_t seq,
 	*len = 0;
 	if (s == NULL)
 		return -1;
+	done(s);                        /* the chunk lent last */
 	sqlite3_bind_int64(s, 1, msgid);
 	sqlite3_bind_int64(s, 2, seq);
 	rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW) {
-		int n = sqlite3_column_bytes(s, 0);
+		/* the blob first, then its size (SQLite's advice) */
 		const void *p = sqlite3_column_blob(s, 0);
+		int n = sqlite3_column_bytes(s, 0);
 
-		*data = xmalloc((size_t)n + 1);
-		if (n > 0)
-			memcpy(*data, p, (size_t)n);
+		*data = p != NULL ? p : (const uint8_t *)"";
 		*len = (size_t)n;
-		done(s);
-		return 1;
+		return 1;                /* s stays stepped: it holds *data */
 	}
 	done(s);
 	if (rc == SQLITE_DONE)
 		return 0;
 	db_err(st, "read body");
 	return -1;
+}
+
+void
+store_body_view_end(struct store *st)
+{
+	if (st->dstmt[D_CHUNK] != NULL)
+		done(st->dstmt[D_CHUNK]);
+}
+
+int
+store_body_chunk(struct store *st, int64_t msgid, uint32_t seq,
+    uint8_t **data, size_t *len)
+{
+	const uint8_t *p;
+	int rc = store_body_chunk_view(st, msgid, seq, &p, len);
+
+	*data = NULL;
+	if (rc == 1) {
+		*data = xmalloc(*len + 1);
+		if (*len > 0)
+			memcpy(*data, p, *len);
+	}
+	store_body_view_end(st);
+	return rc;
 }
 
 int

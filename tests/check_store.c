@@ -531,6 +531,64 @@ START_TEST(test_roundtrip)
 }
 END_TEST
 
+/* The body lent chunk by chunk is the body stored, the empty chunk
+ * included; past the last chunk there is none; and once the view ends,
+ * the store writes again. */
+START_TEST(test_body_chunk_view)
+{
+	static const char *chunks[] = { "Subject: v\r\n\r\n", "bin\0ary",
+	    "", "end\r\n" };
+	static const size_t lens[] = { 15, 7, 0, 5 };
+	struct store *st = open_store();
+	char qid[QID_LEN + 1];
+	const uint8_t *p;
+	uint8_t *copy;
+	size_t len;
+	int64_t id, other;
+	uint32_t i;
+	struct envelope e;
+
+	plain_env(&e);
+	ck_assert_int_eq(store_begin(st), 0);
+	id = store_message_create(st, &e, qid);
+	ck_assert_int_gt(id, 0);
+	for (i = 0; i < 4; i++)
+		ck_assert_int_eq(store_body_append(st, id, i, chunks[i],
+		    lens[i]), 0);
+	ck_assert_int_eq(store_message_ready(st, id, 27), 0);
+	ck_assert_int_eq(store_commit(st), 0);
+
+	for (i = 0; i < 4; i++) {
+		ck_assert_int_eq(store_body_chunk_view(st, id, i, &p, &len), 1);
+		ck_assert_ptr_nonnull(p);
+		ck_assert_uint_eq(len, lens[i]);
+		ck_assert(memcmp(p, chunks[i], len) == 0);
+	}
+	ck_assert_int_eq(store_body_chunk_view(st, id, 4, &p, &len), 0);
+	ck_assert_ptr_null(p);
+	ck_assert_uint_eq(len, 0);
+	ck_assert_int_eq(store_body_chunk_view(st, id + 100, 0, &p, &len), 0);
+	ck_assert_int_eq(store_body_chunk_view(st, id, 1, &p, &len), 1);
+	store_body_view_end(st);
+	store_body_view_end(st);             /* twice is harmless */
+
+	/* after the view: the copying call, and writes */
+	ck_assert_int_eq(store_body_chunk(st, id, 1, &copy, &len), 1);
+	ck_assert_uint_eq(len, 7);
+	ck_assert(memcmp(copy, "bin\0ary", 7) == 0);
+	free(copy);
+	ck_assert_int_eq(store_body_chunk(st, id, 4, &copy, &len), 0);
+	ck_assert_ptr_null(copy);
+	ck_assert_int_eq(store_begin(st), 0);
+	other = add_msg(st, 1, qid);
+	ck_assert_int_eq(store_commit(st), 0);
+	ck_assert_int_eq(store_body_chunk_view(st, other, 0, &p, &len), 1);
+	ck_assert_uint_eq(len, strlen("Subject: x\r\n\r\nhello\r\n"));
+	store_body_view_end(st);
+	store_close(st);
+}
+END_TEST
+
 START_TEST(test_absent_fields_are_null)
 {
 	struct store *st = open_store();
@@ -1611,6 +1669,7 @@ store_suite(void)
 
 	tc = new_tcase("intake");
 	tcase_add_test(tc, test_roundtrip);
+	tcase_add_test(tc, test_body_chunk_view);
 	tcase_add_test(tc, test_absent_fields_are_null);
 	suite_add_tcase(s, tc);
 
