@@ -1,12 +1,14 @@
 /*
  * agent_pool.h - the queue runner's side of the delivery agents' socket:
- * the agents connected to it, their framed I/O, and the streaming of a
- * job's message body from the store as an agent's socket drains.
+ * the agents connected to it, a channel to each (channel.h), and the
+ * streaming of a job's message body from the store as an agent's socket
+ * drains, each chunk copied once: from the store's row into the frame.
  *
  * What a frame means for the queue (a result, the end of a job, an agent
  * gone with a job in flight) is the scheduler's business: the pool calls
- * its hooks.  Agents are peers that may lie: a malformed or unexpected
- * frame drops the agent.
+ * its hooks.  Agents are peers that may lie: a frame outside their table
+ * (AGENT_HELLO, RCPT_RESULT, JOB_DONE, AGENT_LEAVING), over the cap, or
+ * that a hook cannot decode drops the agent through channel_violation.
  */
 #ifndef FERRY_AGENT_POOL_H
 #define FERRY_AGENT_POOL_H
@@ -15,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include "channel.h"
 #include "ipc.h"
 #include "store.h"
 
@@ -23,7 +26,7 @@
 struct sched_job;             /* what the scheduler keeps about a job */
 
 struct pool_agent {
-	int fd;
+	struct channel ch;        /* frames to and from it */
 	pid_t pid;                /* 0 until AGENT_HELLO */
 	int busy;                 /* a job is in flight */
 	int jobs_sent;            /* jobs handed to it so far */
@@ -39,11 +42,6 @@ struct pool_agent {
 	struct sched_job *job;    /* the scheduler's; NULL when idle */
 	uint32_t next_seq;        /* next body chunk to send */
 	int data_done;            /* JOB_END queued */
-	/* io */
-	uint8_t *rbuf;
-	size_t rlen, rcap;
-	uint8_t *wbuf;
-	size_t wlen, wcap;
 };
 
 /* The scheduler's answers to what agents say.  result and done return
@@ -77,9 +75,10 @@ size_t agent_pool_pollfds(struct agent_pool *p, struct pollfd *pfds,
     size_t max);
 void agent_pool_events(struct agent_pool *p, const struct pollfd *pfds,
     size_t n);
-/* Sends the JOB frame m to the idle agent a and starts streaming the
- * body of a->msgid after it. */
-void agent_pool_start(struct agent_pool *p, struct pool_agent *a,
-    struct ipc_out *m);
+/* The JOB frame for the idle agent a, begun in its channel's write
+ * buffer for the caller to encode the job into; agent_pool_start then
+ * sends it and streams the body of a->msgid after it. */
+struct ipc_out *agent_pool_job(struct agent_pool *p, struct pool_agent *a);
+void agent_pool_start(struct agent_pool *p, struct pool_agent *a);
 
 #endif

@@ -1,27 +1,38 @@
 /*
  * agent_pool.c - the delivery agents connected to the queue runner
- * (agent_pool.h): accepting them (the delivery user only), reading their
- * frames, writing jobs and streaming each job's body from the store in
- * its chunks as an agent's socket drains (never more than WBUF_HIGH
- * buffered per agent).
+ * (agent_pool.h): accepting them (the delivery user only), a channel to
+ * each, and streaming each job's body from the store in its chunks as an
+ * agent's socket drains (never more than WBUF_HIGH buffered per agent).
+ * A chunk is copied once: from the row the store lends straight into the
+ * JOB_DATA frame in the channel's write buffer.
  *
- * Security stance: agents are peers that may lie.  A frame that is
- * malformed, unexpected or too large drops the agent; what a well-formed
- * frame means for the queue is decided by the scheduler's hooks.
+ * Security stance: agents are peers that may lie.  A frame outside
+ * agent_may_send, over AGENT_FRAME_CAP, or that does not decode drops the
+ * agent (channel_violation); what a well-formed frame means for the
+ * queue is decided by the scheduler's hooks.
  */
 #include "autoconfig.h"
 
-#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <sys/socket.h>
 
 #include "agent_pool.h"
 #include "log.h"
 #include "util.h"
 
 #define WBUF_HIGH (256 * 1024)
+#define AGENT_FRAME_CAP 65536   /* a result carries at most a few KiB */
+
+/* What a delivery agent may send the runner. */
+static const struct channel_rule agent_may_send[] = {
+	{ IMSG_AGENT_HELLO, 0 },
+	{ IMSG_RCPT_RESULT, 0 },
+	{ IMSG_JOB_DONE, 0 },
+	{ IMSG_AGENT_LEAVING, 0 },
+	{ 0, 0 }
+};
 
 void
 agent_pool_init(struct agent_pool *p, struct store *st, uid_t agent_uid,
@@ -34,75 +45,55 @@ agent_pool_init(struct agent_pool *p, struct store *st, uid_t agent_uid,
 	p->arg = arg;
 }
 
-static void
-agent_queue(struct pool_agent *a, struct ipc_out *m)
-{
-	size_t len;
-	const uint8_t *p = ipc_out_finish(m, &len);
-
-	if (a->wlen + len > a->wcap) {
-		a->wcap = a->wlen + len + 65536;
-		a->wbuf = xrealloc(a->wbuf, a->wcap);
-	}
-	memcpy(a->wbuf + a->wlen, p, len);
-	a->wlen += len;
-}
-
 /* Tops up the agent's output with body chunks, then JOB_END. */
 static int
 agent_fill(struct agent_pool *p, struct pool_agent *a)
 {
-	struct ipc_out m = { 0 };
+	int rc = 0;
 
-	while (a->busy && !a->data_done && a->wlen < WBUF_HIGH) {
-		uint8_t *data;
+	while (a->busy && !a->data_done && channel_pending(&a->ch) <
+	    WBUF_HIGH) {
+		const uint8_t *data;
 		size_t len;
-		int rc = store_body_chunk(p->st, a->msgid, a->next_seq, &data,
-		    &len);
 
+		rc = store_body_chunk_view(p->st, a->msgid, a->next_seq,
+		    &data, &len);
 		if (rc < 0) {
 			log_error("%s: cannot read the message: %s", a->qid,
 			    store_errmsg(p->st));
-			ipc_out_free(&m);
-			return -1;
+			break;
 		}
 		if (rc == 0) {
-			ipc_out_init(&m, IMSG_JOB_END);
-			agent_queue(a, &m);
+			(void)channel_begin(&a->ch, IMSG_JOB_END);
+			(void)channel_end(&a->ch);
 			a->data_done = 1;
 			break;
 		}
-		ipc_out_init(&m, IMSG_JOB_DATA);
-		ipc_add_u32(&m, a->next_seq++);
-		ipc_add_data(&m, data, len);
-		agent_queue(a, &m);
-		free(data);
+		{
+			struct ipc_out *m = channel_begin(&a->ch,
+			    IMSG_JOB_DATA);
+
+			ipc_add_u32(m, a->next_seq++);
+			ipc_add_data(m, data, len);
+			(void)channel_end(&a->ch);
+		}
 	}
-	ipc_out_free(&m);
-	return 0;
+	store_body_view_end(p->st);
+	return rc < 0 ? -1 : 0;
 }
 
 static int
 agent_flush(struct agent_pool *p, struct pool_agent *a)
 {
 	for (;;) {
-		ssize_t n;
-
-		if (a->wlen == 0 && agent_fill(p, a) < 0)
-			return -1;
-		if (a->wlen == 0)
-			return 0;
-		n = send(a->fd, a->wbuf, a->wlen, MSG_NOSIGNAL);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			return 0;
-		if (n <= 0)
-			return -1;
-		memmove(a->wbuf, a->wbuf + n, a->wlen - (size_t)n);
-		a->wlen -= (size_t)n;
 		if (agent_fill(p, a) < 0)
 			return -1;
+		if (channel_pending(&a->ch) == 0)
+			return 0;
+		if (channel_flush(&a->ch) < 0)
+			return -1;
+		if (channel_pending(&a->ch) > 0)
+			return 0;       /* the socket is full: POLLOUT */
 	}
 }
 
@@ -114,84 +105,68 @@ agent_drop(struct agent_pool *p, size_t i, const char *why)
 	if (a->busy)
 		p->hooks.vanished(p->arg, a, why);
 	else if (strcmp(why, "closed the connection") != 0 &&
-	    strcmp(why, "left") != 0)
+	    strcmp(why, "left") != 0 && strcmp(why, "broke the protocol") != 0)
 		log_warn("delivery agent (pid %ld) %s", (long)a->pid, why);
-	close(a->fd);
-	free(a->rbuf);
-	free(a->wbuf);
+	channel_free(&a->ch);
 	free(a);
 	p->agents[i] = p->agents[--p->nagents];
 	p->hooks.idle(p->arg);
 }
 
+/* One frame from the agent: 0, -1 when it lied (the channel is closed),
+ * -3 when it leaves now. */
+static int
+agent_frame(struct agent_pool *p, struct pool_agent *a, struct ipc_in *in)
+{
+	char why[64];
 
+	switch (in->type) {
+	case IMSG_AGENT_HELLO: {
+		uint32_t pid;
+
+		if (ipc_get_u32(in, &pid) < 0 || ipc_end(in) < 0 || pid == 0)
+			break;
+		a->pid = (pid_t)pid;
+		snprintf(a->ch.peer, sizeof(a->ch.peer), "delivery agent "
+		    "(pid %ld)", (long)a->pid);
+		p->hooks.idle(p->arg);
+		return 0;
+	}
+	case IMSG_RCPT_RESULT:
+		if (p->hooks.result(p->arg, a, in) < 0)
+			break;
+		return 0;
+	case IMSG_JOB_DONE:
+		if (p->hooks.done(p->arg, a, in) < 0)
+			break;
+		return a->leaving ? -3 : 0;   /* a leaving agent exits now */
+	case IMSG_AGENT_LEAVING:
+		/* told to stop: no more jobs; if one crossed this notice,
+		 * it is run before the agent goes */
+		if (ipc_end(in) < 0 || a->leaving)
+			break;
+		a->leaving = a->retiring = 1;
+		return a->busy ? 0 : -3;
+	}
+	snprintf(why, sizeof(why), "a malformed or unexpected %s",
+	    ipc_type_name(in->type));
+	return channel_violation(&a->ch, why);
+}
+
+/* What the agent sent: 0, -1 when it lied, -2 when it closed, -3 when it
+ * leaves. */
 static int
 agent_read(struct agent_pool *p, struct pool_agent *a)
 {
-	ssize_t n;
+	struct ipc_in in;
+	int got, rc;
 
-	if (a->rcap - a->rlen < 16384) {
-		a->rcap = a->rcap ? a->rcap * 2 : 65536;
-		if (a->rcap > 4 * 1024 * 1024)
-			return -1;
-		a->rbuf = xrealloc(a->rbuf, a->rcap);
-	}
-	n = recv(a->fd, a->rbuf + a->rlen, a->rcap - a->rlen, 0);
-	if (n == 0)
-		return -2;
-	if (n < 0)
-		return (errno == EAGAIN || errno == EWOULDBLOCK ||
-		    errno == EINTR) ? 0 : -2;
-	a->rlen += (size_t)n;
-	for (;;) {
-		struct ipc_in in;
-		long flen = ipc_frame(a->rbuf, a->rlen, &in);
-		int rc = 0;
-
-		if (flen == 0)
-			return 0;
-		if (flen < 0)
-			return -1;
-		switch (in.type) {
-		case IMSG_AGENT_HELLO: {
-			uint32_t pid;
-
-			if (ipc_get_u32(&in, &pid) < 0 || ipc_end(&in) < 0 ||
-			    pid == 0)
-				rc = -1;
-			else {
-				a->pid = (pid_t)pid;
-				p->hooks.idle(p->arg);
-			}
-			break;
-		}
-		case IMSG_RCPT_RESULT:
-			rc = p->hooks.result(p->arg, a, &in);
-			break;
-		case IMSG_JOB_DONE:
-			rc = p->hooks.done(p->arg, a, &in);
-			if (rc == 0 && a->leaving)
-				rc = -3;   /* it exits now */
-			break;
-		case IMSG_AGENT_LEAVING:
-			/* told to stop: no more jobs; if one crossed this
-			 * notice, it is run before the agent goes */
-			if (ipc_end(&in) < 0 || a->leaving)
-				rc = -1;
-			else {
-				a->leaving = a->retiring = 1;
-				if (!a->busy)
-					rc = -3;
-			}
-			break;
-		default:
-			rc = -1;
-		}
-		if (rc < 0)
+	if (channel_fill(&a->ch) < 0)
+		return a->ch.fd < 0 ? -1 : -2;
+	while ((got = channel_next(&a->ch, &in)) == 1)
+		if ((rc = agent_frame(p, a, &in)) < 0)
 			return rc;
-		memmove(a->rbuf, a->rbuf + flen, a->rlen - (size_t)flen);
-		a->rlen -= (size_t)flen;
-	}
+	return got < 0 ? -1 : 0;
 }
 
 void
@@ -211,7 +186,8 @@ agent_pool_accept(struct agent_pool *p, int listen_fd)
 			continue;
 		}
 		a = xcalloc(1, sizeof(*a));
-		a->fd = fd;
+		channel_init(&a->ch, fd, "delivery agent", agent_may_send,
+		    AGENT_FRAME_CAP, 0);
 		a->msgid = -1;
 		p->agents[p->nagents++] = a;
 	}
@@ -223,10 +199,11 @@ agent_pool_pollfds(struct agent_pool *p, struct pollfd *pfds, size_t max)
 	size_t i;
 
 	for (i = 0; i < p->nagents && i < max; i++) {
-		pfds[i].fd = p->agents[i]->fd;
-		pfds[i].events = POLLIN | (p->agents[i]->wlen > 0 ||
-		    (p->agents[i]->busy && !p->agents[i]->data_done) ?
-		    POLLOUT : 0);
+		struct pool_agent *a = p->agents[i];
+
+		pfds[i].fd = a->ch.fd;
+		pfds[i].events = POLLIN | (channel_pending(&a->ch) > 0 ||
+		    (a->busy && !a->data_done) ? POLLOUT : 0);
 		pfds[i].revents = 0;
 	}
 	return i;
@@ -245,7 +222,7 @@ agent_pool_events(struct agent_pool *p, const struct pollfd *pfds, size_t n)
 		if (i >= p->nagents || pfds[i].revents == 0)
 			continue;
 		a = p->agents[i];
-		if (a->fd != pfds[i].fd)
+		if (a->ch.fd != pfds[i].fd)
 			continue;
 		if (pfds[i].revents & POLLOUT)
 			rc = agent_flush(p, a) < 0 ? -2 : 0;
@@ -260,11 +237,17 @@ agent_pool_events(struct agent_pool *p, const struct pollfd *pfds, size_t n)
 	}
 }
 
-void
-agent_pool_start(struct agent_pool *p, struct pool_agent *a,
-    struct ipc_out *m)
+struct ipc_out *
+agent_pool_job(struct agent_pool *p, struct pool_agent *a)
 {
-	agent_queue(a, m);
+	(void)p;
+	return channel_begin(&a->ch, IMSG_JOB);
+}
+
+void
+agent_pool_start(struct agent_pool *p, struct pool_agent *a)
+{
+	(void)channel_end(&a->ch);
 	a->busy = 1;
 	a->next_seq = 0;
 	a->data_done = 0;
@@ -277,9 +260,7 @@ agent_pool_close(struct agent_pool *p)
 	while (p->nagents > 0) {
 		struct pool_agent *a = p->agents[--p->nagents];
 
-		close(a->fd);
-		free(a->rbuf);
-		free(a->wbuf);
+		channel_free(&a->ch);
 		free(a);
 	}
 }

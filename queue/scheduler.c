@@ -532,7 +532,6 @@ dispatch(struct scheduler *s, struct pool_agent *a, const char *dest,
     struct store_due *v, const size_t *idx, size_t n)
 {
 	struct deliver_job j;
-	struct ipc_out m = { 0 };
 	const struct store_due *d0 = &v[idx[0]];
 	struct sched_job *job;
 	size_t k;
@@ -595,10 +594,8 @@ dispatch(struct scheduler *s, struct pool_agent *a, const char *dest,
 	a->msgid = d0->msgid;
 	ferry_strlcpy(a->qid, d0->qid, sizeof(a->qid));
 	ferry_strlcpy(a->dest, dest, sizeof(a->dest));
-	ipc_out_init(&m, IMSG_JOB);
-	deliver_job_encode(&j, &m);
-	agent_pool_start(&s->pool, a, &m);
-	ipc_out_free(&m);
+	deliver_job_encode(&j, agent_pool_job(&s->pool, a));
+	agent_pool_start(&s->pool, a);
 	free(j.rcpts);
 }
 
