@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "channel.h"
 #include "credentials.h"
 #include "ipc.h"
 #include "smtp_client.h"
@@ -18,9 +19,7 @@ enum rcpt_state { R_PENDING = 0, R_ACCEPTED, R_DONE };
 
 /* The queue runner's socket. */
 struct runner_link {
-	int fd;
-	uint8_t *buf;
-	size_t len, cap, used;    /* used: the frame handed out last */
+	struct channel ch;
 };
 
 /* What went wrong with the last next hop tried. */
@@ -37,7 +36,6 @@ struct deliver_agent {
 	struct credentials creds;
 	struct runner_link runner;
 	struct smtp_conn conn;
-	struct ipc_out out;
 };
 
 /* One job in progress. */

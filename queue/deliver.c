@@ -77,12 +77,20 @@ install_signals(void)
 
 /* --- the runner's socket ------------------------------------------------ */
 
+/* What the runner may send an agent. */
+static const struct channel_rule runner_may_send[] = {
+	{ IMSG_JOB, 0 },
+	{ IMSG_JOB_DATA, 0 },
+	{ IMSG_JOB_END, 0 },
+	{ 0, 0 }
+};
+
 static void
 runner_connect(struct runner_link *r, const char *path)
 {
 	struct sockaddr_un sun;
 	int64_t until = now_ms() + RUNNER_CONNECT_WAIT;
-	int warned = 0;
+	int warned = 0, fd;
 
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
@@ -90,10 +98,10 @@ runner_connect(struct runner_link *r, const char *path)
 		log_fatal("agent socket path too long: %s", path);
 	strcpy(sun.sun_path, path);
 	for (;;) {
-		r->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (r->fd < 0)
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0)
 			log_fatal("socket: %s", strerror(errno));
-		if (connect(r->fd, (struct sockaddr *)&sun, sizeof(sun)) == 0)
+		if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0)
 			break;
 		if (now_ms() > until || stop)
 			log_fatal("cannot connect to the queue runner at %s: "
@@ -101,22 +109,28 @@ runner_connect(struct runner_link *r, const char *path)
 		if (!warned++)
 			log_debug("queue runner not up yet (%s): %s; waiting",
 			    path, strerror(errno));
-		close(r->fd);
+		close(fd);
 		usleep(250 * 1000);
 	}
-	r->cap = 65536;
-	r->buf = xmalloc(r->cap);
-	r->len = r->used = 0;
+	/* a frame the runner may not send is fatal: it is our queue */
+	channel_init(&r->ch, fd, "queue runner", runner_may_send,
+	    IPC_MAX_PAYLOAD, CHANNEL_FATAL);
+}
+
+/* A frame for the runner, begun in the write buffer; runner_send ends
+ * and writes it (blocking: the runner always reads us). */
+static struct ipc_out *
+runner_begin(struct deliver_agent *ag, int type)
+{
+	return channel_begin(&ag->runner.ch, type);
 }
 
 static void
 runner_send(struct deliver_agent *ag)
 {
-	size_t len;
-	const uint8_t *f = ipc_out_finish(&ag->out, &len);
-
-	if (write_all(ag->runner.fd, f, len) < 0) {
-		log_error("queue runner: write: %s; exiting", strerror(errno));
+	(void)channel_end(&ag->runner.ch);
+	if (channel_flush_wait(&ag->runner.ch, INT64_MAX) < 0) {
+		log_error("queue runner: %s; exiting", ag->runner.ch.error);
 		exit(0);
 	}
 }
@@ -129,29 +143,13 @@ runner_next(struct runner_link *r, struct ipc_in *in, int timeout_ms,
 {
 	int64_t deadline = timeout_ms >= 0 ? now_ms() + timeout_ms : 0;
 
-	if (r->used > 0) {
-		memmove(r->buf, r->buf + r->used, r->len - r->used);
-		r->len -= r->used;
-		r->used = 0;
-	}
 	for (;;) {
-		long fl = ipc_frame(r->buf, r->len, in);
 		struct pollfd pfd[2];
-		ssize_t n;
 		int rc, wait;
 
-		if (fl < 0)
-			log_fatal("queue runner sent an invalid frame header");
-		if (fl > 0) {
-			r->used = (size_t)fl;
+		/* a frame the table refuses ends the process (fatal) */
+		if (channel_next(&r->ch, in) == 1)
 			return 1;
-		}
-		if (r->len == r->cap) {
-			r->cap *= 2;
-			if (r->cap > IPC_MAX_PAYLOAD * 2 + IPC_HEADER_SIZE)
-				log_fatal("queue runner frame too large");
-			r->buf = xrealloc(r->buf, r->cap);
-		}
 		wait = -1;
 		if (timeout_ms >= 0) {
 			int64_t left = deadline - now_ms();
@@ -167,7 +165,7 @@ runner_next(struct runner_link *r, struct ipc_in *in, int timeout_ms,
 			if (wait < 0 || wait > 1000)
 				wait = 1000;
 		}
-		pfd[0].fd = r->fd;
+		pfd[0].fd = r->ch.fd;
 		pfd[0].events = POLLIN;
 		pfd[1].fd = extra_fd;
 		pfd[1].events = POLLIN;
@@ -186,12 +184,8 @@ runner_next(struct runner_link *r, struct ipc_in *in, int timeout_ms,
 			if (!(pfd[0].revents & (POLLIN | POLLHUP | POLLERR)))
 				continue;
 		}
-		n = read(r->fd, r->buf + r->len, r->cap - r->len);
-		if (n < 0 && (errno == EINTR || errno == EAGAIN))
-			continue;
-		if (n <= 0)
+		if (channel_fill(&r->ch) < 0)
 			return -1;
-		r->len += (size_t)n;
 	}
 }
 
@@ -213,8 +207,7 @@ job_result(struct job_ctx *x, size_t i, uint32_t status, const char *dsn,
 	r.reply = (char *)reply;
 	r.relay = (char *)(relay != NULL && relay[0] ? relay : "none");
 	r.tls = (char *)(tls != NULL ? tls : "");
-	ipc_out_init(&x->ag->out, IMSG_RCPT_RESULT);
-	deliver_result_encode(&r, &x->ag->out);
+	deliver_result_encode(&r, runner_begin(x->ag, IMSG_RCPT_RESULT));
 	runner_send(x->ag);
 	x->state[i] = R_DONE;
 	x->npending--;
@@ -351,8 +344,7 @@ run_job(struct deliver_agent *ag, struct deliver_job *job, int last_job)
 	done.job_id = job->job_id;
 	done.hop = c->fd >= 0 ? c->key : (char *)"";
 	done.leaving = stop || last_job;
-	ipc_out_init(&ag->out, IMSG_JOB_DONE);
-	deliver_done_encode(&done, &ag->out);
+	deliver_done_encode(&done, runner_begin(ag, IMSG_JOB_DONE));
 	runner_send(ag);
 	c->idle_since = now_ms();
 	free(x.state);
@@ -390,7 +382,7 @@ deliver(const struct child_args *a)
 	install_signals();
 	memset(&ag, 0, sizeof(ag));
 	ag.conn.fd = -1;
-	ag.runner.fd = -1;
+	ag.runner.ch.fd = -1;
 	ag.cfg = child_load_config(a, "ferry-deliver");
 	if (credentials_load(ag.cfg->credentials_file, &ag.creds, err,
 	    sizeof(err)) < 0) {
@@ -415,8 +407,7 @@ deliver(const struct child_args *a)
 	snprintf(path, sizeof(path), "%s/%s", ag.cfg->spool_dir,
 	    AGENT_SOCKET_NAME);
 	runner_connect(&ag.runner, path);
-	ipc_out_init(&ag.out, IMSG_AGENT_HELLO);
-	ipc_add_u32(&ag.out, (uint32_t)getpid());
+	ipc_add_u32(runner_begin(&ag, IMSG_AGENT_HELLO), (uint32_t)getpid());
 	runner_send(&ag);
 	log_debug("delivery agent ready (generation %u)", a->generation);
 
@@ -428,7 +419,7 @@ deliver(const struct child_args *a)
 		if (stop && !leaving) {
 			/* a job may cross this notice: it is still run, and
 			 * the runner closes once it has nothing for us */
-			ipc_out_init(&ag.out, IMSG_AGENT_LEAVING);
+			(void)runner_begin(&ag, IMSG_AGENT_LEAVING);
 			runner_send(&ag);
 			leaving = 1;
 		}
@@ -468,10 +459,8 @@ deliver(const struct child_args *a)
 	client_quit(ag.cfg, &ag.conn);
 	credentials_free(&ag.creds);
 	tls_client_ctx_free_all();
-	ipc_out_free(&ag.out);
 	free(ag.conn.rbuf);
-	free(ag.runner.buf);
-	close(ag.runner.fd);
+	channel_free(&ag.runner.ch);
 	config_free(ag.cfg);
 	return 0;
 }
