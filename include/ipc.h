@@ -52,6 +52,10 @@ enum ipc_type {
 	                          * sealed memfd rides along (SCM_RIGHTS) */
 	/* master -> ferry-anvil over FD_ANVIL_NOTES */
 	IMSG_NOTE_ANVIL_LIMITS,  /* six i32: the reloaded limits */
+	/* ferryctl <-> queue runner over the control socket (control.h) */
+	IMSG_CTL_REQUEST,        /* ferryctl: u32 count, then the words */
+	IMSG_CTL_ANSWER,         /* runner: data, a piece of the JSON */
+	IMSG_CTL_ANSWER_END,     /* runner: no fields; the answer is whole */
 	IMSG_TYPE_MAX
 };
 

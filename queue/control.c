@@ -1,15 +1,19 @@
 /*
  * control.c - the queue runner's side of ferryctl: reads one request
- * line from an accepted control connection, runs it against the store,
- * answers with one JSON document and closes (see control.h).
+ * frame from an accepted control connection, runs it against the store,
+ * answers with one JSON document in CTL_ANSWER frames and closes (see
+ * control.h).
  *
  * Security stance: the master creates the control socket for root (and
  * the admin group) only and the runner checks the peer's credentials
  * before calling control_serve, so the peer is trusted to administer
- * the queue - but not to be well-behaved: the request is bounded in size
- * and time (a silent or slow client cannot hold the runner for more than
- * CONTROL_READ_MS + CONTROL_WRITE_MS), must be printable ASCII, queue ids
- * are checked for their exact shape, and every value reaches SQLite as a
+ * the queue - but not to be well-behaved: the connection is a channel
+ * (channel.h) on which it may send one CTL_REQUEST of at most
+ * CONTROL_REQUEST_MAX bytes, anything else or a frame that does not
+ * decode drops it unanswered; the request is bounded in time (a silent
+ * or slow client cannot hold the runner for more than CONTROL_READ_MS +
+ * CONTROL_WRITE_MS), its words must be printable ASCII, queue ids are
+ * checked for their exact shape, and every value reaches SQLite as a
  * bound parameter.  Text from the queue (addresses, headers, replies) is
  * never trusted to be clean: it enters the answer through
  * json_bytes_string (invalid UTF-8 kept as U+00XX) and jansson writes the
@@ -28,6 +32,7 @@
 #include <unistd.h>
 #include <sys/socket.h>
 
+#include "channel.h"
 #include "control.h"
 #include "json_bytes.h"
 #include "log.h"
@@ -35,7 +40,6 @@
 #include "store.h"
 #include "util.h"
 
-#define CONTROL_LINE_MAX 512       /* request line, with its LF */
 #define CONTROL_READ_MS 2000       /* to receive the request */
 #define CONTROL_WRITE_MS 5000      /* to hand over the answer */
 #define CONTROL_MAX_WORDS 4
@@ -491,28 +495,29 @@ static const struct command {
 	{ "queue", "release", ARG_QID, cmd_release },
 };
 
-/* Runs one request line (without its line end) into a. */
+/* Runs one request, its nw words, into a. */
 static void
-run_request(struct control_ctx *ctx, char *line, struct answer *a)
+run_request(struct control_ctx *ctx, char **words, size_t nw,
+    struct answer *a)
 {
-	char *words[CONTROL_MAX_WORDS + 1], *p, *qid;
 	const struct command *c = NULL;
-	size_t nw = 0, i, used;
+	size_t i, used;
+	const char *qid;
 
-	for (p = line; *p != '\0'; p++) {
-		unsigned char ch = (unsigned char)*p;
-
-		if (ch < 0x20 ? ch != '\t' : ch > 0x7e) {
-			fail(a, "malformed request (not printable ASCII)");
-			return;
-		}
+	if (nw > CONTROL_MAX_WORDS) {
+		fail(a, "too many words in the request");
+		return;
 	}
-	for (p = strtok(line, " \t"); p != NULL; p = strtok(NULL, " \t")) {
-		if (nw == CONTROL_MAX_WORDS) {
-			fail(a, "too many words in the request");
-			return;
-		}
-		words[nw++] = p;
+	for (i = 0; i < nw; i++) {
+		const char *p;
+
+		for (p = words[i]; *p != '\0'; p++)
+			if ((unsigned char)*p <= 0x20 ||
+			    (unsigned char)*p > 0x7e) {
+				fail(a, "malformed request (not printable "
+				    "ASCII, or white space in a word)");
+				return;
+			}
 	}
 	if (nw == 0) {
 		fail(a, "empty request");
@@ -554,98 +559,69 @@ run_request(struct control_ctx *ctx, char *line, struct answer *a)
 
 /* --- the connection ------------------------------------------------------ */
 
-/* Reads the request line into line (NUL-terminated, without its end).
- * 1 with a line, 0 when the peer sent nothing, -1 with a reason. */
+/* What ferryctl may send: its one request. */
+static const struct channel_rule client_may_send[] = {
+	{ IMSG_CTL_REQUEST, 0 },
+	{ 0, 0 }
+};
+
+/* Reads the request's words (empty words left out, as white space
+ * between words was before frames; at most CONTROL_MAX_WORDS kept, *nw
+ * counts them all).  1 with the words, 0 when the peer closed or lied
+ * (nothing to answer), -1 with a reason to answer. */
 static int
-read_request(int fd, char *line, size_t size, const char **why)
+read_request(struct channel *ch, char **words, size_t *nw, const char **why)
 {
 	int64_t deadline = now_ms() + CONTROL_READ_MS;
-	size_t len = 0;
-	char *nl;
+	struct ipc_in in;
+	uint32_t count, i;
 
-	for (;;) {
-		struct pollfd pfd;
-		int64_t left;
-		ssize_t n;
-
-		n = recv(fd, line + len, size - 1 - len, 0);
-		if (n > 0) {
-			len += (size_t)n;
-			line[len] = '\0';
-			if ((nl = memchr(line, '\n', len)) != NULL) {
-				*nl = '\0';
-				len = (size_t)(nl - line);
-				break;
-			}
-			if (len == size - 1) {
-				*why = "request too long";
-				return -1;
-			}
-			continue;
-		}
-		if (n == 0) {
-			if (len == 0)
-				return 0;
-			break;                     /* unterminated: take it */
-		}
-		if (errno == EINTR)
-			continue;
-		if (errno != EAGAIN && errno != EWOULDBLOCK) {
-			*why = strerror(errno);
-			return -1;
-		}
-		left = deadline - now_ms();
-		if (left <= 0) {
-			*why = "timed out waiting for the request";
-			return -1;
-		}
-		pfd.fd = fd;
-		pfd.events = POLLIN;
-		if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR) {
-			*why = strerror(errno);
-			return -1;
-		}
-	}
-	if (memchr(line, '\0', len) != NULL) {
-		*why = "NUL in the request";
+	*nw = 0;
+	if (channel_read_wait(ch, &in, deadline) < 0) {
+		if (ch->fd < 0 || ch->eof)
+			return 0;          /* dropped (logged), or gone */
+		*why = now_ms() >= deadline ?
+		    "timed out waiting for the request" : ch->error;
 		return -1;
 	}
-	if (len > 0 && line[len - 1] == '\r')
-		line[--len] = '\0';
+	if (ipc_get_u32(&in, &count) < 0)
+		goto malformed;
+	for (i = 0; i < count; i++) {
+		char *w;
+
+		if (ipc_get_str(&in, &w, CONTROL_REQUEST_MAX) < 0)
+			goto malformed;
+		if (w[0] != '\0' && *nw < CONTROL_MAX_WORDS + 1)
+			words[(*nw)++] = w;
+		else
+			free(w);
+	}
+	if (ipc_end(&in) < 0)
+		goto malformed;
 	return 1;
+malformed:
+	while (*nw > 0)
+		free(words[--*nw]);
+	channel_violation(ch, "a malformed CTL_REQUEST");
+	return 0;
 }
 
-/* Hands over the whole answer within CONTROL_WRITE_MS. */
+/* Hands over the whole answer, in pieces of at most CONTROL_ANSWER_PIECE
+ * bytes and then CTL_ANSWER_END, within CONTROL_WRITE_MS. */
 static int
-write_answer(int fd, const char *buf, size_t len)
+write_answer(struct channel *ch, const char *buf, size_t len)
 {
-	int64_t deadline = now_ms() + CONTROL_WRITE_MS;
-	size_t off = 0;
+	size_t off, n;
 
-	while (off < len) {
-		struct pollfd pfd;
-		int64_t left;
-		ssize_t n = send(fd, buf + off, len - off, MSG_NOSIGNAL);
-
-		if (n > 0) {
-			off += (size_t)n;
-			continue;
-		}
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
-			return -1;
-		left = deadline - now_ms();
-		if (left <= 0) {
-			errno = ETIMEDOUT;
-			return -1;
-		}
-		pfd.fd = fd;
-		pfd.events = POLLOUT;
-		if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR)
-			return -1;
+	for (off = 0; off < len; off += n) {
+		n = len - off < CONTROL_ANSWER_PIECE ? len - off :
+		    CONTROL_ANSWER_PIECE;
+		ipc_add_data(channel_begin(ch, IMSG_CTL_ANSWER), buf + off, n);
+		(void)channel_end(ch);
 	}
-	return 0;
+	(void)channel_begin(ch, IMSG_CTL_ANSWER_END);
+	(void)channel_end(ch);
+	return channel_flush_wait(ch, now_ms() + CONTROL_WRITE_MS);
 }
 
 /* Reads what the peer sent beyond the request (without waiting, at most
@@ -665,24 +641,29 @@ drain(int fd)
 void
 control_serve(int fd, struct control_ctx *ctx)
 {
-	char line[CONTROL_LINE_MAX + 1];
+	char *words[CONTROL_MAX_WORDS + 1];
+	struct channel ch;
 	const char *why = NULL;
 	struct answer a;
 	char *out;
-	size_t len;
+	size_t nw = 0;
 	int rc;
 
 	fd_set_nonblock(fd, 1);
+	channel_init(&ch, fd, "ferryctl (control connection)",
+	    client_may_send, CONTROL_REQUEST_MAX, 0);
 	memset(&a, 0, sizeof(a));
-	rc = read_request(fd, line, sizeof(line), &why);
+	rc = read_request(&ch, words, &nw, &why);
 	if (rc == 0) {
-		close(fd);
+		channel_free(&ch);
 		return;
 	}
 	if (rc < 0)
 		fail(&a, "%s", why);
 	else
-		run_request(ctx, line, &a);
+		run_request(ctx, words, nw, &a);
+	while (nw > 0)
+		free(words[--nw]);
 	if (a.err[0] != '\0' || a.doc == NULL) {
 		/* whatever a handler began is dropped for the error */
 		if (a.err[0] == '\0')
@@ -696,14 +677,10 @@ control_serve(int fd, struct control_ctx *ctx)
 	json_decref(a.doc);
 	if (out == NULL)
 		log_fatal("out of memory (the control answer)");
-	len = strlen(out);
-	out = xrealloc(out, len + 2);
-	out[len++] = '\n';
-	out[len] = '\0';
-	if (write_answer(fd, out, len) == -1)
-		log_warn("control: cannot send the answer: %s",
-		    strerror(errno));
+	if (write_answer(&ch, out, strlen(out)) == -1)
+		log_warn("control: cannot send the answer: %s", ch.error);
 	free(out);
-	drain(fd);
-	close(fd);
+	if (ch.fd >= 0)
+		drain(ch.fd);
+	channel_free(&ch);
 }

@@ -1,7 +1,9 @@
 /*
  * ferryctl - the admin command: sends one request over the control socket
  * to the running queue runner and prints its JSON answer, as is (--json)
- * or rendered for a terminal.
+ * or rendered for a terminal.  The socket is a channel (channel.h,
+ * control.h): a CTL_REQUEST with the words goes out, CTL_ANSWER pieces
+ * and CTL_ANSWER_END come back, and nothing else may.
  *
  *   ferryctl [-f config] [-s socket] [--json] status
  *   ferryctl ... queue list | show ID | flush [ID] | delete ID | hold ID |
@@ -35,7 +37,9 @@
 #include <openssl/crypto.h>
 
 #include "auth_users.h"
+#include "channel.h"
 #include "config.h"
+#include "control.h"
 #include "json_bytes.h"
 #include "log.h"
 #include "util.h"
@@ -46,7 +50,6 @@
 #define EX_TEMPFAIL_ 75
 
 #define SOCKET_NAME "ferryctl.sock"
-#define REQUEST_MAX 512                   /* with the LF (control.h) */
 #define ANSWER_MAX (256 * 1024 * 1024)    /* a full queue list fits */
 #define CONNECT_TIMEOUT_S 5
 #define ANSWER_TIMEOUT_MS 30000
@@ -125,11 +128,12 @@ find_command(int argc, char **argv)
 	return NULL;
 }
 
-/* The request line: the words joined by spaces, with the LF. */
+/* The request's words are printable ASCII without white space, and the
+ * CTL_REQUEST they make fits CONTROL_REQUEST_MAX (control.h): 0, or -1. */
 static int
-build_request(int argc, char **argv, char *out, size_t outlen)
+check_request(int argc, char **argv)
 {
-	size_t len = 0, n;
+	size_t size = 4;                /* the count */
 	int i;
 
 	for (i = 0; i < argc; i++) {
@@ -139,34 +143,90 @@ build_request(int argc, char **argv, char *out, size_t outlen)
 			if ((unsigned char)*p <= ' ' ||
 			    (unsigned char)*p > 0x7e)
 				return -1;
-		n = strlen(argv[i]);
-		if (len + n + 2 > outlen)
-			return -1;
-		if (i > 0)
-			out[len++] = ' ';
-		memcpy(out + len, argv[i], n);
-		len += n;
+		size += 4 + strlen(argv[i]);
 	}
-	if (len + 2 > outlen)
-		return -1;
-	out[len++] = '\n';
-	out[len] = '\0';
-	return 0;
+	return size <= CONTROL_REQUEST_MAX ? 0 : -1;
 }
 
 /* --- talking to the daemon ------------------------------------------------- */
 
-/* Sends the request and reads the answer to EOF into *ans (malloc'd,
+/* What the runner may send on the control socket: the answer's pieces
+ * and its end. */
+static const struct channel_rule runner_may_send[] = {
+	{ IMSG_CTL_ANSWER, 0 },
+	{ IMSG_CTL_ANSWER_END, 0 },
+	{ 0, 0 }
+};
+
+/* Reads the answer's pieces up to CTL_ANSWER_END into *ans (malloc'd,
  * NUL-terminated).  EX_OK_, or an exit status after saying why. */
 static int
-ask(const char *path, const char *req, char **ans, size_t *anslen)
+read_answer(struct channel *ch, const char *path, char **ans,
+    size_t *anslen)
+{
+	int64_t deadline = now_ms() + ANSWER_TIMEOUT_MS;
+	size_t len = 0, cap = 64 * 1024;
+	char *buf = xmalloc(cap + 1);
+	struct ipc_in in;
+	int got;
+
+	while ((got = channel_read_wait(ch, &in, deadline)) == 1) {
+		const uint8_t *p;
+		size_t n;
+
+		if (in.type == IMSG_CTL_ANSWER_END) {
+			if (ipc_end(&in) < 0)
+				break;
+			if (len == 0) {
+				fprintf(stderr, "ferryctl: empty answer from "
+				    "%s\n", path);
+				free(buf);
+				return EX_REFUSED;
+			}
+			buf[len] = '\0';
+			*ans = buf;
+			*anslen = len;
+			return EX_OK_;
+		}
+		if (ipc_get_data(&in, &p, &n) < 0 || ipc_end(&in) < 0)
+			break;
+		if (n > ANSWER_MAX - len) {
+			fprintf(stderr, "ferryctl: the answer is larger than "
+			    "%d bytes\n", ANSWER_MAX);
+			free(buf);
+			return EX_REFUSED;
+		}
+		if (len + n > cap) {
+			while (len + n > cap)
+				cap *= 2;
+			buf = xrealloc(buf, cap + 1);
+		}
+		memcpy(buf + len, p, n);
+		len += n;
+	}
+	free(buf);
+	if (got == 1) {                 /* a frame that does not decode */
+		(void)channel_violation(ch, "a malformed answer");
+		return EX_REFUSED;
+	}
+	if (ch->fd < 0)                 /* a frame it may not send: said */
+		return EX_REFUSED;
+	fprintf(stderr, "ferryctl: no answer from %s: %s\n", path,
+	    ch->eof ? "the connection was closed" :
+	    now_ms() >= deadline ? "timed out" : ch->error);
+	return EX_TEMPFAIL_;
+}
+
+/* Sends the request (the words) and reads the answer into *ans (malloc'd,
+ * NUL-terminated).  EX_OK_, or an exit status after saying why. */
+static int
+ask(const char *path, int argc, char **argv, char **ans, size_t *anslen)
 {
 	struct sockaddr_un sun;
 	struct timeval tv;
-	size_t len = 0, cap = 64 * 1024;
-	int64_t deadline;
-	char *buf;
-	int fd;
+	struct channel ch;
+	struct ipc_out *m;
+	int fd, i, rc;
 
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
@@ -179,69 +239,32 @@ ask(const char *path, const char *req, char **ans, size_t *anslen)
 		fprintf(stderr, "ferryctl: socket: %s\n", strerror(errno));
 		return EX_TEMPFAIL_;
 	}
-	/* connect (a full backlog) and send wait at most this long */
+	/* connect (a full backlog) waits at most this long */
 	memset(&tv, 0, sizeof(tv));
 	tv.tv_sec = CONNECT_TIMEOUT_S;
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	tv.tv_sec = 1;
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
 		fprintf(stderr, "ferryctl: cannot connect to %s: %s "
 		    "(is ferryd running?)\n", path, strerror(errno));
 		close(fd);
 		return EX_TEMPFAIL_;
 	}
-	if (write_all(fd, req, strlen(req)) < 0) {
+	channel_init(&ch, fd, "the queue runner (control socket)",
+	    runner_may_send, CONTROL_ANSWER_PIECE, 0);
+	m = channel_begin(&ch, IMSG_CTL_REQUEST);
+	ipc_add_u32(m, (uint32_t)argc);
+	for (i = 0; i < argc; i++)
+		ipc_add_str(m, argv[i]);
+	(void)channel_end(&ch);
+	if (channel_flush_wait(&ch, now_ms() + CONNECT_TIMEOUT_S * 1000) < 0) {
 		fprintf(stderr, "ferryctl: cannot send to %s: %s "
-		    "(is ferryd running?)\n", path, strerror(errno));
-		close(fd);
+		    "(is ferryd running?)\n", path, ch.error);
+		channel_free(&ch);
 		return EX_TEMPFAIL_;
 	}
-
-	deadline = now_ms() + ANSWER_TIMEOUT_MS;
-	buf = xmalloc(cap + 1);
-	for (;;) {
-		ssize_t n;
-
-		if (len == cap) {
-			if (cap >= ANSWER_MAX) {
-				fprintf(stderr, "ferryctl: the answer is larger "
-				    "than %d bytes\n", ANSWER_MAX);
-				free(buf);
-				close(fd);
-				return EX_REFUSED;
-			}
-			cap *= 2;
-			buf = xrealloc(buf, cap + 1);
-		}
-		n = recv(fd, buf + len, cap - len, 0);
-		if (n > 0) {
-			len += (size_t)n;
-			continue;
-		}
-		if (n == 0)
-			break;
-		if (errno == EINTR || ((errno == EAGAIN ||
-		    errno == EWOULDBLOCK) && now_ms() < deadline))
-			continue;
-		fprintf(stderr, "ferryctl: no answer from %s: %s\n", path,
-		    errno == EAGAIN || errno == EWOULDBLOCK ? "timed out" :
-		    strerror(errno));
-		free(buf);
-		close(fd);
-		return EX_TEMPFAIL_;
-	}
-	close(fd);
-	if (len == 0) {
-		fprintf(stderr, "ferryctl: no answer from %s (the connection "
-		    "was closed)\n", path);
-		free(buf);
-		return EX_TEMPFAIL_;
-	}
-	buf[len] = '\0';
-	*ans = buf;
-	*anslen = len;
-	return EX_OK_;
+	rc = read_answer(&ch, path, ans, anslen);
+	channel_free(&ch);
+	return rc;
 }
 
 /* --- printing what mail carried, safely ------------------------------------ */
@@ -790,7 +813,7 @@ main(int argc, char **argv)
 	const char *config_path = CONFIG_DEFAULT_PATH, *sock = NULL;
 	const json_t *ok;
 	json_t *root;
-	char req[REQUEST_MAX + 1], *path, *ans;
+	char *path, *ans;
 	json_error_t jerr;
 	size_t anslen;
 	int ch, json_out = 0, rc;
@@ -829,7 +852,7 @@ main(int argc, char **argv)
 		return user_hash(argc, argv);
 	if (find_command(argc, argv) == NULL)
 		return EX_USAGE_;
-	if (build_request(argc, argv, req, sizeof(req)) == -1) {
+	if (check_request(argc, argv) == -1) {
 		fprintf(stderr, "ferryctl: malformed argument\n");
 		return EX_USAGE_;
 	}
@@ -837,7 +860,7 @@ main(int argc, char **argv)
 	path = sock != NULL ? xstrdup(sock) : socket_from_config(config_path);
 	if (path == NULL)
 		return EX_USAGE_;
-	rc = ask(path, req, &ans, &anslen);
+	rc = ask(path, argc, argv, &ans, &anslen);
 	free(path);
 	if (rc != EX_OK_)
 		return rc;

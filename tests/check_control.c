@@ -1,14 +1,17 @@
 /*
  * check_control.c - unit tests for queue/control.c: control_serve over a
  * real socketpair, against a real store in a temporary directory.  Each
- * test writes a request to one end, lets control_serve answer on the
- * other, and parses the answer with jansson: the shapes of status and
- * queue list/show, the writes and their effect on the store, the wake and
- * busy hooks, and every way a request can be malformed.
+ * test writes a CTL_REQUEST frame to one end, lets control_serve answer
+ * on the other, checks the answer's framing (CTL_ANSWER pieces, then
+ * CTL_ANSWER_END) and parses the document with jansson: the shapes of
+ * status and queue list/show, the writes and their effect on the store,
+ * the wake and busy hooks, every way a request can be malformed, and a
+ * peer that breaks the protocol dropped unanswered.
  */
 #include <check.h>
 #include <errno.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +21,7 @@
 
 #include "control.h"
 #include "envelope.h"
+#include "ipc.h"
 #include "json_bytes.h"
 #include "log.h"
 #include "smtp_parse.h"
@@ -123,14 +127,43 @@ add_msg(char *qid, const char *body)
 	return id;
 }
 
-/* Sends len bytes of req (and shuts the write side when eof), lets
- * control_serve answer, returns what came back (malloc'd). */
-static char *
-exchange(const char *req, size_t len, int eof, size_t *anslen)
+/* What came back on the client's end, read by a thread while
+ * control_serve writes (a big answer does not fit the socket's buffer). */
+struct reader {
+	int fd;
+	uint8_t *buf;
+	size_t len;
+	ssize_t last;                      /* the last read's result */
+};
+
+static void *
+read_to_eof(void *arg)
 {
-	char *buf = xmalloc(1 << 20);
-	size_t n = 0;
-	ssize_t r;
+	struct reader *r = arg;
+	size_t cap = 1 << 16;
+
+	r->buf = xmalloc(cap);
+	for (;;) {
+		if (r->len == cap) {
+			cap *= 2;
+			r->buf = xrealloc(r->buf, cap);
+		}
+		r->last = read(r->fd, r->buf + r->len, cap - r->len);
+		if (r->last <= 0)
+			break;
+		r->len += (size_t)r->last;
+	}
+	return NULL;
+}
+
+/* Sends len bytes of req (and shuts the write side when eof), lets
+ * control_serve answer, returns the raw bytes that came back (malloc'd;
+ * *rawlen of them). */
+static uint8_t *
+exchange_raw(const void *req, size_t len, int eof, size_t *rawlen)
+{
+	struct reader r;
+	pthread_t t;
 	int sv[2];
 
 	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0,
@@ -139,18 +172,103 @@ exchange(const char *req, size_t len, int eof, size_t *anslen)
 		ck_assert_int_eq(write_all(sv[0], req, len), 0);
 	if (eof)
 		shutdown(sv[0], SHUT_WR);
+	memset(&r, 0, sizeof(r));
+	r.fd = sv[0];
+	ck_assert_int_eq(pthread_create(&t, NULL, read_to_eof, &r), 0);
 	control_serve(sv[1], &ctx);        /* closes sv[1] */
-	while ((r = read(sv[0], buf + n, (1 << 20) - 1 - n)) > 0)
-		n += (size_t)r;
-	ck_assert_int_eq(r, 0);            /* closed after the answer */
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	ck_assert_int_eq(r.last, 0);       /* closed after the answer */
 	close(sv[0]);
-	buf[n] = '\0';
-	*anslen = n;
-	return buf;
+	*rawlen = r.len;
+	return r.buf;
 }
 
-/* Asks req (a C string) and parses the answer, which must be one JSON
- * document and a newline. */
+/* A CTL_REQUEST frame of the words in req, split at each space exactly
+ * (two spaces make an empty word); its size in *len (malloc'd). */
+static uint8_t *
+request_frame(const char *req, size_t *len)
+{
+	struct ipc_out m = { 0 };
+	const uint8_t *f;
+	char *copy = xstrdup(req), *p, *sp;
+	uint32_t n = 0;
+	uint8_t *out;
+
+	if (req[0] != '\0')
+		for (n = 1, p = copy; *p != '\0'; p++)
+			n += *p == ' ';
+	ipc_out_init(&m, IMSG_CTL_REQUEST);
+	ipc_add_u32(&m, n);
+	for (p = copy; n > 0; n--, p = sp + 1) {
+		sp = strchr(p, ' ');
+		if (sp == NULL)
+			sp = p + strlen(p);
+		*sp = '\0';
+		ipc_add_str(&m, p);
+	}
+	f = ipc_out_finish(&m, len);
+	out = xmalloc(*len);
+	memcpy(out, f, *len);
+	ipc_out_free(&m);
+	free(copy);
+	return out;
+}
+
+/* The document carried by the answer frames in raw: CTL_ANSWER pieces of
+ * at most CONTROL_ANSWER_PIECE bytes, then CTL_ANSWER_END and nothing
+ * after it (malloc'd, NUL-terminated; its length in *len, the number of
+ * pieces in *pieces). */
+static char *
+answer_doc(const uint8_t *raw, size_t rawlen, size_t *len, size_t *pieces)
+{
+	char *doc = xmalloc(rawlen + 1);
+	size_t off = 0;
+
+	*len = *pieces = 0;
+	for (;;) {
+		struct ipc_in in;
+		long flen = ipc_frame(raw + off, rawlen - off, &in);
+		const uint8_t *p;
+		size_t n;
+
+		ck_assert_msg(flen > 0, "an incomplete or bad frame at %zu of "
+		    "%zu", off, rawlen);
+		off += (size_t)flen;
+		if (in.type == IMSG_CTL_ANSWER_END) {
+			ck_assert_int_eq(ipc_end(&in), 0);
+			break;
+		}
+		ck_assert_int_eq(in.type, IMSG_CTL_ANSWER);
+		ck_assert_int_eq(ipc_get_data(&in, &p, &n), 0);
+		ck_assert_int_eq(ipc_end(&in), 0);
+		ck_assert_uint_le(n, CONTROL_ANSWER_PIECE);
+		memcpy(doc + *len, p, n);
+		*len += n;
+		(*pieces)++;
+	}
+	ck_assert_uint_eq(off, rawlen);
+	doc[*len] = '\0';
+	return doc;
+}
+
+/* Asks req (words split at spaces) and returns the answer's document
+ * (malloc'd). */
+static char *
+exchange(const char *req, size_t *anslen)
+{
+	uint8_t *f, *raw;
+	size_t flen, rawlen, pieces;
+	char *doc;
+
+	f = request_frame(req, &flen);
+	raw = exchange_raw(f, flen, 0, &rawlen);
+	doc = answer_doc(raw, rawlen, anslen, &pieces);
+	free(f);
+	free(raw);
+	return doc;
+}
+
+/* Asks req and parses the answer, which must be one JSON document. */
 static json_t *
 ask(const char *req)
 {
@@ -159,12 +277,23 @@ ask(const char *req)
 	char *ans;
 	size_t len;
 
-	ans = exchange(req, strlen(req), 0, &len);
-	ck_assert_msg(len > 0 && ans[len - 1] == '\n', "answer \"%s\"", ans);
+	ans = exchange(req, &len);
 	v = json_loadb(ans, len, 0, &jerr);
 	ck_assert_msg(v != NULL, "%s: %s", ans, jerr.text);
 	free(ans);
 	return v;
+}
+
+/* Sends raw bytes (then shuts the write side when eof): the peer broke
+ * the protocol or went away, so it is dropped without a byte of answer. */
+static void
+ck_dropped(const void *req, size_t len, int eof)
+{
+	size_t rawlen;
+	uint8_t *raw = exchange_raw(req, len, eof, &rawlen);
+
+	ck_assert_uint_eq(rawlen, 0);
+	free(raw);
 }
 
 static void
@@ -206,7 +335,7 @@ START_TEST(test_status)
 	add_msg(q, "Subject: a\r\n\r\nx\r\n");
 	add_msg(q, "Subject: b\r\n\r\nx\r\n");
 	ck_assert_int_eq(store_admin_hold(st, q), 0);
-	v = ask("status\n");
+	v = ask("status");
 	ck_ok(v);
 	o = json_object_get(v, "workers");
 	ck_assert_int_eq(json_typeof(json_object_get(o, "total")), JSON_NULL);
@@ -229,7 +358,7 @@ START_TEST(test_status)
 	ck_assert_int_eq(store_admin_delete(st, q), 0);
 	ctx.workers_total = 8;
 	ctx.workers_busy = 2;
-	v = ask("status\r\n");
+	v = ask("status");
 	ck_ok(v);
 	ck_assert(json_member_num(json_object_get(v, "workers"), "total",
 	    0) == 8);
@@ -245,7 +374,7 @@ START_TEST(test_list)
 	json_t *v;
 	const json_t *msgs, *m, *r;
 
-	v = ask("queue list\n");
+	v = ask("queue list");
 	ck_ok(v);
 	ck_assert_uint_eq(json_array_size(json_object_get(v, "messages")), 0);
 	ck_assert_int_eq(json_member_bool(v, "truncated", -1), 0);
@@ -254,7 +383,7 @@ START_TEST(test_list)
 	add_msg(qa, "Subject: a\r\n\r\nx\r\n");
 	add_msg(qb, "Subject: b\r\n\r\nxy\r\n");
 	ck_assert_int_eq(store_admin_hold(st, qb), 0);
-	v = ask("queue  list\n");                /* any white space */
+	v = ask("queue  list");          /* an empty word is left out */
 	ck_ok(v);
 	msgs = json_object_get(v, "messages");
 	ck_assert_uint_eq(json_array_size(msgs), 2);
@@ -293,16 +422,16 @@ START_TEST(test_show)
 
 	/* headers carry a control character and invalid UTF-8 */
 	add_msg(q, "Subject: caf\xe9 \x1b[2J\r\nX-A: 1\r\n\r\nbody\r\n");
-	ck_error("queue show 0123456789AB\n", "no message 0123456789AB");
-	snprintf(req, sizeof(req), "queue show %s\n", q);
+	ck_error("queue show 0123456789AB", "no message 0123456789AB");
+	snprintf(req, sizeof(req), "queue show %s", q);
 	/* on the wire (what ferryctl --json prints): ASCII only, the ESC and
 	 * the invalid byte escaped */
-	ans = exchange(req, strlen(req), 0, &len);
+	ans = exchange(req, &len);
 	ck_assert_msg(strstr(ans, "\"Subject: caf\\u00E9 \\u001B[2J\\r\\n"
 	    "X-A: 1\\r\\n\"") != NULL, "answer %s", ans);
 	for (i = 0; i < len; i++)
 		ck_assert_msg((unsigned char)ans[i] >= 0x20 &&
-		    (unsigned char)ans[i] < 0x7f ? 1 : i == len - 1,
+		    (unsigned char)ans[i] < 0x7f,
 		    "byte %zu of the answer is 0x%02x", i,
 		    (unsigned char)ans[i]);
 	free(ans);
@@ -364,29 +493,29 @@ START_TEST(test_hold_release)
 	char q[QID_LEN + 1], req[64], state[16];
 
 	add_msg(q, "S: x\r\n\r\n");
-	snprintf(req, sizeof(req), "queue hold %s\n", q);
+	snprintf(req, sizeof(req), "queue hold %s", q);
 	ck_changed(req, 1);
 	ck_assert_int_eq(busy_calls, 1);
 	ck_assert_str_eq(busy_qid, q);
 	state_of(q, state);
 	ck_assert_str_eq(state, "hold");
 	ck_error(req, "already on hold");
-	snprintf(req, sizeof(req), "queue flush %s\n", q);
+	snprintf(req, sizeof(req), "queue flush %s", q);
 	ck_error(req, "on hold");
 
-	snprintf(req, sizeof(req), "queue release %s\n", q);
+	snprintf(req, sizeof(req), "queue release %s", q);
 	ck_changed(req, 1);
 	ck_assert_int_eq(wakes, 1);
 	state_of(q, state);
 	ck_assert_str_eq(state, "active");
 	ck_error(req, "not on hold");
-	ck_error("queue release 0123456789AB\n", "no message");
-	ck_error("queue hold 0123456789AB\n", "no message");
+	ck_error("queue release 0123456789AB", "no message");
+	ck_error("queue hold 0123456789AB", "no message");
 	ck_assert_int_eq(wakes, 1);
 
 	/* the runner could not stop a delivery in flight: refused */
 	busy_answer = 1;
-	snprintf(req, sizeof(req), "queue hold %s\n", q);
+	snprintf(req, sizeof(req), "queue hold %s", q);
 	ck_error(req, "being delivered");
 	state_of(q, state);
 	ck_assert_str_eq(state, "active");
@@ -397,16 +526,16 @@ START_TEST(test_flush)
 {
 	char qa[QID_LEN + 1], qb[QID_LEN + 1], req[64];
 
-	ck_changed("queue flush\n", 0);
+	ck_changed("queue flush", 0);
 	ck_assert_int_eq(wakes, 0);
 	add_msg(qa, "S: x\r\n\r\n");
 	add_msg(qb, "S: x\r\n\r\n");
-	ck_changed("queue flush\n", 2);
+	ck_changed("queue flush", 2);
 	ck_assert_int_eq(wakes, 1);
-	snprintf(req, sizeof(req), "queue flush %s\n", qa);
+	snprintf(req, sizeof(req), "queue flush %s", qa);
 	ck_changed(req, 1);
 	ck_assert_int_eq(wakes, 2);
-	ck_error("queue flush 0123456789AB\n", "no message");
+	ck_error("queue flush 0123456789AB", "no message");
 	ck_assert_int_eq(busy_calls, 0);
 }
 END_TEST
@@ -419,7 +548,7 @@ START_TEST(test_delete)
 	add_msg(qa, "S: x\r\n\r\n");
 	add_msg(qb, "S: x\r\n\r\n");
 	busy_answer = 1;
-	snprintf(req, sizeof(req), "queue delete %s\n", qa);
+	snprintf(req, sizeof(req), "queue delete %s", qa);
 	ck_error(req, "being delivered");
 	state_of(qa, state);
 	ck_assert_str_eq(state, "active");
@@ -433,7 +562,7 @@ START_TEST(test_delete)
 	ck_assert_int_eq(n, 1);
 	/* inside an open runner transaction: done there, not committed */
 	ck_assert_int_eq(store_begin(st), 0);
-	snprintf(req, sizeof(req), "queue delete %s\n", qb);
+	snprintf(req, sizeof(req), "queue delete %s", qb);
 	ck_changed(req, 1);
 	ck_assert_int_eq(store_in_transaction(st), 1);
 	store_rollback(st);
@@ -446,59 +575,96 @@ END_TEST
 
 START_TEST(test_bad_requests)
 {
-	char longreq[700];
+	char longreq[CONTROL_REQUEST_MAX];
+	uint8_t *f;
+	size_t flen;
 
-	ck_error("\n", "empty request");
-	ck_error("   \n", "empty request");
-	ck_error("stats\n", "unknown command");
-	ck_error("queue\n", "unknown queue command");
-	ck_error("queue purge\n", "unknown queue command");
-	ck_error("QUEUE LIST\n", "unknown command");
-	ck_error("status now\n", "usage: status");
-	ck_error("queue list all\n", "usage: queue list");
-	ck_error("queue show\n", "usage: queue show ID");
-	ck_error("queue delete\n", "usage: queue delete ID");
-	ck_error("queue hold\n", "usage: queue hold ID");
-	ck_error("queue release\n", "usage: queue release ID");
-	ck_error("queue flush 0123456789AB 0123456789AB\n",
+	ck_error("", "empty request");
+	ck_error("   ", "empty request");
+	ck_error("stats", "unknown command");
+	ck_error("queue", "unknown queue command");
+	ck_error("queue purge", "unknown queue command");
+	ck_error("QUEUE LIST", "unknown command");
+	ck_error("status now", "usage: status");
+	ck_error("queue list all", "usage: queue list");
+	ck_error("queue show", "usage: queue show ID");
+	ck_error("queue delete", "usage: queue delete ID");
+	ck_error("queue hold", "usage: queue hold ID");
+	ck_error("queue release", "usage: queue release ID");
+	ck_error("queue flush 0123456789AB 0123456789AB",
 	    "usage: queue flush [ID]");
-	ck_error("queue show 0123456789ab\n", "invalid queue id");
-	ck_error("queue show 0123456789A\n", "invalid queue id");
-	ck_error("queue show 0123456789ABC\n", "invalid queue id");
-	ck_error("queue show 0123456789AG\n", "invalid queue id");
-	ck_error("queue delete ' OR 1=1 --\n", "too many words");
-	ck_error("queue delete '--\n", "invalid queue id");
-	ck_error("queue show caf\xc3\xa9\n", "not printable");
-	ck_error("queue\x1b list\n", "not printable");
-	ck_error("a b c d e\n", "too many words");
+	ck_error("queue show 0123456789ab", "invalid queue id");
+	ck_error("queue show 0123456789A", "invalid queue id");
+	ck_error("queue show 0123456789ABC", "invalid queue id");
+	ck_error("queue show 0123456789AG", "invalid queue id");
+	ck_error("queue delete ' OR 1=1 --", "too many words");
+	ck_error("queue delete '--", "invalid queue id");
+	ck_error("queue show caf\xc3\xa9", "not printable");
+	ck_error("queue\x1b list", "not printable");
+	ck_error("queue\tlist", "white space in a word");
+	ck_error("queue show\r", "not printable");
+	ck_error("a b c d e", "too many words");
 
-	/* longer than a request may be, with or without its LF */
-	memset(longreq, 'x', sizeof(longreq) - 2);
-	longreq[sizeof(longreq) - 2] = '\n';
-	longreq[sizeof(longreq) - 1] = '\0';
-	ck_error(longreq, "too long");
-	longreq[512] = '\0';
-	ck_error(longreq, "too long");
-	/* 511 bytes and the LF are allowed (and unknown) */
-	longreq[511] = '\n';
+	/* a request of exactly CONTROL_REQUEST_MAX bytes is answered: one
+	 * word, after the count and its length (and unknown) */
+	memset(longreq, 'x', sizeof(longreq));
+	longreq[CONTROL_REQUEST_MAX - 8] = '\0';
+	f = request_frame(longreq, &flen);
+	ck_assert_uint_eq(flen, IPC_HEADER_SIZE + CONTROL_REQUEST_MAX);
+	free(f);
 	ck_error(longreq, "unknown command");
 }
 END_TEST
 
-START_TEST(test_nul_in_request)
+/* A request over the cap, of another type, or that does not decode is a
+ * peer breaking the protocol: dropped, not answered. */
+START_TEST(test_protocol_violations)
 {
-	json_error_t jerr;
-	char *ans;
-	json_t *v;
-	size_t len;
+	char longreq[CONTROL_REQUEST_MAX + 1];
+	struct ipc_out m = { 0 };
+	const uint8_t *f;
+	uint8_t *rf;
+	size_t flen;
 
-	ans = exchange("status\0x\n", 9, 0, &len);
-	v = json_loadb(ans, len, 0, &jerr);
-	ck_assert_ptr_nonnull(v);
-	ck_assert_int_eq(json_member_bool(v, "ok", -1), 0);
-	ck_assert_str_eq(json_member_str(v, "error", ""), "NUL in the request");
-	json_decref(v);
-	free(ans);
+	/* one byte over the cap */
+	memset(longreq, 'x', sizeof(longreq));
+	longreq[CONTROL_REQUEST_MAX - 7] = '\0';
+	rf = request_frame(longreq, &flen);
+	ck_assert_uint_eq(flen, IPC_HEADER_SIZE + CONTROL_REQUEST_MAX + 1);
+	ck_dropped(rf, flen, 0);
+	free(rf);
+
+	/* a NUL inside a word */
+	ipc_out_init(&m, IMSG_CTL_REQUEST);
+	ipc_add_u32(&m, 1);
+	ipc_add_data(&m, "status\0x", 8);
+	f = ipc_out_finish(&m, &flen);
+	ck_dropped(f, flen, 0);
+
+	/* more words counted than sent */
+	ipc_out_init(&m, IMSG_CTL_REQUEST);
+	ipc_add_u32(&m, 2);
+	ipc_add_str(&m, "status");
+	f = ipc_out_finish(&m, &flen);
+	ck_dropped(f, flen, 0);
+
+	/* bytes after the last word */
+	ipc_out_init(&m, IMSG_CTL_REQUEST);
+	ipc_add_u32(&m, 1);
+	ipc_add_str(&m, "status");
+	ipc_add_u8(&m, 0);
+	f = ipc_out_finish(&m, &flen);
+	ck_dropped(f, flen, 0);
+
+	/* a type the client may not send: the runner's answer */
+	ipc_out_init(&m, IMSG_CTL_ANSWER);
+	ipc_add_data(&m, "{}", 2);
+	f = ipc_out_finish(&m, &flen);
+	ck_dropped(f, flen, 0);
+	ipc_out_free(&m);
+
+	/* the old line protocol is a bad frame header */
+	ck_dropped("queue list\n", 11, 0);
 }
 END_TEST
 
@@ -506,20 +672,25 @@ START_TEST(test_eof)
 {
 	json_t *v;
 	json_error_t jerr;
+	uint8_t *f, *raw;
 	char *ans;
-	size_t len;
+	size_t flen, rawlen, len, pieces;
 
 	/* the peer went away without a word: no answer, just closed */
-	ans = exchange("", 0, 1, &len);
-	ck_assert_uint_eq(len, 0);
-	free(ans);
-	/* a last line without its LF still counts */
-	ans = exchange("status", 6, 1, &len);
+	ck_dropped("", 0, 1);
+	/* a whole request, then the end of its writing: answered */
+	f = request_frame("status", &flen);
+	raw = exchange_raw(f, flen, 1, &rawlen);
+	ans = answer_doc(raw, rawlen, &len, &pieces);
 	v = json_loadb(ans, len, 0, &jerr);
 	ck_assert_msg(v != NULL, "%s", jerr.text);
 	ck_ok(v);
 	json_decref(v);
 	free(ans);
+	free(raw);
+	/* the end inside the request: nothing to answer */
+	ck_dropped(f, flen - 1, 1);
+	free(f);
 }
 END_TEST
 
@@ -527,14 +698,17 @@ START_TEST(test_timeout)
 {
 	json_t *v;
 	json_error_t jerr;
+	uint8_t *f, *raw;
 	char *ans;
 	int64_t t0 = now_ms();
-	size_t len;
+	size_t flen, rawlen, len, pieces;
 
 	/* half a request, then silence: answered within the deadline */
-	ans = exchange("queue li", 8, 0, &len);
+	f = request_frame("queue list", &flen);
+	raw = exchange_raw(f, flen / 2, 0, &rawlen);
 	ck_assert_int_ge(now_ms() - t0, 1900);
 	ck_assert_int_le(now_ms() - t0, 4000);
+	ans = answer_doc(raw, rawlen, &len, &pieces);
 	v = json_loadb(ans, len, 0, &jerr);
 	ck_assert_msg(v != NULL, "%s", jerr.text);
 	ck_assert_int_eq(json_member_bool(v, "ok", -1), 0);
@@ -542,23 +716,58 @@ START_TEST(test_timeout)
 	    "timed out"));
 	json_decref(v);
 	free(ans);
+	free(raw);
+	free(f);
 }
 END_TEST
 
 START_TEST(test_peer_gone)
 {
 	char q[QID_LEN + 1];
+	uint8_t *f;
+	size_t flen;
 	int sv[2];
 
 	/* the client closes before the answer: no SIGPIPE, no hang */
 	add_msg(q, "S: x\r\n\r\n");
 	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-	ck_assert_int_eq(write_all(sv[0], "queue list\n", 11), 0);
+	f = request_frame("queue list", &flen);
+	ck_assert_int_eq(write_all(sv[0], f, flen), 0);
+	free(f);
 	close(sv[0]);
 	control_serve(sv[1], &ctx);
 	/* fd closed by control_serve */
 	ck_assert_int_eq(close(sv[1]), -1);
 	ck_assert_int_eq(errno, EBADF);
+}
+END_TEST
+
+/* An answer larger than one piece comes in several CTL_ANSWER frames
+ * that join into one document. */
+START_TEST(test_big_answer)
+{
+	uint8_t *f, *raw;
+	char *ans, q[QID_LEN + 1];
+	size_t flen, rawlen, len, pieces, i, n = 400;
+	json_error_t jerr;
+	json_t *v;
+
+	for (i = 0; i < n; i++)
+		add_msg(q, "Subject: x\r\n\r\nx\r\n");
+	f = request_frame("queue list", &flen);
+	raw = exchange_raw(f, flen, 0, &rawlen);
+	ans = answer_doc(raw, rawlen, &len, &pieces);
+	ck_assert_uint_gt(len, CONTROL_ANSWER_PIECE);
+	ck_assert_uint_eq(pieces, (len + CONTROL_ANSWER_PIECE - 1) /
+	    CONTROL_ANSWER_PIECE);
+	v = json_loadb(ans, len, 0, &jerr);
+	ck_assert_msg(v != NULL, "%s", jerr.text);
+	ck_ok(v);
+	ck_assert_uint_eq(json_array_size(json_object_get(v, "messages")), n);
+	json_decref(v);
+	free(ans);
+	free(raw);
+	free(f);
 }
 END_TEST
 
@@ -586,10 +795,11 @@ control_suite(void)
 	tcase_set_timeout(tc, 20);
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_bad_requests);
-	tcase_add_test(tc, test_nul_in_request);
+	tcase_add_test(tc, test_protocol_violations);
 	tcase_add_test(tc, test_eof);
 	tcase_add_test(tc, test_timeout);
 	tcase_add_test(tc, test_peer_gone);
+	tcase_add_test(tc, test_big_answer);
 	suite_add_tcase(s, tc);
 	return s;
 }
