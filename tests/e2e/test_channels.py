@@ -22,7 +22,7 @@ IPC_VERSION = 1
 # ipc.h's enum ipc_type
 TX_BEGIN, TX_DATA = 1, 2
 JOB = 9
-ANVIL_CONNECT, ANVIL_ANSWER = 14, 19
+ANVIL_CONNECT, ANVIL_DISCONNECT, ANVIL_ANSWER = 15, 16, 20
 IPC_MAX_PAYLOAD = 1024 * 1024
 
 
@@ -143,7 +143,7 @@ class ChannelTest(ft.FerryTestCase):
         # a well-formed question is answered, the connection kept
         answer, closed = self.as_worker(
             "anvil.sock", frame(ANVIL_CONNECT, u32(7) + s("192.0.2.7")) +
-            frame(15, u32(8) + s("192.0.2.7")))   # and DISCONNECT
+            frame(ANVIL_DISCONNECT, u32(8) + s("192.0.2.7")))
         self.assertEqual(answer, frame(ANVIL_ANSWER, u32(7) + u32(0)))
         self.assertFalse(closed)
         # a type only the runner's peers send
