@@ -3,23 +3,19 @@
  * connection on the control socket (created by the master, root or the
  * admin group only), answered with one JSON document.
  *
- * The connection is a channel (channel.h).  ferryctl sends one
- * CTL_REQUEST - u32 count, then that many strings, the words - of at most
- * CONTROL_REQUEST_MAX bytes:
+ * The connection is a channel (channel.h) carrying control_proto.h's
+ * frames: one CTL_REQUEST with the words of
  *   status | queue list | queue show ID | queue flush [ID] |
  *   queue delete ID | queue hold ID | queue release ID
- * The runner answers {"ok":true, ...} or {"ok":false,"error":"..."} in
- * CTL_ANSWER frames (data, at most CONTROL_ANSWER_PIECE bytes each: the
- * pieces joined are the document), then CTL_ANSWER_END, and closes.
+ * answered {"ok":true, ...} or {"ok":false,"error":"..."} in CTL_ANSWER
+ * pieces and CTL_ANSWER_END, then closed.
  */
 #ifndef FERRY_CONTROL_H
 #define FERRY_CONTROL_H
 
 #include <stdint.h>
+#include "control_proto.h"
 #include "store.h"
-
-#define CONTROL_REQUEST_MAX 512       /* a CTL_REQUEST's payload */
-#define CONTROL_ANSWER_PIECE 65536    /* a CTL_ANSWER's data */
 
 /* What the runner lends the control code for one request. */
 struct control_ctx {

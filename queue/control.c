@@ -34,6 +34,7 @@
 
 #include "channel.h"
 #include "control.h"
+#include "control_proto.h"
 #include "json_bytes.h"
 #include "log.h"
 #include "smtp_parse.h"
@@ -565,8 +566,7 @@ static const struct channel_rule client_may_send[] = {
 	{ 0, 0 }
 };
 
-/* Reads the request's words (empty words left out, as white space
- * between words was before frames; at most CONTROL_MAX_WORDS kept, *nw
+/* Reads the request's words (at most CONTROL_MAX_WORDS + 1 kept, *nw
  * counts them all).  1 with the words, 0 when the peer closed or lied
  * (nothing to answer), -1 with a reason to answer. */
 static int
@@ -574,7 +574,6 @@ read_request(struct channel *ch, char **words, size_t *nw, const char **why)
 {
 	int64_t deadline = now_ms() + CONTROL_READ_MS;
 	struct ipc_in in;
-	uint32_t count, i;
 
 	*nw = 0;
 	if (channel_read_wait(ch, &in, deadline) < 0) {
@@ -584,26 +583,12 @@ read_request(struct channel *ch, char **words, size_t *nw, const char **why)
 		    "timed out waiting for the request" : ch->error;
 		return -1;
 	}
-	if (ipc_get_u32(&in, &count) < 0)
-		goto malformed;
-	for (i = 0; i < count; i++) {
-		char *w;
-
-		if (ipc_get_str(&in, &w, CONTROL_REQUEST_MAX) < 0)
-			goto malformed;
-		if (w[0] != '\0' && *nw < CONTROL_MAX_WORDS + 1)
-			words[(*nw)++] = w;
-		else
-			free(w);
+	if (control_request_decode(&in, words, CONTROL_MAX_WORDS + 1,
+	    nw) < 0) {
+		channel_violation(ch, "a malformed CTL_REQUEST");
+		return 0;
 	}
-	if (ipc_end(&in) < 0)
-		goto malformed;
 	return 1;
-malformed:
-	while (*nw > 0)
-		free(words[--*nw]);
-	channel_violation(ch, "a malformed CTL_REQUEST");
-	return 0;
 }
 
 /* Hands over the whole answer, in pieces of at most CONTROL_ANSWER_PIECE
@@ -662,6 +647,8 @@ control_serve(int fd, struct control_ctx *ctx)
 		fail(&a, "%s", why);
 	else
 		run_request(ctx, words, nw, &a);
+	if (nw > CONTROL_MAX_WORDS + 1)
+		nw = CONTROL_MAX_WORDS + 1;
 	while (nw > 0)
 		free(words[--nw]);
 	if (a.err[0] != '\0' || a.doc == NULL) {

@@ -225,8 +225,7 @@ ask(const char *path, int argc, char **argv, char **ans, size_t *anslen)
 	struct sockaddr_un sun;
 	struct timeval tv;
 	struct channel ch;
-	struct ipc_out *m;
-	int fd, i, rc;
+	int fd, rc;
 
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
@@ -251,10 +250,8 @@ ask(const char *path, int argc, char **argv, char **ans, size_t *anslen)
 	}
 	channel_init(&ch, fd, "the queue runner (control socket)",
 	    runner_may_send, CONTROL_ANSWER_PIECE, 0);
-	m = channel_begin(&ch, IMSG_CTL_REQUEST);
-	ipc_add_u32(m, (uint32_t)argc);
-	for (i = 0; i < argc; i++)
-		ipc_add_str(m, argv[i]);
+	control_request_encode(channel_begin(&ch, IMSG_CTL_REQUEST), argc,
+	    argv);
 	(void)channel_end(&ch);
 	if (channel_flush_wait(&ch, now_ms() + CONNECT_TIMEOUT_S * 1000) < 0) {
 		fprintf(stderr, "ferryctl: cannot send to %s: %s "

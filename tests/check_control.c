@@ -616,6 +616,59 @@ START_TEST(test_bad_requests)
 }
 END_TEST
 
+/* The request's codec, without a connection: what ferryctl encodes
+ * decodes to its words, empty words are left out, words past max are
+ * counted but not kept, and a payload that does not decode keeps
+ * nothing. */
+START_TEST(test_request_codec)
+{
+	char *argv[] = { "queue", "", "show", "0123456789AB", "x", "y" };
+	struct ipc_out m = { 0 };
+	struct ipc_in in;
+	char *words[3];
+	uint8_t *f;
+	size_t nw, len;
+
+	ipc_out_init(&m, IMSG_CTL_REQUEST);
+	control_request_encode(&m, 4, argv);
+	(void)ipc_out_finish(&m, &len);
+	f = request_frame("queue  show 0123456789AB", &nw);
+	ck_assert_uint_eq(len, nw);
+	ck_assert(memcmp(m.buf, f, len) == 0);     /* the same wire format */
+	free(f);
+	ck_assert_int_eq(ipc_frame(m.buf, len, &in), (long)len);
+	ck_assert_int_eq(control_request_decode(&in, words, 3, &nw), 0);
+	ck_assert_uint_eq(nw, 3);
+	ck_assert_str_eq(words[0], "queue");
+	ck_assert_str_eq(words[1], "show");
+	ck_assert_str_eq(words[2], "0123456789AB");
+	while (nw > 0)
+		free(words[--nw]);
+
+	/* five words, two kept */
+	ipc_out_init(&m, IMSG_CTL_REQUEST);
+	control_request_encode(&m, 6, argv);
+	(void)ipc_out_finish(&m, &len);
+	ck_assert_int_eq(ipc_frame(m.buf, len, &in), (long)len);
+	ck_assert_int_eq(control_request_decode(&in, words, 2, &nw), 0);
+	ck_assert_uint_eq(nw, 5);
+	ck_assert_str_eq(words[1], "show");
+	free(words[0]);
+	free(words[1]);
+
+	/* a word missing: nothing kept */
+	ipc_out_init(&m, IMSG_CTL_REQUEST);
+	ipc_add_u32(&m, 3);
+	ipc_add_str(&m, "queue");
+	ipc_add_str(&m, "list");
+	(void)ipc_out_finish(&m, &len);
+	ck_assert_int_eq(ipc_frame(m.buf, len, &in), (long)len);
+	ck_assert_int_eq(control_request_decode(&in, words, 3, &nw), -1);
+	ck_assert_uint_eq(nw, 0);
+	ipc_out_free(&m);
+}
+END_TEST
+
 /* A request over the cap, of another type, or that does not decode is a
  * peer breaking the protocol: dropped, not answered. */
 START_TEST(test_protocol_violations)
@@ -795,6 +848,7 @@ control_suite(void)
 	tcase_set_timeout(tc, 20);
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_bad_requests);
+	tcase_add_test(tc, test_request_codec);
 	tcase_add_test(tc, test_protocol_violations);
 	tcase_add_test(tc, test_eof);
 	tcase_add_test(tc, test_timeout);

@@ -1,6 +1,7 @@
 /*
  * fuzz_ipc.c - libFuzzer harness for the IPC frame reader (ipc.c) and the
- * message decoders behind it (envelope.c, deliver_proto.c).
+ * message decoders behind it (envelope.c, deliver_proto.c,
+ * control_proto.c).
  *
  * The input is what a peer process writes on the socket.  ipc_frame must
  * judge the header exactly as ipc.h says, report a whole frame only when
@@ -8,7 +9,8 @@
  * payload inside it.  The payload of a whole frame, in an exact-size
  * copy so ASan sees any read past its end, then goes through every
  * decoder: envelope_decode, deliver_job_decode, deliver_result_decode,
- * deliver_done_decode and the small per-type readers the daemons inline
+ * deliver_done_decode, control_request_decode and the small per-type
+ * readers the daemons inline
  * (intake.c, intake_client.c, scheduler.c, deliver.c, and the status and
  * note readers in master.c, queue.c, anvil.c); ipc_header must judge the
  * header as ipc_frame does.  What decodes
@@ -23,6 +25,7 @@
 #include <arpa/inet.h>
 #include <string.h>
 
+#include "control_proto.h"
 #include "deliver_proto.h"
 #include "envelope.h"
 #include "ipc.h"
@@ -217,6 +220,36 @@ try_done(const struct ipc_in *payload, const uint8_t *frame, size_t flen)
 	deliver_done_free(&d);
 }
 
+/* ferryctl's request: the words kept are non-empty, NUL-free and within
+ * the cap; with no empty word and none past max, they re-encode to the
+ * very frame. */
+static void
+try_ctl_request(const struct ipc_in *payload, const uint8_t *frame,
+    size_t flen)
+{
+	struct ipc_in in = *payload;
+	struct ipc_out m = { 0 };
+	char *words[8];
+	uint32_t count;
+	size_t nw, k;
+
+	if (control_request_decode(&in, words, 8, &nw) < 0) {
+		FUZZ_CHECK(nw == 0);
+		return;
+	}
+	for (k = 0; k < nw && k < 8; k++)
+		FUZZ_CHECK(words[k][0] != '\0' &&
+		    strlen(words[k]) <= CONTROL_REQUEST_MAX);
+	in = *payload;
+	if (ipc_get_u32(&in, &count) == 0 && count == nw && nw <= 8) {
+		ipc_out_init(&m, payload->type);
+		control_request_encode(&m, (int)nw, words);
+		same_frame(&m, frame, flen);
+	}
+	for (k = 0; k < nw && k < 8; k++)
+		free(words[k]);
+}
+
 /* The shapes the daemons read inline, by type. */
 static void
 try_small(const struct ipc_in *payload, const uint8_t *frame, size_t flen)
@@ -232,6 +265,15 @@ try_small(const struct ipc_in *payload, const uint8_t *frame, size_t flen)
 
 	ipc_out_init(&m, payload->type);
 	switch (payload->type) {
+	case IMSG_CTL_ANSWER:
+		/* ferryctl: a piece of the answer */
+		if (ipc_get_data(&in, &p, &len) < 0 || ipc_end(&in) < 0)
+			break;
+		FUZZ_CHECK(p >= payload->p &&
+		    p + len <= payload->p + payload->left);
+		ipc_add_data(&m, p, len);
+		same_frame(&m, frame, flen);
+		break;
 	case IMSG_TX_DATA:
 	case IMSG_JOB_DATA:
 		if (ipc_get_u32(&in, &u32) < 0 ||
@@ -365,6 +407,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	try_job(&payload, frame, flen);
 	try_result(&payload, frame, flen);
 	try_done(&payload, frame, flen);
+	try_ctl_request(&payload, frame, flen);
 	try_small(&payload, frame, flen);
 	free(frame);
 	return 0;
