@@ -5,8 +5,12 @@ and to ferry-anvil's socket and sends frames its side may not send (a
 type outside its table, a frame over the channel's cap, a malformed
 request).  Each time the receiver logs that the peer broke the protocol
 and drops that connection, and only that one: the runner and anvil keep
-running and mail keeps flowing.  Needs root (exit 77 otherwise)."""
+running and mail keeps flowing.  The same holds for a delivery agent on
+the agent socket and a client on the control socket, which is also
+answered in frames when it asks properly.  Needs root (exit 77
+otherwise)."""
 
+import json
 import os
 import pwd
 import socket
@@ -21,8 +25,9 @@ import ferrytest as ft  # noqa: E402
 IPC_VERSION = 1
 # ipc.h's enum ipc_type
 TX_BEGIN, TX_DATA = 1, 2
-JOB = 9
+AGENT_HELLO, JOB, RCPT_RESULT = 8, 9, 12
 ANVIL_CONNECT, ANVIL_DISCONNECT, ANVIL_ANSWER = 15, 16, 20
+CTL_REQUEST, CTL_ANSWER, CTL_ANSWER_END = 25, 26, 27
 IPC_MAX_PAYLOAD = 1024 * 1024
 
 
@@ -70,8 +75,14 @@ class ChannelTest(ft.FerryTestCase):
     def as_worker(self, sock_name, data):
         """Sends data to a socket in the workers' chroot from a process
         running as the SMTP user; returns (bytes answered, closed?)."""
-        pw = pwd.getpwnam(ft.SMTPD_USER)
-        path = os.path.join(self.ferry.spool, "smtpd", sock_name)
+        return self.as_user(ft.SMTPD_USER,
+                            os.path.join(self.ferry.spool, "smtpd",
+                                         sock_name), data)
+
+    def as_user(self, user, path, data):
+        """Sends data to the socket at path from a process running as
+        user; returns (bytes answered, closed?)."""
+        pw = pwd.getpwnam(user)
         rd, wr = os.pipe()
         pid = os.fork()
         if pid == 0:
@@ -175,6 +186,69 @@ class ChannelTest(ft.FerryTestCase):
         time.sleep(0.2)
         self.assertEqual(self.ferry.anvils(), anvil)
         self.mail_still_flows()
+
+    def test_agent_socket_drops_a_liar(self):
+        runner = self.ferry.runners()
+        agent_sock = os.path.join(self.ferry.spool, "agent.sock")
+        # a job is the runner's to send, not an agent's
+        start = self.ferry.log_size()
+        answer, closed = self.as_user(
+            ft.DELIVER_USER, agent_sock,
+            frame(AGENT_HELLO, u32(4242)) + frame(JOB, u32(1)))
+        self.assertEqual(answer, b"")
+        self.assertTrue(closed, "the runner kept a lying agent")
+        self.assertTrue(self.ferry.wait_log(
+            r"delivery agent \(pid 4242\) broke the protocol: JOB is not "
+            r"a message it may send", start=start), self.ferry.log_tail())
+        # over the agents' cap: the header alone is enough
+        start = self.ferry.log_size()
+        _, closed = self.as_user(ft.DELIVER_USER, agent_sock,
+                                 frame(RCPT_RESULT, plen=65537))
+        self.assertTrue(closed)
+        self.assertTrue(self.ferry.wait_log(
+            r"delivery agent broke the protocol: RCPT_RESULT of 65537 "
+            r"bytes is over the cap", start=start), self.ferry.log_tail())
+        self.assertEqual(self.ferry.runners(), runner)
+        self.mail_still_flows()
+
+    def test_control_socket_frames(self):
+        runner = self.ferry.runners()
+        # a request in frames is answered in frames: pieces, then the end
+        answer, closed = talk(self.ferry.ctl_socket, frame(
+            CTL_REQUEST, u32(3) + s("queue") + s("") + s("list")))
+        self.assertTrue(closed)
+        doc = b""
+        while answer:
+            plen, ftype, _ = struct.unpack("!IHH", answer[:8])
+            body, answer = answer[8:8 + plen], answer[8 + plen:]
+            if ftype == CTL_ANSWER_END:
+                self.assertEqual((body, answer), (b"", b""))
+                break
+            self.assertEqual(ftype, CTL_ANSWER)
+            self.assertEqual(struct.unpack("!I", body[:4])[0],
+                             len(body) - 4)
+            doc += body[4:]
+        else:
+            self.fail("no CTL_ANSWER_END")
+        self.assertIs(json.loads(doc)["ok"], True, doc)
+        # the old line protocol is a bad frame header: dropped unanswered
+        start = self.ferry.log_size()
+        answer, closed = talk(self.ferry.ctl_socket, b"queue list\n")
+        self.assertEqual((answer, closed), (b"", True))
+        self.assertTrue(self.ferry.wait_log(
+            r"ferryctl \(control connection\) broke the protocol: bad "
+            r"frame header", start=start), self.ferry.log_tail())
+        # an answer is not the client's to send
+        start = self.ferry.log_size()
+        answer, closed = talk(self.ferry.ctl_socket,
+                              frame(CTL_ANSWER, s("{}")))
+        self.assertEqual((answer, closed), (b"", True))
+        self.assertTrue(self.ferry.wait_log(
+            r"broke the protocol: CTL_ANSWER is not a message it may send",
+            start=start), self.ferry.log_tail())
+        self.assertEqual(self.ferry.runners(), runner)
+        p = self.ferry.ctl("status")
+        self.assertEqual(p.returncode, 0, (p.stdout, p.stderr))
 
 
 if __name__ == "__main__":
