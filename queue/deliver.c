@@ -14,7 +14,9 @@
  * Everything a remote server sends is untrusted: replies go through the
  * strict parser in smtp_client_reply.c, every socket operation has a
  * deadline, and a server that misbehaves only loses its recipients a
- * 4xx result.  A malformed frame from the runner is fatal.  Credentials
+ * 4xx result.  The runner's socket is a channel (channel.h) on which
+ * only JOB, JOB_DATA and JOB_END may come; any other frame, or one that
+ * does not decode, is fatal.  Credentials
  * are never logged.
  */
 #include "autoconfig.h"
@@ -130,7 +132,7 @@ runner_send(struct deliver_agent *ag)
 {
 	(void)channel_end(&ag->runner.ch);
 	if (channel_flush_wait(&ag->runner.ch, INT64_MAX) < 0) {
-		log_error("queue runner: %s; exiting", ag->runner.ch.error);
+		log_error("%s; exiting", ag->runner.ch.error);
 		exit(0);
 	}
 }
