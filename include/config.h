@@ -111,6 +111,10 @@ struct ferry_config {
 	int message_rate;             /* per client address per minute */
 	int greet_pause;              /* ms to wait for a client that talks
 	                                 before the greeting; 0 = only look */
+	int stress_threshold;         /* percent of max_connections that
+	                                 puts the relay in stress */
+	int stress_timeout;           /* seconds: the idle limit of every
+	                                 session while in stress */
 
 	/* smarthost: the default route (also in routes[], named
 	 * "smarthost", after every route section) */

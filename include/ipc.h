@@ -52,9 +52,12 @@ enum ipc_type {
 	IMSG_NOTE_RELOAD,        /* no fields; the new configuration's
 	                          * sealed memfd rides along (SCM_RIGHTS) */
 	/* master -> ferry-anvil over FD_ANVIL_NOTES */
-	IMSG_NOTE_ANVIL_LIMITS,  /* six i32: the reloaded limits */
+	IMSG_NOTE_ANVIL_LIMITS,  /* eight i32: the reloaded limits */
 	/* delivery agent -> queue runner */
 	IMSG_AGENT_LEAVING,  /* agent -> runner: told to stop; no fields */
+	/* ferry-anvil -> SMTP worker, pushed, never answered: when stress
+	 * mode begins or ends, and to a worker that connects in stress */
+	IMSG_ANVIL_STRESS,       /* u8 on, u32 stress timeout (seconds) */
 	IMSG_TYPE_MAX
 };
 

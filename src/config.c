@@ -480,6 +480,10 @@ static const struct option_row options[] = {
 	INT("limits", "message_rate", 600, B_CONFIG, CF(message_rate), 1,
 	    1000000),
 	INT("limits", "greet_pause", 0, B_CONFIG, CF(greet_pause), 0, 30000),
+	INT("limits", "stress_threshold", 80, B_CONFIG, CF(stress_threshold),
+	    1, 100),
+	INT("limits", "stress_timeout", 10, B_CONFIG, CF(stress_timeout), 1,
+	    3600),
 
 	LIST("relay", "networks", "{127.0.0.0/8, ::1/128}", CFGF_NONE,
 	    ST_CIDR_LIST, B_CONFIG, CF(relay_networks), CF(nrelay_networks),
@@ -1044,6 +1048,12 @@ check_combinations(struct ferry_config *c, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: workers: min_idle (%d) is larger "
 		    "than max_idle (%d)", c->path, c->workers_min_idle,
 		    c->workers_max_idle);
+		return -1;
+	}
+	if (c->stress_timeout > c->command_timeout) {
+		snprintf(err, errlen, "%s: limits: stress_timeout (%d) is "
+		    "longer than command_timeout (%d)", c->path,
+		    c->stress_timeout, c->command_timeout);
 		return -1;
 	}
 	if (c->workers_max_idle > c->workers_max) {

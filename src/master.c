@@ -922,6 +922,8 @@ tell_anvil_reload(struct master_state *m)
 	ipc_add_i32(note, m->cfg->message_rate);
 	ipc_add_i32(note, m->cfg->auth_max_failures);
 	ipc_add_i32(note, m->cfg->auth_lockout);
+	ipc_add_i32(note, m->cfg->stress_threshold);
+	ipc_add_i32(note, m->cfg->stress_timeout);
 	if (channel_end(&m->to_anvil) < 0 || channel_flush(&m->to_anvil) < 0)
 		log_warn("reload: could not hand anvil the new limits (%s); "
 		    "it keeps the old ones until it restarts",
