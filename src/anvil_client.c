@@ -38,9 +38,10 @@ static uint32_t next_seq;
 static int64_t retry_after;     /* now_ms() before which we do not try */
 static int outage_logged;
 
-/* What anvil may answer. */
+/* What anvil may answer, and the stress notice it pushes. */
 static const struct channel_rule anvil_may_send[] = {
 	{ IMSG_ANVIL_ANSWER, 0 },
+	{ IMSG_ANVIL_STRESS, 0 },
 	{ 0, 0 }
 };
 
@@ -113,21 +114,42 @@ ensure_connected(struct anvil_client *ac, char *why, size_t whylen)
 	return 0;
 }
 
-/* Reads the answer to request seq: its result, or -1 (why says). */
+/* A stress notice (anvil.c pushes it between answers): 0 when well
+ * formed.  A worker that serves one session at a time has no idle
+ * sessions to cut short, so it only decodes it. */
+static int
+stress_notice_ok(struct ipc_in *in)
+{
+	uint8_t on;
+	uint32_t seconds;
+
+	return ipc_get_u8(in, &on) < 0 || on > 1 ||
+	    ipc_get_u32(in, &seconds) < 0 || ipc_end(in) < 0 ? -1 : 0;
+}
+
+/* Reads the answer to request seq: its result, or -1 (why says).  Stress
+ * notices before and after it are passed over. */
 static int
 read_answer(struct anvil_client *ac, uint32_t seq, int64_t deadline,
     char *why, size_t whylen)
 {
-	struct ipc_in in;
+	struct ipc_in in, next;
 	uint32_t aseq, res;
+	int more;
 
-	if (channel_read_wait(&ac->ch, &in, deadline) < 0) {
-		snprintf(why, whylen, "%s", ac->ch.error);
-		return -1;
-	}
-	if (ipc_get_u32(&in, &aseq) < 0 || ipc_get_u32(&in, &res) < 0 ||
+	do {
+		if (channel_read_wait(&ac->ch, &in, deadline) < 0) {
+			snprintf(why, whylen, "%s", ac->ch.error);
+			return -1;
+		}
+	} while (in.type == IMSG_ANVIL_STRESS && stress_notice_ok(&in) == 0);
+	while ((more = channel_next(&ac->ch, &next)) > 0 &&
+	    next.type == IMSG_ANVIL_STRESS && stress_notice_ok(&next) == 0)
+		;
+	if (in.type != IMSG_ANVIL_ANSWER ||
+	    ipc_get_u32(&in, &aseq) < 0 || ipc_get_u32(&in, &res) < 0 ||
 	    ipc_end(&in) < 0 || aseq != seq || res > ANVIL_AUTH_LOCKED ||
-	    channel_next(&ac->ch, &in) != 0) {
+	    more != 0) {
 		channel_violation(&ac->ch, "malformed answer");
 		snprintf(why, whylen, "malformed answer");
 		return -1;
