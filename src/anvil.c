@@ -30,7 +30,8 @@
  * socket's mode and SO_PEERCRED); each worker's connection is a channel
  * (channel.h) that admits only the anvil requests, and a malformed or
  * unexpected frame drops that worker's connection.  Memory is bounded: a
- * fixed number of connections, small frames, a capped table.
+ * fixed number of connections, small frames, a capped table, and the
+ * list of connections one worker holds no longer than max_connections.
  */
 #include "autoconfig.h"
 
@@ -57,7 +58,7 @@
 #define MAX_CONNS 4096
 #define REQUEST_CAP 2040        /* larger than any valid request */
 #define WBUF_MAX 65536          /* unread answers before we give up */
-#define MAX_HELD 64             /* connections one worker may hold */
+#define HELD_FIRST 16           /* room for held connections, grown */
 #define MAX_USER 512
 #define EXPIRE_EVERY_MS 10000
 
@@ -109,8 +110,9 @@ static const struct channel_rule master_may_send[] = {
 struct anvil_conn {
 	struct channel ch;
 	pid_t pid;                        /* the worker, for logs */
-	char held[MAX_HELD][ANVIL_KEY_MAX];   /* connections it holds */
-	size_t nheld;
+	char (*held)[ANVIL_KEY_MAX];      /* connections it holds: a worker
+	                                     serves many sessions at once */
+	size_t nheld, held_cap;
 	int broken;                       /* a push failed: drop it */
 };
 
@@ -192,6 +194,7 @@ close_conn(struct anvil_state *av, size_t i)
 		log_debug("anvil: worker pid %ld went away holding %zu "
 		    "connection(s); released", (long)c->pid, c->nheld);
 	channel_free(&c->ch);
+	free(c->held);
 	free(c);
 	av->conns[i] = av->conns[--av->nconns];
 }
@@ -253,13 +256,21 @@ handle_frame(struct anvil_state *av, struct anvil_conn *c,
 	}
 	switch (in->type) {
 	case IMSG_ANVIL_CONNECT:
-		if (c->nheld >= MAX_HELD) {
-			log_warn("anvil: worker pid %ld holds %d connections "
-			    "already", (long)c->pid, MAX_HELD);
+		/* one worker cannot hold more than all may: its list is
+		 * bounded by max_connections */
+		if (c->nheld >= (size_t)av->lim.max_connections) {
+			log_warn("anvil: worker pid %ld holds %zu connections "
+			    "already", (long)c->pid, c->nheld);
 			res = ANVIL_TOO_MANY_CONNECTIONS;
 		} else {
 			res = anvil_table_connect(av->table, key, now,
 			    &counted);
+		}
+		if (counted && c->nheld == c->held_cap) {
+			c->held_cap = c->held_cap ? c->held_cap * 2 :
+			    HELD_FIRST;
+			c->held = xrealloc(c->held, c->held_cap *
+			    sizeof(c->held[0]));
 		}
 		if (counted)
 			ferry_strlcpy(c->held[c->nheld++], key,

@@ -1050,12 +1050,6 @@ check_combinations(struct ferry_config *c, char *err, size_t errlen)
 		    c->workers_max_idle);
 		return -1;
 	}
-	if (c->stress_timeout > c->command_timeout) {
-		snprintf(err, errlen, "%s: limits: stress_timeout (%d) is "
-		    "longer than command_timeout (%d)", c->path,
-		    c->stress_timeout, c->command_timeout);
-		return -1;
-	}
 	if (c->workers_max_idle > c->workers_max) {
 		snprintf(err, errlen, "%s: workers: max_idle (%d) is larger "
 		    "than max (%d)", c->path, c->workers_max_idle,
@@ -1185,6 +1179,10 @@ derive_values(struct load_state *st)
 		host[sizeof(host) - 1] = '\0';
 		c->hostname = xstrdup(host);
 	}
+	/* stress shortens the idle limit, never lengthens it: a short
+	 * command_timeout is not refused for the default stress_timeout */
+	if (c->stress_timeout > c->command_timeout)
+		c->stress_timeout = c->command_timeout;
 	for (i = 0; i < c->nlisteners; i++) {
 		struct listener_config *l = &c->listeners[i];
 

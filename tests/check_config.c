@@ -685,21 +685,30 @@ START_TEST(test_bad_workers)
 }
 END_TEST
 
-/* Stress mode: the threshold is a percentage, its timeout no longer
- * than command_timeout. */
+/* Stress mode: the threshold is a percentage; the stress timeout is at
+ * most command_timeout (a longer one, or the default with a shorter
+ * command_timeout, is taken as command_timeout, not refused). */
 START_TEST(test_bad_stress)
 {
+	struct ferry_config *c;
+
 	load_bad(LISTEN "limits {\n  stress_threshold = 0\n}\n",
 	    P ":4: stress_threshold = 0 is out of range (1 to 100)");
 	load_bad(LISTEN "limits {\n  stress_threshold = 101\n}\n",
 	    P ":4: stress_threshold = 101 is out of range (1 to 100)");
-	load_bad(LISTEN "limits {\n  command_timeout = 5\n}\n",
-	    P ": limits: stress_timeout (10) is longer than "
-	    "command_timeout (5)");
-	load_bad(LISTEN "limits {\n  command_timeout = 30\n"
-	    "  stress_timeout = 31\n}\n",
-	    P ": limits: stress_timeout (31) is longer than "
-	    "command_timeout (30)");
+	load_bad(LISTEN "limits {\n  stress_timeout = 0\n}\n",
+	    P ":4: stress_timeout = 0 is out of range (1 to 3600)");
+	c = load_ok(LISTEN "limits {\n  command_timeout = 5\n}\n");
+	ck_assert_int_eq(c->stress_timeout, 5);
+	config_free(c);
+	c = load_ok(LISTEN "limits {\n  command_timeout = 30\n"
+	    "  stress_timeout = 31\n  stress_threshold = 95\n}\n");
+	ck_assert_int_eq(c->stress_timeout, 30);
+	ck_assert_int_eq(c->stress_threshold, 95);
+	config_free(c);
+	c = load_ok(LISTEN "limits {\n  stress_timeout = 20\n}\n");
+	ck_assert_int_eq(c->stress_timeout, 20);
+	config_free(c);
 }
 END_TEST
 
