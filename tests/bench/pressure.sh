@@ -20,7 +20,8 @@
 # Cases: 150 idle, 150 trickling, 2000 idle, 2000 trickling (CASES=...
 # in the environment picks others, as "N:idle N:trickle ...").
 #
-# Then memory: the PSS of ferryd and all its descendants (the sum of
+# Then memory (the attackers get all of setup-seconds to take their
+# places): the PSS of ferryd and all its descendants (the sum of
 # /proc/PID/smaps_rollup Pss) while 2000 idle sessions are held, and of
 # Postfix's master and its descendants with default_process_limit raised
 # to 500, holding 500.
@@ -201,7 +202,7 @@ postfix_down
 echo "  memory: ferry with $PSS_FERRY idle sessions ..."
 ferry_up
 run_load "pss-ferry" "$FPORT" "$PSS_FERRY" idle --pss-root "$FERRY_PID" \
-    --no-good-client
+    --still "$SETUP" --no-good-client
 ferry_down
 echo "  memory: Postfix (default_process_limit = $PSS_POSTFIX) with $PSS_POSTFIX idle sessions ..."
 postfix_up <<CONF
@@ -209,7 +210,7 @@ relayhost = [127.0.0.1]:$SINK
 default_process_limit = $PSS_POSTFIX
 CONF
 run_load "pss-postfix" "$PPORT" "$PSS_POSTFIX" idle \
-    --pss-root "$(postfix_master_pid)" --no-good-client
+    --pss-root "$(postfix_master_pid)" --still "$SETUP" --no-good-client
 postfix_down
 
 python3 - "$WORK" "$DEADLINE" "$CASES" "$PSS_FERRY" "$PSS_POSTFIX" <<'PY'

@@ -3,7 +3,8 @@
 good client, against one server on loopback.
 
     pressure_clients.py --port P --count N --mode idle|trickle
-                        [--setup S] [--deadline D] [--pss-root PID]
+                        [--setup S] [--still T] [--deadline D]
+                        [--pss-root PID]
                         [--no-good-client]
 
 Opens N attacking connections, each bound to its own loopback address
@@ -13,7 +14,8 @@ greeting if one comes).  A trickling attacker goes through EHLO, MAIL,
 RCPT and DATA as a client should, then sends one byte of the message
 every 2 seconds and never ends it.  Attackers do not reconnect when the
 server closes them.  Once every attacker holds its place (or --setup
-seconds have passed, or nothing has moved for 3 s), a good client connects from 127.0.0.1 and sends
+seconds have passed, or nothing has moved for --still seconds, 3 by
+default), a good client connects from 127.0.0.1 and sends
 one small message; the seconds to its greeting and to the final 250 are
 timed, each bounded by --deadline.  With --pss-root, the PSS of that
 process and all its descendants (sum of /proc/PID/smaps_rollup Pss) is
@@ -39,7 +41,6 @@ import time
 
 TRICKLE_EVERY = 2.0          # seconds between two bytes in DATA
 LINE = 70                    # message bytes before a CRLF
-STILL = 3.0                  # seconds without progress that end the setup
 
 
 def attacker_address(i):
@@ -319,6 +320,8 @@ def main():
                     help="seconds the attackers get to take their places")
     ap.add_argument("--deadline", type=float, default=60.0,
                     help="seconds the good client waits at most")
+    ap.add_argument("--still", type=float, default=3.0,
+                    help="seconds without progress that end the setup")
     ap.add_argument("--pss-root", type=int, default=0)
     ap.add_argument("--no-good-client", action="store_true")
     args = ap.parse_args()
@@ -343,7 +346,7 @@ def main():
             now = time.monotonic()
             if c != last:
                 last, still_since = c, now
-            elif now - still_since >= STILL:
+            elif now - still_since >= args.still:
                 break
             time.sleep(0.1)
         result["setup_s"] = round(time.monotonic() - t0, 2)
