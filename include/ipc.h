@@ -51,6 +51,8 @@ enum ipc_type {
 	                          * sealed memfd rides along (SCM_RIGHTS) */
 	/* master -> ferry-anvil over FD_ANVIL_NOTES */
 	IMSG_NOTE_ANVIL_LIMITS,  /* six i32: the reloaded limits */
+	IMSG_ANVIL_STRESS,       /* anvil: u8 on/off, u32 stress timeout (s);
+	                            pushed to every worker */
 	IMSG_TYPE_MAX
 };
 
