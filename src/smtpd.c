@@ -350,6 +350,7 @@ serve(struct worker *w)
 		}
 		anvil_client_keep_connected(&w->anvil);
 		take_stress(w);
+		report_status(w, accepting);
 
 		listening = accepting && w->nsessions < w->nslots &&
 		    (w->defer_until == 0 || now >= w->defer_until);
