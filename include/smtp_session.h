@@ -62,6 +62,10 @@ void smtp_session_run(struct smtp_session *s, int64_t now);
 /* What to poll its socket for (POLLIN, POLLOUT); 0 once it is over. */
 short smtp_session_events(const struct smtp_session *s);
 int smtp_session_fd(const struct smtp_session *s);
+/* Its connection to the queue runner when there is something to poll
+ * it for (smtp_session_queue_events), else -1. */
+int smtp_session_queue_fd(const struct smtp_session *s);
+short smtp_session_queue_events(const struct smtp_session *s);
 /* Nonzero when it stopped with work left that poll would not announce
  * (its turn was up, or TLS holds decrypted input): run it again soon. */
 int smtp_session_more(const struct smtp_session *s);

@@ -53,6 +53,7 @@
 #define OUT_FIRST  2048       /* the reply buffer's first size */
 #define TURN_READS 16         /* reads in one turn before others get theirs */
 #define CLOSE_GRACE_MS 2000   /* for the last reply */
+#define QUEUE_HIGH (4 * IO_CHUNK)   /* unsent to the runner: stop reading */
 /* RFC 4954 4: a server should take AUTH lines of at least 12288 octets */
 #define AUTH_LINE_MAX (12288 + 2)
 #define AUTH_DECODED_MAX (AUTH_LINE_MAX / 4 * 3)
@@ -91,9 +92,13 @@ enum session_state {
 	ST_AUTH,           /* an AUTH response line */
 	ST_DATA,           /* message content after DATA */
 	ST_BDAT,           /* the octets of a BDAT chunk */
+	ST_QUEUE,          /* the runner's answer to BEGIN or COMMIT */
 	ST_CLOSING,        /* the last reply going out */
 	ST_DONE
 };
+
+/* What the runner's answer resumes. */
+enum queue_then { Q_BEGIN_DATA, Q_BEGIN_BDAT, Q_COMMIT };
 
 /* What follows the octets of a BDAT chunk. */
 enum bdat_then { BDAT_TLS_REQUIRED, BDAT_REFUSED, BDAT_STORED };
@@ -149,6 +154,11 @@ struct smtp_session {
 	int bdat_store;              /* scan and store them */
 	int bdat_last;
 	enum bdat_then bdat_then;
+	enum queue_then queue_then;  /* ST_QUEUE: what the answer resumes */
+	int queue_retry;             /* BEGIN on a kept connection: one
+	                                more try on a fresh one */
+	int queue_blocked;           /* data waits for the runner to read */
+	int64_t queue_deadline;      /* ST_QUEUE */
 
 	char *out;                   /* pending replies */
 	size_t out_len, out_cap;
@@ -301,7 +311,7 @@ tx_reset(struct smtp_session *s)
 	struct smtp_tx *tx = &s->tx;
 
 	if (tx->begun && s->queue != NULL)
-		intake_abort(s->queue, now_ms() + 5000);
+		intake_send_abort(s->queue);
 	envelope_free(&tx->env);
 	free(tx->chunk);
 	memset(tx, 0, sizeof(*tx));
@@ -328,7 +338,7 @@ tx_fail(struct smtp_session *s, enum reply_id id)
 		s->tx.failed = 1;
 		s->tx.fail_reply = id;
 		if (s->tx.begun && s->queue != NULL) {
-			intake_abort(s->queue, now_ms() + 5000);
+			intake_send_abort(s->queue);
 			s->tx.begun = 0;
 		}
 	}
@@ -342,8 +352,7 @@ tx_flush_chunk(struct smtp_session *s)
 
 	if (tx->chunk_len == 0 || tx->failed || !tx->begun)
 		goto out;
-	if (intake_data(s->queue, tx->chunk, tx->chunk_len,
-	    now_ms() + (int64_t)s->cfg->data_timeout * 1000) < 0) {
+	if (intake_send_data(s->queue, tx->chunk, tx->chunk_len) < 0) {
 		log_warn("%s: queue runner: %s", tx->qid, s->queue->reason);
 		tx->queue_broken = 1;
 		tx->begun = 0;
@@ -374,33 +383,47 @@ tx_add(struct smtp_session *s, const uint8_t *p, size_t n)
 	}
 }
 
-/* Starts the message at the runner and writes the Received header. */
+static void tx_fill_envelope(struct smtp_session *s);
+
+/* The session waits for the runner's answer. */
+static void
+queue_wait(struct smtp_session *s, enum queue_then then)
+{
+	s->state = ST_QUEUE;
+	s->queue_then = then;
+	s->queue_deadline = now_ms() + (int64_t)s->cfg->command_timeout * 1000;
+}
+
+/* Asks the runner to start the message; its answer resumes the session
+ * (tx_begun).  -1 when it cannot be asked. */
 static int
-tx_begin_message(struct smtp_session *s, enum data_mode mode)
+tx_begin_send(struct smtp_session *s, enum queue_then then)
+{
+	struct smtp_tx *tx = &s->tx;
+
+	s->queue_retry = intake_fd(s->queue) >= 0;
+	if (tx->env.sender == NULL)
+		tx_fill_envelope(s);
+	if (intake_send_begin(s->queue, &tx->env) < 0 && (!s->queue_retry ||
+	    (s->queue_retry = 0, intake_send_begin(s->queue, &tx->env) < 0))) {
+		/* (a kept connection to a runner since gone: one more
+		 * try on a fresh one) */
+		log_warn("queue runner refused a new message from %s[%s]: %s",
+		    s->peer_name, s->peer_addr, s->queue->reason);
+		return -1;
+	}
+	queue_wait(s, then);
+	return 0;
+}
+
+/* The runner took the message: the scanner and the Received header. */
+static void
+tx_begun(struct smtp_session *s, enum data_mode mode)
 {
 	struct smtp_tx *tx = &s->tx;
 	char hdr[1536], date[64], tlsline[200];
 	int n;
 
-	tx->env.sender = xstrdup(tx->mail.addr);
-	tx->env.client_addr = xstrdup(s->peer_addr);
-	tx->env.client_name = xstrdup(s->peer_name);
-	tx->env.helo = xstrdup(s->helo);
-	tx->env.protocol = xstrdup(protocol_name(s));
-	tx->env.auth_user = xstrdup(s->auth_user);
-	tx->env.received_at_us = (int64_t)(now_wall() * 1e6);
-	tx->env.size_declared = tx->mail.size;
-	tx->env.body_type = (uint32_t)tx->mail.body;
-	tx->env.smtputf8 = (uint32_t)tx->mail.smtputf8;
-	tx->env.dsn_ret = (uint32_t)tx->mail.ret;
-	tx->env.dsn_envid = xstrdup(tx->mail.envid);
-
-	if (intake_begin(s->queue, &tx->env, tx->qid, sizeof(tx->qid),
-	    now_ms() + (int64_t)s->cfg->command_timeout * 1000) < 0) {
-		log_warn("queue runner refused a new message from %s[%s]: %s",
-		    s->peer_name, s->peer_addr, s->queue->reason);
-		return -1;
-	}
 	tx->begun = 1;
 	tx->chunk = xmalloc(IO_CHUNK);
 	data_scanner_init(&tx->scan, mode,
@@ -430,7 +453,26 @@ tx_begin_message(struct smtp_session *s, enum data_mode mode)
 	if (n < 0 || (size_t)n >= sizeof(hdr))
 		log_panic("Received header does not fit");
 	tx_add(s, (const uint8_t *)hdr, (size_t)n);
-	return 0;
+}
+
+/* The envelope the runner gets with BEGIN. */
+static void
+tx_fill_envelope(struct smtp_session *s)
+{
+	struct smtp_tx *tx = &s->tx;
+
+	tx->env.sender = xstrdup(tx->mail.addr);
+	tx->env.client_addr = xstrdup(s->peer_addr);
+	tx->env.client_name = xstrdup(s->peer_name);
+	tx->env.helo = xstrdup(s->helo);
+	tx->env.protocol = xstrdup(protocol_name(s));
+	tx->env.auth_user = xstrdup(s->auth_user);
+	tx->env.received_at_us = (int64_t)(now_wall() * 1e6);
+	tx->env.size_declared = tx->mail.size;
+	tx->env.body_type = (uint32_t)tx->mail.body;
+	tx->env.smtputf8 = (uint32_t)tx->mail.smtputf8;
+	tx->env.dsn_ret = (uint32_t)tx->mail.ret;
+	tx->env.dsn_envid = xstrdup(tx->mail.envid);
 }
 
 /* Checks the scanned content against the limits; refuses the message
@@ -470,7 +512,33 @@ tx_fail_reply(struct smtp_session *s)
 }
 
 
-/* The end of the message: commit and answer. */
+/* The runner's answer to COMMIT (or its absence): the reply, and the
+ * transaction is over. */
+static void
+tx_committed(struct smtp_session *s, int stored)
+{
+	struct smtp_tx *tx = &s->tx;
+
+	tx->begun = 0;   /* stored, or nothing to abort */
+	if (stored) {
+		smtp_reply(s, R_QUEUED, tx->qid);
+		/* mail moved: the session may live on */
+		s->junk = 0;
+		s->life_deadline = now_ms() +
+		    (int64_t)s->cfg->session_lifetime * 1000;
+	} else {
+		log_warn("%s: not stored: %s", tx->qid, s->queue->reason);
+		smtp_reply(s, R_STORE_FAILED);
+	}
+	tx_reset(s);
+	free(s->scan_out);
+	s->scan_out = NULL;
+	s->state = ST_COMMAND;
+	arm_command(s);
+}
+
+/* The end of the message: commit (the runner's answer resumes the
+ * session in tx_committed), or answer the refusal. */
 static void
 tx_finish_message(struct smtp_session *s)
 {
@@ -481,26 +549,19 @@ tx_finish_message(struct smtp_session *s)
 		tx_flush_chunk(s);
 	}
 	if (!tx->failed) {
-		if (intake_commit(s->queue, tx->size, now_ms() +
-		    (int64_t)s->cfg->command_timeout * 1000) == 0) {
-			tx->begun = 0;   /* nothing to abort */
-			smtp_reply(s, R_QUEUED, tx->qid);
-			/* mail moved: the session may live on */
-			s->junk = 0;
-			s->life_deadline = now_ms() +
-			    (int64_t)s->cfg->session_lifetime * 1000;
-		} else {
-			log_warn("%s: not stored: %s", tx->qid,
-			    s->queue->reason);
-			tx->begun = 0;
-			smtp_reply(s, R_STORE_FAILED);
+		if (intake_send_commit(s->queue, tx->size) == 0) {
+			queue_wait(s, Q_COMMIT);
+			return;
 		}
-	} else {
-		tx_fail_reply(s);
+		tx_committed(s, 0);
+		return;
 	}
+	tx_fail_reply(s);
 	tx_reset(s);
 	free(s->scan_out);
 	s->scan_out = NULL;
+	s->state = ST_COMMAND;
+	arm_command(s);
 }
 
 /* --------------------------------------------------------------- lines */
@@ -843,7 +904,6 @@ cmd_data(struct smtp_session *s, enum smtp_verb verb, const char *arg,
     size_t len)
 {
 	struct smtp_tx *tx = &s->tx;
-	int64_t now;
 
 	(void)verb;
 	(void)arg;
@@ -857,10 +917,23 @@ cmd_data(struct smtp_session *s, enum smtp_verb verb, const char *arg,
 	}
 	if (data_allowed(s) < 0)
 		return;
-	if (tx_begin_message(s, DATA_MODE_DOT) < 0) {
+	if (tx_begin_send(s, Q_BEGIN_DATA) < 0)
+		smtp_reply(s, R_QUEUE_UNAVAILABLE);
+}
+
+/* The runner has begun the message (or not): 354 and the content. */
+static void
+data_begun(struct smtp_session *s, int begun)
+{
+	int64_t now;
+
+	s->state = ST_COMMAND;
+	arm_command(s);
+	if (!begun) {
 		smtp_reply(s, R_QUEUE_UNAVAILABLE);
 		return;
 	}
+	tx_begun(s, DATA_MODE_DOT);
 	smtp_reply(s, R_DATA_GO);
 	now = now_ms();
 	s->scan_out = xmalloc(s->in_cap + 2);
@@ -897,9 +970,7 @@ data_feed(struct smtp_session *s)
 			return FEED_DONE;
 		}
 		if (r == DATA_END) {
-			s->state = ST_COMMAND;
 			tx_finish_message(s);
-			arm_command(s);
 			return FEED_DONE;
 		}
 		if (need_more) {
@@ -970,6 +1041,22 @@ bdat_chunk_done(struct smtp_session *s)
 	tx_finish_message(s);
 }
 
+/* The rest of BDAT once the message is begun at the runner (or could
+ * not be): the size check, then the chunk's octets. */
+static void
+bdat_chunk_start(struct smtp_session *s, uint64_t size, int last)
+{
+	struct smtp_tx *tx = &s->tx;
+	int ok_to_store = !tx->failed;
+
+	if (tx->client_bytes + size > (uint64_t)s->cfg->message_size_limit &&
+	    !tx->failed) {
+		tx_fail(s, R_SIZE_EXCEEDED);
+		ok_to_store = 0;
+	}
+	bdat_expect(s, size, ok_to_store, last, BDAT_STORED);
+}
+
 static enum feed
 bdat_feed(struct smtp_session *s)
 {
@@ -1003,7 +1090,7 @@ cmd_bdat(struct smtp_session *s, enum smtp_verb verb, const char *arg,
 {
 	struct smtp_tx *tx = &s->tx;
 	uint64_t size;
-	int last, ok_to_store;
+	int last;
 
 	(void)verb;
 	if (smtp_parse_bdat(arg, len, &size, &last) < 0) {
@@ -1016,22 +1103,15 @@ cmd_bdat(struct smtp_session *s, enum smtp_verb verb, const char *arg,
 		bdat_expect(s, size, 0, last, BDAT_REFUSED);
 		return;
 	}
-	ok_to_store = 1;
 	if (!tx->bdat) {
 		tx->bdat = 1;
-		if (tx_begin_message(s, DATA_MODE_BDAT) < 0) {
-			tx_fail(s, R_QUEUE_UNAVAILABLE);
-			ok_to_store = 0;
-		}
+		s->bdat_size = size;     /* for when the runner answers */
+		s->bdat_last = last;
+		if (tx_begin_send(s, Q_BEGIN_BDAT) == 0)
+			return;
+		tx_fail(s, R_QUEUE_UNAVAILABLE);
 	}
-	if (tx->failed)
-		ok_to_store = 0;
-	if (tx->client_bytes + size > (uint64_t)s->cfg->message_size_limit &&
-	    !tx->failed) {
-		tx_fail(s, R_SIZE_EXCEEDED);
-		ok_to_store = 0;
-	}
-	bdat_expect(s, size, ok_to_store, last, BDAT_STORED);
+	bdat_chunk_start(s, size, last);
 }
 
 /* BDAT where TLS is required first: its chunk is read and dropped, so
@@ -1651,6 +1731,40 @@ not_smtp(const char *line, size_t len)
 }
 
 
+/* The runner answered BEGIN or COMMIT (ok: yes), or failed, or did not
+ * answer in time: the session goes on where it waited. */
+static void
+queue_answered(struct smtp_session *s, int ok)
+{
+	if (s->queue_then == Q_COMMIT) {
+		tx_committed(s, ok);
+		return;
+	}
+	if (!ok && s->queue_retry && intake_fd(s->queue) < 0) {
+		/* a kept connection may lead to a runner that has since
+		 * gone: one more try on a fresh one */
+		s->queue_retry = 0;
+		if (intake_send_begin(s->queue, &s->tx.env) == 0) {
+			queue_wait(s, s->queue_then);
+			return;
+		}
+	}
+	if (!ok)
+		log_warn("queue runner refused a new message from %s[%s]: %s",
+		    s->peer_name, s->peer_addr, s->queue->reason);
+	if (s->queue_then == Q_BEGIN_DATA) {
+		data_begun(s, ok);
+		return;
+	}
+	s->state = ST_COMMAND;
+	arm_command(s);
+	if (ok)
+		tx_begun(s, DATA_MODE_BDAT);
+	else
+		tx_fail(s, R_QUEUE_UNAVAILABLE);
+	bdat_chunk_start(s, s->bdat_size, s->bdat_last);
+}
+
 /* Commands that move no mail (Postfix's junk commands, and the rest of
  * the talk that only costs us). */
 static int
@@ -1859,6 +1973,10 @@ on_deadline(struct smtp_session *s, int64_t now)
 		handshake_failed(s, "TLS handshake timed out");
 		begin_close(s);
 		return;
+	case ST_QUEUE:
+		intake_drop(s->queue, "no answer from the queue runner in time");
+		queue_answered(s, 0);
+		return;
 	default:
 		if (s->control && s->control->drain &&
 		    s->control->drain_deadline != 0 &&
@@ -1936,6 +2054,12 @@ smtp_session_run(struct smtp_session *s, int64_t now)
 	int reads = 0;
 
 	s->more = 0;
+	if (intake_unsent(s->queue) > 0)
+		(void)intake_flush(s->queue);   /* a failure shows later */
+	if (s->queue_blocked && intake_unsent(s->queue) <= QUEUE_HIGH) {
+		s->queue_blocked = 0;
+		s->idle_since = now_ms();        /* we waited, not the client */
+	}
 	if (s->state != ST_DONE && now >= smtp_session_deadline(s))
 		on_deadline(s, now);
 	for (;;) {
@@ -1979,6 +2103,15 @@ smtp_session_run(struct smtp_session *s, int64_t now)
 			}
 			handshake_done(s);
 			continue;
+		case ST_QUEUE:
+			rc = s->queue_then == Q_COMMIT ?
+			    intake_poll_answer(s->queue, IMSG_TX_COMMITTED, NULL,
+			    0) : intake_poll_answer(s->queue, IMSG_TX_BEGUN,
+			    s->tx.qid, sizeof(s->tx.qid));
+			if (rc == 0)
+				return;
+			queue_answered(s, rc > 0);
+			continue;
 		default:
 			break;
 		}
@@ -1987,7 +2120,7 @@ smtp_session_run(struct smtp_session *s, int64_t now)
 			begin_close(s);
 			continue;
 		}
-		if (s->state == ST_HANDSHAKE)
+		if (s->state == ST_HANDSHAKE || s->state == ST_QUEUE)
 			continue;
 		/* Input ran out: now the pipelined replies go (RFC 2920).
 		 * Nothing more is read until they have gone. */
@@ -1998,6 +2131,12 @@ smtp_session_run(struct smtp_session *s, int64_t now)
 			}
 			if (s->out_len > 0)
 				return;         /* wait until writable */
+		}
+		/* the runner reads slower than the client sends: wait */
+		if ((s->state == ST_DATA || s->state == ST_BDAT) &&
+		    intake_unsent(s->queue) > QUEUE_HIGH) {
+			s->queue_blocked = 1;
+			return;
 		}
 		if (++reads > TURN_READS) {
 			s->more = 1;            /* the others' turn */
@@ -2026,12 +2165,31 @@ smtp_session_events(const struct smtp_session *s)
 {
 	switch (s->state) {
 	case ST_DONE:
+	case ST_QUEUE:
 		return 0;
 	case ST_GREET_WAIT:
 		return POLLIN;
 	default:
+		if (s->queue_blocked)
+			return 0;
 		return s->conn.want ? s->conn.want : POLLIN;
 	}
+}
+
+int
+smtp_session_queue_fd(const struct smtp_session *s)
+{
+	return smtp_session_queue_events(s) ? intake_fd(s->queue) : -1;
+}
+
+short
+smtp_session_queue_events(const struct smtp_session *s)
+{
+	short ev = intake_unsent(s->queue) > 0 ? POLLOUT : 0;
+
+	if (intake_fd(s->queue) < 0 || s->state == ST_DONE)
+		return 0;
+	return s->state == ST_QUEUE ? (short)(ev | POLLIN) : ev;
 }
 
 int
@@ -2056,6 +2214,8 @@ smtp_session_deadline(const struct smtp_session *s)
 		return 0;
 	case ST_CLOSING:
 		return s->close_deadline;
+	case ST_QUEUE:
+		return s->queue_deadline;
 	case ST_GREET_WAIT:
 		d = s->greet_deadline;
 		break;

@@ -330,7 +330,7 @@ static void
 serve(struct worker *w)
 {
 	const struct ferry_config *cfg = w->cfg;
-	size_t nl = cfg->nlisteners, cap = nl + 1 + w->nslots, i;
+	size_t nl = cfg->nlisteners, cap = nl + 1 + 2 * w->nslots, i;
 	struct pollfd *pfds = xcalloc(cap, sizeof(*pfds));
 	size_t *slot_of = xcalloc(cap, sizeof(*slot_of));
 
@@ -374,8 +374,18 @@ serve(struct worker *w)
 			if (smtp_session_more(w->slots[k].s))
 				more = 1;
 			slot_of[n] = k;
-			pfds[n].fd = smtp_session_fd(w->slots[k].s);
 			pfds[n].events = smtp_session_events(w->slots[k].s);
+			/* nothing wanted: not even a hang-up may wake us */
+			pfds[n].fd = pfds[n].events ?
+			    smtp_session_fd(w->slots[k].s) : -1;
+			pfds[n].revents = 0;
+			n++;
+			if (smtp_session_queue_fd(w->slots[k].s) < 0)
+				continue;
+			slot_of[n] = k;
+			pfds[n].fd = smtp_session_queue_fd(w->slots[k].s);
+			pfds[n].events =
+			    smtp_session_queue_events(w->slots[k].s);
 			pfds[n].revents = 0;
 			n++;
 		}
