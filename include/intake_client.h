@@ -58,5 +58,8 @@ void intake_drop(struct intake_client *ic, const char *why);
 int intake_fd(const struct intake_client *ic);
 /* Bytes queued for the runner and not yet written. */
 size_t intake_unsent(const struct intake_client *ic);
+/* Nonzero when the connection is open with nothing in flight either
+ * way, so that another session of the worker may use it. */
+int intake_reusable(struct intake_client *ic);
 
 #endif

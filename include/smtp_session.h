@@ -26,6 +26,7 @@ struct anvil_client;
 struct auth_users;
 struct ferry_config;
 struct listener_config;
+struct intake_client;
 struct tls_server;
 
 /* Shared by every session of the worker; the worker's loop sets it. */
@@ -39,6 +40,9 @@ struct session_control {
 struct session_params {
 	const struct ferry_config *cfg;
 	const char *queue_path;          /* the runner's intake socket */
+	struct intake_client *intake;    /* a connection to it left by an
+	                                    earlier session (moved into
+	                                    this one), or NULL */
 	struct session_control *control;
 	int fd;                          /* accepted; the session owns it */
 	const struct sockaddr *peer;
@@ -73,7 +77,9 @@ int smtp_session_more(const struct smtp_session *s);
 int64_t smtp_session_deadline(const struct smtp_session *s);
 /* Nonzero once over: end it. */
 int smtp_session_over(const struct smtp_session *s);
-/* Logs "disconnect from", closes the socket and frees everything. */
-void smtp_session_end(struct smtp_session *s);
+/* Logs "disconnect from", closes the socket and frees everything.  Its
+ * connection to the runner, when idle and keep is not NULL, is moved to
+ * *keep for the next session (1), else closed (0). */
+int smtp_session_end(struct smtp_session *s, struct intake_client *keep);
 
 #endif

@@ -330,3 +330,12 @@ intake_unsent(const struct intake_client *ic)
 {
 	return ic->ch.fd < 0 ? 0 : channel_pending(&ic->ch);
 }
+
+int
+intake_reusable(struct intake_client *ic)
+{
+	if (ic->ch.fd < 0 || ic->ch.eof || intake_flush(ic) < 0 ||
+	    channel_pending(&ic->ch) > 0 || ic->ch.rlen != ic->ch.roff)
+		return 0;
+	return 1;
+}

@@ -2000,7 +2000,10 @@ smtp_session_start(const struct session_params *p)
 	int64_t now = now_ms();
 
 	s->cfg = p->cfg;
-	intake_client_init(&s->intake, p->queue_path);
+	if (p->intake != NULL)
+		s->intake = *p->intake;          /* moved in */
+	else
+		intake_client_init(&s->intake, p->queue_path);
 	s->queue = &s->intake;
 	s->control = p->control;
 	s->fd = p->fd;
@@ -2245,19 +2248,27 @@ smtp_session_over(const struct smtp_session *s)
 	return s->state == ST_DONE;
 }
 
-void
-smtp_session_end(struct smtp_session *s)
+int
+smtp_session_end(struct smtp_session *s, struct intake_client *keep)
 {
+	int kept = 0;
+
 	auth_clear(s);
 	tx_reset(s);
 	envelope_free(&s->tx.env);
 	free(s->scan_out);
 	conn_end(&s->conn);
 	log_disconnect(s);
-	intake_client_close(&s->intake);
+	if (keep != NULL && s->state != ST_QUEUE &&
+	    intake_reusable(&s->intake)) {
+		*keep = s->intake;               /* moved out */
+		kept = 1;
+	} else
+		intake_client_close(&s->intake);
 	close(s->fd);
 	OPENSSL_cleanse(s->in, s->in_cap);
 	free(s->in);
 	free(s->out);
 	free(s);
+	return kept;
 }

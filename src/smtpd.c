@@ -189,6 +189,9 @@ struct worker {
 	struct session_timer timer;
 	struct anvil_client anvil;
 	char intake_path[4200];
+	struct intake_client *spare;  /* idle connections to the runner that
+	                                 sessions left, for the next ones */
+	size_t nspare;
 	struct tls_server **tls;
 	struct auth_users *users;
 	int last_status;             /* last enum worker_status reported */
@@ -233,7 +236,8 @@ end_session(struct worker *w, size_t k)
 {
 	struct slot *sl = &w->slots[k];
 
-	smtp_session_end(sl->s);
+	if (smtp_session_end(sl->s, &w->spare[w->nspare]))
+		w->nspare++;
 	sl->s = NULL;
 	session_timer_cancel(&w->timer, k);
 	anvil_disconnect(&w->anvil, sl->peer_addr);
@@ -284,6 +288,8 @@ accept_one(struct worker *w, size_t i)
 	memset(&sp, 0, sizeof(sp));
 	sp.cfg = cfg;
 	sp.queue_path = w->intake_path;
+	if (w->nspare > 0)
+		sp.intake = &w->spare[--w->nspare];
 	sp.control = &control;
 	sp.fd = fd;
 	sp.peer = (struct sockaddr *)&peer;
@@ -515,6 +521,7 @@ smtpd(const struct child_args *a)
 
 	w.nslots = (size_t)cfg->sessions_per_worker;
 	w.slots = xcalloc(w.nslots, sizeof(*w.slots));
+	w.spare = xcalloc(w.nslots, sizeof(*w.spare));
 	session_timer_init(&w.timer, w.nslots);
 	for (i = 0; i < n; i++)
 		fd_set_nonblock(FD_LISTEN + (int)i, 1);
@@ -531,6 +538,9 @@ smtpd(const struct child_args *a)
 	free(w.tls);
 	auth_users_free(w.users);
 	session_timer_free(&w.timer);
+	while (w.nspare > 0)
+		intake_client_close(&w.spare[--w.nspare]);
+	free(w.spare);
 	free(w.slots);
 	config_free(cfg);
 	return 0;
