@@ -456,6 +456,8 @@ static const struct option_row options[] = {
 	INT("workers", "max", 32, B_CONFIG, CF(workers_max), 1, 4096),
 	INT("workers", "sessions", 100, B_CONFIG, CF(worker_sessions), 1,
 	    1000000),
+	INT("workers", "sessions_per_worker", 64, B_CONFIG,
+	    CF(sessions_per_worker), 1, 4096),
 
 	{ "limits", CFG_INT("message_size", 10485760, CFGF_NONE), ST_INT64,
 	    B_CONFIG, CF(message_size_limit), 0, 1024, 2147483647L, NULL,
@@ -484,6 +486,12 @@ static const struct option_row options[] = {
 	    1, 100),
 	INT("limits", "stress_timeout", 10, B_CONFIG, CF(stress_timeout), 1,
 	    3600),
+	INT("limits", "junk_commands", 100, B_CONFIG, CF(junk_command_limit),
+	    1, 100000),
+	INT("limits", "session_lifetime", 1800, B_CONFIG,
+	    CF(session_lifetime), 10, 86400),
+	INT("limits", "output_buffer", 262144, B_CONFIG, CF(output_buffer),
+	    4096, 16777216),
 
 	LIST("relay", "networks", "{127.0.0.0/8, ::1/128}", CFGF_NONE,
 	    ST_CIDR_LIST, B_CONFIG, CF(relay_networks), CF(nrelay_networks),

@@ -91,6 +91,7 @@ struct child_proc {
 	enum worker_state state;  /* workers report it; agents stay STARTING */
 	int64_t started;
 	int told_to_leave;
+	int full;                 /* W_BUSY with no room for a session */
 };
 
 struct listener {
@@ -126,6 +127,7 @@ struct master_state {
 	struct channel status;      /* workers -> master (read end) */
 	int status_wr;              /* the workers' end */
 	int pool_rd;                /* the runner's end of its notes */
+	int pool_full;              /* "pool full" logged, not yet over */
 	struct channel to_runner;   /* master -> runner: counts, reloads */
 	uint32_t last_workers, last_busy;   /* last counts it was told */
 	int log_rd, log_wr;         /* children's stderr, when foreground */
@@ -806,7 +808,7 @@ read_status(struct master_state *m)
 			    ipc_get_u32(&in, &generation) < 0 ||
 			    ipc_get_u32(&in, &status) < 0 ||
 			    ipc_end(&in) < 0 || (status != WORKER_IDLE &&
-			    status != WORKER_BUSY)) {
+			    status != WORKER_BUSY && status != WORKER_FULL)) {
 				channel_violation(&m->status,
 				    "malformed WORKER_STATUS");
 				got = -1;
@@ -816,6 +818,7 @@ read_status(struct master_state *m)
 			if (w == NULL || w->role != ROLE_WORKER)
 				continue;
 			w->state = status == WORKER_IDLE ? W_IDLE : W_BUSY;
+			w->full = status == WORKER_FULL;
 		}
 		if (got < 0) {
 			replace_status_pipe(m);
@@ -847,7 +850,7 @@ static void
 manage_pool(struct master_state *m)
 {
 	const struct ferry_config *cfg = m->cfg;
-	size_t i, idle = 0, total = 0;
+	size_t i, idle = 0, total = 0, full = 0;
 	int want;
 
 	if (m->shutting_down)
@@ -858,10 +861,24 @@ manage_pool(struct master_state *m)
 		if (w->role != ROLE_WORKER)
 			continue;
 		total++;   /* old generations still hold slots */
+		if (w->state == W_BUSY && w->full)
+			full++;
 		if (w->generation != m->generation || w->told_to_leave)
 			continue;
 		if (w->state != W_BUSY)
 			idle++;
+	}
+	/* every slot of every worker taken: new connections wait in the
+	 * listen queue.  Said once when it starts and once when it ends. */
+	if (!m->pool_full && total > 0 && full == total &&
+	    (int)total >= cfg->workers_max) {
+		log_warn("SMTP pool full: %zu workers with %d sessions each; "
+		    "new connections wait (workers max, sessions_per_worker)",
+		    total, cfg->sessions_per_worker);
+		m->pool_full = 1;
+	} else if (m->pool_full && full < total) {
+		log_info("SMTP pool no longer full");
+		m->pool_full = 0;
 	}
 	want = cfg->workers_min_idle > 0 ? cfg->workers_min_idle : 1;
 	while ((int)idle < want && (int)total < cfg->workers_max &&
