@@ -25,10 +25,23 @@
 struct anvil_client {
 	char *path;         /* the anvil socket as this process sees it */
 	struct channel ch;  /* ch.fd is -1 when not connected */
+	/* stress mode, as anvil last said (IMSG_ANVIL_STRESS) */
+	int stress;
+	uint32_t stress_timeout;   /* seconds, while stress is on */
+	int stress_changed;        /* set on every note; the caller clears */
 };
 
 void anvil_client_init(struct anvil_client *ac, const char *path);
 void anvil_client_close(struct anvil_client *ac);
+
+/* Connects when not connected (and not just failed), so that anvil's
+ * stress notes reach this worker while it has nothing to ask. */
+void anvil_client_keep_connected(struct anvil_client *ac);
+/* The descriptor to poll for readability, or -1. */
+int anvil_client_fd(const struct anvil_client *ac);
+/* Takes the notes anvil pushed (stress on or off); on end of file the
+ * connection is dropped and stress mode is off. */
+void anvil_client_readable(struct anvil_client *ac);
 
 /* A new connection from addr (numeric).  ANVIL_OK or the limit hit; on OK
  * the caller must call anvil_disconnect when the session ends. */

@@ -10,6 +10,14 @@
  * address, except that IPv6 clients are counted per /64 (one customer's
  * prefix) and IPv4-mapped IPv6 addresses as IPv4.
  *
+ * Stress: the relay is in stress while the connections in all reach
+ * stress_threshold percent of max_connections; it leaves stress when
+ * they fall below ANVIL_STRESS_HYSTERESIS points under that (half the
+ * threshold when the threshold is that low), so a count hovering at
+ * the threshold does not flap.  anvil_stress_decide() is the rule alone;
+ * anvil_table_stress_update() applies it to the table's count and keeps
+ * the state, since when, and how many times stress was entered.
+ *
  * Memory is bounded: idle entries are expired by anvil_table_expire, and
  * at most max_entries exist; beyond that a new key is not tracked and the
  * action is allowed (fail open), counted in `overflows` for the caller
@@ -34,7 +42,12 @@ struct anvil_limits {
 	int auth_max_failures;           /* within auth_lockout seconds */
 	int auth_lockout;                /* seconds */
 	size_t max_entries;              /* 0 = ANVIL_DEFAULT_MAX_ENTRIES */
+	int stress_threshold;            /* percent of max_connections;
+	                                    0 = never in stress */
+	int stress_timeout;              /* seconds; handed to the workers */
 };
+
+#define ANVIL_STRESS_HYSTERESIS 10   /* percentage points */
 
 struct anvil_table;
 
@@ -66,6 +79,20 @@ int anvil_table_auth_check(struct anvil_table *t, const char *key,
 /* One failed authentication of user (may be "") from key. */
 void anvil_table_auth_failed(struct anvil_table *t, const char *key,
     const char *user, int64_t now);
+
+/* The stress rule: whether the relay is in stress with `connections`
+ * open of `max_connections`, given whether it was (was_on) and the
+ * threshold in percent (0: never). */
+int anvil_stress_decide(int was_on, int connections, int max_connections,
+    int threshold);
+/* Applies the rule to the connections open now: +1 when stress begins,
+ * -1 when it ends, 0 when nothing changes. */
+int anvil_table_stress_update(struct anvil_table *t, int64_t now);
+int anvil_table_stress(const struct anvil_table *t);
+/* When the current state (on or off) began; 0 before any change. */
+int64_t anvil_table_stress_since(const struct anvil_table *t);
+/* Times stress was entered since the start (kept across reloads). */
+uint64_t anvil_table_stress_entered(const struct anvil_table *t);
 
 /* Forgets entries that hold nothing any more; returns how many. */
 size_t anvil_table_expire(struct anvil_table *t, int64_t now);

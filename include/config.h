@@ -73,6 +73,7 @@ struct ferry_config {
 	int workers_max_idle;
 	int workers_max;
 	int worker_sessions;       /* sessions before a worker is recycled */
+	int sessions_per_worker;   /* concurrent sessions one worker holds */
 	int shutdown_timeout;      /* seconds sessions get to finish */
 
 	/* limits */
@@ -109,8 +110,18 @@ struct ferry_config {
 	int max_connections_per_client;
 	int connection_rate;          /* per client address per minute */
 	int message_rate;             /* per client address per minute */
+	int junk_command_limit;       /* NOOP, RSET, VRFY, EXPN, HELP between
+	                                 two messages */
+	int session_lifetime;         /* seconds a session may live without
+	                                 a completed transaction */
+	int output_buffer;            /* bytes of replies a client may leave
+	                                 unread before it is dropped */
 	int greet_pause;              /* ms to wait for a client that talks
 	                                 before the greeting; 0 = only look */
+	int stress_threshold;         /* percent of max_connections that
+	                                 puts the relay in stress */
+	int stress_timeout;           /* seconds: the idle limit of every
+	                                 session while in stress */
 
 	/* smarthost: the default route (also in routes[], named
 	 * "smarthost", after every route section) */

@@ -3,7 +3,9 @@
  * one message at a time to the queue runner over its unix socket and
  * waits for the runner's word that the message is durable.
  *
- * Every wait is bounded by the caller's deadline; a runner that goes away
+ * It is used either blocking, each call waiting until the caller's
+ * deadline, or a step at a time from an event loop (intake_send_*,
+ * intake_poll_answer).  A runner that goes away
  * or answers nonsense fails the transaction (the session answers 451),
  * and the next transaction reconnects.
  */
@@ -36,5 +38,28 @@ int intake_commit(struct intake_client *ic, uint64_t size,
     int64_t deadline);
 /* Tells the runner to forget the message; no answer is awaited. */
 void intake_abort(struct intake_client *ic, int64_t deadline);
+
+/* The same steps without waiting, for an event loop: each queues its
+ * frame and writes what the socket takes now (intake_flush writes more
+ * when poll says the descriptor is writable).  0, or -1 with the reason
+ * (the connection is then closed). */
+int intake_send_begin(struct intake_client *ic, const struct envelope *env);
+int intake_send_data(struct intake_client *ic, const void *buf, size_t len);
+int intake_send_commit(struct intake_client *ic, uint64_t size);
+void intake_send_abort(struct intake_client *ic);
+int intake_flush(struct intake_client *ic);
+/* After poll: the answer to BEGIN (want IMSG_TX_BEGUN, with the qid) or
+ * COMMIT (IMSG_TX_COMMITTED).  1 yes, 0 not yet, -1 no (ic->reason says
+ * why; ic->ch.fd < 0 when the connection went with it). */
+int intake_poll_answer(struct intake_client *ic, int want, char *qid,
+    size_t qidlen);
+/* Gives up on the connection (an answer came too late). */
+void intake_drop(struct intake_client *ic, const char *why);
+int intake_fd(const struct intake_client *ic);
+/* Bytes queued for the runner and not yet written. */
+size_t intake_unsent(const struct intake_client *ic);
+/* Nonzero when the connection is open with nothing in flight either
+ * way, so that another session of the worker may use it. */
+int intake_reusable(struct intake_client *ic);
 
 #endif

@@ -18,6 +18,8 @@
 #define IPC_HEADER_SIZE 8
 #define IPC_MAX_PAYLOAD (1024 * 1024)
 
+/* New types go at the end: the numbers are part of the protocol (and of
+ * the tests that speak it byte by byte). */
 enum ipc_type {
 	/* worker -> queue runner */
 	IMSG_TX_BEGIN = 1,   /* envelope; runner answers TX_BEGUN or TX_FAIL */
@@ -35,7 +37,6 @@ enum ipc_type {
 	IMSG_JOB_END,        /* runner -> agent: no more chunks */
 	IMSG_RCPT_RESULT,    /* agent -> runner: one recipient's outcome */
 	IMSG_JOB_DONE,       /* agent -> runner: job finished, agent free */
-	IMSG_AGENT_LEAVING,  /* agent -> runner: told to stop; no fields */
 	/* SMTP worker <-> ferry-anvil (anvil_client.h); every request
 	 * starts with a u32 sequence number the answer repeats */
 	IMSG_ANVIL_CONNECT,      /* worker: seq, addr; answered */
@@ -51,7 +52,12 @@ enum ipc_type {
 	IMSG_NOTE_RELOAD,        /* no fields; the new configuration's
 	                          * sealed memfd rides along (SCM_RIGHTS) */
 	/* master -> ferry-anvil over FD_ANVIL_NOTES */
-	IMSG_NOTE_ANVIL_LIMITS,  /* six i32: the reloaded limits */
+	IMSG_NOTE_ANVIL_LIMITS,  /* eight i32: the reloaded limits */
+	/* delivery agent -> queue runner */
+	IMSG_AGENT_LEAVING,  /* agent -> runner: told to stop; no fields */
+	/* ferry-anvil -> SMTP worker, pushed, never answered: when stress
+	 * mode begins or ends, and to a worker that connects in stress */
+	IMSG_ANVIL_STRESS,       /* u8 on, u32 stress timeout (seconds) */
 	/* ferryctl <-> queue runner over the control socket (control.h) */
 	IMSG_CTL_REQUEST,        /* ferryctl: u32 count, then the words */
 	IMSG_CTL_ANSWER,         /* runner: data, a piece of the JSON */

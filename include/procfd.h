@@ -40,8 +40,9 @@
  * the master does not respawn it quickly. */
 #define EXIT_CONFIG 78
 
-/* A worker's state in its IMSG_WORKER_STATUS on the status pipe. */
-enum worker_status { WORKER_IDLE = 1, WORKER_BUSY = 2 };
+/* A worker's state in its IMSG_WORKER_STATUS on the status pipe: no
+ * session, some, or workers.sessions_per_worker of them (no room). */
+enum worker_status { WORKER_IDLE = 1, WORKER_BUSY = 2, WORKER_FULL = 3 };
 
 /* The master's notes (ipc.h frames on SOCK_SEQPACKET pairs, channel.h):
  * to the runner over FD_POOL, IMSG_NOTE_POOL (worker counts for ferryctl

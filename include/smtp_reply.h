@@ -26,6 +26,7 @@ enum reply_id {
 	R_SHUTDOWN,          /* 421 4.3.2 */
 	R_TIMEOUT,           /* 421 4.4.2 */
 	R_TOO_MANY_ERRORS,   /* 421 4.7.0 */
+	R_TOO_MANY_JUNK,     /* 421 4.7.0 %s: hostname */
 	R_STORE_FAILED,      /* 451 4.3.0 */
 	R_QUEUE_UNAVAILABLE, /* 451 4.3.0 */
 	R_TOO_MANY_RCPTS,    /* 452 4.5.3 */

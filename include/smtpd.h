@@ -1,6 +1,6 @@
 /*
  * smtpd.h - the SMTP worker process (ferry-smtpd): loads what it needs,
- * drops privileges, then accepts and serves one session at a time.
+ * drops privileges, then serves many sessions at once from one event loop.
  */
 #ifndef FERRY_SMTPD_H
 #define FERRY_SMTPD_H

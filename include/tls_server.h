@@ -46,6 +46,7 @@ int tls_cert_rule_valid(const char *rule);
 struct server_conn {
 	int fd;                 /* non-blocking */
 	void *ssl;              /* SSL *, NULL while plain */
+	void *handshake;        /* SSL * of a handshake in progress */
 	short want;             /* POLLIN / POLLOUT after CONN_AGAIN */
 };
 
@@ -74,6 +75,15 @@ int conn_wait(struct server_conn *c, int ms);
  * peer's state is unknown). */
 int conn_tls_accept(struct server_conn *c, struct tls_server *ts,
     int64_t deadline, char *err, size_t errlen);
+/* One non-blocking step of that handshake: 1 done (c is TLS now), 0 not
+ * yet (poll for c->want, then call again), -1 failed (err says why; c
+ * stays plain and must be dropped).  conn_end frees a handshake left
+ * half done. */
+int conn_tls_accept_step(struct server_conn *c, struct tls_server *ts,
+    char *err, size_t errlen);
+/* Nonzero when TLS holds decrypted bytes a read would return at once
+ * (poll would not report them). */
+int conn_pending(const struct server_conn *c);
 void conn_tls_info(const struct server_conn *c, struct tls_info *out);
 /* Best-effort close_notify, then frees the TLS state; fd stays open. */
 void conn_end(struct server_conn *c);

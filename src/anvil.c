@@ -11,6 +11,14 @@
  * Each worker connection remembers the connections it holds, so when a
  * worker dies (its connection closes) what it held is released.
  *
+ * Stress mode: after every turn of the loop the connections in all are
+ * held against limits.stress_threshold (the rule is anvil_table.c's).
+ * When stress begins or ends it is logged once and IMSG_ANVIL_STRESS
+ * (on or off, and limits.stress_timeout) is pushed to every connected
+ * worker; a worker that connects while it lasts is told at once.  A
+ * worker that connects outside stress is told nothing: off is where
+ * every worker starts.  The times it began are counted and logged.
+ *
  * Reload: the master sends the new limits as a typed note over
  * FD_ANVIL_NOTES (anvil cannot re-read the file from its chroot); the
  * counts are kept.  A malformed note is the master lying: anvil exits.  When
@@ -22,7 +30,8 @@
  * socket's mode and SO_PEERCRED); each worker's connection is a channel
  * (channel.h) that admits only the anvil requests, and a malformed or
  * unexpected frame drops that worker's connection.  Memory is bounded: a
- * fixed number of connections, small frames, a capped table.
+ * fixed number of connections, small frames, a capped table, and the
+ * list of connections one worker holds no longer than max_connections.
  */
 #include "autoconfig.h"
 
@@ -49,7 +58,7 @@
 #define MAX_CONNS 4096
 #define REQUEST_CAP 2040        /* larger than any valid request */
 #define WBUF_MAX 65536          /* unread answers before we give up */
-#define MAX_HELD 64             /* connections one worker may hold */
+#define HELD_FIRST 16           /* room for held connections, grown */
 #define MAX_USER 512
 #define EXPIRE_EVERY_MS 10000
 
@@ -101,8 +110,10 @@ static const struct channel_rule master_may_send[] = {
 struct anvil_conn {
 	struct channel ch;
 	pid_t pid;                        /* the worker, for logs */
-	char held[MAX_HELD][ANVIL_KEY_MAX];   /* connections it holds */
-	size_t nheld;
+	char (*held)[ANVIL_KEY_MAX];      /* connections it holds: a worker
+	                                     serves many sessions at once */
+	size_t nheld, held_cap;
+	int broken;                       /* a push failed: drop it */
 };
 
 struct anvil_state {
@@ -114,6 +125,7 @@ struct anvil_state {
 	int notes_open;
 	uint64_t overflows_logged;
 	int64_t overflow_logged_at;
+	struct anvil_limits lim;          /* as in force now */
 };
 
 static void
@@ -126,7 +138,11 @@ limits_from_config(const struct ferry_config *cfg, struct anvil_limits *l)
 	l->message_rate = cfg->message_rate;
 	l->auth_max_failures = cfg->auth_max_failures;
 	l->auth_lockout = cfg->auth_lockout;
+	l->stress_threshold = cfg->stress_threshold;
+	l->stress_timeout = cfg->stress_timeout;
 }
+
+static int tell_stress(struct anvil_state *av, struct anvil_conn *c);
 
 /* ---------------------------------------------------------- connections */
 
@@ -159,6 +175,8 @@ accept_workers(struct anvil_state *av)
 		c->ch.wmax = WBUF_MAX;
 		c->pid = pid;
 		av->conns[av->nconns++] = c;
+		if (anvil_table_stress(av->table))
+			(void)tell_stress(av, c);
 	}
 }
 
@@ -176,6 +194,7 @@ close_conn(struct anvil_state *av, size_t i)
 		log_debug("anvil: worker pid %ld went away holding %zu "
 		    "connection(s); released", (long)c->pid, c->nheld);
 	channel_free(&c->ch);
+	free(c->held);
 	free(c);
 	av->conns[i] = av->conns[--av->nconns];
 }
@@ -237,13 +256,21 @@ handle_frame(struct anvil_state *av, struct anvil_conn *c,
 	}
 	switch (in->type) {
 	case IMSG_ANVIL_CONNECT:
-		if (c->nheld >= MAX_HELD) {
-			log_warn("anvil: worker pid %ld holds %d connections "
-			    "already", (long)c->pid, MAX_HELD);
+		/* one worker cannot hold more than all may: its list is
+		 * bounded by max_connections */
+		if (c->nheld >= (size_t)av->lim.max_connections) {
+			log_warn("anvil: worker pid %ld holds %zu connections "
+			    "already", (long)c->pid, c->nheld);
 			res = ANVIL_TOO_MANY_CONNECTIONS;
 		} else {
 			res = anvil_table_connect(av->table, key, now,
 			    &counted);
+		}
+		if (counted && c->nheld == c->held_cap) {
+			c->held_cap = c->held_cap ? c->held_cap * 2 :
+			    HELD_FIRST;
+			c->held = xrealloc(c->held, c->held_cap *
+			    sizeof(c->held[0]));
 		}
 		if (counted)
 			ferry_strlcpy(c->held[c->nheld++], key,
@@ -307,6 +334,73 @@ read_conn(struct anvil_state *av, struct anvil_conn *c)
 	}
 }
 
+/* --------------------------------------------------------------- stress */
+
+/* Pushes the stress state to one worker; one that cannot take it is
+ * marked to be dropped after this turn (not at once: the caller may be
+ * walking the connections). */
+static int
+tell_stress(struct anvil_state *av, struct anvil_conn *c)
+{
+	struct ipc_out *m;
+
+	if (c->broken)
+		return -1;
+	m = channel_begin(&c->ch, IMSG_ANVIL_STRESS);
+	ipc_add_u8(m, (uint8_t)anvil_table_stress(av->table));
+	ipc_add_u32(m, (uint32_t)av->lim.stress_timeout);
+	if (channel_end(&c->ch) < 0 || channel_flush(&c->ch) < 0) {
+		log_warn("anvil: worker pid %ld does not read what it is "
+		    "told; dropping its connection", (long)c->pid);
+		c->broken = 1;
+		return -1;
+	}
+	return 0;
+}
+
+/* Applies the stress rule to the count now; on a change logs it and
+ * tells every worker. */
+static void
+check_stress(struct anvil_state *av, int64_t now)
+{
+	int64_t since = anvil_table_stress_since(av->table);
+	int change = anvil_table_stress_update(av->table, now);
+	int conns = anvil_table_connections(av->table);
+	size_t i;
+
+	if (change == 0)
+		return;
+	if (change > 0)
+		log_warn("stress mode on: %d of %d connections (threshold "
+		    "%d%%); idle limit %d s for every session; entered %llu "
+		    "time(s) since start", conns, av->lim.max_connections,
+		    av->lim.stress_threshold, av->lim.stress_timeout,
+		    (unsigned long long)anvil_table_stress_entered(
+		    av->table));
+	else
+		log_info("stress mode off: %d of %d connections, after "
+		    "%lld s", conns, av->lim.max_connections,
+		    (long long)((now - since + 500) / 1000));
+	for (i = 0; i < av->nconns; i++)
+		(void)tell_stress(av, av->conns[i]);
+}
+
+/* Drops the workers a push failed for; 1 when there were any (their
+ * connections are released, so the count changed). */
+static int
+drop_broken(struct anvil_state *av)
+{
+	size_t i;
+	int any = 0;
+
+	for (i = av->nconns; i-- > 0;)
+		if (av->conns[i]->broken) {
+			close_conn(av, i);
+			any = 1;
+		}
+	return any;
+}
+
 /* ---------------------------------------------------------------- notes */
 
 static int
@@ -314,7 +408,9 @@ limits_sane(const struct anvil_limits *l)
 {
 	return l->max_connections > 0 && l->max_connections_per_client > 0 &&
 	    l->connection_rate > 0 && l->message_rate > 0 &&
-	    l->auth_max_failures > 0 && l->auth_lockout > 0;
+	    l->auth_max_failures > 0 && l->auth_lockout > 0 &&
+	    l->stress_threshold > 0 && l->stress_threshold <= 100 &&
+	    l->stress_timeout > 0;
 }
 
 /* The master's notes: a malformed one is the master lying, which ends
@@ -325,7 +421,7 @@ read_notes(struct anvil_state *av)
 	for (;;) {
 		struct anvil_limits l;
 		struct ipc_in in;
-		int32_t v[6];
+		int32_t v[8];
 		int got, n = channel_fill(&av->notes);
 
 		if (n < 0 && av->notes.eof) {
@@ -337,7 +433,7 @@ read_notes(struct anvil_state *av)
 		while ((got = channel_next(&av->notes, &in)) > 0) {
 			size_t k;
 
-			for (k = 0; k < 6; k++)
+			for (k = 0; k < 8; k++)
 				if (ipc_get_i32(&in, &v[k]) < 0)
 					break;
 			memset(&l, 0, sizeof(l));
@@ -347,17 +443,21 @@ read_notes(struct anvil_state *av)
 			l.message_rate = v[3];
 			l.auth_max_failures = v[4];
 			l.auth_lockout = v[5];
-			if (k < 6 || ipc_end(&in) < 0 || !limits_sane(&l)) {
+			l.stress_threshold = v[6];
+			l.stress_timeout = v[7];
+			if (k < 8 || ipc_end(&in) < 0 || !limits_sane(&l)) {
 				channel_violation(&av->notes,
 				    "malformed NOTE_ANVIL_LIMITS");
 				return;
 			}
 			anvil_table_set_limits(av->table, &l);
+			av->lim = l;
 			log_info("anvil: limits reloaded: %d connections, %d "
 			    "per client, %d connections and %d messages per "
-			    "client per minute", l.max_connections,
-			    l.max_connections_per_client, l.connection_rate,
-			    l.message_rate);
+			    "client per minute, stress at %d%% with %d s",
+			    l.max_connections, l.max_connections_per_client,
+			    l.connection_rate, l.message_rate,
+			    l.stress_threshold, l.stress_timeout);
 		}
 	}
 }
@@ -428,6 +528,10 @@ run_loop(struct anvil_state *av)
 		if (pfds[0].revents & POLLIN)
 			accept_workers(av);
 		now = now_ms();
+		/* dropping a worker releases what it held: decide again */
+		do
+			check_stress(av, now);
+		while (drop_broken(av));
 		if (now >= next_expire) {
 			housekeeping(av, now);
 			next_expire = now + EXPIRE_EVERY_MS;
@@ -475,11 +579,13 @@ anvil(const struct child_args *a)
 	    64, CHANNEL_RECORDS | CHANNEL_FATAL);
 	av.notes_open = 1;
 	av.table = anvil_table_new(&lim);
+	av.lim = lim;
 	av.conns = xcalloc(MAX_CONNS, sizeof(*av.conns));
 	log_info("anvil started: %d connections, %d per client, %d "
-	    "connections and %d messages per client per minute",
-	    lim.max_connections, lim.max_connections_per_client,
-	    lim.connection_rate, lim.message_rate);
+	    "connections and %d messages per client per minute, stress at "
+	    "%d%% with %d s", lim.max_connections,
+	    lim.max_connections_per_client, lim.connection_rate,
+	    lim.message_rate, lim.stress_threshold, lim.stress_timeout);
 	run_loop(&av);
 
 	while (av.nconns > 0)

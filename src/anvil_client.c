@@ -2,7 +2,9 @@
  * anvil_client.c - the SMTP worker's side of ferry-anvil (see
  * anvil_client.h and anvil.c): one connection kept open, one request
  * and (for the questions) one answer at a time, each with a short
- * deadline.
+ * deadline.  Anvil also pushes stress mode on and off over it, at any
+ * time: those frames are taken wherever they arrive, between answers or
+ * when the worker's loop sees the connection readable.
  *
  * Failing open: when anvil cannot be reached, or answers late or
  * wrongly, the connection is closed (anvil then releases what this
@@ -41,6 +43,7 @@ static int outage_logged;
 /* What anvil may answer. */
 static const struct channel_rule anvil_may_send[] = {
 	{ IMSG_ANVIL_ANSWER, 0 },
+	{ IMSG_ANVIL_STRESS, 0 },
 	{ 0, 0 }
 };
 
@@ -49,6 +52,7 @@ static const struct channel_rule anvil_may_send[] = {
 void
 anvil_client_init(struct anvil_client *ac, const char *path)
 {
+	memset(ac, 0, sizeof(*ac));
 	ac->path = xstrdup(path);
 	channel_init(&ac->ch, -1, "anvil", anvil_may_send, ANSWER_CAP, 0);
 }
@@ -113,6 +117,25 @@ ensure_connected(struct anvil_client *ac, char *why, size_t whylen)
 	return 0;
 }
 
+/* A stress frame: u8 on/off, u32 timeout in seconds.  -1 when it is
+ * malformed (the channel is closed). */
+static int
+take_stress(struct anvil_client *ac, struct ipc_in *in)
+{
+	uint8_t on;
+	uint32_t secs;
+
+	if (ipc_get_u8(in, &on) < 0 || ipc_get_u32(in, &secs) < 0 ||
+	    ipc_end(in) < 0 || on > 1 || (on && secs == 0)) {
+		channel_violation(&ac->ch, "malformed ANVIL_STRESS");
+		return -1;
+	}
+	ac->stress = on;
+	ac->stress_timeout = on ? secs : 0;
+	ac->stress_changed = 1;
+	return 0;
+}
+
 /* Reads the answer to request seq: its result, or -1 (why says). */
 static int
 read_answer(struct anvil_client *ac, uint32_t seq, int64_t deadline,
@@ -121,16 +144,41 @@ read_answer(struct anvil_client *ac, uint32_t seq, int64_t deadline,
 	struct ipc_in in;
 	uint32_t aseq, res;
 
-	if (channel_read_wait(&ac->ch, &in, deadline) < 0) {
-		snprintf(why, whylen, "%s", ac->ch.error);
-		return -1;
+	for (;;) {
+		if (channel_read_wait(&ac->ch, &in, deadline) < 0) {
+			snprintf(why, whylen, "%s", ac->ch.error);
+			return -1;
+		}
+		if (in.type != IMSG_ANVIL_STRESS)
+			break;
+		if (take_stress(ac, &in) < 0) {
+			snprintf(why, whylen, "malformed stress note");
+			return -1;
+		}
 	}
-	if (ipc_get_u32(&in, &aseq) < 0 || ipc_get_u32(&in, &res) < 0 ||
-	    ipc_end(&in) < 0 || aseq != seq || res > ANVIL_AUTH_LOCKED ||
-	    channel_next(&ac->ch, &in) != 0) {
+	if (in.type != IMSG_ANVIL_ANSWER || ipc_get_u32(&in, &aseq) < 0 || ipc_get_u32(&in, &res) < 0 ||
+	    ipc_end(&in) < 0 || aseq != seq || res > ANVIL_AUTH_LOCKED) {
 		channel_violation(&ac->ch, "malformed answer");
 		snprintf(why, whylen, "malformed answer");
 		return -1;
+	}
+	/* nothing but stress notes may follow an answer unasked */
+	for (;;) {
+		int got = channel_next(&ac->ch, &in);
+
+		if (got == 0)
+			break;
+		if (got < 0 || in.type != IMSG_ANVIL_STRESS) {
+			if (got > 0)
+				channel_violation(&ac->ch,
+				    "an answer out of turn");
+			snprintf(why, whylen, "malformed answer");
+			return -1;
+		}
+		if (take_stress(ac, &in) < 0) {
+			snprintf(why, whylen, "malformed stress note");
+			return -1;
+		}
 	}
 	return (int)res;
 }
@@ -191,6 +239,53 @@ request(struct anvil_client *ac, int type, const char *addr,
 			break;
 	}
 	return fail_open(ac, why[0] ? why : "unreachable");
+}
+
+void
+anvil_client_keep_connected(struct anvil_client *ac)
+{
+	char why[256];
+
+	if (ac->path == NULL || ac->ch.fd >= 0 || now_ms() < retry_after)
+		return;
+	if (ensure_connected(ac, why, sizeof(why)) < 0)
+		retry_after = now_ms() + ANVIL_RETRY_MS;
+}
+
+int
+anvil_client_fd(const struct anvil_client *ac)
+{
+	return ac->ch.fd;
+}
+
+void
+anvil_client_readable(struct anvil_client *ac)
+{
+	struct ipc_in in;
+	int n, got;
+
+	if (ac->ch.fd < 0)
+		return;
+	n = channel_fill(&ac->ch);
+	while (ac->ch.fd >= 0 && (got = channel_next(&ac->ch, &in)) > 0) {
+		if (in.type != IMSG_ANVIL_STRESS) {
+			channel_violation(&ac->ch, "an answer out of turn");
+			break;
+		}
+		if (take_stress(ac, &in) < 0)
+			break;
+	}
+	if (n < 0 && ac->ch.fd >= 0) {
+		/* anvil went away: it forgets this worker's connections;
+		 * stress mode ends with it */
+		drop(ac);
+		retry_after = now_ms() + ANVIL_RETRY_MS;
+		if (ac->stress) {
+			ac->stress = 0;
+			ac->stress_timeout = 0;
+			ac->stress_changed = 1;
+		}
+	}
 }
 
 int

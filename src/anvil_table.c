@@ -50,6 +50,9 @@ struct anvil_table {
 	uint64_t overflows;
 	uint64_t seed;
 	int64_t last_full_sweep;     /* when full, sweep at most once a second */
+	int stress;                  /* in stress now */
+	int64_t stress_since;        /* when the state last changed */
+	uint64_t stress_entered;     /* times stress began */
 };
 
 static uint64_t
@@ -384,4 +387,57 @@ uint64_t
 anvil_table_overflows(const struct anvil_table *t)
 {
 	return t->overflows;
+}
+
+int
+anvil_stress_decide(int was_on, int connections, int max_connections,
+    int threshold)
+{
+	int64_t used = (int64_t)connections * 100;
+	int leave;
+
+	if (threshold <= 0 || max_connections <= 0)
+		return 0;
+	if (!was_on)
+		return used >= (int64_t)threshold * max_connections;
+	leave = threshold > ANVIL_STRESS_HYSTERESIS ?
+	    threshold - ANVIL_STRESS_HYSTERESIS : threshold / 2;
+	/* stays on until the count falls under the lower mark (at a
+	 * threshold of 1 that is when no connection is left) */
+	return connections > 0 && used >= (int64_t)leave * max_connections;
+}
+
+int
+anvil_table_stress_update(struct anvil_table *t, int64_t now)
+{
+	int on = anvil_stress_decide(t->stress, t->connections,
+	    t->lim.max_connections, t->lim.stress_threshold);
+
+	if (on == t->stress)
+		return 0;
+	t->stress = on;
+	t->stress_since = now;
+	if (on) {
+		t->stress_entered++;
+		return 1;
+	}
+	return -1;
+}
+
+int
+anvil_table_stress(const struct anvil_table *t)
+{
+	return t->stress;
+}
+
+int64_t
+anvil_table_stress_since(const struct anvil_table *t)
+{
+	return t->stress_since;
+}
+
+uint64_t
+anvil_table_stress_entered(const struct anvil_table *t)
+{
+	return t->stress_entered;
 }

@@ -456,6 +456,8 @@ static const struct option_row options[] = {
 	INT("workers", "max", 32, B_CONFIG, CF(workers_max), 1, 4096),
 	INT("workers", "sessions", 100, B_CONFIG, CF(worker_sessions), 1,
 	    1000000),
+	INT("workers", "sessions_per_worker", 64, B_CONFIG,
+	    CF(sessions_per_worker), 1, 4096),
 
 	{ "limits", CFG_INT("message_size", 10485760, CFGF_NONE), ST_INT64,
 	    B_CONFIG, CF(message_size_limit), 0, 1024, 2147483647L, NULL,
@@ -480,6 +482,16 @@ static const struct option_row options[] = {
 	INT("limits", "message_rate", 600, B_CONFIG, CF(message_rate), 1,
 	    1000000),
 	INT("limits", "greet_pause", 0, B_CONFIG, CF(greet_pause), 0, 30000),
+	INT("limits", "stress_threshold", 80, B_CONFIG, CF(stress_threshold),
+	    1, 100),
+	INT("limits", "stress_timeout", 10, B_CONFIG, CF(stress_timeout), 1,
+	    3600),
+	INT("limits", "junk_commands", 100, B_CONFIG, CF(junk_command_limit),
+	    1, 100000),
+	INT("limits", "session_lifetime", 1800, B_CONFIG,
+	    CF(session_lifetime), 10, 86400),
+	INT("limits", "output_buffer", 262144, B_CONFIG, CF(output_buffer),
+	    4096, 16777216),
 
 	LIST("relay", "networks", "{127.0.0.0/8, ::1/128}", CFGF_NONE,
 	    ST_CIDR_LIST, B_CONFIG, CF(relay_networks), CF(nrelay_networks),
@@ -1175,6 +1187,10 @@ derive_values(struct load_state *st)
 		host[sizeof(host) - 1] = '\0';
 		c->hostname = xstrdup(host);
 	}
+	/* stress shortens the idle limit, never lengthens it: a short
+	 * command_timeout is not refused for the default stress_timeout */
+	if (c->stress_timeout > c->command_timeout)
+		c->stress_timeout = c->command_timeout;
 	for (i = 0; i < c->nlisteners; i++) {
 		struct listener_config *l = &c->listeners[i];
 

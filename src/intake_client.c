@@ -111,16 +111,16 @@ send_frame(struct intake_client *ic, int64_t deadline)
 	return 0;
 }
 
-/* Reads the answer to BEGIN or COMMIT: want (with a qid) or TX_FAIL. */
+/* Decodes the answer to BEGIN or COMMIT: want (with a qid) or TX_FAIL.
+ * 0 yes, -1 no (reason set; the connection is dropped when the answer
+ * was malformed). */
 static int
-await_answer(struct intake_client *ic, int want, char *qid, size_t qidlen,
-    int64_t deadline)
+decode_answer(struct intake_client *ic, struct ipc_in *inp, int want,
+    char *qid, size_t qidlen)
 {
-	struct ipc_in in;
+	struct ipc_in in = *inp;
 	char *text = NULL;
 
-	if (channel_read_wait(&ic->ch, &in, deadline) < 0)
-		return fail(ic, "%s", ic->ch.error);
 	if (in.type == want) {
 		if (ipc_get_str(&in, &text, 64) < 0 || ipc_end(&in) < 0) {
 			free(text);
@@ -147,6 +147,18 @@ await_answer(struct intake_client *ic, int want, char *qid, size_t qidlen,
 	channel_violation(&ic->ch, "an answer out of turn");
 	return fail(ic, "unexpected %s from the queue runner",
 	    ipc_type_name(in.type));
+}
+
+/* Reads the answer to BEGIN or COMMIT: want (with a qid) or TX_FAIL. */
+static int
+await_answer(struct intake_client *ic, int want, char *qid, size_t qidlen,
+    int64_t deadline)
+{
+	struct ipc_in in;
+
+	if (channel_read_wait(&ic->ch, &in, deadline) < 0)
+		return fail(ic, "%s", ic->ch.error);
+	return decode_answer(ic, &in, want, qid, qidlen);
 }
 
 int
@@ -209,4 +221,121 @@ intake_abort(struct intake_client *ic, int64_t deadline)
 		return;
 	(void)channel_begin(&ic->ch, IMSG_TX_ABORT);
 	(void)send_frame(ic, deadline);
+}
+
+/* ---- one step at a time, for an event loop ------------------------------ */
+
+/* Ends the frame begun and writes what the socket takes now. */
+static int
+send_nowait(struct intake_client *ic)
+{
+	(void)channel_end(&ic->ch);
+	if (channel_flush(&ic->ch) < 0)
+		return fail(ic, "lost the connection to the queue runner");
+	return 0;
+}
+
+int
+intake_send_begin(struct intake_client *ic, const struct envelope *env)
+{
+	if (ensure_connected(ic) < 0)
+		return -1;
+	envelope_encode(env, channel_begin(&ic->ch, IMSG_TX_BEGIN));
+	ic->seq = 0;
+	return send_nowait(ic);
+}
+
+int
+intake_send_data(struct intake_client *ic, const void *buf, size_t len)
+{
+	struct ipc_out *m;
+
+	if (ic->ch.fd < 0)
+		return fail(ic, "not connected to the queue runner");
+	m = channel_begin(&ic->ch, IMSG_TX_DATA);
+	ipc_add_u32(m, ic->seq++);
+	ipc_add_data(m, buf, len);
+	return send_nowait(ic);
+}
+
+int
+intake_send_commit(struct intake_client *ic, uint64_t size)
+{
+	if (ic->ch.fd < 0)
+		return fail(ic, "not connected to the queue runner");
+	ipc_add_u64(channel_begin(&ic->ch, IMSG_TX_COMMIT), size);
+	return send_nowait(ic);
+}
+
+void
+intake_send_abort(struct intake_client *ic)
+{
+	if (ic->ch.fd < 0)
+		return;
+	(void)channel_begin(&ic->ch, IMSG_TX_ABORT);
+	(void)send_nowait(ic);
+}
+
+int
+intake_flush(struct intake_client *ic)
+{
+	if (ic->ch.fd < 0 || channel_pending(&ic->ch) == 0)
+		return 0;
+	if (channel_flush(&ic->ch) < 0)
+		return fail(ic, "lost the connection to the queue runner");
+	return 0;
+}
+
+int
+intake_poll_answer(struct intake_client *ic, int want, char *qid,
+    size_t qidlen)
+{
+	struct ipc_in in;
+	int n, got;
+
+	if (ic->ch.fd < 0)
+		return fail(ic, "not connected to the queue runner");
+	if (intake_flush(ic) < 0)
+		return -1;
+	got = channel_next(&ic->ch, &in);
+	if (got == 0) {
+		n = channel_fill(&ic->ch);
+		if (n < 0 && ic->ch.fd < 0)
+			return fail(ic, "the queue runner broke the protocol");
+		got = channel_next(&ic->ch, &in);
+		if (got == 0 && n < 0)
+			return fail(ic, "the queue runner closed the connection");
+	}
+	if (got < 0)
+		return fail(ic, "the queue runner broke the protocol");
+	if (got == 0)
+		return 0;
+	return decode_answer(ic, &in, want, qid, qidlen) == 0 ? 1 : -1;
+}
+
+void
+intake_drop(struct intake_client *ic, const char *why)
+{
+	(void)fail(ic, "%s", why);
+}
+
+int
+intake_fd(const struct intake_client *ic)
+{
+	return ic->ch.fd;
+}
+
+size_t
+intake_unsent(const struct intake_client *ic)
+{
+	return ic->ch.fd < 0 ? 0 : channel_pending(&ic->ch);
+}
+
+int
+intake_reusable(struct intake_client *ic)
+{
+	if (ic->ch.fd < 0 || ic->ch.eof || intake_flush(ic) < 0 ||
+	    channel_pending(&ic->ch) > 0 || ic->ch.rlen != ic->ch.roff)
+		return 0;
+	return 1;
 }

@@ -2,7 +2,10 @@
  * master.c - the master process (ferryd).
  *
  * It runs as root and never reads network input.  It validates the
- * configuration and keeps the text it validated; binds every listener;
+ * configuration and keeps the text it validated; sets the open-file
+ * limit that limits.max_connections needs, which every child inherits,
+ * or refuses to start (machine_limits.h); binds every listener with a
+ * backlog that follows max_connections;
  * prepares the spool (the queue directory for the queue user, the empty
  * chroot of the workers holding the intake and anvil sockets, which it
  * creates so that they outlive a restart of the runner or anvil, and the
@@ -51,6 +54,7 @@
 #include "channel.h"
 #include "config.h"
 #include "log.h"
+#include "machine_limits.h"
 #include "master.h"
 #include "notify.h"
 #include "privsep.h"
@@ -87,6 +91,7 @@ struct child_proc {
 	enum worker_state state;  /* workers report it; agents stay STARTING */
 	int64_t started;
 	int told_to_leave;
+	int full;                 /* W_BUSY with no room for a session */
 };
 
 struct listener {
@@ -122,6 +127,7 @@ struct master_state {
 	struct channel status;      /* workers -> master (read end) */
 	int status_wr;              /* the workers' end */
 	int pool_rd;                /* the runner's end of its notes */
+	int pool_full;              /* "pool full" logged, not yet over */
 	struct channel to_runner;   /* master -> runner: counts, reloads */
 	uint32_t last_workers, last_busy;   /* last counts it was told */
 	int log_rd, log_wr;         /* children's stderr, when foreground */
@@ -229,8 +235,49 @@ read_config(const char *path, char **textp, size_t *lenp, char *err,
 
 /* ------------------------------------------------------------- sockets */
 
+/* The listen backlog for cfg (machine_limits.h), with a warning when the
+ * kernel caps it under max_connections. */
 static int
-bind_listener(const char *address, int port, char *err, size_t errlen)
+listen_backlog(const struct ferry_config *cfg)
+{
+	int somaxconn = machine_somaxconn();
+
+	if (somaxconn > 0 && somaxconn < cfg->max_connections)
+		log_warn("net.core.somaxconn is %d, under limits { "
+		    "max_connections = %d }: the listen backlog is capped "
+		    "at %d, and connections beyond it wait in the kernel or "
+		    "are dropped (raise it: sysctl net.core.somaxconn=%d)",
+		    somaxconn, cfg->max_connections, somaxconn,
+		    cfg->max_connections);
+	return machine_backlog(cfg->max_connections, somaxconn);
+}
+
+/* RLIMIT_NOFILE for cfg: every child inherits it from here (before it
+ * drops privileges).  -1 with err when it cannot be had. */
+static int
+raise_fd_limit(const struct ferry_config *cfg, char *err, size_t errlen)
+{
+	uint64_t need = machine_fds_needed(cfg->max_connections,
+	    cfg->workers_max);
+	char why[512];
+
+	if (machine_raise_nofile(need, why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "limits { max_connections = %d } with "
+		    "workers { max = %d } needs %llu open files per process, "
+		    "but %s; raise the hard limit (LimitNOFILE= in the "
+		    "systemd unit, ulimit -Hn) or lower max_connections",
+		    cfg->max_connections, cfg->workers_max,
+		    (unsigned long long)need, why);
+		return -1;
+	}
+	log_debug("open files: at least %llu per process for %d "
+	    "connections", (unsigned long long)need, cfg->max_connections);
+	return 0;
+}
+
+static int
+bind_listener(const char *address, int port, int backlog, char *err,
+    size_t errlen)
 {
 	struct sockaddr_storage ss;
 	socklen_t slen;
@@ -264,7 +311,7 @@ bind_listener(const char *address, int port, char *err, size_t errlen)
 	if (ss.ss_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
 	if (bind(fd, (struct sockaddr *)&ss, slen) < 0 ||
-	    listen(fd, 511) < 0) {
+	    listen(fd, backlog) < 0) {
 		snprintf(err, errlen, "bind %s port %d: %s", address, port,
 		    strerror(errno));
 		close(fd);
@@ -280,11 +327,13 @@ bind_listeners(struct master_state *m, const struct ferry_config *cfg,
     struct listener *out, char *err, size_t errlen)
 {
 	size_t i, j;
+	int backlog;
 
 	if (cfg->nlisteners > MAX_LISTENERS) {
 		snprintf(err, errlen, "more than %d listeners", MAX_LISTENERS);
 		return -1;
 	}
+	backlog = listen_backlog(cfg);
 	for (i = 0; i < cfg->nlisteners; i++) {
 		const struct listener_config *lc = &cfg->listeners[i];
 
@@ -297,9 +346,13 @@ bind_listeners(struct master_state *m, const struct ferry_config *cfg,
 			    m->listeners[j].port == lc->port &&
 			    strcmp(m->listeners[j].address, lc->address) == 0)
 				out[i].fd = m->listeners[j].fd;
+		/* a kept listener takes the new backlog: listen() again */
+		if (out[i].fd >= 0 && listen(out[i].fd, backlog) < 0)
+			log_warn("listen %s port %d: %s", lc->address,
+			    lc->port, strerror(errno));
 		if (out[i].fd < 0)
-			out[i].fd = bind_listener(lc->address, lc->port, err,
-			    errlen);
+			out[i].fd = bind_listener(lc->address, lc->port,
+			    backlog, err, errlen);
 		if (out[i].fd < 0) {
 			/* undo what this call bound */
 			for (j = 0; j <= i; j++) {
@@ -755,7 +808,7 @@ read_status(struct master_state *m)
 			    ipc_get_u32(&in, &generation) < 0 ||
 			    ipc_get_u32(&in, &status) < 0 ||
 			    ipc_end(&in) < 0 || (status != WORKER_IDLE &&
-			    status != WORKER_BUSY)) {
+			    status != WORKER_BUSY && status != WORKER_FULL)) {
 				channel_violation(&m->status,
 				    "malformed WORKER_STATUS");
 				got = -1;
@@ -765,6 +818,7 @@ read_status(struct master_state *m)
 			if (w == NULL || w->role != ROLE_WORKER)
 				continue;
 			w->state = status == WORKER_IDLE ? W_IDLE : W_BUSY;
+			w->full = status == WORKER_FULL;
 		}
 		if (got < 0) {
 			replace_status_pipe(m);
@@ -796,7 +850,7 @@ static void
 manage_pool(struct master_state *m)
 {
 	const struct ferry_config *cfg = m->cfg;
-	size_t i, idle = 0, total = 0;
+	size_t i, idle = 0, total = 0, full = 0;
 	int want;
 
 	if (m->shutting_down)
@@ -807,10 +861,24 @@ manage_pool(struct master_state *m)
 		if (w->role != ROLE_WORKER)
 			continue;
 		total++;   /* old generations still hold slots */
+		if (w->state == W_BUSY && w->full)
+			full++;
 		if (w->generation != m->generation || w->told_to_leave)
 			continue;
 		if (w->state != W_BUSY)
 			idle++;
+	}
+	/* every slot of every worker taken: new connections wait in the
+	 * listen queue.  Said once when it starts and once when it ends. */
+	if (!m->pool_full && total > 0 && full == total &&
+	    (int)total >= cfg->workers_max) {
+		log_warn("SMTP pool full: %zu workers with %d sessions each; "
+		    "new connections wait (workers max, sessions_per_worker)",
+		    total, cfg->sessions_per_worker);
+		m->pool_full = 1;
+	} else if (m->pool_full && full < total) {
+		log_info("SMTP pool no longer full");
+		m->pool_full = 0;
 	}
 	want = cfg->workers_min_idle > 0 ? cfg->workers_min_idle : 1;
 	while ((int)idle < want && (int)total < cfg->workers_max &&
@@ -922,6 +990,8 @@ tell_anvil_reload(struct master_state *m)
 	ipc_add_i32(note, m->cfg->message_rate);
 	ipc_add_i32(note, m->cfg->auth_max_failures);
 	ipc_add_i32(note, m->cfg->auth_lockout);
+	ipc_add_i32(note, m->cfg->stress_threshold);
+	ipc_add_i32(note, m->cfg->stress_timeout);
 	if (channel_end(&m->to_anvil) < 0 || channel_flush(&m->to_anvil) < 0)
 		log_warn("reload: could not hand anvil the new limits (%s); "
 		    "it keeps the old ones until it restarts",
@@ -948,7 +1018,8 @@ reload(struct master_state *m)
 	    strcmp(cfg->smtpd_user, m->cfg->smtpd_user) != 0)
 		log_warn("reload: spool_dir, user and smtpd_user changes take "
 		    "effect at the next restart");
-	if (bind_listeners(m, cfg, fresh, err, sizeof(err)) < 0) {
+	if (raise_fd_limit(cfg, err, sizeof(err)) < 0 ||
+	    bind_listeners(m, cfg, fresh, err, sizeof(err)) < 0) {
 		log_error("reload refused: %s; keeping the running "
 		    "configuration", err);
 		config_free(cfg);
@@ -1196,6 +1267,8 @@ master(const struct master_args *args)
 		log_warn("not running as root: workers will not drop "
 		    "privileges or chroot (development use only)");
 	find_programs(m);
+	if (raise_fd_limit(m->cfg, err, sizeof(err)) < 0)
+		log_fatal("%s", err);
 
 	m->cfg_fd = make_config_fd(m->cfg_text, m->cfg_len);
 	if (m->cfg_fd < 0)

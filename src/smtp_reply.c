@@ -36,6 +36,8 @@ static const struct reply_def replies[R_COUNT] = {
 	    "transmission channel" },
 	[R_TOO_MANY_ERRORS] = { 421, "4.7.0", "%s Error: too many errors, "
 	    "closing transmission channel" },
+	[R_TOO_MANY_JUNK] = { 421, "4.7.0", "%s Error: too many commands that "
+	    "move no mail, closing transmission channel" },
 	[R_STORE_FAILED] = { 451, "4.3.0", "Error: queue file write error, "
 	    "try again later" },
 	[R_QUEUE_UNAVAILABLE] = { 451, "4.3.0", "Error: queue unavailable, "

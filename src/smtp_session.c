@@ -1,15 +1,23 @@
 /*
  * smtp_session.c - one SMTP server session: the command table, the
- * session and transaction state, pipelined replies, DATA and BDAT.
+ * session and transaction state, pipelined replies, DATA and BDAT, all
+ * as a state machine the worker's event loop drives (smtp_session.h).
  *
  * Security stance: the client is hostile.  Input lives in one buffer of
  * fixed size; a command line longer than the limit is refused and skipped,
- * never grown into.  Message data is scanned and streamed to the queue
- * runner in bounded chunks, never held whole.  Each command has a
- * deadline (not a per-read timeout), DATA and each BDAT chunk too.  Lines
- * end in CRLF only; a bare CR or LF is refused in commands and in data
- * (SMTP smuggling).  Client text reaches the log only through
+ * never grown into.  Replies wait in a buffer capped by
+ * limits.output_buffer: a client that does not read them is dropped, it
+ * cannot make the worker hold more.  Message data is scanned and streamed
+ * to the queue runner in bounded chunks, never held whole.  Each command
+ * has a deadline (not a per-read timeout); DATA and each BDAT chunk have
+ * one for the whole and an idle limit (command_timeout without a byte);
+ * the session a bound on its life without a message; stress mode cuts
+ * every idle limit.  Commands that move no mail are counted and cut off.
+ * Lines end in CRLF only; a bare CR or LF is refused in commands and in
+ * data (SMTP smuggling).  Client text reaches the log only through
  * log_sanitize.  This code runs without privileges in an empty chroot.
+ * Nothing here blocks on the client: a session waits by returning to the
+ * loop with what it waits for.
  */
 #include "autoconfig.h"
 
@@ -41,7 +49,11 @@
 #include "util.h"
 
 #define IO_CHUNK   65536      /* socket reads and chunks to the runner */
-#define OUTBUF     16384      /* pending replies */
+#define OUT_SOFT   16384      /* pending replies: write out beyond this */
+#define OUT_FIRST  2048       /* the reply buffer's first size */
+#define TURN_READS 16         /* reads in one turn before others get theirs */
+#define CLOSE_GRACE_MS 2000   /* for the last reply */
+#define QUEUE_HIGH (4 * IO_CHUNK)   /* unsent to the runner: stop reading */
 /* RFC 4954 4: a server should take AUTH lines of at least 12288 octets */
 #define AUTH_LINE_MAX (12288 + 2)
 #define AUTH_DECODED_MAX (AUTH_LINE_MAX / 4 * 3)
@@ -69,11 +81,42 @@ struct smtp_tx {
 
 enum close_reason { OPEN = 0, CLOSE_QUIT, CLOSE_EOF, CLOSE_TIMEOUT,
     CLOSE_ERRORS, CLOSE_SHUTDOWN, CLOSE_IOERR, CLOSE_PROTOCOL,
-    CLOSE_LIMIT, CLOSE_TLS, CLOSE_AUTH_LOCKED };
+    CLOSE_LIMIT, CLOSE_TLS, CLOSE_AUTH_LOCKED, CLOSE_JUNK, CLOSE_LIFETIME,
+    CLOSE_OUTPUT };
+
+/* Where the session is; each state says what it waits for. */
+enum session_state {
+	ST_GREET_WAIT,     /* limits.greet_pause: does the client talk first? */
+	ST_HANDSHAKE,      /* TLS handshake: implicit, or after STARTTLS */
+	ST_COMMAND,        /* command lines */
+	ST_AUTH,           /* an AUTH response line */
+	ST_DATA,           /* message content after DATA */
+	ST_BDAT,           /* the octets of a BDAT chunk */
+	ST_QUEUE,          /* the runner's answer to BEGIN or COMMIT */
+	ST_CLOSING,        /* the last reply going out */
+	ST_DONE
+};
+
+/* What the runner's answer resumes. */
+enum queue_then { Q_BEGIN_DATA, Q_BEGIN_BDAT, Q_COMMIT };
+
+/* What follows the octets of a BDAT chunk. */
+enum bdat_then { BDAT_TLS_REQUIRED, BDAT_REFUSED, BDAT_STORED };
+
+/* An AUTH exchange in progress (RFC 4954). */
+struct auth_state {
+	int plain;                   /* PLAIN, else LOGIN */
+	int step;                    /* LOGIN: 0 the user, 1 the password */
+	uint8_t *buf;                /* decoded response */
+	size_t blen;
+	char *pass;
+	char user[AUTH_USER_MAX + 1];
+};
 
 struct smtp_session {
 	const struct ferry_config *cfg;
-	struct intake_client *queue;
+	struct intake_client intake; /* this session's link to the runner */
+	struct intake_client *queue; /* &intake */
 	struct session_control *control;
 	int fd;
 	char peer_addr[64];
@@ -88,26 +131,53 @@ struct smtp_session {
 	struct server_conn conn;            /* every read and write goes here */
 	int tls_active;
 	struct tls_info tls;         /* valid when tls_active */
+	int implicit_tls;            /* the handshake comes before the greeting */
 	int relay_client;            /* in the listener's relay_networks */
 	int ccert_relay;             /* verified certificate allows relay */
 	int auth_plaintext_ok;       /* in auth_plaintext_networks */
 	char auth_user[AUTH_USER_MAX + 1];   /* "" until AUTH succeeds */
 	const struct auth_user *auth_entry;
 	int auth_exchange;           /* reading AUTH responses */
+	struct auth_state *auth;     /* the exchange in progress */
 
 	char helo[256];
 	int helo_seen, esmtp;
 	struct smtp_tx tx;
 
+	enum session_state state;
 	uint8_t *in;                 /* unread client input */
 	size_t in_len, in_cap;
 	int skipping;                /* discarding an over-long line */
+	uint8_t *scan_out;           /* DATA/BDAT: scanner output */
+	uint64_t bdat_size;          /* the chunk's announced size */
+	uint64_t bdat_left;          /* octets of the chunk still to come */
+	int bdat_store;              /* scan and store them */
+	int bdat_last;
+	enum bdat_then bdat_then;
+	enum queue_then queue_then;  /* ST_QUEUE: what the answer resumes */
+	int queue_retry;             /* BEGIN on a kept connection: one
+	                                more try on a fresh one */
+	int queue_blocked;           /* data waits for the runner to read */
+	int64_t queue_deadline;      /* ST_QUEUE */
 
-	char out[OUTBUF];
-	size_t out_len;
+	char *out;                   /* pending replies */
+	size_t out_len, out_cap;
+	int more;                    /* turn over with work left */
 
-	int64_t deadline;            /* for the current command or data */
+	/* deadlines, now_ms() clock */
+	int64_t idle_since;          /* the wait for this command began, or
+	                                the last data byte came */
+	int64_t data_deadline;       /* the whole message, or BDAT chunk */
+	int64_t life_deadline;       /* session_lifetime since the start or
+	                                the last message accepted */
+	int64_t greet_deadline;      /* ST_GREET_WAIT */
+	int64_t close_deadline;      /* ST_CLOSING */
+
 	int errors;
+	unsigned junk;               /* rounds of commands that moved no
+	                                mail since the last message */
+	unsigned reads;              /* reads from the client so far */
+	unsigned junk_read;          /* the read the last junk came in */
 	enum close_reason closing;
 	int shutdown_sent;
 	unsigned counts[VERB_MAX];   /* commands seen, for the last log line */
@@ -116,35 +186,20 @@ struct smtp_session {
 
 /* ---------------------------------------------------------------- I/O */
 
-/* The time we must stop waiting: the command deadline or, when
- * draining for shutdown, the drain deadline. */
-static int64_t
-effective_deadline(struct smtp_session *s)
+static void
+consume_in(struct smtp_session *s, size_t n)
 {
-	struct session_control *c = s->control;
-
-	if (c != NULL && c->drain) {
-		if (c->drain_deadline == 0)
-			c->drain_deadline = now_ms() +
-			    (int64_t)s->cfg->shutdown_timeout * 1000;
-		if (c->drain_deadline < s->deadline)
-			return c->drain_deadline;
-	}
-	return s->deadline;
+	memmove(s->in, s->in + n, s->in_len - n);
+	s->in_len -= n;
 }
 
+/* Writes what the socket takes now.  0 (maybe with replies left), -1
+ * when the connection is lost (then nothing more is written). */
 static int
-draining_expired(struct smtp_session *s)
-{
-	return s->control != NULL && s->control->drain &&
-	    s->control->drain_deadline != 0 &&
-	    now_ms() >= s->control->drain_deadline;
-}
-
-static int
-flush_out(struct smtp_session *s)
+try_flush(struct smtp_session *s)
 {
 	size_t off = 0;
+	int rc = 0;
 
 	while (off < s->out_len) {
 		ssize_t n = conn_write(&s->conn, s->out + off,
@@ -154,70 +209,26 @@ flush_out(struct smtp_session *s)
 			off += (size_t)n;
 			continue;
 		}
-		if (n == CONN_AGAIN) {
-			int64_t left = effective_deadline(s) - now_ms();
-
-			if (left <= 0) {
-				s->closing = CLOSE_TIMEOUT;
-				s->out_len = 0;
-				return -1;
-			}
-			if (conn_wait(&s->conn,
-			    (int)(left > 60000 ? 60000 : left)) < 0) {
-				s->closing = CLOSE_IOERR;
-				return -1;
-			}
-			continue;
-		}
-		s->closing = CLOSE_IOERR;
-		s->out_len = 0;
-		return -1;
+		if (n == CONN_AGAIN)
+			break;
+		if (s->closing == OPEN)
+			s->closing = CLOSE_IOERR;
+		off = s->out_len;
+		rc = -1;
 	}
-	s->out_len = 0;
-	return 0;
+	if (off > 0) {
+		memmove(s->out, s->out + off, s->out_len - off);
+		s->out_len -= off;
+	}
+	return rc;
 }
 
-/* Reads more input into the buffer.  1: got bytes; 0: EOF; -1: timeout,
- * error or shutdown (s->closing says which). */
-static int
-fill_in(struct smtp_session *s)
-{
-	for (;;) {
-		int64_t left;
-		ssize_t n;
-
-		if (s->in_len == s->in_cap)
-			log_panic("fill_in with a full buffer");
-		n = conn_read(&s->conn, s->in + s->in_len,
-		    s->in_cap - s->in_len);
-		if (n > 0) {
-			s->in_len += (size_t)n;
-			return 1;
-		}
-		if (n == 0)
-			return 0;
-		if (n != CONN_AGAIN) {
-			s->closing = CLOSE_IOERR;
-			return -1;
-		}
-		left = effective_deadline(s) - now_ms();
-		if (left <= 0) {
-			s->closing = draining_expired(s) ? CLOSE_SHUTDOWN :
-			    CLOSE_TIMEOUT;
-			return -1;
-		}
-		if (conn_wait(&s->conn, (int)(left > 1000 ? 1000 : left)) < 0) {
-			s->closing = CLOSE_IOERR;
-			return -1;
-		}
-	}
-}
-
+/* The session waits for its next command from now on. */
 static void
-consume_in(struct smtp_session *s, size_t n)
+arm_command(struct smtp_session *s)
 {
-	memmove(s->in, s->in + n, s->in_len - n);
-	s->in_len -= n;
+	s->idle_since = now_ms();
+	s->data_deadline = 0;
 }
 
 /* ------------------------------------------------------------- replies */
@@ -238,14 +249,16 @@ counts_as_error(enum reply_id id, int code)
 	}
 }
 
+
 /* The one exit for replies.  Queues the reply (sent when input runs out,
- * RFC 2920), logs refusals, and counts client errors. */
+ * RFC 2920), logs refusals, and counts client errors.  Replies a client
+ * leaves unread beyond limits.output_buffer end the session. */
 static void
 smtp_reply(struct smtp_session *s, enum reply_id id, ...)
 {
 	const struct reply_def *def = reply_lookup(id);
 	char line[1200];
-	size_t n;
+	size_t n, cap = (size_t)s->cfg->output_buffer;
 	va_list ap;
 
 	va_start(ap, id);
@@ -253,8 +266,29 @@ smtp_reply(struct smtp_session *s, enum reply_id id, ...)
 	va_end(ap);
 	if (n == 0)
 		log_panic("reply %d has no text", (int)id);
-	if (s->out_len + n > sizeof(s->out) && flush_out(s) < 0)
+	if (s->closing == CLOSE_IOERR || s->closing == CLOSE_OUTPUT)
 		return;
+	if (s->out_len + n > OUT_SOFT && s->state != ST_HANDSHAKE &&
+	    try_flush(s) < 0)
+		return;
+	if (s->out_len + n > cap) {
+		log_warn("%s[%s] does not read its replies: %zu octets unread; "
+		    "dropping the connection", s->peer_name, s->peer_addr,
+		    s->out_len);
+		s->closing = CLOSE_OUTPUT;
+		s->out_len = 0;
+		return;
+	}
+	if (s->out_len + n > s->out_cap) {
+		size_t ncap = s->out_cap ? s->out_cap : OUT_FIRST;
+
+		while (ncap < s->out_len + n)
+			ncap *= 2;
+		if (ncap > cap)
+			ncap = cap;
+		s->out = xrealloc(s->out, ncap);
+		s->out_cap = ncap;
+	}
 	memcpy(s->out + s->out_len, line, n);
 	s->out_len += n;
 	if (def->code >= 400) {
@@ -277,7 +311,7 @@ tx_reset(struct smtp_session *s)
 	struct smtp_tx *tx = &s->tx;
 
 	if (tx->begun && s->queue != NULL)
-		intake_abort(s->queue, now_ms() + 5000);
+		intake_send_abort(s->queue);
 	envelope_free(&tx->env);
 	free(tx->chunk);
 	memset(tx, 0, sizeof(*tx));
@@ -304,7 +338,7 @@ tx_fail(struct smtp_session *s, enum reply_id id)
 		s->tx.failed = 1;
 		s->tx.fail_reply = id;
 		if (s->tx.begun && s->queue != NULL) {
-			intake_abort(s->queue, now_ms() + 5000);
+			intake_send_abort(s->queue);
 			s->tx.begun = 0;
 		}
 	}
@@ -318,8 +352,7 @@ tx_flush_chunk(struct smtp_session *s)
 
 	if (tx->chunk_len == 0 || tx->failed || !tx->begun)
 		goto out;
-	if (intake_data(s->queue, tx->chunk, tx->chunk_len,
-	    now_ms() + (int64_t)s->cfg->data_timeout * 1000) < 0) {
+	if (intake_send_data(s->queue, tx->chunk, tx->chunk_len) < 0) {
 		log_warn("%s: queue runner: %s", tx->qid, s->queue->reason);
 		tx->queue_broken = 1;
 		tx->begun = 0;
@@ -350,33 +383,47 @@ tx_add(struct smtp_session *s, const uint8_t *p, size_t n)
 	}
 }
 
-/* Starts the message at the runner and writes the Received header. */
+static void tx_fill_envelope(struct smtp_session *s);
+
+/* The session waits for the runner's answer. */
+static void
+queue_wait(struct smtp_session *s, enum queue_then then)
+{
+	s->state = ST_QUEUE;
+	s->queue_then = then;
+	s->queue_deadline = now_ms() + (int64_t)s->cfg->command_timeout * 1000;
+}
+
+/* Asks the runner to start the message; its answer resumes the session
+ * (tx_begun).  -1 when it cannot be asked. */
 static int
-tx_begin_message(struct smtp_session *s, enum data_mode mode)
+tx_begin_send(struct smtp_session *s, enum queue_then then)
+{
+	struct smtp_tx *tx = &s->tx;
+
+	s->queue_retry = intake_fd(s->queue) >= 0;
+	if (tx->env.sender == NULL)
+		tx_fill_envelope(s);
+	if (intake_send_begin(s->queue, &tx->env) < 0 && (!s->queue_retry ||
+	    (s->queue_retry = 0, intake_send_begin(s->queue, &tx->env) < 0))) {
+		/* (a kept connection to a runner since gone: one more
+		 * try on a fresh one) */
+		log_warn("queue runner refused a new message from %s[%s]: %s",
+		    s->peer_name, s->peer_addr, s->queue->reason);
+		return -1;
+	}
+	queue_wait(s, then);
+	return 0;
+}
+
+/* The runner took the message: the scanner and the Received header. */
+static void
+tx_begun(struct smtp_session *s, enum data_mode mode)
 {
 	struct smtp_tx *tx = &s->tx;
 	char hdr[1536], date[64], tlsline[200];
 	int n;
 
-	tx->env.sender = xstrdup(tx->mail.addr);
-	tx->env.client_addr = xstrdup(s->peer_addr);
-	tx->env.client_name = xstrdup(s->peer_name);
-	tx->env.helo = xstrdup(s->helo);
-	tx->env.protocol = xstrdup(protocol_name(s));
-	tx->env.auth_user = xstrdup(s->auth_user);
-	tx->env.received_at_us = (int64_t)(now_wall() * 1e6);
-	tx->env.size_declared = tx->mail.size;
-	tx->env.body_type = (uint32_t)tx->mail.body;
-	tx->env.smtputf8 = (uint32_t)tx->mail.smtputf8;
-	tx->env.dsn_ret = (uint32_t)tx->mail.ret;
-	tx->env.dsn_envid = xstrdup(tx->mail.envid);
-
-	if (intake_begin(s->queue, &tx->env, tx->qid, sizeof(tx->qid),
-	    now_ms() + (int64_t)s->cfg->command_timeout * 1000) < 0) {
-		log_warn("queue runner refused a new message from %s[%s]: %s",
-		    s->peer_name, s->peer_addr, s->queue->reason);
-		return -1;
-	}
 	tx->begun = 1;
 	tx->chunk = xmalloc(IO_CHUNK);
 	data_scanner_init(&tx->scan, mode,
@@ -406,7 +453,26 @@ tx_begin_message(struct smtp_session *s, enum data_mode mode)
 	if (n < 0 || (size_t)n >= sizeof(hdr))
 		log_panic("Received header does not fit");
 	tx_add(s, (const uint8_t *)hdr, (size_t)n);
-	return 0;
+}
+
+/* The envelope the runner gets with BEGIN. */
+static void
+tx_fill_envelope(struct smtp_session *s)
+{
+	struct smtp_tx *tx = &s->tx;
+
+	tx->env.sender = xstrdup(tx->mail.addr);
+	tx->env.client_addr = xstrdup(s->peer_addr);
+	tx->env.client_name = xstrdup(s->peer_name);
+	tx->env.helo = xstrdup(s->helo);
+	tx->env.protocol = xstrdup(protocol_name(s));
+	tx->env.auth_user = xstrdup(s->auth_user);
+	tx->env.received_at_us = (int64_t)(now_wall() * 1e6);
+	tx->env.size_declared = tx->mail.size;
+	tx->env.body_type = (uint32_t)tx->mail.body;
+	tx->env.smtputf8 = (uint32_t)tx->mail.smtputf8;
+	tx->env.dsn_ret = (uint32_t)tx->mail.ret;
+	tx->env.dsn_envid = xstrdup(tx->mail.envid);
 }
 
 /* Checks the scanned content against the limits; refuses the message
@@ -445,7 +511,34 @@ tx_fail_reply(struct smtp_session *s)
 	}
 }
 
-/* The end of the message: commit and answer. */
+
+/* The runner's answer to COMMIT (or its absence): the reply, and the
+ * transaction is over. */
+static void
+tx_committed(struct smtp_session *s, int stored)
+{
+	struct smtp_tx *tx = &s->tx;
+
+	tx->begun = 0;   /* stored, or nothing to abort */
+	if (stored) {
+		smtp_reply(s, R_QUEUED, tx->qid);
+		/* mail moved: the session may live on */
+		s->junk = 0;
+		s->life_deadline = now_ms() +
+		    (int64_t)s->cfg->session_lifetime * 1000;
+	} else {
+		log_warn("%s: not stored: %s", tx->qid, s->queue->reason);
+		smtp_reply(s, R_STORE_FAILED);
+	}
+	tx_reset(s);
+	free(s->scan_out);
+	s->scan_out = NULL;
+	s->state = ST_COMMAND;
+	arm_command(s);
+}
+
+/* The end of the message: commit (the runner's answer resumes the
+ * session in tx_committed), or answer the refusal. */
 static void
 tx_finish_message(struct smtp_session *s)
 {
@@ -456,39 +549,38 @@ tx_finish_message(struct smtp_session *s)
 		tx_flush_chunk(s);
 	}
 	if (!tx->failed) {
-		if (intake_commit(s->queue, tx->size, now_ms() +
-		    (int64_t)s->cfg->command_timeout * 1000) == 0) {
-			tx->begun = 0;   /* nothing to abort */
-			smtp_reply(s, R_QUEUED, tx->qid);
-		} else {
-			log_warn("%s: not stored: %s", tx->qid,
-			    s->queue->reason);
-			tx->begun = 0;
-			smtp_reply(s, R_STORE_FAILED);
+		if (intake_send_commit(s->queue, tx->size) == 0) {
+			queue_wait(s, Q_COMMIT);
+			return;
 		}
-	} else {
-		tx_fail_reply(s);
+		tx_committed(s, 0);
+		return;
 	}
+	tx_fail_reply(s);
 	tx_reset(s);
+	free(s->scan_out);
+	s->scan_out = NULL;
+	s->state = ST_COMMAND;
+	arm_command(s);
 }
 
 /* --------------------------------------------------------------- lines */
 
-enum line_result { LINE_OK, LINE_EOF, LINE_CLOSED, LINE_SKIPPED };
+enum line_result { LINE_OK, LINE_NEED, LINE_CLOSED, LINE_SKIPPED };
 
-/* Reads one command line (without CRLF) into line and len.  Lines that
- * are too long or hold a bare CR or LF are answered here and skipped.
+/* Takes one command line (without CRLF) from the input buffer into line
+ * and len; LINE_NEED when no whole line is there yet.  Lines that are
+ * too long or hold a bare CR or LF are answered here and skipped.
  * During an AUTH exchange lines may be longer (RFC 4954 4), and such a
  * line ends the exchange instead: LINE_SKIPPED. */
 static enum line_result
-read_line(struct smtp_session *s, char **line, size_t *len)
+next_line(struct smtp_session *s, char **line, size_t *len)
 {
 	size_t max = (size_t)s->cfg->max_line_length;
 
 	if (s->auth_exchange && max < AUTH_LINE_MAX)
 		max = AUTH_LINE_MAX;
 
-	s->deadline = now_ms() + (int64_t)s->cfg->command_timeout * 1000;
 	for (;;) {
 		uint8_t *crlf = NULL;
 		size_t i;
@@ -547,7 +639,8 @@ read_line(struct smtp_session *s, char **line, size_t *len)
 		/* No complete line.  Too much without one: refuse it and
 		 * skip to the next CRLF (keep a trailing CR, it may be the
 		 * first half). */
-		if (s->in_len >= max || s->in_len == s->in_cap) {
+		if (s->in_len > 0 &&
+		    (s->in_len >= max || s->in_len == s->in_cap)) {
 			size_t keep = s->in[s->in_len - 1] == '\r' ? 1 : 0;
 
 			if (!s->skipping) {
@@ -565,18 +658,7 @@ read_line(struct smtp_session *s, char **line, size_t *len)
 			if (s->auth_exchange)
 				return LINE_SKIPPED;
 		}
-		/* Input ran out: now the pipelined replies go (RFC 2920). */
-		if (s->out_len > 0 && flush_out(s) < 0)
-			return LINE_CLOSED;
-		switch (fill_in(s)) {
-		case 1:
-			break;
-		case 0:
-			s->closing = CLOSE_EOF;
-			return LINE_EOF;
-		default:
-			return LINE_CLOSED;
-		}
+		return LINE_NEED;
 	}
 }
 
@@ -812,13 +894,16 @@ data_allowed(struct smtp_session *s)
 	return 0;
 }
 
+
+/* ---------------------------------------------------------- DATA, BDAT */
+
+enum feed { FEED_NEED, FEED_DONE };
+
 static void
 cmd_data(struct smtp_session *s, enum smtp_verb verb, const char *arg,
     size_t len)
 {
 	struct smtp_tx *tx = &s->tx;
-	uint8_t *out;
-	int ended = 0, need_more = 0;
 
 	(void)verb;
 	(void)arg;
@@ -832,135 +917,118 @@ cmd_data(struct smtp_session *s, enum smtp_verb verb, const char *arg,
 	}
 	if (data_allowed(s) < 0)
 		return;
-	if (tx_begin_message(s, DATA_MODE_DOT) < 0) {
+	if (tx_begin_send(s, Q_BEGIN_DATA) < 0)
+		smtp_reply(s, R_QUEUE_UNAVAILABLE);
+}
+
+/* The runner has begun the message (or not): 354 and the content. */
+static void
+data_begun(struct smtp_session *s, int begun)
+{
+	int64_t now;
+
+	s->state = ST_COMMAND;
+	arm_command(s);
+	if (!begun) {
 		smtp_reply(s, R_QUEUE_UNAVAILABLE);
 		return;
 	}
+	tx_begun(s, DATA_MODE_DOT);
 	smtp_reply(s, R_DATA_GO);
-	if (flush_out(s) < 0)
-		return;
+	now = now_ms();
+	s->scan_out = xmalloc(s->in_cap + 2);
+	s->state = ST_DATA;
+	s->idle_since = now;
+	s->data_deadline = now + (int64_t)s->cfg->data_timeout * 1000;
+}
 
-	s->deadline = now_ms() + (int64_t)s->cfg->data_timeout * 1000;
-	out = xmalloc(s->in_cap + 2);
-	while (!ended) {
+/* Scans what input there is as message content.  FEED_DONE once the
+ * message has ended (and been answered) or the session must close. */
+static enum feed
+data_feed(struct smtp_session *s)
+{
+	struct smtp_tx *tx = &s->tx;
+
+	while (s->in_len > 0) {
 		size_t used = 0, outlen = 0;
 		enum data_result r;
+		int need_more;
 
-		if (s->in_len == 0 || need_more) {
-			int rc = s->in_len == s->in_cap ? -1 : fill_in(s);
-
-			if (rc <= 0) {
-				if (rc == 0)
-					s->closing = CLOSE_EOF;
-				else if (s->in_len == s->in_cap)
-					log_panic("data scanner made no progress");
-				free(out);
-				return;   /* tx_reset at session end aborts */
-			}
-		}
-		r = data_scan(&tx->scan, s->in, s->in_len, out, &outlen,
-		    &used);
+		r = data_scan(&tx->scan, s->in, s->in_len, s->scan_out,
+		    &outlen, &used);
 		/* the scanner may hold back a byte it cannot judge yet */
 		need_more = r == DATA_MORE && used < s->in_len;
 		tx->client_bytes += used;
 		consume_in(s, used);
 		tx_check_limits(s);
-		tx_add(s, out, outlen);
+		tx_add(s, s->scan_out, outlen);
 		if (r == DATA_END_AMBIGUOUS) {
-			free(out);
 			tx_fail(s, R_DATA_BARE_NEWLINE);
 			smtp_reply(s, R_DATA_AMBIGUOUS_END, s->cfg->hostname);
 			s->closing = CLOSE_PROTOCOL;
-			return;
+			s->state = ST_COMMAND;
+			return FEED_DONE;
 		}
-		ended = r == DATA_END;
+		if (r == DATA_END) {
+			tx_finish_message(s);
+			return FEED_DONE;
+		}
+		if (need_more) {
+			if (s->in_len == s->in_cap)
+				log_panic("data scanner made no progress");
+			break;
+		}
 	}
-	free(out);
-	tx_finish_message(s);
+	return FEED_NEED;
 }
 
-/* Reads exactly size bytes of a BDAT chunk, scanning and storing them
- * unless the transaction has failed.  -1 when the session ends. */
-static int
-bdat_read_chunk(struct smtp_session *s, uint64_t size, int store)
-{
-	struct smtp_tx *tx = &s->tx;
-	uint8_t *out = store ? xmalloc(s->in_cap + 2) : NULL;
-
-	s->deadline = now_ms() + (int64_t)s->cfg->data_timeout * 1000;
-	while (size > 0) {
-		size_t take, used, outlen;
-
-		if (s->in_len == 0) {
-			int rc = fill_in(s);
-
-			if (rc <= 0) {
-				if (rc == 0)
-					s->closing = CLOSE_EOF;
-				free(out);
-				return -1;
-			}
-		}
-		take = s->in_len < size ? s->in_len : (size_t)size;
-		if (store) {
-			data_scan(&tx->scan, s->in, take, out, &outlen, &used);
-			tx->client_bytes += take;
-			tx_check_limits(s);
-			tx_add(s, out, outlen);
-		}
-		consume_in(s, take);
-		size -= take;
-	}
-	free(out);
-	return 0;
-}
-
+/* The octets of a BDAT chunk come next: size of them, scanned and stored
+ * when store, then what 'then' says. */
 static void
-cmd_bdat(struct smtp_session *s, enum smtp_verb verb, const char *arg,
-    size_t len)
+bdat_expect(struct smtp_session *s, uint64_t size, int store, int last,
+    enum bdat_then then)
+{
+	int64_t now = now_ms();
+
+	s->bdat_left = size;
+	s->bdat_last = last;
+	s->bdat_then = then;
+	s->bdat_size = size;
+	s->bdat_store = store;
+	if (store && s->scan_out == NULL)
+		s->scan_out = xmalloc(s->in_cap + 2);
+	s->state = ST_BDAT;
+	s->idle_since = now;
+	s->data_deadline = now + (int64_t)s->cfg->data_timeout * 1000;
+}
+
+/* After the last octet of a chunk. */
+static void
+bdat_chunk_done(struct smtp_session *s)
 {
 	struct smtp_tx *tx = &s->tx;
-	uint64_t size;
-	int last, ok_to_store;
 
-	(void)verb;
-	if (smtp_parse_bdat(arg, len, &size, &last) < 0) {
-		/* The chunk's length is unknown: what follows will be read
-		 * as commands and refused one by one. */
-		smtp_reply(s, R_SYNTAX_BDAT);
+	s->state = ST_COMMAND;
+	arm_command(s);
+	switch (s->bdat_then) {
+	case BDAT_TLS_REQUIRED:
+		smtp_reply(s, R_TLS_REQUIRED);
 		return;
-	}
-	if (!s->esmtp || !tx->active || tx->env.nrcpts == 0) {
-		if (bdat_read_chunk(s, size, 0) < 0)
-			return;
+	case BDAT_REFUSED:
 		if (!s->esmtp)
 			smtp_reply(s, R_NOT_IMPLEMENTED, "BDAT");
 		else
 			(void)data_allowed(s);
 		return;
+	case BDAT_STORED:
+		break;
 	}
-	ok_to_store = 1;
-	if (!tx->bdat) {
-		tx->bdat = 1;
-		if (tx_begin_message(s, DATA_MODE_BDAT) < 0) {
-			tx_fail(s, R_QUEUE_UNAVAILABLE);
-			ok_to_store = 0;
-		}
-	}
-	if (tx->failed)
-		ok_to_store = 0;
-	if (tx->client_bytes + size > (uint64_t)s->cfg->message_size_limit &&
-	    !tx->failed) {
-		tx_fail(s, R_SIZE_EXCEEDED);
-		ok_to_store = 0;
-	}
-	if (bdat_read_chunk(s, size, ok_to_store) < 0)
-		return;
-	if (!last) {
+	if (!s->bdat_last) {
 		if (tx->failed)
 			tx_fail_reply(s);
 		else
-			smtp_reply(s, R_BDAT_OK, (unsigned long long)size);
+			smtp_reply(s, R_BDAT_OK,
+			    (unsigned long long)s->bdat_size);
 		return;
 	}
 	if (!tx->failed) {
@@ -971,6 +1039,93 @@ cmd_bdat(struct smtp_session *s, enum smtp_verb verb, const char *arg,
 		tx_add(s, tail, tlen);
 	}
 	tx_finish_message(s);
+}
+
+/* The rest of BDAT once the message is begun at the runner (or could
+ * not be): the size check, then the chunk's octets. */
+static void
+bdat_chunk_start(struct smtp_session *s, uint64_t size, int last)
+{
+	struct smtp_tx *tx = &s->tx;
+	int ok_to_store = !tx->failed;
+
+	if (tx->client_bytes + size > (uint64_t)s->cfg->message_size_limit &&
+	    !tx->failed) {
+		tx_fail(s, R_SIZE_EXCEEDED);
+		ok_to_store = 0;
+	}
+	bdat_expect(s, size, ok_to_store, last, BDAT_STORED);
+}
+
+static enum feed
+bdat_feed(struct smtp_session *s)
+{
+	struct smtp_tx *tx = &s->tx;
+	int store = s->bdat_store;
+
+	while (s->bdat_left > 0) {
+		size_t take, used, outlen;
+
+		if (s->in_len == 0)
+			return FEED_NEED;
+		take = s->in_len < s->bdat_left ? s->in_len :
+		    (size_t)s->bdat_left;
+		if (store) {
+			data_scan(&tx->scan, s->in, take, s->scan_out, &outlen,
+			    &used);
+			tx->client_bytes += take;
+			tx_check_limits(s);
+			tx_add(s, s->scan_out, outlen);
+		}
+		consume_in(s, take);
+		s->bdat_left -= take;
+	}
+	bdat_chunk_done(s);
+	return FEED_DONE;
+}
+
+static void
+cmd_bdat(struct smtp_session *s, enum smtp_verb verb, const char *arg,
+    size_t len)
+{
+	struct smtp_tx *tx = &s->tx;
+	uint64_t size;
+	int last;
+
+	(void)verb;
+	if (smtp_parse_bdat(arg, len, &size, &last) < 0) {
+		/* The chunk's length is unknown: what follows will be read
+		 * as commands and refused one by one. */
+		smtp_reply(s, R_SYNTAX_BDAT);
+		return;
+	}
+	if (!s->esmtp || !tx->active || tx->env.nrcpts == 0) {
+		bdat_expect(s, size, 0, last, BDAT_REFUSED);
+		return;
+	}
+	if (!tx->bdat) {
+		tx->bdat = 1;
+		s->bdat_size = size;     /* for when the runner answers */
+		s->bdat_last = last;
+		if (tx_begin_send(s, Q_BEGIN_BDAT) == 0)
+			return;
+		tx_fail(s, R_QUEUE_UNAVAILABLE);
+	}
+	bdat_chunk_start(s, size, last);
+}
+
+/* BDAT where TLS is required first: its chunk is read and dropped, so
+ * that the bytes are not taken for commands. */
+static void
+bdat_discard(struct smtp_session *s, const char *arg, size_t len)
+{
+	uint64_t size;
+	int last;
+
+	if (smtp_parse_bdat(arg, len, &size, &last) == 0)
+		bdat_expect(s, size, 0, last, BDAT_TLS_REQUIRED);
+	else
+		smtp_reply(s, R_TLS_REQUIRED);
 }
 
 static void
@@ -1086,23 +1241,48 @@ tls_established(struct smtp_session *s)
 		}
 }
 
-/* The handshake, with the command deadline.  -1: the connection must be
- * dropped (nothing more can be said to the client). */
-static int
-tls_handshake(struct smtp_session *s)
-{
-	char err[512];
 
-	s->deadline = now_ms() + (int64_t)s->cfg->command_timeout * 1000;
-	if (conn_tls_accept(&s->conn, s->tls_ctx, effective_deadline(s), err,
-	    sizeof(err)) < 0) {
-		log_info("TLS handshake failed from %s[%s]: %s; dropping the "
-		    "connection", s->peer_name, s->peer_addr, err);
-		s->closing = CLOSE_TLS;
-		return -1;
-	}
+/* The handshake starts: from now on nothing is read as plain text. */
+static void
+handshake_begin(struct smtp_session *s)
+{
+	s->state = ST_HANDSHAKE;
+	arm_command(s);
+}
+
+/* The handshake is over: note and log what it gave, then greet (implicit
+ * TLS) or forget what was said before it (STARTTLS). */
+static void
+handshake_done(struct smtp_session *s)
+{
 	tls_established(s);
-	return 0;
+	s->state = ST_COMMAND;
+	arm_command(s);
+	if (s->implicit_tls) {
+		s->implicit_tls = 0;
+		if (s->control && s->control->drain) {
+			smtp_reply(s, R_SHUTDOWN, s->cfg->hostname);
+			s->shutdown_sent = 1;
+			s->closing = CLOSE_SHUTDOWN;
+		} else
+			smtp_reply(s, R_GREETING, s->cfg->hostname);
+		return;
+	}
+	/* RFC 3207 4.2: forget everything the client said before TLS */
+	tx_reset(s);
+	s->helo[0] = '\0';
+	s->helo_seen = 0;
+	s->esmtp = 0;
+	s->auth_user[0] = '\0';
+	s->auth_entry = NULL;
+}
+
+static void
+handshake_failed(struct smtp_session *s, const char *why)
+{
+	log_info("TLS handshake failed from %s[%s]: %s; dropping the "
+	    "connection", s->peer_name, s->peer_addr, why);
+	s->closing = CLOSE_TLS;
 }
 
 static void
@@ -1123,8 +1303,6 @@ cmd_starttls(struct smtp_session *s, enum smtp_verb verb, const char *arg,
 		return;
 	}
 	smtp_reply(s, R_STARTTLS_GO);
-	if (flush_out(s) < 0)
-		return;
 	/* RFC 3207 5, CVE-2011-0411: whatever the client sent after
 	 * STARTTLS came in plain text and may have been injected by a man
 	 * in the middle.  None of it is read as a command. */
@@ -1134,16 +1312,10 @@ cmd_starttls(struct smtp_session *s, enum smtp_verb verb, const char *arg,
 		s->in_len = 0;
 	}
 	s->skipping = 0;
-	if (tls_handshake(s) < 0)
-		return;
-	/* RFC 3207 4.2: forget everything the client said before TLS */
-	tx_reset(s);
-	s->helo[0] = '\0';
-	s->helo_seen = 0;
-	s->esmtp = 0;
-	s->auth_user[0] = '\0';
-	s->auth_entry = NULL;
+	/* the 220 goes out first, then the handshake (ST_HANDSHAKE) */
+	handshake_begin(s);
 }
+
 
 /* Strict base64 (RFC 4648 4): length a multiple of 4, padding only at
  * the end.  Returns the decoded length, or -1. */
@@ -1188,42 +1360,6 @@ b64_decode(const char *in, size_t len, uint8_t *out, size_t outsize)
 	return (ssize_t)o;
 }
 
-enum auth_read { AUTH_READ_OK, AUTH_READ_ABORTED, AUTH_READ_CLOSED };
-
-/* Sends the 334 challenge and reads the client's base64 response into
- * out (decoded, *outlen bytes).  On ABORTED the reply has been sent. */
-static enum auth_read
-auth_exchange(struct smtp_session *s, const char *challenge, uint8_t *out,
-    size_t outsize, size_t *outlen)
-{
-	enum line_result lr;
-	ssize_t n;
-	char *line;
-	size_t len;
-
-	smtp_reply(s, R_AUTH_CHALLENGE, challenge);
-	s->auth_exchange = 1;
-	lr = read_line(s, &line, &len);
-	s->auth_exchange = 0;
-	if (lr == LINE_SKIPPED)
-		return AUTH_READ_ABORTED;
-	if (lr != LINE_OK)
-		return AUTH_READ_CLOSED;
-	if (len == 1 && line[0] == '*') {
-		consume_in(s, len + 2);
-		smtp_reply(s, R_AUTH_CANCELLED);
-		return AUTH_READ_ABORTED;
-	}
-	n = b64_decode(line, len, out, outsize);
-	OPENSSL_cleanse(line, len);
-	consume_in(s, len + 2);
-	if (n < 0) {
-		smtp_reply(s, R_AUTH_BAD_BASE64);
-		return AUTH_READ_ABORTED;
-	}
-	*outlen = (size_t)n;
-	return AUTH_READ_OK;
-}
 
 /* Decodes an initial response ("=" is an empty one, RFC 4954 4). */
 static int
@@ -1256,21 +1392,167 @@ auth_field(char *out, size_t outsize, const uint8_t *b, size_t n)
 	return 0;
 }
 
-/* RFC 4954 with PLAIN (RFC 4616) and LOGIN.  The password is checked
- * only after anvil says neither the address nor the user is locked out,
- * and a failure - unknown user or wrong password, one reply for both -
- * is reported back to it. */
+
+static void
+auth_clear(struct smtp_session *s)
+{
+	struct auth_state *a = s->auth;
+
+	if (a == NULL)
+		return;
+	OPENSSL_cleanse(a->buf, AUTH_DECODED_MAX + 1);
+	OPENSSL_cleanse(a->pass, AUTH_PASSWORD_MAX + 1);
+	OPENSSL_cleanse(a->user, sizeof(a->user));
+	free(a->buf);
+	free(a->pass);
+	free(a);
+	s->auth = NULL;
+	s->auth_exchange = 0;
+}
+
+/* Sends a 334 challenge; the response comes as the next line. */
+static void
+auth_challenge(struct smtp_session *s, const char *challenge)
+{
+	smtp_reply(s, R_AUTH_CHALLENGE, challenge);
+	s->auth_exchange = 1;
+	s->state = ST_AUTH;
+}
+
+/* The password is checked only after anvil says neither the address
+ * nor the user is locked out, and a failure - unknown user or wrong
+ * password, one reply for both - is reported back to it. */
+static void
+auth_verify(struct smtp_session *s)
+{
+	struct auth_state *a = s->auth;
+	const char *mech_name = a->plain ? "PLAIN" : "LOGIN";
+	const struct auth_user *entry;
+	int rc;
+
+	if (s->anvil != NULL && anvil_auth_check(s->anvil, s->peer_addr,
+	    a->user) == ANVIL_AUTH_LOCKED) {
+		char safe[AUTH_USER_MAX * 4 + 1];
+
+		log_warn("AUTH from %s[%s] refused: locked out after too many "
+		    "failures (sasl_username=%s)", s->peer_name, s->peer_addr,
+		    log_sanitize(safe, sizeof(safe), a->user,
+		    strlen(a->user)));
+		smtp_reply(s, R_AUTH_LOCKED, s->cfg->hostname);
+		s->closing = CLOSE_AUTH_LOCKED;
+		auth_clear(s);
+		return;
+	}
+	rc = auth_users_verify(s->users, a->user, a->pass, &entry);
+	if (rc > 0) {
+		ferry_strlcpy(s->auth_user, entry->name, sizeof(s->auth_user));
+		s->auth_entry = entry;
+		log_info("AUTH from %s[%s]: sasl_method=%s, sasl_username=%s",
+		    s->peer_name, s->peer_addr, mech_name, s->auth_user);
+		smtp_reply(s, R_AUTH_OK);
+	} else if (rc == 0) {
+		char safe[AUTH_USER_MAX * 4 + 1];
+
+		log_warn("%s[%s]: SASL %s authentication failed "
+		    "(sasl_username=%s)", s->peer_name, s->peer_addr, mech_name,
+		    log_sanitize(safe, sizeof(safe), a->user,
+		    strlen(a->user)));
+		if (s->anvil != NULL)
+			anvil_auth_failed(s->anvil, s->peer_addr, a->user);
+		smtp_reply(s, R_AUTH_FAILED);
+	} else {
+		log_error("AUTH from %s[%s]: the password hash could not be "
+		    "computed", s->peer_name, s->peer_addr);
+		smtp_reply(s, R_AUTH_TEMPFAIL);
+	}
+	auth_clear(s);
+}
+
+/* A decoded response is in a->buf: take what it holds, then ask for
+ * the next one or check the password. */
+static void
+auth_response(struct smtp_session *s)
+{
+	struct auth_state *a = s->auth;
+	const uint8_t *buf = a->buf;
+	size_t blen = a->blen;
+
+	if (a->plain) {
+		const uint8_t *z1, *z2;
+
+		/* authzid NUL authcid NUL passwd; authzid empty or the
+		 * same user (no proxy authentication) */
+		z1 = memchr(buf, '\0', blen);
+		z2 = z1 ? memchr(z1 + 1, '\0', blen - (size_t)(z1 + 1 - buf)) :
+		    NULL;
+		if (z2 == NULL || auth_field(a->user, sizeof(a->user), z1 + 1,
+		    (size_t)(z2 - z1 - 1)) < 0 || auth_field(a->pass,
+		    AUTH_PASSWORD_MAX + 1, z2 + 1,
+		    blen - (size_t)(z2 + 1 - buf)) < 0) {
+			smtp_reply(s, R_AUTH_BAD_RESPONSE);
+			auth_clear(s);
+			return;
+		}
+		if (z1 != buf && ((size_t)(z1 - buf) != strlen(a->user) ||
+		    memcmp(buf, a->user, strlen(a->user)) != 0))
+			a->user[0] = '\0';   /* fails below, like a bad password */
+		auth_verify(s);
+		return;
+	}
+	if (a->step == 0) {
+		if (auth_field(a->user, sizeof(a->user), buf, blen) < 0) {
+			smtp_reply(s, R_AUTH_BAD_RESPONSE);
+			auth_clear(s);
+			return;
+		}
+		a->step = 1;
+		auth_challenge(s, "UGFzc3dvcmQ6");
+		return;
+	}
+	if (auth_field(a->pass, AUTH_PASSWORD_MAX + 1, buf, blen) < 0) {
+		smtp_reply(s, R_AUTH_BAD_RESPONSE);
+		auth_clear(s);
+		return;
+	}
+	auth_verify(s);
+}
+
+/* A line read in ST_AUTH: the client's response, or "*" to cancel. */
+static void
+auth_line(struct smtp_session *s, char *line, size_t len)
+{
+	struct auth_state *a = s->auth;
+	ssize_t n;
+
+	s->auth_exchange = 0;
+	s->state = ST_COMMAND;
+	if (len == 1 && line[0] == '*') {
+		consume_in(s, len + 2);
+		smtp_reply(s, R_AUTH_CANCELLED);
+		auth_clear(s);
+		return;
+	}
+	n = b64_decode(line, len, a->buf, AUTH_DECODED_MAX);
+	OPENSSL_cleanse(line, len);
+	consume_in(s, len + 2);
+	if (n < 0) {
+		smtp_reply(s, R_AUTH_BAD_BASE64);
+		auth_clear(s);
+		return;
+	}
+	a->blen = (size_t)n;
+	auth_response(s);
+}
+
+/* RFC 4954 with PLAIN (RFC 4616) and LOGIN. */
 static void
 cmd_auth(struct smtp_session *s, enum smtp_verb verb, const char *arg,
     size_t len)
 {
-	uint8_t *buf = NULL;
-	char user[AUTH_USER_MAX + 1], *pass = NULL;
-	const struct auth_user *entry;
-	const char *sp, *mech_name;
-	size_t mlen, blen = 0, iroff = 0;
-	enum auth_read ar;
-	int plain, rc;
+	struct auth_state *a;
+	const char *sp;
+	size_t mlen, iroff = 0;
+	int plain;
 
 	if (!auth_enabled(s)) {
 		cmd_not_implemented(s, verb, arg, len);
@@ -1309,118 +1591,28 @@ cmd_auth(struct smtp_session *s, enum smtp_verb verb, const char *arg,
 		smtp_reply(s, mlen == 0 ? R_AUTH_SYNTAX : R_AUTH_MECH);
 		return;
 	}
-	mech_name = plain ? "PLAIN" : "LOGIN";
 	if (!s->tls_active)
 		log_warn("AUTH without TLS from %s[%s] "
 		    "(auth_plaintext_networks)", s->peer_name, s->peer_addr);
 
-	buf = xmalloc(AUTH_DECODED_MAX + 1);
-	pass = xmalloc(AUTH_PASSWORD_MAX + 1);
-	pass[0] = '\0';
-	user[0] = '\0';
-	if (plain) {
-		const uint8_t *z1, *z2;
-
-		if (iroff > 0) {
-			if (auth_initial(s, arg + iroff, len - iroff, buf,
-			    AUTH_DECODED_MAX, &blen) < 0)
-				goto out;
-		} else {
-			ar = auth_exchange(s, "", buf, AUTH_DECODED_MAX,
-			    &blen);
-			if (ar != AUTH_READ_OK)
-				goto out;
-		}
-		/* authzid NUL authcid NUL passwd; authzid empty or the
-		 * same user (no proxy authentication) */
-		z1 = memchr(buf, '\0', blen);
-		z2 = z1 ? memchr(z1 + 1, '\0', blen - (size_t)(z1 + 1 - buf)) :
-		    NULL;
-		if (z2 == NULL || auth_field(user, sizeof(user), z1 + 1,
-		    (size_t)(z2 - z1 - 1)) < 0 || auth_field(pass,
-		    AUTH_PASSWORD_MAX + 1, z2 + 1,
-		    blen - (size_t)(z2 + 1 - buf)) < 0) {
-			smtp_reply(s, R_AUTH_BAD_RESPONSE);
-			goto out;
-		}
-		if (z1 != buf && ((size_t)(z1 - buf) != strlen(user) ||
-		    memcmp(buf, user, strlen(user)) != 0))
-			user[0] = '\0';   /* fails below, like a bad password */
-	} else {
-		if (iroff > 0) {
-			if (auth_initial(s, arg + iroff, len - iroff, buf,
-			    AUTH_DECODED_MAX, &blen) < 0)
-				goto out;
-		} else {
-			ar = auth_exchange(s, "VXNlcm5hbWU6", buf,
-			    AUTH_DECODED_MAX, &blen);
-			if (ar != AUTH_READ_OK)
-				goto out;
-		}
-		if (auth_field(user, sizeof(user), buf, blen) < 0) {
-			smtp_reply(s, R_AUTH_BAD_RESPONSE);
-			goto out;
-		}
-		ar = auth_exchange(s, "UGFzc3dvcmQ6", buf, AUTH_DECODED_MAX,
-		    &blen);
-		if (ar != AUTH_READ_OK)
-			goto out;
-		if (auth_field(pass, AUTH_PASSWORD_MAX + 1, buf, blen) < 0) {
-			smtp_reply(s, R_AUTH_BAD_RESPONSE);
-			goto out;
-		}
+	a = xcalloc(1, sizeof(*a));
+	a->buf = xmalloc(AUTH_DECODED_MAX + 1);
+	a->pass = xmalloc(AUTH_PASSWORD_MAX + 1);
+	a->pass[0] = '\0';
+	a->plain = plain;
+	s->auth = a;
+	if (iroff == 0) {
+		auth_challenge(s, plain ? "" : "VXNlcm5hbWU6");
+		return;
 	}
-	if (s->anvil != NULL && anvil_auth_check(s->anvil, s->peer_addr,
-	    user) == ANVIL_AUTH_LOCKED) {
-		char safe[AUTH_USER_MAX * 4 + 1];
-
-		log_warn("AUTH from %s[%s] refused: locked out after too many "
-		    "failures (sasl_username=%s)", s->peer_name, s->peer_addr,
-		    log_sanitize(safe, sizeof(safe), user, strlen(user)));
-		smtp_reply(s, R_AUTH_LOCKED, s->cfg->hostname);
-		s->closing = CLOSE_AUTH_LOCKED;
-		goto out;
+	if (auth_initial(s, arg + iroff, len - iroff, a->buf,
+	    AUTH_DECODED_MAX, &a->blen) < 0) {
+		auth_clear(s);
+		return;
 	}
-	rc = auth_users_verify(s->users, user, pass, &entry);
-	if (rc > 0) {
-		ferry_strlcpy(s->auth_user, entry->name, sizeof(s->auth_user));
-		s->auth_entry = entry;
-		log_info("AUTH from %s[%s]: sasl_method=%s, sasl_username=%s",
-		    s->peer_name, s->peer_addr, mech_name, s->auth_user);
-		smtp_reply(s, R_AUTH_OK);
-	} else if (rc == 0) {
-		char safe[AUTH_USER_MAX * 4 + 1];
-
-		log_warn("%s[%s]: SASL %s authentication failed "
-		    "(sasl_username=%s)", s->peer_name, s->peer_addr, mech_name,
-		    log_sanitize(safe, sizeof(safe), user, strlen(user)));
-		if (s->anvil != NULL)
-			anvil_auth_failed(s->anvil, s->peer_addr, user);
-		smtp_reply(s, R_AUTH_FAILED);
-	} else {
-		log_error("AUTH from %s[%s]: the password hash could not be "
-		    "computed", s->peer_name, s->peer_addr);
-		smtp_reply(s, R_AUTH_TEMPFAIL);
-	}
-out:
-	OPENSSL_cleanse(buf, AUTH_DECODED_MAX + 1);
-	OPENSSL_cleanse(pass, AUTH_PASSWORD_MAX + 1);
-	OPENSSL_cleanse(user, sizeof(user));
-	free(buf);
-	free(pass);
+	auth_response(s);
 }
 
-/* BDAT where TLS is required first: its chunk is read and dropped, so
- * that the bytes are not taken for commands. */
-static void
-bdat_discard(struct smtp_session *s, const char *arg, size_t len)
-{
-	uint64_t size;
-	int last;
-
-	if (smtp_parse_bdat(arg, len, &size, &last) == 0)
-		(void)bdat_read_chunk(s, size, 0);
-}
 
 /* The command table.  Adding a verb is adding a row.  Where a listener
  * requires TLS, only the rows marked CMD_TLS_OK are served before it. */
@@ -1476,6 +1668,9 @@ close_reason_name(enum close_reason r)
 	case CLOSE_LIMIT: return " (rate limit)";
 	case CLOSE_TLS: return " (TLS handshake failed)";
 	case CLOSE_AUTH_LOCKED: return " (authentication lockout)";
+	case CLOSE_JUNK: return " (too many junk commands)";
+	case CLOSE_LIFETIME: return " (session lifetime)";
+	case CLOSE_OUTPUT: return " (replies not read)";
 	default: return "";
 	}
 }
@@ -1515,25 +1710,6 @@ log_disconnect(struct smtp_session *s)
 /* Pregreet (Postfix postscreen's name): a real SMTP client waits for
  * the greeting; one that talks first is a bot blasting its script.
  * Waits limits.greet_pause milliseconds (0: just looks). */
-static int
-talks_before_greeting(struct smtp_session *s)
-{
-	struct pollfd pfd = { s->fd, POLLIN, 0 };
-	int64_t end = now_ms() + s->cfg->greet_pause;
-	char c;
-
-	for (;;) {
-		int64_t left = end - now_ms();
-		int rc = poll(&pfd, 1, left > 0 ? (int)left : 0);
-
-		if (rc < 0 && errno == EINTR && left > 0)
-			continue;
-		if (rc <= 0)
-			return 0;
-		/* readable: bytes, or only the end of the connection */
-		return recv(s->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
-	}
-}
 
 /* An HTTP request (or a POP3 login) sent to the SMTP port: the verb, or
  * NULL.  Postfix closes on these too; nothing good follows them. */
@@ -1554,13 +1730,281 @@ not_smtp(const char *line, size_t len)
 	return NULL;
 }
 
-void
-smtp_session_run(const struct session_params *p)
+
+/* The runner answered BEGIN or COMMIT (ok: yes), or failed, or did not
+ * answer in time: the session goes on where it waited. */
+static void
+queue_answered(struct smtp_session *s, int ok)
+{
+	if (s->queue_then == Q_COMMIT) {
+		tx_committed(s, ok);
+		return;
+	}
+	if (!ok && s->queue_retry && intake_fd(s->queue) < 0) {
+		/* a kept connection may lead to a runner that has since
+		 * gone: one more try on a fresh one */
+		s->queue_retry = 0;
+		if (intake_send_begin(s->queue, &s->tx.env) == 0) {
+			queue_wait(s, s->queue_then);
+			return;
+		}
+	}
+	if (!ok)
+		log_warn("queue runner refused a new message from %s[%s]: %s",
+		    s->peer_name, s->peer_addr, s->queue->reason);
+	if (s->queue_then == Q_BEGIN_DATA) {
+		data_begun(s, ok);
+		return;
+	}
+	s->state = ST_COMMAND;
+	arm_command(s);
+	if (ok)
+		tx_begun(s, DATA_MODE_BDAT);
+	else
+		tx_fail(s, R_QUEUE_UNAVAILABLE);
+	bdat_chunk_start(s, s->bdat_size, s->bdat_last);
+}
+
+/* Commands that move no mail (Postfix's junk commands, and the rest of
+ * the talk that only costs us). */
+static int
+moves_no_mail(enum smtp_verb verb)
+{
+	switch (verb) {
+	case VERB_NOOP:
+	case VERB_RSET:
+	case VERB_VRFY:
+	case VERB_EXPN:
+	case VERB_HELP:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+static int
+draining_expired(const struct smtp_session *s)
+{
+	return s->control != NULL && s->control->drain &&
+	    s->control->drain_deadline != 0 &&
+	    now_ms() >= s->control->drain_deadline;
+}
+
+/* One command line: its handler, or the refusal. */
+static void
+dispatch(struct smtp_session *s, char *line, size_t len)
+{
+	const struct smtp_command *cmd;
+	enum smtp_verb verb;
+	const char *arg, *alien;
+	size_t arglen;
+	char *argcopy;
+
+	verb = smtp_parse_verb(line, len, &arg, &arglen);
+	alien = verb == VERB_UNKNOWN ? not_smtp(line, len) : NULL;
+	/* copy the argument out: consuming the line moves the buffer */
+	argcopy = xstrndup(arg, arglen);
+	if (verb == VERB_AUTH)
+		OPENSSL_cleanse(line, len);
+	consume_in(s, len + 2);
+	s->counts[verb]++;
+	s->total_commands++;
+	cmd = verb == VERB_UNKNOWN ? NULL : command_lookup(verb);
+	/* a pipelined group (what one read brought) counts once: what
+	 * holds a session is the client coming back with more of them */
+	if (moves_no_mail(verb) && s->junk_read != s->reads &&
+	    (s->junk_read = s->reads, ++s->junk >
+	    (unsigned)s->cfg->junk_command_limit)) {
+		log_warn("%s[%s]: %u rounds of commands that move no mail; "
+		    "closing", s->peer_name, s->peer_addr, s->junk - 1);
+		smtp_reply(s, R_TOO_MANY_JUNK, s->cfg->hostname);
+		s->closing = CLOSE_JUNK;
+	} else if (cmd == NULL && alien != NULL) {
+		smtp_reply(s, R_NOT_SMTP, s->cfg->hostname, alien);
+		s->closing = CLOSE_PROTOCOL;
+	} else if (cmd == NULL)
+		smtp_reply(s, R_UNKNOWN_COMMAND);
+	else if (s->lcfg != NULL && s->lcfg->tls_required &&
+	    !s->tls_active && !(cmd->flags & CMD_TLS_OK)) {
+		if (verb == VERB_BDAT)
+			bdat_discard(s, argcopy, arglen);
+		else
+			smtp_reply(s, R_TLS_REQUIRED);
+	} else
+		cmd->handler(s, verb, argcopy, arglen);
+	if (verb == VERB_AUTH)   /* may hold a password */
+		OPENSSL_cleanse(argcopy, arglen);
+	free(argcopy);
+}
+
+/* Works through the buffered input in the current state until it needs
+ * more, the state no longer reads input, or the session must close. */
+static void
+process_input(struct smtp_session *s)
+{
+	while (s->closing == OPEN) {
+		enum line_result lr;
+		char *line;
+		size_t len;
+
+		switch (s->state) {
+		case ST_COMMAND:
+			if (s->errors >= s->cfg->max_errors) {
+				s->closing = CLOSE_ERRORS;
+				break;
+			}
+			if (draining_expired(s)) {
+				s->closing = CLOSE_SHUTDOWN;
+				break;
+			}
+			lr = next_line(s, &line, &len);
+			if (lr == LINE_NEED)
+				return;
+			if (lr == LINE_OK) {
+				dispatch(s, line, len);
+				if (s->state == ST_COMMAND)
+					arm_command(s);
+			}
+			break;
+		case ST_AUTH:
+			lr = next_line(s, &line, &len);
+			if (lr == LINE_NEED)
+				return;
+			if (lr == LINE_OK)
+				auth_line(s, line, len);
+			else {
+				/* too long or broken: answered; the
+				 * exchange is over */
+				s->state = ST_COMMAND;
+				auth_clear(s);
+			}
+			if (s->state == ST_COMMAND)
+				arm_command(s);
+			break;
+		case ST_DATA:
+			if (data_feed(s) == FEED_NEED)
+				return;
+			break;
+		case ST_BDAT:
+			if (bdat_feed(s) == FEED_NEED)
+				return;
+			break;
+		default:
+			return;
+		}
+	}
+}
+
+/* The session is over: the last reply its reason calls for, written
+ * within a short grace. */
+static void
+begin_close(struct smtp_session *s)
+{
+	switch (s->closing) {
+	case CLOSE_TIMEOUT:
+	case CLOSE_LIFETIME:
+		smtp_reply(s, R_TIMEOUT, s->cfg->hostname);
+		break;
+	case CLOSE_SHUTDOWN:
+		if (!s->shutdown_sent)
+			smtp_reply(s, R_SHUTDOWN, s->cfg->hostname);
+		break;
+	case CLOSE_ERRORS:
+		smtp_reply(s, R_TOO_MANY_ERRORS, s->cfg->hostname);
+		break;
+	default:
+		break;
+	}
+	if (s->out_len > 0 && s->closing != CLOSE_IOERR &&
+	    s->closing != CLOSE_OUTPUT && s->closing != CLOSE_TLS) {
+		s->state = ST_CLOSING;
+		s->close_deadline = now_ms() + CLOSE_GRACE_MS;
+	} else
+		s->state = ST_DONE;
+}
+
+/* The greeting, or why there is none. */
+static void
+greet(struct smtp_session *s, int talked_first)
+{
+	s->state = ST_COMMAND;
+	arm_command(s);
+	if (s->control && s->control->drain) {
+		smtp_reply(s, R_SHUTDOWN, s->cfg->hostname);
+		s->shutdown_sent = 1;
+		s->closing = CLOSE_SHUTDOWN;
+	} else if (talked_first) {
+		smtp_reply(s, R_PREGREET, s->cfg->hostname);
+		s->closing = CLOSE_PROTOCOL;
+	} else
+		smtp_reply(s, R_GREETING, s->cfg->hostname);
+}
+
+/* Pregreet (Postfix postscreen's name): a real SMTP client waits for
+ * the greeting; one that talks first is a bot blasting its script.
+ * 1 bytes wait, 0 none (or only the end of the connection), -1 not
+ * known yet. */
+static int
+talked_first(struct smtp_session *s)
+{
+	char c;
+	ssize_t n = recv(s->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK ||
+	    errno == EINTR))
+		return -1;
+	return n > 0;
+}
+
+/* Its deadline has come. */
+static void
+on_deadline(struct smtp_session *s, int64_t now)
+{
+	switch (s->state) {
+	case ST_DONE:
+		return;
+	case ST_GREET_WAIT:
+		greet(s, 0);
+		return;
+	case ST_CLOSING:
+		s->state = ST_DONE;
+		return;
+	case ST_HANDSHAKE:
+		handshake_failed(s, "TLS handshake timed out");
+		begin_close(s);
+		return;
+	case ST_QUEUE:
+		intake_drop(s->queue, "no answer from the queue runner in time");
+		queue_answered(s, 0);
+		return;
+	default:
+		if (s->control && s->control->drain &&
+		    s->control->drain_deadline != 0 &&
+		    now >= s->control->drain_deadline)
+			s->closing = CLOSE_SHUTDOWN;
+		else if (now >= s->life_deadline)
+			s->closing = CLOSE_LIFETIME;
+		else
+			s->closing = CLOSE_TIMEOUT;
+		begin_close(s);
+		return;
+	}
+}
+
+/* ----------------------------------------------------------- interface */
+
+struct smtp_session *
+smtp_session_start(const struct session_params *p)
 {
 	struct smtp_session *s = xcalloc(1, sizeof(*s));
+	int64_t now = now_ms();
 
 	s->cfg = p->cfg;
-	s->queue = p->queue;
+	if (p->intake != NULL)
+		s->intake = *p->intake;          /* moved in */
+	else
+		intake_client_init(&s->intake, p->queue_path);
+	s->queue = &s->intake;
 	s->control = p->control;
 	s->fd = p->fd;
 	s->listener = p->listener;
@@ -1584,6 +2028,8 @@ smtp_session_run(const struct session_params *p)
 	s->in = xmalloc(s->in_cap);
 	envelope_init(&s->tx.env);
 	fd_set_nonblock(s->fd, 1);
+	s->life_deadline = now + (int64_t)s->cfg->session_lifetime * 1000;
+	arm_command(s);
 
 	log_info("connect from %s[%s]", s->peer_name, s->peer_addr);
 	/* RFC 8314: on an implicit TLS listener the handshake comes first */
@@ -1591,96 +2037,238 @@ smtp_session_run(const struct session_params *p)
 		if (s->tls_ctx == NULL) {
 			log_error("listener %s: no TLS context", s->listener);
 			s->closing = CLOSE_TLS;
-		} else
-			(void)tls_handshake(s);
-	}
-	s->deadline = now_ms() + (int64_t)s->cfg->command_timeout * 1000;
-	if (s->closing != OPEN) {
-		/* the handshake failed: nothing can be said */
-	} else if (s->control && s->control->drain) {
-		smtp_reply(s, R_SHUTDOWN, s->cfg->hostname);
-		s->shutdown_sent = 1;
-		s->closing = CLOSE_SHUTDOWN;
-	} else if (!(p->lcfg != NULL && p->lcfg->tls == LTLS_IMPLICIT) &&
-	    talks_before_greeting(s)) {
-		smtp_reply(s, R_PREGREET, s->cfg->hostname);
-		s->closing = CLOSE_PROTOCOL;
-	} else {
-		smtp_reply(s, R_GREETING, s->cfg->hostname);
-	}
-
-	while (s->closing == OPEN) {
-		const struct smtp_command *cmd;
-		enum smtp_verb verb;
-		const char *arg;
-		size_t len, arglen;
-		char *line;
-		const char *alien;
-
-		if (read_line(s, &line, &len) != LINE_OK)
-			break;
-		verb = smtp_parse_verb(line, len, &arg, &arglen);
-		alien = verb == VERB_UNKNOWN ? not_smtp(line, len) : NULL;
-		/* copy the argument out: the handler may refill s->in */
-		{
-			char *argcopy = xstrndup(arg, arglen);
-
-			if (verb == VERB_AUTH)
-				OPENSSL_cleanse(line, len);
-			consume_in(s, len + 2);
-			s->counts[verb]++;
-			s->total_commands++;
-			cmd = verb == VERB_UNKNOWN ? NULL :
-			    command_lookup(verb);
-			if (cmd == NULL && alien != NULL) {
-				smtp_reply(s, R_NOT_SMTP, s->cfg->hostname,
-				    alien);
-				s->closing = CLOSE_PROTOCOL;
-			} else if (cmd == NULL)
-				smtp_reply(s, R_UNKNOWN_COMMAND);
-			else if (s->lcfg != NULL && s->lcfg->tls_required &&
-			    !s->tls_active && !(cmd->flags & CMD_TLS_OK)) {
-				if (verb == VERB_BDAT)
-					bdat_discard(s, argcopy, arglen);
-				if (s->closing == OPEN)
-					smtp_reply(s, R_TLS_REQUIRED);
-			} else
-				cmd->handler(s, verb, argcopy, arglen);
-			if (verb == VERB_AUTH)   /* may hold a password */
-				OPENSSL_cleanse(argcopy, arglen);
-			free(argcopy);
+			s->state = ST_DONE;
+		} else {
+			s->implicit_tls = 1;
+			handshake_begin(s);
 		}
-		if (s->closing == OPEN && s->errors >= s->cfg->max_errors)
-			s->closing = CLOSE_ERRORS;
-		if (s->closing == OPEN && draining_expired(s))
-			s->closing = CLOSE_SHUTDOWN;
+	} else if (s->cfg->greet_pause > 0 &&
+	    !(s->control && s->control->drain)) {
+		s->state = ST_GREET_WAIT;
+		s->greet_deadline = now + s->cfg->greet_pause;
+	} else
+		greet(s, talked_first(s) > 0);   /* 0: only look */
+	return s;
+}
+
+void
+smtp_session_run(struct smtp_session *s, int64_t now)
+{
+	int reads = 0;
+
+	s->more = 0;
+	if (intake_unsent(s->queue) > 0)
+		(void)intake_flush(s->queue);   /* a failure shows later */
+	if (s->queue_blocked && intake_unsent(s->queue) <= QUEUE_HIGH) {
+		s->queue_blocked = 0;
+		s->idle_since = now_ms();        /* we waited, not the client */
 	}
-	switch (s->closing) {
-	case CLOSE_TIMEOUT:
-		smtp_reply(s, R_TIMEOUT, s->cfg->hostname);
-		break;
-	case CLOSE_SHUTDOWN:
-		if (!s->shutdown_sent)
-			smtp_reply(s, R_SHUTDOWN, s->cfg->hostname);
-		break;
-	case CLOSE_ERRORS:
-		smtp_reply(s, R_TOO_MANY_ERRORS, s->cfg->hostname);
+	if (s->state != ST_DONE && now >= smtp_session_deadline(s))
+		on_deadline(s, now);
+	for (;;) {
+		char err[512];
+		ssize_t n;
+		int rc;
+
+		switch (s->state) {
+		case ST_DONE:
+			return;
+		case ST_CLOSING:
+			if (s->out_len > 0 && try_flush(s) == 0 &&
+			    s->out_len > 0)
+				return;         /* wait until writable */
+			s->state = ST_DONE;
+			return;
+		case ST_GREET_WAIT:
+			rc = talked_first(s);
+			if (rc < 0)
+				return;
+			greet(s, rc);
+			continue;
+		case ST_HANDSHAKE:
+			/* the STARTTLS 220 goes out in plain text first */
+			if (s->out_len > 0) {
+				if (try_flush(s) < 0) {
+					begin_close(s);
+					continue;
+				}
+				if (s->out_len > 0)
+					return;
+			}
+			rc = conn_tls_accept_step(&s->conn, s->tls_ctx, err,
+			    sizeof(err));
+			if (rc == 0)
+				return;
+			if (rc < 0) {
+				handshake_failed(s, err);
+				begin_close(s);
+				continue;
+			}
+			handshake_done(s);
+			continue;
+		case ST_QUEUE:
+			rc = s->queue_then == Q_COMMIT ?
+			    intake_poll_answer(s->queue, IMSG_TX_COMMITTED, NULL,
+			    0) : intake_poll_answer(s->queue, IMSG_TX_BEGUN,
+			    s->tx.qid, sizeof(s->tx.qid));
+			if (rc == 0)
+				return;
+			queue_answered(s, rc > 0);
+			continue;
+		default:
+			break;
+		}
+		process_input(s);
+		if (s->closing != OPEN) {
+			begin_close(s);
+			continue;
+		}
+		if (s->state == ST_HANDSHAKE || s->state == ST_QUEUE)
+			continue;
+		/* Input ran out: now the pipelined replies go (RFC 2920).
+		 * Nothing more is read until they have gone. */
+		if (s->out_len > 0) {
+			if (try_flush(s) < 0) {
+				begin_close(s);
+				continue;
+			}
+			if (s->out_len > 0)
+				return;         /* wait until writable */
+		}
+		/* the runner reads slower than the client sends: wait */
+		if ((s->state == ST_DATA || s->state == ST_BDAT) &&
+		    intake_unsent(s->queue) > QUEUE_HIGH) {
+			s->queue_blocked = 1;
+			return;
+		}
+		if (++reads > TURN_READS) {
+			s->more = 1;            /* the others' turn */
+			return;
+		}
+		if (s->in_len == s->in_cap)
+			log_panic("session input full with nothing to do");
+		n = conn_read(&s->conn, s->in + s->in_len,
+		    s->in_cap - s->in_len);
+		if (n > 0) {
+			s->in_len += (size_t)n;
+			s->reads++;
+			if (s->state == ST_DATA || s->state == ST_BDAT)
+				s->idle_since = now_ms();
+			continue;
+		}
+		if (n == CONN_AGAIN)
+			return;
+		s->closing = n == 0 ? CLOSE_EOF : CLOSE_IOERR;
+		begin_close(s);
+	}
+}
+
+short
+smtp_session_events(const struct smtp_session *s)
+{
+	switch (s->state) {
+	case ST_DONE:
+	case ST_QUEUE:
+		return 0;
+	case ST_GREET_WAIT:
+		return POLLIN;
+	default:
+		if (s->queue_blocked)
+			return 0;
+		return s->conn.want ? s->conn.want : POLLIN;
+	}
+}
+
+int
+smtp_session_queue_fd(const struct smtp_session *s)
+{
+	return smtp_session_queue_events(s) ? intake_fd(s->queue) : -1;
+}
+
+short
+smtp_session_queue_events(const struct smtp_session *s)
+{
+	short ev = intake_unsent(s->queue) > 0 ? POLLOUT : 0;
+
+	if (intake_fd(s->queue) < 0 || s->state == ST_DONE)
+		return 0;
+	return s->state == ST_QUEUE ? (short)(ev | POLLIN) : ev;
+}
+
+int
+smtp_session_fd(const struct smtp_session *s)
+{
+	return s->fd;
+}
+
+int
+smtp_session_more(const struct smtp_session *s)
+{
+	return s->state != ST_DONE && (s->more || conn_pending(&s->conn));
+}
+
+int64_t
+smtp_session_deadline(const struct smtp_session *s)
+{
+	int64_t d, idle;
+
+	switch (s->state) {
+	case ST_DONE:
+		return 0;
+	case ST_CLOSING:
+		return s->close_deadline;
+	case ST_QUEUE:
+		return s->queue_deadline;
+	case ST_GREET_WAIT:
+		d = s->greet_deadline;
 		break;
 	default:
+		idle = (int64_t)s->cfg->command_timeout * 1000;
+		if (s->control && s->control->stress_ms > 0 &&
+		    s->control->stress_ms < idle)
+			idle = s->control->stress_ms;
+		d = s->idle_since + idle;
+		if ((s->state == ST_DATA || s->state == ST_BDAT) &&
+		    s->data_deadline < d)
+			d = s->data_deadline;
+		if (s->life_deadline < d)
+			d = s->life_deadline;
 		break;
 	}
-	/* A last chance for the final reply; the deadline may be gone. */
-	if (s->out_len > 0 && s->closing != CLOSE_IOERR) {
-		s->deadline = now_ms() + 2000;
-		if (s->control)
-			s->control->drain_deadline = 0;
-		flush_out(s);
-	}
+	if (s->control && s->control->drain &&
+	    s->control->drain_deadline != 0 &&
+	    s->control->drain_deadline < d)
+		d = s->control->drain_deadline;
+	return d;
+}
+
+int
+smtp_session_over(const struct smtp_session *s)
+{
+	return s->state == ST_DONE;
+}
+
+int
+smtp_session_end(struct smtp_session *s, struct intake_client *keep)
+{
+	int kept = 0;
+
+	auth_clear(s);
 	tx_reset(s);
 	envelope_free(&s->tx.env);
+	free(s->scan_out);
 	conn_end(&s->conn);
 	log_disconnect(s);
+	if (keep != NULL && s->state != ST_QUEUE &&
+	    intake_reusable(&s->intake)) {
+		*keep = s->intake;               /* moved out */
+		kept = 1;
+	} else
+		intake_client_close(&s->intake);
+	close(s->fd);
 	OPENSSL_cleanse(s->in, s->in_cap);
 	free(s->in);
+	free(s->out);
 	free(s);
+	return kept;
 }

@@ -1,16 +1,39 @@
 /*
- * smtpd.c - the SMTP worker process.
+ * smtpd.c - the SMTP worker process: privileges dropped, then one event
+ * loop over up to workers.sessions_per_worker sessions at once.
  *
  * Security stance: this is the process that faces the internet, so it
  * holds nothing worth stealing but its TLS keys.  Started by the master
  * as root, it reads its configuration, the listeners' certificates and
  * keys and the AUTH users file, then drops for good: the SMTP user,
  * chroot to the spool's empty smtpd directory (which holds only the
- * runner's intake socket and anvil's), no new privileges, no forking, no writing
- * files.  It never sees the queue database.  It accepts from the
- * listening sockets the master passed, serves one session at a time,
- * tells the master when it is busy or idle, and exits after the
- * configured number of sessions so the master can start a fresh one.
+ * runner's intake socket and anvil's), no new privileges, no forking, no
+ * writing files.  It never sees the queue database.
+ *
+ * It accepts from the listening sockets the master passed and serves
+ * every session it holds from one poll loop: sockets are non-blocking,
+ * TLS too, each session is a state machine (smtp_session.c) with one
+ * deadline in the worker's timer heap (session_timer.c), and the loop
+ * sleeps until the nearest deadline or the next ready socket.  It tells
+ * the master whether it holds no session, some, or no room for more, and
+ * stops accepting after workers.sessions sessions so the master can
+ * start a fresh one.  Anvil's stress notes shorten every idle limit.
+ *
+ * Isolation.  Sessions of one worker share its address space.  A client
+ * that took over a worker (a memory-safety bug in this code or in
+ * OpenSSL) would see the sessions that worker holds at that moment -
+ * their envelopes, message data and AUTH exchanges in flight - and
+ * nothing else: not the queue (the runner owns it, the worker only
+ * streams to it), not the other workers (separate processes, separately
+ * exec'd, so separate address-space randomisation), not anvil's or the
+ * master's state, and no key but the listeners' TLS keys, which every
+ * worker holds anyway.  Past sessions are gone from it (buffers holding
+ * input and passwords are wiped when a session ends), and a worker is
+ * replaced after workers.sessions sessions.  The default of 64 sessions
+ * per worker with 32 workers makes room for 2048 sessions, above the
+ * default limits.max_connections (256), so that idle and slow clients
+ * cost sockets and not processes; sessions_per_worker = 1 restores one
+ * process per session for operators who weigh that isolation higher.
  */
 #include "autoconfig.h"
 
@@ -35,6 +58,7 @@
 #include "netaddr.h"
 #include "privsep.h"
 #include "procfd.h"
+#include "session_timer.h"
 #include "smtp_reply.h"
 #include "smtp_session.h"
 #include "smtpd.h"
@@ -141,41 +165,334 @@ refuse_over_limit(const struct ferry_config *cfg, struct anvil_client *ac,
 	return 1;
 }
 
+/* A worker that already holds sessions leaves a new connection to an
+ * idle sibling for this long (the master keeps workers.min_idle of
+ * them), so that sessions spread over processes while there are some.
+ * When none took it, it takes the next ones almost at once for a while. */
+#define ACCEPT_DEFER_MS 200
+#define ACCEPT_DEFER_SHORT_MS 10
+#define ACCEPT_SHORT_FOR_MS 1000
+
+/* One session slot of the worker. */
+struct slot {
+	struct smtp_session *s;      /* NULL: free */
+	char peer_addr[64];          /* what anvil counted it as */
+};
+
+struct worker {
+	const struct ferry_config *cfg;
+	const struct child_args *args;
+	pid_t self;
+	struct slot *slots;
+	size_t nslots, nsessions;
+	int started;                 /* sessions started, for recycling */
+	struct session_timer timer;
+	struct anvil_client anvil;
+	char intake_path[4200];
+	struct intake_client *spare;  /* idle connections to the runner that
+	                                 sessions left, for the next ones */
+	size_t nspare;
+	struct tls_server **tls;
+	struct auth_users *users;
+	int last_status;             /* last enum worker_status reported */
+	int64_t defer_until;         /* accepting deferred to an idle worker */
+	int64_t short_defer_until;
+};
+
+static void
+report_status(struct worker *w, int accepting)
+{
+	int st = w->nsessions == 0 ? WORKER_IDLE :
+	    w->nsessions >= w->nslots ? WORKER_FULL : WORKER_BUSY;
+
+	/* one that is leaving must not look idle to the master */
+	if (!accepting && st == WORKER_IDLE)
+		return;
+	if (st == w->last_status)
+		return;
+	w->last_status = st;
+	report(w->self, w->args->generation, (enum worker_status)st);
+}
+
+static void
+arm(struct worker *w, size_t k)
+{
+	session_timer_set(&w->timer, k, smtp_session_deadline(w->slots[k].s));
+}
+
+/* Every session's deadline again: stress mode or draining changed. */
+static void
+arm_all(struct worker *w)
+{
+	size_t k;
+
+	for (k = 0; k < w->nslots; k++)
+		if (w->slots[k].s != NULL)
+			arm(w, k);
+}
+
+static void
+end_session(struct worker *w, size_t k)
+{
+	struct slot *sl = &w->slots[k];
+
+	if (smtp_session_end(sl->s, &w->spare[w->nspare]))
+		w->nspare++;
+	sl->s = NULL;
+	session_timer_cancel(&w->timer, k);
+	anvil_disconnect(&w->anvil, sl->peer_addr);
+	w->nsessions--;
+}
+
+static void
+run_session(struct worker *w, size_t k, int64_t now)
+{
+	smtp_session_run(w->slots[k].s, now);
+	if (smtp_session_over(w->slots[k].s))
+		end_session(w, k);
+	else
+		arm(w, k);
+}
+
+/* Takes one connection from listener i, if one is waiting.  1 when a
+ * connection was taken (served or refused). */
+static int
+accept_one(struct worker *w, size_t i)
+{
+	const struct ferry_config *cfg = w->cfg;
+	struct sockaddr_storage peer;
+	socklen_t plen = sizeof(peer);
+	struct session_params sp;
+	char peer_addr[64];
+	int fd, one = 1;
+	size_t k;
+
+	fd = accept4(FD_LISTEN + (int)i, (struct sockaddr *)&peer, &plen,
+	    SOCK_CLOEXEC | SOCK_NONBLOCK);
+	if (fd < 0) {
+		if (errno != EAGAIN && errno != EWOULDBLOCK &&
+		    errno != ECONNABORTED && errno != EINTR)
+			log_warn("accept: %s", strerror(errno));
+		return 0;       /* a sibling won the race */
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	sockaddr_ntop((struct sockaddr *)&peer, peer_addr, sizeof(peer_addr));
+	if (refuse_over_limit(cfg, &w->anvil, fd, peer_addr)) {
+		close(fd);
+		return 1;
+	}
+	for (k = 0; k < w->nslots && w->slots[k].s != NULL; k++)
+		continue;
+	if (k == w->nslots)
+		log_panic("accepted with every slot taken");
+	memset(&sp, 0, sizeof(sp));
+	sp.cfg = cfg;
+	sp.queue_path = w->intake_path;
+	if (w->nspare > 0)
+		sp.intake = &w->spare[--w->nspare];
+	sp.control = &control;
+	sp.fd = fd;
+	sp.peer = (struct sockaddr *)&peer;
+	sp.listener = cfg->listeners[i].name;
+	sp.lcfg = &cfg->listeners[i];
+	sp.tls = w->tls[i];
+	sp.users = w->users;
+	sp.anvil = &w->anvil;
+	ferry_strlcpy(w->slots[k].peer_addr, peer_addr,
+	    sizeof(w->slots[k].peer_addr));
+	w->slots[k].s = smtp_session_start(&sp);
+	w->nsessions++;
+	w->started++;
+	report_status(w, 1);
+	run_session(w, k, now_ms());
+	return 1;
+}
+
+/* Stress mode as anvil last said it: every idle limit is cut to its
+ * timeout, for the sessions held now too. */
+static void
+take_stress(struct worker *w)
+{
+	int64_t ms;
+
+	if (!w->anvil.stress_changed)
+		return;
+	w->anvil.stress_changed = 0;
+	ms = w->anvil.stress ? (int64_t)w->anvil.stress_timeout * 1000 : 0;
+	if (ms == control.stress_ms)
+		return;
+	if (ms > 0)
+		log_info("stress mode on: idle limit %u s for every session",
+		    w->anvil.stress_timeout);
+	else
+		log_info("stress mode off");
+	control.stress_ms = ms;
+	arm_all(w);
+}
+
+/* The event loop: until told to stop (or recycled) and every session
+ * held is over. */
+static void
+serve(struct worker *w)
+{
+	const struct ferry_config *cfg = w->cfg;
+	size_t nl = cfg->nlisteners, cap = nl + 1 + 2 * w->nslots, i;
+	struct pollfd *pfds = xcalloc(cap, sizeof(*pfds));
+	size_t *slot_of = xcalloc(cap, sizeof(*slot_of));
+
+	for (;;) {
+		int64_t now = now_ms(), first, timeout = 1000;
+		int accepting, listening, rc, any_ready = 0, more = 0;
+		size_t n = 0, k, anvil_at = (size_t)-1;
+
+		accepting = !stop_after_session &&
+		    w->started < cfg->worker_sessions;
+		if (!accepting && w->nsessions == 0)
+			break;
+		if (control.drain && control.drain_deadline == 0) {
+			control.drain_deadline = now +
+			    (int64_t)cfg->shutdown_timeout * 1000;
+			arm_all(w);
+		}
+		anvil_client_keep_connected(&w->anvil);
+		take_stress(w);
+		report_status(w, accepting);
+
+		listening = accepting && w->nsessions < w->nslots &&
+		    (w->defer_until == 0 || now >= w->defer_until);
+		if (listening)
+			for (i = 0; i < nl; i++) {
+				pfds[n].fd = FD_LISTEN + (int)i;
+				pfds[n].events = POLLIN;
+				pfds[n].revents = 0;
+				n++;
+			}
+		if (anvil_client_fd(&w->anvil) >= 0) {
+			anvil_at = n;
+			pfds[n].fd = anvil_client_fd(&w->anvil);
+			pfds[n].events = POLLIN;
+			pfds[n].revents = 0;
+			n++;
+		}
+		for (k = 0; k < w->nslots; k++) {
+			if (w->slots[k].s == NULL)
+				continue;
+			if (smtp_session_more(w->slots[k].s))
+				more = 1;
+			slot_of[n] = k;
+			pfds[n].events = smtp_session_events(w->slots[k].s);
+			/* nothing wanted: not even a hang-up may wake us */
+			pfds[n].fd = pfds[n].events ?
+			    smtp_session_fd(w->slots[k].s) : -1;
+			pfds[n].revents = 0;
+			n++;
+			if (smtp_session_queue_fd(w->slots[k].s) < 0)
+				continue;
+			slot_of[n] = k;
+			pfds[n].fd = smtp_session_queue_fd(w->slots[k].s);
+			pfds[n].events =
+			    smtp_session_queue_events(w->slots[k].s);
+			pfds[n].revents = 0;
+			n++;
+		}
+		if (session_timer_first(&w->timer, &k, &first))
+			timeout = first - now;
+		if (accepting && w->defer_until > now &&
+		    w->defer_until - now < timeout)
+			timeout = w->defer_until - now;
+		if (timeout > 1000)
+			timeout = 1000;   /* signals between test and poll */
+		if (timeout < 0 || more)
+			timeout = 0;
+		rc = poll(pfds, n, (int)timeout);
+		if (rc < 0) {
+			if (errno == EINTR)
+				continue;
+			log_fatal("poll: %s", strerror(errno));
+		}
+		now = now_ms();
+		if (anvil_at != (size_t)-1 && pfds[anvil_at].revents)
+			anvil_client_readable(&w->anvil);
+		take_stress(w);
+		for (i = (listening ? nl : 0) + (anvil_at != (size_t)-1);
+		    i < n; i++) {
+			k = slot_of[i];
+			if (w->slots[k].s == NULL)
+				continue;
+			if (pfds[i].revents != 0 ||
+			    smtp_session_more(w->slots[k].s) ||
+			    now >= smtp_session_deadline(w->slots[k].s))
+				run_session(w, k, now);
+		}
+		/* deadlines of sessions not polled above */
+		while (session_timer_first(&w->timer, &k, &first) &&
+		    first <= now)
+			run_session(w, k, now);
+		if (!listening)
+			continue;
+		for (i = 0; i < nl; i++)
+			if (pfds[i].revents & POLLIN)
+				any_ready = 1;
+		if (!any_ready) {
+			w->defer_until = 0;
+			continue;
+		}
+		if (w->nsessions > 0 && w->defer_until == 0) {
+			/* an idle sibling should take it */
+			w->defer_until = now + (now < w->short_defer_until ?
+			    ACCEPT_DEFER_SHORT_MS : ACCEPT_DEFER_MS);
+			continue;
+		}
+		if (w->defer_until != 0)
+			w->short_defer_until = now + ACCEPT_SHORT_FOR_MS;
+		w->defer_until = 0;
+		for (i = 0; i < nl && w->nsessions < w->nslots &&
+		    !stop_after_session && w->started < cfg->worker_sessions;
+		    i++)
+			if (pfds[i].revents & POLLIN)
+				(void)accept_one(w, i);
+		report_status(w, !stop_after_session &&
+		    w->started < cfg->worker_sessions);
+	}
+	free(pfds);
+	free(slot_of);
+}
+
 int
 smtpd(const struct child_args *a)
 {
 	struct ferry_config *cfg;
-	struct intake_client queue;
-	struct anvil_client anvil_cl;
-	struct tls_server **tls;
-	struct auth_users *users = NULL;
-	struct pollfd *pfds;
-	char sockpath[4200], chroot_dir[4096];
+	struct worker w;
+	char chroot_dir[4096], anvil_path[4200];
 	struct privsep_target target;
-	int sessions = 0, dropped;
+	int dropped;
 	size_t i, n;
-	pid_t self = getpid(), master = getppid();
+	pid_t master = getppid();
 
 	install_signals();
 	cfg = child_load_config(a, "ferry-smtpd");
 	n = cfg->nlisteners;
+	memset(&w, 0, sizeof(w));
+	w.cfg = cfg;
+	w.args = a;
+	w.self = getpid();
 
 	/* Keys and the users file may be root's only: read them now.  The
 	 * master checked both, so a failure here is the environment's. */
-	tls = xcalloc(n, sizeof(*tls));
+	w.tls = xcalloc(n, sizeof(*w.tls));
 	for (i = 0; i < n; i++) {
 		const struct listener_config *l = &cfg->listeners[i];
 		char err[2048];
 
 		if (l->tls != LTLS_NONE) {
-			tls[i] = tls_server_new(cfg, l, err, sizeof(err));
-			if (tls[i] == NULL)
+			w.tls[i] = tls_server_new(cfg, l, err, sizeof(err));
+			if (w.tls[i] == NULL)
 				log_fatal("listen \"%s\": %s", l->name, err);
 		}
-		if (l->auth && users == NULL) {
-			users = auth_users_load(cfg->auth_users_file, err,
+		if (l->auth && w.users == NULL) {
+			w.users = auth_users_load(cfg->auth_users_file, err,
 			    sizeof(err));
-			if (users == NULL)
+			if (w.users == NULL)
 				log_fatal("%s", err);
 		}
 	}
@@ -189,96 +506,42 @@ smtpd(const struct child_args *a)
 	target.no_files = 1;
 	dropped = privsep_drop(&target);
 	child_follow_master(master);
-	if (dropped)
-		snprintf(sockpath, sizeof(sockpath), "/%s",
+	if (dropped) {
+		snprintf(w.intake_path, sizeof(w.intake_path), "/%s",
 		    INTAKE_SOCKET_NAME);
-	else
-		snprintf(sockpath, sizeof(sockpath), "%s/%s", chroot_dir,
-		    INTAKE_SOCKET_NAME);
-	intake_client_init(&queue, sockpath);
-	if (dropped)
-		snprintf(sockpath, sizeof(sockpath), "/%s",
+		snprintf(anvil_path, sizeof(anvil_path), "/%s",
 		    ANVIL_SOCKET_NAME);
-	else
-		snprintf(sockpath, sizeof(sockpath), "%s/%s", chroot_dir,
-		    ANVIL_SOCKET_NAME);
-	anvil_client_init(&anvil_cl, sockpath);
-
-	pfds = xcalloc(n, sizeof(*pfds));
-	for (i = 0; i < n; i++) {
-		pfds[i].fd = FD_LISTEN + (int)i;
-		pfds[i].events = POLLIN;
-		fd_set_nonblock(pfds[i].fd, 1);
+	} else {
+		snprintf(w.intake_path, sizeof(w.intake_path), "%s/%s",
+		    chroot_dir, INTAKE_SOCKET_NAME);
+		snprintf(anvil_path, sizeof(anvil_path), "%s/%s",
+		    chroot_dir, ANVIL_SOCKET_NAME);
 	}
-	log_debug("worker ready (generation %u, %zu listeners)",
-	    a->generation, n);
-	report(self, a->generation, WORKER_IDLE);
+	anvil_client_init(&w.anvil, anvil_path);
 
-	while (!stop_after_session && sessions < cfg->worker_sessions) {
-		struct sockaddr_storage peer;
-		socklen_t plen = sizeof(peer);
-		char peer_addr[64];
-		int fd = -1, one = 1, rc;
-
-		/* bounded: a signal landing between the loop test and
-		 * poll() must not leave us asleep for good */
-		rc = poll(pfds, n, 1000);
-		if (rc < 0) {
-			if (errno == EINTR)
-				continue;
-			log_fatal("poll: %s", strerror(errno));
-		}
-		for (i = 0; i < n && fd < 0; i++) {
-			if (!(pfds[i].revents & POLLIN))
-				continue;
-			fd = accept4(pfds[i].fd, (struct sockaddr *)&peer,
-			    &plen, SOCK_CLOEXEC);
-			if (fd < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
-			    errno != ECONNABORTED && errno != EINTR)
-				log_warn("accept: %s", strerror(errno));
-		}
-		if (fd < 0)
-			continue;   /* a sibling won the race */
-		report(self, a->generation, WORKER_BUSY);
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		sockaddr_ntop((struct sockaddr *)&peer, peer_addr,
-		    sizeof(peer_addr));
-		if (refuse_over_limit(cfg, &anvil_cl, fd, peer_addr)) {
-			close(fd);
-			if (!stop_after_session)
-				report(self, a->generation, WORKER_IDLE);
-			continue;
-		}
-		{
-			struct session_params sp;
-
-			memset(&sp, 0, sizeof(sp));
-			sp.cfg = cfg;
-			sp.queue = &queue;
-			sp.control = &control;
-			sp.fd = fd;
-			sp.peer = (struct sockaddr *)&peer;
-			sp.listener = cfg->listeners[i - 1].name;
-			sp.lcfg = &cfg->listeners[i - 1];
-			sp.tls = tls[i - 1];
-			sp.users = users;
-			sp.anvil = &anvil_cl;
-			smtp_session_run(&sp);
-		}
-		close(fd);
-		anvil_disconnect(&anvil_cl, peer_addr);
-		sessions++;
-		if (!stop_after_session && sessions < cfg->worker_sessions)
-			report(self, a->generation, WORKER_IDLE);
-	}
-	log_debug("worker exiting after %d sessions", sessions);
-	intake_client_close(&queue);
-	anvil_client_close(&anvil_cl);
+	w.nslots = (size_t)cfg->sessions_per_worker;
+	w.slots = xcalloc(w.nslots, sizeof(*w.slots));
+	w.spare = xcalloc(w.nslots, sizeof(*w.spare));
+	session_timer_init(&w.timer, w.nslots);
 	for (i = 0; i < n; i++)
-		tls_server_free(tls[i]);
-	free(tls);
-	auth_users_free(users);
-	free(pfds);
+		fd_set_nonblock(FD_LISTEN + (int)i, 1);
+	log_debug("worker ready (generation %u, %zu listeners, %zu sessions "
+	    "at once)", a->generation, n, w.nslots);
+	report_status(&w, 1);
+
+	serve(&w);
+
+	log_debug("worker exiting after %d sessions", w.started);
+	anvil_client_close(&w.anvil);
+	for (i = 0; i < n; i++)
+		tls_server_free(w.tls[i]);
+	free(w.tls);
+	auth_users_free(w.users);
+	session_timer_free(&w.timer);
+	while (w.nspare > 0)
+		intake_client_close(&w.spare[--w.nspare]);
+	free(w.spare);
+	free(w.slots);
 	config_free(cfg);
 	return 0;
 }

@@ -10,7 +10,10 @@
  * A client certificate counts as verified only when the listener asked
  * for one and the chain verified against tls.client_ca_file; the names
  * taken from it are reduced to printable text before anyone uses them.
- * Every handshake and every read or write has the caller's deadline.
+ * The connection layer never blocks: every call returns CONN_AGAIN with
+ * what it waits for, so one worker can hold many connections; the
+ * blocking helpers (conn_wait, conn_tls_accept) take the caller's
+ * deadline.
  */
 #include "autoconfig.h"
 
@@ -415,68 +418,101 @@ conn_wait(struct server_conn *c, int ms)
 	return rc > 0;
 }
 
+/* Explains a failed SSL_accept in err. */
+static void
+handshake_error(SSL *ssl, int rc, char *err, size_t errlen)
+{
+	X509 *x = NULL;
+	int e = SSL_get_error(ssl, rc);
+
+	if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) {
+		if (errno != 0)
+			snprintf(err, errlen, "TLS handshake: %s",
+			    strerror(errno));
+		else
+			snprintf(err, errlen, "connection closed during "
+			    "the TLS handshake");
+	} else if ((x = peer_certificate(ssl)) != NULL &&
+	    SSL_get_verify_result(ssl) != X509_V_OK) {
+		snprintf(err, errlen, "client certificate: %s",
+		    X509_verify_cert_error_string(
+		    SSL_get_verify_result(ssl)));
+		ERR_clear_error();
+	} else
+		ssl_error(err, errlen, "TLS handshake failed");
+	X509_free(x);
+}
+
+int
+conn_tls_accept_step(struct server_conn *c, struct tls_server *ts,
+    char *err, size_t errlen)
+{
+	SSL *ssl = c->handshake;
+	int rc, e;
+
+	ERR_clear_error();
+	if (ssl == NULL) {
+		ssl = SSL_new(ts->ctx);
+		if (ssl == NULL) {
+			ssl_error(err, errlen, "SSL_new");
+			return -1;
+		}
+		if (!SSL_set_fd(ssl, c->fd)) {
+			ssl_error(err, errlen, "SSL_set_fd");
+			SSL_free(ssl);
+			return -1;
+		}
+		c->handshake = ssl;
+	}
+	errno = 0;
+	rc = SSL_accept(ssl);
+	if (rc == 1) {
+		c->handshake = NULL;
+		c->ssl = ssl;
+		c->want = POLLIN;
+		return 1;
+	}
+	e = SSL_get_error(ssl, rc);
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		c->want = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
+		return 0;
+	}
+	handshake_error(ssl, rc, err, errlen);
+	SSL_free(ssl);
+	c->handshake = NULL;
+	c->want = POLLIN;
+	return -1;
+}
+
 int
 conn_tls_accept(struct server_conn *c, struct tls_server *ts, int64_t deadline,
     char *err, size_t errlen)
 {
-	SSL *ssl;
-
-	ERR_clear_error();
-	ssl = SSL_new(ts->ctx);
-	if (ssl == NULL) {
-		ssl_error(err, errlen, "SSL_new");
-		return -1;
-	}
-	if (!SSL_set_fd(ssl, c->fd)) {
-		ssl_error(err, errlen, "SSL_set_fd");
-		SSL_free(ssl);
-		return -1;
-	}
 	for (;;) {
-		X509 *x = NULL;
-		int rc, e;
 		int64_t left;
+		int rc = conn_tls_accept_step(c, ts, err, errlen);
 
-		ERR_clear_error();
-		errno = 0;
-		rc = SSL_accept(ssl);
-		if (rc == 1)
-			break;
-		e = SSL_get_error(ssl, rc);
-		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-			c->want = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
-			left = deadline - now_ms();
-			if (left > 0 && conn_wait(c, left > 1000 ? 1000 :
-			    (int)left) >= 0)
-				continue;
-			if (left > 0)
-				snprintf(err, errlen, "poll: %s",
-				    strerror(errno));
-			else
-				snprintf(err, errlen, "TLS handshake timed out");
-		} else if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) {
-			if (errno != 0)
-				snprintf(err, errlen, "TLS handshake: %s",
-				    strerror(errno));
-			else
-				snprintf(err, errlen, "connection closed during "
-				    "the TLS handshake");
-		} else if ((x = peer_certificate(ssl)) != NULL &&
-		    SSL_get_verify_result(ssl) != X509_V_OK) {
-			snprintf(err, errlen, "client certificate: %s",
-			    X509_verify_cert_error_string(
-			    SSL_get_verify_result(ssl)));
-			ERR_clear_error();
-		} else
-			ssl_error(err, errlen, "TLS handshake failed");
-		X509_free(x);
-		SSL_free(ssl);
+		if (rc != 0)
+			return rc > 0 ? 0 : -1;
+		left = deadline - now_ms();
+		if (left > 0 && conn_wait(c, left > 1000 ? 1000 :
+		    (int)left) >= 0)
+			continue;
+		if (left > 0)
+			snprintf(err, errlen, "poll: %s", strerror(errno));
+		else
+			snprintf(err, errlen, "TLS handshake timed out");
+		SSL_free((SSL *)c->handshake);
+		c->handshake = NULL;
 		c->want = POLLIN;
 		return -1;
 	}
-	c->ssl = ssl;
-	c->want = POLLIN;
-	return 0;
+}
+
+int
+conn_pending(const struct server_conn *c)
+{
+	return c->ssl != NULL && SSL_pending((SSL *)c->ssl) > 0;
 }
 
 /* Copies s (n bytes) when all of it is printable ASCII; "" otherwise. */
@@ -570,6 +606,10 @@ conn_tls_info(const struct server_conn *c, struct tls_info *out)
 void
 conn_end(struct server_conn *c)
 {
+	if (c->handshake != NULL) {
+		SSL_free((SSL *)c->handshake);
+		c->handshake = NULL;
+	}
 	if (c->ssl != NULL) {
 		ERR_clear_error();
 		(void)SSL_shutdown((SSL *)c->ssl);   /* one try, no waiting */

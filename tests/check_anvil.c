@@ -2,7 +2,8 @@
  * check_anvil.c - unit tests for src/anvil_table.c: client keys,
  * connection counts per client and in all, the connection and message
  * rates, the authentication lockout per address and per user, expiry
- * and the table's size cap.  Time is given explicitly; nothing sleeps.
+ * and the table's size cap, and stress mode (entered at the threshold,
+ * left under it less the hysteresis, counted).  Time is given explicitly; nothing sleeps.
  */
 #include <check.h>
 #include <stdint.h>
@@ -377,6 +378,91 @@ START_TEST(test_set_limits_keeps_counts)
 }
 END_TEST
 
+START_TEST(test_stress_rule)
+{
+	/* off: enters at 80 % of 2048 = 1638.4, so 1639 */
+	ck_assert_int_eq(anvil_stress_decide(0, 1638, 2048, 80), 0);
+	ck_assert_int_eq(anvil_stress_decide(0, 1639, 2048, 80), 1);
+	ck_assert_int_eq(anvil_stress_decide(0, 2048, 2048, 80), 1);
+	/* on: stays on down to 70 % (1433.6), leaves under it */
+	ck_assert_int_eq(anvil_stress_decide(1, 1639, 2048, 80), 1);
+	ck_assert_int_eq(anvil_stress_decide(1, 1500, 2048, 80), 1);
+	ck_assert_int_eq(anvil_stress_decide(1, 1434, 2048, 80), 1);
+	ck_assert_int_eq(anvil_stress_decide(1, 1433, 2048, 80), 0);
+	/* between the marks the state holds, whichever it is */
+	ck_assert_int_eq(anvil_stress_decide(0, 1500, 2048, 80), 0);
+	/* 100 %: only a full relay */
+	ck_assert_int_eq(anvil_stress_decide(0, 99, 100, 100), 0);
+	ck_assert_int_eq(anvil_stress_decide(0, 100, 100, 100), 1);
+	ck_assert_int_eq(anvil_stress_decide(1, 90, 100, 100), 1);
+	ck_assert_int_eq(anvil_stress_decide(1, 89, 100, 100), 0);
+	/* a low threshold leaves at half of it; 1 % leaves when empty */
+	ck_assert_int_eq(anvil_stress_decide(0, 8, 100, 8), 1);
+	ck_assert_int_eq(anvil_stress_decide(1, 4, 100, 8), 1);
+	ck_assert_int_eq(anvil_stress_decide(1, 3, 100, 8), 0);
+	ck_assert_int_eq(anvil_stress_decide(0, 1, 100, 1), 1);
+	ck_assert_int_eq(anvil_stress_decide(1, 1, 100, 1), 1);
+	ck_assert_int_eq(anvil_stress_decide(1, 0, 100, 1), 0);
+	/* 0: never */
+	ck_assert_int_eq(anvil_stress_decide(0, 100, 100, 0), 0);
+	ck_assert_int_eq(anvil_stress_decide(1, 100, 100, 0), 0);
+	/* no overflow at the largest counts */
+	ck_assert_int_eq(anvil_stress_decide(0, 100000, 100000, 100), 1);
+}
+END_TEST
+
+START_TEST(test_stress_enter_leave)
+{
+	struct anvil_limits l = limits();
+	struct anvil_table *t;
+	char key[64];
+	int i;
+
+	l.max_connections = 20;
+	l.stress_threshold = 50;       /* on at 10, off under 8 */
+	t = anvil_table_new(&l);
+	ck_assert_int_eq(anvil_table_stress(t), 0);
+	ck_assert_uint_eq(anvil_table_stress_entered(t), 0);
+	for (i = 0; i < 9; i++) {
+		snprintf(key, sizeof key, "192.0.2.%d", i + 1);
+		ck_assert_int_eq(conn(t, key, T0), ANVIL_OK);
+		ck_assert_int_eq(anvil_table_stress_update(t, T0), 0);
+	}
+	ck_assert_int_eq(conn(t, "192.0.2.10", T0 + 5), ANVIL_OK);
+	ck_assert_int_eq(anvil_table_stress_update(t, T0 + 5), 1);
+	ck_assert_int_eq(anvil_table_stress(t), 1);
+	ck_assert_int_eq(anvil_table_stress_since(t), T0 + 5);
+	ck_assert_uint_eq(anvil_table_stress_entered(t), 1);
+	/* once: no second change while it stays on */
+	ck_assert_int_eq(anvil_table_stress_update(t, T0 + 6), 0);
+	/* down to 8: still on (hysteresis) */
+	anvil_table_disconnect(t, "192.0.2.10", T0 + 10);
+	anvil_table_disconnect(t, "192.0.2.9", T0 + 10);
+	ck_assert_int_eq(anvil_table_stress_update(t, T0 + 10), 0);
+	ck_assert_int_eq(anvil_table_stress(t), 1);
+	/* 7: off */
+	anvil_table_disconnect(t, "192.0.2.8", T0 + 20);
+	ck_assert_int_eq(anvil_table_stress_update(t, T0 + 20), -1);
+	ck_assert_int_eq(anvil_table_stress(t), 0);
+	ck_assert_int_eq(anvil_table_stress_since(t), T0 + 20);
+	ck_assert_int_eq(anvil_table_stress_update(t, T0 + 21), 0);
+	/* 9: under the threshold, still off */
+	ck_assert_int_eq(conn(t, "192.0.2.8", T0 + 30), ANVIL_OK);
+	ck_assert_int_eq(conn(t, "192.0.2.9", T0 + 30), ANVIL_OK);
+	ck_assert_int_eq(anvil_table_stress_update(t, T0 + 30), 0);
+	/* 10 again: on, counted a second time */
+	ck_assert_int_eq(conn(t, "192.0.2.10", T0 + 40), ANVIL_OK);
+	ck_assert_int_eq(anvil_table_stress_update(t, T0 + 40), 1);
+	ck_assert_uint_eq(anvil_table_stress_entered(t), 2);
+	/* a reload that raises the threshold ends it; the count stays */
+	l.stress_threshold = 80;
+	anvil_table_set_limits(t, &l);
+	ck_assert_int_eq(anvil_table_stress_update(t, T0 + 50), -1);
+	ck_assert_uint_eq(anvil_table_stress_entered(t), 2);
+	anvil_table_free(t);
+}
+END_TEST
+
 static Suite *
 anvil_suite(void)
 {
@@ -404,6 +490,10 @@ anvil_suite(void)
 	tcase_add_test(tc, test_cap_fails_open);
 	tcase_add_test(tc, test_many_entries);
 	tcase_add_test(tc, test_set_limits_keeps_counts);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("stress");
+	tcase_add_test(tc, test_stress_rule);
+	tcase_add_test(tc, test_stress_enter_leave);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -175,6 +175,8 @@ static void assert_defaults(const struct ferry_config *c)
 	ck_assert_int_eq(c->max_errors, 10);
 	ck_assert_int_eq(c->command_timeout, 300);
 	ck_assert_int_eq(c->data_timeout, 600);
+	ck_assert_int_eq(c->stress_threshold, 80);
+	ck_assert_int_eq(c->stress_timeout, 10);
 	ck_assert_uint_eq(c->nrelay_networks, 2);
 	/* 127.0.0.0/8 then ::1/128 */
 	assert_cidr(&c->relay_networks[0], "127.0.0.1", 1);
@@ -683,6 +685,33 @@ START_TEST(test_bad_workers)
 }
 END_TEST
 
+/* Stress mode: the threshold is a percentage; the stress timeout is at
+ * most command_timeout (a longer one, or the default with a shorter
+ * command_timeout, is taken as command_timeout, not refused). */
+START_TEST(test_bad_stress)
+{
+	struct ferry_config *c;
+
+	load_bad(LISTEN "limits {\n  stress_threshold = 0\n}\n",
+	    P ":4: stress_threshold = 0 is out of range (1 to 100)");
+	load_bad(LISTEN "limits {\n  stress_threshold = 101\n}\n",
+	    P ":4: stress_threshold = 101 is out of range (1 to 100)");
+	load_bad(LISTEN "limits {\n  stress_timeout = 0\n}\n",
+	    P ":4: stress_timeout = 0 is out of range (1 to 3600)");
+	c = load_ok(LISTEN "limits {\n  command_timeout = 5\n}\n");
+	ck_assert_int_eq(c->stress_timeout, 5);
+	config_free(c);
+	c = load_ok(LISTEN "limits {\n  command_timeout = 30\n"
+	    "  stress_timeout = 31\n  stress_threshold = 95\n}\n");
+	ck_assert_int_eq(c->stress_timeout, 30);
+	ck_assert_int_eq(c->stress_threshold, 95);
+	config_free(c);
+	c = load_ok(LISTEN "limits {\n  stress_timeout = 20\n}\n");
+	ck_assert_int_eq(c->stress_timeout, 20);
+	config_free(c);
+}
+END_TEST
+
 
 /* Routes: exact domain, then the longest ".suffix", then "*", then the
  * smarthost; nothing matching means MX delivery. */
@@ -1181,6 +1210,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_bad_no_listen);
 	tcase_add_test(tc, test_bad_duplicate_listener);
 	tcase_add_test(tc, test_bad_workers);
+	tcase_add_test(tc, test_bad_stress);
 	tcase_add_test(tc, test_bad_syntax);
 	tcase_add_test(tc, test_routes);
 	tcase_add_test(tc, test_bad_routes);

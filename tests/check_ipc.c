@@ -530,6 +530,7 @@ START_TEST(test_type_names)
 	ck_assert_str_eq(ipc_type_name(IMSG_NOTE_RELOAD), "NOTE_RELOAD");
 	ck_assert_str_eq(ipc_type_name(IMSG_NOTE_ANVIL_LIMITS),
 	    "NOTE_ANVIL_LIMITS");
+	ck_assert_str_eq(ipc_type_name(IMSG_ANVIL_STRESS), "ANVIL_STRESS");
 	ck_assert_str_eq(ipc_type_name(0), "unknown");
 	ck_assert_str_eq(ipc_type_name(-1), "unknown");
 	ck_assert_str_eq(ipc_type_name(IMSG_TYPE_MAX), "unknown");

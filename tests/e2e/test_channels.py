@@ -13,6 +13,7 @@ otherwise)."""
 import json
 import os
 import pwd
+import re
 import socket
 import struct
 import sys
@@ -23,11 +24,27 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
 import ferrytest as ft  # noqa: E402
 
 IPC_VERSION = 1
-# ipc.h's enum ipc_type
-TX_BEGIN, TX_DATA = 1, 2
-AGENT_HELLO, JOB, RCPT_RESULT = 8, 9, 12
-ANVIL_CONNECT, ANVIL_DISCONNECT, ANVIL_ANSWER = 15, 16, 20
-CTL_REQUEST, CTL_ANSWER, CTL_ANSWER_END = 25, 26, 27
+
+
+def ipc_types():
+    """ipc.h's enum ipc_type as the compiler numbers it (from 1, in
+    order), so the frames below follow the header."""
+    with open(os.path.join(ft.SRCDIR, "include", "ipc.h")) as f:
+        text = f.read()
+    body = text[text.index("enum ipc_type {"):text.index("IMSG_TYPE_MAX")]
+    body = re.sub(r"/\*.*?\*/", "", body, flags=re.S)
+    assert "IMSG_TX_BEGIN = 1," in body
+    names = re.findall(r"IMSG_(\w+)", body)
+    return {n: i + 1 for i, n in enumerate(names)}
+
+
+_T = ipc_types()
+TX_BEGIN, TX_DATA = _T["TX_BEGIN"], _T["TX_DATA"]
+AGENT_HELLO, JOB, RCPT_RESULT = _T["AGENT_HELLO"], _T["JOB"], _T["RCPT_RESULT"]
+ANVIL_CONNECT, ANVIL_DISCONNECT, ANVIL_ANSWER = (
+    _T["ANVIL_CONNECT"], _T["ANVIL_DISCONNECT"], _T["ANVIL_ANSWER"])
+CTL_REQUEST, CTL_ANSWER, CTL_ANSWER_END = (
+    _T["CTL_REQUEST"], _T["CTL_ANSWER"], _T["CTL_ANSWER_END"])
 IPC_MAX_PAYLOAD = 1024 * 1024
 
 

@@ -311,8 +311,8 @@ try_small(const struct ipc_in *payload, const uint8_t *frame, size_t flen)
 	case IMSG_NOTE_ANVIL_LIMITS: {
 		/* fixed counts of u32/i32 (master.c, queue.c, anvil.c) */
 		size_t want = payload->type == IMSG_WORKER_STATUS ? 3 :
-		    payload->type == IMSG_NOTE_POOL ? 2 : 6, k;
-		int32_t v[6];
+		    payload->type == IMSG_NOTE_POOL ? 2 : 8, k;
+		int32_t v[8];
 
 		for (k = 0; k < want; k++)
 			if (ipc_get_i32(&in, &v[k]) < 0)
@@ -324,6 +324,15 @@ try_small(const struct ipc_in *payload, const uint8_t *frame, size_t flen)
 		same_frame(&m, frame, flen);
 		break;
 	}
+	case IMSG_ANVIL_STRESS:
+		/* on/off, then the stress timeout (anvil.c) */
+		if (ipc_get_u8(&in, &u8) < 0 || ipc_get_u32(&in, &u32) < 0 ||
+		    ipc_end(&in) < 0)
+			break;
+		ipc_add_u8(&m, u8);
+		ipc_add_u32(&m, u32);
+		same_frame(&m, frame, flen);
+		break;
 	default:
 		if (ipc_end(&in) < 0)
 			break;
