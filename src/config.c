@@ -473,7 +473,7 @@ static const struct option_row options[] = {
 	    1, 3600),
 	INT("limits", "data_timeout", 600, B_CONFIG, CF(data_timeout), 1,
 	    86400),
-	INT("limits", "max_connections", 256, B_CONFIG, CF(max_connections),
+	INT("limits", "max_connections", 2048, B_CONFIG, CF(max_connections),
 	    1, 100000),
 	INT("limits", "max_connections_per_client", 20, B_CONFIG,
 	    CF(max_connections_per_client), 1, 100000),
