@@ -28,6 +28,7 @@ static const struct channel_rule runner_may_send[] = {
 	{ IMSG_TX_BEGUN, 0 },
 	{ IMSG_TX_COMMITTED, 0 },
 	{ IMSG_TX_FAIL, 0 },
+	{ IMSG_QUEUE_STATE, 0 },
 	{ 0, 0 }
 };
 
@@ -119,8 +120,21 @@ await_answer(struct intake_client *ic, int want, char *qid, size_t qidlen,
 	struct ipc_in in;
 	char *text = NULL;
 
-	if (channel_read_wait(&ic->ch, &in, deadline) < 0)
-		return fail(ic, "%s", ic->ch.error);
+	/* the runner's state notes come unasked: checked, not yet used */
+	do {
+		uint8_t state;
+		uint64_t headroom;
+
+		if (channel_read_wait(&ic->ch, &in, deadline) < 0)
+			return fail(ic, "%s", ic->ch.error);
+		if (in.type == IMSG_QUEUE_STATE &&
+		    (ipc_get_u8(&in, &state) < 0 || state > 2 ||
+		    ipc_get_u64(&in, &headroom) < 0 || ipc_end(&in) < 0)) {
+			channel_violation(&ic->ch, "malformed QUEUE_STATE");
+			return fail(ic, "malformed QUEUE_STATE from the queue "
+			    "runner");
+		}
+	} while (in.type == IMSG_QUEUE_STATE);
 	if (in.type == want) {
 		if (ipc_get_str(&in, &text, 64) < 0 || ipc_end(&in) < 0) {
 			free(text);
