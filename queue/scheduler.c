@@ -88,6 +88,7 @@ struct sched_job {
 	int vanished;             /* the agent went with the job */
 	int finish_written;       /* its end (bounces, removal) is in the
 	                             open transaction */
+	int removal_logged;
 	struct failure *fails;
 	size_t nfails;
 	struct failure *delays;   /* deferred past delivery.delay_warning */
@@ -360,7 +361,9 @@ report(struct scheduler *s, int64_t msgid, const char *qid,
 	s->wake = 1;
 }
 
-static void
+/* Queues the reports a job owes and removes the message when nothing is
+ * pending; 1 when it removed it. */
+static int
 finish_message(struct scheduler *s, int64_t msgid, const char *qid,
     struct failure *fails, size_t nfails, struct failure *delays,
     size_t ndelays)
@@ -369,17 +372,17 @@ finish_message(struct scheduler *s, int64_t msgid, const char *qid,
 
 	if (store_begin(s->st) < 0) {
 		write_error(s, qid, "the end of a job");
-		return;
+		return 0;
 	}
 	report(s, msgid, qid, fails, nfails, 0);
 	report(s, msgid, qid, delays, ndelays, 1);
 	if (store_message_progress(s->st, msgid, &pending, &delivered,
 	    &total) == 0 && pending == 0) {
 		if (store_message_delete(s->st, msgid) == 0)
-			log_info("%s: removed", qid);
-		else
-			write_error(s, qid, "the removal");
+			return 1;
+		write_error(s, qid, "the removal");
 	}
+	return 0;
 }
 
 /* Writes the end of a job that is over: its outcomes, the reports it
@@ -398,8 +401,11 @@ write_job(struct scheduler *s, struct sched_job *j)
 		if (!j->rcpts[k].answered)
 			unanswered++;
 	}
-	finish_message(s, j->msgid, j->qid, j->fails, j->nfails, j->delays,
-	    j->ndelays);
+	if (finish_message(s, j->msgid, j->qid, j->fails, j->nfails,
+	    j->delays, j->ndelays) && !j->removal_logged) {
+		j->removal_logged = 1;   /* once, however often written */
+		log_info("%s: removed", j->qid);
+	}
 	if (j->vanished && unanswered > 0) {
 		if ((deaths = store_agent_died(s->st, j->msgid)) < 0)
 			write_error(s, j->qid, "an agent's death");

@@ -176,22 +176,33 @@ class StorageFullTest(ft.FerryTestCase):
         self.assertTrue(self.ferry.wait_log(
             r"commits failing: .*(full|disk)", timeout=WAIT, start=start),
             self.ferry.log_tail())
+        lines0 = len(self.ferry.log_text().splitlines())
         time.sleep(6)
+        lines = len(self.ferry.log_text().splitlines()) - lines0
         during = self.message_ids()
         self.assertLessEqual(len(during), 1, during)
+        self.assertLessEqual(lines, 3, self.ferry.log_tail(20))
         self.assertIn("commits failing since", self.status())
         # space again: the kept outcome is written, the rest goes out
+        t0 = time.monotonic()
         self.free()
         self.assertTrue(self.ferry.wait_log(r"commits work again",
                                             timeout=WAIT, start=start),
                         self.ferry.log_tail())
         self.smarthost.wait_messages(3, WAIT)
+        resumed = time.monotonic() - t0
         self.assertTrue(ft.wait_for(
             lambda: self.ferry.count() == 0, WAIT), "the queue is not empty")
         time.sleep(3)
         ids = self.message_ids()
         self.assertEqual(sorted(ids), ["m0@diskfull.test", "m1@diskfull.test",
                                        "m2@diskfull.test"], ids)
+        sys.stderr.write("disk full, smarthost up: %d message(s) received "
+                         "while full, %d log line(s) in 6 s; all %d "
+                         "received %.1f s after space was freed, %d "
+                         "duplicate(s)\n" % (len(during), lines, len(ids),
+                                             resumed,
+                                             len(ids) - len(set(ids))))
         self.assertIn("store:   ok", self.status())
 
     def test_full_with_smarthost_down_refuses_quietly(self):
@@ -219,6 +230,8 @@ class StorageFullTest(ft.FerryTestCase):
         self.assertLess(time.monotonic() - t0, 2.0)
         # today's worker answers 451 at DATA; it will answer 452 at MAIL
         self.assertIn(r.code, (451, 452), r)
+        sys.stderr.write("disk full, smarthost down: DATA answered %r in "
+                         "%.2f s\n" % (r, time.monotonic() - t0))
         self.assertTrue(self.ferry.wait_log(
             r"queue runner refused a new message .*: 452 4\.3\.1 "
             r"Insufficient system storage", start=start),
@@ -270,6 +283,8 @@ class StorageFullTest(ft.FerryTestCase):
         self.assertRegex(p.stderr, r"ferryctl: delete not done: the queue "
                          r"could not commit it \(.*full.*\)")
         self.assertNotIn("deleted", p.stdout)
+        sys.stderr.write("delete while full: exit %d, %s"
+                         % (p.returncode, p.stderr))
         self.assertEqual(self.ferry.ctl("queue", "show", qid).returncode, 0)
         # and after space is freed it was never deleted
         self.free()
