@@ -14,7 +14,9 @@ file as root:
   and while commits fail it retries with a back-off: a handful of log
   lines and almost no CPU in 10 s, and ferryctl status says why;
 - "ferryctl queue delete" while commits fail exits non-zero with an
-  error and the message stays queued.
+  error and the message stays queued;
+- and a runner that may not start deliveries (here: delivery paused)
+  sleeps instead of spinning.
 
 Needs root (mount, and the daemon drops privileges; exit 77 otherwise)."""
 
@@ -296,6 +298,23 @@ class StorageFullTest(ft.FerryTestCase):
         p = self.ferry.ctl("queue", "delete", qid)
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(self.ferry.count(where="qid = ?", args=(qid,)), 0)
+
+
+class IdleRunnerTest(ft.FerryTestCase):
+    """A runner that may not start deliveries sleeps: with delivery
+    paused (the daemon of the intake-only tests) it used to poll with a
+    zero timeout."""
+
+    ferry_options = {}
+
+    def test_runner_sleeps_while_delivery_is_paused(self):
+        self.ferry.send(b"Subject: idle\r\n\r\nqueued\r\n")
+        pid, = self.ferry.runners()
+        cpu0 = cpu_ticks(pid)
+        time.sleep(3)
+        cpu = (cpu_ticks(pid) - cpu0) / CLK_TCK
+        self.assertLess(cpu, 0.2, "the runner used %.2f s of CPU in 3 s"
+                        % cpu)
 
 
 if __name__ == "__main__":
