@@ -45,6 +45,7 @@ static const char *const ipc_names[IMSG_TYPE_MAX] = {
 	[IMSG_NOTE_RELOAD] = "NOTE_RELOAD",
 	[IMSG_NOTE_ANVIL_LIMITS] = "NOTE_ANVIL_LIMITS",
 	[IMSG_ANVIL_STRESS] = "ANVIL_STRESS",
+	[IMSG_QUEUE_STATE] = "QUEUE_STATE",
 };
 
 const char *

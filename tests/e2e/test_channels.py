@@ -23,6 +23,7 @@ IPC_VERSION = 1
 TX_BEGIN, TX_DATA = 1, 2
 JOB = 9
 ANVIL_CONNECT, ANVIL_ANSWER = 14, 19
+QUEUE_STATE = 26
 IPC_MAX_PAYLOAD = 1024 * 1024
 
 
@@ -97,6 +98,18 @@ class ChannelTest(ft.FerryTestCase):
         self.assertEqual(status, 0, "the worker impersonation failed")
         return out[1:], out[:1] == b"C"
 
+    def after_state(self, answer):
+        """What the runner answered after the queue state it sends every
+        worker when it accepts its connection (asserted well-formed:
+        state 0, ok, and the bytes free above min_free)."""
+        head = struct.calcsize("!IHH")
+        self.assertGreaterEqual(len(answer), head + 9, answer)
+        plen, ftype, version = struct.unpack("!IHH", answer[:head])
+        self.assertEqual((plen, ftype, version), (9, QUEUE_STATE,
+                                                  IPC_VERSION))
+        self.assertEqual(answer[head], 0)
+        return answer[head + 9:]
+
     def mail_still_flows(self):
         qid = self.ferry.send(b"Subject: after\r\n\r\nstill here\r\n")
         self.assertIsNotNone(self.ferry.message(qid))
@@ -106,7 +119,7 @@ class ChannelTest(ft.FerryTestCase):
         start = self.ferry.log_size()
         answer, closed = self.as_worker("queue.sock",
                                         frame(JOB, u32(1)))
-        self.assertEqual(answer, b"")
+        self.assertEqual(self.after_state(answer), b"")
         self.assertTrue(closed, "the runner kept a lying worker")
         self.assertTrue(self.ferry.wait_log(
             r"SMTP worker on intake connection \d+ broke the protocol: "
