@@ -136,6 +136,9 @@ struct ferry_config {
 	int mx_port;               /* port of MX hosts (25) */
 	char *admin_group;         /* may use ferryctl besides root; "" */
 	int delivery_paused;       /* accept and queue, attempt nothing */
+	/* queue { min_free }: below it intake is refused */
+	int64_t min_free_bytes;
+	int min_free_percent;      /* of the filesystem; -1: use the bytes */
 	int delivery_agents;       /* agents (outgoing connections) in all */
 	int per_destination;       /* connections per next hop */
 	int agent_jobs;            /* messages before an agent is replaced */
@@ -167,6 +170,10 @@ struct ferry_config *config_load(const char *path, const char *text,
 struct ferry_config *config_load_flags(const char *path, const char *text,
     unsigned flags, char *err, size_t errlen);
 void config_free(struct ferry_config *cfg);
+/* queue { min_free }: "100M" (bytes, optional K/M/G, powers of 1024)
+ * sets *bytes and *percent = -1; "5%" sets *percent (0..99) and
+ * *bytes = 0.  0, or -1 when s is neither. */
+int config_parse_min_free(const char *s, int64_t *bytes, int *percent);
 
 /* The i-th option of the table: its section (NULL at the top level) and
  * name.  Returns 0 past the last one.  For documentation checks. */

@@ -13,6 +13,7 @@
 #ifndef FERRY_CONTROL_H
 #define FERRY_CONTROL_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include "control_proto.h"
 #include "store.h"
@@ -31,6 +32,21 @@ struct control_ctx {
 	 * attempt in flight for that message (returns nonzero if it could
 	 * not, e.g. the message is being delivered right now) */
 	int (*busy)(void *arg, const char *qid);
+	/* called before a change (flush, delete, hold, release): opens the
+	 * runner's transaction, so that the change is made in it; 0, or -1
+	 * with why in err */
+	int (*begin)(void *arg, char *err, size_t errlen);
+	/* called after the change: commits it now; 0, or -1 with why in
+	 * err - the change did not take place */
+	int (*commit)(void *arg, char *err, size_t errlen);
+	/* the store's health for "status" (store_health.h) */
+	int store_state;                     /* QUEUE_STATE_* */
+	double failing_since;                /* -1 unless failing */
+	const char *store_error;             /* the last commit failure */
+	unsigned commit_failures;            /* in a row */
+	int space_known;
+	uint64_t free_bytes, min_free_bytes;
+	size_t outcomes_unsaved;             /* reported, not yet durable */
 };
 
 /* Serves one accepted connection to the end (bounded by a short deadline)

@@ -15,6 +15,13 @@
 #include <stdint.h>
 #include "ipc.h"
 #include "store.h"
+#include "store_health.h"
+
+/* The reasons of a TX_FAIL that refuses a new message: an SMTP reply for
+ * the worker to give (code, enhanced code, text). */
+#define INTAKE_REFUSE_LOW_SPACE "452 4.3.1 Insufficient system storage"
+#define INTAKE_REFUSE_FAILING "451 4.3.0 Queue unavailable: cannot " \
+	"write to the queue"
 
 struct intake_conn;
 
@@ -27,10 +34,18 @@ struct intake_stats {
 struct intake_conn *intake_conn_new(int fd, uint64_t id);
 int intake_conn_fd(const struct intake_conn *c);
 /* Reads what the socket has and handles every whole frame, writing to
- * the store's open transaction.  Returns 0, or -1 when the connection must
- * be closed (EOF, error, or a peer that lied). */
+ * the store's open transaction; a new message is refused unless state
+ * is QUEUE_STATE_OK.  Returns 0, or -1 when the connection must be
+ * closed (EOF, error, or a peer that lied), or -2 when a write failed
+ * and the whole transaction is lost. */
 int intake_conn_read(struct intake_conn *c, struct store *st,
-    uint64_t max_size);
+    uint64_t max_size, enum queue_state state);
+/* The TX_FAIL reason that refuses a new message in state, or NULL. */
+const char *intake_refusal(enum queue_state state);
+/* Tells the worker the queue's state (IMSG_QUEUE_STATE: u8 state, u64
+ * bytes free above min_free). */
+void intake_conn_send_state(struct intake_conn *c, enum queue_state state,
+    uint64_t headroom);
 /* Nonzero while the connection waits for the end-of-turn commit. */
 int intake_conn_pending(const struct intake_conn *c);
 /* After the turn's commit: tells waiting workers the outcome. */

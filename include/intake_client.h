@@ -23,6 +23,8 @@ struct intake_client {
 	struct channel ch;   /* ch.fd is -1 when not connected */
 	uint32_t seq;        /* next TX_DATA sequence number */
 	char reason[256];    /* why the last call failed */
+	uint8_t queue_state; /* the runner's last QUEUE_STATE_* note */
+	uint64_t queue_headroom;   /* bytes free above queue { min_free } */
 };
 
 void intake_client_init(struct intake_client *ic, const char *path);

@@ -58,6 +58,11 @@ enum ipc_type {
 	/* ferry-anvil -> SMTP worker, pushed, never answered: when stress
 	 * mode begins or ends, and to a worker that connects in stress */
 	IMSG_ANVIL_STRESS,       /* u8 on, u32 stress timeout (seconds) */
+	/* queue runner -> worker, on the intake connection, unasked: when
+	 * it is accepted and whenever the state changes */
+	IMSG_QUEUE_STATE,        /* u8 QUEUE_STATE_* (0 ok, 1 below
+	                          * min_free, 2 store failing), u64 bytes
+	                          * free above min_free */
 	/* ferryctl <-> queue runner over the control socket (control.h) */
 	IMSG_CTL_REQUEST,        /* ferryctl: u32 count, then the words */
 	IMSG_CTL_ANSWER,         /* runner: data, a piece of the JSON */

@@ -41,4 +41,18 @@ void scheduler_wake(struct scheduler *s);
 int scheduler_busy_qid(struct scheduler *s, const char *qid);
 void scheduler_counts(struct scheduler *s, int *agents, int *busy);
 
+/* The outcomes agents report are kept until the commit that holds them
+ * succeeds, so that a failed commit never makes the runner send a
+ * message again.  After each commit of the runner's transaction (ok) or
+ * its loss (!ok): */
+void scheduler_committed(struct scheduler *s, int ok);
+/* Writes again, into the open transaction, the outcomes a lost
+ * transaction held; returns how many. */
+size_t scheduler_replay(struct scheduler *s);
+/* Outcomes reported and not yet durable. */
+size_t scheduler_unsaved(struct scheduler *s);
+/* Nonzero when a write of this transaction failed: committing it would
+ * lose that write silently, so the transaction is to be given up. */
+int scheduler_write_failed(const struct scheduler *s);
+
 #endif

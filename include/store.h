@@ -37,6 +37,15 @@ int store_in_transaction(const struct store *st);
  * commits).  The store keeps count, so callers keep no flags. */
 int store_has_writes(const struct store *st);
 
+/* Is committing possible again?  Runs one small write transaction of
+ * its own (it rewrites the schema cookie, so the WAL is appended to and
+ * fsynced as for any commit).  0 when it committed, -1 (store_errmsg)
+ * when not, or when a transaction is open. */
+int store_probe(struct store *st);
+/* Bytes the queue's user may still write on the database's filesystem
+ * (*avail) and the filesystem's size (*total).  0, or -1. */
+int store_free_space(struct store *st, uint64_t *avail, uint64_t *total);
+
 /* Intake.  store_message_create inserts the envelope with state
  * 'incoming' under a fresh unique queue id (written to qid, QID_LEN+1
  * bytes) and returns the message's row id, or -1. */

@@ -196,6 +196,38 @@ ok_changed(struct answer *a, int64_t n)
 	put_int(answer_ok(a), "changed", n);
 }
 
+/* A change is made inside the runner's transaction (so that a failure
+ * to commit it is the runner's to handle).  0, or -1 with the answer set
+ * to the error. */
+static int
+begin_change(struct control_ctx *ctx, struct answer *a, const char *op)
+{
+	char why[300];
+
+	if (ctx->begin == NULL || ctx->begin(ctx->wake_arg, why,
+	    sizeof(why)) == 0)
+		return 0;
+	fail(a, "%s not done: the queue cannot write (%s)", op, why);
+	return -1;
+}
+
+/* A change is answered only once it is durable: the runner commits it
+ * now.  0, or -1 with the answer set to the error. */
+static int
+committed(struct control_ctx *ctx, struct answer *a, const char *op,
+    const char *qid)
+{
+	char why[300];
+
+	if (ctx->commit == NULL || ctx->commit(ctx->wake_arg, why,
+	    sizeof(why)) == 0)
+		return 0;
+	log_warn("control: %s%s%s not committed: %s", op, qid ? " " : "",
+	    qid ? qid : "", why);
+	fail(a, "%s not done: the queue could not commit it (%s)", op, why);
+	return -1;
+}
+
 /* --- commands -------------------------------------------------------------- */
 
 static void
@@ -225,6 +257,19 @@ cmd_status(struct control_ctx *ctx, const char *qid, struct answer *a)
 	o = put(doc, "intake", new_object());
 	put_int(o, "messages", (int64_t)ctx->messages_in);
 	put_int(o, "commits", (int64_t)ctx->commits);
+	put_bool(o, "refusing", ctx->store_state != 0);
+	o = put(doc, "store", new_object());
+	put_str(o, "state", ctx->store_state == 2 ? "failing" :
+	    ctx->store_state == 1 ? "low_space" : "ok");
+	put_double_opt(o, "failing_since", ctx->failing_since);
+	put_str(o, "error", ctx->failing_since >= 0 && ctx->store_error ?
+	    ctx->store_error : "");
+	put_int(o, "commit_failures", ctx->commit_failures);
+	put_int(o, "outcomes_unsaved", (int64_t)ctx->outcomes_unsaved);
+	put_int_opt(o, "free_bytes", ctx->space_known ?
+	    (int64_t)ctx->free_bytes : -1);
+	put_int_opt(o, "min_free_bytes", ctx->space_known ?
+	    (int64_t)ctx->min_free_bytes : -1);
 	put_double_opt(doc, "now", now_wall());
 }
 
@@ -385,10 +430,14 @@ cmd_flush(struct control_ctx *ctx, const char *qid, struct answer *a)
 	int64_t n;
 	int rc;
 
+	if (begin_change(ctx, a, "flush") < 0)
+		return;
 	if ((rc = store_admin_flush(ctx->st, qid, &n)) != 0) {
 		state_error(a, ctx, qid != NULL ? qid : "", rc, "flush");
 		return;
 	}
+	if (committed(ctx, a, "flush", qid) < 0)
+		return;
 	if (qid != NULL)
 		log_info("%s: flushed by the operator", qid);
 	else
@@ -429,12 +478,15 @@ cmd_hold(struct control_ctx *ctx, const char *qid, struct answer *a)
 		state_error(a, ctx, qid, rc, "hold");
 		return;
 	}
-	if (check_busy(ctx, qid, a, "hold") == -1)
+	if (check_busy(ctx, qid, a, "hold") == -1 ||
+	    begin_change(ctx, a, "hold") < 0)
 		return;
 	if ((rc = store_admin_hold(ctx->st, qid)) != 0) {
 		state_error(a, ctx, qid, rc, "hold");
 		return;
 	}
+	if (committed(ctx, a, "hold", qid) < 0)
+		return;
 	log_info("%s: put on hold by the operator", qid);
 	ok_changed(a, 1);
 }
@@ -444,6 +496,8 @@ cmd_release(struct control_ctx *ctx, const char *qid, struct answer *a)
 {
 	int rc;
 
+	if (begin_change(ctx, a, "release") < 0)
+		return;
 	if ((rc = store_admin_release(ctx->st, qid)) != 0) {
 		if (rc == STORE_WRONG_STATE)
 			fail(a, "message %s is not on hold", qid);
@@ -451,6 +505,8 @@ cmd_release(struct control_ctx *ctx, const char *qid, struct answer *a)
 			state_error(a, ctx, qid, rc, "release");
 		return;
 	}
+	if (committed(ctx, a, "release", qid) < 0)
+		return;
 	log_info("%s: released from hold by the operator", qid);
 	wake(ctx);
 	ok_changed(a, 1);
@@ -469,12 +525,15 @@ cmd_delete(struct control_ctx *ctx, const char *qid, struct answer *a)
 		state_error(a, ctx, qid, rc, "delete");
 		return;
 	}
-	if (check_busy(ctx, qid, a, "delete") == -1)
+	if (check_busy(ctx, qid, a, "delete") == -1 ||
+	    begin_change(ctx, a, "delete") < 0)
 		return;
 	if ((rc = store_admin_delete(ctx->st, qid)) != 0) {
 		state_error(a, ctx, qid, rc, "delete");
 		return;
 	}
+	if (committed(ctx, a, "delete", qid) < 0)
+		return;
 	log_info("%s: removed by the operator", qid);
 	ok_changed(a, 1);
 }

@@ -7,6 +7,12 @@
  * COMMIT or ABORT), sequence numbers and sizes.  A worker that breaks the
  * protocol is disconnected and its message in flight deleted; it can add
  * messages and nothing else.
+ *
+ * While the store cannot take mail (below queue { min_free }, or commits
+ * failing) a TX_BEGIN is answered TX_FAIL at once with the SMTP reply the
+ * worker is to give, and every worker is told the queue's state
+ * (IMSG_QUEUE_STATE) when it connects and whenever the state changes, so
+ * that it can refuse at MAIL before any data is sent.
  */
 #include "autoconfig.h"
 
@@ -135,15 +141,49 @@ violation(struct intake_conn *c, const char *what, int type)
 	return channel_violation(&c->ch, why);
 }
 
+const char *
+intake_refusal(enum queue_state state)
+{
+	switch (state) {
+	case QUEUE_STATE_LOW_SPACE:
+		return INTAKE_REFUSE_LOW_SPACE;
+	case QUEUE_STATE_FAILING:
+		return INTAKE_REFUSE_FAILING;
+	default:
+		return NULL;
+	}
+}
+
+void
+intake_conn_send_state(struct intake_conn *c, enum queue_state state,
+    uint64_t headroom)
+{
+	struct ipc_out *m = channel_begin(&c->ch, IMSG_QUEUE_STATE);
+
+	ipc_add_u8(m, (uint8_t)state);
+	ipc_add_u64(m, headroom);
+	(void)channel_end(&c->ch);
+	(void)channel_flush(&c->ch);
+}
+
 static int
-on_begin(struct intake_conn *c, struct store *st, struct ipc_in *in)
+on_begin(struct intake_conn *c, struct store *st, struct ipc_in *in,
+    enum queue_state state)
 {
 	struct envelope env;
+	const char *refusal = intake_refusal(state);
 
 	if (c->state != C_IDLE)
 		return violation(c, "BEGIN inside a transaction", in->type);
 	if (envelope_decode(in, &env) < 0)
 		return violation(c, "malformed envelope", in->type);
+	if (refusal != NULL) {
+		/* no log line: the worker logs its refusal, and the runner
+		 * logged the state once when it began */
+		envelope_free(&env);
+		send_answer(c, IMSG_TX_FAIL, refusal);
+		return 0;
+	}
 	if (store_begin(st) < 0 ||
 	    (c->msgid = store_message_create(st, &env, c->qid)) < 0) {
 		log_error("queue: cannot create a message: %s",
@@ -234,7 +274,8 @@ on_abort(struct intake_conn *c, struct store *st, struct ipc_in *in)
 }
 
 int
-intake_conn_read(struct intake_conn *c, struct store *st, uint64_t max_size)
+intake_conn_read(struct intake_conn *c, struct store *st, uint64_t max_size,
+    enum queue_state state)
 {
 	struct ipc_in in;
 	int rc = 0, got;
@@ -247,7 +288,7 @@ intake_conn_read(struct intake_conn *c, struct store *st, uint64_t max_size)
 			    in.type);
 		switch (in.type) {
 		case IMSG_TX_BEGIN:
-			rc = on_begin(c, st, &in);
+			rc = on_begin(c, st, &in, state);
 			break;
 		case IMSG_TX_DATA:
 			rc = on_data(c, st, &in, max_size);

@@ -12,7 +12,12 @@
  *   which a message completed, that transaction is committed once (one
  *   fsync) and each waiting worker is told its message is durable (group
  *   commit).  A failed commit fails every message in it and nothing
- *   half-stored remains;
+ *   half-stored remains.  While commits fail (a full disk), the runner
+ *   refuses new mail, starts no delivery, keeps the outcomes agents
+ *   reported (scheduler.c writes them again) and tries again with a
+ *   capped back-off, logging once per change of state and a periodic
+ *   summary (store_health.c); below queue { min_free } it refuses new
+ *   mail while delivery goes on.  Every worker is told the state;
  * - the delivery agents on the agent socket (scheduler.c): jobs out,
  *   per-recipient results, bounces and retries back into the same
  *   transaction;
@@ -56,6 +61,7 @@
 #include "queue.h"
 #include "scheduler.h"
 #include "store.h"
+#include "store_health.h"
 #include "util.h"
 
 #define MAX_CONNS 4096
@@ -63,6 +69,7 @@
  * compromised worker from streaming without end (the largest limit the
  * configuration allows, plus room for headers). */
 #define INTAKE_MAX_MESSAGE ((uint64_t)2147483647 + 1024 * 1024)
+#define SPACE_CHECK_MS 500   /* how often free space is looked at */
 
 static volatile sig_atomic_t runner_stop;
 static volatile sig_atomic_t runner_no_dispatch;  /* ferry is stopping */
@@ -115,7 +122,47 @@ struct runner {
 	uint32_t pool_workers, pool_busy;   /* its last word on workers */
 	int have_pool;
 	int have_admin_gid;
+	struct store_health health;
+	enum queue_state announced;   /* what the workers were last told */
+	int64_t next_space_check_ms;
 };
+
+/* Tells every worker the queue's state when it changed. */
+static void
+announce_state(struct runner *r)
+{
+	enum queue_state now = store_health_state(&r->health);
+	size_t i;
+
+	if (now == r->announced)
+		return;
+	r->announced = now;
+	for (i = 0; i < r->nconns; i++)
+		intake_conn_send_state(r->conns[i], now,
+		    store_health_headroom(&r->health));
+}
+
+/* Free space against queue { min_free }, at most every SPACE_CHECK_MS
+ * (or at once when forced). */
+static void
+check_space(struct runner *r, int force)
+{
+	uint64_t avail, total;
+	int64_t now = now_ms();
+
+	if (!force && now < r->next_space_check_ms)
+		return;
+	r->next_space_check_ms = now + SPACE_CHECK_MS;
+	if (store_free_space(r->st, &avail, &total) < 0) {
+		log_debug("queue: %s", store_errmsg(r->st));
+		return;
+	}
+	if (store_health_space(&r->health, avail,
+	    store_min_free(r->cfg->min_free_bytes, r->cfg->min_free_percent,
+	    total)))
+		scheduler_wake(r->sched);
+	announce_state(r);
+}
 
 static void
 accept_workers(struct runner *r)
@@ -137,7 +184,10 @@ accept_workers(struct runner *r)
 			close(fd);
 			continue;
 		}
-		r->conns[r->nconns++] = intake_conn_new(fd, ++r->next_conn_id);
+		r->conns[r->nconns] = intake_conn_new(fd, ++r->next_conn_id);
+		intake_conn_send_state(r->conns[r->nconns++],
+		    store_health_state(&r->health),
+		    store_health_headroom(&r->health));
 	}
 }
 
@@ -149,7 +199,8 @@ close_conn(struct runner *r, size_t i)
 }
 
 /* The store failed mid-turn: roll back, and fail every message that had
- * rows in the lost transaction. */
+ * rows in the lost transaction.  The agents' outcomes in it are kept to
+ * be written again. */
 static void
 lose_transaction(struct runner *r)
 {
@@ -160,34 +211,97 @@ lose_transaction(struct runner *r)
 		intake_conn_rolled_back(r->conns[i]);
 		intake_conn_committed(r->conns[i], 0, &r->stats);
 	}
+	scheduler_committed(r->sched, 0);
 }
 
-/* End of a turn: one commit for everything that completed. */
+/* A write or commit failed with why: the store is failing until a
+ * commit succeeds. */
 static void
-group_commit(struct runner *r)
+store_failed(struct runner *r, const char *why)
+{
+	char msg[256];
+
+	ferry_strlcpy(msg, why, sizeof(msg));   /* rollback may reset it */
+	lose_transaction(r);
+	store_health_failed(&r->health, msg, now_ms(), now_wall());
+	announce_state(r);
+}
+
+/* Commits the open transaction now - or, while commits fail, the
+ * outcomes kept from the lost ones, or a probe when there are none.
+ * 0 when committed, -1 when not (the store is then failing). */
+static int
+commit_now(struct runner *r)
 {
 	size_t i, waiting = 0;
-	int ok;
+	int was_failing = r->health.failing;
 
 	for (i = 0; i < r->nconns; i++)
 		if (intake_conn_pending(r->conns[i]))
 			waiting++;
-	/* the store knows whether the turn wrote anything */
-	if (!store_in_transaction(r->st) || (waiting == 0 &&
-	    !store_has_writes(r->st)))
-		return;
-	ok = store_commit(r->st) == 0;
-	if (ok) {
+	if (was_failing)
+		scheduler_replay(r->sched);
+	if (scheduler_write_failed(r->sched)) {
+		store_failed(r, store_errmsg(r->st));
+		return -1;
+	}
+	/* While failing, only a commit that writes proves anything: an
+	 * empty transaction is dropped and a probe written instead. */
+	if (store_in_transaction(r->st) && (!was_failing || waiting > 0 ||
+	    store_has_writes(r->st))) {
+		if (store_commit(r->st) < 0) {
+			store_failed(r, store_errmsg(r->st));
+			return -1;
+		}
 		r->stats.commits++;
-	} else {
-		log_error("queue: commit failed: %s", store_errmsg(r->st));
-		lose_transaction(r);
+	} else if (was_failing) {
+		store_rollback(r->st);
+		if (store_probe(r->st) < 0) {
+			store_failed(r, store_errmsg(r->st));
+			return -1;
+		}
+	}
+	for (i = 0; i < r->nconns; i++)
+		intake_conn_committed(r->conns[i], 1, &r->stats);
+	scheduler_committed(r->sched, 1);
+	if (was_failing) {
+		store_health_ok(&r->health);
+		check_space(r, 1);
+		announce_state(r);
+		scheduler_wake(r->sched);
+	}
+	if (waiting > 0)
+		scheduler_wake(r->sched);   /* new mail is due now */
+	return 0;
+}
+
+/* End of a turn: one commit for everything that completed; while commits
+ * fail, one attempt when the back-off allows. */
+static void
+group_commit(struct runner *r)
+{
+	size_t i, waiting = 0;
+
+	if (r->health.failing) {
+		if (store_health_may_try(&r->health, now_ms()))
+			(void)commit_now(r);
+		return;
+	}
+	if (scheduler_write_failed(r->sched)) {
+		store_failed(r, store_errmsg(r->st));
 		return;
 	}
 	for (i = 0; i < r->nconns; i++)
-		intake_conn_committed(r->conns[i], ok, &r->stats);
-	if (waiting > 0)
-		scheduler_wake(r->sched);   /* new mail is due now */
+		if (intake_conn_pending(r->conns[i]))
+			waiting++;
+	/* the store knows whether the turn wrote anything; when it did not,
+	 * what the scheduler wrote is durable already */
+	if (!store_in_transaction(r->st) || (waiting == 0 &&
+	    !store_has_writes(r->st))) {
+		scheduler_committed(r->sched, 1);
+		return;
+	}
+	(void)commit_now(r);
 }
 
 /* A new configuration from the master after SIGHUP. Spool and users stay
@@ -303,6 +417,31 @@ qid_busy(void *arg, const char *qid)
 	return scheduler_busy_qid(((struct runner *)arg)->sched, qid);
 }
 
+/* ferryctl's change is made in the runner's transaction... */
+static int
+begin_for_control(void *arg, char *err, size_t errlen)
+{
+	struct runner *r = arg;
+
+	if (store_begin(r->st) == 0)
+		return 0;
+	snprintf(err, errlen, "%s", store_errmsg(r->st));
+	store_failed(r, err);
+	return -1;
+}
+
+/* ...and answered only once it is durable. */
+static int
+commit_for_control(void *arg, char *err, size_t errlen)
+{
+	struct runner *r = arg;
+
+	if (commit_now(r) == 0)
+		return 0;
+	snprintf(err, errlen, "%s", r->health.error);
+	return -1;
+}
+
 static void
 serve_control(struct runner *r)
 {
@@ -335,8 +474,28 @@ serve_control(struct runner *r)
 		ctx.wake = wake_scheduler;
 		ctx.wake_arg = r;
 		ctx.busy = qid_busy;
+		ctx.begin = begin_for_control;
+		ctx.commit = commit_for_control;
+		ctx.store_state = (int)store_health_state(&r->health);
+		ctx.failing_since = r->health.failing ?
+		    r->health.failing_since : -1;
+		ctx.store_error = r->health.error;
+		ctx.commit_failures = r->health.failures;
+		ctx.space_known = r->health.space_known;
+		ctx.free_bytes = r->health.free_bytes;
+		ctx.min_free_bytes = r->health.min_free_bytes;
+		ctx.outcomes_unsaved = scheduler_unsaved(r->sched);
 		control_serve(fd, &ctx);
 	}
+}
+
+/* Deliveries start unless ferry is stopping, delivery is paused, or
+ * their outcome could not be recorded (commits fail, no room). */
+static int
+may_dispatch(struct runner *r)
+{
+	return !runner_no_dispatch && !r->cfg->delivery_paused &&
+	    store_health_may_dispatch(&r->health);
 }
 
 static void
@@ -364,9 +523,14 @@ run_loop(struct runner *r)
 		pfds[n++].events = POLLIN;
 		nagent_fds = scheduler_pollfds(r->sched, pfds + n, 1024);
 		n += nagent_fds;
-		timeout = scheduler_timeout_ms(r->sched);
-		if (timeout > 1000)
-			timeout = 1000;
+		/* the scheduler's clock counts only while it may run */
+		timeout = may_dispatch(r) ? scheduler_timeout_ms(r->sched) :
+		    SPACE_CHECK_MS;
+		if (timeout > SPACE_CHECK_MS)
+			timeout = SPACE_CHECK_MS;
+		if (r->health.failing &&
+		    store_health_wait_ms(&r->health, now_ms()) < timeout)
+			timeout = store_health_wait_ms(&r->health, now_ms());
 		rc = poll(pfds, n, timeout);
 		if (rc < 0) {
 			if (errno == EINTR)
@@ -392,9 +556,10 @@ run_loop(struct runner *r)
 				res = intake_conn_flush(r->conns[i]);
 			if (res == 0 && (ev & (POLLIN | POLLHUP | POLLERR)))
 				res = intake_conn_read(r->conns[i], r->st,
-				    INTAKE_MAX_MESSAGE);
+				    INTAKE_MAX_MESSAGE,
+				    store_health_state(&r->health));
 			if (res == -2) {
-				lose_transaction(r);
+				store_failed(r, store_errmsg(r->st));
 				continue;
 			}
 			if (res < 0)
@@ -403,7 +568,9 @@ run_loop(struct runner *r)
 		if (pfds[0].revents & POLLIN)
 			accept_workers(r);
 		group_commit(r);
-		if (!runner_no_dispatch && !r->cfg->delivery_paused)
+		check_space(r, 0);
+		store_health_tick(&r->health, now_ms());
+		if (may_dispatch(r))
 			scheduler_run(r->sched);
 		group_commit(r);
 	}
@@ -480,6 +647,7 @@ queue(const struct child_args *a)
 	    CHANNEL_RECORDS | CHANNEL_FATAL);
 	r.sched = scheduler_new(cfg, r.st, agent_uid);
 	r.conns = xcalloc(MAX_CONNS, sizeof(*r.conns));
+	check_space(&r, 1);
 	run_loop(&r);
 
 	/* Shutdown: finish what completed, drop the rest. */
@@ -488,6 +656,11 @@ queue(const struct child_args *a)
 		close_conn(&r, r.nconns - 1);
 	if (store_in_transaction(r.st) && store_commit(r.st) == 0)
 		r.stats.commits++;
+	if (r.health.failing && scheduler_unsaved(r.sched) > 0)
+		log_warn("queue: stopping with %zu delivery outcome(s) that "
+		    "could not be committed (%s); those recipients are tried "
+		    "again after the restart", scheduler_unsaved(r.sched),
+		    r.health.error);
 	log_info("queue runner stopping: %llu message(s) stored in %llu "
 	    "commit(s)", (unsigned long long)r.stats.messages,
 	    (unsigned long long)r.stats.commits);

@@ -60,7 +60,15 @@ struct job_rcpt {
 	uint32_t notify;
 	int attempts;
 	char *last_reply;
-	int answered;
+	int answered;             /* the agent gave its outcome */
+	/* The outcome, decided once and kept until it is durable: a commit
+	 * that fails loses the writes, not what the agent said. */
+	struct transition t;
+	double at;
+	char *dsn, *reply, *relay, *tls;
+	int written;              /* in the open transaction */
+	int committed;            /* durable */
+	int logged;
 };
 
 struct failure {
@@ -68,16 +76,24 @@ struct failure {
 	double at;
 };
 
-/* What the scheduler keeps about the job in flight on an agent. */
+/* What the scheduler keeps about a job: in flight on an agent, then, once
+ * over, until the commit that holds its outcome succeeds. */
 struct sched_job {
+	int64_t msgid;
+	char qid[QID_LEN + 1];
 	double received_at, started;
 	struct job_rcpt *rcpts;
 	size_t nrcpts;
 	int agent_deaths;         /* the message's count when dispatched */
+	int vanished;             /* the agent went with the job */
+	int finish_written;       /* its end (bounces, removal) is in the
+	                             open transaction */
+	int removal_logged;
 	struct failure *fails;
 	size_t nfails;
 	struct failure *delays;   /* deferred past delivery.delay_warning */
 	size_t ndelays;
+	struct sched_job *next;   /* on the list of jobs over, not durable */
 };
 
 struct scheduler {
@@ -87,6 +103,10 @@ struct scheduler {
 	uint64_t next_job_id;
 	int64_t next_run_ms;
 	int wake;
+	struct sched_job *unsaved;   /* jobs over whose outcome is not yet
+	                                committed */
+	int write_failed;         /* a write failed in the open
+	                             transaction: it cannot be committed */
 };
 
 static void
@@ -118,6 +138,10 @@ sched_job_free(struct sched_job *j)
 		free(j->rcpts[i].addr);
 		free(j->rcpts[i].orcpt);
 		free(j->rcpts[i].last_reply);
+		free(j->rcpts[i].dsn);
+		free(j->rcpts[i].reply);
+		free(j->rcpts[i].relay);
+		free(j->rcpts[i].tls);
 	}
 	free(j->rcpts);
 	free_failures(&j->fails, &j->nfails);
@@ -220,59 +244,90 @@ add_failure(struct failure **list, size_t *n, const struct job_rcpt *jr,
 	f->at = at;
 }
 
-/* Records one recipient's outcome as lifecycle_decide() says, logs it
- * the way Postfix does, and notes the notice it owes. */
+/* Takes one recipient's outcome: lifecycle_decide() says what it comes
+ * to (once: a write lost with a failed commit is made again the same),
+ * and the notice it owes is noted for the end of the job. */
 static void
-record(struct scheduler *s, const char *qid, struct sched_job *job,
-    struct job_rcpt *jr, enum attempt_outcome outcome, const char *dsn,
-    const char *reply, const char *relay, const char *tls)
+decide(struct scheduler *s, struct sched_job *job, struct job_rcpt *jr,
+    enum attempt_outcome outcome, const char *dsn, const char *reply,
+    const char *relay, const char *tls)
 {
-	double now = now_wall();
 	struct lifecycle_policy pol = policy_of(s->cfg);
-	struct transition t = lifecycle_decide(outcome, jr->attempts,
-	    job->received_at, now, &pol, jr->notify);
-	char safe_reply[1200], safe_addr[600];
-	char d_total[32], d_queue[32], d_send[32];
 
-	if (!t.counts_attempt)
-		return;
-	if (store_begin(s->st) < 0) {
-		log_error("%s: cannot record a result: %s", qid,
-		    store_errmsg(s->st));
-		return;
-	}
-	if (store_rcpt_result(s->st, jr->rcpt_id, t.state, t.next_attempt,
-	    relay, tls, t.status, dsn, reply) < 0)
-		log_error("%s: cannot record a result: %s", qid,
-		    store_errmsg(s->st));
+	jr->at = now_wall();
+	jr->t = lifecycle_decide(outcome, jr->attempts, job->received_at,
+	    jr->at, &pol, jr->notify);
 	jr->answered = 1;
-	log_sanitize(safe_reply, sizeof(safe_reply), reply, strlen(reply));
-	log_sanitize(safe_addr, sizeof(safe_addr), jr->addr,
-	    strlen(jr->addr));
-	log_info("%s: to=<%s>, relay=%s, delay=%s, delays=%s/%s, "
-	    "tls=%s, dsn=%s, status=%s (%s)", qid, safe_addr,
-	    relay[0] ? relay : "none",
-	    fmt_delay(d_total, sizeof(d_total), now - job->received_at),
-	    fmt_delay(d_queue, sizeof(d_queue), job->started - job->received_at),
-	    fmt_delay(d_send, sizeof(d_send), now - job->started),
-	    tls[0] ? tls : "none", dsn,
-	    attempt_status_name(t.status == STATUS_EXPIRED ? STATUS_BOUNCED :
-	    t.status), safe_reply);
-	if (t.notice == NOTICE_DELAY)
+	jr->dsn = xstrdup(dsn);
+	jr->reply = xstrdup(reply);
+	jr->relay = xstrdup(relay);
+	jr->tls = xstrdup(tls);
+	if (!jr->t.counts_attempt)
+		return;
+	if (jr->t.notice == NOTICE_DELAY)
 		add_failure(&job->delays, &job->ndelays, jr, dsn, relay, reply,
-		    reply, now);
-	if (t.notice == NOTICE_BOUNCE) {
+		    reply, jr->at);
+	if (jr->t.notice == NOTICE_BOUNCE) {
 		char diag[1300];
 
-		if (t.status == STATUS_EXPIRED)
+		if (jr->t.status == STATUS_EXPIRED)
 			snprintf(diag, sizeof(diag), "delivery time expired; "
 			    "last error: %s", reply);
 		else
 			snprintf(diag, sizeof(diag), "%s", reply);
 		add_failure(&job->fails, &job->nfails, jr,
-		    t.status == STATUS_EXPIRED ? "4.4.7" : dsn, relay, diag,
-		    reply, now);
+		    jr->t.status == STATUS_EXPIRED ? "4.4.7" : dsn, relay, diag,
+		    reply, jr->at);
 	}
+}
+
+/* A write failed: the open transaction cannot be committed as it is. */
+static void
+write_error(struct scheduler *s, const char *qid, const char *what)
+{
+	log_error("%s: cannot record %s: %s", qid, what, store_errmsg(s->st));
+	s->write_failed = 1;
+}
+
+/* Writes one decided outcome into the open transaction and logs it the
+ * way Postfix does (once, however often it is written). */
+static void
+write_rcpt(struct scheduler *s, struct sched_job *job, struct job_rcpt *jr)
+{
+	const struct transition *t = &jr->t;
+	char safe_reply[1200], safe_addr[600];
+	char d_total[32], d_queue[32], d_send[32];
+
+	if (!jr->answered || jr->written || jr->committed)
+		return;
+	if (!t->counts_attempt) {
+		jr->written = 1;
+		return;
+	}
+	if (store_begin(s->st) < 0 || store_rcpt_result(s->st, jr->rcpt_id,
+	    t->state, t->next_attempt, jr->relay, jr->tls, t->status, jr->dsn,
+	    jr->reply) < 0) {
+		write_error(s, job->qid, "a result");
+		return;
+	}
+	jr->written = 1;
+	if (jr->logged)
+		return;
+	jr->logged = 1;
+	log_sanitize(safe_reply, sizeof(safe_reply), jr->reply,
+	    strlen(jr->reply));
+	log_sanitize(safe_addr, sizeof(safe_addr), jr->addr,
+	    strlen(jr->addr));
+	log_info("%s: to=<%s>, relay=%s, delay=%s, delays=%s/%s, "
+	    "tls=%s, dsn=%s, status=%s (%s)", job->qid, safe_addr,
+	    jr->relay[0] ? jr->relay : "none",
+	    fmt_delay(d_total, sizeof(d_total), jr->at - job->received_at),
+	    fmt_delay(d_queue, sizeof(d_queue), job->started -
+	    job->received_at),
+	    fmt_delay(d_send, sizeof(d_send), jr->at - job->started),
+	    jr->tls[0] ? jr->tls : "none", jr->dsn,
+	    attempt_status_name(t->status == STATUS_EXPIRED ? STATUS_BOUNCED :
+	    t->status), safe_reply);
 }
 
 /* After a job: bounce what failed, remove the message when done. */
@@ -301,28 +356,82 @@ report(struct scheduler *s, int64_t msgid, const char *qid,
 	rc = delayed ? bounce_queue_delay(s->st, s->cfg, msgid, br, n, bqid) :
 	    bounce_queue(s->st, s->cfg, msgid, br, n, bqid);
 	if (rc < 0)
-		log_error("%s: cannot queue a %s: %s", qid, delayed ?
-		    "delay warning" : "bounce", store_errmsg(s->st));
+		write_error(s, qid, delayed ? "a delay warning" : "a bounce");
 	free(br);
 	s->wake = 1;
 }
 
-static void
+/* Queues the reports a job owes and removes the message when nothing is
+ * pending; 1 when it removed it. */
+static int
 finish_message(struct scheduler *s, int64_t msgid, const char *qid,
     struct failure *fails, size_t nfails, struct failure *delays,
     size_t ndelays)
 {
 	int64_t pending, delivered, total;
 
-	if (store_begin(s->st) < 0)
-		return;
+	if (store_begin(s->st) < 0) {
+		write_error(s, qid, "the end of a job");
+		return 0;
+	}
 	report(s, msgid, qid, fails, nfails, 0);
 	report(s, msgid, qid, delays, ndelays, 1);
 	if (store_message_progress(s->st, msgid, &pending, &delivered,
 	    &total) == 0 && pending == 0) {
 		if (store_message_delete(s->st, msgid) == 0)
-			log_info("%s: removed", qid);
+			return 1;
+		write_error(s, qid, "the removal");
 	}
+	return 0;
+}
+
+/* Writes the end of a job that is over: its outcomes, the reports it
+ * owes, the message's removal when nothing is pending, and the count of
+ * agents lost on it. */
+static void
+write_job(struct scheduler *s, struct sched_job *j)
+{
+	size_t k, unanswered = 0;
+	int deaths = 0;
+
+	if (j->finish_written)
+		return;
+	for (k = 0; k < j->nrcpts; k++) {
+		write_rcpt(s, j, &j->rcpts[k]);
+		if (!j->rcpts[k].answered)
+			unanswered++;
+	}
+	if (finish_message(s, j->msgid, j->qid, j->fails, j->nfails,
+	    j->delays, j->ndelays) && !j->removal_logged) {
+		j->removal_logged = 1;   /* once, however often written */
+		log_info("%s: removed", j->qid);
+	}
+	if (j->vanished && unanswered > 0) {
+		if ((deaths = store_agent_died(s->st, j->msgid)) < 0)
+			write_error(s, j->qid, "an agent's death");
+		if (deaths >= AGENT_DEATHS_HOLD) {
+			if (store_message_hold(s->st, j->msgid,
+			    HOLD_REASON_AGENTS) < 0)
+				write_error(s, j->qid, "a hold");
+			else
+				log_warn("%s: held: %s", j->qid,
+				    HOLD_REASON_AGENTS);
+		}
+	} else if (!j->vanished && j->agent_deaths > 0 &&
+	    store_agent_survived(s->st, j->msgid) < 0)
+		write_error(s, j->qid, "a job's end");
+	j->finish_written = 1;
+}
+
+/* The job is over: it waits on the unsaved list for the commit that
+ * makes its outcome durable (and is written again if that commit
+ * fails). */
+static void
+job_over(struct scheduler *s, struct sched_job *j)
+{
+	j->next = s->unsaved;
+	s->unsaved = j;
+	write_job(s, j);
 }
 
 /* ------------------------------------------------------------- agents */
@@ -338,7 +447,6 @@ job_vanished(void *arg, struct pool_agent *a, const char *why)
 	struct scheduler *s = arg;
 	struct sched_job *j = a->job;
 	size_t k, unanswered = 0;
-	int deaths = 0;
 
 	for (k = 0; k < j->nrcpts; k++)
 		if (!j->rcpts[k].answered)
@@ -346,22 +454,9 @@ job_vanished(void *arg, struct pool_agent *a, const char *why)
 	log_warn("%s: delivery agent (pid %ld) %s; %zu recipient(s) go back "
 	    "to the queue", a->qid, (long)a->pid, why, unanswered);
 	s->wake = 1;
-	if (store_begin(s->st) < 0) {
-		log_error("%s: %s", a->qid, store_errmsg(s->st));
-		job_clear(a);
-		return;
-	}
-	finish_message(s, a->msgid, a->qid, j->fails, j->nfails, j->delays,
-	    j->ndelays);
-	if (unanswered > 0 &&
-	    (deaths = store_agent_died(s->st, a->msgid)) < 0)
-		log_error("%s: %s", a->qid, store_errmsg(s->st));
-	if (deaths >= AGENT_DEATHS_HOLD) {
-		if (store_message_hold(s->st, a->msgid, HOLD_REASON_AGENTS) < 0)
-			log_error("%s: %s", a->qid, store_errmsg(s->st));
-		else
-			log_warn("%s: held: %s", a->qid, HOLD_REASON_AGENTS);
-	}
+	j->vanished = 1;
+	a->job = NULL;
+	job_over(s, j);
 	job_clear(a);
 }
 
@@ -383,8 +478,9 @@ on_result(void *arg, struct pool_agent *a, struct ipc_in *in)
 		deliver_result_free(&r);
 		return -1;
 	}
-	record(s, a->qid, j, &j->rcpts[k], outcome_of(r.status), r.dsn,
-	    r.reply, r.relay, r.tls);
+	decide(s, j, &j->rcpts[k], outcome_of(r.status), r.dsn, r.reply,
+	    r.relay, r.tls);
+	write_rcpt(s, j, &j->rcpts[k]);
 	deliver_result_free(&r);
 	return 0;
 }
@@ -408,10 +504,8 @@ on_done(void *arg, struct pool_agent *a, struct ipc_in *in)
 			deliver_done_free(&d);
 			return -1;
 		}
-	finish_message(s, a->msgid, a->qid, j->fails, j->nfails, j->delays,
-	    j->ndelays);
-	if (j->agent_deaths > 0 && store_agent_survived(s->st, a->msgid) < 0)
-		log_error("%s: %s", a->qid, store_errmsg(s->st));
+	a->job = NULL;
+	job_over(s, j);
 	ferry_strlcpy(a->hop, d.hop, sizeof(a->hop));
 	if (d.leaving)
 		a->retiring = 1;   /* told to stop: it exits now */
@@ -586,6 +680,8 @@ dispatch(struct scheduler *s, struct pool_agent *a, const char *dest,
 		job->rcpts[k].attempts = d->attempts;
 		job->rcpts[k].last_reply = xstrdup(d->last_reply);
 	}
+	job->msgid = d0->msgid;
+	ferry_strlcpy(job->qid, d0->qid, sizeof(job->qid));
 	job->received_at = d0->received_at;
 	job->agent_deaths = d0->agent_deaths;
 	job->started = now_wall();
@@ -604,28 +700,29 @@ static int
 expire(struct scheduler *s, struct store_due *d, double now)
 {
 	struct lifecycle_policy pol = policy_of(s->cfg);
-	struct sched_job job;
-	struct job_rcpt jr;
+	struct sched_job *job;
+	struct job_rcpt *jr;
 	char reply[1200];
 
 	if (!lifecycle_expired(d->received_at, now, &pol))
 		return 0;
-	memset(&job, 0, sizeof(job));
-	memset(&jr, 0, sizeof(jr));
-	job.received_at = d->received_at;
-	job.started = now;
-	jr.rcpt_id = d->rcpt_id;
-	jr.addr = d->address;
-	jr.orcpt = d->orcpt;
-	jr.notify = d->notify;
-	jr.attempts = d->attempts;
+	job = xcalloc(1, sizeof(*job));
+	job->rcpts = jr = xcalloc(1, sizeof(*jr));
+	job->nrcpts = 1;
+	job->msgid = d->msgid;
+	ferry_strlcpy(job->qid, d->qid, sizeof(job->qid));
+	job->received_at = d->received_at;
+	job->started = now;
+	jr->rcpt_id = d->rcpt_id;
+	jr->addr = xstrdup(d->address);
+	jr->orcpt = xstrdup(d->orcpt);
+	jr->notify = d->notify;
+	jr->attempts = d->attempts;
+	jr->last_reply = xstrdup(d->last_reply);
 	snprintf(reply, sizeof(reply), "%s", d->last_reply[0] ?
 	    d->last_reply : "no attempt succeeded");
-	record(s, d->qid, &job, &jr, OUTCOME_NOT_TRIED, "4.4.7", reply, "",
-	    "");
-	finish_message(s, d->msgid, d->qid, job.fails, job.nfails, NULL, 0);
-	free_failures(&job.fails, &job.nfails);
-	free_failures(&job.delays, &job.ndelays);
+	decide(s, job, jr, OUTCOME_NOT_TRIED, "4.4.7", reply, "", "");
+	job_over(s, job);
 	return 1;
 }
 
@@ -640,6 +737,8 @@ scheduler_run(struct scheduler *s)
 
 	if (!s->wake && now_ms() < s->next_run_ms)
 		return;
+	if (s->unsaved != NULL)
+		return;   /* outcomes wait for their commit: nothing new */
 	s->wake = 0;
 	for (i = 0; i < s->pool.nagents; i++)
 		if (!s->pool.agents[i]->busy && s->pool.agents[i]->pid != 0 &&
@@ -749,6 +848,97 @@ scheduler_counts(struct scheduler *s, int *agents, int *busy)
 			(*busy)++;
 }
 
+static void
+free_unsaved(struct scheduler *s)
+{
+	while (s->unsaved != NULL) {
+		struct sched_job *j = s->unsaved;
+
+		s->unsaved = j->next;
+		sched_job_free(j);
+	}
+}
+
+void
+scheduler_committed(struct scheduler *s, int ok)
+{
+	struct sched_job *j;
+	size_t i, k;
+
+	s->write_failed = 0;
+	if (ok) {
+		free_unsaved(s);
+	} else {
+		for (j = s->unsaved; j != NULL; j = j->next) {
+			j->finish_written = 0;
+			for (k = 0; k < j->nrcpts; k++)
+				j->rcpts[k].written = 0;
+		}
+	}
+	for (i = 0; i < s->pool.nagents; i++) {
+		j = s->pool.agents[i]->job;
+		if (j == NULL)
+			continue;
+		for (k = 0; k < j->nrcpts; k++) {
+			if (ok && j->rcpts[k].written)
+				j->rcpts[k].committed = 1;
+			j->rcpts[k].written = 0;
+		}
+	}
+}
+
+size_t
+scheduler_replay(struct scheduler *s)
+{
+	struct sched_job *j;
+	size_t i, k, n = 0;
+
+	for (j = s->unsaved; j != NULL; j = j->next)
+		if (!j->finish_written) {
+			write_job(s, j);
+			n++;
+		}
+	for (i = 0; i < s->pool.nagents; i++) {
+		j = s->pool.agents[i]->job;
+		if (j == NULL)
+			continue;
+		for (k = 0; k < j->nrcpts; k++)
+			if (j->rcpts[k].answered && !j->rcpts[k].written &&
+			    !j->rcpts[k].committed) {
+				write_rcpt(s, j, &j->rcpts[k]);
+				n++;
+			}
+	}
+	return n;
+}
+
+size_t
+scheduler_unsaved(struct scheduler *s)
+{
+	struct sched_job *j;
+	size_t i, k, n = 0;
+
+	for (j = s->unsaved; j != NULL; j = j->next)
+		for (k = 0; k < j->nrcpts; k++)
+			if (j->rcpts[k].answered && !j->rcpts[k].committed)
+				n++;
+	for (i = 0; i < s->pool.nagents; i++) {
+		j = s->pool.agents[i]->job;
+		if (j == NULL)
+			continue;
+		for (k = 0; k < j->nrcpts; k++)
+			if (j->rcpts[k].answered && !j->rcpts[k].committed)
+				n++;
+	}
+	return n;
+}
+
+int
+scheduler_write_failed(const struct scheduler *s)
+{
+	return s->write_failed;
+}
+
 void
 scheduler_free(struct scheduler *s)
 {
@@ -757,5 +947,6 @@ scheduler_free(struct scheduler *s)
 	for (i = 0; i < s->pool.nagents; i++)
 		job_clear(s->pool.agents[i]);
 	agent_pool_close(&s->pool);
+	free_unsaved(s);
 	free(s);
 }

@@ -15,10 +15,12 @@
  * as it was.  Statements are prepared once at open and bind their
  * arguments; no SQL is ever built from data.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 
 #include <sqlite3.h>
 
@@ -471,6 +473,62 @@ store_has_writes(const struct store *st)
 	return !sqlite3_get_autocommit(st->db) &&
 	    sqlite3_total_changes64(st->db) - st->changes_at_begin !=
 	    st->changes_streaming;
+}
+
+int
+store_probe(struct store *st)
+{
+	char sql[64];
+	int64_t v;
+
+	st->err[0] = '\0';
+	if (!sqlite3_get_autocommit(st->db)) {
+		set_err(st, "probe", "a transaction is open");
+		return -1;
+	}
+	if (user_version(st->db, &v) == -1) {
+		db_err(st, "probe");
+		return -1;
+	}
+	if (exec_stmt(st, S_BEGIN, "probe") == -1)
+		return -1;
+	/* Setting the cookie writes page 1 even when the value is the
+	 * same, so the COMMIT appends to the WAL and fsyncs it, as a real
+	 * commit does. */
+	snprintf(sql, sizeof(sql), "PRAGMA user_version = %" PRId64, v);
+	if (sqlite3_exec(st->db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+		db_err(st, "probe");
+		store_rollback(st);
+		return -1;
+	}
+	return store_commit(st);
+}
+
+int
+store_free_space(struct store *st, uint64_t *avail, uint64_t *total)
+{
+	const char *path = sqlite3_db_filename(st->db, "main");
+	char dir[4096];
+	struct statvfs vfs;
+	char *slash;
+
+	if (path == NULL || path[0] == '\0') {
+		set_err(st, "free space", "the database has no file");
+		return -1;
+	}
+	ferry_strlcpy(dir, path, sizeof(dir));
+	if ((slash = strrchr(dir, '/')) != NULL)
+		*(slash == dir ? slash + 1 : slash) = '\0';
+	else
+		ferry_strlcpy(dir, ".", sizeof(dir));
+	if (statvfs(dir, &vfs) == -1) {
+		set_err(st, "free space", strerror(errno));
+		return -1;
+	}
+	/* what the queue user may still write, not root's reserve */
+	*avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+	*total = (uint64_t)vfs.f_blocks * vfs.f_frsize;
+	return 0;
 }
 
 /* --- intake -------------------------------------------------------------- */

@@ -312,6 +312,59 @@ validate_target(cfg_t *cfg, cfg_opt_t *opt)
 	return 0;
 }
 
+int
+config_parse_min_free(const char *s, int64_t *bytes, int *percent)
+{
+	unsigned long long v = 0, mult = 1;
+	const char *p = s;
+
+	if (s == NULL || *s < '0' || *s > '9')
+		return -1;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		v = v * 10 + (unsigned long long)(*p - '0');
+		if (v > (1ULL << 50))
+			return -1;
+	}
+	if (*p == '%') {
+		if (p[1] != '\0' || v > 99)
+			return -1;
+		*bytes = 0;
+		*percent = (int)v;
+		return 0;
+	}
+	if (*p == 'K' || *p == 'k')
+		mult = 1024;
+	else if (*p == 'M' || *p == 'm')
+		mult = 1024 * 1024;
+	else if (*p == 'G' || *p == 'g')
+		mult = 1024 * 1024 * 1024;
+	else if (*p != '\0')
+		return -1;
+	if (*p != '\0' && p[1] != '\0')
+		return -1;
+	if (v > (1ULL << 50) / mult)
+		return -1;
+	*bytes = (int64_t)(v * mult);
+	*percent = -1;
+	return 0;
+}
+
+static int
+validate_min_free(cfg_t *cfg, cfg_opt_t *opt)
+{
+	int64_t bytes;
+	int percent;
+
+	if (config_parse_min_free(cfg_opt_getnstr(opt, 0), &bytes,
+	    &percent) < 0) {
+		cfg_error(cfg, "min_free must be bytes with an optional K, M "
+		    "or G (\"100M\") or a percentage of the filesystem "
+		    "below 100 (\"5%%\")");
+		return -1;
+	}
+	return 0;
+}
+
 static int
 validate_nonempty(cfg_t *cfg, cfg_opt_t *opt)
 {
@@ -341,6 +394,8 @@ enum store {
 	ST_INT_LIST,     /* int * and size_t count, each checked */
 	ST_CIDR_LIST,    /* struct cidr * and size_t count; an option without
 	                    default that is not set gets count (size_t)-1 */
+	ST_MIN_FREE,     /* int64_t bytes at offset, int percent at
+	                    count_offset (-1: the value is in bytes) */
 };
 
 /* Which struct the value goes into. */
@@ -473,7 +528,7 @@ static const struct option_row options[] = {
 	    1, 3600),
 	INT("limits", "data_timeout", 600, B_CONFIG, CF(data_timeout), 1,
 	    86400),
-	INT("limits", "max_connections", 256, B_CONFIG, CF(max_connections),
+	INT("limits", "max_connections", 2048, B_CONFIG, CF(max_connections),
 	    1, 100000),
 	INT("limits", "max_connections_per_client", 20, B_CONFIG,
 	    CF(max_connections_per_client), 1, 100000),
@@ -540,6 +595,10 @@ static const struct option_row options[] = {
 	    validate_resolver),
 	PATH("delivery", "credentials_file", "", CF(credentials_file), NULL),
 
+	{ "queue", CFG_STR("min_free", "100M", CFGF_NONE), ST_MIN_FREE,
+	    B_CONFIG, CF(min_free_bytes), CF(min_free_percent), 0, 0, NULL,
+	    validate_min_free },
+
 	WORD("log", "target", "syslog", B_CONFIG, CF(log_to_stderr),
 	    log_target_names, validate_target),
 	BOOL("log", "debug", cfg_false, B_CONFIG, CF(log_debug)),
@@ -590,6 +649,7 @@ static const struct section_row sections[] = {
 	    RF(name), 1 },
 	{ "mx", 0, 0, 0, 0, 0, 0 },
 	{ "delivery", 0, 0, 0, 0, 0, 0 },
+	{ "queue", 0, 0, 0, 0, 0, 0 },
 	{ "log", 0, 0, 0, 0, 0, 0 },
 	{ "tls", 0, 0, 0, 0, 0, 0 },
 	{ "auth", 0, 0, 0, 0, 0, 0 },
@@ -892,6 +952,11 @@ store_value(cfg_t *sec, const struct option_row *row, char *base,
 		*(size_t *)(base + row->count_offset) = n;
 		break;
 	}
+	case ST_MIN_FREE:
+		if (config_parse_min_free(cfg_getstr(sec, name), (int64_t *)at,
+		    (int *)(base + row->count_offset)) < 0)
+			abort();   /* validated while parsing */
+		break;
 	}
 }
 

@@ -409,6 +409,72 @@ server_now(const json_t *root)
 	return json_member_num(root, "now", (double)time(NULL));
 }
 
+/* "83 MB" */
+static void
+fmt_bytes(char *out, size_t n, double b)
+{
+	if (b >= 10.0 * 1024 * 1024 * 1024)
+		snprintf(out, n, "%.0f GB", b / (1024.0 * 1024 * 1024));
+	else if (b >= 10.0 * 1024 * 1024)
+		snprintf(out, n, "%.0f MB", b / (1024.0 * 1024));
+	else if (b >= 10.0 * 1024)
+		snprintf(out, n, "%.0f KB", b / 1024.0);
+	else
+		snprintf(out, n, "%.0f bytes", b);
+}
+
+/* The store's health: one line for commits, one for intake when it is
+ * refused. */
+static void
+render_store(const json_t *root)
+{
+	const json_t *st = member(root, "store", JSON_OBJECT);
+	const json_t *state, *err;
+	double since, unsaved, freeb, minb;
+	char when[64], f[32], m[32];
+
+	if (st == NULL || (state = member(st, "state", JSON_STRING)) == NULL)
+		return;
+	since = json_member_num(st, "failing_since", -1);
+	unsaved = json_member_num(st, "outcomes_unsaved", 0);
+	freeb = json_member_num(st, "free_bytes", -1);
+	minb = json_member_num(st, "min_free_bytes", -1);
+	err = member(st, "error", JSON_STRING);
+	if (strcmp(json_string_value(state), "failing") == 0) {
+		time_t tt = (time_t)since;
+		struct tm tm;
+
+		if (since < 0 || localtime_r(&tt, &tm) == NULL ||
+		    strftime(when, sizeof(when), "%H:%M:%S", &tm) == 0)
+			snprintf(when, sizeof(when), "?");
+		printf("store:   commits failing since %s (", when);
+		if (err != NULL)
+			put_str(stdout, err);
+		printf("), %.0f attempt(s); no delivery is started",
+		    json_member_num(st, "commit_failures", 0));
+		if (unsaved > 0)
+			printf("; %.0f outcome(s) wait to be recorded",
+			    unsaved);
+		printf("\n");
+		printf("intake:  refusing while commits fail\n");
+		return;
+	}
+	if (freeb >= 0 && minb >= 0) {
+		fmt_bytes(f, sizeof(f), freeb);
+		fmt_bytes(m, sizeof(m), minb);
+		printf("store:   ok, %s free (min_free %s)\n", f, m);
+	} else {
+		printf("store:   ok\n");
+	}
+	if (strcmp(json_string_value(state), "low_space") == 0 &&
+	    freeb >= 0 && minb >= 0) {
+		fmt_bytes(f, sizeof(f), freeb);
+		fmt_bytes(m, sizeof(m), minb);
+		printf("intake:  refusing, %s free, below min_free %s\n", f,
+		    m);
+	}
+}
+
 static void
 render_status(const json_t *root)
 {
@@ -447,6 +513,7 @@ render_status(const json_t *root)
 		printf("intake:  %.0f message(s) in %.0f commit(s) since "
 		    "start\n", json_member_num(in, "messages", 0),
 		    json_member_num(in, "commits", 0));
+	render_store(root);
 }
 
 static void

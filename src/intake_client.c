@@ -21,6 +21,7 @@
 #include "intake_client.h"
 #include "ipc.h"
 #include "log.h"
+#include "store_health.h"
 #include "util.h"
 
 /* What the runner may answer a worker. */
@@ -28,6 +29,7 @@ static const struct channel_rule runner_may_send[] = {
 	{ IMSG_TX_BEGUN, 0 },
 	{ IMSG_TX_COMMITTED, 0 },
 	{ IMSG_TX_FAIL, 0 },
+	{ IMSG_QUEUE_STATE, 0 },
 	{ 0, 0 }
 };
 
@@ -111,6 +113,25 @@ send_frame(struct intake_client *ic, int64_t deadline)
 	return 0;
 }
 
+/* The runner's state note (IMSG_QUEUE_STATE), sent unasked when the
+ * connection opens and when the state changes: kept in ic.  0, or -1
+ * when malformed (the connection is dropped). */
+static int
+take_queue_state(struct intake_client *ic, struct ipc_in *in)
+{
+	uint8_t state;
+	uint64_t headroom;
+
+	if (ipc_get_u8(in, &state) < 0 || state > QUEUE_STATE_FAILING ||
+	    ipc_get_u64(in, &headroom) < 0 || ipc_end(in) < 0) {
+		channel_violation(&ic->ch, "malformed QUEUE_STATE");
+		return fail(ic, "malformed QUEUE_STATE from the queue runner");
+	}
+	ic->queue_state = state;
+	ic->queue_headroom = headroom;
+	return 0;
+}
+
 /* Decodes the answer to BEGIN or COMMIT: want (with a qid) or TX_FAIL.
  * 0 yes, -1 no (reason set; the connection is dropped when the answer
  * was malformed). */
@@ -156,8 +177,13 @@ await_answer(struct intake_client *ic, int want, char *qid, size_t qidlen,
 {
 	struct ipc_in in;
 
-	if (channel_read_wait(&ic->ch, &in, deadline) < 0)
-		return fail(ic, "%s", ic->ch.error);
+	do {
+		if (channel_read_wait(&ic->ch, &in, deadline) < 0)
+			return fail(ic, "%s", ic->ch.error);
+		if (in.type == IMSG_QUEUE_STATE &&
+		    take_queue_state(ic, &in) < 0)
+			return -1;
+	} while (in.type == IMSG_QUEUE_STATE);
 	return decode_answer(ic, &in, want, qid, qidlen);
 }
 
@@ -305,6 +331,11 @@ intake_poll_answer(struct intake_client *ic, int want, char *qid,
 		got = channel_next(&ic->ch, &in);
 		if (got == 0 && n < 0)
 			return fail(ic, "the queue runner closed the connection");
+	}
+	while (got == 1 && in.type == IMSG_QUEUE_STATE) {
+		if (take_queue_state(ic, &in) < 0)
+			return -1;
+		got = channel_next(&ic->ch, &in);
 	}
 	if (got < 0)
 		return fail(ic, "the queue runner broke the protocol");

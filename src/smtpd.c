@@ -321,11 +321,13 @@ take_stress(struct worker *w)
 	ms = w->anvil.stress ? (int64_t)w->anvil.stress_timeout * 1000 : 0;
 	if (ms == control.stress_ms)
 		return;
+	/* ferry-anvil logs the relay's stress once; each worker only
+	 * notes that it applies it */
 	if (ms > 0)
-		log_info("stress mode on: idle limit %u s for every session",
-		    w->anvil.stress_timeout);
+		log_debug("worker applies stress: idle limit %u s for every "
+		    "session", w->anvil.stress_timeout);
 	else
-		log_info("stress mode off");
+		log_debug("worker leaves stress");
 	control.stress_ms = ms;
 	arm_all(w);
 }

@@ -45,6 +45,7 @@ ANVIL_CONNECT, ANVIL_DISCONNECT, ANVIL_ANSWER = (
     _T["ANVIL_CONNECT"], _T["ANVIL_DISCONNECT"], _T["ANVIL_ANSWER"])
 CTL_REQUEST, CTL_ANSWER, CTL_ANSWER_END = (
     _T["CTL_REQUEST"], _T["CTL_ANSWER"], _T["CTL_ANSWER_END"])
+QUEUE_STATE = _T["QUEUE_STATE"]
 IPC_MAX_PAYLOAD = 1024 * 1024
 
 
@@ -125,6 +126,18 @@ class ChannelTest(ft.FerryTestCase):
         self.assertEqual(status, 0, "the worker impersonation failed")
         return out[1:], out[:1] == b"C"
 
+    def after_state(self, answer):
+        """What the runner answered after the queue state it sends every
+        worker when it accepts its connection (asserted well-formed:
+        state 0, ok, and the bytes free above min_free)."""
+        head = struct.calcsize("!IHH")
+        self.assertGreaterEqual(len(answer), head + 9, answer)
+        plen, ftype, version = struct.unpack("!IHH", answer[:head])
+        self.assertEqual((plen, ftype, version), (9, QUEUE_STATE,
+                                                  IPC_VERSION))
+        self.assertEqual(answer[head], 0)
+        return answer[head + 9:]
+
     def mail_still_flows(self):
         qid = self.ferry.send(b"Subject: after\r\n\r\nstill here\r\n")
         self.assertIsNotNone(self.ferry.message(qid))
@@ -134,7 +147,7 @@ class ChannelTest(ft.FerryTestCase):
         start = self.ferry.log_size()
         answer, closed = self.as_worker("queue.sock",
                                         frame(JOB, u32(1)))
-        self.assertEqual(answer, b"")
+        self.assertEqual(self.after_state(answer), b"")
         self.assertTrue(closed, "the runner kept a lying worker")
         self.assertTrue(self.ferry.wait_log(
             r"SMTP worker on intake connection \d+ broke the protocol: "
