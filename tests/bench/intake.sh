@@ -49,7 +49,6 @@ delivery {
 }
 # one client (smtp-source on loopback) opens every connection
 limits {
-    max_connections = 100000
     max_connections_per_client = 100000
     connection_rate = 1000000
     message_rate = 1000000
