@@ -5,18 +5,27 @@
  *
  * Requests (one line, LF-terminated, at most 512 bytes):
  *   status | queue list | queue show ID | queue flush [ID] |
- *   queue delete ID | queue hold ID | queue release ID
+ *   queue delete ID | queue hold ID | queue release ID |
+ *   queue check | queue accept-loss | queue reopen
  * Answer: {"ok":true, ...} or {"ok":false,"error":"..."}, then close.
  */
 #ifndef FERRY_CONTROL_H
 #define FERRY_CONTROL_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include "store.h"
 
 /* What the runner lends the control code for one request. */
 struct control_ctx {
-	struct store *st;
+	struct store *st;                    /* NULL: the store is unusable */
+	const char *store_path;
+	const char *store_trouble;           /* why st is NULL */
+	/* opens the store again after the operator dealt with the fault
+	 * (accept_loss: drops the lost-WAL marker first); 0, or -1 with a
+	 * reason in err */
+	int (*reopen)(void *arg, int accept_loss, char *err, size_t errlen);
+	void *reopen_arg;
 	/* live state for "status" */
 	int agents_total, agents_busy;
 	int workers_total, workers_busy;     /* -1 when unknown */

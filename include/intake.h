@@ -28,7 +28,8 @@ struct intake_conn *intake_conn_new(int fd, uint64_t id);
 int intake_conn_fd(const struct intake_conn *c);
 /* Reads what the socket has and handles every whole frame, writing to
  * the store's open transaction.  Returns 0, or -1 when the connection must
- * be closed (EOF, error, or a peer that lied). */
+ * be closed (EOF, error, or a peer that lied).  With st NULL (the runner
+ * has no usable store) every BEGIN is answered TX_FAIL. */
 int intake_conn_read(struct intake_conn *c, struct store *st,
     uint64_t max_size);
 /* Nonzero while the connection waits for the end-of-turn commit. */

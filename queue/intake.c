@@ -144,6 +144,12 @@ on_begin(struct intake_conn *c, struct store *st, struct ipc_in *in)
 		return violation(c, "BEGIN inside a transaction", in->type);
 	if (envelope_decode(in, &env) < 0)
 		return violation(c, "malformed envelope", in->type);
+	if (st == NULL) {
+		/* the runner has no usable store: refuse at once */
+		envelope_free(&env);
+		send_answer(c, IMSG_TX_FAIL, "queue unavailable");
+		return 0;
+	}
 	if (store_begin(st) < 0 ||
 	    (c->msgid = store_message_create(st, &env, c->qid)) < 0) {
 		log_error("queue: cannot create a message: %s",
