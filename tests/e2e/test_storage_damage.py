@@ -62,6 +62,11 @@ class DamageCase(ft.FerryTestCase):
         d.stop(remove=False)
         d.start()
 
+    def check_queue(self, d):
+        return ft.subprocess.run([ft.FERRYD, "-n", "--check-queue", "-f",
+                                  d.conf], capture_output=True, text=True,
+                                 timeout=30)
+
     def trouble_lines(self, d, what):
         return [ln for ln in d.log_text().splitlines()
                 if "queue: " in ln and what in ln]
@@ -135,6 +140,9 @@ class DamageCase(ft.FerryTestCase):
         a fast 451 and a one-line status."""
         d.stop(remove=False)
         damage(d.db_path)
+        p = self.check_queue(d)
+        self.assertEqual(p.returncode, 1, (p.stdout, p.stderr))
+        self.assertIn(d.db_path, p.stderr)
         start = d.log_size()
         d.start()
         runner = d.runners()
@@ -194,10 +202,39 @@ class DamagedDatabaseTest(DamageCase):
         self.queue_some(d, 2)
         doc = d.ctl_json("queue", "check")
         self.assertIs(doc.get("ok"), True, doc)
+        p = self.check_queue(d)                # beside the running runner
+        self.assertEqual(p.returncode, 0, (p.stdout, p.stderr))
+        self.assertIn("queue OK", p.stdout)
         p = d.ctl("queue", "salvage")          # refused: it is in use
         self.assertEqual(p.returncode, 1, (p.stdout, p.stderr))
         self.assertIn("stop ferry", p.stderr)
         self.assertEqual(d.count(), 2)
+
+
+class UnopenableTest(DamageCase):
+
+    def test_database_not_readable(self):
+        d = self.start_ferry()
+        self.queue_some(d, 3)
+        d.stop(remove=False)
+        os.chmod(d.db_path, 0)
+        start = d.log_size()
+        d.start()
+        self.assertIsNotNone(d.wait_log(r"queue: %s: .*refusing mail"
+                                        % re.escape(d.db_path), 5, start))
+        runner = d.runners()
+        self.assert_refuses_fast(d)
+        self.assert_status_says(d, r"unavailable: %s"
+                                % re.escape(d.db_path))
+        time.sleep(2)
+        self.assertEqual(d.runners(), runner, "the runner restarted")
+        self.assertEqual(len(self.trouble_lines(d, "refusing mail")), 1)
+        # put right by hand: reopen, and nothing was lost
+        os.chmod(d.db_path, 0o600)
+        p = d.ctl("queue", "reopen")
+        self.assertEqual(p.returncode, 0, (p.stdout, p.stderr))
+        self.assertIs(d.ctl_json("status").get("ok"), True)
+        self.assertEqual(d.count(), 3)
 
 
 class LostWalTest(DamageCase):
