@@ -32,7 +32,9 @@ const char *store_errmsg(struct store *st);
 #define STORE_WAL_MARK_SUFFIX "-walmark"
 
 /* Before store_open: 1 when the marker says the WAL held commits but the
- * -wal file is missing or empty, so they are lost (why in err); else 0. */
+ * -wal file is missing or empty and no checkpoint changed the database
+ * file since, so they are lost (why in err); else 0.  A marker that a
+ * checkpoint by another connection made stale is removed. */
 int store_wal_lost(const char *path, char *err, size_t errlen);
 /* The operator accepts that loss: removes the marker.  0 or -1. */
 int store_accept_loss(const char *path, char *err, size_t errlen);

@@ -22,7 +22,8 @@
  * after a checkpoint and removed after a checkpoint the store drives
  * itself (SQLite's automatic checkpoint is replaced by the same rule,
  * STORE_CHECKPOINT_FRAMES), so it costs one fsync per checkpoint, not
- * per commit.  A marker with no WAL beside it means committed mail was
+ * per commit.  A marker with no WAL beside it, and a database file that no
+ * checkpoint changed since the marker was made, means committed mail was
  * lost with the WAL: store_wal_lost() tells, and the runner refuses mail
  * until an operator accepts the loss.
  */
@@ -114,6 +115,7 @@ struct store {
 	int64_t changes_at_begin; /* sqlite3_total_changes64 at BEGIN */
 	int64_t changes_streaming; /* of them, rows of messages still
 	                              arriving: they wait for the message */
+	char *path;               /* the database file */
 	char *wal_mark;           /* the marker's path */
 	int wal_marked;           /* the marker exists (and is durable) */
 	int wal_frames;           /* frames in the WAL after the last commit */
@@ -276,17 +278,35 @@ wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
 	return SQLITE_OK;
 }
 
+/* What the marker holds: the database file's size and modification time
+ * when the WAL was last empty.  Only a checkpoint writes the database
+ * file, so a WAL gone with the file unchanged was lost, while one that
+ * another connection checkpointed and removed (an operator's sqlite3
+ * while the runner was down) left the file changed. */
+static void
+fingerprint(const struct stat *sb, char *out, size_t outlen)
+{
+	snprintf(out, outlen, "%lld %lld %ld\n", (long long)sb->st_size,
+	    (long long)sb->st_mtim.tv_sec, (long)sb->st_mtim.tv_nsec);
+}
+
 /* Makes the marker exist, durably, before a commit may put mail in the
  * WAL. */
 static int
 wal_mark(struct store *st)
 {
+	char fp[96] = "";
+	struct stat sb;
 	int fd;
 
 	if (st->wal_marked)
 		return 0;
-	fd = open(st->wal_mark, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-	if (fd < 0 || fsync(fd) < 0 || sync_dir_of(st->wal_mark) < 0) {
+	if (stat(st->path, &sb) == 0)
+		fingerprint(&sb, fp, sizeof(fp));
+	fd = open(st->wal_mark, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+	    0600);
+	if (fd < 0 || write_all(fd, fp, strlen(fp)) < 0 || fsync(fd) < 0 ||
+	    sync_dir_of(st->wal_mark) < 0) {
 		snprintf(st->err, sizeof(st->err), "commit: cannot write %s: "
 		    "%s", st->wal_mark, strerror(errno));
 		if (fd >= 0)
@@ -319,18 +339,34 @@ store_wal_lost(const char *path, char *err, size_t errlen)
 {
 	char *mark = path_with(path, STORE_WAL_MARK_SUFFIX);
 	char *wal = path_with(path, "-wal");
-	struct stat sm, sw;
+	char was[96] = "", now[96] = "";
+	struct stat sm, sw, sb;
 	int lost = 0;
+	FILE *fp;
 
 	/* a WAL shorter than its header plus one frame holds no commit */
 	if (stat(mark, &sm) == 0 && (stat(wal, &sw) < 0 || sw.st_size <=
 	    32 + 24)) {
+		if ((fp = fopen(mark, "r")) != NULL) {
+			if (fgets(was, sizeof(was), fp) == NULL)
+				was[0] = '\0';
+			fclose(fp);
+		}
+		if (stat(path, &sb) == 0)
+			fingerprint(&sb, now, sizeof(now));
+		if (was[0] != '\0' && now[0] != '\0' && strcmp(was, now) != 0) {
+			/* checkpointed by someone else: the marker is stale */
+			(void)unlink(mark);
+			(void)sync_dir_of(mark);
+			goto out;
+		}
 		snprintf(err, errlen, "%s: the WAL (%s) held committed mail "
 		    "that is not in the database, and it is %s: that mail "
 		    "is lost", path, wal, stat(wal, &sw) < 0 ? "missing" :
 		    "empty");
 		lost = 1;
 	}
+out:
 	free(mark);
 	free(wal);
 	return lost;
@@ -547,6 +583,7 @@ store_open(const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: out of memory", path);
 		return NULL;
 	}
+	st->path = xstrdup(path);
 	st->wal_mark = path_with(path, STORE_WAL_MARK_SUFFIX);
 	st->wal_marked = access(st->wal_mark, F_OK) == 0;
 	{
@@ -654,6 +691,7 @@ store_close(struct store *st)
 	}
 	sqlite3_close(st->db);
 	free(st->wal_mark);
+	free(st->path);
 	free(st);
 }
 

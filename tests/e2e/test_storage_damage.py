@@ -267,6 +267,25 @@ class LostWalTest(DamageCase):
         self.restart(d)
         self.assertIs(d.ctl_json("status").get("ok"), True)
 
+    def test_wal_checkpointed_by_another_process_is_no_loss(self):
+        d = self.start_ferry()
+        sent = self.queue_some(d, 4)
+        pids = d.children()
+        d.kill_all()
+        self.assertTrue(ft.wait_for(lambda: not any(ft.alive(p)
+                                                    for p in pids), 5))
+        # an operator's look at the queue while ferry is down: SQLite
+        # copies the WAL into queue.db and removes it
+        self.assertEqual(d.count(), 4)
+        self.assertFalse(os.path.exists(d.db_path + "-wal"))
+        start = d.log_size()
+        d.start()
+        self.assertIsNotNone(d.wait_log(r"4 message\(s\) queued", 5, start))
+        self.assertNotIn("lost", d.log_text()[start:])
+        self.assertEqual(sorted(r["qid"] for r in
+                                d.query("SELECT qid FROM message")),
+                         sorted(sent))
+
     def test_kill_without_loss_raises_no_alarm(self):
         d = self.start_ferry()
         sent = self.queue_some(d)
