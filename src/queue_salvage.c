@@ -227,9 +227,10 @@ queue_salvage(const char *dbpath, struct queue_salvage_result *res,
 	res->recipients = counts.recipients;
 	res->damaged_spots = counts.damaged_spots;
 
-	/* the queue user's file again, as the damaged one was */
+	/* the queue user's file again, as the damaged one was (readable and
+	 * writable by its owner, whatever the damaged file's mode was) */
 	if (chown(fresh, sb.st_uid, sb.st_gid) < 0 ||
-	    chmod(fresh, sb.st_mode & 07777) < 0) {
+	    chmod(fresh, (sb.st_mode & 0777) | 0600) < 0) {
 		snprintf(err, errlen, "%s: %s", fresh, strerror(errno));
 		goto undo;
 	}
