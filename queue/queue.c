@@ -555,8 +555,9 @@ queue(const struct child_args *a)
 	privsep_drop(&target);
 	child_follow_master(master);
 
-	snprintf(r.dbpath, sizeof(r.dbpath), "%s/%s/%s", cfg->spool_dir,
-	    SPOOL_QUEUE_DIR, QUEUE_DB_NAME);
+	if ((size_t)snprintf(r.dbpath, sizeof(r.dbpath), "%s/%s/%s",
+	    cfg->spool_dir, SPOOL_QUEUE_DIR, QUEUE_DB_NAME) >= sizeof(r.dbpath))
+		log_fatal("spool_dir is too long: %s", cfg->spool_dir);
 	r.agent_uid = agent_uid;
 	if (open_store(&r) < 0)
 		log_warn("queue runner started without its store: intake "
