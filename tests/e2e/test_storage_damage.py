@@ -242,6 +242,13 @@ class LostWalTest(DamageCase):
     def test_wal_removed_after_kill_is_detected(self):
         d = self.start_ferry()
         self.queue_some(d)
+        # kill -9 the runner itself first: killed after the master, it
+        # may take the master's death (SIGTERM) and close its store
+        # cleanly - checkpointed, the WAL gone with nothing in it - before
+        # its SIGKILL arrives.  The master, stopped, cannot restart it.
+        os.kill(d.proc.pid, signal.SIGSTOP)
+        for pid in d.runners():
+            os.kill(pid, signal.SIGKILL)
         d.kill_all()
         wal = d.db_path + "-wal"
         self.assertGreater(os.path.getsize(wal), 32)
