@@ -17,8 +17,12 @@ Needs root."""
 
 import glob
 import os
+import pwd
 import re
+import select
 import signal
+import socket
+import struct
 import sys
 import time
 
@@ -29,6 +33,71 @@ from ferrytest import split_received  # noqa: E402
 
 N = 12
 PAGE = 4096
+FRAME_HEAD = struct.calcsize("!IHH")
+QUEUE_STATE_OK, QUEUE_STATE_FAILING = 0, 2   # store_health.h
+
+
+def queue_state_type():
+    """IMSG_QUEUE_STATE's number: ipc.h's enum counts from 1."""
+    with open(os.path.join(ft.SRCDIR, "include", "ipc.h")) as f:
+        text = f.read()
+    body = text[text.index("enum ipc_type {"):text.index("IMSG_TYPE_MAX")]
+    body = re.sub(r"/\*.*?\*/", "", body, flags=re.S)
+    return re.findall(r"IMSG_(\w+)", body).index("QUEUE_STATE") + 1
+
+
+class IntakeListener:
+    """A process running as the SMTP user on the runner's intake socket
+    that passes on the QUEUE_STATE notes it is sent (the state byte of
+    each), as a worker's connection would see them."""
+
+    def __init__(self, d):
+        pw = pwd.getpwnam(ft.SMTPD_USER)
+        path = os.path.join(d.spool, "smtpd", "queue.sock")
+        rd, wr = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:
+            try:
+                os.close(rd)
+                os.setgroups([])
+                os.setgid(pw.pw_gid)
+                os.setuid(pw.pw_uid)
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.settimeout(20)
+                sock.connect(path)
+                note = queue_state_type()
+                buf = b""
+                while True:
+                    b = sock.recv(4096)
+                    if not b:
+                        break
+                    buf += b
+                    while len(buf) >= FRAME_HEAD:
+                        plen, ftype, _ = struct.unpack("!IHH",
+                                                       buf[:FRAME_HEAD])
+                        if len(buf) < FRAME_HEAD + plen:
+                            break
+                        if ftype == note and plen == 9:
+                            os.write(wr, buf[FRAME_HEAD:FRAME_HEAD + 1])
+                        buf = buf[FRAME_HEAD + plen:]
+            except BaseException:
+                pass
+            os._exit(0)
+        os.close(wr)
+        self.rd = rd
+
+    def next_state(self, timeout=5):
+        """The next state noted, or None."""
+        ready, _, _ = select.select([self.rd], [], [], timeout)
+        if not ready:
+            return None
+        b = os.read(self.rd, 1)
+        return b[0] if b else None
+
+    def close(self):
+        os.kill(self.pid, signal.SIGKILL)
+        os.waitpid(self.pid, 0)
+        os.close(self.rd)
 
 
 def content(i):
@@ -229,10 +298,18 @@ class UnopenableTest(DamageCase):
         time.sleep(2)
         self.assertEqual(d.runners(), runner, "the runner restarted")
         self.assertEqual(len(self.trouble_lines(d, "refusing mail")), 1)
-        # put right by hand: reopen, and nothing was lost
-        os.chmod(d.db_path, 0o600)
-        p = d.ctl("queue", "reopen")
-        self.assertEqual(p.returncode, 0, (p.stdout, p.stderr))
+        # a worker's connection is told the queue is failing...
+        listener = IntakeListener(d)
+        try:
+            self.assertEqual(listener.next_state(), QUEUE_STATE_FAILING)
+            # put right by hand: reopen, and nothing was lost
+            os.chmod(d.db_path, 0o600)
+            p = d.ctl("queue", "reopen")
+            self.assertEqual(p.returncode, 0, (p.stdout, p.stderr))
+            # ...and that it is sound again once the store is open
+            self.assertEqual(listener.next_state(), QUEUE_STATE_OK)
+        finally:
+            listener.close()
         self.assertIs(d.ctl_json("status").get("ok"), True)
         self.assertEqual(d.count(), 3)
 
