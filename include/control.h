@@ -6,7 +6,8 @@
  * The connection is a channel (channel.h) carrying control_proto.h's
  * frames: one CTL_REQUEST with the words of
  *   status | queue list | queue show ID | queue flush [ID] |
- *   queue delete ID | queue hold ID | queue release ID
+ *   queue delete ID | queue hold ID | queue release ID |
+ *   queue check | queue accept-loss | queue reopen
  * answered {"ok":true, ...} or {"ok":false,"error":"..."} in CTL_ANSWER
  * pieces and CTL_ANSWER_END, then closed.
  */
@@ -20,7 +21,14 @@
 
 /* What the runner lends the control code for one request. */
 struct control_ctx {
-	struct store *st;
+	struct store *st;                    /* NULL: the store is unusable */
+	const char *store_path;
+	const char *store_trouble;           /* why st is NULL */
+	/* opens the store again after the operator dealt with the fault
+	 * (accept_loss: drops the lost-WAL marker first); 0, or -1 with a
+	 * reason in err */
+	int (*reopen)(void *arg, int accept_loss, char *err, size_t errlen);
+	void *reopen_arg;
 	/* live state for "status" */
 	int agents_total, agents_busy;
 	int workers_total, workers_busy;     /* -1 when unknown */

@@ -37,7 +37,8 @@ int intake_conn_fd(const struct intake_conn *c);
  * the store's open transaction; a new message is refused unless state
  * is QUEUE_STATE_OK.  Returns 0, or -1 when the connection must be
  * closed (EOF, error, or a peer that lied), or -2 when a write failed
- * and the whole transaction is lost. */
+ * and the whole transaction is lost.  With st NULL (the runner has no
+ * usable store) every BEGIN is answered TX_FAIL. */
 int intake_conn_read(struct intake_conn *c, struct store *st,
     uint64_t max_size, enum queue_state state);
 /* The TX_FAIL reason that refuses a new message in state, or NULL. */

@@ -25,6 +25,44 @@ struct store *store_open(const char *path, char *err, size_t errlen);
 void store_close(struct store *st);
 const char *store_errmsg(struct store *st);
 
+/* --- damage: checks, the lost-WAL marker, salvage ---------------------- */
+
+/* Beside the database, this file exists while the WAL may hold commits
+ * not yet checkpointed into the database file (see store_sqlite.c). */
+#define STORE_WAL_MARK_SUFFIX "-walmark"
+
+/* Before store_open: 1 when the marker says the WAL held commits but the
+ * -wal file is missing or empty and no checkpoint changed the database
+ * file since, so they are lost (why in err); else 0.  A marker that a
+ * checkpoint by another connection made stale is removed. */
+int store_wal_lost(const char *path, char *err, size_t errlen);
+/* The operator accepts that loss: removes the marker.  0 or -1. */
+int store_accept_loss(const char *path, char *err, size_t errlen);
+/* PRAGMA quick_check (full: integrity_check) of an open store, or of the
+ * file at path opened read-only: 0 when sound, else -1 with the first
+ * findings in err (which names path). */
+int store_check(struct store *st, const char *path, int full, char *err,
+    size_t errlen);
+int store_check_file(const char *path, int full, char *err, size_t errlen);
+
+/* What a salvage saved. */
+struct store_salvage {
+	int64_t found;            /* complete messages it could read */
+	int64_t messages;         /* of them, whole and taken */
+	int64_t recipients;       /* their pending recipients */
+	int64_t damaged_spots;    /* unreadable stretches it stepped over */
+	int schema_lost;          /* it could not read the schema at all */
+};
+/* Fills st (a store just created on a fresh file) with what can be read
+ * of the damaged database at path: whole messages with a pending
+ * recipient, their recipients and history.  Each table is walked by row
+ * id around its damaged pages (Debian 12's SQLite has no recovery
+ * extension, and its shell's .recover needs the dbpage table it lacks).
+ * The damaged file is only read.  0, or -1 with a reason in err
+ * (schema_lost set when the schema could not be read). */
+int store_salvage_import(struct store *st, const char *damaged,
+    struct store_salvage *out, char *err, size_t errlen);
+
 /* Group commit: store_begin opens the write transaction when none is open;
  * store_commit makes it durable (returns 0) or rolls it back (-1). */
 int store_begin(struct store *st);

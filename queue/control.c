@@ -237,6 +237,10 @@ cmd_status(struct control_ctx *ctx, const char *qid, struct answer *a)
 	json_t *doc, *o;
 
 	(void)qid;
+	if (ctx->st == NULL) {
+		fail(a, "the queue is unavailable: %s", ctx->store_trouble);
+		return;
+	}
 	if (store_admin_stats(ctx->st, &qs) == -1) {
 		store_failed(a, ctx, "status");
 		return;
@@ -538,6 +542,61 @@ cmd_delete(struct control_ctx *ctx, const char *qid, struct answer *a)
 	ok_changed(a, 1);
 }
 
+/* integrity_check: reads every page, so the runner stands still for as
+ * long as that takes (an operator's command, run when in doubt). */
+static void
+cmd_check(struct control_ctx *ctx, const char *qid, struct answer *a)
+{
+	char err[512];
+
+	(void)qid;
+	if (ctx->st == NULL) {
+		fail(a, "the queue is unavailable: %s", ctx->store_trouble);
+		return;
+	}
+	if (store_check(ctx->st, ctx->store_path, 1, err, sizeof(err)) < 0) {
+		log_error("queue: %s", err);
+		fail(a, "%s", err);
+		return;
+	}
+	put_str(answer_ok(a), "file", ctx->store_path);
+}
+
+static void
+reopen(struct control_ctx *ctx, int accept_loss, struct answer *a)
+{
+	char err[1024];
+
+	if (ctx->reopen(ctx->reopen_arg, accept_loss, err, sizeof(err)) < 0) {
+		fail(a, "%s", err);
+		return;
+	}
+	put_str(answer_ok(a), "file", ctx->store_path);
+}
+
+static void
+cmd_accept_loss(struct control_ctx *ctx, const char *qid, struct answer *a)
+{
+	(void)qid;
+	reopen(ctx, 1, a);
+}
+
+static void
+cmd_reopen(struct control_ctx *ctx, const char *qid, struct answer *a)
+{
+	(void)qid;
+	reopen(ctx, 0, a);
+}
+
+/* The commands that work while the store is unusable (each says so). */
+static int
+works_without_store(void (*run)(struct control_ctx *, const char *,
+    struct answer *))
+{
+	return run == cmd_status || run == cmd_check ||
+	    run == cmd_accept_loss || run == cmd_reopen;
+}
+
 enum arg_kind { ARG_NONE, ARG_QID, ARG_OPT_QID };
 
 /* The commands: one row each (control.h lists them). */
@@ -553,6 +612,9 @@ static const struct command {
 	{ "queue", "delete", ARG_QID, cmd_delete },
 	{ "queue", "hold", ARG_QID, cmd_hold },
 	{ "queue", "release", ARG_QID, cmd_release },
+	{ "queue", "check", ARG_NONE, cmd_check },
+	{ "queue", "accept-loss", ARG_NONE, cmd_accept_loss },
+	{ "queue", "reopen", ARG_NONE, cmd_reopen },
 };
 
 /* Runs one request, its nw words, into a. */
@@ -595,7 +657,8 @@ run_request(struct control_ctx *ctx, char **words, size_t nw,
 	if (c == NULL) {
 		if (strcmp(words[0], "queue") == 0)
 			fail(a, "unknown queue command (list, show, flush, "
-			    "delete, hold, release)");
+			    "delete, hold, release, check, accept-loss, "
+			    "reopen)");
 		else
 			fail(a, "unknown command (status, queue ...)");
 		return;
@@ -612,6 +675,10 @@ run_request(struct control_ctx *ctx, char **words, size_t nw,
 	if (qid != NULL && !valid_qid(qid)) {
 		fail(a, "invalid queue id (%d upper-case hex characters "
 		    "expected)", QID_LEN);
+		return;
+	}
+	if (ctx->st == NULL && !works_without_store(c->run)) {
+		fail(a, "the queue is unavailable: %s", ctx->store_trouble);
 		return;
 	}
 	c->run(ctx, qid, a);

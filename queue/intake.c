@@ -177,6 +177,12 @@ on_begin(struct intake_conn *c, struct store *st, struct ipc_in *in,
 		return violation(c, "BEGIN inside a transaction", in->type);
 	if (envelope_decode(in, &env) < 0)
 		return violation(c, "malformed envelope", in->type);
+	if (st == NULL) {
+		/* the runner has no usable store: refuse at once */
+		envelope_free(&env);
+		send_answer(c, IMSG_TX_FAIL, "queue unavailable");
+		return 0;
+	}
 	if (refusal != NULL) {
 		/* no log line: the worker logs its refusal, and the runner
 		 * logged the state once when it began */

@@ -27,6 +27,15 @@
  * SIGUSR1 stops dispatching (ferry is stopping); SIGTERM ends the loop
  * after a last commit.
  *
+ * A store it cannot use - the file damaged (quick_check at start), not
+ * openable, or its WAL lost (store_wal_lost) - does not end the runner:
+ * a runner that exits would only be restarted into the same fault.  It
+ * logs the cause once, tells the workers the queue is failing
+ * (QUEUE_STATE_FAILING), answers every intake with TX_FAIL at once,
+ * tells ferryctl why, delivers nothing, and opens the store again when
+ * ferryctl says the fault is dealt with (queue accept-loss, queue reopen
+ * after queue salvage).
+ *
  * Security stance: every peer is checked by uid.  The intake socket lives
  * in the workers' chroot, is created by the master with access for the
  * SMTP user only, and the runner also checks each worker's uid; only the
@@ -125,13 +134,27 @@ struct runner {
 	struct store_health health;
 	enum queue_state announced;   /* what the workers were last told */
 	int64_t next_space_check_ms;
+	uid_t agent_uid;
+	char dbpath[1024];
+	/* why the store is closed (st NULL): one line naming the file */
+	char store_trouble[2048];
 };
+
+/* What the workers are told: the store's health, or failing while the
+ * runner has no usable store (intake is refused at once then). */
+static enum queue_state
+runner_state(const struct runner *r)
+{
+	if (r->st == NULL)
+		return QUEUE_STATE_FAILING;
+	return store_health_state(&r->health);
+}
 
 /* Tells every worker the queue's state when it changed. */
 static void
 announce_state(struct runner *r)
 {
-	enum queue_state now = store_health_state(&r->health);
+	enum queue_state now = runner_state(r);
 	size_t i;
 
 	if (now == r->announced)
@@ -150,7 +173,7 @@ check_space(struct runner *r, int force)
 	uint64_t avail, total;
 	int64_t now = now_ms();
 
-	if (!force && now < r->next_space_check_ms)
+	if (r->st == NULL || (!force && now < r->next_space_check_ms))
 		return;
 	r->next_space_check_ms = now + SPACE_CHECK_MS;
 	if (store_free_space(r->st, &avail, &total) < 0) {
@@ -185,8 +208,7 @@ accept_workers(struct runner *r)
 			continue;
 		}
 		r->conns[r->nconns] = intake_conn_new(fd, ++r->next_conn_id);
-		intake_conn_send_state(r->conns[r->nconns++],
-		    store_health_state(&r->health),
+		intake_conn_send_state(r->conns[r->nconns++], runner_state(r),
 		    store_health_headroom(&r->health));
 	}
 }
@@ -329,10 +351,12 @@ reload_config(struct runner *r, int fd)
 	}
 	free(fresh->spool_dir);
 	fresh->spool_dir = xstrdup(r->cfg->spool_dir);
-	scheduler_set_config(r->sched, fresh);
+	if (r->sched != NULL)
+		scheduler_set_config(r->sched, fresh);
 	config_free(r->cfg);
 	r->cfg = fresh;
-	scheduler_wake(r->sched);
+	if (r->sched != NULL)
+		scheduler_wake(r->sched);
 	log_info("queue runner: configuration reloaded (%zu route(s))",
 	    fresh->nroutes);
 }
@@ -442,6 +466,85 @@ commit_for_control(void *arg, char *err, size_t errlen)
 	return -1;
 }
 
+/* Opens and checks the store.  On a fault the runner keeps going without
+ * one: store_trouble says why, logged here once. */
+static int
+open_store(struct runner *r)
+{
+	char err[sizeof(r->store_trouble) - 128];
+	int64_t active = 0;
+	int purged;
+
+	r->store_trouble[0] = '\0';
+	if (store_wal_lost(r->dbpath, err, sizeof(err))) {
+		snprintf(r->store_trouble, sizeof(r->store_trouble), "%s; "
+		    "refusing mail until \"ferryctl queue accept-loss\"", err);
+		goto refuse;
+	}
+	if ((r->st = store_open(r->dbpath, err, sizeof(err))) == NULL) {
+		snprintf(r->store_trouble, sizeof(r->store_trouble), "%s; "
+		    "refusing mail (see \"ferryctl queue salvage\")", err);
+		goto refuse;
+	}
+	if (store_check(r->st, r->dbpath, 0, err, sizeof(err)) < 0) {
+		snprintf(r->store_trouble, sizeof(r->store_trouble), "%s; "
+		    "refusing mail (see \"ferryctl queue salvage\")", err);
+		store_close(r->st);
+		r->st = NULL;
+		goto refuse;
+	}
+	purged = store_purge_incoming(r->st);
+	if (purged < 0) {
+		snprintf(r->store_trouble, sizeof(r->store_trouble),
+		    "%s: cannot clean up: %s; refusing mail", r->dbpath,
+		    store_errmsg(r->st));
+		store_close(r->st);
+		r->st = NULL;
+		goto refuse;
+	}
+	if (purged > 0)
+		log_info("queue: removed %d message(s) left incomplete by an "
+		    "interrupted session", purged);
+	store_count(r->st, "active", &active);
+	log_info("queue runner started: %s, %lld message(s) queued%s",
+	    r->dbpath, (long long)active, r->cfg->delivery_paused ?
+	    "; delivery is paused (delivery.paused)" : "");
+	r->sched = scheduler_new(r->cfg, r->st, r->agent_uid);
+	return 0;
+
+refuse:
+	log_error("queue: %s", r->store_trouble);
+	return -1;
+}
+
+/* ferryctl: the fault is dealt with (accept_loss: the operator accepts
+ * that the mail in a lost WAL is gone); try the store again. */
+static int
+reopen_store(void *arg, int accept_loss, char *err, size_t errlen)
+{
+	struct runner *r = arg;
+
+	if (r->st != NULL) {
+		snprintf(err, errlen, "the queue is open and sound; nothing "
+		    "to do");
+		return -1;
+	}
+	if (accept_loss) {
+		if (store_accept_loss(r->dbpath, err, errlen) < 0)
+			return -1;
+		log_warn("queue: %s: the operator accepted the loss of the "
+		    "mail in the lost WAL", r->dbpath);
+	}
+	if (open_store(r) < 0) {
+		snprintf(err, errlen, "%s", r->store_trouble);
+		return -1;
+	}
+	/* the workers are told intake is open again (or why not) */
+	check_space(r, 1);
+	announce_state(r);
+	return 0;
+}
+
 static void
 serve_control(struct runner *r)
 {
@@ -465,8 +568,13 @@ serve_control(struct runner *r)
 		}
 		memset(&ctx, 0, sizeof(ctx));
 		ctx.st = r->st;
-		scheduler_counts(r->sched, &ctx.agents_total,
-		    &ctx.agents_busy);
+		ctx.store_path = r->dbpath;
+		ctx.store_trouble = r->st == NULL ? r->store_trouble : NULL;
+		ctx.reopen = reopen_store;
+		ctx.reopen_arg = r;
+		if (r->sched != NULL)
+			scheduler_counts(r->sched, &ctx.agents_total,
+			    &ctx.agents_busy);
 		ctx.workers_total = r->have_pool ? (int)r->pool_workers : -1;
 		ctx.workers_busy = r->have_pool ? (int)r->pool_busy : -1;
 		ctx.messages_in = r->stats.messages;
@@ -484,7 +592,8 @@ serve_control(struct runner *r)
 		ctx.space_known = r->health.space_known;
 		ctx.free_bytes = r->health.free_bytes;
 		ctx.min_free_bytes = r->health.min_free_bytes;
-		ctx.outcomes_unsaved = scheduler_unsaved(r->sched);
+		ctx.outcomes_unsaved = r->sched != NULL ?
+		    scheduler_unsaved(r->sched) : 0;
 		control_serve(fd, &ctx);
 	}
 }
@@ -517,15 +626,17 @@ run_loop(struct runner *r)
 		nconn_fds = n;
 		pfds[n].fd = FD_CONTROL;
 		pfds[n++].events = POLLIN;
-		pfds[n].fd = FD_AGENTS;
+		/* without a store, agents wait in the backlog */
+		pfds[n].fd = r->sched != NULL ? FD_AGENTS : -1;
 		pfds[n++].events = POLLIN;
 		pfds[n].fd = r->notes.fd;
 		pfds[n++].events = POLLIN;
-		nagent_fds = scheduler_pollfds(r->sched, pfds + n, 1024);
+		nagent_fds = r->sched != NULL ?
+		    scheduler_pollfds(r->sched, pfds + n, 1024) : 0;
 		n += nagent_fds;
 		/* the scheduler's clock counts only while it may run */
-		timeout = may_dispatch(r) ? scheduler_timeout_ms(r->sched) :
-		    SPACE_CHECK_MS;
+		timeout = r->st != NULL && may_dispatch(r) ?
+		    scheduler_timeout_ms(r->sched) : SPACE_CHECK_MS;
 		if (timeout > SPACE_CHECK_MS)
 			timeout = SPACE_CHECK_MS;
 		if (r->health.failing &&
@@ -537,10 +648,12 @@ run_loop(struct runner *r)
 				continue;
 			log_fatal("poll: %s", strerror(errno));
 		}
-		scheduler_events(r->sched, pfds + nconn_fds + 3, nagent_fds);
+		if (r->sched != NULL)
+			scheduler_events(r->sched, pfds + nconn_fds + 3,
+			    nagent_fds);
 		if (pfds[nconn_fds + 2].revents & POLLIN)
 			read_master_notes(r);
-		if (pfds[nconn_fds + 1].revents & POLLIN)
+		if (pfds[nconn_fds + 1].revents & POLLIN && r->sched != NULL)
 			scheduler_accept(r->sched, FD_AGENTS);
 		if (pfds[nconn_fds].revents & POLLIN)
 			serve_control(r);
@@ -556,8 +669,7 @@ run_loop(struct runner *r)
 				res = intake_conn_flush(r->conns[i]);
 			if (res == 0 && (ev & (POLLIN | POLLHUP | POLLERR)))
 				res = intake_conn_read(r->conns[i], r->st,
-				    INTAKE_MAX_MESSAGE,
-				    store_health_state(&r->health));
+				    INTAKE_MAX_MESSAGE, runner_state(r));
 			if (res == -2) {
 				store_failed(r, store_errmsg(r->st));
 				continue;
@@ -567,6 +679,8 @@ run_loop(struct runner *r)
 		}
 		if (pfds[0].revents & POLLIN)
 			accept_workers(r);
+		if (r->st == NULL)
+			continue;
 		group_commit(r);
 		check_space(r, 0);
 		store_health_tick(&r->health, now_ms());
@@ -583,11 +697,8 @@ queue(const struct child_args *a)
 	struct ferry_config *cfg;
 	struct privsep_target target;
 	struct runner r;
-	char dbpath[4096], err[512];
 	gid_t gid;
 	uid_t agent_uid;
-	int64_t active = 0;
-	int purged;
 	pid_t master = getppid();
 
 	install_signals();
@@ -623,21 +734,13 @@ queue(const struct child_args *a)
 	privsep_drop(&target);
 	child_follow_master(master);
 
-	snprintf(dbpath, sizeof(dbpath), "%s/%s/%s", cfg->spool_dir,
-	    SPOOL_QUEUE_DIR, QUEUE_DB_NAME);
-	r.st = store_open(dbpath, err, sizeof(err));
-	if (r.st == NULL)
-		log_fatal("%s", err);
-	purged = store_purge_incoming(r.st);
-	if (purged < 0)
-		log_fatal("queue: cannot clean up: %s", store_errmsg(r.st));
-	if (purged > 0)
-		log_info("queue: removed %d message(s) left incomplete by an "
-		    "interrupted session", purged);
-	store_count(r.st, "active", &active);
-	log_info("queue runner started: %s, %lld message(s) queued%s", dbpath,
-	    (long long)active, cfg->delivery_paused ?
-	    "; delivery is paused (delivery.paused)" : "");
+	if ((size_t)snprintf(r.dbpath, sizeof(r.dbpath), "%s/%s/%s",
+	    cfg->spool_dir, SPOOL_QUEUE_DIR, QUEUE_DB_NAME) >= sizeof(r.dbpath))
+		log_fatal("spool_dir is too long: %s", cfg->spool_dir);
+	r.agent_uid = agent_uid;
+	if (open_store(&r) < 0)
+		log_warn("queue runner started without its store: intake "
+		    "is refused");
 
 	fd_set_nonblock(FD_INTAKE, 1);
 	fd_set_nonblock(FD_CONTROL, 1);
@@ -645,18 +748,21 @@ queue(const struct child_args *a)
 	fd_set_nonblock(FD_POOL, 1);
 	channel_init(&r.notes, FD_POOL, "the master", master_may_send, 64,
 	    CHANNEL_RECORDS | CHANNEL_FATAL);
-	r.sched = scheduler_new(cfg, r.st, agent_uid);
 	r.conns = xcalloc(MAX_CONNS, sizeof(*r.conns));
 	check_space(&r, 1);
+	announce_state(&r);
 	run_loop(&r);
 
 	/* Shutdown: finish what completed, drop the rest. */
-	group_commit(&r);
+	if (r.st != NULL)
+		group_commit(&r);
 	while (r.nconns > 0)
 		close_conn(&r, r.nconns - 1);
-	if (store_in_transaction(r.st) && store_commit(r.st) == 0)
+	if (r.st != NULL && store_in_transaction(r.st) &&
+	    store_commit(r.st) == 0)
 		r.stats.commits++;
-	if (r.health.failing && scheduler_unsaved(r.sched) > 0)
+	if (r.health.failing && r.sched != NULL &&
+	    scheduler_unsaved(r.sched) > 0)
 		log_warn("queue: stopping with %zu delivery outcome(s) that "
 		    "could not be committed (%s); those recipients are tried "
 		    "again after the restart", scheduler_unsaved(r.sched),
@@ -664,7 +770,8 @@ queue(const struct child_args *a)
 	log_info("queue runner stopping: %llu message(s) stored in %llu "
 	    "commit(s)", (unsigned long long)r.stats.messages,
 	    (unsigned long long)r.stats.commits);
-	scheduler_free(r.sched);
+	if (r.sched != NULL)
+		scheduler_free(r.sched);
 	store_close(r.st);
 	free(r.conns);
 	config_free(r.cfg);

@@ -14,12 +14,27 @@
  * that fails leaves the open transaction - and the other messages in it -
  * as it was.  Statements are prepared once at open and bind their
  * arguments; no SQL is ever built from data.
+ *
+ * Damage stance: the runner checks the file at start (quick_check), and a
+ * marker file beside the database (STORE_WAL_MARK_SUFFIX) exists whenever
+ * the WAL may hold commits not yet checkpointed into the database file.
+ * It is created and fsynced (with its directory) before the first commit
+ * after a checkpoint and removed after a checkpoint the store drives
+ * itself (SQLite's automatic checkpoint is replaced by the same rule,
+ * STORE_CHECKPOINT_FRAMES), so it costs one fsync per checkpoint, not
+ * per commit.  A marker with no WAL beside it, and a database file that no
+ * checkpoint changed since the marker was made, means committed mail was
+ * lost with the WAL: store_wal_lost() tells, and the runner refuses mail
+ * until an operator accepts the loss.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 
 #include <sqlite3.h>
@@ -33,6 +48,7 @@ extern const char store_schema_sql[];
 
 #define QID_TRIES 8           /* fresh ids tried on a queue id collision */
 #define BUSY_TIMEOUT_MS 5000
+#define STORE_CHECKPOINT_FRAMES 1000  /* SQLite's own autocheckpoint */
 
 enum stmt_id {
 	S_BEGIN,
@@ -100,6 +116,10 @@ struct store {
 	int64_t changes_at_begin; /* sqlite3_total_changes64 at BEGIN */
 	int64_t changes_streaming; /* of them, rows of messages still
 	                              arriving: they wait for the message */
+	char *path;               /* the database file */
+	char *wal_mark;           /* the marker's path */
+	int wal_marked;           /* the marker exists (and is durable) */
+	int wal_frames;           /* frames in the WAL after the last commit */
 };
 
 static void
@@ -214,6 +234,233 @@ dsn_ret_str(uint32_t r)
 	}
 }
 
+/* --- the WAL marker ---------------------------------------------------- */
+
+static char *
+path_with(const char *path, const char *suffix)
+{
+	size_t n = strlen(path) + strlen(suffix) + 1;
+	char *p = xmalloc(n);
+
+	snprintf(p, n, "%s%s", path, suffix);
+	return p;
+}
+
+/* fsyncs the directory holding path, so a file created or removed there
+ * stays so. */
+static int
+sync_dir_of(const char *path)
+{
+	char dir[4096];
+	const char *slash = strrchr(path, '/');
+	int fd, rc;
+
+	if (slash == NULL)
+		snprintf(dir, sizeof(dir), ".");
+	else if (slash == path)
+		snprintf(dir, sizeof(dir), "/");
+	else
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return -1;
+	rc = fsync(fd);
+	close(fd);
+	return rc;
+}
+
+/* Records the WAL's frame count after each commit; installing it also
+ * turns SQLite's automatic checkpoint off (store_commit drives them). */
+static int
+wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
+{
+	(void)db;
+	(void)name;
+	((struct store *)arg)->wal_frames = frames;
+	return SQLITE_OK;
+}
+
+/* What the marker holds: the database file's size and modification time
+ * when the WAL was last empty.  Only a checkpoint writes the database
+ * file, so a WAL gone with the file unchanged was lost, while one that
+ * another connection checkpointed and removed (an operator's sqlite3
+ * while the runner was down) left the file changed. */
+static void
+fingerprint(const struct stat *sb, char *out, size_t outlen)
+{
+	snprintf(out, outlen, "%lld %lld %ld\n", (long long)sb->st_size,
+	    (long long)sb->st_mtim.tv_sec, (long)sb->st_mtim.tv_nsec);
+}
+
+/* Makes the marker exist, durably, before a commit may put mail in the
+ * WAL. */
+static int
+wal_mark(struct store *st)
+{
+	char fp[96] = "";
+	struct stat sb;
+	int fd;
+
+	if (st->wal_marked)
+		return 0;
+	if (stat(st->path, &sb) == 0)
+		fingerprint(&sb, fp, sizeof(fp));
+	fd = open(st->wal_mark, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+	    0600);
+	if (fd < 0 || write_all(fd, fp, strlen(fp)) < 0 || fsync(fd) < 0 ||
+	    sync_dir_of(st->wal_mark) < 0) {
+		snprintf(st->err, sizeof(st->err), "commit: cannot write %s: "
+		    "%s", st->wal_mark, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	close(fd);
+	st->wal_marked = 1;
+	return 0;
+}
+
+/* Copies the WAL into the database file; when all of it went, the WAL
+ * holds nothing the database lacks and the marker goes (an unlink that
+ * a crash undoes only leaves a marker beside a complete WAL). */
+static void
+wal_checkpoint(struct store *st, int mode)
+{
+	int nlog = -1, nckpt = -1;
+
+	if (sqlite3_wal_checkpoint_v2(st->db, NULL, mode, &nlog, &nckpt) !=
+	    SQLITE_OK || nlog != nckpt)
+		return;
+	st->wal_frames = 0;
+	if (st->wal_marked && unlink(st->wal_mark) == 0)
+		st->wal_marked = 0;
+}
+
+int
+store_wal_lost(const char *path, char *err, size_t errlen)
+{
+	char *mark = path_with(path, STORE_WAL_MARK_SUFFIX);
+	char *wal = path_with(path, "-wal");
+	char was[96] = "", now[96] = "";
+	struct stat sm, sw, sb;
+	int lost = 0;
+	FILE *fp;
+
+	/* a WAL shorter than its header plus one frame holds no commit */
+	if (stat(mark, &sm) == 0 && (stat(wal, &sw) < 0 || sw.st_size <=
+	    32 + 24)) {
+		if ((fp = fopen(mark, "r")) != NULL) {
+			if (fgets(was, sizeof(was), fp) == NULL)
+				was[0] = '\0';
+			fclose(fp);
+		}
+		if (stat(path, &sb) == 0)
+			fingerprint(&sb, now, sizeof(now));
+		if (was[0] != '\0' && now[0] != '\0' && strcmp(was, now) != 0) {
+			/* checkpointed by someone else: the marker is stale */
+			(void)unlink(mark);
+			(void)sync_dir_of(mark);
+			goto out;
+		}
+		snprintf(err, errlen, "%s: the WAL (%s) held committed mail "
+		    "that is not in the database, and it is %s: that mail "
+		    "is lost", path, wal, stat(wal, &sw) < 0 ? "missing" :
+		    "empty");
+		lost = 1;
+	}
+out:
+	free(mark);
+	free(wal);
+	return lost;
+}
+
+int
+store_accept_loss(const char *path, char *err, size_t errlen)
+{
+	char *mark = path_with(path, STORE_WAL_MARK_SUFFIX);
+	int rc = 0;
+
+	if ((unlink(mark) < 0 && errno != ENOENT) || sync_dir_of(mark) < 0) {
+		snprintf(err, errlen, "cannot remove %s: %s", mark,
+		    strerror(errno));
+		rc = -1;
+	}
+	free(mark);
+	return rc;
+}
+
+/* --- checks ------------------------------------------------------------ */
+
+/* Runs quick_check or integrity_check on db: 0 when it says "ok", else
+ * -1 with its first findings (or the error that stopped it) in err. */
+static int
+run_check(sqlite3 *db, const char *path, int full, char *err, size_t errlen)
+{
+	sqlite3_stmt *s;
+	size_t used = 0;
+	int rc, rows = 0, ok = 0;
+
+	if (sqlite3_prepare_v2(db, full ? "PRAGMA integrity_check(20)" :
+	    "PRAGMA quick_check(20)", -1, &s, NULL) != SQLITE_OK) {
+		snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(db));
+		return -1;
+	}
+	used = (size_t)snprintf(err, errlen, "%s: damaged (%s):", path,
+	    full ? "integrity_check" : "quick_check");
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		const unsigned char *v = sqlite3_column_text(s, 0);
+
+		if (rows++ == 0 && v != NULL &&
+		    strcmp((const char *)v, "ok") == 0)
+			ok = 1;
+		if (used < errlen && rows <= 3)
+			used += (size_t)snprintf(err + used, errlen - used,
+			    "%s %s", rows > 1 ? ";" : "",
+			    v != NULL ? (const char *)v : "?");
+	}
+	if (rc != SQLITE_DONE) {
+		snprintf(err, errlen, "%s: damaged (%s): %s", path,
+		    full ? "integrity_check" : "quick_check",
+		    sqlite3_errmsg(db));
+		ok = 0;
+	} else if (ok) {
+		err[0] = '\0';
+	} else if (rows > 3 && used < errlen) {
+		snprintf(err + used, errlen - used, "; ...");
+	}
+	sqlite3_finalize(s);
+	return ok ? 0 : -1;
+}
+
+int
+store_check(struct store *st, const char *path, int full, char *err,
+    size_t errlen)
+{
+	return run_check(st->db, path, full, err, errlen);
+}
+
+int
+store_check_file(const char *path, int full, char *err, size_t errlen)
+{
+	sqlite3 *db = NULL;
+	int rc;
+
+	if (access(path, F_OK) < 0) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY |
+	    SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+		snprintf(err, errlen, "%s: %s", path, db != NULL ?
+		    sqlite3_errmsg(db) : "cannot open");
+		sqlite3_close(db);
+		return -1;
+	}
+	sqlite3_busy_timeout(db, BUSY_TIMEOUT_MS);
+	rc = run_check(db, path, full, err, errlen);
+	sqlite3_close(db);
+	return rc;
+}
+
 /* --- opening --------------------------------------------------------- */
 
 /* Runs a statement made at open (not from data) and returns its first
@@ -308,6 +555,17 @@ migrate_v1_v2(sqlite3 *db, const char *path, char *err, size_t errlen)
 	return -1;
 }
 
+/* Why opening failed, saying "damaged" when SQLite found the file is
+ * not a sound database (the runner's refusal line names it so). */
+static void
+open_failed(struct store *st, const char *path, char *err, size_t errlen)
+{
+	int code = sqlite3_errcode(st->db) & 0xff;
+
+	snprintf(err, errlen, "%s: %s%s", path, code == SQLITE_CORRUPT ||
+	    code == SQLITE_NOTADB ? "damaged: " : "", sqlite3_errmsg(st->db));
+}
+
 struct store *
 store_open(const char *path, char *err, size_t errlen)
 {
@@ -326,6 +584,21 @@ store_open(const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: out of memory", path);
 		return NULL;
 	}
+	st->path = xstrdup(path);
+	st->wal_mark = path_with(path, STORE_WAL_MARK_SUFFIX);
+	st->wal_marked = access(st->wal_mark, F_OK) == 0;
+	{
+		/* SQLite would take an empty file for a new database: a
+		 * queue cut to nothing would be forgotten in silence */
+		struct stat sb;
+
+		if (stat(path, &sb) == 0 && sb.st_size == 0) {
+			snprintf(err, errlen, "%s: damaged: the file is empty "
+			    "(truncated?); remove it only if no mail was ever "
+			    "queued", path);
+			goto fail;
+		}
+	}
 	rc = sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE |
 	    SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
@@ -334,10 +607,11 @@ store_open(const char *path, char *err, size_t errlen)
 		goto fail;
 	}
 	sqlite3_busy_timeout(st->db, BUSY_TIMEOUT_MS);
+	sqlite3_wal_hook(st->db, wal_hook, st);
 
 	if (query_text(st->db, "PRAGMA journal_mode = WAL", mode,
 	    sizeof(mode)) == -1) {
-		snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(st->db));
+		open_failed(st, path, err, errlen);
 		goto fail;
 	}
 	if (strcmp(mode, "wal") != 0) {
@@ -348,22 +622,20 @@ store_open(const char *path, char *err, size_t errlen)
 	for (i = 0; i < sizeof(pragmas) / sizeof(pragmas[0]); i++) {
 		if (sqlite3_exec(st->db, pragmas[i], NULL, NULL, NULL) !=
 		    SQLITE_OK) {
-			snprintf(err, errlen, "%s: %s: %s", path, pragmas[i],
-			    sqlite3_errmsg(st->db));
+			open_failed(st, path, err, errlen);
 			goto fail;
 		}
 	}
 
 	if (user_version(st->db, &v) == -1) {
-		snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(st->db));
+		open_failed(st, path, err, errlen);
 		goto fail;
 	}
 	if (v == 0) {
 		if (create_schema(st->db, path, err, errlen) == -1)
 			goto fail;
 		if (user_version(st->db, &v) == -1) {
-			snprintf(err, errlen, "%s: %s", path,
-			    sqlite3_errmsg(st->db));
+			open_failed(st, path, err, errlen);
 			goto fail;
 		}
 	}
@@ -389,8 +661,7 @@ store_open(const char *path, char *err, size_t errlen)
 		if (sqlite3_prepare_v3(st->db, stmt_sql[i], -1,
 		    SQLITE_PREPARE_PERSISTENT, &st->stmt[i], NULL) !=
 		    SQLITE_OK) {
-			snprintf(err, errlen, "%s: preparing \"%s\": %s", path,
-			    stmt_sql[i], sqlite3_errmsg(st->db));
+			open_failed(st, path, err, errlen);
 			goto fail;
 		}
 	}
@@ -412,8 +683,16 @@ store_close(struct store *st)
 		sqlite3_finalize(st->stmt[i]);
 	for (i = 0; i < D_NSTMT; i++)
 		sqlite3_finalize(st->dstmt[i]);
-	/* An open transaction is rolled back: it was never promised. */
+	/* An open transaction is rolled back: it was never promised.  The
+	 * WAL is copied in and emptied, and the marker goes with it. */
+	if (st->db != NULL) {
+		if (!sqlite3_get_autocommit(st->db))
+			sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+		wal_checkpoint(st, SQLITE_CHECKPOINT_TRUNCATE);
+	}
 	sqlite3_close(st->db);
+	free(st->wal_mark);
+	free(st->path);
 	free(st);
 }
 
@@ -444,8 +723,11 @@ store_commit(struct store *st)
 	st->err[0] = '\0';
 	if (sqlite3_get_autocommit(st->db))
 		return 0;
-	if (exec_stmt(st, S_COMMIT, "commit") == 0)
+	if (wal_mark(st) == 0 && exec_stmt(st, S_COMMIT, "commit") == 0) {
+		if (st->wal_frames >= STORE_CHECKPOINT_FRAMES)
+			wal_checkpoint(st, SQLITE_CHECKPOINT_PASSIVE);
 		return 0;
+	}
 	/* Not durable, so not kept: nothing in it may be acknowledged. */
 	store_rollback(st);
 	return -1;
@@ -1842,4 +2124,216 @@ store_admin_show_free(struct store_msg_info *m)
 	free(m->hold_reason);
 	free(m->headers);
 	memset(m, 0, sizeof(*m));
+}
+
+static int64_t
+count_of(sqlite3 *db, const char *sql)
+{
+	char buf[32];
+
+	if (query_text(db, sql, buf, sizeof(buf)) == -1)
+		return -1;
+	return strtoll(buf, NULL, 10);
+}
+
+/* --- salvage --------------------------------------------------------------- */
+
+/* The tables in the order they are copied, with every column of schema
+ * version 2 (the row id first: the others refer to it). */
+static const struct salvage_table {
+	const char *name, *cols;
+	int ncols;
+} salvage_tables[] = {
+	{ "message", "id, qid, state, sender, size, received_at, client_addr,"
+	  " client_name, helo, protocol, auth_user, body_type, smtputf8,"
+	  " dsn_ret, dsn_envid, size_declared, dsn_of, warned, agent_deaths,"
+	  " hold_reason", 20 },
+	{ "recipient", "id, message_id, address, dsn_notify, dsn_orcpt, state,"
+	  " attempts, next_attempt, last_attempt, last_reply, last_dsn", 11 },
+	{ "body", "rowid, message_id, seq, chunk", 4 },
+	{ "attempt", "id, recipient_id, at, relay, tls, status, dsn, reply", 8 },
+};
+
+/* What is kept of the rows read: whole messages only (every body chunk
+ * from 0 up, adding up to the recorded size) that still have a pending
+ * recipient, with their recipients and history.  The copy ran with
+ * foreign keys off, so orphans are removed here by hand. */
+static const char salvage_keep_sql[] =
+    "DELETE FROM body WHERE message_id NOT IN (SELECT id FROM message);"
+    "DELETE FROM message WHERE state NOT IN ('active', 'hold')"
+    " OR size IS NULL"
+    " OR size != (SELECT coalesce(sum(length(chunk)), 0) FROM body"
+    "  WHERE message_id = message.id)"
+    " OR (SELECT count(*) FROM body WHERE message_id = message.id) !="
+    "  (SELECT coalesce(max(seq) + 1, 0) FROM body"
+    "  WHERE message_id = message.id);"
+    "DELETE FROM recipient WHERE message_id NOT IN (SELECT id FROM message);"
+    "DELETE FROM message WHERE NOT EXISTS (SELECT 1 FROM recipient"
+    " WHERE message_id = message.id AND state = 'pending');"
+    "DELETE FROM body WHERE message_id NOT IN (SELECT id FROM message);"
+    "DELETE FROM recipient WHERE message_id NOT IN (SELECT id FROM message);"
+    "DELETE FROM attempt WHERE recipient_id NOT IN"
+    " (SELECT id FROM recipient);";
+
+/* The first row of t after row id `after`: SQLITE_ROW with it in *q,
+ * SQLITE_DONE past the last, or an error where the b-tree is damaged. */
+static int
+salvage_seek(sqlite3_stmt *q, int64_t after)
+{
+	sqlite3_reset(q);
+	sqlite3_bind_int64(q, 1, after);
+	return sqlite3_step(q);
+}
+
+/* Copies every row of one table that can be read, walking by row id: a
+ * seek that fails (a damaged page on its path) is retried further on,
+ * in growing steps and then by bisection back to the first readable row
+ * after the damage, so only rows on damaged pages are lost.  The number
+ * copied, or -1 when the table cannot be read at all. */
+static int64_t
+salvage_table(sqlite3 *old, struct store *st, const struct salvage_table *t,
+    int64_t *skipped)
+{
+	char sql[512];
+	sqlite3_stmt *q = NULL, *ins = NULL;
+	int64_t after = 0, copied = 0;     /* ferry's row ids start at 1 */
+	int rc, i;
+
+	snprintf(sql, sizeof(sql), "SELECT %s FROM %s WHERE rowid > ?1"
+	    " ORDER BY rowid LIMIT 1", t->cols, t->name);
+	if (sqlite3_prepare_v2(old, sql, -1, &q, NULL) != SQLITE_OK)
+		return -1;
+	snprintf(sql, sizeof(sql), "INSERT OR IGNORE INTO %s (%s) VALUES (?1,"
+	    " ?2, ?3, ?4%s", t->name, t->cols, t->ncols > 4 ? "" : ")");
+	for (i = 5; i <= t->ncols; i++)
+		snprintf(sql + strlen(sql), sizeof(sql) - strlen(sql),
+		    ", ?%d%s", i, i == t->ncols ? ")" : "");
+	if (sqlite3_prepare_v2(st->db, sql, -1, &ins, NULL) != SQLITE_OK) {
+		sqlite3_finalize(q);
+		return -1;
+	}
+	for (;;) {
+		rc = salvage_seek(q, after);
+		if (rc == SQLITE_ROW && sqlite3_column_int64(q, 0) <= after)
+			rc = SQLITE_CORRUPT;    /* a damaged page lying */
+		if (rc == SQLITE_ROW) {
+			int64_t id = sqlite3_column_int64(q, 0);
+
+			for (i = 0; i < t->ncols; i++)
+				sqlite3_bind_value(ins, i + 1,
+				    sqlite3_column_value(q, i));
+			if (sqlite3_step(ins) == SQLITE_DONE &&
+			    sqlite3_changes(st->db) > 0)
+				copied++;
+			sqlite3_reset(ins);
+			sqlite3_clear_bindings(ins);
+			if (id == INT64_MAX)
+				break;
+			after = id;
+			continue;
+		}
+		if (rc == SQLITE_DONE)
+			break;
+		{
+			/* damage after `after`: find a readable row further on */
+			int64_t bad = after, good, step = 1;
+			int found = 0;
+
+			while (!found) {
+				if (bad > INT64_MAX - step || step > ((int64_t)1
+				    << 62))
+					break;
+				good = bad + step;
+				rc = salvage_seek(q, good);
+				if ((rc == SQLITE_ROW && sqlite3_column_int64(q,
+				    0) > good) || rc == SQLITE_DONE)
+					found = 1;
+				else {
+					bad = good;
+					step *= 2;
+				}
+			}
+			if (!found)
+				break;
+			while (good - bad > 1) {
+				int64_t mid = bad + (good - bad) / 2;
+
+				rc = salvage_seek(q, mid);
+				if ((rc == SQLITE_ROW && sqlite3_column_int64(q,
+				    0) > mid) || rc == SQLITE_DONE)
+					good = mid;
+				else
+					bad = mid;
+			}
+			(*skipped)++;
+			after = good;
+		}
+	}
+	sqlite3_finalize(q);
+	sqlite3_finalize(ins);
+	return copied;
+}
+
+int
+store_salvage_import(struct store *st, const char *damaged,
+    struct store_salvage *out, char *err, size_t errlen)
+{
+	sqlite3 *old = NULL;
+	size_t i;
+	int rc = -1;
+
+	memset(out, 0, sizeof(*out));
+	if (sqlite3_open_v2(damaged, &old, SQLITE_OPEN_READWRITE |
+	    SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+		snprintf(err, errlen, "%s: %s", damaged, old != NULL ?
+		    sqlite3_errmsg(old) : "cannot open");
+		goto out;
+	}
+	/* evidence: the damaged file is only read, its WAL left as it is */
+	sqlite3_db_config(old, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
+	sqlite3_busy_timeout(old, BUSY_TIMEOUT_MS);
+	if (sqlite3_exec(old, "PRAGMA query_only = ON", NULL, NULL, NULL) !=
+	    SQLITE_OK || sqlite3_exec(old, "SELECT count(*) FROM"
+	    " sqlite_schema", NULL, NULL, NULL) != SQLITE_OK) {
+		snprintf(err, errlen, "%s: %s", damaged, sqlite3_errmsg(old));
+		out->schema_lost = 1;
+		goto out;
+	}
+	if (sqlite3_exec(st->db, "PRAGMA foreign_keys = OFF; BEGIN IMMEDIATE",
+	    NULL, NULL, NULL) != SQLITE_OK) {
+		snprintf(err, errlen, "%s", sqlite3_errmsg(st->db));
+		goto out;
+	}
+	for (i = 0; i < sizeof(salvage_tables) / sizeof(salvage_tables[0]);
+	    i++) {
+		int64_t n = salvage_table(old, st, &salvage_tables[i],
+		    &out->damaged_spots);
+
+		if (n < 0 && i == 0) {
+			snprintf(err, errlen, "%s: the message table cannot "
+			    "be read: %s", damaged, sqlite3_errmsg(old));
+			out->schema_lost = 1;
+			sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+			goto out;
+		}
+		if (i == 0)
+			out->found = count_of(st->db, "SELECT count(*) FROM"
+			    " message WHERE state IN ('active', 'hold')");
+	}
+	if (sqlite3_exec(st->db, salvage_keep_sql, NULL, NULL, NULL) !=
+	    SQLITE_OK || sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL) !=
+	    SQLITE_OK) {
+		snprintf(err, errlen, "keeping what was read: %s",
+		    sqlite3_errmsg(st->db));
+		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+		goto out;
+	}
+	out->messages = count_of(st->db, "SELECT count(*) FROM message");
+	out->recipients = count_of(st->db,
+	    "SELECT count(*) FROM recipient WHERE state = 'pending'");
+	rc = 0;
+out:
+	sqlite3_exec(st->db, "PRAGMA foreign_keys = ON", NULL, NULL, NULL);
+	sqlite3_close(old);
+	return rc;
 }

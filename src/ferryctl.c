@@ -7,12 +7,22 @@
  *
  *   ferryctl [-f config] [-s socket] [--json] status
  *   ferryctl ... queue list | show ID | flush [ID] | delete ID | hold ID |
- *                release ID
+ *                release ID | check | accept-loss | reopen | salvage
  *   ferryctl user hash [NAME]   (local: a password hash for the users file)
  *
  * Exit status: 0 done, 1 the daemon refused ({"ok":false}) or answered
  * something unreadable, 2 usage or configuration error, 75 (EX_TEMPFAIL)
  * the daemon cannot be reached.
+ *
+ * The socket is -s, else <spool_dir>/ferryctl.sock from the configuration;
+ * when the file does not parse, from its spool_dir line alone, else the
+ * default spool - it says which, so a bad file on disk does not stop the
+ * operator.  "status" waits at most STATUS_DEADLINE_MS for the answer and
+ * then says in one line that the runner is not answering.
+ *
+ * "queue salvage" is local: as root, with the runner stopped or refusing
+ * its store, it rebuilds the database (queue_salvage.c) and then asks a
+ * running runner to open the new file.
  *
  * Security stance: ferryctl holds no privilege of its own; the socket's
  * mode and the runner's peer check decide who may use it.  What it prints
@@ -42,6 +52,8 @@
 #include "control.h"
 #include "json_bytes.h"
 #include "log.h"
+#include "procfd.h"
+#include "queue_salvage.h"
 #include "util.h"
 
 #define EX_OK_ 0
@@ -53,6 +65,11 @@
 #define ANSWER_MAX (256 * 1024 * 1024)    /* a full queue list fits */
 #define CONNECT_TIMEOUT_S 5
 #define ANSWER_TIMEOUT_MS 30000
+#define STATUS_DEADLINE_MS 750            /* connect and answer, status: with
+                                             ferryctl's own start, within 1 s */
+
+/* How long ask() waits for the connection and the answer. */
+static int64_t ask_deadline_ms = ANSWER_TIMEOUT_MS;
 
 static void
 usage(FILE *fp)
@@ -67,6 +84,12 @@ usage(FILE *fp)
 	    "  queue hold ID       keep a message back from delivery\n"
 	    "  queue release ID    let a held message go again\n"
 	    "  queue delete ID     remove a message without a bounce\n"
+	    "  queue check         integrity_check of the queue database\n"
+	    "  queue accept-loss   after a lost WAL: accept that its mail is\n"
+	    "                      gone and let the runner take mail again\n"
+	    "  queue reopen        let the runner try its database again\n"
+	    "  queue salvage       (root; ferry stopped or refusing) rebuild a\n"
+	    "                      damaged database from what can be read\n"
 	    "  user hash [NAME]    read a password (no echo on a terminal) and\n"
 	    "                      print its yescrypt hash, or the users-file\n"
 	    "                      line \"NAME:hash\" (no daemon needed)\n"
@@ -92,6 +115,10 @@ static const struct command {
 	{ "queue", "delete", ARG_QID },
 	{ "queue", "hold", ARG_QID },
 	{ "queue", "release", ARG_QID },
+	{ "queue", "check", ARG_NONE },
+	{ "queue", "accept-loss", ARG_NONE },
+	{ "queue", "reopen", ARG_NONE },
+	{ "queue", "salvage", ARG_NONE },
 };
 
 /* The command argv names, or NULL after saying what is wrong. */
@@ -159,12 +186,12 @@ static const struct channel_rule runner_may_send[] = {
 };
 
 /* Reads the answer's pieces up to CTL_ANSWER_END into *ans (malloc'd,
- * NUL-terminated).  EX_OK_, or an exit status after saying why. */
+ * NUL-terminated), by deadline.  EX_OK_, or an exit status after saying
+ * why. */
 static int
-read_answer(struct channel *ch, const char *path, char **ans,
-    size_t *anslen)
+read_answer(struct channel *ch, const char *path, int64_t deadline,
+    char **ans, size_t *anslen)
 {
-	int64_t deadline = now_ms() + ANSWER_TIMEOUT_MS;
 	size_t len = 0, cap = 64 * 1024;
 	char *buf = xmalloc(cap + 1);
 	struct ipc_in in;
@@ -211,6 +238,13 @@ read_answer(struct channel *ch, const char *path, char **ans,
 	}
 	if (ch->fd < 0)                 /* a frame it may not send: said */
 		return EX_REFUSED;
+	if (!ch->eof && now_ms() >= deadline &&
+	    ask_deadline_ms < ANSWER_TIMEOUT_MS) {
+		fprintf(stderr, "ferryctl: the queue runner did not answer "
+		    "within %lld ms on %s: it is down or restarting (see the "
+		    "log)\n", (long long)ask_deadline_ms, path);
+		return EX_TEMPFAIL_;
+	}
 	fprintf(stderr, "ferryctl: no answer from %s: %s\n", path,
 	    ch->eof ? "the connection was closed" :
 	    now_ms() >= deadline ? "timed out" : ch->error);
@@ -218,10 +252,13 @@ read_answer(struct channel *ch, const char *path, char **ans,
 }
 
 /* Sends the request (the words) and reads the answer into *ans (malloc'd,
- * NUL-terminated).  EX_OK_, or an exit status after saying why. */
+ * NUL-terminated), all within ask_deadline_ms.  EX_OK_, or an exit status
+ * after saying why. */
 static int
-ask(const char *path, int argc, char **argv, char **ans, size_t *anslen)
+ask(const char *path, int argc, char *const *argv, char **ans,
+    size_t *anslen)
 {
+	int64_t deadline = now_ms() + ask_deadline_ms, send_by;
 	struct sockaddr_un sun;
 	struct timeval tv;
 	struct channel ch;
@@ -241,6 +278,10 @@ ask(const char *path, int argc, char **argv, char **ans, size_t *anslen)
 	/* connect (a full backlog) waits at most this long */
 	memset(&tv, 0, sizeof(tv));
 	tv.tv_sec = CONNECT_TIMEOUT_S;
+	if (ask_deadline_ms < CONNECT_TIMEOUT_S * 1000) {
+		tv.tv_sec = 0;
+		tv.tv_usec = (suseconds_t)ask_deadline_ms * 1000;
+	}
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
 		fprintf(stderr, "ferryctl: cannot connect to %s: %s "
@@ -253,13 +294,16 @@ ask(const char *path, int argc, char **argv, char **ans, size_t *anslen)
 	control_request_encode(channel_begin(&ch, IMSG_CTL_REQUEST), argc,
 	    argv);
 	(void)channel_end(&ch);
-	if (channel_flush_wait(&ch, now_ms() + CONNECT_TIMEOUT_S * 1000) < 0) {
+	send_by = now_ms() + CONNECT_TIMEOUT_S * 1000;
+	if (send_by > deadline)
+		send_by = deadline;
+	if (channel_flush_wait(&ch, send_by) < 0) {
 		fprintf(stderr, "ferryctl: cannot send to %s: %s "
 		    "(is ferryd running?)\n", path, ch.error);
 		channel_free(&ch);
 		return EX_TEMPFAIL_;
 	}
-	rc = read_answer(&ch, path, ans, anslen);
+	rc = read_answer(&ch, path, deadline, ans, anslen);
 	channel_free(&ch);
 	return rc;
 }
@@ -753,22 +797,167 @@ render_changed(int argc, char **argv, const json_t *root)
 /* --- main -------------------------------------------------------------- */
 
 static char *
+socket_in(const char *spool_dir)
+{
+	size_t n = strlen(spool_dir) + sizeof("/" SOCKET_NAME);
+	char *path = xmalloc(n);
+
+	snprintf(path, n, "%s/%s", spool_dir, SOCKET_NAME);
+	return path;
+}
+
+/* The top-level "spool_dir = ..." line of a file that does not parse as
+ * a whole (the value quoted or bare, no escapes); 0 with it in out, or
+ * -1. */
+static int
+spool_dir_line(const char *config_path, char *out, size_t outlen)
+{
+	FILE *fp = fopen(config_path, "r");
+	char line[4096];
+	int depth = 0, found = -1;
+
+	if (fp == NULL)
+		return -1;
+	while (found < 0 && fgets(line, sizeof(line), fp) != NULL) {
+		char *p = line + strspn(line, " \t"), *e;
+
+		if (depth == 0 && strncmp(p, "spool_dir", 9) == 0) {
+			p += 9 + strspn(p + 9, " \t");
+			if (*p++ != '=')
+				continue;
+			p += strspn(p, " \t");
+			if (*p == '"')
+				e = strchr(++p, '"');
+			else
+				e = p + strcspn(p, " \t\r\n#");
+			if (e != NULL && e > p && *p == '/' &&
+			    (size_t)(e - p) < outlen && memchr(p, '\\',
+			    (size_t)(e - p)) == NULL) {
+				snprintf(out, outlen, "%.*s", (int)(e - p), p);
+				found = 0;
+			}
+			continue;
+		}
+		for (; *p != '\0' && *p != '#'; p++)
+			depth += *p == '{' ? 1 : *p == '}' ? -1 : 0;
+	}
+	fclose(fp);
+	return found;
+}
+
+/* The control socket from the configuration; when the file does not
+ * parse, from its spool_dir line, else from the default spool, saying
+ * which on stderr (the daemon runs with what it loaded, not with what
+ * is on disk now). */
+static char *
 socket_from_config(const char *config_path)
 {
 	struct ferry_config *cfg;
-	char err[1024], *path;
-	size_t n;
+	char err[1024], dir[4096], *path;
 
 	cfg = config_load(config_path, NULL, err, sizeof(err));
-	if (cfg == NULL) {
-		fprintf(stderr, "ferryctl: %s\n", err);
-		return NULL;
+	if (cfg != NULL) {
+		path = socket_in(cfg->spool_dir);
+		config_free(cfg);
+		return path;
 	}
-	n = strlen(cfg->spool_dir) + sizeof("/" SOCKET_NAME);
-	path = xmalloc(n);
-	snprintf(path, n, "%s/%s", cfg->spool_dir, SOCKET_NAME);
-	config_free(cfg);
+	if (spool_dir_line(config_path, dir, sizeof(dir)) == 0) {
+		path = socket_in(dir);
+		fprintf(stderr, "ferryctl: %s\nferryctl: using the socket of "
+		    "its spool_dir line: %s\n", err, path);
+		return path;
+	}
+	path = socket_in(LOCALSTATEDIR "/spool/ferry");
+	fprintf(stderr, "ferryctl: %s\nferryctl: using the default "
+	    "socket: %s (or give -s)\n", err, path);
 	return path;
+}
+
+/* Whether ans is {"ok":true,...}. */
+static int
+answered_ok(const char *ans, size_t len)
+{
+	json_t *root = json_loadb(ans, len, JSON_ALLOW_NUL, NULL);
+	int ok = json_is_true(json_object_get(root, "ok"));
+
+	json_decref(root);
+	return ok;
+}
+
+/* "queue salvage": local, as root, while the runner has no store open
+ * (it refuses it, or ferry is stopped); then the runner is asked to open
+ * the new file. */
+static int
+salvage(const char *sock)
+{
+	struct queue_salvage_result res;
+	char dbpath[4096], err[2048], *ans = NULL;
+	const char *slash = strrchr(sock, '/');
+	char w_status[] = "status", w_queue[] = "queue", w_reopen[] = "reopen";
+	char *const status_req[] = { w_status };
+	char *const reopen_req[] = { w_queue, w_reopen };
+	size_t anslen;
+	int rc, running;
+
+	if (geteuid() != 0) {
+		fprintf(stderr, "ferryctl: queue salvage must run as root\n");
+		return EX_USAGE_;
+	}
+	/* the spool is where the socket is */
+	snprintf(dbpath, sizeof(dbpath), "%.*s/%s/%s", slash != NULL ?
+	    (int)(slash - sock) : 1, slash != NULL ? sock : ".",
+	    SPOOL_QUEUE_DIR, QUEUE_DB_NAME);
+	ask_deadline_ms = 5000;
+	rc = ask(sock, 1, status_req, &ans, &anslen);
+	running = rc == EX_OK_;
+	if (running && answered_ok(ans, anslen)) {
+		fprintf(stderr, "ferryctl: the queue runner has %s open and "
+		    "sound; stop ferry before salvaging it\n", dbpath);
+		free(ans);
+		return EX_REFUSED;
+	}
+	free(ans);
+	ans = NULL;
+	if (!running)
+		fprintf(stderr, "ferryctl: no queue runner answers: salvaging "
+		    "%s offline\n", dbpath);
+	if (queue_salvage(dbpath, &res, err, sizeof(err)) < 0) {
+		fprintf(stderr, "ferryctl: salvage failed: %s\n", err);
+		return EX_REFUSED;
+	}
+	printf("%s: salvaged %lld of %lld message(s) read, with %lld pending "
+	    "recipient(s)\n", dbpath, (long long)res.messages,
+	    (long long)res.found, (long long)res.recipients);
+	if (res.page1_rebuilt)
+		printf("page 1 (the schema) was unreadable and was made "
+		    "again\n");
+	if (res.damaged_spots > 0)
+		printf("%lld unreadable stretch(es) stepped over\n",
+		    (long long)res.damaged_spots);
+	if (res.found > res.messages)
+		printf("%lld incomplete message(s) left out (missing body "
+		    "or recipients)\n", (long long)(res.found - res.messages));
+	printf("the damaged file is kept as %s\n", res.damaged);
+	if (!running)
+		return EX_OK_;
+	rc = ask(sock, 2, reopen_req, &ans, &anslen);
+	if (rc == EX_OK_ && answered_ok(ans, anslen)) {
+		printf("the queue runner opened the new file\n");
+		rc = EX_OK_;
+	} else if (rc == EX_OK_) {
+		json_t *root = json_loadb(ans, anslen, JSON_ALLOW_NUL, NULL);
+		const json_t *e = member(root, "error", JSON_STRING);
+
+		fprintf(stderr, "ferryctl: the queue runner did not take the "
+		    "new file: ");
+		if (e != NULL)
+			put_str(stderr, e);
+		fputc('\n', stderr);
+		json_decref(root);
+		rc = EX_REFUSED;
+	}
+	free(ans);
+	return rc;
 }
 
 /* One line from stdin into buf (without the line end); prompt and no
@@ -924,6 +1113,13 @@ main(int argc, char **argv)
 	path = sock != NULL ? xstrdup(sock) : socket_from_config(config_path);
 	if (path == NULL)
 		return EX_USAGE_;
+	if (argc > 1 && strcmp(argv[1], "salvage") == 0) {
+		rc = salvage(path);
+		free(path);
+		return rc;
+	}
+	if (strcmp(argv[0], "status") == 0)
+		ask_deadline_ms = STATUS_DEADLINE_MS;
 	rc = ask(path, argc, argv, &ans, &anslen);
 	free(path);
 	if (rc != EX_OK_)
@@ -961,6 +1157,13 @@ main(int argc, char **argv)
 			render_list(root);
 		else if (strcmp(argv[1], "show") == 0)
 			render_show(root);
+		else if (strcmp(argv[1], "check") == 0)
+			printf("%s: integrity_check ok\n", json_string_value(
+			    json_object_get(root, "file")));
+		else if (strcmp(argv[1], "accept-loss") == 0 ||
+		    strcmp(argv[1], "reopen") == 0)
+			printf("%s: open; taking mail again\n",
+			    json_string_value(json_object_get(root, "file")));
 		else
 			render_changed(argc, argv, root);
 	}

@@ -1,18 +1,27 @@
 /*
  * ferryd - the ferry master daemon: parses its options and runs master()
- * (see master.c), or checks a configuration file with -n.
+ * (see master.c), or checks a configuration file with -n, and with
+ * --check-queue the queue database too (integrity_check, and whether a
+ * WAL holding committed mail was lost), read-only and as the database's
+ * owner.
  */
 #include "autoconfig.h"
 
+#include <errno.h>
+#include <getopt.h>
+#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include "auth_users.h"
 #include "config.h"
 #include "log.h"
 #include "master.h"
+#include "procfd.h"
+#include "store.h"
 #include "tls_server.h"
 
 static void
@@ -23,22 +32,66 @@ usage(FILE *fp)
 	    "[-p pid-file]\n"
 	    "  -d  stay in the foreground and log to stderr\n"
 	    "  -n  check the configuration file and exit (0 good, 1 bad)\n"
+	    "      --check-queue  with -n: check the queue database too\n"
+	    "                     (integrity_check; a lost WAL)\n"
 	    "  -f  configuration file (default %s)\n"
 	    "  -L  directory holding ferry-smtpd and ferry-queue\n"
 	    "  -p  write the master's pid to this file\n"
 	    "  -V  print the version\n", CONFIG_DEFAULT_PATH);
 }
 
+/* --check-queue: the database's integrity, read-only (the runner may be
+ * running), and a WAL lost with committed mail in it.  0 or -1. */
+static int
+check_queue_db(const struct ferry_config *cfg)
+{
+	char path[4096], err[2048];
+	struct stat sb;
+
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s/%s", cfg->spool_dir,
+	    SPOOL_QUEUE_DIR, QUEUE_DB_NAME) >= sizeof(path)) {
+		fprintf(stderr, "ferryd: spool_dir too long\n");
+		return -1;
+	}
+	/* as the queue's owner: files SQLite makes beside it stay its */
+	if (geteuid() == 0 && stat(path, &sb) == 0 &&
+	    (setgroups(0, NULL) < 0 || setgid(sb.st_gid) < 0 ||
+	    setuid(sb.st_uid) < 0)) {
+		fprintf(stderr, "ferryd: cannot become the owner of %s: %s\n",
+		    path, strerror(errno));
+		return -1;
+	}
+	if (store_wal_lost(path, err, sizeof(err))) {
+		fprintf(stderr, "ferryd: %s\n", err);
+		return -1;
+	}
+	if (store_check_file(path, 1, err, sizeof(err)) < 0) {
+		fprintf(stderr, "ferryd: %s\n", err);
+		return -1;
+	}
+	printf("ferryd: %s: queue OK (integrity_check)\n", path);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
 	struct master_args a;
-	int ch, check = 0;
+	static const struct option longopts[] = {
+		{ "check-queue", no_argument, NULL, 'Q' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	int ch, check = 0, check_queue = 0;
 
 	memset(&a, 0, sizeof(a));
 	a.config_path = CONFIG_DEFAULT_PATH;
-	while ((ch = getopt(argc, argv, "df:hL:np:V")) != -1) {
+	while ((ch = getopt_long(argc, argv, "df:hL:np:V", longopts,
+	    NULL)) != -1) {
 		switch (ch) {
+		case 'Q':
+			check_queue = 1;
+			break;
 		case 'd':
 			a.foreground = 1;
 			break;
@@ -65,7 +118,7 @@ main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (optind != argc) {
+	if (optind != argc || (check_queue && !check)) {
 		usage(stderr);
 		return 2;
 	}
@@ -86,6 +139,10 @@ main(int argc, char **argv)
 			return 1;
 		}
 		printf("ferryd: %s: configuration OK\n", cfg->path);
+		if (check_queue && check_queue_db(cfg) < 0) {
+			config_free(cfg);
+			return 1;
+		}
 		config_free(cfg);
 		return 0;
 	}

@@ -64,6 +64,10 @@
 
 #define BACKOFF_MIN_MS 1000
 #define BACKOFF_MAX_MS 60000
+/* While the runner is down every message is refused: it comes back
+ * sooner.  (A store it cannot open no longer ends it: it stays up and
+ * refuses, saying why once.) */
+#define RUNNER_BACKOFF_MAX_MS 10000
 #define YOUNG_MS 10000        /* a child that dies younger is crashing */
 #define MAX_LISTENERS 64
 
@@ -104,6 +108,7 @@ struct listener {
 struct backoff {
 	int streak;
 	int64_t not_before;
+	int64_t max_ms;           /* 0: BACKOFF_MAX_MS */
 };
 
 struct master_state {
@@ -608,6 +613,8 @@ backoff_delay(struct backoff *b, int64_t lived_ms, int status)
 		if (delay > BACKOFF_MAX_MS)
 			delay = BACKOFF_MAX_MS;
 	}
+	if (b->max_ms > 0 && delay > b->max_ms)
+		delay = b->max_ms;
 	b->not_before = now_ms() + delay;
 	return delay;
 }
@@ -1252,6 +1259,7 @@ master(const struct master_args *args)
 	m->args = args;
 	m->log_rd = m->log_wr = -1;
 	m->generation = 1;
+	m->runner_backoff.max_ms = RUNNER_BACKOFF_MAX_MS;
 
 	log_init("ferryd", args->foreground ? LOG_TO_STDERR : LOG_TO_SYSLOG,
 	    0);

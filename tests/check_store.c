@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <check.h>
@@ -1651,6 +1652,250 @@ START_TEST(test_agent_deaths_and_hold)
 }
 END_TEST
 
+
+/* --- damage: the WAL marker, checks, salvage ----------------------------- */
+
+static int
+exists_with(const char *suffix)
+{
+	char p[256];
+
+	snprintf(p, sizeof(p), "%s%s", dbpath, suffix);
+	return access(p, F_OK) == 0;
+}
+
+START_TEST(test_wal_marker_follows_commits)
+{
+	struct store *st = open_store();
+	char qid[QID_LEN + 1], err[512], wal[256];
+
+	ck_assert(!exists_with(STORE_WAL_MARK_SUFFIX));
+	ck_assert_int_eq(store_begin(st), 0);
+	add_msg(st, 1, qid);
+	ck_assert_int_eq(store_commit(st), 0);
+	/* mail in the WAL: the marker is there before the commit returns */
+	ck_assert(exists_with(STORE_WAL_MARK_SUFFIX));
+	ck_assert_int_eq(store_wal_lost(dbpath, err, sizeof(err)), 0);
+	store_close(st);
+	/* a clean close checkpoints: no marker, nothing lost */
+	ck_assert(!exists_with(STORE_WAL_MARK_SUFFIX));
+	ck_assert(!exists_with("-wal"));
+	ck_assert_int_eq(store_wal_lost(dbpath, err, sizeof(err)), 0);
+	/* the next commit makes it again; an emptied WAL is told, naming
+	 * the file */
+	st = open_store();
+	ck_assert_int_eq(store_begin(st), 0);
+	add_msg(st, 1, qid);
+	ck_assert_int_eq(store_commit(st), 0);
+	ck_assert(exists_with(STORE_WAL_MARK_SUFFIX));
+	snprintf(wal, sizeof(wal), "%s-wal", dbpath);
+	ck_assert_int_eq(truncate(wal, 0), 0);
+	ck_assert_int_eq(store_wal_lost(dbpath, err, sizeof(err)), 1);
+	ck_assert_ptr_nonnull(strstr(err, dbpath));
+	ck_assert_ptr_nonnull(strstr(err, "empty"));
+	store_close(st);
+}
+END_TEST
+
+START_TEST(test_wal_marker_accept_loss)
+{
+	struct store *st = open_store();
+	char qid[QID_LEN + 1], err[512], wal[256];
+	sqlite3 *db;
+
+	ck_assert_int_eq(store_begin(st), 0);
+	add_msg(st, 1, qid);
+	ck_assert_int_eq(store_commit(st), 0);
+	/* a copy of the files as a crash would leave them, minus the WAL */
+	db = peek_open();
+	sqlite3_close(db);
+	snprintf(wal, sizeof(wal), "%s-wal", dbpath);
+	ck_assert_int_eq(unlink(wal), 0);
+	ck_assert_int_eq(store_wal_lost(dbpath, err, sizeof(err)), 1);
+	ck_assert_ptr_nonnull(strstr(err, "missing"));
+	ck_assert_int_eq(store_accept_loss(dbpath, err, sizeof(err)), 0);
+	ck_assert_int_eq(store_wal_lost(dbpath, err, sizeof(err)), 0);
+	store_close(st);
+}
+END_TEST
+
+START_TEST(test_wal_checkpointed_elsewhere_is_no_loss)
+{
+	char err[512];
+	int status;
+	pid_t pid;
+	sqlite3 *db;
+
+	/* a runner that commits and dies without closing (kill -9) */
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct store *st = store_open(dbpath, err, sizeof(err));
+		char qid[QID_LEN + 1];
+
+		if (st == NULL || store_begin(st) < 0)
+			_exit(1);
+		add_msg(st, 1, qid);
+		_exit(store_commit(st) == 0 ? 0 : 1);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ck_assert(exists_with(STORE_WAL_MARK_SUFFIX));
+	usleep(20 * 1000);      /* past the file system's clock tick */
+	/* another process (an operator's sqlite3 while the runner is down)
+	 * opens it: its close copies the WAL in and removes it */
+	db = peek_open();
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM message"), 1);
+	sqlite3_close(db);
+	ck_assert(!exists_with("-wal"));
+	ck_assert_int_eq(store_wal_lost(dbpath, err, sizeof(err)), 0);
+	/* the stale marker went, and the mail is there */
+	ck_assert(!exists_with(STORE_WAL_MARK_SUFFIX));
+	db = peek_open();
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM message"), 1);
+	sqlite3_close(db);
+}
+END_TEST
+
+START_TEST(test_wal_marker_cleared_by_checkpoint)
+{
+	struct store *st = open_store();
+	char qid[QID_LEN + 1];
+	int i;
+
+	/* enough commits for the store's own checkpoint (1000 frames) */
+	for (i = 0; i < 1100 && exists_with(STORE_WAL_MARK_SUFFIX) == (i > 0);
+	    i++) {
+		ck_assert_int_eq(store_begin(st), 0);
+		add_msg(st, 1, qid);
+		ck_assert_int_eq(store_commit(st), 0);
+	}
+	ck_assert_msg(i < 1100, "no checkpoint removed the marker");
+	ck_assert(!exists_with(STORE_WAL_MARK_SUFFIX));
+	/* and the next commit makes it again */
+	ck_assert_int_eq(store_begin(st), 0);
+	add_msg(st, 1, qid);
+	ck_assert_int_eq(store_commit(st), 0);
+	ck_assert(exists_with(STORE_WAL_MARK_SUFFIX));
+	store_close(st);
+}
+END_TEST
+
+/* Writes n pages of garbage at page index page of the database. */
+static void
+garble(long page, int n)
+{
+	FILE *fp = fopen(dbpath, "r+b");
+	char junk[4096];
+	int i;
+
+	ck_assert_ptr_nonnull(fp);
+	for (i = 0; i < (int)sizeof(junk); i++)
+		junk[i] = (char)(i * 131 + 7);
+	ck_assert_int_eq(fseek(fp, page * 4096, SEEK_SET), 0);
+	for (i = 0; i < n; i++)
+		ck_assert_int_eq(fwrite(junk, 1, sizeof(junk), fp),
+		    sizeof(junk));
+	fclose(fp);
+}
+
+/* n messages of about 6 KiB committed and the store closed. */
+static void
+fill_queue(int n)
+{
+	struct store *st = open_store();
+	struct envelope e;
+	char qid[QID_LEN + 1], body[6000];
+	int64_t id;
+	int i;
+
+	memset(body, 'x', sizeof(body));
+	plain_env(&e);
+	ck_assert_int_eq(store_begin(st), 0);
+	for (i = 0; i < n; i++) {
+		id = store_message_create(st, &e, qid);
+		ck_assert(id > 0);
+		ck_assert_int_eq(store_body_append(st, id, 0, body,
+		    sizeof(body)), 0);
+		ck_assert_int_eq(store_message_ready(st, id,
+		    (int64_t)sizeof(body)), 0);
+	}
+	ck_assert_int_eq(store_commit(st), 0);
+	store_close(st);
+}
+
+START_TEST(test_check_and_salvage)
+{
+	struct store_salvage got;
+	struct store *st;
+	char err[1024], fresh[256];
+	struct stat sb;
+	int64_t page;
+	sqlite3 *db;
+
+	fill_queue(12);
+	ck_assert_int_eq(store_check_file(dbpath, 1, err, sizeof(err)), 0);
+	ck_assert_int_eq(stat(dbpath, &sb), 0);
+	db = peek_open();
+	/* a leaf of the body table (not its root, not an overflow page) */
+	page = q_int(db, "SELECT pageno FROM dbstat WHERE name = 'body' AND"
+	    " pagetype = 'leaf' ORDER BY pageno LIMIT 1 OFFSET 1");
+	sqlite3_close(db);
+	ck_assert_int_gt(page, 1);
+	garble(page - 1, 1);
+	ck_assert_int_eq(store_check_file(dbpath, 1, err, sizeof(err)), -1);
+	ck_assert_ptr_nonnull(strstr(err, dbpath));
+	ck_assert_ptr_nonnull(strstr(err, "damaged"));
+
+	snprintf(fresh, sizeof(fresh), "%s/fresh.db", tmpdir);
+	st = store_open(fresh, err, sizeof(err));
+	ck_assert_msg(st != NULL, "%s", err);
+	ck_assert_int_eq(store_salvage_import(st, dbpath, &got, err,
+	    sizeof(err)), 0);
+	ck_assert_int_eq(got.found, 12);
+	ck_assert_int_ge(got.messages, 8);
+	ck_assert_int_lt(got.messages, 12);  /* the garbled page's bodies */
+	ck_assert_int_eq(got.recipients, 2 * got.messages);
+	ck_assert_int_ge(got.damaged_spots, 1);
+	ck_assert_int_eq(store_check(st, fresh, 1, err, sizeof(err)), 0);
+	store_close(st);
+	/* every message kept is whole */
+	ck_assert_int_eq(sqlite3_open_v2(fresh, &db, SQLITE_OPEN_READONLY,
+	    NULL), SQLITE_OK);
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM message WHERE size !="
+	    " (SELECT sum(length(chunk)) FROM body WHERE message_id ="
+	    " message.id)"), 0);
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM message"),
+	    got.messages);
+	sqlite3_close(db);
+}
+END_TEST
+
+START_TEST(test_open_refuses_empty_file)
+{
+	char err[512];
+	FILE *fp = fopen(dbpath, "w");
+
+	ck_assert_ptr_nonnull(fp);
+	fclose(fp);
+	ck_assert_ptr_null(store_open(dbpath, err, sizeof(err)));
+	ck_assert_ptr_nonnull(strstr(err, "damaged"));
+	ck_assert_ptr_nonnull(strstr(err, dbpath));
+}
+END_TEST
+
+START_TEST(test_open_says_damaged)
+{
+	char err[512];
+
+	fill_queue(2);
+	garble(0, 1);
+	ck_assert_ptr_null(store_open(dbpath, err, sizeof(err)));
+	ck_assert_ptr_nonnull(strstr(err, dbpath));
+	ck_assert_ptr_nonnull(strstr(err, "damaged"));
+}
+END_TEST
+
 static Suite *
 store_suite(void)
 {
@@ -1665,6 +1910,17 @@ store_suite(void)
 	tcase_add_test(tc, test_migrates_v1);
 	tcase_add_test(tc, test_open_error_names_path);
 	tcase_add_test(tc, test_refuses_without_wal);
+	suite_add_tcase(s, tc);
+
+	tc = new_tcase("damage");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_wal_marker_follows_commits);
+	tcase_add_test(tc, test_wal_marker_accept_loss);
+	tcase_add_test(tc, test_wal_checkpointed_elsewhere_is_no_loss);
+	tcase_add_test(tc, test_wal_marker_cleared_by_checkpoint);
+	tcase_add_test(tc, test_check_and_salvage);
+	tcase_add_test(tc, test_open_refuses_empty_file);
+	tcase_add_test(tc, test_open_says_damaged);
 	suite_add_tcase(s, tc);
 
 	tc = new_tcase("intake");

@@ -1,0 +1,419 @@
+#!/usr/bin/env python3
+"""End-to-end: a damaged queue database, a lost WAL and an unreachable
+runner, as an operator meets them.
+
+- queue.db truncated, garbage over page 1, garbage over a middle page
+  (ferry stopped, then started): the runner stays up, logs one line naming
+  the file, answers intake at once (451 within 1 s, nobody waits at DATA),
+  ferryctl status says why in one line, and "ferryctl queue salvage"
+  rebuilds the queue from the readable messages - each one whole and as
+  sent - keeps the damaged file, and the runner takes mail again;
+- the -wal removed after kill -9: detected, mail refused until
+  "ferryctl queue accept-loss"; a kill -9 without removal loses nothing
+  and raises no alarm;
+- ferryctl status answers within 1 s when the runner does not answer, and
+  works with an invalid configuration file on disk.
+Needs root."""
+
+import glob
+import os
+import pwd
+import re
+import select
+import signal
+import socket
+import struct
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "lib"))
+import ferrytest as ft  # noqa: E402
+from ferrytest import split_received  # noqa: E402
+
+N = 12
+PAGE = 4096
+FRAME_HEAD = struct.calcsize("!IHH")
+QUEUE_STATE_OK, QUEUE_STATE_FAILING = 0, 2   # store_health.h
+
+
+def queue_state_type():
+    """IMSG_QUEUE_STATE's number: ipc.h's enum counts from 1."""
+    with open(os.path.join(ft.SRCDIR, "include", "ipc.h")) as f:
+        text = f.read()
+    body = text[text.index("enum ipc_type {"):text.index("IMSG_TYPE_MAX")]
+    body = re.sub(r"/\*.*?\*/", "", body, flags=re.S)
+    return re.findall(r"IMSG_(\w+)", body).index("QUEUE_STATE") + 1
+
+
+class IntakeListener:
+    """A process running as the SMTP user on the runner's intake socket
+    that passes on the QUEUE_STATE notes it is sent (the state byte of
+    each), as a worker's connection would see them."""
+
+    def __init__(self, d):
+        pw = pwd.getpwnam(ft.SMTPD_USER)
+        path = os.path.join(d.spool, "smtpd", "queue.sock")
+        rd, wr = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:
+            try:
+                os.close(rd)
+                os.setgroups([])
+                os.setgid(pw.pw_gid)
+                os.setuid(pw.pw_uid)
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.settimeout(20)
+                sock.connect(path)
+                note = queue_state_type()
+                buf = b""
+                while True:
+                    b = sock.recv(4096)
+                    if not b:
+                        break
+                    buf += b
+                    while len(buf) >= FRAME_HEAD:
+                        plen, ftype, _ = struct.unpack("!IHH",
+                                                       buf[:FRAME_HEAD])
+                        if len(buf) < FRAME_HEAD + plen:
+                            break
+                        if ftype == note and plen == 9:
+                            os.write(wr, buf[FRAME_HEAD:FRAME_HEAD + 1])
+                        buf = buf[FRAME_HEAD + plen:]
+            except BaseException:
+                pass
+            os._exit(0)
+        os.close(wr)
+        self.rd = rd
+
+    def next_state(self, timeout=5):
+        """The next state noted, or None."""
+        ready, _, _ = select.select([self.rd], [], [], timeout)
+        if not ready:
+            return None
+        b = os.read(self.rd, 1)
+        return b[0] if b else None
+
+    def close(self):
+        os.kill(self.pid, signal.SIGKILL)
+        os.waitpid(self.pid, 0)
+        os.close(self.rd)
+
+
+def content(i):
+    """A message of about 6 KiB, different for each i."""
+    line = ("message %02d " % i) * 7 + "\r\n"
+    return (("From: a@origin.test\r\nTo: b@dest.test\r\n"
+             "Subject: damage %d\r\n\r\n" % i) + line * 70).encode()
+
+
+def ctl_start_cost():
+    """How long ferryctl takes to start and give up at once here (the
+    machine may be loaded): the rest of a status call is ferry's."""
+    t0 = time.monotonic()
+    ft.subprocess.run([ft.FERRYCTL, "-s", "/nonexistent/ferryctl.sock",
+                       "status"], capture_output=True, timeout=10)
+    return time.monotonic() - t0
+
+
+class DamageCase(ft.FerryTestCase):
+
+    def queue_some(self, d, n=N):
+        """n messages accepted (delivery is paused); {qid: content}."""
+        sent = {}
+        for i in range(n):
+            sent[d.send(content(i), rcpts=["b@dest.test"])] = content(i)
+        return sent
+
+    def restart(self, d):
+        """ferryd started again on the same spool (the runner may refuse
+        its store: start() waits for a 220 and the runner's first line)."""
+        d.stop(remove=False)
+        d.start()
+
+    def check_queue(self, d):
+        return ft.subprocess.run([ft.FERRYD, "-n", "--check-queue", "-f",
+                                  d.conf], capture_output=True, text=True,
+                                 timeout=30)
+
+    def trouble_lines(self, d, what):
+        return [ln for ln in d.log_text().splitlines()
+                if "queue: " in ln and what in ln]
+
+    def assert_refuses_fast(self, d):
+        """A transaction is refused 451 at once: the reply to DATA (or to
+        the end of the data) comes within 1 s."""
+        with d.client() as c:
+            c.ehlo()
+            self.assertReply(c.cmd("MAIL FROM:<a@origin.test>"), 250)
+            self.assertReply(c.cmd("RCPT TO:<b@dest.test>"), 250)
+            t0 = time.monotonic()
+            r = c.cmd("DATA")
+            if r.code == 354:
+                c.send(ft.dot_stuff(content(99)) + b".\r\n")
+                r = c.reply()
+            elapsed = time.monotonic() - t0
+            self.assertIn(r.code, (421, 451), r)
+            self.assertLess(elapsed, 1.0, "the refusal took %.2f s"
+                            % elapsed)
+
+    def assert_status_says(self, d, pattern):
+        cost = ctl_start_cost()
+        t0 = time.monotonic()
+        p = d.ctl("status")
+        elapsed = time.monotonic() - t0
+        self.assertEqual(p.returncode, 1, (p.stdout, p.stderr))
+        lines = p.stderr.strip().splitlines()
+        self.assertEqual(len(lines), 1, p.stderr)
+        self.assertRegex(lines[0], pattern)
+        self.assertLess(elapsed - cost, 1.0, "status took %.2f s (%.2f s "
+                        "to start ferryctl)" % (elapsed, cost))
+
+    def assert_salvaged(self, d, sent, at_least):
+        """queue salvage: exit 0, what it reports is what the new queue
+        holds, every message in it whole and as sent, the damaged file
+        kept, and the runner taking mail again.  The qids saved."""
+        p = d.ctl("queue", "salvage")
+        self.assertEqual(p.returncode, 0, (p.stdout, p.stderr))
+        m = re.search(r"salvaged (\d+) of (\d+) message\(s\) read, with "
+                      r"(\d+) pending", p.stdout)
+        self.assertIsNotNone(m, p.stdout)
+        saved = int(m.group(1))
+        self.assertIn("the queue runner opened the new file", p.stdout)
+        kept = glob.glob(d.db_path + ".damaged-" + "[0-9]" * 14)
+        self.assertEqual(len(kept), 1, os.listdir(os.path.dirname(
+            d.db_path)))
+        self.assertIn(kept[0], p.stdout)
+        rows = d.query("SELECT qid FROM message")
+        self.assertEqual(len(rows), saved)
+        self.assertEqual(d.count("recipient", "state = 'pending'"),
+                         int(m.group(3)))
+        self.assertGreaterEqual(saved, at_least, p.stdout)
+        for r in rows:
+            self.assertIn(r["qid"], sent)
+            msg = d.message(r["qid"])
+            self.assertEqual(split_received(msg["body"])[1], sent[r["qid"]])
+            self.assertEqual([x["address"] for x in msg["recipients"]],
+                             ["b@dest.test"])
+        st = os.stat(d.db_path)
+        self.assertEqual(st.st_uid, os.stat(kept[0]).st_uid)
+        # the runner took the new file: status answers, mail is taken
+        self.assertIs(d.ctl_json("status").get("ok"), True)
+        qid = d.send(content(50), rcpts=["b@dest.test"])
+        self.assertIsNotNone(d.message(qid))
+        return [r["qid"] for r in rows]
+
+    def damaged_start(self, d, damage):
+        """Stops d, damages its queue.db, starts it again and checks the
+        refusal: one log line naming the file, a runner that stays up,
+        a fast 451 and a one-line status."""
+        d.stop(remove=False)
+        damage(d.db_path)
+        p = self.check_queue(d)
+        self.assertEqual(p.returncode, 1, (p.stdout, p.stderr))
+        self.assertIn(d.db_path, p.stderr)
+        start = d.log_size()
+        d.start()
+        runner = d.runners()
+        self.assertEqual(len(runner), 1)
+        self.assertIsNotNone(d.wait_log(r"queue: %s: damaged"
+                                        % re.escape(d.db_path), 5, start))
+        self.assert_refuses_fast(d)
+        self.assert_status_says(d, r"the queue is unavailable: %s: damaged"
+                                % re.escape(d.db_path))
+        time.sleep(2)
+        self.assertEqual(d.runners(), runner, "the runner restarted")
+        lines = [ln for ln in d.log_text()[start:].splitlines()
+                 if "damaged" in ln]
+        self.assertEqual(len(lines), 1, lines)   # once, not a flood
+
+
+class DamagedDatabaseTest(DamageCase):
+
+    def test_truncated(self):
+        d = self.start_ferry()
+        sent = self.queue_some(d)
+
+        def cut(path):
+            size = os.path.getsize(path)
+            os.truncate(path, (size * 6 // 10) // PAGE * PAGE)
+        self.damaged_start(d, cut)
+        saved = self.assert_salvaged(d, sent, 1)
+        self.assertLess(len(saved), N)    # the tail was cut off
+
+    def test_garbage_over_page_1(self):
+        d = self.start_ferry()
+        sent = self.queue_some(d)
+
+        def garbage(path):
+            with open(path, "r+b") as f:
+                f.write(os.urandom(PAGE))
+        self.damaged_start(d, garbage)
+        # the schema page is made again: nothing else was hit
+        saved = self.assert_salvaged(d, sent, N)
+        self.assertEqual(sorted(saved), sorted(sent))
+
+    def test_garbage_over_a_middle_page(self):
+        d = self.start_ferry()
+        sent = self.queue_some(d)
+
+        def garbage(path):
+            pages = os.path.getsize(path) // PAGE
+            with open(path, "r+b") as f:
+                f.seek(pages // 2 * PAGE)
+                f.write(os.urandom(PAGE))
+        self.damaged_start(d, garbage)
+        # a leaf of the body table holds the start of 3 bodies here
+        self.assert_salvaged(d, sent, N - 3)
+
+    def test_check_on_a_sound_queue(self):
+        d = self.start_ferry()
+        self.queue_some(d, 2)
+        doc = d.ctl_json("queue", "check")
+        self.assertIs(doc.get("ok"), True, doc)
+        p = self.check_queue(d)                # beside the running runner
+        self.assertEqual(p.returncode, 0, (p.stdout, p.stderr))
+        self.assertIn("queue OK", p.stdout)
+        p = d.ctl("queue", "salvage")          # refused: it is in use
+        self.assertEqual(p.returncode, 1, (p.stdout, p.stderr))
+        self.assertIn("stop ferry", p.stderr)
+        self.assertEqual(d.count(), 2)
+
+
+class UnopenableTest(DamageCase):
+
+    def test_database_not_readable(self):
+        d = self.start_ferry()
+        self.queue_some(d, 3)
+        d.stop(remove=False)
+        os.chmod(d.db_path, 0)
+        start = d.log_size()
+        d.start()
+        self.assertIsNotNone(d.wait_log(r"queue: %s: .*refusing mail"
+                                        % re.escape(d.db_path), 5, start))
+        runner = d.runners()
+        self.assert_refuses_fast(d)
+        self.assert_status_says(d, r"unavailable: %s"
+                                % re.escape(d.db_path))
+        time.sleep(2)
+        self.assertEqual(d.runners(), runner, "the runner restarted")
+        self.assertEqual(len(self.trouble_lines(d, "refusing mail")), 1)
+        # a worker's connection is told the queue is failing...
+        listener = IntakeListener(d)
+        try:
+            self.assertEqual(listener.next_state(), QUEUE_STATE_FAILING)
+            # put right by hand: reopen, and nothing was lost
+            os.chmod(d.db_path, 0o600)
+            p = d.ctl("queue", "reopen")
+            self.assertEqual(p.returncode, 0, (p.stdout, p.stderr))
+            # ...and that it is sound again once the store is open
+            self.assertEqual(listener.next_state(), QUEUE_STATE_OK)
+        finally:
+            listener.close()
+        self.assertIs(d.ctl_json("status").get("ok"), True)
+        self.assertEqual(d.count(), 3)
+
+
+class LostWalTest(DamageCase):
+
+    def test_wal_removed_after_kill_is_detected(self):
+        d = self.start_ferry()
+        self.queue_some(d)
+        # kill -9 the runner itself first: killed after the master, it
+        # may take the master's death (SIGTERM) and close its store
+        # cleanly - checkpointed, the WAL gone with nothing in it - before
+        # its SIGKILL arrives.  The master, stopped, cannot restart it.
+        os.kill(d.proc.pid, signal.SIGSTOP)
+        for pid in d.runners():
+            os.kill(pid, signal.SIGKILL)
+        d.kill_all()
+        wal = d.db_path + "-wal"
+        self.assertGreater(os.path.getsize(wal), 32)
+        os.unlink(wal)
+        start = d.log_size()
+        d.start()
+        self.assertIsNotNone(d.wait_log(
+            r"queue: %s: the WAL .* held committed mail .* missing: that "
+            r"mail is lost; refusing mail until \"ferryctl queue "
+            r"accept-loss\"" % re.escape(d.db_path), 5, start))
+        self.assert_refuses_fast(d)
+        self.assert_status_says(d, r"unavailable: .*WAL.*lost")
+        # nothing but the operator ends it
+        self.restart(d)
+        self.assert_refuses_fast(d)
+        p = d.ctl("queue", "accept-loss")
+        self.assertEqual(p.returncode, 0, (p.stdout, p.stderr))
+        self.assertIsNotNone(d.wait_log(r"accepted the loss", 5))
+        qid = d.send(content(1), rcpts=["b@dest.test"])
+        self.assertIsNotNone(d.message(qid))
+        self.assertIs(d.ctl_json("status").get("ok"), True)
+        # and it stays accepted across a restart
+        self.restart(d)
+        self.assertIs(d.ctl_json("status").get("ok"), True)
+
+    def test_wal_checkpointed_by_another_process_is_no_loss(self):
+        d = self.start_ferry()
+        sent = self.queue_some(d, 4)
+        pids = d.children()
+        d.kill_all()
+        self.assertTrue(ft.wait_for(lambda: not any(ft.alive(p)
+                                                    for p in pids), 5))
+        # an operator's look at the queue while ferry is down: SQLite
+        # copies the WAL into queue.db and removes it
+        self.assertEqual(d.count(), 4)
+        self.assertFalse(os.path.exists(d.db_path + "-wal"))
+        start = d.log_size()
+        d.start()
+        self.assertIsNotNone(d.wait_log(r"4 message\(s\) queued", 5, start))
+        self.assertNotIn("lost", d.log_text()[start:])
+        self.assertEqual(sorted(r["qid"] for r in
+                                d.query("SELECT qid FROM message")),
+                         sorted(sent))
+
+    def test_kill_without_loss_raises_no_alarm(self):
+        d = self.start_ferry()
+        sent = self.queue_some(d)
+        d.kill_all()
+        start = d.log_size()
+        d.start()
+        self.assertIsNotNone(d.wait_log(r"%d message\(s\) queued" % N, 5,
+                                        start))
+        self.assertNotIn("lost", d.log_text()[start:])
+        self.assertEqual(sorted(r["qid"] for r in
+                                d.query("SELECT qid FROM message")),
+                         sorted(sent))
+
+
+class CtlReachTest(DamageCase):
+
+    def test_status_within_a_second_when_the_runner_does_not_answer(self):
+        d = self.start_ferry()
+        (runner,) = d.runners()
+        cost = ctl_start_cost()
+        os.kill(runner, signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            p = d.ctl("status")
+            elapsed = time.monotonic() - t0
+        finally:
+            os.kill(runner, signal.SIGCONT)
+        self.assertEqual(p.returncode, 75, (p.stdout, p.stderr))
+        self.assertEqual(len(p.stderr.strip().splitlines()), 1, p.stderr)
+        self.assertRegex(p.stderr, r"did not answer within \d+ ms")
+        self.assertLess(elapsed - cost, 1.0, "status took %.2f s (%.2f s "
+                        "to start ferryctl)" % (elapsed, cost))
+
+    def test_status_with_an_invalid_file_on_disk(self):
+        d = self.start_ferry()
+        text = d.config_text()
+        d.write_config(text=text + "\nthis is { not ferry\n")
+        p = ft.subprocess.run([ft.FERRYCTL, "-f", d.conf, "status"],
+                              capture_output=True, text=True, timeout=10)
+        self.assertEqual(p.returncode, 0, (p.stdout, p.stderr))
+        self.assertRegex(p.stdout, r"(?i)worker")
+        self.assertIn("using the socket of its spool_dir line: %s"
+                      % d.ctl_socket, p.stderr)
+
+
+if __name__ == "__main__":
+    ft.main(need_root=True)
