@@ -167,7 +167,7 @@ static void assert_defaults(const struct ferry_config *c)
 	ck_assert_int_eq(c->workers_min_idle, 2);
 	ck_assert_int_eq(c->workers_max_idle, 8);
 	ck_assert_int_eq(c->workers_max, 32);
-	ck_assert_int_eq(c->worker_sessions, 100);
+	ck_assert_int_eq(c->worker_sessions, 1000);
 	ck_assert(c->message_size_limit == 10485760);
 	ck_assert_int_eq(c->max_recipients, 1000);
 	ck_assert_int_eq(c->max_line_length, 2048);
