@@ -5,6 +5,12 @@
  * address, and authentication failures per address and per user (for the
  * lockout).  Workers ask before they act.
  *
+ * Questions are events, not round trips: the worker's loop asks for one
+ * of its sessions (an owner number it chooses, at most one question per
+ * owner at a time), goes on serving the others, and hears the answer
+ * through the on_answer callback once anvil replied, or ANVIL_OK once
+ * the question's deadline (ANVIL_DEADLINE_MS) passed.
+ *
  * When anvil cannot be reached the worker logs it and allows the action
  * (fail open): the limits protect capacity, they are not what keeps a
  * relay closed.
@@ -12,6 +18,7 @@
 #ifndef FERRY_ANVIL_CLIENT_H
 #define FERRY_ANVIL_CLIENT_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include "channel.h"
 
@@ -22,37 +29,76 @@
 #define ANVIL_MESSAGE_RATE 4
 #define ANVIL_AUTH_LOCKED 5
 
+#define ANVIL_DEADLINE_MS 1000  /* an unanswered question is allowed */
+
+/* Called with the answer to owner's question (an ANVIL_* result).  It
+ * may come from any anvil_client_* call but anvil_client_init and _close,
+ * so it must only note the answer for the caller's loop to act on. */
+typedef void anvil_answer_fn(void *arg, uint32_t owner, int result);
+
+/* A question sent and not answered yet, in the order sent: anvil
+ * answers a connection's questions in that order. */
+struct anvil_waiter {
+	uint32_t seq;              /* the request id anvil echoes */
+	uint32_t owner;
+	int64_t deadline;          /* now_ms() clock */
+	int live;                  /* 0: the owner no longer waits */
+};
+
 struct anvil_client {
 	char *path;         /* the anvil socket as this process sees it */
 	struct channel ch;  /* ch.fd is -1 when not connected */
+	anvil_answer_fn *on_answer;
+	void *arg;
+	struct anvil_waiter *waiting;   /* oldest first */
+	size_t nwaiting, waiting_cap;
 	/* stress mode, as anvil last said (IMSG_ANVIL_STRESS) */
 	int stress;
 	uint32_t stress_timeout;   /* seconds, while stress is on */
 	int stress_changed;        /* set on every note; the caller clears */
 };
 
-void anvil_client_init(struct anvil_client *ac, const char *path);
+void anvil_client_init(struct anvil_client *ac, const char *path,
+    anvil_answer_fn *on_answer, void *arg);
+/* Closes the connection; questions still waiting are not answered. */
 void anvil_client_close(struct anvil_client *ac);
 
 /* Connects when not connected (and not just failed), so that anvil's
  * stress notes reach this worker while it has nothing to ask. */
 void anvil_client_keep_connected(struct anvil_client *ac);
-/* The descriptor to poll for readability, or -1. */
+/* The descriptor to poll, or -1, and what for (POLLIN, and POLLOUT
+ * while requests wait to be written). */
 int anvil_client_fd(const struct anvil_client *ac);
-/* Takes the notes anvil pushed (stress on or off); on end of file the
- * connection is dropped and stress mode is off. */
-void anvil_client_readable(struct anvil_client *ac);
+short anvil_client_events(const struct anvil_client *ac);
+/* After poll: writes what waits, takes answers (each to its owner's
+ * on_answer) and the stress notes anvil pushed.  On end of file the
+ * connection is dropped, the questions waiting are allowed, and stress
+ * mode is off.  An answer that is not the oldest question's, or that
+ * nobody asked for, is anvil lying: the connection is dropped too. */
+void anvil_client_io(struct anvil_client *ac, short revents);
+/* The earliest deadline of a question waiting, or 0 when none waits. */
+int64_t anvil_client_deadline(const struct anvil_client *ac);
+/* Past that deadline: anvil is stuck; the connection is dropped and
+ * every question waiting is allowed (logged once per outage). */
+void anvil_client_tick(struct anvil_client *ac, int64_t now);
+/* owner no longer waits for its question (its session ended). */
+void anvil_client_forget(struct anvil_client *ac, uint32_t owner);
 
-/* A new connection from addr (numeric).  ANVIL_OK or the limit hit; on OK
- * the caller must call anvil_disconnect when the session ends. */
-int anvil_connect(struct anvil_client *ac, const char *addr);
-void anvil_disconnect(struct anvil_client *ac, const char *addr);
+/* The questions.  1: asked, the answer comes through on_answer; 0: not
+ * asked (anvil unreachable), the action is allowed now.  A connection
+ * allowed must be ended with anvil_disconnect when the session ends. */
+int anvil_ask_connect(struct anvil_client *ac, uint32_t owner,
+    const char *addr);
 /* A new mail transaction (at MAIL): ANVIL_OK or ANVIL_MESSAGE_RATE. */
-int anvil_message(struct anvil_client *ac, const char *addr);
+int anvil_ask_message(struct anvil_client *ac, uint32_t owner,
+    const char *addr);
 /* Before checking a password: ANVIL_OK or ANVIL_AUTH_LOCKED (addr or user
  * is locked out).  user may be "" when not known yet. */
-int anvil_auth_check(struct anvil_client *ac, const char *addr,
-    const char *user);
+int anvil_ask_auth(struct anvil_client *ac, uint32_t owner,
+    const char *addr, const char *user);
+
+/* Notes that get no answer. */
+void anvil_disconnect(struct anvil_client *ac, const char *addr);
 void anvil_auth_failed(struct anvil_client *ac, const char *addr,
     const char *user);
 

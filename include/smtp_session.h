@@ -53,6 +53,7 @@ struct session_params {
 	const struct auth_users *users;  /* the users file; NULL = no AUTH */
 	struct anvil_client *anvil;      /* counts across workers; NULL =
 	                                    no checks */
+	uint32_t anvil_owner;            /* the owner its questions carry */
 };
 
 struct smtp_session;
@@ -63,6 +64,10 @@ struct smtp_session *smtp_session_start(const struct session_params *p);
  * its socket is ready, or when its deadline has come (now >= deadline:
  * the session times out as the protocol says). */
 void smtp_session_run(struct smtp_session *s, int64_t now);
+/* Anvil's answer (ANVIL_*) to the question the session is parked on;
+ * the caller runs the session afterwards.  Nothing when it waits for
+ * none. */
+void smtp_session_anvil_answer(struct smtp_session *s, int result);
 /* What to poll its socket for (POLLIN, POLLOUT); 0 once it is over. */
 short smtp_session_events(const struct smtp_session *s);
 int smtp_session_fd(const struct smtp_session *s);

@@ -1,17 +1,25 @@
 /*
  * anvil_client.c - the SMTP worker's side of ferry-anvil (see
- * anvil_client.h and anvil.c): one connection kept open, one request
- * and (for the questions) one answer at a time, each with a short
- * deadline.  Anvil also pushes stress mode on and off over it, at any
- * time: those frames are taken wherever they arrive, between answers or
- * when the worker's loop sees the connection readable.
+ * anvil_client.h and anvil.c): one connection kept open, requests
+ * written without waiting, answers taken when the worker's loop sees the
+ * connection readable.  Anvil also pushes stress mode on and off over
+ * it, at any time, between answers.
  *
- * Failing open: when anvil cannot be reached, or answers late or
- * wrongly, the connection is closed (anvil then releases what this
- * worker held), the action is allowed, and the outage is logged once.
- * For a short while after a failure no new attempt is made, so a dead
- * anvil does not cost every client a deadline.  A worker has a single
- * anvil client, so that bit of state lives in this file.
+ * Matching: every request carries a sequence number that anvil echoes,
+ * and anvil answers one connection's questions in the order asked.  So
+ * the questions waiting are a FIFO, and an answer must carry the oldest
+ * one's number; anything else (another number, an answer when nothing
+ * waits, a result we do not know) is anvil lying, and drops the
+ * connection.  Every question has the same deadline length, so the
+ * oldest one also has the nearest deadline.
+ *
+ * Failing open: when anvil cannot be reached, does not answer before the
+ * deadline, or answers wrongly, the connection is closed (anvil then
+ * releases what this worker held), every question waiting is allowed,
+ * and the outage is logged once (and its end once).  For a short while
+ * after a failure no new attempt is made, so a dead or stuck anvil does
+ * not cost every client a deadline.  A worker has a single anvil client,
+ * so that bit of state lives in this file.
  *
  * Security stance: anvil is trusted more than the SMTP client, but its
  * answers are still decoded strictly.
@@ -32,7 +40,6 @@
 #include "log.h"
 #include "util.h"
 
-#define ANVIL_DEADLINE_MS 1000
 #define ANVIL_RETRY_MS 2000     /* after a failure: fail open at once */
 #define ANVIL_USER_MAX 255      /* anvil.c accepts up to 512 */
 
@@ -50,10 +57,13 @@ static const struct channel_rule anvil_may_send[] = {
 #define ANSWER_CAP 8            /* seq and result */
 
 void
-anvil_client_init(struct anvil_client *ac, const char *path)
+anvil_client_init(struct anvil_client *ac, const char *path,
+    anvil_answer_fn *on_answer, void *arg)
 {
 	memset(ac, 0, sizeof(*ac));
 	ac->path = xstrdup(path);
+	ac->on_answer = on_answer;
+	ac->arg = arg;
 	channel_init(&ac->ch, -1, "anvil", anvil_may_send, ANSWER_CAP, 0);
 }
 
@@ -63,17 +73,40 @@ anvil_client_close(struct anvil_client *ac)
 	channel_free(&ac->ch);
 	free(ac->path);
 	ac->path = NULL;
+	free(ac->waiting);
+	ac->waiting = NULL;
+	ac->nwaiting = ac->waiting_cap = 0;
 }
 
+/* Every question waiting is allowed: nobody will answer it now. */
+static void
+allow_waiting(struct anvil_client *ac)
+{
+	while (ac->nwaiting > 0) {
+		struct anvil_waiter w = ac->waiting[--ac->nwaiting];
+
+		if (w.live && ac->on_answer != NULL)
+			ac->on_answer(ac->arg, w.owner, ANVIL_OK);
+	}
+}
+
+/* The connection is gone: what anvil held for us is released there,
+ * stress mode ends with it, and the questions waiting are allowed. */
 static void
 drop(struct anvil_client *ac)
 {
 	channel_close(&ac->ch);
+	if (ac->stress) {
+		ac->stress = 0;
+		ac->stress_timeout = 0;
+		ac->stress_changed = 1;
+	}
+	allow_waiting(ac);
 }
 
 /* Closes the connection and allows the action; logs the first failure
  * of an outage. */
-static int
+static void
 fail_open(struct anvil_client *ac, const char *why)
 {
 	drop(ac);
@@ -84,7 +117,6 @@ fail_open(struct anvil_client *ac, const char *why)
 		    "back", ac->path ? ac->path : "(none)", why);
 		outage_logged = 1;
 	}
-	return ANVIL_OK;
 }
 
 static int
@@ -136,73 +168,53 @@ take_stress(struct anvil_client *ac, struct ipc_in *in)
 	return 0;
 }
 
-/* Reads the answer to request seq: its result, or -1 (why says). */
+/* An answer: it must be the oldest question's.  -1 when anvil lied (the
+ * channel is closed). */
 static int
-read_answer(struct anvil_client *ac, uint32_t seq, int64_t deadline,
-    char *why, size_t whylen)
+take_answer(struct anvil_client *ac, struct ipc_in *in)
 {
-	struct ipc_in in;
+	struct anvil_waiter w;
 	uint32_t aseq, res;
 
-	for (;;) {
-		if (channel_read_wait(&ac->ch, &in, deadline) < 0) {
-			snprintf(why, whylen, "%s", ac->ch.error);
-			return -1;
-		}
-		if (in.type != IMSG_ANVIL_STRESS)
-			break;
-		if (take_stress(ac, &in) < 0) {
-			snprintf(why, whylen, "malformed stress note");
-			return -1;
-		}
+	if (ipc_get_u32(in, &aseq) < 0 || ipc_get_u32(in, &res) < 0 ||
+	    ipc_end(in) < 0 || res > ANVIL_AUTH_LOCKED)
+		return channel_violation(&ac->ch, "malformed answer");
+	if (ac->nwaiting == 0)
+		return channel_violation(&ac->ch, "an answer nobody asked for");
+	if (aseq != ac->waiting[0].seq)
+		return channel_violation(&ac->ch, "an answer out of turn");
+	w = ac->waiting[0];
+	memmove(&ac->waiting[0], &ac->waiting[1],
+	    (ac->nwaiting - 1) * sizeof(ac->waiting[0]));
+	ac->nwaiting--;
+	if (outage_logged) {
+		log_info("anvil is reachable again");
+		outage_logged = 0;
 	}
-	if (in.type != IMSG_ANVIL_ANSWER || ipc_get_u32(&in, &aseq) < 0 || ipc_get_u32(&in, &res) < 0 ||
-	    ipc_end(&in) < 0 || aseq != seq || res > ANVIL_AUTH_LOCKED) {
-		channel_violation(&ac->ch, "malformed answer");
-		snprintf(why, whylen, "malformed answer");
-		return -1;
-	}
-	/* nothing but stress notes may follow an answer unasked */
-	for (;;) {
-		int got = channel_next(&ac->ch, &in);
-
-		if (got == 0)
-			break;
-		if (got < 0 || in.type != IMSG_ANVIL_STRESS) {
-			if (got > 0)
-				channel_violation(&ac->ch,
-				    "an answer out of turn");
-			snprintf(why, whylen, "malformed answer");
-			return -1;
-		}
-		if (take_stress(ac, &in) < 0) {
-			snprintf(why, whylen, "malformed stress note");
-			return -1;
-		}
-	}
-	return (int)res;
+	if (w.live && ac->on_answer != NULL)
+		ac->on_answer(ac->arg, w.owner, (int)res);
+	return 0;
 }
 
-/* Sends one request and, when want_answer, returns anvil's result;
- * ANVIL_OK whenever anvil cannot be asked. */
+/* Writes one request; want_answer: a question for owner.  1 asked, 0
+ * not (anvil unreachable: allowed). */
 static int
 request(struct anvil_client *ac, int type, const char *addr,
-    const char *user, int want_answer)
+    const char *user, int want_answer, uint32_t owner)
 {
-	int64_t deadline = now_ms() + ANVIL_DEADLINE_MS;
 	char why[256] = "";
 	int attempt;
 
 	if (ac == NULL || ac->path == NULL)
-		return ANVIL_OK;
+		return 0;
 	if (ac->ch.fd < 0 && now_ms() < retry_after)
-		return ANVIL_OK;
+		return 0;
 	/* A kept connection may lead to an anvil that has since died:
 	 * one more try on a fresh one. */
 	for (attempt = 0; attempt < 2; attempt++) {
 		struct ipc_out *out;
 		uint32_t seq = ++next_seq;
-		int reused = ac->ch.fd >= 0, rc;
+		int reused = ac->ch.fd >= 0;
 
 		if (ensure_connected(ac, why, sizeof(why)) < 0)
 			break;
@@ -219,26 +231,33 @@ request(struct anvil_client *ac, int type, const char *addr,
 			    ANVIL_USER_MAX : ulen);
 		}
 		(void)channel_end(&ac->ch);
-		rc = channel_flush_wait(&ac->ch, deadline);
-		if (rc < 0)
-			snprintf(why, sizeof(why), "%s", ac->ch.error);
-		if (rc == 0 && !want_answer)
-			return ANVIL_OK;
-		if (rc == 0)
-			rc = read_answer(ac, seq, deadline, why,
-			    sizeof(why));
-		if (rc >= 0) {
-			if (outage_logged) {
-				log_info("anvil is reachable again");
-				outage_logged = 0;
+		if (channel_flush(&ac->ch) == 0) {
+			if (want_answer) {
+				struct anvil_waiter *w;
+
+				if (ac->nwaiting == ac->waiting_cap) {
+					ac->waiting_cap = ac->waiting_cap ?
+					    ac->waiting_cap * 2 : 16;
+					ac->waiting = xrealloc(ac->waiting,
+					    ac->waiting_cap *
+					    sizeof(ac->waiting[0]));
+				}
+				w = &ac->waiting[ac->nwaiting++];
+				w->seq = seq;
+				w->owner = owner;
+				w->deadline = now_ms() + ANVIL_DEADLINE_MS;
+				w->live = 1;
 			}
-			return rc;
+			return want_answer;
 		}
+		snprintf(why, sizeof(why), "%s", ac->ch.error[0] ?
+		    ac->ch.error : "write failed");
 		drop(ac);
-		if (!reused || now_ms() >= deadline)
+		if (!reused)
 			break;
 	}
-	return fail_open(ac, why[0] ? why : "unreachable");
+	fail_open(ac, why[0] ? why : "unreachable");
+	return 0;
 }
 
 void
@@ -258,64 +277,103 @@ anvil_client_fd(const struct anvil_client *ac)
 	return ac->ch.fd;
 }
 
+short
+anvil_client_events(const struct anvil_client *ac)
+{
+	if (ac->ch.fd < 0)
+		return 0;
+	return (short)(POLLIN | (channel_pending(&ac->ch) > 0 ? POLLOUT : 0));
+}
+
 void
-anvil_client_readable(struct anvil_client *ac)
+anvil_client_io(struct anvil_client *ac, short revents)
 {
 	struct ipc_in in;
 	int n, got;
 
 	if (ac->ch.fd < 0)
 		return;
+	if ((revents & POLLOUT) && channel_flush(&ac->ch) < 0) {
+		fail_open(ac, ac->ch.error[0] ? ac->ch.error : "write failed");
+		return;
+	}
+	if (!(revents & (POLLIN | POLLHUP | POLLERR)))
+		return;
 	n = channel_fill(&ac->ch);
 	while (ac->ch.fd >= 0 && (got = channel_next(&ac->ch, &in)) > 0) {
-		if (in.type != IMSG_ANVIL_STRESS) {
-			channel_violation(&ac->ch, "an answer out of turn");
-			break;
-		}
-		if (take_stress(ac, &in) < 0)
+		if (in.type == IMSG_ANVIL_STRESS) {
+			if (take_stress(ac, &in) < 0)
+				break;
+		} else if (take_answer(ac, &in) < 0)
 			break;
 	}
-	if (n < 0 && ac->ch.fd >= 0) {
-		/* anvil went away: it forgets this worker's connections;
-		 * stress mode ends with it */
-		drop(ac);
-		retry_after = now_ms() + ANVIL_RETRY_MS;
-		if (ac->stress) {
-			ac->stress = 0;
-			ac->stress_timeout = 0;
-			ac->stress_changed = 1;
+	if (ac->ch.fd < 0) {
+		/* a violation closed it */
+		fail_open(ac, "it broke the protocol");
+	} else if (n < 0) {
+		/* anvil went away: it forgets this worker's connections */
+		if (ac->nwaiting > 0)
+			fail_open(ac, "connection closed");
+		else {
+			drop(ac);
+			retry_after = now_ms() + ANVIL_RETRY_MS;
 		}
 	}
 }
 
-int
-anvil_connect(struct anvil_client *ac, const char *addr)
+int64_t
+anvil_client_deadline(const struct anvil_client *ac)
 {
-	return request(ac, IMSG_ANVIL_CONNECT, addr, NULL, 1);
+	return ac->nwaiting > 0 ? ac->waiting[0].deadline : 0;
+}
+
+void
+anvil_client_tick(struct anvil_client *ac, int64_t now)
+{
+	if (ac->nwaiting > 0 && now >= ac->waiting[0].deadline)
+		fail_open(ac, "no answer in time");
+}
+
+void
+anvil_client_forget(struct anvil_client *ac, uint32_t owner)
+{
+	size_t i;
+
+	for (i = 0; i < ac->nwaiting; i++)
+		if (ac->waiting[i].owner == owner)
+			ac->waiting[i].live = 0;
+}
+
+int
+anvil_ask_connect(struct anvil_client *ac, uint32_t owner, const char *addr)
+{
+	return request(ac, IMSG_ANVIL_CONNECT, addr, NULL, 1, owner);
+}
+
+int
+anvil_ask_message(struct anvil_client *ac, uint32_t owner, const char *addr)
+{
+	return request(ac, IMSG_ANVIL_MESSAGE, addr, NULL, 1, owner);
+}
+
+int
+anvil_ask_auth(struct anvil_client *ac, uint32_t owner, const char *addr,
+    const char *user)
+{
+	return request(ac, IMSG_ANVIL_AUTH_CHECK, addr, user ? user : "", 1,
+	    owner);
 }
 
 void
 anvil_disconnect(struct anvil_client *ac, const char *addr)
 {
-	(void)request(ac, IMSG_ANVIL_DISCONNECT, addr, NULL, 0);
-}
-
-int
-anvil_message(struct anvil_client *ac, const char *addr)
-{
-	return request(ac, IMSG_ANVIL_MESSAGE, addr, NULL, 1);
-}
-
-int
-anvil_auth_check(struct anvil_client *ac, const char *addr,
-    const char *user)
-{
-	return request(ac, IMSG_ANVIL_AUTH_CHECK, addr, user ? user : "", 1);
+	(void)request(ac, IMSG_ANVIL_DISCONNECT, addr, NULL, 0, 0);
 }
 
 void
 anvil_auth_failed(struct anvil_client *ac, const char *addr,
     const char *user)
 {
-	(void)request(ac, IMSG_ANVIL_AUTH_FAILED, addr, user ? user : "", 0);
+	(void)request(ac, IMSG_ANVIL_AUTH_FAILED, addr, user ? user : "", 0,
+	    0);
 }

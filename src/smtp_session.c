@@ -16,8 +16,10 @@
  * Lines end in CRLF only; a bare CR or LF is refused in commands and in
  * data (SMTP smuggling).  Client text reaches the log only through
  * log_sanitize.  This code runs without privileges in an empty chroot.
- * Nothing here blocks on the client: a session waits by returning to the
- * loop with what it waits for.
+ * Nothing here blocks, on the client, the runner or anvil: a session
+ * waits by returning to the loop with what it waits for (anvil's MAIL
+ * and AUTH checks park it in ST_ANVIL, reading nothing from the client,
+ * until smtp_session_anvil_answer).
  */
 #include "autoconfig.h"
 
@@ -53,6 +55,7 @@
 #define OUT_FIRST  2048       /* the reply buffer's first size */
 #define TURN_READS 16         /* reads in one turn before others get theirs */
 #define CLOSE_GRACE_MS 2000   /* for the last reply */
+#define ANVIL_BACKSTOP_MS 500 /* past the anvil client's own deadline */
 #define QUEUE_HIGH (4 * IO_CHUNK)   /* unsent to the runner: stop reading */
 /* RFC 4954 4: a server should take AUTH lines of at least 12288 octets */
 #define AUTH_LINE_MAX (12288 + 2)
@@ -93,12 +96,16 @@ enum session_state {
 	ST_DATA,           /* message content after DATA */
 	ST_BDAT,           /* the octets of a BDAT chunk */
 	ST_QUEUE,          /* the runner's answer to BEGIN or COMMIT */
+	ST_ANVIL,          /* anvil's answer to the MAIL or AUTH check */
 	ST_CLOSING,        /* the last reply going out */
 	ST_DONE
 };
 
 /* What the runner's answer resumes. */
 enum queue_then { Q_BEGIN_DATA, Q_BEGIN_BDAT, Q_COMMIT };
+
+/* What anvil's answer resumes. */
+enum anvil_then { A_MAIL, A_AUTH };
 
 /* What follows the octets of a BDAT chunk. */
 enum bdat_then { BDAT_TLS_REQUIRED, BDAT_REFUSED, BDAT_STORED };
@@ -123,6 +130,12 @@ struct smtp_session {
 	char peer_name[64];          /* "unknown": names are not resolved */
 	const char *listener;
 	struct anvil_client *anvil;  /* shared limits; NULL = none */
+	uint32_t anvil_owner;        /* who this session is to anvil */
+	enum anvil_then anvil_then;  /* ST_ANVIL: what the answer resumes */
+	struct smtp_mail_args anvil_mail;    /* A_MAIL: the MAIL accepted so
+	                                        far, waiting for the check */
+	int64_t anvil_deadline;      /* ST_ANVIL: a backstop to the client's
+	                                own deadline */
 
 	/* the listener's policy and what the client has shown so far */
 	const struct listener_config *lcfg;   /* NULL: plain, no AUTH */
@@ -716,6 +729,35 @@ cmd_helo(struct smtp_session *s, enum smtp_verb verb, const char *arg,
 	}
 }
 
+/* Parked until anvil answers: the client is not read meanwhile, so
+ * what it pipelined waits its turn. */
+static void
+anvil_wait(struct smtp_session *s, enum anvil_then then)
+{
+	s->state = ST_ANVIL;
+	s->anvil_then = then;
+	s->anvil_deadline = now_ms() + ANVIL_DEADLINE_MS + ANVIL_BACKSTOP_MS;
+}
+
+/* MAIL passed every check but anvil's message rate, whose answer is
+ * result. */
+static void
+mail_checked(struct smtp_session *s, const struct smtp_mail_args *m,
+    int result)
+{
+	if (result == ANVIL_MESSAGE_RATE) {
+		log_warn("refusing a message from unknown[%s]: message rate "
+		    "limit exceeded", s->peer_addr);
+		smtp_reply(s, R_MESSAGE_RATE, s->cfg->hostname, s->peer_addr);
+		s->closing = CLOSE_LIMIT;
+		return;
+	}
+	tx_reset(s);
+	s->tx.mail = *m;
+	s->tx.active = 1;
+	smtp_reply(s, R_SENDER_OK, m->addr);
+}
+
 static void
 cmd_mail(struct smtp_session *s, enum smtp_verb verb, const char *arg,
     size_t len)
@@ -768,17 +810,12 @@ cmd_mail(struct smtp_session *s, enum smtp_verb verb, const char *arg,
 		return;
 	}
 	if (s->anvil != NULL &&
-	    anvil_message(s->anvil, s->peer_addr) == ANVIL_MESSAGE_RATE) {
-		log_warn("refusing a message from unknown[%s]: message rate "
-		    "limit exceeded", s->peer_addr);
-		smtp_reply(s, R_MESSAGE_RATE, s->cfg->hostname, s->peer_addr);
-		s->closing = CLOSE_LIMIT;
+	    anvil_ask_message(s->anvil, s->anvil_owner, s->peer_addr)) {
+		s->anvil_mail = m;
+		anvil_wait(s, A_MAIL);
 		return;
 	}
-	tx_reset(s);
-	s->tx.mail = m;
-	s->tx.active = 1;
-	smtp_reply(s, R_SENDER_OK, m.addr);
+	mail_checked(s, &m, ANVIL_OK);
 }
 
 /* relay.accept_domains: "example.com" exactly, ".example.com" any
@@ -1422,16 +1459,30 @@ auth_challenge(struct smtp_session *s, const char *challenge)
 /* The password is checked only after anvil says neither the address
  * nor the user is locked out, and a failure - unknown user or wrong
  * password, one reply for both - is reported back to it. */
+static void auth_checked(struct smtp_session *s, int result);
+
 static void
 auth_verify(struct smtp_session *s)
+{
+	if (s->anvil != NULL && anvil_ask_auth(s->anvil, s->anvil_owner,
+	    s->peer_addr, s->auth->user)) {
+		anvil_wait(s, A_AUTH);
+		return;
+	}
+	auth_checked(s, ANVIL_OK);
+}
+
+/* Anvil's answer about the lockout is result: refuse, or check the
+ * password. */
+static void
+auth_checked(struct smtp_session *s, int result)
 {
 	struct auth_state *a = s->auth;
 	const char *mech_name = a->plain ? "PLAIN" : "LOGIN";
 	const struct auth_user *entry;
 	int rc;
 
-	if (s->anvil != NULL && anvil_auth_check(s->anvil, s->peer_addr,
-	    a->user) == ANVIL_AUTH_LOCKED) {
+	if (result == ANVIL_AUTH_LOCKED) {
 		char safe[AUTH_USER_MAX * 4 + 1];
 
 		log_warn("AUTH from %s[%s] refused: locked out after too many "
@@ -1977,6 +2028,11 @@ on_deadline(struct smtp_session *s, int64_t now)
 		intake_drop(s->queue, "no answer from the queue runner in time");
 		queue_answered(s, 0);
 		return;
+	case ST_ANVIL:
+		/* the client should have answered by now: allowed */
+		anvil_client_forget(s->anvil, s->anvil_owner);
+		smtp_session_anvil_answer(s, ANVIL_OK);
+		return;
 	default:
 		if (s->control && s->control->drain &&
 		    s->control->drain_deadline != 0 &&
@@ -2009,6 +2065,7 @@ smtp_session_start(const struct session_params *p)
 	s->fd = p->fd;
 	s->listener = p->listener;
 	s->anvil = p->anvil;
+	s->anvil_owner = p->anvil_owner;
 	sockaddr_ntop(p->peer, s->peer_addr, sizeof(s->peer_addr));
 	ferry_strlcpy(s->peer_name, "unknown", sizeof(s->peer_name));
 	s->lcfg = p->lcfg;
@@ -2115,6 +2172,8 @@ smtp_session_run(struct smtp_session *s, int64_t now)
 				return;
 			queue_answered(s, rc > 0);
 			continue;
+		case ST_ANVIL:
+			return;         /* smtp_session_anvil_answer resumes */
 		default:
 			break;
 		}
@@ -2123,7 +2182,8 @@ smtp_session_run(struct smtp_session *s, int64_t now)
 			begin_close(s);
 			continue;
 		}
-		if (s->state == ST_HANDSHAKE || s->state == ST_QUEUE)
+		if (s->state == ST_HANDSHAKE || s->state == ST_QUEUE ||
+		    s->state == ST_ANVIL)
 			continue;
 		/* Input ran out: now the pipelined replies go (RFC 2920).
 		 * Nothing more is read until they have gone. */
@@ -2163,12 +2223,26 @@ smtp_session_run(struct smtp_session *s, int64_t now)
 	}
 }
 
+void
+smtp_session_anvil_answer(struct smtp_session *s, int result)
+{
+	if (s->state != ST_ANVIL)
+		return;
+	s->state = ST_COMMAND;
+	arm_command(s);
+	if (s->anvil_then == A_MAIL)
+		mail_checked(s, &s->anvil_mail, result);
+	else
+		auth_checked(s, result);
+}
+
 short
 smtp_session_events(const struct smtp_session *s)
 {
 	switch (s->state) {
 	case ST_DONE:
 	case ST_QUEUE:
+	case ST_ANVIL:
 		return 0;
 	case ST_GREET_WAIT:
 		return POLLIN;
@@ -2204,7 +2278,8 @@ smtp_session_fd(const struct smtp_session *s)
 int
 smtp_session_more(const struct smtp_session *s)
 {
-	return s->state != ST_DONE && (s->more || conn_pending(&s->conn));
+	return s->state != ST_DONE && s->state != ST_ANVIL &&
+	    (s->more || conn_pending(&s->conn));
 }
 
 int64_t
@@ -2219,6 +2294,8 @@ smtp_session_deadline(const struct smtp_session *s)
 		return s->close_deadline;
 	case ST_QUEUE:
 		return s->queue_deadline;
+	case ST_ANVIL:
+		return s->anvil_deadline;
 	case ST_GREET_WAIT:
 		d = s->greet_deadline;
 		break;
@@ -2253,6 +2330,8 @@ smtp_session_end(struct smtp_session *s, struct intake_client *keep)
 {
 	int kept = 0;
 
+	if (s->state == ST_ANVIL)
+		anvil_client_forget(s->anvil, s->anvil_owner);
 	auth_clear(s);
 	tx_reset(s);
 	envelope_free(&s->tx.env);

@@ -18,6 +18,10 @@
  * the master whether it holds no session, some, or no room for more, and
  * stops accepting after workers.sessions sessions so the master can
  * start a fresh one.  Anvil's stress notes shorten every idle limit.
+ * Anvil's checks (a new connection, MAIL, AUTH) never stall the loop: a
+ * connection waits in its slot and a session is parked while its
+ * question is out, and the others are served meanwhile; an answer that
+ * does not come within ANVIL_DEADLINE_MS allows the action.
  *
  * Isolation.  Sessions of one worker share its address space.  A client
  * that took over a worker (a memory-safety bug in this code or in
@@ -128,18 +132,18 @@ install_signals(void)
 	sigprocmask(SIG_SETMASK, &sa.sa_mask, NULL);
 }
 
-/* Asks anvil about a new connection; over a limit, the client gets 421
- * in one write and no session.  1 when refused. */
+/* Anvil's answer about a new connection; over a limit, the client gets
+ * 421 in one write and no session.  1 when refused. */
 static int
-refuse_over_limit(const struct ferry_config *cfg, struct anvil_client *ac,
-    int fd, const char *addr)
+refuse_over_limit(const struct ferry_config *cfg, int result, int fd,
+    const char *addr)
 {
 	char line[512];
 	const char *what;
 	enum reply_id id;
 	size_t n;
 
-	switch (anvil_connect(ac, addr)) {
+	switch (result) {
 	case ANVIL_TOO_MANY_CONNECTIONS:
 		id = R_TOO_MANY_CONNECTIONS;
 		what = "connection limit exceeded (all clients)";
@@ -173,10 +177,18 @@ refuse_over_limit(const struct ferry_config *cfg, struct anvil_client *ac,
 #define ACCEPT_DEFER_SHORT_MS 10
 #define ACCEPT_SHORT_FOR_MS 1000
 
-/* One session slot of the worker. */
+/* One session slot of the worker: free, a connection waiting for
+ * anvil's connect check, or a session. */
 struct slot {
-	struct smtp_session *s;      /* NULL: free */
+	struct smtp_session *s;      /* NULL: no session (yet) */
 	char peer_addr[64];          /* what anvil counted it as */
+	int checking;                /* accepted, anvil asked: no session */
+	int fd;                      /* while checking */
+	struct sockaddr_storage peer;
+	size_t listener;
+	int answered;                /* anvil answered (with answer): acted
+	                                on by take_answers() */
+	int answer;
 };
 
 struct worker {
@@ -197,6 +209,7 @@ struct worker {
 	int last_status;             /* last enum worker_status reported */
 	int64_t defer_until;         /* accepting deferred to an idle worker */
 	int64_t short_defer_until;
+	int answers;                 /* slots with answered set */
 };
 
 static void
@@ -231,6 +244,21 @@ arm_all(struct worker *w)
 			arm(w, k);
 }
 
+/* anvil_client's on_answer: only noted here, so that no session runs
+ * inside the anvil client; take_answers() acts on it. */
+static void
+on_anvil_answer(void *arg, uint32_t owner, int result)
+{
+	struct worker *w = arg;
+
+	if (owner >= w->nslots || w->slots[owner].answered)
+		log_panic("anvil answer for slot %u, which does not wait",
+		    owner);
+	w->slots[owner].answered = 1;
+	w->slots[owner].answer = result;
+	w->answers++;
+}
+
 static void
 end_session(struct worker *w, size_t k)
 {
@@ -254,16 +282,49 @@ run_session(struct worker *w, size_t k, int64_t now)
 		arm(w, k);
 }
 
-/* Takes one connection from listener i, if one is waiting.  1 when a
- * connection was taken (served or refused). */
+/* Anvil answered the connect check of slot k (or allowed it unasked):
+ * the session starts, or the client is refused. */
+static void
+connect_checked(struct worker *w, size_t k, int result)
+{
+	const struct ferry_config *cfg = w->cfg;
+	struct slot *sl = &w->slots[k];
+	struct session_params sp;
+	size_t i = sl->listener;
+
+	sl->checking = 0;
+	if (refuse_over_limit(cfg, result, sl->fd, sl->peer_addr)) {
+		close(sl->fd);
+		w->nsessions--;
+		return;
+	}
+	memset(&sp, 0, sizeof(sp));
+	sp.cfg = cfg;
+	sp.queue_path = w->intake_path;
+	if (w->nspare > 0)
+		sp.intake = &w->spare[--w->nspare];
+	sp.control = &control;
+	sp.fd = sl->fd;
+	sp.peer = (struct sockaddr *)&sl->peer;
+	sp.listener = cfg->listeners[i].name;
+	sp.lcfg = &cfg->listeners[i];
+	sp.tls = w->tls[i];
+	sp.users = w->users;
+	sp.anvil = &w->anvil;
+	sp.anvil_owner = (uint32_t)k;
+	sl->s = smtp_session_start(&sp);
+	run_session(w, k, now_ms());
+}
+
+/* Takes one connection from listener i, if one is waiting, into a free
+ * slot, and asks anvil about it; the session starts when anvil answers.
+ * 1 when a connection was taken. */
 static int
 accept_one(struct worker *w, size_t i)
 {
-	const struct ferry_config *cfg = w->cfg;
 	struct sockaddr_storage peer;
 	socklen_t plen = sizeof(peer);
-	struct session_params sp;
-	char peer_addr[64];
+	struct slot *sl;
 	int fd, one = 1;
 	size_t k;
 
@@ -276,36 +337,47 @@ accept_one(struct worker *w, size_t i)
 		return 0;       /* a sibling won the race */
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	sockaddr_ntop((struct sockaddr *)&peer, peer_addr, sizeof(peer_addr));
-	if (refuse_over_limit(cfg, &w->anvil, fd, peer_addr)) {
-		close(fd);
-		return 1;
-	}
-	for (k = 0; k < w->nslots && w->slots[k].s != NULL; k++)
+	for (k = 0; k < w->nslots && (w->slots[k].s != NULL ||
+	    w->slots[k].checking); k++)
 		continue;
 	if (k == w->nslots)
 		log_panic("accepted with every slot taken");
-	memset(&sp, 0, sizeof(sp));
-	sp.cfg = cfg;
-	sp.queue_path = w->intake_path;
-	if (w->nspare > 0)
-		sp.intake = &w->spare[--w->nspare];
-	sp.control = &control;
-	sp.fd = fd;
-	sp.peer = (struct sockaddr *)&peer;
-	sp.listener = cfg->listeners[i].name;
-	sp.lcfg = &cfg->listeners[i];
-	sp.tls = w->tls[i];
-	sp.users = w->users;
-	sp.anvil = &w->anvil;
-	ferry_strlcpy(w->slots[k].peer_addr, peer_addr,
-	    sizeof(w->slots[k].peer_addr));
-	w->slots[k].s = smtp_session_start(&sp);
+	sl = &w->slots[k];
+	sl->checking = 1;
+	sl->fd = fd;
+	memcpy(&sl->peer, &peer, sizeof(peer));
+	sl->listener = i;
+	sockaddr_ntop((struct sockaddr *)&peer, sl->peer_addr,
+	    sizeof(sl->peer_addr));
 	w->nsessions++;
 	w->started++;
 	report_status(w, 1);
-	run_session(w, k, now_ms());
+	if (!anvil_ask_connect(&w->anvil, (uint32_t)k, sl->peer_addr))
+		connect_checked(w, k, ANVIL_OK);
 	return 1;
+}
+
+/* Acts on anvil's answers: a connection checked starts its session (or
+ * is refused), a session parked on a check goes on. */
+static void
+take_answers(struct worker *w)
+{
+	size_t k;
+
+	for (k = 0; k < w->nslots && w->answers > 0; k++) {
+		struct slot *sl = &w->slots[k];
+
+		if (!sl->answered)
+			continue;
+		sl->answered = 0;
+		w->answers--;
+		if (sl->checking)
+			connect_checked(w, k, sl->answer);
+		else if (sl->s != NULL) {
+			smtp_session_anvil_answer(sl->s, sl->answer);
+			run_session(w, k, now_ms());
+		}
+	}
 }
 
 /* Stress mode as anvil last said it: every idle limit is cut to its
@@ -372,7 +444,7 @@ serve(struct worker *w)
 		if (anvil_client_fd(&w->anvil) >= 0) {
 			anvil_at = n;
 			pfds[n].fd = anvil_client_fd(&w->anvil);
-			pfds[n].events = POLLIN;
+			pfds[n].events = anvil_client_events(&w->anvil);
 			pfds[n].revents = 0;
 			n++;
 		}
@@ -402,9 +474,12 @@ serve(struct worker *w)
 		if (accepting && w->defer_until > now &&
 		    w->defer_until - now < timeout)
 			timeout = w->defer_until - now;
+		first = anvil_client_deadline(&w->anvil);
+		if (first != 0 && first - now < timeout)
+			timeout = first - now;
 		if (timeout > 1000)
 			timeout = 1000;   /* signals between test and poll */
-		if (timeout < 0 || more)
+		if (timeout < 0 || more || w->answers > 0)
 			timeout = 0;
 		rc = poll(pfds, n, (int)timeout);
 		if (rc < 0) {
@@ -414,7 +489,9 @@ serve(struct worker *w)
 		}
 		now = now_ms();
 		if (anvil_at != (size_t)-1 && pfds[anvil_at].revents)
-			anvil_client_readable(&w->anvil);
+			anvil_client_io(&w->anvil, pfds[anvil_at].revents);
+		anvil_client_tick(&w->anvil, now);
+		take_answers(w);
 		take_stress(w);
 		for (i = (listening ? nl : 0) + (anvil_at != (size_t)-1);
 		    i < n; i++) {
@@ -519,7 +596,7 @@ smtpd(const struct child_args *a)
 		snprintf(anvil_path, sizeof(anvil_path), "%s/%s",
 		    chroot_dir, ANVIL_SOCKET_NAME);
 	}
-	anvil_client_init(&w.anvil, anvil_path);
+	anvil_client_init(&w.anvil, anvil_path, on_anvil_answer, &w);
 
 	w.nslots = (size_t)cfg->sessions_per_worker;
 	w.slots = xcalloc(w.nslots, sizeof(*w.slots));

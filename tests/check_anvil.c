@@ -4,14 +4,29 @@
  * rates, the authentication lockout per address and per user, expiry
  * and the table's size cap, and stress mode (entered at the threshold,
  * left under it less the hysteresis, counted).  Time is given explicitly; nothing sleeps.
+ *
+ * And the worker's side of the questions (src/anvil_client.c), against a
+ * fake anvil on a unix socket in this process: answers matched to the
+ * questions in the order asked, each to its owner; an answer out of
+ * turn, or one nobody asked for, is anvil lying (the connection goes and
+ * every question waiting is allowed); a question past its deadline is
+ * allowed; an owner that stopped waiting hears nothing.
  */
 #include <check.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
+#include "anvil_client.h"
 #include "anvil_table.h"
+#include "channel.h"
+#include "ipc.h"
+#include "util.h"
 
 #define T0 1000000        /* an arbitrary start, in ms */
 #define MIN 60000
@@ -463,6 +478,257 @@ START_TEST(test_stress_enter_leave)
 }
 END_TEST
 
+/* ------------------------------------------------- the worker's questions */
+
+static const struct channel_rule worker_sends[] = {
+	{ IMSG_ANVIL_CONNECT, 0 },
+	{ IMSG_ANVIL_DISCONNECT, 0 },
+	{ IMSG_ANVIL_MESSAGE, 0 },
+	{ IMSG_ANVIL_AUTH_CHECK, 0 },
+	{ IMSG_ANVIL_AUTH_FAILED, 0 },
+	{ 0, 0 }
+};
+
+#define OWNERS 8
+
+/* What the client's callback heard, per owner: -1 nothing. */
+static int heard[OWNERS];
+static int heard_count;
+
+static void
+on_answer(void *arg, uint32_t owner, int result)
+{
+	(void)arg;
+	ck_assert_uint_lt(owner, OWNERS);
+	ck_assert_int_eq(heard[owner], -1);   /* one answer per question */
+	heard[owner] = result;
+	heard_count++;
+}
+
+struct fake_anvil {
+	char path[108];
+	int lfd;
+	struct channel srv;     /* the worker's connection, once accepted */
+};
+
+static void
+fake_start(struct fake_anvil *fa, struct anvil_client *ac)
+{
+	struct sockaddr_un sun;
+	size_t i;
+
+	for (i = 0; i < OWNERS; i++)
+		heard[i] = -1;
+	heard_count = 0;
+	fa->lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+	ck_assert_int_ge(fa->lfd, 0);
+	snprintf(fa->path, sizeof(fa->path), "/tmp/ferry-check-anvilq-%ld",
+	    (long)getpid());
+	unlink(fa->path);
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	strcpy(sun.sun_path, fa->path);
+	ck_assert_int_eq(bind(fa->lfd, (struct sockaddr *)&sun, sizeof(sun)),
+	    0);
+	ck_assert_int_eq(listen(fa->lfd, 4), 0);
+	anvil_client_init(ac, fa->path, on_answer, NULL);
+	anvil_client_keep_connected(ac);
+	ck_assert_int_ge(anvil_client_fd(ac), 0);
+	channel_init(&fa->srv, accept(fa->lfd, NULL, NULL), "worker",
+	    worker_sends, 1024, 0);
+	ck_assert_int_ge(fa->srv.fd, 0);
+}
+
+static void
+fake_stop(struct fake_anvil *fa, struct anvil_client *ac)
+{
+	channel_free(&fa->srv);
+	anvil_client_close(ac);
+	close(fa->lfd);
+	unlink(fa->path);
+}
+
+/* The next request the fake anvil reads: its type and sequence number. */
+static uint32_t
+fake_read(struct fake_anvil *fa, int type)
+{
+	struct ipc_in in;
+	uint32_t seq;
+
+	ck_assert_int_eq(channel_read_wait(&fa->srv, &in, now_ms() + 2000), 1);
+	ck_assert_int_eq(in.type, type);
+	ck_assert_int_eq(ipc_get_u32(&in, &seq), 0);
+	return seq;
+}
+
+static void
+fake_answer(struct fake_anvil *fa, uint32_t seq, uint32_t result)
+{
+	struct ipc_out *m = channel_begin(&fa->srv, IMSG_ANVIL_ANSWER);
+
+	ipc_add_u32(m, seq);
+	ipc_add_u32(m, result);
+	ck_assert_int_eq(channel_end(&fa->srv), 0);
+	ck_assert_int_eq(channel_flush_wait(&fa->srv, now_ms() + 2000), 0);
+}
+
+/* Lets the client take what the fake anvil wrote. */
+static void
+client_turn(struct anvil_client *ac)
+{
+	struct pollfd pfd;
+
+	if (anvil_client_fd(ac) < 0)
+		return;
+	pfd.fd = anvil_client_fd(ac);
+	pfd.events = anvil_client_events(ac);
+	pfd.revents = 0;
+	ck_assert_int_eq(poll(&pfd, 1, 2000), 1);
+	anvil_client_io(ac, pfd.revents);
+}
+
+START_TEST(test_answers_in_order)
+{
+	struct anvil_client ac;
+	struct fake_anvil fa;
+	uint32_t s1, s2, s3;
+
+	fake_start(&fa, &ac);
+	ck_assert_int_eq(anvil_ask_connect(&ac, 1, "192.0.2.1"), 1);
+	ck_assert_int_eq(anvil_ask_message(&ac, 5, "192.0.2.2"), 1);
+	anvil_disconnect(&ac, "192.0.2.9");          /* no answer due */
+	ck_assert_int_eq(anvil_ask_auth(&ac, 2, "192.0.2.3", "joe"), 1);
+	ck_assert_int_gt(anvil_client_deadline(&ac), 0);
+	s1 = fake_read(&fa, IMSG_ANVIL_CONNECT);
+	s2 = fake_read(&fa, IMSG_ANVIL_MESSAGE);
+	(void)fake_read(&fa, IMSG_ANVIL_DISCONNECT);
+	s3 = fake_read(&fa, IMSG_ANVIL_AUTH_CHECK);
+	ck_assert(s1 != s2 && s2 != s3 && s1 != s3);
+
+	fake_answer(&fa, s1, ANVIL_TOO_MANY_FROM_CLIENT);
+	client_turn(&ac);
+	ck_assert_int_eq(heard_count, 1);
+	ck_assert_int_eq(heard[1], ANVIL_TOO_MANY_FROM_CLIENT);
+	fake_answer(&fa, s2, ANVIL_MESSAGE_RATE);
+	fake_answer(&fa, s3, ANVIL_AUTH_LOCKED);
+	while (heard_count < 3)
+		client_turn(&ac);
+	ck_assert_int_eq(heard[5], ANVIL_MESSAGE_RATE);
+	ck_assert_int_eq(heard[2], ANVIL_AUTH_LOCKED);
+	ck_assert_int_eq(anvil_client_deadline(&ac), 0);
+	ck_assert_int_ge(anvil_client_fd(&ac), 0);  /* still connected */
+	fake_stop(&fa, &ac);
+}
+END_TEST
+
+/* The answer to the second question first: anvil is lying. */
+START_TEST(test_answer_out_of_turn)
+{
+	struct anvil_client ac;
+	struct fake_anvil fa;
+	uint32_t s2;
+
+	fake_start(&fa, &ac);
+	ck_assert_int_eq(anvil_ask_message(&ac, 1, "192.0.2.1"), 1);
+	ck_assert_int_eq(anvil_ask_message(&ac, 2, "192.0.2.1"), 1);
+	(void)fake_read(&fa, IMSG_ANVIL_MESSAGE);
+	s2 = fake_read(&fa, IMSG_ANVIL_MESSAGE);
+	fake_answer(&fa, s2, ANVIL_MESSAGE_RATE);
+	client_turn(&ac);
+	ck_assert_int_lt(anvil_client_fd(&ac), 0);
+	/* both allowed, neither refused by the lie */
+	ck_assert_int_eq(heard_count, 2);
+	ck_assert_int_eq(heard[1], ANVIL_OK);
+	ck_assert_int_eq(heard[2], ANVIL_OK);
+	ck_assert_int_eq(anvil_client_deadline(&ac), 0);
+	/* and for a while nothing is asked: allowed at once */
+	ck_assert_int_eq(anvil_ask_message(&ac, 3, "192.0.2.1"), 0);
+	fake_stop(&fa, &ac);
+}
+END_TEST
+
+/* An answer when nothing was asked, and a result we do not know. */
+START_TEST(test_answer_unasked)
+{
+	struct anvil_client ac;
+	struct fake_anvil fa;
+
+	fake_start(&fa, &ac);
+	fake_answer(&fa, 1, ANVIL_OK);
+	client_turn(&ac);
+	ck_assert_int_lt(anvil_client_fd(&ac), 0);
+	ck_assert_int_eq(heard_count, 0);
+	fake_stop(&fa, &ac);
+}
+END_TEST
+
+START_TEST(test_answer_unknown_result)
+{
+	struct anvil_client ac;
+	struct fake_anvil fa;
+	uint32_t seq;
+
+	fake_start(&fa, &ac);
+	ck_assert_int_eq(anvil_ask_connect(&ac, 4, "192.0.2.1"), 1);
+	seq = fake_read(&fa, IMSG_ANVIL_CONNECT);
+	fake_answer(&fa, seq, ANVIL_AUTH_LOCKED + 1);
+	client_turn(&ac);
+	ck_assert_int_lt(anvil_client_fd(&ac), 0);
+	ck_assert_int_eq(heard[4], ANVIL_OK);
+	fake_stop(&fa, &ac);
+}
+END_TEST
+
+/* No answer within the deadline: allowed, the connection dropped. */
+START_TEST(test_deadline_allows)
+{
+	struct anvil_client ac;
+	struct fake_anvil fa;
+	int64_t deadline;
+
+	fake_start(&fa, &ac);
+	ck_assert_int_eq(anvil_ask_auth(&ac, 6, "192.0.2.1", ""), 1);
+	deadline = anvil_client_deadline(&ac);
+	ck_assert_int_gt(deadline, now_ms());
+	ck_assert_int_le(deadline, now_ms() + ANVIL_DEADLINE_MS);
+	anvil_client_tick(&ac, deadline - 1);
+	ck_assert_int_eq(heard_count, 0);
+	ck_assert_int_ge(anvil_client_fd(&ac), 0);
+	anvil_client_tick(&ac, deadline);
+	ck_assert_int_eq(heard_count, 1);
+	ck_assert_int_eq(heard[6], ANVIL_OK);
+	ck_assert_int_lt(anvil_client_fd(&ac), 0);
+	ck_assert_int_eq(anvil_client_deadline(&ac), 0);
+	fake_stop(&fa, &ac);
+}
+END_TEST
+
+/* An owner that stopped waiting hears nothing; the order still holds
+ * for the others. */
+START_TEST(test_forgotten_owner)
+{
+	struct anvil_client ac;
+	struct fake_anvil fa;
+	uint32_t s1, s2;
+
+	fake_start(&fa, &ac);
+	ck_assert_int_eq(anvil_ask_message(&ac, 1, "192.0.2.1"), 1);
+	ck_assert_int_eq(anvil_ask_message(&ac, 2, "192.0.2.1"), 1);
+	anvil_client_forget(&ac, 1);
+	s1 = fake_read(&fa, IMSG_ANVIL_MESSAGE);
+	s2 = fake_read(&fa, IMSG_ANVIL_MESSAGE);
+	fake_answer(&fa, s1, ANVIL_MESSAGE_RATE);
+	fake_answer(&fa, s2, ANVIL_MESSAGE_RATE);
+	while (heard_count < 1)
+		client_turn(&ac);
+	ck_assert_int_eq(heard[1], -1);
+	ck_assert_int_eq(heard[2], ANVIL_MESSAGE_RATE);
+	ck_assert_int_ge(anvil_client_fd(&ac), 0);
+	ck_assert_int_eq(anvil_client_deadline(&ac), 0);
+	fake_stop(&fa, &ac);
+}
+END_TEST
+
 static Suite *
 anvil_suite(void)
 {
@@ -494,6 +760,14 @@ anvil_suite(void)
 	tc = tcase_create("stress");
 	tcase_add_test(tc, test_stress_rule);
 	tcase_add_test(tc, test_stress_enter_leave);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("questions");
+	tcase_add_test(tc, test_answers_in_order);
+	tcase_add_test(tc, test_answer_out_of_turn);
+	tcase_add_test(tc, test_answer_unasked);
+	tcase_add_test(tc, test_answer_unknown_result);
+	tcase_add_test(tc, test_deadline_allows);
+	tcase_add_test(tc, test_forgotten_owner);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdint.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,6 +106,22 @@ static const struct channel_rule worker_sends[] = {
 
 static char sock_path[108];
 
+/* What the anvil client's callback heard last; -1: nothing. */
+struct heard {
+	uint32_t owner;
+	int result;
+};
+static struct heard answer = { 0, -1 };
+
+static void
+on_answer(void *arg, uint32_t owner, int result)
+{
+	struct heard *h = arg;
+
+	h->owner = owner;
+	h->result = result;
+}
+
 static int
 listen_unix(void)
 {
@@ -140,7 +157,7 @@ START_TEST(test_stress_when_readable)
 	struct channel srv;
 	int lfd = listen_unix(), fd;
 
-	anvil_client_init(&ac, sock_path);
+	anvil_client_init(&ac, sock_path, on_answer, &answer);
 	anvil_client_keep_connected(&ac);
 	ck_assert_int_ge(anvil_client_fd(&ac), 0);
 	fd = accept(lfd, NULL, NULL);
@@ -149,7 +166,7 @@ START_TEST(test_stress_when_readable)
 
 	send_stress(&srv, 1, 10);
 	usleep(50000);
-	anvil_client_readable(&ac);
+	anvil_client_io(&ac, POLLIN);
 	ck_assert_int_eq(ac.stress, 1);
 	ck_assert_uint_eq(ac.stress_timeout, 10);
 	ck_assert_int_eq(ac.stress_changed, 1);
@@ -157,14 +174,14 @@ START_TEST(test_stress_when_readable)
 
 	send_stress(&srv, 0, 0);
 	usleep(50000);
-	anvil_client_readable(&ac);
+	anvil_client_io(&ac, POLLIN);
 	ck_assert_int_eq(ac.stress, 0);
 	ck_assert_int_eq(ac.stress_changed, 1);
 
 	/* "on" with no timeout is a lie: the connection goes */
 	send_stress(&srv, 1, 0);
 	usleep(50000);
-	anvil_client_readable(&ac);
+	anvil_client_io(&ac, POLLIN);
 	ck_assert_int_lt(anvil_client_fd(&ac), 0);
 	ck_assert_int_eq(ac.stress, 0);
 
@@ -182,19 +199,19 @@ START_TEST(test_stress_ends_with_anvil)
 	struct channel srv;
 	int lfd = listen_unix(), fd;
 
-	anvil_client_init(&ac, sock_path);
+	anvil_client_init(&ac, sock_path, on_answer, &answer);
 	anvil_client_keep_connected(&ac);
 	fd = accept(lfd, NULL, NULL);
 	ck_assert_int_ge(fd, 0);
 	channel_init(&srv, fd, "worker", worker_sends, 1024, 0);
 	send_stress(&srv, 1, 5);
 	usleep(50000);
-	anvil_client_readable(&ac);
+	anvil_client_io(&ac, POLLIN);
 	ck_assert_int_eq(ac.stress, 1);
 	ac.stress_changed = 0;
 	channel_free(&srv);
 	usleep(50000);
-	anvil_client_readable(&ac);
+	anvil_client_io(&ac, POLLIN);
 	ck_assert_int_eq(ac.stress, 0);
 	ck_assert_int_eq(ac.stress_changed, 1);
 	ck_assert_int_lt(anvil_client_fd(&ac), 0);
@@ -243,8 +260,18 @@ START_TEST(test_stress_before_answer)
 		usleep(200000);
 		_exit(0);
 	}
-	anvil_client_init(&ac, sock_path);
-	ck_assert_int_eq(anvil_message(&ac, "192.0.2.1"), ANVIL_MESSAGE_RATE);
+	anvil_client_init(&ac, sock_path, on_answer, &answer);
+	answer.result = -1;
+	ck_assert_int_eq(anvil_ask_message(&ac, 3, "192.0.2.1"), 1);
+	while (answer.result < 0 && anvil_client_fd(&ac) >= 0) {
+		struct pollfd pfd = { anvil_client_fd(&ac),
+		    anvil_client_events(&ac), 0 };
+
+		ck_assert_int_eq(poll(&pfd, 1, 3000), 1);
+		anvil_client_io(&ac, pfd.revents);
+	}
+	ck_assert_uint_eq(answer.owner, 3);
+	ck_assert_int_eq(answer.result, ANVIL_MESSAGE_RATE);
 	ck_assert_int_eq(ac.stress, 1);
 	ck_assert_int_eq(ac.stress_changed, 1);
 	ck_assert(ac.stress_timeout == 7 || ac.stress_timeout == 8);
