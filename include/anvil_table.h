@@ -14,9 +14,15 @@
  * stress_threshold percent of max_connections; it leaves stress when
  * they fall below ANVIL_STRESS_HYSTERESIS points under that (half the
  * threshold when the threshold is that low), so a count hovering at
- * the threshold does not flap.  anvil_stress_decide() is the rule alone;
- * anvil_table_stress_update() applies it to the table's count and keeps
- * the state, since when, and how many times stress was entered.
+ * the threshold does not flap.  Memory counts too: the relay is also in
+ * stress while the machine's available memory is under
+ * stress_memory_available percent of its total, until it is
+ * ANVIL_STRESS_MEMORY_HYSTERESIS points over that again.  Either rule
+ * puts the relay in stress; it leaves when neither holds.
+ * anvil_stress_decide() and anvil_memory_stress_decide() are the rules
+ * alone; anvil_table_stress_update() applies them to the table's count
+ * and the last memory reading, and keeps the state, since when, and how
+ * many times stress was entered.
  *
  * Memory is bounded: idle entries are expired by anvil_table_expire, and
  * at most max_entries exist; beyond that a new key is not tracked and the
@@ -45,9 +51,13 @@ struct anvil_limits {
 	int stress_threshold;            /* percent of max_connections;
 	                                    0 = never in stress */
 	int stress_timeout;              /* seconds; handed to the workers */
+	int stress_memory_available;     /* percent of the machine's memory;
+	                                    0 = memory never puts the relay
+	                                    in stress */
 };
 
 #define ANVIL_STRESS_HYSTERESIS 10   /* percentage points */
+#define ANVIL_STRESS_MEMORY_HYSTERESIS 5
 
 struct anvil_table;
 
@@ -85,10 +95,29 @@ void anvil_table_auth_failed(struct anvil_table *t, const char *key,
  * threshold in percent (0: never). */
 int anvil_stress_decide(int was_on, int connections, int max_connections,
     int threshold);
-/* Applies the rule to the connections open now: +1 when stress begins,
- * -1 when it ends, 0 when nothing changes. */
+/* The memory rule: whether the relay is in stress with avail of total
+ * (any unit) available, given whether memory put it there (was_on) and
+ * the threshold in percent (0: never). */
+int anvil_memory_stress_decide(int was_on, uint64_t avail, uint64_t total,
+    int threshold);
+/* MemTotal and MemAvailable (kB) from the text of /proc/meminfo: 0, or
+ * -1 when either is missing. */
+int anvil_meminfo_parse(const char *text, size_t len, uint64_t *total_kb,
+    uint64_t *avail_kb);
+/* The machine's memory as last read (kB); total 0: not known, the
+ * memory rule is left out. */
+void anvil_table_set_memory(struct anvil_table *t, uint64_t avail_kb,
+    uint64_t total_kb);
+/* Applies the rules to the connections open now and the last memory
+ * reading: +1 when stress begins, -1 when it ends, 0 when nothing
+ * changes. */
 int anvil_table_stress_update(struct anvil_table *t, int64_t now);
 int anvil_table_stress(const struct anvil_table *t);
+/* Which rules hold now (as of the last update). */
+int anvil_table_stress_by_connections(const struct anvil_table *t);
+int anvil_table_stress_by_memory(const struct anvil_table *t);
+/* Available memory in percent of the total as last read; -1 unknown. */
+int anvil_table_memory_percent(const struct anvil_table *t);
 /* When the current state (on or off) began; 0 before any change. */
 int64_t anvil_table_stress_since(const struct anvil_table *t);
 /* Times stress was entered since the start (kept across reloads). */

@@ -120,6 +120,9 @@ struct ferry_config {
 	                                 before the greeting; 0 = only look */
 	int stress_threshold;         /* percent of max_connections that
 	                                 puts the relay in stress */
+	int stress_memory_available;  /* percent of the machine's memory
+	                                 under which the relay is in stress;
+	                                 0 = memory does not count */
 	int stress_timeout;           /* seconds: the idle limit of every
 	                                 session while in stress */
 

@@ -52,7 +52,7 @@ enum ipc_type {
 	IMSG_NOTE_RELOAD,        /* no fields; the new configuration's
 	                          * sealed memfd rides along (SCM_RIGHTS) */
 	/* master -> ferry-anvil over FD_ANVIL_NOTES */
-	IMSG_NOTE_ANVIL_LIMITS,  /* eight i32: the reloaded limits */
+	IMSG_NOTE_ANVIL_LIMITS,  /* nine i32: the reloaded limits */
 	/* delivery agent -> queue runner */
 	IMSG_AGENT_LEAVING,  /* agent -> runner: told to stop; no fields */
 	/* ferry-anvil -> SMTP worker, pushed, never answered: when stress

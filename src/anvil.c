@@ -12,7 +12,12 @@
  * worker dies (its connection closes) what it held is released.
  *
  * Stress mode: after every turn of the loop the connections in all are
- * held against limits.stress_threshold (the rule is anvil_table.c's).
+ * held against limits.stress_threshold, and the machine's available
+ * memory against limits.stress_memory_available (the rules are
+ * anvil_table.c's).  Memory is read from /proc/meminfo, opened before
+ * the chroot and read again through that descriptor once a second: one
+ * figure for the whole machine, which is what runs out, whoever holds
+ * it.
  * When stress begins or ends it is logged once and IMSG_ANVIL_STRESS
  * (on or off, and limits.stress_timeout) is pushed to every connected
  * worker; a worker that connects while it lasts is told at once.  A
@@ -36,6 +41,7 @@
 #include "autoconfig.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -61,6 +67,8 @@
 #define HELD_FIRST 16           /* room for held connections, grown */
 #define MAX_USER 512
 #define EXPIRE_EVERY_MS 10000
+#define MEMORY_EVERY_MS 1000
+#define MEMINFO_MAX 16384
 
 static volatile sig_atomic_t anvil_stop;
 
@@ -126,6 +134,9 @@ struct anvil_state {
 	uint64_t overflows_logged;
 	int64_t overflow_logged_at;
 	struct anvil_limits lim;          /* as in force now */
+	uint64_t mem_total_kb;            /* as last read */
+	int meminfo_fd;                   /* /proc/meminfo; -1: not read */
+	int meminfo_failed_logged;
 };
 
 static void
@@ -140,6 +151,7 @@ limits_from_config(const struct ferry_config *cfg, struct anvil_limits *l)
 	l->auth_lockout = cfg->auth_lockout;
 	l->stress_threshold = cfg->stress_threshold;
 	l->stress_timeout = cfg->stress_timeout;
+	l->stress_memory_available = cfg->stress_memory_available;
 }
 
 static int tell_stress(struct anvil_state *av, struct anvil_conn *c);
@@ -370,17 +382,29 @@ check_stress(struct anvil_state *av, int64_t now)
 
 	if (change == 0)
 		return;
-	if (change > 0)
+	if (change > 0 && anvil_table_stress_by_connections(av->table))
 		log_warn("stress mode on: %d of %d connections (threshold "
 		    "%d%%); idle limit %d s for every session; entered %llu "
 		    "time(s) since start", conns, av->lim.max_connections,
 		    av->lim.stress_threshold, av->lim.stress_timeout,
 		    (unsigned long long)anvil_table_stress_entered(
 		    av->table));
+	else if (change > 0)
+		log_warn("stress mode on: memory available %d%% of %llu MB "
+		    "(threshold %d%%), %d of %d connections; idle limit %d s "
+		    "for every session; entered %llu time(s) since start",
+		    anvil_table_memory_percent(av->table),
+		    (unsigned long long)(av->mem_total_kb / 1024),
+		    av->lim.stress_memory_available, conns,
+		    av->lim.max_connections, av->lim.stress_timeout,
+		    (unsigned long long)anvil_table_stress_entered(
+		    av->table));
 	else
 		log_info("stress mode off: %d of %d connections, after "
-		    "%lld s", conns, av->lim.max_connections,
-		    (long long)((now - since + 500) / 1000));
+		    "%lld s; memory available %d%%", conns,
+		    av->lim.max_connections,
+		    (long long)((now - since + 500) / 1000),
+		    anvil_table_memory_percent(av->table));
 	for (i = 0; i < av->nconns; i++)
 		(void)tell_stress(av, av->conns[i]);
 }
@@ -410,7 +434,8 @@ limits_sane(const struct anvil_limits *l)
 	    l->connection_rate > 0 && l->message_rate > 0 &&
 	    l->auth_max_failures > 0 && l->auth_lockout > 0 &&
 	    l->stress_threshold > 0 && l->stress_threshold <= 100 &&
-	    l->stress_timeout > 0;
+	    l->stress_timeout > 0 && l->stress_memory_available >= 0 &&
+	    l->stress_memory_available <= 100;
 }
 
 /* The master's notes: a malformed one is the master lying, which ends
@@ -421,7 +446,7 @@ read_notes(struct anvil_state *av)
 	for (;;) {
 		struct anvil_limits l;
 		struct ipc_in in;
-		int32_t v[8];
+		int32_t v[9];
 		int got, n = channel_fill(&av->notes);
 
 		if (n < 0 && av->notes.eof) {
@@ -433,7 +458,7 @@ read_notes(struct anvil_state *av)
 		while ((got = channel_next(&av->notes, &in)) > 0) {
 			size_t k;
 
-			for (k = 0; k < 8; k++)
+			for (k = 0; k < 9; k++)
 				if (ipc_get_i32(&in, &v[k]) < 0)
 					break;
 			memset(&l, 0, sizeof(l));
@@ -445,7 +470,8 @@ read_notes(struct anvil_state *av)
 			l.auth_lockout = v[5];
 			l.stress_threshold = v[6];
 			l.stress_timeout = v[7];
-			if (k < 8 || ipc_end(&in) < 0 || !limits_sane(&l)) {
+			l.stress_memory_available = v[8];
+			if (k < 9 || ipc_end(&in) < 0 || !limits_sane(&l)) {
 				channel_violation(&av->notes,
 				    "malformed NOTE_ANVIL_LIMITS");
 				return;
@@ -454,12 +480,43 @@ read_notes(struct anvil_state *av)
 			av->lim = l;
 			log_info("anvil: limits reloaded: %d connections, %d "
 			    "per client, %d connections and %d messages per "
-			    "client per minute, stress at %d%% with %d s",
+			    "client per minute, stress at %d%% with %d s, "
+			    "or under %d%% memory available",
 			    l.max_connections, l.max_connections_per_client,
 			    l.connection_rate, l.message_rate,
-			    l.stress_threshold, l.stress_timeout);
+			    l.stress_threshold, l.stress_timeout,
+			    l.stress_memory_available);
 		}
 	}
+}
+
+/* --------------------------------------------------------------- memory */
+
+/* The machine's memory now, into the table.  A failure leaves the
+ * memory rule out (logged once): memory is a reason for stress, never a
+ * reason to stop counting. */
+static void
+read_memory(struct anvil_state *av)
+{
+	char buf[MEMINFO_MAX];
+	uint64_t total = 0, avail = 0;
+	ssize_t n;
+
+	if (av->meminfo_fd < 0)
+		return;
+	n = pread(av->meminfo_fd, buf, sizeof(buf), 0);
+	if (n <= 0 || anvil_meminfo_parse(buf, (size_t)n, &total, &avail) < 0 ||
+	    total == 0) {
+		if (!av->meminfo_failed_logged)
+			log_warn("anvil: /proc/meminfo: %s; memory does not "
+			    "count for stress mode", n < 0 ? strerror(errno) :
+			    "no MemTotal or MemAvailable");
+		av->meminfo_failed_logged = 1;
+		anvil_table_set_memory(av->table, 0, 0);
+		return;
+	}
+	av->mem_total_kb = total;
+	anvil_table_set_memory(av->table, avail, total);
 }
 
 /* ----------------------------------------------------------------- loop */
@@ -486,6 +543,7 @@ run_loop(struct anvil_state *av)
 {
 	struct pollfd *pfds = xcalloc(MAX_CONNS + 2, sizeof(*pfds));
 	int64_t next_expire = now_ms() + EXPIRE_EVERY_MS;
+	int64_t next_memory = 0;
 
 	while (!anvil_stop) {
 		size_t i, n = 0;
@@ -528,6 +586,10 @@ run_loop(struct anvil_state *av)
 		if (pfds[0].revents & POLLIN)
 			accept_workers(av);
 		now = now_ms();
+		if (now >= next_memory) {
+			read_memory(av);
+			next_memory = now + MEMORY_EVERY_MS;
+		}
 		/* dropping a worker releases what it held: decide again */
 		do
 			check_stress(av, now);
@@ -562,6 +624,12 @@ anvil(const struct child_args *a)
 		av.peer_uid = geteuid();   /* a developer's run */
 	}
 	limits_from_config(cfg, &lim);
+	/* the chroot has no /proc: keep it open */
+	av.meminfo_fd = open("/proc/meminfo", O_RDONLY | O_CLOEXEC);
+	if (av.meminfo_fd < 0)
+		log_warn("anvil: /proc/meminfo: %s; memory does not count "
+		    "for stress mode", strerror(errno));
+	av.meminfo_failed_logged = av.meminfo_fd < 0;
 	snprintf(chroot_dir, sizeof(chroot_dir), "%s/%s", cfg->spool_dir,
 	    SPOOL_SMTPD_DIR);
 	memset(&target, 0, sizeof(target));
@@ -583,9 +651,10 @@ anvil(const struct child_args *a)
 	av.conns = xcalloc(MAX_CONNS, sizeof(*av.conns));
 	log_info("anvil started: %d connections, %d per client, %d "
 	    "connections and %d messages per client per minute, stress at "
-	    "%d%% with %d s", lim.max_connections,
-	    lim.max_connections_per_client, lim.connection_rate,
-	    lim.message_rate, lim.stress_threshold, lim.stress_timeout);
+	    "%d%% with %d s, or under %d%% memory available",
+	    lim.max_connections, lim.max_connections_per_client,
+	    lim.connection_rate, lim.message_rate, lim.stress_threshold,
+	    lim.stress_timeout, lim.stress_memory_available);
 	run_loop(&av);
 
 	while (av.nconns > 0)
@@ -594,5 +663,7 @@ anvil(const struct child_args *a)
 	anvil_table_free(av.table);
 	channel_free(&av.notes);
 	free(av.conns);
+	if (av.meminfo_fd >= 0)
+		close(av.meminfo_fd);
 	return 0;
 }

@@ -51,6 +51,9 @@ struct anvil_table {
 	uint64_t seed;
 	int64_t last_full_sweep;     /* when full, sweep at most once a second */
 	int stress;                  /* in stress now */
+	int stress_conns;            /* the connection rule holds */
+	int stress_memory;           /* the memory rule holds */
+	uint64_t mem_avail, mem_total;   /* kB, last read; total 0: unknown */
 	int64_t stress_since;        /* when the state last changed */
 	uint64_t stress_entered;     /* times stress began */
 };
@@ -408,11 +411,109 @@ anvil_stress_decide(int was_on, int connections, int max_connections,
 }
 
 int
+anvil_memory_stress_decide(int was_on, uint64_t avail, uint64_t total,
+    int threshold)
+{
+	int leave;
+
+	if (threshold <= 0 || total == 0)
+		return 0;
+	if (avail > total)
+		avail = total;
+	/* compared in percent times total: no rounding at the edge */
+	if (!was_on)
+		return avail * 100 < (uint64_t)threshold * total;
+	leave = threshold + ANVIL_STRESS_MEMORY_HYSTERESIS;
+	return avail * 100 < (uint64_t)leave * total;
+}
+
+/* The value of a "Name:   123 kB" line; -1 when there is none. */
+static int
+meminfo_field(const char *text, size_t len, const char *name,
+    uint64_t *out)
+{
+	size_t nlen = strlen(name), i = 0;
+
+	while (i < len) {
+		size_t end = i;
+
+		while (end < len && text[end] != '\n')
+			end++;
+		if (end - i > nlen && memcmp(text + i, name, nlen) == 0 &&
+		    text[i + nlen] == ':') {
+			uint64_t v = 0;
+			size_t k = i + nlen + 1;
+			int digits = 0;
+
+			while (k < end && text[k] == ' ')
+				k++;
+			while (k < end && text[k] >= '0' && text[k] <= '9' &&
+			    v < UINT64_MAX / 10 - 10) {
+				v = v * 10 + (uint64_t)(text[k++] - '0');
+				digits++;
+			}
+			if (digits == 0)
+				return -1;
+			*out = v;
+			return 0;
+		}
+		i = end + 1;
+	}
+	return -1;
+}
+
+int
+anvil_meminfo_parse(const char *text, size_t len, uint64_t *total_kb,
+    uint64_t *avail_kb)
+{
+	if (meminfo_field(text, len, "MemTotal", total_kb) < 0 ||
+	    meminfo_field(text, len, "MemAvailable", avail_kb) < 0)
+		return -1;
+	return 0;
+}
+
+void
+anvil_table_set_memory(struct anvil_table *t, uint64_t avail_kb,
+    uint64_t total_kb)
+{
+	t->mem_avail = avail_kb;
+	t->mem_total = total_kb;
+}
+
+int
+anvil_table_memory_percent(const struct anvil_table *t)
+{
+	uint64_t a = t->mem_avail;
+
+	if (t->mem_total == 0)
+		return -1;
+	if (a > t->mem_total)
+		a = t->mem_total;
+	return (int)(a * 100 / t->mem_total);
+}
+
+int
+anvil_table_stress_by_connections(const struct anvil_table *t)
+{
+	return t->stress_conns;
+}
+
+int
+anvil_table_stress_by_memory(const struct anvil_table *t)
+{
+	return t->stress_memory;
+}
+
+int
 anvil_table_stress_update(struct anvil_table *t, int64_t now)
 {
-	int on = anvil_stress_decide(t->stress, t->connections,
-	    t->lim.max_connections, t->lim.stress_threshold);
+	int on;
 
+	t->stress_conns = anvil_stress_decide(t->stress_conns,
+	    t->connections, t->lim.max_connections, t->lim.stress_threshold);
+	t->stress_memory = anvil_memory_stress_decide(t->stress_memory,
+	    t->mem_avail, t->mem_total, t->lim.stress_memory_available);
+	on = t->stress_conns || t->stress_memory;
 	if (on == t->stress)
 		return 0;
 	t->stress = on;

@@ -541,6 +541,8 @@ static const struct option_row options[] = {
 	    1, 100),
 	INT("limits", "stress_timeout", 10, B_CONFIG, CF(stress_timeout), 1,
 	    3600),
+	INT("limits", "stress_memory_available", 10, B_CONFIG,
+	    CF(stress_memory_available), 0, 100),
 	INT("limits", "junk_commands", 100, B_CONFIG, CF(junk_command_limit),
 	    1, 100000),
 	INT("limits", "session_lifetime", 1800, B_CONFIG,

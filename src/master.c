@@ -999,6 +999,7 @@ tell_anvil_reload(struct master_state *m)
 	ipc_add_i32(note, m->cfg->auth_lockout);
 	ipc_add_i32(note, m->cfg->stress_threshold);
 	ipc_add_i32(note, m->cfg->stress_timeout);
+	ipc_add_i32(note, m->cfg->stress_memory_available);
 	if (channel_end(&m->to_anvil) < 0 || channel_flush(&m->to_anvil) < 0)
 		log_warn("reload: could not hand anvil the new limits (%s); "
 		    "it keeps the old ones until it restarts",

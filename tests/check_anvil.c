@@ -3,7 +3,8 @@
  * connection counts per client and in all, the connection and message
  * rates, the authentication lockout per address and per user, expiry
  * and the table's size cap, and stress mode (entered at the threshold,
- * left under it less the hysteresis, counted).  Time is given explicitly; nothing sleeps.
+ * left under it less the hysteresis, counted; the memory rule and the
+ * /proc/meminfo parser).  Time is given explicitly; nothing sleeps.
  *
  * And the worker's side of the questions (src/anvil_client.c), against a
  * fake anvil on a unix socket in this process: answers matched to the
@@ -478,6 +479,116 @@ START_TEST(test_stress_enter_leave)
 }
 END_TEST
 
+/* The memory rule: on under the threshold, off 5 points over it. */
+START_TEST(test_memory_stress_rule)
+{
+	ck_assert_int_eq(anvil_memory_stress_decide(0, 5, 100, 0), 0);
+	ck_assert_int_eq(anvil_memory_stress_decide(0, 5, 0, 10), 0);
+	ck_assert_int_eq(anvil_memory_stress_decide(0, 10, 100, 10), 0);
+	ck_assert_int_eq(anvil_memory_stress_decide(0, 9, 100, 10), 1);
+	/* exact: 99.9 % is under 100 % */
+	ck_assert_int_eq(anvil_memory_stress_decide(0, 999, 1000, 100), 1);
+	ck_assert_int_eq(anvil_memory_stress_decide(0, 1000, 1000, 100), 0);
+	/* more available than the total (a stale reading): not under */
+	ck_assert_int_eq(anvil_memory_stress_decide(0, 2000, 1000, 10), 0);
+	/* on: stays until 15 % */
+	ck_assert_int_eq(anvil_memory_stress_decide(1, 12, 100, 10), 1);
+	ck_assert_int_eq(anvil_memory_stress_decide(1, 14, 100, 10), 1);
+	ck_assert_int_eq(anvil_memory_stress_decide(1, 15, 100, 10), 0);
+	/* large machines: no overflow (1 TiB in kB) */
+	ck_assert_int_eq(anvil_memory_stress_decide(0, 100ULL << 20,
+	    1ULL << 30, 10), 1);
+}
+END_TEST
+
+START_TEST(test_meminfo_parse)
+{
+	static const char text[] =
+	    "MemTotal:       24683748 kB\n"
+	    "MemFree:        23668892 kB\n"
+	    "MemAvailable:   24131552 kB\n"
+	    "Buffers:          123456 kB\n";
+	static const char no_avail[] =
+	    "MemTotal:       1000 kB\nMemFree:        500 kB\n";
+	static const char bad[] = "MemTotal: x kB\nMemAvailable: 5 kB\n";
+	uint64_t total = 0, avail = 0;
+
+	ck_assert_int_eq(anvil_meminfo_parse(text, sizeof(text) - 1, &total,
+	    &avail), 0);
+	ck_assert_uint_eq(total, 24683748);
+	ck_assert_uint_eq(avail, 24131552);
+	/* a prefix of a name is not the name */
+	ck_assert_int_eq(anvil_meminfo_parse("MemAvailableX: 5 kB\n"
+	    "MemTotal: 10 kB\n", 36, &total, &avail), -1);
+	ck_assert_int_eq(anvil_meminfo_parse(no_avail, sizeof(no_avail) - 1,
+	    &total, &avail), -1);
+	ck_assert_int_eq(anvil_meminfo_parse(bad, sizeof(bad) - 1, &total,
+	    &avail), -1);
+	/* cut short: what is not in the buffer is not read */
+	ck_assert_int_eq(anvil_meminfo_parse(text, 10, &total, &avail), -1);
+	ck_assert_int_eq(anvil_meminfo_parse("", 0, &total, &avail), -1);
+}
+END_TEST
+
+/* Memory alone puts the relay in stress, once; connections and memory
+ * together leave it only when neither holds. */
+START_TEST(test_memory_stress_enter_leave)
+{
+	struct anvil_limits l = limits();
+	struct anvil_table *t;
+	char key[64];
+	int i;
+
+	l.max_connections = 10;
+	l.stress_threshold = 50;
+	l.stress_memory_available = 10;
+	t = anvil_table_new(&l);
+	/* not read yet: left out */
+	ck_assert_int_eq(anvil_table_memory_percent(t), -1);
+	ck_assert_int_eq(anvil_table_stress_update(t, T0), 0);
+	anvil_table_set_memory(t, 500, 1000);
+	ck_assert_int_eq(anvil_table_memory_percent(t), 50);
+	ck_assert_int_eq(anvil_table_stress_update(t, T0), 0);
+	anvil_table_set_memory(t, 80, 1000);
+	ck_assert_int_eq(anvil_table_stress_update(t, T0 + 1), 1);
+	ck_assert_int_eq(anvil_table_stress(t), 1);
+	ck_assert_int_eq(anvil_table_stress_by_memory(t), 1);
+	ck_assert_int_eq(anvil_table_stress_by_connections(t), 0);
+	ck_assert_uint_eq(anvil_table_stress_entered(t), 1);
+	ck_assert_int_eq(anvil_table_stress_update(t, T0 + 2), 0);
+	/* connections reach theirs too: still one stress */
+	for (i = 0; i < 5; i++) {
+		snprintf(key, sizeof key, "192.0.2.%d", i + 1);
+		ck_assert_int_eq(conn(t, key, T0 + 3), ANVIL_OK);
+	}
+	ck_assert_int_eq(anvil_table_stress_update(t, T0 + 3), 0);
+	ck_assert_int_eq(anvil_table_stress_by_connections(t), 1);
+	/* memory back (over 15 %): connections keep it on */
+	anvil_table_set_memory(t, 200, 1000);
+	ck_assert_int_eq(anvil_table_stress_update(t, T0 + 4), 0);
+	ck_assert_int_eq(anvil_table_stress_by_memory(t), 0);
+	ck_assert_int_eq(anvil_table_stress(t), 1);
+	/* and the connections go: off, once */
+	for (i = 0; i < 5; i++) {
+		snprintf(key, sizeof key, "192.0.2.%d", i + 1);
+		anvil_table_disconnect(t, key, T0 + 5);
+	}
+	ck_assert_int_eq(anvil_table_stress_update(t, T0 + 5), -1);
+	ck_assert_int_eq(anvil_table_stress(t), 0);
+	/* memory under 10 % again, then at 12 %: on, and still on */
+	anvil_table_set_memory(t, 50, 1000);
+	ck_assert_int_eq(anvil_table_stress_update(t, T0 + 6), 1);
+	ck_assert_uint_eq(anvil_table_stress_entered(t), 2);
+	anvil_table_set_memory(t, 120, 1000);
+	ck_assert_int_eq(anvil_table_stress_update(t, T0 + 7), 0);
+	/* a threshold of 0 leaves memory out */
+	l.stress_memory_available = 0;
+	anvil_table_set_limits(t, &l);
+	ck_assert_int_eq(anvil_table_stress_update(t, T0 + 8), -1);
+	anvil_table_free(t);
+}
+END_TEST
+
 /* ------------------------------------------------- the worker's questions */
 
 static const struct channel_rule worker_sends[] = {
@@ -760,6 +871,9 @@ anvil_suite(void)
 	tc = tcase_create("stress");
 	tcase_add_test(tc, test_stress_rule);
 	tcase_add_test(tc, test_stress_enter_leave);
+	tcase_add_test(tc, test_memory_stress_rule);
+	tcase_add_test(tc, test_meminfo_parse);
+	tcase_add_test(tc, test_memory_stress_enter_leave);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("questions");
 	tcase_add_test(tc, test_answers_in_order);

@@ -177,6 +177,7 @@ static void assert_defaults(const struct ferry_config *c)
 	ck_assert_int_eq(c->data_timeout, 600);
 	ck_assert_int_eq(c->stress_threshold, 80);
 	ck_assert_int_eq(c->stress_timeout, 10);
+	ck_assert_int_eq(c->stress_memory_available, 10);
 	ck_assert_uint_eq(c->nrelay_networks, 2);
 	/* 127.0.0.0/8 then ::1/128 */
 	assert_cidr(&c->relay_networks[0], "127.0.0.1", 1);
@@ -698,6 +699,8 @@ START_TEST(test_bad_stress)
 	    P ":4: stress_threshold = 101 is out of range (1 to 100)");
 	load_bad(LISTEN "limits {\n  stress_timeout = 0\n}\n",
 	    P ":4: stress_timeout = 0 is out of range (1 to 3600)");
+	load_bad(LISTEN "limits {\n  stress_memory_available = 101\n}\n",
+	    P ":4: stress_memory_available = 101 is out of range (0 to 100)");
 	c = load_ok(LISTEN "limits {\n  command_timeout = 5\n}\n");
 	ck_assert_int_eq(c->stress_timeout, 5);
 	config_free(c);

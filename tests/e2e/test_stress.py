@@ -5,12 +5,16 @@ the fifth connection held, logs it once with the count and how many times
 it began, stays in it down to four (the hysteresis) and leaves it at
 three, logging that once too; the workers take the stress notices
 anvil pushes to them and go on asking it; a reload hands anvil a new threshold, which
-applies to the connections already counted.  Needs root (exit 77
-otherwise)."""
+applies to the connections already counted.  Memory counts too: with
+limits.stress_memory_available = 100 (any machine has less than all its
+memory available) anvil enters stress from memory alone, logs it once,
+every idle session is cut to stress_timeout, and a reload that leaves
+memory out (0) ends it.  Needs root (exit 77 otherwise)."""
 
 import os
 import signal
 import sys
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "lib"))
@@ -82,6 +86,43 @@ class StressTest(ft.FerryTestCase):
         self.assertNotIn("broke the protocol", d.log_text())
         for c in held:
             c.close()
+
+    def test_memory_puts_the_relay_in_stress(self):
+        limits = {"max_connections": 100, "stress_timeout": 2,
+                  "stress_memory_available": 100,
+                  "connection_rate": 1000000, "message_rate": 1000000}
+        d = self.start_ferry(hostname=HOST, workers=POOL, limits=limits)
+        self.assertTrue(d.wait_log(
+            r"stress mode on: memory available \d+% of \d+ MB \(threshold "
+            r"100%\), 0 of 100 connections; idle limit 2 s for every "
+            r"session; entered 1 time\(s\) since start", timeout=10),
+            "memory did not put the relay in stress")
+        # an idle session is cut at 2 s, not command_timeout (300 s)
+        time.sleep(0.5)     # the workers take anvil's note
+        c = d.client()
+        self.addCleanup(c.close)
+        self.assertReply(c.greeting, 220)
+        t = time.monotonic()
+        self.assertReply(c.reply(timeout=10), 421)
+        took = time.monotonic() - t
+        self.assertGreaterEqual(took, 1.5)
+        self.assertLess(took, 6)
+        self.assertTrue(c.is_closed())
+        # entered once, not again every reading
+        time.sleep(1.5)
+        self.assertEqual(self.count(d, r"stress mode on"), 1)
+        # a reload that leaves memory out ends it, logged once
+        start = d.log_size()
+        d.write_config(hostname=HOST, workers=POOL,
+                       limits=dict(limits, stress_memory_available=0))
+        d.signal(signal.SIGHUP)
+        self.assertTrue(d.wait_log(r"anvil: limits reloaded: .*or under 0% "
+                                   r"memory available", start=start))
+        self.assertTrue(d.wait_log(r"stress mode off: \d+ of 100 "
+                                   r"connections", timeout=5, start=start),
+                        "stress did not end with memory left out")
+        self.assertEqual(self.count(d, r"stress mode off"), 1)
+        self.assertNotIn("broke the protocol", d.log_text())
 
 
 if __name__ == "__main__":

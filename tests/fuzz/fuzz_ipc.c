@@ -311,8 +311,8 @@ try_small(const struct ipc_in *payload, const uint8_t *frame, size_t flen)
 	case IMSG_NOTE_ANVIL_LIMITS: {
 		/* fixed counts of u32/i32 (master.c, queue.c, anvil.c) */
 		size_t want = payload->type == IMSG_WORKER_STATUS ? 3 :
-		    payload->type == IMSG_NOTE_POOL ? 2 : 8, k;
-		int32_t v[8];
+		    payload->type == IMSG_NOTE_POOL ? 2 : 9, k;
+		int32_t v[9];
 
 		for (k = 0; k < want; k++)
 			if (ipc_get_i32(&in, &v[k]) < 0)
