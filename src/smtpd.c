@@ -251,12 +251,14 @@ on_anvil_answer(void *arg, uint32_t owner, int result)
 {
 	struct worker *w = arg;
 
-	if (owner >= w->nslots || w->slots[owner].answered)
-		log_panic("anvil answer for slot %u, which does not wait",
-		    owner);
+	if (owner >= w->nslots)
+		log_panic("anvil answer for slot %u of %zu", owner, w->nslots);
+	/* a session whose own backstop deadline resumed it may hear late:
+	 * smtp_session_anvil_answer ignores a session that does not wait */
+	if (!w->slots[owner].answered)
+		w->answers++;
 	w->slots[owner].answered = 1;
 	w->slots[owner].answer = result;
-	w->answers++;
 }
 
 static void
