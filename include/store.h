@@ -137,6 +137,10 @@ int store_body_chunk(struct store *st, int64_t msgid, uint32_t seq,
 int store_body_chunk_view(struct store *st, int64_t msgid, uint32_t seq,
     const uint8_t **data, size_t *len);
 void store_body_view_end(struct store *st);
+/* Brings the next attempt of the pending recipients ids[0..n) forward
+ * to when (those due later only).  Inside a transaction. */
+int store_rcpt_due_at(struct store *st, const int64_t *ids, size_t n,
+    double when);
 /* One attempt's outcome: the recipient's new state, next attempt (0 =
  * none), and a row of history with its status.  Inside a transaction. */
 int store_rcpt_result(struct store *st, int64_t rcpt_id,

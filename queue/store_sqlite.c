@@ -106,7 +106,7 @@ static const char *const stmt_sql[S_NSTMT] = {
 };
 
 enum dstmt_id { D_DUE, D_NEXT_DUE, D_CHUNK, D_RCPT_UPDATE, D_ATTEMPT,
-    D_PENDING, D_FAILED_INFO, D_NSTMT };
+    D_PENDING, D_FAILED_INFO, D_RCPT_DUE_AT, D_NSTMT };
 
 struct store {
 	sqlite3 *db;
@@ -1076,6 +1076,9 @@ static const char *const dstmt_sql[D_NSTMT] = {
 	[D_FAILED_INFO] =
 	    "SELECT m.qid, m.sender, m.received_at, m.dsn_ret, m.dsn_envid,"
 	    " m.dsn_of, m.size, m.warned FROM message m WHERE m.id = ?1",
+	[D_RCPT_DUE_AT] =
+	    "UPDATE recipient SET next_attempt = ?2"
+	    " WHERE id = ?1 AND state = 'pending' AND next_attempt > ?2",
 };
 
 static sqlite3_stmt *
@@ -1288,6 +1291,27 @@ store_rcpt_result(struct store *st, int64_t rcpt_id, enum rcpt_state state,
 	if (rc != SQLITE_DONE) {
 		db_err(st, "record attempt");
 		return -1;
+	}
+	return 0;
+}
+
+int
+store_rcpt_due_at(struct store *st, const int64_t *ids, size_t n, double when)
+{
+	sqlite3_stmt *u = dstmt(st, D_RCPT_DUE_AT);
+	size_t i;
+
+	if (u == NULL || need_tx(st, "make due") == -1)
+		return -1;
+	for (i = 0; i < n; i++) {
+		sqlite3_bind_int64(u, 1, ids[i]);
+		sqlite3_bind_double(u, 2, when);
+		if (sqlite3_step(u) != SQLITE_DONE) {
+			done(u);
+			db_err(st, "make due");
+			return -1;
+		}
+		done(u);
 	}
 	return 0;
 }

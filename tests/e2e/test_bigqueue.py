@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""End-to-end: a big queue stays responsive, at small counts.  A next hop
+that refuses connections is marked down after a few failures in a row and
+its mail deferred in bulk without a connection each ("delivery
+temporarily suspended"), one probe per retry step; when a probe reaches
+it again, the mail deferred meanwhile is delivered at once, not at its
+next retry.  The queue database gives back the space of a drained
+backlog (incremental vacuum).
+
+Connection attempts are counted from the attempt history: a real one
+records "connect to ...", a suspended one "delivery temporarily
+suspended: connect to ...".  Needs root (the daemon drops privileges)."""
+
+import os
+import re
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "lib"))
+import ferrytest as ft  # noqa: E402
+import smarthost as sh  # noqa: E402
+
+WAIT = 20.0
+SENDER = "sender@origin.test"
+HOP_DOWN_AFTER = 3              # include/hop_health.h
+
+
+class BigQueueCase(ft.FerryTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.servers = []
+
+    def tearDown(self):
+        if self._failed():
+            for s in self.servers:
+                sys.stderr.write("\n[%s] smarthost %s: %s\n" % (
+                    self.id(), s.address, s.summary()))
+        super().tearDown()
+
+    def smarthost(self, **kw):
+        s = sh.SmartHost(**kw).start()
+        self.servers.append(s)
+        self.addCleanup(s.stop)
+        return s
+
+    def ferry_to(self, dest, retry, agents=4, **options):
+        rs = [{"name": "dest", "domains": ["dest.test"],
+               "hosts": [dest.address], "tls": "none"}]
+        d = {"retry_schedule": list(retry), "connect_timeout": 5,
+             "client_command_timeout": 10, "client_data_timeout": 30,
+             "max_lifetime": 3600, "agents": agents}
+        return self.start_ferry(routes=rs, delivery=d, **options)
+
+    @staticmethod
+    def connects(d):
+        return d.count("attempt", "reply LIKE 'connect to %'")
+
+    @staticmethod
+    def suspended(d):
+        return d.count("attempt", "reply LIKE 'delivery temporarily "
+                       "suspended: connect to %'")
+
+
+class DeadNextHopTest(BigQueueCase):
+
+    def test_marked_down_then_one_probe_per_step(self):
+        s = self.smarthost()
+        s.pause()                           # connections are refused
+        d = self.ferry_to(s, retry=[1])
+        n = 20
+        for i in range(n):
+            d.send(b"Subject: dead %d\r\n\r\nx\r\n" % i, sender=SENDER,
+                   rcpts=["r%d@dest.test" % i])
+        self.assertIsNotNone(d.wait_log(r"next hop route:dest is down "
+                                        r"after 3 connection failures",
+                                        WAIT))
+        # every message had its first attempt, most without a connection
+        self.assertTrue(ft.wait_for(
+            lambda: self.connects(d) + self.suspended(d) >= n, WAIT, 0.1))
+        first = self.connects(d)
+        self.assertGreaterEqual(first, HOP_DOWN_AFTER)
+        self.assertLess(first, n // 2)
+        self.assertIsNotNone(d.wait_log(
+            r"to=<r\d+@dest\.test>, relay=none, .*dsn=4\.4\.1, "
+            r"status=deferred \(delivery temporarily suspended: connect "
+            r"to 127\.0\.0\.1\[127\.0\.0\.1\]:%d: Connection refused\)"
+            % s.port, 1))
+        # several retry steps: one probe (one connection) per step, while
+        # every message keeps being retried without one
+        t0 = time.monotonic()
+        before = self.suspended(d)
+        time.sleep(6)
+        elapsed = time.monotonic() - t0
+        probes = self.connects(d) - first
+        self.assertLessEqual(probes, int(elapsed) + 2,
+                             "%d connections in %.1f s" % (probes, elapsed))
+        self.assertGreaterEqual(self.suspended(d) - before, n)
+        self.assertEqual(d.count("message"), n)
+        self.assertEqual(s.sessions, [])
+
+    def test_probe_brings_it_back_and_held_mail_goes_at_once(self):
+        s = self.smarthost()
+        s.pause()
+        # the second retry step is long: only the hop's return can bring
+        # the mail deferred in bulk back in time
+        d = self.ferry_to(s, retry=[3, 600])
+        n = 10
+        for i in range(n):
+            d.send(b"Subject: back %d\r\n\r\nx\r\n" % i, sender=SENDER,
+                   rcpts=["r%d@dest.test" % i])
+        self.assertIsNotNone(d.wait_log(r"next hop route:dest is down",
+                                        WAIT))
+        self.assertTrue(ft.wait_for(
+            lambda: self.connects(d) + self.suspended(d) >= n, WAIT, 0.1))
+        s.resume()
+        self.assertIsNotNone(d.wait_log(r"probing next hop route:dest",
+                                        WAIT))
+        self.assertIsNotNone(d.wait_log(
+            r"next hop route:dest is back; \d+ recipient\(s\) deferred "
+            r"while it was down are due now", WAIT))
+        s.wait_messages(n, WAIT)
+        self.assertTrue(ft.wait_for(lambda: d.count("message") == 0, WAIT,
+                                    0.1))
+        got = sorted(a for m in s.messages for a in m.recipients)
+        self.assertEqual(got, sorted("r%d@dest.test" % i for i in range(n)))
+
+    def test_server_refusal_does_not_mark_it_down(self):
+        # a 4xx from a server that answers is not a dead next hop
+        s = self.smarthost()
+        s.reply_at("mail", "451 4.3.0 try later")
+        d = self.ferry_to(s, retry=[1])
+        for i in range(6):
+            d.send(b"Subject: 451 %d\r\n\r\nx\r\n" % i, sender=SENDER,
+                   rcpts=["r%d@dest.test" % i])
+        self.assertTrue(ft.wait_for(
+            lambda: d.count("attempt") >= 12, WAIT, 0.1))
+        self.assertNotIn("is down", d.log_text())
+        self.assertEqual(self.suspended(d), 0)
+
+
+if __name__ == "__main__":
+    ft.main(need_root=True)
