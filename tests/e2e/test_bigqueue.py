@@ -141,5 +141,31 @@ class DeadNextHopTest(BigQueueCase):
         self.assertEqual(self.suspended(d), 0)
 
 
+class VacuumTest(BigQueueCase):
+
+    def test_file_shrinks_after_draining(self):
+        s = self.smarthost()
+        s.pause()
+        d = self.ferry_to(s, retry=[1])
+        self.assertEqual(d.query("PRAGMA auto_vacuum")[0]["auto_vacuum"], 2)
+        body = b"Subject: big\r\n\r\n" + (b"x" * 76 + b"\r\n") * 2600
+        n = 40                              # about 8 MiB queued
+        for i in range(n):
+            d.send(body, sender=SENDER, rcpts=["r%d@dest.test" % i])
+        self.assertTrue(ft.wait_for(lambda: os.path.getsize(d.db_path) >
+                                    4 * 1024 * 1024, WAIT, 0.1),
+                        "queue.db is %d bytes" % os.path.getsize(d.db_path))
+        s.resume()
+        s.wait_messages(n, 2 * WAIT)
+        self.assertTrue(ft.wait_for(lambda: d.count("message") == 0, WAIT,
+                                    0.1))
+        peak = max(os.path.getsize(d.db_path), 4 * 1024 * 1024)
+        self.assertTrue(ft.wait_for(lambda: os.path.getsize(d.db_path) <
+                                    1024 * 1024, WAIT, 0.1),
+                        "queue.db is still %d bytes (peak %d)"
+                        % (os.path.getsize(d.db_path), peak))
+        self.assertEqual(d.query("PRAGMA freelist_count")[0]["freelist_count"], 0)
+
+
 if __name__ == "__main__":
     ft.main(need_root=True)
