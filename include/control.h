@@ -19,9 +19,12 @@
 #include "control_proto.h"
 #include "store.h"
 
+struct ferry_config;
+
 /* What the runner lends the control code for one request. */
 struct control_ctx {
 	struct store *st;                    /* NULL: the store is unusable */
+	const struct ferry_config *cfg;      /* routes, for queue list route= */
 	const char *store_path;
 	const char *store_trouble;           /* why st is NULL */
 	/* opens the store again after the operator dealt with the fault

@@ -229,6 +229,27 @@ int store_admin_list(struct store *st, size_t max,
     int (*fn)(void *arg, const struct store_list_entry *e), void *arg,
     int *truncated);
 
+/* What "queue list" may be narrowed to; NULL or 0 members match all. */
+struct store_list_filter {
+	const char *sender;             /* part of the sender, any case */
+	const char *rcpt;               /* part of a recipient, any case */
+	const char *state;              /* "active", "hold" or "deferred"
+	                                   (active, pending, tried before) */
+	double received_before;         /* > 0: received before this time */
+};
+
+/* One page of "queue list": the complete messages matching f with an id
+ * above after, in id (arrival) order.  fn returns 1 when it took the
+ * entry, 0 when it left it out, -1 to stop (returned).  The walk stops
+ * after max taken or budget_ms (0: no time limit), whichever comes
+ * first, having looked at one message at least; *next is then
+ * the cursor the following page starts after, 0 when no message is
+ * left.  fn must not use the store.  0 when done, -1 on a store error. */
+int store_admin_list_page(struct store *st, int64_t after, size_t max,
+    int64_t budget_ms, const struct store_list_filter *f,
+    int (*fn)(void *arg, const struct store_list_entry *e), void *arg,
+    int64_t *next);
+
 struct store_attempt_info {
 	double at;
 	char *relay, *tls, *status, *dsn, *reply;   /* tls may be NULL */

@@ -570,6 +570,7 @@ serve_control(struct runner *r)
 		}
 		memset(&ctx, 0, sizeof(ctx));
 		ctx.st = r->st;
+		ctx.cfg = r->cfg;
 		ctx.store_path = r->dbpath;
 		ctx.store_trouble = r->st == NULL ? r->store_trouble : NULL;
 		ctx.reopen = reopen_store;

@@ -141,6 +141,118 @@ class DeadNextHopTest(BigQueueCase):
         self.assertEqual(self.suspended(d), 0)
 
 
+class QueueListTest(BigQueueCase):
+    """More messages than one page (500): listed whole, page after page;
+    filters and paging for the JSON form."""
+
+    N = 600
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        rs = [{"name": "dest", "domains": ["dest.test"],
+               "hosts": ["127.0.0.1:9"], "tls": "none"},
+              {"name": "other", "domains": ["other.test"],
+               "hosts": ["127.0.0.1:9"], "tls": "none"}]
+        cls.d = ft.Ferry(routes=rs, delivery={"paused": True}).start()
+        cls.qids = []
+        with cls.d.client() as c:
+            c.ehlo()
+            for i in range(cls.N):
+                if i % 2 == 0:
+                    q = c.send_message("a%d@x.test" % i, ["r@dest.test"],
+                                       b"Subject: a\r\n\r\nx\r\n")
+                else:
+                    q = c.send_message("b%d@y.test" % i, ["S@other.test"],
+                                       b"Subject: b\r\n\r\nx\r\n")
+                cls.qids.append(q)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.stop()
+        super().tearDownClass()
+
+    def tearDown(self):
+        self.dump_logs_if_failed(self.d)
+        super().tearDown()
+
+    def ids(self, *args):
+        doc = self.d.ctl_json("queue", "list", *args)
+        self.assertTrue(doc["ok"], doc)
+        return [m["id"] for m in doc["messages"]], doc
+
+    def test_lists_them_all_in_pages(self):
+        ids, doc = self.ids()
+        self.assertEqual(ids, self.qids)
+        self.assertIsNone(doc["next"])
+        self.assertFalse(doc["truncated"])
+        p = self.d.ctl("queue", "list")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("-- %d message(s), %d recipient(s) pending"
+                      % (self.N, self.N), p.stdout)
+        for q in (self.qids[0], self.qids[499], self.qids[500],
+                  self.qids[-1]):
+            self.assertIn(q, p.stdout)
+
+    def test_filters(self):
+        ids, _ = self.ids("--sender", "A1")        # part, any case
+        want = [q for i, q in enumerate(self.qids)
+                if i % 2 == 0 and "a1" in "a%d@x.test" % i]
+        self.assertEqual(ids, want)
+        self.assertGreater(len(want), 50)
+        ids, _ = self.ids("--rcpt", "s@OTHER.test")
+        self.assertEqual(ids, self.qids[1::2])
+        ids, _ = self.ids("--route", "dest")
+        self.assertEqual(ids, self.qids[0::2])
+        ids, _ = self.ids("--route", "other", "--sender", "1@Y")
+        self.assertEqual(ids, [q for i, q in enumerate(self.qids)
+                               if i % 2 == 1 and "1@y" in "b%d@y.test" % i])
+        ids, _ = self.ids("--route", "mx")
+        self.assertEqual(ids, [])
+        ids, _ = self.ids("--older-than", "3600")
+        self.assertEqual(ids, [])
+        ids, _ = self.ids("--age", "0")
+        self.assertEqual(ids, self.qids)
+        ids, _ = self.ids("--state", "deferred")   # delivery is paused
+        self.assertEqual(ids, [])
+        held = self.qids[7]
+        self.assertEqual(self.d.ctl("queue", "hold", held).returncode, 0)
+        try:
+            ids, _ = self.ids("--state", "hold")
+            self.assertEqual(ids, [held])
+            ids, _ = self.ids("--state", "active")
+            self.assertEqual(ids, [q for q in self.qids if q != held])
+        finally:
+            self.d.ctl("queue", "release", held)
+        p = self.d.ctl("queue", "list", "--state", "bogus")
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("usage: queue list", p.stderr)
+
+    def test_json_paging(self):
+        got, after, pages = [], None, 0
+        while True:
+            args = ["--limit", "128"]
+            if after is not None:
+                args += ["--after", after]
+            ids, doc = self.ids(*args)
+            pages += 1
+            self.assertLessEqual(len(ids), 128)
+            got += ids
+            after = doc["next"]
+            if after is None:
+                break
+            self.assertEqual(len(ids), 128)
+            self.assertTrue(doc["truncated"])
+        self.assertEqual(got, self.qids)
+        self.assertEqual(pages, 5)
+        # a filter pages the same way
+        ids, doc = self.ids("--limit", "10", "--rcpt", "other.test")
+        self.assertEqual(ids, self.qids[1:20:2])
+        ids2, _ = self.ids("--limit", "10", "--rcpt", "other.test",
+                           "--after", doc["next"])
+        self.assertEqual(ids2, self.qids[21:40:2])
+
+
 class VacuumTest(BigQueueCase):
 
     def test_file_shrinks_after_draining(self):
