@@ -38,6 +38,9 @@ struct control_ctx {
 	uint64_t messages_in, commits;
 	/* called after queue flush/release so the scheduler looks again */
 	void (*wake)(void *arg);
+	/* called after "queue flush" of everything: next hops marked down
+	 * are tried again at once (as Postfix's postqueue -f does) */
+	void (*flush_hops)(void *arg);
 	void *wake_arg;
 	/* called before queue delete ID / hold ID: the runner cancels an
 	 * attempt in flight for that message (returns nonzero if it could

@@ -548,6 +548,8 @@ cmd_flush(struct control_ctx *ctx, const char *qid, struct answer *a)
 	}
 	if (committed(ctx, a, "flush", qid) < 0)
 		return;
+	if (qid == NULL && ctx->flush_hops != NULL)
+		ctx->flush_hops(ctx->wake_arg);
 	if (qid != NULL)
 		log_info("%s: flushed by the operator", qid);
 	else

@@ -988,6 +988,19 @@ scheduler_wake(struct scheduler *s)
 }
 
 void
+scheduler_flush_hops(struct scheduler *s)
+{
+	size_t n = hop_health_down_count(s->hops);
+
+	hop_health_free(s->hops);
+	s->hops = hop_health_new();
+	if (n > 0)
+		log_info("queue: %zu next hop(s) marked down are tried again "
+		    "(flushed by the operator)", n);
+	s->wake = 1;
+}
+
+void
 scheduler_counts(struct scheduler *s, int *agents, int *busy)
 {
 	size_t i;

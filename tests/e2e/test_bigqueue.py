@@ -127,6 +127,27 @@ class DeadNextHopTest(BigQueueCase):
         got = sorted(a for m in s.messages for a in m.recipients)
         self.assertEqual(got, sorted("r%d@dest.test" % i for i in range(n)))
 
+    def test_flush_tries_a_down_hop_again(self):
+        s = self.smarthost()
+        s.pause()
+        d = self.ferry_to(s, retry=[600])    # no probe before 600 s
+        n = 6
+        for i in range(n):
+            d.send(b"Subject: flush %d\r\n\r\nx\r\n" % i, sender=SENDER,
+                   rcpts=["r%d@dest.test" % i])
+        self.assertIsNotNone(d.wait_log(r"next hop route:dest is down",
+                                        WAIT))
+        self.assertTrue(ft.wait_for(
+            lambda: self.connects(d) + self.suspended(d) >= n, WAIT, 0.1))
+        s.resume()
+        p = d.ctl("queue", "flush")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIsNotNone(d.wait_log(
+            r"1 next hop\(s\) marked down are tried again", WAIT))
+        s.wait_messages(n, WAIT)
+        self.assertTrue(ft.wait_for(lambda: d.count("message") == 0, WAIT,
+                                    0.1))
+
     def test_server_refusal_does_not_mark_it_down(self):
         # a 4xx from a server that answers is not a dead next hop
         s = self.smarthost()
