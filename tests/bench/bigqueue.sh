@@ -154,7 +154,12 @@ echo "postfix: intake empty $p_empty msg/s, full $p_full msg/s"
 sleep 2
 pq=$(timed postqueue -c "$WORK/postfix" -p)
 echo "postfix: postqueue -p ${pq}s"
-echo "postfix: $(grep -c 'Connection refused' "$WORK/postfix.log" || true) connection attempts to the dead hop so far"
+# its deferrals while the hop is dead say "delivery temporarily suspended:
+# connect to ...": only the others were connections
+pconn=$(grep 'Connection refused' "$WORK/postfix.log" |
+    grep -vc 'temporarily suspended' || true)
+psusp=$(grep -c 'temporarily suspended' "$WORK/postfix.log" || true)
+echo "postfix: $pconn connection attempts to the dead hop, $psusp deferrals without one"
 smtp-sink -u nobody 127.0.0.1:"$SINK" 512 &
 SINK_PID=$!
 t0=$(now)
