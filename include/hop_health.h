@@ -51,7 +51,9 @@ int hop_health_result(struct hop_health *h, const char *dest, int hop_failed,
 void hop_health_hold(struct hop_health *h, const char *dest, int64_t rcpt_id);
 
 /* Hands over (and forgets) the recipients held for dest: *ids is the
- * caller's to free.  Returns how many. */
+ * caller's to free.  Returns how many.  A recipient held more than once
+ * may come more than once, but the list never holds more than about
+ * twice the distinct recipients. */
 size_t hop_health_take_held(struct hop_health *h, const char *dest,
     int64_t **ids);
 

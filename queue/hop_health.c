@@ -165,6 +165,29 @@ hop_health_result(struct hop_health *h, const char *dest, int hop_failed,
 	return 0;
 }
 
+static int
+cmp_id(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* A recipient deferred at every retry step of a long outage is held once:
+ * before the list grows, duplicates go (so it stays within twice the
+ * recipients it holds). */
+static void
+held_unique(struct hop *p)
+{
+	size_t i, n = 0;
+
+	qsort(p->held, p->nheld, sizeof(*p->held), cmp_id);
+	for (i = 0; i < p->nheld; i++)
+		if (n == 0 || p->held[n - 1] != p->held[i])
+			p->held[n++] = p->held[i];
+	p->nheld = n;
+}
+
 void
 hop_health_hold(struct hop_health *h, const char *dest, int64_t rcpt_id)
 {
@@ -173,8 +196,14 @@ hop_health_hold(struct hop_health *h, const char *dest, int64_t rcpt_id)
 	if (p == NULL)
 		return;
 	if (p->nheld == p->held_cap) {
-		p->held_cap = p->held_cap ? p->held_cap * 2 : 256;
-		p->held = xrealloc(p->held, p->held_cap * sizeof(*p->held));
+		if (p->nheld > 0)
+			held_unique(p);
+		/* grow only when duplicates were not half of it */
+		if (p->nheld * 2 > p->held_cap || p->held_cap == 0) {
+			p->held_cap = p->held_cap ? p->held_cap * 2 : 256;
+			p->held = xrealloc(p->held, p->held_cap *
+			    sizeof(*p->held));
+		}
 	}
 	p->held[p->nheld++] = rcpt_id;
 }

@@ -1858,9 +1858,12 @@ store_admin_stats(struct store *st, struct store_queue_stats *qs)
 	s = adm_prep(st,
 	    "SELECT (SELECT count(*) FROM message WHERE state = 'active'),"
 	    " (SELECT count(*) FROM message WHERE state = 'hold'),"
-	    " (SELECT count(*) FROM recipient r JOIN message m"
-	    "  ON m.id = r.message_id WHERE r.state = 'pending'"
-	    "  AND m.state IN ('active', 'hold')),"
+	    /* a pending recipient has its next attempt once its message
+	     * is complete (S_RCPT_DUE): counted from the recipient_due
+	     * index alone, with no row read (a join read every recipient
+	     * and its message: seconds with 100,000 queued) */
+	    " (SELECT count(*) FROM recipient WHERE state = 'pending'"
+	    "  AND next_attempt IS NOT NULL),"
 	    " (SELECT min(received_at) FROM message"
 	    "  WHERE state IN ('active', 'hold'))");
 	if (s == NULL)

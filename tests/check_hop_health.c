@@ -135,6 +135,38 @@ START_TEST(test_back_hands_over_held)
 }
 END_TEST
 
+/* A recipient deferred at every step of a long outage is not held over
+ * and over: the list stays within twice the distinct recipients. */
+START_TEST(test_held_stays_bounded)
+{
+	struct hop_health *h = hop_health_new();
+	int64_t *ids = NULL;
+	char seen[300];
+	size_t n, i;
+	int round, k;
+
+	for (k = 0; k < HOP_DOWN_AFTER; k++)
+		hop_fails(h, HOP, 1000);
+	for (round = 0; round < 50; round++)
+		for (k = 0; k < 300; k++)
+			hop_health_hold(h, HOP, 5000 + k);
+	ck_assert_int_eq(hop_health_result(h, HOP, 0, "", "", 2000, steps,
+	    NSTEPS), 1);
+	n = hop_health_take_held(h, HOP, &ids);
+	ck_assert_uint_ge(n, 300);
+	ck_assert_uint_le(n, 600);
+	memset(seen, 0, sizeof(seen));
+	for (i = 0; i < n; i++) {
+		ck_assert(ids[i] >= 5000 && ids[i] < 5300);
+		seen[ids[i] - 5000] = 1;
+	}
+	for (k = 0; k < 300; k++)
+		ck_assert(seen[k]);
+	free(ids);
+	hop_health_free(h);
+}
+END_TEST
+
 static Suite *
 hop_health_suite(void)
 {
@@ -144,6 +176,7 @@ hop_health_suite(void)
 	tcase_add_test(tc, test_down_after_failures_in_a_row);
 	tcase_add_test(tc, test_one_probe_per_retry_step);
 	tcase_add_test(tc, test_back_hands_over_held);
+	tcase_add_test(tc, test_held_stays_bounded);
 	suite_add_tcase(s, tc);
 	return s;
 }
