@@ -19,9 +19,12 @@
 #include "control_proto.h"
 #include "store.h"
 
+struct ferry_config;
+
 /* What the runner lends the control code for one request. */
 struct control_ctx {
 	struct store *st;                    /* NULL: the store is unusable */
+	const struct ferry_config *cfg;      /* routes, for queue list route= */
 	const char *store_path;
 	const char *store_trouble;           /* why st is NULL */
 	/* opens the store again after the operator dealt with the fault
@@ -35,6 +38,9 @@ struct control_ctx {
 	uint64_t messages_in, commits;
 	/* called after queue flush/release so the scheduler looks again */
 	void (*wake)(void *arg);
+	/* called after "queue flush" of everything: next hops marked down
+	 * are tried again at once (as Postfix's postqueue -f does) */
+	void (*flush_hops)(void *arg);
 	void *wake_arg;
 	/* called before queue delete ID / hold ID: the runner cancels an
 	 * attempt in flight for that message (returns nonzero if it could

@@ -37,6 +37,10 @@ void scheduler_run(struct scheduler *s);
 /* Milliseconds until scheduler_run has something to do (poll timeout). */
 int scheduler_timeout_ms(struct scheduler *s);
 void scheduler_wake(struct scheduler *s);
+/* The operator flushed the queue: next hops marked down are tried again
+ * (their mail goes as usual; a hop still down is marked again after
+ * HOP_DOWN_AFTER failures). */
+void scheduler_flush_hops(struct scheduler *s);
 /* Nonzero while a delivery of that message is in flight. */
 int scheduler_busy_qid(struct scheduler *s, const char *qid);
 void scheduler_counts(struct scheduler *s, int *agents, int *busy);

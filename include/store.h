@@ -137,6 +137,10 @@ int store_body_chunk(struct store *st, int64_t msgid, uint32_t seq,
 int store_body_chunk_view(struct store *st, int64_t msgid, uint32_t seq,
     const uint8_t **data, size_t *len);
 void store_body_view_end(struct store *st);
+/* Brings the next attempt of the pending recipients ids[0..n) forward
+ * to when (those due later only).  Inside a transaction. */
+int store_rcpt_due_at(struct store *st, const int64_t *ids, size_t n,
+    double when);
 /* One attempt's outcome: the recipient's new state, next attempt (0 =
  * none), and a row of history with its status.  Inside a transaction. */
 int store_rcpt_result(struct store *st, int64_t rcpt_id,
@@ -218,6 +222,27 @@ struct store_list_entry {
 int store_admin_list(struct store *st, size_t max,
     int (*fn)(void *arg, const struct store_list_entry *e), void *arg,
     int *truncated);
+
+/* What "queue list" may be narrowed to; NULL or 0 members match all. */
+struct store_list_filter {
+	const char *sender;             /* part of the sender, any case */
+	const char *rcpt;               /* part of a recipient, any case */
+	const char *state;              /* "active", "hold" or "deferred"
+	                                   (active, pending, tried before) */
+	double received_before;         /* > 0: received before this time */
+};
+
+/* One page of "queue list": the complete messages matching f with an id
+ * above after, in id (arrival) order.  fn returns 1 when it took the
+ * entry, 0 when it left it out, -1 to stop (returned).  The walk stops
+ * after max taken or budget_ms (0: no time limit), whichever comes
+ * first, having looked at one message at least; *next is then
+ * the cursor the following page starts after, 0 when no message is
+ * left.  fn must not use the store.  0 when done, -1 on a store error. */
+int store_admin_list_page(struct store *st, int64_t after, size_t max,
+    int64_t budget_ms, const struct store_list_filter *f,
+    int (*fn)(void *arg, const struct store_list_entry *e), void *arg,
+    int64_t *next);
 
 struct store_attempt_info {
 	double at;

@@ -33,6 +33,7 @@
 #include <sys/socket.h>
 
 #include "channel.h"
+#include "config.h"
 #include "control.h"
 #include "control_proto.h"
 #include "json_bytes.h"
@@ -44,6 +45,9 @@
 #define CONTROL_READ_MS 2000       /* to receive the request */
 #define CONTROL_WRITE_MS 5000      /* to hand over the answer */
 #define CONTROL_MAX_WORDS 4
+#define CONTROL_LIST_WORDS 10      /* "queue list" and its options */
+#define LIST_PAGE_MAX 500          /* messages in one page at most */
+#define LIST_PAGE_MS 20            /* time a filtered page may take */
 
 /* What a command handler answers: a document, or an error. */
 struct answer {
@@ -280,15 +284,38 @@ cmd_status(struct control_ctx *ctx, const char *qid, struct answer *a)
 struct list_walk {
 	json_t *messages;              /* the array the entries go to */
 	double now;
+	const struct ferry_config *cfg;
+	const char *route;             /* only messages routed so, or NULL */
 };
+
+/* Whether one of the listed recipients goes by the route named route
+ * ("mx" for those no route takes). */
+static int
+routed_by(const struct list_walk *lw, const struct store_list_entry *e)
+{
+	size_t i;
+
+	for (i = 0; i < e->nrcpts; i++) {
+		const char *at = strrchr(e->rcpts[i], '@');
+		const struct route_config *r = config_route_for(lw->cfg,
+		    at != NULL ? at + 1 : "");
+
+		if (strcmp(r != NULL ? r->name : "mx", lw->route) == 0)
+			return 1;
+	}
+	return 0;
+}
 
 static int
 list_one(void *arg, const struct store_list_entry *e)
 {
 	struct list_walk *lw = arg;
-	json_t *o = new_object(), *rcpts;
+	json_t *o, *rcpts;
 	size_t i;
 
+	if (lw->route != NULL && (lw->cfg == NULL || !routed_by(lw, e)))
+		return 0;
+	o = new_object();
 	push(lw->messages, o);
 	put_str(o, "id", e->qid);
 	put_str(o, "state", e->state);
@@ -305,27 +332,106 @@ list_one(void *arg, const struct store_list_entry *e)
 	put_double_opt(o, "next_attempt", e->next_attempt);
 	put_str(o, "last_reply", e->last_reply);
 	put_str(o, "last_dsn", e->last_dsn);
-	return 0;
+	return 1;
+}
+
+/* A decimal number in [min, max] from all of s: 0, or -1. */
+static int
+parse_num(const char *s, long long min, long long max, long long *out)
+{
+	char *end;
+
+	if (*s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	*out = strtoll(s, &end, 10);
+	return errno == 0 && *end == '\0' && *out >= min && *out <= max ?
+	    0 : -1;
+}
+
+/* queue list [after=CURSOR] [limit=N] [sender=S] [rcpt=S] [route=NAME]
+ * [older-than=SECONDS] [state=active|hold|deferred]: one page of at most
+ * limit (and LIST_PAGE_MAX) messages - and, when filtered, of what was
+ * found in about LIST_PAGE_MS - so the runner is never held long;
+ * "next" is the cursor of the following page, null after the last.
+ * ferryctl asks page after page. */
+static void
+cmd_list_opts(struct control_ctx *ctx, char *const *opts, size_t nopts,
+    struct answer *a)
+{
+	struct store_list_filter f;
+	struct list_walk lw;
+	long long after = 0, limit = LIST_PAGE_MAX, age = 0;
+	int64_t next = 0;
+	json_t *doc;
+	size_t i;
+
+	memset(&f, 0, sizeof(f));
+	memset(&lw, 0, sizeof(lw));
+	lw.now = now_wall();
+	lw.cfg = ctx->cfg;
+	for (i = 0; i < nopts; i++) {
+		const char *eq = strchr(opts[i], '=');
+		const char *v = eq != NULL ? eq + 1 : "";
+		size_t klen = eq != NULL ? (size_t)(eq - opts[i]) : 0;
+
+#define KEY(k) (klen == strlen(k) && strncmp(opts[i], k, klen) == 0)
+		if (eq == NULL || *v == '\0')
+			goto usage;
+		if (KEY("after")) {
+			if (parse_num(v, 0, INT64_MAX, &after) < 0)
+				goto usage;
+		} else if (KEY("limit")) {
+			if (parse_num(v, 1, LIST_PAGE_MAX, &limit) < 0)
+				goto usage;
+		} else if (KEY("older-than")) {
+			if (parse_num(v, 0, 100LL * 365 * 86400, &age) < 0)
+				goto usage;
+			f.received_before = lw.now - (double)age;
+		} else if (KEY("sender"))
+			f.sender = v;
+		else if (KEY("rcpt"))
+			f.rcpt = v;
+		else if (KEY("route"))
+			lw.route = v;
+		else if (KEY("state")) {
+			if (strcmp(v, "active") != 0 && strcmp(v, "hold") != 0 &&
+			    strcmp(v, "deferred") != 0)
+				goto usage;
+			f.state = v;
+		} else
+			goto usage;
+#undef KEY
+	}
+	doc = answer_ok(a);
+	put_double_opt(doc, "now", lw.now);
+	lw.messages = put(doc, "messages", new_array());
+	if (store_admin_list_page(ctx->st, after, (size_t)limit,
+	    f.sender || f.rcpt || f.state || f.received_before > 0 ||
+	    lw.route ? LIST_PAGE_MS : 0, &f, list_one, &lw, &next) != 0) {
+		store_failed(a, ctx, "queue list");
+		return;
+	}
+	if (next > 0) {
+		char cursor[32];
+
+		snprintf(cursor, sizeof(cursor), "%lld", (long long)next);
+		put_str(doc, "next", cursor);
+	} else
+		put(doc, "next", json_null());
+	put_bool(doc, "truncated", next > 0);
+	return;
+usage:
+	fail(a, "usage: queue list [after=CURSOR] [limit=N] [sender=TEXT] "
+	    "[rcpt=TEXT] [route=NAME] [older-than=SECONDS] "
+	    "[state=active|hold|deferred]");
 }
 
 static void
 cmd_list(struct control_ctx *ctx, const char *qid, struct answer *a)
 {
-	struct list_walk lw;
-	json_t *doc;
-	int truncated;
-
 	(void)qid;
-	lw.now = now_wall();
-	doc = answer_ok(a);
-	put_double_opt(doc, "now", lw.now);
-	lw.messages = put(doc, "messages", new_array());
-	if (store_admin_list(ctx->st, STORE_LIST_MAX, list_one, &lw,
-	    &truncated) != 0) {
-		store_failed(a, ctx, "queue list");
-		return;
-	}
-	put_bool(doc, "truncated", truncated);
+	cmd_list_opts(ctx, NULL, 0, a);
 }
 
 static void
@@ -442,6 +548,8 @@ cmd_flush(struct control_ctx *ctx, const char *qid, struct answer *a)
 	}
 	if (committed(ctx, a, "flush", qid) < 0)
 		return;
+	if (qid == NULL && ctx->flush_hops != NULL)
+		ctx->flush_hops(ctx->wake_arg);
 	if (qid != NULL)
 		log_info("%s: flushed by the operator", qid);
 	else
@@ -597,7 +705,7 @@ works_without_store(void (*run)(struct control_ctx *, const char *,
 	    run == cmd_accept_loss || run == cmd_reopen;
 }
 
-enum arg_kind { ARG_NONE, ARG_QID, ARG_OPT_QID };
+enum arg_kind { ARG_NONE, ARG_QID, ARG_OPT_QID, ARG_OPTS };
 
 /* The commands: one row each (control.h lists them). */
 static const struct command {
@@ -606,7 +714,7 @@ static const struct command {
 	void (*run)(struct control_ctx *, const char *, struct answer *);
 } commands[] = {
 	{ "status", NULL, ARG_NONE, cmd_status },
-	{ "queue", "list", ARG_NONE, cmd_list },
+	{ "queue", "list", ARG_OPTS, cmd_list },
 	{ "queue", "show", ARG_QID, cmd_show },
 	{ "queue", "flush", ARG_OPT_QID, cmd_flush },
 	{ "queue", "delete", ARG_QID, cmd_delete },
@@ -626,7 +734,9 @@ run_request(struct control_ctx *ctx, char **words, size_t nw,
 	size_t i, used;
 	const char *qid;
 
-	if (nw > CONTROL_MAX_WORDS) {
+	if (nw > (nw >= 2 && strcmp(words[0], "queue") == 0 &&
+	    strcmp(words[1], "list") == 0 ? CONTROL_LIST_WORDS :
+	    CONTROL_MAX_WORDS)) {
 		fail(a, "too many words in the request");
 		return;
 	}
@@ -664,6 +774,15 @@ run_request(struct control_ctx *ctx, char **words, size_t nw,
 		return;
 	}
 	used = c->word2 != NULL ? 2 : 1;
+	if (c->arg == ARG_OPTS) {
+		if (ctx->st == NULL) {
+			fail(a, "the queue is unavailable: %s",
+			    ctx->store_trouble);
+			return;
+		}
+		cmd_list_opts(ctx, words + used, nw - used, a);
+		return;
+	}
 	qid = nw > used ? words[used] : NULL;
 	if (nw > used + (c->arg != ARG_NONE) ||
 	    (c->arg == ARG_QID && qid == NULL)) {
@@ -692,7 +811,7 @@ static const struct channel_rule client_may_send[] = {
 	{ 0, 0 }
 };
 
-/* Reads the request's words (at most CONTROL_MAX_WORDS + 1 kept, *nw
+/* Reads the request's words (at most CONTROL_LIST_WORDS + 1 kept, *nw
  * counts them all).  1 with the words, 0 when the peer closed or lied
  * (nothing to answer), -1 with a reason to answer. */
 static int
@@ -709,7 +828,7 @@ read_request(struct channel *ch, char **words, size_t *nw, const char **why)
 		    "timed out waiting for the request" : ch->error;
 		return -1;
 	}
-	if (control_request_decode(&in, words, CONTROL_MAX_WORDS + 1,
+	if (control_request_decode(&in, words, CONTROL_LIST_WORDS + 1,
 	    nw) < 0) {
 		channel_violation(ch, "a malformed CTL_REQUEST");
 		return 0;
@@ -752,7 +871,7 @@ drain(int fd)
 void
 control_serve(int fd, struct control_ctx *ctx)
 {
-	char *words[CONTROL_MAX_WORDS + 1];
+	char *words[CONTROL_LIST_WORDS + 1];
 	struct channel ch;
 	const char *why = NULL;
 	struct answer a;
@@ -773,8 +892,8 @@ control_serve(int fd, struct control_ctx *ctx)
 		fail(&a, "%s", why);
 	else
 		run_request(ctx, words, nw, &a);
-	if (nw > CONTROL_MAX_WORDS + 1)
-		nw = CONTROL_MAX_WORDS + 1;
+	if (nw > CONTROL_LIST_WORDS + 1)
+		nw = CONTROL_LIST_WORDS + 1;
 	while (nw > 0)
 		free(words[--nw]);
 	if (a.err[0] != '\0' || a.doc == NULL) {

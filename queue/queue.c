@@ -435,6 +435,12 @@ wake_scheduler(void *arg)
 	scheduler_wake(((struct runner *)arg)->sched);
 }
 
+static void
+flush_hops(void *arg)
+{
+	scheduler_flush_hops(((struct runner *)arg)->sched);
+}
+
 static int
 qid_busy(void *arg, const char *qid)
 {
@@ -568,6 +574,7 @@ serve_control(struct runner *r)
 		}
 		memset(&ctx, 0, sizeof(ctx));
 		ctx.st = r->st;
+		ctx.cfg = r->cfg;
 		ctx.store_path = r->dbpath;
 		ctx.store_trouble = r->st == NULL ? r->store_trouble : NULL;
 		ctx.reopen = reopen_store;
@@ -580,6 +587,7 @@ serve_control(struct runner *r)
 		ctx.messages_in = r->stats.messages;
 		ctx.commits = r->stats.commits;
 		ctx.wake = wake_scheduler;
+		ctx.flush_hops = flush_hops;
 		ctx.wake_arg = r;
 		ctx.busy = qid_busy;
 		ctx.begin = begin_for_control;

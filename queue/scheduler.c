@@ -26,6 +26,15 @@
  * the delivery: its unanswered recipients stay due and are dispatched
  * again at once, with no attempt counted; a message that takes
  * AGENT_DEATHS_HOLD agents with it in a row is held with a reason.
+ *
+ * A next hop that cannot be reached (HOP_DOWN_AFTER jobs in a row end
+ * with every recipient deferred for a connection-level 4.4.x reason) is
+ * down, as hop_health.c keeps it: its due mail is deferred in bulk, each
+ * recipient logged once with "delivery temporarily suspended: REASON"
+ * and counted as an attempt, without a connection each; one probe job
+ * per retry step goes through, and when a job reaches the hop again the
+ * recipients deferred meanwhile are made due at once.  (The list of
+ * those is kept in memory: after a restart they follow their schedule.)
  */
 #include "autoconfig.h"
 
@@ -40,6 +49,7 @@
 #include "bounce_queue.h"
 #include "config.h"
 #include "deliver_proto.h"
+#include "hop_health.h"
 #include "ipc.h"
 #include "lifecycle.h"
 #include "log.h"
@@ -69,6 +79,7 @@ struct job_rcpt {
 	int written;              /* in the open transaction */
 	int committed;            /* durable */
 	int logged;
+	enum attempt_outcome outcome;
 };
 
 struct failure {
@@ -85,6 +96,9 @@ struct sched_job {
 	struct job_rcpt *rcpts;
 	size_t nrcpts;
 	int agent_deaths;         /* the message's count when dispatched */
+	char dest[320];           /* next hop ("route:NAME", "mx:DOMAIN"),
+	                             "" for a job that had none */
+	int probe;                /* sent to a down next hop as its probe */
 	int vanished;             /* the agent went with the job */
 	int finish_written;       /* its end (bounces, removal) is in the
 	                             open transaction */
@@ -107,6 +121,7 @@ struct scheduler {
 	                                committed */
 	int write_failed;         /* a write failed in the open
 	                             transaction: it cannot be committed */
+	struct hop_health *hops;  /* next hops that failed lately */
 };
 
 static void
@@ -255,6 +270,7 @@ decide(struct scheduler *s, struct sched_job *job, struct job_rcpt *jr,
 	struct lifecycle_policy pol = policy_of(s->cfg);
 
 	jr->at = now_wall();
+	jr->outcome = outcome;
 	jr->t = lifecycle_decide(outcome, jr->attempts, job->received_at,
 	    jr->at, &pol, jr->notify);
 	jr->answered = 1;
@@ -434,6 +450,77 @@ job_over(struct scheduler *s, struct sched_job *j)
 	write_job(s, j);
 }
 
+/* ---------------------------------------------------------- next hops */
+
+/* Whether a finished job says its next hop cannot be reached: every
+ * recipient deferred with a 4.4.x (no answer, bad connection, routing)
+ * status. */
+static int
+job_hop_failed(const struct sched_job *j)
+{
+	size_t k;
+
+	if (j->nrcpts == 0)
+		return 0;
+	for (k = 0; k < j->nrcpts; k++) {
+		const struct job_rcpt *jr = &j->rcpts[k];
+
+		if (!jr->answered || jr->outcome != OUTCOME_TEMPORARY ||
+		    jr->dsn == NULL || strncmp(jr->dsn, "4.4.", 4) != 0)
+			return 0;
+	}
+	return 1;
+}
+
+/* A job to a next hop is over: note whether the hop answered; when that
+ * brings a down hop back, the mail deferred in bulk for it is due now. */
+static void
+hop_result(struct scheduler *s, struct sched_job *j)
+{
+	int failed = job_hop_failed(j), was_down, back;
+	int64_t *ids;
+	size_t n;
+
+	if (j->dest[0] == '\0')
+		return;
+	was_down = hop_health_is_down(s->hops, j->dest);
+	back = hop_health_result(s->hops, j->dest, failed,
+	    failed ? j->rcpts[0].dsn : "", failed ? j->rcpts[0].reply : "",
+	    now_wall(), s->cfg->retry_schedule, s->cfg->nretry_schedule);
+	if (!was_down && hop_health_is_down(s->hops, j->dest)) {
+		char safe[700];
+
+		log_sanitize(safe, sizeof(safe), j->rcpts[0].reply,
+		    strlen(j->rcpts[0].reply));
+		log_warn("next hop %s is down after %d connection failures in "
+		    "a row; its mail is deferred without a connection until a "
+		    "probe reaches it: %s", j->dest, HOP_DOWN_AFTER, safe);
+	}
+	if (!back)
+		return;
+	n = hop_health_take_held(s->hops, j->dest, &ids);
+	log_info("next hop %s is back; %zu recipient(s) deferred while it "
+	    "was down are due now", j->dest, n);
+	if (n > 0 && (store_begin(s->st) < 0 ||
+	    store_rcpt_due_at(s->st, ids, n, now_wall()) < 0))
+		write_error(s, j->qid, "the return of its next hop");
+	free(ids);
+	s->wake = 1;
+}
+
+/* A probe's agent went away without an answer: the probe failed. */
+static void
+hop_probe_lost(struct scheduler *s, struct sched_job *j)
+{
+	const char *dsn = "4.4.1", *reason = "probe lost";
+
+	if (!j->probe || j->dest[0] == '\0')
+		return;
+	(void)hop_health_verdict(s->hops, j->dest, 0, &dsn, &reason);
+	(void)hop_health_result(s->hops, j->dest, 1, dsn, reason, now_wall(),
+	    s->cfg->retry_schedule, s->cfg->nretry_schedule);
+}
+
 /* ------------------------------------------------------------- agents */
 
 /* A delivery agent that goes away with a job in flight is not an
@@ -456,6 +543,7 @@ job_vanished(void *arg, struct pool_agent *a, const char *why)
 	s->wake = 1;
 	j->vanished = 1;
 	a->job = NULL;
+	hop_probe_lost(s, j);
 	job_over(s, j);
 	job_clear(a);
 }
@@ -506,6 +594,7 @@ on_done(void *arg, struct pool_agent *a, struct ipc_in *in)
 		}
 	a->job = NULL;
 	job_over(s, j);
+	hop_result(s, j);
 	ferry_strlcpy(a->hop, d.hop, sizeof(a->hop));
 	if (d.leaving)
 		a->retiring = 1;   /* told to stop: it exits now */
@@ -533,6 +622,7 @@ scheduler_new(const struct ferry_config *cfg, struct store *st,
 
 	s->cfg = cfg;
 	s->st = st;
+	s->hops = hop_health_new();
 	agent_pool_init(&s->pool, st, agent_uid, &scheduler_hooks, s);
 	s->wake = 1;
 	return s;
@@ -684,6 +774,7 @@ dispatch(struct scheduler *s, struct pool_agent *a, const char *dest,
 	ferry_strlcpy(job->qid, d0->qid, sizeof(job->qid));
 	job->received_at = d0->received_at;
 	job->agent_deaths = d0->agent_deaths;
+	ferry_strlcpy(job->dest, dest, sizeof(job->dest));
 	job->started = now_wall();
 	a->job = job;
 	a->job_id = j.job_id;
@@ -693,6 +784,44 @@ dispatch(struct scheduler *s, struct pool_agent *a, const char *dest,
 	deliver_job_encode(&j, agent_pool_job(&s->pool, a));
 	agent_pool_start(&s->pool, a);
 	free(j.rcpts);
+}
+
+/* Defers the due recipients v[idx[0..n)] of one message for a next hop
+ * that is down, without a connection: one attempt each, counted and
+ * logged with the reason the hop went down. */
+static void
+suspend(struct scheduler *s, const char *dest, const char *dsn,
+    const char *reason, struct store_due *v, const size_t *idx, size_t n,
+    double now)
+{
+	const struct store_due *d0 = &v[idx[0]];
+	struct sched_job *job;
+	char reply[HOP_REASON_MAX + 64];
+	size_t k;
+
+	snprintf(reply, sizeof(reply), "delivery temporarily suspended: %s",
+	    reason);
+	job = xcalloc(1, sizeof(*job));
+	job->rcpts = xcalloc(n, sizeof(*job->rcpts));
+	job->nrcpts = n;
+	job->msgid = d0->msgid;
+	ferry_strlcpy(job->qid, d0->qid, sizeof(job->qid));
+	job->received_at = d0->received_at;
+	job->started = now;
+	for (k = 0; k < n; k++) {
+		const struct store_due *d = &v[idx[k]];
+		struct job_rcpt *jr = &job->rcpts[k];
+
+		jr->rcpt_id = d->rcpt_id;
+		jr->addr = xstrdup(d->address);
+		jr->orcpt = xstrdup(d->orcpt);
+		jr->notify = d->notify;
+		jr->attempts = d->attempts;
+		jr->last_reply = xstrdup(d->last_reply);
+		decide(s, job, jr, OUTCOME_TEMPORARY, dsn, reply, "none", "");
+		hop_health_hold(s->hops, dest, d->rcpt_id);
+	}
+	job_over(s, job);
 }
 
 /* A recipient whose lifetime is over fails without another attempt. */
@@ -733,7 +862,7 @@ scheduler_run(struct scheduler *s)
 	size_t n, i, *idx, nidx;
 	char *taken;
 	double now = now_wall(), when;
-	int any_idle = 0, blocked = 0;
+	int any_idle = 0, blocked = 0, suspended = 0;
 
 	if (!s->wake && now_ms() < s->next_run_ms)
 		return;
@@ -756,6 +885,8 @@ scheduler_run(struct scheduler *s)
 		const char *domain;
 		char dest[320];
 		struct pool_agent *a;
+		enum hop_verdict verdict;
+		const char *hop_dsn = "", *hop_reason = "";
 		size_t k;
 
 		if (taken[i])
@@ -763,7 +894,7 @@ scheduler_run(struct scheduler *s)
 		taken[i] = 1;
 		if (expire(s, &v[i], now))
 			continue;
-		if (!any_idle || message_in_flight(s, v[i].msgid)) {
+		if (message_in_flight(s, v[i].msgid)) {
 			blocked = 1;
 			continue;
 		}
@@ -773,6 +904,12 @@ scheduler_run(struct scheduler *s)
 			snprintf(dest, sizeof(dest), "route:%s", route->name);
 		else
 			snprintf(dest, sizeof(dest), "mx:%s", domain);
+		verdict = hop_health_verdict(s->hops, dest, now, &hop_dsn,
+		    &hop_reason);
+		if (verdict == HOP_SEND && !any_idle) {
+			blocked = 1;
+			continue;
+		}
 		/* the same message's due recipients for the same domain */
 		nidx = 0;
 		idx[nidx++] = i;
@@ -786,6 +923,12 @@ scheduler_run(struct scheduler *s)
 				idx[nidx++] = k;
 				taken[k] = 1;
 			}
+		if (verdict == HOP_SUSPEND) {
+			suspend(s, dest, hop_dsn, hop_reason, v, idx, nidx,
+			    now);
+			suspended = 1;
+			continue;
+		}
 		if (dest_busy(s, dest) >= s->cfg->per_destination ||
 		    (a = idle_agent(s, dest)) == NULL) {
 			for (k = 0; k < nidx; k++)
@@ -795,7 +938,15 @@ scheduler_run(struct scheduler *s)
 			continue;
 		}
 		dispatch(s, a, dest, route, domain, v, idx, nidx);
+		if (verdict == HOP_PROBE) {
+			hop_health_probe_sent(s->hops, dest);
+			a->job->probe = 1;
+			log_info("%s: probing next hop %s, down: %s", v[i].qid,
+			    dest, hop_reason);
+		}
 	}
+	if (suspended)
+		s->wake = 1;   /* the next batch once this one is committed */
 	free(taken);
 	free(idx);
 	store_due_free(v, n);
@@ -833,6 +984,19 @@ scheduler_set_config(struct scheduler *s, const struct ferry_config *cfg)
 void
 scheduler_wake(struct scheduler *s)
 {
+	s->wake = 1;
+}
+
+void
+scheduler_flush_hops(struct scheduler *s)
+{
+	size_t n = hop_health_down_count(s->hops);
+
+	hop_health_free(s->hops);
+	s->hops = hop_health_new();
+	if (n > 0)
+		log_info("queue: %zu next hop(s) marked down are tried again "
+		    "(flushed by the operator)", n);
 	s->wake = 1;
 }
 
@@ -948,5 +1112,6 @@ scheduler_free(struct scheduler *s)
 		job_clear(s->pool.agents[i]);
 	agent_pool_close(&s->pool);
 	free_unsaved(s);
+	hop_health_free(s->hops);
 	free(s);
 }

@@ -78,7 +78,14 @@ usage(FILE *fp)
 	    "usage: ferryctl [-f config] [-s socket] [--json] command\n"
 	    "commands:\n"
 	    "  status              the daemon's pools and queue\n"
-	    "  queue list          every queued message (like mailq)\n"
+	    "  queue list [filters] every queued message (like mailq), asked\n"
+	    "                      for page after page; filters: --sender S,\n"
+	    "                      --rcpt S (part of an address, any case),\n"
+	    "                      --route NAME (\"mx\" for MX delivery),\n"
+	    "                      --older-than SECONDS (or --age), --state\n"
+	    "                      active|hold|deferred; one page only with\n"
+	    "                      --limit N (at most 500) and --after CURSOR\n"
+	    "                      (the \"next\" of the page before)\n"
 	    "  queue show ID       one message: envelope, headers, history\n"
 	    "  queue flush [ID]    try a message (or all) again now\n"
 	    "  queue hold ID       keep a message back from delivery\n"
@@ -290,7 +297,7 @@ ask(const char *path, int argc, char *const *argv, char **ans,
 		return EX_TEMPFAIL_;
 	}
 	channel_init(&ch, fd, "the queue runner (control socket)",
-	    runner_may_send, CONTROL_ANSWER_PIECE, 0);
+	    runner_may_send, CONTROL_ANSWER_PIECE + 4, 0);   /* + length */
 	control_request_encode(channel_begin(&ch, IMSG_CTL_REQUEST), argc,
 	    argv);
 	(void)channel_end(&ch);
@@ -560,20 +567,16 @@ render_status(const json_t *root)
 	render_store(root);
 }
 
+/* Prints one page of the list (the header before the first message);
+ * counts what it printed into *shown and *pending. */
 static void
-render_list(const json_t *root)
+render_list_page(const json_t *root, size_t *shown, double *pending)
 {
 	const json_t *msgs = member(root, "messages", JSON_ARRAY);
-	double now = server_now(root), pending = 0;
+	double now = server_now(root);
 	size_t i, j;
 
-	if (msgs == NULL || json_array_size(msgs) == 0) {
-		printf("Mail queue is empty\n");
-		return;
-	}
-	printf("%-12s  %6s  %10s  %-6s  %-8s  %s\n", "ID", "AGE", "SIZE",
-	    "STATE", "NEXT", "SENDER");
-	for (i = 0; i < json_array_size(msgs); i++) {
+	for (i = 0; msgs != NULL && i < json_array_size(msgs); i++) {
 		const json_t *m = json_array_get(msgs, i);
 		const json_t *rc = member(m, "recipients",
 		    JSON_ARRAY);
@@ -585,7 +588,10 @@ render_list(const json_t *root)
 		fmt_span(age, sizeof(age), json_member_num(m, "age", 0));
 		fmt_next(next, sizeof(next), json_member_num(m, "next_attempt",
 		    -1), now);
-		pending += json_member_num(m, "pending", 0);
+		if ((*shown)++ == 0)
+			printf("%-12s  %6s  %10s  %-6s  %-8s  %s\n", "ID", "AGE",
+			    "SIZE", "STATE", "NEXT", "SENDER");
+		*pending += json_member_num(m, "pending", 0);
 		put_str(stdout, member(m, "id", JSON_STRING));
 		printf("  %6s  %10.0f  %-6s  %-8s  ", age,
 		    json_member_num(m, "size", 0), state_word(m), next);
@@ -606,10 +612,27 @@ render_list(const json_t *root)
 			    total - (double)json_array_size(rc));
 		putchar('\n');
 	}
-	printf("-- %zu message(s), %.0f recipient(s) pending%s\n",
-	    json_array_size(msgs),
-	    pending, json_member_bool(root, "truncated", 0) ?
-	    " (list truncated: more are queued)" : "");
+}
+
+static void
+render_list(const json_t *root)
+{
+	const json_t *next = member(root, "next", JSON_STRING);
+	double pending = 0;
+	size_t shown = 0;
+
+	render_list_page(root, &shown, &pending);
+	if (shown == 0 && next == NULL) {
+		printf("Mail queue is empty\n");
+		return;
+	}
+	printf("-- %zu message(s), %.0f recipient(s) pending", shown, pending);
+	if (next != NULL) {
+		printf(" (more: --after ");
+		put_str(stdout, next);
+		putchar(')');
+	}
+	putchar('\n');
 }
 
 static void
@@ -1055,12 +1078,152 @@ out:
 	return rc;
 }
 
+/* The answer to one request as a JSON document, or NULL after saying
+ * why (*rc is then the exit status). */
+static json_t *
+ask_json(const char *path, int argc, char *const *argv, int *rc)
+{
+	json_error_t jerr;
+	const json_t *ok, *e;
+	json_t *root;
+	char *ans;
+	size_t anslen;
+
+	if ((*rc = ask(path, argc, argv, &ans, &anslen)) != EX_OK_)
+		return NULL;
+	root = json_loadb(ans, anslen, JSON_ALLOW_NUL, &jerr);
+	free(ans);
+	ok = json_object_get(root, "ok");
+	if (root == NULL || !json_is_boolean(ok)) {
+		fprintf(stderr, "ferryctl: malformed answer from the daemon%s%s\n",
+		    root == NULL ? ": " : "", root == NULL ? jerr.text : "");
+		json_decref(root);
+		*rc = EX_REFUSED;
+		return NULL;
+	}
+	if (json_is_false(ok)) {
+		fprintf(stderr, "ferryctl: ");
+		if ((e = member(root, "error", JSON_STRING)) != NULL)
+			put_str(stderr, e);
+		else
+			fputs("the daemon refused", stderr);
+		fputc('\n', stderr);
+		json_decref(root);
+		*rc = EX_REFUSED;
+		return NULL;
+	}
+	return root;
+}
+
+/* "queue list" without --limit/--after: every message, page after page
+ * (each a request of its own, so the runner is held one page at a time),
+ * printed as the pages come; with --json one document, written as it
+ * goes, like the daemon's answer for a single page with "next": null. */
+static int
+list_all(const char *path, int argc, char **argv, int json_out)
+{
+	char cursor[48], **words = xcalloc((size_t)argc + 2, sizeof(*words));
+	double pending = 0;
+	size_t shown = 0, i, nmsgs = 0;
+	int rc = EX_OK_, first = 1;
+
+	for (i = 0; i < (size_t)argc; i++)
+		words[i] = argv[i];
+	cursor[0] = '\0';
+	for (;;) {
+		const json_t *msgs, *next;
+		json_t *root;
+		int n = argc;
+
+		if (cursor[0] != '\0')
+			words[n++] = cursor;
+		if ((root = ask_json(path, n, words, &rc)) == NULL)
+			break;
+		msgs = member(root, "messages", JSON_ARRAY);
+		if (json_out) {
+			if (first)
+				printf("{\"ok\":true,\"now\":%.6f,"
+				    "\"messages\":[", server_now(root));
+			for (i = 0; msgs != NULL &&
+			    i < json_array_size(msgs); i++) {
+				char *o = json_dumps(json_array_get(msgs, i),
+				    JSON_BYTES_DUMP_FLAGS);
+
+				if (o == NULL)
+					log_fatal("out of memory");
+				printf("%s%s", nmsgs++ ? "," : "", o);
+				free(o);
+			}
+		} else
+			render_list_page(root, &shown, &pending);
+		first = 0;
+		next = member(root, "next", JSON_STRING);
+		if (next == NULL || snprintf(cursor, sizeof(cursor),
+		    "after=%s", json_string_value(next)) >=
+		    (int)sizeof(cursor)) {
+			json_decref(root);
+			break;
+		}
+		json_decref(root);
+	}
+	free(words);
+	if (rc != EX_OK_)
+		return rc;
+	if (json_out)
+		printf("],\"next\":null,\"truncated\":false}\n");
+	else if (shown == 0)
+		printf("Mail queue is empty\n");
+	else
+		printf("-- %zu message(s), %.0f recipient(s) pending\n",
+		    shown, pending);
+	return EX_OK_;
+}
+
+/* The "queue list" options as request words "key=value" (malloc'd),
+ * appended to words[*n]. */
+static int
+list_option(int ch, const char *arg, char **words, int *n)
+{
+	static const struct {
+		int ch;
+		const char *key;
+	} keys[] = {
+		{ 'S', "sender" }, { 'R', "rcpt" }, { 'T', "route" },
+		{ 'O', "older-than" }, { 'A', "state" }, { 'L', "limit" },
+		{ 'C', "after" },
+	};
+	size_t i, len;
+
+	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		if (keys[i].ch == ch) {
+			if (*n >= 8) {
+				fprintf(stderr, "ferryctl: too many list "
+				    "options\n");
+				return -1;
+			}
+			len = strlen(keys[i].key) + strlen(arg) + 2;
+			words[*n] = xmalloc(len);
+			snprintf(words[*n], len, "%s=%s", keys[i].key, arg);
+			(*n)++;
+			return 0;
+		}
+	return -1;
+}
+
 int
 main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "sender", required_argument, NULL, 'S' },
+		{ "rcpt", required_argument, NULL, 'R' },
+		{ "route", required_argument, NULL, 'T' },
+		{ "older-than", required_argument, NULL, 'O' },
+		{ "age", required_argument, NULL, 'O' },
+		{ "state", required_argument, NULL, 'A' },
+		{ "limit", required_argument, NULL, 'L' },
+		{ "after", required_argument, NULL, 'C' },
 		{ NULL, 0, NULL, 0 }
 	};
 	const char *config_path = CONFIG_DEFAULT_PATH, *sock = NULL;
@@ -1069,7 +1232,8 @@ main(int argc, char **argv)
 	char *path, *ans;
 	json_error_t jerr;
 	size_t anslen;
-	int ch, json_out = 0, rc;
+	int ch, json_out = 0, rc, nopts = 0, paged = 0;
+	char *opts[8], **req = NULL;
 
 	log_init("ferryctl", LOG_TO_STDERR, 0);
 	while ((ch = getopt_long(argc, argv, "f:s:hV", longopts, NULL)) !=
@@ -1090,6 +1254,13 @@ main(int argc, char **argv)
 		case 'V':
 			printf("ferry %s\n", PACKAGE_VERSION);
 			return EX_OK_;
+		case 'S': case 'R': case 'T': case 'O': case 'A': case 'L':
+		case 'C':
+			if (list_option(ch, optarg, opts, &nopts) < 0)
+				return EX_USAGE_;
+			if (ch == 'L' || ch == 'C')
+				paged = 1;
+			break;
 		default:
 			usage(stderr);
 			return EX_USAGE_;
@@ -1105,6 +1276,23 @@ main(int argc, char **argv)
 		return user_hash(argc, argv);
 	if (find_command(argc, argv) == NULL)
 		return EX_USAGE_;
+	if (nopts > 0) {
+		int i;
+
+		if (argc != 2 || strcmp(argv[1], "list") != 0) {
+			fprintf(stderr, "ferryctl: --sender, --rcpt, --route, "
+			    "--older-than, --state, --limit and --after go "
+			    "with queue list\n");
+			return EX_USAGE_;
+		}
+		req = xcalloc((size_t)nopts + 2, sizeof(*req));
+		req[0] = argv[0];
+		req[1] = argv[1];
+		for (i = 0; i < nopts; i++)
+			req[2 + i] = opts[i];
+		argv = req;
+		argc = 2 + nopts;
+	}
 	if (check_request(argc, argv) == -1) {
 		fprintf(stderr, "ferryctl: malformed argument\n");
 		return EX_USAGE_;
@@ -1120,8 +1308,24 @@ main(int argc, char **argv)
 	}
 	if (strcmp(argv[0], "status") == 0)
 		ask_deadline_ms = STATUS_DEADLINE_MS;
+	if (argc >= 2 && strcmp(argv[1], "list") == 0 && !paged) {
+		rc = list_all(path, argc, argv, json_out);
+		free(path);
+		while (nopts > 0)
+			free(opts[--nopts]);
+		free(req);
+		if (fflush(stdout) != 0 || ferror(stdout)) {
+			fprintf(stderr, "ferryctl: writing output: %s\n",
+			    strerror(errno));
+			return EX_REFUSED;
+		}
+		return rc;
+	}
 	rc = ask(path, argc, argv, &ans, &anslen);
 	free(path);
+	while (nopts > 0)
+		free(opts[--nopts]);
+	free(req);
 	if (rc != EX_OK_)
 		return rc;
 

@@ -1,0 +1,169 @@
+#!/bin/sh
+# Big-queue benchmark: N messages deferred with the smarthost down, for
+# ferry and for Postfix configured as a relay, in one run.
+#
+#   sudo sh tests/bench/bigqueue.sh [messages] [idle-seconds] [probe]
+#
+# messages (default 100000) are queued with nothing listening at the
+# smarthost's port; probe (default 5000) of them measure the intake rate
+# with the queue empty and again with it full.  Then, for ferry: the
+# queue runner's CPU over idle-seconds (default 60), how long
+# "ferryctl status" and a whole "ferryctl queue list" take, the
+# connection attempts made to the dead next hop and the attempts
+# deferred without one; then Postfix's smtp-sink starts at the
+# smarthost's port, "ferryctl queue flush" and the time until the queue
+# is empty gives the drain rate, and queue.db's size at the peak and
+# after the drain.  For Postfix: its intake rates, "postqueue -p" time,
+# its connection attempts, and its drain rate after "postqueue -f".
+# Pools are sized like Postfix's defaults (workers 100, agents 20);
+# everything else is ferry's shipped configuration, apart from the
+# listener, smarthost, spool, users and the per-client abuse limits (one
+# loopback client opens every connection).  Needs root, a built tree and
+# Debian's postfix package (smtp-source, smtp-sink, the Postfix relay).
+set -eu
+N=${1:-100000}
+IDLE=${2:-60}
+PROBE=${3:-5000}
+SESS=10
+TOP=$(cd "$(dirname "$0")/../.." && pwd)
+WORK=$(mktemp -d /tmp/ferry-bigqueue.XXXXXX)
+chmod 755 "$WORK"
+. "$TOP/tests/bench/postfix-instance.sh"
+FPORT=$(free_port); PPORT=$(free_port); SINK=$(free_port)
+FERRY_PID= SINK_PID=
+cleanup() {
+	[ -n "$FERRY_PID" ] && kill "$FERRY_PID" 2>/dev/null || true
+	[ -n "$SINK_PID" ] && kill "$SINK_PID" 2>/dev/null || true
+	postfix_instance_stop
+	rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+[ "$N" -ge $((PROBE * 2)) ] || PROBE=$((N / 4))
+
+cat > "$WORK/ferry.conf" <<CONF
+hostname = "bench.localdomain"
+user = "daemon"
+smtpd_user = "nobody"
+deliver_user = "mail"
+spool_dir = "$WORK/ferry-spool"
+listen "bench" {
+    address = "127.0.0.1"
+    port = $FPORT
+}
+workers {
+    max = 100
+}
+smarthost {
+    host = "127.0.0.1"
+    port = $SINK
+    tls = "none"
+}
+delivery {
+    agents = 20
+    per_destination = 20
+}
+limits {
+    max_connections_per_client = 100000
+    connection_rate = 1000000
+    message_rate = 1000000
+}
+log {
+    target = "stderr"
+}
+CONF
+
+now() { python3 -c 'import time;print(time.time())'; }
+DB="$WORK/ferry-spool/queue/queue.db"
+SOCK="$WORK/ferry-spool/ferryctl.sock"
+ferry_queue() { sqlite3 "$DB" "select count(*) from message" 2>/dev/null || echo 1; }
+postfix_queue() {
+	find "$WORK/postfix-spool/incoming" "$WORK/postfix-spool/active" \
+	    "$WORK/postfix-spool/deferred" "$WORK/postfix-spool/maildrop" \
+	    -type f 2>/dev/null | wc -l
+}
+drain() { while [ "$($1)" -ne 0 ]; do sleep 0.2; done; }
+cpu_of() {
+	for p in "$@"; do cat "/proc/$p/stat" 2>/dev/null; done |
+	    awk '{ t += $14 + $15 } END { printf "%.2f", t / 100 }'
+}
+rate() {  # port count -> messages/second through smtp-source
+	t0=$(now)
+	smtp-source -s "$SESS" -m "$2" -l 1024 -f sender@example.org \
+	    -t rcpt@example.com "127.0.0.1:$1"
+	t1=$(now)
+	python3 -c "print('%.0f' % ($2 / ($t1 - $t0)))"
+}
+timed() {  # command... -> seconds it took (its output thrown away)
+	t0=$(now); "$@" >/dev/null; t1=$(now)
+	python3 -c "print('%.3f' % ($t1 - $t0))"
+}
+median_of() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+echo "bigqueue: $N messages deferred (smarthost down), intake probes of $PROBE, load: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# ------------------------------------------------------------------ ferry
+"$TOP/src/ferryd" -d -f "$WORK/ferry.conf" 2>"$WORK/ferry.log" &
+FERRY_PID=$!
+sleep 1.5
+f_empty=$(rate "$FPORT" "$PROBE")
+smtp-source -s "$SESS" -m $((N - 2 * PROBE)) -l 1024 -f sender@example.org \
+    -t rcpt@example.com "127.0.0.1:$FPORT"
+f_full=$(rate "$FPORT" "$PROBE")
+echo "ferry:   intake empty $f_empty msg/s, full $f_full msg/s"
+# every message had its first attempt (or bulk deferral) before idling
+while [ "$(sqlite3 "$DB" "select count(*) from recipient where attempts = 0" 2>/dev/null || echo 1)" -ne 0 ]; do
+	sleep 1
+done
+runner=$(pgrep -P "$FERRY_PID" -x ferry-queue | head -1)
+c0=$(cpu_of "$runner"); sleep "$IDLE"; c1=$(cpu_of "$runner")
+echo "ferry:   runner CPU while idle: $(python3 -c "print('%.2f' % (100 * ($c1 - $c0) / $IDLE))") % over $IDLE s"
+st=$(for i in 1 2 3 4 5; do timed "$TOP/src/ferryctl" -s "$SOCK" status; done | median_of)
+ls_t=$(timed "$TOP/src/ferryctl" -s "$SOCK" queue list)
+lsj_t=$(timed "$TOP/src/ferryctl" -s "$SOCK" --json queue list)
+listed=$("$TOP/src/ferryctl" -s "$SOCK" --json queue list |
+    python3 -c 'import json,sys; print(len(json.load(sys.stdin)["messages"]))')
+echo "ferry:   ferryctl status ${st}s (median of 5); queue list ${ls_t}s text, ${lsj_t}s JSON, $listed listed"
+conn=$(sqlite3 "$DB" "select count(*) from attempt where reply like 'connect to %'")
+susp=$(sqlite3 "$DB" "select count(*) from attempt where reply like 'delivery temporarily suspended:%'")
+echo "ferry:   $conn connection attempts to the dead hop, $susp attempts deferred without one"
+peak=$(stat -c %s "$DB")
+smtp-sink -u nobody 127.0.0.1:"$SINK" 512 &
+SINK_PID=$!
+t0=$(now)
+"$TOP/src/ferryctl" -s "$SOCK" queue flush >/dev/null
+drain ferry_queue
+t1=$(now)
+sleep 5                              # idle: the vacuum steps run
+after=$(stat -c %s "$DB")
+echo "ferry:   drain after flush $(python3 -c "print('%.0f' % ($N / ($t1 - $t0)))") msg/s; queue.db $peak bytes at the peak, $after after the drain"
+kids=$(pgrep -P "$FERRY_PID" | tr '\n' ' ')
+kill "$FERRY_PID"; wait "$FERRY_PID" 2>/dev/null || true
+FERRY_PID=
+kill "$SINK_PID"; wait "$SINK_PID" 2>/dev/null || true
+SINK_PID=
+
+# ---------------------------------------------------------------- Postfix
+postfix_instance_start "$PPORT" <<CONF
+relayhost = [127.0.0.1]:$SINK
+CONF
+p_empty=$(rate "$PPORT" "$PROBE")
+smtp-source -s "$SESS" -m $((N - 2 * PROBE)) -l 1024 -f sender@example.org \
+    -t rcpt@example.com "127.0.0.1:$PPORT"
+p_full=$(rate "$PPORT" "$PROBE")
+echo "postfix: intake empty $p_empty msg/s, full $p_full msg/s"
+sleep 2
+pq=$(timed postqueue -c "$WORK/postfix" -p)
+echo "postfix: postqueue -p ${pq}s"
+# its deferrals while the hop is dead say "delivery temporarily suspended:
+# connect to ...": only the others were connections
+pconn=$(grep 'Connection refused' "$WORK/postfix.log" |
+    grep -vc 'temporarily suspended' || true)
+psusp=$(grep -c 'temporarily suspended' "$WORK/postfix.log" || true)
+echo "postfix: $pconn connection attempts to the dead hop, $psusp deferrals without one"
+smtp-sink -u nobody 127.0.0.1:"$SINK" 512 &
+SINK_PID=$!
+t0=$(now)
+postqueue -c "$WORK/postfix" -f
+drain postfix_queue
+t1=$(now)
+echo "postfix: drain after postqueue -f $(python3 -c "print('%.0f' % ($N / ($t1 - $t0)))") msg/s"

@@ -1,0 +1,195 @@
+/*
+ * check_hop_health.c - which next hops are down (queue/hop_health.c):
+ * marked down after HOP_DOWN_AFTER connection failures in a row, one
+ * probe per retry step, a failed probe waits the next step, and a hop
+ * that answers again hands back the recipients deferred meanwhile.
+ */
+#include "autoconfig.h"
+
+#include <check.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hop_health.h"
+#include "log.h"
+
+static const int steps[] = { 60, 300, 900 };
+#define NSTEPS (sizeof(steps) / sizeof(steps[0]))
+#define HOP "route:smarthost"
+
+static enum hop_verdict
+verdict(struct hop_health *h, const char *dest, double now)
+{
+	const char *dsn = NULL, *reason = NULL;
+
+	return hop_health_verdict(h, dest, now, &dsn, &reason);
+}
+
+static void
+hop_fails(struct hop_health *h, const char *dest, double now)
+{
+	ck_assert_int_eq(hop_health_result(h, dest, 1, "4.4.1",
+	    "connect to 127.0.0.1[127.0.0.1]:2525: Connection refused", now,
+	    steps, NSTEPS), 0);
+}
+
+START_TEST(test_down_after_failures_in_a_row)
+{
+	struct hop_health *h = hop_health_new();
+	const char *dsn = NULL, *reason = NULL;
+	int i;
+
+	for (i = 0; i < HOP_DOWN_AFTER - 1; i++) {
+		hop_fails(h, HOP, 1000 + i);
+		ck_assert_int_eq(verdict(h, HOP, 1000 + i), HOP_SEND);
+	}
+	/* an answer in between starts the count again */
+	ck_assert_int_eq(hop_health_result(h, HOP, 0, "", "", 1010, steps,
+	    NSTEPS), 0);
+	for (i = 0; i < HOP_DOWN_AFTER - 1; i++)
+		hop_fails(h, HOP, 1020 + i);
+	ck_assert_int_eq(verdict(h, HOP, 1030), HOP_SEND);
+	ck_assert(!hop_health_is_down(h, HOP));
+	hop_fails(h, HOP, 1040);
+	ck_assert(hop_health_is_down(h, HOP));
+	ck_assert_uint_eq(hop_health_down_count(h), 1);
+	ck_assert_int_eq(hop_health_verdict(h, HOP, 1041, &dsn, &reason),
+	    HOP_SUSPEND);
+	ck_assert_str_eq(dsn, "4.4.1");
+	ck_assert_str_eq(reason,
+	    "connect to 127.0.0.1[127.0.0.1]:2525: Connection refused");
+	/* another hop is not concerned */
+	ck_assert_int_eq(verdict(h, "mx:example.org", 1041), HOP_SEND);
+	hop_health_free(h);
+}
+END_TEST
+
+START_TEST(test_one_probe_per_retry_step)
+{
+	struct hop_health *h = hop_health_new();
+	int i;
+
+	for (i = 0; i < HOP_DOWN_AFTER; i++)
+		hop_fails(h, HOP, 1000);
+	ck_assert_int_eq(verdict(h, HOP, 1059), HOP_SUSPEND);
+	ck_assert_int_eq(verdict(h, HOP, 1060), HOP_PROBE);
+	hop_health_probe_sent(h, HOP);
+	/* while the probe is out, nothing else goes */
+	ck_assert_int_eq(verdict(h, HOP, 1061), HOP_SUSPEND);
+	ck_assert_int_eq(verdict(h, HOP, 5000), HOP_SUSPEND);
+	/* the probe fails: the next one waits the second step */
+	hop_fails(h, HOP, 1070);
+	ck_assert_int_eq(verdict(h, HOP, 1070 + 299), HOP_SUSPEND);
+	ck_assert_int_eq(verdict(h, HOP, 1070 + 300), HOP_PROBE);
+	hop_health_probe_sent(h, HOP);
+	hop_fails(h, HOP, 1400);
+	ck_assert_int_eq(verdict(h, HOP, 1400 + 899), HOP_SUSPEND);
+	ck_assert_int_eq(verdict(h, HOP, 1400 + 900), HOP_PROBE);
+	hop_health_probe_sent(h, HOP);
+	/* the last step repeats */
+	hop_fails(h, HOP, 2400);
+	ck_assert_int_eq(verdict(h, HOP, 2400 + 899), HOP_SUSPEND);
+	ck_assert_int_eq(verdict(h, HOP, 2400 + 900), HOP_PROBE);
+	/* a job in flight before the hop went down, failing now, does not
+	 * move the probe */
+	hop_fails(h, HOP, 2500);
+	ck_assert_int_eq(verdict(h, HOP, 2400 + 900), HOP_PROBE);
+	hop_health_free(h);
+}
+END_TEST
+
+START_TEST(test_back_hands_over_held)
+{
+	struct hop_health *h = hop_health_new();
+	int64_t *ids = NULL;
+	size_t n;
+	int i;
+
+	for (i = 0; i < HOP_DOWN_AFTER; i++)
+		hop_fails(h, HOP, 1000);
+	for (i = 0; i < 1000; i++)
+		hop_health_hold(h, HOP, 10 + i);
+	ck_assert_int_eq(verdict(h, HOP, 1060), HOP_PROBE);
+	hop_health_probe_sent(h, HOP);
+	ck_assert_int_eq(hop_health_result(h, HOP, 0, "", "", 1061, steps,
+	    NSTEPS), 1);
+	ck_assert(!hop_health_is_down(h, HOP));
+	ck_assert_int_eq(verdict(h, HOP, 1061), HOP_SEND);
+	n = hop_health_take_held(h, HOP, &ids);
+	ck_assert_uint_eq(n, 1000);
+	ck_assert_int_eq(ids[0], 10);
+	ck_assert_int_eq(ids[999], 1009);
+	free(ids);
+	/* handed over once, and the hop is forgotten */
+	ck_assert_uint_eq(hop_health_take_held(h, HOP, &ids), 0);
+	ck_assert_ptr_null(ids);
+	ck_assert_uint_eq(hop_health_down_count(h), 0);
+	/* it takes HOP_DOWN_AFTER failures again to go down */
+	hop_fails(h, HOP, 1100);
+	ck_assert(!hop_health_is_down(h, HOP));
+	/* an answer from a hop that was up hands back nothing */
+	ck_assert_int_eq(hop_health_result(h, HOP, 0, "", "", 1101, steps,
+	    NSTEPS), 0);
+	hop_health_free(h);
+}
+END_TEST
+
+/* A recipient deferred at every step of a long outage is not held over
+ * and over: the list stays within twice the distinct recipients. */
+START_TEST(test_held_stays_bounded)
+{
+	struct hop_health *h = hop_health_new();
+	int64_t *ids = NULL;
+	char seen[300];
+	size_t n, i;
+	int round, k;
+
+	for (k = 0; k < HOP_DOWN_AFTER; k++)
+		hop_fails(h, HOP, 1000);
+	for (round = 0; round < 50; round++)
+		for (k = 0; k < 300; k++)
+			hop_health_hold(h, HOP, 5000 + k);
+	ck_assert_int_eq(hop_health_result(h, HOP, 0, "", "", 2000, steps,
+	    NSTEPS), 1);
+	n = hop_health_take_held(h, HOP, &ids);
+	ck_assert_uint_ge(n, 300);
+	ck_assert_uint_le(n, 600);
+	memset(seen, 0, sizeof(seen));
+	for (i = 0; i < n; i++) {
+		ck_assert(ids[i] >= 5000 && ids[i] < 5300);
+		seen[ids[i] - 5000] = 1;
+	}
+	for (k = 0; k < 300; k++)
+		ck_assert(seen[k]);
+	free(ids);
+	hop_health_free(h);
+}
+END_TEST
+
+static Suite *
+hop_health_suite(void)
+{
+	Suite *s = suite_create("hop_health");
+	TCase *tc = tcase_create("hops");
+
+	tcase_add_test(tc, test_down_after_failures_in_a_row);
+	tcase_add_test(tc, test_one_probe_per_retry_step);
+	tcase_add_test(tc, test_back_hands_over_held);
+	tcase_add_test(tc, test_held_stays_bounded);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(hop_health_suite());
+	int failed;
+
+	log_init("check_hop_health", LOG_TO_STDERR, 0);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

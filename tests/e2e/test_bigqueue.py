@@ -1,0 +1,278 @@
+#!/usr/bin/env python3
+"""End-to-end: a big queue stays responsive, at small counts.  A next hop
+that refuses connections is marked down after a few failures in a row and
+its mail deferred in bulk without a connection each ("delivery
+temporarily suspended"), one probe per retry step; when a probe reaches
+it again, the mail deferred meanwhile is delivered at once, not at its
+next retry.  ferryctl queue list pages through a queue longer than
+one page, with filters.
+
+Connection attempts are counted from the attempt history: a real one
+records "connect to ...", a suspended one "delivery temporarily
+suspended: connect to ...".  Needs root (the daemon drops privileges)."""
+
+import os
+import re
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "lib"))
+import ferrytest as ft  # noqa: E402
+import smarthost as sh  # noqa: E402
+
+WAIT = 20.0
+SENDER = "sender@origin.test"
+HOP_DOWN_AFTER = 3              # include/hop_health.h
+
+
+class BigQueueCase(ft.FerryTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.servers = []
+
+    def tearDown(self):
+        if self._failed():
+            for s in self.servers:
+                sys.stderr.write("\n[%s] smarthost %s: %s\n" % (
+                    self.id(), s.address, s.summary()))
+        super().tearDown()
+
+    def smarthost(self, **kw):
+        s = sh.SmartHost(**kw).start()
+        self.servers.append(s)
+        self.addCleanup(s.stop)
+        return s
+
+    def ferry_to(self, dest, retry, agents=4, **options):
+        rs = [{"name": "dest", "domains": ["dest.test"],
+               "hosts": [dest.address], "tls": "none"}]
+        d = {"retry_schedule": list(retry), "connect_timeout": 5,
+             "client_command_timeout": 10, "client_data_timeout": 30,
+             "max_lifetime": 3600, "agents": agents}
+        return self.start_ferry(routes=rs, delivery=d, **options)
+
+    @staticmethod
+    def connects(d):
+        return d.count("attempt", "reply LIKE 'connect to %'")
+
+    @staticmethod
+    def suspended(d):
+        return d.count("attempt", "reply LIKE 'delivery temporarily "
+                       "suspended: connect to %'")
+
+
+class DeadNextHopTest(BigQueueCase):
+
+    def test_marked_down_then_one_probe_per_step(self):
+        s = self.smarthost()
+        s.pause()                           # connections are refused
+        d = self.ferry_to(s, retry=[1])
+        n = 20
+        for i in range(n):
+            d.send(b"Subject: dead %d\r\n\r\nx\r\n" % i, sender=SENDER,
+                   rcpts=["r%d@dest.test" % i])
+        self.assertIsNotNone(d.wait_log(r"next hop route:dest is down "
+                                        r"after 3 connection failures",
+                                        WAIT))
+        # every message had its first attempt, most without a connection
+        self.assertTrue(ft.wait_for(
+            lambda: self.connects(d) + self.suspended(d) >= n, WAIT, 0.1))
+        first = self.connects(d)
+        self.assertGreaterEqual(first, HOP_DOWN_AFTER)
+        self.assertLess(first, n // 2)
+        self.assertIsNotNone(d.wait_log(
+            r"to=<r\d+@dest\.test>, relay=none, .*dsn=4\.4\.1, "
+            r"status=deferred \(delivery temporarily suspended: connect "
+            r"to 127\.0\.0\.1\[127\.0\.0\.1\]:%d: Connection refused\)"
+            % s.port, 1))
+        # several retry steps: one probe (one connection) per step, while
+        # every message keeps being retried without one
+        t0 = time.monotonic()
+        before = self.suspended(d)
+        time.sleep(6)
+        elapsed = time.monotonic() - t0
+        probes = self.connects(d) - first
+        self.assertLessEqual(probes, int(elapsed) + 2,
+                             "%d connections in %.1f s" % (probes, elapsed))
+        self.assertGreaterEqual(self.suspended(d) - before, n)
+        self.assertEqual(d.count("message"), n)
+        self.assertEqual(s.sessions, [])
+
+    def test_probe_brings_it_back_and_held_mail_goes_at_once(self):
+        s = self.smarthost()
+        s.pause()
+        # the second retry step is long: only the hop's return can bring
+        # the mail deferred in bulk back in time
+        d = self.ferry_to(s, retry=[3, 600])
+        n = 10
+        for i in range(n):
+            d.send(b"Subject: back %d\r\n\r\nx\r\n" % i, sender=SENDER,
+                   rcpts=["r%d@dest.test" % i])
+        self.assertIsNotNone(d.wait_log(r"next hop route:dest is down",
+                                        WAIT))
+        self.assertTrue(ft.wait_for(
+            lambda: self.connects(d) + self.suspended(d) >= n, WAIT, 0.1))
+        s.resume()
+        self.assertIsNotNone(d.wait_log(r"probing next hop route:dest",
+                                        WAIT))
+        self.assertIsNotNone(d.wait_log(
+            r"next hop route:dest is back; \d+ recipient\(s\) deferred "
+            r"while it was down are due now", WAIT))
+        s.wait_messages(n, WAIT)
+        self.assertTrue(ft.wait_for(lambda: d.count("message") == 0, WAIT,
+                                    0.1))
+        got = sorted(a for m in s.messages for a in m.recipients)
+        self.assertEqual(got, sorted("r%d@dest.test" % i for i in range(n)))
+
+    def test_flush_tries_a_down_hop_again(self):
+        s = self.smarthost()
+        s.pause()
+        d = self.ferry_to(s, retry=[600])    # no probe before 600 s
+        n = 6
+        for i in range(n):
+            d.send(b"Subject: flush %d\r\n\r\nx\r\n" % i, sender=SENDER,
+                   rcpts=["r%d@dest.test" % i])
+        self.assertIsNotNone(d.wait_log(r"next hop route:dest is down",
+                                        WAIT))
+        self.assertTrue(ft.wait_for(
+            lambda: self.connects(d) + self.suspended(d) >= n, WAIT, 0.1))
+        s.resume()
+        p = d.ctl("queue", "flush")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIsNotNone(d.wait_log(
+            r"1 next hop\(s\) marked down are tried again", WAIT))
+        s.wait_messages(n, WAIT)
+        self.assertTrue(ft.wait_for(lambda: d.count("message") == 0, WAIT,
+                                    0.1))
+
+    def test_server_refusal_does_not_mark_it_down(self):
+        # a 4xx from a server that answers is not a dead next hop
+        s = self.smarthost()
+        s.reply_at("mail", "451 4.3.0 try later")
+        d = self.ferry_to(s, retry=[1])
+        for i in range(6):
+            d.send(b"Subject: 451 %d\r\n\r\nx\r\n" % i, sender=SENDER,
+                   rcpts=["r%d@dest.test" % i])
+        self.assertTrue(ft.wait_for(
+            lambda: d.count("attempt") >= 12, WAIT, 0.1))
+        self.assertNotIn("is down", d.log_text())
+        self.assertEqual(self.suspended(d), 0)
+
+
+class QueueListTest(BigQueueCase):
+    """More messages than one page (500): listed whole, page after page;
+    filters and paging for the JSON form."""
+
+    N = 600
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        rs = [{"name": "dest", "domains": ["dest.test"],
+               "hosts": ["127.0.0.1:9"], "tls": "none"},
+              {"name": "other", "domains": ["other.test"],
+               "hosts": ["127.0.0.1:9"], "tls": "none"}]
+        cls.d = ft.Ferry(routes=rs, delivery={"paused": True}).start()
+        cls.qids = []
+        with cls.d.client() as c:
+            c.ehlo()
+            for i in range(cls.N):
+                if i % 2 == 0:
+                    q = c.send_message("a%d@x.test" % i, ["r@dest.test"],
+                                       b"Subject: a\r\n\r\nx\r\n")
+                else:
+                    q = c.send_message("b%d@y.test" % i, ["S@other.test"],
+                                       b"Subject: b\r\n\r\nx\r\n")
+                cls.qids.append(q)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.stop()
+        super().tearDownClass()
+
+    def tearDown(self):
+        self.dump_logs_if_failed(self.d)
+        super().tearDown()
+
+    def ids(self, *args):
+        doc = self.d.ctl_json("queue", "list", *args)
+        self.assertTrue(doc["ok"], doc)
+        return [m["id"] for m in doc["messages"]], doc
+
+    def test_lists_them_all_in_pages(self):
+        ids, doc = self.ids()
+        self.assertEqual(ids, self.qids)
+        self.assertIsNone(doc["next"])
+        self.assertFalse(doc["truncated"])
+        p = self.d.ctl("queue", "list")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("-- %d message(s), %d recipient(s) pending"
+                      % (self.N, self.N), p.stdout)
+        for q in (self.qids[0], self.qids[499], self.qids[500],
+                  self.qids[-1]):
+            self.assertIn(q, p.stdout)
+
+    def test_filters(self):
+        ids, _ = self.ids("--sender", "A1")        # part, any case
+        want = [q for i, q in enumerate(self.qids)
+                if i % 2 == 0 and "a1" in "a%d@x.test" % i]
+        self.assertEqual(ids, want)
+        self.assertGreater(len(want), 50)
+        ids, _ = self.ids("--rcpt", "s@OTHER.test")
+        self.assertEqual(ids, self.qids[1::2])
+        ids, _ = self.ids("--route", "dest")
+        self.assertEqual(ids, self.qids[0::2])
+        ids, _ = self.ids("--route", "other", "--sender", "1@Y")
+        self.assertEqual(ids, [q for i, q in enumerate(self.qids)
+                               if i % 2 == 1 and "1@y" in "b%d@y.test" % i])
+        ids, _ = self.ids("--route", "mx")
+        self.assertEqual(ids, [])
+        ids, _ = self.ids("--older-than", "3600")
+        self.assertEqual(ids, [])
+        ids, _ = self.ids("--age", "0")
+        self.assertEqual(ids, self.qids)
+        ids, _ = self.ids("--state", "deferred")   # delivery is paused
+        self.assertEqual(ids, [])
+        held = self.qids[7]
+        self.assertEqual(self.d.ctl("queue", "hold", held).returncode, 0)
+        try:
+            ids, _ = self.ids("--state", "hold")
+            self.assertEqual(ids, [held])
+            ids, _ = self.ids("--state", "active")
+            self.assertEqual(ids, [q for q in self.qids if q != held])
+        finally:
+            self.d.ctl("queue", "release", held)
+        p = self.d.ctl("queue", "list", "--state", "bogus")
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("usage: queue list", p.stderr)
+
+    def test_json_paging(self):
+        got, after, pages = [], None, 0
+        while True:
+            args = ["--limit", "128"]
+            if after is not None:
+                args += ["--after", after]
+            ids, doc = self.ids(*args)
+            pages += 1
+            self.assertLessEqual(len(ids), 128)
+            got += ids
+            after = doc["next"]
+            if after is None:
+                break
+            self.assertEqual(len(ids), 128)
+            self.assertTrue(doc["truncated"])
+        self.assertEqual(got, self.qids)
+        self.assertEqual(pages, 5)
+        # a filter pages the same way
+        ids, doc = self.ids("--limit", "10", "--rcpt", "other.test")
+        self.assertEqual(ids, self.qids[1:20:2])
+        ids2, _ = self.ids("--limit", "10", "--rcpt", "other.test",
+                           "--after", doc["next"])
+        self.assertEqual(ids2, self.qids[21:40:2])
+
+
+if __name__ == "__main__":
+    ft.main(need_root=True)
