@@ -178,13 +178,15 @@ def smtp_source(port, msgs, sess, size):
 class Ferry:
     name = "ferry"
 
-    def __init__(self, work, sink):
+    def __init__(self, work, sink, tree=TOP, name="ferry"):
         self.work, self.sink = work, sink
-        self.conf = os.path.join(work, "ferry.conf")
-        self.spool = os.path.join(work, "ferry-spool")
-        self.log = os.path.join(work, "ferry.log")
+        self.tree, self.name = tree, name
+        self.conf = os.path.join(work, name + ".conf")
+        self.spool = os.path.join(work, name + "-spool")
+        self.log = os.path.join(work, name + ".log")
         self.proc = None
         self.group = None
+        self.wrap = []  # e.g. ["perf", "record", "-g", "--"]
 
     def start(self):
         self.port = free_port()
@@ -192,10 +194,10 @@ class Ferry:
             f.write(FERRY_CONF % {"spool": self.spool, "port": self.port,
                                   "sink": self.sink})
         shutil.rmtree(self.spool, ignore_errors=True)
-        self.group = Group("ferry")
+        self.group = Group(self.name)
         self.logf = open(self.log, "w")
         self.proc = subprocess.Popen(
-            [os.path.join(TOP, "src", "ferryd"), "-d", "-f", self.conf],
+            self.wrap + [os.path.join(self.tree, "src", "ferryd"), "-d", "-f", self.conf],
             stderr=self.logf, preexec_fn=self.group.enter)
         self.group.top = self.proc.pid
         db = os.path.join(self.spool, "queue", "queue.db")
@@ -232,7 +234,7 @@ class Ferry:
         self.group.remove()
 
     def deferred(self):
-        with open(self.log) as f:
+        with open(self.log, errors="replace") as f:
             return sum(1 for line in f if "status=deferred" in line)
 
 
@@ -274,7 +276,7 @@ class Postfix:
 
     def deferred(self):
         try:
-            with open(os.path.join(self.work, "postfix.log")) as f:
+            with open(os.path.join(self.work, "postfix.log"), errors="replace") as f:
                 return sum(1 for line in f if "status=deferred" in line)
         except OSError:
             return 0
@@ -345,7 +347,11 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--cases", default=DEFAULT_CASES)
     ap.add_argument("--only", choices=["ferry", "postfix"])
+    ap.add_argument("--before", metavar="TREE",
+                    help="also run the ferry built in TREE (as ferry-before), "
+                    "interleaved, for a before/after comparison")
     args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))
     cases = [tuple(int(x) for x in c.split("x")) for c in args.cases.split(",")]
 
     work = tempfile.mkdtemp(prefix="ferry-relay.")
@@ -356,6 +362,9 @@ def main():
     ferry = Ferry(work, sink_port)
     postfix = Postfix(work, sink_port)
     relays = [r for r in (ferry, postfix) if args.only in (None, r.name)]
+    if args.before:
+        relays.insert(0, Ferry(work, sink_port, os.path.abspath(args.before),
+                               "ferry-before"))
     results = {}
     try:
         print("load average at start: %s" % open("/proc/loadavg").read().split()[:3],
@@ -380,24 +389,25 @@ def main():
 
     med = lambda case, name, k: statistics.median(
         r[k] for r in results[(case, name)])
+    names = [r.name for r in relays]
     print("\nmedians of %d rounds" % args.rounds)
-    print("| case | Postfix msg/s | ferry msg/s | ratio | Postfix CPU ms/msg | "
-          "ferry CPU ms/msg | Postfix PSS rest/peak MiB | ferry PSS rest/peak MiB |")
-    print("|---|---|---|---|---|---|---|---|")
+    head = ["case"] + ["%s msg/s" % n for n in names]
+    if "postfix" in names:
+        head += ["%s / postfix" % n for n in names if n != "postfix"]
+    head += ["%s CPU ms/msg" % n for n in names]
+    head += ["%s PSS rest / peak MiB" % n for n in names]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
     for case in cases:
-        row = ["%d x %s, %d session%s" % (case[0],
-               "%d KiB" % (case[2] // 1024), case[1], "" if case[1] == 1 else "s")]
-        have = {n: (case, n) in results for n in ("postfix", "ferry")}
-        for n in ("postfix", "ferry"):
-            row.append("%.0f" % med(case, n, "rate") if have[n] else "-")
-        row.append("%.2f" % (med(case, "ferry", "rate") / med(case, "postfix", "rate"))
-                   if all(have.values()) else "-")
-        for n in ("postfix", "ferry"):
-            row.append("%.2f" % med(case, n, "cpu_ms") if have[n] else "-")
-        for n in ("postfix", "ferry"):
-            row.append("%.1f / %.1f" % (med(case, n, "rest_kib") / 1024,
-                                        med(case, n, "peak_kib") / 1024)
-                       if have[n] else "-")
+        row = ["%d x %d KiB, %d session%s" % (case[0], case[2] // 1024,
+               case[1], "" if case[1] == 1 else "s")]
+        row += ["%.0f" % med(case, n, "rate") for n in names]
+        if "postfix" in names:
+            row += ["%.2f" % (med(case, n, "rate") / med(case, "postfix", "rate"))
+                    for n in names if n != "postfix"]
+        row += ["%.2f" % med(case, n, "cpu_ms") for n in names]
+        row += ["%.1f / %.1f" % (med(case, n, "rest_kib") / 1024,
+                                 med(case, n, "peak_kib") / 1024) for n in names]
         print("| " + " | ".join(row) + " |")
     print("load average at end: %s" % open("/proc/loadavg").read().split()[:3])
 
