@@ -115,12 +115,14 @@ def percentile(sorted_values, p):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--messages", type=int, default=1000)
+    ap.add_argument("--tree", default=relay.TOP,
+                    help="the built ferry tree to run (default: this one)")
     args = ap.parse_args()
     sink = Sink()
     sink.start()
     work = tempfile.mkdtemp(prefix="ferry-latency.")
     os.chmod(work, 0o755)
-    ferry = relay.Ferry(work, sink.port)
+    ferry = relay.Ferry(work, sink.port, os.path.abspath(args.tree))
     ferry.start()
     lat = []
     try:

@@ -9,6 +9,7 @@ in percent of all samples and in microseconds of CPU per message.
 """
 import collections
 import re
+import signal
 import sys
 
 PROC_START = ("execve", "_dl_", "dl_main", "_start", "do_exit", "exit_mmap",
@@ -51,6 +52,16 @@ def classify(stack):
             return "page faults"
     if base:
         return base
+    if "entry_SYSCALL_64_after_hwframe" in stack:
+        # the kernel frames stop short of the syscall: name it by the
+        # C library wrapper that made it
+        i = stack.index("entry_SYSCALL_64_after_hwframe")
+        if i + 1 < len(stack):
+            w = re.sub(r"^(__GI___libc_|__libc_|__GI___|__)", "", stack[i + 1])
+            w = w.split("@")[0]
+            if w in ("pwrite", "fdatasync", "fsync"):
+                return "SQLite"
+            return "syscall " + w
     if re.search(r"\b(memcpy|__memmove|__memcpy|memmove)", stack[0] if stack else ""):
         return "copies"
     if re.search(r"\b(malloc|_int_malloc|free|_int_free|calloc|realloc|sysmalloc|cfree)", " ".join(stack[:2])):
@@ -61,6 +72,7 @@ def classify(stack):
 
 
 def main():
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     msgs = int(sys.argv[1]) if len(sys.argv) > 1 else 0
     cpu = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
     counts = collections.Counter()
