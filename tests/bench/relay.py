@@ -79,8 +79,11 @@ class Group:
 
     def pids(self):
         if self.path:
-            with open(os.path.join(self.path, "cgroup.procs")) as f:
-                return [int(x) for x in f.read().split()]
+            try:
+                with open(os.path.join(self.path, "cgroup.procs")) as f:
+                    return [int(x) for x in f.read().split()]
+            except OSError:  # removed while a sampler still looks
+                return []
         return tree(self.top) if self.top else []
 
     def cpu_seconds(self):
@@ -336,6 +339,7 @@ def run_case(relay, msgs, sess, size):
         peak = sampler.finish()
         deferred = relay.deferred()
     finally:
+        sampler.stop.set()
         relay.stop()
     return {"rate": msgs / (t1 - t0), "secs": t1 - t0,
             "cpu_ms": cpu * 1000 / msgs, "rest_kib": rest, "peak_kib": peak,
