@@ -70,6 +70,7 @@
 #define RUNNER_BACKOFF_MAX_MS 10000
 #define YOUNG_MS 10000        /* a child that dies younger is crashing */
 #define MAX_LISTENERS 64
+#define WORKER_IDLE_RETIRE_MS 2000    /* idle this long before a spare leaves */
 
 enum child_role { ROLE_WORKER, ROLE_RUNNER, ROLE_AGENT, ROLE_ANVIL };
 
@@ -96,6 +97,7 @@ struct child_proc {
 	int64_t started;
 	int told_to_leave;
 	int full;                 /* W_BUSY with no room for a session */
+	int64_t idle_since;       /* when it last reported idle */
 };
 
 struct listener {
@@ -824,6 +826,8 @@ read_status(struct master_state *m)
 			w = find_child(m, (pid_t)pid);
 			if (w == NULL || w->role != ROLE_WORKER)
 				continue;
+			if (status == WORKER_IDLE && w->state != W_IDLE)
+				w->idle_since = now_ms();
 			w->state = status == WORKER_IDLE ? W_IDLE : W_BUSY;
 			w->full = status == WORKER_FULL;
 		}
@@ -896,13 +900,19 @@ manage_pool(struct master_state *m)
 		if (m->worker_backoff.streak > 0)
 			break;   /* one at a time while crashing */
 	}
+	/* only a worker idle for a while leaves: under a stream of short
+	 * sessions workers turn idle and busy many times a second, and
+	 * retiring one the moment the idle count peaks meant starting
+	 * another a moment later (a process start and exit per few dozen
+	 * sessions) */
 	for (i = 0; i < m->nchildren && (int)idle > cfg->workers_max_idle;
 	    i++) {
 		struct child_proc *w = &m->children[i];
 
 		if (w->role == ROLE_WORKER &&
 		    w->generation == m->generation && w->state == W_IDLE &&
-		    !w->told_to_leave) {
+		    !w->told_to_leave &&
+		    now_ms() - w->idle_since >= WORKER_IDLE_RETIRE_MS) {
 			kill(w->pid, SIGUSR1);
 			w->told_to_leave = 1;
 			idle--;
