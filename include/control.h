@@ -32,6 +32,9 @@ struct control_ctx {
 	/* live state for "status" */
 	int agents_total, agents_busy;
 	int workers_total, workers_busy;     /* -1 when unknown */
+	uint32_t generation;                 /* the master's configuration
+	                                      * generation running */
+	long master_pid;                     /* ferryd, for "ferryctl reload" */
 	uint64_t messages_in, commits;
 	/* called after queue flush/release so the scheduler looks again */
 	void (*wake)(void *arg);

@@ -583,9 +583,12 @@ class Ferry:
 
     def _start_once(self):
         self.logf = open(self.logpath, "ab")
+        # extra_env: variables a test sets for ferryd (NOTIFY_SOCKET...)
+        extra = getattr(self, "extra_env", None)
         self.proc = subprocess.Popen(
             [FERRYD, "-d", "-f", self.conf], stdin=subprocess.DEVNULL,
-            stdout=self.logf, stderr=self.logf, cwd=self.dir)
+            stdout=self.logf, stderr=self.logf, cwd=self.dir,
+            env=dict(os.environ, **extra) if extra else None)
         self.pid = self.proc.pid
         _live.append(self)
         self._watch_stop.clear()
