@@ -608,6 +608,7 @@ serve_control(struct runner *r)
 		ctx.workers_busy = r->have_pool ? (int)r->pool_busy : -1;
 		ctx.generation = r->generation;
 		ctx.master_pid = (long)r->master_pid;
+		ctx.config_path = r->cfg->path;
 		ctx.messages_in = r->stats.messages;
 		ctx.commits = r->stats.commits;
 		ctx.wake = wake_scheduler;
