@@ -65,6 +65,7 @@
 #include "machine_limits.h"
 #include "master.h"
 #include "notify.h"
+#include "path_access.h"
 #include "privsep.h"
 #include "procfd.h"
 #include "tls_server.h"
@@ -441,6 +442,36 @@ make_unix_listener(const char *path, gid_t gid, int group_access)
  * spool/queue/      queue user 0700: the database
  * spool/smtpd/      root 0755: the workers' chroot, holding only
  * spool/smtpd/queue.sock  root:<smtpd group> 0660 */
+/* The runner (queue user) and the agents (deliver_user) reach the spool
+ * by its path after dropping root: a directory on the way that they
+ * cannot search (a checkout in root's home, mode 0700) would leave the
+ * runner without its queue.  Said at start, naming the directory. */
+static void
+check_spool_reachable(const struct ferry_config *cfg, uid_t quid,
+    gid_t qgid)
+{
+	const char *who[2] = { cfg->user, cfg->deliver_user };
+	char blocker[PATH_MAX + 64];
+	uid_t uid[2];
+	gid_t gid[2];
+	mode_t mode = 0;
+	int i;
+
+	uid[0] = quid;
+	gid[0] = qgid;
+	if (privsep_lookup(cfg->deliver_user, &uid[1], &gid[1]) < 0)
+		log_fatal("deliver_user %s does not exist", cfg->deliver_user);
+	for (i = 0; i < 2; i++)
+		if (path_searchable(cfg->spool_dir, uid[i], gid[i], blocker,
+		    sizeof(blocker), &mode) < 0)
+			log_fatal("spool_dir %s: the user %s cannot reach it: "
+			    "%s (mode %04o) is closed to it; put spool_dir "
+			    "(or the checkout, with etc/ferry-dev.conf) where "
+			    "other users may pass, or chmod o+x %s",
+			    cfg->spool_dir, who[i], blocker, (unsigned)mode,
+			    blocker);
+}
+
 static void
 prepare_spool(struct master_state *m)
 {
@@ -472,6 +503,8 @@ prepare_spool(struct master_state *m)
 		*p = '/';
 	}
 	make_dir(cfg->spool_dir, 0755, 0, 0, as_root);
+	if (as_root)
+		check_spool_reachable(cfg, quid, qgid);
 	snprintf(path, sizeof(path), "%s/%s", cfg->spool_dir,
 	    SPOOL_QUEUE_DIR);
 	make_dir(path, 0700, quid, qgid, as_root);
