@@ -35,6 +35,10 @@ struct control_ctx {
 	/* live state for "status" */
 	int agents_total, agents_busy;
 	int workers_total, workers_busy;     /* -1 when unknown */
+	uint32_t generation;                 /* the master's configuration
+	                                      * generation running */
+	long master_pid;                     /* ferryd, for "ferryctl reload" */
+	const char *config_path;             /* the file ferryd reads */
 	uint64_t messages_in, commits;
 	/* called after queue flush/release so the scheduler looks again */
 	void (*wake)(void *arg);

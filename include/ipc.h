@@ -67,6 +67,11 @@ enum ipc_type {
 	IMSG_CTL_REQUEST,        /* ferryctl: u32 count, then the words */
 	IMSG_CTL_ANSWER,         /* runner: data, a piece of the JSON */
 	IMSG_CTL_ANSWER_END,     /* runner: no fields; the answer is whole */
+	/* master <-> queue runner over FD_POOL: the liveness check behind
+	 * the systemd watchdog, and the configuration generation running */
+	IMSG_NOTE_PING,          /* master: u32 seq; the runner answers */
+	IMSG_NOTE_PONG,          /* runner: u32 seq, repeated */
+	IMSG_NOTE_GENERATION,    /* master: u32 configuration generation */
 	IMSG_TYPE_MAX
 };
 

@@ -4,7 +4,12 @@
  * With libsystemd (configure --with-systemd, HAVE_SYSTEMD) these send
  * READY=1, RELOADING=1, STOPPING=1 and STATUS= to $NOTIFY_SOCKET; without
  * it, or when ferryd was not started by systemd, they do nothing.
+ * With WatchdogSec= in the unit, systemd sets $WATCHDOG_USEC and expects
+ * WATCHDOG=1 at least that often; the master sends it only while its
+ * queue runner answers (master.c).
  */
+#include <stdint.h>
+
 #ifndef FERRY_NOTIFY_H
 #define FERRY_NOTIFY_H
 
@@ -18,5 +23,11 @@ void notify_stopping(void);
 /* A one-line STATUS= text, printf-style. */
 void notify_status(const char *fmt, ...)
     __attribute__((format(printf, 1, 2)));
+
+/* The watchdog period systemd asked for in microseconds, 0 when there is
+ * none (or no libsystemd). */
+uint64_t notify_watchdog_usec(void);
+/* WATCHDOG=1: everything that must answer has answered. */
+void notify_watchdog(void);
 
 #endif

@@ -250,6 +250,10 @@ cmd_status(struct control_ctx *ctx, const char *qid, struct answer *a)
 		return;
 	}
 	doc = answer_ok(a);
+	o = put(doc, "master", new_object());
+	put_int(o, "pid", ctx->master_pid);
+	put_int(o, "generation", ctx->generation);
+	put_str(o, "config", ctx->config_path ? ctx->config_path : "");
 	o = put(doc, "workers", new_object());
 	put_int_opt(o, "total", ctx->workers_total);
 	put_int_opt(o, "busy", ctx->workers_busy);

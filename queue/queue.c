@@ -22,8 +22,10 @@
  *   per-recipient results, bounces and retries back into the same
  *   transaction;
  * - ferryctl on the control socket (control.c);
- * - the master's notes: the worker pool's counts for ferryctl, and a new
- *   configuration after SIGHUP (spool and users stay as they were).
+ * - the master's notes: the worker pool's counts for ferryctl, a new
+ *   configuration after SIGHUP (spool and users stay as they were) and
+ *   its generation, and the watchdog's NOTE_PING, answered at once with
+ *   a NOTE_PONG: the answer says this event loop is turning.
  * SIGUSR1 stops dispatching (ferry is stopping); SIGTERM ends the loop
  * after a last commit.
  *
@@ -130,6 +132,8 @@ struct runner {
 	struct channel notes;     /* from the master (FD_POOL) */
 	uint32_t pool_workers, pool_busy;   /* its last word on workers */
 	int have_pool;
+	uint32_t generation;      /* the master's configuration generation */
+	pid_t master_pid;
 	int have_admin_gid;
 	struct store_health health;
 	enum queue_state announced;   /* what the workers were last told */
@@ -365,6 +369,8 @@ reload_config(struct runner *r, int fd)
 static const struct channel_rule master_may_send[] = {
 	{ IMSG_NOTE_POOL, 0 },
 	{ IMSG_NOTE_RELOAD, CHANNEL_RULE_FD },
+	{ IMSG_NOTE_PING, 0 },
+	{ IMSG_NOTE_GENERATION, 0 },
 	{ 0, 0 }
 };
 
@@ -387,6 +393,29 @@ read_master_notes(struct runner *r)
 					return;
 				}
 				r->have_pool = 1;
+			} else if (in.type == IMSG_NOTE_PING) {
+				uint32_t seq;
+				struct ipc_out *pong;
+
+				if (ipc_get_u32(&in, &seq) < 0 ||
+				    ipc_end(&in) < 0) {
+					channel_violation(&r->notes,
+					    "malformed NOTE_PING");
+					return;
+				}
+				/* the watchdog's question: this loop turns */
+				pong = channel_begin(&r->notes,
+				    IMSG_NOTE_PONG);
+				ipc_add_u32(pong, seq);
+				(void)channel_end(&r->notes);
+				(void)channel_flush(&r->notes);
+			} else if (in.type == IMSG_NOTE_GENERATION) {
+				if (ipc_get_u32(&in, &r->generation) < 0 ||
+				    ipc_end(&in) < 0) {
+					channel_violation(&r->notes,
+					    "malformed NOTE_GENERATION");
+					return;
+				}
 			} else {
 				int fd = channel_take_fd(&r->notes);
 
@@ -584,6 +613,9 @@ serve_control(struct runner *r)
 			    &ctx.agents_busy);
 		ctx.workers_total = r->have_pool ? (int)r->pool_workers : -1;
 		ctx.workers_busy = r->have_pool ? (int)r->pool_busy : -1;
+		ctx.generation = r->generation;
+		ctx.master_pid = (long)r->master_pid;
+		ctx.config_path = r->cfg->path;
 		ctx.messages_in = r->stats.messages;
 		ctx.commits = r->stats.commits;
 		ctx.wake = wake_scheduler;
@@ -714,6 +746,8 @@ queue(const struct child_args *a)
 	cfg = child_load_config(a, "ferry-queue");
 	memset(&r, 0, sizeof(r));
 	r.cfg = cfg;
+	r.generation = a->generation;
+	r.master_pid = master;
 	if (geteuid() == 0) {
 		if (privsep_lookup(cfg->smtpd_user, &r.peer_uid, &gid) < 0)
 			log_fatal("smtpd_user %s does not exist",

@@ -9,6 +9,7 @@
  *   ferryctl ... queue list | show ID | flush [ID] | delete ID | hold ID |
  *                release ID | check | accept-loss | reopen | salvage
  *   ferryctl user hash [NAME]   (local: a password hash for the users file)
+ *   ferryctl [-f config] check | ferryctl ... reload   (ferryctl_reload.c)
  *
  * Exit status: 0 done, 1 the daemon refused ({"ok":false}) or answered
  * something unreadable, 2 usage or configuration error, 75 (EX_TEMPFAIL)
@@ -50,6 +51,7 @@
 #include "channel.h"
 #include "config.h"
 #include "control.h"
+#include "ferryctl_reload.h"
 #include "json_bytes.h"
 #include "log.h"
 #include "procfd.h"
@@ -65,6 +67,7 @@
 #define ANSWER_MAX (256 * 1024 * 1024)    /* a full queue list fits */
 #define CONNECT_TIMEOUT_S 5
 #define ANSWER_TIMEOUT_MS 30000
+#define RELOAD_ASK_MS 3000                /* one status during a reload */
 #define STATUS_DEADLINE_MS 750            /* connect and answer, status: with
                                              ferryctl's own start, within 1 s */
 
@@ -78,6 +81,9 @@ usage(FILE *fp)
 	    "usage: ferryctl [-f config] [-s socket] [--json] command\n"
 	    "commands:\n"
 	    "  status              the daemon's pools and queue\n"
+	    "  check               check the configuration file, as ferryd -n\n"
+	    "  reload              check the file, reload ferryd (root) and\n"
+	    "                      wait until the new generation took over\n"
 	    "  queue list [filters] every queued message (like mailq), asked\n"
 	    "                      for page after page; filters: --sender S,\n"
 	    "                      --rcpt S (part of an address, any case),\n"
@@ -315,6 +321,17 @@ ask(const char *path, int argc, char *const *argv, char **ans,
 	return rc;
 }
 
+/* "status" for ferryctl reload (ferryctl_reload.h). */
+static int
+ask_status(const char *sock, char **ans, size_t *anslen)
+{
+	char w_status[] = "status";
+	char *const req[] = { w_status };
+
+	ask_deadline_ms = RELOAD_ASK_MS;
+	return ask(sock, 1, req, ans, anslen);
+}
+
 /* --- printing what mail carried, safely ------------------------------------ */
 
 /* Writes s (len bytes, valid UTF-8 from the parser) with control
@@ -533,9 +550,14 @@ render_status(const json_t *root)
 	const json_t *ag = member(root, "agents", JSON_OBJECT);
 	const json_t *q = member(root, "queue", JSON_OBJECT);
 	const json_t *in = member(root, "intake", JSON_OBJECT);
+	const json_t *ms = member(root, "master", JSON_OBJECT);
 	double now = server_now(root), oldest;
 	char when[64], span[32];
 
+	if (ms != NULL)
+		printf("ferryd:  pid %.0f, configuration generation %.0f\n",
+		    json_member_num(ms, "pid", 0),
+		    json_member_num(ms, "generation", 0));
 	if (wk != NULL && json_member_num(wk, "total", -1) >= 0)
 		printf("workers: %.0f busy of %.0f\n",
 		    json_member_num(wk, "busy", 0),
@@ -1232,7 +1254,7 @@ main(int argc, char **argv)
 	char *path, *ans;
 	json_error_t jerr;
 	size_t anslen;
-	int ch, json_out = 0, rc, nopts = 0, paged = 0;
+	int ch, json_out = 0, rc, nopts = 0, paged = 0, config_given = 0;
 	char *opts[8], **req = NULL;
 
 	log_init("ferryctl", LOG_TO_STDERR, 0);
@@ -1241,6 +1263,7 @@ main(int argc, char **argv)
 		switch (ch) {
 		case 'f':
 			config_path = optarg;
+			config_given = 1;
 			break;
 		case 's':
 			sock = optarg;
@@ -1274,6 +1297,18 @@ main(int argc, char **argv)
 	}
 	if (strcmp(argv[0], "user") == 0)
 		return user_hash(argc, argv);
+	if (argc == 1 && strcmp(argv[0], "check") == 0)
+		return ctl_check(config_path);
+	if (argc == 1 && strcmp(argv[0], "reload") == 0) {
+		path = sock != NULL ? xstrdup(sock) :
+		    socket_from_config(config_path);
+		if (path == NULL)
+			return EX_USAGE_;
+		rc = ctl_reload(path, config_given ? config_path : NULL,
+		    ask_status, json_out);
+		free(path);
+		return rc;
+	}
 	if (find_command(argc, argv) == NULL)
 		return EX_USAGE_;
 	if (nopts > 0) {

@@ -16,13 +16,12 @@
 #include <unistd.h>
 #include <sys/stat.h>
 
-#include "auth_users.h"
 #include "config.h"
+#include "config_check.h"
 #include "log.h"
 #include "master.h"
 #include "procfd.h"
 #include "store.h"
-#include "tls_server.h"
 
 static void
 usage(FILE *fp)
@@ -124,16 +123,10 @@ main(int argc, char **argv)
 	}
 	if (check) {
 		char err[1024];
-		struct ferry_config *cfg = config_load(a.config_path, NULL,
-		    err, sizeof(err));
+		/* the same checks as ferryctl check (config_check.h) */
+		struct ferry_config *cfg = config_check(a.config_path, err,
+		    sizeof(err));
 
-		/* what the workers will load: certificates, keys, users */
-		if (cfg != NULL && (tls_server_check(cfg, err,
-		    sizeof(err)) < 0 || auth_users_check(cfg, err,
-		    sizeof(err)) < 0)) {
-			config_free(cfg);
-			cfg = NULL;
-		}
 		if (cfg == NULL) {
 			fprintf(stderr, "ferryd: %s\n", err);
 			return 1;

@@ -28,6 +28,14 @@
  * its sessions.  SIGTERM stops accepting, lets sessions finish within
  * shutdown_timeout (then they answer 421), answers 421 to connections
  * still waiting in the listen queue, and stops the runner last.
+ *
+ * Under systemd with WatchdogSec= the master sends WATCHDOG=1 only while
+ * the queue runner answers its liveness check (NOTE_PING/NOTE_PONG on
+ * the runner's notes, a quarter of the period apart): a runner that is
+ * stopped or stuck in its event loop for half the period gets no more
+ * pings sent for it, and systemd restarts the service.  The runner's
+ * answer is the one frame the master reads from it; anything else is
+ * the runner lying, and the master restarts it on a fresh socket pair.
  */
 #include "autoconfig.h"
 
@@ -57,6 +65,7 @@
 #include "machine_limits.h"
 #include "master.h"
 #include "notify.h"
+#include "path_access.h"
 #include "privsep.h"
 #include "procfd.h"
 #include "tls_server.h"
@@ -147,6 +156,13 @@ struct master_state {
 	pid_t runner_pid;
 	int64_t runner_started;
 	struct backoff runner_backoff;
+
+	/* the systemd watchdog (notify.h): 0 when systemd asked for none */
+	int64_t watchdog_ms;        /* its period */
+	int64_t watchdog_next;      /* the next liveness round */
+	uint32_t ping_seq;          /* the last NOTE_PING sent to the runner */
+	int64_t ping_sent;          /* when; 0 once it was answered */
+	int64_t runner_answered;    /* the runner's last NOTE_PONG, 0: none */
 
 	pid_t anvil_pid;
 	int64_t anvil_started;
@@ -428,6 +444,36 @@ make_unix_listener(const char *path, gid_t gid, int group_access)
  * spool/queue/      queue user 0700: the database
  * spool/smtpd/      root 0755: the workers' chroot, holding only
  * spool/smtpd/queue.sock  root:<smtpd group> 0660 */
+/* The runner (queue user) and the agents (deliver_user) reach the spool
+ * by its path after dropping root: a directory on the way that they
+ * cannot search (a checkout in root's home, mode 0700) would leave the
+ * runner without its queue.  Said at start, naming the directory. */
+static void
+check_spool_reachable(const struct ferry_config *cfg, uid_t quid,
+    gid_t qgid)
+{
+	const char *who[2] = { cfg->user, cfg->deliver_user };
+	char blocker[PATH_MAX + 64];
+	uid_t uid[2];
+	gid_t gid[2];
+	mode_t mode = 0;
+	int i;
+
+	uid[0] = quid;
+	gid[0] = qgid;
+	if (privsep_lookup(cfg->deliver_user, &uid[1], &gid[1]) < 0)
+		log_fatal("deliver_user %s does not exist", cfg->deliver_user);
+	for (i = 0; i < 2; i++)
+		if (path_searchable(cfg->spool_dir, uid[i], gid[i], blocker,
+		    sizeof(blocker), &mode) < 0)
+			log_fatal("spool_dir %s: the user %s cannot reach it: "
+			    "%s (mode %04o) is closed to it; put spool_dir "
+			    "(or the checkout, with etc/ferry-dev.conf) where "
+			    "other users may pass, or chmod o+x %s",
+			    cfg->spool_dir, who[i], blocker, (unsigned)mode,
+			    blocker);
+}
+
 static void
 prepare_spool(struct master_state *m)
 {
@@ -459,6 +505,8 @@ prepare_spool(struct master_state *m)
 		*p = '/';
 	}
 	make_dir(cfg->spool_dir, 0755, 0, 0, as_root);
+	if (as_root)
+		check_spool_reachable(cfg, quid, qgid);
 	snprintf(path, sizeof(path), "%s/%s", cfg->spool_dir,
 	    SPOOL_QUEUE_DIR);
 	make_dir(path, 0700, quid, qgid, as_root);
@@ -632,6 +680,8 @@ spawn_runner(struct master_state *m)
 		m->last_workers = UINT32_MAX;   /* tell the new one */
 		m->runner_pid = pid;
 		m->runner_started = now_ms();
+		m->ping_sent = 0;       /* ping the new one at once */
+		m->watchdog_next = 0;
 		log_debug("started queue runner, pid %ld", (long)pid);
 	}
 }
@@ -980,15 +1030,126 @@ manage_agents(struct master_state *m)
 static void
 tell_runner_reload(struct master_state *m)
 {
+	struct ipc_out *note;
+
 	if (m->runner_pid <= 0)
 		return;   /* a runner started later reads the new file */
 	(void)channel_begin(&m->to_runner, IMSG_NOTE_RELOAD);
 	if (channel_end_fd(&m->to_runner, m->cfg_fd) < 0 ||
-	    channel_flush(&m->to_runner) < 0)
+	    channel_flush(&m->to_runner) < 0) {
 		log_warn("reload: could not hand the queue runner the new "
 		    "configuration (%s); it keeps the old one until it "
 		    "restarts", m->to_runner.error[0] ? m->to_runner.error :
 		    "a reload is still on its way");
+		return;
+	}
+	/* what "ferryctl status" reports, and "ferryctl reload" waits for */
+	note = channel_begin(&m->to_runner, IMSG_NOTE_GENERATION);
+	ipc_add_u32(note, m->generation);
+	(void)channel_end(&m->to_runner);
+	(void)channel_flush(&m->to_runner);
+}
+
+/* ------------------------------------------------- the systemd watchdog */
+
+/* What the runner may send on its notes: the answer to a NOTE_PING. */
+static const struct channel_rule runner_may_send[] = {
+	{ IMSG_NOTE_PONG, 0 },
+	{ 0, 0 }
+};
+
+/* The runner broke the protocol on its notes (the channel is closed):
+ * a new socket pair, and the runner restarted on it. */
+static void
+renew_runner_notes(struct master_state *m)
+{
+	int p[2];
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, p) < 0)
+		log_fatal("socketpair: %s", strerror(errno));
+	close(m->pool_rd);
+	m->pool_rd = p[0];
+	fd_set_nonblock(p[1], 1);
+	channel_reopen(&m->to_runner, p[1]);
+	m->last_workers = UINT32_MAX;
+	m->ping_sent = 0;
+	if (m->runner_pid > 0) {
+		log_error("restarting the queue runner (pid %ld)",
+		    (long)m->runner_pid);
+		kill(m->runner_pid, SIGKILL);
+	}
+}
+
+/* The runner's answers to the liveness check. */
+static void
+read_runner_answers(struct master_state *m)
+{
+	struct ipc_in in;
+	uint32_t seq;
+	int got = 0;
+
+	while (m->to_runner.fd >= 0 && channel_fill(&m->to_runner) > 0) {
+		while ((got = channel_next(&m->to_runner, &in)) > 0) {
+			if (ipc_get_u32(&in, &seq) < 0 || ipc_end(&in) < 0 ||
+			    seq == 0 || seq > m->ping_seq) {
+				(void)channel_violation(&m->to_runner,
+				    "malformed NOTE_PONG");
+				break;
+			}
+			m->runner_answered = now_ms();
+			if (seq == m->ping_seq)
+				m->ping_sent = 0;
+		}
+		if (got < 0)
+			break;
+	}
+	if (m->to_runner.fd < 0)
+		renew_runner_notes(m);
+}
+
+/* The runner answered within half the watchdog period (or ferryd is
+ * stopping, which TimeoutStopSec bounds instead). */
+static int
+runner_alive(const struct master_state *m, int64_t now)
+{
+	if (m->shutting_down)
+		return 1;
+	return m->runner_answered > 0 &&
+	    now - m->runner_answered <= m->watchdog_ms / 2;
+}
+
+/* One liveness round a quarter period apart: ping the runner (again, if
+ * the last ping went unanswered for a whole period: a runner restarted
+ * since never saw it), and tell systemd WATCHDOG=1 if it answered.
+ * Returns the milliseconds until the next round. */
+static int64_t
+watchdog_round(struct master_state *m)
+{
+	int64_t now = now_ms();
+
+	if (m->watchdog_ms <= 0)
+		return INT64_MAX;
+	if (now < m->watchdog_next)
+		return m->watchdog_next - now;
+	m->watchdog_next = now + m->watchdog_ms / 4;
+	if (m->runner_pid > 0 && (m->ping_sent == 0 ||
+	    now - m->ping_sent >= m->watchdog_ms)) {
+		struct ipc_out *note;
+
+		note = channel_begin(&m->to_runner, IMSG_NOTE_PING);
+		ipc_add_u32(note, ++m->ping_seq);
+		(void)channel_end(&m->to_runner);
+		(void)channel_flush(&m->to_runner);
+		m->ping_sent = now;
+	}
+	if (runner_alive(m, now))
+		notify_watchdog();
+	else
+		log_debug("watchdog: the queue runner has not answered for "
+		    "%lld ms; not telling systemd it is well",
+		    (long long)(m->runner_answered > 0 ?
+		    now - m->runner_answered : now - m->runner_started));
+	return m->watchdog_ms / 4;
 }
 
 /* Hands anvil the new limits; it keeps its counts (it cannot read the
@@ -1310,8 +1471,8 @@ master(const struct master_args *args)
 		log_fatal("socketpair: %s", strerror(errno));
 	m->pool_rd = p[0];
 	fd_set_nonblock(p[1], 1);
-	channel_init(&m->to_runner, p[1], "the queue runner", NULL, 0,
-	    CHANNEL_RECORDS);
+	channel_init(&m->to_runner, p[1], "the queue runner",
+	    runner_may_send, 64, CHANNEL_RECORDS);
 	m->to_runner.wmax = 65536;
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, p) < 0)
 		log_fatal("socketpair: %s", strerror(errno));
@@ -1340,9 +1501,16 @@ master(const struct master_args *args)
 	manage_agents(m);
 	log_info("ferry %s started: %s", PACKAGE_VERSION, m->cfg->path);
 	notify_ready();
+	m->watchdog_ms = (int64_t)(notify_watchdog_usec() / 1000);
+	if (m->watchdog_ms > 0) {
+		if (m->watchdog_ms < 40)
+			m->watchdog_ms = 40;
+		log_info("systemd watchdog: %lld ms, kept while the queue "
+		    "runner answers", (long long)m->watchdog_ms);
+	}
 
 	for (;;) {
-		struct pollfd pfd[4 + MAX_LISTENERS];
+		struct pollfd pfd[5 + MAX_LISTENERS];
 		size_t n = 0;
 		int64_t wait = 1000;
 		unsigned char sigs[64];
@@ -1390,6 +1558,8 @@ master(const struct master_args *args)
 		pfd[n++].events = POLLIN;
 		pfd[n].fd = m->status.fd;
 		pfd[n++].events = POLLIN;
+		pfd[n].fd = m->to_runner.fd;
+		pfd[n++].events = POLLIN;
 		if (m->log_rd >= 0) {
 			pfd[n].fd = m->log_rd;
 			pfd[n++].events = POLLIN;
@@ -1418,6 +1588,12 @@ master(const struct master_args *args)
 			} else if (d < wait) {
 				wait = d;
 			}
+		}
+		{
+			int64_t d = watchdog_round(m);
+
+			if (d < wait)
+				wait = d;
 		}
 		if (poll(pfd, n, (int)wait) < 0 && errno != EINTR)
 			log_fatal("poll: %s", strerror(errno));
@@ -1448,6 +1624,7 @@ master(const struct master_args *args)
 		}
 		reap_children(m);
 		read_status(m);
+		read_runner_answers(m);
 		if (m->log_rd >= 0)
 			relay_logs(m);
 		if (m->shutting_down)

@@ -5,6 +5,8 @@
  * closed or missing notification socket only means nobody is listening).
  * unset_environment is 0 so that a re-notification after a reload still
  * finds $NOTIFY_SOCKET; the master's children never call these.
+ * WATCHDOG=1 is only sent when the master has decided its children are
+ * answering (master.c, runner_alive()).
  */
 #include "autoconfig.h"
 
@@ -67,6 +69,24 @@ notify_status(const char *fmt, ...)
 	send_state(msg);
 }
 
+uint64_t
+notify_watchdog_usec(void)
+{
+	uint64_t usec = 0;
+
+	/* > 0 only when $WATCHDOG_USEC is set (and $WATCHDOG_PID, if set,
+	 * is ours) */
+	if (sd_watchdog_enabled(0, &usec) <= 0)
+		return 0;
+	return usec;
+}
+
+void
+notify_watchdog(void)
+{
+	send_state("WATCHDOG=1");
+}
+
 #else   /* !HAVE_SYSTEMD */
 
 void
@@ -88,6 +108,17 @@ void
 notify_status(const char *fmt, ...)
 {
 	(void)fmt;
+}
+
+uint64_t
+notify_watchdog_usec(void)
+{
+	return 0;
+}
+
+void
+notify_watchdog(void)
+{
 }
 
 #endif

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """End-to-end: ferryctl, the admin command, against a running daemon:
 queue list / show / hold / release / flush / delete and status, as text
-and as JSON (--json prints the daemon's answer as is), and a user other
-than root refused.
+and as JSON (--json prints the daemon's answer as is), a user other
+than root refused, "check" agreeing with ferryd -n, and "reload":
+checked first, and reporting whether the new generation took over.
 
 A test smarthost answers 451 at RCPT, so messages stay deferred with a
 last reply and a next attempt 600 s away (retry_schedule = {600}).
@@ -10,6 +11,7 @@ Needs root."""
 
 import os
 import re
+import socket
 import sys
 import time
 
@@ -237,6 +239,135 @@ class StatusTest(CtlCase):
                               timeout=10)
         self.assertEqual(p.returncode, 75, (p.stdout, p.stderr))
         self.assertTrue(re.search(r"\S", p.stderr))
+
+
+class CheckTest(ft.FerryTestCase):
+    """ferryctl check is ferryd -n: same verdict, same exit status."""
+
+    def both(self, text):
+        d = ft.Ferry()
+        self.addCleanup(d.stop)
+        d.port = ft.free_port()
+        d.write_config(text(d))
+        ctl = ft.subprocess.run([ft.FERRYCTL, "-f", d.conf, "check"],
+                                capture_output=True, text=True,
+                                timeout=30)
+        ferryd = ft.subprocess.run([ft.FERRYD, "-n", "-f", d.conf],
+                                   capture_output=True, text=True,
+                                   timeout=30)
+        return d, ctl, ferryd
+
+    def test_good_file(self):
+        d, ctl, ferryd = self.both(lambda d: d.config_text())
+        self.assertEqual(ferryd.returncode, 0, ferryd.stderr)
+        self.assertEqual(ctl.returncode, 0, ctl.stderr)
+        self.assertIn("%s: configuration OK" % d.conf, ctl.stdout)
+        self.assertFalse(os.path.exists(d.spool), "check made the spool")
+
+    def test_bad_files(self):
+        def syntax(d):
+            return d.config_text().replace("workers {",
+                                           "workers {\n    nonsense = 1")
+
+        def missing_cert(d):
+            return d.config_text() + (
+                'tls {\n    certificate = "%s/none.pem"\n'
+                '    key = "%s/none.key"\n}\n' % (d.dir, d.dir))
+
+        for make in (syntax, missing_cert):
+            d, ctl, ferryd = self.both(make)
+            self.assertEqual(ferryd.returncode, 1, ferryd.stdout)
+            self.assertEqual(ctl.returncode, ferryd.returncode,
+                             (make.__name__, ctl.stdout, ctl.stderr))
+            # the same reason, naming the file
+            why = ferryd.stderr.strip().split("ferryd: ", 1)[1]
+            self.assertIn(d.conf, why)
+            self.assertEqual(ctl.stderr.strip(), "ferryctl: " + why,
+                             make.__name__)
+
+
+class ReloadTest(ft.FerryTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.d = self.start_ferry()
+
+    def conf_text(self):
+        with open(self.d.conf) as f:
+            return f.read()
+
+    def generation(self):
+        doc = self.d.ctl_json("status")
+        self.assertTrue(doc["ok"], doc)
+        self.assertEqual(doc["master"]["pid"], self.d.pid)
+        self.assertEqual(doc["master"]["config"], self.d.conf)
+        return doc["master"]["generation"]
+
+    def test_reload_takes_over(self):
+        g = self.generation()
+        self.assertEqual(g, 1)
+        old_workers = set(self.d.workers())
+        # a changed file: one more idle worker
+        self.d.write_config(workers={"min_idle": 3, "max_idle": 5,
+                                     "max": 10})
+        p = self.d.ctl("reload")
+        self.assertEqual(p.returncode, 0, (p.stdout, p.stderr))
+        self.assertIn("generation 2 took over from generation 1",
+                      p.stdout)
+        self.assertEqual(self.generation(), 2)
+        self.assertIn("configuration reloaded", self.d.log_text())
+        # the old generation leaves, the new one serves
+        self.assertTrue(ft.wait_for(
+            lambda: not old_workers & set(self.d.workers()), 10),
+            "the old generation's workers stay")
+        self.assertTrue(self.d.send(b"Subject: after\r\n\r\nx\r\n"))
+        doc = self.d.ctl_json("reload")
+        self.assertEqual(doc, {"ok": True, "pid": self.d.pid,
+                               "generation": 3, "previous": 2})
+        self.assertRegex(self.d.ctl("status").stdout,
+                         r"generation 3\b")
+
+    def test_bad_file_not_sent(self):
+        good = self.conf_text()
+        self.d.write_config(good.replace("workers {",
+                                         "workers {\n    nonsense = 1"))
+        before = len(self.d.log_text())
+        p = self.d.ctl("reload")
+        self.assertEqual(p.returncode, 1, (p.stdout, p.stderr))
+        self.assertIn("%s:" % self.d.conf, p.stderr)
+        self.assertIn("reload refused: generation 1 keeps running",
+                      p.stderr)
+        time.sleep(0.5)
+        # ferryd was not signalled at all: it logs nothing of a reload
+        self.assertNotIn("reload", self.d.log_text()[before:])
+        self.d.write_config(good)
+        self.assertEqual(self.generation(), 1)
+
+    def test_master_refuses(self):
+        # passes the checks, but ferryd cannot bind the new listener
+        busy = socket.socket()
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        self.addCleanup(busy.close)
+        text = self.conf_text() + (
+            'listen "taken" {\n    address = "127.0.0.1"\n'
+            '    port = %d\n}\n' % busy.getsockname()[1])
+        self.d.write_config(text)
+        t0 = time.monotonic()
+        p = self.d.ctl("reload", timeout=30)
+        self.assertEqual(p.returncode, 1, (p.stdout, p.stderr))
+        self.assertRegex(p.stderr, r"reload failed: ferryd \(pid %d\) "
+                         r"still runs generation 1" % self.d.pid)
+        self.assertLess(time.monotonic() - t0, 20)
+        self.assertEqual(self.generation(), 1)
+
+    def test_not_root(self):
+        p = self.d.ctl("reload", user=ft.SMTPD_USER)
+        self.assertIn(p.returncode, (1, 75), (p.stdout, p.stderr))
+        self.assertTrue(p.stderr.strip())
+        self.assertEqual(self.generation(), 1)
+        self.assertNotIn("configuration reloaded", self.d.log_text())
 
 
 if __name__ == "__main__":

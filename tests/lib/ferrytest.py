@@ -76,6 +76,26 @@ def _cleanup_at_exit():
         d.stop()
 
 
+_shared_copies = {}       # program -> copy other users can run
+
+
+def shared_copy(program):
+    """A copy of program in a world-readable temporary directory, so that
+    a test can run it as another user whatever the checkout's location
+    (root's home, and on Debian 12 every new user's, is mode 0700, so
+    that user cannot reach the build tree).  Removed at exit."""
+    copy = _shared_copies.get(program)
+    if copy is None:
+        d = tempfile.mkdtemp(prefix="ferry-e2e-bin-")
+        os.chmod(d, 0o755)
+        atexit.register(shutil.rmtree, d, True)
+        copy = os.path.join(d, os.path.basename(program))
+        shutil.copy(program, copy)
+        os.chmod(copy, 0o755)
+        _shared_copies[program] = copy
+    return copy
+
+
 def main(need_root=False):
     """Runs the unittest program of the calling file: exit 0 when all
     passed, 1 otherwise, 77 when the environment cannot run the tests."""
@@ -563,9 +583,12 @@ class Ferry:
 
     def _start_once(self):
         self.logf = open(self.logpath, "ab")
+        # extra_env: variables a test sets for ferryd (NOTIFY_SOCKET...)
+        extra = getattr(self, "extra_env", None)
         self.proc = subprocess.Popen(
             [FERRYD, "-d", "-f", self.conf], stdin=subprocess.DEVNULL,
-            stdout=self.logf, stderr=self.logf, cwd=self.dir)
+            stdout=self.logf, stderr=self.logf, cwd=self.dir,
+            env=dict(os.environ, **extra) if extra else None)
         self.pid = self.proc.pid
         _live.append(self)
         self._watch_stop.clear()
@@ -765,7 +788,9 @@ class Ferry:
         """Runs ferryctl -s <socket> [--json] args... (as user when
         given: setgid/setuid in the child); returns the CompletedProcess
         (text stdout and stderr)."""
-        argv = [FERRYCTL, "-s", self.ctl_socket]
+        # another user runs a copy it can reach (shared_copy)
+        argv = [FERRYCTL if user is None else shared_copy(FERRYCTL),
+                "-s", self.ctl_socket]
         if json_output:
             argv.append("--json")
         argv += list(args)
