@@ -29,6 +29,11 @@
 #include "util.h"
 
 #define READ_CHUNK 65536        /* a stream read asks for this much */
+/* A read buffer larger than this is given back once everything in it
+ * has been taken, so that an idle channel - one per open SMTP session
+ * on the runner's intake socket - holds no 64 KiB block while it waits:
+ * memory follows the bytes still pending, not a fixed block each. */
+#define READ_KEEP 4096
 
 void
 channel_init(struct channel *ch, int fd, const char *peer,
@@ -187,8 +192,16 @@ channel_next(struct channel *ch, struct ipc_in *in)
 	if (ch->fd < 0)
 		return -1;
 	avail = ch->rlen - ch->roff;
-	if (avail == 0)
+	if (avail == 0) {
+		/* the caller is done with the last frame it took */
 		ch->rlen = ch->roff = 0;
+		if (ch->rcap > READ_KEEP) {
+			free(ch->rbuf);
+			ch->rbuf = NULL;
+			ch->rcap = 0;
+		}
+		return 0;
+	}
 	rc = ipc_header(ch->rbuf + ch->roff, avail, &type, &plen);
 	if (rc < 0)
 		return channel_violation(ch, "bad frame header");
