@@ -67,6 +67,9 @@ enum ipc_type {
 	IMSG_CTL_REQUEST,        /* ferryctl: u32 count, then the words */
 	IMSG_CTL_ANSWER,         /* runner: data, a piece of the JSON */
 	IMSG_CTL_ANSWER_END,     /* runner: no fields; the answer is whole */
+	/* queue runner -> master over FD_POOL, when it changes */
+	IMSG_NOTE_AGENTS,        /* u32: delivery agents the runner has
+	                          * work for (busy, and due mail waiting) */
 	IMSG_TYPE_MAX
 };
 

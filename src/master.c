@@ -12,8 +12,12 @@
  * agents' and ferryctl's sockets); then fork+execs the queue runner,
  * ferry-anvil (the workers' shared abuse counts, restarted like the
  * runner and stopped after the workers), a pool of SMTP workers and
- * delivery.agents delivery agents, each with its descriptors at fixed
- * numbers (procfd.h).  The pooled children (workers and agents) are the
+ * delivery agents on demand, each with its descriptors at fixed
+ * numbers (procfd.h).  No agent runs at rest: the runner notes how many
+ * it has work for (IMSG_NOTE_AGENTS, busy ones and due mail without a
+ * free agent) and the master keeps that many running, delivery.agents at
+ * most; the runner lets an agent go when it has been idle for
+ * delivery.agent_idle.  The pooled children (workers and agents) are the
  * children[] table; the runner and anvil are tracked by pid.
  *
  * The worker pool is kept between workers.min_idle idle workers and
@@ -133,7 +137,9 @@ struct master_state {
 	int status_wr;              /* the workers' end */
 	int pool_rd;                /* the runner's end of its notes */
 	int pool_full;              /* "pool full" logged, not yet over */
-	struct channel to_runner;   /* master -> runner: counts, reloads */
+	struct channel to_runner;   /* master -> runner: counts, reloads;
+	                               runner -> master: agents wanted */
+	int agents_wanted;          /* the runner's last word on it */
 	uint32_t last_workers, last_busy;   /* last counts it was told */
 	int log_rd, log_wr;         /* children's stderr, when foreground */
 	int sig_rd, sig_wr;         /* self-pipe for signals */
@@ -712,6 +718,7 @@ reap_children(struct master_state *m)
 			int64_t delay;
 
 			m->runner_pid = 0;
+			m->agents_wanted = 0;   /* the next one says */
 			if (m->shutting_down) {
 				log_info("queue runner stopped (%s)", how);
 				continue;
@@ -940,22 +947,80 @@ report_pool(struct master_state *m, int force)
 	m->last_busy = busy;
 }
 
-/* Keeps delivery.agents agents of the current generation running. */
+/* What the runner may note back. */
+static const struct channel_rule runner_may_send[] = {
+	{ IMSG_NOTE_AGENTS, 0 },
+	{ 0, 0 }
+};
+
+/* The notes between master and runner are records (SOCK_SEQPACKET): a
+ * note and the descriptor it carries arrive together, and a runner that
+ * restarts finds whole notes only. */
+static void
+open_runner_notes(struct master_state *m)
+{
+	int p[2];
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, p) < 0)
+		log_fatal("socketpair: %s", strerror(errno));
+	m->pool_rd = p[0];
+	fd_set_nonblock(p[1], 1);
+	channel_init(&m->to_runner, p[1], "the queue runner",
+	    runner_may_send, 64, CHANNEL_RECORDS);
+	m->to_runner.wmax = 65536;
+}
+
+/* The runner's notes: how many delivery agents it has work for.  A
+ * runner that lies is killed (it is restarted like one that crashed) and
+ * its successor gets a fresh pair. */
+static void
+read_runner_notes(struct master_state *m)
+{
+	struct ipc_in in;
+	int got;
+
+	while (m->to_runner.fd >= 0 && channel_fill(&m->to_runner) > 0)
+		while ((got = channel_next(&m->to_runner, &in)) > 0) {
+			uint32_t wanted;
+
+			if (ipc_get_u32(&in, &wanted) < 0 ||
+			    ipc_end(&in) < 0) {
+				channel_violation(&m->to_runner,
+				    "malformed NOTE_AGENTS");
+				break;
+			}
+			m->agents_wanted = wanted > (uint32_t)INT_MAX ?
+			    INT_MAX : (int)wanted;
+		}
+	if (m->to_runner.fd < 0) {
+		channel_free(&m->to_runner);
+		close(m->pool_rd);
+		if (m->runner_pid > 0)
+			kill(m->runner_pid, SIGKILL);
+		m->agents_wanted = 0;
+		open_runner_notes(m);
+	}
+}
+
+/* Keeps as many agents of the current generation running as the runner
+ * has work for, delivery.agents at most.  Agents leave on their own (the
+ * runner closes an idle one, or marks a last job): none is killed here. */
 static void
 manage_agents(struct master_state *m)
 {
 	size_t i;
-	int have = 0;
+	int have = 0, want = m->agents_wanted;
 
-	if (m->shutting_down)
+	if (m->shutting_down || m->runner_pid <= 0)
 		return;
+	if (want > m->cfg->delivery_agents)
+		want = m->cfg->delivery_agents;
 	for (i = 0; i < m->nchildren; i++)
 		if (m->children[i].role == ROLE_AGENT &&
 		    m->children[i].generation == m->generation &&
 		    !m->children[i].told_to_leave)
 			have++;
-	while (have < m->cfg->delivery_agents &&
-	    now_ms() >= m->agent_backoff.not_before) {
+	while (have < want && now_ms() >= m->agent_backoff.not_before) {
 		spawn_child(m, ROLE_AGENT);
 		have++;
 		if (m->agent_backoff.streak > 0)
@@ -1295,13 +1360,7 @@ master(const struct master_args *args)
 	/* The notes are records (SOCK_SEQPACKET): a note and the
 	 * descriptor it carries arrive together, and a runner or anvil
 	 * that restarts finds whole notes only. */
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, p) < 0)
-		log_fatal("socketpair: %s", strerror(errno));
-	m->pool_rd = p[0];
-	fd_set_nonblock(p[1], 1);
-	channel_init(&m->to_runner, p[1], "the queue runner", NULL, 0,
-	    CHANNEL_RECORDS);
-	m->to_runner.wmax = 65536;
+	open_runner_notes(m);
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, p) < 0)
 		log_fatal("socketpair: %s", strerror(errno));
 	m->anvil_notes_rd = p[0];
@@ -1331,7 +1390,7 @@ master(const struct master_args *args)
 	notify_ready();
 
 	for (;;) {
-		struct pollfd pfd[4 + MAX_LISTENERS];
+		struct pollfd pfd[5 + MAX_LISTENERS];
 		size_t n = 0;
 		int64_t wait = 1000;
 		unsigned char sigs[64];
@@ -1378,6 +1437,8 @@ master(const struct master_args *args)
 		pfd[n].fd = m->sig_rd;
 		pfd[n++].events = POLLIN;
 		pfd[n].fd = m->status.fd;
+		pfd[n++].events = POLLIN;
+		pfd[n].fd = m->to_runner.fd;
 		pfd[n++].events = POLLIN;
 		if (m->log_rd >= 0) {
 			pfd[n].fd = m->log_rd;
@@ -1437,6 +1498,7 @@ master(const struct master_args *args)
 		}
 		reap_children(m);
 		read_status(m);
+		read_runner_notes(m);
 		if (m->log_rd >= 0)
 			relay_logs(m);
 		if (m->shutting_down)
