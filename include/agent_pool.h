@@ -9,6 +9,8 @@
  * its hooks.  Agents are peers that may lie: a frame outside their table
  * (AGENT_HELLO, RCPT_RESULT, JOB_DONE, AGENT_LEAVING), over the cap, or
  * that a hook cannot decode drops the agent through channel_violation.
+ * The runner also ends an agent's connection when it has been free for
+ * delivery { agent_idle }: agents run only while there is mail to send.
  */
 #ifndef FERRY_AGENT_POOL_H
 #define FERRY_AGENT_POOL_H
@@ -33,6 +35,7 @@ struct pool_agent {
 	int retiring;             /* its last job was sent, or it said it
 	                             is leaving: it gets no more jobs */
 	int leaving;              /* it sent AGENT_LEAVING */
+	int64_t idle_since;       /* ms: when it last became free */
 	char hop[512];            /* next hop it is still connected to */
 	/* the job in flight */
 	uint64_t job_id;
@@ -80,5 +83,10 @@ void agent_pool_events(struct agent_pool *p, const struct pollfd *pfds,
  * sends it and streams the body of a->msgid after it. */
 struct ipc_out *agent_pool_job(struct agent_pool *p, struct pool_agent *a);
 void agent_pool_start(struct agent_pool *p, struct pool_agent *a);
+/* Closes the connection of every agent that has been free for idle_ms
+ * (the agent exits when the runner closes); returns the ms until the next
+ * one is due to go, or -1 when none is free.  Only a free agent goes, and
+ * it leaves the pool before it is closed: no job can be handed to it. */
+int64_t agent_pool_retire_idle(struct agent_pool *p, int64_t idle_ms);
 
 #endif

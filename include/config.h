@@ -142,9 +142,11 @@ struct ferry_config {
 	/* queue { min_free }: below it intake is refused */
 	int64_t min_free_bytes;
 	int min_free_percent;      /* of the filesystem; -1: use the bytes */
-	int delivery_agents;       /* agents (outgoing connections) in all */
+	int delivery_agents;       /* agents (outgoing connections) at most;
+	                              started when there is mail to send */
 	int per_destination;       /* connections per next hop */
 	int agent_jobs;            /* messages before an agent is replaced */
+	int agent_idle;            /* seconds an idle agent is kept; 0: kept */
 	int *retry_schedule;       /* seconds; the last value repeats */
 	size_t nretry_schedule;
 	int max_lifetime;          /* seconds in the queue before bouncing */

@@ -72,6 +72,9 @@ enum ipc_type {
 	IMSG_NOTE_PING,          /* master: u32 seq; the runner answers */
 	IMSG_NOTE_PONG,          /* runner: u32 seq, repeated */
 	IMSG_NOTE_GENERATION,    /* master: u32 configuration generation */
+	/* queue runner -> master over FD_POOL, when it changes */
+	IMSG_NOTE_AGENTS,        /* u32: delivery agents the runner has
+	                          * work for (busy, and due mail waiting) */
 	IMSG_TYPE_MAX
 };
 

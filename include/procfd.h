@@ -14,7 +14,9 @@
  *                  FD_AGENTS   listening unix socket the delivery agents
  *                              connect to
  *                  FD_POOL     the master's notes: worker counts (for
- *                              ferryctl status) and reloads
+ *                              ferryctl status) and reloads; the runner
+ *                              answers on it with the delivery agents it
+ *                              has work for (IMSG_NOTE_AGENTS)
  *   ferry-deliver  (only FD_CONFIG; it connects to <spool>/agent.sock)
  *   ferry-anvil    FD_ANVIL    listening unix socket the workers connect to
  *                  FD_ANVIL_NOTES  the master's notes: new limits after a

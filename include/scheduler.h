@@ -36,6 +36,13 @@ void scheduler_events(struct scheduler *s, const struct pollfd *pfds,
 void scheduler_run(struct scheduler *s);
 /* Milliseconds until scheduler_run has something to do (poll timeout). */
 int scheduler_timeout_ms(struct scheduler *s);
+/* Lets go the agents free for delivery { agent_idle } (scheduler_run
+ * calls it; the timeout above counts the next one). */
+void scheduler_retire_idle(struct scheduler *s);
+/* The delivery agents the last turn had work for: busy ones, and one per
+ * message due that no free agent could take (at most delivery { agents }).
+ * The runner tells the master, which starts agents up to that many. */
+int scheduler_agents_wanted(const struct scheduler *s);
 void scheduler_wake(struct scheduler *s);
 /* The operator flushed the queue: next hops marked down are tried again
  * (their mail goes as usual; a hop still down is marked again after

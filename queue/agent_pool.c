@@ -4,7 +4,9 @@
  * each, and streaming each job's body from the store in its chunks as an
  * agent's socket drains (never more than WBUF_HIGH buffered per agent).
  * A chunk is copied once: from the row the store lends straight into the
- * JOB_DATA frame in the channel's write buffer.
+ * JOB_DATA frame in the channel's write buffer.  An agent free for
+ * delivery { agent_idle } is let go: the runner closes its connection and
+ * the agent exits (agents start when there is work; see master.c).
  *
  * Security stance: agents are peers that may lie.  A frame outside
  * agent_may_send, over AGENT_FRAME_CAP, or that does not decode drops the
@@ -127,6 +129,7 @@ agent_frame(struct agent_pool *p, struct pool_agent *a, struct ipc_in *in)
 		if (ipc_get_u32(in, &pid) < 0 || ipc_end(in) < 0 || pid == 0)
 			break;
 		a->pid = (pid_t)pid;
+		a->idle_since = now_ms();
 		snprintf(a->ch.peer, sizeof(a->ch.peer), "delivery agent "
 		    "(pid %ld)", (long)a->pid);
 		p->hooks.idle(p->arg);
@@ -139,6 +142,7 @@ agent_frame(struct agent_pool *p, struct pool_agent *a, struct ipc_in *in)
 	case IMSG_JOB_DONE:
 		if (p->hooks.done(p->arg, a, in) < 0)
 			break;
+		a->idle_since = now_ms();
 		return a->leaving ? -3 : 0;   /* a leaving agent exits now */
 	case IMSG_AGENT_LEAVING:
 		/* told to stop: no more jobs; if one crossed this notice,
@@ -186,6 +190,7 @@ agent_pool_accept(struct agent_pool *p, int listen_fd)
 			continue;
 		}
 		a = xcalloc(1, sizeof(*a));
+		a->idle_since = now_ms();
 		channel_init(&a->ch, fd, "delivery agent", agent_may_send,
 		    AGENT_FRAME_CAP, 0);
 		a->msgid = -1;
@@ -252,6 +257,31 @@ agent_pool_start(struct agent_pool *p, struct pool_agent *a)
 	a->next_seq = 0;
 	a->data_done = 0;
 	(void)agent_flush(p, a);
+}
+
+int64_t
+agent_pool_retire_idle(struct agent_pool *p, int64_t idle_ms)
+{
+	int64_t now = now_ms(), next = -1;
+	size_t i;
+
+	for (i = p->nagents; i-- > 0;) {
+		struct pool_agent *a = p->agents[i];
+		int64_t left;
+
+		if (a->busy || a->pid == 0 || a->retiring)
+			continue;
+		left = a->idle_since + idle_ms - now;
+		if (left <= 0) {
+			log_debug("delivery agent (pid %ld) retires: idle for "
+			    "%lld s", (long)a->pid, (long long)(idle_ms / 1000));
+			agent_drop(p, i, "left");
+			continue;
+		}
+		if (next < 0 || left < next)
+			next = left;
+	}
+	return next;
 }
 
 void

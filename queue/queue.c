@@ -25,7 +25,9 @@
  * - the master's notes: the worker pool's counts for ferryctl, a new
  *   configuration after SIGHUP (spool and users stay as they were) and
  *   its generation, and the watchdog's NOTE_PING, answered at once with
- *   a NOTE_PONG: the answer says this event loop is turning.
+ *   a NOTE_PONG: the answer says this event loop is turning; back to the
+ *   master, the delivery agents it has work for (none at rest: the
+ *   master starts them when mail is due).
  * SIGUSR1 stops dispatching (ferry is stopping); SIGTERM ends the loop
  * after a last commit.
  *
@@ -131,6 +133,7 @@ struct runner {
 	gid_t admin_gid;          /* may use ferryctl besides root */
 	struct channel notes;     /* from the master (FD_POOL) */
 	uint32_t pool_workers, pool_busy;   /* its last word on workers */
+	uint32_t agents_told;     /* agents wanted, as last told the master */
 	int have_pool;
 	uint32_t generation;      /* the master's configuration generation */
 	pid_t master_pid;
@@ -431,6 +434,24 @@ read_master_notes(struct runner *r)
 	}
 }
 
+/* Tells the master how many delivery agents there is work for, when that
+ * changed: it starts agents up to that many, so none runs at rest.  A
+ * note that cannot go now (the socket is full) goes on a later turn. */
+static void
+tell_master_agents(struct runner *r)
+{
+	uint32_t wanted = r->sched != NULL ?
+	    (uint32_t)scheduler_agents_wanted(r->sched) : 0;
+
+	(void)channel_flush(&r->notes);
+	if (wanted == r->agents_told || channel_pending(&r->notes) > 0)
+		return;
+	ipc_add_u32(channel_begin(&r->notes, IMSG_NOTE_AGENTS), wanted);
+	(void)channel_end(&r->notes);
+	(void)channel_flush(&r->notes);
+	r->agents_told = wanted;
+}
+
 /* ferryctl: root, or a member of the admin group. */
 static int
 control_peer_ok(struct runner *r, int fd)
@@ -727,6 +748,7 @@ run_loop(struct runner *r)
 		if (may_dispatch(r))
 			scheduler_run(r->sched);
 		group_commit(r);
+		tell_master_agents(r);
 	}
 	free(pfds);
 }
@@ -790,6 +812,8 @@ queue(const struct child_args *a)
 	fd_set_nonblock(FD_POOL, 1);
 	channel_init(&r.notes, FD_POOL, "the master", master_may_send, 64,
 	    CHANNEL_RECORDS | CHANNEL_FATAL);
+	r.notes.wmax = 4096;
+	r.agents_told = UINT32_MAX;   /* the master hears from us first */
 	r.conns = xcalloc(MAX_CONNS, sizeof(*r.conns));
 	check_space(&r, 1);
 	announce_state(&r);

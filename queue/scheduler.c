@@ -21,6 +21,10 @@
  * The runner alone decides when an agent retires: it counts the jobs it
  * hands each agent and marks the agent_jobs-th as its last, and an agent
  * told to stop says so in its JOB_DONE; neither gets another job.  Agents
+ * run only while there is mail to send: each turn counts the agents it
+ * has work for (busy ones, and due jobs no free agent could take) for
+ * the master, which starts agents up to that many (delivery { agents }
+ * at most), and an agent free for delivery { agent_idle } is let go.  Agents
  * are peers that may lie: a malformed or unexpected frame drops the
  * agent.  An agent that goes away with a job in flight is no outcome of
  * the delivery: its unanswered recipients stay due and are dispatched
@@ -122,6 +126,9 @@ struct scheduler {
 	int write_failed;         /* a write failed in the open
 	                             transaction: it cannot be committed */
 	struct hop_health *hops;  /* next hops that failed lately */
+	int agents_wanted;        /* busy agents and due jobs without one */
+	int64_t next_retire_ms;   /* when an idle agent is next let go;
+	                             0: none is free */
 };
 
 static void
@@ -824,6 +831,40 @@ suspend(struct scheduler *s, const char *dest, const char *dsn,
 	job_over(s, job);
 }
 
+/* Due jobs no free agent could take, by next hop: an agent more is
+ * wanted for each only while that hop is under per_destination. */
+#define TALLY_HOPS 64
+
+struct short_tally {
+	char dest[TALLY_HOPS][320];
+	int waiting[TALLY_HOPS];
+	size_t n;
+	int wanted;               /* agents more that would be busy */
+};
+
+static void
+tally_short(struct scheduler *s, struct short_tally *t, const char *dest)
+{
+	size_t k;
+
+	for (k = 0; k < t->n; k++)
+		if (strcmp(t->dest[k], dest) == 0)
+			break;
+	if (k == t->n) {
+		if (t->n == TALLY_HOPS) {
+			t->wanted++;   /* many hops: count each job */
+			return;
+		}
+		ferry_strlcpy(t->dest[k], dest, sizeof(t->dest[k]));
+		t->waiting[k] = 0;
+		t->n++;
+	}
+	if (dest_busy(s, dest) + t->waiting[k] < s->cfg->per_destination) {
+		t->waiting[k]++;
+		t->wanted++;
+	}
+}
+
 /* A recipient whose lifetime is over fails without another attempt. */
 static int
 expire(struct scheduler *s, struct store_due *d, double now)
@@ -862,8 +903,13 @@ scheduler_run(struct scheduler *s)
 	size_t n, i, *idx, nidx;
 	char *taken;
 	double now = now_wall(), when;
-	int any_idle = 0, blocked = 0, suspended = 0;
+	int any_idle = 0, blocked = 0, suspended = 0, busy = 0;
+	int64_t last_short = -1;
+	struct short_tally *tally = NULL;
 
+	if (s->cfg->agent_idle > 0 && s->next_retire_ms > 0 &&
+	    now_ms() >= s->next_retire_ms)
+		scheduler_retire_idle(s);
 	if (!s->wake && now_ms() < s->next_run_ms)
 		return;
 	if (s->unsaved != NULL)
@@ -907,6 +953,13 @@ scheduler_run(struct scheduler *s)
 		verdict = hop_health_verdict(s->hops, dest, now, &hop_dsn,
 		    &hop_reason);
 		if (verdict == HOP_SEND && !any_idle) {
+			/* an agent more would take it (one per message) */
+			if (v[i].msgid != last_short) {
+				if (tally == NULL)
+					tally = xcalloc(1, sizeof(*tally));
+				tally_short(s, tally, dest);
+			}
+			last_short = v[i].msgid;
 			blocked = 1;
 			continue;
 		}
@@ -931,6 +984,12 @@ scheduler_run(struct scheduler *s)
 		}
 		if (dest_busy(s, dest) >= s->cfg->per_destination ||
 		    (a = idle_agent(s, dest)) == NULL) {
+			if (v[i].msgid != last_short) {
+				if (tally == NULL)
+					tally = xcalloc(1, sizeof(*tally));
+				tally_short(s, tally, dest);
+			}
+			last_short = v[i].msgid;
 			for (k = 0; k < nidx; k++)
 				taken[idx[k]] = 0;
 			taken[i] = 1;
@@ -950,6 +1009,14 @@ scheduler_run(struct scheduler *s)
 	free(taken);
 	free(idx);
 	store_due_free(v, n);
+	for (i = 0; i < s->pool.nagents; i++)
+		if (s->pool.agents[i]->busy)
+			busy++;
+	s->agents_wanted = busy + (tally != NULL ? tally->wanted : 0);
+	free(tally);
+	if (s->agents_wanted > s->cfg->delivery_agents)
+		s->agents_wanted = s->cfg->delivery_agents;
+	scheduler_retire_idle(s);
 	/* Next look: when something is due, or at once when an agent frees
 	 * up (s->wake); never sleep longer than MAX_WAIT_MS. */
 	s->next_run_ms = now_ms() + MAX_WAIT_MS;
@@ -962,6 +1029,26 @@ scheduler_run(struct scheduler *s)
 	}
 }
 
+void
+scheduler_retire_idle(struct scheduler *s)
+{
+	int64_t left;
+
+	s->next_retire_ms = 0;
+	if (s->cfg->agent_idle <= 0)
+		return;
+	left = agent_pool_retire_idle(&s->pool,
+	    (int64_t)s->cfg->agent_idle * 1000);
+	if (left >= 0)
+		s->next_retire_ms = now_ms() + left + 1;
+}
+
+int
+scheduler_agents_wanted(const struct scheduler *s)
+{
+	return s->agents_wanted;
+}
+
 int
 scheduler_timeout_ms(struct scheduler *s)
 {
@@ -970,6 +1057,8 @@ scheduler_timeout_ms(struct scheduler *s)
 	if (s->wake)
 		return 0;
 	d = s->next_run_ms - now_ms();
+	if (s->next_retire_ms > 0 && s->next_retire_ms - now_ms() < d)
+		d = s->next_retire_ms - now_ms();
 	if (d < 0)
 		return 0;
 	return d > MAX_WAIT_MS ? MAX_WAIT_MS : (int)d;

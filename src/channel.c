@@ -29,6 +29,51 @@
 #include "util.h"
 
 #define READ_CHUNK 65536        /* a stream read asks for this much */
+/* A read buffer larger than this is given back once everything in it
+ * has been taken, so that an idle channel - one per open SMTP session
+ * on the runner's intake socket - holds no 64 KiB block while it waits:
+ * memory follows the bytes still pending, not a fixed block each.  The
+ * buffers given back wait in a small pool for the next channel that
+ * reads (at most SPARE_BUFS of them in a process), so that a busy
+ * process does not free and allocate - and fault in - 64 KiB a read. */
+#define READ_KEEP 4096
+#define SPARE_BUFS 8
+
+static struct {
+	uint8_t *buf;
+	size_t cap;
+} spare[SPARE_BUFS];
+static size_t nspare;
+
+/* Gives ch's read buffer back (it holds nothing unread). */
+static void
+release_rbuf(struct channel *ch)
+{
+	if (nspare < SPARE_BUFS && ch->rcap <= 4 * READ_CHUNK) {
+		spare[nspare].buf = ch->rbuf;
+		spare[nspare++].cap = ch->rcap;
+	} else {
+		free(ch->rbuf);
+	}
+	ch->rbuf = NULL;
+	ch->rcap = 0;
+}
+
+/* An empty channel takes a spare buffer of at least want bytes, if any. */
+static void
+take_spare(struct channel *ch, size_t want)
+{
+	size_t i;
+
+	for (i = nspare; i-- > 0;)
+		if (spare[i].cap >= want) {
+			free(ch->rbuf);
+			ch->rbuf = spare[i].buf;
+			ch->rcap = spare[i].cap;
+			spare[i] = spare[--nspare];
+			return;
+		}
+}
 
 void
 channel_init(struct channel *ch, int fd, const char *peer,
@@ -119,6 +164,8 @@ make_room(struct channel *ch, size_t want)
 		ch->rlen -= ch->roff;
 		ch->roff = 0;
 	}
+	if (ch->rlen == 0 && ch->rcap < want)
+		take_spare(ch, want);
 	if (ch->rcap - ch->rlen < want) {
 		ch->rcap = ch->rcap * 2 > ch->rlen + want ? ch->rcap * 2 :
 		    ch->rlen + want;
@@ -187,8 +234,13 @@ channel_next(struct channel *ch, struct ipc_in *in)
 	if (ch->fd < 0)
 		return -1;
 	avail = ch->rlen - ch->roff;
-	if (avail == 0)
+	if (avail == 0) {
+		/* the caller is done with the last frame it took */
 		ch->rlen = ch->roff = 0;
+		if (ch->rcap > READ_KEEP)
+			release_rbuf(ch);
+		return 0;
+	}
 	rc = ipc_header(ch->rbuf + ch->roff, avail, &type, &plen);
 	if (rc < 0)
 		return channel_violation(ch, "bad frame header");

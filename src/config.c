@@ -504,7 +504,7 @@ static const struct option_row options[] = {
 	    B_INSTANCE, LF(relay_cert_subjects), LF(nrelay_cert_subjects),
 	    NULL),
 
-	INT("workers", "min_idle", 2, B_CONFIG, CF(workers_min_idle), 0,
+	INT("workers", "min_idle", 1, B_CONFIG, CF(workers_min_idle), 0,
 	    1024),
 	INT("workers", "max_idle", 8, B_CONFIG, CF(workers_max_idle), 1,
 	    1024),
@@ -577,6 +577,8 @@ static const struct option_row options[] = {
 	    1, 1024),
 	INT("delivery", "agent_jobs", 1000, B_CONFIG, CF(agent_jobs), 1,
 	    1000000),
+	INT("delivery", "agent_idle", 60, B_CONFIG, CF(agent_idle), 0,
+	    86400),
 	{ "delivery", CFG_INT_LIST("retry_schedule",
 	    "{60, 300, 900, 1800, 3600}", CFGF_NONE), ST_INT_LIST, B_CONFIG,
 	    CF(retry_schedule), CF(nretry_schedule), 1, 86400 * 7, NULL,

@@ -52,6 +52,7 @@ static const char *const ipc_names[IMSG_TYPE_MAX] = {
 	[IMSG_NOTE_PING] = "NOTE_PING",
 	[IMSG_NOTE_PONG] = "NOTE_PONG",
 	[IMSG_NOTE_GENERATION] = "NOTE_GENERATION",
+	[IMSG_NOTE_AGENTS] = "NOTE_AGENTS",
 };
 
 const char *

@@ -12,8 +12,12 @@
  * agents' and ferryctl's sockets); then fork+execs the queue runner,
  * ferry-anvil (the workers' shared abuse counts, restarted like the
  * runner and stopped after the workers), a pool of SMTP workers and
- * delivery.agents delivery agents, each with its descriptors at fixed
- * numbers (procfd.h).  The pooled children (workers and agents) are the
+ * delivery agents on demand, each with its descriptors at fixed
+ * numbers (procfd.h).  No agent runs at rest: the runner notes how many
+ * it has work for (IMSG_NOTE_AGENTS, busy ones and due mail without a
+ * free agent) and the master keeps that many running, delivery.agents at
+ * most; the runner lets an agent go when it has been idle for
+ * delivery.agent_idle.  The pooled children (workers and agents) are the
  * children[] table; the runner and anvil are tracked by pid.
  *
  * The worker pool is kept between workers.min_idle idle workers and
@@ -144,7 +148,9 @@ struct master_state {
 	int status_wr;              /* the workers' end */
 	int pool_rd;                /* the runner's end of its notes */
 	int pool_full;              /* "pool full" logged, not yet over */
-	struct channel to_runner;   /* master -> runner: counts, reloads */
+	struct channel to_runner;   /* master -> runner: counts, reloads;
+	                               runner -> master: agents wanted */
+	int agents_wanted;          /* the runner's last word on it */
 	uint32_t last_workers, last_busy;   /* last counts it was told */
 	int log_rd, log_wr;         /* children's stderr, when foreground */
 	int sig_rd, sig_wr;         /* self-pipe for signals */
@@ -764,6 +770,7 @@ reap_children(struct master_state *m)
 			int64_t delay;
 
 			m->runner_pid = 0;
+			m->agents_wanted = 0;   /* the next one says */
 			if (m->shutting_down) {
 				log_info("queue runner stopped (%s)", how);
 				continue;
@@ -1000,22 +1007,25 @@ report_pool(struct master_state *m, int force)
 	m->last_busy = busy;
 }
 
-/* Keeps delivery.agents agents of the current generation running. */
+/* Keeps as many agents of the current generation running as the runner
+ * has work for, delivery.agents at most.  Agents leave on their own (the
+ * runner closes an idle one, or marks a last job): none is killed here. */
 static void
 manage_agents(struct master_state *m)
 {
 	size_t i;
-	int have = 0;
+	int have = 0, want = m->agents_wanted;
 
-	if (m->shutting_down)
+	if (m->shutting_down || m->runner_pid <= 0)
 		return;
+	if (want > m->cfg->delivery_agents)
+		want = m->cfg->delivery_agents;
 	for (i = 0; i < m->nchildren; i++)
 		if (m->children[i].role == ROLE_AGENT &&
 		    m->children[i].generation == m->generation &&
 		    !m->children[i].told_to_leave)
 			have++;
-	while (have < m->cfg->delivery_agents &&
-	    now_ms() >= m->agent_backoff.not_before) {
+	while (have < want && now_ms() >= m->agent_backoff.not_before) {
 		spawn_child(m, ROLE_AGENT);
 		have++;
 		if (m->agent_backoff.streak > 0)
@@ -1052,9 +1062,11 @@ tell_runner_reload(struct master_state *m)
 
 /* ------------------------------------------------- the systemd watchdog */
 
-/* What the runner may send on its notes: the answer to a NOTE_PING. */
+/* What the runner may send on its notes: the answer to a NOTE_PING, and
+ * how many delivery agents it has work for. */
 static const struct channel_rule runner_may_send[] = {
 	{ IMSG_NOTE_PONG, 0 },
+	{ IMSG_NOTE_AGENTS, 0 },
 	{ 0, 0 }
 };
 
@@ -1073,6 +1085,7 @@ renew_runner_notes(struct master_state *m)
 	channel_reopen(&m->to_runner, p[1]);
 	m->last_workers = UINT32_MAX;
 	m->ping_sent = 0;
+	m->agents_wanted = 0;
 	if (m->runner_pid > 0) {
 		log_error("restarting the queue runner (pid %ld)",
 		    (long)m->runner_pid);
@@ -1080,24 +1093,37 @@ renew_runner_notes(struct master_state *m)
 	}
 }
 
-/* The runner's answers to the liveness check. */
+/* The runner's notes: answers to the liveness check, and how many
+ * delivery agents it has work for.  A runner that lies is killed (it is
+ * restarted like one that crashed) and its successor gets a fresh pair. */
 static void
-read_runner_answers(struct master_state *m)
+read_runner_notes(struct master_state *m)
 {
 	struct ipc_in in;
-	uint32_t seq;
+	uint32_t v;
 	int got = 0;
 
 	while (m->to_runner.fd >= 0 && channel_fill(&m->to_runner) > 0) {
 		while ((got = channel_next(&m->to_runner, &in)) > 0) {
-			if (ipc_get_u32(&in, &seq) < 0 || ipc_end(&in) < 0 ||
-			    seq == 0 || seq > m->ping_seq) {
+			if (in.type == IMSG_NOTE_AGENTS) {
+				if (ipc_get_u32(&in, &v) < 0 ||
+				    ipc_end(&in) < 0) {
+					(void)channel_violation(&m->to_runner,
+					    "malformed NOTE_AGENTS");
+					break;
+				}
+				m->agents_wanted = v > (uint32_t)INT_MAX ?
+				    INT_MAX : (int)v;
+				continue;
+			}
+			if (ipc_get_u32(&in, &v) < 0 || ipc_end(&in) < 0 ||
+			    v == 0 || v > m->ping_seq) {
 				(void)channel_violation(&m->to_runner,
 				    "malformed NOTE_PONG");
 				break;
 			}
 			m->runner_answered = now_ms();
-			if (seq == m->ping_seq)
+			if (v == m->ping_seq)
 				m->ping_sent = 0;
 		}
 		if (got < 0)
@@ -1624,7 +1650,7 @@ master(const struct master_args *args)
 		}
 		reap_children(m);
 		read_status(m);
-		read_runner_answers(m);
+		read_runner_notes(m);
 		if (m->log_rd >= 0)
 			relay_logs(m);
 		if (m->shutting_down)

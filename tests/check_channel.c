@@ -163,6 +163,48 @@ START_TEST(test_partial_and_split_frames)
 }
 END_TEST
 
+/* A drained channel gives its read buffer back (one waits per open SMTP
+ * session on the runner's intake socket); a partial frame keeps what it
+ * holds, and the channel reads on after the release. */
+START_TEST(test_drained_buffer_released)
+{
+	struct channel b;
+	struct ipc_in in;
+	size_t len;
+	uint8_t *f = make_frame(IMSG_TX_DATA, 9, 100, &len);
+	int sv[2], round;
+
+	pair(SOCK_STREAM, sv);
+	channel_init(&b, sv[1], "test peer", tx_rules, 1024, 0);
+	for (round = 0; round < 3; round++) {
+		uint32_t v;
+
+		write_bytes(sv[0], f, len);
+		write_bytes(sv[0], f, 10);
+		ck_assert_int_gt(channel_fill(&b), 0);
+		ck_assert_int_eq(channel_next(&b, &in), 1);
+		ck_assert_int_eq(ipc_get_u32(&in, &v), 0);
+		ck_assert_uint_eq(v, 9);
+		/* the next frame's first bytes wait in the buffer */
+		ck_assert_int_eq(channel_next(&b, &in), 0);
+		ck_assert_ptr_nonnull(b.rbuf);
+		write_bytes(sv[0], f + 10, len - 10);
+		ck_assert_int_gt(channel_fill(&b), 0);
+		ck_assert_int_eq(channel_next(&b, &in), 1);
+		ck_assert_int_eq(ipc_get_u32(&in, &v), 0);
+		ck_assert_uint_eq(v, 9);
+		/* all taken: the buffer goes */
+		ck_assert_int_eq(channel_next(&b, &in), 0);
+		ck_assert_ptr_null(b.rbuf);
+		ck_assert_uint_eq(b.rcap, 0);
+	}
+	ck_assert_int_ge(b.fd, 0);
+	free(f);
+	channel_free(&b);
+	close(sv[0]);
+}
+END_TEST
+
 /* A frame longer than the channel's cap is a violation as soon as its
  * header is there; one exactly at the cap is fine. */
 START_TEST(test_over_cap)
@@ -546,6 +588,7 @@ channel_suite(void)
 
 	tcase_add_test(tc, test_build_in_place_roundtrip);
 	tcase_add_test(tc, test_partial_and_split_frames);
+	tcase_add_test(tc, test_drained_buffer_released);
 	tcase_add_test(tc, test_over_cap);
 	tcase_add_test(tc, test_type_not_in_table);
 	tcase_add_test(tc, test_eof);

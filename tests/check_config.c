@@ -164,7 +164,7 @@ static void assert_cidr(const struct cidr *net, const char *addr, int want)
 static void assert_defaults(const struct ferry_config *c)
 {
 	ck_assert_int_eq(c->shutdown_timeout, 30);
-	ck_assert_int_eq(c->workers_min_idle, 2);
+	ck_assert_int_eq(c->workers_min_idle, 1);
 	ck_assert_int_eq(c->workers_max_idle, 8);
 	ck_assert_int_eq(c->workers_max, 32);
 	ck_assert_int_eq(c->worker_sessions, 1000);

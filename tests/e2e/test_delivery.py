@@ -800,9 +800,12 @@ class MXTest(DeliveryCase):
         d = self.start_ferry(
             routes=[self.route("origin", ["origin.test"], [b.address])],
             mx=dict({"port": port, "tls": "none"}, **(mx or {})),
+            # every attempt on a new connection: an MX paused between two
+            # messages must refuse the second (an agent that kept its
+            # connection open would hand it over on it)
             delivery={"resolver": resolver or dns.address,
                       "retry_schedule": [1], "connect_timeout": 5,
-                      "max_lifetime": 3600})
+                      "max_lifetime": 3600, "connection_idle": 0})
         return d, dns, mx1, mx2, b
 
     def test_preference_order_then_fallback(self):
