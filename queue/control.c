@@ -797,3 +797,27 @@ control_serve(int fd, struct control_ctx *ctx)
 		drain(ch.fd);
 	channel_free(&ch);
 }
+
+void
+control_refuse(int fd, const char *why)
+{
+	struct channel ch;
+	json_t *doc = new_object();
+	char *out;
+
+	put_bool(doc, "ok", 0);
+	put_str(doc, "error", why);
+	out = json_dumps(doc, JSON_BYTES_DUMP_FLAGS);
+	json_decref(doc);
+	if (out == NULL)
+		log_fatal("out of memory (the control answer)");
+	fd_set_nonblock(fd, 1);
+	channel_init(&ch, fd, "ferryctl (control connection)",
+	    client_may_send, CONTROL_REQUEST_MAX, 0);
+	if (write_answer(&ch, out, strlen(out)) == -1)
+		log_debug("control: cannot send the refusal: %s", ch.error);
+	free(out);
+	if (ch.fd >= 0)
+		drain(ch.fd);
+	channel_free(&ch);
+}

@@ -570,15 +570,9 @@ serve_control(struct runner *r)
 		struct control_ctx ctx;
 
 		if (!control_peer_ok(r, fd)) {
-			static const char no[] = "{\"ok\":false,\"error\":"
-			    "\"permission denied\"}\n";
-
 			log_warn("ferryctl: refused a client without "
 			    "permission");
-			if (send(fd, no, sizeof(no) - 1, MSG_NOSIGNAL) < 0) {
-				/* it has gone */
-			}
-			close(fd);
+			control_refuse(fd, "permission denied");
 			continue;
 		}
 		memset(&ctx, 0, sizeof(ctx));

@@ -426,6 +426,23 @@ class CtlReachTest(DamageCase):
                       % d.ctl_socket, p.stderr)
 
 
+    def test_client_without_permission_gets_a_framed_refusal(self):
+        """A client the runner refuses (here: the socket opened to all
+        by hand, the client "nobody") gets the refusal as an answer that
+        ferryctl reads, not bytes that break its protocol."""
+        d = self.start_ferry()
+        os.chmod(d.ctl_socket, 0o666)
+        os.chmod(os.path.dirname(d.ctl_socket), 0o755)
+        p = ft.subprocess.run(["setpriv", "--reuid=nobody",
+                               "--regid=nogroup", "--clear-groups",
+                               ft.FERRYCTL, "-s", d.ctl_socket, "status"],
+                              capture_output=True, text=True, timeout=20)
+        self.assertEqual(p.returncode, 1, (p.stdout, p.stderr))
+        self.assertEqual(p.stderr.strip(), "ferryctl: permission denied")
+        self.assertIsNotNone(d.wait_log(r"ferryctl: refused a client "
+                                        r"without permission", 5))
+        self.assertIs(d.ctl_json("status").get("ok"), True)
+
 
 class RunnerDownTest(DamageCase):
     """The queue runner killed and unable to start again (its program
