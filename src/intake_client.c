@@ -409,10 +409,17 @@ intake_reusable(struct intake_client *ic)
 enum intake_verdict
 intake_queue_check(struct intake_client *ic, int64_t now, int64_t *until)
 {
-	/* a connection found gone is replaced at once: the new one asks
-	 * the runner (or finds none) */
+	int pending = ic->ch.fd >= 0 && !ic->noted;
+
 	if (ic->ch.fd >= 0 && intake_flush(ic) == 0)
 		(void)read_notes(ic);
+	/* A connection closed before its first note: the runner would not
+	 * take it (or died taking it).  One that had its notes was an
+	 * earlier runner's: it is replaced at once, and the new one asks
+	 * the runner now there (or finds none).  At most one connect per
+	 * call, so that this never spins. */
+	if (ic->ch.fd < 0 && pending)
+		return INTAKE_QUEUE_DOWN;
 	if (ic->ch.fd < 0 && ensure_connected(ic) < 0)
 		return INTAKE_QUEUE_DOWN;
 	if (!ic->noted) {
