@@ -7,7 +7,8 @@ mail a retry step or a client a 4xx.
   deferral and no attempt counted.
 - agent_jobs = 1 under load: every agent retires after one message, and
   no job is ever sent to an agent that will not run it.
-- 50 reloads (SIGHUP replaces every agent) during delivery: no
+- Reloads (SIGHUP replaces every agent) during delivery, 25 while
+  messages are taken and 50 while 60 messages are delivered: no
   deferral.
 - A message whose deliveries kill an agent 3 times in a row is held,
   with the reason logged and shown by "ferryctl queue show".
@@ -205,11 +206,40 @@ class AgentRetirementTest(AgentLifecycleCase):
         self.assertNotIn("go back to the queue", d.log_text())
 
     def test_reloads_during_delivery_defer_nothing(self):
-        """50 reloads, one every 0.3 s from the first message on, while
-        60 messages are taken and delivered (each held 0.6 s at the
-        smarthost's end of data, 3 agents: 12 s of delivery at least):
-        most of them replace agents with jobs in flight, and not one
-        delivery is deferred or counted."""
+        s = self.smarthost()
+        s.stall_at("eod", 0.05)        # keep jobs in flight meanwhile
+        d = self.ferry_to(s, delivery={"agents": 3})
+        stop = threading.Event()
+        reloads = [0]
+
+        def reload_loop():
+            while not stop.is_set() and reloads[0] < 25:
+                d.signal(signal.SIGHUP)
+                reloads[0] += 1
+                stop.wait(0.3)
+        t = threading.Thread(target=reload_loop)
+        t.start()
+        try:
+            self.send_many(d, 40)
+            t.join(30)
+        finally:
+            stop.set()
+            t.join(10)
+        self.assertGreaterEqual(reloads[0], 20)
+        s.wait_messages(40, 60)
+        self.assertTrue(ft.wait_for(lambda: d.count("message") == 0, QUICK),
+                        d.query("SELECT * FROM recipient"))
+        self.assert_nothing_deferred(d)
+        # an agent replaced by a reload never counts against a message
+        self.assertNotIn(": held:", d.log_text())
+
+    def test_50_reloads_under_delivery_defer_nothing(self):
+        """50 reloads, one every 0.3 s, while 60 messages are delivered
+        (each held 0.6 s at the smarthost's end of data, 3 agents: 12 s
+        of delivery at least): most of them replace agents with jobs in
+        flight, and not one delivery is deferred or counted.  The
+        messages are taken first: sessions during reloads are the test
+        above's."""
         s = self.smarthost()
         s.stall_at("eod", 0.6)         # keep jobs in flight meanwhile
         d = self.ferry_to(s, delivery={"agents": 3})
@@ -222,10 +252,10 @@ class AgentRetirementTest(AgentLifecycleCase):
                 d.signal(signal.SIGHUP)
                 reloads.append(time.monotonic())
                 stop.wait(0.3)
+        self.send_many(d, 60)
         t = threading.Thread(target=reload_loop)
         t.start()
         try:
-            self.send_many(d, 60)
             t.join(60)
         finally:
             stop.set()
