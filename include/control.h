@@ -70,5 +70,8 @@ struct control_ctx {
 /* Serves one accepted connection to the end (bounded by a short deadline)
  * and closes fd. */
 void control_serve(int fd, struct control_ctx *ctx);
+/* Answers a client that may not use the socket with an error document,
+ * framed like every answer, without reading its request; closes fd. */
+void control_refuse(int fd, const char *why);
 
 #endif

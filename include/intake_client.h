@@ -8,6 +8,15 @@
  * intake_poll_answer).  A runner that goes away
  * or answers nonsense fails the transaction (the session answers 451),
  * and the next transaction reconnects.
+ *
+ * The runner tells every connection the queue's state when it accepts it
+ * and whenever that changes (IMSG_QUEUE_STATE).  Those notes wait in the
+ * socket until the worker reads them, so intake_queue_check reads them
+ * (never waiting) at the moment a session must decide - the greeting,
+ * MAIL - and its answer is as fresh as the runner's last word.  A
+ * connection the runner has not answered within INTAKE_ANSWER_MS is
+ * taken for a runner that is down (the master holds the listening
+ * socket, so connecting succeeds while no runner accepts).
  */
 #ifndef FERRY_INTAKE_CLIENT_H
 #define FERRY_INTAKE_CLIENT_H
@@ -25,6 +34,21 @@ struct intake_client {
 	char reason[256];    /* why the last call failed */
 	uint8_t queue_state; /* the runner's last QUEUE_STATE_* note */
 	uint64_t queue_headroom;   /* bytes free above queue { min_free } */
+	int noted;           /* a QUEUE_STATE note came on this connection */
+	int64_t opened_ms;   /* when it was connected (now_ms() clock) */
+};
+
+/* How long a new connection may wait for the runner's first note before
+ * the runner is taken for down. */
+#define INTAKE_ANSWER_MS 500
+
+/* What intake_queue_check knows of the queue. */
+enum intake_verdict {
+	INTAKE_QUEUE_OK,          /* takes mail */
+	INTAKE_QUEUE_LOW_SPACE,   /* below queue { min_free }: 452 4.3.1 */
+	INTAKE_QUEUE_FAILING,     /* its store fails or is closed */
+	INTAKE_QUEUE_DOWN,        /* no runner answers (ic->reason says) */
+	INTAKE_QUEUE_WAIT         /* no note yet: ask again at *until */
 };
 
 void intake_client_init(struct intake_client *ic, const char *path);
@@ -63,5 +87,9 @@ size_t intake_unsent(const struct intake_client *ic);
 /* Nonzero when the connection is open with nothing in flight either
  * way, so that another session of the worker may use it. */
 int intake_reusable(struct intake_client *ic);
+/* Between transactions: reads the notes the runner pushed (never waits),
+ * connecting first when not connected, and says what they tell. */
+enum intake_verdict intake_queue_check(struct intake_client *ic,
+    int64_t now, int64_t *until);
 
 #endif

@@ -29,6 +29,8 @@ enum reply_id {
 	R_TOO_MANY_JUNK,     /* 421 4.7.0 %s: hostname */
 	R_STORE_FAILED,      /* 451 4.3.0 */
 	R_QUEUE_UNAVAILABLE, /* 451 4.3.0 */
+	R_QUEUE_CLOSED,      /* 421 4.3.0 %s: hostname (at the greeting) */
+	R_INSUFFICIENT_STORAGE,  /* 452 4.3.1 (at MAIL) */
 	R_TOO_MANY_RCPTS,    /* 452 4.5.3 */
 	R_LINE_TOO_LONG,     /* 500 5.5.2 */
 	R_BARE_NEWLINE_CMD,  /* 500 5.5.2 */

@@ -73,7 +73,8 @@ enum queue_state store_health_state(const struct store_health *h);
 /* Nonzero when a delivery may be handed out: commits work and there is
  * room for its outcome. */
 int store_health_may_dispatch(const struct store_health *h);
-/* Bytes free above the threshold (0 when below). */
+/* Bytes free above the threshold (0 when below; UINT64_MAX before the
+ * first look at the free space). */
 uint64_t store_health_headroom(const struct store_health *h);
 /* "83 MB" style, for the log and ferryctl. */
 const char *store_fmt_bytes(char *out, size_t len, uint64_t n);

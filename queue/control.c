@@ -920,3 +920,38 @@ control_serve(int fd, struct control_ctx *ctx)
 		drain(ch.fd);
 	channel_free(&ch);
 }
+
+void
+control_refuse(int fd, const char *why)
+{
+	char *words[CONTROL_MAX_WORDS + 1];
+	const char *ignored = NULL;
+	struct channel ch;
+	json_t *doc = new_object();
+	char *out;
+	size_t nw = 0;
+	int rc;
+
+	put_bool(doc, "ok", 0);
+	put_str(doc, "error", why);
+	out = json_dumps(doc, JSON_BYTES_DUMP_FLAGS);
+	json_decref(doc);
+	if (out == NULL)
+		log_fatal("out of memory (the control answer)");
+	fd_set_nonblock(fd, 1);
+	channel_init(&ch, fd, "ferryctl (control connection)",
+	    client_may_send, CONTROL_REQUEST_MAX, 0);
+	/* its request is read (and not run) first: closing before it came
+	 * would fail the client's write instead of answering it */
+	rc = read_request(&ch, words, &nw, &ignored);
+	if (nw > CONTROL_MAX_WORDS + 1)
+		nw = CONTROL_MAX_WORDS + 1;
+	while (nw > 0)
+		free(words[--nw]);
+	if (rc != 0 && write_answer(&ch, out, strlen(out)) == -1)
+		log_debug("control: cannot send the refusal: %s", ch.error);
+	free(out);
+	if (ch.fd >= 0)
+		drain(ch.fd);
+	channel_free(&ch);
+}

@@ -140,6 +140,7 @@ struct runner {
 	int have_admin_gid;
 	struct store_health health;
 	enum queue_state announced;   /* what the workers were last told */
+	uint64_t announced_headroom;  /* and the room it left */
 	int64_t next_space_check_ms;
 	uid_t agent_uid;
 	char dbpath[1024];
@@ -157,19 +158,33 @@ runner_state(const struct runner *r)
 	return store_health_state(&r->health);
 }
 
+/* Nonzero when the room left moved enough that the workers, who refuse
+ * a declared SIZE above it at MAIL, must hear of it: by an eighth, or
+ * by 1 MiB when that is more. */
+static int
+headroom_moved(uint64_t was, uint64_t now)
+{
+	uint64_t d = was > now ? was - now : now - was;
+	uint64_t step = was / 8 > (1 << 20) ? was / 8 : (1 << 20);
+
+	return d > step;
+}
+
 /* Tells every worker the queue's state when it changed. */
 static void
 announce_state(struct runner *r)
 {
 	enum queue_state now = runner_state(r);
+	uint64_t headroom = store_health_headroom(&r->health);
 	size_t i;
 
-	if (now == r->announced)
+	if (now == r->announced &&
+	    !headroom_moved(r->announced_headroom, headroom))
 		return;
 	r->announced = now;
+	r->announced_headroom = headroom;
 	for (i = 0; i < r->nconns; i++)
-		intake_conn_send_state(r->conns[i], now,
-		    store_health_headroom(&r->health));
+		intake_conn_send_state(r->conns[i], now, headroom);
 }
 
 /* Free space against queue { min_free }, at most every SPACE_CHECK_MS
@@ -611,15 +626,9 @@ serve_control(struct runner *r)
 		struct control_ctx ctx;
 
 		if (!control_peer_ok(r, fd)) {
-			static const char no[] = "{\"ok\":false,\"error\":"
-			    "\"permission denied\"}\n";
-
 			log_warn("ferryctl: refused a client without "
 			    "permission");
-			if (send(fd, no, sizeof(no) - 1, MSG_NOSIGNAL) < 0) {
-				/* it has gone */
-			}
-			close(fd);
+			control_refuse(fd, "permission denied");
 			continue;
 		}
 		memset(&ctx, 0, sizeof(ctx));

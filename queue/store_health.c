@@ -177,6 +177,8 @@ store_health_may_dispatch(const struct store_health *h)
 uint64_t
 store_health_headroom(const struct store_health *h)
 {
+	if (!h->space_known)
+		return UINT64_MAX;   /* not looked at yet: no limit known */
 	return h->free_bytes > h->min_free_bytes ? h->free_bytes -
 	    h->min_free_bytes : 0;
 }

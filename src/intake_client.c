@@ -100,6 +100,8 @@ ensure_connected(struct intake_client *ic)
 		return fail(ic, "connect %s: %s", ic->path, strerror(e));
 	}
 	channel_reopen(&ic->ch, fd);
+	ic->noted = 0;
+	ic->opened_ms = now_ms();
 	return 0;
 }
 
@@ -129,7 +131,40 @@ take_queue_state(struct intake_client *ic, struct ipc_in *in)
 	}
 	ic->queue_state = state;
 	ic->queue_headroom = headroom;
+	ic->noted = 1;
 	return 0;
+}
+
+/* Reads what the runner sent while nothing is in flight: only notes may
+ * come then.  0, or -1 when the connection is gone (reason set). */
+static int
+read_notes(struct intake_client *ic)
+{
+	struct ipc_in in;
+	int n, got;
+
+	for (;;) {
+		n = channel_fill(&ic->ch);
+		if (n < 0 && ic->ch.fd < 0)
+			return fail(ic, "the queue runner broke the protocol");
+		while ((got = channel_next(&ic->ch, &in)) == 1) {
+			if (in.type != IMSG_QUEUE_STATE) {
+				channel_violation(&ic->ch,
+				    "an answer nothing asked for");
+				return fail(ic, "unexpected %s from the queue "
+				    "runner", ipc_type_name(in.type));
+			}
+			if (take_queue_state(ic, &in) < 0)
+				return -1;
+		}
+		if (got < 0)
+			return fail(ic, "the queue runner broke the protocol");
+		if (n < 0)
+			return fail(ic, "the queue runner closed the "
+			    "connection");
+		if (n == 0)
+			return 0;
+	}
 }
 
 /* Decodes the answer to BEGIN or COMMIT: want (with a qid) or TX_FAIL.
@@ -369,4 +404,41 @@ intake_reusable(struct intake_client *ic)
 	    channel_pending(&ic->ch) > 0 || ic->ch.rlen != ic->ch.roff)
 		return 0;
 	return 1;
+}
+
+enum intake_verdict
+intake_queue_check(struct intake_client *ic, int64_t now, int64_t *until)
+{
+	int pending = ic->ch.fd >= 0 && !ic->noted;
+
+	if (ic->ch.fd >= 0 && intake_flush(ic) == 0)
+		(void)read_notes(ic);
+	/* A connection closed before its first note: the runner would not
+	 * take it (or died taking it).  One that had its notes was an
+	 * earlier runner's: it is replaced at once, and the new one asks
+	 * the runner now there (or finds none).  At most one connect per
+	 * call, so that this never spins. */
+	if (ic->ch.fd < 0 && pending)
+		return INTAKE_QUEUE_DOWN;
+	if (ic->ch.fd < 0 && ensure_connected(ic) < 0)
+		return INTAKE_QUEUE_DOWN;
+	if (!ic->noted) {
+		if (now - ic->opened_ms < INTAKE_ANSWER_MS) {
+			*until = ic->opened_ms + INTAKE_ANSWER_MS;
+			return INTAKE_QUEUE_WAIT;
+		}
+		snprintf(ic->reason, sizeof(ic->reason), "the queue runner "
+		    "did not answer within %d ms", INTAKE_ANSWER_MS);
+		return INTAKE_QUEUE_DOWN;
+	}
+	switch (ic->queue_state) {
+	case QUEUE_STATE_OK:
+		return INTAKE_QUEUE_OK;
+	case QUEUE_STATE_LOW_SPACE:
+		return INTAKE_QUEUE_LOW_SPACE;
+	default:
+		snprintf(ic->reason, sizeof(ic->reason), "the queue runner "
+		    "says its store is failing or unavailable");
+		return INTAKE_QUEUE_FAILING;
+	}
 }

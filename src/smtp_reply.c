@@ -42,6 +42,10 @@ static const struct reply_def replies[R_COUNT] = {
 	    "try again later" },
 	[R_QUEUE_UNAVAILABLE] = { 451, "4.3.0", "Error: queue unavailable, "
 	    "try again later" },
+	[R_QUEUE_CLOSED] = { 421, "4.3.0", "%s Error: queue unavailable, "
+	    "closing transmission channel; try again later" },
+	[R_INSUFFICIENT_STORAGE] = { 452, "4.3.1", "Insufficient system "
+	    "storage" },
 	[R_TOO_MANY_RCPTS] = { 452, "4.5.3", "Error: too many recipients "
 	    "(limit %d)" },
 	[R_LINE_TOO_LONG] = { 500, "5.5.2", "Error: line too long (limit %d "

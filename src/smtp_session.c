@@ -85,7 +85,7 @@ struct smtp_tx {
 enum close_reason { OPEN = 0, CLOSE_QUIT, CLOSE_EOF, CLOSE_TIMEOUT,
     CLOSE_ERRORS, CLOSE_SHUTDOWN, CLOSE_IOERR, CLOSE_PROTOCOL,
     CLOSE_LIMIT, CLOSE_TLS, CLOSE_AUTH_LOCKED, CLOSE_JUNK, CLOSE_LIFETIME,
-    CLOSE_OUTPUT };
+    CLOSE_OUTPUT, CLOSE_QUEUE };
 
 /* Where the session is; each state says what it waits for. */
 enum session_state {
@@ -97,9 +97,14 @@ enum session_state {
 	ST_BDAT,           /* the octets of a BDAT chunk */
 	ST_QUEUE,          /* the runner's answer to BEGIN or COMMIT */
 	ST_ANVIL,          /* anvil's answer to the MAIL or AUTH check */
+	ST_QUEUE_CHECK,    /* a new connection's first note from the runner,
+	                      before the greeting or MAIL's answer */
 	ST_CLOSING,        /* the last reply going out */
 	ST_DONE
 };
+
+/* What the runner's first note resumes (ST_QUEUE_CHECK). */
+enum check_then { CHECK_GREETING, CHECK_MAIL };
 
 /* What the runner's answer resumes. */
 enum queue_then { Q_BEGIN_DATA, Q_BEGIN_BDAT, Q_COMMIT };
@@ -172,6 +177,9 @@ struct smtp_session {
 	                                more try on a fresh one */
 	int queue_blocked;           /* data waits for the runner to read */
 	int64_t queue_deadline;      /* ST_QUEUE */
+	enum check_then check_then;  /* ST_QUEUE_CHECK: what it resumes */
+	int64_t check_deadline;      /* ST_QUEUE_CHECK */
+	enum intake_verdict check_verdict;   /* the last check's */
 
 	char *out;                   /* pending replies */
 	size_t out_len, out_cap;
@@ -253,6 +261,8 @@ counts_as_error(enum reply_id id, int code)
 	case R_TOO_MANY_RCPTS:
 	case R_STORE_FAILED:
 	case R_QUEUE_UNAVAILABLE:
+	case R_QUEUE_CLOSED:
+	case R_INSUFFICIENT_STORAGE:
 	case R_SHUTDOWN:
 	case R_TIMEOUT:
 	case R_TOO_MANY_ERRORS:
@@ -742,7 +752,7 @@ anvil_wait(struct smtp_session *s, enum anvil_then then)
 /* MAIL passed every check but anvil's message rate, whose answer is
  * result. */
 static void
-mail_checked(struct smtp_session *s, const struct smtp_mail_args *m,
+mail_rated(struct smtp_session *s, const struct smtp_mail_args *m,
     int result)
 {
 	if (result == ANVIL_MESSAGE_RATE) {
@@ -756,6 +766,68 @@ mail_checked(struct smtp_session *s, const struct smtp_mail_args *m,
 	s->tx.mail = *m;
 	s->tx.active = 1;
 	smtp_reply(s, R_SENDER_OK, m->addr);
+}
+
+/* What the runner's last word says for a new session or transaction
+ * (intake_queue_check).  INTAKE_QUEUE_WAIT puts the session in
+ * ST_QUEUE_CHECK until the note comes or the runner is taken for down. */
+static enum intake_verdict
+queue_check(struct smtp_session *s, enum check_then then)
+{
+	int64_t until = 0;
+
+	s->check_verdict = intake_queue_check(s->queue, now_ms(), &until);
+	if (s->check_verdict == INTAKE_QUEUE_WAIT) {
+		s->state = ST_QUEUE_CHECK;
+		s->check_then = then;
+		s->check_deadline = until;
+	}
+	return s->check_verdict;
+}
+
+static enum intake_verdict
+queue_check_last(const struct smtp_session *s)
+{
+	return s->check_verdict;
+}
+
+/* MAIL's answer once the queue's state is known: 452 4.3.1 below
+ * queue { min_free } or for a declared SIZE above the room left, 451
+ * 4.3.0 while the queue is unavailable - before any data is sent. */
+static void
+mail_checked(struct smtp_session *s, enum intake_verdict v)
+{
+	struct smtp_tx *tx = &s->tx;
+	struct smtp_mail_args m;
+
+	s->state = ST_COMMAND;
+	arm_command(s);
+	switch (v) {
+	case INTAKE_QUEUE_OK:
+		if (tx->mail.size > 0 &&
+		    (uint64_t)tx->mail.size > s->queue->queue_headroom) {
+			smtp_reply(s, R_INSUFFICIENT_STORAGE);
+			break;
+		}
+		m = tx->mail;
+		if (s->anvil != NULL && anvil_ask_message(s->anvil,
+		    s->anvil_owner, s->peer_addr)) {
+			s->anvil_mail = m;
+			anvil_wait(s, A_MAIL);
+			return;
+		}
+		mail_rated(s, &m, ANVIL_OK);
+		return;
+	case INTAKE_QUEUE_LOW_SPACE:
+		smtp_reply(s, R_INSUFFICIENT_STORAGE);
+		break;
+	default:
+		log_warn("queue unavailable for a message from %s[%s]: %s",
+		    s->peer_name, s->peer_addr, s->queue->reason);
+		smtp_reply(s, R_QUEUE_UNAVAILABLE);
+		break;
+	}
+	tx_reset(s);
 }
 
 static void
@@ -809,13 +881,12 @@ cmd_mail(struct smtp_session *s, enum smtp_verb verb, const char *arg,
 		smtp_reply(s, R_SENDER_NOT_OWNED, m.addr, s->auth_user);
 		return;
 	}
-	if (s->anvil != NULL &&
-	    anvil_ask_message(s->anvil, s->anvil_owner, s->peer_addr)) {
-		s->anvil_mail = m;
-		anvil_wait(s, A_MAIL);
-		return;
-	}
-	mail_checked(s, &m, ANVIL_OK);
+	tx_reset(s);
+	s->tx.mail = m;
+	/* the queue's state before anything else is sent (the runner's
+	 * first note may still be on its way: the answer waits for it) */
+	if (queue_check(s, CHECK_MAIL) != INTAKE_QUEUE_WAIT)
+		mail_checked(s, queue_check_last(s));
 }
 
 /* relay.accept_domains: "example.com" exactly, ".example.com" any
@@ -1722,6 +1793,7 @@ close_reason_name(enum close_reason r)
 	case CLOSE_JUNK: return " (too many junk commands)";
 	case CLOSE_LIFETIME: return " (session lifetime)";
 	case CLOSE_OUTPUT: return " (replies not read)";
+	case CLOSE_QUEUE: return " (queue unavailable)";
 	default: return "";
 	}
 }
@@ -1974,6 +2046,34 @@ begin_close(struct smtp_session *s)
 		s->state = ST_DONE;
 }
 
+/* The greeting once the queue's state is known: 220, or 421 4.3.0 and
+ * the end of the session while the queue cannot take mail at all (its
+ * store fails, or no runner answers), so that the client comes back
+ * later instead of waiting for a transaction to fail. */
+static void
+greet_checked(struct smtp_session *s, enum intake_verdict v)
+{
+	s->state = ST_COMMAND;
+	arm_command(s);
+	if (v == INTAKE_QUEUE_FAILING || v == INTAKE_QUEUE_DOWN) {
+		log_warn("queue unavailable for %s[%s]: %s", s->peer_name,
+		    s->peer_addr, s->queue->reason);
+		smtp_reply(s, R_QUEUE_CLOSED, s->cfg->hostname);
+		s->closing = CLOSE_QUEUE;
+	} else
+		smtp_reply(s, R_GREETING, s->cfg->hostname);
+}
+
+/* The first note came (or the wait is over): what waited goes on. */
+static void
+queue_checked(struct smtp_session *s, enum intake_verdict v)
+{
+	if (s->check_then == CHECK_GREETING)
+		greet_checked(s, v);
+	else
+		mail_checked(s, v);
+}
+
 /* The greeting, or why there is none. */
 static void
 greet(struct smtp_session *s, int talked_first)
@@ -1987,8 +2087,8 @@ greet(struct smtp_session *s, int talked_first)
 	} else if (talked_first) {
 		smtp_reply(s, R_PREGREET, s->cfg->hostname);
 		s->closing = CLOSE_PROTOCOL;
-	} else
-		smtp_reply(s, R_GREETING, s->cfg->hostname);
+	} else if (queue_check(s, CHECK_GREETING) != INTAKE_QUEUE_WAIT)
+		greet_checked(s, queue_check_last(s));
 }
 
 /* Pregreet (Postfix postscreen's name): a real SMTP client waits for
@@ -2033,6 +2133,8 @@ on_deadline(struct smtp_session *s, int64_t now)
 		anvil_client_forget(s->anvil, s->anvil_owner);
 		smtp_session_anvil_answer(s, ANVIL_OK);
 		return;
+	case ST_QUEUE_CHECK:
+		return;     /* the check below says the runner is down */
 	default:
 		if (s->control && s->control->drain &&
 		    s->control->drain_deadline != 0 &&
@@ -2174,6 +2276,20 @@ smtp_session_run(struct smtp_session *s, int64_t now)
 			continue;
 		case ST_ANVIL:
 			return;         /* smtp_session_anvil_answer resumes */
+		case ST_QUEUE_CHECK: {
+			int64_t until = 0;
+
+			s->check_verdict = intake_queue_check(s->queue,
+			    now_ms(), &until);
+			if (s->check_verdict == INTAKE_QUEUE_WAIT) {
+				s->check_deadline = until;
+				return;
+			}
+			queue_checked(s, s->check_verdict);
+			if (s->closing != OPEN)
+				begin_close(s);
+			continue;
+		}
 		default:
 			break;
 		}
@@ -2183,7 +2299,7 @@ smtp_session_run(struct smtp_session *s, int64_t now)
 			continue;
 		}
 		if (s->state == ST_HANDSHAKE || s->state == ST_QUEUE ||
-		    s->state == ST_ANVIL)
+		    s->state == ST_ANVIL || s->state == ST_QUEUE_CHECK)
 			continue;
 		/* Input ran out: now the pipelined replies go (RFC 2920).
 		 * Nothing more is read until they have gone. */
@@ -2231,7 +2347,7 @@ smtp_session_anvil_answer(struct smtp_session *s, int result)
 	s->state = ST_COMMAND;
 	arm_command(s);
 	if (s->anvil_then == A_MAIL)
-		mail_checked(s, &s->anvil_mail, result);
+		mail_rated(s, &s->anvil_mail, result);
 	else
 		auth_checked(s, result);
 }
@@ -2243,6 +2359,7 @@ smtp_session_events(const struct smtp_session *s)
 	case ST_DONE:
 	case ST_QUEUE:
 	case ST_ANVIL:
+	case ST_QUEUE_CHECK:
 		return 0;
 	case ST_GREET_WAIT:
 		return POLLIN;
@@ -2266,7 +2383,8 @@ smtp_session_queue_events(const struct smtp_session *s)
 
 	if (intake_fd(s->queue) < 0 || s->state == ST_DONE)
 		return 0;
-	return s->state == ST_QUEUE ? (short)(ev | POLLIN) : ev;
+	return s->state == ST_QUEUE || s->state == ST_QUEUE_CHECK ?
+	    (short)(ev | POLLIN) : ev;
 }
 
 int
@@ -2296,6 +2414,8 @@ smtp_session_deadline(const struct smtp_session *s)
 		return s->queue_deadline;
 	case ST_ANVIL:
 		return s->anvil_deadline;
+	case ST_QUEUE_CHECK:
+		return s->check_deadline;
 	case ST_GREET_WAIT:
 		d = s->greet_deadline;
 		break;

@@ -406,20 +406,38 @@ take_stress(struct worker *w)
 	arm_all(w);
 }
 
+/* A spare connection to the runner was readable: its notes are read
+ * (a runner gone is replaced by a new connection that waits for the
+ * next runner's first note).  One that cannot be kept is dropped. */
+static void
+watch_spare(struct worker *w, size_t i, int64_t now)
+{
+	int64_t until;
+
+	(void)intake_queue_check(&w->spare[i], now, &until);
+	if (intake_fd(&w->spare[i]) >= 0 && intake_reusable(&w->spare[i]))
+		return;
+	intake_client_close(&w->spare[i]);
+	w->spare[i] = w->spare[--w->nspare];
+}
+
 /* The event loop: until told to stop (or recycled) and every session
- * held is over. */
+ * held is over.  Spare connections to the runner are watched too, so
+ * that the worker's picture of the queue stays fresh while it is idle:
+ * a state the runner pushes is read, and a runner that dies is noticed
+ * at once (the next session then knows without waiting). */
 static void
 serve(struct worker *w)
 {
 	const struct ferry_config *cfg = w->cfg;
-	size_t nl = cfg->nlisteners, cap = nl + 1 + 2 * w->nslots, i;
+	size_t nl = cfg->nlisteners, cap = nl + 1 + 3 * w->nslots, i;
 	struct pollfd *pfds = xcalloc(cap, sizeof(*pfds));
 	size_t *slot_of = xcalloc(cap, sizeof(*slot_of));
 
 	for (;;) {
 		int64_t now = now_ms(), first, timeout = 1000;
 		int accepting, listening, rc, any_ready = 0, more = 0;
-		size_t n = 0, k, anvil_at = (size_t)-1;
+		size_t n = 0, k, anvil_at = (size_t)-1, spares_at, nspare;
 
 		accepting = !stop_after_session &&
 		    w->started < cfg->worker_sessions;
@@ -471,6 +489,14 @@ serve(struct worker *w)
 			pfds[n].revents = 0;
 			n++;
 		}
+		spares_at = n;
+		nspare = w->nspare;
+		for (k = 0; k < nspare; k++) {
+			pfds[n].fd = intake_fd(&w->spare[k]);
+			pfds[n].events = POLLIN;
+			pfds[n].revents = 0;
+			n++;
+		}
 		if (session_timer_first(&w->timer, &k, &first))
 			timeout = first - now;
 		if (accepting && w->defer_until > now &&
@@ -495,8 +521,12 @@ serve(struct worker *w)
 		anvil_client_tick(&w->anvil, now);
 		take_answers(w);
 		take_stress(w);
+		/* backwards: a spare dropped takes the last one's place */
+		for (k = nspare; k-- > 0;)
+			if (pfds[spares_at + k].revents != 0 && k < w->nspare)
+				watch_spare(w, k, now);
 		for (i = (listening ? nl : 0) + (anvil_at != (size_t)-1);
-		    i < n; i++) {
+		    i < spares_at; i++) {
 			k = slot_of[i];
 			if (w->slots[k].s == NULL)
 				continue;

@@ -76,6 +76,8 @@ START_TEST(test_space_states)
 	struct store_health h;
 
 	memset(&h, 0, sizeof(h));
+	/* never looked: no limit known, none is announced */
+	ck_assert(store_health_headroom(&h) == UINT64_MAX);
 	/* first look, plenty: no change announced (it was ok) */
 	ck_assert_int_eq(store_health_space(&h, 500 * MB, 100 * MB), 0);
 	ck_assert_int_eq(store_health_state(&h), QUEUE_STATE_OK);

@@ -7,7 +7,9 @@ mail a retry step or a client a 4xx.
   deferral and no attempt counted.
 - agent_jobs = 1 under load: every agent retires after one message, and
   no job is ever sent to an agent that will not run it.
-- Reloads (SIGHUP replaces every agent) during delivery: no deferral.
+- Reloads (SIGHUP replaces every agent) during delivery, 25 while
+  messages are taken and 50 while 60 messages are delivered: no
+  deferral.
 - A message whose deliveries kill an agent 3 times in a row is held,
   with the reason logged and shown by "ferryctl queue show".
 - workers { sessions = 1 } under concurrent clients: every message 250.
@@ -34,6 +36,7 @@ SENDER = "sender@origin.test"
 RCPT = "rcpt@dest.test"
 RETRY = 60                      # a deferral would wait this long
 QUICK = 15.0                    # "at once", on a shared, noisy machine
+RELOADS = 50
 HOLD_REASON = "delivery agent died 3 times in a row while delivering it"
 
 
@@ -226,6 +229,54 @@ class AgentRetirementTest(AgentLifecycleCase):
         s.wait_messages(40, 60)
         self.assertTrue(ft.wait_for(lambda: d.count("message") == 0, QUICK),
                         d.query("SELECT * FROM recipient"))
+        self.assert_nothing_deferred(d)
+        # an agent replaced by a reload never counts against a message
+        self.assertNotIn(": held:", d.log_text())
+
+    def test_50_reloads_under_delivery_defer_nothing(self):
+        """50 reloads, one every 0.3 s, while 60 messages are delivered
+        (each held 0.6 s at the smarthost's end of data, 3 agents: 12 s
+        of delivery at least): most of them replace agents with jobs in
+        flight, and not one delivery is deferred or counted.  The
+        messages are taken first: sessions during reloads are the test
+        above's."""
+        s = self.smarthost()
+        s.stall_at("eod", 0.6)         # keep jobs in flight meanwhile
+        d = self.ferry_to(s, delivery={"agents": 3})
+        stop = threading.Event()
+        reloads = []
+        start = d.log_size()
+
+        def reload_loop():
+            while not stop.is_set() and len(reloads) < RELOADS:
+                d.signal(signal.SIGHUP)
+                reloads.append(time.monotonic())
+                stop.wait(0.3)
+        self.send_many(d, 60)
+        t = threading.Thread(target=reload_loop)
+        t.start()
+        try:
+            t.join(60)
+        finally:
+            stop.set()
+            t.join(10)
+        self.assertEqual(len(reloads), RELOADS)
+        s.wait_messages(60, RETRY)
+        done = time.monotonic()
+        during = sum(1 for r in reloads if r < done)
+        self.assertTrue(ft.wait_for(lambda: d.count("message") == 0, QUICK),
+                        d.query("SELECT * FROM recipient"))
+        # the master took every one (signals that came together may be
+        # one reload)
+        self.assertTrue(ft.wait_for(lambda: len(re.findall(
+            r"configuration reloaded from", d.log_text()[start:])) >=
+            RELOADS // 2, QUICK), d.log_tail())
+        sys.stderr.write("%d reloads, %d before the last message was "
+                         "received, %d taken by the master\n"
+                         % (len(reloads), during, len(re.findall(
+                             r"configuration reloaded from",
+                             d.log_text()[start:]))))
+        self.assertGreaterEqual(during, RELOADS // 2)
         self.assert_nothing_deferred(d)
         # an agent replaced by a reload never counts against a message
         self.assertNotIn(": held:", d.log_text())

@@ -4,7 +4,8 @@ runner, as an operator meets them.
 
 - queue.db truncated, garbage over page 1, garbage over a middle page
   (ferry stopped, then started): the runner stays up, logs one line naming
-  the file, answers intake at once (451 within 1 s, nobody waits at DATA),
+  the file, new sessions are refused at once (421 4.3.0 at the greeting,
+  or 451 4.3.0 at MAIL, within 1 s of connecting: nobody waits at DATA),
   ferryctl status says why in one line, and "ferryctl queue salvage"
   rebuilds the queue from the readable messages - each one whole and as
   sent - keeps the damaged file, and the runner takes mail again;
@@ -12,7 +13,11 @@ runner, as an operator meets them.
   "ferryctl queue accept-loss"; a kill -9 without removal loses nothing
   and raises no alarm;
 - ferryctl status answers within 1 s when the runner does not answer, and
-  works with an invalid configuration file on disk.
+  works with an invalid configuration file on disk;
+- a runner killed and unable to start again: new sessions get 421 4.3.0
+  at the greeting within 1 s (smtplib and swaks), a session greeted
+  before it died gets 451 4.3.0 at MAIL, and once a runner is back mail
+  is taken at once.
 Needs root."""
 
 import glob
@@ -20,10 +25,13 @@ import os
 import pwd
 import re
 import select
+import shutil
 import signal
+import smtplib
 import socket
 import struct
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
@@ -141,21 +149,24 @@ class DamageCase(ft.FerryTestCase):
                 if "queue: " in ln and what in ln]
 
     def assert_refuses_fast(self, d):
-        """A transaction is refused 451 at once: the reply to DATA (or to
-        the end of the data) comes within 1 s."""
+        """A new session is refused at once: "421 4.3.0" at the greeting
+        (the worker knows the queue is unavailable) or "451 4.3.0" at
+        MAIL, within 1 s of connecting - nobody waits at DATA.  The
+        reply."""
+        t0 = time.monotonic()
         with d.client() as c:
-            c.ehlo()
-            self.assertReply(c.cmd("MAIL FROM:<a@origin.test>"), 250)
-            self.assertReply(c.cmd("RCPT TO:<b@dest.test>"), 250)
-            t0 = time.monotonic()
-            r = c.cmd("DATA")
-            if r.code == 354:
-                c.send(ft.dot_stuff(content(99)) + b".\r\n")
-                r = c.reply()
+            r = c.greeting
+            if r.code == 220:
+                c.ehlo()
+                r = c.cmd("MAIL FROM:<a@origin.test>")
             elapsed = time.monotonic() - t0
-            self.assertIn(r.code, (421, 451), r)
-            self.assertLess(elapsed, 1.0, "the refusal took %.2f s"
-                            % elapsed)
+            self.assertIn((r.code, r.esc), ((421, "4.3.0"), (451, "4.3.0")),
+                          r)
+            if r.code == 421:
+                self.assertTrue(c.is_closed(), "open after the 421")
+        self.assertLess(elapsed, 1.0, "the refusal took %.2f s from "
+                        "connect" % elapsed)
+        return r
 
     def assert_status_says(self, d, pattern):
         cost = ctl_start_cost()
@@ -413,6 +424,139 @@ class CtlReachTest(DamageCase):
         self.assertRegex(p.stdout, r"(?i)worker")
         self.assertIn("using the socket of its spool_dir line: %s"
                       % d.ctl_socket, p.stderr)
+
+
+    def test_client_without_permission_gets_a_framed_refusal(self):
+        """A client the runner refuses (here: the socket opened to all
+        by hand, the client "nobody") gets the refusal as an answer that
+        ferryctl reads, not bytes that break its protocol."""
+        d = self.start_ferry()
+        os.chmod(d.ctl_socket, 0o666)
+        os.chmod(os.path.dirname(d.ctl_socket), 0o755)
+        p = ft.subprocess.run(["setpriv", "--reuid=nobody",
+                               "--regid=nogroup", "--clear-groups",
+                               ft.FERRYCTL, "-s", d.ctl_socket, "status"],
+                              capture_output=True, text=True, timeout=20)
+        self.assertEqual(p.returncode, 1, (p.stdout, p.stderr))
+        self.assertEqual(p.stderr.strip(), "ferryctl: permission denied")
+        self.assertIsNotNone(d.wait_log(r"ferryctl: refused a client "
+                                        r"without permission", 5))
+        self.assertIs(d.ctl_json("status").get("ok"), True)
+
+
+class RunnerDownTest(DamageCase):
+    """The queue runner killed and unable to start again (its program
+    replaced by one that exits at once, in a private copy of the
+    programs, so that nothing else is touched): the master keeps the
+    intake socket, so a worker's connection is taken but never
+    answered."""
+
+    PROGRAMS = ("ferryd", "ferry-smtpd", "ferry-queue", "ferry-deliver",
+                "ferry-anvil")
+
+    def setUp(self):
+        super().setUp()
+        self.bindir = tempfile.mkdtemp(prefix="ferry-bin-")
+        for prog in self.PROGRAMS:
+            shutil.copy2(os.path.join(ft.BUILDDIR, "src", prog),
+                         self.bindir)
+        os.chmod(self.bindir, 0o755)
+        self.runner_prog = os.path.join(self.bindir, "ferry-queue")
+        os.link(self.runner_prog, self.runner_prog + ".real")
+
+    def tearDown(self):
+        try:
+            super().tearDown()
+        finally:
+            shutil.rmtree(self.bindir, ignore_errors=True)
+
+    def start_private(self):
+        saved = ft.FERRYD
+        ft.FERRYD = os.path.join(self.bindir, "ferryd")
+        try:
+            return self.start_ferry()
+        finally:
+            ft.FERRYD = saved
+
+    def runner_cannot_start(self):
+        broken = self.runner_prog + ".new"
+        with open(broken, "w") as f:
+            f.write("#!/bin/sh\nexit 1\n")
+        os.chmod(broken, 0o755)
+        os.rename(broken, self.runner_prog)
+
+    def runner_can_start(self):
+        shutil.copy2(self.runner_prog + ".real", self.runner_prog + ".new")
+        os.rename(self.runner_prog + ".new", self.runner_prog)
+
+    def test_runner_down_refused_at_greeting_within_a_second(self):
+        d = self.start_private()
+        qid = d.send(content(1), rcpts=["b@dest.test"])
+        self.assertIsNotNone(d.message(qid))
+        # a session greeted while the runner was there
+        early = d.client()
+        self.assertEqual(early.greeting.code, 220)
+        early.ehlo()
+        self.runner_cannot_start()
+        (runner,) = d.runners()
+        start = d.log_size()
+        os.kill(runner, signal.SIGKILL)
+        self.assertIsNotNone(d.wait_log(r"queue runner \(pid %d\) died"
+                                        % runner, 5, start))
+        try:
+            # the session that was greeted: 451 4.3.0 at MAIL, at once
+            t0 = time.monotonic()
+            r = early.cmd("MAIL FROM:<a@origin.test>")
+            elapsed = time.monotonic() - t0
+            self.assertEqual((r.code, r.esc), (451, "4.3.0"), r)
+            self.assertLess(elapsed, 1.0, "MAIL took %.2f s" % elapsed)
+            sys.stderr.write("runner down: MAIL in a session greeted "
+                             "before answered %r in %.2f s\n"
+                             % (r, elapsed))
+        finally:
+            early.close()
+        # new sessions: 421 4.3.0 at the greeting within 1 s, again and
+        # again while the runner stays down
+        for _ in range(3):
+            r = self.assert_refuses_fast(d)
+            self.assertEqual(r.code, 421, r)
+        t0 = time.monotonic()
+        with self.assertRaises(smtplib.SMTPConnectError) as cm:
+            smtplib.SMTP("127.0.0.1", d.port, timeout=10)
+        elapsed = time.monotonic() - t0
+        self.assertEqual(cm.exception.smtp_code, 421)
+        self.assertTrue(cm.exception.smtp_error.startswith(b"4.3.0 "),
+                        cm.exception.smtp_error)
+        self.assertLess(elapsed, 1.0, "smtplib's greeting took %.2f s"
+                        % elapsed)
+        sys.stderr.write("runner down: smtplib got %d %s in %.2f s\n"
+                         % (cm.exception.smtp_code,
+                            cm.exception.smtp_error.decode(), elapsed))
+        t0 = time.monotonic()
+        p = ft.subprocess.run(["swaks", "--server", "127.0.0.1:%d" % d.port,
+                               "--from", "a@origin.test", "--to",
+                               "b@dest.test", "--timeout", "10"],
+                              capture_output=True, text=True, timeout=30)
+        elapsed = time.monotonic() - t0
+        self.assertNotEqual(p.returncode, 0, p.stdout)
+        self.assertRegex(p.stdout, r"<\*\* +421 4\.3\.0 ")
+        self.assertNotRegex(p.stdout, r"(?m)^ *-> +MAIL")
+        sys.stderr.write("runner down: swaks exit %d in %.2f s (perl "
+                         "start included)\n" % (p.returncode, elapsed))
+        self.assertEqual(d.count(), 1)
+        # a runner again: mail is taken as soon as it has started
+        start = d.log_size()
+        self.runner_can_start()
+        self.assertIsNotNone(d.wait_log(r"queue runner started: ", 25,
+                                        start))
+        with d.client() as c:
+            self.assertEqual(c.greeting.code, 220, c.greeting)
+            c.ehlo()
+            qid2 = c.send_message("a@origin.test", ["b@dest.test"],
+                                  content(2))
+            c.cmd("QUIT")
+        self.assertIsNotNone(d.message(qid2))
+        self.assertEqual(d.count(), 2)
 
 
 if __name__ == "__main__":

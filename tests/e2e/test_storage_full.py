@@ -8,11 +8,13 @@ file as root:
   not made again (no message reaches the smarthost twice), no delivery
   starts while the disk is full, and delivery resumes by itself once
   space is freed;
-- with the smarthost down, below queue { min_free } the runner refuses
-  new mail with "452 4.3.1 Insufficient system storage" (the SMTP worker
-  still answers 451 4.3.0 at DATA until it reads the runner's reason),
-  and while commits fail it retries with a back-off: a handful of log
-  lines and almost no CPU in 10 s, and ferryctl status says why;
+- with the smarthost down, a declared SIZE above the room left over
+  queue { min_free } is refused at MAIL with "452 4.3.1 Insufficient
+  system storage" while smaller mail is taken; below min_free every MAIL
+  gets that 452 (raw client and swaks), before any data is sent; while
+  commits fail the runner retries with a back-off: a handful of log
+  lines and almost no CPU in 10 s, and ferryctl status says why; once
+  space is freed the same MAIL and SIZE are accepted again at once;
 - "ferryctl queue delete" while commits fail exits non-zero with an
   error and the message stays queued;
 - and a runner that may not start deliveries (here: delivery paused)
@@ -130,6 +132,30 @@ class StorageFullTest(ft.FerryTestCase):
         st = os.statvfs(self.filler)
         self.assertLess(st.f_bavail * st.f_frsize, 64 * 1024)
 
+    def fill_to(self, left):
+        """Writes a file as root until about left bytes are free."""
+        fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                     0o600)
+        try:
+            for size in (1 << 20, 4096):
+                block = b"\0" * size
+                while True:
+                    st = os.statvfs(self.filler)
+                    if st.f_bavail * st.f_frsize < left + size:
+                        break
+                    os.write(fd, block)
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def mail_reply(self, params=""):
+        """The reply to MAIL (with params) in a fresh session."""
+        with self.ferry.client() as c:
+            c.ehlo()
+            r = c.cmd("MAIL FROM:<%s>%s" % (SENDER, params))
+            c.cmd("QUIT")
+        return r
+
     def free(self):
         os.unlink(self.filler)
 
@@ -214,6 +240,22 @@ class StorageFullTest(ft.FerryTestCase):
         self.assertTrue(self.ferry.wait_log(
             r"%s: to=<%s>.*status=deferred" % (qid, RCPT), timeout=WAIT),
             self.ferry.log_tail())
+        # 2 MiB left above min_free: a declared SIZE above that is
+        # refused at MAIL (once the runner has looked and said so), a
+        # smaller one is taken
+        self.fill_to(6 << 20)
+        big = " SIZE=%d" % (3 << 20)
+        self.assertTrue(ft.wait_for(
+            lambda: self.mail_reply(big).code == 452, 5),
+            self.ferry.log_tail())
+        r = self.mail_reply(big)
+        self.assertEqual((r.code, r.esc), (452, "4.3.1"), r)
+        self.assertIn("Insufficient system storage", r.text)
+        self.assertEqual(self.mail_reply(" SIZE=100000").code, 250)
+        self.send(1)
+        sys.stderr.write("2 MiB above min_free: MAIL%s answered %r\n"
+                         % (big, r))
+
         self.fill()
         self.assertTrue(self.ferry.wait_log(
             r"intake refusing new mail: .* free, below min_free 4096 KB",
@@ -221,23 +263,35 @@ class StorageFullTest(ft.FerryTestCase):
         self.assertRegex(self.status(),
                          r"intake:  refusing, .* free, below min_free "
                          r"4096 KB")
-        # a new message is refused at once, with the runner's reason
+        # a new message is refused at MAIL, at once, before any data
         start = self.ferry.log_size()
         t0 = time.monotonic()
         with self.ferry.client() as c:
             c.ehlo()
-            c.envelope(SENDER, [RCPT])
-            r = c.cmd("DATA")
+            r = c.cmd("MAIL FROM:<%s>" % SENDER)
+            elapsed = time.monotonic() - t0
+            r2 = c.cmd("RCPT TO:<%s>" % RCPT)
+            r3 = c.cmd("DATA")
             c.cmd("QUIT")
-        self.assertLess(time.monotonic() - t0, 2.0)
-        # today's worker answers 451 at DATA; it will answer 452 at MAIL
-        self.assertIn(r.code, (451, 452), r)
-        sys.stderr.write("disk full, smarthost down: DATA answered %r in "
-                         "%.2f s\n" % (r, time.monotonic() - t0))
+        self.assertEqual((r.code, r.esc), (452, "4.3.1"), r)
+        self.assertEqual(r.text, "4.3.1 Insufficient system storage")
+        self.assertLess(elapsed, 1.0)
+        self.assertEqual(r2.code, 503, r2)     # no transaction began
+        self.assertEqual(r3.code, 503, r3)
+        sys.stderr.write("disk full, smarthost down: MAIL answered %r in "
+                         "%.2f s\n" % (r, elapsed))
         self.assertTrue(self.ferry.wait_log(
-            r"queue runner refused a new message .*: 452 4\.3\.1 "
+            r"reject: from unknown\[127\.0\.0\.1\]: 452 4\.3\.1 "
             r"Insufficient system storage", start=start),
             self.ferry.log_tail())
+        p = subprocess.run(["swaks", "--server", "127.0.0.1:%d"
+                            % self.ferry.port, "--from", SENDER, "--to",
+                            RCPT, "--timeout", "10"], capture_output=True,
+                           text=True, timeout=30)
+        self.assertNotEqual(p.returncode, 0, p.stdout)
+        self.assertRegex(p.stdout, r"<~?\*\* +452 4\.3\.1 Insufficient "
+                         r"system storage")
+        self.assertNotRegex(p.stdout, r"(?m)^ *~?-> +RCPT")
 
         # commits fail (an operator's flush needs one): back-off, quiet
         p = self.ferry.ctl("queue", "flush")
@@ -270,6 +324,8 @@ class StorageFullTest(ft.FerryTestCase):
                                             timeout=5, start=start),
                         self.ferry.log_tail())
         self.assertIn("store:   ok", self.status())
+        # at once: the same MAIL and SIZE are taken again
+        self.assertEqual(self.mail_reply(big).code, 250)
         self.send(1)
 
     def test_delete_while_full_fails_truly(self):

@@ -602,11 +602,16 @@ class Ferry:
                 raise OSError("ferryd exited with status %d"
                               % self.proc.returncode)
             # serving: a worker greets and the runner has opened the queue
+            # (or, without its store, a worker answers 421 4.3.0 for it)
             try:
-                if "queue runner started" in self.log_text():
+                log = self.log_text()
+                if "queue runner started" in log:
                     with Client(self.port, timeout=2) as c:
                         if c.greeting.code == 220:
                             c.cmd("QUIT")
+                            return
+                        if (c.greeting.code == 421 and
+                                "without its store" in log):
                             return
             except (OSError, EOFError, SMTPError):
                 pass
