@@ -71,7 +71,8 @@
 #define YOUNG_MS 10000        /* a child that dies younger is crashing */
 #define MAX_LISTENERS 64
 
-enum child_role { ROLE_WORKER, ROLE_RUNNER, ROLE_AGENT, ROLE_ANVIL };
+enum child_role { ROLE_WORKER, ROLE_RUNNER, ROLE_AGENT, ROLE_ANVIL,
+    ROLE_METRICS };
 
 static const char *
 role_name(enum child_role role)
@@ -81,6 +82,7 @@ role_name(enum child_role role)
 	case ROLE_RUNNER: return "queue runner";
 	case ROLE_AGENT: return "delivery agent";
 	case ROLE_ANVIL: return "anvil";
+	case ROLE_METRICS: return "metrics";
 	}
 	return "child";
 }
@@ -127,6 +129,8 @@ struct master_state {
 	int anvil_fd;               /* ferry-anvil's socket, in the chroot */
 	int anvil_notes_rd;         /* anvil's end of its notes */
 	struct channel to_anvil;    /* master -> anvil: limits */
+	int metrics_http_fd;        /* ferry-metrics' TCP listener, or -1 */
+	int metrics_src_fd;         /* the runner's metrics socket, or -1 */
 	struct backoff agent_backoff;
 
 	struct channel status;      /* workers -> master (read end) */
@@ -150,11 +154,16 @@ struct master_state {
 	int64_t anvil_started;
 	struct backoff anvil_backoff;
 
+	pid_t metrics_pid;
+	int64_t metrics_started;
+	struct backoff metrics_backoff;
+
 	int shutting_down;
 	int64_t shutdown_deadline;
 	char smtpd_path[PATH_MAX + 32], queue_path[PATH_MAX + 32];
 	char deliver_path[PATH_MAX + 32];
 	char anvil_path[PATH_MAX + 32];
+	char metrics_path[PATH_MAX + 32];
 };
 
 static int sig_write_fd = -1;
@@ -471,6 +480,14 @@ prepare_spool(struct master_state *m)
 	snprintf(path, sizeof(path), "%s/%s/%s", cfg->spool_dir,
 	    SPOOL_SMTPD_DIR, ANVIL_SOCKET_NAME);
 	m->anvil_fd = make_unix_listener(path, sgid, as_root);
+	/* the runner's metrics socket, beside them: ferry-metrics (the SMTP
+	 * user, in this chroot) asks it for the counters */
+	m->metrics_src_fd = -1;
+	if (cfg->metrics_enabled) {
+		snprintf(path, sizeof(path), "%s/%s/%s", cfg->spool_dir,
+		    SPOOL_SMTPD_DIR, METRICS_SOCKET_NAME);
+		m->metrics_src_fd = make_unix_listener(path, sgid, as_root);
+	}
 
 	/* the delivery agents' socket, for the delivery user's group */
 	if (as_root) {
@@ -528,7 +545,8 @@ spawn(struct master_state *m, enum child_role role)
 {
 	const char *path = role == ROLE_WORKER ? m->smtpd_path :
 	    role == ROLE_AGENT ? m->deliver_path :
-	    role == ROLE_ANVIL ? m->anvil_path : m->queue_path;
+	    role == ROLE_ANVIL ? m->anvil_path :
+	    role == ROLE_METRICS ? m->metrics_path : m->queue_path;
 	char gen[16];
 	sigset_t all, old;
 	pid_t pid;
@@ -574,9 +592,13 @@ spawn(struct master_state *m, enum child_role role)
 			fds[n++] = m->control_fd;                /* 5 */
 			fds[n++] = m->agent_fd;                  /* 6 */
 			fds[n++] = m->pool_rd;                   /* 7 */
+			if (m->metrics_src_fd >= 0)
+				fds[n++] = m->metrics_src_fd;    /* 8 */
 		} else if (role == ROLE_ANVIL) {
 			fds[n++] = m->anvil_fd;                  /* 4 */
 			fds[n++] = m->anvil_notes_rd;            /* 5 */
+		} else if (role == ROLE_METRICS) {
+			fds[n++] = m->metrics_http_fd;           /* 4 */
 		}
 		place_fds(fds, n, FD_CONFIG);
 		execl(path, path, "-f", m->cfg->path, "-g", gen,
@@ -643,6 +665,21 @@ spawn_anvil(struct master_state *m)
 		m->anvil_pid = pid;
 		m->anvil_started = now_ms();
 		log_debug("started anvil, pid %ld", (long)pid);
+	}
+}
+
+static void
+spawn_metrics(struct master_state *m)
+{
+	pid_t pid;
+
+	if (m->metrics_http_fd < 0)
+		return;
+	pid = spawn(m, ROLE_METRICS);
+	if (pid > 0) {
+		m->metrics_pid = pid;
+		m->metrics_started = now_ms();
+		log_debug("started metrics, pid %ld", (long)pid);
 	}
 }
 
@@ -719,6 +756,21 @@ reap_children(struct master_state *m)
 			delay = backoff_delay(&m->runner_backoff, lived, status);
 			log_warn("queue runner (pid %ld) died: %s; restarting "
 			    "in %lld ms", (long)pid, how, (long long)delay);
+			continue;
+		}
+		if (pid == m->metrics_pid) {
+			int64_t lived = now_ms() - m->metrics_started;
+			int64_t delay;
+
+			m->metrics_pid = 0;
+			if (m->shutting_down) {
+				log_debug("metrics stopped (%s)", how);
+				continue;
+			}
+			delay = backoff_delay(&m->metrics_backoff, lived,
+			    status);
+			log_warn("metrics (pid %ld) died: %s; restarting in "
+			    "%lld ms", (long)pid, how, (long long)delay);
 			continue;
 		}
 		if (pid == m->anvil_pid) {
@@ -1223,6 +1275,8 @@ find_programs(struct master_state *m)
 	    libexec);
 	snprintf(m->anvil_path, sizeof(m->anvil_path), "%s/ferry-anvil",
 	    libexec);
+	snprintf(m->metrics_path, sizeof(m->metrics_path), "%s/ferry-metrics",
+	    libexec);
 	if (access(m->smtpd_path, X_OK) < 0)
 		log_fatal("%s: %s", m->smtpd_path, strerror(errno));
 	if (access(m->queue_path, X_OK) < 0)
@@ -1290,6 +1344,15 @@ master(const struct master_args *args)
 		    m->cfg->nlisteners * sizeof(fresh[0]));
 		m->nlisteners = m->cfg->nlisteners;
 	}
+	/* the metrics endpoint, bound here like the mail listeners; a
+	 * change of address or port takes a restart */
+	m->metrics_http_fd = -1;
+	if (m->cfg->metrics_enabled) {
+		m->metrics_http_fd = bind_listener(m->cfg->metrics_address,
+		    m->cfg->metrics_port, 64, err, sizeof(err));
+		if (m->metrics_http_fd < 0)
+			log_fatal("metrics: %s", err);
+	}
 	prepare_spool(m);
 
 	/* The notes are records (SOCK_SEQPACKET): a note and the
@@ -1325,6 +1388,7 @@ master(const struct master_args *args)
 		    m->listeners[i].name);
 	spawn_runner(m);
 	spawn_anvil(m);
+	spawn_metrics(m);
 	manage_pool(m);
 	manage_agents(m);
 	log_info("ferry %s started: %s", PACKAGE_VERSION, m->cfg->path);
@@ -1341,6 +1405,8 @@ master(const struct master_args *args)
 			/* the workers are gone: nobody asks anvil now */
 			if (m->anvil_pid > 0)
 				kill(m->anvil_pid, SIGTERM);
+			if (m->metrics_pid > 0)
+				kill(m->metrics_pid, SIGTERM);
 			if (m->runner_pid > 0) {
 				kill(m->runner_pid, SIGTERM);
 				m->shutdown_deadline = now_ms() + 10000;
@@ -1365,6 +1431,15 @@ master(const struct master_args *args)
 			if (m->anvil_pid > 0) {
 				kill(m->anvil_pid, SIGKILL);
 				waitpid(m->anvil_pid, NULL, 0);
+			}
+			while (m->metrics_pid > 0 &&
+			    now_ms() < m->shutdown_deadline) {
+				reap_children(m);
+				usleep(20000);
+			}
+			if (m->metrics_pid > 0) {
+				kill(m->metrics_pid, SIGKILL);
+				waitpid(m->metrics_pid, NULL, 0);
 			}
 			if (m->log_rd >= 0)
 				relay_logs(m);
@@ -1404,6 +1479,16 @@ master(const struct master_args *args)
 
 			if (d <= 0) {
 				spawn_anvil(m);
+			} else if (d < wait) {
+				wait = d;
+			}
+		}
+		if (!m->shutting_down && m->metrics_pid == 0 &&
+		    m->metrics_http_fd >= 0) {
+			int64_t d = m->metrics_backoff.not_before - now_ms();
+
+			if (d <= 0) {
+				spawn_metrics(m);
 			} else if (d < wait) {
 				wait = d;
 			}
