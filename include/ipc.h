@@ -67,6 +67,9 @@ enum ipc_type {
 	IMSG_CTL_REQUEST,        /* ferryctl: u32 count, then the words */
 	IMSG_CTL_ANSWER,         /* runner: data, a piece of the JSON */
 	IMSG_CTL_ANSWER_END,     /* runner: no fields; the answer is whole */
+	/* SMTP worker -> master over the status pipe (worker_counters.h) */
+	IMSG_WORKER_COUNTERS,    /* pid, then the deltas counted since the
+	                          * last one */
 	IMSG_TYPE_MAX
 };
 

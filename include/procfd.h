@@ -68,6 +68,8 @@ enum worker_status { WORKER_IDLE = 1, WORKER_BUSY = 2, WORKER_FULL = 3 };
 /* Name of the runner's metrics socket inside the smtpd chroot directory
  * (root:<smtpd group> 0660), for ferry-metrics. */
 #define METRICS_SOCKET_NAME "metrics.sock"
+/* Name of the master's metrics socket beside it (the workers' counters). */
+#define MASTER_METRICS_SOCKET_NAME "metrics-master.sock"
 /* Name of the runner's socket for delivery agents, in the spool. */
 #define AGENT_SOCKET_NAME "agent.sock"
 /* Subdirectories of the spool. */

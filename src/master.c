@@ -54,6 +54,7 @@
 #include "channel.h"
 #include "config.h"
 #include "log.h"
+#include "master_metrics.h"
 #include "machine_limits.h"
 #include "master.h"
 #include "notify.h"
@@ -131,6 +132,8 @@ struct master_state {
 	struct channel to_anvil;    /* master -> anvil: limits */
 	int metrics_http_fd;        /* ferry-metrics' TCP listener, or -1 */
 	int metrics_src_fd;         /* the runner's metrics socket, or -1 */
+	int metrics_own_fd;         /* the master's metrics socket, or -1 */
+	struct wc_totals worker_counts;   /* the workers' counters, added */
 	struct backoff agent_backoff;
 
 	struct channel status;      /* workers -> master (read end) */
@@ -483,10 +486,16 @@ prepare_spool(struct master_state *m)
 	/* the runner's metrics socket, beside them: ferry-metrics (the SMTP
 	 * user, in this chroot) asks it for the counters */
 	m->metrics_src_fd = -1;
+	m->metrics_own_fd = -1;
 	if (cfg->metrics_enabled) {
 		snprintf(path, sizeof(path), "%s/%s/%s", cfg->spool_dir,
 		    SPOOL_SMTPD_DIR, METRICS_SOCKET_NAME);
 		m->metrics_src_fd = make_unix_listener(path, sgid, as_root);
+		/* and the master's own: the workers' counters */
+		snprintf(path, sizeof(path), "%s/%s/%s", cfg->spool_dir,
+		    SPOOL_SMTPD_DIR, MASTER_METRICS_SOCKET_NAME);
+		m->metrics_own_fd = make_unix_listener(path, sgid, as_root);
+		fd_set_nonblock(m->metrics_own_fd, 1);
 	}
 
 	/* the delivery agents' socket, for the delivery user's group */
@@ -810,6 +819,7 @@ reap_children(struct master_state *m)
 /* What a worker may write on the status pipe. */
 static const struct channel_rule worker_may_send[] = {
 	{ IMSG_WORKER_STATUS, 0 },
+	{ IMSG_WORKER_COUNTERS, 0 },
 	{ 0, 0 }
 };
 
@@ -822,7 +832,7 @@ open_status_pipe(struct master_state *m)
 		log_fatal("pipe: %s", strerror(errno));
 	fd_set_nonblock(p[0], 1);
 	channel_init(&m->status, p[0], "an SMTP worker on the status pipe",
-	    worker_may_send, 12, 0);
+	    worker_may_send, WORKER_STATUS_PAYLOAD_MAX, 0);
 	m->status_wr = p[1];
 }
 
@@ -863,6 +873,17 @@ read_status(struct master_state *m)
 			uint32_t pid, generation, status;
 			struct child_proc *w;
 
+			if (in.type == IMSG_WORKER_COUNTERS) {
+				if (ipc_get_u32(&in, &pid) < 0 ||
+				    wc_totals_take(&m->worker_counts,
+				    &in) < 0) {
+					channel_violation(&m->status,
+					    "malformed WORKER_COUNTERS");
+					got = -1;
+					break;
+				}
+				continue;
+			}
 			if (ipc_get_u32(&in, &pid) < 0 ||
 			    ipc_get_u32(&in, &generation) < 0 ||
 			    ipc_get_u32(&in, &status) < 0 ||
@@ -886,6 +907,22 @@ read_status(struct master_state *m)
 		if (n <= 0)
 			return;
 	}
+}
+
+/* ferry-metrics asks for the workers' counters. */
+static void
+serve_metrics(struct master_state *m)
+{
+	const char *names[WC_LISTENERS];
+	size_t i, n = m->cfg->nlisteners;
+
+	if (m->metrics_own_fd < 0)
+		return;
+	if (n > WC_LISTENERS)
+		n = WC_LISTENERS;
+	for (i = 0; i < n; i++)
+		names[i] = m->cfg->listeners[i].name;
+	master_metrics_serve(m->metrics_own_fd, &m->worker_counts, names, n);
 }
 
 static void
@@ -1395,7 +1432,7 @@ master(const struct master_args *args)
 	notify_ready();
 
 	for (;;) {
-		struct pollfd pfd[4 + MAX_LISTENERS];
+		struct pollfd pfd[5 + MAX_LISTENERS];
 		size_t n = 0;
 		int64_t wait = 1000;
 		unsigned char sigs[64];
@@ -1454,6 +1491,10 @@ master(const struct master_args *args)
 		pfd[n++].events = POLLIN;
 		pfd[n].fd = m->status.fd;
 		pfd[n++].events = POLLIN;
+		if (m->metrics_own_fd >= 0) {
+			pfd[n].fd = m->metrics_own_fd;
+			pfd[n++].events = POLLIN;
+		}
 		if (m->log_rd >= 0) {
 			pfd[n].fd = m->log_rd;
 			pfd[n++].events = POLLIN;
@@ -1522,6 +1563,7 @@ master(const struct master_args *args)
 		}
 		reap_children(m);
 		read_status(m);
+		serve_metrics(m);
 		if (m->log_rd >= 0)
 			relay_logs(m);
 		if (m->shutting_down)

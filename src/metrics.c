@@ -103,15 +103,16 @@ struct client {
 
 struct metrics_state {
 	char runner_path[4300];
+	char master_path[4300];     /* the workers' counters */
 	struct client clients[METRICS_CLIENTS];
 	size_t nclients;
-	uint64_t requests, runner_failures;
+	uint64_t requests, runner_failures, master_failures;
 };
 
 /* Reads the runner's snapshot into t; 0, or -1 (it did not answer in
  * time, or said too much). */
 static int
-fetch_snapshot(const struct metrics_state *ms, struct mtext *t)
+fetch_snapshot(const char *path, struct mtext *t)
 {
 	struct sockaddr_un sun;
 	int64_t deadline = now_ms() + METRICS_RUNNER_MS;
@@ -119,7 +120,7 @@ fetch_snapshot(const struct metrics_state *ms, struct mtext *t)
 
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
-	ferry_strlcpy(sun.sun_path, ms->runner_path, sizeof(sun.sun_path));
+	ferry_strlcpy(sun.sun_path, path, sizeof(sun.sun_path));
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -1;
@@ -225,7 +226,7 @@ serve_request(struct metrics_state *ms, struct client *c,
 		return;
 	}
 	mtext_init(&snap);
-	if (fetch_snapshot(ms, &snap) < 0) {
+	if (fetch_snapshot(ms->runner_path, &snap) < 0) {
 		ms->runner_failures++;
 		answer_text(c, 503, "the queue runner does not answer\n",
 		    head_only);
@@ -235,6 +236,15 @@ serve_request(struct metrics_state *ms, struct client *c,
 		else
 			answer_text(c, 503, "not ready\n", head_only);
 	} else {
+		/* the master's part: the SMTP workers' counters */
+		struct mtext own;
+
+		mtext_init(&own);
+		if (fetch_snapshot(ms->master_path, &own) < 0)
+			ms->master_failures++;
+		else
+			mtext_printf(&snap, "%.*s", (int)own.len, own.buf);
+		mtext_free(&own);
 		mtext_family(&snap, "ferry_metrics_requests_total",
 		    "counter", "HTTP requests the metrics endpoint answered.");
 		mtext_printf(&snap, "ferry_metrics_requests_total %llu\n",
@@ -243,6 +253,10 @@ serve_request(struct metrics_state *ms, struct client *c,
 		    "counter", "Scrapes the queue runner did not answer.");
 		mtext_printf(&snap, "ferry_metrics_runner_failures_total "
 		    "%llu\n", (unsigned long long)ms->runner_failures);
+		mtext_family(&snap, "ferry_metrics_master_failures_total",
+		    "counter", "Scrapes the master did not answer.");
+		mtext_printf(&snap, "ferry_metrics_master_failures_total "
+		    "%llu\n", (unsigned long long)ms->master_failures);
 		answer(c, 200, "text/plain; version=0.0.4; charset=utf-8",
 		    snap.buf, snap.len, head_only);
 	}
@@ -425,6 +439,8 @@ metrics(const struct child_args *a)
 	/* inside the chroot the socket is at its top */
 	snprintf(ms->runner_path, sizeof(ms->runner_path), "%s/%s",
 	    dropped ? "" : chroot_dir, METRICS_SOCKET_NAME);
+	snprintf(ms->master_path, sizeof(ms->master_path), "%s/%s",
+	    dropped ? "" : chroot_dir, MASTER_METRICS_SOCKET_NAME);
 	log_info("metrics endpoint on %s port %d", cfg->metrics_address,
 	    cfg->metrics_port);
 	config_free(cfg);

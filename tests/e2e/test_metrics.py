@@ -14,7 +14,13 @@
   has its store and 503 while the store cannot be opened, and 200 again
   after "ferryctl queue reopen";
 - ferry-metrics runs as the SMTP user, chrooted, and holds no queue data
-  (it has no descriptor of the spool's queue directory).
+  (it has no descriptor of the spool's queue directory);
+- the SMTP workers' counters, added up by the master, move by exactly the
+  traffic sent: connections by listener and outcome (accepted, refused
+  by the connection rate, TLS failed), rejections by reason (3
+  relay-denied RCPTs, 1 over-size MAIL, 2 AUTH failures, the rate
+  refusals), TLS 1.3 handshakes in, AUTH successes and failures, anvil
+  limit hits (message rate, connection rate).
 Needs root (the daemon drops privileges)."""
 
 import os
@@ -30,6 +36,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "lib"))
 import ferrytest as ft  # noqa: E402
 import smarthost as sh  # noqa: E402
+import base64  # noqa: E402
+import ssl  # noqa: E402
 
 try:
     from prometheus_client.parser import text_string_to_metric_families
@@ -353,6 +361,167 @@ class ProcessTest(MetricsCase):
         self.assertEqual(d.children("ferry-metrics"), [])
         self.assertFalse(os.path.exists(os.path.join(d.spool, "smtpd",
                                                      "metrics.sock")))
+
+
+TLS_HOST = "mx.ferry-test.example"
+
+
+def b64(s):
+    return base64.b64encode(s.encode()).decode()
+
+
+class WorkerCountersTest(MetricsCase):
+    """The workers' counters, through the master, to /metrics."""
+
+    def setUp(self):
+        super().setUp()
+        self.dir = tempfile.mkdtemp(prefix="ferry-metrics-tls-")
+        os.chmod(self.dir, 0o755)
+        self.addCleanup(shutil.rmtree, self.dir, True)
+        self.certs = sh.Certs(os.path.join(self.dir, "certs"))
+        cert, key = self.certs.server(TLS_HOST, "127.0.0.1")
+        p = subprocess.run([ft.FERRYCTL, "user", "hash"],
+                           input="right pass\n", capture_output=True,
+                           text=True, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.users = os.path.join(self.dir, "users")
+        with open(self.users, "w") as f:
+            f.write("alice:%s\n" % p.stdout.strip())
+        os.chmod(self.users, 0o600)
+        self.options = {
+            "hostname": TLS_HOST,
+            "networks": ["192.0.2.0/24"],      # 127.0.0.1 may not relay
+            "tls": {"cert_file": cert, "key_file": key},
+            "auth": {"users_file": self.users, "max_failures": 1000},
+            "listen": {"tls": "starttls", "auth": True},
+            "more_listeners": [{"name": "smtps", "tls": "implicit",
+                                "auth": True}],
+            "limits": {"max_connections_per_client": 1000,
+                       "connection_rate": 12, "message_rate": 2},
+        }
+
+    def starttls(self, c):
+        c.ehlo()
+        self.assertEqual(c.cmd("STARTTLS").code, 220)
+        c.starttls(ssl.create_default_context(cafile=self.certs.ca_cert),
+                   server_hostname=TLS_HOST)
+        c.ehlo()
+
+    def settled(self, d):
+        """A scrape once the workers' counters stopped moving (the
+        start-up probe's session reported)."""
+        last = None
+        for _ in range(20):
+            m = self.scrape(d)
+            now = {k: v for k, v in m.items() if k[0] in WORKER_FAMILIES}
+            if now == last:
+                return m
+            last = now
+            time.sleep(1.2)
+        self.fail("the workers' counters never settled")
+
+    def test_counters_move_by_exactly_the_traffic(self):
+        d = self.start_metrics_ferry(**self.options)
+        before = self.settled(d)
+        self.assertIsNotNone(value(before, "ferry_connections_total",
+                                   listener="test", outcome="accepted"))
+        # 1: STARTTLS, two AUTH failures and one success
+        with d.client() as c:
+            self.starttls(c)
+            for _ in range(2):
+                self.assertEqual(self.auth(c, "wrong pass").code, 535)
+            self.assertEqual(self.auth(c, "right pass").code, 235)
+            c.cmd("QUIT")
+        # 2: STARTTLS, 3 relay-denied RCPTs, one over-size MAIL, then
+        # the message rate (2 per minute) refuses the third MAIL
+        with d.client() as c:
+            self.starttls(c)
+            self.assertEqual(c.cmd("MAIL FROM:<a@example.org>").code, 250)
+            for i in range(3):
+                self.assertEqual(
+                    c.cmd("RCPT TO:<r%d@elsewhere.example>" % i).code, 554)
+            self.assertEqual(c.cmd("RSET").code, 250)
+            self.assertEqual(c.cmd("MAIL FROM:<a@example.org> "
+                                   "SIZE=999999999").code, 552)
+            self.assertEqual(c.cmd("MAIL FROM:<a@example.org>").code, 250)
+            self.assertEqual(c.cmd("RSET").code, 250)
+            self.assertEqual(c.cmd("MAIL FROM:<a@example.org>").code, 421)
+        # 3: plain text where the implicit TLS listener wants a hello
+        s = socket.create_connection(("127.0.0.1", d.ports["smtps"]), 10)
+        try:
+            s.sendall(b"EHLO plain.example\r\n" * 40)
+            s.settimeout(10)
+            while s.recv(4096):
+                pass
+        except OSError:
+            pass
+        finally:
+            s.close()
+        # 4: connections until the connection rate refuses one
+        more = 0
+        for _ in range(20):
+            with d.client(greeting=True) as c:
+                if c.greeting.code != 220:
+                    self.assertEqual(c.greeting.code, 421)
+                    break
+                more += 1
+                c.cmd("QUIT")
+        else:
+            self.fail("the connection rate never refused")
+        want = {
+            ("ferry_connections_total", "test", "accepted"): 2 + more,
+            ("ferry_connections_total", "test", "refused_limit"): 1,
+            ("ferry_connections_total", "test", "tls_failed"): 0,
+            ("ferry_connections_total", "smtps", "accepted"): 1,
+            ("ferry_connections_total", "smtps", "tls_failed"): 1,
+            ("ferry_rejections_total", "relay_denied"): 3,
+            ("ferry_rejections_total", "size"): 1,
+            ("ferry_rejections_total", "auth"): 2,
+            ("ferry_rejections_total", "rate"): 2,
+            ("ferry_rejections_total", "syntax"): 0,
+            ("ferry_rejections_total", "smuggling"): 0,
+            ("ferry_tls_in_total", "TLSv1.3"): 2,
+            ("ferry_tls_in_total", "TLSv1.2"): 0,
+            ("ferry_auth_total", "success"): 1,
+            ("ferry_auth_total", "failure"): 2,
+            ("ferry_anvil_limit_hits_total", "message_rate"): 1,
+            ("ferry_anvil_limit_hits_total", "connection_rate"): 1,
+            ("ferry_anvil_limit_hits_total", "connections"): 0,
+            ("ferry_anvil_limit_hits_total", "auth_lockout"): 0,
+        }
+
+        def moved(m):
+            return {k: get(m, k) - get(before, k) for k in want}
+        after = ft.wait_for(lambda: (lambda m: m if moved(m) == want
+                                     else None)(self.scrape(d)), WAIT, 0.3)
+        self.assertIsNotNone(after, moved(self.scrape(d)))
+        # and nothing more arrives later
+        time.sleep(2.5)
+        self.assertEqual(moved(self.settled(d)), want)
+
+    @staticmethod
+    def auth(c, pw):
+        return c.cmd("AUTH PLAIN " + b64("\0alice\0" + pw))
+
+
+WORKER_FAMILIES = ("ferry_connections_total", "ferry_rejections_total",
+                   "ferry_tls_in_total", "ferry_auth_total",
+                   "ferry_anvil_limit_hits_total")
+LABEL = {"ferry_rejections_total": "reason",
+         "ferry_tls_in_total": "version", "ferry_auth_total": "result",
+         "ferry_anvil_limit_hits_total": "limit"}
+
+
+def get(samples, key):
+    """A worker counter by (name, label values...); absent is a failure."""
+    name = key[0]
+    if name == "ferry_connections_total":
+        v = value(samples, name, listener=key[1], outcome=key[2])
+    else:
+        v = value(samples, name, **{LABEL[name]: key[1]})
+    if v is None:
+        raise AssertionError("no sample %r" % (key,))
+    return v
 
 
 if __name__ == "__main__":
