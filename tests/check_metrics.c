@@ -16,7 +16,9 @@
 #include "log.h"
 #include "metrics_snapshot.h"
 #include "metrics_text.h"
+#include "smtp_reply.h"
 #include "store_health.h"
+#include "worker_counters.h"
 
 static enum http_parse
 parse(const char *s, struct http_request *req)
@@ -181,6 +183,143 @@ START_TEST(test_snapshot)
 }
 END_TEST
 
+/* A frame as a worker writes it, read back as the master would. */
+static int
+take_frame(struct wc_totals *t, struct ipc_out *m)
+{
+	const uint8_t *buf;
+	struct ipc_in in;
+	size_t len;
+	long n;
+
+	buf = ipc_out_finish(m, &len);
+	n = ipc_frame(buf, len, &in);
+	ck_assert_int_eq(n, (long)len);
+	ck_assert_int_eq(in.type, IMSG_WORKER_COUNTERS);
+	return wc_totals_take(t, &in);
+}
+
+START_TEST(test_worker_counters)
+{
+	static const char *const names[] = { "mx", "sub\"mission" };
+	struct wc_totals t;
+	struct ipc_out m;
+	struct mtext text;
+	int i;
+
+	memset(&t, 0, sizeof(t));
+	ck_assert_int_eq(wcount_pending(), 0);
+	for (i = 0; i < 3; i++)
+		wcount_reply(R_RELAY_DENIED);
+	wcount_reply(R_SIZE_EXCEEDED);
+	wcount_reply(R_AUTH_FAILED);
+	wcount_reply(R_AUTH_OK);
+	wcount_reply(R_MESSAGE_RATE);
+	wcount_reply(R_DATA_BARE_NEWLINE);
+	wcount_reply(R_SYNTAX_MAIL);
+	wcount_reply(R_RCPT_OK);          /* not a rejection */
+	wcount_tls_in("TLSv1.3");
+	wcount_tls_in("TLSv1.2");
+	wcount_tls_in("SSLv3");
+	wcount_conn(1, WC_CONN_ACCEPTED);
+	wcount_conn(1, WC_CONN_ACCEPTED);
+	wcount_conn(0, WC_CONN_TLS_FAILED);
+	wcount_conn(WC_LISTENERS, WC_CONN_ACCEPTED);   /* ignored */
+	ck_assert_int_eq(wcount_pending(), 1);
+	ipc_out_init(&m, IMSG_WORKER_COUNTERS);
+	wcount_frame(&m);
+	ck_assert_int_eq(wcount_pending(), 0);
+	ck_assert_int_eq(take_frame(&t, &m), 0);
+	ipc_out_free(&m);
+	ck_assert_uint_eq(t.other[WC_REJECT_RELAY], 3);
+	ck_assert_uint_eq(t.other[WC_REJECT_SIZE], 1);
+	ck_assert_uint_eq(t.other[WC_REJECT_AUTH], 1);
+	ck_assert_uint_eq(t.other[WC_REJECT_RATE], 1);
+	ck_assert_uint_eq(t.other[WC_REJECT_SMUGGLING], 1);
+	ck_assert_uint_eq(t.other[WC_REJECT_SYNTAX], 1);
+	ck_assert_uint_eq(t.other[WC_AUTH_SUCCESS], 1);
+	ck_assert_uint_eq(t.other[WC_AUTH_FAILURE], 1);
+	ck_assert_uint_eq(t.other[WC_ANVIL_MESSAGE_RATE], 1);
+	ck_assert_uint_eq(t.other[WC_TLS_IN_1_3], 1);
+	ck_assert_uint_eq(t.other[WC_TLS_IN_1_2], 1);
+	ck_assert_uint_eq(t.other[WC_TLS_IN_OTHER], 1);
+	ck_assert_uint_eq(t.conn[1][WC_CONN_ACCEPTED], 2);
+	ck_assert_uint_eq(t.conn[0][WC_CONN_TLS_FAILED], 1);
+	/* an empty frame adds nothing */
+	ipc_out_init(&m, IMSG_WORKER_COUNTERS);
+	wcount_frame(&m);
+	ck_assert_int_eq(take_frame(&t, &m), 0);
+	ipc_out_free(&m);
+	ck_assert_uint_eq(t.other[WC_REJECT_RELAY], 3);
+
+	mtext_init(&text);
+	wc_totals_write(&text, &t, names, 2);
+	ck_assert_ptr_nonnull(strstr(text.buf, "\nferry_connections_total{"
+	    "listener=\"sub\\\"mission\",outcome=\"accepted\"} 2\n"));
+	ck_assert_ptr_nonnull(strstr(text.buf, "\nferry_connections_total{"
+	    "listener=\"mx\",outcome=\"tls_failed\"} 1\n"));
+	ck_assert_ptr_nonnull(strstr(text.buf,
+	    "\nferry_rejections_total{reason=\"relay_denied\"} 3\n"));
+	ck_assert_ptr_nonnull(strstr(text.buf,
+	    "\nferry_tls_in_total{version=\"TLSv1.3\"} 1\n"));
+	ck_assert_ptr_nonnull(strstr(text.buf,
+	    "\nferry_auth_total{result=\"failure\"} 1\n"));
+	ck_assert_ptr_nonnull(strstr(text.buf, "\nferry_anvil_limit_hits_total"
+	    "{limit=\"message_rate\"} 1\n"));
+	mtext_free(&text);
+
+	/* lies: nothing is added from a frame that does not decode */
+	ipc_out_init(&m, IMSG_WORKER_COUNTERS);    /* listener out of range */
+	ipc_add_u32(&m, 1);
+	ipc_add_u8(&m, WC_LISTENERS);
+	ipc_add_u8(&m, WC_CONN_ACCEPTED);
+	ipc_add_u64(&m, 5);
+	ipc_add_u32(&m, 0);
+	ck_assert_int_eq(take_frame(&t, &m), -1);
+	ipc_out_free(&m);
+	ipc_out_init(&m, IMSG_WORKER_COUNTERS);    /* counter out of range */
+	ipc_add_u32(&m, 0);
+	ipc_add_u32(&m, 2);
+	ipc_add_u8(&m, WC_REJECT_RELAY);
+	ipc_add_u64(&m, 5);
+	ipc_add_u8(&m, WC_MAX);
+	ipc_add_u64(&m, 5);
+	ck_assert_int_eq(take_frame(&t, &m), -1);
+	ipc_out_free(&m);
+	ipc_out_init(&m, IMSG_WORKER_COUNTERS);    /* a delta too large */
+	ipc_add_u32(&m, 0);
+	ipc_add_u32(&m, 1);
+	ipc_add_u8(&m, WC_REJECT_RELAY);
+	ipc_add_u64(&m, UINT64_MAX);
+	ck_assert_int_eq(take_frame(&t, &m), -1);
+	ipc_out_free(&m);
+	ipc_out_init(&m, IMSG_WORKER_COUNTERS);    /* the same one twice */
+	ipc_add_u32(&m, 0);
+	ipc_add_u32(&m, 2);
+	ipc_add_u8(&m, WC_REJECT_RELAY);
+	ipc_add_u64(&m, 1);
+	ipc_add_u8(&m, WC_REJECT_RELAY);
+	ipc_add_u64(&m, 1);
+	ck_assert_int_eq(take_frame(&t, &m), -1);
+	ipc_out_free(&m);
+	ipc_out_init(&m, IMSG_WORKER_COUNTERS);    /* a count past its list */
+	ipc_add_u32(&m, 0);
+	ipc_add_u32(&m, 3);
+	ipc_add_u8(&m, WC_REJECT_RELAY);
+	ipc_add_u64(&m, 1);
+	ck_assert_int_eq(take_frame(&t, &m), -1);
+	ipc_out_free(&m);
+	ipc_out_init(&m, IMSG_WORKER_COUNTERS);    /* a byte left over */
+	ipc_add_u32(&m, 0);
+	ipc_add_u32(&m, 0);
+	ipc_add_u8(&m, 0);
+	ck_assert_int_eq(take_frame(&t, &m), -1);
+	ipc_out_free(&m);
+	ck_assert_uint_eq(t.other[WC_REJECT_RELAY], 3);
+	ck_assert_uint_eq(t.conn[WC_LISTENERS - 1][WC_CONN_ACCEPTED], 0);
+}
+END_TEST
+
 static Suite *
 metrics_suite(void)
 {
@@ -192,6 +331,7 @@ metrics_suite(void)
 	tcase_add_test(tc, test_label_escaping);
 	tcase_add_test(tc, test_histogram);
 	tcase_add_test(tc, test_snapshot);
+	tcase_add_test(tc, test_worker_counters);
 	suite_add_tcase(s, tc);
 	return s;
 }
