@@ -70,6 +70,9 @@ enum ipc_type {
 	/* SMTP worker -> master over the status pipe (worker_counters.h) */
 	IMSG_WORKER_COUNTERS,    /* pid, then the deltas counted since the
 	                          * last one */
+	/* ferry-anvil -> master over FD_ANVIL_NOTES, when stress mode
+	 * begins or ends (for the metrics) */
+	IMSG_NOTE_ANVIL_STRESS,  /* u8 on */
 	IMSG_TYPE_MAX
 };
 

@@ -77,6 +77,9 @@ void wcount_frame(struct ipc_out *m);
 struct wc_totals {
 	uint64_t conn[WC_LISTENERS][WC_CONN_MAX];
 	uint64_t other[WC_MAX];
+	/* ferry-anvil's stress mode, as it told the master */
+	int stress_on;
+	uint64_t stress_entered;
 };
 
 /* Adds one frame's deltas (the fields after the pid); -1 when it does

@@ -50,6 +50,7 @@ static const char *const ipc_names[IMSG_TYPE_MAX] = {
 	[IMSG_CTL_ANSWER] = "CTL_ANSWER",
 	[IMSG_CTL_ANSWER_END] = "CTL_ANSWER_END",
 	[IMSG_WORKER_COUNTERS] = "WORKER_COUNTERS",
+	[IMSG_NOTE_ANVIL_STRESS] = "NOTE_ANVIL_STRESS",
 };
 
 const char *

@@ -787,6 +787,8 @@ reap_children(struct master_state *m)
 			int64_t delay;
 
 			m->anvil_pid = 0;
+			m->worker_counts.stress_on = 0;   /* a new one
+			                                     * starts outside */
 			if (m->shutting_down) {
 				log_debug("anvil stopped (%s)", how);
 				continue;
@@ -906,6 +908,40 @@ read_status(struct master_state *m)
 		}
 		if (n <= 0)
 			return;
+	}
+}
+
+/* ferry-anvil's notes to the master: stress mode began or ended.  Read
+ * record by record from the notes socket (the master's end, non-
+ * blocking); one that does not decode is anvil lying, and it is
+ * replaced. */
+static void
+read_anvil_notes(struct master_state *m)
+{
+	int k;
+
+	for (k = 0; k < 64 && m->to_anvil.fd >= 0; k++) {
+		uint8_t rec[64], on;
+		struct ipc_in in;
+		ssize_t n = recv(m->to_anvil.fd, rec, sizeof(rec),
+		    MSG_DONTWAIT | MSG_TRUNC);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return;
+		if ((size_t)n > sizeof(rec) ||
+		    ipc_frame(rec, (size_t)n, &in) != (long)n ||
+		    in.type != IMSG_NOTE_ANVIL_STRESS ||
+		    ipc_get_u8(&in, &on) < 0 || ipc_end(&in) < 0 || on > 1) {
+			log_warn("anvil sent a malformed note; restarting it");
+			if (m->anvil_pid > 0)
+				kill(m->anvil_pid, SIGKILL);
+			continue;
+		}
+		if (on && !m->worker_counts.stress_on)
+			m->worker_counts.stress_entered++;
+		m->worker_counts.stress_on = on;
 	}
 }
 
@@ -1432,7 +1468,7 @@ master(const struct master_args *args)
 	notify_ready();
 
 	for (;;) {
-		struct pollfd pfd[5 + MAX_LISTENERS];
+		struct pollfd pfd[6 + MAX_LISTENERS];
 		size_t n = 0;
 		int64_t wait = 1000;
 		unsigned char sigs[64];
@@ -1495,6 +1531,8 @@ master(const struct master_args *args)
 			pfd[n].fd = m->metrics_own_fd;
 			pfd[n++].events = POLLIN;
 		}
+		pfd[n].fd = m->to_anvil.fd;
+		pfd[n++].events = POLLIN;
 		if (m->log_rd >= 0) {
 			pfd[n].fd = m->log_rd;
 			pfd[n++].events = POLLIN;
@@ -1563,6 +1601,7 @@ master(const struct master_args *args)
 		}
 		reap_children(m);
 		read_status(m);
+		read_anvil_notes(m);
 		serve_metrics(m);
 		if (m->log_rd >= 0)
 			relay_logs(m);

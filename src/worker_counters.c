@@ -267,4 +267,11 @@ wc_totals_write(struct mtext *out, const struct wc_totals *t,
 	for (k = 0; k < 5; k++)
 		labelled(out, "ferry_anvil_limit_hits_total", "limit",
 		    limits[k], t->other[WC_ANVIL_CONNECTIONS + k]);
+	mtext_family(out, "ferry_anvil_stress", "gauge",
+	    "1 while ferry-anvil holds the relay in stress mode.");
+	mtext_printf(out, "ferry_anvil_stress %d\n", t->stress_on ? 1 : 0);
+	mtext_family(out, "ferry_anvil_stress_entered_total", "counter",
+	    "Times stress mode began.");
+	mtext_printf(out, "ferry_anvil_stress_entered_total %llu\n",
+	    (unsigned long long)t->stress_entered);
 }

@@ -20,7 +20,10 @@
   by the connection rate, TLS failed), rejections by reason (3
   relay-denied RCPTs, 1 over-size MAIL, 2 AUTH failures, the rate
   refusals), TLS 1.3 handshakes in, AUTH successes and failures, anvil
-  limit hits (message rate, connection rate).
+  limit hits (message rate, connection rate);
+- ferry-anvil's stress mode, told to the master: ferry_anvil_stress is 1
+  while it lasts and 0 after, ferry_anvil_stress_entered_total counts
+  each time it began.
 Needs root (the daemon drops privileges)."""
 
 import os
@@ -502,6 +505,38 @@ class WorkerCountersTest(MetricsCase):
     @staticmethod
     def auth(c, pw):
         return c.cmd("AUTH PLAIN " + b64("\0alice\0" + pw))
+
+
+class StressMetricsTest(MetricsCase):
+
+    def test_stress_gauge_and_entered(self):
+        d = self.start_metrics_ferry(
+            workers={"min_idle": 4, "max_idle": 8, "max": 16},
+            limits={"max_connections": 10, "stress_threshold": 50,
+                    "stress_timeout": 7})
+        m = self.scrape(d)
+        self.assertEqual(value(m, "ferry_anvil_stress"), 0)
+        self.assertEqual(value(m, "ferry_anvil_stress_entered_total"), 0)
+
+        def stress_is(on, entered):
+            m = self.scrape(d)
+            return (value(m, "ferry_anvil_stress"),
+                    value(m, "ferry_anvil_stress_entered_total")) == \
+                (on, entered)
+        for round_ in (1, 2):
+            held = []
+            for _ in range(5):      # 5 of 10 held: stress at 50 %
+                c = d.client()
+                self.addCleanup(c.close)
+                self.assertEqual(c.greeting.code, 220)
+                held.append(c)
+            self.assertTrue(ft.wait_for(lambda: stress_is(1, round_),
+                                        WAIT, 0.2), "stress not shown")
+            for c in held:
+                c.close()
+            self.assertTrue(ft.wait_for(lambda: stress_is(0, round_),
+                                        WAIT, 0.2), "stress not over")
+        self.assertTrue(d.wait_log(r"stress mode on: .*entered 2 time"))
 
 
 WORKER_FAMILIES = ("ferry_connections_total", "ferry_rejections_total",
