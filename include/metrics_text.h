@@ -27,6 +27,14 @@ void mtext_label(struct mtext *t, const char *s);
 void mtext_family(struct mtext *t, const char *name, const char *type,
     const char *help);
 
+/* TLS protocol versions as counted in and out: the slot of OpenSSL's
+ * name ("TLSv1.3", or a string that starts with it and a space), and
+ * the label of each slot. */
+enum tls_version_slot { TLSV_1_0, TLSV_1_1, TLSV_1_2, TLSV_1_3, TLSV_OTHER,
+	TLSV_COUNT };
+int tls_version_slot(const char *s);
+extern const char *const tls_version_names[TLSV_COUNT];
+
 #define HIST_MAX_BOUNDS 16
 
 /* Counts of observations at most each upper bound (cumulative when

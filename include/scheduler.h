@@ -54,6 +54,8 @@ struct sched_route_count {
 };
 struct sched_metrics {
 	struct sched_route_count routes[SCHED_METRIC_ROUTES + 1];
+	/* recipients' results that came over TLS, by version */
+	uint64_t tls_out[TLSV_COUNT];
 	size_t nroutes;
 	struct histogram delivery_seconds;
 };

@@ -47,6 +47,12 @@ write_deliveries(struct mtext *t, const struct sched_metrics *d)
 			    d->routes[i].by_status[shown[k]]);
 		}
 	}
+	mtext_family(t, "ferry_tls_out_total", "counter",
+	    "Recipients' results from next hops reached over TLS, by "
+	    "protocol version.");
+	for (i = 0; i < TLSV_COUNT; i++)
+		mtext_printf(t, "ferry_tls_out_total{version=\"%s\"} %llu\n",
+		    tls_version_names[i], (unsigned long long)d->tls_out[i]);
 	mtext_family(t, "ferry_delivery_seconds", "histogram",
 	    "Time from arrival to a recipient's final result.");
 	mtext_histogram(t, "ferry_delivery_seconds", &d->delivery_seconds);

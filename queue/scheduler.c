@@ -304,6 +304,8 @@ decide(struct scheduler *s, struct sched_job *job, struct job_rcpt *jr,
 	jr->reply = xstrdup(reply);
 	jr->relay = xstrdup(relay);
 	jr->tls = xstrdup(tls);
+	if (tls != NULL && tls[0] != '\0')
+		s->metrics.tls_out[tls_version_slot(tls)]++;
 	if (!jr->t.counts_attempt)
 		return;
 	if (jr->t.notice == NOTICE_DELAY)

@@ -128,3 +128,19 @@ mtext_histogram(struct mtext *t, const char *name,
 	mtext_printf(t, "%s_count %llu\n", name,
 	    (unsigned long long)h->count);
 }
+
+const char *const tls_version_names[TLSV_COUNT] = { "TLSv1", "TLSv1.1",
+    "TLSv1.2", "TLSv1.3", "other" };
+
+int
+tls_version_slot(const char *s)
+{
+	size_t n = strcspn(s, " ");
+	int i;
+
+	for (i = 0; i < TLSV_OTHER; i++)
+		if (strlen(tls_version_names[i]) == n &&
+		    strncmp(s, tls_version_names[i], n) == 0)
+			return i;
+	return TLSV_OTHER;
+}

@@ -46,16 +46,7 @@ wcount_conn(size_t listener, enum wc_conn outcome)
 void
 wcount_tls_in(const char *version)
 {
-	if (strcmp(version, "TLSv1.3") == 0)
-		wcount(WC_TLS_IN_1_3);
-	else if (strcmp(version, "TLSv1.2") == 0)
-		wcount(WC_TLS_IN_1_2);
-	else if (strcmp(version, "TLSv1.1") == 0)
-		wcount(WC_TLS_IN_1_1);
-	else if (strcmp(version, "TLSv1") == 0)
-		wcount(WC_TLS_IN_1_0);
-	else
-		wcount(WC_TLS_IN_OTHER);
+	wcount((enum wc_id)(WC_TLS_IN_1_0 + tls_version_slot(version)));
 }
 
 void
@@ -227,8 +218,6 @@ wc_totals_write(struct mtext *out, const struct wc_totals *t,
 	    "refused_limit", "tls_failed" };
 	static const char *const reasons[] = { "relay_denied", "size",
 	    "rate", "auth", "syntax", "smuggling" };
-	static const char *const versions[] = { "TLSv1", "TLSv1.1",
-	    "TLSv1.2", "TLSv1.3", "other" };
 	static const char *const limits[] = { "connections",
 	    "client_connections", "connection_rate", "message_rate",
 	    "auth_lockout" };
@@ -253,9 +242,9 @@ wc_totals_write(struct mtext *out, const struct wc_totals *t,
 		    t->other[WC_REJECT_RELAY + k]);
 	mtext_family(out, "ferry_tls_in_total", "counter",
 	    "TLS handshakes SMTP clients completed, by protocol version.");
-	for (k = 0; k < 5; k++)
-		labelled(out, "ferry_tls_in_total", "version", versions[k],
-		    t->other[WC_TLS_IN_1_0 + k]);
+	for (k = 0; k < TLSV_COUNT; k++)
+		labelled(out, "ferry_tls_in_total", "version",
+		    tls_version_names[k], t->other[WC_TLS_IN_1_0 + k]);
 	mtext_family(out, "ferry_auth_total", "counter",
 	    "SMTP AUTH attempts by result.");
 	labelled(out, "ferry_auth_total", "result", "success",

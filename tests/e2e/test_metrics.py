@@ -21,6 +21,8 @@
   relay-denied RCPTs, 1 over-size MAIL, 2 AUTH failures, the rate
   refusals), TLS 1.3 handshakes in, AUTH successes and failures, anvil
   limit hits (message rate, connection rate);
+- TLS out: 3 messages to a next hop that speaks TLS 1.2 at most move
+  ferry_tls_out_total{version="TLSv1.2"} by exactly 3, TLSv1.3 by 0;
 - ferry-anvil's stress mode, told to the master: ferry_anvil_stress is 1
   while it lasts and 0 after, ferry_anvil_stress_entered_total counts
   each time it began.
@@ -505,6 +507,46 @@ class WorkerCountersTest(MetricsCase):
     @staticmethod
     def auth(c, pw):
         return c.cmd("AUTH PLAIN " + b64("\0alice\0" + pw))
+
+
+class TLSOutTest(MetricsCase):
+
+    def test_tls_versions_out(self):
+        tmp = tempfile.mkdtemp(prefix="ferry-metrics-out-")
+        os.chmod(tmp, 0o755)
+        self.addCleanup(shutil.rmtree, tmp, True)
+        certs = sh.Certs(os.path.join(tmp, "certs"))
+        cert, key = certs.server("mx.test", "127.0.0.1")
+        s = sh.SmartHost(cert=cert, key=key, hostname="mx.test",
+                         extensions=list(sh.DEFAULT_EXTENSIONS) +
+                         ["STARTTLS"],
+                         tls_max_version=ssl.TLSVersion.TLSv1_2).start()
+        self.addCleanup(s.stop)
+        route = {"name": "dest", "domains": ["dest.test"],
+                 "hosts": ["[127.0.0.1]:%d" % s.port], "tls": "verify",
+                 "ca_file": certs.ca_cert}
+        d = self.start_metrics_ferry(
+            routes=[route], delivery={"retry_schedule": [1],
+                                      "connect_timeout": 5})
+        before = self.scrape(d)
+        for i in range(3):
+            d.send(b"Subject: t%d\r\n\r\nt\r\n" % i, sender=SENDER,
+                   rcpts=[RCPT])
+        msgs = s.wait_messages(3, WAIT)
+        self.assertEqual({m.tls for m in msgs}, {"TLSv1.2"})
+
+        def moved():
+            m = self.scrape(d)
+            return m if value(m, "ferry_deliveries_total", route="dest",
+                              status="sent") == 3 else None
+        after = ft.wait_for(moved, WAIT, 0.2)
+        self.assertIsNotNone(after, "deliveries did not move by 3")
+        for version, n in (("TLSv1.2", 3), ("TLSv1.3", 0), ("TLSv1", 0),
+                           ("other", 0)):
+            self.assertEqual(
+                value(after, "ferry_tls_out_total", version=version) -
+                value(before, "ferry_tls_out_total", version=version),
+                n, version)
 
 
 class StressMetricsTest(MetricsCase):
