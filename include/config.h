@@ -105,6 +105,11 @@ struct ferry_config {
 	int auth_max_failures;        /* per address or user, then lockout */
 	int auth_lockout;             /* seconds */
 
+	/* the metrics and health endpoint (ferry-metrics), off by default */
+	int metrics_enabled;
+	char *metrics_address;        /* numeric address to listen on */
+	int metrics_port;
+
 	/* abuse limits, enforced across all workers */
 	int max_connections;          /* in all */
 	int max_connections_per_client;

@@ -75,6 +75,12 @@ enum ipc_type {
 	/* queue runner -> master over FD_POOL, when it changes */
 	IMSG_NOTE_AGENTS,        /* u32: delivery agents the runner has
 	                          * work for (busy, and due mail waiting) */
+	/* SMTP worker -> master over the status pipe (worker_counters.h) */
+	IMSG_WORKER_COUNTERS,    /* pid, then the deltas counted since the
+	                          * last one */
+	/* ferry-anvil -> master over FD_ANVIL_NOTES, when stress mode
+	 * begins or ends (for the metrics) */
+	IMSG_NOTE_ANVIL_STRESS,  /* u8 on */
 	IMSG_TYPE_MAX
 };
 

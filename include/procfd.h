@@ -18,6 +18,11 @@
  *                              answers on it with the delivery agents it
  *                              has work for (IMSG_NOTE_AGENTS)
  *   ferry-deliver  (only FD_CONFIG; it connects to <spool>/agent.sock)
+ *                  FD_METRICS  (metrics { enabled } only) listening unix
+ *                              socket ferry-metrics connects to; each
+ *                              connection gets one snapshot of the
+ *                              counters and is closed
+ *   ferry-metrics  FD_METRICS_HTTP  the TCP listener of the endpoint
  *   ferry-anvil    FD_ANVIL    listening unix socket the workers connect to
  *                  FD_ANVIL_NOTES  the master's notes: new limits after a
  *                              reload (IMSG_NOTE_ANVIL_LIMITS)
@@ -37,6 +42,8 @@
 #define FD_POOL 7     /* runner: read end of the master's pool reports */
 #define FD_ANVIL 4
 #define FD_ANVIL_NOTES 5
+#define FD_METRICS 8  /* runner: the metrics snapshot socket */
+#define FD_METRICS_HTTP 4
 
 /* Exit code of a child that found its configuration or environment wrong;
  * the master does not respawn it quickly. */
@@ -60,6 +67,11 @@ enum worker_status { WORKER_IDLE = 1, WORKER_BUSY = 2, WORKER_FULL = 3 };
 /* Name of ferry-anvil's socket inside the smtpd chroot directory
  * (root:<smtpd group> 0660, like the intake socket). */
 #define ANVIL_SOCKET_NAME "anvil.sock"
+/* Name of the runner's metrics socket inside the smtpd chroot directory
+ * (root:<smtpd group> 0660), for ferry-metrics. */
+#define METRICS_SOCKET_NAME "metrics.sock"
+/* Name of the master's metrics socket beside it (the workers' counters). */
+#define MASTER_METRICS_SOCKET_NAME "metrics-master.sock"
 /* Name of the runner's socket for delivery agents, in the spool. */
 #define AGENT_SOCKET_NAME "agent.sock"
 /* Subdirectories of the spool. */

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include "metrics_text.h"
 #include "store.h"
 
 struct ferry_config;
@@ -51,6 +52,25 @@ void scheduler_flush_hops(struct scheduler *s);
 /* Nonzero while a delivery of that message is in flight. */
 int scheduler_busy_qid(struct scheduler *s, const char *qid);
 void scheduler_counts(struct scheduler *s, int *agents, int *busy);
+
+/* Counters for the metrics endpoint, kept in memory since the runner
+ * started: recipients' results by route and status (enum attempt_status;
+ * routes past SCHED_METRIC_ROUTES count under "other"), and the time from
+ * arrival to a final result (sent, bounced, expired). */
+#define SCHED_METRIC_ROUTES 32
+#define SCHED_METRIC_STATUSES 5
+struct sched_route_count {
+	char route[64];
+	uint64_t by_status[SCHED_METRIC_STATUSES];
+};
+struct sched_metrics {
+	struct sched_route_count routes[SCHED_METRIC_ROUTES + 1];
+	/* recipients' results that came over TLS, by version */
+	uint64_t tls_out[TLSV_COUNT];
+	size_t nroutes;
+	struct histogram delivery_seconds;
+};
+const struct sched_metrics *scheduler_metrics(const struct scheduler *s);
 
 /* The outcomes agents report are kept until the commit that holds them
  * succeeds, so that a failed commit never makes the runner send a

@@ -22,6 +22,10 @@
  *   per-recipient results, bounces and retries back into the same
  *   transaction;
  * - ferryctl on the control socket (control.c);
+ * - ferry-metrics on the metrics socket (metrics { enabled }): each
+ *   connection is written one snapshot of the in-memory counters
+ *   (metrics_snapshot.c) without waiting - nothing is read from it, so
+ *   the peer can neither hold nor steer the runner - and closed;
  * - the master's notes: the worker pool's counts for ferryctl, a new
  *   configuration after SIGHUP (spool and users stay as they were) and
  *   its generation, and the watchdog's NOTE_PING, answered at once with
@@ -57,6 +61,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <grp.h>
 #include <pwd.h>
@@ -69,6 +74,7 @@
 #include "control.h"
 #include "intake.h"
 #include "log.h"
+#include "metrics_snapshot.h"
 #include "privsep.h"
 #include "procfd.h"
 #include "queue.h"
@@ -144,6 +150,12 @@ struct runner {
 	int64_t next_space_check_ms;
 	uid_t agent_uid;
 	char dbpath[1024];
+	/* for the metrics endpoint */
+	int metrics_fd;               /* FD_METRICS, or -1 */
+	struct histogram commit_batch, commit_seconds;
+	struct store_queue_stats queue_counts;
+	int queue_counts_ok;
+	int64_t queue_counts_at_ms;
 	/* why the store is closed (st NULL): one line naming the file */
 	char store_trouble[2048];
 };
@@ -271,6 +283,15 @@ store_failed(struct runner *r, const char *why)
 	announce_state(r);
 }
 
+static double
+monotonic_seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 /* Commits the open transaction now - or, while commits fail, the
  * outcomes kept from the lost ones, or a probe when there are none.
  * 0 when committed, -1 when not (the store is then failing). */
@@ -293,11 +314,17 @@ commit_now(struct runner *r)
 	 * empty transaction is dropped and a probe written instead. */
 	if (store_in_transaction(r->st) && (!was_failing || waiting > 0 ||
 	    store_has_writes(r->st))) {
+		double t0 = monotonic_seconds();
+
 		if (store_commit(r->st) < 0) {
 			store_failed(r, store_errmsg(r->st));
 			return -1;
 		}
 		r->stats.commits++;
+		histogram_observe(&r->commit_seconds,
+		    monotonic_seconds() - t0);
+		if (waiting > 0)
+			histogram_observe(&r->commit_batch, (double)waiting);
 	} else if (was_failing) {
 		store_rollback(r->st);
 		if (store_probe(r->st) < 0) {
@@ -668,6 +695,67 @@ serve_control(struct runner *r)
 	}
 }
 
+/* Answers each waiting ferry-metrics connection with one snapshot and
+ * closes it.  The snapshot is small and the socket new, so the write
+ * does not block; one that would is cut short (the peer sees a short
+ * answer, never a stalled runner). */
+static void
+serve_metrics(struct runner *r)
+{
+	int fd;
+
+	while ((fd = accept4(r->metrics_fd, NULL, NULL, SOCK_CLOEXEC |
+	    SOCK_NONBLOCK)) >= 0) {
+		struct metrics_snapshot ms;
+		struct mtext t;
+		int64_t now = now_ms();
+
+		memset(&ms, 0, sizeof(ms));
+		ms.messages_accepted = r->stats.messages;
+		ms.intake_failed = r->stats.failed;
+		ms.commits = r->stats.commits;
+		ms.commit_batch = &r->commit_batch;
+		ms.commit_seconds = &r->commit_seconds;
+		ms.store_open = r->st != NULL;
+		ms.store_state = (int)store_health_state(&r->health);
+		if (r->sched != NULL) {
+			ms.deliveries = scheduler_metrics(r->sched);
+			scheduler_counts(r->sched, &ms.agents_total,
+			    &ms.agents_busy);
+		}
+		ms.workers_total = r->have_pool ? (int)r->pool_workers : -1;
+		ms.workers_busy = r->have_pool ? (int)r->pool_busy : -1;
+		/* one cheap query a second at most, never per scrape */
+		if (r->st != NULL && !r->health.failing &&
+		    (!r->queue_counts_ok ||
+		    now - r->queue_counts_at_ms >= METRICS_QUEUE_COUNT_MS)) {
+			r->queue_counts_ok = store_admin_stats(r->st,
+			    &r->queue_counts) == 0;
+			r->queue_counts_at_ms = now;
+		}
+		if (r->st != NULL && r->queue_counts_ok) {
+			ms.queue_known = 1;
+			ms.queue_active = r->queue_counts.active;
+			ms.queue_hold = r->queue_counts.hold;
+			ms.rcpts_pending = r->queue_counts.rcpts_pending;
+			ms.oldest_age = r->queue_counts.oldest_received_at < 0 ?
+			    -1 : now_wall() -
+			    r->queue_counts.oldest_received_at;
+		}
+		ms.ready = r->st != NULL &&
+		    ms.store_state == QUEUE_STATE_OK &&
+		    !runner_no_dispatch && r->have_pool &&
+		    r->pool_workers > 0;
+		mtext_init(&t);
+		metrics_snapshot_write(&t, &ms);
+		if (send(fd, t.buf, t.len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+			/* it has gone, or does not read: its loss */
+		}
+		mtext_free(&t);
+		close(fd);
+	}
+}
+
 /* Deliveries start unless ferry is stopping, delivery is paused, or
  * their outcome could not be recorded (commits fail, no room). */
 static int
@@ -680,7 +768,7 @@ may_dispatch(struct runner *r)
 static void
 run_loop(struct runner *r)
 {
-	struct pollfd *pfds = xcalloc(MAX_CONNS + 3 + 1024, sizeof(*pfds));
+	struct pollfd *pfds = xcalloc(MAX_CONNS + 4 + 1024, sizeof(*pfds));
 
 	while (!runner_stop) {
 		size_t i, n = 0, nconn_fds, nagent_fds;
@@ -701,6 +789,8 @@ run_loop(struct runner *r)
 		pfds[n++].events = POLLIN;
 		pfds[n].fd = r->notes.fd;
 		pfds[n++].events = POLLIN;
+		pfds[n].fd = r->metrics_fd;
+		pfds[n++].events = POLLIN;
 		nagent_fds = r->sched != NULL ?
 		    scheduler_pollfds(r->sched, pfds + n, 1024) : 0;
 		n += nagent_fds;
@@ -719,7 +809,7 @@ run_loop(struct runner *r)
 			log_fatal("poll: %s", strerror(errno));
 		}
 		if (r->sched != NULL)
-			scheduler_events(r->sched, pfds + nconn_fds + 3,
+			scheduler_events(r->sched, pfds + nconn_fds + 4,
 			    nagent_fds);
 		if (pfds[nconn_fds + 2].revents & POLLIN)
 			read_master_notes(r);
@@ -727,6 +817,8 @@ run_loop(struct runner *r)
 			scheduler_accept(r->sched, FD_AGENTS);
 		if (pfds[nconn_fds].revents & POLLIN)
 			serve_control(r);
+		if (pfds[nconn_fds + 3].revents & POLLIN)
+			serve_metrics(r);
 		/* Connections first (pfds[1..] match conns[0..] of this
 		 * turn); walk backwards because closing swaps in the last. */
 		for (i = r->nconns; i-- > 0;) {
@@ -819,6 +911,29 @@ queue(const struct child_args *a)
 	fd_set_nonblock(FD_CONTROL, 1);
 	fd_set_nonblock(FD_AGENTS, 1);
 	fd_set_nonblock(FD_POOL, 1);
+	r.metrics_fd = -1;
+	{
+		int listening = 0;
+		socklen_t len = sizeof(listening);
+
+		/* the master hands it over only with metrics { enabled } */
+		if (getsockopt(FD_METRICS, SOL_SOCKET, SO_ACCEPTCONN,
+		    &listening, &len) == 0 && listening) {
+			r.metrics_fd = FD_METRICS;
+			fd_set_nonblock(FD_METRICS, 1);
+		}
+	}
+	{
+		static const double batch[] = { 1, 2, 4, 8, 16, 32, 64, 128,
+		    256, 512 };
+		static const double secs[] = { 0.0005, 0.001, 0.0025, 0.005,
+		    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5 };
+
+		histogram_init(&r.commit_batch, batch,
+		    sizeof(batch) / sizeof(batch[0]));
+		histogram_init(&r.commit_seconds, secs,
+		    sizeof(secs) / sizeof(secs[0]));
+	}
 	channel_init(&r.notes, FD_POOL, "the master", master_may_send, 64,
 	    CHANNEL_RECORDS | CHANNEL_FATAL);
 	r.notes.wmax = 4096;

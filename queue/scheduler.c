@@ -97,6 +97,7 @@ struct sched_job {
 	int64_t msgid;
 	char qid[QID_LEN + 1];
 	double received_at, started;
+	char route[64];           /* for the metrics */
 	struct job_rcpt *rcpts;
 	size_t nrcpts;
 	int agent_deaths;         /* the message's count when dispatched */
@@ -129,7 +130,48 @@ struct scheduler {
 	int agents_wanted;        /* busy agents and due jobs without one */
 	int64_t next_retire_ms;   /* when an idle agent is next let go;
 	                             0: none is free */
+	struct sched_metrics metrics;
 };
+
+/* Seconds from arrival to a final result: a second to five days. */
+static const double delivery_bounds[] = { 0.05, 0.1, 0.25, 0.5, 1, 2.5,
+    5, 10, 30, 60, 300, 900, 3600, 14400, 86400, 432000 };
+
+/* Counts one recorded result of a recipient of job. */
+static void
+count_result(struct scheduler *s, const struct sched_job *job,
+    enum attempt_status status, double at)
+{
+	struct sched_metrics *m = &s->metrics;
+	size_t i;
+
+	if ((unsigned)status >= SCHED_METRIC_STATUSES)
+		return;
+	for (i = 0; i < m->nroutes; i++)
+		if (strcmp(m->routes[i].route, job->route) == 0)
+			break;
+	if (i == m->nroutes) {
+		if (m->nroutes < SCHED_METRIC_ROUTES) {
+			m->nroutes++;
+			ferry_strlcpy(m->routes[i].route, job->route,
+			    sizeof(m->routes[i].route));
+		} else {
+			i = SCHED_METRIC_ROUTES;
+			ferry_strlcpy(m->routes[i].route, "other",
+			    sizeof(m->routes[i].route));
+		}
+	}
+	m->routes[i].by_status[status]++;
+	if (status != STATUS_DEFERRED)
+		histogram_observe(&m->delivery_seconds, at > job->received_at ?
+		    at - job->received_at : 0);
+}
+
+const struct sched_metrics *
+scheduler_metrics(const struct scheduler *s)
+{
+	return &s->metrics;
+}
 
 static void
 free_failures(struct failure **list, size_t *n)
@@ -285,6 +327,8 @@ decide(struct scheduler *s, struct sched_job *job, struct job_rcpt *jr,
 	jr->reply = xstrdup(reply);
 	jr->relay = xstrdup(relay);
 	jr->tls = xstrdup(tls);
+	if (tls != NULL && tls[0] != '\0')
+		s->metrics.tls_out[tls_version_slot(tls)]++;
 	if (!jr->t.counts_attempt)
 		return;
 	if (jr->t.notice == NOTICE_DELAY)
@@ -337,6 +381,7 @@ write_rcpt(struct scheduler *s, struct sched_job *job, struct job_rcpt *jr)
 	if (jr->logged)
 		return;
 	jr->logged = 1;
+	count_result(s, job, t->status, jr->at);
 	log_sanitize(safe_reply, sizeof(safe_reply), jr->reply,
 	    strlen(jr->reply));
 	log_sanitize(safe_addr, sizeof(safe_addr), jr->addr,
@@ -632,6 +677,8 @@ scheduler_new(const struct ferry_config *cfg, struct store *st,
 	s->hops = hop_health_new();
 	agent_pool_init(&s->pool, st, agent_uid, &scheduler_hooks, s);
 	s->wake = 1;
+	histogram_init(&s->metrics.delivery_seconds, delivery_bounds,
+	    sizeof(delivery_bounds) / sizeof(delivery_bounds[0]));
 	return s;
 }
 
@@ -783,6 +830,7 @@ dispatch(struct scheduler *s, struct pool_agent *a, const char *dest,
 	job->agent_deaths = d0->agent_deaths;
 	ferry_strlcpy(job->dest, dest, sizeof(job->dest));
 	job->started = now_wall();
+	ferry_strlcpy(job->route, j.route, sizeof(job->route));
 	a->job = job;
 	a->job_id = j.job_id;
 	a->msgid = d0->msgid;

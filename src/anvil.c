@@ -370,8 +370,23 @@ tell_stress(struct anvil_state *av, struct anvil_conn *c)
 	return 0;
 }
 
+/* Tells the master (for the metrics) that stress began or ended; a
+ * master that cannot take it loses only that. */
+static void
+tell_master_stress(struct anvil_state *av, int on)
+{
+	struct ipc_out *m;
+
+	if (!av->notes_open)
+		return;
+	m = channel_begin(&av->notes, IMSG_NOTE_ANVIL_STRESS);
+	ipc_add_u8(m, (uint8_t)on);
+	if (channel_end(&av->notes) < 0 || channel_flush(&av->notes) < 0)
+		log_warn("could not tell the master about stress mode");
+}
+
 /* Applies the stress rule to the count now; on a change logs it and
- * tells every worker. */
+ * tells every worker and the master. */
 static void
 check_stress(struct anvil_state *av, int64_t now)
 {
@@ -407,6 +422,7 @@ check_stress(struct anvil_state *av, int64_t now)
 		    anvil_table_memory_percent(av->table));
 	for (i = 0; i < av->nconns; i++)
 		(void)tell_stress(av, av->conns[i]);
+	tell_master_stress(av, change > 0);
 }
 
 /* Drops the workers a push failed for; 1 when there were any (their

@@ -624,6 +624,11 @@ static const struct option_row options[] = {
 	    1000),
 	INT("auth", "lockout", 600, B_CONFIG, CF(auth_lockout), 1,
 	    86400 * 7),
+
+	BOOL("metrics", "enabled", cfg_false, B_CONFIG, CF(metrics_enabled)),
+	STR("metrics", "address", "127.0.0.1", B_CONFIG, CF(metrics_address),
+	    validate_address),
+	INT("metrics", "port", 9469, B_CONFIG, CF(metrics_port), 1, 65535),
 };
 
 #define NOPTIONS (sizeof(options) / sizeof(options[0]))
@@ -657,6 +662,7 @@ static const struct section_row sections[] = {
 	{ "log", 0, 0, 0, 0, 0, 0 },
 	{ "tls", 0, 0, 0, 0, 0, 0 },
 	{ "auth", 0, 0, 0, 0, 0, 0 },
+	{ "metrics", 0, 0, 0, 0, 0, 0 },
 };
 
 #define NSECTIONS (sizeof(sections) / sizeof(sections[0]))
@@ -1081,6 +1087,14 @@ check_combinations(struct ferry_config *c, char *err, size_t errlen)
 				    c->listeners[i].port);
 				return -1;
 			}
+	/* the metrics endpoint is never served on a mail listener's port */
+	for (i = 0; c->metrics_enabled && i < c->nlisteners; i++)
+		if (c->listeners[i].port == c->metrics_port) {
+			snprintf(err, errlen, "%s: metrics port %d is the port "
+			    "of listen \"%s\"", c->path, c->metrics_port,
+			    c->listeners[i].name);
+			return -1;
+		}
 	for (i = 0; i < c->nlisteners; i++) {
 		const struct listener_config *l = &c->listeners[i];
 		const char *cert = l->cert_file[0] ? l->cert_file :

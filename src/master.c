@@ -66,6 +66,7 @@
 #include "channel.h"
 #include "config.h"
 #include "log.h"
+#include "master_metrics.h"
 #include "machine_limits.h"
 #include "master.h"
 #include "notify.h"
@@ -85,7 +86,8 @@
 #define MAX_LISTENERS 64
 #define WORKER_IDLE_RETIRE_MS 2000    /* idle this long before a spare leaves */
 
-enum child_role { ROLE_WORKER, ROLE_RUNNER, ROLE_AGENT, ROLE_ANVIL };
+enum child_role { ROLE_WORKER, ROLE_RUNNER, ROLE_AGENT, ROLE_ANVIL,
+    ROLE_METRICS };
 
 static const char *
 role_name(enum child_role role)
@@ -95,6 +97,7 @@ role_name(enum child_role role)
 	case ROLE_RUNNER: return "queue runner";
 	case ROLE_AGENT: return "delivery agent";
 	case ROLE_ANVIL: return "anvil";
+	case ROLE_METRICS: return "metrics";
 	}
 	return "child";
 }
@@ -142,6 +145,10 @@ struct master_state {
 	int anvil_fd;               /* ferry-anvil's socket, in the chroot */
 	int anvil_notes_rd;         /* anvil's end of its notes */
 	struct channel to_anvil;    /* master -> anvil: limits */
+	int metrics_http_fd;        /* ferry-metrics' TCP listener, or -1 */
+	int metrics_src_fd;         /* the runner's metrics socket, or -1 */
+	int metrics_own_fd;         /* the master's metrics socket, or -1 */
+	struct wc_totals worker_counts;   /* the workers' counters, added */
 	struct backoff agent_backoff;
 
 	struct channel status;      /* workers -> master (read end) */
@@ -174,11 +181,16 @@ struct master_state {
 	int64_t anvil_started;
 	struct backoff anvil_backoff;
 
+	pid_t metrics_pid;
+	int64_t metrics_started;
+	struct backoff metrics_backoff;
+
 	int shutting_down;
 	int64_t shutdown_deadline;
 	char smtpd_path[PATH_MAX + 32], queue_path[PATH_MAX + 32];
 	char deliver_path[PATH_MAX + 32];
 	char anvil_path[PATH_MAX + 32];
+	char metrics_path[PATH_MAX + 32];
 };
 
 static int sig_write_fd = -1;
@@ -527,6 +539,20 @@ prepare_spool(struct master_state *m)
 	snprintf(path, sizeof(path), "%s/%s/%s", cfg->spool_dir,
 	    SPOOL_SMTPD_DIR, ANVIL_SOCKET_NAME);
 	m->anvil_fd = make_unix_listener(path, sgid, as_root);
+	/* the runner's metrics socket, beside them: ferry-metrics (the SMTP
+	 * user, in this chroot) asks it for the counters */
+	m->metrics_src_fd = -1;
+	m->metrics_own_fd = -1;
+	if (cfg->metrics_enabled) {
+		snprintf(path, sizeof(path), "%s/%s/%s", cfg->spool_dir,
+		    SPOOL_SMTPD_DIR, METRICS_SOCKET_NAME);
+		m->metrics_src_fd = make_unix_listener(path, sgid, as_root);
+		/* and the master's own: the workers' counters */
+		snprintf(path, sizeof(path), "%s/%s/%s", cfg->spool_dir,
+		    SPOOL_SMTPD_DIR, MASTER_METRICS_SOCKET_NAME);
+		m->metrics_own_fd = make_unix_listener(path, sgid, as_root);
+		fd_set_nonblock(m->metrics_own_fd, 1);
+	}
 
 	/* the delivery agents' socket, for the delivery user's group */
 	if (as_root) {
@@ -584,7 +610,8 @@ spawn(struct master_state *m, enum child_role role)
 {
 	const char *path = role == ROLE_WORKER ? m->smtpd_path :
 	    role == ROLE_AGENT ? m->deliver_path :
-	    role == ROLE_ANVIL ? m->anvil_path : m->queue_path;
+	    role == ROLE_ANVIL ? m->anvil_path :
+	    role == ROLE_METRICS ? m->metrics_path : m->queue_path;
 	char gen[16];
 	sigset_t all, old;
 	pid_t pid;
@@ -630,9 +657,13 @@ spawn(struct master_state *m, enum child_role role)
 			fds[n++] = m->control_fd;                /* 5 */
 			fds[n++] = m->agent_fd;                  /* 6 */
 			fds[n++] = m->pool_rd;                   /* 7 */
+			if (m->metrics_src_fd >= 0)
+				fds[n++] = m->metrics_src_fd;    /* 8 */
 		} else if (role == ROLE_ANVIL) {
 			fds[n++] = m->anvil_fd;                  /* 4 */
 			fds[n++] = m->anvil_notes_rd;            /* 5 */
+		} else if (role == ROLE_METRICS) {
+			fds[n++] = m->metrics_http_fd;           /* 4 */
 		}
 		place_fds(fds, n, FD_CONFIG);
 		execl(path, path, "-f", m->cfg->path, "-g", gen,
@@ -701,6 +732,21 @@ spawn_anvil(struct master_state *m)
 		m->anvil_pid = pid;
 		m->anvil_started = now_ms();
 		log_debug("started anvil, pid %ld", (long)pid);
+	}
+}
+
+static void
+spawn_metrics(struct master_state *m)
+{
+	pid_t pid;
+
+	if (m->metrics_http_fd < 0)
+		return;
+	pid = spawn(m, ROLE_METRICS);
+	if (pid > 0) {
+		m->metrics_pid = pid;
+		m->metrics_started = now_ms();
+		log_debug("started metrics, pid %ld", (long)pid);
 	}
 }
 
@@ -780,11 +826,28 @@ reap_children(struct master_state *m)
 			    "in %lld ms", (long)pid, how, (long long)delay);
 			continue;
 		}
+		if (pid == m->metrics_pid) {
+			int64_t lived = now_ms() - m->metrics_started;
+			int64_t delay;
+
+			m->metrics_pid = 0;
+			if (m->shutting_down) {
+				log_debug("metrics stopped (%s)", how);
+				continue;
+			}
+			delay = backoff_delay(&m->metrics_backoff, lived,
+			    status);
+			log_warn("metrics (pid %ld) died: %s; restarting in "
+			    "%lld ms", (long)pid, how, (long long)delay);
+			continue;
+		}
 		if (pid == m->anvil_pid) {
 			int64_t lived = now_ms() - m->anvil_started;
 			int64_t delay;
 
 			m->anvil_pid = 0;
+			m->worker_counts.stress_on = 0;   /* a new one
+			                                     * starts outside */
 			if (m->shutting_down) {
 				log_debug("anvil stopped (%s)", how);
 				continue;
@@ -817,6 +880,7 @@ reap_children(struct master_state *m)
 /* What a worker may write on the status pipe. */
 static const struct channel_rule worker_may_send[] = {
 	{ IMSG_WORKER_STATUS, 0 },
+	{ IMSG_WORKER_COUNTERS, 0 },
 	{ 0, 0 }
 };
 
@@ -829,7 +893,7 @@ open_status_pipe(struct master_state *m)
 		log_fatal("pipe: %s", strerror(errno));
 	fd_set_nonblock(p[0], 1);
 	channel_init(&m->status, p[0], "an SMTP worker on the status pipe",
-	    worker_may_send, 12, 0);
+	    worker_may_send, WORKER_STATUS_PAYLOAD_MAX, 0);
 	m->status_wr = p[1];
 }
 
@@ -870,6 +934,17 @@ read_status(struct master_state *m)
 			uint32_t pid, generation, status;
 			struct child_proc *w;
 
+			if (in.type == IMSG_WORKER_COUNTERS) {
+				if (ipc_get_u32(&in, &pid) < 0 ||
+				    wc_totals_take(&m->worker_counts,
+				    &in) < 0) {
+					channel_violation(&m->status,
+					    "malformed WORKER_COUNTERS");
+					got = -1;
+					break;
+				}
+				continue;
+			}
 			if (ipc_get_u32(&in, &pid) < 0 ||
 			    ipc_get_u32(&in, &generation) < 0 ||
 			    ipc_get_u32(&in, &status) < 0 ||
@@ -895,6 +970,56 @@ read_status(struct master_state *m)
 		if (n <= 0)
 			return;
 	}
+}
+
+/* ferry-anvil's notes to the master: stress mode began or ended.  Read
+ * record by record from the notes socket (the master's end, non-
+ * blocking); one that does not decode is anvil lying, and it is
+ * replaced. */
+static void
+read_anvil_notes(struct master_state *m)
+{
+	int k;
+
+	for (k = 0; k < 64 && m->to_anvil.fd >= 0; k++) {
+		uint8_t rec[64], on;
+		struct ipc_in in;
+		ssize_t n = recv(m->to_anvil.fd, rec, sizeof(rec),
+		    MSG_DONTWAIT | MSG_TRUNC);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return;
+		if ((size_t)n > sizeof(rec) ||
+		    ipc_frame(rec, (size_t)n, &in) != (long)n ||
+		    in.type != IMSG_NOTE_ANVIL_STRESS ||
+		    ipc_get_u8(&in, &on) < 0 || ipc_end(&in) < 0 || on > 1) {
+			log_warn("anvil sent a malformed note; restarting it");
+			if (m->anvil_pid > 0)
+				kill(m->anvil_pid, SIGKILL);
+			continue;
+		}
+		if (on && !m->worker_counts.stress_on)
+			m->worker_counts.stress_entered++;
+		m->worker_counts.stress_on = on;
+	}
+}
+
+/* ferry-metrics asks for the workers' counters. */
+static void
+serve_metrics(struct master_state *m)
+{
+	const char *names[WC_LISTENERS];
+	size_t i, n = m->cfg->nlisteners;
+
+	if (m->metrics_own_fd < 0)
+		return;
+	if (n > WC_LISTENERS)
+		n = WC_LISTENERS;
+	for (i = 0; i < n; i++)
+		names[i] = m->cfg->listeners[i].name;
+	master_metrics_serve(m->metrics_own_fd, &m->worker_counts, names, n);
 }
 
 static void
@@ -1421,6 +1546,8 @@ find_programs(struct master_state *m)
 	    libexec);
 	snprintf(m->anvil_path, sizeof(m->anvil_path), "%s/ferry-anvil",
 	    libexec);
+	snprintf(m->metrics_path, sizeof(m->metrics_path), "%s/ferry-metrics",
+	    libexec);
 	if (access(m->smtpd_path, X_OK) < 0)
 		log_fatal("%s: %s", m->smtpd_path, strerror(errno));
 	if (access(m->queue_path, X_OK) < 0)
@@ -1488,6 +1615,15 @@ master(const struct master_args *args)
 		    m->cfg->nlisteners * sizeof(fresh[0]));
 		m->nlisteners = m->cfg->nlisteners;
 	}
+	/* the metrics endpoint, bound here like the mail listeners; a
+	 * change of address or port takes a restart */
+	m->metrics_http_fd = -1;
+	if (m->cfg->metrics_enabled) {
+		m->metrics_http_fd = bind_listener(m->cfg->metrics_address,
+		    m->cfg->metrics_port, 64, err, sizeof(err));
+		if (m->metrics_http_fd < 0)
+			log_fatal("metrics: %s", err);
+	}
 	prepare_spool(m);
 
 	/* The notes are records (SOCK_SEQPACKET): a note and the
@@ -1523,6 +1659,7 @@ master(const struct master_args *args)
 		    m->listeners[i].name);
 	spawn_runner(m);
 	spawn_anvil(m);
+	spawn_metrics(m);
 	manage_pool(m);
 	manage_agents(m);
 	log_info("ferry %s started: %s", PACKAGE_VERSION, m->cfg->path);
@@ -1536,7 +1673,7 @@ master(const struct master_args *args)
 	}
 
 	for (;;) {
-		struct pollfd pfd[5 + MAX_LISTENERS];
+		struct pollfd pfd[7 + MAX_LISTENERS];
 		size_t n = 0;
 		int64_t wait = 1000;
 		unsigned char sigs[64];
@@ -1546,6 +1683,8 @@ master(const struct master_args *args)
 			/* the workers are gone: nobody asks anvil now */
 			if (m->anvil_pid > 0)
 				kill(m->anvil_pid, SIGTERM);
+			if (m->metrics_pid > 0)
+				kill(m->metrics_pid, SIGTERM);
 			if (m->runner_pid > 0) {
 				kill(m->runner_pid, SIGTERM);
 				m->shutdown_deadline = now_ms() + 10000;
@@ -1571,6 +1710,15 @@ master(const struct master_args *args)
 				kill(m->anvil_pid, SIGKILL);
 				waitpid(m->anvil_pid, NULL, 0);
 			}
+			while (m->metrics_pid > 0 &&
+			    now_ms() < m->shutdown_deadline) {
+				reap_children(m);
+				usleep(20000);
+			}
+			if (m->metrics_pid > 0) {
+				kill(m->metrics_pid, SIGKILL);
+				waitpid(m->metrics_pid, NULL, 0);
+			}
 			if (m->log_rd >= 0)
 				relay_logs(m);
 			break;
@@ -1583,6 +1731,12 @@ master(const struct master_args *args)
 		pfd[n].fd = m->sig_rd;
 		pfd[n++].events = POLLIN;
 		pfd[n].fd = m->status.fd;
+		pfd[n++].events = POLLIN;
+		if (m->metrics_own_fd >= 0) {
+			pfd[n].fd = m->metrics_own_fd;
+			pfd[n++].events = POLLIN;
+		}
+		pfd[n].fd = m->to_anvil.fd;
 		pfd[n++].events = POLLIN;
 		pfd[n].fd = m->to_runner.fd;
 		pfd[n++].events = POLLIN;
@@ -1621,6 +1775,16 @@ master(const struct master_args *args)
 			if (d < wait)
 				wait = d;
 		}
+		if (!m->shutting_down && m->metrics_pid == 0 &&
+		    m->metrics_http_fd >= 0) {
+			int64_t d = m->metrics_backoff.not_before - now_ms();
+
+			if (d <= 0) {
+				spawn_metrics(m);
+			} else if (d < wait) {
+				wait = d;
+			}
+		}
 		if (poll(pfd, n, (int)wait) < 0 && errno != EINTR)
 			log_fatal("poll: %s", strerror(errno));
 
@@ -1651,6 +1815,8 @@ master(const struct master_args *args)
 		reap_children(m);
 		read_status(m);
 		read_runner_notes(m);
+		read_anvil_notes(m);
+		serve_metrics(m);
 		if (m->log_rd >= 0)
 			relay_logs(m);
 		if (m->shutting_down)

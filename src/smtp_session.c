@@ -49,6 +49,7 @@
 #include "smtp_session.h"
 #include "tls_server.h"
 #include "util.h"
+#include "worker_counters.h"
 
 #define IO_CHUNK   65536      /* socket reads and chunks to the runner */
 #define OUT_SOFT   16384      /* pending replies: write out beyond this */
@@ -289,6 +290,7 @@ smtp_reply(struct smtp_session *s, enum reply_id id, ...)
 	va_end(ap);
 	if (n == 0)
 		log_panic("reply %d has no text", (int)id);
+	wcount_reply((int)id);
 	if (s->closing == CLOSE_IOERR || s->closing == CLOSE_OUTPUT)
 		return;
 	if (s->out_len + n > OUT_SOFT && s->state != ST_HANDSHAKE &&
@@ -1327,6 +1329,7 @@ tls_established(struct smtp_session *s)
 
 	conn_tls_info(&s->conn, &s->tls);
 	s->tls_active = 1;
+	wcount_tls_in(s->tls.version);
 	log_info("TLS connection established from %s[%s]: %s with cipher %s "
 	    "(%d/%d bits)", s->peer_name, s->peer_addr, s->tls.version,
 	    s->tls.cipher, s->tls.bits, s->tls.alg_bits);
@@ -1388,8 +1391,13 @@ handshake_done(struct smtp_session *s)
 static void
 handshake_failed(struct smtp_session *s, const char *why)
 {
+	size_t i;
+
 	log_info("TLS handshake failed from %s[%s]: %s; dropping the "
 	    "connection", s->peer_name, s->peer_addr, why);
+	for (i = 0; i < s->cfg->nlisteners; i++)
+		if (&s->cfg->listeners[i] == s->lcfg)
+			wcount_conn(i, WC_CONN_TLS_FAILED);
 	s->closing = CLOSE_TLS;
 }
 

@@ -68,6 +68,7 @@
 #include "smtpd.h"
 #include "tls_server.h"
 #include "util.h"
+#include "worker_counters.h"
 
 static struct session_control control;
 static volatile sig_atomic_t stop_after_session;
@@ -105,6 +106,32 @@ report(pid_t pid, uint32_t gen, enum worker_status st)
 	(void)channel_end(&status_ch);
 	if (channel_flush(&status_ch) < 0 || channel_pending(&status_ch) > 0) {
 		/* the master is gone: nobody would supervise us */
+		log_error("status pipe: %s; exiting", status_ch.error[0] ?
+		    status_ch.error : "short write");
+		_exit(0);
+	}
+}
+
+/* What this worker counted since its last report, as one
+ * WORKER_COUNTERS frame: when a session ends (force), else at most every
+ * WORKER_COUNTERS_MS. */
+static void
+report_counters(pid_t pid, int force)
+{
+	static int64_t last;
+	int64_t now = now_ms();
+	struct ipc_out *m;
+
+	if (!wcount_pending() || (!force && now - last < WORKER_COUNTERS_MS))
+		return;
+	last = now;
+	if (status_ch.peer[0] == '\0')
+		channel_init(&status_ch, FD_STATUS, "the master", NULL, 0, 0);
+	m = channel_begin(&status_ch, IMSG_WORKER_COUNTERS);
+	ipc_add_u32(m, (uint32_t)pid);
+	wcount_frame(m);
+	(void)channel_end(&status_ch);
+	if (channel_flush(&status_ch) < 0 || channel_pending(&status_ch) > 0) {
 		log_error("status pipe: %s; exiting", status_ch.error[0] ?
 		    status_ch.error : "short write");
 		_exit(0);
@@ -163,6 +190,7 @@ refuse_over_limit(const struct ferry_config *cfg, int result, int fd,
 	    reply_formatf(line, sizeof(line), id, cfg->hostname, addr) :
 	    reply_formatf(line, sizeof(line), id, cfg->hostname);
 	log_warn("refusing unknown[%s]: %s", addr, what);
+	wcount_reply((int)id);
 	if (send(fd, line, n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
 		/* the client is gone already */
 	}
@@ -272,6 +300,7 @@ end_session(struct worker *w, size_t k)
 	session_timer_cancel(&w->timer, k);
 	anvil_disconnect(&w->anvil, sl->peer_addr);
 	w->nsessions--;
+	report_counters(w->self, 1);
 }
 
 static void
@@ -296,10 +325,12 @@ connect_checked(struct worker *w, size_t k, int result)
 
 	sl->checking = 0;
 	if (refuse_over_limit(cfg, result, sl->fd, sl->peer_addr)) {
+		wcount_conn(i, WC_CONN_REFUSED_LIMIT);
 		close(sl->fd);
 		w->nsessions--;
 		return;
 	}
+	wcount_conn(i, WC_CONN_ACCEPTED);
 	memset(&sp, 0, sizeof(sp));
 	sp.cfg = cfg;
 	sp.queue_path = w->intake_path;
@@ -451,6 +482,7 @@ serve(struct worker *w)
 		anvil_client_keep_connected(&w->anvil);
 		take_stress(w);
 		report_status(w, accepting);
+		report_counters(w->self, 0);
 
 		listening = accepting && w->nsessions < w->nslots &&
 		    (w->defer_until == 0 || now >= w->defer_until);
@@ -565,6 +597,7 @@ serve(struct worker *w)
 		report_status(w, !stop_after_session &&
 		    w->started < cfg->worker_sessions);
 	}
+	report_counters(w->self, 1);
 	free(pfds);
 	free(slot_of);
 }

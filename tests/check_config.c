@@ -967,6 +967,32 @@ START_TEST(test_read_file_limit)
 }
 END_TEST
 
+/* metrics { }: off by default, the documented defaults, and never on a
+ * mail listener's port. */
+START_TEST(test_metrics_section)
+{
+	struct ferry_config *c = load_ok(LISTEN);
+
+	ck_assert_int_eq(c->metrics_enabled, 0);
+	ck_assert_str_eq(c->metrics_address, "127.0.0.1");
+	ck_assert_int_eq(c->metrics_port, 9469);
+	config_free(c);
+	c = load_ok(LISTEN "metrics {\n  enabled = true\n"
+	    "  address = \"::1\"\n  port = 9100\n}\n");
+	ck_assert_int_eq(c->metrics_enabled, 1);
+	ck_assert_str_eq(c->metrics_address, "::1");
+	ck_assert_int_eq(c->metrics_port, 9100);
+	config_free(c);
+	load_bad(LISTEN "metrics {\n  enabled = true\n  port = 25\n}\n",
+	    P ": metrics port 25 is the port of listen \"smtp\"");
+	load_bad(LISTEN "metrics {\n  address = \"localhost\"\n}\n",
+	    P ":4: address \"localhost\" is not a numeric IPv4 or IPv6 "
+	    "address");
+	load_bad(LISTEN "metrics {\n  port = 0\n}\n",
+	    P ":4: port = 0 is out of range (1 to 65535)");
+}
+END_TEST
+
 /* --- documentation: every option of the table in ferry.conf(5) and in
  * etc/ferry.conf ------------------------------------------------------- */
 
@@ -1190,6 +1216,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_shipped_conf);
 	tcase_add_test(tc, test_shipped_conf_users_checked);
 	tcase_add_test(tc, test_minimal_defaults);
+	tcase_add_test(tc, test_metrics_section);
 	tcase_add_test(tc, test_every_option_set);
 	tcase_add_test(tc, test_largest_message_size);
 	tcase_add_test(tc, test_multiple_listeners);

@@ -1,0 +1,111 @@
+/*
+ * metrics_snapshot.c - the queue runner's counters as Prometheus text
+ * (see metrics_snapshot.h).  Metric names start with ferry_; label sets
+ * are small and fixed (state, route, status), route names come from the
+ * configuration and are escaped.
+ */
+#include "autoconfig.h"
+
+#include "lifecycle.h"
+#include "metrics_snapshot.h"
+#include "store_health.h"
+
+static void
+gauge(struct mtext *t, const char *name, const char *help, double v)
+{
+	mtext_family(t, name, "gauge", help);
+	mtext_printf(t, "%s %.17g\n", name, v);
+}
+
+static void
+counter(struct mtext *t, const char *name, const char *help, uint64_t v)
+{
+	mtext_family(t, name, "counter", help);
+	mtext_printf(t, "%s %llu\n", name, (unsigned long long)v);
+}
+
+static void
+write_deliveries(struct mtext *t, const struct sched_metrics *d)
+{
+	static const enum attempt_status shown[] = { STATUS_SENT,
+	    STATUS_DEFERRED, STATUS_BOUNCED, STATUS_EXPIRED };
+	size_t i, k, n = d->nroutes;
+
+	mtext_family(t, "ferry_deliveries_total", "counter",
+	    "Recipients' delivery results by route and status.");
+	if (d->routes[SCHED_METRIC_ROUTES].route[0] != '\0')
+		n = SCHED_METRIC_ROUTES + 1;
+	for (i = 0; i < n; i++) {
+		if (d->routes[i].route[0] == '\0')
+			continue;
+		for (k = 0; k < sizeof(shown) / sizeof(shown[0]); k++) {
+			mtext_printf(t, "ferry_deliveries_total{route=\"");
+			mtext_label(t, d->routes[i].route);
+			mtext_printf(t, "\",status=\"%s\"} %llu\n",
+			    attempt_status_name(shown[k]),
+			    (unsigned long long)
+			    d->routes[i].by_status[shown[k]]);
+		}
+	}
+	mtext_family(t, "ferry_tls_out_total", "counter",
+	    "Recipients' results from next hops reached over TLS, by "
+	    "protocol version.");
+	for (i = 0; i < TLSV_COUNT; i++)
+		mtext_printf(t, "ferry_tls_out_total{version=\"%s\"} %llu\n",
+		    tls_version_names[i], (unsigned long long)d->tls_out[i]);
+	mtext_family(t, "ferry_delivery_seconds", "histogram",
+	    "Time from arrival to a recipient's final result.");
+	mtext_histogram(t, "ferry_delivery_seconds", &d->delivery_seconds);
+}
+
+void
+metrics_snapshot_write(struct mtext *t, const struct metrics_snapshot *m)
+{
+	static const char *const states[] = { "ok", "low_space", "failing" };
+	size_t i;
+
+	gauge(t, "ferry_ready", "1 when the runner has its store, the store "
+	    "is writable and SMTP workers are up.", m->ready ? 1 : 0);
+	counter(t, "ferry_messages_accepted_total", "Messages made durable "
+	    "by the queue runner.", m->messages_accepted);
+	counter(t, "ferry_intake_failed_total", "Messages whose intake "
+	    "failed in the queue runner.", m->intake_failed);
+	counter(t, "ferry_commits_total", "Transactions committed (one fsync "
+	    "each).", m->commits);
+	mtext_family(t, "ferry_commit_batch_messages", "histogram",
+	    "Messages made durable by one commit.");
+	mtext_histogram(t, "ferry_commit_batch_messages", m->commit_batch);
+	mtext_family(t, "ferry_commit_seconds", "histogram",
+	    "Time one commit (with its fsync) took.");
+	mtext_histogram(t, "ferry_commit_seconds", m->commit_seconds);
+	if (m->deliveries != NULL)
+		write_deliveries(t, m->deliveries);
+	if (m->queue_known) {
+		mtext_family(t, "ferry_queue_messages", "gauge",
+		    "Messages in the queue by state.");
+		mtext_printf(t, "ferry_queue_messages{state=\"active\"} %lld\n"
+		    "ferry_queue_messages{state=\"hold\"} %lld\n",
+		    (long long)m->queue_active, (long long)m->queue_hold);
+		gauge(t, "ferry_queue_recipients_pending", "Recipients still "
+		    "to be delivered.", (double)m->rcpts_pending);
+		gauge(t, "ferry_queue_oldest_message_age_seconds", "Age of the "
+		    "oldest queued message (0 when the queue is empty).",
+		    m->oldest_age < 0 ? 0 : m->oldest_age);
+	}
+	gauge(t, "ferry_agents", "Delivery agents connected to the runner.",
+	    m->agents_total);
+	gauge(t, "ferry_agents_busy", "Delivery agents running a job.",
+	    m->agents_busy);
+	if (m->workers_total >= 0) {
+		gauge(t, "ferry_workers", "SMTP worker processes.",
+		    m->workers_total);
+		gauge(t, "ferry_workers_busy", "SMTP workers holding a "
+		    "session.", m->workers_busy);
+	}
+	mtext_family(t, "ferry_store_state", "gauge",
+	    "1 for the store's current state.");
+	for (i = 0; i < sizeof(states) / sizeof(states[0]); i++)
+		mtext_printf(t, "ferry_store_state{state=\"%s\"} %d\n",
+		    states[i], m->store_open && m->store_state == (int)i ?
+		    1 : (!m->store_open && i == QUEUE_STATE_FAILING ? 1 : 0));
+}
