@@ -46,55 +46,6 @@ FERRY_PID= SINK_PID= POSTFIX_UP=
 # the attackers' sockets, and the servers' sessions
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-# kill_tree PID: PID and every process under it, by PID (TERM, then KILL)
-tree_of() {
-	python3 - "$1" <<'PY'
-import os, sys
-kids = {}
-for d in os.listdir("/proc"):
-    if d.isdigit():
-        try:
-            st = open("/proc/%s/stat" % d).read()
-        except OSError:
-            continue
-        kids.setdefault(int(st[st.rindex(")") + 2:].split()[1]), []).append(d)
-out, todo = [], [sys.argv[1]]
-while todo:
-    p = todo.pop()
-    out.append(p)
-    todo.extend(kids.get(int(p), []))
-print(" ".join(out))
-PY
-}
-kill_tree() {
-	pids=$(tree_of "$1")
-	# shellcheck disable=SC2086
-	kill $pids 2>/dev/null || true
-	for _ in 1 2 3 4 5 6 7 8 9 10; do
-		alive=
-		for p in $pids; do
-			[ -d "/proc/$p" ] && alive=1
-		done
-		[ -z "$alive" ] && return 0
-		sleep 0.5
-	done
-	# shellcheck disable=SC2086
-	kill -9 $pids 2>/dev/null || true
-}
-
-postfix_master_pid() {
-	sed -n '1s/ //gp' "$WORK/postfix-spool/pid/master.pid" 2>/dev/null
-}
-postfix_down() {
-	[ -n "$POSTFIX_UP" ] || return 0
-	pm=$(postfix_master_pid || true)
-	left=
-	[ -n "$pm" ] && left=$(tree_of "$pm")
-	postfix_instance_stop
-	# shellcheck disable=SC2086
-	[ -n "$left" ] && kill -9 $left 2>/dev/null || true
-	POSTFIX_UP=
-}
 postfix_up() {  # extra main.cf lines on standard input
 	postfix_instance_start "$PPORT"
 	POSTFIX_UP=1
