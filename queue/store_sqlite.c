@@ -2359,12 +2359,18 @@ static const char salvage_keep_sql[] =
     " (SELECT id FROM recipient);";
 
 /* The first row of t after row id `after`: SQLITE_ROW with it in *q,
- * SQLITE_DONE past the last, or an error where the b-tree is damaged. */
+ * SQLITE_DONE past the last, or an error where the b-tree is damaged.
+ * It asks for "rowid >= after + 1", not "rowid > after": SQLite seeks
+ * the key it is given, and an interior page sends key `after` to the
+ * leaf that holds it, so the row after the last one on a damaged leaf
+ * would be lost with it. */
 static int
 salvage_seek(sqlite3_stmt *q, int64_t after)
 {
+	if (after == INT64_MAX)
+		return SQLITE_DONE;
 	sqlite3_reset(q);
-	sqlite3_bind_int64(q, 1, after);
+	sqlite3_bind_int64(q, 1, after + 1);
 	return sqlite3_step(q);
 }
 
@@ -2382,7 +2388,7 @@ salvage_table(sqlite3 *old, struct store *st, const struct salvage_table *t,
 	int64_t after = 0, copied = 0;     /* ferry's row ids start at 1 */
 	int rc, i;
 
-	snprintf(sql, sizeof(sql), "SELECT %s FROM %s WHERE rowid > ?1"
+	snprintf(sql, sizeof(sql), "SELECT %s FROM %s WHERE rowid >= ?1"
 	    " ORDER BY rowid LIMIT 1", t->cols, t->name);
 	if (sqlite3_prepare_v2(old, sql, -1, &q, NULL) != SQLITE_OK)
 		return -1;
