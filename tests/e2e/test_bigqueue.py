@@ -4,8 +4,8 @@ that refuses connections is marked down after a few failures in a row and
 its mail deferred in bulk without a connection each ("delivery
 temporarily suspended"), one probe per retry step; when a probe reaches
 it again, the mail deferred meanwhile is delivered at once, not at its
-next retry.  ferryctl queue list pages through a queue longer than
-one page, with filters.
+next retry.  The queue database gives back the space of a drained
+backlog (incremental vacuum).
 
 Connection attempts are counted from the attempt history: a real one
 records "connect to ...", a suspended one "delivery temporarily
@@ -272,6 +272,32 @@ class QueueListTest(BigQueueCase):
         ids2, _ = self.ids("--limit", "10", "--rcpt", "other.test",
                            "--after", doc["next"])
         self.assertEqual(ids2, self.qids[21:40:2])
+
+
+class VacuumTest(BigQueueCase):
+
+    def test_file_shrinks_after_draining(self):
+        s = self.smarthost()
+        s.pause()
+        d = self.ferry_to(s, retry=[1])
+        self.assertEqual(d.query("PRAGMA auto_vacuum")[0]["auto_vacuum"], 2)
+        body = b"Subject: big\r\n\r\n" + (b"x" * 76 + b"\r\n") * 2600
+        n = 40                              # about 8 MiB queued
+        for i in range(n):
+            d.send(body, sender=SENDER, rcpts=["r%d@dest.test" % i])
+        self.assertTrue(ft.wait_for(lambda: os.path.getsize(d.db_path) >
+                                    4 * 1024 * 1024, WAIT, 0.1),
+                        "queue.db is %d bytes" % os.path.getsize(d.db_path))
+        s.resume()
+        s.wait_messages(n, 2 * WAIT)
+        self.assertTrue(ft.wait_for(lambda: d.count("message") == 0, WAIT,
+                                    0.1))
+        peak = max(os.path.getsize(d.db_path), 4 * 1024 * 1024)
+        self.assertTrue(ft.wait_for(lambda: os.path.getsize(d.db_path) <
+                                    1024 * 1024, WAIT, 0.1),
+                        "queue.db is still %d bytes (peak %d)"
+                        % (os.path.getsize(d.db_path), peak))
+        self.assertEqual(d.query("PRAGMA freelist_count")[0]["freelist_count"], 0)
 
 
 if __name__ == "__main__":
