@@ -137,6 +137,12 @@ int store_body_chunk(struct store *st, int64_t msgid, uint32_t seq,
 int store_body_chunk_view(struct store *st, int64_t msgid, uint32_t seq,
     const uint8_t **data, size_t *len);
 void store_body_view_end(struct store *st);
+/* One bounded step of giving freed pages back to the file system: at
+ * most max_pages, in a transaction of its own (none may be open).
+ * Returns 1 when there is more to do (call again), 0 when nothing is
+ * left (the last call checkpoints, so the file shrinks), -1 on error. */
+#define STORE_VACUUM_PAGES 256
+int store_vacuum_step(struct store *st, int max_pages);
 /* Brings the next attempt of the pending recipients ids[0..n) forward
  * to when (those due later only).  Inside a transaction. */
 int store_rcpt_due_at(struct store *st, const int64_t *ids, size_t n,

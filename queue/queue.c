@@ -89,6 +89,7 @@
  * configuration allows, plus room for headers). */
 #define INTAKE_MAX_MESSAGE ((uint64_t)2147483647 + 1024 * 1024)
 #define SPACE_CHECK_MS 500   /* how often free space is looked at */
+#define VACUUM_PAUSE_MS 10   /* idle time between two vacuum steps */
 
 static volatile sig_atomic_t runner_stop;
 static volatile sig_atomic_t runner_no_dispatch;  /* ferry is stopping */
@@ -149,6 +150,7 @@ struct runner {
 	uint64_t announced_headroom;  /* and the room it left */
 	int64_t next_space_check_ms;
 	uid_t agent_uid;
+	int vacuum_more;          /* freed pages remain to give back */
 	char dbpath[1024];
 	/* for the metrics endpoint */
 	int metrics_fd;               /* FD_METRICS, or -1 */
@@ -765,6 +767,24 @@ may_dispatch(struct runner *r)
 	    store_health_may_dispatch(&r->health);
 }
 
+/* Nothing happened for a while: one bounded step of giving the space
+ * of a drained backlog back (never with a transaction open, so intake
+ * waits at most one step). */
+static void
+vacuum_when_idle(struct runner *r)
+{
+	int rc;
+
+	if (r->st == NULL || r->health.failing ||
+	    store_in_transaction(r->st))
+		return;
+	rc = store_vacuum_step(r->st, STORE_VACUUM_PAGES);
+	if (rc < 0)
+		log_warn("queue: giving back free space: %s",
+		    store_errmsg(r->st));
+	r->vacuum_more = rc == 1;
+}
+
 static void
 run_loop(struct runner *r)
 {
@@ -802,12 +822,16 @@ run_loop(struct runner *r)
 		if (r->health.failing &&
 		    store_health_wait_ms(&r->health, now_ms()) < timeout)
 			timeout = store_health_wait_ms(&r->health, now_ms());
+		if (r->vacuum_more && timeout > VACUUM_PAUSE_MS)
+			timeout = VACUUM_PAUSE_MS;
 		rc = poll(pfds, n, timeout);
 		if (rc < 0) {
 			if (errno == EINTR)
 				continue;
 			log_fatal("poll: %s", strerror(errno));
 		}
+		if (rc == 0 && timeout > 0)
+			vacuum_when_idle(r);
 		if (r->sched != NULL)
 			scheduler_events(r->sched, pfds + nconn_fds + 4,
 			    nagent_fds);

@@ -64,6 +64,11 @@
 
 #define DUE_BATCH 1000
 #define MAX_WAIT_MS 30000
+/* Bulk deferral for a next hop marked down is cut into turns of this
+ * many milliseconds: the rest waits for the next turn of the runner's
+ * loop, so intake and ferryctl are answered between two turns rather
+ * than after a whole batch of DUE_BATCH recipients. */
+#define SUSPEND_TURN_MS 20
 #define AGENT_DEATHS_HOLD 3   /* agents lost in a row on one message */
 #define HOLD_REASON_AGENTS "delivery agent died 3 times in a row while " \
 	"delivering it"
@@ -954,6 +959,7 @@ scheduler_run(struct scheduler *s)
 	int any_idle = 0, blocked = 0, suspended = 0, busy = 0;
 	int64_t last_short = -1;
 	struct short_tally *tally = NULL;
+	int64_t turn_end = now_ms() + SUSPEND_TURN_MS;
 
 	if (s->cfg->agent_idle > 0 && s->next_retire_ms > 0 &&
 	    now_ms() >= s->next_retire_ms)
@@ -1028,6 +1034,8 @@ scheduler_run(struct scheduler *s)
 			suspend(s, dest, hop_dsn, hop_reason, v, idx, nidx,
 			    now);
 			suspended = 1;
+			if (now_ms() >= turn_end)
+				break;   /* the rest in the next turn */
 			continue;
 		}
 		if (dest_busy(s, dest) >= s->cfg->per_destination ||

@@ -43,6 +43,10 @@ CREATE TABLE message (
                                         -- operator did, or when not on hold
 );
 
+-- ferryctl status: messages counted by state, and the oldest, from this
+-- index alone (a database made before it is given it at open).
+CREATE INDEX message_state ON message(state, received_at);
+
 -- One row per recipient of a message, with its own delivery state.
 CREATE TABLE recipient (
     id            INTEGER PRIMARY KEY,  -- row id

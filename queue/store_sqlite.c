@@ -26,6 +26,14 @@
  * checkpoint changed since the marker was made, means committed mail was
  * lost with the WAL: store_wal_lost() tells, and the runner refuses mail
  * until an operator accepts the loss.
+ *
+ * Space stance: the database uses incremental auto-vacuum, so the pages a
+ * drained backlog freed go back to the file system in bounded steps
+ * (store_vacuum_step, STORE_VACUUM_PAGES at a time, each its own short
+ * transaction) that the runner takes only when idle.  A new database is
+ * made so; one made before (auto_vacuum NONE) is converted by a VACUUM at
+ * open when it is at most STORE_CONVERT_MAX bytes, and otherwise keeps
+ * its size until a start finds it small enough.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -49,6 +57,7 @@ extern const char store_schema_sql[];
 #define QID_TRIES 8           /* fresh ids tried on a queue id collision */
 #define BUSY_TIMEOUT_MS 5000
 #define STORE_CHECKPOINT_FRAMES 1000  /* SQLite's own autocheckpoint */
+#define STORE_CONVERT_MAX (64LL * 1024 * 1024)  /* VACUUM at open up to */
 
 enum stmt_id {
 	S_BEGIN,
@@ -120,6 +129,8 @@ struct store {
 	char *wal_mark;           /* the marker's path */
 	int wal_marked;           /* the marker exists (and is durable) */
 	int wal_frames;           /* frames in the WAL after the last commit */
+	int incremental;          /* auto_vacuum is INCREMENTAL */
+	int vacuumed;             /* pages freed since the last checkpoint */
 };
 
 static void
@@ -566,6 +577,66 @@ open_failed(struct store *st, const char *path, char *err, size_t errlen)
 	    code == SQLITE_NOTADB ? "damaged: " : "", sqlite3_errmsg(st->db));
 }
 
+/* Makes sure the database vacuums incrementally: a database made before
+ * is converted by a VACUUM when it is small enough to do at start. */
+static int
+vacuum_mode(struct store *st, const char *path, char *err, size_t errlen)
+{
+	char mode[16], pages[32], size[32];
+	long long bytes;
+
+	if (query_text(st->db, "PRAGMA auto_vacuum", mode,
+	    sizeof(mode)) == -1 || query_text(st->db, "PRAGMA page_count",
+	    pages, sizeof(pages)) == -1 || query_text(st->db,
+	    "PRAGMA page_size", size, sizeof(size)) == -1) {
+		open_failed(st, path, err, errlen);
+		return -1;
+	}
+	if (strcmp(mode, "2") == 0) {
+		st->incremental = 1;
+		return 0;
+	}
+	bytes = atoll(pages) * atoll(size);
+	if (bytes > STORE_CONVERT_MAX)
+		return 0;   /* too big to convert at start: next time */
+	if (wal_mark(st) == -1 || sqlite3_exec(st->db,
+	    "PRAGMA auto_vacuum = INCREMENTAL; VACUUM", NULL, NULL, NULL) !=
+	    SQLITE_OK) {
+		open_failed(st, path, err, errlen);
+		return -1;
+	}
+	wal_checkpoint(st, SQLITE_CHECKPOINT_TRUNCATE);
+	st->incremental = 1;
+	return 0;
+}
+
+/* Indexes added to a schema version after it was released: they hold
+ * nothing of their own (a ferry that knows nothing of them keeps them
+ * up to date), so a database made before is given them here. */
+static int
+derived_indexes(struct store *st, const char *path, char *err,
+    size_t errlen)
+{
+	char found[8];
+
+	if (query_text(st->db, "SELECT count(*) FROM sqlite_master"
+	    " WHERE type = 'index' AND name = 'message_state'", found,
+	    sizeof(found)) == -1) {
+		open_failed(st, path, err, errlen);
+		return -1;
+	}
+	if (strcmp(found, "0") != 0)
+		return 0;
+	if (wal_mark(st) == -1 || sqlite3_exec(st->db,
+	    "CREATE INDEX IF NOT EXISTS message_state"
+	    " ON message(state, received_at)", NULL, NULL, NULL) !=
+	    SQLITE_OK) {
+		open_failed(st, path, err, errlen);
+		return -1;
+	}
+	return 0;
+}
+
 struct store *
 store_open(const char *path, char *err, size_t errlen)
 {
@@ -632,6 +703,12 @@ store_open(const char *path, char *err, size_t errlen)
 		goto fail;
 	}
 	if (v == 0) {
+		/* before any table: a new database vacuums incrementally */
+		if (sqlite3_exec(st->db, "PRAGMA auto_vacuum = INCREMENTAL",
+		    NULL, NULL, NULL) != SQLITE_OK) {
+			open_failed(st, path, err, errlen);
+			goto fail;
+		}
 		if (create_schema(st->db, path, err, errlen) == -1)
 			goto fail;
 		if (user_version(st->db, &v) == -1) {
@@ -657,6 +734,9 @@ store_open(const char *path, char *err, size_t errlen)
 		goto fail;
 	}
 
+	if (vacuum_mode(st, path, err, errlen) == -1 ||
+	    derived_indexes(st, path, err, errlen) == -1)
+		goto fail;
 	for (i = 0; i < S_NSTMT; i++) {
 		if (sqlite3_prepare_v3(st->db, stmt_sql[i], -1,
 		    SQLITE_PREPARE_PERSISTENT, &st->stmt[i], NULL) !=
@@ -731,6 +811,49 @@ store_commit(struct store *st)
 	/* Not durable, so not kept: nothing in it may be acknowledged. */
 	store_rollback(st);
 	return -1;
+}
+
+int
+store_vacuum_step(struct store *st, int max_pages)
+{
+	char sql[64], nfree[32];
+	long long before, after;
+
+	st->err[0] = '\0';
+	if (!st->incremental || !sqlite3_get_autocommit(st->db))
+		return 0;
+	if (query_text(st->db, "PRAGMA freelist_count", nfree,
+	    sizeof(nfree)) == -1) {
+		db_err(st, "vacuum");
+		return -1;
+	}
+	before = atoll(nfree);
+	if (before == 0) {
+		/* done: a checkpoint gives the freed pages back to the file
+		 * system */
+		if (st->vacuumed) {
+			st->vacuumed = 0;
+			wal_checkpoint(st, SQLITE_CHECKPOINT_PASSIVE);
+		}
+		return 0;
+	}
+	snprintf(sql, sizeof(sql), "PRAGMA incremental_vacuum(%d)",
+	    max_pages > 0 ? max_pages : 1);
+	if (store_begin(st) < 0)
+		return -1;
+	if (sqlite3_exec(st->db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+		db_err(st, "vacuum");
+		store_rollback(st);
+		return -1;
+	}
+	if (store_commit(st) < 0)
+		return -1;
+	st->vacuumed = 1;
+	if (query_text(st->db, "PRAGMA freelist_count", nfree,
+	    sizeof(nfree)) == -1)
+		return 0;
+	after = atoll(nfree);
+	return after > 0 ? 1 : (after < before ? 1 : 0);
 }
 
 void
@@ -1761,6 +1884,7 @@ store_admin_stats(struct store *st, struct store_queue_stats *qs)
 	memset(qs, 0, sizeof(*qs));
 	qs->oldest_received_at = -1;
 	s = adm_prep(st,
+	    /* messages by state counted in the message_state index */
 	    "SELECT (SELECT count(*) FROM message WHERE state = 'active'),"
 	    " (SELECT count(*) FROM message WHERE state = 'hold'),"
 	    /* a pending recipient has its next attempt once its message
@@ -1769,8 +1893,13 @@ store_admin_stats(struct store *st, struct store_queue_stats *qs)
 	     * and its message: seconds with 100,000 queued) */
 	    " (SELECT count(*) FROM recipient WHERE state = 'pending'"
 	    "  AND next_attempt IS NOT NULL),"
-	    " (SELECT min(received_at) FROM message"
-	    "  WHERE state IN ('active', 'hold'))");
+	    /* the oldest of each state from the message_state index:
+	     * one seek each, where IN would walk both ranges */
+	    " (SELECT min(t) FROM"
+	    "  (SELECT min(received_at) AS t FROM message"
+	    "   WHERE state = 'active'"
+	    "   UNION ALL SELECT min(received_at) FROM message"
+	    "   WHERE state = 'hold'))");
 	if (s == NULL)
 		return -1;
 	if (sqlite3_step(s) == SQLITE_ROW) {
@@ -2359,12 +2488,18 @@ static const char salvage_keep_sql[] =
     " (SELECT id FROM recipient);";
 
 /* The first row of t after row id `after`: SQLITE_ROW with it in *q,
- * SQLITE_DONE past the last, or an error where the b-tree is damaged. */
+ * SQLITE_DONE past the last, or an error where the b-tree is damaged.
+ * It asks for "rowid >= after + 1", not "rowid > after": SQLite seeks
+ * the key it is given, and an interior page sends key `after` to the
+ * leaf that holds it, so the row after the last one on a damaged leaf
+ * would be lost with it. */
 static int
 salvage_seek(sqlite3_stmt *q, int64_t after)
 {
+	if (after == INT64_MAX)
+		return SQLITE_DONE;
 	sqlite3_reset(q);
-	sqlite3_bind_int64(q, 1, after);
+	sqlite3_bind_int64(q, 1, after + 1);
 	return sqlite3_step(q);
 }
 
@@ -2382,7 +2517,7 @@ salvage_table(sqlite3 *old, struct store *st, const struct salvage_table *t,
 	int64_t after = 0, copied = 0;     /* ferry's row ids start at 1 */
 	int rc, i;
 
-	snprintf(sql, sizeof(sql), "SELECT %s FROM %s WHERE rowid > ?1"
+	snprintf(sql, sizeof(sql), "SELECT %s FROM %s WHERE rowid >= ?1"
 	    " ORDER BY rowid LIMIT 1", t->cols, t->name);
 	if (sqlite3_prepare_v2(old, sql, -1, &q, NULL) != SQLITE_OK)
 		return -1;

@@ -340,6 +340,53 @@ START_TEST(test_migrates_v1)
 }
 END_TEST
 
+/* A database made before the message_state index is given it at open,
+ * and ferryctl status's counts come from it without reading a message
+ * row. */
+START_TEST(test_status_counts_from_index)
+{
+	struct store *st = open_store();
+	struct store_queue_stats qs;
+	char qid[QID_LEN + 1];
+	sqlite3 *db;
+	sqlite3_stmt *s;
+	int rows = 0, covering = 0;
+
+	ck_assert_int_eq(store_begin(st), 0);
+	add_msg(st, 1, qid);
+	add_msg(st, 1, qid);
+	ck_assert_int_eq(store_commit(st), 0);
+	store_close(st);
+	db = peek_open();
+	q_exec(db, "DROP INDEX message_state");
+	sqlite3_close(db);
+
+	st = open_store();
+	ck_assert_int_eq(store_admin_stats(st, &qs), 0);
+	ck_assert_int_eq(qs.active, 2);
+	ck_assert_int_eq(qs.hold, 0);
+	ck_assert(qs.oldest_received_at > 0);
+	store_close(st);
+	db = peek_open();
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM sqlite_master"
+	    " WHERE type = 'index' AND name = 'message_state'"), 1);
+	ck_assert_int_eq(sqlite3_prepare_v2(db, "EXPLAIN QUERY PLAN"
+	    " SELECT count(*) FROM message WHERE state = 'active'", -1, &s,
+	    NULL), SQLITE_OK);
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		const char *d = (const char *)sqlite3_column_text(s, 3);
+
+		rows++;
+		if (d != NULL && strstr(d, "COVERING INDEX message_state"))
+			covering++;
+	}
+	sqlite3_finalize(s);
+	ck_assert_int_gt(rows, 0);
+	ck_assert_int_eq(covering, rows);
+	sqlite3_close(db);
+}
+END_TEST
+
 START_TEST(test_refuses_newer_schema)
 {
 	char err[512], want[64];
@@ -1908,6 +1955,7 @@ store_suite(void)
 	tcase_add_test(tc, test_reopen_existing);
 	tcase_add_test(tc, test_refuses_newer_schema);
 	tcase_add_test(tc, test_migrates_v1);
+	tcase_add_test(tc, test_status_counts_from_index);
 	tcase_add_test(tc, test_open_error_names_path);
 	tcase_add_test(tc, test_refuses_without_wal);
 	suite_add_tcase(s, tc);

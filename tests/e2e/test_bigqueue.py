@@ -4,8 +4,9 @@ that refuses connections is marked down after a few failures in a row and
 its mail deferred in bulk without a connection each ("delivery
 temporarily suspended"), one probe per retry step; when a probe reaches
 it again, the mail deferred meanwhile is delivered at once, not at its
-next retry.  ferryctl queue list pages through a queue longer than
-one page, with filters.
+next retry.  Under a modest load with agents free, each message's first
+attempt follows its commit within a second.  The queue database gives
+back the space of a drained backlog (incremental vacuum).
 
 Connection attempts are counted from the attempt history: a real one
 records "connect to ...", a suspended one "delivery temporarily
@@ -14,6 +15,7 @@ suspended: connect to ...".  Needs root (the daemon drops privileges)."""
 import os
 import re
 import sys
+import threading
 import time
 import unittest
 
@@ -46,12 +48,15 @@ class BigQueueCase(ft.FerryTestCase):
         self.addCleanup(s.stop)
         return s
 
-    def ferry_to(self, dest, retry, agents=4, **options):
+    def ferry_to(self, dest, retry, agents=4, per_destination=None,
+                 **options):
         rs = [{"name": "dest", "domains": ["dest.test"],
                "hosts": [dest.address], "tls": "none"}]
         d = {"retry_schedule": list(retry), "connect_timeout": 5,
              "client_command_timeout": 10, "client_data_timeout": 30,
              "max_lifetime": 3600, "agents": agents}
+        if per_destination is not None:
+            d["per_destination"] = per_destination
         return self.start_ferry(routes=rs, delivery=d, **options)
 
     @staticmethod
@@ -272,6 +277,88 @@ class QueueListTest(BigQueueCase):
         ids2, _ = self.ids("--limit", "10", "--rcpt", "other.test",
                            "--after", doc["next"])
         self.assertEqual(ids2, self.qids[21:40:2])
+
+
+class DispatchTest(BigQueueCase):
+
+    def test_first_attempt_follows_commit(self):
+        """200 messages over 10 sessions at once, agents free (one per
+        session, none held back by the per-destination limit): each
+        one's first delivery attempt (its transaction at the smarthost)
+        starts within 1 s of the 250 that queued it, not at a later
+        poll."""
+        s = self.smarthost()
+        d = self.ferry_to(s, retry=[60], agents=10, per_destination=10)
+        sessions, per_session = 10, 20
+        queued = {}                          # marker: time of the 250
+        errors = []
+        lock = threading.Lock()
+
+        def client(k):
+            try:
+                with d.client() as c:
+                    c.ehlo("client.example")
+                    for i in range(per_session):
+                        marker = "s%d-m%d" % (k, i)
+                        c.send_message(SENDER, ["r%d@dest.test" % k],
+                                       b"Subject: %s\r\n\r\nx\r\n"
+                                       % marker.encode())
+                        at = time.time()
+                        with lock:
+                            queued[marker] = at
+                    c.cmd("QUIT")
+            except Exception as e:           # reported below
+                errors.append(e)
+        threads = [threading.Thread(target=client, args=(k,))
+                   for k in range(sessions)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(4 * WAIT)
+        self.assertEqual(errors, [])
+        total = sessions * per_session
+        self.assertEqual(len(queued), total)
+        s.wait_messages(total, 2 * WAIT)
+        first = {}
+        with s.lock:
+            for t in s.transactions:
+                m = re.search(rb"Subject: (s\d+-m\d+)", t.data or b"")
+                if m is not None:
+                    key = m.group(1).decode()
+                    first[key] = min(first.get(key, t.started), t.started)
+        self.assertEqual(sorted(first), sorted(queued))
+        late = sorted((first[k] - queued[k], k) for k in queued
+                      if first[k] - queued[k] > 1.0)
+        self.assertEqual(late, [], "%d of %d messages had their first "
+                         "attempt more than 1 s after their 250 (the "
+                         "latest %.2f s)" % (len(late), total,
+                                             late[-1][0] if late else 0))
+
+
+class VacuumTest(BigQueueCase):
+
+    def test_file_shrinks_after_draining(self):
+        s = self.smarthost()
+        s.pause()
+        d = self.ferry_to(s, retry=[1])
+        self.assertEqual(d.query("PRAGMA auto_vacuum")[0]["auto_vacuum"], 2)
+        body = b"Subject: big\r\n\r\n" + (b"x" * 76 + b"\r\n") * 2600
+        n = 40                              # about 8 MiB queued
+        for i in range(n):
+            d.send(body, sender=SENDER, rcpts=["r%d@dest.test" % i])
+        self.assertTrue(ft.wait_for(lambda: os.path.getsize(d.db_path) >
+                                    4 * 1024 * 1024, WAIT, 0.1),
+                        "queue.db is %d bytes" % os.path.getsize(d.db_path))
+        s.resume()
+        s.wait_messages(n, 2 * WAIT)
+        self.assertTrue(ft.wait_for(lambda: d.count("message") == 0, WAIT,
+                                    0.1))
+        peak = max(os.path.getsize(d.db_path), 4 * 1024 * 1024)
+        self.assertTrue(ft.wait_for(lambda: os.path.getsize(d.db_path) <
+                                    1024 * 1024, WAIT, 0.1),
+                        "queue.db is still %d bytes (peak %d)"
+                        % (os.path.getsize(d.db_path), peak))
+        self.assertEqual(d.query("PRAGMA freelist_count")[0]["freelist_count"], 0)
 
 
 if __name__ == "__main__":
