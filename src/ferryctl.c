@@ -300,7 +300,7 @@ ask(const char *path, int argc, char *const *argv, char **ans,
 		return EX_TEMPFAIL_;
 	}
 	channel_init(&ch, fd, "the queue runner (control socket)",
-	    runner_may_send, CONTROL_ANSWER_PIECE, 0);
+	    runner_may_send, CONTROL_ANSWER_FRAME_MAX, 0);
 	control_request_encode(channel_begin(&ch, IMSG_CTL_REQUEST), argc,
 	    argv);
 	(void)channel_end(&ch);
