@@ -11,6 +11,7 @@ Recipients are @dest.test (route "dest" to a test smarthost), senders
 @origin.test (route "origin" to a second smarthost that takes the
 bounces).  Needs root (the daemon drops privileges)."""
 
+import json
 import os
 import sys
 import time
@@ -206,6 +207,49 @@ class HistoryTest(HistoryCase):
         hist = show["recipients"][0]["history"]
         self.assertEqual(hist[0]["status"], "deferred")
         self.assertEqual(hist[-1]["status"], "expired")
+
+
+class BigAnswerTest(HistoryCase):
+
+    def test_answer_over_one_piece(self):
+        """An answer longer than one CTL_ANSWER piece (64 KiB) reaches
+        ferryctl whole: 1000 rows of history."""
+        s = self.smarthost()
+        b = self.smarthost()
+        d = self.ferry_to(s, b)
+        con = d.db()
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            for i in range(1, 1001):
+                cur = con.execute(
+                    "INSERT INTO history_message (qid, received_at, left_at,"
+                    " sender, size, client_addr, client_name, helo,"
+                    " protocol) VALUES (?, ?, ?, ?, 100, '127.0.0.1',"
+                    " 'unknown', 'h', 'ESMTP')",
+                    ("%012X" % i, 1.7e9 + i, 1.7e9 + i + 1, SENDER))
+                con.execute(
+                    "INSERT INTO history_rcpt (hmsg_id, src_rcpt, left_at,"
+                    " qid, sender, sender_domain, address, domain, status,"
+                    " deferred, attempts, relay, relay_host, dsn, reply)"
+                    " VALUES (?, ?, ?, ?, ?, 'origin.test', 'many@dest.test',"
+                    " 'dest.test', 'sent', 0, 1, 'h[127.0.0.1]:25', 'h',"
+                    " '2.0.0', ?)",
+                    (cur.lastrowid, i, 1.7e9 + i + 1, "%012X" % i, SENDER,
+                     "250 2.0.0 " + "x" * 100))
+            con.commit()
+        finally:
+            con.close()
+        p = d.ctl("--json", "history", "--rcpt", "many@dest.test",
+                  "--limit", "1000")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertGreater(len(p.stdout), 65536)
+        doc = json.loads(p.stdout)
+        self.assertEqual(len(doc["history"]), 1000)
+        self.assertEqual(doc["history"][0]["id"], "%012X" % 1000)
+        self.assertFalse(doc["truncated"])
+        p = d.ctl("history", "--rcpt", "many@dest.test", "--limit", "1000")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("-- 1000 row(s)", p.stdout)
 
 
 class RetentionTest(HistoryCase):
