@@ -77,7 +77,8 @@ CREATE TABLE body (
 );  -- a rowid table: chunks are large (SQLite advises WITHOUT ROWID only for small rows)
 
 -- Every delivery attempt of every recipient: ferryctl's history and the
--- evidence behind a bounce.  Kept until the message leaves the queue.
+-- evidence behind a bounce.  Kept until the message leaves the queue (then
+-- copied to history_attempt when history is kept).
 CREATE TABLE attempt (
     id            INTEGER PRIMARY KEY,
     recipient_id  INTEGER NOT NULL      -- the recipient tried

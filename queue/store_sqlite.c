@@ -1,7 +1,8 @@
 /*
  * store_sqlite.c - the durable queue in one SQLite database: messages,
- * their recipients and their bodies in chunks (schema in queue/schema.sql,
- * compiled in as store_schema_sql).  The only file that includes sqlite3.h.
+ * their recipients and their bodies in chunks, and the delivery history of
+ * messages that left it (schema in queue/schema.sql, compiled in as
+ * store_schema_sql).  The only file that includes sqlite3.h.
  *
  * Durability stance: the database runs in WAL mode with synchronous=FULL,
  * so a COMMIT returns only after the WAL is fsynced; the runner sends 250
