@@ -148,6 +148,20 @@ SELECT count(*) FROM (SELECT h.id FROM history_rcpt h JOIN history_message m
   ON m.id = h.hmsg_id WHERE 1 AND h.address = 'user4242@d242.example'
   ORDER BY h.left_at DESC, h.id DESC LIMIT 101);
 SQL
+echo "one prune step (the runner's batch: the 100 oldest messages with"
+echo "their recipients and attempts), in sqlite3 (BEGIN, DELETE, COMMIT):"
+sqlite3 "$DB" <<'SQL' | grep -E '^Run Time' | sed 's/^/  /'
+PRAGMA foreign_keys = ON;
+.timer on
+BEGIN;
+DELETE FROM history_message WHERE id IN (SELECT id FROM history_message
+  WHERE left_at < 2e9 ORDER BY left_at LIMIT 100);
+COMMIT;
+SQL
+echo "an example:"
+start_ferry
+$CTL history --rcpt user4242@d242.example --limit 2 | sed 's/^/  /'
+stop_ferry
 echo "plan:"
 sqlite3 "$DB" "EXPLAIN QUERY PLAN SELECT h.id FROM history_rcpt h JOIN
   history_message m ON m.id = h.hmsg_id WHERE 1 AND
