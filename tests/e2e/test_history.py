@@ -217,6 +217,9 @@ class BigAnswerTest(HistoryCase):
         s = self.smarthost()
         b = self.smarthost()
         d = self.ferry_to(s, b)
+        # recent rows: older than history.retention (7 days) they would
+        # be pruned while the test reads them
+        base = time.time() - 3600
         con = d.db()
         try:
             con.execute("BEGIN IMMEDIATE")
@@ -226,7 +229,7 @@ class BigAnswerTest(HistoryCase):
                     " sender, size, client_addr, client_name, helo,"
                     " protocol) VALUES (?, ?, ?, ?, 100, '127.0.0.1',"
                     " 'unknown', 'h', 'ESMTP')",
-                    ("%012X" % i, 1.7e9 + i, 1.7e9 + i + 1, SENDER))
+                    ("%012X" % i, base + i, base + i + 1, SENDER))
                 con.execute(
                     "INSERT INTO history_rcpt (hmsg_id, src_rcpt, left_at,"
                     " qid, sender, sender_domain, address, domain, status,"
@@ -234,7 +237,7 @@ class BigAnswerTest(HistoryCase):
                     " VALUES (?, ?, ?, ?, ?, 'origin.test', 'many@dest.test',"
                     " 'dest.test', 'sent', 0, 1, 'h[127.0.0.1]:25', 'h',"
                     " '2.0.0', ?)",
-                    (cur.lastrowid, i, 1.7e9 + i + 1, "%012X" % i, SENDER,
+                    (cur.lastrowid, i, base + i + 1, "%012X" % i, SENDER,
                      "250 2.0.0 " + "x" * 100))
             con.commit()
         finally:
