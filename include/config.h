@@ -147,6 +147,9 @@ struct ferry_config {
 	/* queue { min_free }: below it intake is refused */
 	int64_t min_free_bytes;
 	int min_free_percent;      /* of the filesystem; -1: use the bytes */
+	/* history { retention }: seconds a message that left the queue is
+	 * kept in the delivery history; 0 = keep none */
+	int64_t history_retention;
 	int delivery_agents;       /* agents (outgoing connections) at most;
 	                              started when there is mail to send */
 	int per_destination;       /* connections per next hop */
@@ -184,6 +187,11 @@ void config_free(struct ferry_config *cfg);
  * sets *bytes and *percent = -1; "5%" sets *percent (0..99) and
  * *bytes = 0.  0, or -1 when s is neither. */
 int config_parse_min_free(const char *s, int64_t *bytes, int *percent);
+/* history { retention }: "7d" - a whole number with an optional unit s,
+ * m, h, d or w (none: seconds), at most CONFIG_DURATION_MAX seconds.
+ * 0, or -1 when s is not one. */
+#define CONFIG_DURATION_MAX (3650LL * 86400)
+int config_parse_duration(const char *s, int64_t *secs);
 
 /* The i-th option of the table: its section (NULL at the top level) and
  * name.  Returns 0 past the last one.  For documentation checks. */

@@ -7,7 +7,9 @@
  * frames: one CTL_REQUEST with the words of
  *   status | queue list | queue show ID | queue flush [ID] |
  *   queue delete ID | queue hold ID | queue release ID |
- *   queue check | queue accept-loss | queue reopen
+ *   queue check | queue accept-loss | queue reopen |
+ *   history [sender=A] [rcpt=B] [since=T] [until=T] [status=S] [route=R]
+ *           [limit=N]   (T in unix seconds)
  * answered {"ok":true, ...} or {"ok":false,"error":"..."} in CTL_ANSWER
  * pieces and CTL_ANSWER_END, then closed.
  */

@@ -23,6 +23,8 @@
 
 #define CONTROL_REQUEST_MAX 512       /* a CTL_REQUEST's payload */
 #define CONTROL_ANSWER_PIECE 65536    /* a CTL_ANSWER's data */
+/* A CTL_ANSWER's payload: the data field's length word and its bytes. */
+#define CONTROL_ANSWER_FRAME_MAX (4 + CONTROL_ANSWER_PIECE)
 
 /* A CTL_REQUEST's fields: the count, then the words. */
 void control_request_encode(struct ipc_out *m, int argc, char *const *argv);

@@ -14,7 +14,7 @@
 #include "envelope.h"
 #include "lifecycle.h"
 
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 #define QID_LEN 12            /* upper-case hex characters */
 
 struct store;
@@ -94,6 +94,10 @@ int store_body_append(struct store *st, int64_t msgid, uint32_t seq,
 /* The message is complete: state 'active', size recorded, recipients due
  * now. */
 int store_message_ready(struct store *st, int64_t msgid, int64_t size);
+/* Removes a message with its recipients, attempts and body.  When
+ * history is kept (store_history_keep) and the message is complete, its
+ * summary, recipients' outcomes and attempts are copied to the history
+ * tables first, in the same transaction. */
 int store_message_delete(struct store *st, int64_t msgid);
 /* Removes messages left 'incoming' by a crash (run at start). Returns the
  * number removed or -1. */
@@ -321,5 +325,57 @@ struct store_queue_stats {
 	double oldest_received_at;      /* -1 when the queue is empty */
 };
 int store_admin_stats(struct store *st, struct store_queue_stats *qs);
+
+/* --- delivery history (messages that left the queue) ------------------ */
+
+#define STORE_HISTORY_MAX 10000      /* rows "history" returns at most */
+#define STORE_HISTORY_PRUNE_BATCH 100 /* messages one prune step removes */
+
+/* Whether store_message_delete keeps history (nonzero; the default is 0,
+ * keep nothing). */
+void store_history_keep(struct store *st, int keep);
+
+/* Removes at most batch messages (with their recipients and attempts)
+ * that left the queue before cutoff, oldest first.  Inside the runner's
+ * transaction, or in one of its own when none is open.  Returns how many
+ * it removed, or -1. */
+int64_t store_history_prune(struct store *st, double cutoff, int batch);
+
+/* What "history" searches for; NULL/negative fields do not filter.
+ * sender and rcpt match a whole address without regard to case, or,
+ * when they start with '@', a whole domain (also without regard to case).
+ * status is sent, bounced or expired (the final outcome) or deferred
+ * (some attempt was deferred); route matches the host part of the last
+ * attempt's relay. */
+struct store_history_filter {
+	const char *sender, *rcpt, *status, *route;
+	double since, until;            /* left the queue in [since, until) */
+	size_t limit;                   /* 1..STORE_HISTORY_MAX */
+};
+
+/* One recipient of a message in history.  Strings are valid during the
+ * callback only; NULL when unknown. */
+struct store_history_entry {
+	const char *qid, *sender, *rcpt, *status, *relay, *dsn, *reply;
+	const char *client_addr, *client_name;
+	double received_at, left_at, last_attempt, delay;   /* -1 unknown */
+	int64_t size, attempts, deferred;
+};
+
+/* Calls fn for each recipient that matches, newest first (by when its
+ * message left the queue), at most f->limit; *truncated tells whether
+ * there were more.  A nonzero return from fn stops the walk (and is
+ * returned).  0 when done, -1 on a store error. */
+int store_history_search(struct store *st,
+    const struct store_history_filter *f,
+    int (*fn)(void *arg, const struct store_history_entry *e), void *arg,
+    int *truncated);
+
+/* The newest message in history with that qid, as "queue show" shows a
+ * queued one: state "done", recipients' state their final status, no
+ * headers (the body is not kept).  Free with store_admin_show_free.  0,
+ * STORE_NOT_FOUND or -1. */
+int store_history_show(struct store *st, const char *qid,
+    struct store_msg_info *m);
 
 #endif

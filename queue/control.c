@@ -48,6 +48,8 @@
 #define CONTROL_LIST_WORDS 10      /* "queue list" and its options */
 #define LIST_PAGE_MAX 500          /* messages in one page at most */
 #define LIST_PAGE_MS 20            /* time a filtered page may take */
+#define HISTORY_MAX_WORDS 9        /* history and its 8 filters */
+#define REQUEST_WORDS_KEPT (CONTROL_LIST_WORDS + 1)
 
 /* What a command handler answers: a document, or an error. */
 struct answer {
@@ -465,15 +467,22 @@ cmd_show(struct control_ctx *ctx, const char *qid, struct answer *a)
 	json_t *doc, *o, *rcpts, *ro, *hist, *ho;
 	double now = now_wall();
 	size_t i, j;
-	int rc;
+	int rc, from_history = 0;
 
-	if ((rc = store_admin_show(ctx->st, qid, &m)) != 0) {
+
+	/* a message that left the queue is shown from the history */
+	rc = store_admin_show(ctx->st, qid, &m);
+	if (rc == STORE_NOT_FOUND && (rc = store_history_show(ctx->st, qid,
+	    &m)) == 0)
+		from_history = 1;
+	if (rc != 0) {
 		state_error(a, ctx, qid, rc, "show");
 		return;
 	}
 	doc = answer_ok(a);
 	put_double_opt(doc, "now", now);
 	o = put(doc, "message", new_object());
+	put_bool(o, "in_history", from_history);
 	put_str(o, "id", m.qid);
 	put_str(o, "state", m.state);
 	put_str(o, "hold_reason", m.hold_reason);
@@ -529,6 +538,135 @@ cmd_show(struct control_ctx *ctx, const char *qid, struct answer *a)
 		}
 	}
 	store_admin_show_free(&m);
+}
+
+/* --- history ------------------------------------------------------------- */
+
+#define HISTORY_VALUE_MAX 320          /* an address, domain or host */
+
+static int
+history_one(void *arg, const struct store_history_entry *e)
+{
+	json_t *o = new_object();
+
+	push(arg, o);
+	put_str(o, "id", e->qid);
+	put_double_opt(o, "received_at", e->received_at);
+	put_double_opt(o, "left_at", e->left_at);
+	put_str(o, "sender", e->sender);
+	put_str(o, "recipient", e->rcpt);
+	put_str(o, "status", e->status);
+	put_str(o, "relay", e->relay);
+	put_str(o, "dsn", e->dsn);
+	put_str(o, "reply", e->reply);
+	put_double_opt(o, "delay", e->delay);
+	put_double_opt(o, "last_attempt", e->last_attempt);
+	put_int(o, "attempts", e->attempts);
+	put_int(o, "deferred", e->deferred);
+	put_int_opt(o, "size", e->size);
+	put_str(o, "client_addr", e->client_addr);
+	put_str(o, "client_name", e->client_name);
+	return 0;
+}
+
+/* A time word: unix seconds, as ferryctl sends it. */
+static int
+history_time(const char *v, double *t)
+{
+	char *end;
+	long long n;
+
+	if (*v < '0' || *v > '9')
+		return -1;
+	n = strtoll(v, &end, 10);
+	if (*end != '\0' || n < 0 || n > 1LL << 40)
+		return -1;
+	*t = (double)n;
+	return 0;
+}
+
+/* history [key=value ...]: keys sender, rcpt, since, until, status,
+ * route, limit, each at most once. */
+static void
+cmd_history(struct control_ctx *ctx, char **words, size_t nw,
+    struct answer *a)
+{
+	struct store_history_filter f;
+	json_t *doc, *rows;
+	size_t i;
+	int truncated;
+
+	memset(&f, 0, sizeof(f));
+	f.since = f.until = -1;
+	f.limit = 100;
+	for (i = 0; i < nw; i++) {
+		char *v = strchr(words[i], '=');
+		const char **slot = NULL;
+
+		if (v == NULL || v[1] == '\0' ||
+		    strlen(v + 1) > HISTORY_VALUE_MAX) {
+			fail(a, "history: filters are key=value, values of at "
+			    "most %d characters", HISTORY_VALUE_MAX);
+			return;
+		}
+		*v++ = '\0';
+		if (strcmp(words[i], "sender") == 0)
+			slot = &f.sender;
+		else if (strcmp(words[i], "rcpt") == 0)
+			slot = &f.rcpt;
+		else if (strcmp(words[i], "route") == 0)
+			slot = &f.route;
+		else if (strcmp(words[i], "status") == 0) {
+			if (strcmp(v, "sent") != 0 && strcmp(v, "deferred") != 0 &&
+			    strcmp(v, "bounced") != 0 &&
+			    strcmp(v, "expired") != 0) {
+				fail(a, "history: status is sent, deferred, "
+				    "bounced or expired");
+				return;
+			}
+			slot = &f.status;
+		} else if (strcmp(words[i], "since") == 0 ||
+		    strcmp(words[i], "until") == 0) {
+			double *t = words[i][0] == 's' ? &f.since : &f.until;
+
+			if (*t >= 0 || history_time(v, t) < 0) {
+				fail(a, "history: %s is unix seconds, once",
+				    words[i]);
+				return;
+			}
+			continue;
+		} else if (strcmp(words[i], "limit") == 0) {
+			char *end;
+			long n = strtol(v, &end, 10);
+
+			if (*v < '0' || *v > '9' || *end != '\0' || n < 1 ||
+			    n > STORE_HISTORY_MAX) {
+				fail(a, "history: limit is 1 to %d",
+				    STORE_HISTORY_MAX);
+				return;
+			}
+			f.limit = (size_t)n;
+			continue;
+		} else {
+			fail(a, "history: unknown filter %s (sender, rcpt, "
+			    "since, until, status, route, limit)", words[i]);
+			return;
+		}
+		if (*slot != NULL) {
+			fail(a, "history: %s given twice", words[i]);
+			return;
+		}
+		*slot = v;
+	}
+	doc = answer_ok(a);
+	put_double_opt(doc, "now", now_wall());
+	rows = put(doc, "history", new_array());
+	if (store_history_search(ctx->st, &f, history_one, rows,
+	    &truncated) != 0) {
+		store_failed(a, ctx, "history");
+		return;
+	}
+	put_bool(doc, "truncated", truncated);
 }
 
 static void
@@ -740,7 +878,8 @@ run_request(struct control_ctx *ctx, char **words, size_t nw,
 
 	if (nw > (nw >= 2 && strcmp(words[0], "queue") == 0 &&
 	    strcmp(words[1], "list") == 0 ? CONTROL_LIST_WORDS :
-	    CONTROL_MAX_WORDS)) {
+	    nw > 0 && strcmp(words[0], "history") == 0 ?
+	    HISTORY_MAX_WORDS : CONTROL_MAX_WORDS)) {
 		fail(a, "too many words in the request");
 		return;
 	}
@@ -759,6 +898,14 @@ run_request(struct control_ctx *ctx, char **words, size_t nw,
 		fail(a, "empty request");
 		return;
 	}
+	if (strcmp(words[0], "history") == 0) {
+		if (ctx->st == NULL)
+			fail(a, "the queue is unavailable: %s",
+			    ctx->store_trouble);
+		else
+			cmd_history(ctx, words + 1, nw - 1, a);
+		return;
+	}
 	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
 		if (strcmp(commands[i].word1, words[0]) != 0)
 			continue;
@@ -774,7 +921,8 @@ run_request(struct control_ctx *ctx, char **words, size_t nw,
 			    "delete, hold, release, check, accept-loss, "
 			    "reopen)");
 		else
-			fail(a, "unknown command (status, queue ...)");
+			fail(a, "unknown command (status, queue ..., "
+			    "history ...)");
 		return;
 	}
 	used = c->word2 != NULL ? 2 : 1;
@@ -815,7 +963,7 @@ static const struct channel_rule client_may_send[] = {
 	{ 0, 0 }
 };
 
-/* Reads the request's words (at most CONTROL_LIST_WORDS + 1 kept, *nw
+/* Reads the request's words (at most REQUEST_WORDS_KEPT kept, *nw
  * counts them all).  1 with the words, 0 when the peer closed or lied
  * (nothing to answer), -1 with a reason to answer. */
 static int
@@ -832,8 +980,7 @@ read_request(struct channel *ch, char **words, size_t *nw, const char **why)
 		    "timed out waiting for the request" : ch->error;
 		return -1;
 	}
-	if (control_request_decode(&in, words, CONTROL_LIST_WORDS + 1,
-	    nw) < 0) {
+	if (control_request_decode(&in, words, REQUEST_WORDS_KEPT, nw) < 0) {
 		channel_violation(ch, "a malformed CTL_REQUEST");
 		return 0;
 	}
@@ -875,7 +1022,7 @@ drain(int fd)
 void
 control_serve(int fd, struct control_ctx *ctx)
 {
-	char *words[CONTROL_LIST_WORDS + 1];
+	char *words[REQUEST_WORDS_KEPT];
 	struct channel ch;
 	const char *why = NULL;
 	struct answer a;
@@ -896,8 +1043,8 @@ control_serve(int fd, struct control_ctx *ctx)
 		fail(&a, "%s", why);
 	else
 		run_request(ctx, words, nw, &a);
-	if (nw > CONTROL_LIST_WORDS + 1)
-		nw = CONTROL_LIST_WORDS + 1;
+	if (nw > REQUEST_WORDS_KEPT)
+		nw = REQUEST_WORDS_KEPT;
 	while (nw > 0)
 		free(words[--nw]);
 	if (a.err[0] != '\0' || a.doc == NULL) {

@@ -90,6 +90,8 @@
 #define INTAKE_MAX_MESSAGE ((uint64_t)2147483647 + 1024 * 1024)
 #define SPACE_CHECK_MS 500   /* how often free space is looked at */
 #define VACUUM_PAUSE_MS 10   /* idle time between two vacuum steps */
+#define HISTORY_PRUNE_MS 1000      /* how often expired history is looked for */
+#define HISTORY_PRUNE_AGAIN_MS 20  /* the next batch, when one was full */
 
 static volatile sig_atomic_t runner_stop;
 static volatile sig_atomic_t runner_no_dispatch;  /* ferry is stopping */
@@ -160,6 +162,7 @@ struct runner {
 	int64_t queue_counts_at_ms;
 	/* why the store is closed (st NULL): one line naming the file */
 	char store_trouble[2048];
+	int64_t next_prune_ms;    /* when expired history is looked for */
 };
 
 /* What the workers are told: the store's health, or failing while the
@@ -406,6 +409,9 @@ reload_config(struct runner *r, int fd)
 		scheduler_set_config(r->sched, fresh);
 	config_free(r->cfg);
 	r->cfg = fresh;
+	if (r->st != NULL)
+		store_history_keep(r->st, fresh->history_retention > 0);
+	r->next_prune_ms = 0;
 	if (r->sched != NULL)
 		scheduler_wake(r->sched);
 	log_info("queue runner: configuration reloaded (%zu route(s))",
@@ -609,6 +615,7 @@ open_store(struct runner *r)
 	log_info("queue runner started: %s, %lld message(s) queued%s",
 	    r->dbpath, (long long)active, r->cfg->delivery_paused ?
 	    "; delivery is paused (delivery.paused)" : "");
+	store_history_keep(r->st, r->cfg->history_retention > 0);
 	r->sched = scheduler_new(r->cfg, r->st, r->agent_uid);
 	return 0;
 
@@ -785,6 +792,35 @@ vacuum_when_idle(struct runner *r)
 	r->vacuum_more = rc == 1;
 }
 
+/* One small batch of expired delivery history, only while no message
+ * waits for its commit, so intake never waits behind pruning; batches
+ * follow each other quickly while there is a backlog. */
+static void
+prune_history(struct runner *r)
+{
+	int64_t now = now_ms(), n;
+	size_t i;
+
+	if (now < r->next_prune_ms)
+		return;
+	if (r->st == NULL || r->health.failing) {
+		r->next_prune_ms = now + HISTORY_PRUNE_MS;
+		return;
+	}
+	for (i = 0; i < r->nconns; i++)
+		if (intake_conn_pending(r->conns[i])) {
+			r->next_prune_ms = now + HISTORY_PRUNE_AGAIN_MS;
+			return;
+		}
+	n = store_history_prune(r->st, now_wall() -
+	    (double)r->cfg->history_retention, STORE_HISTORY_PRUNE_BATCH);
+	if (n < 0)
+		log_warn("queue: pruning the delivery history: %s",
+		    store_errmsg(r->st));
+	r->next_prune_ms = now + (n == STORE_HISTORY_PRUNE_BATCH ?
+	    HISTORY_PRUNE_AGAIN_MS : HISTORY_PRUNE_MS);
+}
+
 static void
 run_loop(struct runner *r)
 {
@@ -824,6 +860,9 @@ run_loop(struct runner *r)
 			timeout = store_health_wait_ms(&r->health, now_ms());
 		if (r->vacuum_more && timeout > VACUUM_PAUSE_MS)
 			timeout = VACUUM_PAUSE_MS;
+		if (r->st != NULL && r->next_prune_ms - now_ms() < timeout)
+			timeout = r->next_prune_ms > now_ms() ?
+			    (int)(r->next_prune_ms - now_ms()) : 0;
 		rc = poll(pfds, n, timeout);
 		if (rc < 0) {
 			if (errno == EINTR)
@@ -872,6 +911,7 @@ run_loop(struct runner *r)
 		store_health_tick(&r->health, now_ms());
 		if (may_dispatch(r))
 			scheduler_run(r->sched);
+		prune_history(r);
 		group_commit(r);
 		tell_master_agents(r);
 	}

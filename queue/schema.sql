@@ -1,11 +1,12 @@
--- schema.sql - the queue store's schema, version 2 (PRAGMA user_version).
+-- schema.sql - the queue store's schema, version 3 (PRAGMA user_version).
 --
 -- This file is the one place the schema lives: it is compiled into ferry
 -- as the C string store_schema_sql and run by store_open() inside one
 -- transaction on an empty database, which then sets user_version.
 -- A later version adds a migration step in store_sqlite.c; never edit
 -- a released version's tables in place.  Version 2 added
--- message.agent_deaths and message.hold_reason (migrate_v1_v2).
+-- message.agent_deaths and message.hold_reason (migrate_v1_v2); version 3
+-- added the history_* tables (migrate_v2_v3, which runs the same DDL).
 --
 -- Times are unix seconds as REAL (microsecond resolution).
 
@@ -80,7 +81,8 @@ CREATE TABLE body (
 );  -- a rowid table: chunks are large (SQLite advises WITHOUT ROWID only for small rows)
 
 -- Every delivery attempt of every recipient: ferryctl's history and the
--- evidence behind a bounce.  Kept until the message leaves the queue.
+-- evidence behind a bounce.  Kept until the message leaves the queue (then
+-- copied to history_attempt when history is kept).
 CREATE TABLE attempt (
     id            INTEGER PRIMARY KEY,
     recipient_id  INTEGER NOT NULL      -- the recipient tried
@@ -95,3 +97,76 @@ CREATE TABLE attempt (
     reply         TEXT NOT NULL         -- the remote reply or the local reason
 );
 CREATE INDEX attempt_recipient ON attempt(recipient_id);
+
+-- Delivery history: what is left of a message once it leaves the queue
+-- with every recipient final (its summary, each recipient's outcome and
+-- every attempt; never the body).  Written in the transaction that
+-- removes the message and pruned after history { retention }.
+-- HISTORY DDL BEGIN (migrate_v2_v3 runs this part as is)
+CREATE TABLE history_message (
+    id            INTEGER PRIMARY KEY,
+    qid           TEXT NOT NULL,        -- the queue id it had (not unique:
+                                        -- a qid may come again after years)
+    received_at   REAL NOT NULL,        -- when its transaction started
+    left_at       REAL NOT NULL,        -- when it left the queue
+    sender        TEXT NOT NULL,        -- MAIL FROM, '' for the null sender
+    size          INTEGER,              -- body bytes
+    client_addr   TEXT NOT NULL,
+    client_name   TEXT NOT NULL,
+    helo          TEXT NOT NULL,
+    protocol      TEXT NOT NULL,
+    auth_user     TEXT,
+    dsn_of        TEXT                  -- a notification ferry made: about this qid
+);
+CREATE INDEX history_message_qid ON history_message(qid);
+-- Pruning walks the oldest first.
+CREATE INDEX history_message_left ON history_message(left_at);
+
+-- One row per recipient with its final outcome.  The searched fields of
+-- the message are copied here so one index serves a search and its order
+-- (newest first): address, domain, sender and sender domain compare
+-- without regard to case, as exact matches.
+CREATE TABLE history_rcpt (
+    id            INTEGER PRIMARY KEY,
+    hmsg_id       INTEGER NOT NULL      -- its message in history_message
+                  REFERENCES history_message(id) ON DELETE CASCADE,
+    src_rcpt      INTEGER NOT NULL,     -- recipient.id it had in the queue
+    left_at       REAL NOT NULL,        -- = history_message.left_at
+    qid           TEXT NOT NULL,        -- = history_message.qid
+    sender        TEXT NOT NULL COLLATE NOCASE,
+    sender_domain TEXT NOT NULL COLLATE NOCASE, -- after the last '@', '' if none
+    address       TEXT NOT NULL COLLATE NOCASE, -- RCPT TO
+    domain        TEXT NOT NULL COLLATE NOCASE, -- after the last '@', '' if none
+    status        TEXT NOT NULL         -- the final outcome
+                  CHECK (status IN ('sent', 'bounced', 'expired')),
+    deferred      INTEGER NOT NULL,     -- attempts that ended deferred
+    attempts      INTEGER NOT NULL,
+    last_attempt  REAL,                 -- when the final result came
+    delay         REAL,                 -- last_attempt - received_at
+    relay         TEXT,                 -- of the last attempt, 'host[addr]:port'
+    relay_host    TEXT COLLATE NOCASE,  -- its host part, for --route
+    dsn           TEXT,                 -- of the last attempt
+    reply         TEXT                  -- of the last attempt
+);
+CREATE INDEX history_rcpt_msg ON history_rcpt(hmsg_id);
+CREATE INDEX history_rcpt_address ON history_rcpt(address, left_at);
+CREATE INDEX history_rcpt_domain ON history_rcpt(domain, left_at);
+CREATE INDEX history_rcpt_sender ON history_rcpt(sender, left_at);
+CREATE INDEX history_rcpt_sender_domain ON history_rcpt(sender_domain, left_at);
+CREATE INDEX history_rcpt_left ON history_rcpt(left_at);
+CREATE INDEX history_rcpt_relay ON history_rcpt(relay_host, left_at);
+
+-- Every attempt of a recipient in history, as the attempt table had it.
+CREATE TABLE history_attempt (
+    id            INTEGER PRIMARY KEY,
+    hrcpt_id      INTEGER NOT NULL
+                  REFERENCES history_rcpt(id) ON DELETE CASCADE,
+    at            REAL NOT NULL,
+    relay         TEXT NOT NULL,
+    tls           TEXT,
+    status        TEXT NOT NULL,
+    dsn           TEXT NOT NULL,
+    reply         TEXT NOT NULL
+);
+CREATE INDEX history_attempt_rcpt ON history_attempt(hrcpt_id);
+-- HISTORY DDL END

@@ -1,7 +1,8 @@
 /*
  * store_sqlite.c - the durable queue in one SQLite database: messages,
- * their recipients and their bodies in chunks (schema in queue/schema.sql,
- * compiled in as store_schema_sql).  The only file that includes sqlite3.h.
+ * their recipients and their bodies in chunks, and the delivery history of
+ * messages that left it (schema in queue/schema.sql, compiled in as
+ * store_schema_sql).  The only file that includes sqlite3.h.
  *
  * Durability stance: the database runs in WAL mode with synchronous=FULL,
  * so a COMMIT returns only after the WAL is fsynced; the runner sends 250
@@ -76,6 +77,9 @@ enum stmt_id {
 	S_PURGE_RCPT,
 	S_PURGE_BODY,
 	S_COUNT,
+	S_HIST_MSG,
+	S_HIST_RCPT,
+	S_HIST_ATTEMPT,
 	S_NSTMT
 };
 
@@ -112,6 +116,43 @@ static const char *const stmt_sql[S_NSTMT] = {
 	    "DELETE FROM body WHERE message_id NOT IN (SELECT id FROM message)",
 	[S_COUNT] =
 	    "SELECT count(*) FROM message WHERE ?1 IS NULL OR state = ?1",
+	/* history: a complete message's summary, then its recipients with
+	 * their outcome (from the last attempt), then every attempt */
+	[S_HIST_MSG] =
+	    "INSERT INTO history_message (qid, received_at, left_at, sender,"
+	    " size, client_addr, client_name, helo, protocol, auth_user,"
+	    " dsn_of) SELECT qid, received_at, ?2, sender, size, client_addr,"
+	    " client_name, helo, protocol, auth_user, dsn_of FROM message"
+	    " WHERE id = ?1 AND state IN ('active', 'hold')",
+	[S_HIST_RCPT] =
+	    "INSERT INTO history_rcpt (hmsg_id, src_rcpt, left_at, qid, sender,"
+	    " sender_domain, address, domain, status, deferred, attempts,"
+	    " last_attempt, delay, relay, relay_host, dsn, reply)"
+	    " SELECT ?2, r.id, ?3, m.qid, m.sender,"
+	    "  CASE WHEN instr(m.sender, '@') > 0 THEN lower(substr(m.sender,"
+	    "   instr(m.sender, '@') + 1)) ELSE '' END,"
+	    "  r.address,"
+	    "  CASE WHEN instr(r.address, '@') > 0 THEN lower(substr(r.address,"
+	    "   instr(r.address, '@') + 1)) ELSE '' END,"
+	    "  CASE WHEN r.state = 'delivered' THEN 'sent'"
+	    "   WHEN a.status = 'expired' THEN 'expired' ELSE 'bounced' END,"
+	    "  (SELECT count(*) FROM attempt d WHERE d.recipient_id = r.id"
+	    "   AND d.status = 'deferred'),"
+	    "  r.attempts, r.last_attempt, r.last_attempt - m.received_at,"
+	    "  a.relay,"
+	    "  CASE WHEN instr(a.relay, '[') > 0 THEN substr(a.relay, 1,"
+	    "   instr(a.relay, '[') - 1) ELSE a.relay END,"
+	    "  coalesce(a.dsn, r.last_dsn), coalesce(a.reply, r.last_reply)"
+	    " FROM recipient r JOIN message m ON m.id = r.message_id"
+	    " LEFT JOIN attempt a ON a.id = (SELECT max(id) FROM attempt"
+	    "  WHERE recipient_id = r.id)"
+	    " WHERE r.message_id = ?1 ORDER BY r.id",
+	[S_HIST_ATTEMPT] =
+	    "INSERT INTO history_attempt (hrcpt_id, at, relay, tls, status,"
+	    " dsn, reply) SELECT h.id, a.at, a.relay, a.tls, a.status, a.dsn,"
+	    " a.reply FROM history_rcpt h JOIN attempt a"
+	    " ON a.recipient_id = h.src_rcpt WHERE h.hmsg_id = ?1"
+	    " ORDER BY a.id",
 };
 
 enum dstmt_id { D_DUE, D_NEXT_DUE, D_CHUNK, D_RCPT_UPDATE, D_ATTEMPT,
@@ -131,6 +172,7 @@ struct store {
 	int wal_frames;           /* frames in the WAL after the last commit */
 	int incremental;          /* auto_vacuum is INCREMENTAL */
 	int vacuumed;             /* pages freed since the last checkpoint */
+	int history_keep;         /* store_message_delete copies to history */
 };
 
 static void
@@ -566,6 +608,37 @@ migrate_v1_v2(sqlite3 *db, const char *path, char *err, size_t errlen)
 	return -1;
 }
 
+/* Version 2 -> 3: the delivery history tables, from the part of
+ * schema.sql between its HISTORY DDL markers.  One transaction. */
+static int
+migrate_v2_v3(sqlite3 *db, const char *path, char *err, size_t errlen)
+{
+	const char *from = strstr(store_schema_sql, "-- HISTORY DDL BEGIN");
+	const char *to = strstr(store_schema_sql, "-- HISTORY DDL END");
+	char *ddl;
+	int ok;
+
+	if (from == NULL || to == NULL || to < from) {
+		snprintf(err, errlen, "%s: migrating the schema to version 3: "
+		    "the history DDL is missing from the schema", path);
+		return -1;
+	}
+	ddl = xstrndup(from, (size_t)(to - from));
+	ok = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) ==
+	    SQLITE_OK &&
+	    sqlite3_exec(db, ddl, NULL, NULL, NULL) == SQLITE_OK &&
+	    sqlite3_exec(db, "PRAGMA user_version = 3", NULL, NULL, NULL) ==
+	    SQLITE_OK &&
+	    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK;
+	free(ddl);
+	if (ok)
+		return 0;
+	snprintf(err, errlen, "%s: migrating the schema to version 3: %s",
+	    path, sqlite3_errmsg(db));
+	sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	return -1;
+}
+
 /* Why opening failed, saying "damaged" when SQLite found the file is
  * not a sound database (the runner's refusal line names it so). */
 static void
@@ -726,6 +799,10 @@ store_open(const char *path, char *err, size_t errlen)
 		goto fail;
 	if (v == 1)
 		v = 2;
+	if (v == 2 && migrate_v2_v3(st->db, path, err, errlen) == -1)
+		goto fail;
+	if (v == 2)
+		v = 3;
 	if (v != STORE_SCHEMA_VERSION) {
 		/* Migrations from older versions go here. */
 		snprintf(err, errlen, "%s: database schema version %" PRId64
@@ -1092,6 +1169,47 @@ store_message_ready(struct store *st, int64_t msgid, int64_t size)
 	return 0;
 }
 
+void
+store_history_keep(struct store *st, int keep)
+{
+	st->history_keep = keep != 0;
+}
+
+/* Copies a complete message to history and removes it, all or nothing
+ * under a savepoint (an incoming one leaves no history). */
+static int
+history_then_delete(struct store *st, int64_t msgid)
+{
+	double now = now_wall();
+	int64_t hid;
+
+	if (op_begin(st) == -1)
+		return -1;
+	sqlite3_bind_int64(st->stmt[S_HIST_MSG], 1, msgid);
+	sqlite3_bind_double(st->stmt[S_HIST_MSG], 2, now);
+	if (exec_stmt(st, S_HIST_MSG, "history of message") == -1)
+		return op_end(st, 0);
+	if (sqlite3_changes(st->db) == 1) {
+		hid = sqlite3_last_insert_rowid(st->db);
+		sqlite3_bind_int64(st->stmt[S_HIST_RCPT], 1, msgid);
+		sqlite3_bind_int64(st->stmt[S_HIST_RCPT], 2, hid);
+		sqlite3_bind_double(st->stmt[S_HIST_RCPT], 3, now);
+		if (exec_stmt(st, S_HIST_RCPT, "history of recipients") == -1)
+			return op_end(st, 0);
+		sqlite3_bind_int64(st->stmt[S_HIST_ATTEMPT], 1, hid);
+		if (exec_stmt(st, S_HIST_ATTEMPT, "history of attempts") == -1)
+			return op_end(st, 0);
+	}
+	sqlite3_bind_int64(st->stmt[S_MSG_DELETE], 1, msgid);
+	if (exec_stmt(st, S_MSG_DELETE, "delete message") == -1)
+		return op_end(st, 0);
+	if (sqlite3_changes(st->db) != 1) {
+		set_err(st, "delete message", "no such message");
+		return op_end(st, 0);
+	}
+	return op_end(st, 1);
+}
+
 int
 store_message_delete(struct store *st, int64_t msgid)
 {
@@ -1099,6 +1217,8 @@ store_message_delete(struct store *st, int64_t msgid)
 
 	if (need_tx(st, "delete message") == -1)
 		return -1;
+	if (st->history_keep)
+		return history_then_delete(st, msgid);
 	/* One statement: the cascade to recipients and body is atomic. */
 	sqlite3_bind_int64(st->stmt[S_MSG_DELETE], 1, msgid);
 	if (exec_stmt(st, S_MSG_DELETE, "delete message") == -1)
@@ -2654,4 +2774,246 @@ out:
 	sqlite3_exec(st->db, "PRAGMA foreign_keys = ON", NULL, NULL, NULL);
 	sqlite3_close(old);
 	return rc;
+}
+
+/* --- delivery history ---------------------------------------------------- */
+
+/*
+ * Messages that left the queue, kept for ferryctl history and queue show
+ * until pruned.  Searches are built from fixed fragments (one per filter
+ * given) with every value bound, so each filter on an indexed column
+ * (address, domain, sender, sender domain, relay host, each paired with
+ * left_at) lets SQLite walk that index backwards for "newest first".
+ */
+
+int64_t
+store_history_prune(struct store *st, double cutoff, int batch)
+{
+	sqlite3_stmt *s;
+	int own, rc;
+	int64_t n;
+
+	if (adm_write_begin(st, &own) == -1)
+		return -1;
+	s = adm_prep(st, "DELETE FROM history_message WHERE id IN"
+	    " (SELECT id FROM history_message WHERE left_at < ?1"
+	    " ORDER BY left_at LIMIT ?2)");
+	if (s == NULL) {
+		adm_write_end(st, own, 0);
+		return -1;
+	}
+	sqlite3_bind_double(s, 1, cutoff);
+	sqlite3_bind_int(s, 2, batch > 0 ? batch : 1);
+	rc = sqlite3_step(s);
+	if (rc != SQLITE_DONE)
+		db_err(st, "prune history");
+	n = sqlite3_changes(st->db);
+	sqlite3_finalize(s);
+	if (adm_write_end(st, own, rc == SQLITE_DONE) == -1)
+		return -1;
+	return n;
+}
+
+/* Binds a '@domain' argument without its '@', an address as is. */
+static void
+hist_bind_addr(sqlite3_stmt *s, int i, const char *v)
+{
+	sqlite3_bind_text(s, i, v[0] == '@' ? v + 1 : v, -1, SQLITE_STATIC);
+}
+
+int
+store_history_search(struct store *st, const struct store_history_filter *f,
+    int (*fn)(void *arg, const struct store_history_entry *e), void *arg,
+    int *truncated)
+{
+	char sql[1536];
+	size_t limit = f->limit > 0 && f->limit <= STORE_HISTORY_MAX ?
+	    f->limit : STORE_HISTORY_MAX;
+	sqlite3_stmt *s;
+	size_t n = 0;
+	int rc, ret = 0;
+
+	st->err[0] = '\0';
+	*truncated = 0;
+	snprintf(sql, sizeof(sql),
+	    "SELECT h.qid, h.sender, h.address, h.status, h.relay, h.dsn,"
+	    " h.reply, m.client_addr, m.client_name, m.received_at, h.left_at,"
+	    " h.last_attempt, h.delay, m.size, h.attempts, h.deferred"
+	    " FROM history_rcpt h JOIN history_message m ON m.id = h.hmsg_id"
+	    " WHERE 1%s%s%s%s%s%s"
+	    " ORDER BY h.left_at DESC, h.id DESC LIMIT ?7",
+	    f->rcpt == NULL ? "" : f->rcpt[0] == '@' ? " AND h.domain = ?1" :
+	    " AND h.address = ?1",
+	    f->sender == NULL ? "" : f->sender[0] == '@' ?
+	    " AND h.sender_domain = ?2" : " AND h.sender = ?2",
+	    f->since >= 0 ? " AND h.left_at >= ?3" : "",
+	    f->until >= 0 ? " AND h.left_at < ?4" : "",
+	    f->status == NULL ? "" : strcmp(f->status, "deferred") == 0 ?
+	    " AND h.deferred > 0" : " AND h.status = ?5",
+	    f->route != NULL ? " AND h.relay_host = ?6" : "");
+	if ((s = adm_prep(st, sql)) == NULL)
+		return -1;
+	if (f->rcpt != NULL)
+		hist_bind_addr(s, 1, f->rcpt);
+	if (f->sender != NULL)
+		hist_bind_addr(s, 2, f->sender);
+	if (f->since >= 0)
+		sqlite3_bind_double(s, 3, f->since);
+	if (f->until >= 0)
+		sqlite3_bind_double(s, 4, f->until);
+	if (f->status != NULL)
+		sqlite3_bind_text(s, 5, f->status, -1, SQLITE_STATIC);
+	if (f->route != NULL)
+		sqlite3_bind_text(s, 6, f->route, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 7, (int64_t)limit + 1);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct store_history_entry e;
+
+		if (n++ == limit) {
+			*truncated = 1;
+			break;
+		}
+#define HT(i) ((const char *)sqlite3_column_text(s, (i)))
+		e.qid = HT(0);
+		e.sender = HT(1);
+		e.rcpt = HT(2);
+		e.status = HT(3);
+		e.relay = HT(4);
+		e.dsn = HT(5);
+		e.reply = HT(6);
+		e.client_addr = HT(7);
+		e.client_name = HT(8);
+#undef HT
+		e.received_at = adm_double(s, 9);
+		e.left_at = adm_double(s, 10);
+		e.last_attempt = adm_double(s, 11);
+		e.delay = adm_double(s, 12);
+		e.size = adm_int(s, 13);
+		e.attempts = adm_int(s, 14);
+		e.deferred = adm_int(s, 15);
+		if ((ret = fn(arg, &e)) != 0)
+			break;
+	}
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		db_err(st, "search history");
+		ret = -1;
+	}
+	sqlite3_finalize(s);
+	return ret;
+}
+
+/* The attempts of one recipient in history into r (the latest
+ * STORE_SHOW_HISTORY, oldest first). */
+static int
+hist_attempts(struct store *st, int64_t hrcpt, struct store_rcpt_info *r)
+{
+	sqlite3_stmt *s;
+	size_t k;
+	int rc;
+
+	s = adm_prep(st, "SELECT at, relay, tls, status, dsn, reply FROM"
+	    " (SELECT * FROM history_attempt WHERE hrcpt_id = ?1"
+	    " ORDER BY id DESC LIMIT ?2) ORDER BY id");
+	if (s == NULL)
+		return -1;
+	sqlite3_bind_int64(s, 1, hrcpt);
+	sqlite3_bind_int(s, 2, STORE_SHOW_HISTORY);
+	r->history = xcalloc(STORE_SHOW_HISTORY, sizeof(*r->history));
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW &&
+	    r->nhistory < STORE_SHOW_HISTORY) {
+		struct store_attempt_info *h = &r->history[r->nhistory++];
+
+		h->at = adm_double(s, 0);
+		h->relay = adm_text(s, 1);
+		h->tls = adm_text(s, 2);
+		h->status = adm_text(s, 3);
+		h->dsn = adm_text(s, 4);
+		h->reply = adm_text(s, 5);
+	}
+	sqlite3_finalize(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		db_err(st, "read history attempts");
+		return -1;
+	}
+	r->history_total = r->attempts;
+	for (k = 0; k < r->nhistory; k++)
+		if (r->history[k].relay == NULL)
+			r->history[k].relay = xstrdup("");
+	return 0;
+}
+
+int
+store_history_show(struct store *st, const char *qid,
+    struct store_msg_info *m)
+{
+	sqlite3_stmt *s;
+	int64_t hid;
+	int rc;
+
+	st->err[0] = '\0';
+	memset(m, 0, sizeof(*m));
+	s = adm_prep(st, "SELECT id, qid, sender, size, received_at,"
+	    " client_addr, client_name, helo, protocol, auth_user, dsn_of"
+	    " FROM history_message WHERE qid = ?1 ORDER BY id DESC LIMIT 1");
+	if (s == NULL)
+		return -1;
+	sqlite3_bind_text(s, 1, qid, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc != SQLITE_ROW) {
+		if (rc != SQLITE_DONE)
+			db_err(st, "read history");
+		sqlite3_finalize(s);
+		return rc == SQLITE_DONE ? STORE_NOT_FOUND : -1;
+	}
+	hid = sqlite3_column_int64(s, 0);
+	ferry_strlcpy(m->qid, qid, sizeof(m->qid));
+	ferry_strlcpy(m->state, "done", sizeof(m->state));
+	m->sender = adm_text(s, 2);
+	m->size = adm_int(s, 3);
+	m->received_at = adm_double(s, 4);
+	m->client_addr = adm_text(s, 5);
+	m->client_name = adm_text(s, 6);
+	m->helo = adm_text(s, 7);
+	m->protocol = adm_text(s, 8);
+	m->auth_user = adm_text(s, 9);
+	m->dsn_of = adm_text(s, 10);
+	m->size_declared = -1;
+	sqlite3_finalize(s);
+	if (m->sender == NULL)
+		m->sender = xstrdup("");
+
+	s = adm_prep(st, "SELECT id, address, status, attempts, last_attempt,"
+	    " reply, dsn FROM history_rcpt WHERE hmsg_id = ?1 ORDER BY id"
+	    " LIMIT ?2");
+	if (s == NULL)
+		goto fail;
+	sqlite3_bind_int64(s, 1, hid);
+	sqlite3_bind_int(s, 2, STORE_SHOW_RCPTS);
+	m->rcpts = xcalloc(STORE_SHOW_RCPTS, sizeof(*m->rcpts));
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW &&
+	    m->nrcpts < STORE_SHOW_RCPTS) {
+		struct store_rcpt_info *r = &m->rcpts[m->nrcpts++];
+
+		r->address = adm_text(s, 1);
+		r->state = adm_text(s, 2);
+		r->attempts = adm_int(s, 3);
+		r->next_attempt = -1;
+		r->last_attempt = adm_double(s, 4);
+		r->last_reply = adm_text(s, 5);
+		r->last_dsn = adm_text(s, 6);
+		if (hist_attempts(st, sqlite3_column_int64(s, 0), r) == -1) {
+			sqlite3_finalize(s);
+			goto fail;
+		}
+	}
+	sqlite3_finalize(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		db_err(st, "read history recipients");
+		goto fail;
+	}
+	m->rcpts_total = (int64_t)m->nrcpts;
+	return 0;
+fail:
+	store_admin_show_free(m);
+	return -1;
 }

@@ -349,6 +349,48 @@ config_parse_min_free(const char *s, int64_t *bytes, int *percent)
 	return 0;
 }
 
+int
+config_parse_duration(const char *s, int64_t *secs)
+{
+	unsigned long long v = 0, mult = 1;
+	const char *p = s;
+
+	if (s == NULL || *s < '0' || *s > '9')
+		return -1;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		v = v * 10 + (unsigned long long)(*p - '0');
+		if (v > (1ULL << 40))
+			return -1;
+	}
+	switch (*p) {
+	case '\0': case 's': mult = 1; break;
+	case 'm': mult = 60; break;
+	case 'h': mult = 3600; break;
+	case 'd': mult = 86400; break;
+	case 'w': mult = 7 * 86400; break;
+	default: return -1;
+	}
+	if (*p != '\0' && p[1] != '\0')
+		return -1;
+	if (v * mult > CONFIG_DURATION_MAX)
+		return -1;
+	*secs = (int64_t)(v * mult);
+	return 0;
+}
+
+static int
+validate_duration(cfg_t *cfg, cfg_opt_t *opt)
+{
+	int64_t secs;
+
+	if (config_parse_duration(cfg_opt_getnstr(opt, 0), &secs) < 0) {
+		cfg_error(cfg, "%s must be a whole number with an optional s, "
+		    "m, h, d or w (\"7d\"), at most 3650 days", opt->name);
+		return -1;
+	}
+	return 0;
+}
+
 static int
 validate_min_free(cfg_t *cfg, cfg_opt_t *opt)
 {
@@ -396,6 +438,7 @@ enum store {
 	                    default that is not set gets count (size_t)-1 */
 	ST_MIN_FREE,     /* int64_t bytes at offset, int percent at
 	                    count_offset (-1: the value is in bytes) */
+	ST_DURATION,     /* int64_t seconds from "7d" (config_parse_duration) */
 };
 
 /* Which struct the value goes into. */
@@ -603,6 +646,10 @@ static const struct option_row options[] = {
 	    B_CONFIG, CF(min_free_bytes), CF(min_free_percent), 0, 0, NULL,
 	    validate_min_free },
 
+	{ "history", CFG_STR("retention", "7d", CFGF_NONE), ST_DURATION,
+	    B_CONFIG, CF(history_retention), 0, 0, 0, NULL,
+	    validate_duration },
+
 	WORD("log", "target", "syslog", B_CONFIG, CF(log_to_stderr),
 	    log_target_names, validate_target),
 	BOOL("log", "debug", cfg_false, B_CONFIG, CF(log_debug)),
@@ -659,6 +706,7 @@ static const struct section_row sections[] = {
 	{ "mx", 0, 0, 0, 0, 0, 0 },
 	{ "delivery", 0, 0, 0, 0, 0, 0 },
 	{ "queue", 0, 0, 0, 0, 0, 0 },
+	{ "history", 0, 0, 0, 0, 0, 0 },
 	{ "log", 0, 0, 0, 0, 0, 0 },
 	{ "tls", 0, 0, 0, 0, 0, 0 },
 	{ "auth", 0, 0, 0, 0, 0, 0 },
@@ -965,6 +1013,11 @@ store_value(cfg_t *sec, const struct option_row *row, char *base,
 	case ST_MIN_FREE:
 		if (config_parse_min_free(cfg_getstr(sec, name), (int64_t *)at,
 		    (int *)(base + row->count_offset)) < 0)
+			abort();   /* validated while parsing */
+		break;
+	case ST_DURATION:
+		if (config_parse_duration(cfg_getstr(sec, name),
+		    (int64_t *)at) < 0)
 			abort();   /* validated while parsing */
 		break;
 	}

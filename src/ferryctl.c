@@ -8,6 +8,8 @@
  *   ferryctl [-f config] [-s socket] [--json] status
  *   ferryctl ... queue list | show ID | flush [ID] | delete ID | hold ID |
  *                release ID | check | accept-loss | reopen | salvage
+ *   ferryctl ... history [--sender A] [--rcpt B] [--since T] [--until T]
+ *                [--status S] [--route R] [--limit N]
  *   ferryctl user hash [NAME]   (local: a password hash for the users file)
  *   ferryctl [-f config] check | ferryctl ... reload   (ferryctl_reload.c)
  *
@@ -103,6 +105,13 @@ usage(FILE *fp)
 	    "  queue reopen        let the runner try its database again\n"
 	    "  queue salvage       (root; ferry stopped or refusing) rebuild a\n"
 	    "                      damaged database from what can be read\n"
+	    "  history [filters]   messages that left the queue, newest first:\n"
+	    "    --sender A, --rcpt B   a whole address, or @domain (any case)\n"
+	    "    --since T, --until T   unix seconds, YYYY-MM-DD[THH:MM[:SS]]\n"
+	    "                           (UTC), or 2h, 3d... ago\n"
+	    "    --status S             sent, deferred, bounced or expired\n"
+	    "    --route R              the relay host of the last attempt\n"
+	    "    --limit N              at most N rows (default 100)\n"
 	    "  user hash [NAME]    read a password (no echo on a terminal) and\n"
 	    "                      print its yescrypt hash, or the users-file\n"
 	    "                      line \"NAME:hash\" (no daemon needed)\n"
@@ -132,6 +141,7 @@ static const struct command {
 	{ "queue", "accept-loss", ARG_NONE },
 	{ "queue", "reopen", ARG_NONE },
 	{ "queue", "salvage", ARG_NONE },
+	{ "history", NULL, ARG_NONE },
 };
 
 /* The command argv names, or NULL after saying what is wrong. */
@@ -303,7 +313,7 @@ ask(const char *path, int argc, char *const *argv, char **ans,
 		return EX_TEMPFAIL_;
 	}
 	channel_init(&ch, fd, "the queue runner (control socket)",
-	    runner_may_send, CONTROL_ANSWER_PIECE + 4, 0);   /* + length */
+	    runner_may_send, CONTROL_ANSWER_FRAME_MAX, 0);
 	control_request_encode(channel_begin(&ch, IMSG_CTL_REQUEST), argc,
 	    argv);
 	(void)channel_end(&ch);
@@ -839,6 +849,123 @@ render_changed(int argc, char **argv, const json_t *root)
 	    strcmp(verb, "release") == 0 ? "released" : "deleted");
 }
 
+/* --- history: the options become key=value words ------------------------- */
+
+/* The filters given, in the order of the keys; NULL when not given. */
+static const char *const history_keys[] = { "sender", "rcpt", "since",
+    "until", "status", "route", "limit" };
+#define HISTORY_NKEYS (sizeof(history_keys) / sizeof(history_keys[0]))
+static const char *history_opts[HISTORY_NKEYS];
+
+/* A time for --since/--until as unix seconds in out: unix seconds,
+ * YYYY-MM-DD[THH:MM[:SS]] in UTC, or a duration with a unit ago. */
+static int
+history_time(const char *v, char *out, size_t outlen)
+{
+	static const char *const formats[] = { "%Y-%m-%dT%H:%M:%S",
+	    "%Y-%m-%dT%H:%M", "%Y-%m-%d" };
+	int64_t secs;
+	struct tm tm;
+	const char *end;
+	size_t i;
+
+	if (v[0] == '\0')
+		return -1;
+	if (strspn(v, "0123456789") == strlen(v) && strlen(v) <= 12) {
+		snprintf(out, outlen, "%s", v);
+		return 0;
+	}
+	if (config_parse_duration(v, &secs) == 0) {
+		snprintf(out, outlen, "%lld", (long long)(time(NULL) - secs));
+		return 0;
+	}
+	for (i = 0; i < sizeof(formats) / sizeof(formats[0]); i++) {
+		memset(&tm, 0, sizeof(tm));
+		end = strptime(v, formats[i], &tm);
+		if (end != NULL && *end == '\0') {
+			time_t t = timegm(&tm);
+
+			if (t < 0)
+				return -1;
+			snprintf(out, outlen, "%lld", (long long)t);
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* The request's words for history into words (argv[0] first): EX_OK_ or
+ * EX_USAGE_ after saying why.  The strings are static or malloc'd for
+ * the life of the process. */
+static int
+history_words(char **words, int *nw)
+{
+	size_t k;
+	char t[32];
+
+	*nw = 0;
+	words[(*nw)++] = (char *)"history";
+	for (k = 0; k < HISTORY_NKEYS; k++) {
+		const char *v = history_opts[k];
+		char *w;
+
+		if (v == NULL)
+			continue;
+		if (strcmp(history_keys[k], "since") == 0 ||
+		    strcmp(history_keys[k], "until") == 0) {
+			if (history_time(v, t, sizeof(t)) < 0) {
+				fprintf(stderr, "ferryctl: --%s: not unix "
+				    "seconds, YYYY-MM-DD[THH:MM[:SS]] or a "
+				    "duration ago (2h, 3d): %s\n",
+				    history_keys[k], v);
+				return EX_USAGE_;
+			}
+			v = t;
+		}
+		w = xmalloc(strlen(history_keys[k]) + strlen(v) + 2);
+		sprintf(w, "%s=%s", history_keys[k], v);
+		words[(*nw)++] = w;
+	}
+	return EX_OK_;
+}
+
+static void
+render_history_rows(const json_t *root)
+{
+	const json_t *rows = member(root, "history", JSON_ARRAY);
+	size_t i;
+
+	if (rows == NULL || json_array_size(rows) == 0) {
+		printf("No matching history\n");
+		return;
+	}
+	for (i = 0; i < json_array_size(rows); i++) {
+		const json_t *r = json_array_get(rows, i);
+		const json_t *relay = member(r, "relay", JSON_STRING);
+		char when[64];
+
+		fmt_time(when, sizeof(when), json_member_num(r, "left_at", -1));
+		printf("%s  ", when);
+		put_str(stdout, member(r, "id", JSON_STRING));
+		printf("  %-8s ", json_member_str(r, "status", "?"));
+		put_sender(stdout, member(r, "sender", JSON_STRING));
+		printf(" -> ");
+		put_sender(stdout, member(r, "recipient", JSON_STRING));
+		printf("\n    delay=%.1f, attempts=%.0f, dsn=",
+		    json_member_num(r, "delay", 0),
+		    json_member_num(r, "attempts", 0));
+		put_str(stdout, member(r, "dsn", JSON_STRING));
+		printf(", relay=");
+		put_str(stdout, relay);
+		printf(" (");
+		put_str(stdout, member(r, "reply", JSON_STRING));
+		printf(")\n");
+	}
+	printf("-- %zu row(s)%s\n", json_array_size(rows),
+	    json_member_bool(root, "truncated", 0) ?
+	    " (more match: use --limit or narrow the filters)" : "");
+}
+
 /* --- main -------------------------------------------------------------- */
 
 static char *
@@ -1232,22 +1359,43 @@ list_option(int ch, const char *arg, char **words, int *n)
 	return -1;
 }
 
+/* Keeps one of history's filters (ch: 0x100 + its index). */
+static int
+history_option(int ch, const char *arg)
+{
+	if (history_opts[ch - 0x100] != NULL) {
+		fprintf(stderr, "ferryctl: --%s given twice\n",
+		    history_keys[ch - 0x100]);
+		return -1;
+	}
+	history_opts[ch - 0x100] = arg;
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
+		/* queue list's filters (list_option) and history's
+		 * (0x100 + the index of the key in history_keys); the four
+		 * both take are read for whichever command comes */
 		{ "sender", required_argument, NULL, 'S' },
 		{ "rcpt", required_argument, NULL, 'R' },
 		{ "route", required_argument, NULL, 'T' },
+		{ "limit", required_argument, NULL, 'L' },
 		{ "older-than", required_argument, NULL, 'O' },
 		{ "age", required_argument, NULL, 'O' },
 		{ "state", required_argument, NULL, 'A' },
-		{ "limit", required_argument, NULL, 'L' },
 		{ "after", required_argument, NULL, 'C' },
+		{ "since", required_argument, NULL, 0x102 },
+		{ "until", required_argument, NULL, 0x103 },
+		{ "status", required_argument, NULL, 0x104 },
 		{ NULL, 0, NULL, 0 }
 	};
+	char *hwords[HISTORY_NKEYS + 1];
+	int hn;
 	const char *config_path = CONFIG_DEFAULT_PATH, *sock = NULL;
 	const json_t *ok;
 	json_t *root;
@@ -1255,6 +1403,7 @@ main(int argc, char **argv)
 	json_error_t jerr;
 	size_t anslen;
 	int ch, json_out = 0, rc, nopts = 0, paged = 0, config_given = 0;
+	int list_only = 0, history_only = 0;
 	char *opts[8], **req = NULL;
 
 	log_init("ferryctl", LOG_TO_STDERR, 0);
@@ -1277,12 +1426,24 @@ main(int argc, char **argv)
 		case 'V':
 			printf("ferry %s\n", PACKAGE_VERSION);
 			return EX_OK_;
-		case 'S': case 'R': case 'T': case 'O': case 'A': case 'L':
-		case 'C':
+		case 'S': case 'R': case 'T': case 'L':
+			/* queue list's and history's */
+			if (history_option(ch == 'S' ? 0x100 : ch == 'R' ?
+			    0x101 : ch == 'T' ? 0x105 : 0x106, optarg) < 0)
+				return EX_USAGE_;
+			/* FALLTHROUGH */
+		case 'O': case 'A': case 'C':
 			if (list_option(ch, optarg, opts, &nopts) < 0)
 				return EX_USAGE_;
 			if (ch == 'L' || ch == 'C')
 				paged = 1;
+			if (ch == 'O' || ch == 'A' || ch == 'C')
+				list_only = 1;
+			break;
+		case 0x102: case 0x103: case 0x104:
+			if (history_option(ch, optarg) < 0)
+				return EX_USAGE_;
+			history_only = 1;
 			break;
 		default:
 			usage(stderr);
@@ -1311,13 +1472,27 @@ main(int argc, char **argv)
 	}
 	if (find_command(argc, argv) == NULL)
 		return EX_USAGE_;
-	if (nopts > 0) {
+	if (strcmp(argv[0], "history") == 0) {
+		if (list_only) {
+			fprintf(stderr, "ferryctl: --older-than, --state and "
+			    "--after go with queue list\n");
+			return EX_USAGE_;
+		}
+		if (history_words(hwords, &hn) != EX_OK_)
+			return EX_USAGE_;
+		argc = hn;
+		argv = hwords;
+	} else if (history_only) {
+		fprintf(stderr, "ferryctl: --since, --until and --status go "
+		    "with history\n");
+		return EX_USAGE_;
+	} else if (nopts > 0) {
 		int i;
 
 		if (argc != 2 || strcmp(argv[1], "list") != 0) {
 			fprintf(stderr, "ferryctl: --sender, --rcpt, --route, "
 			    "--older-than, --state, --limit and --after go "
-			    "with queue list\n");
+			    "with queue list (or history)\n");
 			return EX_USAGE_;
 		}
 		req = xcalloc((size_t)nopts + 2, sizeof(*req));
@@ -1392,6 +1567,8 @@ main(int argc, char **argv)
 	} else if (!json_out) {
 		if (strcmp(argv[0], "status") == 0)
 			render_status(root);
+		else if (strcmp(argv[0], "history") == 0)
+			render_history_rows(root);
 		else if (strcmp(argv[1], "list") == 0)
 			render_list(root);
 		else if (strcmp(argv[1], "show") == 0)

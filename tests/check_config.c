@@ -1208,6 +1208,38 @@ START_TEST(test_every_option_documented)
 }
 END_TEST
 
+
+/* history { retention }: a duration with a unit, 0 keeps none. */
+START_TEST(test_history_retention)
+{
+	struct ferry_config *c;
+	int64_t v;
+
+	c = load_ok(LISTEN);
+	ck_assert_int_eq(c->history_retention, 7 * 86400);
+	config_free(c);
+	c = load_ok(LISTEN "history {\n  retention = 2h\n}\n");
+	ck_assert_int_eq(c->history_retention, 7200);
+	config_free(c);
+	c = load_ok(LISTEN "history {\n  retention = 0\n}\n");
+	ck_assert_int_eq(c->history_retention, 0);
+	config_free(c);
+	ck_assert_int_eq(config_parse_duration("90", &v), 0);
+	ck_assert_int_eq(v, 90);
+	ck_assert_int_eq(config_parse_duration("2w", &v), 0);
+	ck_assert_int_eq(v, 14 * 86400);
+	ck_assert_int_eq(config_parse_duration("3650d", &v), 0);
+	ck_assert_int_eq(config_parse_duration("3651d", &v), -1);
+	ck_assert_int_eq(config_parse_duration("7y", &v), -1);
+	ck_assert_int_eq(config_parse_duration("d", &v), -1);
+	ck_assert_int_eq(config_parse_duration("7dd", &v), -1);
+	ck_assert_int_eq(config_parse_duration("-1d", &v), -1);
+	load_bad(LISTEN "history {\n  retention = 7y\n}\n", P ":4: retention "
+	    "must be a whole number with an optional s, m, h, d or w "
+	    "(\"7d\"), at most 3650 days");
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
 	Suite *s = suite_create("config");
@@ -1217,6 +1249,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_shipped_conf_users_checked);
 	tcase_add_test(tc, test_minimal_defaults);
 	tcase_add_test(tc, test_metrics_section);
+	tcase_add_test(tc, test_history_retention);
 	tcase_add_test(tc, test_every_option_set);
 	tcase_add_test(tc, test_largest_message_size);
 	tcase_add_test(tc, test_multiple_listeners);

@@ -475,6 +475,81 @@ START_TEST(test_show)
 }
 END_TEST
 
+/* A message leaves the queue into the history: "history" finds it by its
+ * filters, "queue show" shows it from there. */
+START_TEST(test_history)
+{
+	char q[QID_LEN + 1], req[128];
+	struct store_due *due;
+	size_t n, i;
+	int64_t id;
+	json_t *v;
+	const json_t *h, *m;
+
+	store_history_keep(st, 1);
+	id = add_msg(q, "Subject: x\r\n\r\nbody\r\n");
+	ck_assert_int_eq(store_begin(st), 0);
+	ck_assert_int_eq(store_due(st, 1e10, 10, &due, &n), 0);
+	for (i = 0; i < n; i++)
+		ck_assert_int_eq(store_rcpt_result(st, due[i].rcpt_id,
+		    i == 0 ? RCPT_DELIVERED : RCPT_FAILED, 0,
+		    "mx.example.org[192.0.2.9]:25", NULL, i == 0 ?
+		    STATUS_SENT : STATUS_BOUNCED, i == 0 ? "2.0.0" : "5.1.1",
+		    i == 0 ? "250 ok" : "550 unknown user"), 0);
+	store_due_free(due, n);
+	ck_assert_int_eq(store_message_delete(st, id), 0);
+	ck_assert_int_eq(store_commit(st), 0);
+
+	v = ask("history");
+	ck_ok(v);
+	h = json_object_get(v, "history");
+	ck_assert_uint_eq(json_array_size(h), 2);
+	json_decref(v);
+	v = ask("history rcpt=BOB@example.net status=bounced "
+	    "sender=@example.com route=mx.example.org since=1 limit=5");
+	ck_ok(v);
+	h = json_object_get(v, "history");
+	ck_assert_uint_eq(json_array_size(h), 1);
+	ck_assert_str_eq(json_member_str(json_array_get(h, 0), "id", ""), q);
+	ck_assert_str_eq(json_member_str(json_array_get(h, 0), "recipient",
+	    ""), "bob@example.net");
+	ck_assert_str_eq(json_member_str(json_array_get(h, 0), "reply", ""),
+	    "550 unknown user");
+	ck_assert_int_eq(json_member_bool(v, "truncated", -1), 0);
+	json_decref(v);
+	v = ask("history rcpt=@example.org status=bounced");
+	ck_ok(v);
+	ck_assert_uint_eq(json_array_size(json_object_get(v, "history")), 0);
+	json_decref(v);
+	v = ask("history until=1");
+	ck_ok(v);
+	ck_assert_uint_eq(json_array_size(json_object_get(v, "history")), 0);
+	json_decref(v);
+
+	snprintf(req, sizeof(req), "queue show %s", q);
+	v = ask(req);
+	ck_ok(v);
+	m = json_object_get(v, "message");
+	ck_assert_str_eq(json_member_str(m, "state", ""), "done");
+	ck_assert_int_eq(json_member_bool(m, "in_history", -1), 1);
+	ck_assert_uint_eq(json_array_size(json_object_get(m, "recipients")),
+	    2);
+	json_decref(v);
+
+	ck_error("history foo", "filters are key=value");
+	ck_error("history rcpt=", "filters are key=value");
+	ck_error("history status=lost", "status is sent, deferred");
+	ck_error("history limit=0", "limit is 1 to");
+	ck_error("history limit=10001", "limit is 1 to");
+	ck_error("history since=yesterday", "since is unix seconds");
+	ck_error("history since=1 since=2", "since is unix seconds");
+	ck_error("history rcpt=a rcpt=b", "rcpt given twice");
+	ck_error("history size=1", "unknown filter size");
+	ck_error("history a=1 b=2 c=3 d=4 e=5 f=6 g=7 h=8 i=9",
+	    "too many words");
+}
+END_TEST
+
 /* --- writing ------------------------------------------------------------- */
 
 static void
@@ -835,6 +910,7 @@ control_suite(void)
 	tcase_add_test(tc, test_status);
 	tcase_add_test(tc, test_list);
 	tcase_add_test(tc, test_show);
+	tcase_add_test(tc, test_history);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("write");

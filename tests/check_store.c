@@ -246,7 +246,7 @@ START_TEST(test_open_creates_schema)
 	db = peek_open();
 	ck_assert_int_eq(q_int(db, "PRAGMA user_version"),
 	    STORE_SCHEMA_VERSION);
-	ck_assert_int_eq(q_int(db, "PRAGMA user_version"), 2);
+	ck_assert_int_eq(q_int(db, "PRAGMA user_version"), 3);
 	q_text(db, "PRAGMA journal_mode", mode, sizeof(mode));
 	ck_assert_str_eq(mode, "wal");
 	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM sqlite_master"
@@ -301,7 +301,7 @@ START_TEST(test_reopen_existing)
 	store_close(st);
 
 	db = peek_open();
-	ck_assert_int_eq(q_int(db, "PRAGMA user_version"), 2);
+	ck_assert_int_eq(q_int(db, "PRAGMA user_version"), 3);
 	sqlite3_close(db);
 }
 END_TEST
@@ -323,6 +323,8 @@ START_TEST(test_migrates_v1)
 	db = peek_open();
 	q_exec(db, "ALTER TABLE message DROP COLUMN agent_deaths;"
 	    "ALTER TABLE message DROP COLUMN hold_reason;"
+	    "DROP TABLE history_attempt; DROP TABLE history_rcpt;"
+	    "DROP TABLE history_message;"
 	    "PRAGMA user_version = 1");
 	sqlite3_close(db);
 
@@ -334,7 +336,7 @@ START_TEST(test_migrates_v1)
 	store_admin_show_free(&m);
 	store_close(st);
 	db = peek_open();
-	ck_assert_int_eq(q_int(db, "PRAGMA user_version"), 2);
+	ck_assert_int_eq(q_int(db, "PRAGMA user_version"), 3);
 	ck_assert_int_eq(q_int(db, "SELECT agent_deaths FROM message"), 0);
 	sqlite3_close(db);
 }
@@ -395,20 +397,20 @@ START_TEST(test_refuses_newer_schema)
 
 	ck_assert_int_eq(sqlite3_open_v2(dbpath, &db, SQLITE_OPEN_READWRITE |
 	    SQLITE_OPEN_CREATE, NULL), SQLITE_OK);
-	q_exec(db, "CREATE TABLE future (x); PRAGMA user_version = 3");
+	q_exec(db, "CREATE TABLE future (x); PRAGMA user_version = 4");
 	sqlite3_close(db);
 
 	err[0] = '\0';
 	st = store_open(dbpath, err, sizeof(err));
 	ck_assert_ptr_null(st);
-	snprintf(want, sizeof(want), "database schema version 3 is newer "
+	snprintf(want, sizeof(want), "database schema version 4 is newer "
 	    "than this ferry (%d)", STORE_SCHEMA_VERSION);
 	ck_assert_msg(strstr(err, want) != NULL, "err: %s", err);
 	ck_assert_msg(strstr(err, dbpath) != NULL, "no path in: %s", err);
 
 	/* ...and left it alone. */
 	db = peek_open();
-	ck_assert_int_eq(q_int(db, "PRAGMA user_version"), 3);
+	ck_assert_int_eq(q_int(db, "PRAGMA user_version"), 4);
 	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM sqlite_master"
 	    " WHERE name = 'message'"), 0);
 	sqlite3_close(db);
@@ -1943,6 +1945,331 @@ START_TEST(test_open_says_damaged)
 }
 END_TEST
 
+
+/* --- delivery history ---------------------------------------------------- */
+
+/* Makes an active message whose first recipient (alice@example.org) gets
+ * first_state/first_status after one deferral and whose second
+ * (bob@example.net) is delivered, then removes it; returns its qid. */
+static void
+finish_msg(struct store *st, enum rcpt_state first_state,
+    enum attempt_status first_status, char *qid)
+{
+	struct store_due *v;
+	size_t n, i;
+	int64_t id;
+
+	ck_assert_int_eq(store_begin(st), 0);
+	id = add_msg(st, 1, qid);
+	ck_assert_int_eq(store_commit(st), 0);
+	ck_assert_int_eq(store_begin(st), 0);
+	ck_assert_int_eq(store_due(st, 1e10, 100, &v, &n), 0);
+	for (i = 0; i < n; i++) {
+		if (v[i].msgid != id)
+			continue;
+		if (strcmp(v[i].address, "alice@example.org") == 0) {
+			ck_assert_int_eq(store_rcpt_result(st, v[i].rcpt_id,
+			    RCPT_PENDING, 1e10, "mx.example.org[192.0.2.9]:25",
+			    NULL, STATUS_DEFERRED, "4.2.0", "421 busy"), 0);
+			ck_assert_int_eq(store_rcpt_result(st, v[i].rcpt_id,
+			    first_state, 0, "mx.example.org[192.0.2.9]:25",
+			    "TLSv1.3", first_status, first_state ==
+			    RCPT_DELIVERED ? "2.0.0" : "5.1.1",
+			    first_state == RCPT_DELIVERED ? "250 ok" :
+			    "550 no such user"), 0);
+		} else {
+			ck_assert_int_eq(store_rcpt_result(st, v[i].rcpt_id,
+			    RCPT_DELIVERED, 0, "smtp.example.net[192.0.2.10]:587",
+			    NULL, STATUS_SENT, "2.0.0", "250 queued"), 0);
+		}
+	}
+	store_due_free(v, n);
+	ck_assert_int_eq(store_message_delete(st, id), 0);
+	ck_assert_int_eq(store_commit(st), 0);
+}
+
+struct hist_seen {
+	char qids[16][QID_LEN + 1];
+	char rcpts[16][64];
+	char status[16][16];
+	size_t n;
+};
+
+static int
+hist_collect(void *arg, const struct store_history_entry *e)
+{
+	struct hist_seen *h = arg;
+
+	if (h->n < 16) {
+		ferry_strlcpy(h->qids[h->n], e->qid, sizeof(h->qids[0]));
+		ferry_strlcpy(h->rcpts[h->n], e->rcpt, sizeof(h->rcpts[0]));
+		ferry_strlcpy(h->status[h->n], e->status,
+		    sizeof(h->status[0]));
+	}
+	h->n++;
+	return 0;
+}
+
+static size_t
+hist_find(struct store *st, const char *sender, const char *rcpt,
+    const char *status, const char *route, struct hist_seen *h)
+{
+	struct store_history_filter f = { sender, rcpt, status, route, -1, -1,
+	    100 };
+	int truncated;
+
+	memset(h, 0, sizeof(*h));
+	ck_assert_int_eq(store_history_search(st, &f, hist_collect, h,
+	    &truncated), 0);
+	ck_assert_int_eq(truncated, 0);
+	return h->n;
+}
+
+/* Nothing is kept unless asked; when asked, removal writes the summary,
+ * each recipient's outcome and every attempt, in the same transaction. */
+START_TEST(test_history_written_on_removal)
+{
+	struct store *st = open_store();
+	char qid[QID_LEN + 1], qid2[QID_LEN + 1];
+	sqlite3 *db;
+
+	finish_msg(st, RCPT_DELIVERED, STATUS_SENT, qid);
+	db = peek_open();
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM history_rcpt"), 0);
+	sqlite3_close(db);
+
+	store_history_keep(st, 1);
+	finish_msg(st, RCPT_FAILED, STATUS_BOUNCED, qid2);
+	db = peek_open();
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM message"), 0);
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM history_message"), 1);
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM history_rcpt"), 2);
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM history_attempt"), 3);
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM history_rcpt WHERE"
+	    " address = 'alice@example.org' AND status = 'bounced' AND"
+	    " deferred = 1 AND attempts = 2 AND dsn = '5.1.1' AND"
+	    " relay_host = 'mx.example.org' AND domain = 'example.org'"
+	    " AND sender_domain = 'example.com'"), 1);
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM history_rcpt WHERE"
+	    " address = 'bob@example.net' AND status = 'sent'"), 1);
+	sqlite3_close(db);
+	store_close(st);
+}
+END_TEST
+
+/* A message still arriving leaves no history when it is dropped. */
+START_TEST(test_history_not_for_incoming)
+{
+	struct store *st = open_store();
+	char qid[QID_LEN + 1];
+	int64_t id;
+	sqlite3 *db;
+
+	store_history_keep(st, 1);
+	ck_assert_int_eq(store_begin(st), 0);
+	id = add_msg(st, 0, qid);
+	ck_assert_int_eq(store_message_delete(st, id), 0);
+	ck_assert_int_eq(store_commit(st), 0);
+	db = peek_open();
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM history_message"), 0);
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM message"), 0);
+	sqlite3_close(db);
+	store_close(st);
+}
+END_TEST
+
+START_TEST(test_history_search)
+{
+	struct store *st = open_store();
+	char a[QID_LEN + 1], b[QID_LEN + 1];
+	struct store_history_filter f;
+	struct hist_seen h;
+	int truncated;
+
+	store_history_keep(st, 1);
+	finish_msg(st, RCPT_FAILED, STATUS_BOUNCED, a);
+	usleep(2000);
+	finish_msg(st, RCPT_FAILED, STATUS_EXPIRED, b);
+
+	/* exact address, any case; newest first */
+	ck_assert_int_eq(hist_find(st, NULL, "ALICE@example.org", NULL, NULL,
+	    &h), 2);
+	ck_assert_str_eq(h.qids[0], b);
+	ck_assert_str_eq(h.qids[1], a);
+	ck_assert_str_eq(h.status[0], "expired");
+	ck_assert_str_eq(h.status[1], "bounced");
+	/* no prefix match: an index serves only whole values */
+	ck_assert_int_eq(hist_find(st, NULL, "alice@example", NULL, NULL, &h),
+	    0);
+	/* domain */
+	ck_assert_int_eq(hist_find(st, NULL, "@Example.NET", NULL, NULL, &h),
+	    2);
+	ck_assert_str_eq(h.rcpts[0], "bob@example.net");
+	/* sender, sender domain */
+	ck_assert_int_eq(hist_find(st, "sender@example.com", NULL, NULL, NULL,
+	    &h), 4);
+	ck_assert_int_eq(hist_find(st, "@example.com", NULL, NULL, NULL, &h),
+	    4);
+	ck_assert_int_eq(hist_find(st, "other@example.com", NULL, NULL, NULL,
+	    &h), 0);
+	/* status */
+	ck_assert_int_eq(hist_find(st, NULL, NULL, "sent", NULL, &h), 2);
+	ck_assert_int_eq(hist_find(st, NULL, NULL, "bounced", NULL, &h), 1);
+	ck_assert_str_eq(h.qids[0], a);
+	ck_assert_int_eq(hist_find(st, NULL, NULL, "expired", NULL, &h), 1);
+	ck_assert_str_eq(h.qids[0], b);
+	ck_assert_int_eq(hist_find(st, NULL, NULL, "deferred", NULL, &h), 2);
+	ck_assert_str_eq(h.rcpts[0], "alice@example.org");
+	/* route: the relay's host */
+	ck_assert_int_eq(hist_find(st, NULL, NULL, NULL, "smtp.example.net",
+	    &h), 2);
+	ck_assert_int_eq(hist_find(st, "@example.com", "@example.org",
+	    "bounced", "mx.example.org", &h), 1);
+
+	/* time window and limit */
+	memset(&f, 0, sizeof(f));
+	f.since = now_wall() + 60;
+	f.until = -1;
+	f.limit = 10;
+	memset(&h, 0, sizeof(h));
+	ck_assert_int_eq(store_history_search(st, &f, hist_collect, &h,
+	    &truncated), 0);
+	ck_assert_int_eq(h.n, 0);
+	f.since = -1;
+	f.until = now_wall() + 60;
+	f.limit = 3;
+	ck_assert_int_eq(store_history_search(st, &f, hist_collect, &h,
+	    &truncated), 0);
+	ck_assert_int_eq(h.n, 3);
+	ck_assert_int_eq(truncated, 1);
+	store_close(st);
+}
+END_TEST
+
+/* The search by recipient walks an index, never the whole table. */
+START_TEST(test_history_search_uses_index)
+{
+	struct store *st = open_store();
+	char detail[256] = "";
+	sqlite3_stmt *s;
+	sqlite3 *db;
+
+	store_close(st);
+	db = peek_open();
+	s = prep(db, "EXPLAIN QUERY PLAN SELECT h.id FROM history_rcpt h"
+	    " JOIN history_message m ON m.id = h.hmsg_id WHERE 1"
+	    " AND h.address = 'x@y' ORDER BY h.left_at DESC, h.id DESC"
+	    " LIMIT 100");
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		const char *d = (const char *)sqlite3_column_text(s, 3);
+
+		if (d != NULL && strstr(d, "h ") != NULL)
+			ferry_strlcpy(detail, d, sizeof(detail));
+	}
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	ck_assert_msg(strstr(detail, "USING INDEX history_rcpt_address") !=
+	    NULL, "plan: %s", detail);
+}
+END_TEST
+
+START_TEST(test_history_prune)
+{
+	struct store *st = open_store();
+	char qid[QID_LEN + 1];
+	sqlite3 *db;
+	int i;
+
+	store_history_keep(st, 1);
+	for (i = 0; i < 5; i++)
+		finish_msg(st, RCPT_DELIVERED, STATUS_SENT, qid);
+	/* nothing older than the cutoff: nothing goes */
+	ck_assert_int_eq(store_history_prune(st, now_wall() - 3600, 100), 0);
+	/* in batches: at most batch messages a step */
+	ck_assert_int_eq(store_history_prune(st, now_wall() + 1, 2), 2);
+	db = peek_open();
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM history_message"), 3);
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM history_rcpt"), 6);
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM history_attempt"), 9);
+	sqlite3_close(db);
+	/* inside the runner's transaction too */
+	ck_assert_int_eq(store_begin(st), 0);
+	ck_assert_int_eq(store_history_prune(st, now_wall() + 1, 100), 3);
+	ck_assert_int_eq(store_commit(st), 0);
+	db = peek_open();
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM history_message"), 0);
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM history_rcpt"), 0);
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM history_attempt"), 0);
+	sqlite3_close(db);
+	store_close(st);
+}
+END_TEST
+
+START_TEST(test_history_show)
+{
+	struct store *st = open_store();
+	struct store_msg_info m;
+	char qid[QID_LEN + 1];
+	size_t i;
+
+	store_history_keep(st, 1);
+	finish_msg(st, RCPT_FAILED, STATUS_BOUNCED, qid);
+	ck_assert_int_eq(store_admin_show(st, qid, &m), STORE_NOT_FOUND);
+	ck_assert_int_eq(store_history_show(st, qid, &m), 0);
+	ck_assert_str_eq(m.state, "done");
+	ck_assert_str_eq(m.sender, "sender@example.com");
+	ck_assert_str_eq(m.client_addr, "192.0.2.7");
+	ck_assert_ptr_null(m.headers);
+	ck_assert_int_eq(m.nrcpts, 2);
+	for (i = 0; i < m.nrcpts; i++) {
+		if (strcmp(m.rcpts[i].address, "alice@example.org") == 0) {
+			ck_assert_str_eq(m.rcpts[i].state, "bounced");
+			ck_assert_int_eq(m.rcpts[i].nhistory, 2);
+			ck_assert_str_eq(m.rcpts[i].history[0].status,
+			    "deferred");
+			ck_assert_str_eq(m.rcpts[i].history[1].reply,
+			    "550 no such user");
+		} else {
+			ck_assert_str_eq(m.rcpts[i].state, "sent");
+		}
+	}
+	store_admin_show_free(&m);
+	ck_assert_int_eq(store_history_show(st, "000000000000", &m),
+	    STORE_NOT_FOUND);
+	store_close(st);
+}
+END_TEST
+
+/* A version 2 database gains the history tables in place. */
+START_TEST(test_migrates_v2)
+{
+	struct store *st = open_store();
+	char qid[QID_LEN + 1];
+	int64_t n;
+	sqlite3 *db;
+
+	ck_assert_int_eq(store_begin(st), 0);
+	add_msg(st, 1, qid);
+	ck_assert_int_eq(store_commit(st), 0);
+	store_close(st);
+	db = peek_open();
+	q_exec(db, "DROP TABLE history_attempt; DROP TABLE history_rcpt;"
+	    "DROP TABLE history_message; PRAGMA user_version = 2");
+	sqlite3_close(db);
+
+	st = open_store();
+	ck_assert_int_eq(store_count(st, "active", &n), 0);
+	ck_assert_int_eq(n, 1);
+	store_close(st);
+	db = peek_open();
+	ck_assert_int_eq(q_int(db, "PRAGMA user_version"), 3);
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM sqlite_master"
+	    " WHERE name IN ('history_message', 'history_rcpt',"
+	    " 'history_attempt', 'history_rcpt_address')"), 4);
+	sqlite3_close(db);
+}
+END_TEST
+
 static Suite *
 store_suite(void)
 {
@@ -2006,6 +2333,17 @@ store_suite(void)
 	tcase_add_test(tc, test_admin_flush);
 	tcase_add_test(tc, test_admin_delete);
 	tcase_add_test(tc, test_admin_stats);
+	suite_add_tcase(s, tc);
+
+	tc = new_tcase("history");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_history_written_on_removal);
+	tcase_add_test(tc, test_history_not_for_incoming);
+	tcase_add_test(tc, test_history_search);
+	tcase_add_test(tc, test_history_search_uses_index);
+	tcase_add_test(tc, test_history_prune);
+	tcase_add_test(tc, test_history_show);
+	tcase_add_test(tc, test_migrates_v2);
 	suite_add_tcase(s, tc);
 	return s;
 }

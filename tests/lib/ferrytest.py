@@ -538,6 +538,8 @@ class Ferry:
         for sec in ("smarthost", "mx", "delivery"):
             if o[sec] is not None:
                 lines += conf_section(sec, o[sec])
+        if o.get("history") is not None:
+            lines += conf_section("history", o["history"])
         if not delivery_wanted:
             # Intake-only tests: mail stays queued, untouched, and no
             # lookup ever leaves this machine.
