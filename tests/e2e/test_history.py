@@ -154,8 +154,13 @@ class HistoryTest(HistoryCase):
         self.assertIn("status is sent", p.stderr)
         p = d.ctl("history", "--since", "yesterday")
         self.assertEqual(p.returncode, 2)
-        p = d.ctl("queue", "list", "--rcpt", "x@y")
+        # history's own filters do not go with queue list
+        p = d.ctl("queue", "list", "--since", "1d")
         self.assertEqual(p.returncode, 2)
+        self.assertIn("go with history", p.stderr)
+        p = d.ctl("history", "--state", "hold")
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("go with queue list", p.stderr)
 
         # queue show falls back to the history
         doc = d.ctl_json("queue", "show", qid)
