@@ -208,6 +208,7 @@ START_TEST(test_worker_counters)
 	int i;
 
 	memset(&t, 0, sizeof(t));
+	memset(&m, 0, sizeof(m));   /* ipc_out_init keeps a buffer it has */
 	ck_assert_int_eq(wcount_pending(), 0);
 	for (i = 0; i < 3; i++)
 		wcount_reply(R_RELAY_DENIED);
