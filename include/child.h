@@ -28,6 +28,13 @@ char *child_read_config_fd(int fd);
 /* Parses "-f path -d -g N" for the exec'd children. */
 void child_parse_args(int argc, char **argv, struct child_args *a);
 
+/* Signals as every child takes them: SIGTERM and SIGINT run on_term,
+ * SIGUSR1 runs on_usr1 (ignored when NULL); SIGPIPE, SIGHUP and SIGXFSZ
+ * are ignored (a write past a limit fails instead of killing); none
+ * restarts a system call, so poll wakes up.  Then unblocks every signal:
+ * the master starts its children with them blocked. */
+void child_signals(void (*on_term)(int), void (*on_usr1)(int));
+
 /* After the privilege drop: die with the master (PR_SET_PDEATHSIG). */
 void child_follow_master(pid_t master);
 

@@ -58,24 +58,6 @@ on_term(int sig)
 	stop = 1;
 }
 
-static void
-install_signals(void)
-{
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sigemptyset(&sa.sa_mask);
-	sa.sa_handler = on_term;   /* no SA_RESTART: poll must wake up */
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGUSR1, &sa, NULL);
-	sa.sa_handler = SIG_IGN;
-	sigaction(SIGPIPE, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	sigaction(SIGXFSZ, &sa, NULL);
-	sigemptyset(&sa.sa_mask);
-	sigprocmask(SIG_SETMASK, &sa.sa_mask, NULL);
-}
 
 /* --- the runner's socket ------------------------------------------------ */
 
@@ -381,7 +363,7 @@ deliver(const struct child_args *a)
 	int last_job = 0;   /* the runner marks an agent's last job */
 	int leaving = 0;    /* AGENT_LEAVING was sent */
 
-	install_signals();
+	child_signals(on_term, on_term);
 	memset(&ag, 0, sizeof(ag));
 	ag.conn.fd = -1;
 	ag.runner.ch.fd = -1;

@@ -110,25 +110,6 @@ on_term(int sig)
 	runner_stop = 1;
 }
 
-static void
-install_signals(void)
-{
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sigemptyset(&sa.sa_mask);
-	sa.sa_handler = on_term;
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sa.sa_handler = on_usr1;
-	sigaction(SIGUSR1, &sa, NULL);
-	sa.sa_handler = SIG_IGN;
-	sigaction(SIGPIPE, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	/* the master starts us with signals blocked: take them now */
-	sigemptyset(&sa.sa_mask);
-	sigprocmask(SIG_SETMASK, &sa.sa_mask, NULL);
-}
 
 struct runner {
 	struct ferry_config *cfg;     /* owned; replaced on reload */
@@ -928,7 +909,7 @@ queue(const struct child_args *a)
 	uid_t agent_uid;
 	pid_t master = getppid();
 
-	install_signals();
+	child_signals(on_term, on_usr1);
 	umask(077);   /* the database, its WAL and shm: queue user only */
 	cfg = child_load_config(a, "ferry-queue");
 	memset(&r, 0, sizeof(r));

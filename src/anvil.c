@@ -79,25 +79,6 @@ on_term(int sig)
 	anvil_stop = 1;
 }
 
-static void
-install_signals(void)
-{
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sigemptyset(&sa.sa_mask);
-	sa.sa_handler = on_term;
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sa.sa_handler = SIG_IGN;
-	sigaction(SIGPIPE, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	sigaction(SIGUSR1, &sa, NULL);
-	sigaction(SIGXFSZ, &sa, NULL);
-	/* the master starts us with signals blocked: take them now */
-	sigemptyset(&sa.sa_mask);
-	sigprocmask(SIG_SETMASK, &sa.sa_mask, NULL);
-}
 
 /* What a worker may ask. */
 static const struct channel_rule worker_may_send[] = {
@@ -629,7 +610,7 @@ anvil(const struct child_args *a)
 	gid_t gid;
 	pid_t master = getppid();
 
-	install_signals();
+	child_signals(on_term, NULL);
 	cfg = child_load_config(a, "ferry-anvil");
 	memset(&av, 0, sizeof(av));
 	if (geteuid() == 0) {

@@ -71,25 +71,6 @@ on_term(int sig)
 	metrics_stop = 1;
 }
 
-static void
-install_signals(void)
-{
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sigemptyset(&sa.sa_mask);
-	sa.sa_handler = on_term;
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sa.sa_handler = SIG_IGN;
-	sigaction(SIGPIPE, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	sigaction(SIGUSR1, &sa, NULL);
-	sigaction(SIGXFSZ, &sa, NULL);
-	/* the master starts us with signals blocked: take them now */
-	sigemptyset(&sa.sa_mask);
-	sigprocmask(SIG_SETMASK, &sa.sa_mask, NULL);
-}
 
 struct client {
 	int fd;
@@ -424,7 +405,7 @@ metrics(const struct child_args *a)
 	pid_t master = getppid();
 	int dropped;
 
-	install_signals();
+	child_signals(on_term, NULL);
 	cfg = child_load_config(a, "ferry-metrics");
 	ms = xcalloc(1, sizeof(*ms));
 	snprintf(chroot_dir, sizeof(chroot_dir), "%s/%s", cfg->spool_dir,

@@ -138,26 +138,6 @@ report_counters(pid_t pid, int force)
 	}
 }
 
-static void
-install_signals(void)
-{
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sigemptyset(&sa.sa_mask);
-	sa.sa_handler = on_term;   /* no SA_RESTART: poll must wake up */
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sa.sa_handler = on_usr1;
-	sigaction(SIGUSR1, &sa, NULL);
-	sa.sa_handler = SIG_IGN;
-	sigaction(SIGPIPE, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	sigaction(SIGXFSZ, &sa, NULL);
-	/* the master starts us with signals blocked: take them now */
-	sigemptyset(&sa.sa_mask);
-	sigprocmask(SIG_SETMASK, &sa.sa_mask, NULL);
-}
 
 /* Anvil's answer about a new connection; over a limit, the client gets
  * 421 in one write and no session.  1 when refused. */
@@ -613,7 +593,7 @@ smtpd(const struct child_args *a)
 	size_t i, n;
 	pid_t master = getppid();
 
-	install_signals();
+	child_signals(on_term, on_usr1);
 	cfg = child_load_config(a, "ferry-smtpd");
 	n = cfg->nlisteners;
 	memset(&w, 0, sizeof(w));
