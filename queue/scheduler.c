@@ -39,7 +39,8 @@
  * the hop's next probe (not due again before it); one probe job
  * per retry step goes through, and when a job reaches the hop again the
  * recipients deferred meanwhile are made due at once.  (The list of
- * those is kept in memory: after a restart they follow their schedule.)
+ * those is kept in memory: after a restart they wait for the time they
+ * were held to, at most one probe step, or for "ferryctl queue flush".)
  */
 #include "autoconfig.h"
 
