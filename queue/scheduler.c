@@ -443,11 +443,12 @@ report(struct scheduler *s, int64_t msgid, const char *qid,
 }
 
 /* Queues the reports a job owes and removes the message when nothing is
- * pending; 1 when it removed it. */
+ * pending; 1 when it removed it.  left_pending: the job itself left a
+ * recipient pending (deferred), so the store need not be asked. */
 static int
 finish_message(struct scheduler *s, int64_t msgid, const char *qid,
     struct failure *fails, size_t nfails, struct failure *delays,
-    size_t ndelays)
+    size_t ndelays, int left_pending)
 {
 	int64_t pending, delivered, total;
 
@@ -457,6 +458,8 @@ finish_message(struct scheduler *s, int64_t msgid, const char *qid,
 	}
 	report(s, msgid, qid, fails, nfails, 0);
 	report(s, msgid, qid, delays, ndelays, 1);
+	if (left_pending)
+		return 0;   /* one of the job's own is still to be sent */
 	if (store_message_progress(s->st, msgid, &pending, &delivered,
 	    &total) == 0 && pending == 0) {
 		if (store_message_delete(s->st, msgid) == 0)
@@ -473,7 +476,7 @@ static void
 write_job(struct scheduler *s, struct sched_job *j)
 {
 	size_t k, unanswered = 0;
-	int deaths = 0;
+	int deaths = 0, left_pending = 0;
 
 	if (j->finish_written)
 		return;
@@ -481,9 +484,13 @@ write_job(struct scheduler *s, struct sched_job *j)
 		write_rcpt(s, j, &j->rcpts[k]);
 		if (!j->rcpts[k].answered)
 			unanswered++;
+		else if (j->rcpts[k].written &&
+		    j->rcpts[k].t.counts_attempt &&
+		    j->rcpts[k].t.state == RCPT_PENDING)
+			left_pending = 1;
 	}
 	if (finish_message(s, j->msgid, j->qid, j->fails, j->nfails,
-	    j->delays, j->ndelays) && !j->removal_logged) {
+	    j->delays, j->ndelays, left_pending) && !j->removal_logged) {
 		j->removal_logged = 1;   /* once, however often written */
 		log_info("%s: removed", j->qid);
 	}
