@@ -47,6 +47,14 @@ int hop_health_result(struct hop_health *h, const char *dest, int hop_failed,
     const char *dsn, const char *reason, double now, const int *steps,
     size_t nsteps);
 
+/* Until when mail deferred in bulk for dest now may wait: the time of
+ * the hop's next probe (for a probe due or in flight, a step after now,
+ * when the next one goes if it fails), so that held mail comes due
+ * with the probe rather than at every step of its own schedule; 0 when
+ * dest is up.  steps as for hop_health_result. */
+double hop_health_held_until(const struct hop_health *h, const char *dest,
+    double now, const int *steps, size_t nsteps);
+
 /* Notes a recipient deferred in bulk for dest while it was down. */
 void hop_health_hold(struct hop_health *h, const char *dest, int64_t rcpt_id);
 

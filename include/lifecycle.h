@@ -67,6 +67,13 @@ struct transition lifecycle_decide(enum attempt_outcome outcome,
     int attempts, double received_at, double now,
     const struct lifecycle_policy *policy, uint32_t notify);
 
+/* The next attempt of a recipient deferred (t from lifecycle_decide)
+ * while its next hop is down, held until at least until (the hop's next
+ * probe): never before t's own next attempt, never past the end of the
+ * lifetime unless t's already is.  Any other transition is unchanged. */
+double lifecycle_hold_until(const struct transition *t, double until,
+    double received_at, const struct lifecycle_policy *policy);
+
 /* Nonzero when the recipient's time in the queue is over at now. */
 int lifecycle_expired(double received_at, double now,
     const struct lifecycle_policy *policy);

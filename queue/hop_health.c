@@ -165,6 +165,19 @@ hop_health_result(struct hop_health *h, const char *dest, int hop_failed,
 	return 0;
 }
 
+double
+hop_health_held_until(const struct hop_health *h, const char *dest,
+    double now, const int *steps, size_t nsteps)
+{
+	const struct hop *p = find(h, dest);
+
+	if (p == NULL || !p->down)
+		return 0;
+	if (p->probing || now >= p->probe_at)
+		return now + probe_step(p->probes_failed + 1, steps, nsteps);
+	return p->probe_at;
+}
+
 static int
 cmp_id(const void *a, const void *b)
 {

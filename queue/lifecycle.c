@@ -89,6 +89,20 @@ lifecycle_decide(enum attempt_outcome outcome, int attempts,
 	return t;
 }
 
+double
+lifecycle_hold_until(const struct transition *t, double until,
+    double received_at, const struct lifecycle_policy *p)
+{
+	double end = received_at + p->max_lifetime;
+
+	if (t->state != RCPT_PENDING || t->status != STATUS_DEFERRED ||
+	    until <= t->next_attempt)
+		return t->next_attempt;
+	if (until > end)
+		until = end > t->next_attempt ? end : t->next_attempt;
+	return until;
+}
+
 const char *
 rcpt_state_name(enum rcpt_state s)
 {

@@ -35,10 +35,12 @@
  * with every recipient deferred for a connection-level 4.4.x reason) is
  * down, as hop_health.c keeps it: its due mail is deferred in bulk, each
  * recipient logged once with "delivery temporarily suspended: REASON"
- * and counted as an attempt, without a connection each; one probe job
+ * and counted as an attempt, without a connection each, and held until
+ * the hop's next probe (not due again before it); one probe job
  * per retry step goes through, and when a job reaches the hop again the
  * recipients deferred meanwhile are made due at once.  (The list of
- * those is kept in memory: after a restart they follow their schedule.)
+ * those is kept in memory: after a restart they wait for the time they
+ * were held to, at most one probe step, or for "ferryctl queue flush".)
  */
 #include "autoconfig.h"
 
@@ -69,6 +71,10 @@
  * loop, so intake and ferryctl are answered between two turns rather
  * than after a whole batch of DUE_BATCH recipients. */
 #define SUSPEND_TURN_MS 20
+/* A turn cut short reads only about what it handled the next time (a
+ * quarter more, at least DUE_MIN), not DUE_BATCH rows to handle a few
+ * of them; a turn that handles all it read may read twice as many. */
+#define DUE_MIN 32
 #define AGENT_DEATHS_HOLD 3   /* agents lost in a row on one message */
 #define HOLD_REASON_AGENTS "delivery agent died 3 times in a row while " \
 	"delivering it"
@@ -133,6 +139,8 @@ struct scheduler {
 	                             transaction: it cannot be committed */
 	struct hop_health *hops;  /* next hops that failed lately */
 	int agents_wanted;        /* busy agents and due jobs without one */
+	size_t due_limit;         /* due rows read per turn, up to
+	                             DUE_BATCH */
 	int64_t next_retire_ms;   /* when an idle agent is next let go;
 	                             0: none is free */
 	struct sched_metrics metrics;
@@ -435,11 +443,12 @@ report(struct scheduler *s, int64_t msgid, const char *qid,
 }
 
 /* Queues the reports a job owes and removes the message when nothing is
- * pending; 1 when it removed it. */
+ * pending; 1 when it removed it.  left_pending: the job itself left a
+ * recipient pending (deferred), so the store need not be asked. */
 static int
 finish_message(struct scheduler *s, int64_t msgid, const char *qid,
     struct failure *fails, size_t nfails, struct failure *delays,
-    size_t ndelays)
+    size_t ndelays, int left_pending)
 {
 	int64_t pending, delivered, total;
 
@@ -449,6 +458,8 @@ finish_message(struct scheduler *s, int64_t msgid, const char *qid,
 	}
 	report(s, msgid, qid, fails, nfails, 0);
 	report(s, msgid, qid, delays, ndelays, 1);
+	if (left_pending)
+		return 0;   /* one of the job's own is still to be sent */
 	if (store_message_progress(s->st, msgid, &pending, &delivered,
 	    &total) == 0 && pending == 0) {
 		if (store_message_delete(s->st, msgid) == 0)
@@ -465,7 +476,7 @@ static void
 write_job(struct scheduler *s, struct sched_job *j)
 {
 	size_t k, unanswered = 0;
-	int deaths = 0;
+	int deaths = 0, left_pending = 0;
 
 	if (j->finish_written)
 		return;
@@ -473,9 +484,13 @@ write_job(struct scheduler *s, struct sched_job *j)
 		write_rcpt(s, j, &j->rcpts[k]);
 		if (!j->rcpts[k].answered)
 			unanswered++;
+		else if (j->rcpts[k].written &&
+		    j->rcpts[k].t.counts_attempt &&
+		    j->rcpts[k].t.state == RCPT_PENDING)
+			left_pending = 1;
 	}
 	if (finish_message(s, j->msgid, j->qid, j->fails, j->nfails,
-	    j->delays, j->ndelays) && !j->removal_logged) {
+	    j->delays, j->ndelays, left_pending) && !j->removal_logged) {
 		j->removal_logged = 1;   /* once, however often written */
 		log_info("%s: removed", j->qid);
 	}
@@ -680,6 +695,7 @@ scheduler_new(const struct ferry_config *cfg, struct store *st,
 	s->cfg = cfg;
 	s->st = st;
 	s->hops = hop_health_new();
+	s->due_limit = DUE_BATCH;
 	agent_pool_init(&s->pool, st, agent_uid, &scheduler_hooks, s);
 	s->wake = 1;
 	histogram_init(&s->metrics.delivery_seconds, delivery_bounds,
@@ -848,7 +864,10 @@ dispatch(struct scheduler *s, struct pool_agent *a, const char *dest,
 
 /* Defers the due recipients v[idx[0..n)] of one message for a next hop
  * that is down, without a connection: one attempt each, counted and
- * logged with the reason the hop went down. */
+ * logged with the reason the hop went down.  Their next attempt is held
+ * until the hop's next probe (lifecycle_hold_until), so a long outage
+ * costs one deferral per recipient per probe step, not one per step of
+ * each recipient's own schedule. */
 static void
 suspend(struct scheduler *s, const char *dest, const char *dsn,
     const char *reason, struct store_due *v, const size_t *idx, size_t n,
@@ -857,6 +876,9 @@ suspend(struct scheduler *s, const char *dest, const char *dsn,
 	const struct store_due *d0 = &v[idx[0]];
 	struct sched_job *job;
 	char reply[HOP_REASON_MAX + 64];
+	struct lifecycle_policy pol = policy_of(s->cfg);
+	double until = hop_health_held_until(s->hops, dest, now,
+	    s->cfg->retry_schedule, s->cfg->nretry_schedule);
 	size_t k;
 
 	snprintf(reply, sizeof(reply), "delivery temporarily suspended: %s",
@@ -879,6 +901,8 @@ suspend(struct scheduler *s, const char *dest, const char *dsn,
 		jr->attempts = d->attempts;
 		jr->last_reply = xstrdup(d->last_reply);
 		decide(s, job, jr, OUTCOME_TEMPORARY, dsn, reply, "none", "");
+		jr->t.next_attempt = lifecycle_hold_until(&jr->t, until,
+		    d->received_at, &pol);
 		hop_health_hold(s->hops, dest, d->rcpt_id);
 	}
 	job_over(s, job);
@@ -953,7 +977,7 @@ void
 scheduler_run(struct scheduler *s)
 {
 	struct store_due *v;
-	size_t n, i, *idx, nidx;
+	size_t n, i, *idx, nidx, cut = 0;
 	char *taken;
 	double now = now_wall(), when;
 	int any_idle = 0, blocked = 0, suspended = 0, busy = 0;
@@ -973,7 +997,7 @@ scheduler_run(struct scheduler *s)
 		if (!s->pool.agents[i]->busy && s->pool.agents[i]->pid != 0 &&
 		    !s->pool.agents[i]->retiring)
 			any_idle = 1;
-	if (store_due(s->st, now, DUE_BATCH, &v, &n) < 0) {
+	if (store_due(s->st, now, s->due_limit, &v, &n) < 0) {
 		log_error("scheduler: %s", store_errmsg(s->st));
 		s->next_run_ms = now_ms() + 1000;
 		return;
@@ -1034,8 +1058,12 @@ scheduler_run(struct scheduler *s)
 			suspend(s, dest, hop_dsn, hop_reason, v, idx, nidx,
 			    now);
 			suspended = 1;
-			if (now_ms() >= turn_end)
-				break;   /* the rest in the next turn */
+			if (now_ms() >= turn_end) {
+				/* the rest in the next turn, which reads
+				 * about as many as this one handled */
+				cut = i + 1;
+				break;
+			}
 			continue;
 		}
 		if (dest_busy(s, dest) >= s->cfg->per_destination ||
@@ -1062,6 +1090,15 @@ scheduler_run(struct scheduler *s)
 	}
 	if (suspended)
 		s->wake = 1;   /* the next batch once this one is committed */
+	if (cut > 0) {
+		s->due_limit = cut + cut / 4;
+		if (s->due_limit < DUE_MIN)
+			s->due_limit = DUE_MIN;
+	} else if (s->due_limit < DUE_BATCH) {
+		s->due_limit *= 2;
+		if (s->due_limit > DUE_BATCH)
+			s->due_limit = DUE_BATCH;
+	}
 	free(taken);
 	free(idx);
 	store_due_free(v, n);
@@ -1139,6 +1176,7 @@ scheduler_flush_hops(struct scheduler *s)
 
 	hop_health_free(s->hops);
 	s->hops = hop_health_new();
+	s->due_limit = DUE_BATCH;
 	if (n > 0)
 		log_info("queue: %zu next hop(s) marked down are tried again "
 		    "(flushed by the operator)", n);

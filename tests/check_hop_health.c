@@ -99,6 +99,50 @@ START_TEST(test_one_probe_per_retry_step)
 }
 END_TEST
 
+/* Mail deferred in bulk waits for the hop's next probe: before a probe
+ * is due, its time; with one due or in flight, the step after it (when
+ * the next goes if this one fails); nothing for a hop that is up. */
+START_TEST(test_held_until_next_probe)
+{
+	struct hop_health *h = hop_health_new();
+	int i;
+
+	ck_assert(hop_health_held_until(h, HOP, 1000, steps, NSTEPS) == 0);
+	hop_fails(h, HOP, 1000);
+	ck_assert(hop_health_held_until(h, HOP, 1000, steps, NSTEPS) == 0);
+	for (i = 1; i < HOP_DOWN_AFTER; i++)
+		hop_fails(h, HOP, 1000);
+	ck_assert(hop_health_held_until(h, HOP, 1010, steps, NSTEPS) ==
+	    1060);
+	/* the probe is due: held a step past it */
+	ck_assert(hop_health_held_until(h, HOP, 1060, steps, NSTEPS) ==
+	    1060 + 300);
+	hop_health_probe_sent(h, HOP);
+	ck_assert(hop_health_held_until(h, HOP, 1065, steps, NSTEPS) ==
+	    1065 + 300);
+	/* it failed: the next probe's time */
+	hop_fails(h, HOP, 1070);
+	ck_assert(hop_health_held_until(h, HOP, 1100, steps, NSTEPS) ==
+	    1070 + 300);
+	/* the last step repeats */
+	hop_health_probe_sent(h, HOP);
+	hop_fails(h, HOP, 1400);
+	hop_health_probe_sent(h, HOP);
+	hop_fails(h, HOP, 2300);
+	ck_assert(hop_health_held_until(h, HOP, 2300, steps, NSTEPS) ==
+	    2300 + 900);
+	ck_assert(hop_health_held_until(h, HOP, 3200, steps, NSTEPS) ==
+	    3200 + 900);
+	/* back up: nothing is held */
+	ck_assert_int_eq(hop_health_result(h, HOP, 0, "", "", 3300, steps,
+	    NSTEPS), 1);
+	ck_assert(hop_health_held_until(h, HOP, 3300, steps, NSTEPS) == 0);
+	ck_assert(hop_health_held_until(h, "mx:other.example", 3300, steps,
+	    NSTEPS) == 0);
+	hop_health_free(h);
+}
+END_TEST
+
 START_TEST(test_back_hands_over_held)
 {
 	struct hop_health *h = hop_health_new();
@@ -175,6 +219,7 @@ hop_health_suite(void)
 
 	tcase_add_test(tc, test_down_after_failures_in_a_row);
 	tcase_add_test(tc, test_one_probe_per_retry_step);
+	tcase_add_test(tc, test_held_until_next_probe);
 	tcase_add_test(tc, test_back_hands_over_held);
 	tcase_add_test(tc, test_held_stays_bounded);
 	suite_add_tcase(s, tc);

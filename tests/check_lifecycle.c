@@ -181,6 +181,64 @@ START_TEST(test_agent_gone_changes_nothing)
 }
 END_TEST
 
+/* Held for a down next hop: the bulk path takes lifecycle_decide's
+ * transition and only moves a deferral's next attempt later, to the
+ * hop's next probe, never past the end of the lifetime; the attempt is
+ * counted, and expiry, bounces and delivery are left as decided. */
+START_TEST(test_hold_until_probe)
+{
+	struct transition t;
+	double age, until, at;
+	int attempts;
+
+	/* a deferral waits for the probe, counted as an attempt */
+	t = decide(OUTCOME_TEMPORARY, 0, 100, 0);
+	ck_assert(t.next_attempt == T0 + 100 + 60);
+	at = lifecycle_hold_until(&t, T0 + 100 + 900, T0, &policy);
+	ck_assert(at == T0 + 100 + 900);
+	ck_assert_int_eq(t.counts_attempt, 1);
+	ck_assert_int_eq(t.status, STATUS_DEFERRED);
+	/* a probe sooner than its own step moves nothing earlier */
+	t = decide(OUTCOME_TEMPORARY, 2, 100, 0);
+	ck_assert(lifecycle_hold_until(&t, T0 + 110, T0, &policy) ==
+	    t.next_attempt);
+	ck_assert(lifecycle_hold_until(&t, 0, T0, &policy) ==
+	    t.next_attempt);
+	/* never past the end of the lifetime: the last try is then */
+	t = decide(OUTCOME_TEMPORARY, 0, policy.max_lifetime - 1000, 0);
+	at = lifecycle_hold_until(&t, T0 + policy.max_lifetime + 3600, T0,
+	    &policy);
+	ck_assert(at == T0 + policy.max_lifetime);
+	/* expired: failed with a bounce, as lifecycle_decide says */
+	t = decide(OUTCOME_TEMPORARY, 7, policy.max_lifetime, 0);
+	ck_assert_int_eq(t.status, STATUS_EXPIRED);
+	ck_assert(lifecycle_hold_until(&t, T0 + policy.max_lifetime + 900,
+	    T0, &policy) == 0);
+	/* the agreement over many cases: the result is the decided next
+	 * attempt or the probe time, within [decided, end of lifetime] */
+	for (attempts = 0; attempts < 6; attempts++)
+		for (age = 0; age <= policy.max_lifetime + 100; age += 3917)
+			for (until = T0; until < T0 + policy.max_lifetime +
+			    7200; until += 5003) {
+				t = decide(OUTCOME_TEMPORARY, attempts, age, 0);
+				at = lifecycle_hold_until(&t, until, T0,
+				    &policy);
+				if (t.state != RCPT_PENDING) {
+					ck_assert(at == t.next_attempt);
+					continue;
+				}
+				ck_assert(at >= t.next_attempt);
+				ck_assert(at == t.next_attempt || at == until ||
+				    at == T0 + policy.max_lifetime);
+				ck_assert(at <= T0 + policy.max_lifetime ||
+				    at == t.next_attempt);
+				if (until <= T0 + policy.max_lifetime &&
+				    until >= t.next_attempt)
+					ck_assert(at == until);
+			}
+}
+END_TEST
+
 START_TEST(test_names)
 {
 	ck_assert_str_eq(rcpt_state_name(RCPT_PENDING), "pending");
@@ -208,6 +266,7 @@ lifecycle_suite(void)
 	tcase_add_test(tc, test_delay_warning_off);
 	tcase_add_test(tc, test_not_tried);
 	tcase_add_test(tc, test_agent_gone_changes_nothing);
+	tcase_add_test(tc, test_hold_until_probe);
 	tcase_add_test(tc, test_names);
 	suite_add_tcase(s, tc);
 	return s;

@@ -93,9 +93,12 @@ rate() {  # port count -> messages/second through smtp-source
 	t1=$(now)
 	python3 -c "print('%.0f' % ($2 / ($t1 - $t0)))"
 }
-timed() {  # command... -> seconds it took (its output thrown away)
-	t0=$(now); "$@" >/dev/null; t1=$(now)
-	python3 -c "print('%.3f' % ($t1 - $t0))"
+timed() {  # command... -> seconds it took (its output thrown away);
+	# timed inside one python, so its own start is not counted
+	python3 -c 'import subprocess, sys, time
+t0 = time.monotonic()
+subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, check=False)
+print("%.3f" % (time.monotonic() - t0))' "$@"
 }
 median_of() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 

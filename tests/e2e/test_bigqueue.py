@@ -153,6 +153,59 @@ class DeadNextHopTest(BigQueueCase):
         self.assertTrue(ft.wait_for(lambda: d.count("message") == 0, WAIT,
                                     0.1))
 
+    def test_held_mail_waits_for_the_probe_and_the_runner_idles(self):
+        # mail for a hop down a while waits for the hop's next probe, not
+        # for each short step of its own schedule: with a few thousand
+        # messages deferred, the runner does nothing until then
+        s = self.smarthost()
+        s.pause()
+        steps = 6                       # short steps, then a long one
+        d = self.ferry_to(s, retry=[1] * steps + [600])
+        for i in range(HOP_DOWN_AFTER):
+            d.send(b"Subject: first %d\r\n\r\nx\r\n" % i,
+                   sender=SENDER, rcpts=["f%d@dest.test" % i])
+        self.assertIsNotNone(d.wait_log(r"next hop route:dest is down",
+                                        WAIT))
+        # the probes fail one a second until the next waits 600 s; a
+        # message more now and then, as those queued run out of short
+        # steps of their own, gives each probe a message to go with
+        first = HOP_DOWN_AFTER
+        end = time.monotonic() + WAIT
+        while (self.connects(d) < HOP_DOWN_AFTER + steps and
+               time.monotonic() < end):
+            d.send(b"Subject: first %d\r\n\r\nx\r\n" % first,
+                   sender=SENDER, rcpts=["f%d@dest.test" % first])
+            first += 1
+            time.sleep(0.5)
+        self.assertEqual(self.connects(d), HOP_DOWN_AFTER + steps)
+        n = 2000
+        with d.client() as c:
+            c.ehlo()
+            for i in range(n):
+                c.send_message(SENDER, ["r%d@dest.test" % i],
+                               b"Subject: held\r\n\r\nx\r\n")
+        self.assertTrue(ft.wait_for(
+            lambda: d.count("recipient", "attempts = 0") == 0, WAIT, 0.2))
+        [runner] = d.runners()
+
+        def cpu():
+            with open("/proc/%d/stat" % runner) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / \
+                os.sysconf("SC_CLK_TCK")
+
+        before, c0, t0 = self.suspended(d), cpu(), time.monotonic()
+        time.sleep(5)
+        used, elapsed = cpu() - c0, time.monotonic() - t0
+        # their first deferral is their only one before the probe
+        self.assertEqual(self.suspended(d), before)
+        self.assertEqual(d.count("recipient", "attempts > 1 AND "
+                                 "address LIKE 'r%'"), 0)
+        self.assertEqual(self.connects(d), HOP_DOWN_AFTER + steps)
+        self.assertLess(used / elapsed, 0.03,
+                        "runner CPU %.2f s over %.1f s" % (used, elapsed))
+        self.assertEqual(d.count("message"), n + first)
+
     def test_server_refusal_does_not_mark_it_down(self):
         # a 4xx from a server that answers is not a dead next hop
         s = self.smarthost()
