@@ -98,12 +98,16 @@ def main():
         if d.poll() is not None:
             fail("ferryd exited with %s" % d.returncode, logtext())
 
-        # privilege separation with the package's users
+        # privilege separation with the package's users (delivery
+        # agents start when mail is due: none at rest)
         users = wait(lambda: {u for _, _, u in children(d.pid)} >=
-                     {"ferry", "ferry-smtpd", "ferry-deliver"} and
+                     {"ferry", "ferry-smtpd"} and
                      {u for _, _, u in children(d.pid)})
         if not users:
             fail("children and their users: %r" % children(d.pid), logtext())
+        if any(c == "ferry-deliver" for _, c, _ in children(d.pid)):
+            fail("a delivery agent runs with no mail to deliver: %r" %
+                 children(d.pid), logtext())
         print("run_installed: children run as %s" % ", ".join(sorted(users)))
         seen = children(d.pid)
 
@@ -134,6 +138,13 @@ def main():
                 b"Bcc:" in t.data or b"Message-ID: <" not in t.data):
             fail("message at the sink: %r" % t.data[:2000])
         print("run_installed: message relayed to the sink")
+        agents = [(p, u) for p, c, u in children(d.pid)
+                  if c == "ferry-deliver"]
+        if not agents or any(u != "ferry-deliver" for _, u in agents):
+            fail("the delivery agent and its user: %r" % children(d.pid),
+                 logtext())
+        print("run_installed: the delivery agent runs as ferry-deliver")
+        seen += children(d.pid)
 
         # ferryctl through the control socket, then a reload
         r = subprocess.run(["/usr/sbin/ferryctl", "-f", conf, "status"],
