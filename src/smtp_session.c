@@ -1816,6 +1816,7 @@ log_disconnect(struct smtp_session *s)
 	char line[512];
 	size_t i, o = 0;
 
+	line[0] = '\0';
 	for (i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
 		const char *name;
 		char lower[16];

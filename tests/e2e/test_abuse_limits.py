@@ -17,6 +17,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
 import ferrytest as ft  # noqa: E402
 
 POOL = {"min_idle": 4, "max_idle": 8, "max": 16}
+# one session per worker: the sessions of a test land on distinct workers
+# (a worker waiting for anvil's answer would otherwise take more), so the
+# limits are shown to hold across workers
+ONE_EACH = dict(POOL, sessions_per_worker=1)
 HOST = "abuse.ferry-test.example"
 
 
@@ -65,7 +69,7 @@ class AbuseCase(ft.FerryTestCase):
 
 
 class PerClientTest(AbuseCase):
-    ferry_options = {"hostname": HOST, "workers": POOL,
+    ferry_options = {"hostname": HOST, "workers": ONE_EACH,
                      "limits": {"max_connections_per_client": 2}}
 
     def test_third_connection_refused_across_workers(self):
@@ -107,7 +111,7 @@ class PerClientTest(AbuseCase):
 
 
 class GlobalLimitTest(AbuseCase):
-    ferry_options = {"hostname": HOST, "workers": POOL,
+    ferry_options = {"hostname": HOST, "workers": ONE_EACH,
                      "limits": {"max_connections": 3}}
 
     def test_global_limit(self):
@@ -173,7 +177,7 @@ class RateTest(AbuseCase):
 
 
 class AnvilProcessTest(AbuseCase):
-    ferry_options = {"hostname": HOST, "workers": POOL,
+    ferry_options = {"hostname": HOST, "workers": ONE_EACH,
                      "limits": {"max_connections_per_client": 2}}
 
     def anvil_pid(self):

@@ -171,6 +171,16 @@ class CommandTest(ft.FerryTestCase):
             r"disconnect from unknown\[127\.0\.0\.1\] ehlo=1 noop=1 "
             r"quit=1 unknown=1 commands=4", start=start))
 
+    def test_log_no_commands(self):
+        """A client that leaves without a command: the line says
+        commands=0 and nothing else between the address and it."""
+        start = self.ferry.log_size()
+        with self.ferry.client() as c:
+            self.assertReply(c.greeting, 220)
+        self.assertIsNotNone(self.ferry.wait_log(
+            r"(?m)disconnect from unknown\[127\.0\.0\.1\] commands=0$",
+            start=start))
+
     def test_many_pipelined_commands(self):
         """A large pipelined batch: replies come back complete and in
         order even though they exceed any single buffer."""
