@@ -717,6 +717,7 @@ store_open(const char *path, char *err, size_t errlen)
 		"PRAGMA synchronous = FULL",
 		"PRAGMA foreign_keys = ON",
 		"PRAGMA secure_delete = OFF",
+		"PRAGMA temp_store = MEMORY",
 	};
 	struct store *st;
 	char mode[16];
