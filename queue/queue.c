@@ -782,6 +782,13 @@ prune_history(struct runner *r)
 	int64_t now = now_ms(), n;
 	size_t i;
 
+	/* staged history is filed when idle below; under steady load, once
+	 * this much waits (a short step, so intake hardly notices) */
+	if (r->st != NULL && !r->health.failing &&
+	    store_history_staged(r->st) >= STORE_HISTORY_MOVE_AT &&
+	    store_history_move(r->st) == -1)
+		log_warn("queue: filing the delivery history: %s",
+		    store_errmsg(r->st));
 	if (now < r->next_prune_ms)
 		return;
 	if (r->st == NULL || r->health.failing) {
@@ -793,6 +800,7 @@ prune_history(struct runner *r)
 			r->next_prune_ms = now + HISTORY_PRUNE_AGAIN_MS;
 			return;
 		}
+	/* store_history_prune files the staged history first */
 	n = store_history_prune(r->st, now_wall() -
 	    (double)r->cfg->history_retention, STORE_HISTORY_PRUNE_BATCH);
 	if (n < 0)

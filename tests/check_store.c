@@ -324,7 +324,8 @@ START_TEST(test_migrates_v1)
 	q_exec(db, "ALTER TABLE message DROP COLUMN agent_deaths;"
 	    "ALTER TABLE message DROP COLUMN hold_reason;"
 	    "DROP TABLE history_attempt; DROP TABLE history_rcpt;"
-	    "DROP TABLE history_message;"
+	    "DROP TABLE history_message; DROP TABLE history_new_attempt;"
+	    "DROP TABLE history_new_rcpt; DROP TABLE history_new_message;"
 	    "PRAGMA user_version = 1");
 	sqlite3_close(db);
 
@@ -2039,9 +2040,30 @@ START_TEST(test_history_written_on_removal)
 	sqlite3_close(db);
 
 	store_history_keep(st, 1);
+	ck_assert_int_eq(store_history_move(st), 0);
 	finish_msg(st, RCPT_FAILED, STATUS_BOUNCED, qid2);
+	/* committed with the removal, in the staging tables */
 	db = peek_open();
 	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM message"), 0);
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM history_message"), 0);
+	ck_assert_int_eq(q_int(db,
+	    "SELECT count(*) FROM history_new_message"), 1);
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM history_new_rcpt"),
+	    2);
+	ck_assert_int_eq(q_int(db,
+	    "SELECT count(*) FROM history_new_attempt"), 3);
+	sqlite3_close(db);
+	ck_assert_int_eq(store_history_staged(st), 1);
+	/* filed into the indexed tables, the staging tables emptied */
+	ck_assert_int_eq(store_history_move(st), 0);
+	ck_assert_int_eq(store_history_staged(st), 0);
+	db = peek_open();
+	ck_assert_int_eq(q_int(db,
+	    "SELECT count(*) FROM history_new_message"), 0);
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM history_new_rcpt"),
+	    0);
+	ck_assert_int_eq(q_int(db,
+	    "SELECT count(*) FROM history_new_attempt"), 0);
 	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM history_message"), 1);
 	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM history_rcpt"), 2);
 	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM history_attempt"), 3);
@@ -2052,6 +2074,47 @@ START_TEST(test_history_written_on_removal)
 	    " AND sender_domain = 'example.com'"), 1);
 	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM history_rcpt WHERE"
 	    " address = 'bob@example.net' AND status = 'sent'"), 1);
+	sqlite3_close(db);
+	store_close(st);
+}
+END_TEST
+
+/* Moves in several batches: every recipient stays linked to its own
+ * message and every attempt to its own recipient, ids never collide,
+ * and a message staged inside the runner's open transaction is filed
+ * with it. */
+START_TEST(test_history_move_batches)
+{
+	struct store *st = open_store();
+	char qid[QID_LEN + 1];
+	sqlite3 *db;
+	int i;
+
+	store_history_keep(st, 1);
+	for (i = 0; i < 3; i++)
+		finish_msg(st, RCPT_FAILED, STATUS_BOUNCED, qid);
+	ck_assert_int_eq(store_history_move(st), 0);
+	for (i = 0; i < 2; i++)
+		finish_msg(st, RCPT_DELIVERED, STATUS_SENT, qid);
+	ck_assert_int_eq(store_begin(st), 0);
+	ck_assert_int_eq(store_history_move(st), 0);
+	ck_assert_int_eq(store_commit(st), 0);
+	db = peek_open();
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM history_message"), 5);
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM history_rcpt"), 10);
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM history_attempt"),
+	    15);
+	/* the recipients' qid is their message's */
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM history_rcpt h"
+	    " JOIN history_message m ON m.id = h.hmsg_id"
+	    " WHERE m.qid = h.qid"), 10);
+	/* each recipient's attempts are its own: the bounced one had a
+	 * deferral and a bounce, the others one attempt */
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM history_rcpt h"
+	    " WHERE h.attempts = (SELECT count(*) FROM history_attempt a"
+	    " WHERE a.hrcpt_id = h.id)"), 10);
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM history_new_rcpt"),
+	    0);
 	sqlite3_close(db);
 	store_close(st);
 }
@@ -2254,7 +2317,9 @@ START_TEST(test_migrates_v2)
 	store_close(st);
 	db = peek_open();
 	q_exec(db, "DROP TABLE history_attempt; DROP TABLE history_rcpt;"
-	    "DROP TABLE history_message; PRAGMA user_version = 2");
+	    "DROP TABLE history_message; DROP TABLE history_new_attempt;"
+	    "DROP TABLE history_new_rcpt; DROP TABLE history_new_message;"
+	    "PRAGMA user_version = 2");
 	sqlite3_close(db);
 
 	st = open_store();
@@ -2338,6 +2403,7 @@ store_suite(void)
 	tc = new_tcase("history");
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_history_written_on_removal);
+	tcase_add_test(tc, test_history_move_batches);
 	tcase_add_test(tc, test_history_not_for_incoming);
 	tcase_add_test(tc, test_history_search);
 	tcase_add_test(tc, test_history_search_uses_index);
