@@ -619,9 +619,10 @@ cmd_history(struct control_ctx *ctx, char **words, size_t nw,
 		else if (strcmp(words[i], "status") == 0) {
 			if (strcmp(v, "sent") != 0 && strcmp(v, "deferred") != 0 &&
 			    strcmp(v, "bounced") != 0 &&
-			    strcmp(v, "expired") != 0) {
+			    strcmp(v, "expired") != 0 &&
+			    strcmp(v, "deleted") != 0) {
 				fail(a, "history: status is sent, deferred, "
-				    "bounced or expired");
+				    "bounced, expired or deleted");
 				return;
 			}
 			slot = &f.status;

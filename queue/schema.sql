@@ -137,8 +137,11 @@ CREATE TABLE history_rcpt (
     sender_domain TEXT NOT NULL COLLATE NOCASE, -- after the last '@', '' if none
     address       TEXT NOT NULL COLLATE NOCASE, -- RCPT TO
     domain        TEXT NOT NULL COLLATE NOCASE, -- after the last '@', '' if none
-    status        TEXT NOT NULL         -- the final outcome
-                  CHECK (status IN ('sent', 'bounced', 'expired')),
+    status        TEXT NOT NULL         -- the final outcome ('deleted':
+                                        -- pending when an operator
+                                        -- deleted the message)
+                  CHECK (status IN ('sent', 'bounced', 'expired',
+                                    'deleted')),
     deferred      INTEGER NOT NULL,     -- attempts that ended deferred
     attempts      INTEGER NOT NULL,
     last_attempt  REAL,                 -- when the final result came

@@ -136,6 +136,7 @@ static const char *const stmt_sql[S_NSTMT] = {
 	    "  CASE WHEN instr(r.address, '@') > 0 THEN lower(substr(r.address,"
 	    "   instr(r.address, '@') + 1)) ELSE '' END,"
 	    "  CASE WHEN r.state = 'delivered' THEN 'sent'"
+	    "   WHEN r.state = 'pending' THEN 'deleted'"
 	    "   WHEN a.status = 'expired' THEN 'expired' ELSE 'bounced' END,"
 	    "  (SELECT count(*) FROM attempt d WHERE d.recipient_id = r.id"
 	    "   AND d.status = 'deferred'),"
@@ -1901,11 +1902,44 @@ store_admin_hold(struct store *st, const char *qid)
 int
 store_admin_delete(struct store *st, const char *qid)
 {
+	sqlite3_stmt *s;
+	int64_t msgid = -1;
+	int own, rc;
+
 	/* One statement: foreign keys cascade to recipients, their
 	 * attempts and the body. */
-	return adm_change(st, "DELETE FROM message"
-	    " WHERE qid = ?1 AND state IN ('active', 'hold')", qid,
-	    "delete message");
+	if (!st->history_keep)
+		return adm_change(st, "DELETE FROM message"
+		    " WHERE qid = ?1 AND state IN ('active', 'hold')", qid,
+		    "delete message");
+	/* Kept in the history like a message that left on its own: its
+	 * pending recipients as "deleted". */
+	if (adm_write_begin(st, &own) == -1)
+		return -1;
+	if ((s = adm_prep(st, "SELECT id FROM message"
+	    " WHERE qid = ?1 AND state IN ('active', 'hold')")) == NULL) {
+		adm_write_end(st, own, 0);
+		return -1;
+	}
+	sqlite3_bind_text(s, 1, qid, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		msgid = sqlite3_column_int64(s, 0);
+	else if (rc != SQLITE_DONE)
+		db_err(st, "delete message");
+	sqlite3_finalize(s);
+	if (rc != SQLITE_ROW) {
+		rc = rc == SQLITE_DONE ? adm_why_unchanged(st, qid) : -1;
+		adm_write_end(st, own, 0);
+		if (rc != -1)
+			st->err[0] = '\0';
+		return rc;
+	}
+	if (history_then_delete(st, msgid) == -1) {
+		adm_write_end(st, own, 0);
+		return -1;
+	}
+	return adm_write_end(st, own, 1);
 }
 
 int

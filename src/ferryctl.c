@@ -109,7 +109,7 @@ usage(FILE *fp)
 	    "    --sender A, --rcpt B   a whole address, or @domain (any case)\n"
 	    "    --since T, --until T   unix seconds, YYYY-MM-DD[THH:MM[:SS]]\n"
 	    "                           (UTC), or 2h, 3d... ago\n"
-	    "    --status S             sent, deferred, bounced or expired\n"
+	    "    --status S             sent, deferred, bounced, expired or deleted\n"
 	    "    --route R              the relay host of the last attempt\n"
 	    "    --limit N              at most N rows (default 100)\n"
 	    "  user hash [NAME]    read a password (no echo on a terminal) and\n"

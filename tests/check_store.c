@@ -2120,6 +2120,50 @@ START_TEST(test_history_move_batches)
 }
 END_TEST
 
+/* An operator's delete keeps the message in the history: a recipient
+ * still pending shows as deleted, one already delivered as sent; an
+ * incoming message is not deleted (nor kept). */
+START_TEST(test_history_admin_delete)
+{
+	struct store *st = open_store();
+	char qid[QID_LEN + 1], inc[QID_LEN + 1];
+	struct store_due *v;
+	struct hist_seen h;
+	size_t n, i;
+	int64_t id;
+
+	store_history_keep(st, 1);
+	ck_assert_int_eq(store_begin(st), 0);
+	id = add_msg(st, 1, qid);
+	(void)add_msg(st, 0, inc);
+	ck_assert_int_eq(store_commit(st), 0);
+	ck_assert_int_eq(store_begin(st), 0);
+	ck_assert_int_eq(store_due(st, 1e10, 100, &v, &n), 0);
+	for (i = 0; i < n; i++)
+		if (v[i].msgid == id &&
+		    strcmp(v[i].address, "bob@example.net") == 0)
+			ck_assert_int_eq(store_rcpt_result(st, v[i].rcpt_id,
+			    RCPT_DELIVERED, 0, "smtp.example.net[192.0.2.10]:587",
+			    NULL, STATUS_SENT, "2.0.0", "250 queued"), 0);
+	store_due_free(v, n);
+	ck_assert_int_eq(store_commit(st), 0);
+
+	ck_assert_int_eq(store_admin_delete(st, qid), 0);
+	ck_assert_int_eq(store_admin_delete(st, inc), STORE_NOT_FOUND);
+	ck_assert_int_eq(store_admin_delete(st, "000000000000"),
+	    STORE_NOT_FOUND);
+	ck_assert_int_eq(hist_find(st, NULL, NULL, NULL, NULL, &h), 2);
+	ck_assert_str_eq(h.qids[0], qid);
+	ck_assert_int_eq(hist_find(st, NULL, "alice@example.org", "deleted",
+	    NULL, &h), 1);
+	ck_assert_int_eq(hist_find(st, NULL, "bob@example.net", "sent", NULL,
+	    &h), 1);
+	ck_assert_int_eq(store_admin_state(st, qid, (char[16]){0}),
+	    STORE_NOT_FOUND);
+	store_close(st);
+}
+END_TEST
+
 /* A message still arriving leaves no history when it is dropped. */
 START_TEST(test_history_not_for_incoming)
 {
@@ -2404,6 +2448,7 @@ store_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_history_written_on_removal);
 	tcase_add_test(tc, test_history_move_batches);
+	tcase_add_test(tc, test_history_admin_delete);
 	tcase_add_test(tc, test_history_not_for_incoming);
 	tcase_add_test(tc, test_history_search);
 	tcase_add_test(tc, test_history_search_uses_index);
