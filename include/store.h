@@ -51,6 +51,7 @@ struct store_salvage {
 	int64_t messages;         /* of them, whole and taken */
 	int64_t recipients;       /* their pending recipients */
 	int64_t damaged_spots;    /* unreadable stretches it stepped over */
+	int64_t history;          /* messages of the delivery history kept */
 	int schema_lost;          /* it could not read the schema at all */
 };
 /* Fills st (a store just created on a fresh file) with what can be read

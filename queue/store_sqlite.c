@@ -2619,7 +2619,7 @@ count_of(sqlite3 *db, const char *sql)
 /* --- salvage --------------------------------------------------------------- */
 
 /* The tables in the order they are copied, with every column of schema
- * version 2 (the row id first: the others refer to it). */
+ * version 3 (the row id first: the others refer to it). */
 static const struct salvage_table {
 	const char *name, *cols;
 	int ncols;
@@ -2632,12 +2632,28 @@ static const struct salvage_table {
 	  " attempts, next_attempt, last_attempt, last_reply, last_dsn", 11 },
 	{ "body", "rowid, message_id, seq, chunk", 4 },
 	{ "attempt", "id, recipient_id, at, relay, tls, status, dsn, reply", 8 },
+	/* the delivery history (schema version 3; a table an older or
+	 * damaged file lacks is passed over) */
+#define HISTORY_MSG_COLS "id, qid, received_at, left_at, sender, size," \
+	" client_addr, client_name, helo, protocol, auth_user, dsn_of"
+#define HISTORY_RCPT_COLS "id, hmsg_id, src_rcpt, left_at, qid, sender," \
+	" sender_domain, address, domain, status, deferred, attempts," \
+	" last_attempt, delay, relay, relay_host, dsn, reply"
+#define HISTORY_ATTEMPT_COLS "id, hrcpt_id, at, relay, tls, status, dsn," \
+	" reply"
+	{ "history_message", HISTORY_MSG_COLS, 12 },
+	{ "history_rcpt", HISTORY_RCPT_COLS, 18 },
+	{ "history_attempt", HISTORY_ATTEMPT_COLS, 8 },
+	{ "history_new_message", HISTORY_MSG_COLS, 12 },
+	{ "history_new_rcpt", HISTORY_RCPT_COLS, 18 },
+	{ "history_new_attempt", HISTORY_ATTEMPT_COLS, 8 },
 };
 
 /* What is kept of the rows read: whole messages only (every body chunk
  * from 0 up, adding up to the recorded size) that still have a pending
- * recipient, with their recipients and history.  The copy ran with
- * foreign keys off, so orphans are removed here by hand. */
+ * recipient, with their recipients and attempts; and the delivery
+ * history whose rows still hang together.  The copy ran with foreign keys
+ * off, so orphans are removed here by hand. */
 static const char salvage_keep_sql[] =
     "DELETE FROM body WHERE message_id NOT IN (SELECT id FROM message);"
     "DELETE FROM message WHERE state NOT IN ('active', 'hold')"
@@ -2653,7 +2669,15 @@ static const char salvage_keep_sql[] =
     "DELETE FROM body WHERE message_id NOT IN (SELECT id FROM message);"
     "DELETE FROM recipient WHERE message_id NOT IN (SELECT id FROM message);"
     "DELETE FROM attempt WHERE recipient_id NOT IN"
-    " (SELECT id FROM recipient);";
+    " (SELECT id FROM recipient);"
+    "DELETE FROM history_rcpt WHERE hmsg_id NOT IN"
+    " (SELECT id FROM history_message);"
+    "DELETE FROM history_attempt WHERE hrcpt_id NOT IN"
+    " (SELECT id FROM history_rcpt);"
+    "DELETE FROM history_new_rcpt WHERE hmsg_id NOT IN"
+    " (SELECT id FROM history_new_message);"
+    "DELETE FROM history_new_attempt WHERE hrcpt_id NOT IN"
+    " (SELECT id FROM history_new_rcpt);";
 
 /* The first row of t after row id `after`: SQLITE_ROW with it in *q,
  * SQLITE_DONE past the last, or an error where the b-tree is damaged.
@@ -2817,6 +2841,10 @@ store_salvage_import(struct store *st, const char *damaged,
 	out->messages = count_of(st->db, "SELECT count(*) FROM message");
 	out->recipients = count_of(st->db,
 	    "SELECT count(*) FROM recipient WHERE state = 'pending'");
+	out->history = count_of(st->db, "SELECT count(*) FROM"
+	    " history_message") + count_of(st->db, "SELECT count(*) FROM"
+	    " history_new_message");
+	st->history_staged = 1;   /* what was staged: the next move files it */
 	rc = 0;
 out:
 	sqlite3_exec(st->db, "PRAGMA foreign_keys = ON", NULL, NULL, NULL);

@@ -1100,6 +1100,9 @@ salvage(const char *sock)
 	printf("%s: salvaged %lld of %lld message(s) read, with %lld pending "
 	    "recipient(s)\n", dbpath, (long long)res.messages,
 	    (long long)res.found, (long long)res.recipients);
+	if (res.history > 0)
+		printf("%lld message(s) of the delivery history kept\n",
+		    (long long)res.history);
 	if (res.page1_rebuilt)
 		printf("page 1 (the schema) was unreadable and was made "
 		    "again\n");

@@ -1874,16 +1874,65 @@ fill_queue(int n)
 	store_close(st);
 }
 
+struct hist_seen {
+	char qids[16][QID_LEN + 1];
+	char rcpts[16][64];
+	char status[16][16];
+	size_t n;
+};
+
+static int
+hist_collect(void *arg, const struct store_history_entry *e)
+{
+	struct hist_seen *h = arg;
+
+	if (h->n < 16) {
+		ferry_strlcpy(h->qids[h->n], e->qid, sizeof(h->qids[0]));
+		ferry_strlcpy(h->rcpts[h->n], e->rcpt, sizeof(h->rcpts[0]));
+		ferry_strlcpy(h->status[h->n], e->status,
+		    sizeof(h->status[0]));
+	}
+	h->n++;
+	return 0;
+}
+
+static size_t
+hist_find(struct store *st, const char *sender, const char *rcpt,
+    const char *status, const char *route, struct hist_seen *h)
+{
+	struct store_history_filter f = { sender, rcpt, status, route, -1, -1,
+	    100 };
+	int truncated;
+
+	memset(h, 0, sizeof(*h));
+	ck_assert_int_eq(store_history_search(st, &f, hist_collect, h,
+	    &truncated), 0);
+	ck_assert_int_eq(truncated, 0);
+	return h->n;
+}
+
+static void finish_msg(struct store *st, enum rcpt_state first_state,
+    enum attempt_status first_status, char *qid);
+
 START_TEST(test_check_and_salvage)
 {
 	struct store_salvage got;
 	struct store *st;
-	char err[1024], fresh[256];
+	char err[1024], fresh[256], qid[QID_LEN + 1];
 	struct stat sb;
 	int64_t page;
 	sqlite3 *db;
 
 	fill_queue(12);
+	/* and three messages in the delivery history: two filed, one
+	 * still staged */
+	st = open_store();
+	store_history_keep(st, 1);
+	finish_msg(st, RCPT_DELIVERED, STATUS_SENT, qid);
+	finish_msg(st, RCPT_FAILED, STATUS_BOUNCED, qid);
+	ck_assert_int_eq(store_history_move(st), 0);
+	finish_msg(st, RCPT_DELIVERED, STATUS_SENT, qid);
+	store_close(st);
 	ck_assert_int_eq(store_check_file(dbpath, 1, err, sizeof(err)), 0);
 	ck_assert_int_eq(stat(dbpath, &sb), 0);
 	db = peek_open();
@@ -1907,7 +1956,19 @@ START_TEST(test_check_and_salvage)
 	ck_assert_int_lt(got.messages, 12);  /* the garbled page's bodies */
 	ck_assert_int_eq(got.recipients, 2 * got.messages);
 	ck_assert_int_ge(got.damaged_spots, 1);
+	ck_assert_int_eq(got.history, 3);
 	ck_assert_int_eq(store_check(st, fresh, 1, err, sizeof(err)), 0);
+	/* the history came along, every recipient with its attempts */
+	store_history_keep(st, 1);
+	{
+		struct hist_seen h;
+
+		ck_assert_int_eq(hist_find(st, NULL, "alice@example.org", NULL,
+		    NULL, &h), 3);
+		ck_assert_str_eq(h.qids[0], qid);
+		ck_assert_int_eq(hist_find(st, NULL, NULL, "bounced", NULL,
+		    &h), 1);
+	}
 	store_close(st);
 	/* every message kept is whole */
 	ck_assert_int_eq(sqlite3_open_v2(fresh, &db, SQLITE_OPEN_READONLY,
@@ -1987,43 +2048,6 @@ finish_msg(struct store *st, enum rcpt_state first_state,
 	store_due_free(v, n);
 	ck_assert_int_eq(store_message_delete(st, id), 0);
 	ck_assert_int_eq(store_commit(st), 0);
-}
-
-struct hist_seen {
-	char qids[16][QID_LEN + 1];
-	char rcpts[16][64];
-	char status[16][16];
-	size_t n;
-};
-
-static int
-hist_collect(void *arg, const struct store_history_entry *e)
-{
-	struct hist_seen *h = arg;
-
-	if (h->n < 16) {
-		ferry_strlcpy(h->qids[h->n], e->qid, sizeof(h->qids[0]));
-		ferry_strlcpy(h->rcpts[h->n], e->rcpt, sizeof(h->rcpts[0]));
-		ferry_strlcpy(h->status[h->n], e->status,
-		    sizeof(h->status[0]));
-	}
-	h->n++;
-	return 0;
-}
-
-static size_t
-hist_find(struct store *st, const char *sender, const char *rcpt,
-    const char *status, const char *route, struct hist_seen *h)
-{
-	struct store_history_filter f = { sender, rcpt, status, route, -1, -1,
-	    100 };
-	int truncated;
-
-	memset(h, 0, sizeof(*h));
-	ck_assert_int_eq(store_history_search(st, &f, hist_collect, h,
-	    &truncated), 0);
-	ck_assert_int_eq(truncated, 0);
-	return h->n;
 }
 
 /* Nothing is kept unless asked; when asked, removal writes the summary,
