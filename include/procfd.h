@@ -17,9 +17,11 @@
  *                  FD_AGENTS   listening unix socket the delivery agents
  *                              connect to
  *                  FD_POOL     the master's notes: worker counts (for
- *                              ferryctl status) and reloads; the runner
- *                              answers on it with the delivery agents it
- *                              has work for (IMSG_NOTE_AGENTS)
+ *                              ferryctl status), reloads and the drain
+ *                              state; the runner answers on it with the
+ *                              delivery agents it has work for
+ *                              (IMSG_NOTE_AGENTS) and passes on ferryctl
+ *                              drain / undrain (IMSG_NOTE_DRAIN)
  *   ferry-deliver  (only FD_CONFIG; it connects to <spool>/agent.sock)
  *                  FD_METRICS  (metrics { enabled } only) listening unix
  *                              socket ferry-metrics connects to; each

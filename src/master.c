@@ -41,6 +41,9 @@
  * then answer new connections 421 4.3.2 and close them; the listening
  * sockets stay bound, so undrain is immediate.  A reload keeps the
  * state (it lives here, not in the file); a restart starts undrained.
+ * The runner is trusted with the request as it is with all intake (a
+ * subverted runner could refuse every message anyway); the note is
+ * checked field by field like every other it sends.
  *
  * Under systemd with WatchdogSec= the master sends WATCHDOG=1 only while
  * the queue runner answers its liveness check (NOTE_PING/NOTE_PONG on
