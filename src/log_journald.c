@@ -16,6 +16,8 @@
 #include <sys/uio.h>
 
 #ifdef HAVE_SYSTEMD
+/* CODE_FILE= would name this file for every line, whoever wrote it */
+#define SD_JOURNAL_SUPPRESS_LOCATION 1
 #include <systemd/sd-journal.h>
 #endif
 
