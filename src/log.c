@@ -71,13 +71,27 @@ log_is_debug(void)
 static void
 log_emit_json(int prio, const struct log_fields *f, const char *msg)
 {
+	static int building;
 	char line[LOG_JSON_LINE_MAX];
 	struct timeval tv;
 	size_t n;
 
+	if (building) {
+		/* out of memory while building a line: log_fatal's own line
+		 * must not try again */
+		n = (size_t)snprintf(line, sizeof(line), "{\"event\":\"log\","
+		    "\"msg\":\"%s: out of memory\"}\n", log_ident);
+		if (write(STDERR_FILENO, line, n < sizeof(line) ? n :
+		    sizeof(line) - 1) < 0) {
+			/* nowhere left to report it */
+		}
+		return;
+	}
+	building = 1;
 	gettimeofday(&tv, NULL);
 	n = log_json_line(line, sizeof(line) - 1, (long long)tv.tv_sec,
 	    (long)tv.tv_usec, log_ident, (long)getpid(), prio, f, msg);
+	building = 0;
 	if (log_target == LOG_TO_SYSLOG) {
 		syslog(prio, "%s", line);
 		return;

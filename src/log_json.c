@@ -265,7 +265,7 @@ log_journal_fields(const char *line, size_t len, const char *ident,
 			add_field(buf, buflen, &used, iov, maxiov, &niov,
 			    journal_map[i].field, num, strlen(num));
 		} else if (json_is_real(v)) {
-			snprintf(num, sizeof(num), "%.3g", json_real_value(v));
+			snprintf(num, sizeof(num), "%.3f", json_real_value(v));
 			add_field(buf, buflen, &used, iov, maxiov, &niov,
 			    journal_map[i].field, num, strlen(num));
 		}

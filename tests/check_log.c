@@ -250,7 +250,7 @@ START_TEST(test_journal_fields_of_a_line)
 	ck_field(iov, n, "RELAY", "r");
 	ck_field(iov, n, "DSN", "2.0.0");
 	ck_field(iov, n, "STATUS", "sent");
-	ck_field(iov, n, "DELAY", "0.25");
+	ck_field(iov, n, "DELAY", "0.250");
 	ck_field(iov, n, "REASON", "250 ok");
 	ck_field(iov, n, "CLIENT", "mx.example[192.0.2.9]");
 	ck_field(iov, n, "HELO", "mx.example");
