@@ -398,6 +398,7 @@ reload_config(struct runner *r, int fd)
 	r->next_prune_ms = 0;
 	if (r->sched != NULL)
 		scheduler_wake(r->sched);
+	log_set_format((enum log_format)fresh->log_format);
 	log_info("queue runner: configuration reloaded (%zu route(s))",
 	    fresh->nroutes);
 }

@@ -78,6 +78,7 @@
 #include "channel.h"
 #include "config.h"
 #include "log.h"
+#include "log_journald.h"
 #include "master_metrics.h"
 #include "machine_limits.h"
 #include "master.h"
@@ -173,6 +174,7 @@ struct master_state {
 	int agents_wanted;          /* the runner's last word on it */
 	uint32_t last_workers, last_busy;   /* last counts it was told */
 	int log_rd, log_wr;         /* children's stderr, when foreground */
+	int log_journal;            /* their lines go to the journal */
 	int sig_rd, sig_wr;         /* self-pipe for signals */
 
 	struct child_proc *children;    /* SMTP workers and delivery agents */
@@ -1066,9 +1068,12 @@ serve_metrics(struct master_state *m)
 	    m->draining);
 }
 
+/* The children's stderr: copied to ours, or, for the journal, cut into
+ * lines that carry their fields (log_journald.c). */
 static void
 relay_logs(struct master_state *m)
 {
+	static struct log_lines journal_lines;
 	char buf[8192];
 
 	for (;;) {
@@ -1076,6 +1081,10 @@ relay_logs(struct master_state *m)
 
 		if (n <= 0)
 			return;
+		if (m->log_journal) {
+			log_journald_feed(&journal_lines, buf, (size_t)n);
+			continue;
+		}
 		if (write_all(STDERR_FILENO, buf, (size_t)n) < 0)
 			return;
 	}
@@ -1542,6 +1551,7 @@ reload(struct master_state *m)
 	free(m->cfg_text);
 	m->cfg_text = text;
 	m->cfg_len = len;
+	log_set_format((enum log_format)cfg->log_format);
 	m->generation++;
 	m->worker_backoff.streak = 0;
 	m->worker_backoff.not_before = 0;
@@ -1729,9 +1739,15 @@ master(const struct master_args *args)
 	    err, sizeof(err));
 	if (m->cfg == NULL)
 		log_fatal("%s", err);
-	if (!args->foreground && m->cfg->log_to_stderr)
-		log_init("ferryd", LOG_TO_STDERR, m->cfg->log_debug);
-	else
+	log_set_format((enum log_format)m->cfg->log_format);
+	if (!args->foreground && m->cfg->log_target != LOG_TO_SYSLOG) {
+		log_init("ferryd", (enum log_target)m->cfg->log_target,
+		    m->cfg->log_debug);
+		if (m->cfg->log_target == LOG_TO_JOURNAL) {
+			log_set_line_sink(log_journald_line);
+			m->log_journal = 1;
+		}
+	} else
 		log_set_debug(m->cfg->log_debug);
 	if (geteuid() != 0)
 		log_warn("not running as root: workers will not drop "
@@ -1780,7 +1796,7 @@ master(const struct master_args *args)
 	channel_init(&m->to_anvil, p[1], "anvil", NULL, 0, CHANNEL_RECORDS);
 	m->to_anvil.wmax = 65536;
 	open_status_pipe(m);
-	if (args->foreground || m->cfg->log_to_stderr) {
+	if (args->foreground || m->cfg->log_target != LOG_TO_SYSLOG) {
 		if (pipe2(p, O_CLOEXEC) < 0)
 			log_fatal("pipe: %s", strerror(errno));
 		m->log_rd = p[0];
