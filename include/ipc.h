@@ -81,6 +81,9 @@ enum ipc_type {
 	/* ferry-anvil -> master over FD_ANVIL_NOTES, when stress mode
 	 * begins or ends (for the metrics) */
 	IMSG_NOTE_ANVIL_STRESS,  /* u8 on */
+	/* SMTP worker <-> ferry-resolve (resolve_client.h) */
+	IMSG_RESOLVE_QUERY,      /* worker: u32 seq, addr */
+	IMSG_RESOLVE_ANSWER,     /* resolve: u32 seq, name ("" = unknown) */
 	IMSG_TYPE_MAX
 };
 
