@@ -16,7 +16,9 @@
  * once through one c-ares channel, driven by this process's poll loop;
  * answers go back in whatever order the lookups end, each with the
  * worker's sequence number.  The DNS server asked is delivery.resolver,
- * or the system's.
+ * or the system's.  What a lookup found, a name or that there is none,
+ * is kept for CACHE_MS (a timeout or a server failure is not), so that a
+ * client that connects again and again costs no lookup each time.
  *
  * Privileges: started by the master as root, it sets up c-ares (which
  * reads /etc/resolv.conf and its random key now), then drops to the SMTP
@@ -35,7 +37,7 @@
  * they are parsed by c-ares's bounds-checked parsers, and a name is used
  * only when hostname_valid() passes it.  Memory is bounded: a fixed
  * number of connections and lookups in flight (beyond them the answer
- * is unknown at once), small frames.
+ * is unknown at once), a fixed cache, small frames.
  */
 #include "autoconfig.h"
 
@@ -76,6 +78,8 @@
 #define DNS_TYPE_PTR 12
 #define DNS_TYPE_AAAA 28
 #define MAX_ADDRS 32            /* forward records looked at */
+#define CACHE_MS 60000          /* a lookup's outcome is kept this long */
+#define CACHE_SIZE 4096         /* addresses kept at most */
 
 static volatile sig_atomic_t resolve_stop;
 
@@ -110,8 +114,17 @@ struct lookup {
 	int pending;                /* a c-ares query is out for it */
 };
 
+/* The outcome of a lookup that ended with an answer. */
+struct cached {
+	int family;                 /* 0: a free entry */
+	unsigned char addr[16];
+	char name[HOSTNAME_MAX + 1];   /* "" = no name */
+	int64_t expires;
+};
+
 static struct {
 	ares_channel dns;
+	struct cached *cache;       /* CACHE_SIZE entries */
 	struct resolve_conn **conns;
 	size_t nconns;
 	struct lookup **lookups;
@@ -121,30 +134,98 @@ static struct {
 	uint64_t full_logged;       /* lookups refused for lack of room */
 } rs;
 
+/* ------------------------------------------------------------------ cache */
+
+static size_t
+addr_len(int family)
+{
+	return family == AF_INET ? 4 : 16;
+}
+
+/* The entry of an address that has not expired, or NULL. */
+static struct cached *
+cache_find(int family, const unsigned char *addr, int64_t now)
+{
+	size_t i;
+
+	for (i = 0; i < CACHE_SIZE; i++) {
+		struct cached *e = &rs.cache[i];
+
+		if (e->family == family && now < e->expires &&
+		    memcmp(e->addr, addr, addr_len(family)) == 0)
+			return e;
+	}
+	return NULL;
+}
+
+/* Keeps an outcome, in place of the entry of the same address or of
+ * the one that expires first. */
+static void
+cache_put(int family, const unsigned char *addr, const char *name,
+    int64_t now)
+{
+	struct cached *e = NULL;
+	size_t i;
+
+	for (i = 0; i < CACHE_SIZE; i++) {
+		struct cached *c = &rs.cache[i];
+
+		if (c->family == family &&
+		    memcmp(c->addr, addr, addr_len(family)) == 0) {
+			e = c;
+			break;
+		}
+		if (e == NULL || c->expires < e->expires)
+			e = c;
+	}
+	e->family = family;
+	memcpy(e->addr, addr, addr_len(family));
+	ferry_strlcpy(e->name, name, sizeof(e->name));
+	e->expires = now + CACHE_MS;
+}
+
 /* ---------------------------------------------------------------- lookups */
 
-/* Tells the worker (if it is still there) and marks the lookup done. */
+/* Answers a worker's query (when it is still there). */
 static void
-finish(struct lookup *lk, const char *name)
+tell(struct resolve_conn *c, uint32_t seq, const char *name)
 {
 	struct ipc_out *m;
-	struct resolve_conn *c = lk->conn;
 
-	if (lk->answered)
-		return;
-	lk->answered = 1;
-	log_debug("resolve: %s is %s", lk->addr_text,
-	    name[0] ? name : "unknown");
 	if (c == NULL || c->broken)
 		return;
 	m = channel_begin(&c->ch, IMSG_RESOLVE_ANSWER);
-	ipc_add_u32(m, lk->seq);
+	ipc_add_u32(m, seq);
 	ipc_add_str(m, name);
 	if (channel_end(&c->ch) < 0 || channel_flush(&c->ch) < 0) {
 		log_warn("resolve: worker pid %ld does not read its answers; "
 		    "dropping its connection", (long)c->pid);
 		c->broken = 1;
 	}
+}
+
+/* Tells the worker and marks the lookup done; keep: the DNS answered,
+ * so the outcome is kept for the next connection from there. */
+static void
+finish(struct lookup *lk, const char *name, int keep)
+{
+	if (lk->answered)
+		return;
+	lk->answered = 1;
+	log_debug("resolve: %s is %s", lk->addr_text,
+	    name[0] ? name : "unknown");
+	if (keep)
+		cache_put(lk->family, lk->addr, name, now_ms());
+	tell(lk->conn, lk->seq, name);
+}
+
+/* An answer that says what there is (a name, or none): worth keeping.
+ * A timeout or a server failure says nothing. */
+static int
+definite(int status)
+{
+	return status == ARES_SUCCESS || status == ARES_ENOTFOUND ||
+	    status == ARES_ENODATA;
 }
 
 /* Frees a lookup that is answered and has no query out. */
@@ -203,13 +284,13 @@ on_forward(void *arg, int status, int timeouts, unsigned char *abuf,
 	if (!lk->answered) {
 		if (status == ARES_SUCCESS && abuf != NULL &&
 		    forward_confirms(lk, abuf, alen))
-			finish(lk, lk->name);
+			finish(lk, lk->name, 1);
 		else {
 			log_debug("resolve: %s: %s does not lead back to it "
 			    "(%s)", lk->addr_text, lk->name,
 			    status == ARES_SUCCESS ? "other addresses" :
 			    ares_strerror(status));
-			finish(lk, "");
+			finish(lk, "", definite(status));
 		}
 	}
 	settle(lk);
@@ -271,16 +352,17 @@ on_ptr(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 	log_debug("resolve: %s: no usable PTR record (%s)", lk->addr_text,
 	    status == ARES_SUCCESS ? "no plain host name" :
 	    ares_strerror(status));
-	finish(lk, "");
+	finish(lk, "", definite(status));
 	settle(lk);
 }
 
-/* A worker's query: the lookup starts, or it is answered unknown at once
- * when there is no room for it. */
+/* A worker's query: answered from the cache, or the lookup starts, or
+ * it is answered unknown at once when there is no room for it. */
 static void
 start_lookup(struct resolve_conn *c, uint32_t seq, const char *addr)
 {
 	struct lookup *lk = xcalloc(1, sizeof(*lk));
+	struct cached *hit;
 	char qname[128];
 
 	lk->conn = c;
@@ -291,12 +373,18 @@ start_lookup(struct resolve_conn *c, uint32_t seq, const char *addr)
 		lk->family = AF_INET;
 	else if (inet_pton(AF_INET6, addr, lk->addr) == 1)
 		lk->family = AF_INET6;
+	if (lk->family != 0 && (hit = cache_find(lk->family, lk->addr,
+	    now_ms())) != NULL) {
+		tell(c, seq, hit->name);
+		free(lk);
+		return;
+	}
 	if (lk->family == 0 || hostname_ptr_query(lk->family, lk->addr,
 	    qname, sizeof(qname)) < 0 || rs.nlookups >= MAX_LOOKUPS) {
 		if (lk->family != 0 && rs.full_logged++ % 1000 == 0)
 			log_warn("resolve: %d lookups in flight; clients are "
 			    "unknown until some end", MAX_LOOKUPS);
-		finish(lk, "");
+		finish(lk, "", 0);
 		free(lk);
 		return;
 	}
@@ -320,7 +408,7 @@ expire_lookups(int64_t now)
 		if (now >= lk->deadline) {
 			log_debug("resolve: %s: no answer within %lld ms",
 			    lk->addr_text, (long long)rs.timeout_ms);
-			finish(lk, "");
+			finish(lk, "", 0);
 			settle(lk);
 		} else if (next == 0 || lk->deadline < next)
 			next = lk->deadline;
@@ -552,6 +640,7 @@ resolve(const struct child_args *a)
 	fd_set_nonblock(FD_RESOLVE, 1);
 	rs.conns = xcalloc(MAX_CONNS, sizeof(*rs.conns));
 	rs.lookups = xcalloc(MAX_LOOKUPS, sizeof(*rs.lookups));
+	rs.cache = xcalloc(CACHE_SIZE, sizeof(*rs.cache));
 	run_loop();
 
 	while (rs.nconns > 0)
@@ -563,6 +652,7 @@ resolve(const struct child_args *a)
 		rs.nlookups--;
 	}
 	free(rs.lookups);
+	free(rs.cache);
 	free(rs.conns);
 	log_debug("resolve stopping");
 	return 0;

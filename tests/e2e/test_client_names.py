@@ -8,7 +8,8 @@ message relayed to a test smarthost; a name that does not, or that is
 not a plain host name, gives unknown; a DNS server that never answers
 gives unknown within client_name_timeout (and a margin), and while one
 connection waits for its name, another session of the same worker is
-served at once.  ferry-resolve runs as the SMTP user, chrooted, without
+served at once; what a lookup found is kept, so the next connection from
+the address asks nothing.  ferry-resolve runs as the SMTP user, chrooted, without
 capabilities or new privileges, is restarted when it dies and on a
 reload, and does not run at all while client_names is off (the tests'
 default).  Needs root (exit 77 otherwise)."""
@@ -193,8 +194,10 @@ class SilentDNSTest(ClientNamesCase):
         dns.silent = True
         start = d.log_size()
 
+        # from another address: 127.0.0.1's name is kept from before
         t0 = time.monotonic()
-        slow = socket.create_connection(("127.0.0.1", d.port), 10)
+        slow = socket.create_connection(("127.0.0.1", d.port), 10,
+                                        source_address=("127.0.0.2", 0))
         self.addCleanup(slow.close)
         time.sleep(0.2)         # it waits for its name now
         # the other session of the same worker is served meanwhile
@@ -213,9 +216,31 @@ class SilentDNSTest(ClientNamesCase):
         self.assertLess(took, TIMEOUT + MARGIN,
                         "the greeting waited %.2f s for a name" % took)
         self.assertIsNotNone(d.wait_log(
-            r"connect from unknown\[127\.0\.0\.1\]", 5, start))
-        self.assertTrue(dns.queried(PTR, "PTR"))
+            r"connect from unknown\[127\.0\.0\.2\]", 5, start))
+        self.assertTrue(dns.queried("2.0.0.127.in-addr.arpa", "PTR"))
         slow.sendall(b"QUIT\r\n")
+
+    def test_kept_name_needs_no_lookup(self):
+        dns = self.dns(records())
+        d = self.named_ferry(dns)
+        start = d.log_size()
+        with d.client() as c:
+            self.assertReply(c.greeting, 220)
+        self.assertIsNotNone(d.wait_log(
+            r"connect from client\.test\.example\[127\.0\.0\.1\]",
+            5, start))
+        asked = len(dns.queried())
+        dns.silent = True
+        start = d.log_size()
+        t0 = time.monotonic()
+        with d.client() as c:
+            took = time.monotonic() - t0
+            self.assertReply(c.greeting, 220)
+        self.assertLess(took, 0.5, "the kept name was looked up again")
+        self.assertIsNotNone(d.wait_log(
+            r"connect from client\.test\.example\[127\.0\.0\.1\]",
+            5, start))
+        self.assertEqual(len(dns.queried()), asked)
 
     def test_resolver_stopped_gives_unknown(self):
         """ferry-resolve itself stuck (SIGSTOP): the worker's own deadline
