@@ -321,6 +321,47 @@ run_session(struct worker *w, size_t k, int64_t now)
 		arm(w, k);
 }
 
+/* With client names on, slot k's client is named before its session
+ * starts: 1 when its name is asked for (the session starts when it
+ * comes, take_names()), 0 when it stays unknown and starts now. */
+static int
+name_wanted(struct worker *w, size_t k)
+{
+	struct slot *sl = &w->slots[k];
+
+	sl->name[0] = '\0';
+	sl->named = 0;
+	sl->naming = 1;
+	if (resolve_ask(&w->resolve, (uint32_t)k, sl->peer_addr))
+		return 1;
+	sl->naming = 0;
+	return 0;
+}
+
+static void start_session(struct worker *w, size_t k);
+
+/* Anvil answered the connect check of slot k (or allowed it unasked):
+ * the session starts, or the client is refused. */
+static void
+connect_checked(struct worker *w, size_t k, int result)
+{
+	const struct ferry_config *cfg = w->cfg;
+	struct slot *sl = &w->slots[k];
+	size_t i = sl->listener;
+
+	sl->checking = 0;
+	if (refuse_over_limit(cfg, result, sl->fd, sl->peer_addr)) {
+		wcount_conn(i, WC_CONN_REFUSED_LIMIT);
+		close(sl->fd);
+		w->nsessions--;
+		return;
+	}
+	wcount_conn(i, WC_CONN_ACCEPTED);
+	if (name_wanted(w, k))
+		return;
+	start_session(w, k);
+}
+
 /* The session of slot k starts, its client named sl->name ("" is
  * unknown). */
 static void
@@ -349,30 +390,6 @@ start_session(struct worker *w, size_t k)
 	sp.anvil_owner = (uint32_t)k;
 	sl->s = smtp_session_start(&sp);
 	run_session(w, k, now_ms());
-}
-
-/* Anvil answered the connect check of slot k (or allowed it unasked):
- * the client is refused, or its name is asked for, or its session
- * starts. */
-static void
-connect_checked(struct worker *w, size_t k, int result)
-{
-	struct slot *sl = &w->slots[k];
-	size_t i = sl->listener;
-
-	sl->checking = 0;
-	if (refuse_over_limit(w->cfg, result, sl->fd, sl->peer_addr)) {
-		wcount_conn(i, WC_CONN_REFUSED_LIMIT);
-		close(sl->fd);
-		w->nsessions--;
-		return;
-	}
-	wcount_conn(i, WC_CONN_ACCEPTED);
-	sl->name[0] = '\0';
-	sl->named = 0;
-	sl->naming = 1;
-	if (!resolve_ask(&w->resolve, (uint32_t)k, sl->peer_addr))
-		start_session(w, k);
 }
 
 /* Acts on the names that came: those sessions start. */
