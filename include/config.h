@@ -74,6 +74,9 @@ struct ferry_config {
 	int workers_max;
 	int worker_sessions;       /* sessions before a worker is recycled */
 	int sessions_per_worker;   /* concurrent sessions one worker holds */
+	int client_names;          /* forward-confirmed reverse lookup of
+	                              clients (ferry-resolve) */
+	int client_name_timeout;   /* seconds one such lookup may take */
 	int shutdown_timeout;      /* seconds sessions get to finish */
 
 	/* limits */

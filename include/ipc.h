@@ -87,6 +87,9 @@ enum ipc_type {
 	 * master -> SMTP worker over FD_WORKER_NOTES (procfd.h): the
 	 * master's drain state, when it changes and to a new peer */
 	IMSG_NOTE_DRAINING,      /* u8 on */
+	/* SMTP worker <-> ferry-resolve (resolve_client.h) */
+	IMSG_RESOLVE_QUERY,      /* worker: u32 seq, addr */
+	IMSG_RESOLVE_ANSWER,     /* resolve: u32 seq, name ("" = unknown) */
 	IMSG_TYPE_MAX
 };
 

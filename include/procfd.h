@@ -31,6 +31,8 @@
  *   ferry-anvil    FD_ANVIL    listening unix socket the workers connect to
  *                  FD_ANVIL_NOTES  the master's notes: new limits after a
  *                              reload (IMSG_NOTE_ANVIL_LIMITS)
+ *   ferry-resolve  FD_RESOLVE  listening unix socket the workers connect to
+ *                              (only while workers.client_names is on)
  */
 #ifndef FERRY_PROCFD_H
 #define FERRY_PROCFD_H
@@ -50,6 +52,7 @@
 #define FD_ANVIL_NOTES 5
 #define FD_METRICS 8  /* runner: the metrics snapshot socket */
 #define FD_METRICS_HTTP 4
+#define FD_RESOLVE 4
 
 /* Exit code of a child that found its configuration or environment wrong;
  * the master does not respawn it quickly. */
@@ -75,6 +78,9 @@ enum worker_status { WORKER_IDLE = 1, WORKER_BUSY = 2, WORKER_FULL = 3 };
 /* Name of ferry-anvil's socket inside the smtpd chroot directory
  * (root:<smtpd group> 0660, like the intake socket). */
 #define ANVIL_SOCKET_NAME "anvil.sock"
+/* Name of ferry-resolve's socket inside the smtpd chroot directory
+ * (root:<smtpd group> 0660, like anvil's). */
+#define RESOLVE_SOCKET_NAME "resolve.sock"
 /* Name of the runner's metrics socket inside the smtpd chroot directory
  * (root:<smtpd group> 0660), for ferry-metrics. */
 #define METRICS_SOCKET_NAME "metrics.sock"

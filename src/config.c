@@ -577,6 +577,9 @@ static const struct option_row options[] = {
 	    1000000),
 	INT("workers", "sessions_per_worker", 64, B_CONFIG,
 	    CF(sessions_per_worker), 1, 4096),
+	BOOL("workers", "client_names", cfg_true, B_CONFIG, CF(client_names)),
+	INT("workers", "client_name_timeout", 2, B_CONFIG,
+	    CF(client_name_timeout), 1, 30),
 
 	{ "limits", CFG_INT("message_size", 10485760, CFGF_NONE), ST_INT64,
 	    B_CONFIG, CF(message_size_limit), 0, 1024, 2147483647L, NULL,

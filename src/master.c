@@ -11,7 +11,11 @@
  * creates so that they outlive a restart of the runner or anvil, and the
  * agents' and ferryctl's sockets); then fork+execs the queue runner,
  * ferry-anvil (the workers' shared abuse counts, restarted like the
- * runner and stopped after the workers), a pool of SMTP workers and
+ * runner and stopped after the workers), ferry-resolve while
+ * workers.client_names is on (the clients' names; restarted like anvil,
+ * and on every reload so that it reads the new file and resolv.conf;
+ * its socket stays with the master meanwhile, so workers' questions wait
+ * in its backlog), a pool of SMTP workers and
  * delivery agents on demand, each with its descriptors at fixed
  * numbers (procfd.h).  No agent runs at rest: the runner notes how many
  * it has work for (IMSG_NOTE_AGENTS, busy ones and due mail without a
@@ -100,7 +104,7 @@
 #define WORKER_IDLE_RETIRE_MS 2000    /* idle this long before a spare leaves */
 
 enum child_role { ROLE_WORKER, ROLE_RUNNER, ROLE_AGENT, ROLE_ANVIL,
-    ROLE_METRICS };
+    ROLE_METRICS, ROLE_RESOLVE };
 
 static const char *
 role_name(enum child_role role)
@@ -111,6 +115,7 @@ role_name(enum child_role role)
 	case ROLE_AGENT: return "delivery agent";
 	case ROLE_ANVIL: return "anvil";
 	case ROLE_METRICS: return "metrics";
+	case ROLE_RESOLVE: return "resolve";
 	}
 	return "child";
 }
@@ -159,6 +164,7 @@ struct master_state {
 	int anvil_fd;               /* ferry-anvil's socket, in the chroot */
 	int anvil_notes_rd;         /* anvil's end of its notes */
 	struct channel to_anvil;    /* master -> anvil: limits */
+	int resolve_fd;             /* ferry-resolve's socket, in the chroot */
 	int metrics_http_fd;        /* ferry-metrics' TCP listener, or -1 */
 	int metrics_src_fd;         /* the runner's metrics socket, or -1 */
 	int metrics_own_fd;         /* the master's metrics socket, or -1 */
@@ -202,6 +208,10 @@ struct master_state {
 
 	int draining;               /* ferryctl drain: new sessions get 421 */
 	int drain_told;             /* what the runner was last told, -1 */
+	pid_t resolve_pid;          /* 0 also while client_names is off */
+	int64_t resolve_started;
+	struct backoff resolve_backoff;
+	int resolve_told_to_go;     /* a reload: start the next one at once */
 
 	int shutting_down;
 	int64_t shutdown_deadline;
@@ -209,6 +219,7 @@ struct master_state {
 	char deliver_path[PATH_MAX + 32];
 	char anvil_path[PATH_MAX + 32];
 	char metrics_path[PATH_MAX + 32];
+	char resolve_path[PATH_MAX + 32];
 };
 
 static int sig_write_fd = -1;
@@ -510,6 +521,25 @@ check_spool_reachable(const struct ferry_config *cfg, uid_t quid,
 			    blocker);
 }
 
+/* ferry-resolve's socket in the workers' chroot, for the SMTP user's
+ * group, like anvil's.  Made once, when client names are first on. */
+static void
+open_resolve_socket(struct master_state *m)
+{
+	char path[PATH_MAX];
+	uid_t suid;
+	gid_t sgid = 0;
+	int as_root = geteuid() == 0;
+
+	if (m->resolve_fd >= 0)
+		return;
+	if (as_root && privsep_lookup(m->cfg->smtpd_user, &suid, &sgid) < 0)
+		log_fatal("smtpd_user %s does not exist", m->cfg->smtpd_user);
+	snprintf(path, sizeof(path), "%s/%s/%s", m->cfg->spool_dir,
+	    SPOOL_SMTPD_DIR, RESOLVE_SOCKET_NAME);
+	m->resolve_fd = make_unix_listener(path, sgid, as_root);
+}
+
 static void
 prepare_spool(struct master_state *m)
 {
@@ -557,6 +587,11 @@ prepare_spool(struct master_state *m)
 	snprintf(path, sizeof(path), "%s/%s/%s", cfg->spool_dir,
 	    SPOOL_SMTPD_DIR, ANVIL_SOCKET_NAME);
 	m->anvil_fd = make_unix_listener(path, sgid, as_root);
+	/* ferry-resolve's, beside it, while client_names is on (else when
+	 * a reload turns it on: open_resolve_socket) */
+	m->resolve_fd = -1;
+	if (cfg->client_names)
+		open_resolve_socket(m);
 	/* the runner's metrics socket, beside them: ferry-metrics (the SMTP
 	 * user, in this chroot) asks it for the counters */
 	m->metrics_src_fd = -1;
@@ -630,7 +665,8 @@ spawn(struct master_state *m, enum child_role role, int child_notes)
 	const char *path = role == ROLE_WORKER ? m->smtpd_path :
 	    role == ROLE_AGENT ? m->deliver_path :
 	    role == ROLE_ANVIL ? m->anvil_path :
-	    role == ROLE_METRICS ? m->metrics_path : m->queue_path;
+	    role == ROLE_METRICS ? m->metrics_path :
+	    role == ROLE_RESOLVE ? m->resolve_path : m->queue_path;
 	char gen[16];
 	sigset_t all, old;
 	pid_t pid;
@@ -684,6 +720,8 @@ spawn(struct master_state *m, enum child_role role, int child_notes)
 			fds[n++] = m->anvil_notes_rd;            /* 5 */
 		} else if (role == ROLE_METRICS) {
 			fds[n++] = m->metrics_http_fd;           /* 4 */
+		} else if (role == ROLE_RESOLVE) {
+			fds[n++] = m->resolve_fd;                /* 4 */
 		}
 		place_fds(fds, n, FD_CONFIG);
 		execl(path, path, "-f", m->cfg->path, "-g", gen,
@@ -753,6 +791,21 @@ spawn_anvil(struct master_state *m)
 		m->anvil_pid = pid;
 		m->anvil_started = now_ms();
 		log_debug("started anvil, pid %ld", (long)pid);
+	}
+}
+
+static void
+spawn_resolve(struct master_state *m)
+{
+	pid_t pid;
+
+	open_resolve_socket(m);
+	pid = spawn(m, ROLE_RESOLVE);
+
+	if (pid > 0) {
+		m->resolve_pid = pid;
+		m->resolve_started = now_ms();
+		log_debug("started resolve, pid %ld", (long)pid);
 	}
 }
 
@@ -882,6 +935,29 @@ reap_children(struct master_state *m)
 			    status);
 			log_warn("metrics (pid %ld) died: %s; restarting in "
 			    "%lld ms", (long)pid, how, (long long)delay);
+			continue;
+		}
+		if (pid == m->resolve_pid) {
+			int64_t lived = now_ms() - m->resolve_started;
+			int64_t delay;
+
+			m->resolve_pid = 0;
+			if (m->shutting_down) {
+				log_debug("resolve stopped (%s)", how);
+				continue;
+			}
+			if (m->resolve_told_to_go) {
+				m->resolve_told_to_go = 0;
+				m->resolve_backoff.not_before = 0;
+				log_debug("resolve stopped for the reload (%s)",
+				    how);
+				continue;
+			}
+			delay = backoff_delay(&m->resolve_backoff, lived,
+			    status);
+			log_warn("resolve (pid %ld) died: %s; restarting in "
+			    "%lld ms (clients are unknown meanwhile)",
+			    (long)pid, how, (long long)delay);
 			continue;
 		}
 		if (pid == m->anvil_pid) {
@@ -1568,6 +1644,14 @@ reload(struct master_state *m)
 	m->agent_backoff.not_before = 0;
 	tell_runner_reload(m);
 	tell_anvil_reload(m);
+	/* ferry-resolve reads the new file (and resolv.conf) when it
+	 * starts; the loop starts it again if client_names is still on */
+	if (m->resolve_pid > 0 && !m->resolve_told_to_go) {
+		kill(m->resolve_pid, SIGTERM);
+		m->resolve_told_to_go = 1;
+	}
+	m->resolve_backoff.streak = 0;
+	m->resolve_backoff.not_before = 0;
 	log_info("configuration reloaded from %s (generation %u)%s",
 	    cfg->path, m->generation, m->draining ? "; still draining" : "");
 	manage_pool(m);
@@ -1694,6 +1778,8 @@ find_programs(struct master_state *m)
 	    libexec);
 	snprintf(m->metrics_path, sizeof(m->metrics_path), "%s/ferry-metrics",
 	    libexec);
+	snprintf(m->resolve_path, sizeof(m->resolve_path), "%s/ferry-resolve",
+	    libexec);
 	if (access(m->smtpd_path, X_OK) < 0)
 		log_fatal("%s: %s", m->smtpd_path, strerror(errno));
 	if (access(m->queue_path, X_OK) < 0)
@@ -1702,6 +1788,9 @@ find_programs(struct master_state *m)
 		log_fatal("%s: %s", m->deliver_path, strerror(errno));
 	if (access(m->anvil_path, X_OK) < 0)
 		log_fatal("%s: %s", m->anvil_path, strerror(errno));
+	if (m->cfg->client_names && access(m->resolve_path, X_OK) < 0)
+		log_fatal("%s: %s (needed for workers { client_names })",
+		    m->resolve_path, strerror(errno));
 }
 
 static void
@@ -1812,6 +1901,8 @@ master(const struct master_args *args)
 		    m->listeners[i].name);
 	spawn_runner(m);
 	spawn_anvil(m);
+	if (m->cfg->client_names)
+		spawn_resolve(m);
 	spawn_metrics(m);
 	manage_pool(m);
 	manage_agents(m);
@@ -1836,6 +1927,8 @@ master(const struct master_args *args)
 			/* the workers are gone: nobody asks anvil now */
 			if (m->anvil_pid > 0)
 				kill(m->anvil_pid, SIGTERM);
+			if (m->resolve_pid > 0)
+				kill(m->resolve_pid, SIGTERM);
 			if (m->metrics_pid > 0)
 				kill(m->metrics_pid, SIGTERM);
 			if (m->runner_pid > 0) {
@@ -1862,6 +1955,15 @@ master(const struct master_args *args)
 			if (m->anvil_pid > 0) {
 				kill(m->anvil_pid, SIGKILL);
 				waitpid(m->anvil_pid, NULL, 0);
+			}
+			while (m->resolve_pid > 0 &&
+			    now_ms() < m->shutdown_deadline) {
+				reap_children(m);
+				usleep(20000);
+			}
+			if (m->resolve_pid > 0) {
+				kill(m->resolve_pid, SIGKILL);
+				waitpid(m->resolve_pid, NULL, 0);
 			}
 			while (m->metrics_pid > 0 &&
 			    now_ms() < m->shutdown_deadline) {
@@ -1918,6 +2020,16 @@ master(const struct master_args *args)
 
 			if (d <= 0) {
 				spawn_anvil(m);
+			} else if (d < wait) {
+				wait = d;
+			}
+		}
+		if (!m->shutting_down && m->resolve_pid == 0 &&
+		    m->cfg->client_names) {
+			int64_t d = m->resolve_backoff.not_before - now_ms();
+
+			if (d <= 0) {
+				spawn_resolve(m);
 			} else if (d < wait) {
 				wait = d;
 			}

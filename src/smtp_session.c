@@ -133,7 +133,7 @@ struct smtp_session {
 	struct session_control *control;
 	int fd;
 	char peer_addr[64];
-	char peer_name[64];          /* "unknown": names are not resolved */
+	char peer_name[256];         /* confirmed name, or "unknown" */
 	const char *listener;
 	struct anvil_client *anvil;  /* shared limits; NULL = none */
 	uint32_t anvil_owner;        /* who this session is to anvil */
@@ -781,8 +781,8 @@ mail_rated(struct smtp_session *s, const struct smtp_mail_args *m,
     int result)
 {
 	if (result == ANVIL_MESSAGE_RATE) {
-		log_warn("refusing a message from unknown[%s]: message rate "
-		    "limit exceeded", s->peer_addr);
+		log_warn("refusing a message from %s[%s]: message rate "
+		    "limit exceeded", s->peer_name, s->peer_addr);
 		smtp_reply(s, R_MESSAGE_RATE, s->cfg->hostname, s->peer_addr);
 		s->closing = CLOSE_LIMIT;
 		return;
@@ -2204,7 +2204,9 @@ smtp_session_start(const struct session_params *p)
 	s->anvil = p->anvil;
 	s->anvil_owner = p->anvil_owner;
 	sockaddr_ntop(p->peer, s->peer_addr, sizeof(s->peer_addr));
-	ferry_strlcpy(s->peer_name, "unknown", sizeof(s->peer_name));
+	ferry_strlcpy(s->peer_name, p->peer_name != NULL &&
+	    p->peer_name[0] != '\0' ? p->peer_name : "unknown",
+	    sizeof(s->peer_name));
 	s->lcfg = p->lcfg;
 	s->tls_ctx = p->tls;
 	s->users = p->users;

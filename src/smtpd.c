@@ -24,7 +24,11 @@
  * Anvil's checks (a new connection, MAIL, AUTH) never stall the loop: a
  * connection waits in its slot and a session is parked while its
  * question is out, and the others are served meanwhile; an answer that
- * does not come within ANVIL_DEADLINE_MS allows the action.
+ * does not come within ANVIL_DEADLINE_MS allows the action.  With
+ * workers.client_names on, a connection anvil allowed then waits in its
+ * slot for its name from ferry-resolve (resolve_client.h), at most
+ * client_name_timeout and a margin, before its session and greeting
+ * start; the others are served meanwhile.
  *
  * Isolation.  Sessions of one worker share its address space.  A client
  * that took over a worker (a memory-safety bug in this code or in
@@ -65,6 +69,8 @@
 #include "netaddr.h"
 #include "privsep.h"
 #include "procfd.h"
+#include "hostname.h"
+#include "resolve_client.h"
 #include "session_timer.h"
 #include "smtp_reply.h"
 #include "smtp_session.h"
@@ -189,7 +195,7 @@ refuse_over_limit(const struct ferry_config *cfg, int result, int fd,
 #define ACCEPT_SHORT_FOR_MS 1000
 
 /* One session slot of the worker: free, a connection waiting for
- * anvil's connect check, or a session. */
+ * anvil's connect check or for its name, or a session. */
 struct slot {
 	struct smtp_session *s;      /* NULL: no session (yet) */
 	char peer_addr[64];          /* what anvil counted it as */
@@ -200,6 +206,9 @@ struct slot {
 	int answered;                /* anvil answered (with answer): acted
 	                                on by take_answers() */
 	int answer;
+	int naming;                  /* allowed, its name asked: no session */
+	int named;                   /* the name came: take_names() acts */
+	char name[HOSTNAME_MAX + 1]; /* "" = unknown */
 };
 
 struct worker {
@@ -223,6 +232,8 @@ struct worker {
 	int answers;                 /* slots with answered set */
 	int draining;                /* the master's last NOTE_DRAINING */
 	int notes_open;              /* FD_WORKER_NOTES not yet at EOF */
+	struct resolve_client resolve;   /* the clients' names */
+	int names;                   /* slots with named set */
 };
 
 static void
@@ -274,6 +285,23 @@ on_anvil_answer(void *arg, uint32_t owner, int result)
 	w->slots[owner].answer = result;
 }
 
+/* resolve_client's on_answer: noted, like anvil's; take_names() acts. */
+static void
+on_name(void *arg, uint32_t owner, const char *name)
+{
+	struct worker *w = arg;
+	struct slot *sl;
+
+	if (owner >= w->nslots)
+		log_panic("name for slot %u of %zu", owner, w->nslots);
+	sl = &w->slots[owner];
+	if (!sl->naming || sl->named)
+		return;
+	ferry_strlcpy(sl->name, name, sizeof(sl->name));
+	sl->named = 1;
+	w->names++;
+}
+
 static void
 end_session(struct worker *w, size_t k)
 {
@@ -298,6 +326,25 @@ run_session(struct worker *w, size_t k, int64_t now)
 		arm(w, k);
 }
 
+/* With client names on, slot k's client is named before its session
+ * starts: 1 when its name is asked for (the session starts when it
+ * comes, take_names()), 0 when it stays unknown and starts now. */
+static int
+name_wanted(struct worker *w, size_t k)
+{
+	struct slot *sl = &w->slots[k];
+
+	sl->name[0] = '\0';
+	sl->named = 0;
+	sl->naming = 1;
+	if (resolve_ask(&w->resolve, (uint32_t)k, sl->peer_addr))
+		return 1;
+	sl->naming = 0;
+	return 0;
+}
+
+static void start_session(struct worker *w, size_t k);
+
 /* Anvil answered the connect check of slot k (or allowed it unasked):
  * the session starts, or the client is refused. */
 static void
@@ -305,7 +352,6 @@ connect_checked(struct worker *w, size_t k, int result)
 {
 	const struct ferry_config *cfg = w->cfg;
 	struct slot *sl = &w->slots[k];
-	struct session_params sp;
 	size_t i = sl->listener;
 
 	sl->checking = 0;
@@ -316,7 +362,24 @@ connect_checked(struct worker *w, size_t k, int result)
 		return;
 	}
 	wcount_conn(i, WC_CONN_ACCEPTED);
+	if (name_wanted(w, k))
+		return;
+	start_session(w, k);
+}
+
+/* The session of slot k starts, its client named sl->name ("" is
+ * unknown). */
+static void
+start_session(struct worker *w, size_t k)
+{
+	const struct ferry_config *cfg = w->cfg;
+	struct slot *sl = &w->slots[k];
+	struct session_params sp;
+	size_t i = sl->listener;
+
+	sl->naming = 0;
 	memset(&sp, 0, sizeof(sp));
+	sp.peer_name = sl->name;
 	sp.cfg = cfg;
 	sp.queue_path = w->intake_path;
 	if (w->nspare > 0)
@@ -381,6 +444,24 @@ refuse_draining(const struct ferry_config *cfg, int fd)
 	close(fd);
 }
 
+/* Acts on the names that came: those sessions start. */
+static void
+take_names(struct worker *w)
+{
+	size_t k;
+
+	for (k = 0; k < w->nslots && w->names > 0; k++) {
+		struct slot *sl = &w->slots[k];
+
+		if (!sl->named)
+			continue;
+		sl->named = 0;
+		w->names--;
+		if (sl->naming)
+			start_session(w, k);
+	}
+}
+
 /* Takes one connection from listener i, if one is waiting, into a free
  * slot, and asks anvil about it; the session starts when anvil answers.
  * 1 when a connection was taken. */
@@ -408,7 +489,7 @@ accept_one(struct worker *w, size_t i)
 		return 1;
 	}
 	for (k = 0; k < w->nslots && (w->slots[k].s != NULL ||
-	    w->slots[k].checking); k++)
+	    w->slots[k].checking || w->slots[k].naming); k++)
 		continue;
 	if (k == w->nslots)
 		log_panic("accepted with every slot taken");
@@ -506,6 +587,7 @@ serve(struct worker *w)
 		int64_t now = now_ms(), first, timeout = 1000;
 		int accepting, listening, rc, any_ready = 0, more = 0;
 		size_t n = 0, k, anvil_at = (size_t)-1, spares_at, nspare;
+		size_t resolve_at = (size_t)-1;
 
 		accepting = !stop_after_session &&
 		    w->started < cfg->worker_sessions;
@@ -534,6 +616,13 @@ serve(struct worker *w)
 			anvil_at = n;
 			pfds[n].fd = anvil_client_fd(&w->anvil);
 			pfds[n].events = anvil_client_events(&w->anvil);
+			pfds[n].revents = 0;
+			n++;
+		}
+		if (resolve_client_fd(&w->resolve) >= 0) {
+			resolve_at = n;
+			pfds[n].fd = resolve_client_fd(&w->resolve);
+			pfds[n].events = resolve_client_events(&w->resolve);
 			pfds[n].revents = 0;
 			n++;
 		}
@@ -574,9 +663,12 @@ serve(struct worker *w)
 		first = anvil_client_deadline(&w->anvil);
 		if (first != 0 && first - now < timeout)
 			timeout = first - now;
+		first = resolve_client_deadline(&w->resolve);
+		if (first != 0 && first - now < timeout)
+			timeout = first - now;
 		if (timeout > 1000)
 			timeout = 1000;   /* signals between test and poll */
-		if (timeout < 0 || more || w->answers > 0)
+		if (timeout < 0 || more || w->answers > 0 || w->names > 0)
 			timeout = 0;
 		rc = poll(pfds, n, (int)timeout);
 		if (rc < 0) {
@@ -591,13 +683,18 @@ serve(struct worker *w)
 			anvil_client_io(&w->anvil, pfds[anvil_at].revents);
 		anvil_client_tick(&w->anvil, now);
 		take_answers(w);
+		if (resolve_at != (size_t)-1 && pfds[resolve_at].revents)
+			resolve_client_io(&w->resolve,
+			    pfds[resolve_at].revents);
+		resolve_client_tick(&w->resolve, now);
+		take_names(w);
 		take_stress(w);
 		/* backwards: a spare dropped takes the last one's place */
 		for (k = nspare; k-- > 0;)
 			if (pfds[spares_at + k].revents != 0 && k < w->nspare)
 				watch_spare(w, k, now);
-		for (i = (listening ? nl : 0) + (anvil_at != (size_t)-1);
-		    i < spares_at; i++) {
+		for (i = (listening ? nl : 0) + (anvil_at != (size_t)-1) +
+		    (resolve_at != (size_t)-1); i < spares_at; i++) {
 			k = slot_of[i];
 			if (w->slots[k].s == NULL)
 				continue;
@@ -646,7 +743,7 @@ smtpd(const struct child_args *a)
 {
 	struct ferry_config *cfg;
 	struct worker w;
-	char chroot_dir[4096], anvil_path[4200];
+	char chroot_dir[4096], anvil_path[4200], resolve_path[4200];
 	struct privsep_target target;
 	int dropped;
 	size_t i, n;
@@ -695,13 +792,19 @@ smtpd(const struct child_args *a)
 		    INTAKE_SOCKET_NAME);
 		snprintf(anvil_path, sizeof(anvil_path), "/%s",
 		    ANVIL_SOCKET_NAME);
+		snprintf(resolve_path, sizeof(resolve_path), "/%s",
+		    RESOLVE_SOCKET_NAME);
 	} else {
 		snprintf(w.intake_path, sizeof(w.intake_path), "%s/%s",
 		    chroot_dir, INTAKE_SOCKET_NAME);
 		snprintf(anvil_path, sizeof(anvil_path), "%s/%s",
 		    chroot_dir, ANVIL_SOCKET_NAME);
+		snprintf(resolve_path, sizeof(resolve_path), "%s/%s",
+		    chroot_dir, RESOLVE_SOCKET_NAME);
 	}
 	anvil_client_init(&w.anvil, anvil_path, on_anvil_answer, &w);
+	resolve_client_init(&w.resolve, cfg->client_names ? resolve_path :
+	    NULL, cfg->client_name_timeout, on_name, &w);
 
 	w.nslots = (size_t)cfg->sessions_per_worker;
 	w.slots = xcalloc(w.nslots, sizeof(*w.slots));
@@ -717,6 +820,7 @@ smtpd(const struct child_args *a)
 
 	log_debug("worker exiting after %d sessions", w.started);
 	anvil_client_close(&w.anvil);
+	resolve_client_close(&w.resolve);
 	for (i = 0; i < n; i++)
 		tls_server_free(w.tls[i]);
 	free(w.tls);

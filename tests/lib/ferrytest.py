@@ -413,7 +413,10 @@ def queued_id(reply):
 DEFAULTS = {
     "hostname": "mx.ferry-test.example",
     "shutdown_timeout": 3,
-    "workers": {"min_idle": 2, "max_idle": 4, "max": 16, "sessions": 100},
+    # Every test client is 127.0.0.1: no lookup of its name (only
+    # test_client_names.py turns client_names on, with its own DNS).
+    "workers": {"min_idle": 2, "max_idle": 4, "max": 16, "sessions": 100,
+                "client_names": False},
     # The abuse limits are counted per client address, and every test
     # client is 127.0.0.1: generous by default, so only the tests of
     # those limits (test_abuse_limits.py) meet them.
@@ -519,7 +522,7 @@ class Ferry:
         lines += [
             "workers {",
         ]
-        lines += ["    %s = %d" % (k, w[k]) for k in sorted(w)]
+        lines += ["    %s = %s" % (k, conf_value(w[k])) for k in sorted(w)]
         lines += ["}", "limits {"]
         lines += ["    %s = %d" % (k, v) for k, v in
                   sorted(o["limits"].items())]
@@ -719,6 +722,9 @@ class Ferry:
 
     def anvils(self):
         return self.children("ferry-anvil")
+
+    def resolvers(self):
+        return self.children("ferry-resolve")
 
     def agents(self):
         """Live delivery agents (ferry-deliver children of the master, or
