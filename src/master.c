@@ -800,7 +800,7 @@ spawn_resolve(struct master_state *m)
 	pid_t pid;
 
 	open_resolve_socket(m);
-	pid = spawn(m, ROLE_RESOLVE);
+	pid = spawn(m, ROLE_RESOLVE, -1);
 
 	if (pid > 0) {
 		m->resolve_pid = pid;
