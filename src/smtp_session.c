@@ -256,6 +256,7 @@ arm_command(struct smtp_session *s)
 /* ------------------------------------------------------------- replies */
 
 /* The client as a log line's field: "name[address]". */
+#define SESSION_CLIENT_MAX (256 + 64 + 2)
 static const char *
 session_client(const struct smtp_session *s, char *out, size_t len)
 {
@@ -325,7 +326,7 @@ smtp_reply(struct smtp_session *s, enum reply_id id, ...)
 	memcpy(s->out + s->out_len, line, n);
 	s->out_len += n;
 	if (def->code >= 400) {
-		char safe[1200], reason[1024], client[300];
+		char safe[1200], reason[1024], client[SESSION_CLIENT_MAX];
 		struct log_fields f = {
 			.event = "reject",
 			.qid = s->tx.qid[0] ? s->tx.qid : NULL,
@@ -469,7 +470,7 @@ tx_begun(struct smtp_session *s, enum data_mode mode)
 	data_scanner_init(&tx->scan, mode,
 	    (size_t)s->cfg->max_data_line_length);
 	{
-		char client[300];
+		char client[SESSION_CLIENT_MAX];
 		struct log_fields f = { .event = "client", .qid = tx->qid,
 		    .helo = s->helo };
 
@@ -1836,7 +1837,7 @@ log_disconnect(struct smtp_session *s)
 	    VERB_MAIL, VERB_RCPT, VERB_DATA, VERB_BDAT, VERB_RSET, VERB_VRFY,
 	    VERB_EXPN, VERB_HELP, VERB_NOOP, VERB_QUIT, VERB_STARTTLS,
 	    VERB_AUTH, VERB_UNKNOWN };
-	char line[512], client[300];
+	char line[512], client[SESSION_CLIENT_MAX];
 	struct log_fields f = { .event = "disconnect" };
 	size_t i, o = 0;
 
@@ -2228,7 +2229,7 @@ smtp_session_start(const struct session_params *p)
 	arm_command(s);
 
 	{
-		char client[300];
+		char client[SESSION_CLIENT_MAX];
 		struct log_fields f = { .event = "connect" };
 
 		f.client = session_client(s, client, sizeof(client));
