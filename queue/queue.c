@@ -72,6 +72,7 @@
 #include "child.h"
 #include "config.h"
 #include "control.h"
+#include "dkim.h"
 #include "intake.h"
 #include "log.h"
 #include "metrics_snapshot.h"
@@ -113,6 +114,9 @@ on_term(int sig)
 
 struct runner {
 	struct ferry_config *cfg;     /* owned; replaced on reload */
+	struct dkim_signing *dkim;    /* owned: the signing keys */
+	int dkim_keys_fd;             /* the master's copy of the reloaded
+	                                 keys, until the reload note; -1 */
 	struct store *st;
 	struct intake_conn **conns;
 	size_t nconns;
@@ -939,6 +943,20 @@ queue(const struct child_args *a)
 		}
 	}
 
+	/* the DKIM keys are read now, as root: never again after the drop
+	 * (a reload brings them from the master) */
+	{
+		char err[512];
+
+		r.dkim = dkim_signing_new(cfg, NULL, 0, err, sizeof(err));
+		if (r.dkim == NULL)
+			log_fatal("%s", err);
+		intake_set_dkim(r.dkim);
+		if (r.dkim->nsigners > 0)
+			log_info("queue runner: DKIM signing with %zu key(s)",
+			    r.dkim->nsigners);
+	}
+
 	memset(&target, 0, sizeof(target));
 	target.user = cfg->user;
 	privsep_drop(&target);
@@ -1010,6 +1028,8 @@ queue(const struct child_args *a)
 	store_close(r.st);
 	free(r.conns);
 	config_free(r.cfg);
+	intake_set_dkim(NULL);
+	dkim_signing_free(r.dkim);
 	channel_free(&r.notes);
 	return 0;
 }
