@@ -81,6 +81,10 @@ enum ipc_type {
 	/* ferry-anvil -> master over FD_ANVIL_NOTES, when stress mode
 	 * begins or ends (for the metrics) */
 	IMSG_NOTE_ANVIL_STRESS,  /* u8 on */
+	/* master -> queue runner over FD_POOL, just before NOTE_RELOAD
+	 * when the new configuration has DKIM keys */
+	IMSG_NOTE_DKIM_KEYS,     /* no fields; a memfd with the keys' PEM,
+	                          * in configuration order, rides along */
 	IMSG_TYPE_MAX
 };
 

@@ -367,9 +367,49 @@ group_commit(struct runner *r)
 
 /* A new configuration from the master after SIGHUP. Spool and users stay
  * as they were (they change with a restart, as in the master). */
+/* The signing keys of a reloaded configuration, from the copy the
+ * master sent just before it (this process can no longer read the key
+ * files).  NULL with a reason in err. */
+static struct dkim_signing *
+reload_dkim(struct runner *r, const struct ferry_config *fresh, char *err,
+    size_t errlen)
+{
+	struct dkim_signing *s;
+	char *pem = NULL;
+	size_t len = 0;
+
+	if (fresh->ndkim_keys > 0) {
+		if (r->dkim_keys_fd < 0) {
+			snprintf(err, errlen, "the master sent no DKIM keys");
+			return NULL;
+		}
+		pem = child_read_config_fd(r->dkim_keys_fd);
+		if (pem == NULL) {
+			snprintf(err, errlen, "cannot read the DKIM keys: %s",
+			    strerror(errno));
+			return NULL;
+		}
+		len = strlen(pem);
+	}
+	if (r->dkim_keys_fd >= 0)
+		close(r->dkim_keys_fd);
+	r->dkim_keys_fd = -1;
+	s = dkim_signing_new(fresh, pem != NULL ? pem : "", len, err,
+	    errlen);
+	if (pem != NULL) {
+		explicit_bzero(pem, len);
+		free(pem);
+	}
+	if (s != NULL && s->nsigners > 0)
+		log_info("queue runner: DKIM signing with %zu key(s)",
+		    s->nsigners);
+	return s;
+}
+
 static void
 reload_config(struct runner *r, int fd)
 {
+	struct dkim_signing *dkim;
 	struct ferry_config *fresh;
 	char *text, err[1024];
 
@@ -388,6 +428,14 @@ reload_config(struct runner *r, int fd)
 		log_error("reload: %s; keeping the running configuration", err);
 		return;
 	}
+	if ((dkim = reload_dkim(r, fresh, err, sizeof(err))) == NULL) {
+		log_error("reload: %s; keeping the running configuration", err);
+		config_free(fresh);
+		return;
+	}
+	intake_set_dkim(dkim);
+	dkim_signing_free(r->dkim);
+	r->dkim = dkim;
 	free(fresh->spool_dir);
 	fresh->spool_dir = xstrdup(r->cfg->spool_dir);
 	if (r->sched != NULL)
@@ -409,6 +457,7 @@ static const struct channel_rule master_may_send[] = {
 	{ IMSG_NOTE_RELOAD, CHANNEL_RULE_FD },
 	{ IMSG_NOTE_PING, 0 },
 	{ IMSG_NOTE_GENERATION, 0 },
+	{ IMSG_NOTE_DKIM_KEYS, CHANNEL_RULE_FD },
 	{ 0, 0 }
 };
 
@@ -454,6 +503,19 @@ read_master_notes(struct runner *r)
 					    "malformed NOTE_GENERATION");
 					return;
 				}
+			} else if (in.type == IMSG_NOTE_DKIM_KEYS) {
+				int fd = channel_take_fd(&r->notes);
+
+				if (ipc_end(&in) < 0) {
+					close(fd);
+					channel_violation(&r->notes,
+					    "malformed NOTE_DKIM_KEYS");
+					return;
+				}
+				/* kept for the NOTE_RELOAD that follows */
+				if (r->dkim_keys_fd >= 0)
+					close(r->dkim_keys_fd);
+				r->dkim_keys_fd = fd;
 			} else {
 				int fd = channel_take_fd(&r->notes);
 
@@ -919,6 +981,7 @@ queue(const struct child_args *a)
 	memset(&r, 0, sizeof(r));
 	r.cfg = cfg;
 	r.generation = a->generation;
+	r.dkim_keys_fd = -1;
 	r.master_pid = master;
 	if (geteuid() == 0) {
 		if (privsep_lookup(cfg->smtpd_user, &r.peer_uid, &gid) < 0)

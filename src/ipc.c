@@ -55,6 +55,7 @@ static const char *const ipc_names[IMSG_TYPE_MAX] = {
 	[IMSG_NOTE_AGENTS] = "NOTE_AGENTS",
 	[IMSG_WORKER_COUNTERS] = "WORKER_COUNTERS",
 	[IMSG_NOTE_ANVIL_STRESS] = "NOTE_ANVIL_STRESS",
+	[IMSG_NOTE_DKIM_KEYS] = "NOTE_DKIM_KEYS",
 };
 
 const char *

@@ -8,7 +8,8 @@ Ed25519, both on one domain (two signatures), folded headers, long
 lines, an 8-bit body, an empty body, a message without a final CRLF,
 parent-domain keys (subdomains), a message already signed, two From
 fields (not signed, logged), no From (relayed unsigned), clients that
-are not trusted (not signed), and a short RSA key refused at start.
+are not trusted (not signed), a short RSA key refused at start, a reload
+with a new key, and a bad key refused on reload.
 Needs root (the daemon drops privileges)."""
 
 import os
@@ -297,6 +298,42 @@ class KeyTest(DkimCase):
         self.assertNotEqual(r.returncode, 0, r.stderr)
         self.assertIn("key_file \"%s\": an RSA key of 1024 bits" % short,
                       r.stderr)
+
+    def test_reload_new_key_and_bad_key_refused(self):
+        s = self.smarthost()
+        d = self.signing_ferry(s, key_section("rsa", "example.org", "rsa1",
+                                      self.rsa))
+        content = b"From: app@example.org\r\nSubject: r\r\n\r\nbody\r\n"
+        d.send(content, sender=SENDER, rcpts=[RCPT])
+        self.assertIn(b"s=rsa1", s.wait_messages(1, WAIT)[0].data)
+        # a new key under a new selector
+        new = genkey(os.path.join(self.tmp, "new.pem"), "ed25519")
+        self.records[b"new1._domainkey.example.org."] = dns_record(new)
+        mark = d.log_size()
+        d.extra = key_section("new", "example.org", "new1", new)
+        d.write_config()
+        d.signal(1)
+        self.assertIsNotNone(d.wait_log(r"queue runner: configuration "
+                                        r"reloaded", 10, mark))
+        d.send(content, sender=SENDER, rcpts=[RCPT])
+        data = s.wait_messages(2, WAIT)[1].data
+        sigs = self.assertVerifies(data, 1)
+        self.assertIn(b"s=new1", sigs[0])
+        # a bad key: the reload is refused, the running keys stay
+        bad = os.path.join(self.tmp, "bad.pem")
+        with open(bad, "w") as f:
+            f.write("-----BEGIN PRIVATE KEY-----\nnot a key\n"
+                    "-----END PRIVATE KEY-----\n")
+        mark = d.log_size()
+        d.extra = key_section("bad", "example.org", "bad1", bad)
+        d.write_config()
+        d.signal(1)
+        self.assertIsNotNone(d.wait_log(r"reload refused: .*bad\.pem", 10,
+                                        mark))
+        d.send(content, sender=SENDER, rcpts=[RCPT])
+        data = s.wait_messages(3, WAIT)[2].data
+        sigs = self.assertVerifies(data, 1)
+        self.assertIn(b"s=new1", sigs[0])
 
 
 if __name__ == "__main__":
