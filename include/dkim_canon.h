@@ -24,8 +24,9 @@ struct dkim_field {
 
 /* The next field of a header block, from *pos on; continuation lines
  * (starting with space or tab) belong to the field before them.  A line
- * without a colon is skipped.  Returns 1 with *f filled and *pos moved
- * past the field, or 0 at the block's end (an empty line or len). */
+ * without a colon, or whose name is not printable ASCII, is skipped.
+ * Returns 1 with *f filled and *pos moved past the field, or 0 at the
+ * block's end (an empty line or len). */
 int dkim_header_next(const char *buf, size_t len, size_t *pos,
     struct dkim_field *f);
 

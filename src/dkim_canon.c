@@ -22,6 +22,19 @@ is_wsp(char c)
 	return c == ' ' || c == '\t';
 }
 
+/* A field name: one or more printable ASCII characters but ':' (RFC 5322
+ * ftext); the name as written may end in blanks before the colon. */
+static int
+field_name(const char *s, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (s[i] < 33 || s[i] > 126)
+			return 0;
+	return n > 0;
+}
+
 /* Where the line that starts at pos ends (just past its LF, or len). */
 static size_t
 line_end(const char *buf, size_t len, size_t pos)
@@ -64,8 +77,8 @@ dkim_header_next(const char *buf, size_t len, size_t *pos,
 		n = (size_t)(colon - (buf + start));
 		while (n > 0 && is_wsp(buf[start + n - 1]))
 			n--;
-		if (n == 0 || memchr(buf + start, '\n', n) != NULL)
-			continue;
+		if (!field_name(buf + start, n))
+			continue;   /* not a field name: skipped */
 		f->name = buf + start;
 		f->name_len = n;
 		f->raw = buf + start;
