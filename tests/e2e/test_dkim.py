@@ -284,6 +284,44 @@ class SigningTest(DkimCase):
 
 class KeyTest(DkimCase):
 
+    def keygen(self, selector, *opts):
+        """ferryctl dkim keygen; returns (key path, the TXT record)."""
+        path = os.path.join(self.tmp, selector + ".pem")
+        r = subprocess.run([ft.FERRYCTL, "dkim", "keygen", "example.org",
+                            selector, "--out", path] + list(opts),
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(os.stat(path).st_mode & 0o777, 0o600)
+        m = re.search(r"^%s\._domainkey\.example\.org\. IN TXT \((.*)\)$"
+                      % selector, r.stdout, re.M)
+        self.assertIsNotNone(m, r.stdout)
+        strings = re.findall(r'"([^"]*)"', m.group(1))
+        self.assertTrue(all(len(x) <= 255 for x in strings), strings)
+        self.assertIn('key_file = "%s"' % path, r.stdout)
+        # never over an existing file
+        again = subprocess.run([ft.FERRYCTL, "dkim", "keygen",
+                                "example.org", selector, "--out", path],
+                               capture_output=True, text=True, timeout=60)
+        self.assertEqual(again.returncode, 1)
+        return path, "".join(strings).encode()
+
+    def test_keygen_keys_sign_and_verify(self):
+        rsa, rsa_rec = self.keygen("gen-rsa")
+        ed, ed_rec = self.keygen("gen-ed", "--ed25519")
+        self.assertTrue(rsa_rec.startswith(b"v=DKIM1; k=rsa; p="))
+        self.assertTrue(ed_rec.startswith(b"v=DKIM1; k=ed25519; p="))
+        # the records ferryctl printed are the keys' public halves
+        self.assertEqual(rsa_rec, dns_record(rsa))
+        self.assertEqual(ed_rec, dns_record(ed))
+        self.records[b"gen-rsa._domainkey.example.org."] = rsa_rec
+        self.records[b"gen-ed._domainkey.example.org."] = ed_rec
+        extra = (key_section("r", "example.org", "gen-rsa", rsa) +
+                 key_section("e", "example.org", "gen-ed", ed))
+        d, qid, data = self.relay(b"From: app@example.org\r\n"
+                                  b"Subject: keygen\r\n\r\nbody\r\n",
+                                  extra)
+        self.assertVerifies(data, 2)
+
     def test_short_rsa_key_refused_at_start(self):
         short = genkey(os.path.join(self.tmp, "short.pem"), 1024)
         d = DkimFerry()
