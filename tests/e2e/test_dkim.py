@@ -5,7 +5,8 @@ port and what the test smarthost receives is verified by an independent
 implementation, dkimpy (Debian python3-dkim), against the public keys
 of keys the test generates, handed to dkimpy's DNS hook: RSA 2048 and
 Ed25519, both on one domain (two signatures), folded headers, long
-lines, an 8-bit body, an empty body, a message without a final CRLF,
+lines, an 8-bit body, a message of many chunks, an empty body, a
+message without a final CRLF (BDAT), the signature stored at intake,
 parent-domain keys (subdomains), a message already signed, two From
 fields (not signed, logged), no From (relayed unsigned), clients that
 are not trusted (not signed), a short RSA key refused at start, a reload
@@ -193,6 +194,18 @@ class SigningTest(DkimCase):
         self.assertIn(b"list-id", flat)
         self.assertIn(b"list-unsubscribe", flat)
 
+    def test_message_of_many_chunks(self):
+        """The first chunk is held back while signing, the rest stored
+        as they come: a message of several 64 KiB chunks."""
+        body = b"".join(b"line %06d of a large message\r\n" % i
+                        for i in range(10000))
+        content = (b"From: app@example.org\r\nSubject: big\r\n\r\n" +
+                   body)
+        d, qid, data = self.relay(content)
+        self.assertGreater(len(data), 4 * 65536)
+        self.assertTrue(data.endswith(content))
+        self.assertVerifies(data, 2)
+
     def test_empty_body(self):
         for content in (b"From: app@example.org\r\nSubject: empty\r\n\r\n",
                         b"From: app@example.org\r\nSubject: no body\r\n"):
@@ -260,6 +273,23 @@ class SigningTest(DkimCase):
         second = s.wait_messages(2, WAIT)[1].data
         self.assertEqual(len(self.signatures(second)), 2)
         self.assertVerifies(second, 2)
+
+    def test_signature_is_stored_before_delivery(self):
+        """Signed once, at intake: the queued message (what every
+        attempt sends) already carries the signatures."""
+        d = DkimFerry(networks=["127.0.0.0/8"])   # delivery paused
+        d.extra = self.both_keys()
+        d.start()
+        self.addCleanup(d.stop)
+        content = b"From: app@example.org\r\nSubject: kept\r\n\r\nbody\r\n"
+        qid = d.send(content, sender=SENDER, rcpts=[RCPT])
+        m = d.message(qid)
+        stored = m["body"]
+        self.assertTrue(stored.startswith(b"DKIM-Signature: "), stored)
+        # whole and numbered from 0, as every reader of the store expects
+        self.assertEqual(m["size"], len(stored))
+        self.assertEqual(m["seqs"], list(range(m["chunks"])))
+        self.assertVerifies(stored, 2)
 
     def test_untrusted_client_not_signed(self):
         s = self.smarthost()
