@@ -4,7 +4,7 @@
  * and both, through the signer the queue runner uses (dkim_msg_new, feed,
  * dkim_msg_sign), and prints the process CPU time per message.
  *
- *   make bench-dkim && tests/bench/dkim_sign [N]
+ *   make bench-dkim && tests/dkim-bench [N]
  */
 #include <stdio.h>
 #include <stdlib.h>
