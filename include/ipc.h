@@ -90,6 +90,10 @@ enum ipc_type {
 	/* SMTP worker <-> ferry-resolve (resolve_client.h) */
 	IMSG_RESOLVE_QUERY,      /* worker: u32 seq, addr */
 	IMSG_RESOLVE_ANSWER,     /* resolve: u32 seq, name ("" = unknown) */
+	/* master -> queue runner over FD_POOL, just before NOTE_RELOAD
+	 * when the new configuration has DKIM keys */
+	IMSG_NOTE_DKIM_KEYS,     /* no fields; a memfd with the keys' PEM,
+	                          * in configuration order, rides along */
 	IMSG_TYPE_MAX
 };
 

@@ -74,6 +74,7 @@
 #include "child.h"
 #include "config.h"
 #include "control.h"
+#include "dkim.h"
 #include "intake.h"
 #include "log.h"
 #include "metrics_snapshot.h"
@@ -115,6 +116,9 @@ on_term(int sig)
 
 struct runner {
 	struct ferry_config *cfg;     /* owned; replaced on reload */
+	struct dkim_signing *dkim;    /* owned: the signing keys */
+	int dkim_keys_fd;             /* the master's copy of the reloaded
+	                                 keys, until the reload note; -1 */
 	struct store *st;
 	struct intake_conn **conns;
 	size_t nconns;
@@ -366,9 +370,49 @@ group_commit(struct runner *r)
 
 /* A new configuration from the master after SIGHUP. Spool and users stay
  * as they were (they change with a restart, as in the master). */
+/* The signing keys of a reloaded configuration, from the copy the
+ * master sent just before it (this process can no longer read the key
+ * files).  NULL with a reason in err. */
+static struct dkim_signing *
+reload_dkim(struct runner *r, const struct ferry_config *fresh, char *err,
+    size_t errlen)
+{
+	struct dkim_signing *s;
+	char *pem = NULL;
+	size_t len = 0;
+
+	if (fresh->ndkim_keys > 0) {
+		if (r->dkim_keys_fd < 0) {
+			snprintf(err, errlen, "the master sent no DKIM keys");
+			return NULL;
+		}
+		pem = child_read_config_fd(r->dkim_keys_fd);
+		if (pem == NULL) {
+			snprintf(err, errlen, "cannot read the DKIM keys: %s",
+			    strerror(errno));
+			return NULL;
+		}
+		len = strlen(pem);
+	}
+	if (r->dkim_keys_fd >= 0)
+		close(r->dkim_keys_fd);
+	r->dkim_keys_fd = -1;
+	s = dkim_signing_new(fresh, pem != NULL ? pem : "", len, err,
+	    errlen);
+	if (pem != NULL) {
+		explicit_bzero(pem, len);
+		free(pem);
+	}
+	if (s != NULL && s->nsigners > 0)
+		log_info("queue runner: DKIM signing with %zu key(s)",
+		    s->nsigners);
+	return s;
+}
+
 static void
 reload_config(struct runner *r, int fd)
 {
+	struct dkim_signing *dkim;
 	struct ferry_config *fresh;
 	char *text, err[1024];
 
@@ -387,6 +431,14 @@ reload_config(struct runner *r, int fd)
 		log_error("reload: %s; keeping the running configuration", err);
 		return;
 	}
+	if ((dkim = reload_dkim(r, fresh, err, sizeof(err))) == NULL) {
+		log_error("reload: %s; keeping the running configuration", err);
+		config_free(fresh);
+		return;
+	}
+	intake_set_dkim(dkim);
+	dkim_signing_free(r->dkim);
+	r->dkim = dkim;
 	free(fresh->spool_dir);
 	fresh->spool_dir = xstrdup(r->cfg->spool_dir);
 	if (r->sched != NULL)
@@ -410,6 +462,7 @@ static const struct channel_rule master_may_send[] = {
 	{ IMSG_NOTE_PING, 0 },
 	{ IMSG_NOTE_GENERATION, 0 },
 	{ IMSG_NOTE_DRAINING, 0 },
+	{ IMSG_NOTE_DKIM_KEYS, CHANNEL_RULE_FD },
 	{ 0, 0 }
 };
 
@@ -465,6 +518,19 @@ read_master_notes(struct runner *r)
 					    "malformed NOTE_GENERATION");
 					return;
 				}
+			} else if (in.type == IMSG_NOTE_DKIM_KEYS) {
+				int fd = channel_take_fd(&r->notes);
+
+				if (ipc_end(&in) < 0) {
+					close(fd);
+					channel_violation(&r->notes,
+					    "malformed NOTE_DKIM_KEYS");
+					return;
+				}
+				/* kept for the NOTE_RELOAD that follows */
+				if (r->dkim_keys_fd >= 0)
+					close(r->dkim_keys_fd);
+				r->dkim_keys_fd = fd;
 			} else {
 				int fd = channel_take_fd(&r->notes);
 
@@ -961,6 +1027,7 @@ queue(const struct child_args *a)
 	memset(&r, 0, sizeof(r));
 	r.cfg = cfg;
 	r.generation = a->generation;
+	r.dkim_keys_fd = -1;
 	r.master_pid = master;
 	if (geteuid() == 0) {
 		if (privsep_lookup(cfg->smtpd_user, &r.peer_uid, &gid) < 0)
@@ -983,6 +1050,20 @@ queue(const struct child_args *a)
 				r.have_admin_gid = 1;
 			}
 		}
+	}
+
+	/* the DKIM keys are read now, as root: never again after the drop
+	 * (a reload brings them from the master) */
+	{
+		char err[512];
+
+		r.dkim = dkim_signing_new(cfg, NULL, 0, err, sizeof(err));
+		if (r.dkim == NULL)
+			log_fatal("%s", err);
+		intake_set_dkim(r.dkim);
+		if (r.dkim->nsigners > 0)
+			log_info("queue runner: DKIM signing with %zu key(s)",
+			    r.dkim->nsigners);
 	}
 
 	memset(&target, 0, sizeof(target));
@@ -1056,6 +1137,8 @@ queue(const struct child_args *a)
 	store_close(r.st);
 	free(r.conns);
 	config_free(r.cfg);
+	intake_set_dkim(NULL);
+	dkim_signing_free(r.dkim);
 	channel_free(&r.notes);
 	return 0;
 }

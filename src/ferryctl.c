@@ -55,6 +55,7 @@
 #include "config.h"
 #include "control.h"
 #include "ferryctl_drain.h"
+#include "ferryctl_dkim.h"
 #include "ferryctl_reload.h"
 #include "json_bytes.h"
 #include "log.h"
@@ -122,6 +123,9 @@ usage(FILE *fp)
 	    "  user hash [NAME]    read a password (no echo on a terminal) and\n"
 	    "                      print its yescrypt hash, or the users-file\n"
 	    "                      line \"NAME:hash\" (no daemon needed)\n"
+	    "  dkim keygen DOMAIN SELECTOR [--ed25519] [--bits N] [--out FILE]\n"
+	    "                      write a new DKIM key (0600) and print its\n"
+	    "                      DNS TXT record (no daemon needed)\n"
 	    "options:\n"
 	    "  -f  configuration file (default %s)\n"
 	    "  -s  control socket (default <spool_dir>/" SOCKET_NAME ")\n"
@@ -1433,6 +1437,18 @@ main(int argc, char **argv)
 	char *opts[8], **req = NULL;
 
 	log_init("ferryctl", LOG_TO_STDERR, 0);
+	/* "dkim keygen" has options of its own: it is found before getopt */
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "-f") == 0 || strcmp(argv[i], "-s") == 0) {
+			i++;
+			continue;
+		}
+		if (argv[i][0] == '-')
+			continue;
+		if (strcmp(argv[i], "dkim") == 0)
+			return ferryctl_dkim(argc - i, argv + i);
+		break;
+	}
 	while ((ch = getopt_long(argc, argv, "f:s:hV", longopts, NULL)) !=
 	    -1) {
 		switch (ch) {

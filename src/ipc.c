@@ -59,6 +59,7 @@ static const char *const ipc_names[IMSG_TYPE_MAX] = {
 	[IMSG_NOTE_DRAINING] = "NOTE_DRAINING",
 	[IMSG_RESOLVE_QUERY] = "RESOLVE_QUERY",
 	[IMSG_RESOLVE_ANSWER] = "RESOLVE_ANSWER",
+	[IMSG_NOTE_DKIM_KEYS] = "NOTE_DKIM_KEYS",
 };
 
 const char *

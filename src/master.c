@@ -81,6 +81,7 @@
 #include "auth_users.h"
 #include "channel.h"
 #include "config.h"
+#include "dkim.h"
 #include "log.h"
 #include "log_journald.h"
 #include "master_metrics.h"
@@ -1364,15 +1365,67 @@ set_draining(struct master_state *m, int on)
 
 /* ---------------------------------------------------------------- reload */
 
+/* The DKIM keys of the configuration, read as root, in a memfd for the
+ * runner (which cannot read them after it dropped privileges); -1 when
+ * there are none or one cannot be read (the runner then keeps its
+ * configuration). */
+static int
+dkim_keys_fd(const struct ferry_config *cfg)
+{
+	size_t i;
+	int fd;
+
+	if (cfg->ndkim_keys == 0)
+		return -1;
+	if ((fd = memfd_create("ferry-dkim-keys", MFD_CLOEXEC)) < 0) {
+		log_error("reload: memfd: %s", strerror(errno));
+		return -1;
+	}
+	for (i = 0; i < cfg->ndkim_keys; i++) {
+		const struct dkim_key_config *kc = &cfg->dkim_keys[i];
+		char err[256], *pem = NULL;
+		struct dkim_key *k = dkim_key_load(kc->key_file, err,
+		    sizeof(err));
+		size_t len = 0;
+		int ok;
+
+		if (k != NULL)
+			pem = dkim_key_pem(k, &len);
+		ok = pem != NULL && write_all(fd, pem, len) == 0;
+		if (pem != NULL) {
+			explicit_bzero(pem, len);
+			free(pem);
+		}
+		dkim_key_free(k);
+		if (!ok) {
+			log_error("reload: dkim_key \"%s\": key_file %s: %s",
+			    kc->name, kc->key_file, k == NULL ? err :
+			    "cannot be copied for the queue runner");
+			close(fd);
+			return -1;
+		}
+	}
+	return fd;
+}
+
 /* Hands the runner the new configuration, so routes, retry schedule and
  * limits apply to mail already queued without restarting it. */
 static void
 tell_runner_reload(struct master_state *m)
 {
 	struct ipc_out *note;
+	int keys;
 
 	if (m->runner_pid <= 0)
 		return;   /* a runner started later reads the new file */
+	if ((keys = dkim_keys_fd(m->cfg)) >= 0) {
+		(void)channel_begin(&m->to_runner, IMSG_NOTE_DKIM_KEYS);
+		/* one descriptor in flight at a time: sent before the
+		 * configuration's */
+		if (channel_end_fd(&m->to_runner, keys) == 0)
+			(void)channel_flush(&m->to_runner);
+		close(keys);
+	}
 	(void)channel_begin(&m->to_runner, IMSG_NOTE_RELOAD);
 	if (channel_end_fd(&m->to_runner, m->cfg_fd) < 0 ||
 	    channel_flush(&m->to_runner) < 0) {
