@@ -400,16 +400,18 @@ proxy_read(struct worker *w, size_t k)
 
 	n = recv(sl->fd, sl->proxy_buf + sl->proxy_len,
 	    sizeof(sl->proxy_buf) - sl->proxy_len, MSG_PEEK);
-	if (n < 0) {
-		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-			return;
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK ||
+	    errno == EINTR))
+		return;
+	if (n < 0 && !(errno == ECONNRESET && sl->proxy_len == 0)) {
 		snprintf(why, sizeof(why), "read: %s", strerror(errno));
 		proxy_fail(w, k, why);
 		return;
 	}
-	if (n == 0) {
+	if (n <= 0) {
 		if (sl->proxy_len == 0) {
-			/* a balancer's TCP check: connected, said nothing */
+			/* a balancer's TCP check: connected, said nothing
+			 * (and may have reset rather than closed) */
 			log_debug("listen \"%s\": %s port %d closed before "
 			    "a PROXY header", l->name, sl->via_addr,
 			    sl->via_port);
