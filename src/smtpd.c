@@ -513,7 +513,8 @@ run_slot(struct worker *w, size_t k, int64_t now, short revents)
 }
 
 /* Takes one connection from listener i, if one is waiting, into a free
- * slot, and asks anvil about it; the session starts when anvil answers.
+ * slot, and reads its PROXY header (when the listener takes one) or asks
+ * anvil about it; the session starts when anvil answers.
  * 1 when a connection was taken. */
 static int
 accept_one(struct worker *w, size_t i)
