@@ -175,7 +175,8 @@ struct ferry_config {
 	char *credentials_file;    /* "" = none */
 
 	/* logging */
-	int log_to_stderr;
+	int log_target;      /* enum log_target: syslog, stderr, journald */
+	int log_format;      /* enum log_format: text, json */
 	int log_debug;
 };
 

@@ -56,6 +56,8 @@ struct intake_conn {
 	int64_t msgid;
 	char qid[QID_LEN + 1];
 	char *sender;
+	char *client;        /* "name[address]", for the log */
+	char *helo;
 	size_t nrcpt;
 	uint32_t next_seq;
 	uint64_t received;
@@ -113,6 +115,10 @@ forget_message(struct intake_conn *c)
 {
 	free(c->sender);
 	c->sender = NULL;
+	free(c->client);
+	c->client = NULL;
+	free(c->helo);
+	c->helo = NULL;
 	c->msgid = -1;
 	c->qid[0] = '\0';
 	c->nrcpt = 0;
@@ -200,6 +206,15 @@ on_begin(struct intake_conn *c, struct store *st, struct ipc_in *in,
 		return 0;
 	}
 	c->sender = xstrdup(env.sender);
+	{
+		char client[600];
+
+		snprintf(client, sizeof(client), "%s[%s]",
+		    env.client_name ? env.client_name : "unknown",
+		    env.client_addr ? env.client_addr : "");
+		c->client = xstrdup(client);
+	}
+	c->helo = env.helo != NULL ? xstrdup(env.helo) : NULL;
 	c->nrcpt = env.nrcpts;
 	c->state = C_RECEIVING;
 	c->next_seq = 0;
@@ -320,8 +335,15 @@ intake_conn_committed(struct intake_conn *c, int ok,
 		return;
 	if (ok) {
 		char sender[1100];
+		struct log_fields f = {
+			.event = "accepted", .qid = c->qid, .from = c->sender,
+			.client = c->client, .helo = c->helo,
+			.has_size = 1, .size = c->received,
+			.has_nrcpt = 1, .nrcpt = c->nrcpt,
+		};
 
-		log_info("%s: from=<%s>, size=%llu, nrcpt=%zu (queue active)",
+		log_event(LOG_INFO, &f,
+		    "%s: from=<%s>, size=%llu, nrcpt=%zu (queue active)",
 		    c->qid, log_sanitize(sender, sizeof(sender), c->sender,
 		    strlen(c->sender)), (unsigned long long)c->received,
 		    c->nrcpt);
@@ -358,5 +380,7 @@ intake_conn_free(struct intake_conn *c, struct store *st)
 		drop_message(c, st);
 	channel_free(&c->ch);
 	free(c->sender);
+	free(c->client);
+	free(c->helo);
 	free(c);
 }

@@ -377,6 +377,7 @@ write_rcpt(struct scheduler *s, struct sched_job *job, struct job_rcpt *jr)
 	const struct transition *t = &jr->t;
 	char safe_reply[1200], safe_addr[600];
 	char d_total[32], d_queue[32], d_send[32];
+	struct log_fields f = { .event = "delivery" };
 
 	if (!jr->answered || jr->written || jr->committed)
 		return;
@@ -399,8 +400,19 @@ write_rcpt(struct scheduler *s, struct sched_job *job, struct job_rcpt *jr)
 	    strlen(jr->reply));
 	log_sanitize(safe_addr, sizeof(safe_addr), jr->addr,
 	    strlen(jr->addr));
-	log_info("%s: to=<%s>, relay=%s, delay=%s, delays=%s/%s, "
-	    "tls=%s, dsn=%s, status=%s (%s)", job->qid, safe_addr,
+	f.qid = job->qid;
+	f.to = jr->addr;
+	f.relay = jr->relay[0] ? jr->relay : "none";
+	f.dsn = jr->dsn;
+	f.status = attempt_status_name(t->status == STATUS_EXPIRED ?
+	    STATUS_BOUNCED : t->status);
+	f.has_delay = 1;
+	f.delay = jr->at - job->received_at < 0 ? 0 :
+	    jr->at - job->received_at;
+	f.reason = jr->reply;
+	log_event(LOG_INFO, &f, "%s: to=<%s>, relay=%s, delay=%s, "
+	    "delays=%s/%s, tls=%s, dsn=%s, status=%s (%s)", job->qid,
+	    safe_addr,
 	    jr->relay[0] ? jr->relay : "none",
 	    fmt_delay(d_total, sizeof(d_total), jr->at - job->received_at),
 	    fmt_delay(d_queue, sizeof(d_queue), job->started -
@@ -492,7 +504,9 @@ write_job(struct scheduler *s, struct sched_job *j)
 	if (finish_message(s, j->msgid, j->qid, j->fails, j->nfails,
 	    j->delays, j->ndelays, left_pending) && !j->removal_logged) {
 		j->removal_logged = 1;   /* once, however often written */
-		log_info("%s: removed", j->qid);
+		struct log_fields f = { .event = "removed", .qid = j->qid };
+
+		log_event(LOG_INFO, &f, "%s: removed", j->qid);
 	}
 	if (j->vanished && unanswered > 0) {
 		if ((deaths = store_agent_died(s->st, j->msgid)) < 0)
@@ -909,20 +923,43 @@ suspend(struct scheduler *s, const char *dest, const char *dsn,
 }
 
 /* Due jobs no free agent could take, by next hop: an agent more is
- * wanted for each only while that hop is under per_destination. */
+ * wanted for each only while that hop is under per_destination.  While
+ * an agent of the hop is busy, a new message must have waited
+ * AGENT_MORE_AFTER_MS for it first: the busy agent is usually free again
+ * within a few milliseconds, and an agent started for every message that
+ * arrives while another is in flight ran up to delivery.agents processes
+ * for a single client sending one message after another (each start
+ * costs an exec, the dynamic linker and OpenSSL's set-up). */
 #define TALLY_HOPS 64
+#define AGENT_MORE_AFTER_MS 25
 
 struct short_tally {
 	char dest[TALLY_HOPS][320];
 	int waiting[TALLY_HOPS];
 	size_t n;
 	int wanted;               /* agents more that would be busy */
+	int64_t look_again_ms;    /* a job not counted yet: when it counts */
 };
 
 static void
-tally_short(struct scheduler *s, struct short_tally *t, const char *dest)
+tally_short(struct scheduler *s, struct short_tally *t, const char *dest,
+    const struct store_due *d, double now)
 {
 	size_t k;
+
+	if (d->attempts == 0 && dest_busy(s, dest) > 0) {
+		double waited_ms = (now - d->received_at) * 1000.0;
+
+		if (waited_ms < AGENT_MORE_AFTER_MS) {
+			/* look again once it has waited that long */
+			int64_t at = now_ms() + (int64_t)(AGENT_MORE_AFTER_MS -
+			    waited_ms) + 1;
+
+			if (t->look_again_ms == 0 || at < t->look_again_ms)
+				t->look_again_ms = at;
+			return;
+		}
+	}
 
 	for (k = 0; k < t->n; k++)
 		if (strcmp(t->dest[k], dest) == 0)
@@ -983,7 +1020,7 @@ scheduler_run(struct scheduler *s)
 	int any_idle = 0, blocked = 0, suspended = 0, busy = 0;
 	int64_t last_short = -1;
 	struct short_tally *tally = NULL;
-	int64_t turn_end = now_ms() + SUSPEND_TURN_MS;
+	int64_t turn_end = now_ms() + SUSPEND_TURN_MS, look_again;
 
 	if (s->cfg->agent_idle > 0 && s->next_retire_ms > 0 &&
 	    now_ms() >= s->next_retire_ms)
@@ -1035,7 +1072,7 @@ scheduler_run(struct scheduler *s)
 			if (v[i].msgid != last_short) {
 				if (tally == NULL)
 					tally = xcalloc(1, sizeof(*tally));
-				tally_short(s, tally, dest);
+				tally_short(s, tally, dest, &v[i], now);
 			}
 			last_short = v[i].msgid;
 			blocked = 1;
@@ -1071,7 +1108,7 @@ scheduler_run(struct scheduler *s)
 			if (v[i].msgid != last_short) {
 				if (tally == NULL)
 					tally = xcalloc(1, sizeof(*tally));
-				tally_short(s, tally, dest);
+				tally_short(s, tally, dest, &v[i], now);
 			}
 			last_short = v[i].msgid;
 			for (k = 0; k < nidx; k++)
@@ -1106,6 +1143,7 @@ scheduler_run(struct scheduler *s)
 		if (s->pool.agents[i]->busy)
 			busy++;
 	s->agents_wanted = busy + (tally != NULL ? tally->wanted : 0);
+	look_again = tally != NULL ? tally->look_again_ms : 0;
 	free(tally);
 	if (s->agents_wanted > s->cfg->delivery_agents)
 		s->agents_wanted = s->cfg->delivery_agents;
@@ -1120,6 +1158,8 @@ scheduler_run(struct scheduler *s)
 			s->next_run_ms = now_ms() + (ms > 0 ? (int64_t)ms : 0)
 			    + 1;
 	}
+	if (look_again > 0 && look_again < s->next_run_ms)
+		s->next_run_ms = look_again;
 }
 
 void

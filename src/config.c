@@ -317,8 +317,28 @@ validate_target(cfg_t *cfg, cfg_opt_t *opt)
 	const char *s = cfg_opt_getnstr(opt, 0);
 
 	if (s == NULL || (strcmp(s, "syslog") != 0 &&
-	    strcmp(s, "stderr") != 0)) {
-		cfg_error(cfg, "target must be \"syslog\" or \"stderr\"");
+	    strcmp(s, "stderr") != 0 && strcmp(s, "journald") != 0)) {
+		cfg_error(cfg, "target must be \"syslog\", \"stderr\" or "
+		    "\"journald\"");
+		return -1;
+	}
+#ifndef HAVE_SYSTEMD
+	if (strcmp(s, "journald") == 0) {
+		cfg_error(cfg, "target \"journald\": this ferry was built "
+		    "without libsystemd");
+		return -1;
+	}
+#endif
+	return 0;
+}
+
+static int
+validate_log_format(cfg_t *cfg, cfg_opt_t *opt)
+{
+	const char *s = cfg_opt_getnstr(opt, 0);
+
+	if (s == NULL || (strcmp(s, "text") != 0 && strcmp(s, "json") != 0)) {
+		cfg_error(cfg, "format must be \"text\" or \"json\"");
 		return -1;
 	}
 	return 0;
@@ -520,7 +540,8 @@ _Static_assert(sizeof(enum listener_tls) == sizeof(int) &&
 	BOOL(sec, "auth_plaintext", cfg_false, base, RF(auth_plaintext))
 
 static const char *const log_target_names[] = { "syslog", "stderr",
-    NULL };
+    "journald", NULL };
+static const char *const log_format_names[] = { "text", "json", NULL };
 
 static const struct option_row options[] = {
 	STR_NODEF(NULL, "hostname", B_CONFIG, CF(hostname),
@@ -670,8 +691,10 @@ static const struct option_row options[] = {
 	    B_CONFIG, CF(history_retention), 0, 0, 0, NULL,
 	    validate_duration },
 
-	WORD("log", "target", "syslog", B_CONFIG, CF(log_to_stderr),
+	WORD("log", "target", "syslog", B_CONFIG, CF(log_target),
 	    log_target_names, validate_target),
+	WORD("log", "format", "text", B_CONFIG, CF(log_format),
+	    log_format_names, validate_log_format),
 	BOOL("log", "debug", cfg_false, B_CONFIG, CF(log_debug)),
 
 	STR("tls", "cert_file", "", B_CONFIG, CF(tls_cert_file),

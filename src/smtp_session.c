@@ -255,6 +255,14 @@ arm_command(struct smtp_session *s)
 
 /* ------------------------------------------------------------- replies */
 
+/* The client as a log line's field: "name[address]". */
+static const char *
+session_client(const struct smtp_session *s, char *out, size_t len)
+{
+	snprintf(out, len, "%s[%s]", s->peer_name, s->peer_addr);
+	return out;
+}
+
 static int
 counts_as_error(enum reply_id id, int code)
 {
@@ -317,9 +325,16 @@ smtp_reply(struct smtp_session *s, enum reply_id id, ...)
 	memcpy(s->out + s->out_len, line, n);
 	s->out_len += n;
 	if (def->code >= 400) {
-		char safe[1200];
+		char safe[1200], reason[1024], client[300];
+		struct log_fields f = {
+			.event = "reject",
+			.qid = s->tx.qid[0] ? s->tx.qid : NULL,
+			.client = session_client(s, client, sizeof(client)),
+		};
 
-		log_info("%s%sreject: from %s[%s]: %s",
+		snprintf(reason, sizeof(reason), "%.*s", (int)(n - 2), line);
+		f.reason = reason;
+		log_event(LOG_INFO, &f, "%s%sreject: from %s[%s]: %s",
 		    s->tx.qid[0] ? s->tx.qid : "", s->tx.qid[0] ? ": " : "",
 		    s->peer_name, s->peer_addr,
 		    log_sanitize(safe, sizeof(safe), line, n - 2));
@@ -453,7 +468,15 @@ tx_begun(struct smtp_session *s, enum data_mode mode)
 	tx->chunk = xmalloc(IO_CHUNK);
 	data_scanner_init(&tx->scan, mode,
 	    (size_t)s->cfg->max_data_line_length);
-	log_info("%s: client=%s[%s]", tx->qid, s->peer_name, s->peer_addr);
+	{
+		char client[300];
+		struct log_fields f = { .event = "client", .qid = tx->qid,
+		    .helo = s->helo };
+
+		f.client = session_client(s, client, sizeof(client));
+		log_event(LOG_INFO, &f, "%s: client=%s[%s]", tx->qid,
+		    s->peer_name, s->peer_addr);
+	}
 
 	rfc5322_date(date, sizeof(date), time(NULL));
 	/* like Postfix: "(using TLSv1.3 with cipher X (256/256 bits))" */
@@ -1813,7 +1836,8 @@ log_disconnect(struct smtp_session *s)
 	    VERB_MAIL, VERB_RCPT, VERB_DATA, VERB_BDAT, VERB_RSET, VERB_VRFY,
 	    VERB_EXPN, VERB_HELP, VERB_NOOP, VERB_QUIT, VERB_STARTTLS,
 	    VERB_AUTH, VERB_UNKNOWN };
-	char line[512];
+	char line[512], client[300];
+	struct log_fields f = { .event = "disconnect" };
 	size_t i, o = 0;
 
 	line[0] = '\0';
@@ -1834,7 +1858,9 @@ log_disconnect(struct smtp_session *s)
 		if (o >= sizeof(line))
 			break;
 	}
-	log_info("disconnect from %s[%s]%s commands=%u%s", s->peer_name,
+	f.client = session_client(s, client, sizeof(client));
+	log_event(LOG_INFO, &f, "disconnect from %s[%s]%s commands=%u%s",
+	    s->peer_name,
 	    s->peer_addr, o < sizeof(line) ? line : "", s->total_commands,
 	    close_reason_name(s->closing));
 }
@@ -2199,7 +2225,14 @@ smtp_session_start(const struct session_params *p)
 	s->life_deadline = now + (int64_t)s->cfg->session_lifetime * 1000;
 	arm_command(s);
 
-	log_info("connect from %s[%s]", s->peer_name, s->peer_addr);
+	{
+		char client[300];
+		struct log_fields f = { .event = "connect" };
+
+		f.client = session_client(s, client, sizeof(client));
+		log_event(LOG_INFO, &f, "connect from %s[%s]", s->peer_name,
+		    s->peer_addr);
+	}
 	/* RFC 8314: on an implicit TLS listener the handshake comes first */
 	if (s->lcfg != NULL && s->lcfg->tls == LTLS_IMPLICIT) {
 		if (s->tls_ctx == NULL) {

@@ -546,8 +546,10 @@ class Ferry:
             lines += ["delivery {", "    paused = true",
                       '    resolver = "127.0.0.1:1"', "}"]
         lines += ["log {", '    target = "stderr"',
-                  "    debug = %s" % ("true" if o["debug"] else "false"),
-                  "}", ""]
+                  "    debug = %s" % ("true" if o["debug"] else "false")]
+        if o.get("log_format"):
+            lines += ['    format = "%s"' % o["log_format"]]
+        lines += ["}", ""]
         return "\n".join(lines)
 
     def write_config(self, text=None, **changes):
