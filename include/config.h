@@ -18,6 +18,8 @@
 
 enum listener_tls { LTLS_NONE = 0, LTLS_STARTTLS, LTLS_IMPLICIT };
 enum client_cert_mode { CCERT_NONE = 0, CCERT_OPTIONAL, CCERT_REQUIRE };
+/* The PROXY protocol header a listener requires (proxy_header.h). */
+enum listener_proxy { LPROXY_NONE = 0, LPROXY_V1, LPROXY_V2 };
 
 struct listener_config {
 	char *name;        /* the section title, shown in logs */
@@ -38,6 +40,12 @@ struct listener_config {
 	                                relay: "CN=name" or a SHA-256
 	                                fingerprint "sha256:hex" */
 	size_t nrelay_cert_subjects;
+	enum listener_proxy proxy;   /* a PROXY header before SMTP (and
+	                                before the TLS handshake) */
+	struct cidr *proxy_networks; /* the balancers it is taken from; any
+	                                other client is closed */
+	size_t nproxy_networks;
+	int proxy_timeout;           /* seconds for the whole header */
 };
 
 enum tls_policy { TLS_NONE = 0, TLS_MAY, TLS_ENCRYPT, TLS_VERIFY };
