@@ -2146,10 +2146,20 @@ master(const struct master_args *args)
 		(void)channel_flush(&m->to_anvil);
 		report_status(m);
 	}
-	for (i = 0; i < m->nlisteners; i++)
+	for (i = 0; i < m->nlisteners; i++) {
 		close(m->listeners[i].fd);
+		free(m->listeners[i].name);
+		free(m->listeners[i].address);
+	}
 	if (args->pid_file)
 		unlink(args->pid_file);
 	log_info("ferry stopped");
+	/* what the master held, so that a leak checker sees only leaks */
+	channel_free(&m->to_anvil);
+	channel_free(&m->status);
+	channel_free(&m->to_runner);
+	free(m->children);
+	free(m->cfg_text);
+	config_free(m->cfg);
 	return 0;
 }
