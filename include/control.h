@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "control_proto.h"
+#include "scheduler.h"
 #include "store.h"
 
 struct ferry_config;
@@ -67,6 +68,10 @@ struct control_ctx {
 	int space_known;
 	uint64_t free_bytes, min_free_bytes;
 	size_t outcomes_unsaved;             /* reported, not yet durable */
+	/* per route since the runner started, for "status"; NULL: none */
+	const struct sched_metrics *deliveries;
+	int stall_known;                     /* the stall warning (stall.h) */
+	unsigned stall_reasons;              /* STALL_* bits */
 };
 
 /* Serves one accepted connection to the end (bounded by a short deadline)

@@ -693,6 +693,10 @@ serve_control(struct runner *r)
 		ctx.min_free_bytes = r->health.min_free_bytes;
 		ctx.outcomes_unsaved = r->sched != NULL ?
 		    scheduler_unsaved(r->sched) : 0;
+		ctx.deliveries = r->sched != NULL ?
+		    scheduler_metrics(r->sched) : NULL;
+		ctx.stall_known = r->stall_known;
+		ctx.stall_reasons = r->stall_reasons;
 		control_serve(fd, &ctx);
 	}
 }

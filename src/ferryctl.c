@@ -553,6 +553,67 @@ render_store(const json_t *root)
 	}
 }
 
+/* Per route: results since the runner started, the last error. */
+static void
+render_routes(const json_t *root, double now)
+{
+	const json_t *routes = member(root, "routes", JSON_ARRAY);
+	size_t i;
+
+	for (i = 0; routes != NULL && i < json_array_size(routes); i++) {
+		const json_t *r = json_array_get(routes, i);
+		const json_t *err = member(r, "last_error", JSON_STRING);
+		double at = json_member_num(r, "last_error_at", -1);
+		char when[64], span[32];
+
+		printf("%-8s ", i == 0 ? "routes:" : "");
+		put_str(stdout, member(r, "route", JSON_STRING));
+		printf(": %.0f sent, %.0f deferred, %.0f bounced, %.0f "
+		    "expired\n", json_member_num(r, "sent", 0),
+		    json_member_num(r, "deferred", 0),
+		    json_member_num(r, "bounced", 0),
+		    json_member_num(r, "expired", 0));
+		if (err != NULL && json_string_length(err) > 0 && at >= 0) {
+			fmt_time(when, sizeof(when), at);
+			fmt_span(span, sizeof(span), now - at);
+			printf("           last error %s (%s ago): ", when,
+			    span);
+			put_str(stdout, err);
+			putchar('\n');
+		}
+	}
+}
+
+/* The stall warning, when the queue is stalled. */
+static void
+render_stall(const json_t *root)
+{
+	const json_t *st = member(root, "stall", JSON_OBJECT);
+	const json_t *age, *stall;
+	char span[32];
+
+	if (st == NULL)
+		return;
+	age = member(st, "age", JSON_TRUE);
+	stall = member(st, "stall", JSON_TRUE);
+	if (age == NULL && stall == NULL)
+		return;
+	printf("stalled: ");
+	if (age != NULL) {
+		fmt_span(span, sizeof(span), json_member_num(st, "warn_age",
+		    0));
+		printf("the oldest message is older than warn_age (%s)%s",
+		    span, stall != NULL ? "; " : "");
+	}
+	if (stall != NULL) {
+		fmt_span(span, sizeof(span), json_member_num(st, "warn_stall",
+		    0));
+		printf("nothing delivered for warn_stall (%s) while mail "
+		    "waits", span);
+	}
+	putchar('\n');
+}
+
 static void
 render_status(const json_t *root)
 {
@@ -597,6 +658,8 @@ render_status(const json_t *root)
 		    "start\n", json_member_num(in, "messages", 0),
 		    json_member_num(in, "commits", 0));
 	render_store(root);
+	render_stall(root);
+	render_routes(root, now);
 }
 
 /* Prints one page of the list (the header before the first message);
