@@ -22,6 +22,7 @@
 #include "scheduler.h"
 #include "store.h"
 
+struct anvil_figures;
 struct ferry_config;
 
 /* What the runner lends the control code for one request. */
@@ -70,6 +71,7 @@ struct control_ctx {
 	size_t outcomes_unsaved;             /* reported, not yet durable */
 	/* per route since the runner started, for "status"; NULL: none */
 	const struct sched_metrics *deliveries;
+	const struct anvil_figures *anvil;   /* NULL: the master said none */
 	int stall_known;                     /* the stall warning (stall.h) */
 	unsigned stall_reasons;              /* STALL_* bits */
 };

@@ -81,6 +81,11 @@ enum ipc_type {
 	/* ferry-anvil -> master over FD_ANVIL_NOTES, when stress mode
 	 * begins or ends (for the metrics) */
 	IMSG_NOTE_ANVIL_STRESS,  /* u8 on */
+	/* ferry-anvil -> master over FD_ANVIL_NOTES, then master -> queue
+	 * runner over FD_POOL: anvil's figures for "ferryctl status"
+	 * (anvil_figures.h) */
+	IMSG_NOTE_ANVIL_COUNTS,  /* u32 connections, u32 clients */
+	IMSG_NOTE_ANVIL,         /* struct anvil_figures */
 	IMSG_TYPE_MAX
 };
 

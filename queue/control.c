@@ -32,6 +32,7 @@
 #include <unistd.h>
 #include <sys/socket.h>
 
+#include "anvil_figures.h"
 #include "channel.h"
 #include "config.h"
 #include "control.h"
@@ -271,6 +272,28 @@ put_routes(json_t *doc, const struct sched_metrics *d)
 	}
 }
 
+/* "anvil" of status: what the master told of ferry-anvil, or null. */
+static void
+put_anvil(json_t *doc, const struct anvil_figures *f)
+{
+	json_t *o, *hits;
+	size_t i;
+
+	if (f == NULL) {
+		put(doc, "anvil", json_null());
+		return;
+	}
+	o = put(doc, "anvil", new_object());
+	put_bool(o, "running", f->running);
+	put_bool(o, "stress", f->stress);
+	put_int(o, "stress_entered", (int64_t)f->stress_entered);
+	put_int(o, "connections", f->connections);
+	put_int(o, "clients", f->clients);
+	hits = put(o, "limit_hits", new_object());
+	for (i = 0; i < ANVIL_HIT_MAX; i++)
+		put_int(hits, anvil_hit_names[i], (int64_t)f->hits[i]);
+}
+
 static void
 cmd_status(struct control_ctx *ctx, const char *qid, struct answer *a)
 {
@@ -320,6 +343,7 @@ cmd_status(struct control_ctx *ctx, const char *qid, struct answer *a)
 	put_int_opt(o, "min_free_bytes", ctx->space_known ?
 	    (int64_t)ctx->min_free_bytes : -1);
 	put_routes(doc, ctx->deliveries);
+	put_anvil(doc, ctx->anvil);
 	o = put(doc, "stall", new_object());
 	put_bool(o, "known", ctx->stall_known);
 	put_bool(o, "age", (ctx->stall_reasons & STALL_AGE) != 0);

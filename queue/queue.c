@@ -26,7 +26,8 @@
  *   connection is written one snapshot of the in-memory counters
  *   (metrics_snapshot.c) without waiting - nothing is read from it, so
  *   the peer can neither hold nor steer the runner - and closed;
- * - the master's notes: the worker pool's counts for ferryctl, a new
+ * - the master's notes: the worker pool's and anvil's counts for
+ *   ferryctl (anvil_figures.h), a new
  *   configuration after SIGHUP (spool and users stay as they were) and
  *   its generation, and the watchdog's NOTE_PING, answered at once with
  *   a NOTE_PONG: the answer says this event loop is turning; back to the
@@ -72,6 +73,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include "anvil_figures.h"
 #include "channel.h"
 #include "child.h"
 #include "config.h"
@@ -156,6 +158,8 @@ struct runner {
 	unsigned stall_reasons;       /* STALL_* bits, as last decided */
 	int stall_known;
 	int64_t next_stall_ms;
+	struct anvil_figures anvil;   /* the master's last word on anvil */
+	int have_anvil;
 };
 
 /* What the workers are told: the store's health, or failing while the
@@ -417,6 +421,7 @@ static const struct channel_rule master_may_send[] = {
 	{ IMSG_NOTE_RELOAD, CHANNEL_RULE_FD },
 	{ IMSG_NOTE_PING, 0 },
 	{ IMSG_NOTE_GENERATION, 0 },
+	{ IMSG_NOTE_ANVIL, 0 },
 	{ 0, 0 }
 };
 
@@ -455,6 +460,13 @@ read_master_notes(struct runner *r)
 				ipc_add_u32(pong, seq);
 				(void)channel_end(&r->notes);
 				(void)channel_flush(&r->notes);
+			} else if (in.type == IMSG_NOTE_ANVIL) {
+				if (anvil_figures_take(&in, &r->anvil) < 0) {
+					channel_violation(&r->notes,
+					    "malformed NOTE_ANVIL");
+					return;
+				}
+				r->have_anvil = 1;
 			} else if (in.type == IMSG_NOTE_GENERATION) {
 				if (ipc_get_u32(&in, &r->generation) < 0 ||
 				    ipc_end(&in) < 0) {
@@ -695,6 +707,7 @@ serve_control(struct runner *r)
 		    scheduler_unsaved(r->sched) : 0;
 		ctx.deliveries = r->sched != NULL ?
 		    scheduler_metrics(r->sched) : NULL;
+		ctx.anvil = r->have_anvil ? &r->anvil : NULL;
 		ctx.stall_known = r->stall_known;
 		ctx.stall_reasons = r->stall_reasons;
 		control_serve(fd, &ctx);

@@ -584,6 +584,43 @@ render_routes(const json_t *root, double now)
 	}
 }
 
+/* ferry-anvil: connections and clients now, stress, limits met. */
+static void
+render_anvil(const json_t *root)
+{
+	const json_t *a = member(root, "anvil", JSON_OBJECT);
+	const json_t *hits;
+	const char *sep = "";
+	void *it;
+
+	if (a == NULL)
+		return;
+	if (member(a, "running", JSON_TRUE) == NULL) {
+		printf("anvil:   not running (the workers allow everything "
+		    "meanwhile)\n");
+		return;
+	}
+	printf("anvil:   %.0f connection(s) from %.0f client(s), stress "
+	    "%s (entered %.0f time(s))\n", json_member_num(a, "connections",
+	    0), json_member_num(a, "clients", 0),
+	    member(a, "stress", JSON_TRUE) != NULL ? "on" : "off",
+	    json_member_num(a, "stress_entered", 0));
+	hits = member(a, "limit_hits", JSON_OBJECT);
+	printf("         limits met:");
+	for (it = hits != NULL ? json_object_iter((json_t *)hits) : NULL;
+	    it != NULL; it = json_object_iter_next((json_t *)hits, it)) {
+		const json_t *v = json_object_iter_value(it);
+
+		const char *key = json_object_iter_key(it);
+
+		printf("%s ", sep);
+		put_safe(stdout, key, strlen(key), 0);
+		printf(" %.0f", json_is_number(v) ? json_number_value(v) : 0);
+		sep = ",";
+	}
+	putchar('\n');
+}
+
 /* The stall warning, when the queue is stalled. */
 static void
 render_stall(const json_t *root)
@@ -658,6 +695,7 @@ render_status(const json_t *root)
 		    "start\n", json_member_num(in, "messages", 0),
 		    json_member_num(in, "commits", 0));
 	render_store(root);
+	render_anvil(root);
 	render_stall(root);
 	render_routes(root, now);
 }
