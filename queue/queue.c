@@ -885,25 +885,37 @@ check_stall(struct runner *r)
 	struct stall_verdict v;
 	int64_t now = now_ms();
 	char what[600], last[64];
+	int pending = 0;
 
 	if (now < r->next_stall_ms || r->health.failing)
 		return;
 	r->next_stall_ms = now + STALL_CHECK_MS;
-	refresh_queue_counts(r, now);
-	if (!r->queue_counts_ok)
-		return;
 	p.warn_age = r->cfg->warn_age;
 	p.warn_stall = r->cfg->warn_stall;
 	p.notify = r->cfg->stall_notify[0] != '\0';
 	memset(&in, 0, sizeof(in));
+	in.oldest_received_at = -1;
+	/* two index seeks a second; the counts only for the log lines */
+	if ((p.warn_age > 0 || p.warn_stall > 0) &&
+	    store_stall_figures(r->st, &in.oldest_received_at, &pending) < 0) {
+		log_debug("queue: stall check: %s", store_errmsg(r->st));
+		return;
+	}
 	in.now = now_wall();
-	in.oldest_received_at = r->queue_counts.oldest_received_at;
-	in.rcpts_pending = r->queue_counts.rcpts_pending;
+	in.rcpts_pending = pending;
 	in.last_delivered = sm->last_delivered > 0 ? sm->last_delivered : -1;
 	in.paused = r->cfg->delivery_paused;
 	v = stall_decide(&r->stall, &p, &in);
 	r->stall_reasons = v.reasons;
 	r->stall_known = 1;
+	if (v.warn || v.cleared) {
+		r->queue_counts_ok = store_admin_stats(r->st,
+		    &r->queue_counts) == 0;
+		r->queue_counts_at_ms = now;
+		if (!r->queue_counts_ok)
+			memset(&r->queue_counts, 0, sizeof(r->queue_counts));
+		in.rcpts_pending = r->queue_counts.rcpts_pending;
+	}
 	if (v.cleared)
 		log_info("queue: no longer stalled (%lld message(s) queued, "
 		    "%lld recipient(s) waiting)", (long long)
