@@ -971,6 +971,15 @@ expire(struct scheduler *s, struct store_due *d, double now)
 	ferry_strlcpy(job->qid, d->qid, sizeof(job->qid));
 	job->received_at = d->received_at;
 	job->started = now;
+	{
+		/* counted under the route it would take ("mx" for MX) */
+		const char *at = strrchr(d->address, '@');
+		const struct route_config *r = config_route_for(s->cfg,
+		    at != NULL ? at + 1 : "");
+
+		ferry_strlcpy(job->route, r != NULL ? r->name : "mx",
+		    sizeof(job->route));
+	}
 	jr->rcpt_id = d->rcpt_id;
 	jr->addr = xstrdup(d->address);
 	jr->orcpt = xstrdup(d->orcpt);
