@@ -81,6 +81,12 @@ enum ipc_type {
 	/* ferry-anvil -> master over FD_ANVIL_NOTES, when stress mode
 	 * begins or ends (for the metrics) */
 	IMSG_NOTE_ANVIL_STRESS,  /* u8 on */
+	/* queue runner -> master over FD_POOL: ferryctl drain / undrain */
+	IMSG_NOTE_DRAIN,         /* u8 on: what the operator asked */
+	/* master -> queue runner over FD_POOL (for ferryctl status) and
+	 * master -> SMTP worker over FD_WORKER_NOTES (procfd.h): the
+	 * master's drain state, when it changes and to a new peer */
+	IMSG_NOTE_DRAINING,      /* u8 on */
 	/* ferry-anvil -> master over FD_ANVIL_NOTES, then master -> queue
 	 * runner over FD_POOL: anvil's figures for "ferryctl status"
 	 * (anvil_figures.h) */

@@ -8,15 +8,20 @@
  *                              a file that changed after the check)
  *   ferry-smtpd    FD_STATUS   write end of the shared status pipe
  *                              (IMSG_WORKER_STATUS frames)
+ *                  FD_WORKER_NOTES  its own end of a SOCK_SEQPACKET pair:
+ *                              the master's notes to this worker
+ *                              (IMSG_NOTE_DRAINING)
  *                  FD_LISTEN.. one listening socket per configured listener
  *   ferry-queue    FD_INTAKE   listening unix socket the workers connect to
  *                  FD_CONTROL  listening unix socket of ferryctl
  *                  FD_AGENTS   listening unix socket the delivery agents
  *                              connect to
  *                  FD_POOL     the master's notes: worker counts (for
- *                              ferryctl status) and reloads; the runner
- *                              answers on it with the delivery agents it
- *                              has work for (IMSG_NOTE_AGENTS)
+ *                              ferryctl status), reloads and the drain
+ *                              state; the runner answers on it with the
+ *                              delivery agents it has work for
+ *                              (IMSG_NOTE_AGENTS) and passes on ferryctl
+ *                              drain / undrain (IMSG_NOTE_DRAIN)
  *   ferry-deliver  (only FD_CONFIG; it connects to <spool>/agent.sock)
  *                  FD_METRICS  (metrics { enabled } only) listening unix
  *                              socket ferry-metrics connects to; each
@@ -36,7 +41,8 @@
 #define FD_CONFIG 3
 #define FD_STATUS 4
 #define FD_INTAKE 4
-#define FD_LISTEN 5
+#define FD_WORKER_NOTES 5
+#define FD_LISTEN 6
 #define FD_CONTROL 5
 #define FD_AGENTS 6
 #define FD_POOL 7     /* runner: read end of the master's pool reports */
@@ -59,8 +65,10 @@ enum worker_status { WORKER_IDLE = 1, WORKER_BUSY = 2, WORKER_FULL = 3 };
  * rides along, so the runner routes queued mail by the new file); to
  * anvil over FD_ANVIL_NOTES, IMSG_NOTE_ANVIL_LIMITS (anvil runs chrooted
  * and cannot re-read the file, so the master sends the numbers; the
- * counts survive a reload).  A malformed note is the master lying: the
- * receiver exits. */
+ * counts survive a reload); to each SMTP worker over FD_WORKER_NOTES,
+ * IMSG_NOTE_DRAINING (ferryctl drain: new connections get 421 4.3.2;
+ * sent when the worker starts and whenever the state changes).  A
+ * malformed note is the master lying: the receiver exits. */
 
 /* Name of the intake socket inside the smtpd chroot directory. */
 #define INTAKE_SOCKET_NAME "queue.sock"

@@ -14,6 +14,7 @@ struct queue_salvage_result {
 	int64_t messages;         /* of them, whole: in the new queue */
 	int64_t recipients;       /* their pending recipients */
 	int64_t damaged_spots;    /* unreadable stretches stepped over */
+	int64_t history;          /* delivery history messages kept */
 	int page1_rebuilt;        /* page 1 was lost and made again */
 };
 

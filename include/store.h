@@ -51,6 +51,7 @@ struct store_salvage {
 	int64_t messages;         /* of them, whole and taken */
 	int64_t recipients;       /* their pending recipients */
 	int64_t damaged_spots;    /* unreadable stretches it stepped over */
+	int64_t history;          /* messages of the delivery history kept */
 	int schema_lost;          /* it could not read the schema at all */
 };
 /* Fills st (a store just created on a fresh file) with what can be read
@@ -336,10 +337,21 @@ int store_stall_figures(struct store *st, double *oldest_received_at,
 
 #define STORE_HISTORY_MAX 10000      /* rows "history" returns at most */
 #define STORE_HISTORY_PRUNE_BATCH 100 /* messages one prune step removes */
+#define STORE_HISTORY_MOVE_AT 256    /* staged messages moved even under load */
 
 /* Whether store_message_delete keeps history (nonzero; the default is 0,
  * keep nothing). */
 void store_history_keep(struct store *st, int keep);
+
+/* A message that leaves the queue is written to small staging tables
+ * (history_new_*) in the transaction that removes it; this files every
+ * staged message into the indexed history tables at once, so that their
+ * index pages are written once a batch instead of once a message.
+ * Prune, search and show call it first.  Inside the runner's transaction,
+ * or in one of its own.  0 or -1. */
+int store_history_move(struct store *st);
+/* Messages staged since the last move (at least; 1 when unknown). */
+int64_t store_history_staged(const struct store *st);
 
 /* Removes at most batch messages (with their recipients and attempts)
  * that left the queue before cutoff, oldest first.  Inside the runner's

@@ -11,6 +11,7 @@ main(int argc, char **argv)
 {
 	struct child_args a;
 
+	child_keep_heap();
 	child_parse_args(argc, argv, &a);
 	return deliver(&a);
 }

@@ -32,7 +32,9 @@
  *   its generation, and the watchdog's NOTE_PING, answered at once with
  *   a NOTE_PONG: the answer says this event loop is turning; back to the
  *   master, the delivery agents it has work for (none at rest: the
- *   master starts them when mail is due).
+ *   master starts them when mail is due).  ferryctl drain and undrain
+ *   are passed on to the master (NOTE_DRAIN), which holds that state
+ *   and notes it back (NOTE_DRAINING) for ferryctl status.
  * Once a second it also looks whether the queue is stalled (stall.h:
  * queue { warn_age, warn_stall }): a warning logged when it begins and
  * hourly while it lasts, ferry_queue_stalled in the metrics, and with
@@ -135,6 +137,7 @@ struct runner {
 	uint32_t agents_told;     /* agents wanted, as last told the master */
 	int have_pool;
 	uint32_t generation;      /* the master's configuration generation */
+	int draining;             /* the master's drain state, as noted */
 	pid_t master_pid;
 	int have_admin_gid;
 	struct store_health health;
@@ -421,6 +424,7 @@ static const struct channel_rule master_may_send[] = {
 	{ IMSG_NOTE_RELOAD, CHANNEL_RULE_FD },
 	{ IMSG_NOTE_PING, 0 },
 	{ IMSG_NOTE_GENERATION, 0 },
+	{ IMSG_NOTE_DRAINING, 0 },
 	{ IMSG_NOTE_ANVIL, 0 },
 	{ 0, 0 }
 };
@@ -460,6 +464,16 @@ read_master_notes(struct runner *r)
 				ipc_add_u32(pong, seq);
 				(void)channel_end(&r->notes);
 				(void)channel_flush(&r->notes);
+			} else if (in.type == IMSG_NOTE_DRAINING) {
+				uint8_t on;
+
+				if (ipc_get_u8(&in, &on) < 0 ||
+				    ipc_end(&in) < 0 || on > 1) {
+					channel_violation(&r->notes,
+					    "malformed NOTE_DRAINING");
+					return;
+				}
+				r->draining = on;
 			} else if (in.type == IMSG_NOTE_ANVIL) {
 				if (anvil_figures_take(&in, &r->anvil) < 0) {
 					channel_violation(&r->notes,
@@ -505,6 +519,26 @@ tell_master_agents(struct runner *r)
 	(void)channel_end(&r->notes);
 	(void)channel_flush(&r->notes);
 	r->agents_told = wanted;
+}
+
+/* ferryctl drain / undrain: passed on to the master, which holds the
+ * state (a note that cannot go now goes with the next flush). */
+static int
+ask_master_drain(void *arg, int on, char *err, size_t errlen)
+{
+	struct runner *r = arg;
+
+	if (r->notes.fd < 0) {
+		snprintf(err, errlen, "the master's notes are closed");
+		return -1;
+	}
+	ipc_add_u8(channel_begin(&r->notes, IMSG_NOTE_DRAIN), (uint8_t)on);
+	if (channel_end(&r->notes) < 0 || channel_flush(&r->notes) < 0) {
+		snprintf(err, errlen, "cannot tell the master: %s",
+		    r->notes.error);
+		return -1;
+	}
+	return 0;
 }
 
 /* ferryctl: root, or a member of the admin group. */
@@ -686,6 +720,9 @@ serve_control(struct runner *r)
 		ctx.workers_busy = r->have_pool ? (int)r->pool_busy : -1;
 		ctx.generation = r->generation;
 		ctx.master_pid = (long)r->master_pid;
+		ctx.draining = r->draining;
+		ctx.drain = ask_master_drain;
+		ctx.drain_arg = r;
 		ctx.config_path = r->cfg->path;
 		ctx.messages_in = r->stats.messages;
 		ctx.commits = r->stats.commits;
@@ -821,6 +858,13 @@ prune_history(struct runner *r)
 	int64_t now = now_ms(), n;
 	size_t i;
 
+	/* staged history is filed when idle below; under steady load, once
+	 * this much waits (a short step, so intake hardly notices) */
+	if (r->st != NULL && !r->health.failing &&
+	    store_history_staged(r->st) >= STORE_HISTORY_MOVE_AT &&
+	    store_history_move(r->st) == -1)
+		log_warn("queue: filing the delivery history: %s",
+		    store_errmsg(r->st));
 	if (now < r->next_prune_ms)
 		return;
 	if (r->st == NULL || r->health.failing) {
@@ -832,6 +876,7 @@ prune_history(struct runner *r)
 			r->next_prune_ms = now + HISTORY_PRUNE_AGAIN_MS;
 			return;
 		}
+	/* store_history_prune files the staged history first */
 	n = store_history_prune(r->st, now_wall() -
 	    (double)r->cfg->history_retention, STORE_HISTORY_PRUNE_BATCH);
 	if (n < 0)

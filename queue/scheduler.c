@@ -920,20 +920,43 @@ suspend(struct scheduler *s, const char *dest, const char *dsn,
 }
 
 /* Due jobs no free agent could take, by next hop: an agent more is
- * wanted for each only while that hop is under per_destination. */
+ * wanted for each only while that hop is under per_destination.  While
+ * an agent of the hop is busy, a new message must have waited
+ * AGENT_MORE_AFTER_MS for it first: the busy agent is usually free again
+ * within a few milliseconds, and an agent started for every message that
+ * arrives while another is in flight ran up to delivery.agents processes
+ * for a single client sending one message after another (each start
+ * costs an exec, the dynamic linker and OpenSSL's set-up). */
 #define TALLY_HOPS 64
+#define AGENT_MORE_AFTER_MS 25
 
 struct short_tally {
 	char dest[TALLY_HOPS][320];
 	int waiting[TALLY_HOPS];
 	size_t n;
 	int wanted;               /* agents more that would be busy */
+	int64_t look_again_ms;    /* a job not counted yet: when it counts */
 };
 
 static void
-tally_short(struct scheduler *s, struct short_tally *t, const char *dest)
+tally_short(struct scheduler *s, struct short_tally *t, const char *dest,
+    const struct store_due *d, double now)
 {
 	size_t k;
+
+	if (d->attempts == 0 && dest_busy(s, dest) > 0) {
+		double waited_ms = (now - d->received_at) * 1000.0;
+
+		if (waited_ms < AGENT_MORE_AFTER_MS) {
+			/* look again once it has waited that long */
+			int64_t at = now_ms() + (int64_t)(AGENT_MORE_AFTER_MS -
+			    waited_ms) + 1;
+
+			if (t->look_again_ms == 0 || at < t->look_again_ms)
+				t->look_again_ms = at;
+			return;
+		}
+	}
 
 	for (k = 0; k < t->n; k++)
 		if (strcmp(t->dest[k], dest) == 0)
@@ -1003,7 +1026,7 @@ scheduler_run(struct scheduler *s)
 	int any_idle = 0, blocked = 0, suspended = 0, busy = 0;
 	int64_t last_short = -1;
 	struct short_tally *tally = NULL;
-	int64_t turn_end = now_ms() + SUSPEND_TURN_MS;
+	int64_t turn_end = now_ms() + SUSPEND_TURN_MS, look_again;
 
 	if (s->cfg->agent_idle > 0 && s->next_retire_ms > 0 &&
 	    now_ms() >= s->next_retire_ms)
@@ -1055,7 +1078,7 @@ scheduler_run(struct scheduler *s)
 			if (v[i].msgid != last_short) {
 				if (tally == NULL)
 					tally = xcalloc(1, sizeof(*tally));
-				tally_short(s, tally, dest);
+				tally_short(s, tally, dest, &v[i], now);
 			}
 			last_short = v[i].msgid;
 			blocked = 1;
@@ -1091,7 +1114,7 @@ scheduler_run(struct scheduler *s)
 			if (v[i].msgid != last_short) {
 				if (tally == NULL)
 					tally = xcalloc(1, sizeof(*tally));
-				tally_short(s, tally, dest);
+				tally_short(s, tally, dest, &v[i], now);
 			}
 			last_short = v[i].msgid;
 			for (k = 0; k < nidx; k++)
@@ -1126,6 +1149,7 @@ scheduler_run(struct scheduler *s)
 		if (s->pool.agents[i]->busy)
 			busy++;
 	s->agents_wanted = busy + (tally != NULL ? tally->wanted : 0);
+	look_again = tally != NULL ? tally->look_again_ms : 0;
 	free(tally);
 	if (s->agents_wanted > s->cfg->delivery_agents)
 		s->agents_wanted = s->cfg->delivery_agents;
@@ -1140,6 +1164,8 @@ scheduler_run(struct scheduler *s)
 			s->next_run_ms = now_ms() + (ms > 0 ? (int64_t)ms : 0)
 			    + 1;
 	}
+	if (look_again > 0 && look_again < s->next_run_ms)
+		s->next_run_ms = look_again;
 }
 
 void

@@ -137,8 +137,11 @@ CREATE TABLE history_rcpt (
     sender_domain TEXT NOT NULL COLLATE NOCASE, -- after the last '@', '' if none
     address       TEXT NOT NULL COLLATE NOCASE, -- RCPT TO
     domain        TEXT NOT NULL COLLATE NOCASE, -- after the last '@', '' if none
-    status        TEXT NOT NULL         -- the final outcome
-                  CHECK (status IN ('sent', 'bounced', 'expired')),
+    status        TEXT NOT NULL         -- the final outcome ('deleted':
+                                        -- pending when an operator
+                                        -- deleted the message)
+                  CHECK (status IN ('sent', 'bounced', 'expired',
+                                    'deleted')),
     deferred      INTEGER NOT NULL,     -- attempts that ended deferred
     attempts      INTEGER NOT NULL,
     last_attempt  REAL,                 -- when the final result came
@@ -169,4 +172,56 @@ CREATE TABLE history_attempt (
     reply         TEXT NOT NULL
 );
 CREATE INDEX history_attempt_rcpt ON history_attempt(hrcpt_id);
+
+-- Where a message leaving the queue is written first, in the transaction
+-- that removes it: the same columns, no index and no foreign key, so a
+-- delivery commit writes the last page of each of these three tables
+-- (which the previous message's rows share) instead of a page of every
+-- history index.  The runner moves them into the tables above in
+-- batches, and before every search, show or prune; their ids are only
+-- the links between them (the move gives the rows new ones).
+CREATE TABLE history_new_message (
+    id            INTEGER PRIMARY KEY,
+    qid           TEXT NOT NULL,
+    received_at   REAL NOT NULL,
+    left_at       REAL NOT NULL,
+    sender        TEXT NOT NULL,
+    size          INTEGER,
+    client_addr   TEXT NOT NULL,
+    client_name   TEXT NOT NULL,
+    helo          TEXT NOT NULL,
+    protocol      TEXT NOT NULL,
+    auth_user     TEXT,
+    dsn_of        TEXT
+);
+CREATE TABLE history_new_rcpt (
+    id            INTEGER PRIMARY KEY,
+    hmsg_id       INTEGER NOT NULL,     -- history_new_message.id
+    src_rcpt      INTEGER NOT NULL,
+    left_at       REAL NOT NULL,
+    qid           TEXT NOT NULL,
+    sender        TEXT NOT NULL,
+    sender_domain TEXT NOT NULL,
+    address       TEXT NOT NULL,
+    domain        TEXT NOT NULL,
+    status        TEXT NOT NULL,
+    deferred      INTEGER NOT NULL,
+    attempts      INTEGER NOT NULL,
+    last_attempt  REAL,
+    delay         REAL,
+    relay         TEXT,
+    relay_host    TEXT,
+    dsn           TEXT,
+    reply         TEXT
+);
+CREATE TABLE history_new_attempt (
+    id            INTEGER PRIMARY KEY,
+    hrcpt_id      INTEGER NOT NULL,     -- history_new_rcpt.id
+    at            REAL NOT NULL,
+    relay         TEXT NOT NULL,
+    tls           TEXT,
+    status        TEXT NOT NULL,
+    dsn           TEXT NOT NULL,
+    reply         TEXT NOT NULL
+);
 -- HISTORY DDL END

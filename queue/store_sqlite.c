@@ -119,13 +119,14 @@ static const char *const stmt_sql[S_NSTMT] = {
 	/* history: a complete message's summary, then its recipients with
 	 * their outcome (from the last attempt), then every attempt */
 	[S_HIST_MSG] =
-	    "INSERT INTO history_message (qid, received_at, left_at, sender,"
+	    "INSERT INTO history_new_message (qid, received_at, left_at, sender,"
 	    " size, client_addr, client_name, helo, protocol, auth_user,"
 	    " dsn_of) SELECT qid, received_at, ?2, sender, size, client_addr,"
 	    " client_name, helo, protocol, auth_user, dsn_of FROM message"
 	    " WHERE id = ?1 AND state IN ('active', 'hold')",
 	[S_HIST_RCPT] =
-	    "INSERT INTO history_rcpt (hmsg_id, src_rcpt, left_at, qid, sender,"
+	    "INSERT INTO history_new_rcpt (hmsg_id, src_rcpt, left_at, qid,"
+	    " sender,"
 	    " sender_domain, address, domain, status, deferred, attempts,"
 	    " last_attempt, delay, relay, relay_host, dsn, reply)"
 	    " SELECT ?2, r.id, ?3, m.qid, m.sender,"
@@ -135,6 +136,7 @@ static const char *const stmt_sql[S_NSTMT] = {
 	    "  CASE WHEN instr(r.address, '@') > 0 THEN lower(substr(r.address,"
 	    "   instr(r.address, '@') + 1)) ELSE '' END,"
 	    "  CASE WHEN r.state = 'delivered' THEN 'sent'"
+	    "   WHEN r.state = 'pending' THEN 'deleted'"
 	    "   WHEN a.status = 'expired' THEN 'expired' ELSE 'bounced' END,"
 	    "  (SELECT count(*) FROM attempt d WHERE d.recipient_id = r.id"
 	    "   AND d.status = 'deferred'),"
@@ -148,10 +150,10 @@ static const char *const stmt_sql[S_NSTMT] = {
 	    "  WHERE recipient_id = r.id)"
 	    " WHERE r.message_id = ?1 ORDER BY r.id",
 	[S_HIST_ATTEMPT] =
-	    "INSERT INTO history_attempt (hrcpt_id, at, relay, tls, status,"
+	    "INSERT INTO history_new_attempt (hrcpt_id, at, relay, tls, status,"
 	    " dsn, reply) SELECT h.id, a.at, a.relay, a.tls, a.status, a.dsn,"
-	    " a.reply FROM history_rcpt h JOIN attempt a"
-	    " ON a.recipient_id = h.src_rcpt WHERE h.hmsg_id = ?1"
+	    " a.reply FROM history_new_rcpt h JOIN attempt a"
+	    " ON a.recipient_id = h.src_rcpt WHERE h.id BETWEEN ?2 AND ?3"
 	    " ORDER BY a.id",
 };
 
@@ -173,6 +175,7 @@ struct store {
 	int incremental;          /* auto_vacuum is INCREMENTAL */
 	int vacuumed;             /* pages freed since the last checkpoint */
 	int history_keep;         /* store_message_delete copies to history */
+	int64_t history_staged;   /* messages in history_new_* (at least) */
 };
 
 static void
@@ -717,6 +720,7 @@ store_open(const char *path, char *err, size_t errlen)
 		"PRAGMA synchronous = FULL",
 		"PRAGMA foreign_keys = ON",
 		"PRAGMA secure_delete = OFF",
+		"PRAGMA temp_store = MEMORY",
 	};
 	struct store *st;
 	char mode[16];
@@ -937,6 +941,8 @@ void
 store_rollback(struct store *st)
 {
 	/* The error that led here stays readable through store_errmsg. */
+	if (st->history_staged == 0)
+		st->history_staged = 1;   /* unknown now: the next move looks */
 	if (!sqlite3_get_autocommit(st->db)) {
 		sqlite3_step(st->stmt[S_ROLLBACK]);
 		done(st->stmt[S_ROLLBACK]);
@@ -1173,15 +1179,17 @@ void
 store_history_keep(struct store *st, int keep)
 {
 	st->history_keep = keep != 0;
+	st->history_staged = 1;   /* rows a previous run left: the next move */
 }
 
-/* Copies a complete message to history and removes it, all or nothing
- * under a savepoint (an incoming one leaves no history). */
+/* Copies a complete message to history (its history_new_* rows, which
+ * store_history_move files later) and removes it, all or nothing under a
+ * savepoint (an incoming one leaves no history). */
 static int
 history_then_delete(struct store *st, int64_t msgid)
 {
 	double now = now_wall();
-	int64_t hid;
+	int64_t hid, last, nrcpt;
 
 	if (op_begin(st) == -1)
 		return -1;
@@ -1196,9 +1204,16 @@ history_then_delete(struct store *st, int64_t msgid)
 		sqlite3_bind_double(st->stmt[S_HIST_RCPT], 3, now);
 		if (exec_stmt(st, S_HIST_RCPT, "history of recipients") == -1)
 			return op_end(st, 0);
-		sqlite3_bind_int64(st->stmt[S_HIST_ATTEMPT], 1, hid);
+		/* the recipient rows just written: ids last - n + 1 .. last
+		 * (each new row takes the largest id + 1) */
+		last = sqlite3_last_insert_rowid(st->db);
+		nrcpt = sqlite3_changes(st->db);
+		sqlite3_bind_int64(st->stmt[S_HIST_ATTEMPT], 2,
+		    last - nrcpt + 1);
+		sqlite3_bind_int64(st->stmt[S_HIST_ATTEMPT], 3, last);
 		if (exec_stmt(st, S_HIST_ATTEMPT, "history of attempts") == -1)
 			return op_end(st, 0);
+		st->history_staged++;
 	}
 	sqlite3_bind_int64(st->stmt[S_MSG_DELETE], 1, msgid);
 	if (exec_stmt(st, S_MSG_DELETE, "delete message") == -1)
@@ -1887,11 +1902,44 @@ store_admin_hold(struct store *st, const char *qid)
 int
 store_admin_delete(struct store *st, const char *qid)
 {
+	sqlite3_stmt *s;
+	int64_t msgid = -1;
+	int own, rc;
+
 	/* One statement: foreign keys cascade to recipients, their
 	 * attempts and the body. */
-	return adm_change(st, "DELETE FROM message"
-	    " WHERE qid = ?1 AND state IN ('active', 'hold')", qid,
-	    "delete message");
+	if (!st->history_keep)
+		return adm_change(st, "DELETE FROM message"
+		    " WHERE qid = ?1 AND state IN ('active', 'hold')", qid,
+		    "delete message");
+	/* Kept in the history like a message that left on its own: its
+	 * pending recipients as "deleted". */
+	if (adm_write_begin(st, &own) == -1)
+		return -1;
+	if ((s = adm_prep(st, "SELECT id FROM message"
+	    " WHERE qid = ?1 AND state IN ('active', 'hold')")) == NULL) {
+		adm_write_end(st, own, 0);
+		return -1;
+	}
+	sqlite3_bind_text(s, 1, qid, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		msgid = sqlite3_column_int64(s, 0);
+	else if (rc != SQLITE_DONE)
+		db_err(st, "delete message");
+	sqlite3_finalize(s);
+	if (rc != SQLITE_ROW) {
+		rc = rc == SQLITE_DONE ? adm_why_unchanged(st, qid) : -1;
+		adm_write_end(st, own, 0);
+		if (rc != -1)
+			st->err[0] = '\0';
+		return rc;
+	}
+	if (history_then_delete(st, msgid) == -1) {
+		adm_write_end(st, own, 0);
+		return -1;
+	}
+	return adm_write_end(st, own, 1);
 }
 
 int
@@ -2604,7 +2652,7 @@ count_of(sqlite3 *db, const char *sql)
 /* --- salvage --------------------------------------------------------------- */
 
 /* The tables in the order they are copied, with every column of schema
- * version 2 (the row id first: the others refer to it). */
+ * version 3 (the row id first: the others refer to it). */
 static const struct salvage_table {
 	const char *name, *cols;
 	int ncols;
@@ -2617,12 +2665,28 @@ static const struct salvage_table {
 	  " attempts, next_attempt, last_attempt, last_reply, last_dsn", 11 },
 	{ "body", "rowid, message_id, seq, chunk", 4 },
 	{ "attempt", "id, recipient_id, at, relay, tls, status, dsn, reply", 8 },
+	/* the delivery history (schema version 3; a table an older or
+	 * damaged file lacks is passed over) */
+#define HISTORY_MSG_COLS "id, qid, received_at, left_at, sender, size," \
+	" client_addr, client_name, helo, protocol, auth_user, dsn_of"
+#define HISTORY_RCPT_COLS "id, hmsg_id, src_rcpt, left_at, qid, sender," \
+	" sender_domain, address, domain, status, deferred, attempts," \
+	" last_attempt, delay, relay, relay_host, dsn, reply"
+#define HISTORY_ATTEMPT_COLS "id, hrcpt_id, at, relay, tls, status, dsn," \
+	" reply"
+	{ "history_message", HISTORY_MSG_COLS, 12 },
+	{ "history_rcpt", HISTORY_RCPT_COLS, 18 },
+	{ "history_attempt", HISTORY_ATTEMPT_COLS, 8 },
+	{ "history_new_message", HISTORY_MSG_COLS, 12 },
+	{ "history_new_rcpt", HISTORY_RCPT_COLS, 18 },
+	{ "history_new_attempt", HISTORY_ATTEMPT_COLS, 8 },
 };
 
 /* What is kept of the rows read: whole messages only (every body chunk
  * from 0 up, adding up to the recorded size) that still have a pending
- * recipient, with their recipients and history.  The copy ran with
- * foreign keys off, so orphans are removed here by hand. */
+ * recipient, with their recipients and attempts; and the delivery
+ * history whose rows still hang together.  The copy ran with foreign keys
+ * off, so orphans are removed here by hand. */
 static const char salvage_keep_sql[] =
     "DELETE FROM body WHERE message_id NOT IN (SELECT id FROM message);"
     "DELETE FROM message WHERE state NOT IN ('active', 'hold')"
@@ -2638,7 +2702,15 @@ static const char salvage_keep_sql[] =
     "DELETE FROM body WHERE message_id NOT IN (SELECT id FROM message);"
     "DELETE FROM recipient WHERE message_id NOT IN (SELECT id FROM message);"
     "DELETE FROM attempt WHERE recipient_id NOT IN"
-    " (SELECT id FROM recipient);";
+    " (SELECT id FROM recipient);"
+    "DELETE FROM history_rcpt WHERE hmsg_id NOT IN"
+    " (SELECT id FROM history_message);"
+    "DELETE FROM history_attempt WHERE hrcpt_id NOT IN"
+    " (SELECT id FROM history_rcpt);"
+    "DELETE FROM history_new_rcpt WHERE hmsg_id NOT IN"
+    " (SELECT id FROM history_new_message);"
+    "DELETE FROM history_new_attempt WHERE hrcpt_id NOT IN"
+    " (SELECT id FROM history_new_rcpt);";
 
 /* The first row of t after row id `after`: SQLITE_ROW with it in *q,
  * SQLITE_DONE past the last, or an error where the b-tree is damaged.
@@ -2802,6 +2874,10 @@ store_salvage_import(struct store *st, const char *damaged,
 	out->messages = count_of(st->db, "SELECT count(*) FROM message");
 	out->recipients = count_of(st->db,
 	    "SELECT count(*) FROM recipient WHERE state = 'pending'");
+	out->history = count_of(st->db, "SELECT count(*) FROM"
+	    " history_message") + count_of(st->db, "SELECT count(*) FROM"
+	    " history_new_message");
+	st->history_staged = 1;   /* what was staged: the next move files it */
 	rc = 0;
 out:
 	sqlite3_exec(st->db, "PRAGMA foreign_keys = ON", NULL, NULL, NULL);
@@ -2820,12 +2896,103 @@ out:
  */
 
 int64_t
+store_history_staged(const struct store *st)
+{
+	return st->history_staged;
+}
+
+/* The largest id in table, 0 when empty; -1 on error. */
+static int64_t
+max_id(struct store *st, const char *sql)
+{
+	sqlite3_stmt *s = adm_prep(st, sql);
+	int64_t v = -1;
+
+	if (s == NULL)
+		return -1;
+	if (sqlite3_step(s) == SQLITE_ROW)
+		v = sqlite3_column_int64(s, 0);
+	else
+		db_err(st, "history ids");
+	sqlite3_finalize(s);
+	return v;
+}
+
+/* Runs sql with ?1..?3 bound to the three id offsets. */
+static int
+move_step(struct store *st, const char *sql, const int64_t *base)
+{
+	sqlite3_stmt *s = adm_prep(st, sql);
+	int i, rc;
+
+	if (s == NULL)
+		return -1;
+	for (i = 0; i < 3; i++)
+		if (sqlite3_bind_parameter_count(s) > i)
+			sqlite3_bind_int64(s, i + 1, base[i]);
+	rc = sqlite3_step(s);
+	if (rc != SQLITE_DONE)
+		db_err(st, "move history");
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int
+store_history_move(struct store *st)
+{
+	static const char *const steps[] = {
+		"INSERT INTO history_message (id, qid, received_at, left_at,"
+		" sender, size, client_addr, client_name, helo, protocol,"
+		" auth_user, dsn_of) SELECT id + ?1, qid, received_at, left_at,"
+		" sender, size, client_addr, client_name, helo, protocol,"
+		" auth_user, dsn_of FROM history_new_message ORDER BY id",
+		"INSERT INTO history_rcpt (id, hmsg_id, src_rcpt, left_at, qid,"
+		" sender, sender_domain, address, domain, status, deferred,"
+		" attempts, last_attempt, delay, relay, relay_host, dsn, reply)"
+		" SELECT id + ?2, hmsg_id + ?1, src_rcpt, left_at, qid, sender,"
+		" sender_domain, address, domain, status, deferred, attempts,"
+		" last_attempt, delay, relay, relay_host, dsn, reply"
+		" FROM history_new_rcpt ORDER BY id",
+		"INSERT INTO history_attempt (id, hrcpt_id, at, relay, tls,"
+		" status, dsn, reply) SELECT id + ?3, hrcpt_id + ?2, at, relay,"
+		" tls, status, dsn, reply FROM history_new_attempt ORDER BY id",
+		"DELETE FROM history_new_attempt",
+		"DELETE FROM history_new_rcpt",
+		"DELETE FROM history_new_message",
+	};
+	int64_t base[3];
+	size_t i;
+	int own, ok = 1;
+
+	if (st->history_staged == 0)
+		return 0;
+	if (adm_write_begin(st, &own) == -1)
+		return -1;
+	base[0] = max_id(st, "SELECT coalesce(max(id), 0) FROM"
+	    " history_message");
+	base[1] = max_id(st, "SELECT coalesce(max(id), 0) FROM history_rcpt");
+	base[2] = max_id(st, "SELECT coalesce(max(id), 0) FROM"
+	    " history_attempt");
+	if (base[0] < 0 || base[1] < 0 || base[2] < 0)
+		ok = 0;
+	for (i = 0; ok && i < sizeof(steps) / sizeof(steps[0]); i++)
+		if (move_step(st, steps[i], base) == -1)
+			ok = 0;
+	if (adm_write_end(st, own, ok) == -1)
+		return -1;
+	st->history_staged = 0;
+	return 0;
+}
+
+int64_t
 store_history_prune(struct store *st, double cutoff, int batch)
 {
 	sqlite3_stmt *s;
 	int own, rc;
 	int64_t n;
 
+	if (store_history_move(st) == -1)
+		return -1;
 	if (adm_write_begin(st, &own) == -1)
 		return -1;
 	s = adm_prep(st, "DELETE FROM history_message WHERE id IN"
@@ -2866,6 +3033,9 @@ store_history_search(struct store *st, const struct store_history_filter *f,
 	size_t n = 0;
 	int rc, ret = 0;
 
+	/* the newest first: a history search sees what just left */
+	if (store_history_move(st) == -1)
+		st->err[0] = '\0';   /* then what was filed before */
 	st->err[0] = '\0';
 	*truncated = 0;
 	snprintf(sql, sizeof(sql),
@@ -2983,6 +3153,8 @@ store_history_show(struct store *st, const char *qid,
 	int64_t hid;
 	int rc;
 
+	if (store_history_move(st) == -1)
+		st->err[0] = '\0';   /* then what was filed before */
 	st->err[0] = '\0';
 	memset(m, 0, sizeof(*m));
 	s = adm_prep(st, "SELECT id, qid, sender, size, received_at,"

@@ -5,6 +5,7 @@
 #include "autoconfig.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,16 @@
 #include "log.h"
 #include "procfd.h"
 #include "util.h"
+
+#define KEEP_FREE_HEAP (1024 * 1024)   /* M_TRIM_THRESHOLD */
+#define HEAP_UP_TO (512 * 1024)        /* M_MMAP_THRESHOLD */
+
+void
+child_keep_heap(void)
+{
+	(void)mallopt(M_TRIM_THRESHOLD, KEEP_FREE_HEAP);
+	(void)mallopt(M_MMAP_THRESHOLD, HEAP_UP_TO);
+}
 
 void
 child_parse_args(int argc, char **argv, struct child_args *a)

@@ -33,6 +33,18 @@
  * shutdown_timeout (then they answer 421), answers 421 to connections
  * still waiting in the listen queue, and stops the runner last.
  *
+ * Drain ("ferryctl drain", which the runner passes on as NOTE_DRAIN) is
+ * a state the master holds: it pushes NOTE_DRAINING to every SMTP
+ * worker on the worker's own notes socket (FD_WORKER_NOTES, also sent
+ * to each worker it starts), tells the runner (for ferryctl status) and
+ * writes ferry_draining on its metrics socket (for /readyz).  Workers
+ * then answer new connections 421 4.3.2 and close them; the listening
+ * sockets stay bound, so undrain is immediate.  A reload keeps the
+ * state (it lives here, not in the file); a restart starts undrained.
+ * The runner is trusted with the request as it is with all intake (a
+ * subverted runner could refuse every message anyway); the note is
+ * checked field by field like every other it sends.
+ *
  * Under systemd with WatchdogSec= the master sends WATCHDOG=1 only while
  * the queue runner answers its liveness check (NOTE_PING/NOTE_PONG on
  * the runner's notes, a quarter of the period apart): a runner that is
@@ -115,6 +127,7 @@ struct child_proc {
 	int told_to_leave;
 	int full;                 /* W_BUSY with no room for a session */
 	int64_t idle_since;       /* when it last reported idle */
+	int notes_fd;             /* workers: our end of FD_WORKER_NOTES */
 };
 
 struct listener {
@@ -191,6 +204,9 @@ struct master_state {
 	pid_t metrics_pid;
 	int64_t metrics_started;
 	struct backoff metrics_backoff;
+
+	int draining;               /* ferryctl drain: new sessions get 421 */
+	int drain_told;             /* what the runner was last told, -1 */
 
 	int shutting_down;
 	int64_t shutdown_deadline;
@@ -612,8 +628,9 @@ place_fds(const int *src, size_t n, int first)
 			_exit(EXIT_CONFIG);
 }
 
+/* child_notes: a worker's end of its notes (FD_WORKER_NOTES), else -1. */
 static pid_t
-spawn(struct master_state *m, enum child_role role)
+spawn(struct master_state *m, enum child_role role, int child_notes)
 {
 	const char *path = role == ROLE_WORKER ? m->smtpd_path :
 	    role == ROLE_AGENT ? m->deliver_path :
@@ -657,8 +674,9 @@ spawn(struct master_state *m, enum child_role role)
 		fds[n++] = m->cfg_fd;                            /* 3 */
 		if (role == ROLE_WORKER) {
 			fds[n++] = m->status_wr;                 /* 4 */
+			fds[n++] = child_notes;                  /* 5 */
 			for (i = 0; i < m->nlisteners; i++)
-				fds[n++] = m->listeners[i].fd;   /* 5.. */
+				fds[n++] = m->listeners[i].fd;   /* 6.. */
 		} else if (role == ROLE_RUNNER) {
 			fds[n++] = m->intake_fd;                 /* 4 */
 			fds[n++] = m->control_fd;                /* 5 */
@@ -718,10 +736,11 @@ static void report_pool(struct master_state *m, int force);
 static void
 spawn_runner(struct master_state *m)
 {
-	pid_t pid = spawn(m, ROLE_RUNNER);
+	pid_t pid = spawn(m, ROLE_RUNNER, -1);
 
 	if (pid > 0) {
 		m->last_workers = UINT32_MAX;   /* tell the new one */
+		m->drain_told = -1;
 		m->runner_pid = pid;
 		m->runner_started = now_ms();
 		m->ping_sent = 0;       /* ping the new one at once */
@@ -733,7 +752,7 @@ spawn_runner(struct master_state *m)
 static void
 spawn_anvil(struct master_state *m)
 {
-	pid_t pid = spawn(m, ROLE_ANVIL);
+	pid_t pid = spawn(m, ROLE_ANVIL, -1);
 
 	if (pid > 0) {
 		m->anvil_pid = pid;
@@ -749,7 +768,7 @@ spawn_metrics(struct master_state *m)
 
 	if (m->metrics_http_fd < 0)
 		return;
-	pid = spawn(m, ROLE_METRICS);
+	pid = spawn(m, ROLE_METRICS, -1);
 	if (pid > 0) {
 		m->metrics_pid = pid;
 		m->metrics_started = now_ms();
@@ -757,14 +776,32 @@ spawn_metrics(struct master_state *m)
 	}
 }
 
+static void tell_worker_drain(struct master_state *m,
+    struct child_proc *w);
+
 static void
 spawn_child(struct master_state *m, enum child_role role)
 {
 	struct child_proc *w;
-	pid_t pid = spawn(m, role);
+	int notes[2] = { -1, -1 };
+	pid_t pid;
 
-	if (pid < 0)
+	/* a worker's notes: records, so a note is read whole or not at all */
+	if (role == ROLE_WORKER && socketpair(AF_UNIX, SOCK_SEQPACKET |
+	    SOCK_CLOEXEC, 0, notes) < 0) {
+		log_error("socketpair: %s", strerror(errno));
 		return;
+	}
+	pid = spawn(m, role, notes[1]);
+	if (notes[1] >= 0)
+		close(notes[1]);
+	if (pid < 0) {
+		if (notes[0] >= 0)
+			close(notes[0]);
+		return;
+	}
+	if (notes[0] >= 0)
+		fd_set_nonblock(notes[0], 1);
 	if (m->nchildren == m->children_cap) {
 		m->children_cap = m->children_cap ? m->children_cap * 2 : 16;
 		m->children = xrealloc(m->children,
@@ -777,7 +814,11 @@ spawn_child(struct master_state *m, enum child_role role)
 	w->generation = m->generation;
 	w->state = W_STARTING;
 	w->started = now_ms();
+	w->notes_fd = notes[0];
 	log_debug("started %s, pid %ld", role_name(role), (long)pid);
+	/* it learns the drain state before it takes a connection */
+	if (role == ROLE_WORKER)
+		tell_worker_drain(m, w);
 }
 
 static void
@@ -882,6 +923,8 @@ reap_children(struct master_state *m)
 			log_debug("%s (pid %ld) exited", role_name(w->role),
 			    (long)pid);
 		}
+		if (w->notes_fd >= 0)
+			close(w->notes_fd);
 		*w = m->children[--m->nchildren];
 	}
 }
@@ -1076,7 +1119,8 @@ serve_metrics(struct master_state *m)
 		n = WC_LISTENERS;
 	for (i = 0; i < n; i++)
 		names[i] = m->cfg->listeners[i].name;
-	master_metrics_serve(m->metrics_own_fd, &m->worker_counts, names, n);
+	master_metrics_serve(m->metrics_own_fd, &m->worker_counts, names, n,
+	    m->draining);
 }
 
 static void
@@ -1215,6 +1259,81 @@ manage_agents(struct master_state *m)
 	}
 }
 
+/* ----------------------------------------------------------------- drain */
+
+/* Sends worker w the drain state.  The note is a few bytes on a socket
+ * of its own that the worker reads before every accept; one that cannot
+ * be written (the worker has not read hundreds of them: it is stuck) is
+ * a worker asked to leave, and its successor starts with the state. */
+static void
+tell_worker_drain(struct master_state *m, struct child_proc *w)
+{
+	struct ipc_out note;
+	const uint8_t *buf;
+	size_t len;
+
+	if (w->notes_fd < 0)
+		return;
+	memset(&note, 0, sizeof(note));
+	ipc_out_init(&note, IMSG_NOTE_DRAINING);
+	ipc_add_u8(&note, (uint8_t)m->draining);
+	buf = ipc_out_finish(&note, &len);
+	if (send(w->notes_fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL) !=
+	    (ssize_t)len && errno != EPIPE && errno != ECONNRESET &&
+	    !w->told_to_leave) {
+		log_warn("SMTP worker (pid %ld) does not read its notes (%s); "
+		    "asking it to leave", (long)w->pid, strerror(errno));
+		kill(w->pid, SIGUSR1);
+		w->told_to_leave = 1;
+	}
+	ipc_out_free(&note);
+}
+
+/* Tells the runner the drain state (ferryctl status shows it, and
+ * ferryctl drain waits for it) when it changed or the runner is new. */
+static void
+report_drain(struct master_state *m)
+{
+	if (m->drain_told == m->draining || m->runner_pid <= 0)
+		return;
+	(void)channel_flush(&m->to_runner);
+	if (channel_pending(&m->to_runner) > 0)
+		return;          /* after the note still waiting */
+	ipc_add_u8(channel_begin(&m->to_runner, IMSG_NOTE_DRAINING),
+	    (uint8_t)m->draining);
+	(void)channel_end(&m->to_runner);
+	(void)channel_flush(&m->to_runner);
+	m->drain_told = m->draining;
+}
+
+/* ferryctl drain (on) or undrain: every worker is told at once, then the
+ * runner, so that when ferryctl sees the state in "status" no worker
+ * takes a new session any more. */
+static void
+set_draining(struct master_state *m, int on)
+{
+	size_t i, workers = 0;
+
+	if (m->draining == on) {
+		log_debug("%s: already %s", on ? "drain" : "undrain",
+		    on ? "draining" : "taking sessions");
+		return;
+	}
+	m->draining = on;
+	for (i = 0; i < m->nchildren; i++)
+		if (m->children[i].role == ROLE_WORKER) {
+			tell_worker_drain(m, &m->children[i]);
+			workers++;
+		}
+	if (on)
+		log_info("drain: new SMTP sessions are answered 421 4.3.2 "
+		    "(%zu worker(s) told); sessions in progress finish and "
+		    "delivery goes on; \"ferryctl undrain\" resumes", workers);
+	else
+		log_info("undrain: taking new SMTP sessions again");
+	report_drain(m);
+}
+
 /* ---------------------------------------------------------------- reload */
 
 /* Hands the runner the new configuration, so routes, retry schedule and
@@ -1249,6 +1368,7 @@ tell_runner_reload(struct master_state *m)
 static const struct channel_rule runner_may_send[] = {
 	{ IMSG_NOTE_PONG, 0 },
 	{ IMSG_NOTE_AGENTS, 0 },
+	{ IMSG_NOTE_DRAIN, 0 },
 	{ 0, 0 }
 };
 
@@ -1266,6 +1386,7 @@ renew_runner_notes(struct master_state *m)
 	fd_set_nonblock(p[1], 1);
 	channel_reopen(&m->to_runner, p[1]);
 	m->last_workers = UINT32_MAX;
+	m->drain_told = -1;
 	m->ping_sent = 0;
 	m->agents_wanted = 0;
 	if (m->runner_pid > 0) {
@@ -1296,6 +1417,18 @@ read_runner_notes(struct master_state *m)
 				}
 				m->agents_wanted = v > (uint32_t)INT_MAX ?
 				    INT_MAX : (int)v;
+				continue;
+			}
+			if (in.type == IMSG_NOTE_DRAIN) {
+				uint8_t on;
+
+				if (ipc_get_u8(&in, &on) < 0 ||
+				    ipc_end(&in) < 0 || on > 1) {
+					(void)channel_violation(&m->to_runner,
+					    "malformed NOTE_DRAIN");
+					break;
+				}
+				set_draining(m, on);
 				continue;
 			}
 			if (ipc_get_u32(&in, &v) < 0 || ipc_end(&in) < 0 ||
@@ -1482,8 +1615,8 @@ reload(struct master_state *m)
 	m->agent_backoff.not_before = 0;
 	tell_runner_reload(m);
 	tell_anvil_reload(m);
-	log_info("configuration reloaded from %s (generation %u)",
-	    cfg->path, m->generation);
+	log_info("configuration reloaded from %s (generation %u)%s",
+	    cfg->path, m->generation, m->draining ? "; still draining" : "");
 	manage_pool(m);
 	manage_agents(m);
 }
@@ -1495,6 +1628,7 @@ report_status(struct master_state *m)
 	static size_t last_workers = (size_t)-1, last_busy, last_agents;
 	static uint32_t last_generation;
 	static int last_runner = -1;
+	static int last_draining;
 	size_t i, workers = 0, busy = 0, agents = 0;
 	int runner = m->runner_pid > 0;
 
@@ -1509,8 +1643,9 @@ report_status(struct master_state *m)
 	}
 	if (workers == last_workers && busy == last_busy &&
 	    agents == last_agents && m->generation == last_generation &&
-	    runner == last_runner)
+	    runner == last_runner && m->draining == last_draining)
 		return;
+	last_draining = m->draining;
 	last_runner = runner;
 	last_workers = workers;
 	last_busy = busy;
@@ -1518,7 +1653,8 @@ report_status(struct master_state *m)
 	last_generation = m->generation;
 	notify_status("%s%zu SMTP worker(s), %zu busy; %zu delivery agent(s); "
 	    "queue runner %s; configuration generation %u",
-	    m->shutting_down ? "stopping: " : "", workers, busy, agents,
+	    m->shutting_down ? "stopping: " : m->draining ? "draining: " : "",
+	    workers, busy, agents,
 	    runner ? "up" : "down", (unsigned)m->generation);
 }
 
@@ -1642,6 +1778,7 @@ master(const struct master_args *args)
 	m->log_rd = m->log_wr = -1;
 	m->generation = 1;
 	m->runner_backoff.max_ms = RUNNER_BACKOFF_MAX_MS;
+	m->drain_told = -1;
 
 	log_init("ferryd", args->foreground ? LOG_TO_STDERR : LOG_TO_SYSLOG,
 	    0);
@@ -1881,6 +2018,7 @@ master(const struct master_args *args)
 		manage_pool(m);
 		manage_agents(m);
 		report_pool(m, 0);
+		report_drain(m);
 		report_anvil(m);
 		(void)channel_flush(&m->to_anvil);
 		report_status(m);

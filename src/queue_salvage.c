@@ -226,6 +226,7 @@ queue_salvage(const char *dbpath, struct queue_salvage_result *res,
 	res->messages = counts.messages;
 	res->recipients = counts.recipients;
 	res->damaged_spots = counts.damaged_spots;
+	res->history = counts.history;
 
 	/* the queue user's file again, as the damaged one was (readable and
 	 * writable by its owner, whatever the damaged file's mode was) */

@@ -18,6 +18,9 @@
  * the master whether it holds no session, some, or no room for more, and
  * stops accepting after workers.sessions sessions so the master can
  * start a fresh one.  Anvil's stress notes shorten every idle limit.
+ * While the master says the relay drains (ferryctl drain, its notes on
+ * FD_WORKER_NOTES, read before every accept), a new connection is
+ * answered 421 4.3.2 and closed; the sessions it holds go on.
  * Anvil's checks (a new connection, MAIL, AUTH) never stall the loop: a
  * connection waits in its slot and a session is parked while its
  * question is out, and the others are served meanwhile; an answer that
@@ -218,6 +221,8 @@ struct worker {
 	int64_t defer_until;         /* accepting deferred to an idle worker */
 	int64_t short_defer_until;
 	int answers;                 /* slots with answered set */
+	int draining;                /* the master's last NOTE_DRAINING */
+	int notes_open;              /* FD_WORKER_NOTES not yet at EOF */
 };
 
 static void
@@ -329,6 +334,53 @@ connect_checked(struct worker *w, size_t k, int result)
 	run_session(w, k, now_ms());
 }
 
+/* The master's notes on FD_WORKER_NOTES (records, non-blocking): the
+ * drain state.  A note that does not decode is the master lying, which
+ * ends this worker; at EOF (the master is gone) the last state holds. */
+static void
+read_master_notes(struct worker *w)
+{
+	while (w->notes_open) {
+		uint8_t rec[64], on;
+		struct ipc_in in;
+		ssize_t n = recv(FD_WORKER_NOTES, rec, sizeof(rec),
+		    MSG_DONTWAIT | MSG_TRUNC);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (n <= 0) {
+			w->notes_open = 0;
+			return;
+		}
+		if ((size_t)n > sizeof(rec) ||
+		    ipc_frame(rec, (size_t)n, &in) != (long)n ||
+		    in.type != IMSG_NOTE_DRAINING ||
+		    ipc_get_u8(&in, &on) < 0 || ipc_end(&in) < 0 || on > 1)
+			log_fatal("the master sent a malformed note");
+		if (on != w->draining)
+			log_debug("worker %s", on ? "drains: new connections "
+			    "get 421" : "takes new sessions again");
+		w->draining = on;
+	}
+}
+
+/* A connection that came while the relay drains: 421 4.3.2 in one write
+ * and no session (no slot, no anvil question). */
+static void
+refuse_draining(const struct ferry_config *cfg, int fd)
+{
+	char line[512];
+	size_t n = reply_formatf(line, sizeof(line), R_SHUTDOWN,
+	    cfg->hostname);
+
+	if (send(fd, line, n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+		/* the client is gone already */
+	}
+	close(fd);
+}
+
 /* Takes one connection from listener i, if one is waiting, into a free
  * slot, and asks anvil about it; the session starts when anvil answers.
  * 1 when a connection was taken. */
@@ -350,6 +402,11 @@ accept_one(struct worker *w, size_t i)
 		return 0;       /* a sibling won the race */
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	read_master_notes(w);
+	if (w->draining) {
+		refuse_draining(w->cfg, fd);
+		return 1;
+	}
 	for (k = 0; k < w->nslots && (w->slots[k].s != NULL ||
 	    w->slots[k].checking); k++)
 		continue;
@@ -528,6 +585,8 @@ serve(struct worker *w)
 			log_fatal("poll: %s", strerror(errno));
 		}
 		now = now_ms();
+		if (rc == 0)      /* idle: notes do not pile up unread */
+			read_master_notes(w);
 		if (anvil_at != (size_t)-1 && pfds[anvil_at].revents)
 			anvil_client_io(&w->anvil, pfds[anvil_at].revents);
 		anvil_client_tick(&w->anvil, now);
@@ -600,6 +659,7 @@ smtpd(const struct child_args *a)
 	w.cfg = cfg;
 	w.args = a;
 	w.self = getpid();
+	w.notes_open = 1;
 
 	/* Keys and the users file may be root's only: read them now.  The
 	 * master checked both, so a failure here is the environment's. */

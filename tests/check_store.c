@@ -324,7 +324,8 @@ START_TEST(test_migrates_v1)
 	q_exec(db, "ALTER TABLE message DROP COLUMN agent_deaths;"
 	    "ALTER TABLE message DROP COLUMN hold_reason;"
 	    "DROP TABLE history_attempt; DROP TABLE history_rcpt;"
-	    "DROP TABLE history_message;"
+	    "DROP TABLE history_message; DROP TABLE history_new_attempt;"
+	    "DROP TABLE history_new_rcpt; DROP TABLE history_new_message;"
 	    "PRAGMA user_version = 1");
 	sqlite3_close(db);
 
@@ -1917,16 +1918,65 @@ fill_queue(int n)
 	store_close(st);
 }
 
+struct hist_seen {
+	char qids[16][QID_LEN + 1];
+	char rcpts[16][64];
+	char status[16][16];
+	size_t n;
+};
+
+static int
+hist_collect(void *arg, const struct store_history_entry *e)
+{
+	struct hist_seen *h = arg;
+
+	if (h->n < 16) {
+		ferry_strlcpy(h->qids[h->n], e->qid, sizeof(h->qids[0]));
+		ferry_strlcpy(h->rcpts[h->n], e->rcpt, sizeof(h->rcpts[0]));
+		ferry_strlcpy(h->status[h->n], e->status,
+		    sizeof(h->status[0]));
+	}
+	h->n++;
+	return 0;
+}
+
+static size_t
+hist_find(struct store *st, const char *sender, const char *rcpt,
+    const char *status, const char *route, struct hist_seen *h)
+{
+	struct store_history_filter f = { sender, rcpt, status, route, -1, -1,
+	    100 };
+	int truncated;
+
+	memset(h, 0, sizeof(*h));
+	ck_assert_int_eq(store_history_search(st, &f, hist_collect, h,
+	    &truncated), 0);
+	ck_assert_int_eq(truncated, 0);
+	return h->n;
+}
+
+static void finish_msg(struct store *st, enum rcpt_state first_state,
+    enum attempt_status first_status, char *qid);
+
 START_TEST(test_check_and_salvage)
 {
 	struct store_salvage got;
 	struct store *st;
-	char err[1024], fresh[256];
+	char err[1024], fresh[256], qid[QID_LEN + 1];
 	struct stat sb;
 	int64_t page;
 	sqlite3 *db;
 
 	fill_queue(12);
+	/* and three messages in the delivery history: two filed, one
+	 * still staged */
+	st = open_store();
+	store_history_keep(st, 1);
+	finish_msg(st, RCPT_DELIVERED, STATUS_SENT, qid);
+	finish_msg(st, RCPT_FAILED, STATUS_BOUNCED, qid);
+	ck_assert_int_eq(store_history_move(st), 0);
+	finish_msg(st, RCPT_DELIVERED, STATUS_SENT, qid);
+	store_close(st);
 	ck_assert_int_eq(store_check_file(dbpath, 1, err, sizeof(err)), 0);
 	ck_assert_int_eq(stat(dbpath, &sb), 0);
 	db = peek_open();
@@ -1950,7 +2000,19 @@ START_TEST(test_check_and_salvage)
 	ck_assert_int_lt(got.messages, 12);  /* the garbled page's bodies */
 	ck_assert_int_eq(got.recipients, 2 * got.messages);
 	ck_assert_int_ge(got.damaged_spots, 1);
+	ck_assert_int_eq(got.history, 3);
 	ck_assert_int_eq(store_check(st, fresh, 1, err, sizeof(err)), 0);
+	/* the history came along, every recipient with its attempts */
+	store_history_keep(st, 1);
+	{
+		struct hist_seen h;
+
+		ck_assert_int_eq(hist_find(st, NULL, "alice@example.org", NULL,
+		    NULL, &h), 3);
+		ck_assert_str_eq(h.qids[0], qid);
+		ck_assert_int_eq(hist_find(st, NULL, NULL, "bounced", NULL,
+		    &h), 1);
+	}
 	store_close(st);
 	/* every message kept is whole */
 	ck_assert_int_eq(sqlite3_open_v2(fresh, &db, SQLITE_OPEN_READONLY,
@@ -2032,43 +2094,6 @@ finish_msg(struct store *st, enum rcpt_state first_state,
 	ck_assert_int_eq(store_commit(st), 0);
 }
 
-struct hist_seen {
-	char qids[16][QID_LEN + 1];
-	char rcpts[16][64];
-	char status[16][16];
-	size_t n;
-};
-
-static int
-hist_collect(void *arg, const struct store_history_entry *e)
-{
-	struct hist_seen *h = arg;
-
-	if (h->n < 16) {
-		ferry_strlcpy(h->qids[h->n], e->qid, sizeof(h->qids[0]));
-		ferry_strlcpy(h->rcpts[h->n], e->rcpt, sizeof(h->rcpts[0]));
-		ferry_strlcpy(h->status[h->n], e->status,
-		    sizeof(h->status[0]));
-	}
-	h->n++;
-	return 0;
-}
-
-static size_t
-hist_find(struct store *st, const char *sender, const char *rcpt,
-    const char *status, const char *route, struct hist_seen *h)
-{
-	struct store_history_filter f = { sender, rcpt, status, route, -1, -1,
-	    100 };
-	int truncated;
-
-	memset(h, 0, sizeof(*h));
-	ck_assert_int_eq(store_history_search(st, &f, hist_collect, h,
-	    &truncated), 0);
-	ck_assert_int_eq(truncated, 0);
-	return h->n;
-}
-
 /* Nothing is kept unless asked; when asked, removal writes the summary,
  * each recipient's outcome and every attempt, in the same transaction. */
 START_TEST(test_history_written_on_removal)
@@ -2083,9 +2108,30 @@ START_TEST(test_history_written_on_removal)
 	sqlite3_close(db);
 
 	store_history_keep(st, 1);
+	ck_assert_int_eq(store_history_move(st), 0);
 	finish_msg(st, RCPT_FAILED, STATUS_BOUNCED, qid2);
+	/* committed with the removal, in the staging tables */
 	db = peek_open();
 	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM message"), 0);
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM history_message"), 0);
+	ck_assert_int_eq(q_int(db,
+	    "SELECT count(*) FROM history_new_message"), 1);
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM history_new_rcpt"),
+	    2);
+	ck_assert_int_eq(q_int(db,
+	    "SELECT count(*) FROM history_new_attempt"), 3);
+	sqlite3_close(db);
+	ck_assert_int_eq(store_history_staged(st), 1);
+	/* filed into the indexed tables, the staging tables emptied */
+	ck_assert_int_eq(store_history_move(st), 0);
+	ck_assert_int_eq(store_history_staged(st), 0);
+	db = peek_open();
+	ck_assert_int_eq(q_int(db,
+	    "SELECT count(*) FROM history_new_message"), 0);
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM history_new_rcpt"),
+	    0);
+	ck_assert_int_eq(q_int(db,
+	    "SELECT count(*) FROM history_new_attempt"), 0);
 	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM history_message"), 1);
 	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM history_rcpt"), 2);
 	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM history_attempt"), 3);
@@ -2097,6 +2143,91 @@ START_TEST(test_history_written_on_removal)
 	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM history_rcpt WHERE"
 	    " address = 'bob@example.net' AND status = 'sent'"), 1);
 	sqlite3_close(db);
+	store_close(st);
+}
+END_TEST
+
+/* Moves in several batches: every recipient stays linked to its own
+ * message and every attempt to its own recipient, ids never collide,
+ * and a message staged inside the runner's open transaction is filed
+ * with it. */
+START_TEST(test_history_move_batches)
+{
+	struct store *st = open_store();
+	char qid[QID_LEN + 1];
+	sqlite3 *db;
+	int i;
+
+	store_history_keep(st, 1);
+	for (i = 0; i < 3; i++)
+		finish_msg(st, RCPT_FAILED, STATUS_BOUNCED, qid);
+	ck_assert_int_eq(store_history_move(st), 0);
+	for (i = 0; i < 2; i++)
+		finish_msg(st, RCPT_DELIVERED, STATUS_SENT, qid);
+	ck_assert_int_eq(store_begin(st), 0);
+	ck_assert_int_eq(store_history_move(st), 0);
+	ck_assert_int_eq(store_commit(st), 0);
+	db = peek_open();
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM history_message"), 5);
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM history_rcpt"), 10);
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM history_attempt"),
+	    15);
+	/* the recipients' qid is their message's */
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM history_rcpt h"
+	    " JOIN history_message m ON m.id = h.hmsg_id"
+	    " WHERE m.qid = h.qid"), 10);
+	/* each recipient's attempts are its own: the bounced one had a
+	 * deferral and a bounce, the others one attempt */
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM history_rcpt h"
+	    " WHERE h.attempts = (SELECT count(*) FROM history_attempt a"
+	    " WHERE a.hrcpt_id = h.id)"), 10);
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM history_new_rcpt"),
+	    0);
+	sqlite3_close(db);
+	store_close(st);
+}
+END_TEST
+
+/* An operator's delete keeps the message in the history: a recipient
+ * still pending shows as deleted, one already delivered as sent; an
+ * incoming message is not deleted (nor kept). */
+START_TEST(test_history_admin_delete)
+{
+	struct store *st = open_store();
+	char qid[QID_LEN + 1], inc[QID_LEN + 1];
+	struct store_due *v;
+	struct hist_seen h;
+	size_t n, i;
+	int64_t id;
+
+	store_history_keep(st, 1);
+	ck_assert_int_eq(store_begin(st), 0);
+	id = add_msg(st, 1, qid);
+	(void)add_msg(st, 0, inc);
+	ck_assert_int_eq(store_commit(st), 0);
+	ck_assert_int_eq(store_begin(st), 0);
+	ck_assert_int_eq(store_due(st, 1e10, 100, &v, &n), 0);
+	for (i = 0; i < n; i++)
+		if (v[i].msgid == id &&
+		    strcmp(v[i].address, "bob@example.net") == 0)
+			ck_assert_int_eq(store_rcpt_result(st, v[i].rcpt_id,
+			    RCPT_DELIVERED, 0, "smtp.example.net[192.0.2.10]:587",
+			    NULL, STATUS_SENT, "2.0.0", "250 queued"), 0);
+	store_due_free(v, n);
+	ck_assert_int_eq(store_commit(st), 0);
+
+	ck_assert_int_eq(store_admin_delete(st, qid), 0);
+	ck_assert_int_eq(store_admin_delete(st, inc), STORE_NOT_FOUND);
+	ck_assert_int_eq(store_admin_delete(st, "000000000000"),
+	    STORE_NOT_FOUND);
+	ck_assert_int_eq(hist_find(st, NULL, NULL, NULL, NULL, &h), 2);
+	ck_assert_str_eq(h.qids[0], qid);
+	ck_assert_int_eq(hist_find(st, NULL, "alice@example.org", "deleted",
+	    NULL, &h), 1);
+	ck_assert_int_eq(hist_find(st, NULL, "bob@example.net", "sent", NULL,
+	    &h), 1);
+	ck_assert_int_eq(store_admin_state(st, qid, (char[16]){0}),
+	    STORE_NOT_FOUND);
 	store_close(st);
 }
 END_TEST
@@ -2298,7 +2429,9 @@ START_TEST(test_migrates_v2)
 	store_close(st);
 	db = peek_open();
 	q_exec(db, "DROP TABLE history_attempt; DROP TABLE history_rcpt;"
-	    "DROP TABLE history_message; PRAGMA user_version = 2");
+	    "DROP TABLE history_message; DROP TABLE history_new_attempt;"
+	    "DROP TABLE history_new_rcpt; DROP TABLE history_new_message;"
+	    "PRAGMA user_version = 2");
 	sqlite3_close(db);
 
 	st = open_store();
@@ -2383,6 +2516,8 @@ store_suite(void)
 	tc = new_tcase("history");
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_history_written_on_removal);
+	tcase_add_test(tc, test_history_move_batches);
+	tcase_add_test(tc, test_history_admin_delete);
 	tcase_add_test(tc, test_history_not_for_incoming);
 	tcase_add_test(tc, test_history_search);
 	tcase_add_test(tc, test_history_search_uses_index);

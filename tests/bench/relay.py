@@ -321,7 +321,38 @@ log {
 """
 
 
-def run_case(relay, msgs, sess, size):
+EVENTS = ("context-switches", "page-faults", "raw_syscalls:sys_enter")
+
+
+class EventCounter:
+    """Software events of one relay's cgroup (perf stat -G), counted over
+    a round: unlike CPU time they hardly move with the machine's load, so
+    they show where two builds differ when the timings are too noisy."""
+
+    def __init__(self, group, work):
+        self.out = os.path.join(work, "perf-stat.csv")
+        cg = os.path.relpath(group.path, cgroup2_root())
+        self.proc = subprocess.Popen(
+            ["perf", "stat", "-x,", "-a", "-o", self.out,
+             "-e", ",".join(EVENTS), "-G", ",".join([cg] * len(EVENTS))],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def finish(self):
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait()
+        counts = {}
+        with open(self.out) as f:
+            for line in f:
+                parts = line.strip().split(",")
+                if len(parts) > 2 and parts[2] in EVENTS:
+                    try:
+                        counts[parts[2]] = int(parts[0])
+                    except ValueError:
+                        counts[parts[2]] = 0
+        return counts
+
+
+def run_case(relay, msgs, sess, size, events=False):
     """One timed run on a relay started afresh."""
     relay.start()
     rest = relay.group.pss_kib()
@@ -329,6 +360,8 @@ def run_case(relay, msgs, sess, size):
     cpu0 = relay.group.cpu_seconds()
     sampler = PeakSampler(relay.group)
     sampler.start()
+    counter = EventCounter(relay.group, relay.work) if events else None
+    counts = {}
     try:
         t0 = time.monotonic()
         smtp_source(relay.port, msgs, sess, size)
@@ -336,6 +369,8 @@ def run_case(relay, msgs, sess, size):
         drain(relay.queue_size)
         t1 = time.monotonic()
         cpu = relay.group.cpu_seconds() - cpu0
+        if counter:
+            counts = counter.finish()
         peak = sampler.finish()
         deferred = relay.deferred()
     finally:
@@ -343,7 +378,8 @@ def run_case(relay, msgs, sess, size):
         relay.stop()
     return {"rate": msgs / (t1 - t0), "secs": t1 - t0,
             "cpu_ms": cpu * 1000 / msgs, "rest_kib": rest, "peak_kib": peak,
-            "procs": nproc, "deferred": deferred}
+            "procs": nproc, "deferred": deferred,
+            "events": {k: v / msgs for k, v in counts.items()}}
 
 
 def main():
@@ -354,7 +390,12 @@ def main():
     ap.add_argument("--before", metavar="TREE",
                     help="also run the ferry built in TREE (as ferry-before), "
                     "interleaved, for a before/after comparison")
+    ap.add_argument("--events", action="store_true",
+                    help="also count context switches, page faults and "
+                    "system calls per message (perf stat on the cgroup)")
     args = ap.parse_args()
+    if args.events and not cgroup2_root():
+        sys.exit("--events needs cgroup v2")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))
     cases = [tuple(int(x) for x in c.split("x")) for c in args.cases.split(",")]
 
@@ -376,7 +417,7 @@ def main():
         for rnd in range(1, args.rounds + 1):
             for case in cases:
                 for relay in relays:
-                    r = run_case(relay, *case)
+                    r = run_case(relay, *case, events=args.events)
                     results.setdefault((case, relay.name), []).append(r)
                     print("round %d %5d x %6d B, %2d sessions: %-7s %6.1f msg/s "
                           "%5.2f ms CPU/msg  PSS rest %6.1f MiB (%d procs) "
@@ -386,6 +427,10 @@ def main():
                               r["procs"], r["peak_kib"] / 1024, r["deferred"],
                               open("/proc/loadavg").read().split()[0]),
                           flush=True)
+                    if r["events"]:
+                        print("        per message: " + ", ".join(
+                            "%s %.1f" % (k, v) for k, v in
+                            sorted(r["events"].items())), flush=True)
     finally:
         sink.terminate()
         sink.wait()
@@ -413,6 +458,15 @@ def main():
         row += ["%.1f / %.1f" % (med(case, n, "rest_kib") / 1024,
                                  med(case, n, "peak_kib") / 1024) for n in names]
         print("| " + " | ".join(row) + " |")
+    if args.events:
+        print("\nper message, medians: context switches / page faults / "
+              "system calls")
+        for case in cases:
+            print("%s: " % (case,) + "; ".join(
+                "%s %s" % (n, " / ".join(
+                    "%.1f" % statistics.median(r["events"].get(e, 0) for r in
+                                               results[(case, n)])
+                    for e in EVENTS)) for n in names))
     print("load average at end: %s" % open("/proc/loadavg").read().split()[:3])
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """End-to-end: the delivery history.  A message that leaves the queue
-(delivered, bounced by a 5xx from the smarthost, or expired) is kept in
+(delivered, bounced by a 5xx from the smarthost, expired, or deleted by
+an operator) is kept in
 the history tables of the queue database; "ferryctl history" finds it by
 recipient, recipient domain, sender, status, route and time, as text and
 as JSON, newest first; "ferryctl queue show ID" shows it after it left;
@@ -260,6 +261,35 @@ class BigAnswerTest(HistoryCase):
         self.assertIn("-- 1000 row(s)", p.stdout)
 
 
+class DeleteTest(HistoryCase):
+
+    def test_operator_delete_is_kept(self):
+        """"queue delete" of a deferred message: it leaves the queue and
+        the history keeps it, its pending recipient as deleted with the
+        last reply it had."""
+        s = self.smarthost()
+        s.reply_at("rcpt", "451 4.3.0 try later")
+        b = self.smarthost()
+        d = self.ferry_to(s, b, delivery={"retry_schedule": [3600]})
+        qid = d.send(b"Subject: delete\r\n\r\nx\r\n", sender=SENDER,
+                     rcpts=["del@dest.test"])
+        ok = ft.wait_for(lambda: d.count("attempt") > 0, WAIT, 0.1)
+        self.assertTrue(ok, "no attempt was made")
+        doc = d.ctl_json("queue", "delete", qid)
+        self.assertTrue(doc.get("ok"), doc)
+        self.gone(d, qid)
+        rows = self.rows_of(d, qid, "--status", "deleted")
+        self.assertEqual(len(rows), 1, rows)
+        self.assertEqual(rows[0]["recipient"], "del@dest.test")
+        self.assertEqual(rows[0]["status"], "deleted")
+        self.assertIn("451 4.3.0 try later", rows[0]["reply"])
+        self.assertEqual(self.rows_of(d, qid, "--status", "sent"), [])
+        # nothing was sent, and no bounce either
+        time.sleep(0.5)
+        with s.lock, b.lock:
+            self.assertEqual((len(s.messages), len(b.messages)), (0, 0))
+
+
 class RetentionTest(HistoryCase):
 
     def test_short_retention_is_pruned(self):
@@ -270,10 +300,14 @@ class RetentionTest(HistoryCase):
                      rcpts=["p@dest.test"])
         s.wait_messages(1, WAIT)
         self.gone(d, qid)
-        # kept for a while...
-        self.assertEqual(d.count("history_message", "qid = ?", (qid,)), 1)
+        # kept for a while (filed from the staging table within a
+        # second, while the relay is idle)...
+        self.assertEqual(d.count("history_message", "qid = ?", (qid,)) +
+                         d.count("history_new_message", "qid = ?", (qid,)),
+                         1)
         # ...then pruned with its recipients and attempts
-        ok = ft.wait_for(lambda: d.count("history_message") == 0, 15, 0.2)
+        ok = ft.wait_for(lambda: d.count("history_message") +
+                         d.count("history_new_message") == 0, 15, 0.2)
         self.assertTrue(ok, "history not pruned")
         self.assertEqual(d.count("history_rcpt"), 0)
         self.assertEqual(d.count("history_attempt"), 0)
@@ -291,6 +325,7 @@ class RetentionTest(HistoryCase):
         self.gone(d, qid)
         time.sleep(0.5)
         self.assertEqual(d.count("history_message"), 0)
+        self.assertEqual(d.count("history_new_message"), 0)
         self.assertEqual(self.history(d), [])
 
 
