@@ -171,6 +171,11 @@ struct ferry_config {
 	/* queue { min_free }: below it intake is refused */
 	int64_t min_free_bytes;
 	int min_free_percent;      /* of the filesystem; -1: use the bytes */
+	/* queue { warn_age, warn_stall, notify }: the stall warning
+	 * (stall.h); seconds, 0 = off; notify "" = log and metric only */
+	int64_t warn_age;
+	int64_t warn_stall;
+	char *stall_notify;
 	/* history { retention }: seconds a message that left the queue is
 	 * kept in the delivery history; 0 = keep none */
 	int64_t history_retention;

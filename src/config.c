@@ -28,6 +28,7 @@
 
 #include "config.h"
 #include "dkim.h"
+#include "smtp_parse.h"
 #include "util.h"
 
 /* Indexed by enum tls_policy. */
@@ -424,6 +425,20 @@ validate_duration(cfg_t *cfg, cfg_opt_t *opt)
 	return 0;
 }
 
+/* queue { notify }: "" or one mailbox "local@domain". */
+static int
+validate_notify(cfg_t *cfg, cfg_opt_t *opt)
+{
+	const char *a = cfg_opt_getnstr(opt, 0);
+
+	if (a == NULL || a[0] == '\0' || (strchr(a, '@') != NULL &&
+	    smtp_check_mailbox(a, strlen(a), 1) == PARSE_OK))
+		return 0;
+	cfg_error(cfg, "notify must be \"\" or a mailbox \"local@domain\", "
+	    "not \"%s\"", a);
+	return -1;
+}
+
 static int
 validate_min_free(cfg_t *cfg, cfg_opt_t *opt)
 {
@@ -791,6 +806,12 @@ static const struct option_row options[] = {
 	{ "queue", CFG_STR("min_free", "100M", CFGF_NONE), ST_MIN_FREE,
 	    B_CONFIG, CF(min_free_bytes), CF(min_free_percent), 0, 0, NULL,
 	    validate_min_free },
+	{ "queue", CFG_STR("warn_age", "1d", CFGF_NONE), ST_DURATION,
+	    B_CONFIG, CF(warn_age), 0, 0, 0, NULL, validate_duration },
+	{ "queue", CFG_STR("warn_stall", "30m", CFGF_NONE), ST_DURATION,
+	    B_CONFIG, CF(warn_stall), 0, 0, 0, NULL, validate_duration },
+	STR("queue", "notify", "", B_CONFIG, CF(stall_notify),
+	    validate_notify),
 
 	{ "history", CFG_STR("retention", "7d", CFGF_NONE), ST_DURATION,
 	    B_CONFIG, CF(history_retention), 0, 0, 0, NULL,

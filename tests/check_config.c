@@ -1308,6 +1308,35 @@ START_TEST(test_history_retention)
 }
 END_TEST
 
+/* queue { warn_age, warn_stall, notify }: the stall warning's
+ * thresholds are durations (0 turns one off), notify "" or a mailbox. */
+START_TEST(test_stall_warning_options)
+{
+	struct ferry_config *c;
+
+	c = load_ok(LISTEN);
+	ck_assert_int_eq(c->warn_age, 86400);
+	ck_assert_int_eq(c->warn_stall, 1800);
+	ck_assert_str_eq(c->stall_notify, "");
+	config_free(c);
+	c = load_ok(LISTEN "queue {\n  warn_age = 2h\n  warn_stall = 0\n"
+	    "  notify = \"postmaster@example.com\"\n}\n");
+	ck_assert_int_eq(c->warn_age, 7200);
+	ck_assert_int_eq(c->warn_stall, 0);
+	ck_assert_str_eq(c->stall_notify, "postmaster@example.com");
+	config_free(c);
+	load_bad(LISTEN "queue {\n  warn_stall = 30x\n}\n", P ":4: "
+	    "warn_stall must be a whole number with an optional s, m, h, d or "
+	    "w (\"7d\"), at most 3650 days");
+	load_bad(LISTEN "queue {\n  notify = \"postmaster\"\n}\n", P ":4: "
+	    "notify must be \"\" or a mailbox \"local@domain\", not "
+	    "\"postmaster\"");
+	load_bad(LISTEN "queue {\n  notify = \"a b@example.com\"\n}\n", P
+	    ":4: notify must be \"\" or a mailbox \"local@domain\", not "
+	    "\"a b@example.com\"");
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
 	Suite *s = suite_create("config");
@@ -1318,6 +1347,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_minimal_defaults);
 	tcase_add_test(tc, test_metrics_section);
 	tcase_add_test(tc, test_history_retention);
+	tcase_add_test(tc, test_stall_warning_options);
 	tcase_add_test(tc, test_every_option_set);
 	tcase_add_test(tc, test_largest_message_size);
 	tcase_add_test(tc, test_multiple_listeners);
