@@ -1524,7 +1524,8 @@ main(int argc, char **argv)
 		{ "timeout", required_argument, NULL, 0x201 },
 		{ NULL, 0, NULL, 0 }
 	};
-	char *hwords[HISTORY_NKEYS + 1];
+	/* request words, malloc'd for the life of the process */
+	static char *hwords[HISTORY_NKEYS + 1], *opts[8];
 	int hn;
 	const char *config_path = CONFIG_DEFAULT_PATH, *sock = NULL;
 	const json_t *ok;
@@ -1535,7 +1536,7 @@ main(int argc, char **argv)
 	int ch, json_out = 0, rc, nopts = 0, paged = 0, config_given = 0;
 	int list_only = 0, history_only = 0, drain_wait = 0;
 	long long drain_timeout = -1;
-	char *opts[8], **req = NULL;
+	char **req = NULL;
 
 	log_init("ferryctl", LOG_TO_STDERR, 0);
 	/* "dkim keygen" has options of its own: it is found before getopt */
