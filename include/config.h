@@ -46,6 +46,7 @@ struct listener_config {
 	                                other client is closed */
 	size_t nproxy_networks;
 	int proxy_timeout;           /* seconds for the whole header */
+	int dkim;                    /* mail taken here may be DKIM-signed */
 };
 
 enum tls_policy { TLS_NONE = 0, TLS_MAY, TLS_ENCRYPT, TLS_VERIFY };

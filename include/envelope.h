@@ -34,6 +34,7 @@ struct envelope {
 	uint32_t smtputf8;
 	uint32_t dsn_ret;         /* enum dsn_ret */
 	char *dsn_envid;          /* "" when none */
+	uint32_t no_dkim;         /* 1: its listener says dkim = false */
 	struct envelope_rcpt *rcpts;
 	size_t nrcpts, rcpts_cap;
 };

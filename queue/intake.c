@@ -242,8 +242,9 @@ on_begin(struct intake_conn *c, struct store *st, struct ipc_in *in,
 	}
 	c->helo = env.helo != NULL ? xstrdup(env.helo) : NULL;
 	c->nrcpt = env.nrcpts;
-	if (signing != NULL && dkim_signing_wanted(signing, env.auth_user,
-	    env.client_addr))
+	/* not for a listener with dkim = false, nor an untrusted client */
+	if (signing != NULL && !env.no_dkim &&
+	    dkim_signing_wanted(signing, env.auth_user, env.client_addr))
 		c->dkim = dkim_msg_new();
 	c->state = C_RECEIVING;
 	c->next_seq = 0;

@@ -704,6 +704,7 @@ static const struct option_row options[] = {
 	    validate_networks),
 	INT("listen", "proxy_timeout", 5, B_INSTANCE, LF(proxy_timeout), 1,
 	    300),
+	BOOL("listen", "dkim", cfg_true, B_INSTANCE, LF(dkim)),
 
 	INT("workers", "min_idle", 1, B_CONFIG, CF(workers_min_idle), 0,
 	    1024),

@@ -80,6 +80,7 @@ envelope_encode(const struct envelope *e, struct ipc_out *m)
 		ipc_add_u32(m, e->rcpts[i].notify);
 		ipc_add_str(m, e->rcpts[i].orcpt);
 	}
+	ipc_add_u32(m, e->no_dkim);
 }
 
 int
@@ -122,7 +123,8 @@ envelope_decode(struct ipc_in *in, struct envelope *e)
 		free(addr);
 		free(orcpt);
 	}
-	if (ipc_end(in) < 0)
+	if (ipc_get_u32(in, &e->no_dkim) < 0 || e->no_dkim > 1 ||
+	    ipc_end(in) < 0)
 		goto bad;
 	return 0;
 bad:

@@ -516,6 +516,7 @@ tx_fill_envelope(struct smtp_session *s)
 	tx->env.helo = xstrdup(s->helo);
 	tx->env.protocol = xstrdup(protocol_name(s));
 	tx->env.auth_user = xstrdup(s->auth_user);
+	tx->env.no_dkim = s->lcfg != NULL && !s->lcfg->dkim;
 	tx->env.received_at_us = (int64_t)(now_wall() * 1e6);
 	tx->env.size_declared = tx->mail.size;
 	tx->env.body_type = (uint32_t)tx->mail.body;

@@ -715,7 +715,8 @@ struct env_spec {
 	uint32_t nwritten;         /* recipients actually written */
 	const char *rcpt_addr;
 	uint32_t notify;
-	int trailing;              /* extra bytes after the recipients */
+	uint32_t no_dkim;          /* after the recipients */
+	int trailing;              /* extra bytes after it */
 };
 
 static void default_spec(struct env_spec *s)
@@ -756,6 +757,7 @@ static int decode_spec(const struct env_spec *s)
 		ipc_add_u32(&m, s->notify);
 		ipc_add_str(&m, "");
 	}
+	ipc_add_u32(&m, s->no_dkim);
 	if (s->trailing)
 		ipc_add_u8(&m, 0);
 	f = ipc_out_finish(&m, &len);
@@ -781,6 +783,14 @@ START_TEST(test_envelope_decode_rejects)
 
 	default_spec(&s);
 	ck_assert_int_eq(decode_spec(&s), 0);          /* the baseline */
+
+	default_spec(&s);
+	s.no_dkim = 1;
+	ck_assert_int_eq(decode_spec(&s), 0);          /* dkim = false */
+
+	default_spec(&s);
+	s.no_dkim = 2;
+	ck_assert_int_eq(decode_spec(&s), -1);         /* not a flag */
 
 	default_spec(&s);
 	s.nrcpts = s.nwritten = 0;

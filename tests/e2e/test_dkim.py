@@ -302,6 +302,23 @@ class SigningTest(DkimCase):
         data = s.wait_messages(1, WAIT)[0].data
         self.assertEqual(self.signatures(data), [])
 
+    def test_listener_dkim_false_signs_nothing(self):
+        """A listener with dkim = false: a trusted client's mail taken
+        there goes unsigned, the same client's mail on the other listener
+        is signed."""
+        s = self.smarthost()
+        d = self.signing_ferry(s, self.both_keys(), more_listeners=[
+            {"name": "inbound", "dkim": False}])
+        msg = b"From: app@example.org\r\nSubject: x\r\n\r\nbody\r\n"
+        with ft.Client(d.ports["inbound"]) as c:
+            c.ehlo("client.example")
+            c.send_message(SENDER, [RCPT], msg)
+            c.cmd("QUIT")
+        first = s.wait_messages(1, WAIT)[0].data
+        self.assertEqual(self.signatures(first), [])
+        d.send(msg, sender=SENDER, rcpts=[RCPT])
+        self.assertVerifies(s.wait_messages(2, WAIT)[1].data, 2)
+
     def test_clients_all_signs_untrusted(self):
         s = self.smarthost()
         d = self.signing_ferry(s, 'dkim {\n    clients = "all"\n}\n' +
