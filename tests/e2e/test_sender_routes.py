@@ -5,7 +5,8 @@ message reaches: a route matching sender and recipient domain beats one
 matching the domain only, which beats a sender-only route, which beats
 the default smarthost; an address beats "@domain"; the first in the file
 breaks a tie; the null sender matches no senders list; one message with
-recipients for two routes is split between them.  Needs root."""
+recipients for two routes is split between them; each route AUTHs with
+its own credentials.  Needs root."""
 
 import os
 import sys
@@ -103,6 +104,43 @@ class SenderRouteTest(DeliveryCase):
         self.assertEqual(m.sender, "")
         self.assertEqual(m.recipients, ["inv@billing.origin.test"])
         self.assertIn(qid.encode(), m.data)
+
+
+class SenderCredentialsTest(DeliveryCase):
+    """Each route AUTHs with its own credentials line, also when a
+    sender route and the smarthost lead to the same server: a connection
+    authenticated for one route is never reused for the other."""
+
+    def test_route_credentials_by_sender(self):
+        s = self.smarthost(extensions=["PIPELINING", "8BITMIME",
+                                       "AUTH PLAIN LOGIN"],
+                           credentials={"billing-user": "pw-1",
+                                        "default-user": "pw-2"},
+                           require_auth=True)
+        path = os.path.join(self.tmp, "credentials-senders")
+        with open(path, "w") as f:
+            f.write("billing billing-user pw-1\n"
+                    "smarthost default-user pw-2\n")
+        os.chmod(path, 0o600)
+        auth = {"tls": "none", "auth": True, "auth_plaintext": True}
+        d = self.start_ferry(
+            routes=[dict(name="billing", senders=["@billing.origin.test"],
+                         hosts=[s.address], **auth)],
+            smarthost=dict(host="127.0.0.1", port=s.port, **auth),
+            delivery={"retry_schedule": [1], "connect_timeout": 5,
+                      "max_lifetime": 3600, "credentials_file": path})
+        want = []
+        for i, sender in enumerate(["inv@billing.origin.test",
+                                    "a@other.origin.test",
+                                    "inv@billing.origin.test"]):
+            qid = d.send(b"Subject: auth\r\n\r\nx\r\n", sender=sender,
+                         rcpts=["r@else.test"])
+            want.append((sender, "billing-user" if "billing" in sender
+                         else "default-user"))
+            s.wait_messages(i + 1, WAIT)
+            self.gone(d, qid)
+        self.assertEqual([(m.sender, m.auth_user) for m in s.messages],
+                         want)
 
 
 if __name__ == "__main__":
