@@ -45,6 +45,19 @@ enum tls_policy { TLS_NONE = 0, TLS_MAY, TLS_ENCRYPT, TLS_VERIFY };
 /* At most this many allowed_from patterns in a route. */
 #define CONFIG_MAX_ALLOWED_FROM 256
 
+/* dkim { clients }: whose mail is signed. */
+enum dkim_clients { DKIM_CLIENTS_TRUSTED = 0, DKIM_CLIENTS_ALL };
+
+/* One DKIM signing key: dkim_key "name" { }. */
+struct dkim_key_config {
+	char *name;                /* the section title, shown in logs */
+	char *domain;              /* d=, lower case */
+	char *selector;            /* s= */
+	char *key_file;            /* PEM private key, RSA >= 2048 or
+	                              Ed25519 */
+	int subdomains;            /* also signs mail From a subdomain */
+};
+
 /* Where mail for some domains goes.  With no hosts, the domain's MX hosts
  * (RFC 5321 section 5) are used. */
 struct route_config {
@@ -86,6 +99,9 @@ struct ferry_config {
 	int workers_max;
 	int worker_sessions;       /* sessions before a worker is recycled */
 	int sessions_per_worker;   /* concurrent sessions one worker holds */
+	int client_names;          /* forward-confirmed reverse lookup of
+	                              clients (ferry-resolve) */
+	int client_name_timeout;   /* seconds one such lookup may take */
 	int shutdown_timeout;      /* seconds sessions get to finish */
 
 	/* limits */
@@ -178,8 +194,17 @@ struct ferry_config {
 	char *resolver;            /* "" = system; "addr" or "addr:port" */
 	char *credentials_file;    /* "" = none */
 
+	/* DKIM signing (dkim { } and dkim_key "name" { }) */
+	enum dkim_clients dkim_clients;
+	char **dkim_headers;       /* header names to sign; "List-*" */
+	size_t ndkim_headers;
+	int64_t dkim_expire;       /* x= seconds after t=; 0 = no x= */
+	struct dkim_key_config *dkim_keys;
+	size_t ndkim_keys;
+
 	/* logging */
-	int log_to_stderr;
+	int log_target;      /* enum log_target: syslog, stderr, journald */
+	int log_format;      /* enum log_format: text, json */
 	int log_debug;
 };
 

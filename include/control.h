@@ -7,7 +7,7 @@
  * frames: one CTL_REQUEST with the words of
  *   status | queue list | queue show ID | queue flush [ID] |
  *   queue delete ID | queue hold ID | queue release ID |
- *   queue check | queue accept-loss | queue reopen |
+ *   queue check | queue accept-loss | queue reopen | drain | undrain |
  *   history [sender=A] [rcpt=B] [since=T] [until=T] [status=S] [route=R]
  *           [limit=N]   (T in unix seconds)
  * answered {"ok":true, ...} or {"ok":false,"error":"..."} in CTL_ANSWER
@@ -67,6 +67,12 @@ struct control_ctx {
 	int space_known;
 	uint64_t free_bytes, min_free_bytes;
 	size_t outcomes_unsaved;             /* reported, not yet durable */
+	/* drain: the master's state, and how to ask it to change (0, or
+	 * -1 with why in err); the master answers by a new state, which
+	 * "status" shows */
+	int draining;
+	int (*drain)(void *arg, int on, char *err, size_t errlen);
+	void *drain_arg;
 };
 
 /* Serves one accepted connection to the end (bounded by a short deadline)

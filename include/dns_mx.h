@@ -29,6 +29,13 @@ struct dns_mx {
  * err filled. */
 int dns_resolver_setup(const char *spec, char *err, size_t errlen);
 
+/* A c-ares channel of its own, set up the same way (for ferry-resolve):
+ * each try waits try_ms, tries in all; the server of spec only when it
+ * is non-empty.  0, or -1 with err filled. */
+struct ares_channeldata;
+int dns_channel_open(struct ares_channeldata **chan, const char *spec,
+    int try_ms, int tries, char *err, size_t errlen);
+
 /* The MX records of domain, sorted by preference, equal preferences in
  * random order.  *mx is malloc'd (free it) when DNS_OK.  A timeout or an
  * unanswered query is DNS_TEMP. */

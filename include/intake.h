@@ -24,6 +24,11 @@
 	"write to the queue"
 
 struct intake_conn;
+struct dkim_signing;
+
+/* The keys messages are signed with from now on (NULL: none); the caller
+ * keeps them alive while they are set. */
+void intake_set_dkim(const struct dkim_signing *s);
 
 struct intake_stats {
 	uint64_t messages;      /* committed */

@@ -81,6 +81,19 @@ enum ipc_type {
 	/* ferry-anvil -> master over FD_ANVIL_NOTES, when stress mode
 	 * begins or ends (for the metrics) */
 	IMSG_NOTE_ANVIL_STRESS,  /* u8 on */
+	/* queue runner -> master over FD_POOL: ferryctl drain / undrain */
+	IMSG_NOTE_DRAIN,         /* u8 on: what the operator asked */
+	/* master -> queue runner over FD_POOL (for ferryctl status) and
+	 * master -> SMTP worker over FD_WORKER_NOTES (procfd.h): the
+	 * master's drain state, when it changes and to a new peer */
+	IMSG_NOTE_DRAINING,      /* u8 on */
+	/* SMTP worker <-> ferry-resolve (resolve_client.h) */
+	IMSG_RESOLVE_QUERY,      /* worker: u32 seq, addr */
+	IMSG_RESOLVE_ANSWER,     /* resolve: u32 seq, name ("" = unknown) */
+	/* master -> queue runner over FD_POOL, just before NOTE_RELOAD
+	 * when the new configuration has DKIM keys */
+	IMSG_NOTE_DKIM_KEYS,     /* no fields; a memfd with the keys' PEM,
+	                          * in configuration order, rides along */
 	IMSG_TYPE_MAX
 };
 

@@ -10,9 +10,10 @@
 #include "worker_counters.h"
 
 /* Accepts every waiting connection on listen_fd (non-blocking) and
- * writes each the totals as Prometheus text, then closes it.  Nothing is
- * read and no write waits: ferry-metrics cannot stall the master. */
+ * writes each the totals as Prometheus text, and ferry_draining (the
+ * master's drain state, which /readyz follows), then closes it.  Nothing
+ * is read and no write waits: ferry-metrics cannot stall the master. */
 void master_metrics_serve(int listen_fd, const struct wc_totals *t,
-    const char *const *names, size_t n);
+    const char *const *names, size_t n, int draining);
 
 #endif

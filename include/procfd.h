@@ -8,15 +8,20 @@
  *                              a file that changed after the check)
  *   ferry-smtpd    FD_STATUS   write end of the shared status pipe
  *                              (IMSG_WORKER_STATUS frames)
+ *                  FD_WORKER_NOTES  its own end of a SOCK_SEQPACKET pair:
+ *                              the master's notes to this worker
+ *                              (IMSG_NOTE_DRAINING)
  *                  FD_LISTEN.. one listening socket per configured listener
  *   ferry-queue    FD_INTAKE   listening unix socket the workers connect to
  *                  FD_CONTROL  listening unix socket of ferryctl
  *                  FD_AGENTS   listening unix socket the delivery agents
  *                              connect to
  *                  FD_POOL     the master's notes: worker counts (for
- *                              ferryctl status) and reloads; the runner
- *                              answers on it with the delivery agents it
- *                              has work for (IMSG_NOTE_AGENTS)
+ *                              ferryctl status), reloads and the drain
+ *                              state; the runner answers on it with the
+ *                              delivery agents it has work for
+ *                              (IMSG_NOTE_AGENTS) and passes on ferryctl
+ *                              drain / undrain (IMSG_NOTE_DRAIN)
  *   ferry-deliver  (only FD_CONFIG; it connects to <spool>/agent.sock)
  *                  FD_METRICS  (metrics { enabled } only) listening unix
  *                              socket ferry-metrics connects to; each
@@ -26,6 +31,8 @@
  *   ferry-anvil    FD_ANVIL    listening unix socket the workers connect to
  *                  FD_ANVIL_NOTES  the master's notes: new limits after a
  *                              reload (IMSG_NOTE_ANVIL_LIMITS)
+ *   ferry-resolve  FD_RESOLVE  listening unix socket the workers connect to
+ *                              (only while workers.client_names is on)
  */
 #ifndef FERRY_PROCFD_H
 #define FERRY_PROCFD_H
@@ -36,7 +43,8 @@
 #define FD_CONFIG 3
 #define FD_STATUS 4
 #define FD_INTAKE 4
-#define FD_LISTEN 5
+#define FD_WORKER_NOTES 5
+#define FD_LISTEN 6
 #define FD_CONTROL 5
 #define FD_AGENTS 6
 #define FD_POOL 7     /* runner: read end of the master's pool reports */
@@ -44,6 +52,7 @@
 #define FD_ANVIL_NOTES 5
 #define FD_METRICS 8  /* runner: the metrics snapshot socket */
 #define FD_METRICS_HTTP 4
+#define FD_RESOLVE 4
 
 /* Exit code of a child that found its configuration or environment wrong;
  * the master does not respawn it quickly. */
@@ -59,14 +68,19 @@ enum worker_status { WORKER_IDLE = 1, WORKER_BUSY = 2, WORKER_FULL = 3 };
  * rides along, so the runner routes queued mail by the new file); to
  * anvil over FD_ANVIL_NOTES, IMSG_NOTE_ANVIL_LIMITS (anvil runs chrooted
  * and cannot re-read the file, so the master sends the numbers; the
- * counts survive a reload).  A malformed note is the master lying: the
- * receiver exits. */
+ * counts survive a reload); to each SMTP worker over FD_WORKER_NOTES,
+ * IMSG_NOTE_DRAINING (ferryctl drain: new connections get 421 4.3.2;
+ * sent when the worker starts and whenever the state changes).  A
+ * malformed note is the master lying: the receiver exits. */
 
 /* Name of the intake socket inside the smtpd chroot directory. */
 #define INTAKE_SOCKET_NAME "queue.sock"
 /* Name of ferry-anvil's socket inside the smtpd chroot directory
  * (root:<smtpd group> 0660, like the intake socket). */
 #define ANVIL_SOCKET_NAME "anvil.sock"
+/* Name of ferry-resolve's socket inside the smtpd chroot directory
+ * (root:<smtpd group> 0660, like anvil's). */
+#define RESOLVE_SOCKET_NAME "resolve.sock"
 /* Name of the runner's metrics socket inside the smtpd chroot directory
  * (root:<smtpd group> 0660), for ferry-metrics. */
 #define METRICS_SOCKET_NAME "metrics.sock"

@@ -54,6 +54,9 @@ struct session_params {
 	struct anvil_client *anvil;      /* counts across workers; NULL =
 	                                    no checks */
 	uint32_t anvil_owner;            /* the owner its questions carry */
+	const char *peer_name;           /* the client's confirmed name, a
+	                                    valid host name; NULL or "" =
+	                                    unknown */
 };
 
 struct smtp_session;

@@ -121,10 +121,22 @@ queue_report(struct store *st, const struct ferry_config *cfg,
 	    store_mark_dsn(st, id, mi.qid) < 0 ||
 	    (delayed && store_mark_warned(st, msgid) < 0))
 		goto out;
-	log_info("%s: sender %s notification: %s", mi.qid,
-	    delayed ? "delay" : "non-delivery", qid);
-	log_info("%s: from=<>, size=%zu, nrcpt=1 (queue active)", qid,
-	    report_len);
+	{
+		struct log_fields nf = {
+			.event = delayed ? "delay_notice" : "bounce",
+			.qid = mi.qid,
+		};
+		struct log_fields af = {
+			.event = "accepted", .qid = qid, .from = "",
+			.has_size = 1, .size = report_len,
+			.has_nrcpt = 1, .nrcpt = 1,
+		};
+
+		log_event(LOG_INFO, &nf, "%s: sender %s notification: %s",
+		    mi.qid, delayed ? "delay" : "non-delivery", qid);
+		log_event(LOG_INFO, &af, "%s: from=<>, size=%zu, nrcpt=1 "
+		    "(queue active)", qid, report_len);
+	}
 	if (qid_out)
 		memcpy(qid_out, qid, QID_LEN + 1);
 	rc = 1;

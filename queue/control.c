@@ -256,6 +256,7 @@ cmd_status(struct control_ctx *ctx, const char *qid, struct answer *a)
 	put_int(o, "pid", ctx->master_pid);
 	put_int(o, "generation", ctx->generation);
 	put_str(o, "config", ctx->config_path ? ctx->config_path : "");
+	put_bool(o, "draining", ctx->draining);
 	o = put(doc, "workers", new_object());
 	put_int_opt(o, "total", ctx->workers_total);
 	put_int_opt(o, "busy", ctx->workers_busy);
@@ -839,13 +840,50 @@ cmd_reopen(struct control_ctx *ctx, const char *qid, struct answer *a)
 	reopen(ctx, 0, a);
 }
 
+/* drain / undrain: asked of the master, which holds the state; the
+ * answer says what was asked and the state before it ("status" shows
+ * the master's answer). */
+static void
+ask_drain(struct control_ctx *ctx, int on, struct answer *a)
+{
+	char err[256];
+	json_t *doc;
+
+	if (ctx->drain == NULL) {
+		fail(a, "%s: not available", on ? "drain" : "undrain");
+		return;
+	}
+	if (ctx->drain(ctx->drain_arg, on, err, sizeof(err)) < 0) {
+		fail(a, "%s: %s", on ? "drain" : "undrain", err);
+		return;
+	}
+	doc = answer_ok(a);
+	put_bool(doc, "asked", on);
+	put_bool(doc, "draining", ctx->draining);
+}
+
+static void
+cmd_drain(struct control_ctx *ctx, const char *qid, struct answer *a)
+{
+	(void)qid;
+	ask_drain(ctx, 1, a);
+}
+
+static void
+cmd_undrain(struct control_ctx *ctx, const char *qid, struct answer *a)
+{
+	(void)qid;
+	ask_drain(ctx, 0, a);
+}
+
 /* The commands that work while the store is unusable (each says so). */
 static int
 works_without_store(void (*run)(struct control_ctx *, const char *,
     struct answer *))
 {
 	return run == cmd_status || run == cmd_check ||
-	    run == cmd_accept_loss || run == cmd_reopen;
+	    run == cmd_accept_loss || run == cmd_reopen ||
+	    run == cmd_drain || run == cmd_undrain;
 }
 
 enum arg_kind { ARG_NONE, ARG_QID, ARG_OPT_QID, ARG_OPTS };
@@ -866,6 +904,8 @@ static const struct command {
 	{ "queue", "check", ARG_NONE, cmd_check },
 	{ "queue", "accept-loss", ARG_NONE, cmd_accept_loss },
 	{ "queue", "reopen", ARG_NONE, cmd_reopen },
+	{ "drain", NULL, ARG_NONE, cmd_drain },
+	{ "undrain", NULL, ARG_NONE, cmd_undrain },
 };
 
 /* Runs one request, its nw words, into a. */
@@ -923,7 +963,7 @@ run_request(struct control_ctx *ctx, char **words, size_t nw,
 			    "reopen)");
 		else
 			fail(a, "unknown command (status, queue ..., "
-			    "history ...)");
+			    "history ..., drain, undrain)");
 		return;
 	}
 	used = c->word2 != NULL ? 2 : 1;

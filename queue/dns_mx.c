@@ -86,8 +86,10 @@ parse_server(const char *spec, struct ares_addr_port_node *node)
 }
 
 int
-dns_resolver_setup(const char *spec, char *err, size_t errlen)
+dns_channel_open(struct ares_channeldata **chan, const char *spec,
+    int try_ms, int tries, char *err, size_t errlen)
 {
+	static int library_ready;
 	struct ares_options opts;
 	struct ares_addr_port_node server;
 	int rc;
@@ -98,31 +100,45 @@ dns_resolver_setup(const char *spec, char *err, size_t errlen)
 		    "address:port or [address]:port", spec);
 		return -1;
 	}
-	if (channel_ready) {
-		ares_destroy(channel);
-		channel_ready = 0;
-	} else if ((rc = ares_library_init(ARES_LIB_INIT_ALL)) !=
-	    ARES_SUCCESS) {
-		snprintf(err, errlen, "c-ares: %s", ares_strerror(rc));
-		return -1;
+	if (!library_ready) {
+		if ((rc = ares_library_init(ARES_LIB_INIT_ALL)) !=
+		    ARES_SUCCESS) {
+			snprintf(err, errlen, "c-ares: %s", ares_strerror(rc));
+			return -1;
+		}
+		library_ready = 1;
 	}
-	/* reads /etc/resolv.conf now, before the agent drops privileges */
+	/* reads /etc/resolv.conf now, before the caller drops privileges */
 	memset(&opts, 0, sizeof(opts));
-	opts.timeout = DNS_TRY_MS;
-	opts.tries = DNS_TRIES;
-	rc = ares_init_options(&channel, &opts, ARES_OPT_TIMEOUTMS |
+	opts.timeout = try_ms;
+	opts.tries = tries;
+	rc = ares_init_options(chan, &opts, ARES_OPT_TIMEOUTMS |
 	    ARES_OPT_TRIES);
 	if (rc != ARES_SUCCESS) {
 		snprintf(err, errlen, "c-ares: %s", ares_strerror(rc));
 		return -1;
 	}
-	channel_ready = 1;
 	if (spec != NULL && spec[0] != '\0' &&
-	    (rc = ares_set_servers_ports(channel, &server)) != ARES_SUCCESS) {
+	    (rc = ares_set_servers_ports(*chan, &server)) != ARES_SUCCESS) {
 		snprintf(err, errlen, "resolver \"%s\": %s", spec,
 		    ares_strerror(rc));
+		ares_destroy(*chan);
 		return -1;
 	}
+	return 0;
+}
+
+int
+dns_resolver_setup(const char *spec, char *err, size_t errlen)
+{
+	if (channel_ready) {
+		ares_destroy(channel);
+		channel_ready = 0;
+	}
+	if (dns_channel_open(&channel, spec, DNS_TRY_MS, DNS_TRIES, err,
+	    errlen) < 0)
+		return -1;
+	channel_ready = 1;
 	return 0;
 }
 

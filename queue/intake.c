@@ -13,6 +13,13 @@
  * worker is to give, and every worker is told the queue's state
  * (IMSG_QUEUE_STATE) when it connects and whenever the state changes, so
  * that it can refuse at MAIL before any data is sent.
+ *
+ * DKIM: when the runner has signing keys (intake_set_dkim) and the client
+ * is one whose mail is signed, the message is fed to the signer as it
+ * arrives and its first chunk is held back; at COMMIT the DKIM-Signature
+ * fields are put before it and it is stored then, so the stored message
+ * - what every delivery attempt sends - is the signed one.  A message
+ * that cannot be signed is stored as it came, with a log line.
  */
 #include "autoconfig.h"
 
@@ -20,10 +27,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/socket.h>
 
 #include "channel.h"
+#include "dkim.h"
 #include "envelope.h"
 #include "intake.h"
 #include "ipc.h"
@@ -56,10 +65,24 @@ struct intake_conn {
 	int64_t msgid;
 	char qid[QID_LEN + 1];
 	char *sender;
+	char *client;        /* "name[address]", for the log */
+	char *helo;
 	size_t nrcpt;
 	uint32_t next_seq;
 	uint64_t received;
+	struct dkim_msg *dkim;     /* signing this message, or NULL */
+	uint8_t *first;            /* chunk 0, held back while signing */
+	size_t first_len;
 };
+
+/* The runner's signing keys; NULL when it has none. */
+static const struct dkim_signing *signing;
+
+void
+intake_set_dkim(const struct dkim_signing *s)
+{
+	signing = s;
+}
 
 struct intake_conn *
 intake_conn_new(int fd, uint64_t id)
@@ -113,6 +136,15 @@ forget_message(struct intake_conn *c)
 {
 	free(c->sender);
 	c->sender = NULL;
+	free(c->client);
+	c->client = NULL;
+	free(c->helo);
+	c->helo = NULL;
+	dkim_msg_free(c->dkim);
+	c->dkim = NULL;
+	free(c->first);
+	c->first = NULL;
+	c->first_len = 0;
 	c->msgid = -1;
 	c->qid[0] = '\0';
 	c->nrcpt = 0;
@@ -200,7 +232,19 @@ on_begin(struct intake_conn *c, struct store *st, struct ipc_in *in,
 		return 0;
 	}
 	c->sender = xstrdup(env.sender);
+	{
+		char client[600];
+
+		snprintf(client, sizeof(client), "%s[%s]",
+		    env.client_name ? env.client_name : "unknown",
+		    env.client_addr ? env.client_addr : "");
+		c->client = xstrdup(client);
+	}
+	c->helo = env.helo != NULL ? xstrdup(env.helo) : NULL;
 	c->nrcpt = env.nrcpts;
+	if (signing != NULL && dkim_signing_wanted(signing, env.auth_user,
+	    env.client_addr))
+		c->dkim = dkim_msg_new();
 	c->state = C_RECEIVING;
 	c->next_seq = 0;
 	c->received = 0;
@@ -230,6 +274,16 @@ on_data(struct intake_conn *c, struct store *st, struct ipc_in *in,
 		return violation(c, "message larger than the limit", in->type);
 	if (c->state == C_FAILED)
 		return 0;
+	if (c->dkim != NULL) {
+		dkim_msg_feed(c->dkim, p, len);
+		if (seq == 0) {
+			/* stored at COMMIT, after the signature */
+			c->first = xmalloc(len);
+			memcpy(c->first, p, len);
+			c->first_len = len;
+			return 0;
+		}
+	}
 	if (store_begin(st) < 0 ||
 	    store_body_append(st, c->msgid, seq, p, len) < 0) {
 		log_error("%s: queue write error: %s", c->qid,
@@ -237,6 +291,40 @@ on_data(struct intake_conn *c, struct store *st, struct ipc_in *in,
 		return -2;   /* the whole transaction is lost */
 	}
 	return 0;
+}
+
+/* Signs the message and stores its first chunk behind the signature
+ * (or as it came, when it cannot be signed); *size grows by the
+ * signature's length.  0, or -1 when the store failed. */
+static int
+sign_and_store_first(struct intake_conn *c, struct store *st,
+    uint64_t *size)
+{
+	char why[256];
+	char *sig = dkim_msg_sign(c->dkim, signing, time(NULL), why,
+	    sizeof(why));
+	size_t siglen = sig != NULL ? strlen(sig) : 0;
+	uint8_t *chunk;
+	int rc = 0;
+
+	if (sig == NULL && why[0] != '\0')
+		log_warn("%s: not DKIM-signed: %s; relayed unsigned", c->qid,
+		    why);
+	if (siglen + c->first_len > 0) {
+		chunk = xmalloc(siglen + c->first_len);
+		if (siglen > 0)
+			memcpy(chunk, sig, siglen);
+		if (c->first_len > 0)
+			memcpy(chunk + siglen, c->first, c->first_len);
+		if (store_begin(st) < 0 || store_body_append(st, c->msgid, 0,
+		    chunk, siglen + c->first_len) < 0)
+			rc = -1;
+		free(chunk);
+	}
+	free(sig);
+	*size += siglen;
+	c->received += siglen;
+	return rc;
 }
 
 static int
@@ -255,6 +343,11 @@ on_commit(struct intake_conn *c, struct store *st, struct ipc_in *in)
 		send_answer(c, IMSG_TX_FAIL, "queue write error");
 		drop_message(c, st);
 		return 0;
+	}
+	if (c->dkim != NULL && sign_and_store_first(c, st, &size) < 0) {
+		log_error("%s: queue write error: %s", c->qid,
+		    store_errmsg(st));
+		return -2;
 	}
 	if (store_begin(st) < 0 ||
 	    store_message_ready(st, c->msgid, (int64_t)size) < 0) {
@@ -320,8 +413,15 @@ intake_conn_committed(struct intake_conn *c, int ok,
 		return;
 	if (ok) {
 		char sender[1100];
+		struct log_fields f = {
+			.event = "accepted", .qid = c->qid, .from = c->sender,
+			.client = c->client, .helo = c->helo,
+			.has_size = 1, .size = c->received,
+			.has_nrcpt = 1, .nrcpt = c->nrcpt,
+		};
 
-		log_info("%s: from=<%s>, size=%llu, nrcpt=%zu (queue active)",
+		log_event(LOG_INFO, &f,
+		    "%s: from=<%s>, size=%llu, nrcpt=%zu (queue active)",
 		    c->qid, log_sanitize(sender, sizeof(sender), c->sender,
 		    strlen(c->sender)), (unsigned long long)c->received,
 		    c->nrcpt);
@@ -358,5 +458,7 @@ intake_conn_free(struct intake_conn *c, struct store *st)
 		drop_message(c, st);
 	channel_free(&c->ch);
 	free(c->sender);
+	free(c->client);
+	free(c->helo);
 	free(c);
 }

@@ -31,7 +31,9 @@
  *   its generation, and the watchdog's NOTE_PING, answered at once with
  *   a NOTE_PONG: the answer says this event loop is turning; back to the
  *   master, the delivery agents it has work for (none at rest: the
- *   master starts them when mail is due).
+ *   master starts them when mail is due).  ferryctl drain and undrain
+ *   are passed on to the master (NOTE_DRAIN), which holds that state
+ *   and notes it back (NOTE_DRAINING) for ferryctl status.
  * SIGUSR1 stops dispatching (ferry is stopping); SIGTERM ends the loop
  * after a last commit.
  *
@@ -72,6 +74,7 @@
 #include "child.h"
 #include "config.h"
 #include "control.h"
+#include "dkim.h"
 #include "intake.h"
 #include "log.h"
 #include "metrics_snapshot.h"
@@ -113,6 +116,9 @@ on_term(int sig)
 
 struct runner {
 	struct ferry_config *cfg;     /* owned; replaced on reload */
+	struct dkim_signing *dkim;    /* owned: the signing keys */
+	int dkim_keys_fd;             /* the master's copy of the reloaded
+	                                 keys, until the reload note; -1 */
 	struct store *st;
 	struct intake_conn **conns;
 	size_t nconns;
@@ -126,6 +132,7 @@ struct runner {
 	uint32_t agents_told;     /* agents wanted, as last told the master */
 	int have_pool;
 	uint32_t generation;      /* the master's configuration generation */
+	int draining;             /* the master's drain state, as noted */
 	pid_t master_pid;
 	int have_admin_gid;
 	struct store_health health;
@@ -363,9 +370,49 @@ group_commit(struct runner *r)
 
 /* A new configuration from the master after SIGHUP. Spool and users stay
  * as they were (they change with a restart, as in the master). */
+/* The signing keys of a reloaded configuration, from the copy the
+ * master sent just before it (this process can no longer read the key
+ * files).  NULL with a reason in err. */
+static struct dkim_signing *
+reload_dkim(struct runner *r, const struct ferry_config *fresh, char *err,
+    size_t errlen)
+{
+	struct dkim_signing *s;
+	char *pem = NULL;
+	size_t len = 0;
+
+	if (fresh->ndkim_keys > 0) {
+		if (r->dkim_keys_fd < 0) {
+			snprintf(err, errlen, "the master sent no DKIM keys");
+			return NULL;
+		}
+		pem = child_read_config_fd(r->dkim_keys_fd);
+		if (pem == NULL) {
+			snprintf(err, errlen, "cannot read the DKIM keys: %s",
+			    strerror(errno));
+			return NULL;
+		}
+		len = strlen(pem);
+	}
+	if (r->dkim_keys_fd >= 0)
+		close(r->dkim_keys_fd);
+	r->dkim_keys_fd = -1;
+	s = dkim_signing_new(fresh, pem != NULL ? pem : "", len, err,
+	    errlen);
+	if (pem != NULL) {
+		explicit_bzero(pem, len);
+		free(pem);
+	}
+	if (s != NULL && s->nsigners > 0)
+		log_info("queue runner: DKIM signing with %zu key(s)",
+		    s->nsigners);
+	return s;
+}
+
 static void
 reload_config(struct runner *r, int fd)
 {
+	struct dkim_signing *dkim;
 	struct ferry_config *fresh;
 	char *text, err[1024];
 
@@ -384,6 +431,14 @@ reload_config(struct runner *r, int fd)
 		log_error("reload: %s; keeping the running configuration", err);
 		return;
 	}
+	if ((dkim = reload_dkim(r, fresh, err, sizeof(err))) == NULL) {
+		log_error("reload: %s; keeping the running configuration", err);
+		config_free(fresh);
+		return;
+	}
+	intake_set_dkim(dkim);
+	dkim_signing_free(r->dkim);
+	r->dkim = dkim;
 	free(fresh->spool_dir);
 	fresh->spool_dir = xstrdup(r->cfg->spool_dir);
 	if (r->sched != NULL)
@@ -395,6 +450,7 @@ reload_config(struct runner *r, int fd)
 	r->next_prune_ms = 0;
 	if (r->sched != NULL)
 		scheduler_wake(r->sched);
+	log_set_format((enum log_format)fresh->log_format);
 	log_info("queue runner: configuration reloaded (%zu route(s))",
 	    fresh->nroutes);
 }
@@ -405,6 +461,8 @@ static const struct channel_rule master_may_send[] = {
 	{ IMSG_NOTE_RELOAD, CHANNEL_RULE_FD },
 	{ IMSG_NOTE_PING, 0 },
 	{ IMSG_NOTE_GENERATION, 0 },
+	{ IMSG_NOTE_DRAINING, 0 },
+	{ IMSG_NOTE_DKIM_KEYS, CHANNEL_RULE_FD },
 	{ 0, 0 }
 };
 
@@ -443,6 +501,16 @@ read_master_notes(struct runner *r)
 				ipc_add_u32(pong, seq);
 				(void)channel_end(&r->notes);
 				(void)channel_flush(&r->notes);
+			} else if (in.type == IMSG_NOTE_DRAINING) {
+				uint8_t on;
+
+				if (ipc_get_u8(&in, &on) < 0 ||
+				    ipc_end(&in) < 0 || on > 1) {
+					channel_violation(&r->notes,
+					    "malformed NOTE_DRAINING");
+					return;
+				}
+				r->draining = on;
 			} else if (in.type == IMSG_NOTE_GENERATION) {
 				if (ipc_get_u32(&in, &r->generation) < 0 ||
 				    ipc_end(&in) < 0) {
@@ -450,6 +518,19 @@ read_master_notes(struct runner *r)
 					    "malformed NOTE_GENERATION");
 					return;
 				}
+			} else if (in.type == IMSG_NOTE_DKIM_KEYS) {
+				int fd = channel_take_fd(&r->notes);
+
+				if (ipc_end(&in) < 0) {
+					close(fd);
+					channel_violation(&r->notes,
+					    "malformed NOTE_DKIM_KEYS");
+					return;
+				}
+				/* kept for the NOTE_RELOAD that follows */
+				if (r->dkim_keys_fd >= 0)
+					close(r->dkim_keys_fd);
+				r->dkim_keys_fd = fd;
 			} else {
 				int fd = channel_take_fd(&r->notes);
 
@@ -481,6 +562,26 @@ tell_master_agents(struct runner *r)
 	(void)channel_end(&r->notes);
 	(void)channel_flush(&r->notes);
 	r->agents_told = wanted;
+}
+
+/* ferryctl drain / undrain: passed on to the master, which holds the
+ * state (a note that cannot go now goes with the next flush). */
+static int
+ask_master_drain(void *arg, int on, char *err, size_t errlen)
+{
+	struct runner *r = arg;
+
+	if (r->notes.fd < 0) {
+		snprintf(err, errlen, "the master's notes are closed");
+		return -1;
+	}
+	ipc_add_u8(channel_begin(&r->notes, IMSG_NOTE_DRAIN), (uint8_t)on);
+	if (channel_end(&r->notes) < 0 || channel_flush(&r->notes) < 0) {
+		snprintf(err, errlen, "cannot tell the master: %s",
+		    r->notes.error);
+		return -1;
+	}
+	return 0;
 }
 
 /* ferryctl: root, or a member of the admin group. */
@@ -662,6 +763,9 @@ serve_control(struct runner *r)
 		ctx.workers_busy = r->have_pool ? (int)r->pool_busy : -1;
 		ctx.generation = r->generation;
 		ctx.master_pid = (long)r->master_pid;
+		ctx.draining = r->draining;
+		ctx.drain = ask_master_drain;
+		ctx.drain_arg = r;
 		ctx.config_path = r->cfg->path;
 		ctx.messages_in = r->stats.messages;
 		ctx.commits = r->stats.commits;
@@ -923,6 +1027,7 @@ queue(const struct child_args *a)
 	memset(&r, 0, sizeof(r));
 	r.cfg = cfg;
 	r.generation = a->generation;
+	r.dkim_keys_fd = -1;
 	r.master_pid = master;
 	if (geteuid() == 0) {
 		if (privsep_lookup(cfg->smtpd_user, &r.peer_uid, &gid) < 0)
@@ -945,6 +1050,20 @@ queue(const struct child_args *a)
 				r.have_admin_gid = 1;
 			}
 		}
+	}
+
+	/* the DKIM keys are read now, as root: never again after the drop
+	 * (a reload brings them from the master) */
+	{
+		char err[512];
+
+		r.dkim = dkim_signing_new(cfg, NULL, 0, err, sizeof(err));
+		if (r.dkim == NULL)
+			log_fatal("%s", err);
+		intake_set_dkim(r.dkim);
+		if (r.dkim->nsigners > 0)
+			log_info("queue runner: DKIM signing with %zu key(s)",
+			    r.dkim->nsigners);
 	}
 
 	memset(&target, 0, sizeof(target));
@@ -1018,6 +1137,8 @@ queue(const struct child_args *a)
 	store_close(r.st);
 	free(r.conns);
 	config_free(r.cfg);
+	intake_set_dkim(NULL);
+	dkim_signing_free(r.dkim);
 	channel_free(&r.notes);
 	return 0;
 }

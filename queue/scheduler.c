@@ -378,6 +378,7 @@ write_rcpt(struct scheduler *s, struct sched_job *job, struct job_rcpt *jr)
 	const struct transition *t = &jr->t;
 	char safe_reply[1200], safe_addr[600];
 	char d_total[32], d_queue[32], d_send[32];
+	struct log_fields f = { .event = "delivery" };
 
 	if (!jr->answered || jr->written || jr->committed)
 		return;
@@ -400,8 +401,19 @@ write_rcpt(struct scheduler *s, struct sched_job *job, struct job_rcpt *jr)
 	    strlen(jr->reply));
 	log_sanitize(safe_addr, sizeof(safe_addr), jr->addr,
 	    strlen(jr->addr));
-	log_info("%s: to=<%s>, relay=%s, delay=%s, delays=%s/%s, "
-	    "tls=%s, dsn=%s, status=%s (%s)", job->qid, safe_addr,
+	f.qid = job->qid;
+	f.to = jr->addr;
+	f.relay = jr->relay[0] ? jr->relay : "none";
+	f.dsn = jr->dsn;
+	f.status = attempt_status_name(t->status == STATUS_EXPIRED ?
+	    STATUS_BOUNCED : t->status);
+	f.has_delay = 1;
+	f.delay = jr->at - job->received_at < 0 ? 0 :
+	    jr->at - job->received_at;
+	f.reason = jr->reply;
+	log_event(LOG_INFO, &f, "%s: to=<%s>, relay=%s, delay=%s, "
+	    "delays=%s/%s, tls=%s, dsn=%s, status=%s (%s)", job->qid,
+	    safe_addr,
 	    jr->relay[0] ? jr->relay : "none",
 	    fmt_delay(d_total, sizeof(d_total), jr->at - job->received_at),
 	    fmt_delay(d_queue, sizeof(d_queue), job->started -
@@ -493,7 +505,9 @@ write_job(struct scheduler *s, struct sched_job *j)
 	if (finish_message(s, j->msgid, j->qid, j->fails, j->nfails,
 	    j->delays, j->ndelays, left_pending) && !j->removal_logged) {
 		j->removal_logged = 1;   /* once, however often written */
-		log_info("%s: removed", j->qid);
+		struct log_fields f = { .event = "removed", .qid = j->qid };
+
+		log_event(LOG_INFO, &f, "%s: removed", j->qid);
 	}
 	if (j->vanished && unanswered > 0) {
 		if ((deaths = store_agent_died(s->st, j->msgid)) < 0)

@@ -123,8 +123,10 @@ child_load_config(const struct child_args *a, const char *ident)
 		log_error("%s", err);
 		exit(EXIT_CONFIG);
 	}
-	if (!a->foreground && cfg->log_to_stderr)
-		log_init(ident, LOG_TO_STDERR, cfg->log_debug);
+	log_set_format((enum log_format)cfg->log_format);
+	if (!a->foreground && cfg->log_target != LOG_TO_SYSLOG)
+		log_init(ident, (enum log_target)cfg->log_target,
+		    cfg->log_debug);
 	else
 		log_set_debug(cfg->log_debug);
 	return cfg;

@@ -27,6 +27,7 @@
 #include <arpa/inet.h>
 
 #include "config.h"
+#include "dkim.h"
 #include "util.h"
 
 /* Indexed by enum tls_policy. */
@@ -371,8 +372,28 @@ validate_target(cfg_t *cfg, cfg_opt_t *opt)
 	const char *s = cfg_opt_getnstr(opt, 0);
 
 	if (s == NULL || (strcmp(s, "syslog") != 0 &&
-	    strcmp(s, "stderr") != 0)) {
-		cfg_error(cfg, "target must be \"syslog\" or \"stderr\"");
+	    strcmp(s, "stderr") != 0 && strcmp(s, "journald") != 0)) {
+		cfg_error(cfg, "target must be \"syslog\", \"stderr\" or "
+		    "\"journald\"");
+		return -1;
+	}
+#ifndef HAVE_SYSTEMD
+	if (strcmp(s, "journald") == 0) {
+		cfg_error(cfg, "target \"journald\": this ferry was built "
+		    "without libsystemd");
+		return -1;
+	}
+#endif
+	return 0;
+}
+
+static int
+validate_log_format(cfg_t *cfg, cfg_opt_t *opt)
+{
+	const char *s = cfg_opt_getnstr(opt, 0);
+
+	if (s == NULL || (strcmp(s, "text") != 0 && strcmp(s, "json") != 0)) {
+		cfg_error(cfg, "format must be \"text\" or \"json\"");
 		return -1;
 	}
 	return 0;
@@ -485,6 +506,100 @@ validate_nonempty(cfg_t *cfg, cfg_opt_t *opt)
 	return 0;
 }
 
+static int
+validate_dkim_clients(cfg_t *cfg, cfg_opt_t *opt)
+{
+	const char *s = cfg_opt_getnstr(opt, 0);
+
+	if (s == NULL || (strcmp(s, "trusted") != 0 &&
+	    strcmp(s, "all") != 0)) {
+		cfg_error(cfg, "clients must be \"trusted\" or \"all\"");
+		return -1;
+	}
+	return 0;
+}
+
+/* A header name (RFC 5322 ftext), or a prefix ending in "*". */
+static int
+validate_dkim_headers(cfg_t *cfg, cfg_opt_t *opt)
+{
+	unsigned i, n = cfg_opt_size(opt);
+
+	for (i = 0; i < n; i++) {
+		const char *s = cfg_opt_getnstr(opt, i), *p;
+
+		for (p = s; *p != '\0'; p++)
+			if (*p <= ' ' || *p >= 127 || *p == ':' ||
+			    (*p == '*' && p[1] != '\0'))
+				break;
+		if (*s == '\0' || *s == '*' || *p != '\0') {
+			cfg_error(cfg, "headers: \"%s\" is not a header "
+			    "name (or a prefix ending in *)", s);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* A domain or a selector: dot-separated labels of letters, digits, '-'
+ * and '_' (a DNS name under _domainkey). */
+static int
+validate_dkim_name(cfg_t *cfg, cfg_opt_t *opt)
+{
+	const char *s = cfg_opt_getnstr(opt, 0), *p;
+	size_t label = 0;
+
+	for (p = s; p != NULL && *p != '\0'; p++) {
+		if (*p == '.') {
+			if (label == 0)
+				break;
+			label = 0;
+		} else if ((*p >= 'a' && *p <= 'z') ||
+		    (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+		    *p == '-' || *p == '_') {
+			if (++label > 63)
+				break;
+		} else {
+			break;
+		}
+	}
+	if (s == NULL || *s == '\0' || *p != '\0' || label == 0 ||
+	    strlen(s) > 253) {
+		cfg_error(cfg, "%s \"%s\" is not a DNS name", opt->name,
+		    s == NULL ? "" : s);
+		return -1;
+	}
+	return 0;
+}
+
+/* A signing key must load now: RSA of 2048 bits or more, or Ed25519
+ * (read by the master as root; the queue runner reads it again before it
+ * drops privileges). */
+static int
+validate_dkim_key(cfg_t *cfg, cfg_opt_t *opt)
+{
+	const char *s = cfg_opt_getnstr(opt, 0);
+	char why[256];
+	struct dkim_key *k;
+
+	if (s == NULL || *s == '\0')
+		return 0;   /* missing: check_combinations says so */
+	if (s[0] != '/') {
+		cfg_error(cfg, "%s \"%s\" must be an absolute path",
+		    opt->name, s);
+		return -1;
+	}
+	if (current_parse != NULL &&
+	    (current_parse->flags & CONFIG_NO_FILE_CHECKS))
+		return 0;
+	if ((k = dkim_key_load(s, why, sizeof(why))) == NULL) {
+		cfg_error(cfg, "%s \"%s\": %s", opt->name, s, why);
+		return -1;
+	}
+	dkim_key_free(k);
+	return 0;
+}
+
 /* ------------------------------------------------------ the option table */
 
 /* How a value is copied into the struct. */
@@ -582,7 +697,15 @@ _Static_assert(sizeof(enum listener_tls) == sizeof(int) &&
 	    RF(allowed_from), RF(nallowed_from), validate_senders)
 
 static const char *const log_target_names[] = { "syslog", "stderr",
-    NULL };
+    "journald", NULL };
+static const char *const log_format_names[] = { "text", "json", NULL };
+static const char *const dkim_clients_names[] = { "trusted", "all", NULL };
+
+#define KF(field) offsetof(struct dkim_key_config, field)
+#define DKIM_DEFAULT_HEADERS "{\"From\", \"To\", \"Cc\", \"Subject\", " \
+	"\"Date\", \"Message-ID\", \"Reply-To\", \"In-Reply-To\", " \
+	"\"References\", \"MIME-Version\", \"Content-Type\", " \
+	"\"Content-Transfer-Encoding\", \"List-*\"}"
 
 static const struct option_row options[] = {
 	STR_NODEF(NULL, "hostname", B_CONFIG, CF(hostname),
@@ -631,6 +754,9 @@ static const struct option_row options[] = {
 	    1000000),
 	INT("workers", "sessions_per_worker", 64, B_CONFIG,
 	    CF(sessions_per_worker), 1, 4096),
+	BOOL("workers", "client_names", cfg_true, B_CONFIG, CF(client_names)),
+	INT("workers", "client_name_timeout", 2, B_CONFIG,
+	    CF(client_name_timeout), 1, 30),
 
 	{ "limits", CFG_INT("message_size", 10485760, CFGF_NONE), ST_INT64,
 	    B_CONFIG, CF(message_size_limit), 0, 1024, 2147483647L, NULL,
@@ -729,8 +855,10 @@ static const struct option_row options[] = {
 	    B_CONFIG, CF(history_retention), 0, 0, 0, NULL,
 	    validate_duration },
 
-	WORD("log", "target", "syslog", B_CONFIG, CF(log_to_stderr),
+	WORD("log", "target", "syslog", B_CONFIG, CF(log_target),
 	    log_target_names, validate_target),
+	WORD("log", "format", "text", B_CONFIG, CF(log_format),
+	    log_format_names, validate_log_format),
 	BOOL("log", "debug", cfg_false, B_CONFIG, CF(log_debug)),
 
 	STR("tls", "cert_file", "", B_CONFIG, CF(tls_cert_file),
@@ -755,6 +883,23 @@ static const struct option_row options[] = {
 	STR("metrics", "address", "127.0.0.1", B_CONFIG, CF(metrics_address),
 	    validate_address),
 	INT("metrics", "port", 9469, B_CONFIG, CF(metrics_port), 1, 65535),
+
+	WORD("dkim", "clients", "trusted", B_CONFIG, CF(dkim_clients),
+	    dkim_clients_names, validate_dkim_clients),
+	LIST("dkim", "headers", DKIM_DEFAULT_HEADERS, CFGF_NONE, ST_STR_LIST,
+	    B_CONFIG, CF(dkim_headers), CF(ndkim_headers),
+	    validate_dkim_headers),
+	{ "dkim", CFG_STR("expire", "0", CFGF_NONE), ST_DURATION,
+	    B_CONFIG, CF(dkim_expire), 0, 0, 0, NULL, validate_duration },
+
+	STR_NODEF("dkim_key", "domain", B_INSTANCE, KF(domain),
+	    validate_dkim_name),
+	STR_NODEF("dkim_key", "selector", B_INSTANCE, KF(selector),
+	    validate_dkim_name),
+	STR("dkim_key", "key_file", "", B_INSTANCE, KF(key_file),
+	    validate_dkim_key),
+	BOOL("dkim_key", "subdomains", cfg_false, B_INSTANCE,
+	    KF(subdomains)),
 };
 
 #define NOPTIONS (sizeof(options) / sizeof(options[0]))
@@ -790,6 +935,9 @@ static const struct section_row sections[] = {
 	{ "tls", 0, 0, 0, 0, 0, 0 },
 	{ "auth", 0, 0, 0, 0, 0, 0 },
 	{ "metrics", 0, 0, 0, 0, 0, 0 },
+	{ "dkim", 0, 0, 0, 0, 0, 0 },
+	{ "dkim_key", 1, CF(dkim_keys), CF(ndkim_keys),
+	    sizeof(struct dkim_key_config), KF(name), 0 },
 };
 
 #define NSECTIONS (sizeof(sections) / sizeof(sections[0]))
@@ -1279,6 +1427,28 @@ check_combinations(struct ferry_config *c, char *err, size_t errlen)
 		    "accept no mail", c->path);
 		return -1;
 	}
+	for (i = 0; i < c->ndkim_keys; i++) {
+		const struct dkim_key_config *k = &c->dkim_keys[i];
+		const char *missing = k->domain == NULL ? "domain" :
+		    k->selector == NULL ? "selector" :
+		    k->key_file[0] == '\0' ? "key_file" : NULL;
+
+		if (missing != NULL) {
+			snprintf(err, errlen, "%s: dkim_key \"%s\" has no %s",
+			    c->path, k->name, missing);
+			return -1;
+		}
+		for (j = 0; j < i; j++)
+			if (strcasecmp(k->domain, c->dkim_keys[j].domain) ==
+			    0 && strcmp(k->selector,
+			    c->dkim_keys[j].selector) == 0) {
+				snprintf(err, errlen, "%s: dkim_key \"%s\" and "
+				    "\"%s\" both sign as %s._domainkey.%s",
+				    c->path, c->dkim_keys[j].name, k->name,
+				    k->selector, k->domain);
+				return -1;
+			}
+	}
 	for (i = 0; i < c->nlisteners; i++)
 		for (j = i + 1; j < c->nlisteners; j++)
 			if (c->listeners[i].port == c->listeners[j].port &&
@@ -1626,6 +1796,14 @@ config_free(struct ferry_config *c)
 				free_value(&options[k],
 				    (char *)&c->listeners[i]);
 	}
+	for (i = 0; i < c->ndkim_keys; i++) {
+		free(c->dkim_keys[i].name);
+		for (k = 0; k < NOPTIONS; k++)
+			if (same_section(options[k].section, "dkim_key"))
+				free_value(&options[k],
+				    (char *)&c->dkim_keys[i]);
+	}
+	free(c->dkim_keys);
 	for (i = 0; i < c->nroutes; i++)
 		route_free(&c->routes[i]);
 	route_free(&c->mx_route);

@@ -12,6 +12,7 @@
  *                [--status S] [--route R] [--limit N]
  *   ferryctl user hash [NAME]   (local: a password hash for the users file)
  *   ferryctl [-f config] check | ferryctl ... reload   (ferryctl_reload.c)
+ *   ferryctl ... drain [--wait [--timeout T]] | undrain  (ferryctl_drain.c)
  *
  * Exit status: 0 done, 1 the daemon refused ({"ok":false}) or answered
  * something unreadable, 2 usage or configuration error, 75 (EX_TEMPFAIL)
@@ -53,6 +54,8 @@
 #include "channel.h"
 #include "config.h"
 #include "control.h"
+#include "ferryctl_drain.h"
+#include "ferryctl_dkim.h"
 #include "ferryctl_reload.h"
 #include "json_bytes.h"
 #include "log.h"
@@ -86,6 +89,11 @@ usage(FILE *fp)
 	    "  check               check the configuration file, as ferryd -n\n"
 	    "  reload              check the file, reload ferryd (root) and\n"
 	    "                      wait until the new generation took over\n"
+	    "  drain [--wait [--timeout T]]  stop taking SMTP sessions (new\n"
+	    "                      ones get 421 4.3.2) while the queue empties;\n"
+	    "                      --wait: until it is empty (exit 0) or T\n"
+	    "                      (seconds, or 30s, 5m, 2h) passed (exit 1)\n"
+	    "  undrain             take SMTP sessions again\n"
 	    "  queue list [filters] every queued message (like mailq), asked\n"
 	    "                      for page after page; filters: --sender S,\n"
 	    "                      --rcpt S (part of an address, any case),\n"
@@ -115,6 +123,9 @@ usage(FILE *fp)
 	    "  user hash [NAME]    read a password (no echo on a terminal) and\n"
 	    "                      print its yescrypt hash, or the users-file\n"
 	    "                      line \"NAME:hash\" (no daemon needed)\n"
+	    "  dkim keygen DOMAIN SELECTOR [--ed25519] [--bits N] [--out FILE]\n"
+	    "                      write a new DKIM key (0600) and print its\n"
+	    "                      DNS TXT record (no daemon needed)\n"
 	    "options:\n"
 	    "  -f  configuration file (default %s)\n"
 	    "  -s  control socket (default <spool_dir>/" SOCKET_NAME ")\n"
@@ -342,6 +353,16 @@ ask_status(const char *sock, char **ans, size_t *anslen)
 	return ask(sock, 1, req, ans, anslen);
 }
 
+/* One request of ferryctl drain / undrain (ferryctl_drain.h): each is
+ * short, and the waits between them are ferryctl_drain.c's. */
+static int
+ask_drain_step(const char *sock, int argc, char *const *argv, char **ans,
+    size_t *anslen)
+{
+	ask_deadline_ms = RELOAD_ASK_MS;
+	return ask(sock, argc, argv, ans, anslen);
+}
+
 /* --- printing what mail carried, safely ------------------------------------ */
 
 /* Writes s (len bytes, valid UTF-8 from the parser) with control
@@ -565,9 +586,11 @@ render_status(const json_t *root)
 	char when[64], span[32];
 
 	if (ms != NULL)
-		printf("ferryd:  pid %.0f, configuration generation %.0f\n",
+		printf("ferryd:  pid %.0f, configuration generation %.0f%s\n",
 		    json_member_num(ms, "pid", 0),
-		    json_member_num(ms, "generation", 0));
+		    json_member_num(ms, "generation", 0),
+		    json_is_true(json_object_get(ms, "draining")) ?
+		    "; draining (new SMTP sessions get 421 4.3.2)" : "");
 	if (wk != NULL && json_member_num(wk, "total", -1) >= 0)
 		printf("workers: %.0f busy of %.0f\n",
 		    json_member_num(wk, "busy", 0),
@@ -1395,6 +1418,9 @@ main(int argc, char **argv)
 		{ "since", required_argument, NULL, 0x102 },
 		{ "until", required_argument, NULL, 0x103 },
 		{ "status", required_argument, NULL, 0x104 },
+		/* drain's */
+		{ "wait", no_argument, NULL, 0x200 },
+		{ "timeout", required_argument, NULL, 0x201 },
 		{ NULL, 0, NULL, 0 }
 	};
 	char *hwords[HISTORY_NKEYS + 1];
@@ -1406,10 +1432,23 @@ main(int argc, char **argv)
 	json_error_t jerr;
 	size_t anslen;
 	int ch, json_out = 0, rc, nopts = 0, paged = 0, config_given = 0;
-	int list_only = 0, history_only = 0;
+	int list_only = 0, history_only = 0, drain_wait = 0;
+	long long drain_timeout = -1;
 	char *opts[8], **req = NULL;
 
 	log_init("ferryctl", LOG_TO_STDERR, 0);
+	/* "dkim keygen" has options of its own: it is found before getopt */
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "-f") == 0 || strcmp(argv[i], "-s") == 0) {
+			i++;
+			continue;
+		}
+		if (argv[i][0] == '-')
+			continue;
+		if (strcmp(argv[i], "dkim") == 0)
+			return ferryctl_dkim(argc - i, argv + i);
+		break;
+	}
 	while ((ch = getopt_long(argc, argv, "f:s:hV", longopts, NULL)) !=
 	    -1) {
 		switch (ch) {
@@ -1448,6 +1487,17 @@ main(int argc, char **argv)
 				return EX_USAGE_;
 			history_only = 1;
 			break;
+		case 0x200:
+			drain_wait = 1;
+			break;
+		case 0x201:
+			drain_timeout = ctl_drain_timeout(optarg);
+			if (drain_timeout < 0) {
+				fprintf(stderr, "ferryctl: --timeout: seconds, "
+				    "or a number with s, m or h\n");
+				return EX_USAGE_;
+			}
+			break;
 		default:
 			usage(stderr);
 			return EX_USAGE_;
@@ -1472,6 +1522,31 @@ main(int argc, char **argv)
 		    ask_status, json_out);
 		free(path);
 		return rc;
+	}
+	if (strcmp(argv[0], "drain") == 0 || strcmp(argv[0], "undrain") == 0) {
+		int on = strcmp(argv[0], "drain") == 0;
+
+		if (argc != 1 || nopts > 0 || history_only ||
+		    (!on && drain_wait) || (drain_timeout >= 0 &&
+		    !drain_wait)) {
+			fprintf(stderr, "usage: ferryctl [-f config] [-s socket] "
+			    "[--json] drain [--wait [--timeout T]] | "
+			    "undrain\n");
+			return EX_USAGE_;
+		}
+		path = sock != NULL ? xstrdup(sock) :
+		    socket_from_config(config_path);
+		if (path == NULL)
+			return EX_USAGE_;
+		rc = ctl_drain(path, ask_drain_step, on, drain_wait,
+		    drain_timeout, json_out);
+		free(path);
+		return rc;
+	}
+	if (drain_wait || drain_timeout >= 0) {
+		fprintf(stderr, "ferryctl: --wait and --timeout go with "
+		    "drain\n");
+		return EX_USAGE_;
 	}
 	if (find_command(argc, argv) == NULL)
 		return EX_USAGE_;

@@ -4,6 +4,13 @@
  * In the foreground each line carries a timestamp, the program name and
  * pid, so the output of the master and all its children can be read as
  * one stream.
+ *
+ * log { format = "json" } writes each line as one JSON object instead
+ * (log_json.c builds it), to stderr or as syslog's message.  With
+ * log { target = "journald" } every process writes JSON lines to its
+ * stderr, which is the master's log pipe, and the master turns them into
+ * native journal fields (log_journald.c): a chrooted worker cannot reach
+ * the journal's socket, so the fields travel with the line.
  */
 #include "autoconfig.h"
 
@@ -18,10 +25,13 @@
 #include <sys/time.h>
 
 #include "log.h"
+#include "log_json.h"
 
 static const char *log_ident = "ferry";
 static enum log_target log_target = LOG_TO_STDERR;
 static int log_debug_on;
+static enum log_format log_format = LOG_FORMAT_TEXT;
+static void (*log_line_sink)(const char *line, size_t len);
 
 void
 log_init(const char *ident, enum log_target target, int debug)
@@ -31,6 +41,18 @@ log_init(const char *ident, enum log_target target, int debug)
 	log_debug_on = debug;
 	if (target == LOG_TO_SYSLOG)
 		openlog(ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
+}
+
+void
+log_set_format(enum log_format format)
+{
+	log_format = format;
+}
+
+void
+log_set_line_sink(void (*sink)(const char *line, size_t len))
+{
+	log_line_sink = sink;
 }
 
 void
@@ -45,14 +67,57 @@ log_is_debug(void)
 	return log_debug_on;
 }
 
+/* The line as one JSON object: to syslog, stderr or the journal. */
 static void
-log_vemit(int prio, const char *fmt, va_list ap)
+log_emit_json(int prio, const struct log_fields *f, const char *msg)
+{
+	static int building;
+	char line[LOG_JSON_LINE_MAX];
+	struct timeval tv;
+	size_t n;
+
+	if (building) {
+		/* out of memory while building a line: log_fatal's own line
+		 * must not try again */
+		n = (size_t)snprintf(line, sizeof(line), "{\"event\":\"log\","
+		    "\"msg\":\"%s: out of memory\"}\n", log_ident);
+		if (write(STDERR_FILENO, line, n < sizeof(line) ? n :
+		    sizeof(line) - 1) < 0) {
+			/* nowhere left to report it */
+		}
+		return;
+	}
+	building = 1;
+	gettimeofday(&tv, NULL);
+	n = log_json_line(line, sizeof(line) - 1, (long long)tv.tv_sec,
+	    (long)tv.tv_usec, log_ident, (long)getpid(), prio, f, msg);
+	building = 0;
+	if (log_target == LOG_TO_SYSLOG) {
+		syslog(prio, "%s", line);
+		return;
+	}
+	if (log_target == LOG_TO_JOURNAL && log_line_sink != NULL) {
+		log_line_sink(line, n);
+		return;
+	}
+	line[n++] = '\n';
+	/* One write (at most PIPE_BUF) per line, as below. */
+	if (write(STDERR_FILENO, line, n) < 0) {
+		/* nowhere left to report it */
+	}
+}
+
+static void
+log_vemit_fields(int prio, const struct log_fields *f, const char *fmt,
+    va_list ap)
 {
 	char msg[2048];
 	int saved = errno;
 
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	if (log_target == LOG_TO_SYSLOG) {
+	if (log_format == LOG_FORMAT_JSON || log_target == LOG_TO_JOURNAL) {
+		log_emit_json(prio, f, msg);
+	} else if (log_target == LOG_TO_SYSLOG) {
 		syslog(prio, "%s", msg);
 	} else {
 		char line[2300], stamp[32];
@@ -86,6 +151,24 @@ log_vemit(int prio, const char *fmt, va_list ap)
 		}
 	}
 	errno = saved;
+}
+
+static void
+log_vemit(int prio, const char *fmt, va_list ap)
+{
+	log_vemit_fields(prio, NULL, fmt, ap);
+}
+
+void
+log_event(int prio, const struct log_fields *f, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (prio == LOG_DEBUG && !log_debug_on)
+		return;
+	va_start(ap, fmt);
+	log_vemit_fields(prio, f, fmt, ap);
+	va_end(ap);
 }
 
 #define LOG_FN(name, prio)                         \

@@ -11,7 +11,11 @@
  * creates so that they outlive a restart of the runner or anvil, and the
  * agents' and ferryctl's sockets); then fork+execs the queue runner,
  * ferry-anvil (the workers' shared abuse counts, restarted like the
- * runner and stopped after the workers), a pool of SMTP workers and
+ * runner and stopped after the workers), ferry-resolve while
+ * workers.client_names is on (the clients' names; restarted like anvil,
+ * and on every reload so that it reads the new file and resolv.conf;
+ * its socket stays with the master meanwhile, so workers' questions wait
+ * in its backlog), a pool of SMTP workers and
  * delivery agents on demand, each with its descriptors at fixed
  * numbers (procfd.h).  No agent runs at rest: the runner notes how many
  * it has work for (IMSG_NOTE_AGENTS, busy ones and due mail without a
@@ -32,6 +36,18 @@
  * its sessions.  SIGTERM stops accepting, lets sessions finish within
  * shutdown_timeout (then they answer 421), answers 421 to connections
  * still waiting in the listen queue, and stops the runner last.
+ *
+ * Drain ("ferryctl drain", which the runner passes on as NOTE_DRAIN) is
+ * a state the master holds: it pushes NOTE_DRAINING to every SMTP
+ * worker on the worker's own notes socket (FD_WORKER_NOTES, also sent
+ * to each worker it starts), tells the runner (for ferryctl status) and
+ * writes ferry_draining on its metrics socket (for /readyz).  Workers
+ * then answer new connections 421 4.3.2 and close them; the listening
+ * sockets stay bound, so undrain is immediate.  A reload keeps the
+ * state (it lives here, not in the file); a restart starts undrained.
+ * The runner is trusted with the request as it is with all intake (a
+ * subverted runner could refuse every message anyway); the note is
+ * checked field by field like every other it sends.
  *
  * Under systemd with WatchdogSec= the master sends WATCHDOG=1 only while
  * the queue runner answers its liveness check (NOTE_PING/NOTE_PONG on
@@ -65,7 +81,9 @@
 #include "auth_users.h"
 #include "channel.h"
 #include "config.h"
+#include "dkim.h"
 #include "log.h"
+#include "log_journald.h"
 #include "master_metrics.h"
 #include "machine_limits.h"
 #include "master.h"
@@ -87,7 +105,7 @@
 #define WORKER_IDLE_RETIRE_MS 2000    /* idle this long before a spare leaves */
 
 enum child_role { ROLE_WORKER, ROLE_RUNNER, ROLE_AGENT, ROLE_ANVIL,
-    ROLE_METRICS };
+    ROLE_METRICS, ROLE_RESOLVE };
 
 static const char *
 role_name(enum child_role role)
@@ -98,6 +116,7 @@ role_name(enum child_role role)
 	case ROLE_AGENT: return "delivery agent";
 	case ROLE_ANVIL: return "anvil";
 	case ROLE_METRICS: return "metrics";
+	case ROLE_RESOLVE: return "resolve";
 	}
 	return "child";
 }
@@ -114,6 +133,7 @@ struct child_proc {
 	int told_to_leave;
 	int full;                 /* W_BUSY with no room for a session */
 	int64_t idle_since;       /* when it last reported idle */
+	int notes_fd;             /* workers: our end of FD_WORKER_NOTES */
 };
 
 struct listener {
@@ -145,6 +165,7 @@ struct master_state {
 	int anvil_fd;               /* ferry-anvil's socket, in the chroot */
 	int anvil_notes_rd;         /* anvil's end of its notes */
 	struct channel to_anvil;    /* master -> anvil: limits */
+	int resolve_fd;             /* ferry-resolve's socket, in the chroot */
 	int metrics_http_fd;        /* ferry-metrics' TCP listener, or -1 */
 	int metrics_src_fd;         /* the runner's metrics socket, or -1 */
 	int metrics_own_fd;         /* the master's metrics socket, or -1 */
@@ -160,6 +181,7 @@ struct master_state {
 	int agents_wanted;          /* the runner's last word on it */
 	uint32_t last_workers, last_busy;   /* last counts it was told */
 	int log_rd, log_wr;         /* children's stderr, when foreground */
+	int log_journal;            /* their lines go to the journal */
 	int sig_rd, sig_wr;         /* self-pipe for signals */
 
 	struct child_proc *children;    /* SMTP workers and delivery agents */
@@ -185,12 +207,20 @@ struct master_state {
 	int64_t metrics_started;
 	struct backoff metrics_backoff;
 
+	int draining;               /* ferryctl drain: new sessions get 421 */
+	int drain_told;             /* what the runner was last told, -1 */
+	pid_t resolve_pid;          /* 0 also while client_names is off */
+	int64_t resolve_started;
+	struct backoff resolve_backoff;
+	int resolve_told_to_go;     /* a reload: start the next one at once */
+
 	int shutting_down;
 	int64_t shutdown_deadline;
 	char smtpd_path[PATH_MAX + 32], queue_path[PATH_MAX + 32];
 	char deliver_path[PATH_MAX + 32];
 	char anvil_path[PATH_MAX + 32];
 	char metrics_path[PATH_MAX + 32];
+	char resolve_path[PATH_MAX + 32];
 };
 
 static int sig_write_fd = -1;
@@ -492,6 +522,25 @@ check_spool_reachable(const struct ferry_config *cfg, uid_t quid,
 			    blocker);
 }
 
+/* ferry-resolve's socket in the workers' chroot, for the SMTP user's
+ * group, like anvil's.  Made once, when client names are first on. */
+static void
+open_resolve_socket(struct master_state *m)
+{
+	char path[PATH_MAX];
+	uid_t suid;
+	gid_t sgid = 0;
+	int as_root = geteuid() == 0;
+
+	if (m->resolve_fd >= 0)
+		return;
+	if (as_root && privsep_lookup(m->cfg->smtpd_user, &suid, &sgid) < 0)
+		log_fatal("smtpd_user %s does not exist", m->cfg->smtpd_user);
+	snprintf(path, sizeof(path), "%s/%s/%s", m->cfg->spool_dir,
+	    SPOOL_SMTPD_DIR, RESOLVE_SOCKET_NAME);
+	m->resolve_fd = make_unix_listener(path, sgid, as_root);
+}
+
 static void
 prepare_spool(struct master_state *m)
 {
@@ -539,6 +588,11 @@ prepare_spool(struct master_state *m)
 	snprintf(path, sizeof(path), "%s/%s/%s", cfg->spool_dir,
 	    SPOOL_SMTPD_DIR, ANVIL_SOCKET_NAME);
 	m->anvil_fd = make_unix_listener(path, sgid, as_root);
+	/* ferry-resolve's, beside it, while client_names is on (else when
+	 * a reload turns it on: open_resolve_socket) */
+	m->resolve_fd = -1;
+	if (cfg->client_names)
+		open_resolve_socket(m);
 	/* the runner's metrics socket, beside them: ferry-metrics (the SMTP
 	 * user, in this chroot) asks it for the counters */
 	m->metrics_src_fd = -1;
@@ -605,13 +659,15 @@ place_fds(const int *src, size_t n, int first)
 			_exit(EXIT_CONFIG);
 }
 
+/* child_notes: a worker's end of its notes (FD_WORKER_NOTES), else -1. */
 static pid_t
-spawn(struct master_state *m, enum child_role role)
+spawn(struct master_state *m, enum child_role role, int child_notes)
 {
 	const char *path = role == ROLE_WORKER ? m->smtpd_path :
 	    role == ROLE_AGENT ? m->deliver_path :
 	    role == ROLE_ANVIL ? m->anvil_path :
-	    role == ROLE_METRICS ? m->metrics_path : m->queue_path;
+	    role == ROLE_METRICS ? m->metrics_path :
+	    role == ROLE_RESOLVE ? m->resolve_path : m->queue_path;
 	char gen[16];
 	sigset_t all, old;
 	pid_t pid;
@@ -650,8 +706,9 @@ spawn(struct master_state *m, enum child_role role)
 		fds[n++] = m->cfg_fd;                            /* 3 */
 		if (role == ROLE_WORKER) {
 			fds[n++] = m->status_wr;                 /* 4 */
+			fds[n++] = child_notes;                  /* 5 */
 			for (i = 0; i < m->nlisteners; i++)
-				fds[n++] = m->listeners[i].fd;   /* 5.. */
+				fds[n++] = m->listeners[i].fd;   /* 6.. */
 		} else if (role == ROLE_RUNNER) {
 			fds[n++] = m->intake_fd;                 /* 4 */
 			fds[n++] = m->control_fd;                /* 5 */
@@ -664,6 +721,8 @@ spawn(struct master_state *m, enum child_role role)
 			fds[n++] = m->anvil_notes_rd;            /* 5 */
 		} else if (role == ROLE_METRICS) {
 			fds[n++] = m->metrics_http_fd;           /* 4 */
+		} else if (role == ROLE_RESOLVE) {
+			fds[n++] = m->resolve_fd;                /* 4 */
 		}
 		place_fds(fds, n, FD_CONFIG);
 		execl(path, path, "-f", m->cfg->path, "-g", gen,
@@ -711,10 +770,11 @@ static void report_pool(struct master_state *m, int force);
 static void
 spawn_runner(struct master_state *m)
 {
-	pid_t pid = spawn(m, ROLE_RUNNER);
+	pid_t pid = spawn(m, ROLE_RUNNER, -1);
 
 	if (pid > 0) {
 		m->last_workers = UINT32_MAX;   /* tell the new one */
+		m->drain_told = -1;
 		m->runner_pid = pid;
 		m->runner_started = now_ms();
 		m->ping_sent = 0;       /* ping the new one at once */
@@ -726,12 +786,27 @@ spawn_runner(struct master_state *m)
 static void
 spawn_anvil(struct master_state *m)
 {
-	pid_t pid = spawn(m, ROLE_ANVIL);
+	pid_t pid = spawn(m, ROLE_ANVIL, -1);
 
 	if (pid > 0) {
 		m->anvil_pid = pid;
 		m->anvil_started = now_ms();
 		log_debug("started anvil, pid %ld", (long)pid);
+	}
+}
+
+static void
+spawn_resolve(struct master_state *m)
+{
+	pid_t pid;
+
+	open_resolve_socket(m);
+	pid = spawn(m, ROLE_RESOLVE, -1);
+
+	if (pid > 0) {
+		m->resolve_pid = pid;
+		m->resolve_started = now_ms();
+		log_debug("started resolve, pid %ld", (long)pid);
 	}
 }
 
@@ -742,7 +817,7 @@ spawn_metrics(struct master_state *m)
 
 	if (m->metrics_http_fd < 0)
 		return;
-	pid = spawn(m, ROLE_METRICS);
+	pid = spawn(m, ROLE_METRICS, -1);
 	if (pid > 0) {
 		m->metrics_pid = pid;
 		m->metrics_started = now_ms();
@@ -750,14 +825,32 @@ spawn_metrics(struct master_state *m)
 	}
 }
 
+static void tell_worker_drain(struct master_state *m,
+    struct child_proc *w);
+
 static void
 spawn_child(struct master_state *m, enum child_role role)
 {
 	struct child_proc *w;
-	pid_t pid = spawn(m, role);
+	int notes[2] = { -1, -1 };
+	pid_t pid;
 
-	if (pid < 0)
+	/* a worker's notes: records, so a note is read whole or not at all */
+	if (role == ROLE_WORKER && socketpair(AF_UNIX, SOCK_SEQPACKET |
+	    SOCK_CLOEXEC, 0, notes) < 0) {
+		log_error("socketpair: %s", strerror(errno));
 		return;
+	}
+	pid = spawn(m, role, notes[1]);
+	if (notes[1] >= 0)
+		close(notes[1]);
+	if (pid < 0) {
+		if (notes[0] >= 0)
+			close(notes[0]);
+		return;
+	}
+	if (notes[0] >= 0)
+		fd_set_nonblock(notes[0], 1);
 	if (m->nchildren == m->children_cap) {
 		m->children_cap = m->children_cap ? m->children_cap * 2 : 16;
 		m->children = xrealloc(m->children,
@@ -770,7 +863,11 @@ spawn_child(struct master_state *m, enum child_role role)
 	w->generation = m->generation;
 	w->state = W_STARTING;
 	w->started = now_ms();
+	w->notes_fd = notes[0];
 	log_debug("started %s, pid %ld", role_name(role), (long)pid);
+	/* it learns the drain state before it takes a connection */
+	if (role == ROLE_WORKER)
+		tell_worker_drain(m, w);
 }
 
 static void
@@ -841,6 +938,29 @@ reap_children(struct master_state *m)
 			    "%lld ms", (long)pid, how, (long long)delay);
 			continue;
 		}
+		if (pid == m->resolve_pid) {
+			int64_t lived = now_ms() - m->resolve_started;
+			int64_t delay;
+
+			m->resolve_pid = 0;
+			if (m->shutting_down) {
+				log_debug("resolve stopped (%s)", how);
+				continue;
+			}
+			if (m->resolve_told_to_go) {
+				m->resolve_told_to_go = 0;
+				m->resolve_backoff.not_before = 0;
+				log_debug("resolve stopped for the reload (%s)",
+				    how);
+				continue;
+			}
+			delay = backoff_delay(&m->resolve_backoff, lived,
+			    status);
+			log_warn("resolve (pid %ld) died: %s; restarting in "
+			    "%lld ms (clients are unknown meanwhile)",
+			    (long)pid, how, (long long)delay);
+			continue;
+		}
 		if (pid == m->anvil_pid) {
 			int64_t lived = now_ms() - m->anvil_started;
 			int64_t delay;
@@ -873,6 +993,8 @@ reap_children(struct master_state *m)
 			log_debug("%s (pid %ld) exited", role_name(w->role),
 			    (long)pid);
 		}
+		if (w->notes_fd >= 0)
+			close(w->notes_fd);
 		*w = m->children[--m->nchildren];
 	}
 }
@@ -1019,12 +1141,16 @@ serve_metrics(struct master_state *m)
 		n = WC_LISTENERS;
 	for (i = 0; i < n; i++)
 		names[i] = m->cfg->listeners[i].name;
-	master_metrics_serve(m->metrics_own_fd, &m->worker_counts, names, n);
+	master_metrics_serve(m->metrics_own_fd, &m->worker_counts, names, n,
+	    m->draining);
 }
 
+/* The children's stderr: copied to ours, or, for the journal, cut into
+ * lines that carry their fields (log_journald.c). */
 static void
 relay_logs(struct master_state *m)
 {
+	static struct log_lines journal_lines;
 	char buf[8192];
 
 	for (;;) {
@@ -1032,6 +1158,10 @@ relay_logs(struct master_state *m)
 
 		if (n <= 0)
 			return;
+		if (m->log_journal) {
+			log_journald_feed(&journal_lines, buf, (size_t)n);
+			continue;
+		}
 		if (write_all(STDERR_FILENO, buf, (size_t)n) < 0)
 			return;
 	}
@@ -1158,7 +1288,125 @@ manage_agents(struct master_state *m)
 	}
 }
 
+/* ----------------------------------------------------------------- drain */
+
+/* Sends worker w the drain state.  The note is a few bytes on a socket
+ * of its own that the worker reads before every accept; one that cannot
+ * be written (the worker has not read hundreds of them: it is stuck) is
+ * a worker asked to leave, and its successor starts with the state. */
+static void
+tell_worker_drain(struct master_state *m, struct child_proc *w)
+{
+	struct ipc_out note;
+	const uint8_t *buf;
+	size_t len;
+
+	if (w->notes_fd < 0)
+		return;
+	memset(&note, 0, sizeof(note));
+	ipc_out_init(&note, IMSG_NOTE_DRAINING);
+	ipc_add_u8(&note, (uint8_t)m->draining);
+	buf = ipc_out_finish(&note, &len);
+	if (send(w->notes_fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL) !=
+	    (ssize_t)len && errno != EPIPE && errno != ECONNRESET &&
+	    !w->told_to_leave) {
+		log_warn("SMTP worker (pid %ld) does not read its notes (%s); "
+		    "asking it to leave", (long)w->pid, strerror(errno));
+		kill(w->pid, SIGUSR1);
+		w->told_to_leave = 1;
+	}
+	ipc_out_free(&note);
+}
+
+/* Tells the runner the drain state (ferryctl status shows it, and
+ * ferryctl drain waits for it) when it changed or the runner is new. */
+static void
+report_drain(struct master_state *m)
+{
+	if (m->drain_told == m->draining || m->runner_pid <= 0)
+		return;
+	(void)channel_flush(&m->to_runner);
+	if (channel_pending(&m->to_runner) > 0)
+		return;          /* after the note still waiting */
+	ipc_add_u8(channel_begin(&m->to_runner, IMSG_NOTE_DRAINING),
+	    (uint8_t)m->draining);
+	(void)channel_end(&m->to_runner);
+	(void)channel_flush(&m->to_runner);
+	m->drain_told = m->draining;
+}
+
+/* ferryctl drain (on) or undrain: every worker is told at once, then the
+ * runner, so that when ferryctl sees the state in "status" no worker
+ * takes a new session any more. */
+static void
+set_draining(struct master_state *m, int on)
+{
+	size_t i, workers = 0;
+
+	if (m->draining == on) {
+		log_debug("%s: already %s", on ? "drain" : "undrain",
+		    on ? "draining" : "taking sessions");
+		return;
+	}
+	m->draining = on;
+	for (i = 0; i < m->nchildren; i++)
+		if (m->children[i].role == ROLE_WORKER) {
+			tell_worker_drain(m, &m->children[i]);
+			workers++;
+		}
+	if (on)
+		log_info("drain: new SMTP sessions are answered 421 4.3.2 "
+		    "(%zu worker(s) told); sessions in progress finish and "
+		    "delivery goes on; \"ferryctl undrain\" resumes", workers);
+	else
+		log_info("undrain: taking new SMTP sessions again");
+	report_drain(m);
+}
+
 /* ---------------------------------------------------------------- reload */
+
+/* The DKIM keys of the configuration, read as root, in a memfd for the
+ * runner (which cannot read them after it dropped privileges); -1 when
+ * there are none or one cannot be read (the runner then keeps its
+ * configuration). */
+static int
+dkim_keys_fd(const struct ferry_config *cfg)
+{
+	size_t i;
+	int fd;
+
+	if (cfg->ndkim_keys == 0)
+		return -1;
+	if ((fd = memfd_create("ferry-dkim-keys", MFD_CLOEXEC)) < 0) {
+		log_error("reload: memfd: %s", strerror(errno));
+		return -1;
+	}
+	for (i = 0; i < cfg->ndkim_keys; i++) {
+		const struct dkim_key_config *kc = &cfg->dkim_keys[i];
+		char err[256], *pem = NULL;
+		struct dkim_key *k = dkim_key_load(kc->key_file, err,
+		    sizeof(err));
+		size_t len = 0;
+		int ok;
+
+		if (k != NULL)
+			pem = dkim_key_pem(k, &len);
+		ok = pem != NULL && write_all(fd, pem, len) == 0;
+		if (pem != NULL) {
+			explicit_bzero(pem, len);
+			free(pem);
+		}
+		dkim_key_free(k);
+		if (!ok) {
+			log_error("reload: dkim_key \"%s\": key_file %s: %s",
+			    kc->name, kc->key_file, k == NULL ? err :
+			    "cannot be copied for the queue runner");
+			close(fd);
+			return -1;
+		}
+	}
+	return fd;
+}
 
 /* Hands the runner the new configuration, so routes, retry schedule and
  * limits apply to mail already queued without restarting it. */
@@ -1166,9 +1414,18 @@ static void
 tell_runner_reload(struct master_state *m)
 {
 	struct ipc_out *note;
+	int keys;
 
 	if (m->runner_pid <= 0)
 		return;   /* a runner started later reads the new file */
+	if ((keys = dkim_keys_fd(m->cfg)) >= 0) {
+		(void)channel_begin(&m->to_runner, IMSG_NOTE_DKIM_KEYS);
+		/* one descriptor in flight at a time: sent before the
+		 * configuration's */
+		if (channel_end_fd(&m->to_runner, keys) == 0)
+			(void)channel_flush(&m->to_runner);
+		close(keys);
+	}
 	(void)channel_begin(&m->to_runner, IMSG_NOTE_RELOAD);
 	if (channel_end_fd(&m->to_runner, m->cfg_fd) < 0 ||
 	    channel_flush(&m->to_runner) < 0) {
@@ -1192,6 +1449,7 @@ tell_runner_reload(struct master_state *m)
 static const struct channel_rule runner_may_send[] = {
 	{ IMSG_NOTE_PONG, 0 },
 	{ IMSG_NOTE_AGENTS, 0 },
+	{ IMSG_NOTE_DRAIN, 0 },
 	{ 0, 0 }
 };
 
@@ -1209,6 +1467,7 @@ renew_runner_notes(struct master_state *m)
 	fd_set_nonblock(p[1], 1);
 	channel_reopen(&m->to_runner, p[1]);
 	m->last_workers = UINT32_MAX;
+	m->drain_told = -1;
 	m->ping_sent = 0;
 	m->agents_wanted = 0;
 	if (m->runner_pid > 0) {
@@ -1239,6 +1498,18 @@ read_runner_notes(struct master_state *m)
 				}
 				m->agents_wanted = v > (uint32_t)INT_MAX ?
 				    INT_MAX : (int)v;
+				continue;
+			}
+			if (in.type == IMSG_NOTE_DRAIN) {
+				uint8_t on;
+
+				if (ipc_get_u8(&in, &on) < 0 ||
+				    ipc_end(&in) < 0 || on > 1) {
+					(void)channel_violation(&m->to_runner,
+					    "malformed NOTE_DRAIN");
+					break;
+				}
+				set_draining(m, on);
 				continue;
 			}
 			if (ipc_get_u32(&in, &v) < 0 || ipc_end(&in) < 0 ||
@@ -1409,6 +1680,7 @@ reload(struct master_state *m)
 	free(m->cfg_text);
 	m->cfg_text = text;
 	m->cfg_len = len;
+	log_set_format((enum log_format)cfg->log_format);
 	m->generation++;
 	m->worker_backoff.streak = 0;
 	m->worker_backoff.not_before = 0;
@@ -1425,8 +1697,16 @@ reload(struct master_state *m)
 	m->agent_backoff.not_before = 0;
 	tell_runner_reload(m);
 	tell_anvil_reload(m);
-	log_info("configuration reloaded from %s (generation %u)",
-	    cfg->path, m->generation);
+	/* ferry-resolve reads the new file (and resolv.conf) when it
+	 * starts; the loop starts it again if client_names is still on */
+	if (m->resolve_pid > 0 && !m->resolve_told_to_go) {
+		kill(m->resolve_pid, SIGTERM);
+		m->resolve_told_to_go = 1;
+	}
+	m->resolve_backoff.streak = 0;
+	m->resolve_backoff.not_before = 0;
+	log_info("configuration reloaded from %s (generation %u)%s",
+	    cfg->path, m->generation, m->draining ? "; still draining" : "");
 	manage_pool(m);
 	manage_agents(m);
 }
@@ -1438,6 +1718,7 @@ report_status(struct master_state *m)
 	static size_t last_workers = (size_t)-1, last_busy, last_agents;
 	static uint32_t last_generation;
 	static int last_runner = -1;
+	static int last_draining;
 	size_t i, workers = 0, busy = 0, agents = 0;
 	int runner = m->runner_pid > 0;
 
@@ -1452,8 +1733,9 @@ report_status(struct master_state *m)
 	}
 	if (workers == last_workers && busy == last_busy &&
 	    agents == last_agents && m->generation == last_generation &&
-	    runner == last_runner)
+	    runner == last_runner && m->draining == last_draining)
 		return;
+	last_draining = m->draining;
 	last_runner = runner;
 	last_workers = workers;
 	last_busy = busy;
@@ -1461,7 +1743,8 @@ report_status(struct master_state *m)
 	last_generation = m->generation;
 	notify_status("%s%zu SMTP worker(s), %zu busy; %zu delivery agent(s); "
 	    "queue runner %s; configuration generation %u",
-	    m->shutting_down ? "stopping: " : "", workers, busy, agents,
+	    m->shutting_down ? "stopping: " : m->draining ? "draining: " : "",
+	    workers, busy, agents,
 	    runner ? "up" : "down", (unsigned)m->generation);
 }
 
@@ -1548,6 +1831,8 @@ find_programs(struct master_state *m)
 	    libexec);
 	snprintf(m->metrics_path, sizeof(m->metrics_path), "%s/ferry-metrics",
 	    libexec);
+	snprintf(m->resolve_path, sizeof(m->resolve_path), "%s/ferry-resolve",
+	    libexec);
 	if (access(m->smtpd_path, X_OK) < 0)
 		log_fatal("%s: %s", m->smtpd_path, strerror(errno));
 	if (access(m->queue_path, X_OK) < 0)
@@ -1556,6 +1841,9 @@ find_programs(struct master_state *m)
 		log_fatal("%s: %s", m->deliver_path, strerror(errno));
 	if (access(m->anvil_path, X_OK) < 0)
 		log_fatal("%s: %s", m->anvil_path, strerror(errno));
+	if (m->cfg->client_names && access(m->resolve_path, X_OK) < 0)
+		log_fatal("%s: %s (needed for workers { client_names })",
+		    m->resolve_path, strerror(errno));
 }
 
 static void
@@ -1585,6 +1873,7 @@ master(const struct master_args *args)
 	m->log_rd = m->log_wr = -1;
 	m->generation = 1;
 	m->runner_backoff.max_ms = RUNNER_BACKOFF_MAX_MS;
+	m->drain_told = -1;
 
 	log_init("ferryd", args->foreground ? LOG_TO_STDERR : LOG_TO_SYSLOG,
 	    0);
@@ -1592,9 +1881,15 @@ master(const struct master_args *args)
 	    err, sizeof(err));
 	if (m->cfg == NULL)
 		log_fatal("%s", err);
-	if (!args->foreground && m->cfg->log_to_stderr)
-		log_init("ferryd", LOG_TO_STDERR, m->cfg->log_debug);
-	else
+	log_set_format((enum log_format)m->cfg->log_format);
+	if (!args->foreground && m->cfg->log_target != LOG_TO_SYSLOG) {
+		log_init("ferryd", (enum log_target)m->cfg->log_target,
+		    m->cfg->log_debug);
+		if (m->cfg->log_target == LOG_TO_JOURNAL) {
+			log_set_line_sink(log_journald_line);
+			m->log_journal = 1;
+		}
+	} else
 		log_set_debug(m->cfg->log_debug);
 	if (geteuid() != 0)
 		log_warn("not running as root: workers will not drop "
@@ -1643,7 +1938,7 @@ master(const struct master_args *args)
 	channel_init(&m->to_anvil, p[1], "anvil", NULL, 0, CHANNEL_RECORDS);
 	m->to_anvil.wmax = 65536;
 	open_status_pipe(m);
-	if (args->foreground || m->cfg->log_to_stderr) {
+	if (args->foreground || m->cfg->log_target != LOG_TO_SYSLOG) {
 		if (pipe2(p, O_CLOEXEC) < 0)
 			log_fatal("pipe: %s", strerror(errno));
 		m->log_rd = p[0];
@@ -1659,6 +1954,8 @@ master(const struct master_args *args)
 		    m->listeners[i].name);
 	spawn_runner(m);
 	spawn_anvil(m);
+	if (m->cfg->client_names)
+		spawn_resolve(m);
 	spawn_metrics(m);
 	manage_pool(m);
 	manage_agents(m);
@@ -1683,6 +1980,8 @@ master(const struct master_args *args)
 			/* the workers are gone: nobody asks anvil now */
 			if (m->anvil_pid > 0)
 				kill(m->anvil_pid, SIGTERM);
+			if (m->resolve_pid > 0)
+				kill(m->resolve_pid, SIGTERM);
 			if (m->metrics_pid > 0)
 				kill(m->metrics_pid, SIGTERM);
 			if (m->runner_pid > 0) {
@@ -1709,6 +2008,15 @@ master(const struct master_args *args)
 			if (m->anvil_pid > 0) {
 				kill(m->anvil_pid, SIGKILL);
 				waitpid(m->anvil_pid, NULL, 0);
+			}
+			while (m->resolve_pid > 0 &&
+			    now_ms() < m->shutdown_deadline) {
+				reap_children(m);
+				usleep(20000);
+			}
+			if (m->resolve_pid > 0) {
+				kill(m->resolve_pid, SIGKILL);
+				waitpid(m->resolve_pid, NULL, 0);
 			}
 			while (m->metrics_pid > 0 &&
 			    now_ms() < m->shutdown_deadline) {
@@ -1769,6 +2077,16 @@ master(const struct master_args *args)
 				wait = d;
 			}
 		}
+		if (!m->shutting_down && m->resolve_pid == 0 &&
+		    m->cfg->client_names) {
+			int64_t d = m->resolve_backoff.not_before - now_ms();
+
+			if (d <= 0) {
+				spawn_resolve(m);
+			} else if (d < wait) {
+				wait = d;
+			}
+		}
 		{
 			int64_t d = watchdog_round(m);
 
@@ -1824,6 +2142,7 @@ master(const struct master_args *args)
 		manage_pool(m);
 		manage_agents(m);
 		report_pool(m, 0);
+		report_drain(m);
 		(void)channel_flush(&m->to_anvil);
 		report_status(m);
 	}

@@ -22,7 +22,7 @@
 
 void
 master_metrics_serve(int listen_fd, const struct wc_totals *t,
-    const char *const *names, size_t n)
+    const char *const *names, size_t n, int draining)
 {
 	struct mtext text;
 	int k;
@@ -39,8 +39,14 @@ master_metrics_serve(int listen_fd, const struct wc_totals *t,
 				continue;
 			break;
 		}
-		if (text.len == 0)
+		if (text.len == 0) {
 			wc_totals_write(&text, t, names, n);
+			mtext_family(&text, "ferry_draining", "gauge",
+			    "1 while ferryctl drain holds: new SMTP sessions "
+			    "are refused (421 4.3.2) and /readyz is 503.");
+			mtext_printf(&text, "ferry_draining %d\n",
+			    draining ? 1 : 0);
+		}
 		if (send(fd, text.buf, text.len, MSG_DONTWAIT |
 		    MSG_NOSIGNAL) != (ssize_t)text.len)
 			log_debug("metrics socket: the answer did not fit");

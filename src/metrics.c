@@ -8,7 +8,8 @@
  *                 with the master);
  *   GET /readyz   200 when the runner answered and said "ferry_ready 1"
  *                 (its store is open and writable, ferry is not stopping,
- *                 SMTP workers are up), else 503;
+ *                 SMTP workers are up) and the master said
+ *                 "ferry_draining 0" (no ferryctl drain holds), else 503;
  * HEAD likewise without the body; every answer closes the connection.
  *
  * Where the numbers come from: for each /metrics or /readyz request it
@@ -137,11 +138,46 @@ fetch_snapshot(const char *path, struct mtext *t)
 	return -1;
 }
 
+/* Whether the snapshot t holds the line "name value\n". */
+static int
+snapshot_says(const struct mtext *t, const char *line)
+{
+	size_t n = strlen(line);
+	const char *p;
+
+	if (t->len == 0)
+		return 0;
+	if (strncmp(t->buf, line, n) == 0)
+		return 1;
+	for (p = strstr(t->buf, line); p != NULL; p = strstr(p + 1, line))
+		if (p[-1] == '\n')
+			return 1;
+	return 0;
+}
+
 static int
 snapshot_ready(const struct mtext *t)
 {
-	return strncmp(t->buf, "ferry_ready 1\n", 14) == 0 ||
-	    strstr(t->buf, "\nferry_ready 1\n") != NULL;
+	return snapshot_says(t, "ferry_ready 1\n");
+}
+
+/* The master's drain state, from its own snapshot (the master holds it:
+ * ferryctl drain): 1 draining, 0 not, -1 the master did not answer. */
+static int
+master_draining(struct metrics_state *ms)
+{
+	struct mtext own;
+	int draining;
+
+	mtext_init(&own);
+	if (fetch_snapshot(ms->master_path, &own) < 0) {
+		ms->master_failures++;
+		mtext_free(&own);
+		return -1;
+	}
+	draining = snapshot_says(&own, "ferry_draining 0\n") ? 0 : 1;
+	mtext_free(&own);
+	return draining;
 }
 
 static const char *
@@ -212,10 +248,15 @@ serve_request(struct metrics_state *ms, struct client *c,
 		answer_text(c, 503, "the queue runner does not answer\n",
 		    head_only);
 	} else if (strcmp(req->path, "/readyz") == 0) {
-		if (snapshot_ready(&snap))
-			answer_text(c, 200, "ready\n", head_only);
-		else
+		int draining;
+
+		if (!snapshot_ready(&snap))
 			answer_text(c, 503, "not ready\n", head_only);
+		else if ((draining = master_draining(ms)) != 0)
+			answer_text(c, 503, draining > 0 ? "draining\n" :
+			    "the master does not answer\n", head_only);
+		else
+			answer_text(c, 200, "ready\n", head_only);
 	} else {
 		/* the master's part: the SMTP workers' counters */
 		struct mtext own;

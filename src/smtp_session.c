@@ -133,7 +133,7 @@ struct smtp_session {
 	struct session_control *control;
 	int fd;
 	char peer_addr[64];
-	char peer_name[64];          /* "unknown": names are not resolved */
+	char peer_name[256];         /* confirmed name, or "unknown" */
 	const char *listener;
 	struct anvil_client *anvil;  /* shared limits; NULL = none */
 	uint32_t anvil_owner;        /* who this session is to anvil */
@@ -255,6 +255,15 @@ arm_command(struct smtp_session *s)
 
 /* ------------------------------------------------------------- replies */
 
+/* The client as a log line's field: "name[address]". */
+#define SESSION_CLIENT_MAX (256 + 64 + 2)
+static const char *
+session_client(const struct smtp_session *s, char *out, size_t len)
+{
+	snprintf(out, len, "%s[%s]", s->peer_name, s->peer_addr);
+	return out;
+}
+
 static int
 counts_as_error(enum reply_id id, int code)
 {
@@ -317,9 +326,16 @@ smtp_reply(struct smtp_session *s, enum reply_id id, ...)
 	memcpy(s->out + s->out_len, line, n);
 	s->out_len += n;
 	if (def->code >= 400) {
-		char safe[1200];
+		char safe[1200], reason[1024], client[SESSION_CLIENT_MAX];
+		struct log_fields f = {
+			.event = "reject",
+			.qid = s->tx.qid[0] ? s->tx.qid : NULL,
+			.client = session_client(s, client, sizeof(client)),
+		};
 
-		log_info("%s%sreject: from %s[%s]: %s",
+		snprintf(reason, sizeof(reason), "%.*s", (int)(n - 2), line);
+		f.reason = reason;
+		log_event(LOG_INFO, &f, "%s%sreject: from %s[%s]: %s",
 		    s->tx.qid[0] ? s->tx.qid : "", s->tx.qid[0] ? ": " : "",
 		    s->peer_name, s->peer_addr,
 		    log_sanitize(safe, sizeof(safe), line, n - 2));
@@ -453,7 +469,15 @@ tx_begun(struct smtp_session *s, enum data_mode mode)
 	tx->chunk = xmalloc(IO_CHUNK);
 	data_scanner_init(&tx->scan, mode,
 	    (size_t)s->cfg->max_data_line_length);
-	log_info("%s: client=%s[%s]", tx->qid, s->peer_name, s->peer_addr);
+	{
+		char client[SESSION_CLIENT_MAX];
+		struct log_fields f = { .event = "client", .qid = tx->qid,
+		    .helo = s->helo };
+
+		f.client = session_client(s, client, sizeof(client));
+		log_event(LOG_INFO, &f, "%s: client=%s[%s]", tx->qid,
+		    s->peer_name, s->peer_addr);
+	}
 
 	rfc5322_date(date, sizeof(date), time(NULL));
 	/* like Postfix: "(using TLSv1.3 with cipher X (256/256 bits))" */
@@ -758,8 +782,8 @@ mail_rated(struct smtp_session *s, const struct smtp_mail_args *m,
     int result)
 {
 	if (result == ANVIL_MESSAGE_RATE) {
-		log_warn("refusing a message from unknown[%s]: message rate "
-		    "limit exceeded", s->peer_addr);
+		log_warn("refusing a message from %s[%s]: message rate "
+		    "limit exceeded", s->peer_name, s->peer_addr);
 		smtp_reply(s, R_MESSAGE_RATE, s->cfg->hostname, s->peer_addr);
 		s->closing = CLOSE_LIMIT;
 		return;
@@ -1813,7 +1837,8 @@ log_disconnect(struct smtp_session *s)
 	    VERB_MAIL, VERB_RCPT, VERB_DATA, VERB_BDAT, VERB_RSET, VERB_VRFY,
 	    VERB_EXPN, VERB_HELP, VERB_NOOP, VERB_QUIT, VERB_STARTTLS,
 	    VERB_AUTH, VERB_UNKNOWN };
-	char line[512];
+	char line[512], client[SESSION_CLIENT_MAX];
+	struct log_fields f = { .event = "disconnect" };
 	size_t i, o = 0;
 
 	line[0] = '\0';
@@ -1834,7 +1859,9 @@ log_disconnect(struct smtp_session *s)
 		if (o >= sizeof(line))
 			break;
 	}
-	log_info("disconnect from %s[%s]%s commands=%u%s", s->peer_name,
+	f.client = session_client(s, client, sizeof(client));
+	log_event(LOG_INFO, &f, "disconnect from %s[%s]%s commands=%u%s",
+	    s->peer_name,
 	    s->peer_addr, o < sizeof(line) ? line : "", s->total_commands,
 	    close_reason_name(s->closing));
 }
@@ -2178,7 +2205,9 @@ smtp_session_start(const struct session_params *p)
 	s->anvil = p->anvil;
 	s->anvil_owner = p->anvil_owner;
 	sockaddr_ntop(p->peer, s->peer_addr, sizeof(s->peer_addr));
-	ferry_strlcpy(s->peer_name, "unknown", sizeof(s->peer_name));
+	ferry_strlcpy(s->peer_name, p->peer_name != NULL &&
+	    p->peer_name[0] != '\0' ? p->peer_name : "unknown",
+	    sizeof(s->peer_name));
 	s->lcfg = p->lcfg;
 	s->tls_ctx = p->tls;
 	s->users = p->users;
@@ -2199,7 +2228,14 @@ smtp_session_start(const struct session_params *p)
 	s->life_deadline = now + (int64_t)s->cfg->session_lifetime * 1000;
 	arm_command(s);
 
-	log_info("connect from %s[%s]", s->peer_name, s->peer_addr);
+	{
+		char client[SESSION_CLIENT_MAX];
+		struct log_fields f = { .event = "connect" };
+
+		f.client = session_client(s, client, sizeof(client));
+		log_event(LOG_INFO, &f, "connect from %s[%s]", s->peer_name,
+		    s->peer_addr);
+	}
 	/* RFC 8314: on an implicit TLS listener the handshake comes first */
 	if (s->lcfg != NULL && s->lcfg->tls == LTLS_IMPLICIT) {
 		if (s->tls_ctx == NULL) {

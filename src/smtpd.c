@@ -18,10 +18,17 @@
  * the master whether it holds no session, some, or no room for more, and
  * stops accepting after workers.sessions sessions so the master can
  * start a fresh one.  Anvil's stress notes shorten every idle limit.
+ * While the master says the relay drains (ferryctl drain, its notes on
+ * FD_WORKER_NOTES, read before every accept), a new connection is
+ * answered 421 4.3.2 and closed; the sessions it holds go on.
  * Anvil's checks (a new connection, MAIL, AUTH) never stall the loop: a
  * connection waits in its slot and a session is parked while its
  * question is out, and the others are served meanwhile; an answer that
- * does not come within ANVIL_DEADLINE_MS allows the action.
+ * does not come within ANVIL_DEADLINE_MS allows the action.  With
+ * workers.client_names on, a connection anvil allowed then waits in its
+ * slot for its name from ferry-resolve (resolve_client.h), at most
+ * client_name_timeout and a margin, before its session and greeting
+ * start; the others are served meanwhile.
  *
  * Isolation.  Sessions of one worker share its address space.  A client
  * that took over a worker (a memory-safety bug in this code or in
@@ -62,6 +69,8 @@
 #include "netaddr.h"
 #include "privsep.h"
 #include "procfd.h"
+#include "hostname.h"
+#include "resolve_client.h"
 #include "session_timer.h"
 #include "smtp_reply.h"
 #include "smtp_session.h"
@@ -186,7 +195,7 @@ refuse_over_limit(const struct ferry_config *cfg, int result, int fd,
 #define ACCEPT_SHORT_FOR_MS 1000
 
 /* One session slot of the worker: free, a connection waiting for
- * anvil's connect check, or a session. */
+ * anvil's connect check or for its name, or a session. */
 struct slot {
 	struct smtp_session *s;      /* NULL: no session (yet) */
 	char peer_addr[64];          /* what anvil counted it as */
@@ -197,6 +206,9 @@ struct slot {
 	int answered;                /* anvil answered (with answer): acted
 	                                on by take_answers() */
 	int answer;
+	int naming;                  /* allowed, its name asked: no session */
+	int named;                   /* the name came: take_names() acts */
+	char name[HOSTNAME_MAX + 1]; /* "" = unknown */
 };
 
 struct worker {
@@ -218,6 +230,10 @@ struct worker {
 	int64_t defer_until;         /* accepting deferred to an idle worker */
 	int64_t short_defer_until;
 	int answers;                 /* slots with answered set */
+	int draining;                /* the master's last NOTE_DRAINING */
+	int notes_open;              /* FD_WORKER_NOTES not yet at EOF */
+	struct resolve_client resolve;   /* the clients' names */
+	int names;                   /* slots with named set */
 };
 
 static void
@@ -269,6 +285,23 @@ on_anvil_answer(void *arg, uint32_t owner, int result)
 	w->slots[owner].answer = result;
 }
 
+/* resolve_client's on_answer: noted, like anvil's; take_names() acts. */
+static void
+on_name(void *arg, uint32_t owner, const char *name)
+{
+	struct worker *w = arg;
+	struct slot *sl;
+
+	if (owner >= w->nslots)
+		log_panic("name for slot %u of %zu", owner, w->nslots);
+	sl = &w->slots[owner];
+	if (!sl->naming || sl->named)
+		return;
+	ferry_strlcpy(sl->name, name, sizeof(sl->name));
+	sl->named = 1;
+	w->names++;
+}
+
 static void
 end_session(struct worker *w, size_t k)
 {
@@ -293,6 +326,25 @@ run_session(struct worker *w, size_t k, int64_t now)
 		arm(w, k);
 }
 
+/* With client names on, slot k's client is named before its session
+ * starts: 1 when its name is asked for (the session starts when it
+ * comes, take_names()), 0 when it stays unknown and starts now. */
+static int
+name_wanted(struct worker *w, size_t k)
+{
+	struct slot *sl = &w->slots[k];
+
+	sl->name[0] = '\0';
+	sl->named = 0;
+	sl->naming = 1;
+	if (resolve_ask(&w->resolve, (uint32_t)k, sl->peer_addr))
+		return 1;
+	sl->naming = 0;
+	return 0;
+}
+
+static void start_session(struct worker *w, size_t k);
+
 /* Anvil answered the connect check of slot k (or allowed it unasked):
  * the session starts, or the client is refused. */
 static void
@@ -300,7 +352,6 @@ connect_checked(struct worker *w, size_t k, int result)
 {
 	const struct ferry_config *cfg = w->cfg;
 	struct slot *sl = &w->slots[k];
-	struct session_params sp;
 	size_t i = sl->listener;
 
 	sl->checking = 0;
@@ -311,7 +362,24 @@ connect_checked(struct worker *w, size_t k, int result)
 		return;
 	}
 	wcount_conn(i, WC_CONN_ACCEPTED);
+	if (name_wanted(w, k))
+		return;
+	start_session(w, k);
+}
+
+/* The session of slot k starts, its client named sl->name ("" is
+ * unknown). */
+static void
+start_session(struct worker *w, size_t k)
+{
+	const struct ferry_config *cfg = w->cfg;
+	struct slot *sl = &w->slots[k];
+	struct session_params sp;
+	size_t i = sl->listener;
+
+	sl->naming = 0;
 	memset(&sp, 0, sizeof(sp));
+	sp.peer_name = sl->name;
 	sp.cfg = cfg;
 	sp.queue_path = w->intake_path;
 	if (w->nspare > 0)
@@ -327,6 +395,71 @@ connect_checked(struct worker *w, size_t k, int result)
 	sp.anvil_owner = (uint32_t)k;
 	sl->s = smtp_session_start(&sp);
 	run_session(w, k, now_ms());
+}
+
+/* The master's notes on FD_WORKER_NOTES (records, non-blocking): the
+ * drain state.  A note that does not decode is the master lying, which
+ * ends this worker; at EOF (the master is gone) the last state holds. */
+static void
+read_master_notes(struct worker *w)
+{
+	while (w->notes_open) {
+		uint8_t rec[64], on;
+		struct ipc_in in;
+		ssize_t n = recv(FD_WORKER_NOTES, rec, sizeof(rec),
+		    MSG_DONTWAIT | MSG_TRUNC);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (n <= 0) {
+			w->notes_open = 0;
+			return;
+		}
+		if ((size_t)n > sizeof(rec) ||
+		    ipc_frame(rec, (size_t)n, &in) != (long)n ||
+		    in.type != IMSG_NOTE_DRAINING ||
+		    ipc_get_u8(&in, &on) < 0 || ipc_end(&in) < 0 || on > 1)
+			log_fatal("the master sent a malformed note");
+		if (on != w->draining)
+			log_debug("worker %s", on ? "drains: new connections "
+			    "get 421" : "takes new sessions again");
+		w->draining = on;
+	}
+}
+
+/* A connection that came while the relay drains: 421 4.3.2 in one write
+ * and no session (no slot, no anvil question). */
+static void
+refuse_draining(const struct ferry_config *cfg, int fd)
+{
+	char line[512];
+	size_t n = reply_formatf(line, sizeof(line), R_SHUTDOWN,
+	    cfg->hostname);
+
+	if (send(fd, line, n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+		/* the client is gone already */
+	}
+	close(fd);
+}
+
+/* Acts on the names that came: those sessions start. */
+static void
+take_names(struct worker *w)
+{
+	size_t k;
+
+	for (k = 0; k < w->nslots && w->names > 0; k++) {
+		struct slot *sl = &w->slots[k];
+
+		if (!sl->named)
+			continue;
+		sl->named = 0;
+		w->names--;
+		if (sl->naming)
+			start_session(w, k);
+	}
 }
 
 /* Takes one connection from listener i, if one is waiting, into a free
@@ -350,8 +483,13 @@ accept_one(struct worker *w, size_t i)
 		return 0;       /* a sibling won the race */
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	read_master_notes(w);
+	if (w->draining) {
+		refuse_draining(w->cfg, fd);
+		return 1;
+	}
 	for (k = 0; k < w->nslots && (w->slots[k].s != NULL ||
-	    w->slots[k].checking); k++)
+	    w->slots[k].checking || w->slots[k].naming); k++)
 		continue;
 	if (k == w->nslots)
 		log_panic("accepted with every slot taken");
@@ -449,6 +587,7 @@ serve(struct worker *w)
 		int64_t now = now_ms(), first, timeout = 1000;
 		int accepting, listening, rc, any_ready = 0, more = 0;
 		size_t n = 0, k, anvil_at = (size_t)-1, spares_at, nspare;
+		size_t resolve_at = (size_t)-1;
 
 		accepting = !stop_after_session &&
 		    w->started < cfg->worker_sessions;
@@ -477,6 +616,13 @@ serve(struct worker *w)
 			anvil_at = n;
 			pfds[n].fd = anvil_client_fd(&w->anvil);
 			pfds[n].events = anvil_client_events(&w->anvil);
+			pfds[n].revents = 0;
+			n++;
+		}
+		if (resolve_client_fd(&w->resolve) >= 0) {
+			resolve_at = n;
+			pfds[n].fd = resolve_client_fd(&w->resolve);
+			pfds[n].events = resolve_client_events(&w->resolve);
 			pfds[n].revents = 0;
 			n++;
 		}
@@ -517,9 +663,12 @@ serve(struct worker *w)
 		first = anvil_client_deadline(&w->anvil);
 		if (first != 0 && first - now < timeout)
 			timeout = first - now;
+		first = resolve_client_deadline(&w->resolve);
+		if (first != 0 && first - now < timeout)
+			timeout = first - now;
 		if (timeout > 1000)
 			timeout = 1000;   /* signals between test and poll */
-		if (timeout < 0 || more || w->answers > 0)
+		if (timeout < 0 || more || w->answers > 0 || w->names > 0)
 			timeout = 0;
 		rc = poll(pfds, n, (int)timeout);
 		if (rc < 0) {
@@ -528,17 +677,24 @@ serve(struct worker *w)
 			log_fatal("poll: %s", strerror(errno));
 		}
 		now = now_ms();
+		if (rc == 0)      /* idle: notes do not pile up unread */
+			read_master_notes(w);
 		if (anvil_at != (size_t)-1 && pfds[anvil_at].revents)
 			anvil_client_io(&w->anvil, pfds[anvil_at].revents);
 		anvil_client_tick(&w->anvil, now);
 		take_answers(w);
+		if (resolve_at != (size_t)-1 && pfds[resolve_at].revents)
+			resolve_client_io(&w->resolve,
+			    pfds[resolve_at].revents);
+		resolve_client_tick(&w->resolve, now);
+		take_names(w);
 		take_stress(w);
 		/* backwards: a spare dropped takes the last one's place */
 		for (k = nspare; k-- > 0;)
 			if (pfds[spares_at + k].revents != 0 && k < w->nspare)
 				watch_spare(w, k, now);
-		for (i = (listening ? nl : 0) + (anvil_at != (size_t)-1);
-		    i < spares_at; i++) {
+		for (i = (listening ? nl : 0) + (anvil_at != (size_t)-1) +
+		    (resolve_at != (size_t)-1); i < spares_at; i++) {
 			k = slot_of[i];
 			if (w->slots[k].s == NULL)
 				continue;
@@ -587,7 +743,7 @@ smtpd(const struct child_args *a)
 {
 	struct ferry_config *cfg;
 	struct worker w;
-	char chroot_dir[4096], anvil_path[4200];
+	char chroot_dir[4096], anvil_path[4200], resolve_path[4200];
 	struct privsep_target target;
 	int dropped;
 	size_t i, n;
@@ -600,6 +756,7 @@ smtpd(const struct child_args *a)
 	w.cfg = cfg;
 	w.args = a;
 	w.self = getpid();
+	w.notes_open = 1;
 
 	/* Keys and the users file may be root's only: read them now.  The
 	 * master checked both, so a failure here is the environment's. */
@@ -635,13 +792,19 @@ smtpd(const struct child_args *a)
 		    INTAKE_SOCKET_NAME);
 		snprintf(anvil_path, sizeof(anvil_path), "/%s",
 		    ANVIL_SOCKET_NAME);
+		snprintf(resolve_path, sizeof(resolve_path), "/%s",
+		    RESOLVE_SOCKET_NAME);
 	} else {
 		snprintf(w.intake_path, sizeof(w.intake_path), "%s/%s",
 		    chroot_dir, INTAKE_SOCKET_NAME);
 		snprintf(anvil_path, sizeof(anvil_path), "%s/%s",
 		    chroot_dir, ANVIL_SOCKET_NAME);
+		snprintf(resolve_path, sizeof(resolve_path), "%s/%s",
+		    chroot_dir, RESOLVE_SOCKET_NAME);
 	}
 	anvil_client_init(&w.anvil, anvil_path, on_anvil_answer, &w);
+	resolve_client_init(&w.resolve, cfg->client_names ? resolve_path :
+	    NULL, cfg->client_name_timeout, on_name, &w);
 
 	w.nslots = (size_t)cfg->sessions_per_worker;
 	w.slots = xcalloc(w.nslots, sizeof(*w.slots));
@@ -657,6 +820,7 @@ smtpd(const struct child_args *a)
 
 	log_debug("worker exiting after %d sessions", w.started);
 	anvil_client_close(&w.anvil);
+	resolve_client_close(&w.resolve);
 	for (i = 0; i < n; i++)
 		tls_server_free(w.tls[i]);
 	free(w.tls);

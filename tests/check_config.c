@@ -4,6 +4,8 @@
  * listeners, and bad files refused with the exact "file:line: reason"
  * text; also config_read_file.
  */
+#include "autoconfig.h"
+
 #include <check.h>
 #include <ctype.h>
 #include <errno.h>
@@ -17,6 +19,7 @@
 #include <sys/stat.h>
 
 #include "config.h"
+#include "log.h"
 #include "netaddr.h"
 
 /* The name bad texts are "read from"; it is never opened. */
@@ -188,7 +191,8 @@ static void assert_defaults(const struct ferry_config *c)
 	assert_cidr(&c->relay_networks[1], "::2", 0);
 	ck_assert_ptr_null(c->smarthost_host);
 	ck_assert_int_eq(c->smarthost_port, 25);
-	ck_assert_int_eq(c->log_to_stderr, 0);     /* target syslog */
+	ck_assert_int_eq(c->log_target, LOG_TO_SYSLOG);
+	ck_assert_int_eq(c->log_format, LOG_FORMAT_TEXT);
 	ck_assert_int_eq(c->log_debug, 0);
 }
 
@@ -331,7 +335,7 @@ START_TEST(test_every_option_set)
 	assert_cidr(&c->relay_networks[2], "198.51.100.8", 0);
 	ck_assert_str_eq(c->smarthost_host, "smtp.example.net");
 	ck_assert_int_eq(c->smarthost_port, 587);
-	ck_assert_int_eq(c->log_to_stderr, 1);
+	ck_assert_int_eq(c->log_target, LOG_TO_STDERR);
 	ck_assert_int_eq(c->log_debug, 1);
 	config_free(c);
 }
@@ -636,9 +640,35 @@ END_TEST
 START_TEST(test_bad_log_target)
 {
 	load_bad(LISTEN "log {\n  target = \"file\"\n}\n",
-	    P ":4: target must be \"syslog\" or \"stderr\"");
+	    P ":4: target must be \"syslog\", \"stderr\" or \"journald\"");
 	load_bad(LISTEN "log {\n  debug = maybe\n}\n",
 	    P ":4: invalid boolean value for option 'debug'");
+	load_bad(LISTEN "log {\n  format = \"xml\"\n}\n",
+	    P ":4: format must be \"text\" or \"json\"");
+#ifndef HAVE_SYSTEMD
+	load_bad(LISTEN "log {\n  target = \"journald\"\n}\n",
+	    P ":4: target \"journald\": this ferry was built without "
+	    "libsystemd");
+#endif
+}
+END_TEST
+
+/* log { format, target = "journald" } */
+START_TEST(test_log_format_and_journald)
+{
+	struct ferry_config *c;
+
+	c = load_ok(LISTEN "log {\n  format = \"json\"\n}\n");
+	ck_assert_int_eq(c->log_format, LOG_FORMAT_JSON);
+	ck_assert_int_eq(c->log_target, LOG_TO_SYSLOG);
+	config_free(c);
+#ifdef HAVE_SYSTEMD
+	c = load_ok(LISTEN "log {\n  target = \"journald\"\n"
+	    "  format = \"text\"\n}\n");
+	ck_assert_int_eq(c->log_target, LOG_TO_JOURNAL);
+	ck_assert_int_eq(c->log_format, LOG_FORMAT_TEXT);
+	config_free(c);
+#endif
 }
 END_TEST
 
@@ -1390,6 +1420,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_bad_listen_address);
 	tcase_add_test(tc, test_bad_user);
 	tcase_add_test(tc, test_bad_log_target);
+	tcase_add_test(tc, test_log_format_and_journald);
 	tcase_add_test(tc, test_bad_spool_and_smarthost);
 	tcase_add_test(tc, test_bad_no_listen);
 	tcase_add_test(tc, test_bad_duplicate_listener);

@@ -615,6 +615,73 @@ START_TEST(test_flush)
 }
 END_TEST
 
+/* ferryctl drain / undrain: what the runner passes on to the master. */
+static int drain_calls, drain_last = -1, drain_fails;
+
+static int
+on_drain(void *arg, int on, char *err, size_t errlen)
+{
+	ck_assert_ptr_eq(arg, &ctx);
+	drain_calls++;
+	drain_last = on;
+	if (drain_fails) {
+		snprintf(err, errlen, "the master's notes are closed");
+		return -1;
+	}
+	return 0;
+}
+
+START_TEST(test_drain)
+{
+	json_t *v;
+
+	/* no way to ask the master: refused, nothing asked */
+	ck_error("drain", "drain: not available");
+	ctx.drain = on_drain;
+	ctx.drain_arg = &ctx;
+	drain_calls = 0;
+	drain_fails = 0;
+	v = ask("drain");
+	ck_ok(v);
+	ck_assert_int_eq(json_member_bool(v, "asked", -1), 1);
+	ck_assert_int_eq(json_member_bool(v, "draining", -1), 0);
+	json_decref(v);
+	ck_assert_int_eq(drain_calls, 1);
+	ck_assert_int_eq(drain_last, 1);
+	/* the master's answer shows in status */
+	v = ask("status");
+	ck_ok(v);
+	ck_assert_int_eq(json_member_bool(json_object_get(v, "master"),
+	    "draining", -1), 0);
+	json_decref(v);
+	ctx.draining = 1;
+	v = ask("status");
+	ck_assert_int_eq(json_member_bool(json_object_get(v, "master"),
+	    "draining", -1), 1);
+	json_decref(v);
+	v = ask("undrain");
+	ck_ok(v);
+	ck_assert_int_eq(json_member_bool(v, "asked", -1), 0);
+	ck_assert_int_eq(json_member_bool(v, "draining", -1), 1);
+	json_decref(v);
+	ck_assert_int_eq(drain_calls, 2);
+	ck_assert_int_eq(drain_last, 0);
+	/* it works while the store is unusable */
+	ctx.st = NULL;
+	ctx.store_trouble = "damaged";
+	v = ask("drain");
+	ck_ok(v);
+	json_decref(v);
+	ck_assert_int_eq(drain_calls, 3);
+	ctx.st = st;
+	/* a master that cannot be told, and words too many */
+	drain_fails = 1;
+	ck_error("undrain", "undrain: the master's notes are closed");
+	ck_error("drain now", "usage: drain");
+	ck_assert_int_eq(drain_calls, 4);
+}
+END_TEST
+
 START_TEST(test_delete)
 {
 	char qa[QID_LEN + 1], qb[QID_LEN + 1], req[64], state[16];
@@ -917,6 +984,7 @@ control_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_hold_release);
 	tcase_add_test(tc, test_flush);
+	tcase_add_test(tc, test_drain);
 	tcase_add_test(tc, test_delete);
 	suite_add_tcase(s, tc);
 

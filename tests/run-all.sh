@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 
 DEPS="build-essential autoconf automake pkg-config libconfuse-dev
       libssl-dev libsqlite3-dev libjansson-dev libc-ares-dev libcrypt-dev
-      check python3 python3-prometheus-client sqlite3 clang libsystemd-dev
+      check python3 python3-prometheus-client python3-dkim sqlite3 clang
+      libsystemd-dev
       openssl ca-certificates procps iproute2 e2fsprogs mount util-linux
       swaks libio-socket-ssl-perl libnet-ssleay-perl libauthen-sasl-perl"
 if command -v apt-get >/dev/null 2>&1; then

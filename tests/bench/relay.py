@@ -3,6 +3,7 @@
 Postfix side by side in one run, rounds interleaved.
 
     sudo python3 tests/bench/relay.py [--rounds N] [--cases SPEC] [--keep]
+        [--dkim rsa|ed25519|both]
 
 SPEC is a comma list of MESSAGESxSESSIONSxSIZE, by default the four cases
 of the performance budget: 5000x1x1024,5000x10x1024,5000x50x1024,
@@ -22,6 +23,11 @@ processes of the tree plus the time of the children the top process waited
 for (cutime/cstime).  Memory is the PSS summed from /proc/PID/smaps_rollup
 of the relay's processes: at rest (before the first message) and at the
 peak (sampled every 0.2 s during the run).
+
+With --dkim, a second ferry ("ferry-dkim") runs beside the first with
+dkim_key sections for example.org (the sender's domain in smtp-source's
+From header): an RSA 2048 key, an Ed25519 key, or both, made with
+ferryctl dkim keygen.
 
 A round times from the first connection until the relay's queue is empty
 (every message handed to the sink).  Needs root, a built tree and Debian's
@@ -181,8 +187,9 @@ def smtp_source(port, msgs, sess, size):
 class Ferry:
     name = "ferry"
 
-    def __init__(self, work, sink, tree=TOP, name="ferry"):
+    def __init__(self, work, sink, tree=TOP, name="ferry", extra=""):
         self.work, self.sink = work, sink
+        self.extra = extra  # appended to the configuration
         self.tree, self.name = tree, name
         self.conf = os.path.join(work, name + ".conf")
         self.spool = os.path.join(work, name + "-spool")
@@ -195,7 +202,7 @@ class Ferry:
         self.port = free_port()
         with open(self.conf, "w") as f:
             f.write(FERRY_CONF % {"spool": self.spool, "port": self.port,
-                                  "sink": self.sink})
+                                  "sink": self.sink} + self.extra)
         shutil.rmtree(self.spool, ignore_errors=True)
         self.group = Group(self.name)
         self.logf = open(self.log, "w")
@@ -204,16 +211,20 @@ class Ferry:
             stderr=self.logf, preexec_fn=self.group.enter)
         self.group.top = self.proc.pid
         db = os.path.join(self.spool, "queue", "queue.db")
-        for _ in range(100):
-            if os.path.exists(db) and self._listening():
+        # serving: the queue exists and a worker greets 220 (a loaded
+        # machine can take longer than a few seconds to get there)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if os.path.exists(db) and self._greets():
                 break
             time.sleep(0.05)
         time.sleep(1.0)  # let the pools settle before measuring rest
 
-    def _listening(self):
+    def _greets(self):
         try:
-            socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-            return True
+            with socket.create_connection(("127.0.0.1", self.port), 2) as c:
+                c.settimeout(5)
+                return c.recv(512).startswith(b"220")
         except OSError:
             return False
 
@@ -352,6 +363,21 @@ class EventCounter:
         return counts
 
 
+def dkim_sections(work, which):
+    """dkim_key sections for example.org with keys made by ferryctl."""
+    text = ""
+    for alg in (["rsa", "ed25519"] if which == "both" else [which]):
+        key = os.path.join(work, "dkim-%s.pem" % alg)
+        subprocess.run([os.path.join(TOP, "src", "ferryctl"), "dkim",
+                        "keygen", "example.org", alg, "--out", key] +
+                       (["--ed25519"] if alg == "ed25519" else []),
+                       check=True, stdout=subprocess.DEVNULL)
+        text += ('dkim_key "%s" {\n    domain = "example.org"\n'
+                 '    selector = "%s"\n    key_file = "%s"\n}\n'
+                 % (alg, alg, key))
+    return text
+
+
 def run_case(relay, msgs, sess, size, events=False):
     """One timed run on a relay started afresh."""
     relay.start()
@@ -393,6 +419,8 @@ def main():
     ap.add_argument("--events", action="store_true",
                     help="also count context switches, page faults and "
                     "system calls per message (perf stat on the cgroup)")
+    ap.add_argument("--dkim", choices=["rsa", "ed25519", "both"],
+                    help="also run a ferry that signs with DKIM (ferry-dkim)")
     args = ap.parse_args()
     if args.events and not cgroup2_root():
         sys.exit("--events needs cgroup v2")
@@ -410,6 +438,9 @@ def main():
     if args.before:
         relays.insert(0, Ferry(work, sink_port, os.path.abspath(args.before),
                                "ferry-before"))
+    if args.dkim:
+        relays.insert(1, Ferry(work, sink_port, name="ferry-dkim",
+                               extra=dkim_sections(work, args.dkim)))
     results = {}
     try:
         print("load average at start: %s" % open("/proc/loadavg").read().split()[:3],

@@ -12,9 +12,11 @@ Answers A, AAAA, MX (and CNAME) queries from a dict, over UDP and TCP on
     ... delivery { resolver = "%s" } % dns.address ...
 
 Unknown names are NXDOMAIN, known names without the type asked NOERROR
-with no answer.  null_mx(name) publishes RFC 7505 "0 ." and
-servfail(name) makes queries for a name (or, without one, every query)
-answer SERVFAIL.  Every query is recorded in .queries as (name, type,
+with no answer.  PTR records are names too:
+{"1.0.0.127.in-addr.arpa": {"PTR": ["client.test.example"]}}.
+null_mx(name) publishes RFC 7505 "0 ." and servfail(name) makes queries
+for a name (or, without one, every query) answer SERVFAIL; silent = True
+makes the server read every query and answer none (a dead resolver).  Every query is recorded in .queries as (name, type,
 "udp"|"tcp").  Answers are authoritative, with the owner name a
 compression pointer to the question.  Python standard library only.
 """
@@ -23,7 +25,8 @@ import socket
 import struct
 import threading
 
-TYPES = {"A": 1, "NS": 2, "CNAME": 5, "SOA": 6, "MX": 15, "TXT": 16,
+TYPES = {"A": 1, "NS": 2, "CNAME": 5, "SOA": 6, "PTR": 12, "MX": 15,
+         "TXT": 16,
          "AAAA": 28, "OPT": 41, "ANY": 255}
 TYPE_NAMES = {v: k for k, v in TYPES.items()}
 NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 2, 3, 4, 5
@@ -85,6 +88,7 @@ class DNSServer:
                                          else v for k, v in rr.items()}
         self.servfail_names = set()
         self.servfail_all = False
+        self.silent = False
         self.queries = []
         self.lock = threading.Lock()
         self.stopping = threading.Event()
@@ -236,7 +240,7 @@ class DNSServer:
             return socket.inet_pton(socket.AF_INET6, value)
         if rtype == "MX":
             return struct.pack("!H", value[0]) + encode_name(value[1])
-        if rtype in ("CNAME", "NS"):
+        if rtype in ("CNAME", "NS", "PTR"):
             return encode_name(value)
         if rtype == "TXT":
             b = value.encode()
@@ -284,6 +288,8 @@ class DNSServer:
         tname = TYPE_NAMES.get(qtype, str(qtype))
         with self.lock:
             self.queries.append((key, tname, proto))
+            if self.silent:
+                return None
             if self.servfail_all or key in self.servfail_names:
                 return header(SERVFAIL, 1, 0) + question
             rrs = self.records.get(key)
@@ -298,7 +304,8 @@ class DNSServer:
                 target = self.records.get(_norm(rrs["CNAME"]), {})
                 owner = encode_name(rrs["CNAME"])
                 rrs = target
-            for t in (("A", "AAAA", "MX", "TXT", "NS") if tname == "ANY"
+            for t in (("A", "AAAA", "MX", "TXT", "NS", "PTR")
+                      if tname == "ANY"
                       else (tname,)):
                 vals = rrs.get(t)
                 if vals is None or t == "CNAME":
@@ -362,7 +369,7 @@ def query(server, name, rtype="A", proto="udp", qid=0x1234, timeout=5.0):
         elif tn == "MX":
             v = (struct.unpack("!H", data[:2])[0],
                  decode_name(r, off + 2)[0] or ".")
-        elif tn in ("CNAME", "NS"):
+        elif tn in ("CNAME", "NS", "PTR"):
             v = decode_name(r, off)[0]
         else:
             v = data

@@ -413,7 +413,10 @@ def queued_id(reply):
 DEFAULTS = {
     "hostname": "mx.ferry-test.example",
     "shutdown_timeout": 3,
-    "workers": {"min_idle": 2, "max_idle": 4, "max": 16, "sessions": 100},
+    # Every test client is 127.0.0.1: no lookup of its name (only
+    # test_client_names.py turns client_names on, with its own DNS).
+    "workers": {"min_idle": 2, "max_idle": 4, "max": 16, "sessions": 100,
+                "client_names": False},
     # The abuse limits are counted per client address, and every test
     # client is 127.0.0.1: generous by default, so only the tests of
     # those limits (test_abuse_limits.py) meet them.
@@ -519,7 +522,7 @@ class Ferry:
         lines += [
             "workers {",
         ]
-        lines += ["    %s = %d" % (k, w[k]) for k in sorted(w)]
+        lines += ["    %s = %s" % (k, conf_value(w[k])) for k in sorted(w)]
         lines += ["}", "limits {"]
         lines += ["    %s = %d" % (k, v) for k, v in
                   sorted(o["limits"].items())]
@@ -546,8 +549,10 @@ class Ferry:
             lines += ["delivery {", "    paused = true",
                       '    resolver = "127.0.0.1:1"', "}"]
         lines += ["log {", '    target = "stderr"',
-                  "    debug = %s" % ("true" if o["debug"] else "false"),
-                  "}", ""]
+                  "    debug = %s" % ("true" if o["debug"] else "false")]
+        if o.get("log_format"):
+            lines += ['    format = "%s"' % o["log_format"]]
+        lines += ["}", ""]
         return "\n".join(lines)
 
     def write_config(self, text=None, **changes):
@@ -717,6 +722,9 @@ class Ferry:
 
     def anvils(self):
         return self.children("ferry-anvil")
+
+    def resolvers(self):
+        return self.children("ferry-resolve")
 
     def agents(self):
         """Live delivery agents (ferry-deliver children of the master, or

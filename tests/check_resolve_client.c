@@ -1,0 +1,290 @@
+/*
+ * check_resolve_client.c - unit tests for src/resolve_client.c, the
+ * worker's side of ferry-resolve, against a fake ferry-resolve on a unix
+ * socket: answers taken in any order, each to its owner; a name that is
+ * not a host name, or an answer nobody asked for, is ferry-resolve lying
+ * (the connection goes, every question waiting is unknown); a question
+ * past its deadline is unknown; with client_names off nothing is asked.
+ */
+#include <check.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include "channel.h"
+#include "ipc.h"
+#include "log.h"
+#include "resolve_client.h"
+#include "util.h"
+
+static const struct channel_rule worker_sends[] = {
+	{ IMSG_RESOLVE_QUERY, 0 },
+	{ 0, 0 }
+};
+
+static char sock_path[108];
+
+/* What the callback heard, per owner. */
+#define OWNERS 8
+static struct {
+	int heard;
+	char name[300];
+} told[OWNERS];
+
+static void
+on_name(void *arg, uint32_t owner, const char *name)
+{
+	(void)arg;
+	ck_assert_uint_lt(owner, OWNERS);
+	told[owner].heard++;
+	snprintf(told[owner].name, sizeof(told[owner].name), "%s", name);
+}
+
+static int
+listen_unix(void)
+{
+	struct sockaddr_un sun;
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+
+	ck_assert_int_ge(fd, 0);
+	snprintf(sock_path, sizeof(sock_path), "/tmp/ferry-check-resolve-%ld",
+	    (long)getpid());
+	unlink(sock_path);
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	strcpy(sun.sun_path, sock_path);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	ck_assert_int_eq(listen(fd, 4), 0);
+	memset(told, 0, sizeof(told));
+	return fd;
+}
+
+/* The fake ferry-resolve's side of the first connection. */
+static void
+accept_worker(int lfd, struct channel *srv)
+{
+	int fd = accept(lfd, NULL, NULL);
+
+	ck_assert_int_ge(fd, 0);
+	fd_set_nonblock(fd, 1);
+	channel_init(srv, fd, "worker", worker_sends, 1024, 0);
+}
+
+/* The next query it got: its seq, and its address in addr. */
+static uint32_t
+read_query(struct channel *srv, char *addr, size_t addrlen)
+{
+	struct ipc_in in;
+	char *a = NULL;
+	uint32_t seq;
+	int got;
+
+	usleep(20000);
+	(void)channel_fill(srv);
+	got = channel_next(srv, &in);
+	ck_assert_int_eq(got, 1);
+	ck_assert_int_eq(in.type, IMSG_RESOLVE_QUERY);
+	ck_assert_int_eq(ipc_get_u32(&in, &seq), 0);
+	ck_assert_int_eq(ipc_get_str(&in, &a, 64), 0);
+	ck_assert_int_eq(ipc_end(&in), 0);
+	snprintf(addr, addrlen, "%s", a);
+	free(a);
+	return seq;
+}
+
+static void
+send_answer(struct channel *srv, uint32_t seq, const char *name)
+{
+	struct ipc_out *m = channel_begin(srv, IMSG_RESOLVE_ANSWER);
+
+	ipc_add_u32(m, seq);
+	ipc_add_str(m, name);
+	ck_assert_int_eq(channel_end(srv), 0);
+	ck_assert_int_eq(channel_flush_wait(srv, now_ms() + 2000), 0);
+	usleep(20000);
+}
+
+START_TEST(test_answers_in_any_order)
+{
+	struct resolve_client rc;
+	struct channel srv;
+	char addr[64];
+	uint32_t s1, s2, s3;
+	int lfd = listen_unix();
+
+	resolve_client_init(&rc, sock_path, 2, on_name, NULL);
+	ck_assert_int_eq(resolve_ask(&rc, 1, "192.0.2.1"), 1);
+	ck_assert_int_eq(resolve_ask(&rc, 2, "2001:db8::2"), 1);
+	ck_assert_int_eq(resolve_ask(&rc, 3, "192.0.2.3"), 1);
+	ck_assert_int_ge(resolve_client_fd(&rc), 0);
+	/* a question waits a margin beyond ferry-resolve's own bound */
+	ck_assert_int_ge(resolve_client_deadline(&rc), now_ms() + 2000);
+	ck_assert_int_le(resolve_client_deadline(&rc),
+	    now_ms() + 2000 + RESOLVE_MARGIN_MS);
+	accept_worker(lfd, &srv);
+	s1 = read_query(&srv, addr, sizeof(addr));
+	ck_assert_str_eq(addr, "192.0.2.1");
+	s2 = read_query(&srv, addr, sizeof(addr));
+	ck_assert_str_eq(addr, "2001:db8::2");
+	s3 = read_query(&srv, addr, sizeof(addr));
+	ck_assert_str_eq(addr, "192.0.2.3");
+
+	/* the second lookup ends first */
+	send_answer(&srv, s2, "two.example");
+	resolve_client_io(&rc, POLLIN);
+	ck_assert_int_eq(told[2].heard, 1);
+	ck_assert_str_eq(told[2].name, "two.example");
+	ck_assert_int_eq(told[1].heard, 0);
+
+	/* the third one's owner went away: its answer is taken, unheard */
+	resolve_client_forget(&rc, 3);
+	send_answer(&srv, s3, "three.example");
+	send_answer(&srv, s1, "");
+	resolve_client_io(&rc, POLLIN);
+	ck_assert_int_eq(told[1].heard, 1);
+	ck_assert_str_eq(told[1].name, "");
+	ck_assert_int_eq(told[3].heard, 0);
+	ck_assert_int_ge(resolve_client_fd(&rc), 0);
+	ck_assert_int_eq(resolve_client_deadline(&rc), 0);
+
+	channel_free(&srv);
+	resolve_client_close(&rc);
+	close(lfd);
+	unlink(sock_path);
+}
+END_TEST
+
+/* An answer that is not a host name, or nobody's, is ferry-resolve
+ * lying: the connection goes and everything waiting is unknown. */
+static void
+lie(const char *name, int wrong_seq)
+{
+	struct resolve_client rc;
+	struct channel srv;
+	char addr[64];
+	uint32_t s1;
+	int lfd = listen_unix();
+
+	resolve_client_init(&rc, sock_path, 2, on_name, NULL);
+	ck_assert_int_eq(resolve_ask(&rc, 1, "192.0.2.1"), 1);
+	ck_assert_int_eq(resolve_ask(&rc, 2, "192.0.2.2"), 1);
+	accept_worker(lfd, &srv);
+	s1 = read_query(&srv, addr, sizeof(addr));
+	send_answer(&srv, wrong_seq ? s1 + 100 : s1, name);
+	resolve_client_io(&rc, POLLIN);
+	ck_assert_int_lt(resolve_client_fd(&rc), 0);
+	ck_assert_int_eq(told[1].heard, 1);
+	ck_assert_str_eq(told[1].name, "");
+	ck_assert_int_eq(told[2].heard, 1);
+	ck_assert_str_eq(told[2].name, "");
+	ck_assert_int_eq(resolve_client_deadline(&rc), 0);
+	/* and for a while nothing is asked: unknown at once */
+	ck_assert_int_eq(resolve_ask(&rc, 3, "192.0.2.3"), 0);
+
+	channel_free(&srv);
+	resolve_client_close(&rc);
+	close(lfd);
+	unlink(sock_path);
+}
+
+START_TEST(test_name_with_line_break_is_a_lie)
+{
+	lie("evil.example\r\nX-Injected: yes", 0);
+}
+END_TEST
+
+START_TEST(test_name_with_brackets_is_a_lie)
+{
+	lie("evil.example [192.0.2.9]", 0);
+}
+END_TEST
+
+START_TEST(test_numeric_name_is_a_lie)
+{
+	lie("192.0.2.9", 0);
+}
+END_TEST
+
+START_TEST(test_answer_nobody_asked_for)
+{
+	lie("fine.example", 1);
+}
+END_TEST
+
+START_TEST(test_deadline_unknown)
+{
+	struct resolve_client rc;
+	int lfd = listen_unix();
+	int64_t d;
+
+	resolve_client_init(&rc, sock_path, 1, on_name, NULL);
+	ck_assert_int_eq(resolve_ask(&rc, 4, "192.0.2.4"), 1);
+	d = resolve_client_deadline(&rc);
+	ck_assert_int_gt(d, 0);
+	resolve_client_tick(&rc, d - 1);
+	ck_assert_int_eq(told[4].heard, 0);
+	resolve_client_tick(&rc, d);
+	ck_assert_int_eq(told[4].heard, 1);
+	ck_assert_str_eq(told[4].name, "");
+	ck_assert_int_lt(resolve_client_fd(&rc), 0);
+	resolve_client_close(&rc);
+	close(lfd);
+	unlink(sock_path);
+}
+END_TEST
+
+START_TEST(test_unreachable_or_off)
+{
+	struct resolve_client rc;
+
+	memset(told, 0, sizeof(told));
+	resolve_client_init(&rc, NULL, 2, on_name, NULL);
+	ck_assert_int_eq(resolve_ask(&rc, 1, "192.0.2.1"), 0);
+	ck_assert_int_lt(resolve_client_fd(&rc), 0);
+	resolve_client_close(&rc);
+
+	resolve_client_init(&rc, "/nonexistent/resolve.sock", 2, on_name,
+	    NULL);
+	ck_assert_int_eq(resolve_ask(&rc, 1, "192.0.2.1"), 0);
+	ck_assert_int_eq(told[1].heard, 0);
+	ck_assert_int_eq(resolve_client_deadline(&rc), 0);
+	resolve_client_close(&rc);
+}
+END_TEST
+
+static Suite *
+resolve_client_suite(void)
+{
+	Suite *s = suite_create("resolve_client");
+	TCase *tc = tcase_create("answers");
+
+	tcase_add_test(tc, test_answers_in_any_order);
+	tcase_add_test(tc, test_name_with_line_break_is_a_lie);
+	tcase_add_test(tc, test_name_with_brackets_is_a_lie);
+	tcase_add_test(tc, test_numeric_name_is_a_lie);
+	tcase_add_test(tc, test_answer_nobody_asked_for);
+	tcase_add_test(tc, test_deadline_unknown);
+	tcase_add_test(tc, test_unreachable_or_off);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(resolve_client_suite());
+	int failed;
+
+	signal(SIGPIPE, SIG_IGN);
+	log_init("check_resolve_client", LOG_TO_STDERR, 0);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? 0 : 1;
+}
