@@ -252,13 +252,6 @@ const struct route_config *config_route_for(const struct ferry_config *cfg,
  * then the longest ".domain"), then the first in the file. */
 const struct route_config *config_route_select(const struct ferry_config *cfg,
     const char *sender, const char *domain);
-/* Whether addr matches one of the patterns of a senders or allowed_from
- * list: "a@example.com" (the address), "@example.com" (any address at
- * that domain), ".example.com" (any address at a subdomain of it); case
- * is ignored.  The rank of the best match: 0 none, 1 ".domain" (plus its
- * length), ... higher is more specific. */
-size_t config_sender_match(char *const *patterns, size_t n,
-    const char *addr);
 const char *tls_policy_name(enum tls_policy p);
 
 /* Reads a whole file into a NUL-terminated buffer (at most maxlen bytes);

@@ -27,7 +27,7 @@ size_t from_rewrite_header_end(const char *msg, size_t len);
 /* Rewrites hdr[0..len) (a header block, with or without its empty line)
  * so that every From field whose addresses are not all allowed - equal
  * to account, or matching one of allowed[0..nallowed) as
- * config_sender_match() says - becomes "From: <account>" (with the
+ * address_pattern_rank() says - becomes "From: <account>" (with the
  * original display name kept when the field held one mailbox in angle
  * brackets); when the block has no Reply-To field, the first replaced
  * field's value goes, byte for byte, into a Reply-To field right after
@@ -35,7 +35,7 @@ size_t from_rewrite_header_end(const char *msg, size_t len);
  * as one; the new lines end as the replaced field's last line did (CRLF
  * or LF).  Every other byte is kept.  Returns 1 with out->buf set when
  * something was replaced, 0 when the block is left as it is (out->buf
- * NULL). */
+ * NULL; also out of memory). */
 int from_rewrite_header(const char *hdr, size_t len, const char *account,
     char *const *allowed, size_t nallowed, struct from_rewrite_out *out);
 

@@ -14,7 +14,8 @@
  * Security stance: the header is network input.  Every scan is bounded
  * by the buffer's length, nothing is NUL-terminated but what we build,
  * and a header the parser cannot make sense of yields no address, which
- * is not allowed: the From is replaced, never trusted.
+ * is not allowed: the From is replaced, never trusted.  It allocates
+ * only the result and, out of memory, leaves the header as it was.
  */
 #include "autoconfig.h"
 
@@ -23,9 +24,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "config.h"
+#include "address_pattern.h"
 #include "from_rewrite.h"
-#include "util.h"
 
 #define MAX_MAILBOXES 64
 #define ADDR_MAX 320
@@ -33,15 +33,26 @@
 struct growbuf {
 	char *p;
 	size_t len, cap;
+	int failed;               /* out of memory: the result is dropped */
 };
 
 static void
 put(struct growbuf *b, const char *s, size_t n)
 {
+	if (b->failed)
+		return;
 	if (b->len + n + 1 > b->cap) {
-		while (b->len + n + 1 > b->cap)
-			b->cap = b->cap ? b->cap * 2 : 1024;
-		b->p = xrealloc(b->p, b->cap);
+		size_t cap = b->cap ? b->cap : 1024;
+		char *p;
+
+		while (b->len + n + 1 > cap)
+			cap *= 2;
+		if ((p = realloc(b->p, cap)) == NULL) {
+			b->failed = 1;
+			return;
+		}
+		b->p = p;
+		b->cap = cap;
 	}
 	memcpy(b->p + b->len, s, n);
 	b->len += n;
@@ -89,7 +100,7 @@ mailbox_done(struct mailboxes *m, char *plain, size_t *plen, char *angle,
 	const char *a = *has_angle ? angle : plain;
 
 	if (a[0] != '\0' && m->n < MAX_MAILBOXES)
-		ferry_strlcpy(m->addr[m->n++], a, ADDR_MAX);
+		snprintf(m->addr[m->n++], ADDR_MAX, "%s", a);
 	else if (a[0] != '\0')
 		m->n++;   /* counted: more than we keep is not allowed */
 	plain[0] = '\0';
@@ -194,7 +205,7 @@ address_allowed(const char *addr, const char *account,
 {
 	if (strcasecmp(addr, account) == 0)
 		return 1;
-	return config_sender_match(allowed, nallowed, addr) > 0;
+	return address_pattern_rank(allowed, nallowed, addr) > 0;
 }
 
 static int
@@ -272,7 +283,7 @@ int
 from_rewrite_header(const char *hdr, size_t len, const char *account,
     char *const *allowed, size_t nallowed, struct from_rewrite_out *out)
 {
-	struct growbuf b = { NULL, 0, 0 };
+	struct growbuf b = { NULL, 0, 0, 0 };
 	struct field f;
 	size_t off, copied = 0;
 	int has_reply_to = 0, rewrote = 0;
@@ -326,15 +337,15 @@ from_rewrite_header(const char *hdr, size_t len, const char *account,
 			    ol ? "," : "", m.addr[i]);
 		}
 		if (m.n == 0 && out->old[0] == '\0')
-			ferry_strlcpy(out->old, "(no address)",
-			    sizeof(out->old));
+			snprintf(out->old, sizeof(out->old), "(no address)");
 		rewrote = 1;
 	}
-	if (!rewrote) {
+	if (rewrote)
+		put(&b, hdr + copied, len - copied);
+	if (!rewrote || b.failed) {
 		free(b.p);
 		return 0;
 	}
-	put(&b, hdr + copied, len - copied);
 	out->buf = b.p;
 	out->len = b.len;
 	return 1;

@@ -26,6 +26,7 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 
+#include "address_pattern.h"
 #include "config.h"
 #include "dkim.h"
 #include "util.h"
@@ -1301,35 +1302,6 @@ domain_eq(const char *a, const char *b)
 	return strcasecmp(a, b) == 0;
 }
 
-size_t
-config_sender_match(char *const *patterns, size_t n, const char *addr)
-{
-	const char *at = strrchr(addr, '@');
-	const char *dom = at != NULL ? at + 1 : "";
-	size_t i, best = 0, dlen = strlen(dom);
-
-	if (at == NULL || at == addr)
-		return 0;   /* the null sender, or no domain: no match */
-	for (i = 0; i < n; i++) {
-		const char *p = patterns[i];
-		size_t plen = strlen(p), rank = 0;
-
-		if (p[0] == '.') {
-			/* a subdomain; the longer suffix is the better */
-			if (dlen > plen && domain_eq(dom + dlen - plen, p))
-				rank = 1 + plen;
-		} else if (p[0] == '@') {
-			if (domain_eq(dom, p + 1))
-				rank = (size_t)1 << 20;
-		} else if (strcasecmp(p, addr) == 0) {
-			rank = (size_t)1 << 21;
-		}
-		if (rank > best)
-			best = rank;
-	}
-	return best;
-}
-
 /* How well a route's domains match domain: 0 none, 1 "*", 2 + the length
  * of the best ".suffix", DOMAIN_EXACT for the domain itself. */
 #define DOMAIN_EXACT ((size_t)1 << 20)
@@ -1367,7 +1339,7 @@ config_route_select(const struct ferry_config *c, const char *sender,
 		size_t d = domain_rank(r, domain), s = 0, tier;
 
 		if (r->nsenders > 0) {
-			s = config_sender_match(r->senders, r->nsenders,
+			s = address_pattern_rank(r->senders, r->nsenders,
 			    sender);
 			if (s == 0)
 				continue;

@@ -11,7 +11,6 @@
  */
 #include "fuzz.h"
 
-#include "config.h"
 #include "from_rewrite.h"
 
 static char *allowed[] = { "@allowed.test", "boss@corp.test" };
