@@ -18,6 +18,8 @@
 
 enum listener_tls { LTLS_NONE = 0, LTLS_STARTTLS, LTLS_IMPLICIT };
 enum client_cert_mode { CCERT_NONE = 0, CCERT_OPTIONAL, CCERT_REQUIRE };
+/* The PROXY protocol header a listener requires (proxy_header.h). */
+enum listener_proxy { LPROXY_NONE = 0, LPROXY_V1, LPROXY_V2 };
 
 struct listener_config {
 	char *name;        /* the section title, shown in logs */
@@ -38,6 +40,12 @@ struct listener_config {
 	                                relay: "CN=name" or a SHA-256
 	                                fingerprint "sha256:hex" */
 	size_t nrelay_cert_subjects;
+	enum listener_proxy proxy;   /* a PROXY header before SMTP (and
+	                                before the TLS handshake) */
+	struct cidr *proxy_networks; /* the balancers it is taken from; any
+	                                other client is closed */
+	size_t nproxy_networks;
+	int proxy_timeout;           /* seconds for the whole header */
 };
 
 enum tls_policy { TLS_NONE = 0, TLS_MAY, TLS_ENCRYPT, TLS_VERIFY };
@@ -175,6 +183,11 @@ struct ferry_config {
 	/* queue { min_free }: below it intake is refused */
 	int64_t min_free_bytes;
 	int min_free_percent;      /* of the filesystem; -1: use the bytes */
+	/* queue { warn_age, warn_stall, notify }: the stall warning
+	 * (stall.h); seconds, 0 = off; notify "" = log and metric only */
+	int64_t warn_age;
+	int64_t warn_stall;
+	char *stall_notify;
 	/* history { retention }: seconds a message that left the queue is
 	 * kept in the delivery history; 0 = keep none */
 	int64_t history_retention;

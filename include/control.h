@@ -19,8 +19,10 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "control_proto.h"
+#include "scheduler.h"
 #include "store.h"
 
+struct anvil_figures;
 struct ferry_config;
 
 /* What the runner lends the control code for one request. */
@@ -73,6 +75,11 @@ struct control_ctx {
 	int draining;
 	int (*drain)(void *arg, int on, char *err, size_t errlen);
 	void *drain_arg;
+	/* per route since the runner started, for "status"; NULL: none */
+	const struct sched_metrics *deliveries;
+	const struct anvil_figures *anvil;   /* NULL: the master said none */
+	int stall_known;                     /* the stall warning (stall.h) */
+	unsigned stall_reasons;              /* STALL_* bits */
 };
 
 /* Serves one accepted connection to the end (bounded by a short deadline)

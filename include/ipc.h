@@ -94,6 +94,11 @@ enum ipc_type {
 	 * when the new configuration has DKIM keys */
 	IMSG_NOTE_DKIM_KEYS,     /* no fields; a memfd with the keys' PEM,
 	                          * in configuration order, rides along */
+	/* ferry-anvil -> master over FD_ANVIL_NOTES, then master -> queue
+	 * runner over FD_POOL: anvil's figures for "ferryctl status"
+	 * (anvil_figures.h) */
+	IMSG_NOTE_ANVIL_COUNTS,  /* u32 connections, u32 clients */
+	IMSG_NOTE_ANVIL,         /* struct anvil_figures */
 	IMSG_TYPE_MAX
 };
 

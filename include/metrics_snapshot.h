@@ -29,6 +29,8 @@ struct metrics_snapshot {
 	double oldest_age;                /* seconds; -1 when empty */
 	int agents_total, agents_busy;
 	int workers_total, workers_busy;  /* -1 when unknown */
+	int stall_known;                  /* stall_reasons is valid */
+	unsigned stall_reasons;           /* STALL_* bits (stall.h) */
 	int store_state;                  /* QUEUE_STATE_* */
 	int store_open;
 	int ready;

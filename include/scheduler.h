@@ -59,9 +59,15 @@ void scheduler_counts(struct scheduler *s, int *agents, int *busy);
  * arrival to a final result (sent, bounced, expired). */
 #define SCHED_METRIC_ROUTES 32
 #define SCHED_METRIC_STATUSES 5
+#define SCHED_ERROR_MAX 512
 struct sched_route_count {
 	char route[64];
 	uint64_t by_status[SCHED_METRIC_STATUSES];
+	/* for ferryctl status: the last recipient that was not delivered
+	 * (its reply, when; 0: none yet) and the last one sent */
+	char last_error[SCHED_ERROR_MAX];
+	double last_error_at;
+	double last_sent_at;
 };
 struct sched_metrics {
 	struct sched_route_count routes[SCHED_METRIC_ROUTES + 1];
@@ -69,6 +75,7 @@ struct sched_metrics {
 	uint64_t tls_out[TLSV_COUNT];
 	size_t nroutes;
 	struct histogram delivery_seconds;
+	double last_delivered;    /* the last recipient sent; 0: none */
 };
 const struct sched_metrics *scheduler_metrics(const struct scheduler *s);
 

@@ -326,6 +326,12 @@ struct store_queue_stats {
 	double oldest_received_at;      /* -1 when the queue is empty */
 };
 int store_admin_stats(struct store *st, struct store_queue_stats *qs);
+/* What the stall warning looks at every second, from index seeks alone
+ * (store_admin_stats counts, which grows with the queue): the oldest
+ * message's arrival, active or held (-1: the queue is empty), and
+ * whether a recipient of an active message is pending. */
+int store_stall_figures(struct store *st, double *oldest_received_at,
+    int *any_pending);
 
 /* --- delivery history (messages that left the queue) ------------------ */
 

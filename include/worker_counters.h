@@ -28,6 +28,8 @@ enum wc_conn {
 	WC_CONN_ACCEPTED,          /* a session started */
 	WC_CONN_REFUSED_LIMIT,     /* anvil refused it: 421, no session */
 	WC_CONN_TLS_FAILED,        /* its TLS handshake failed */
+	WC_CONN_PROXY_REFUSED,     /* not from the listener's proxy_networks */
+	WC_CONN_PROXY_FAILED,      /* its PROXY header bad, short or late */
 	WC_CONN_MAX
 };
 

@@ -32,13 +32,16 @@
 #include <unistd.h>
 #include <sys/socket.h>
 
+#include "anvil_figures.h"
 #include "channel.h"
 #include "config.h"
 #include "control.h"
 #include "control_proto.h"
 #include "json_bytes.h"
 #include "log.h"
+#include "lifecycle.h"
 #include "smtp_parse.h"
+#include "stall.h"
 #include "store.h"
 #include "util.h"
 
@@ -236,6 +239,61 @@ committed(struct control_ctx *ctx, struct answer *a, const char *op,
 
 /* --- commands -------------------------------------------------------------- */
 
+/* "routes" of status: each route's recipients' results since the runner
+ * started, its last delivery and its last error (the reply and when). */
+static void
+put_routes(json_t *doc, const struct sched_metrics *d)
+{
+	json_t *routes = put(doc, "routes", new_array());
+	size_t i, n;
+
+	if (d == NULL)
+		return;
+	n = d->routes[SCHED_METRIC_ROUTES].route[0] != '\0' ?
+	    SCHED_METRIC_ROUTES + 1 : d->nroutes;
+	for (i = 0; i < n; i++) {
+		const struct sched_route_count *rc = &d->routes[i];
+		json_t *o;
+
+		if (rc->route[0] == '\0')
+			continue;
+		o = new_object();
+		push(routes, o);
+		put_str(o, "route", rc->route);
+		put_int(o, "sent", (int64_t)rc->by_status[STATUS_SENT]);
+		put_int(o, "deferred", (int64_t)rc->by_status[STATUS_DEFERRED]);
+		put_int(o, "bounced", (int64_t)rc->by_status[STATUS_BOUNCED]);
+		put_int(o, "expired", (int64_t)rc->by_status[STATUS_EXPIRED]);
+		put_double_opt(o, "last_sent_at", rc->last_sent_at > 0 ?
+		    rc->last_sent_at : -1);
+		put_str(o, "last_error", rc->last_error);
+		put_double_opt(o, "last_error_at", rc->last_error_at > 0 ?
+		    rc->last_error_at : -1);
+	}
+}
+
+/* "anvil" of status: what the master told of ferry-anvil, or null. */
+static void
+put_anvil(json_t *doc, const struct anvil_figures *f)
+{
+	json_t *o, *hits;
+	size_t i;
+
+	if (f == NULL) {
+		put(doc, "anvil", json_null());
+		return;
+	}
+	o = put(doc, "anvil", new_object());
+	put_bool(o, "running", f->running);
+	put_bool(o, "stress", f->stress);
+	put_int(o, "stress_entered", (int64_t)f->stress_entered);
+	put_int(o, "connections", f->connections);
+	put_int(o, "clients", f->clients);
+	hits = put(o, "limit_hits", new_object());
+	for (i = 0; i < ANVIL_HIT_MAX; i++)
+		put_int(hits, anvil_hit_names[i], (int64_t)f->hits[i]);
+}
+
 static void
 cmd_status(struct control_ctx *ctx, const char *qid, struct answer *a)
 {
@@ -285,6 +343,16 @@ cmd_status(struct control_ctx *ctx, const char *qid, struct answer *a)
 	    (int64_t)ctx->free_bytes : -1);
 	put_int_opt(o, "min_free_bytes", ctx->space_known ?
 	    (int64_t)ctx->min_free_bytes : -1);
+	put_routes(doc, ctx->deliveries);
+	put_anvil(doc, ctx->anvil);
+	o = put(doc, "stall", new_object());
+	put_bool(o, "known", ctx->stall_known);
+	put_bool(o, "age", (ctx->stall_reasons & STALL_AGE) != 0);
+	put_bool(o, "stall", (ctx->stall_reasons & STALL_STALL) != 0);
+	if (ctx->cfg != NULL) {
+		put_int(o, "warn_age", ctx->cfg->warn_age);
+		put_int(o, "warn_stall", ctx->cfg->warn_stall);
+	}
 	put_double_opt(doc, "now", now_wall());
 }
 

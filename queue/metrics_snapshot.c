@@ -8,6 +8,7 @@
 
 #include "lifecycle.h"
 #include "metrics_snapshot.h"
+#include "stall.h"
 #include "store_health.h"
 
 static void
@@ -91,6 +92,16 @@ metrics_snapshot_write(struct mtext *t, const struct metrics_snapshot *m)
 		gauge(t, "ferry_queue_oldest_message_age_seconds", "Age of the "
 		    "oldest queued message (0 when the queue is empty).",
 		    m->oldest_age < 0 ? 0 : m->oldest_age);
+	}
+	if (m->stall_known) {
+		mtext_family(t, "ferry_queue_stalled", "gauge", "1 while the "
+		    "queue is stalled for the reason: the oldest message older "
+		    "than queue.warn_age (age), nothing delivered for "
+		    "queue.warn_stall while mail waits (stall).");
+		mtext_printf(t, "ferry_queue_stalled{reason=\"age\"} %d\n"
+		    "ferry_queue_stalled{reason=\"stall\"} %d\n",
+		    (m->stall_reasons & STALL_AGE) ? 1 : 0,
+		    (m->stall_reasons & STALL_STALL) ? 1 : 0);
 	}
 	gauge(t, "ferry_agents", "Delivery agents connected to the runner.",
 	    m->agents_total);

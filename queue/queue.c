@@ -26,7 +26,8 @@
  *   connection is written one snapshot of the in-memory counters
  *   (metrics_snapshot.c) without waiting - nothing is read from it, so
  *   the peer can neither hold nor steer the runner - and closed;
- * - the master's notes: the worker pool's counts for ferryctl, a new
+ * - the master's notes: the worker pool's and anvil's counts for
+ *   ferryctl (anvil_figures.h), a new
  *   configuration after SIGHUP (spool and users stay as they were) and
  *   its generation, and the watchdog's NOTE_PING, answered at once with
  *   a NOTE_PONG: the answer says this event loop is turning; back to the
@@ -34,6 +35,10 @@
  *   master starts them when mail is due).  ferryctl drain and undrain
  *   are passed on to the master (NOTE_DRAIN), which holds that state
  *   and notes it back (NOTE_DRAINING) for ferryctl status.
+ * Once a second it also looks whether the queue is stalled (stall.h:
+ * queue { warn_age, warn_stall }): a warning logged when it begins and
+ * hourly while it lasts, ferry_queue_stalled in the metrics, and with
+ * queue { notify } a report queued as a message of its own.
  * SIGUSR1 stops dispatching (ferry is stopping); SIGTERM ends the loop
  * after a last commit.
  *
@@ -70,6 +75,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include "anvil_figures.h"
 #include "channel.h"
 #include "child.h"
 #include "config.h"
@@ -82,6 +88,8 @@
 #include "procfd.h"
 #include "queue.h"
 #include "scheduler.h"
+#include "stall.h"
+#include "stall_queue.h"
 #include "store.h"
 #include "store_health.h"
 #include "util.h"
@@ -95,6 +103,7 @@
 #define VACUUM_PAUSE_MS 10   /* idle time between two vacuum steps */
 #define HISTORY_PRUNE_MS 1000      /* how often expired history is looked for */
 #define HISTORY_PRUNE_AGAIN_MS 20  /* the next batch, when one was full */
+#define STALL_CHECK_MS 1000  /* how often the stall warning looks */
 
 static volatile sig_atomic_t runner_stop;
 static volatile sig_atomic_t runner_no_dispatch;  /* ferry is stopping */
@@ -151,6 +160,13 @@ struct runner {
 	/* why the store is closed (st NULL): one line naming the file */
 	char store_trouble[2048];
 	int64_t next_prune_ms;    /* when expired history is looked for */
+	/* the stall warning (stall.h) */
+	struct stall_state stall;
+	unsigned stall_reasons;       /* STALL_* bits, as last decided */
+	int stall_known;
+	int64_t next_stall_ms;
+	struct anvil_figures anvil;   /* the master's last word on anvil */
+	int have_anvil;
 };
 
 /* What the workers are told: the store's health, or failing while the
@@ -463,6 +479,7 @@ static const struct channel_rule master_may_send[] = {
 	{ IMSG_NOTE_GENERATION, 0 },
 	{ IMSG_NOTE_DRAINING, 0 },
 	{ IMSG_NOTE_DKIM_KEYS, CHANNEL_RULE_FD },
+	{ IMSG_NOTE_ANVIL, 0 },
 	{ 0, 0 }
 };
 
@@ -511,6 +528,13 @@ read_master_notes(struct runner *r)
 					return;
 				}
 				r->draining = on;
+			} else if (in.type == IMSG_NOTE_ANVIL) {
+				if (anvil_figures_take(&in, &r->anvil) < 0) {
+					channel_violation(&r->notes,
+					    "malformed NOTE_ANVIL");
+					return;
+				}
+				r->have_anvil = 1;
 			} else if (in.type == IMSG_NOTE_GENERATION) {
 				if (ipc_get_u32(&in, &r->generation) < 0 ||
 				    ipc_end(&in) < 0) {
@@ -785,7 +809,26 @@ serve_control(struct runner *r)
 		ctx.min_free_bytes = r->health.min_free_bytes;
 		ctx.outcomes_unsaved = r->sched != NULL ?
 		    scheduler_unsaved(r->sched) : 0;
+		ctx.deliveries = r->sched != NULL ?
+		    scheduler_metrics(r->sched) : NULL;
+		ctx.anvil = r->have_anvil ? &r->anvil : NULL;
+		ctx.stall_known = r->stall_known;
+		ctx.stall_reasons = r->stall_reasons;
 		control_serve(fd, &ctx);
+	}
+}
+
+/* The queue's counts by state, read again when older than
+ * METRICS_QUEUE_COUNT_MS (one cheap query a second at most). */
+static void
+refresh_queue_counts(struct runner *r, int64_t now)
+{
+	if (r->st != NULL && !r->health.failing &&
+	    (!r->queue_counts_ok ||
+	    now - r->queue_counts_at_ms >= METRICS_QUEUE_COUNT_MS)) {
+		r->queue_counts_ok = store_admin_stats(r->st,
+		    &r->queue_counts) == 0;
+		r->queue_counts_at_ms = now;
 	}
 }
 
@@ -820,13 +863,7 @@ serve_metrics(struct runner *r)
 		ms.workers_total = r->have_pool ? (int)r->pool_workers : -1;
 		ms.workers_busy = r->have_pool ? (int)r->pool_busy : -1;
 		/* one cheap query a second at most, never per scrape */
-		if (r->st != NULL && !r->health.failing &&
-		    (!r->queue_counts_ok ||
-		    now - r->queue_counts_at_ms >= METRICS_QUEUE_COUNT_MS)) {
-			r->queue_counts_ok = store_admin_stats(r->st,
-			    &r->queue_counts) == 0;
-			r->queue_counts_at_ms = now;
-		}
+		refresh_queue_counts(r, now);
 		if (r->st != NULL && r->queue_counts_ok) {
 			ms.queue_known = 1;
 			ms.queue_active = r->queue_counts.active;
@@ -836,6 +873,8 @@ serve_metrics(struct runner *r)
 			    -1 : now_wall() -
 			    r->queue_counts.oldest_received_at;
 		}
+		ms.stall_known = r->stall_known;
+		ms.stall_reasons = r->stall_reasons;
 		ms.ready = r->st != NULL &&
 		    ms.store_state == QUEUE_STATE_OK &&
 		    !runner_no_dispatch && r->have_pool &&
@@ -912,6 +951,101 @@ prune_history(struct runner *r)
 		    store_errmsg(r->st));
 	r->next_prune_ms = now + (n == STORE_HISTORY_PRUNE_BATCH ?
 	    HISTORY_PRUNE_AGAIN_MS : HISTORY_PRUNE_MS);
+}
+
+/* Queues the stall report to queue { notify } in the open transaction;
+ * a store error loses the transaction like any failed write. */
+static void
+send_stall_report(struct runner *r, const struct stall_input *in,
+    const char *what)
+{
+	struct stall_report_input ri;
+	uint8_t *report = NULL;
+	size_t len = 0;
+	char qid[QID_LEN + 1];
+
+	memset(&ri, 0, sizeof(ri));
+	ri.hostname = r->cfg->hostname;
+	ri.rcpt = r->cfg->stall_notify;
+	ri.what = what;
+	ri.in = in;
+	ri.messages = r->queue_counts.active + r->queue_counts.hold;
+	ri.now = (time_t)in->now;
+	random_bytes(ri.random, sizeof(ri.random));
+	stall_report(&ri, &report, &len);
+	if (store_begin(r->st) < 0 ||
+	    stall_queue_report(r->st, r->cfg, report, len, qid) < 0) {
+		log_error("queue: cannot queue the stall report to <%s>: %s",
+		    r->cfg->stall_notify, store_errmsg(r->st));
+		store_failed(r, store_errmsg(r->st));
+	} else {
+		log_info("queue: stall report to <%s> queued as %s",
+		    r->cfg->stall_notify, qid);
+		scheduler_wake(r->sched);
+	}
+	free(report);
+}
+
+/* The stall warning, once a second: the decision is stall.c's; the
+ * warning, its end, the metric and the report are written here. */
+static void
+check_stall(struct runner *r)
+{
+	const struct sched_metrics *sm = scheduler_metrics(r->sched);
+	struct stall_policy p;
+	struct stall_input in;
+	struct stall_verdict v;
+	int64_t now = now_ms();
+	char what[600], last[64];
+	int pending = 0;
+
+	if (now < r->next_stall_ms || r->health.failing)
+		return;
+	r->next_stall_ms = now + STALL_CHECK_MS;
+	p.warn_age = r->cfg->warn_age;
+	p.warn_stall = r->cfg->warn_stall;
+	p.notify = r->cfg->stall_notify[0] != '\0';
+	memset(&in, 0, sizeof(in));
+	in.oldest_received_at = -1;
+	/* two index seeks a second; the counts only for the log lines */
+	if ((p.warn_age > 0 || p.warn_stall > 0) &&
+	    store_stall_figures(r->st, &in.oldest_received_at, &pending) < 0) {
+		log_debug("queue: stall check: %s", store_errmsg(r->st));
+		return;
+	}
+	in.now = now_wall();
+	in.rcpts_pending = pending;
+	in.last_delivered = sm->last_delivered > 0 ? sm->last_delivered : -1;
+	in.paused = r->cfg->delivery_paused;
+	v = stall_decide(&r->stall, &p, &in);
+	r->stall_reasons = v.reasons;
+	r->stall_known = 1;
+	if (v.warn || v.cleared) {
+		r->queue_counts_ok = store_admin_stats(r->st,
+		    &r->queue_counts) == 0;
+		r->queue_counts_at_ms = now;
+		if (!r->queue_counts_ok)
+			memset(&r->queue_counts, 0, sizeof(r->queue_counts));
+		in.rcpts_pending = r->queue_counts.rcpts_pending;
+	}
+	if (v.cleared)
+		log_info("queue: no longer stalled (%lld message(s) queued, "
+		    "%lld recipient(s) waiting)", (long long)
+		    (r->queue_counts.active + r->queue_counts.hold),
+		    (long long)r->queue_counts.rcpts_pending);
+	if (!v.warn)
+		return;
+	stall_describe(what, sizeof(what), &v, &p, &in);
+	if (in.last_delivered > 0)
+		rfc5322_date(last, sizeof(last), (time_t)in.last_delivered);
+	else
+		ferry_strlcpy(last, "none since start", sizeof(last));
+	log_warn("queue: stalled: %s; last delivery: %s; %lld message(s) "
+	    "queued, %lld recipient(s) waiting", what, last, (long long)
+	    (r->queue_counts.active + r->queue_counts.hold),
+	    (long long)r->queue_counts.rcpts_pending);
+	if (v.notify)
+		send_stall_report(r, &in, what);
 }
 
 static void
@@ -1002,6 +1136,7 @@ run_loop(struct runner *r)
 		group_commit(r);
 		check_space(r, 0);
 		store_health_tick(&r->health, now_ms());
+		check_stall(r);
 		if (may_dispatch(r))
 			scheduler_run(r->sched);
 		prune_history(r);
@@ -1110,6 +1245,7 @@ queue(const struct child_args *a)
 	    CHANNEL_RECORDS | CHANNEL_FATAL);
 	r.notes.wmax = 4096;
 	r.agents_told = UINT32_MAX;   /* the master hears from us first */
+	stall_init(&r.stall);
 	r.conns = xcalloc(MAX_CONNS, sizeof(*r.conns));
 	check_space(&r, 1);
 	announce_state(&r);

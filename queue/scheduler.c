@@ -154,7 +154,7 @@ static const double delivery_bounds[] = { 0.05, 0.1, 0.25, 0.5, 1, 2.5,
 /* Counts one recorded result of a recipient of job. */
 static void
 count_result(struct scheduler *s, const struct sched_job *job,
-    enum attempt_status status, double at)
+    enum attempt_status status, double at, const char *reply)
 {
 	struct sched_metrics *m = &s->metrics;
 	size_t i;
@@ -176,6 +176,14 @@ count_result(struct scheduler *s, const struct sched_job *job,
 		}
 	}
 	m->routes[i].by_status[status]++;
+	if (status == STATUS_SENT) {
+		m->routes[i].last_sent_at = at;
+		m->last_delivered = at;
+	} else {
+		ferry_strlcpy(m->routes[i].last_error, reply,
+		    sizeof(m->routes[i].last_error));
+		m->routes[i].last_error_at = at;
+	}
 	if (status != STATUS_DEFERRED)
 		histogram_observe(&m->delivery_seconds, at > job->received_at ?
 		    at - job->received_at : 0);
@@ -396,7 +404,7 @@ write_rcpt(struct scheduler *s, struct sched_job *job, struct job_rcpt *jr)
 	if (jr->logged)
 		return;
 	jr->logged = 1;
-	count_result(s, job, t->status, jr->at);
+	count_result(s, job, t->status, jr->at, jr->reply);
 	log_sanitize(safe_reply, sizeof(safe_reply), jr->reply,
 	    strlen(jr->reply));
 	log_sanitize(safe_addr, sizeof(safe_addr), jr->addr,
@@ -911,6 +919,9 @@ suspend(struct scheduler *s, const char *dest, const char *dsn,
 	ferry_strlcpy(job->qid, d0->qid, sizeof(job->qid));
 	job->received_at = d0->received_at;
 	job->started = now;
+	/* counted under the route it was deferred for ("mx" for MX) */
+	ferry_strlcpy(job->route, strncmp(dest, "route:", 6) == 0 ?
+	    dest + 6 : "mx", sizeof(job->route));
 	for (k = 0; k < n; k++) {
 		const struct store_due *d = &v[idx[k]];
 		struct job_rcpt *jr = &job->rcpts[k];
@@ -1004,6 +1015,15 @@ expire(struct scheduler *s, struct store_due *d, double now)
 	ferry_strlcpy(job->qid, d->qid, sizeof(job->qid));
 	job->received_at = d->received_at;
 	job->started = now;
+	{
+		/* counted under the route it would take ("mx" for MX) */
+		const char *at = strrchr(d->address, '@');
+		const struct route_config *r = config_route_select(s->cfg,
+		    d->sender, at != NULL ? at + 1 : "");
+
+		ferry_strlcpy(job->route, r != NULL ? r->name : "mx",
+		    sizeof(job->route));
+	}
 	jr->rcpt_id = d->rcpt_id;
 	jr->addr = xstrdup(d->address);
 	jr->orcpt = xstrdup(d->orcpt);

@@ -2082,6 +2082,39 @@ store_admin_stats(struct store *st, struct store_queue_stats *qs)
 	return ret;
 }
 
+int
+store_stall_figures(struct store *st, double *oldest_received_at,
+    int *any_pending)
+{
+	sqlite3_stmt *s;
+	int ret = -1;
+
+	st->err[0] = '\0';
+	*oldest_received_at = -1;
+	*any_pending = 0;
+	s = adm_prep(st,
+	    "SELECT (SELECT min(t) FROM"
+	    "  (SELECT min(received_at) AS t FROM message"
+	    "   WHERE state = 'active'"
+	    "   UNION ALL SELECT min(received_at) FROM message"
+	    "   WHERE state = 'hold')),"
+	    /* held mail is not waiting for delivery; the walk stops at
+	     * the first pending recipient of an active message */
+	    " EXISTS (SELECT 1 FROM recipient r JOIN message m"
+	    "  ON m.id = r.message_id WHERE r.state = 'pending'"
+	    "  AND r.next_attempt IS NOT NULL AND m.state = 'active')");
+	if (s == NULL)
+		return -1;
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		*oldest_received_at = adm_double(s, 0);
+		*any_pending = sqlite3_column_int(s, 1) != 0;
+		ret = 0;
+	} else
+		db_err(st, "stall figures");
+	sqlite3_finalize(s);
+	return ret;
+}
+
 /* The reply shown for a message: the latest attempt's, preferring
  * recipients still pending (why it is still here) over finished ones. */
 #define ADM_LAST_REPLY(col) \

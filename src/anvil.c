@@ -51,6 +51,7 @@
 #include <sys/socket.h>
 
 #include "anvil.h"
+#include "anvil_figures.h"
 #include "anvil_table.h"
 #include "channel.h"
 #include "child.h"
@@ -68,6 +69,7 @@
 #define MAX_USER 512
 #define EXPIRE_EVERY_MS 10000
 #define MEMORY_EVERY_MS 1000
+#define COUNTS_EVERY_MS 1000    /* the master hears the counts at most */
 #define MEMINFO_MAX 16384
 
 static volatile sig_atomic_t anvil_stop;
@@ -118,6 +120,10 @@ struct anvil_state {
 	uint64_t mem_total_kb;            /* as last read */
 	int meminfo_fd;                   /* /proc/meminfo; -1: not read */
 	int meminfo_failed_logged;
+	/* the counts as the master last heard them (ferryctl status) */
+	uint32_t told_connections, told_clients;
+	int told_counts;
+	int64_t next_counts;
 };
 
 static void
@@ -366,6 +372,28 @@ tell_master_stress(struct anvil_state *av, int on)
 		log_warn("could not tell the master about stress mode");
 }
 
+/* Tells the master the counts now when they changed, at most every
+ * COUNTS_EVERY_MS; a master that cannot take them loses only that. */
+static void
+tell_master_counts(struct anvil_state *av, int64_t now)
+{
+	uint32_t conns = (uint32_t)anvil_table_connections(av->table);
+	uint32_t clients = (uint32_t)anvil_table_entries(av->table);
+	struct ipc_out *m;
+
+	if (!av->notes_open || now < av->next_counts || (av->told_counts &&
+	    conns == av->told_connections && clients == av->told_clients))
+		return;
+	av->next_counts = now + COUNTS_EVERY_MS;
+	m = channel_begin(&av->notes, IMSG_NOTE_ANVIL_COUNTS);
+	anvil_counts_add(m, conns, clients);
+	if (channel_end(&av->notes) < 0 || channel_flush(&av->notes) < 0)
+		return;
+	av->told_counts = 1;
+	av->told_connections = conns;
+	av->told_clients = clients;
+}
+
 /* Applies the stress rule to the count now; on a change logs it and
  * tells every worker and the master. */
 static void
@@ -591,6 +619,7 @@ run_loop(struct anvil_state *av)
 		do
 			check_stress(av, now);
 		while (drop_broken(av));
+		tell_master_counts(av, now);
 		if (now >= next_expire) {
 			housekeeping(av, now);
 			next_expire = now + EXPIRE_EVERY_MS;

@@ -29,6 +29,7 @@
 #include "address_pattern.h"
 #include "config.h"
 #include "dkim.h"
+#include "smtp_parse.h"
 #include "util.h"
 
 /* Indexed by enum tls_policy. */
@@ -308,6 +309,18 @@ static const char *const listen_tls_names[] = { "none", "starttls",
     "implicit", NULL };
 static const char *const client_cert_names[] = { "none", "optional",
     "require", NULL };
+static const char *const listen_proxy_names[] = { "none", "v1", "v2",
+    NULL };
+
+static int
+validate_listen_proxy(cfg_t *cfg, cfg_opt_t *opt)
+{
+	if (pick(cfg_opt_getnstr(opt, 0), listen_proxy_names) < 0) {
+		cfg_error(cfg, "proxy_protocol must be none, v1 or v2");
+		return -1;
+	}
+	return 0;
+}
 
 static int
 validate_listen_tls(cfg_t *cfg, cfg_opt_t *opt)
@@ -479,6 +492,20 @@ validate_duration(cfg_t *cfg, cfg_opt_t *opt)
 	return 0;
 }
 
+/* queue { notify }: "" or one mailbox "local@domain". */
+static int
+validate_notify(cfg_t *cfg, cfg_opt_t *opt)
+{
+	const char *a = cfg_opt_getnstr(opt, 0);
+
+	if (a == NULL || a[0] == '\0' || (strchr(a, '@') != NULL &&
+	    smtp_check_mailbox(a, strlen(a), 1) == PARSE_OK))
+		return 0;
+	cfg_error(cfg, "notify must be \"\" or a mailbox \"local@domain\", "
+	    "not \"%s\"", a);
+	return -1;
+}
+
 static int
 validate_min_free(cfg_t *cfg, cfg_opt_t *opt)
 {
@@ -646,6 +673,7 @@ struct option_row {
 
 /* ST_WORD stores an enum through an int pointer. */
 _Static_assert(sizeof(enum listener_tls) == sizeof(int) &&
+    sizeof(enum listener_proxy) == sizeof(int) &&
     sizeof(enum client_cert_mode) == sizeof(int) &&
     sizeof(enum tls_policy) == sizeof(int), "enums are ints");
 
@@ -745,6 +773,13 @@ static const struct option_row options[] = {
 	LIST("listen", "relay_client_certs", "{}", CFGF_NONE, ST_STR_LIST,
 	    B_INSTANCE, LF(relay_cert_subjects), LF(nrelay_cert_subjects),
 	    NULL),
+	WORD("listen", "proxy_protocol", "none", B_INSTANCE, LF(proxy),
+	    listen_proxy_names, validate_listen_proxy),
+	LIST("listen", "proxy_networks", "{}", CFGF_NONE, ST_CIDR_LIST,
+	    B_INSTANCE, LF(proxy_networks), LF(nproxy_networks),
+	    validate_networks),
+	INT("listen", "proxy_timeout", 5, B_INSTANCE, LF(proxy_timeout), 1,
+	    300),
 
 	INT("workers", "min_idle", 1, B_CONFIG, CF(workers_min_idle), 0,
 	    1024),
@@ -851,6 +886,12 @@ static const struct option_row options[] = {
 	{ "queue", CFG_STR("min_free", "100M", CFGF_NONE), ST_MIN_FREE,
 	    B_CONFIG, CF(min_free_bytes), CF(min_free_percent), 0, 0, NULL,
 	    validate_min_free },
+	{ "queue", CFG_STR("warn_age", "1d", CFGF_NONE), ST_DURATION,
+	    B_CONFIG, CF(warn_age), 0, 0, 0, NULL, validate_duration },
+	{ "queue", CFG_STR("warn_stall", "30m", CFGF_NONE), ST_DURATION,
+	    B_CONFIG, CF(warn_stall), 0, 0, 0, NULL, validate_duration },
+	STR("queue", "notify", "", B_CONFIG, CF(stall_notify),
+	    validate_notify),
 
 	{ "history", CFG_STR("retention", "7d", CFGF_NONE), ST_DURATION,
 	    B_CONFIG, CF(history_retention), 0, 0, 0, NULL,
@@ -1473,6 +1514,13 @@ check_combinations(struct ferry_config *c, char *err, size_t errlen)
 		if (l->auth && c->auth_users_file[0] == '\0') {
 			snprintf(err, errlen, "%s: listen \"%s\": auth = true "
 			    "needs auth { users_file }", c->path, l->name);
+			return -1;
+		}
+		if (l->proxy != LPROXY_NONE && l->nproxy_networks == 0) {
+			snprintf(err, errlen, "%s: listen \"%s\": "
+			    "proxy_protocol = %s needs proxy_networks (the "
+			    "balancers' addresses)", c->path, l->name,
+			    listen_proxy_names[l->proxy]);
 			return -1;
 		}
 	}

@@ -574,6 +574,104 @@ render_store(const json_t *root)
 	}
 }
 
+/* Per route: results since the runner started, the last error. */
+static void
+render_routes(const json_t *root, double now)
+{
+	const json_t *routes = member(root, "routes", JSON_ARRAY);
+	size_t i;
+
+	for (i = 0; routes != NULL && i < json_array_size(routes); i++) {
+		const json_t *r = json_array_get(routes, i);
+		const json_t *err = member(r, "last_error", JSON_STRING);
+		double at = json_member_num(r, "last_error_at", -1);
+		char when[64], span[32];
+
+		printf("%-8s ", i == 0 ? "routes:" : "");
+		put_str(stdout, member(r, "route", JSON_STRING));
+		printf(": %.0f sent, %.0f deferred, %.0f bounced, %.0f "
+		    "expired\n", json_member_num(r, "sent", 0),
+		    json_member_num(r, "deferred", 0),
+		    json_member_num(r, "bounced", 0),
+		    json_member_num(r, "expired", 0));
+		if (err != NULL && json_string_length(err) > 0 && at >= 0) {
+			fmt_time(when, sizeof(when), at);
+			fmt_span(span, sizeof(span), now - at);
+			printf("           last error %s (%s ago): ", when,
+			    span);
+			put_str(stdout, err);
+			putchar('\n');
+		}
+	}
+}
+
+/* ferry-anvil: connections and clients now, stress, limits met. */
+static void
+render_anvil(const json_t *root)
+{
+	const json_t *a = member(root, "anvil", JSON_OBJECT);
+	const json_t *hits;
+	const char *sep = "";
+	void *it;
+
+	if (a == NULL)
+		return;
+	if (member(a, "running", JSON_TRUE) == NULL) {
+		printf("anvil:   not running (the workers allow everything "
+		    "meanwhile)\n");
+		return;
+	}
+	printf("anvil:   %.0f connection(s) from %.0f client(s), stress "
+	    "%s (entered %.0f time(s))\n", json_member_num(a, "connections",
+	    0), json_member_num(a, "clients", 0),
+	    member(a, "stress", JSON_TRUE) != NULL ? "on" : "off",
+	    json_member_num(a, "stress_entered", 0));
+	hits = member(a, "limit_hits", JSON_OBJECT);
+	printf("         limits met:");
+	for (it = hits != NULL ? json_object_iter((json_t *)hits) : NULL;
+	    it != NULL; it = json_object_iter_next((json_t *)hits, it)) {
+		const json_t *v = json_object_iter_value(it);
+
+		const char *key = json_object_iter_key(it);
+
+		printf("%s ", sep);
+		put_safe(stdout, key, strlen(key), 0);
+		printf(" %.0f", json_is_number(v) ? json_number_value(v) : 0);
+		sep = ",";
+	}
+	putchar('\n');
+}
+
+/* The stall warning, when the queue is stalled. */
+static void
+render_stall(const json_t *root)
+{
+	const json_t *st = member(root, "stall", JSON_OBJECT);
+	const json_t *age, *stall;
+	char span[32];
+
+	if (st == NULL)
+		return;
+	age = member(st, "age", JSON_TRUE);
+	stall = member(st, "stall", JSON_TRUE);
+	if (age == NULL && stall == NULL)
+		return;
+	printf("stalled: ");
+	if (age != NULL) {
+		fmt_span(span, sizeof(span), json_member_num(st, "warn_age",
+		    0));
+		printf("the oldest message is older than warn_age (%s)%s",
+		    span, stall != NULL ? "; " : "");
+	}
+	if (stall != NULL) {
+		fmt_span(span, sizeof(span), json_member_num(st, "warn_stall",
+		    0));
+		printf("nothing delivered for warn_stall (%s) while mail "
+		    "waits", span);
+	}
+	putchar('\n');
+}
+
 static void
 render_status(const json_t *root)
 {
@@ -620,6 +718,9 @@ render_status(const json_t *root)
 		    "start\n", json_member_num(in, "messages", 0),
 		    json_member_num(in, "commits", 0));
 	render_store(root);
+	render_anvil(root);
+	render_stall(root);
+	render_routes(root, now);
 }
 
 /* Prints one page of the list (the header before the first message);

@@ -78,6 +78,7 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 
+#include "anvil_figures.h"
 #include "auth_users.h"
 #include "channel.h"
 #include "config.h"
@@ -170,6 +171,12 @@ struct master_state {
 	int metrics_src_fd;         /* the runner's metrics socket, or -1 */
 	int metrics_own_fd;         /* the master's metrics socket, or -1 */
 	struct wc_totals worker_counts;   /* the workers' counters, added */
+	/* anvil's counts, as it last told them; what the runner was last
+	 * told of anvil (anvil_figures.h), which runner, and when */
+	uint32_t anvil_connections, anvil_clients;
+	struct anvil_figures anvil_told;
+	pid_t anvil_told_runner;
+	int64_t anvil_told_at;
 	struct backoff agent_backoff;
 
 	struct channel status;      /* workers -> master (read end) */
@@ -968,6 +975,8 @@ reap_children(struct master_state *m)
 			m->anvil_pid = 0;
 			m->worker_counts.stress_on = 0;   /* a new one
 			                                     * starts outside */
+			m->anvil_connections = 0;
+			m->anvil_clients = 0;
 			if (m->shutting_down) {
 				log_debug("anvil stopped (%s)", how);
 				continue;
@@ -1113,6 +1122,17 @@ read_anvil_notes(struct master_state *m)
 			continue;
 		if (n <= 0)
 			return;
+		if ((size_t)n <= sizeof(rec) &&
+		    ipc_frame(rec, (size_t)n, &in) == (long)n &&
+		    in.type == IMSG_NOTE_ANVIL_COUNTS) {
+			if (anvil_counts_take(&in, &m->anvil_connections,
+			    &m->anvil_clients) == 0)
+				continue;
+			log_warn("anvil sent a malformed note; restarting it");
+			if (m->anvil_pid > 0)
+				kill(m->anvil_pid, SIGKILL);
+			continue;
+		}
 		if ((size_t)n > sizeof(rec) ||
 		    ipc_frame(rec, (size_t)n, &in) != (long)n ||
 		    in.type != IMSG_NOTE_ANVIL_STRESS ||
@@ -1126,6 +1146,43 @@ read_anvil_notes(struct master_state *m)
 			m->worker_counts.stress_entered++;
 		m->worker_counts.stress_on = on;
 	}
+}
+
+/* Tells the runner anvil's figures for ferryctl status when they
+ * changed (at most once a second), and a new runner at once; like
+ * report_pool, a note still waiting goes first. */
+#define ANVIL_TELL_MS 1000
+static void
+report_anvil(struct master_state *m)
+{
+	static const enum wc_id hit_ids[ANVIL_HIT_MAX] = {
+	    WC_ANVIL_CONNECTIONS, WC_ANVIL_CLIENT_CONNECTIONS,
+	    WC_ANVIL_CONNECTION_RATE, WC_ANVIL_MESSAGE_RATE,
+	    WC_ANVIL_AUTH_LOCKOUT };
+	struct anvil_figures f;
+	int64_t now = now_ms();
+	size_t i;
+
+	if (m->runner_pid <= 0 || channel_pending(&m->to_runner) > 0)
+		return;
+	memset(&f, 0, sizeof(f));
+	f.running = m->anvil_pid > 0;
+	f.stress = m->worker_counts.stress_on != 0;
+	f.stress_entered = m->worker_counts.stress_entered;
+	f.connections = m->anvil_connections;
+	f.clients = m->anvil_clients;
+	for (i = 0; i < ANVIL_HIT_MAX; i++)
+		f.hits[i] = m->worker_counts.other[hit_ids[i]];
+	if (m->anvil_told_runner == m->runner_pid &&
+	    (memcmp(&f, &m->anvil_told, sizeof(f)) == 0 ||
+	    now - m->anvil_told_at < ANVIL_TELL_MS))
+		return;
+	anvil_figures_add(channel_begin(&m->to_runner, IMSG_NOTE_ANVIL), &f);
+	(void)channel_end(&m->to_runner);
+	(void)channel_flush(&m->to_runner);
+	m->anvil_told = f;
+	m->anvil_told_runner = m->runner_pid;
+	m->anvil_told_at = now;
 }
 
 /* ferry-metrics asks for the workers' counters. */
@@ -2143,13 +2200,24 @@ master(const struct master_args *args)
 		manage_agents(m);
 		report_pool(m, 0);
 		report_drain(m);
+		report_anvil(m);
 		(void)channel_flush(&m->to_anvil);
 		report_status(m);
 	}
-	for (i = 0; i < m->nlisteners; i++)
+	for (i = 0; i < m->nlisteners; i++) {
 		close(m->listeners[i].fd);
+		free(m->listeners[i].name);
+		free(m->listeners[i].address);
+	}
 	if (args->pid_file)
 		unlink(args->pid_file);
 	log_info("ferry stopped");
+	/* what the master held, so that a leak checker sees only leaks */
+	channel_free(&m->to_anvil);
+	channel_free(&m->status);
+	channel_free(&m->to_runner);
+	free(m->children);
+	free(m->cfg_text);
+	config_free(m->cfg);
 	return 0;
 }

@@ -30,6 +30,15 @@
  * client_name_timeout and a margin, before its session and greeting
  * start; the others are served meanwhile.
  *
+ * Behind a load balancer (listen { proxy_protocol }) a connection first
+ * waits in its slot for the PROXY header, read without blocking and
+ * without taking a byte past it (peeked, then consumed as far as the
+ * parser vouches), under its own deadline (proxy_timeout), before
+ * anvil's check and before any TLS handshake; the header's client
+ * address then replaces the peer's for anvil, the session's policy and
+ * its logs.  A connection from outside proxy_networks is closed unread;
+ * a bad, short or late header closes it: never plain SMTP instead.
+ *
  * Isolation.  Sessions of one worker share its address space.  A client
  * that took over a worker (a memory-safety bug in this code or in
  * OpenSSL) would see the sessions that worker holds at that moment -
@@ -71,6 +80,7 @@
 #include "procfd.h"
 #include "hostname.h"
 #include "resolve_client.h"
+#include "proxy_header.h"
 #include "session_timer.h"
 #include "smtp_reply.h"
 #include "smtp_session.h"
@@ -194,13 +204,20 @@ refuse_over_limit(const struct ferry_config *cfg, int result, int fd,
 #define ACCEPT_DEFER_SHORT_MS 10
 #define ACCEPT_SHORT_FOR_MS 1000
 
-/* One session slot of the worker: free, a connection waiting for
- * anvil's connect check or for its name, or a session. */
+/* One session slot of the worker: free, a connection waiting for its
+ * PROXY header, for anvil's connect check or for its name, or a
+ * session. */
 struct slot {
 	struct smtp_session *s;      /* NULL: no session (yet) */
 	char peer_addr[64];          /* what anvil counted it as */
+	int proxying;                /* accepted, reading its PROXY header */
+	uint8_t proxy_buf[PROXY_HEADER_MAX];  /* the header's bytes taken */
+	size_t proxy_len;
+	char via_addr[64];           /* the balancer, while proxying */
+	int via_port;
+	int64_t proxy_deadline;
 	int checking;                /* accepted, anvil asked: no session */
-	int fd;                      /* while checking */
+	int fd;                      /* while proxying or checking */
 	struct sockaddr_storage peer;
 	size_t listener;
 	int answered;                /* anvil answered (with answer): acted
@@ -397,6 +414,173 @@ start_session(struct worker *w, size_t k)
 	run_session(w, k, now_ms());
 }
 
+/* Slot k holds a connection whose client is known: anvil is asked about
+ * it, and the session starts when it answers. */
+static void
+ask_connect(struct worker *w, size_t k)
+{
+	struct slot *sl = &w->slots[k];
+
+	sl->checking = 1;
+	if (!anvil_ask_connect(&w->anvil, (uint32_t)k, sl->peer_addr))
+		connect_checked(w, k, ANVIL_OK);
+}
+
+/* Slot k's connection is closed before any session (outcome counted by
+ * the caller, or not at all for a health check). */
+static void
+proxy_close(struct worker *w, size_t k)
+{
+	struct slot *sl = &w->slots[k];
+
+	session_timer_cancel(&w->timer, k);
+	sl->proxying = 0;
+	close(sl->fd);
+	sl->fd = -1;
+	w->nsessions--;
+}
+
+static void
+proxy_fail(struct worker *w, size_t k, const char *why)
+{
+	struct slot *sl = &w->slots[k];
+
+	log_warn("listen \"%s\": PROXY header from %s port %d: %s; "
+	    "connection closed", w->cfg->listeners[sl->listener].name,
+	    sl->via_addr, sl->via_port, why);
+	wcount_conn(sl->listener, WC_CONN_PROXY_FAILED);
+	proxy_close(w, k);
+}
+
+/* Reads what slot k's balancer sent so far without taking a byte that
+ * is not the header's: peeked, then consumed as far as the parser says
+ * the header goes.  A complete header hands the connection on to
+ * anvil's check with the client's address in place of the balancer's. */
+static void
+proxy_read(struct worker *w, size_t k)
+{
+	struct slot *sl = &w->slots[k];
+	const struct listener_config *l = &w->cfg->listeners[sl->listener];
+	struct proxy_result res;
+	enum proxy_status st;
+	ssize_t n, got;
+	size_t want;
+	char why[160];
+
+	n = recv(sl->fd, sl->proxy_buf + sl->proxy_len,
+	    sizeof(sl->proxy_buf) - sl->proxy_len, MSG_PEEK);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK ||
+	    errno == EINTR))
+		return;
+	if (n < 0 && !(errno == ECONNRESET && sl->proxy_len == 0)) {
+		snprintf(why, sizeof(why), "read: %s", strerror(errno));
+		proxy_fail(w, k, why);
+		return;
+	}
+	if (n <= 0) {
+		if (sl->proxy_len == 0) {
+			/* a balancer's TCP check: connected, said nothing
+			 * (and may have reset rather than closed) */
+			log_debug("listen \"%s\": %s port %d closed before "
+			    "a PROXY header", l->name, sl->via_addr,
+			    sl->via_port);
+			proxy_close(w, k);
+			return;
+		}
+		snprintf(why, sizeof(why), "truncated: closed after %zu "
+		    "bytes", sl->proxy_len);
+		proxy_fail(w, k, why);
+		return;
+	}
+	st = proxy_header_parse(l->proxy == LPROXY_V1 ? 1 : 2, sl->proxy_buf,
+	    sl->proxy_len + (size_t)n, &res);
+	if (st == PROXY_ERROR) {
+		proxy_fail(w, k, res.error);
+		return;
+	}
+	/* every byte seen is the header's, or the header ends within them */
+	want = st == PROXY_NEED_MORE ? (size_t)n : res.length - sl->proxy_len;
+	got = recv(sl->fd, sl->proxy_buf + sl->proxy_len, want, 0);
+	if (got != (ssize_t)want) {
+		proxy_fail(w, k, got < 0 ? strerror(errno) :
+		    "short read of bytes peeked");
+		return;
+	}
+	sl->proxy_len += want;
+	if (st == PROXY_NEED_MORE)
+		return;
+	if (res.local) {
+		/* the balancer's own connection: a health check */
+		log_debug("listen \"%s\": PROXY v2 LOCAL from %s port %d: "
+		    "closed", l->name, sl->via_addr, sl->via_port);
+		proxy_close(w, k);
+		return;
+	}
+	if (res.has_addr) {
+		memcpy(&sl->peer, &res.src, sizeof(sl->peer));
+		sockaddr_ntop((struct sockaddr *)&sl->peer, sl->peer_addr,
+		    sizeof(sl->peer_addr));
+	}
+	log_info("listen \"%s\": PROXY v%d from %s port %d: client %s "
+	    "port %d%s", l->name, res.version, sl->via_addr, sl->via_port,
+	    sl->peer_addr, sockaddr_port((struct sockaddr *)&sl->peer),
+	    res.has_addr ? "" : " (no address in the header: the "
+	    "balancer's own)");
+	session_timer_cancel(&w->timer, k);
+	sl->proxying = 0;
+	ask_connect(w, k);
+}
+
+/* Slot k's connection came on a listener that takes a PROXY header:
+ * from a trusted balancer it waits for the header (proxy_timeout), from
+ * anyone else it is closed unread. */
+static void
+proxy_begin(struct worker *w, size_t k)
+{
+	struct slot *sl = &w->slots[k];
+	const struct listener_config *l = &w->cfg->listeners[sl->listener];
+
+	memcpy(sl->via_addr, sl->peer_addr, sizeof(sl->via_addr));
+	sl->via_port = sockaddr_port((struct sockaddr *)&sl->peer);
+	sl->proxying = 1;
+	sl->proxy_len = 0;
+	if (!cidr_match_any(l->proxy_networks, l->nproxy_networks,
+	    (struct sockaddr *)&sl->peer)) {
+		log_warn("listen \"%s\": connection from %s port %d, which "
+		    "is not in proxy_networks: closed", l->name, sl->via_addr,
+		    sl->via_port);
+		wcount_conn(sl->listener, WC_CONN_PROXY_REFUSED);
+		proxy_close(w, k);
+		return;
+	}
+	sl->proxy_deadline = now_ms() + (int64_t)l->proxy_timeout * 1000;
+	session_timer_set(&w->timer, k, sl->proxy_deadline);
+	proxy_read(w, k);
+}
+
+/* Slot k's deadline came or its socket is ready: a session runs, a
+ * connection waiting for its PROXY header reads or times out. */
+static void
+run_slot(struct worker *w, size_t k, int64_t now, short revents)
+{
+	struct slot *sl = &w->slots[k];
+	char why[80];
+
+	if (sl->proxying) {
+		if (revents != 0)
+			proxy_read(w, k);
+		if (sl->proxying && now >= sl->proxy_deadline) {
+			snprintf(why, sizeof(why), "timed out after %d s with "
+			    "%zu bytes", w->cfg->listeners[sl->listener]
+			    .proxy_timeout, sl->proxy_len);
+			proxy_fail(w, k, why);
+		}
+		return;
+	}
+	if (sl->s != NULL)
+		run_session(w, k, now);
+}
+
 /* The master's notes on FD_WORKER_NOTES (records, non-blocking): the
  * drain state.  A note that does not decode is the master lying, which
  * ends this worker; at EOF (the master is gone) the last state holds. */
@@ -463,7 +647,8 @@ take_names(struct worker *w)
 }
 
 /* Takes one connection from listener i, if one is waiting, into a free
- * slot, and asks anvil about it; the session starts when anvil answers.
+ * slot, and reads its PROXY header (when the listener takes one) or asks
+ * anvil about it; the session starts when anvil answers.
  * 1 when a connection was taken. */
 static int
 accept_one(struct worker *w, size_t i)
@@ -489,7 +674,8 @@ accept_one(struct worker *w, size_t i)
 		return 1;
 	}
 	for (k = 0; k < w->nslots && (w->slots[k].s != NULL ||
-	    w->slots[k].checking || w->slots[k].naming); k++)
+	    w->slots[k].checking || w->slots[k].naming ||
+	    w->slots[k].proxying); k++)
 		continue;
 	if (k == w->nslots)
 		log_panic("accepted with every slot taken");
@@ -503,8 +689,10 @@ accept_one(struct worker *w, size_t i)
 	w->nsessions++;
 	w->started++;
 	report_status(w, 1);
-	if (!anvil_ask_connect(&w->anvil, (uint32_t)k, sl->peer_addr))
-		connect_checked(w, k, ANVIL_OK);
+	if (w->cfg->listeners[i].proxy != LPROXY_NONE)
+		proxy_begin(w, k);
+	else
+		ask_connect(w, k);
 	return 1;
 }
 
@@ -627,6 +815,14 @@ serve(struct worker *w)
 			n++;
 		}
 		for (k = 0; k < w->nslots; k++) {
+			if (w->slots[k].proxying) {
+				slot_of[n] = k;
+				pfds[n].fd = w->slots[k].fd;
+				pfds[n].events = POLLIN;
+				pfds[n].revents = 0;
+				n++;
+				continue;
+			}
 			if (w->slots[k].s == NULL)
 				continue;
 			if (smtp_session_more(w->slots[k].s))
@@ -696,6 +892,11 @@ serve(struct worker *w)
 		for (i = (listening ? nl : 0) + (anvil_at != (size_t)-1) +
 		    (resolve_at != (size_t)-1); i < spares_at; i++) {
 			k = slot_of[i];
+			if (w->slots[k].proxying) {
+				if (pfds[i].revents != 0)
+					run_slot(w, k, now, pfds[i].revents);
+				continue;
+			}
 			if (w->slots[k].s == NULL)
 				continue;
 			if (pfds[i].revents != 0 ||
@@ -706,7 +907,7 @@ serve(struct worker *w)
 		/* deadlines of sessions not polled above */
 		while (session_timer_first(&w->timer, &k, &first) &&
 		    first <= now)
-			run_session(w, k, now);
+			run_slot(w, k, now, 0);
 		if (!listening)
 			continue;
 		for (i = 0; i < nl; i++)

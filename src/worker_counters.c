@@ -215,7 +215,7 @@ wc_totals_write(struct mtext *out, const struct wc_totals *t,
     const char *const *names, size_t n)
 {
 	static const char *const outcomes[WC_CONN_MAX] = { "accepted",
-	    "refused_limit", "tls_failed" };
+	    "refused_limit", "tls_failed", "proxy_refused", "proxy_failed" };
 	static const char *const reasons[] = { "relay_denied", "size",
 	    "rate", "auth", "syntax", "smuggling" };
 	static const char *const limits[] = { "connections",

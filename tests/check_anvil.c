@@ -24,6 +24,7 @@
 #include <sys/un.h>
 
 #include "anvil_client.h"
+#include "anvil_figures.h"
 #include "anvil_table.h"
 #include "channel.h"
 #include "ipc.h"
@@ -840,6 +841,103 @@ START_TEST(test_forgotten_owner)
 }
 END_TEST
 
+
+/* The figures' notes for ferryctl status: a round trip keeps every
+ * field; a boolean past 1, a missing field or a byte left over is
+ * refused and leaves the figures as they were. */
+static long
+figures_frame(const struct anvil_figures *f, int extra, int cut,
+    struct ipc_out *m, struct ipc_in *in)
+{
+	const uint8_t *buf;
+	size_t len;
+
+	ipc_out_init(m, IMSG_NOTE_ANVIL);
+	anvil_figures_add(m, f);
+	if (extra)
+		ipc_add_u8(m, 0);
+	ipc_out_end(m);
+	buf = ipc_out_finish(m, &len);
+	if (cut) {
+		/* a frame that ends after the stress fields */
+		ipc_out_free(m);
+		ipc_out_init(m, IMSG_NOTE_ANVIL);
+		ipc_add_u8(m, f->running);
+		ipc_add_u8(m, f->stress);
+		ipc_add_u64(m, f->stress_entered);
+		ipc_out_end(m);
+		buf = ipc_out_finish(m, &len);
+	}
+	return ipc_frame(buf, len, in) == (long)len ? 0 : -1;
+}
+
+START_TEST(test_figures_notes)
+{
+	struct anvil_figures f, g, bad;
+	struct ipc_out m;
+	struct ipc_in in;
+	uint32_t conns = 0, clients = 0;
+	const uint8_t *buf;
+	size_t len, i;
+
+	memset(&f, 0, sizeof(f));
+	f.running = 1;
+	f.stress = 1;
+	f.stress_entered = 3;
+	f.connections = 70000;
+	f.clients = 12;
+	for (i = 0; i < ANVIL_HIT_MAX; i++)
+		f.hits[i] = ((uint64_t)1 << 40) + i;
+	memset(&m, 0, sizeof(m));
+	ck_assert_int_eq(figures_frame(&f, 0, 0, &m, &in), 0);
+	memset(&g, 0xaa, sizeof(g));
+	ck_assert_int_eq(anvil_figures_take(&in, &g), 0);
+	ck_assert_int_eq(g.running, 1);
+	ck_assert_int_eq(g.stress, 1);
+	ck_assert_uint_eq(g.stress_entered, 3);
+	ck_assert_uint_eq(g.connections, 70000);
+	ck_assert_uint_eq(g.clients, 12);
+	for (i = 0; i < ANVIL_HIT_MAX; i++)
+		ck_assert_uint_eq(g.hits[i], ((uint64_t)1 << 40) + i);
+	ipc_out_free(&m);
+
+	bad = f;
+	bad.stress = 2;
+	ck_assert_int_eq(figures_frame(&bad, 0, 0, &m, &in), 0);
+	g = f;
+	g.clients = 99;
+	ck_assert_int_eq(anvil_figures_take(&in, &g), -1);
+	ck_assert_uint_eq(g.clients, 99);        /* untouched */
+	ipc_out_free(&m);
+	ck_assert_int_eq(figures_frame(&f, 1, 0, &m, &in), 0);
+	ck_assert_int_eq(anvil_figures_take(&in, &g), -1);
+	ipc_out_free(&m);
+	ck_assert_int_eq(figures_frame(&f, 0, 1, &m, &in), 0);
+	ck_assert_int_eq(anvil_figures_take(&in, &g), -1);
+	ipc_out_free(&m);
+
+	ipc_out_init(&m, IMSG_NOTE_ANVIL_COUNTS);
+	anvil_counts_add(&m, 5, 2);
+	ipc_out_end(&m);
+	buf = ipc_out_finish(&m, &len);
+	ck_assert_int_eq(ipc_frame(buf, len, &in), (long)len);
+	ck_assert_int_eq(anvil_counts_take(&in, &conns, &clients), 0);
+	ck_assert_uint_eq(conns, 5);
+	ck_assert_uint_eq(clients, 2);
+	ipc_out_free(&m);
+	ipc_out_init(&m, IMSG_NOTE_ANVIL_COUNTS);
+	ipc_add_u32(&m, 5);
+	ipc_out_end(&m);
+	buf = ipc_out_finish(&m, &len);
+	ck_assert_int_eq(ipc_frame(buf, len, &in), (long)len);
+	ck_assert_int_eq(anvil_counts_take(&in, &conns, &clients), -1);
+	ipc_out_free(&m);
+	ck_assert_str_eq(ipc_type_name(IMSG_NOTE_ANVIL), "NOTE_ANVIL");
+	ck_assert_str_eq(ipc_type_name(IMSG_NOTE_ANVIL_COUNTS),
+	    "NOTE_ANVIL_COUNTS");
+}
+END_TEST
+
 static Suite *
 anvil_suite(void)
 {
@@ -874,6 +972,9 @@ anvil_suite(void)
 	tcase_add_test(tc, test_memory_stress_rule);
 	tcase_add_test(tc, test_meminfo_parse);
 	tcase_add_test(tc, test_memory_stress_enter_leave);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("figures");
+	tcase_add_test(tc, test_figures_notes);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("questions");
 	tcase_add_test(tc, test_answers_in_order);

@@ -610,6 +610,44 @@ START_TEST(test_bad_networks_multiline)
 }
 END_TEST
 
+/* listen { proxy_protocol, proxy_networks, proxy_timeout }: off by
+ * default; a version needs the balancers' networks. */
+START_TEST(test_listen_proxy)
+{
+	struct ferry_config *c = load_ok(
+	    "listen \"plain\" {\n  port = 25\n}\n"
+	    "listen \"lb1\" {\n  port = 2525\n  proxy_protocol = \"v1\"\n"
+	    "  proxy_networks = { \"10.0.0.0/8\", \"2001:db8::/32\" }\n}\n"
+	    "listen \"lb2\" {\n  port = 465\n  proxy_protocol = \"v2\"\n"
+	    "  proxy_networks = { \"192.0.2.1\" }\n  proxy_timeout = 30\n"
+	    "}\n");
+
+	ck_assert_int_eq(c->listeners[0].proxy, LPROXY_NONE);
+	ck_assert_uint_eq(c->listeners[0].nproxy_networks, 0);
+	ck_assert_int_eq(c->listeners[0].proxy_timeout, 5);
+	ck_assert_int_eq(c->listeners[1].proxy, LPROXY_V1);
+	ck_assert_uint_eq(c->listeners[1].nproxy_networks, 2);
+	assert_cidr(&c->listeners[1].proxy_networks[0], "10.1.2.3", 1);
+	assert_cidr(&c->listeners[1].proxy_networks[0], "11.0.0.1", 0);
+	ck_assert_int_eq(c->listeners[2].proxy, LPROXY_V2);
+	ck_assert_int_eq(c->listeners[2].proxy_timeout, 30);
+	assert_cidr(&c->listeners[2].proxy_networks[0], "192.0.2.1", 1);
+	assert_cidr(&c->listeners[2].proxy_networks[0], "192.0.2.2", 0);
+	config_free(c);
+
+	load_bad("listen \"lb\" {\n  proxy_protocol = \"v2\"\n}\n",
+	    P ": listen \"lb\": proxy_protocol = v2 needs proxy_networks "
+	    "(the balancers' addresses)");
+	load_bad("listen \"lb\" {\n  proxy_protocol = \"v3\"\n}\n",
+	    P ":2: proxy_protocol must be none, v1 or v2");
+	load_bad("listen \"lb\" {\n  proxy_networks = { \"10.0.0.1/8\" }\n"
+	    "}\n", P ":2: networks: \"10.0.0.1/8\": host bits set beyond "
+	    "the prefix in '10.0.0.1/8' (network is 10.0.0.0/8)");
+	load_bad("listen \"lb\" {\n  proxy_timeout = 0\n}\n",
+	    P ":2: proxy_timeout = 0 is out of range (1 to 300)");
+}
+END_TEST
+
 START_TEST(test_bad_listen_address)
 {
 	load_bad("listen \"smtp\" {\n  address = \"localhost\"\n}\n",
@@ -1391,6 +1429,35 @@ START_TEST(test_history_retention)
 }
 END_TEST
 
+/* queue { warn_age, warn_stall, notify }: the stall warning's
+ * thresholds are durations (0 turns one off), notify "" or a mailbox. */
+START_TEST(test_stall_warning_options)
+{
+	struct ferry_config *c;
+
+	c = load_ok(LISTEN);
+	ck_assert_int_eq(c->warn_age, 86400);
+	ck_assert_int_eq(c->warn_stall, 1800);
+	ck_assert_str_eq(c->stall_notify, "");
+	config_free(c);
+	c = load_ok(LISTEN "queue {\n  warn_age = 2h\n  warn_stall = 0\n"
+	    "  notify = \"postmaster@example.com\"\n}\n");
+	ck_assert_int_eq(c->warn_age, 7200);
+	ck_assert_int_eq(c->warn_stall, 0);
+	ck_assert_str_eq(c->stall_notify, "postmaster@example.com");
+	config_free(c);
+	load_bad(LISTEN "queue {\n  warn_stall = 30x\n}\n", P ":4: "
+	    "warn_stall must be a whole number with an optional s, m, h, d or "
+	    "w (\"7d\"), at most 3650 days");
+	load_bad(LISTEN "queue {\n  notify = \"postmaster\"\n}\n", P ":4: "
+	    "notify must be \"\" or a mailbox \"local@domain\", not "
+	    "\"postmaster\"");
+	load_bad(LISTEN "queue {\n  notify = \"a b@example.com\"\n}\n", P
+	    ":4: notify must be \"\" or a mailbox \"local@domain\", not "
+	    "\"a b@example.com\"");
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
 	Suite *s = suite_create("config");
@@ -1401,9 +1468,11 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_minimal_defaults);
 	tcase_add_test(tc, test_metrics_section);
 	tcase_add_test(tc, test_history_retention);
+	tcase_add_test(tc, test_stall_warning_options);
 	tcase_add_test(tc, test_every_option_set);
 	tcase_add_test(tc, test_largest_message_size);
 	tcase_add_test(tc, test_multiple_listeners);
+	tcase_add_test(tc, test_listen_proxy);
 	tcase_add_test(tc, test_relative_spool_dir);
 	tcase_add_test(tc, test_relative_config_path);
 	tcase_add_test(tc, test_load_from_file);

@@ -15,6 +15,7 @@
 #include "lifecycle.h"
 #include "log.h"
 #include "metrics_snapshot.h"
+#include "stall.h"
 #include "metrics_text.h"
 #include "smtp_reply.h"
 #include "store_health.h"
@@ -167,7 +168,22 @@ START_TEST(test_snapshot)
 	ck_assert_ptr_nonnull(strstr(t.buf,
 	    "\nferry_store_state{state=\"failing\"} 0\n"));
 	ck_assert_ptr_nonnull(strstr(t.buf, "\nferry_workers 2\n"));
+	/* no stall figure yet: no stall family */
+	ck_assert_ptr_null(strstr(t.buf, "ferry_queue_stalled"));
 	mtext_free(&t);
+	/* stalled by age, not for want of deliveries */
+	m.stall_known = 1;
+	m.stall_reasons = STALL_AGE;
+	mtext_init(&t);
+	metrics_snapshot_write(&t, &m);
+	ck_assert_ptr_nonnull(strstr(t.buf,
+	    "\n# TYPE ferry_queue_stalled gauge\n"));
+	ck_assert_ptr_nonnull(strstr(t.buf,
+	    "\nferry_queue_stalled{reason=\"age\"} 1\n"));
+	ck_assert_ptr_nonnull(strstr(t.buf,
+	    "\nferry_queue_stalled{reason=\"stall\"} 0\n"));
+	mtext_free(&t);
+	m.stall_known = 0;
 	/* a closed store: failing, not ready */
 	m.store_open = 0;
 	m.ready = 0;

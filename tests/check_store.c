@@ -1622,6 +1622,50 @@ START_TEST(test_admin_stats)
 }
 END_TEST
 
+/* The stall warning's figures: the oldest of the active and held
+ * messages (an incoming one does not count), and whether a recipient of
+ * an active message is pending (held mail does not wait). */
+START_TEST(test_stall_figures)
+{
+	struct store *st = open_store();
+	char qa[QID_LEN + 1], qb[QID_LEN + 1], qi[QID_LEN + 1];
+	double oldest = 0;
+	int pending = -1;
+	int64_t a, b, i;
+
+	ck_assert_int_eq(store_stall_figures(st, &oldest, &pending), 0);
+	ck_assert(oldest < 0);
+	ck_assert_int_eq(pending, 0);
+	ck_assert_int_eq(store_begin(st), 0);
+	i = add_msg(st, 0, qi);
+	ck_assert_int_eq(store_commit(st), 0);
+	peek_set_received(i, 1600000000.0);
+	ck_assert_int_eq(store_stall_figures(st, &oldest, &pending), 0);
+	ck_assert(oldest < 0);
+	ck_assert_int_eq(pending, 0);
+	ck_assert_int_eq(store_begin(st), 0);
+	a = add_msg(st, 1, qa);
+	b = add_msg(st, 1, qb);
+	ck_assert_int_eq(store_commit(st), 0);
+	peek_set_received(a, 1700000500.0);
+	peek_set_received(b, 1700000400.0);
+	ck_assert_int_eq(store_admin_hold(st, qb), 0);
+	ck_assert_int_eq(store_stall_figures(st, &oldest, &pending), 0);
+	ck_assert(oldest == 1700000400.0);
+	ck_assert_int_eq(pending, 1);
+	/* only held mail: nothing waits for delivery */
+	ck_assert_int_eq(store_admin_delete(st, qa), 0);
+	ck_assert_int_eq(store_stall_figures(st, &oldest, &pending), 0);
+	ck_assert(oldest == 1700000400.0);
+	ck_assert_int_eq(pending, 0);
+	ck_assert_int_eq(store_admin_delete(st, qb), 0);
+	ck_assert_int_eq(store_stall_figures(st, &oldest, &pending), 0);
+	ck_assert(oldest < 0);
+	ck_assert_int_eq(pending, 0);
+	store_close(st);
+}
+END_TEST
+
 /* The store, not its callers, knows whether a transaction must commit. */
 START_TEST(test_has_writes)
 {
@@ -2466,6 +2510,7 @@ store_suite(void)
 	tcase_add_test(tc, test_admin_flush);
 	tcase_add_test(tc, test_admin_delete);
 	tcase_add_test(tc, test_admin_stats);
+	tcase_add_test(tc, test_stall_figures);
 	suite_add_tcase(s, tc);
 
 	tc = new_tcase("history");

@@ -13,7 +13,8 @@ DEPS="build-essential autoconf automake pkg-config libconfuse-dev
       check python3 python3-prometheus-client python3-dkim sqlite3 clang
       libsystemd-dev
       openssl ca-certificates procps iproute2 e2fsprogs mount util-linux
-      swaks libio-socket-ssl-perl libnet-ssleay-perl libauthen-sasl-perl"
+      swaks libio-socket-ssl-perl libnet-ssleay-perl libauthen-sasl-perl
+      haproxy"
 if command -v apt-get >/dev/null 2>&1; then
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq

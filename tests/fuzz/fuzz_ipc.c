@@ -25,6 +25,7 @@
 #include <arpa/inet.h>
 #include <string.h>
 
+#include "anvil_figures.h"
 #include "control_proto.h"
 #include "deliver_proto.h"
 #include "envelope.h"
@@ -321,6 +322,27 @@ try_small(const struct ipc_in *payload, const uint8_t *frame, size_t flen)
 			break;
 		for (k = 0; k < want; k++)
 			ipc_add_i32(&m, v[k]);
+		same_frame(&m, frame, flen);
+		break;
+	}
+	case IMSG_NOTE_ANVIL: {
+		/* anvil's figures (anvil_figures.c): strict, and what
+		 * decodes encodes back to the same frame */
+		struct anvil_figures fig;
+
+		if (anvil_figures_take(&in, &fig) < 0)
+			break;
+		FUZZ_CHECK(fig.running <= 1 && fig.stress <= 1);
+		anvil_figures_add(&m, &fig);
+		same_frame(&m, frame, flen);
+		break;
+	}
+	case IMSG_NOTE_ANVIL_COUNTS: {
+		uint32_t conns, clients;
+
+		if (anvil_counts_take(&in, &conns, &clients) < 0)
+			break;
+		anvil_counts_add(&m, conns, clients);
 		same_frame(&m, frame, flen);
 		break;
 	}
