@@ -51,6 +51,9 @@ struct listener_config {
 
 enum tls_policy { TLS_NONE = 0, TLS_MAY, TLS_ENCRYPT, TLS_VERIFY };
 
+/* At most this many allowed_from patterns in a route. */
+#define CONFIG_MAX_ALLOWED_FROM 256
+
 /* dkim { clients }: whose mail is signed. */
 enum dkim_clients { DKIM_CLIENTS_TRUSTED = 0, DKIM_CLIENTS_ALL };
 
@@ -78,6 +81,15 @@ struct route_config {
 	int tls_min_version;       /* OpenSSL's TLS1_2_VERSION etc. */
 	int auth;                  /* AUTH with the route's credentials */
 	int auth_plaintext;        /* AUTH allowed without TLS */
+	/* route "x" only: envelope senders it is for ("a@example.com",
+	 * "@example.com", ".example.com"); none = any sender */
+	char **senders;
+	size_t nsenders;
+	/* route "x" and smarthost: rewriting for the next hop's account */
+	char *rewrite_sender;      /* MAIL FROM (never <>); "" = as queued */
+	char *rewrite_from;        /* header From not allowed -> this; "" */
+	char **allowed_from;       /* From addresses left alone, as senders */
+	size_t nallowed_from;
 };
 
 struct ferry_config {
@@ -238,9 +250,22 @@ int config_option_at(size_t i, const char **section, const char **name);
 
 /* The route for a recipient domain: an exact domain, then the longest
  * ".suffix", then "*", then the smarthost; NULL means MX delivery with
- * cfg->mx_route's policy. */
+ * cfg->mx_route's policy.  Routes with senders are not considered (as
+ * config_route_select() with the null sender). */
 const struct route_config *config_route_for(const struct ferry_config *cfg,
     const char *domain);
+/* The route for a message from sender ("" = null sender) to a recipient
+ * in domain.  First tier that has a candidate wins:
+ *   1. senders and domains both match;
+ *   2. domains match (exact or ".suffix"), the route has no senders;
+ *   3. senders match, the route has no domains (or only "*");
+ *   4. "*" matches (catch-all routes, then the smarthost, which is last);
+ *   5. none: NULL, MX delivery.
+ * Within a tier: the most specific domain (exact, then the longest
+ * ".suffix"), then the most specific sender (an address, then "@domain",
+ * then the longest ".domain"), then the first in the file. */
+const struct route_config *config_route_select(const struct ferry_config *cfg,
+    const char *sender, const char *domain);
 const char *tls_policy_name(enum tls_policy p);
 
 /* Reads a whole file into a NUL-terminated buffer (at most maxlen bytes);

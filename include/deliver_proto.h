@@ -32,6 +32,7 @@
 
 #define JOB_MAX_RCPTS 10000
 #define JOB_MAX_HOSTS 32
+#define JOB_MAX_ALLOWED_FROM 256   /* = CONFIG_MAX_ALLOWED_FROM */
 
 struct deliver_rcpt {
 	uint64_t id;              /* recipient row id */
@@ -64,6 +65,11 @@ struct deliver_job {
 	uint32_t tls_min_version; /* 0x0303 TLS 1.2, 0x0304 TLS 1.3 */
 	uint32_t auth;            /* AUTH with this route's credentials */
 	uint32_t auth_plaintext;  /* AUTH allowed without TLS */
+	char *rewrite_sender;     /* MAIL FROM instead of sender unless it is
+	                             <>; "" = none */
+	char *rewrite_from;       /* header From not allowed -> this; "" */
+	char **allowed_from;      /* From patterns left alone */
+	size_t nallowed_from;
 	struct deliver_rcpt *rcpts;
 	size_t nrcpts;
 };

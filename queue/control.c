@@ -372,8 +372,8 @@ routed_by(const struct list_walk *lw, const struct store_list_entry *e)
 
 	for (i = 0; i < e->nrcpts; i++) {
 		const char *at = strrchr(e->rcpts[i], '@');
-		const struct route_config *r = config_route_for(lw->cfg,
-		    at != NULL ? at + 1 : "");
+		const struct route_config *r = config_route_select(lw->cfg,
+		    e->sender, at != NULL ? at + 1 : "");
 
 		if (strcmp(r != NULL ? r->name : "mx", lw->route) == 0)
 			return 1;

@@ -301,6 +301,16 @@ run_job(struct deliver_agent *ag, struct deliver_job *job, int last_job)
 			job_result(&x, i, DS_FAILED, "5.1.3", "invalid "
 			    "recipient address (control characters)", "none",
 			    "");
+	/* the route's account sends: its address in MAIL FROM (never for
+	 * the null sender of bounces) */
+	if (x.npending > 0 && job->rewrite_sender[0] != '\0' &&
+	    job->sender[0] != '\0' &&
+	    strcmp(job->sender, job->rewrite_sender) != 0) {
+		log_info("%s: sender rewritten: <%s> -> <%s> (route %s)",
+		    job->qid, job->sender, job->rewrite_sender, job->route);
+		free(job->sender);
+		job->sender = xstrdup(job->rewrite_sender);
+	}
 	if (x.npending > 0 && job->auth &&
 	    credentials_find(&ag->creds, job->route) == NULL) {
 		char text[1200];

@@ -19,6 +19,9 @@
 #include "smtp_parse.h"
 #include "util.h"
 
+_Static_assert(JOB_MAX_ALLOWED_FROM == CONFIG_MAX_ALLOWED_FROM,
+    "a route's allowed_from fits in a job");
+
 #define DP_MAX_STR 1024        /* addresses, names, parameters */
 #define DP_MAX_PATH 4096       /* ca_file */
 #define DP_MAX_REPLY 2048      /* a remote reply or error text */
@@ -49,6 +52,11 @@ deliver_job_encode(const struct deliver_job *j, struct ipc_out *m)
 	ipc_add_u32(m, j->tls_min_version);
 	ipc_add_u32(m, j->auth);
 	ipc_add_u32(m, j->auth_plaintext);
+	ipc_add_str(m, j->rewrite_sender);
+	ipc_add_str(m, j->rewrite_from);
+	ipc_add_u32(m, (uint32_t)j->nallowed_from);
+	for (i = 0; i < j->nallowed_from; i++)
+		ipc_add_str(m, j->allowed_from[i]);
 	ipc_add_u32(m, (uint32_t)j->nrcpts);
 	for (i = 0; i < j->nrcpts; i++) {
 		ipc_add_u64(m, j->rcpts[i].id);
@@ -76,6 +84,12 @@ deliver_job_free(struct deliver_job *j)
 			free(j->hosts[i]);
 	free(j->hosts);
 	free(j->ca_file);
+	free(j->rewrite_sender);
+	free(j->rewrite_from);
+	if (j->allowed_from != NULL)
+		for (i = 0; i < j->nallowed_from; i++)
+			free(j->allowed_from[i]);
+	free(j->allowed_from);
 	if (j->rcpts != NULL)
 		for (i = 0; i < j->nrcpts; i++) {
 			free(j->rcpts[i].addr);
@@ -129,7 +143,21 @@ deliver_job_decode(struct ipc_in *in, struct deliver_job *j)
 	    get_u32_max(in, &j->tls_min_version, 0x0304) < 0 ||
 	    get_u32_max(in, &j->auth, 1) < 0 ||
 	    get_u32_max(in, &j->auth_plaintext, 1) < 0 ||
-	    get_u32_max(in, &n, JOB_MAX_RCPTS) < 0 || n == 0)
+	    ipc_get_str(in, &j->rewrite_sender, DP_MAX_STR) < 0 ||
+	    ipc_get_str(in, &j->rewrite_from, DP_MAX_STR) < 0 ||
+	    get_u32_max(in, &n, JOB_MAX_ALLOWED_FROM) < 0)
+		goto fail;
+	if (n > 0) {
+		j->allowed_from = xcalloc(n, sizeof(*j->allowed_from));
+		for (j->nallowed_from = 0; j->nallowed_from < n;
+		    j->nallowed_from++)
+			if (ipc_get_str(in, &j->allowed_from[j->nallowed_from],
+			    DP_MAX_STR) < 0) {
+				j->nallowed_from++;
+				goto fail;
+			}
+	}
+	if (get_u32_max(in, &n, JOB_MAX_RCPTS) < 0 || n == 0)
 		goto fail;
 	/* a rcpt takes at least 20 bytes: do not allocate for a lie */
 	if (in->left / 20 < n)

@@ -6,8 +6,9 @@
  * them is agent_pool.c's, which calls the hooks here for what they say.
  * Each turn, the scheduler asks the store what is
  * due (through the recipient_due index), groups a message's due
- * recipients by domain, decides the route again (so a configuration change
- * applies to mail already queued), and hands each group to an idle agent
+ * recipients by domain, decides the route again from the sender and the
+ * domain (config_route_select; a configuration change applies to mail
+ * already queued), and hands each group to an idle agent
  * - one connected to the same next hop when there is one - within the
  * per-destination limit; the pool streams the body after the JOB.
  *
@@ -847,6 +848,12 @@ dispatch(struct scheduler *s, struct pool_agent *a, const char *dest,
 		j.tls_min_version = (uint32_t)pol->tls_min_version;
 		j.auth = (uint32_t)pol->auth;
 		j.auth_plaintext = (uint32_t)pol->auth_plaintext;
+		j.rewrite_sender = pol->rewrite_sender ? pol->rewrite_sender :
+		    (char *)"";
+		j.rewrite_from = pol->rewrite_from ? pol->rewrite_from :
+		    (char *)"";
+		j.allowed_from = pol->allowed_from;
+		j.nallowed_from = pol->allowed_from ? pol->nallowed_from : 0;
 	}
 	j.nrcpts = n;
 	j.rcpts = xcalloc(n, sizeof(*j.rcpts));
@@ -1011,8 +1018,8 @@ expire(struct scheduler *s, struct store_due *d, double now)
 	{
 		/* counted under the route it would take ("mx" for MX) */
 		const char *at = strrchr(d->address, '@');
-		const struct route_config *r = config_route_for(s->cfg,
-		    at != NULL ? at + 1 : "");
+		const struct route_config *r = config_route_select(s->cfg,
+		    d->sender, at != NULL ? at + 1 : "");
 
 		ferry_strlcpy(job->route, r != NULL ? r->name : "mx",
 		    sizeof(job->route));
@@ -1080,7 +1087,7 @@ scheduler_run(struct scheduler *s)
 			continue;
 		}
 		domain = domain_of(v[i].address);
-		route = config_route_for(s->cfg, domain);
+		route = config_route_select(s->cfg, v[i].sender, domain);
 		if (route)
 			snprintf(dest, sizeof(dest), "route:%s", route->name);
 		else

@@ -3,8 +3,9 @@
  * session: MAIL FROM with the extensions the server offers (SIZE,
  * 8BITMIME, SMTPUTF8, DSN), the RCPTs - in pipelined groups when the
  * server offers PIPELINING (RFC 2920), one at a time otherwise - DATA,
- * the message body dot-stuffed as it streams from the runner, and a
- * result for every recipient.
+ * the message body dot-stuffed as it streams from the runner (its header
+ * block through the route's rewrite_from, from_rewrite.c), and a result
+ * for every recipient.
  *
  * Security stance: the envelope was checked for control characters
  * before the session (deliver.c), so no command line can be split; the
@@ -21,6 +22,8 @@
 #include "config.h"
 #include "deliver_agent.h"
 #include "deliver_proto.h"
+#include "from_rewrite.h"
+#include "log.h"
 #include "smtp_client.h"
 #include "smtp_client_reply.h"
 #include "smtp_client_tx.h"
@@ -30,56 +33,123 @@
 
 #define PIPELINE_GROUP 100        /* RCPTs per pipelined write */
 
-/* Streams the message dot-stuffed, then CRLF.CRLF.  0, or -1 with
- * x->last set (the rest of the data is then drained). */
+/* The body as it goes out: dot-stuffing state and the last two bytes. */
+struct body_out {
+	char *out;
+	size_t cap;
+	char tail[2];             /* CRLF: an empty message ends "clean" */
+	int bol;
+	int rc;
+};
+
+/* Sends p[0..len) dot-stuffed. */
+static void
+send_piece(struct job_ctx *x, struct smtp_conn *c, struct body_out *b,
+    const uint8_t *p, size_t len)
+{
+	const uint8_t *end = p + len;
+	size_t ol = 0;
+
+	if (len == 0 || b->rc < 0)
+		return;
+	if (len >= 2) {
+		b->tail[0] = (char)p[len - 2];
+		b->tail[1] = (char)p[len - 1];
+	} else {
+		b->tail[0] = b->tail[1];
+		b->tail[1] = (char)p[0];
+	}
+	if (b->cap < len * 2) {
+		b->cap = len * 2;
+		b->out = xrealloc(b->out, b->cap);
+	}
+	while (p < end) {
+		const uint8_t *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t n = nl ? (size_t)(nl - p) + 1 : (size_t)(end - p);
+
+		if (b->bol && *p == '.')
+			b->out[ol++] = '.';
+		memcpy(b->out + ol, p, n);
+		ol += n;
+		p += n;
+		b->bol = nl != NULL;
+	}
+	if (client_send(x, c, b->out, ol,
+	    deadline_s(x->ag->cfg->client_data_timeout),
+	    "sending message body") < 0)
+		b->rc = -1;
+}
+
+/* The route's rewrite_from on the held-back header hdr[0..len), then
+ * the header (rewritten or not) goes out; logged when it changed. */
+static void
+send_header(struct job_ctx *x, struct smtp_conn *c, struct body_out *b,
+    const char *hdr, size_t len)
+{
+	const struct deliver_job *j = x->job;
+	struct from_rewrite_out fr;
+
+	if (from_rewrite_header(hdr, len, j->rewrite_from, j->allowed_from,
+	    j->nallowed_from, &fr) == 1) {
+		log_info("%s: header From rewritten: %s -> <%s> (route %s)",
+		    j->qid, fr.old, j->rewrite_from, j->route);
+		send_piece(x, c, b, (const uint8_t *)fr.buf, fr.len);
+		free(fr.buf);
+	} else
+		send_piece(x, c, b, (const uint8_t *)hdr, len);
+}
+
+/* Streams the message dot-stuffed, then CRLF.CRLF.  With the route's
+ * rewrite_from, the header block is held back (at most
+ * FROM_REWRITE_MAX_HEADER bytes) and goes out rewritten; the rest of the
+ * message streams as it comes.  0, or -1 with x->last set (the rest of
+ * the data is then drained). */
 static int
 send_body(struct job_ctx *x, struct smtp_conn *c)
 {
 	const struct ferry_config *cfg = x->ag->cfg;
-	char *out = NULL;
-	size_t cap = 0, len, ol;
+	struct body_out b = { NULL, 0, { '\r', '\n' }, 1, 0 };
+	char *hdr = NULL;
+	size_t hlen = 0, len;
 	const uint8_t *p;
-	char tail[2] = { '\r', '\n' };   /* an empty message ends "clean" */
-	int bol = 1, rc = 0;
+	int holding = x->job->rewrite_from[0] != '\0';
 
+	if (holding)
+		hdr = xmalloc(FROM_REWRITE_MAX_HEADER);
 	while ((p = job_next_chunk(x, &len)) != NULL) {
-		const uint8_t *end = p + len;
+		if (holding) {
+			size_t take = FROM_REWRITE_MAX_HEADER - hlen, end;
 
-		if (len == 0 || rc < 0)
-			continue;
-		if (len >= 2) {
-			tail[0] = (char)p[len - 2];
-			tail[1] = (char)p[len - 1];
-		} else {
-			tail[0] = tail[1];
-			tail[1] = (char)p[0];
+			if (take > len)
+				take = len;
+			memcpy(hdr + hlen, p, take);
+			hlen += take;
+			end = from_rewrite_header_end(hdr, hlen);
+			if (end == 0 && hlen < FROM_REWRITE_MAX_HEADER)
+				continue;
+			holding = 0;
+			if (end > 0) {
+				send_header(x, c, &b, hdr, end);
+				send_piece(x, c, &b, (const uint8_t *)hdr + end,
+				    hlen - end);
+			} else {
+				log_warn("%s: header over %d bytes: From "
+				    "not rewritten", x->job->qid,
+				    FROM_REWRITE_MAX_HEADER);
+				send_piece(x, c, &b, (const uint8_t *)hdr, hlen);
+			}
+			p += take;
+			len -= take;
 		}
-		if (cap < len * 2) {
-			cap = len * 2;
-			out = xrealloc(out, cap);
-		}
-		ol = 0;
-		while (p < end) {
-			const uint8_t *nl = memchr(p, '\n', (size_t)(end - p));
-			size_t n = nl ? (size_t)(nl - p) + 1 :
-			    (size_t)(end - p);
-
-			if (bol && *p == '.')
-				out[ol++] = '.';
-			memcpy(out + ol, p, n);
-			ol += n;
-			p += n;
-			bol = nl != NULL;
-		}
-		if (client_send(x, c, out, ol,
-		    deadline_s(cfg->client_data_timeout),
-		    "sending message body") < 0)
-			rc = -1;
+		send_piece(x, c, &b, p, len);
 	}
-	free(out);
-	if (rc < 0)
+	if (holding)   /* the message ended inside its header */
+		send_header(x, c, &b, hdr, hlen);
+	free(hdr);
+	free(b.out);
+	if (b.rc < 0)
 		return -1;
-	if (tail[0] == '\r' && tail[1] == '\n')
+	if (b.tail[0] == '\r' && b.tail[1] == '\n')
 		return client_send(x, c, ".\r\n", 3,
 		    deadline_s(cfg->client_data_timeout), "sending end of data");
 	return client_send(x, c, "\r\n.\r\n", 5,

@@ -26,6 +26,7 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 
+#include "address_pattern.h"
 #include "config.h"
 #include "dkim.h"
 #include "smtp_parse.h"
@@ -143,6 +144,72 @@ validate_domains(cfg_t *cfg, cfg_opt_t *opt)
 		}
 	}
 	return 0;
+}
+
+/* A domain name's characters, at least one, no empty label. */
+static int
+is_domain_name(const char *d)
+{
+	size_t k;
+
+	for (k = 0; d[k]; k++)
+		if (!((d[k] >= 'a' && d[k] <= 'z') ||
+		    (d[k] >= 'A' && d[k] <= 'Z') ||
+		    (d[k] >= '0' && d[k] <= '9') || d[k] == '-' ||
+		    d[k] == '.'))
+			return 0;
+	return k > 0 && d[0] != '.' && d[k - 1] != '.' &&
+	    strstr(d, "..") == NULL;
+}
+
+/* local@domain: a local part of printable characters other than space,
+ * "<", ">", "@", "," and quotes; a domain name. */
+static int
+is_plain_address(const char *a)
+{
+	const char *at = strrchr(a, '@');
+	const char *p;
+
+	if (at == NULL || at == a)
+		return 0;
+	for (p = a; p < at; p++)
+		if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f ||
+		    strchr("<>@,\"\\()[]:;", *p) != NULL)
+			return 0;
+	return is_domain_name(at + 1);
+}
+
+/* senders and allowed_from: "a@example.com", "@example.com",
+ * ".example.com". */
+static int
+validate_senders(cfg_t *cfg, cfg_opt_t *opt)
+{
+	unsigned i;
+
+	for (i = 0; i < cfg_opt_size(opt); i++) {
+		const char *s = cfg_opt_getnstr(opt, i);
+
+		if ((s[0] == '@' || s[0] == '.') ? is_domain_name(s + 1) :
+		    is_plain_address(s))
+			continue;
+		cfg_error(cfg, "%s: \"%s\" is not an address, \"@domain\" or "
+		    "\".domain\"", opt->name, s);
+		return -1;
+	}
+	return 0;
+}
+
+/* rewrite_sender, rewrite_from: "" or local@domain. */
+static int
+validate_rewrite_address(cfg_t *cfg, cfg_opt_t *opt)
+{
+	const char *s = cfg_opt_getnstr(opt, 0);
+
+	if (s == NULL || s[0] == '\0' || is_plain_address(s))
+		return 0;
+	cfg_error(cfg, "%s: \"%s\" is not an address (local@domain)",
+	    opt->name, s);
+	return -1;
 }
 
 static int
@@ -649,6 +716,15 @@ _Static_assert(sizeof(enum listener_tls) == sizeof(int) &&
 	BOOL(sec, "auth", cfg_false, base, RF(auth)), \
 	BOOL(sec, "auth_plaintext", cfg_false, base, RF(auth_plaintext))
 
+/* Rewriting for the next hop's account, in smarthost { } and route "x" { }. */
+#define ROUTE_REWRITE(sec, base) \
+	STR(sec, "rewrite_sender", "", base, RF(rewrite_sender), \
+	    validate_rewrite_address), \
+	STR(sec, "rewrite_from", "", base, RF(rewrite_from), \
+	    validate_rewrite_address), \
+	LIST(sec, "allowed_from", "{}", CFGF_NONE, ST_STR_LIST, base, \
+	    RF(allowed_from), RF(nallowed_from), validate_senders)
+
 static const char *const log_target_names[] = { "syslog", "stderr",
     "journald", NULL };
 static const char *const log_format_names[] = { "text", "json", NULL };
@@ -766,12 +842,16 @@ static const struct option_row options[] = {
 	    validate_nonempty),
 	INT("smarthost", "port", 25, B_CONFIG, CF(smarthost_port), 1, 65535),
 	ROUTE_POLICY("smarthost", B_SMARTHOST),
+	ROUTE_REWRITE("smarthost", B_SMARTHOST),
 
 	LIST("route", "domains", NULL, CFGF_NODEFAULT, ST_STR_LIST,
 	    B_INSTANCE, RF(domains), RF(ndomains), validate_domains),
 	LIST("route", "hosts", "{}", CFGF_NONE, ST_STR_LIST, B_INSTANCE,
 	    RF(hosts), RF(nhosts), validate_hosts),
 	ROUTE_POLICY("route", B_INSTANCE),
+	LIST("route", "senders", "{}", CFGF_NONE, ST_STR_LIST, B_INSTANCE,
+	    RF(senders), RF(nsenders), validate_senders),
+	ROUTE_REWRITE("route", B_INSTANCE),
 
 	INT("mx", "port", 25, B_CONFIG, CF(mx_port), 1, 65535),
 	ROUTE_POLICY("mx", B_MX_ROUTE),
@@ -1264,33 +1344,77 @@ domain_eq(const char *a, const char *b)
 	return strcasecmp(a, b) == 0;
 }
 
-const struct route_config *
-config_route_for(const struct ferry_config *c, const char *domain)
+/* How well a route's domains match domain: 0 none, 1 "*", 2 + the length
+ * of the best ".suffix", DOMAIN_EXACT for the domain itself. */
+#define DOMAIN_EXACT ((size_t)1 << 20)
+static size_t
+domain_rank(const struct route_config *r, const char *domain)
 {
-	const struct route_config *best = NULL, *star = NULL;
-	size_t best_len = 0, i, k, dlen = strlen(domain);
+	size_t k, best = 0, dlen = strlen(domain);
+
+	for (k = 0; k < r->ndomains; k++) {
+		const char *d = r->domains[k];
+		size_t n = strlen(d), rank = 0;
+
+		if (strcmp(d, "*") == 0)
+			rank = 1;
+		else if (d[0] != '.') {
+			if (domain_eq(d, domain))
+				rank = DOMAIN_EXACT;
+		} else if (dlen > n && domain_eq(domain + dlen - n, d))
+			rank = 2 + n;
+		if (rank > best)
+			best = rank;
+	}
+	return best;
+}
+
+const struct route_config *
+config_route_select(const struct ferry_config *c, const char *sender,
+    const char *domain)
+{
+	const struct route_config *best = NULL;
+	size_t i, best_tier = 5, best_d = 0, best_s = 0;
 
 	for (i = 0; i < c->nroutes; i++) {
 		const struct route_config *r = &c->routes[i];
+		size_t d = domain_rank(r, domain), s = 0, tier;
 
-		for (k = 0; k < r->ndomains; k++) {
-			const char *d = r->domains[k];
-			size_t n = strlen(d);
-
-			if (strcmp(d, "*") == 0) {
-				if (star == NULL)
-					star = r;
-			} else if (d[0] != '.') {
-				if (domain_eq(d, domain))
-					return r;
-			} else if (dlen > n && n > best_len &&
-			    domain_eq(domain + dlen - n, d)) {
-				best = r;
-				best_len = n;
+		if (r->nsenders > 0) {
+			s = address_pattern_rank(r->senders, r->nsenders,
+			    sender);
+			if (s == 0)
+				continue;
+			if (d > 1)
+				tier = 1;
+			else if (r->ndomains == 0 || d == 1) {
+				tier = 3;
+				d = 0;   /* "*" is no domain match */
 			}
+			else
+				continue;
+		} else if (d > 1)
+			tier = 2;
+		else if (d == 1)
+			tier = 4;
+		else
+			continue;
+		/* strictly better only: the first in the file keeps ties */
+		if (tier < best_tier || (tier == best_tier && (d > best_d ||
+		    (d == best_d && s > best_s)))) {
+			best = r;
+			best_tier = tier;
+			best_d = d;
+			best_s = s;
 		}
 	}
-	return best ? best : star;
+	return best;
+}
+
+const struct route_config *
+config_route_for(const struct ferry_config *c, const char *domain)
+{
+	return config_route_select(c, "", domain);
 }
 
 static char *
@@ -1402,9 +1526,18 @@ check_combinations(struct ferry_config *c, char *err, size_t errlen)
 		}
 	}
 	for (i = 0; i < c->nroutes; i++)
-		if (c->routes[i].ndomains == 0) {
-			snprintf(err, errlen, "%s: route \"%s\" has no domains",
+		if (c->routes[i].ndomains == 0 &&
+		    c->routes[i].nsenders == 0) {
+			snprintf(err, errlen, "%s: route \"%s\" has no domains "
+			    "and no senders",
 			    c->path, c->routes[i].name);
+			return -1;
+		}
+	for (i = 0; i < c->nroutes; i++)
+		if (c->routes[i].nallowed_from > CONFIG_MAX_ALLOWED_FROM) {
+			snprintf(err, errlen, "%s: route \"%s\": more than %d "
+			    "allowed_from patterns", c->path,
+			    c->routes[i].name, CONFIG_MAX_ALLOWED_FROM);
 			return -1;
 		}
 	if (c->workers_min_idle > c->workers_max_idle) {

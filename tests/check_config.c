@@ -833,6 +833,127 @@ START_TEST(test_routes)
 }
 END_TEST
 
+/* Sender-dependent routes: a route matching sender and domain, then one
+ * matching the domain only, then one matching the sender only, then "*"
+ * and the smarthost, then MX; within a tier the most specific domain,
+ * then the most specific sender, then the first in the file. */
+START_TEST(test_sender_routes)
+{
+	struct ferry_config *c = load_ok(LISTEN
+	    "route \"billing-partner\" {\n"
+	    "  senders = { \"@billing.example.com\" }\n"
+	    "  domains = { \"partner.example\" }\n}\n"
+	    "route \"partner\" {\n  domains = { \"partner.example\" }\n}\n"
+	    "route \"billing\" {\n  senders = { \"@billing.example.com\" }\n"
+	    "  rewrite_sender = \"bounces@example.com\"\n}\n"
+	    "route \"alerts\" {\n  senders = { \"alerts@example.com\" }\n"
+	    "  domains = { \"*\" }\n}\n"
+	    "route \"sub\" {\n  senders = { \".example.com\" }\n}\n"
+	    "route \"sub-deep\" {\n  senders = { \".x.example.com\" }\n}\n"
+	    "route \"sub-again\" {\n  senders = { \".x.example.com\" }\n}\n"
+	    "route \"addr-vs-domain\" {\n  senders = { \"@ops.example.com\" }\n"
+	    "}\n"
+	    "route \"addr\" {\n  senders = { \"pager@ops.example.com\" }\n}\n"
+	    "smarthost {\n  host = \"smtp.example.net\"\n"
+	    "  rewrite_from = \"relay@example.com\"\n"
+	    "  allowed_from = { \"@example.com\", \"a@b.example\" }\n}\n");
+	const struct route_config *r;
+
+	ck_assert_uint_eq(c->nroutes, 10);
+	/* 1. sender and domain beat 2. domain only */
+	ck_assert_str_eq(config_route_select(c, "inv@billing.example.com",
+	    "partner.example")->name, "billing-partner");
+	ck_assert_str_eq(config_route_select(c, "x@other.org",
+	    "partner.example")->name, "partner");
+	/* 2. domain only beats 3. sender only */
+	ck_assert_str_eq(config_route_select(c, "a@x.example.com",
+	    "partner.example")->name, "partner");
+	/* 3. sender only beats 4. the smarthost; "*" with senders is
+	 * sender only; any case */
+	r = config_route_select(c, "inv@BILLING.example.com", "other.org");
+	ck_assert_str_eq(r->name, "billing");
+	ck_assert_str_eq(r->rewrite_sender, "bounces@example.com");
+	ck_assert_str_eq(r->rewrite_from, "");
+	ck_assert_str_eq(config_route_select(c, "Alerts@Example.com",
+	    "other.org")->name, "alerts");
+	/* within a tier: the address beats "@domain"; the longest
+	 * ".domain" beats a shorter one; then the first in the file */
+	ck_assert_str_eq(config_route_select(c, "pager@ops.example.com",
+	    "other.org")->name, "addr");
+	ck_assert_str_eq(config_route_select(c, "x@ops.example.com",
+	    "other.org")->name, "addr-vs-domain");
+	ck_assert_str_eq(config_route_select(c, "a@b.x.example.com",
+	    "other.org")->name, "sub-deep");
+	/* sender only: domains "*" is no better than none */
+	ck_assert_str_eq(config_route_select(c, "a@b.x.example.com",
+	    "partner.example")->name, "partner");
+	ck_assert_str_eq(config_route_select(c, "a@y.example.com",
+	    "other.org")->name, "sub");
+	/* ".example.com" is subdomains only; "@" domains exactly */
+	r = config_route_select(c, "a@example.com", "other.org");
+	ck_assert_str_eq(r->name, "smarthost");
+	ck_assert_str_eq(r->rewrite_from, "relay@example.com");
+	ck_assert_uint_eq(r->nallowed_from, 2);
+	ck_assert_str_eq(r->allowed_from[1], "a@b.example");
+	ck_assert_str_eq(config_route_select(c, "a@x.billing.example.com",
+	    "other.org")->name, "sub");
+	/* the null sender matches no senders list */
+	ck_assert_str_eq(config_route_select(c, "", "other.org")->name,
+	    "smarthost");
+	ck_assert_str_eq(config_route_select(c, "", "partner.example")->name,
+	    "partner");
+	ck_assert_str_eq(config_route_for(c, "partner.example")->name,
+	    "partner");
+	config_free(c);
+
+	c = load_ok(LISTEN "route \"t1\" {\n  senders = { \"@t.example\" }\n"
+	    "}\nroute \"t2\" {\n  senders = { \"@t.example\" }\n"
+	    "  domains = { \"*\" }\n}\n");
+	ck_assert_str_eq(config_route_select(c, "x@t.example", "o.org")->name,
+	    "t1");
+	config_free(c);
+
+	/* no smarthost: a sender-only route, else MX */
+	c = load_ok(LISTEN "route \"b\" {\n  senders = { \"@b.example\" }\n"
+	    "}\n");
+	ck_assert_str_eq(config_route_select(c, "x@b.example", "o.org")->name,
+	    "b");
+	ck_assert_ptr_null(config_route_select(c, "x@c.example", "o.org"));
+	/* a route with senders and domains needs both */
+	config_free(c);
+	c = load_ok(LISTEN "route \"b\" {\n  senders = { \"@b.example\" }\n"
+	    "  domains = { \"d.example\" }\n}\n");
+	ck_assert_ptr_null(config_route_select(c, "x@b.example", "o.org"));
+	ck_assert_ptr_null(config_route_select(c, "x@c.example",
+	    "d.example"));
+	ck_assert_str_eq(config_route_select(c, "x@b.example",
+	    "d.example")->name, "b");
+	config_free(c);
+}
+END_TEST
+
+START_TEST(test_bad_sender_routes)
+{
+	load_bad(LISTEN "route \"r\" {\n  senders = { \"billing\" }\n}\n",
+	    P ":4: senders: \"billing\" is not an address, \"@domain\" or "
+	    "\".domain\"");
+	load_bad(LISTEN "route \"r\" {\n  senders = { \"@a..b\" }\n}\n",
+	    P ":4: senders: \"@a..b\" is not an address, \"@domain\" or "
+	    "\".domain\"");
+	load_bad(LISTEN "route \"r\" {\n  domains = { \"a.example\" }\n"
+	    "  rewrite_sender = \"<a@b.example>\"\n}\n",
+	    P ":5: rewrite_sender: \"<a@b.example>\" is not an address "
+	    "(local@domain)");
+	load_bad(LISTEN "smarthost {\n  host = \"h\"\n"
+	    "  rewrite_from = \"relay\"\n}\n",
+	    P ":5: rewrite_from: \"relay\" is not an address (local@domain)");
+	load_bad(LISTEN "smarthost {\n  host = \"h\"\n"
+	    "  allowed_from = { \"a b@c.example\" }\n}\n",
+	    P ":5: allowed_from: \"a b@c.example\" is not an address, "
+	    "\"@domain\" or \".domain\"");
+}
+END_TEST
+
 START_TEST(test_bad_routes)
 {
 	load_bad(LISTEN "route \"r\" {\n  domains = { \"a.example\" }\n"
@@ -845,7 +966,7 @@ START_TEST(test_bad_routes)
 	    P ":4: domains: \"a..example\" is not a domain, \".domain\" or "
 	    "\"*\"");
 	load_bad(LISTEN "route \"r\" {\n  hosts = { \"h:25\" }\n}\n",
-	    P ": route \"r\" has no domains");
+	    P ": route \"r\" has no domains and no senders");
 	load_bad(LISTEN "delivery {\n  retry_schedule = { 60, 0 }\n}\n",
 	    P ":4: retry_schedule = 0 is out of range (1 to 604800)");
 	load_bad(LISTEN "delivery {\n  resolver = \"dns.example\"\n}\n",
@@ -1377,6 +1498,8 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_bad_syntax);
 	tcase_add_test(tc, test_routes);
 	tcase_add_test(tc, test_bad_routes);
+	tcase_add_test(tc, test_sender_routes);
+	tcase_add_test(tc, test_bad_sender_routes);
 	tcase_add_test(tc, test_line_numbers_after_comments);
 	tcase_add_test(tc, test_bad_hostname);
 	tcase_add_test(tc, test_first_error_wins);

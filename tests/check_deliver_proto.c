@@ -23,6 +23,8 @@ static struct deliver_rcpt rcpts2[] = {
 	{ 0xffffffff01ULL, "b@example.org", 0, "" },
 };
 
+static char *allowed2[] = { "@example.com", "alias@example.net" };
+
 static void
 sample_job(struct deliver_job *j)
 {
@@ -47,6 +49,10 @@ sample_job(struct deliver_job *j)
 	j->tls_min_version = 0x0303;
 	j->auth = 1;
 	j->auth_plaintext = 0;
+	j->rewrite_sender = "relay@example.com";
+	j->rewrite_from = "account@example.com";
+	j->allowed_from = allowed2;
+	j->nallowed_from = 2;
 	j->rcpts = rcpts2;
 	j->nrcpts = 2;
 }
@@ -109,6 +115,11 @@ START_TEST(test_job_roundtrip)
 	ck_assert_uint_eq(d.tls_min_version, 0x0303);
 	ck_assert_uint_eq(d.auth, 1);
 	ck_assert_uint_eq(d.auth_plaintext, 0);
+	ck_assert_str_eq(d.rewrite_sender, "relay@example.com");
+	ck_assert_str_eq(d.rewrite_from, "account@example.com");
+	ck_assert_uint_eq(d.nallowed_from, 2);
+	ck_assert_str_eq(d.allowed_from[0], "@example.com");
+	ck_assert_str_eq(d.allowed_from[1], "alias@example.net");
 	ck_assert_uint_eq(d.nrcpts, 2);
 	ck_assert(d.rcpts[0].id == 7);
 	ck_assert_str_eq(d.rcpts[0].addr, "a@example.org");
@@ -124,9 +135,14 @@ START_TEST(test_job_roundtrip)
 	j.hosts = NULL;
 	j.nhosts = 0;
 	j.sender = "";
+	j.rewrite_sender = "";
+	j.allowed_from = NULL;
+	j.nallowed_from = 0;
 	f = job_frame(&j, &in);
 	ck_assert_int_eq(deliver_job_decode(&in, &d), 0);
 	ck_assert_uint_eq(d.nhosts, 0);
+	ck_assert_str_eq(d.rewrite_sender, "");
+	ck_assert_uint_eq(d.nallowed_from, 0);
 	ck_assert_str_eq(d.sender, "");
 	deliver_job_free(&d);
 	free(f);

@@ -213,6 +213,7 @@ ipc_seeds(void)
 	struct deliver_job j;
 	struct deliver_rcpt jr[2];
 	char *hosts[2] = { "smtp.example.net:587", "[192.0.2.25]:25" };
+	char *allowed[1] = { "@example.com" };
 	struct deliver_result r;
 	struct deliver_done d;
 	static const uint8_t chunk[] = "Subject: x\r\n\r\nbody\r\n";
@@ -278,6 +279,10 @@ ipc_seeds(void)
 	j.ca_file = "/etc/ssl/certs/ca.pem";
 	j.tls_min_version = 0x0303;
 	j.auth = 1;
+	j.rewrite_sender = "relay@example.com";
+	j.rewrite_from = "relay@example.com";
+	j.allowed_from = allowed;
+	j.nallowed_from = 1;
 	jr[0].id = 1;
 	jr[0].addr = "bob@example.com";
 	jr[0].notify = NOTIFY_SUCCESS;

@@ -22,7 +22,7 @@ bindir=${FUZZ_BINDIR:-$here}
 jobs=${FUZZ_JOBS:-2}
 harnesses=${FUZZ_HARNESSES:-"fuzz_smtp_command fuzz_address \
 fuzz_data_scanner fuzz_client_reply fuzz_ipc fuzz_session fuzz_http_request \
-fuzz_dkim_canon fuzz_proxy_header"}
+fuzz_from_rewrite fuzz_dkim_canon fuzz_proxy_header"}
 
 case $seconds in
 ''|*[!0-9]*) echo "run.sh: SECONDS must be a number, not '$seconds'" >&2
