@@ -40,6 +40,12 @@ int write_all(int fd, const void *buf, size_t len);
 int accept_from_uid(int listen_fd, uid_t want, pid_t *pid, const char *who,
     const char *why);
 
+/* A non-blocking, close-on-exec stream socket connecting to the unix
+ * socket at path (the connection may still be in progress): the fd, or -1
+ * with the reason in why ("socket path too long", "socket: ...",
+ * "connect: ..."). */
+int unix_connect_nonblock(const char *path, char *why, size_t whylen);
+
 /* Fills buf with len random bytes from the kernel; fatal on failure. */
 void random_bytes(void *buf, size_t len);
 

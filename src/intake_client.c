@@ -79,26 +79,13 @@ fail(struct intake_client *ic, const char *fmt, ...)
 static int
 ensure_connected(struct intake_client *ic)
 {
-	struct sockaddr_un sun;
+	char why[256];
 	int fd;
 
 	if (ic->ch.fd >= 0)
 		return 0;
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	if (strlen(ic->path) >= sizeof(sun.sun_path))
-		return fail(ic, "socket path too long: %s", ic->path);
-	strcpy(sun.sun_path, ic->path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return fail(ic, "socket: %s", strerror(errno));
-	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 &&
-	    errno != EINPROGRESS) {
-		int e = errno;
-
-		close(fd);
-		return fail(ic, "connect %s: %s", ic->path, strerror(e));
-	}
+	if ((fd = unix_connect_nonblock(ic->path, why, sizeof(why))) < 0)
+		return fail(ic, "%s: %s", ic->path, why);
 	channel_reopen(&ic->ch, fd);
 	ic->noted = 0;
 	ic->opened_ms = now_ms();

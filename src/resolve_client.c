@@ -95,29 +95,12 @@ fail(struct resolve_client *rc, const char *why)
 static int
 ensure_connected(struct resolve_client *rc, char *why, size_t whylen)
 {
-	struct sockaddr_un sun;
 	int fd;
 
 	if (rc->ch.fd >= 0)
 		return 0;
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	if (strlen(rc->path) >= sizeof(sun.sun_path)) {
-		snprintf(why, whylen, "socket path too long");
+	if ((fd = unix_connect_nonblock(rc->path, why, whylen)) < 0)
 		return -1;
-	}
-	strcpy(sun.sun_path, rc->path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0) {
-		snprintf(why, whylen, "socket: %s", strerror(errno));
-		return -1;
-	}
-	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 &&
-	    errno != EINPROGRESS) {
-		snprintf(why, whylen, "connect: %s", strerror(errno));
-		close(fd);
-		return -1;
-	}
 	channel_reopen(&rc->ch, fd);
 	return 0;
 }
