@@ -435,6 +435,7 @@ proxy_close(struct worker *w, size_t k)
 
 	session_timer_cancel(&w->timer, k);
 	sl->proxying = 0;
+	sl->checking = 0;   /* set at accept: the slot is free again */
 	close(sl->fd);
 	sl->fd = -1;
 	w->nsessions--;

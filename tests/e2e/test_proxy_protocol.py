@@ -374,5 +374,34 @@ class ProxyCase(ft.FerryTestCase):
         self.assertEqual(d.connections("pv2", "proxy_failed"), failed)
 
 
+class SlotReuseTest(ft.FerryTestCase):
+    """Connections closed before any session (health checks, refused
+    balancers, bad headers) give their slot back: one worker with two
+    slots takes many more of them, then still serves a session."""
+
+    ferry_options = {
+        "workers": {"min_idle": 1, "max_idle": 1, "max": 1,
+                    "sessions_per_worker": 2},
+        "more_listeners": [{"name": "pv2", "proxy_protocol": "v2",
+                            "proxy_networks": ["127.0.0.1/32"],
+                            "relay_networks": ["192.0.2.0/24"]}],
+    }
+
+    def test_slots_come_back(self):
+        d = self.ferry
+        worker = ft.wait_for(lambda: d.workers(), 10)[0]
+        port = d.ports["pv2"]
+        for i in range(8):
+            with ProxyClient(port, v2(local=True), greeting=False) as c:
+                self.assertTrue(c.is_closed(5.0), "LOCAL %d not closed" % i)
+            with ProxyClient(port, b"GET / HTTP/1.0\r\n\r\n",
+                             greeting=False) as c:
+                self.assertTrue(c.is_closed(5.0), "bad header %d" % i)
+        with ProxyClient(port, v2("192.0.2.80", 1)) as c:
+            self.assertEqual(c.greeting.code, 220)
+            c.cmd("QUIT")
+        self.assertEqual(d.workers(), [worker], "the worker was replaced")
+
+
 if __name__ == "__main__":
     ft.main(need_root=True)
