@@ -3,8 +3,8 @@
 
 HAProxy (Debian's haproxy) listens on loopback and balances TCP over two
 ferry instances whose listener "lb" takes PROXY v2 from 127.0.0.1; both
-relay to one test smarthost.  Ten client sessions, each from its own
-source address 127.0.0.x, send 200 messages in all; the Received header
+relay to one test smarthost.  Twenty client sessions, each from its own
+source address 127.0.0.x, send 2,000 messages in all; the Received header
 of every message at the smarthost names the client's own 127.0.0.x (the
 header's address, not HAProxy's).  Mid-load one instance is killed with
 SIGKILL (master and every child): the clients whose session was cut
@@ -31,11 +31,11 @@ import smarthost as sh  # noqa: E402
 
 HAPROXY = shutil.which("haproxy") or (
     "/usr/sbin/haproxy" if os.access("/usr/sbin/haproxy", os.X_OK) else None)
-SESSIONS = 10
-PER_SESSION = 20
+SESSIONS = 20
+PER_SESSION = 100
 TOTAL = SESSIONS * PER_SESSION
-KILL_AFTER = 60            # acknowledged messages before the kill
-WAIT = 40.0
+KILL_AFTER = 600           # acknowledged messages before the kill
+WAIT = 120.0
 SENDER = "sender@origin.test"
 RCPT = "rcpt@dest.test"
 
