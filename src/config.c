@@ -1706,7 +1706,13 @@ derive_values(struct load_state *st)
 		    c->smarthost_host, v6 ? "]" : "", c->smarthost_port);
 		r->hosts[0] = xstrdup(hp);
 	} else {
-		free(st->smarthost.ca_file);
+		size_t k;
+
+		/* no smarthost: its policy and rewriting values go */
+		for (k = 0; k < NOPTIONS; k++)
+			if (options[k].base == B_SMARTHOST)
+				free_value(&options[k],
+				    (char *)&st->smarthost);
 	}
 	c->mx_route.name = xstrdup("mx");
 	c->mx_route.domains = xcalloc(1, sizeof(char *));
