@@ -187,7 +187,9 @@ struct master_state {
 	                               runner -> master: agents wanted */
 	int agents_wanted;          /* the runner's last word on it */
 	uint32_t last_workers, last_busy;   /* last counts it was told */
+	int64_t pool_told_ms;       /* when; a change waits POOL_TELL_MS */
 	int log_rd, log_wr;         /* children's stderr, when foreground */
+	int64_t log_next_ms;        /* the pipe is read again from then */
 	int log_journal;            /* their lines go to the journal */
 	int sig_rd, sig_wr;         /* self-pipe for signals */
 
@@ -230,13 +232,22 @@ struct master_state {
 	char resolve_path[PATH_MAX + 32];
 };
 
+#define LOG_RELAY_MS 20            /* children's lines wait this at most */
+#define POOL_TELL_MS 200           /* worker counts reach the runner */
+
 static int sig_write_fd = -1;
+/* Set by SIGCHLD even when the signal pipe is full: the main loop reaps
+ * only after one, rather than calling waitpid() on every wake-up. */
+static volatile sig_atomic_t child_exited;
 
 static void
 on_signal(int sig)
 {
 	unsigned char c = (unsigned char)sig;
 	int saved = errno;
+
+	if (sig == SIGCHLD)
+		child_exited = 1;
 
 	if (write(sig_write_fd, &c, 1) < 0) {
 		/* the pipe is full: a signal is already pending */
@@ -707,7 +718,14 @@ spawn(struct master_state *m, enum child_role role, int child_notes)
 		devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
 		if (devnull >= 0)
 			dup2(devnull, STDIN_FILENO);
-		if (m->log_wr >= 0)
+		/* The children's lines reach stderr through the master's
+		 * pipe: they may not write files (RLIMIT_FSIZE is 0), and the
+		 * journal's fields are made here.  The runner, which writes
+		 * most lines and may write files, writes to the master's own
+		 * stderr (one write per line, so lines do not mix), which
+		 * saves the master a wake-up, a read and a write per line. */
+		if (m->log_wr >= 0 &&
+		    (role != ROLE_RUNNER || m->log_journal))
 			dup2(m->log_wr, STDERR_FILENO);
 
 		fds[n++] = m->cfg_fd;                            /* 3 */
@@ -1290,6 +1308,22 @@ manage_pool(struct master_state *m)
 }
 
 /* Tells the runner how many workers there are, when that changes. */
+/* Whether the workers' counts differ from what the runner was told. */
+static int
+pool_changed(const struct master_state *m)
+{
+	uint32_t workers = 0, busy = 0;
+	size_t i;
+
+	for (i = 0; i < m->nchildren; i++)
+		if (m->children[i].role == ROLE_WORKER) {
+			workers++;
+			if (m->children[i].state == W_BUSY)
+				busy++;
+		}
+	return workers != m->last_workers || busy != m->last_busy;
+}
+
 static void
 report_pool(struct master_state *m, int force)
 {
@@ -1310,6 +1344,12 @@ report_pool(struct master_state *m, int force)
 		}
 	if (!force && workers == m->last_workers && busy == m->last_busy)
 		return;
+	/* the counts are for status and metrics: a busy relay's changes
+	 * go together, not one note (and runner wake-up) per session */
+	if (!force && m->last_workers != UINT32_MAX &&
+	    now_ms() - m->pool_told_ms < POOL_TELL_MS)
+		return;
+	m->pool_told_ms = now_ms();
 	note = channel_begin(&m->to_runner, IMSG_NOTE_POOL);
 	ipc_add_u32(note, workers);
 	ipc_add_u32(note, busy);
@@ -2032,6 +2072,9 @@ master(const struct master_args *args)
 		int64_t wait = 1000;
 		unsigned char sigs[64];
 		ssize_t got;
+		/* where each source sits in pfd, for its revents */
+		size_t at_status, at_metrics = SIZE_MAX, at_anvil, at_runner;
+		size_t at_log = SIZE_MAX;
 
 		if (m->shutting_down && m->nchildren == 0) {
 			/* the workers are gone: nobody asks anvil now */
@@ -2095,19 +2138,41 @@ master(const struct master_args *args)
 
 		pfd[n].fd = m->sig_rd;
 		pfd[n++].events = POLLIN;
+		at_status = n;
 		pfd[n].fd = m->status.fd;
 		pfd[n++].events = POLLIN;
 		if (m->metrics_own_fd >= 0) {
+			at_metrics = n;
 			pfd[n].fd = m->metrics_own_fd;
 			pfd[n++].events = POLLIN;
 		}
+		at_anvil = n;
 		pfd[n].fd = m->to_anvil.fd;
 		pfd[n++].events = POLLIN;
+		at_runner = n;
 		pfd[n].fd = m->to_runner.fd;
 		pfd[n++].events = POLLIN;
+		if (m->runner_pid > 0 && m->last_workers != UINT32_MAX) {
+			int64_t d = m->pool_told_ms + POOL_TELL_MS - now_ms();
+
+			if (d < 1)
+				d = 1;
+			if (d < wait && pool_changed(m))
+				wait = d;
+		}
+		/* The log pipe is read at most every LOG_RELAY_MS, so that a
+		 * busy relay's lines come a batch per wake-up, not one each
+		 * (64 KiB of pipe holds several hundred lines meanwhile). */
 		if (m->log_rd >= 0) {
-			pfd[n].fd = m->log_rd;
-			pfd[n++].events = POLLIN;
+			int64_t d = m->log_next_ms - now_ms();
+
+			if (d <= 0 || m->shutting_down) {
+				at_log = n;
+				pfd[n].fd = m->log_rd;
+				pfd[n++].events = POLLIN;
+			} else if (d < wait) {
+				wait = d;
+			}
 		}
 		if (m->shutting_down) {
 			for (i = 0; i < m->nlisteners; i++) {
@@ -2160,6 +2225,8 @@ master(const struct master_args *args)
 				wait = d;
 			}
 		}
+		for (i = 0; i < n; i++)
+			pfd[i].revents = 0;
 		if (poll(pfd, n, (int)wait) < 0 && errno != EINTR)
 			log_fatal("poll: %s", strerror(errno));
 
@@ -2168,8 +2235,7 @@ master(const struct master_args *args)
 
 			for (k = 0; k < got; k++) {
 				switch (sigs[k]) {
-				case SIGCHLD:
-					reap_children(m);
+				case SIGCHLD:   /* child_exited says it */
 					break;
 				case SIGHUP:
 					if (!m->shutting_down) {
@@ -2187,13 +2253,24 @@ master(const struct master_args *args)
 				}
 			}
 		}
-		reap_children(m);
-		read_status(m);
-		read_runner_notes(m);
-		read_anvil_notes(m);
-		serve_metrics(m);
-		if (m->log_rd >= 0)
+		if (child_exited) {
+			child_exited = 0;
+			reap_children(m);
+		}
+		/* Each source is read when poll says so: the readers go on
+		 * until EAGAIN, so a source left unread has nothing. */
+		if (pfd[at_status].revents != 0)
+			read_status(m);
+		if (pfd[at_runner].revents != 0)
+			read_runner_notes(m);
+		if (pfd[at_anvil].revents != 0)
+			read_anvil_notes(m);
+		if (at_metrics != SIZE_MAX && pfd[at_metrics].revents != 0)
+			serve_metrics(m);
+		if (at_log != SIZE_MAX && pfd[at_log].revents != 0) {
 			relay_logs(m);
+			m->log_next_ms = now_ms() + LOG_RELAY_MS;
+		}
 		if (m->shutting_down)
 			refuse_waiting(m);
 		manage_pool(m);
