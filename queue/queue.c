@@ -139,6 +139,8 @@ struct runner {
 	struct channel notes;     /* from the master (FD_POOL) */
 	uint32_t pool_workers, pool_busy;   /* its last word on workers */
 	uint32_t agents_told;     /* agents wanted, as last told the master */
+	int64_t agents_told_ms;   /* when: a smaller count waits a while */
+	int agents_less_in;       /* ms until a held smaller count goes; -1 */
 	int have_pool;
 	uint32_t generation;      /* the master's configuration generation */
 	int draining;             /* the master's drain state, as noted */
@@ -572,20 +574,36 @@ read_master_notes(struct runner *r)
 
 /* Tells the master how many delivery agents there is work for, when that
  * changed: it starts agents up to that many, so none runs at rest.  A
- * note that cannot go now (the socket is full) goes on a later turn. */
-static void
+ * note that cannot go now (the socket is full) goes on a later turn.
+ *
+ * The count moves with every job that starts or ends.  A larger count
+ * goes at once (the master starts agents for it); a smaller one only
+ * AGENTS_TELL_LESS_MS after the last note, because the master stops no
+ * agent for it (the runner retires idle ones itself, much later), and
+ * so a busy relay does not wake the master for every job.  Returns the
+ * milliseconds until a held smaller count may go, or -1 when none is
+ * held. */
+#define AGENTS_TELL_LESS_MS 1000
+
+static int
 tell_master_agents(struct runner *r)
 {
 	uint32_t wanted = r->sched != NULL ?
 	    (uint32_t)scheduler_agents_wanted(r->sched) : 0;
+	int64_t now = now_ms();
 
 	(void)channel_flush(&r->notes);
 	if (wanted == r->agents_told || channel_pending(&r->notes) > 0)
-		return;
+		return -1;
+	if (wanted < r->agents_told && r->agents_told != UINT32_MAX &&
+	    now - r->agents_told_ms < AGENTS_TELL_LESS_MS)
+		return (int)(r->agents_told_ms + AGENTS_TELL_LESS_MS - now);
 	ipc_add_u32(channel_begin(&r->notes, IMSG_NOTE_AGENTS), wanted);
 	(void)channel_end(&r->notes);
 	(void)channel_flush(&r->notes);
 	r->agents_told = wanted;
+	r->agents_told_ms = now;
+	return -1;
 }
 
 /* ferryctl drain / undrain: passed on to the master, which holds the
@@ -1090,6 +1108,8 @@ run_loop(struct runner *r)
 		if (r->st != NULL && r->next_prune_ms - now_ms() < timeout)
 			timeout = r->next_prune_ms > now_ms() ?
 			    (int)(r->next_prune_ms - now_ms()) : 0;
+		if (r->agents_less_in >= 0 && r->agents_less_in < timeout)
+			timeout = r->agents_less_in;
 		rc = poll(pfds, n, timeout);
 		if (rc < 0) {
 			if (errno == EINTR)
@@ -1141,7 +1161,7 @@ run_loop(struct runner *r)
 			scheduler_run(r->sched);
 		prune_history(r);
 		group_commit(r);
-		tell_master_agents(r);
+		r->agents_less_in = tell_master_agents(r);
 	}
 	free(pfds);
 }
@@ -1245,6 +1265,7 @@ queue(const struct child_args *a)
 	    CHANNEL_RECORDS | CHANNEL_FATAL);
 	r.notes.wmax = 4096;
 	r.agents_told = UINT32_MAX;   /* the master hears from us first */
+	r.agents_less_in = -1;
 	stall_init(&r.stall);
 	r.conns = xcalloc(MAX_CONNS, sizeof(*r.conns));
 	check_space(&r, 1);
