@@ -89,7 +89,8 @@ enum ipc_type {
 	IMSG_NOTE_DRAINING,      /* u8 on */
 	/* SMTP worker <-> ferry-resolve (resolve_client.h) */
 	IMSG_RESOLVE_QUERY,      /* worker: u32 seq, addr */
-	IMSG_RESOLVE_ANSWER,     /* resolve: u32 seq, name ("" = unknown) */
+	IMSG_RESOLVE_ANSWER,     /* resolve: u32 seq, name ("" = unknown),
+	                            u32 ms the worker may reuse it */
 	/* master -> queue runner over FD_POOL, just before NOTE_RELOAD
 	 * when the new configuration has DKIM keys */
 	IMSG_NOTE_DKIM_KEYS,     /* no fields; a memfd with the keys' PEM,

@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "channel.h"
+#include "hostname.h"
 
 #define RESOLVE_MARGIN_MS 1000
 
@@ -27,15 +28,27 @@
  * call but _init and _close, so it must only note the answer. */
 typedef void resolve_answer_fn(void *arg, uint32_t owner, const char *name);
 
+#define RESOLVE_KEPT 64            /* answers a worker keeps */
+#define RESOLVE_ADDR_MAX 64
+
 struct resolve_waiter {
 	uint32_t seq;              /* the request id ferry-resolve echoes */
 	uint32_t owner;
+	char addr[RESOLVE_ADDR_MAX];   /* asked about, for the kept answers */
 	int64_t deadline;          /* now_ms() clock */
 	int live;                  /* 0: the owner no longer waits */
 };
 
+/* An answer ferry-resolve said may be given again until expires. */
+struct resolve_kept {
+	char addr[RESOLVE_ADDR_MAX];   /* "" = a free entry */
+	char name[HOSTNAME_MAX + 1];
+	int64_t expires;           /* now_ms() clock */
+};
+
 struct resolve_client {
 	char *path;                /* NULL: no lookups (client_names off) */
+	struct resolve_kept kept[RESOLVE_KEPT];
 	struct channel ch;         /* ch.fd is -1 when not connected */
 	resolve_answer_fn *on_answer;
 	void *arg;
@@ -54,8 +67,9 @@ void resolve_client_init(struct resolve_client *rc, const char *path,
 void resolve_client_close(struct resolve_client *rc);
 
 /* Asks for the name of addr for owner.  1: asked, the name comes
- * through on_answer; 0: not asked (off, or ferry-resolve unreachable):
- * the client is unknown now. */
+ * through on_answer (at once, from within this call, when an answer
+ * ferry-resolve let the worker keep is still fresh); 0: not asked (off,
+ * or ferry-resolve unreachable): the client is unknown now. */
 int resolve_ask(struct resolve_client *rc, uint32_t owner,
     const char *addr);
 /* owner no longer waits for its name (its connection ended). */

@@ -5,7 +5,9 @@
  * a worker's other sessions).
  *
  * A worker asks with the client's address (IMSG_RESOLVE_QUERY); the
- * answer (IMSG_RESOLVE_ANSWER) is the client's name, or "" for unknown.
+ * answer (IMSG_RESOLVE_ANSWER) is the client's name, or "" for unknown,
+ * and how long the worker may give it again itself (a definite answer:
+ * up to RESOLVE_KEEP_MS; a timeout or failure: not at all).
  * The name is the first PTR record of the address that is a plain host
  * name (hostname.h), and only when its A records (AAAA for an IPv6
  * client) contain the address again: forward-confirmed, so that nobody
@@ -186,17 +188,22 @@ cache_put(int family, const unsigned char *addr, const char *name,
 
 /* ---------------------------------------------------------------- lookups */
 
-/* Answers a worker's query (when it is still there). */
+/* Answers a worker's query (when it is still there); keep_ms: how long
+ * the worker may give the same answer itself (0 for an answer that says
+ * nothing, such as a timeout). */
 static void
-tell(struct resolve_conn *c, uint32_t seq, const char *name)
+tell(struct resolve_conn *c, uint32_t seq, const char *name, int64_t keep_ms)
 {
 	struct ipc_out *m;
 
 	if (c == NULL || c->broken)
 		return;
+	if (keep_ms > RESOLVE_KEEP_MS)
+		keep_ms = RESOLVE_KEEP_MS;
 	m = channel_begin(&c->ch, IMSG_RESOLVE_ANSWER);
 	ipc_add_u32(m, seq);
 	ipc_add_str(m, name);
+	ipc_add_u32(m, keep_ms > 0 ? (uint32_t)keep_ms : 0);
 	if (channel_end(&c->ch) < 0 || channel_flush(&c->ch) < 0) {
 		log_warn("resolve: worker pid %ld does not read its answers; "
 		    "dropping its connection", (long)c->pid);
@@ -216,7 +223,7 @@ finish(struct lookup *lk, const char *name, int keep)
 	    name[0] ? name : "unknown");
 	if (keep)
 		cache_put(lk->family, lk->addr, name, now_ms());
-	tell(lk->conn, lk->seq, name);
+	tell(lk->conn, lk->seq, name, keep ? RESOLVE_KEEP_MS : 0);
 }
 
 /* An answer that says what there is (a name, or none): worth keeping.
@@ -375,7 +382,7 @@ start_lookup(struct resolve_conn *c, uint32_t seq, const char *addr)
 		lk->family = AF_INET6;
 	if (lk->family != 0 && (hit = cache_find(lk->family, lk->addr,
 	    now_ms())) != NULL) {
-		tell(c, seq, hit->name);
+		tell(c, seq, hit->name, hit->expires - now_ms());
 		free(lk);
 		return;
 	}

@@ -33,6 +33,7 @@
 #include "hostname.h"
 #include "ipc.h"
 #include "log.h"
+#include "resolve.h"
 #include "resolve_client.h"
 #include "util.h"
 
@@ -105,14 +106,57 @@ ensure_connected(struct resolve_client *rc, char *why, size_t whylen)
 	return 0;
 }
 
+/* The kept answer for addr, or NULL. */
+static const struct resolve_kept *
+kept_find(const struct resolve_client *rc, const char *addr, int64_t now)
+{
+	size_t i;
+
+	for (i = 0; i < RESOLVE_KEPT; i++)
+		if (rc->kept[i].addr[0] != '\0' && rc->kept[i].expires > now &&
+		    strcmp(rc->kept[i].addr, addr) == 0)
+			return &rc->kept[i];
+	return NULL;
+}
+
+/* Keeps an answer in the entry for addr, a free or stale one, or the one
+ * that expires first. */
+static void
+kept_put(struct resolve_client *rc, const char *addr, const char *name,
+    int64_t until)
+{
+	struct resolve_kept *e = &rc->kept[0];
+	size_t i;
+
+	for (i = 0; i < RESOLVE_KEPT; i++) {
+		struct resolve_kept *k = &rc->kept[i];
+
+		if (strcmp(k->addr, addr) == 0) {
+			e = k;
+			break;
+		}
+		if (k->expires < e->expires)
+			e = k;
+	}
+	ferry_strlcpy(e->addr, addr, sizeof(e->addr));
+	ferry_strlcpy(e->name, name, sizeof(e->name));
+	e->expires = until;
+}
+
 int
 resolve_ask(struct resolve_client *rc, uint32_t owner, const char *addr)
 {
 	char why[256] = "";
+	const struct resolve_kept *k;
 	int attempt;
 
 	if (rc->path == NULL)
 		return 0;
+	if ((k = kept_find(rc, addr, now_ms())) != NULL) {
+		if (rc->on_answer != NULL)
+			rc->on_answer(rc->arg, owner, k->name);
+		return 1;
+	}
 	if (rc->ch.fd < 0 && now_ms() < rc->retry_after)
 		return 0;
 	/* a kept connection may lead to a process that has since died:
@@ -148,6 +192,7 @@ resolve_ask(struct resolve_client *rc, uint32_t owner, const char *addr)
 		w = &rc->waiting[rc->nwaiting++];
 		w->seq = seq;
 		w->owner = owner;
+		ferry_strlcpy(w->addr, addr, sizeof(w->addr));
 		w->deadline = now_ms() + rc->wait_ms;
 		w->live = 1;
 		return 1;
@@ -186,11 +231,12 @@ take_answer(struct resolve_client *rc, struct ipc_in *in)
 {
 	struct resolve_waiter w;
 	char *name = NULL;
-	uint32_t seq;
+	uint32_t seq, keep_ms;
 	size_t i;
 
 	if (ipc_get_u32(in, &seq) < 0 ||
-	    ipc_get_str(in, &name, HOSTNAME_MAX) < 0 || ipc_end(in) < 0 ||
+	    ipc_get_str(in, &name, HOSTNAME_MAX) < 0 ||
+	    ipc_get_u32(in, &keep_ms) < 0 || ipc_end(in) < 0 ||
 	    (name[0] != '\0' && !hostname_valid(name, strlen(name)))) {
 		free(name);
 		return channel_violation(&rc->ch, "malformed answer");
@@ -209,6 +255,10 @@ take_answer(struct resolve_client *rc, struct ipc_in *in)
 		log_info("resolve is reachable again");
 		rc->outage_logged = 0;
 	}
+	if (keep_ms > RESOLVE_KEEP_MS)
+		keep_ms = RESOLVE_KEEP_MS;
+	if (keep_ms > 0)
+		kept_put(rc, w.addr, name, now_ms() + keep_ms);
 	if (w.live && rc->on_answer != NULL)
 		rc->on_answer(rc->arg, w.owner, name);
 	free(name);

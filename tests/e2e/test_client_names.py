@@ -243,22 +243,45 @@ class SilentDNSTest(ClientNamesCase):
         self.assertEqual(len(dns.queried()), asked)
 
     def test_resolver_stopped_gives_unknown(self):
-        """ferry-resolve itself stuck (SIGSTOP): the worker's own deadline
-        answers unknown, and the session starts."""
+        """ferry-resolve itself stuck (SIGSTOP): a name the worker was let
+        keep is still given at once; a client it has not seen waits for
+        the worker's own deadline, is unknown, and its session starts."""
         dns = self.dns(records())
-        d = self.named_ferry(dns)
+        d = self.named_ferry(dns, workers=self.ONE_WORKER)
+        self.assertTrue(ft.wait_for(lambda: len(d.workers()) == 1, 10))
+        start = d.log_size()
+        with d.client() as c:
+            self.assertReply(c.greeting, 220)
+        self.assertIsNotNone(d.wait_log(
+            r"connect from client\.test\.example\[127\.0\.0\.1\]",
+            5, start))
         (pid,) = ft.wait_for(lambda: d.resolvers(), 10)
         os.kill(pid, signal.SIGSTOP)
         self.addCleanup(lambda: os.kill(pid, signal.SIGCONT)
                         if ft.alive(pid) else None)
+        # the worker keeps 127.0.0.1's name (RESOLVE_KEEP_MS, 10 s)
         start = d.log_size()
         t0 = time.monotonic()
-        with d.client(timeout=TIMEOUT + MARGIN + 5) as c:
-            took = time.monotonic() - t0
+        with d.client() as c:
             self.assertReply(c.greeting, 220)
+        self.assertLess(time.monotonic() - t0, 0.5,
+                        "a kept name waited for ferry-resolve")
+        self.assertIsNotNone(d.wait_log(
+            r"connect from client\.test\.example\[127\.0\.0\.1\]",
+            5, start))
+        # an address it has not seen is asked about, and nobody answers
+        start = d.log_size()
+        t0 = time.monotonic()
+        sock = socket.create_connection(("127.0.0.1", d.port),
+                                        TIMEOUT + MARGIN + 5,
+                                        source_address=("127.0.0.3", 0))
+        self.addCleanup(sock.close)
+        greeting = sock.recv(512)
+        took = time.monotonic() - t0
+        self.assertTrue(greeting.startswith(b"220 "), greeting)
         self.assertLess(took, TIMEOUT + MARGIN + 0.5)
         self.assertIsNotNone(d.wait_log(
-            r"connect from unknown\[127\.0\.0\.1\]", 5, start))
+            r"connect from unknown\[127\.0\.0\.3\]", 5, start))
         self.assertIsNotNone(d.wait_log(
             r"warning: resolve .*no answer in time", 5, start))
 
