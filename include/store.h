@@ -68,6 +68,9 @@ int store_salvage_import(struct store *st, const char *damaged,
  * store_commit makes it durable (returns 0) or rolls it back (-1). */
 int store_begin(struct store *st);
 int store_commit(struct store *st);
+/* The same, without waiting for the disk: for a transaction that nothing
+ * is acknowledged on (see the durability stance in store_sqlite.c). */
+int store_commit_lazy(struct store *st);
 void store_rollback(struct store *st);
 int store_in_transaction(const struct store *st);
 /* Nonzero when the open transaction changed a row that must be made

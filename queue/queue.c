@@ -141,6 +141,7 @@ struct runner {
 	uint32_t agents_told;     /* agents wanted, as last told the master */
 	int64_t agents_told_ms;   /* when: a smaller count waits a while */
 	int agents_less_in;       /* ms until a held smaller count goes; -1 */
+	int control_waits;        /* a ferryctl change waits for the commit */
 	int have_pool;
 	uint32_t generation;      /* the master's configuration generation */
 	int draining;             /* the master's drain state, as noted */
@@ -326,8 +327,13 @@ commit_now(struct runner *r)
 	if (store_in_transaction(r->st) && (!was_failing || waiting > 0 ||
 	    store_has_writes(r->st))) {
 		double t0 = monotonic_seconds();
+		/* a commit that acknowledges nothing (no 250, no ferryctl
+		 * answer) need not wait for the disk: see store_commit_lazy */
+		int durable = waiting > 0 || r->control_waits || was_failing;
 
-		if (store_commit(r->st) < 0) {
+		r->control_waits = 0;
+		if ((durable ? store_commit(r->st) :
+		    store_commit_lazy(r->st)) < 0) {
 			store_failed(r, store_errmsg(r->st));
 			return -1;
 		}
@@ -677,6 +683,7 @@ begin_for_control(void *arg, char *err, size_t errlen)
 {
 	struct runner *r = arg;
 
+	r->control_waits = 1;
 	if (store_begin(r->st) == 0)
 		return 0;
 	snprintf(err, errlen, "%s", store_errmsg(r->st));

@@ -4,10 +4,17 @@
  * messages that left it (schema in queue/schema.sql, compiled in as
  * store_schema_sql).  The only file that includes sqlite3.h.
  *
- * Durability stance: the database runs in WAL mode with synchronous=FULL,
- * so a COMMIT returns only after the WAL is fsynced; the runner sends 250
- * for a message only after the commit that holds its envelope and every
- * body chunk returned.  Writes happen only inside a transaction opened by
+ * Durability stance: the database runs in WAL mode, and store_commit
+ * returns only after the WAL is fsynced (synchronous=NORMAL, then an
+ * explicit sync of the WAL file, which is what synchronous=FULL does at
+ * every commit); the runner sends 250 for a message only after the
+ * commit that holds its envelope and every body chunk returned.  A commit
+ * that acknowledges nothing (delivery results, history, dispatch marks)
+ * skips the sync (store_commit_lazy): WAL frames are appended in order,
+ * so the next durable commit, or the sync SQLite makes before each
+ * checkpoint, makes it durable too, and a crash before then can only
+ * bring back mail that was already delivered, to be delivered again, as
+ * Postfix's queue does; it never loses any.  Writes happen only inside a transaction opened by
  * store_begin (BEGIN IMMEDIATE, so it never has to upgrade a read lock);
  * a write outside one is refused rather than silently autocommitted,
  * because an fsync per statement would break the group commit.  An
@@ -717,7 +724,7 @@ struct store *
 store_open(const char *path, char *err, size_t errlen)
 {
 	static const char *const pragmas[] = {
-		"PRAGMA synchronous = FULL",
+		"PRAGMA synchronous = NORMAL",   /* commit() syncs */
 		"PRAGMA foreign_keys = ON",
 		"PRAGMA secure_delete = OFF",
 		"PRAGMA temp_store = MEMORY",
@@ -878,13 +885,36 @@ store_begin(struct store *st)
 	return exec_stmt(st, S_BEGIN, "begin");
 }
 
-int
-store_commit(struct store *st)
+/* The WAL's own file, synced: what makes the commits in it durable. */
+static int
+sync_wal(struct store *st)
+{
+	sqlite3_file *wal = NULL;
+
+	if (sqlite3_file_control(st->db, "main", SQLITE_FCNTL_JOURNAL_POINTER,
+	    &wal) != SQLITE_OK || wal == NULL || wal->pMethods == NULL) {
+		set_err(st, "commit", "the WAL file cannot be synced");
+		return -1;
+	}
+	if (wal->pMethods->xSync(wal, SQLITE_SYNC_NORMAL) != SQLITE_OK) {
+		set_err(st, "commit", "syncing the WAL failed");
+		return -1;
+	}
+	return 0;
+}
+
+static int
+commit(struct store *st, int durable)
 {
 	st->err[0] = '\0';
 	if (sqlite3_get_autocommit(st->db))
 		return 0;
 	if (wal_mark(st) == 0 && exec_stmt(st, S_COMMIT, "commit") == 0) {
+		/* synchronous = NORMAL: the COMMIT wrote its frames without
+		 * waiting for the disk; a durable commit waits here, for
+		 * them and every lazy commit's before them */
+		if (durable && sync_wal(st) < 0)
+			return -1;
 		if (st->wal_frames >= STORE_CHECKPOINT_FRAMES)
 			wal_checkpoint(st, SQLITE_CHECKPOINT_PASSIVE);
 		return 0;
@@ -892,6 +922,18 @@ store_commit(struct store *st)
 	/* Not durable, so not kept: nothing in it may be acknowledged. */
 	store_rollback(st);
 	return -1;
+}
+
+int
+store_commit(struct store *st)
+{
+	return commit(st, 1);
+}
+
+int
+store_commit_lazy(struct store *st)
+{
+	return commit(st, 0);
 }
 
 int

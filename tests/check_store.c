@@ -107,6 +107,135 @@ capture_db(sqlite3 *db, char **errmsg, const struct sqlite3_api_routines *api)
 	return SQLITE_OK;
 }
 
+/* --- counting the syncs of the WAL file --------------------------------- */
+
+/* A VFS over the default one that counts xSync on files opened as a WAL:
+ * what store_commit waits for, and store_commit_lazy does not. */
+static sqlite3_vfs *base_vfs;
+static sqlite3_vfs counting_vfs;
+static int wal_syncs;
+
+struct counted_file {
+	sqlite3_file base;          /* pMethods: counted_io */
+	int is_wal;
+	sqlite3_file real[];        /* base_vfs->szOsFile bytes */
+};
+
+static sqlite3_io_methods counted_io;
+
+static int
+counted_sync(sqlite3_file *f, int flags)
+{
+	struct counted_file *c = (struct counted_file *)f;
+
+	if (c->is_wal)
+		wal_syncs++;
+	return c->real->pMethods->xSync(c->real, flags);
+}
+
+#define PASS_IO(name, proto, args) \
+	static int counted_##name proto \
+	{ struct counted_file *c = (struct counted_file *)f; \
+	  return c->real->pMethods->x##name args; }
+PASS_IO(Read, (sqlite3_file *f, void *b, int n, sqlite3_int64 o),
+    (c->real, b, n, o))
+PASS_IO(Write, (sqlite3_file *f, const void *b, int n, sqlite3_int64 o),
+    (c->real, b, n, o))
+PASS_IO(Truncate, (sqlite3_file *f, sqlite3_int64 n), (c->real, n))
+PASS_IO(FileSize, (sqlite3_file *f, sqlite3_int64 *n), (c->real, n))
+PASS_IO(Lock, (sqlite3_file *f, int l), (c->real, l))
+PASS_IO(Unlock, (sqlite3_file *f, int l), (c->real, l))
+PASS_IO(CheckReservedLock, (sqlite3_file *f, int *r), (c->real, r))
+PASS_IO(FileControl, (sqlite3_file *f, int op, void *a), (c->real, op, a))
+PASS_IO(SectorSize, (sqlite3_file *f), (c->real))
+PASS_IO(DeviceCharacteristics, (sqlite3_file *f), (c->real))
+PASS_IO(ShmMap, (sqlite3_file *f, int pg, int sz, int ext,
+    void volatile **p), (c->real, pg, sz, ext, p))
+PASS_IO(ShmLock, (sqlite3_file *f, int o, int n, int fl),
+    (c->real, o, n, fl))
+PASS_IO(ShmUnmap, (sqlite3_file *f, int del), (c->real, del))
+PASS_IO(Fetch, (sqlite3_file *f, sqlite3_int64 o, int n, void **p),
+    (c->real, o, n, p))
+PASS_IO(Unfetch, (sqlite3_file *f, sqlite3_int64 o, void *p),
+    (c->real, o, p))
+
+static void
+counted_barrier(sqlite3_file *f)
+{
+	struct counted_file *c = (struct counted_file *)f;
+
+	c->real->pMethods->xShmBarrier(c->real);
+}
+
+static int
+counted_close(sqlite3_file *f)
+{
+	struct counted_file *c = (struct counted_file *)f;
+
+	return c->real->pMethods->xClose(c->real);
+}
+
+static int
+counted_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags,
+    int *out)
+{
+	struct counted_file *c = (struct counted_file *)f;
+	int rc;
+
+	(void)vfs;
+	memset(c, 0, sizeof(*c));
+	rc = base_vfs->xOpen(base_vfs, name, c->real, flags, out);
+	if (rc != SQLITE_OK) {
+		f->pMethods = NULL;
+		return rc;
+	}
+	counted_io = *c->real->pMethods;
+	counted_io.xClose = counted_close;
+	counted_io.xRead = counted_Read;
+	counted_io.xWrite = counted_Write;
+	counted_io.xTruncate = counted_Truncate;
+	counted_io.xSync = counted_sync;
+	counted_io.xFileSize = counted_FileSize;
+	counted_io.xLock = counted_Lock;
+	counted_io.xUnlock = counted_Unlock;
+	counted_io.xCheckReservedLock = counted_CheckReservedLock;
+	counted_io.xFileControl = counted_FileControl;
+	counted_io.xSectorSize = counted_SectorSize;
+	counted_io.xDeviceCharacteristics = counted_DeviceCharacteristics;
+	counted_io.xShmMap = counted_ShmMap;
+	counted_io.xShmLock = counted_ShmLock;
+	counted_io.xShmBarrier = counted_barrier;
+	counted_io.xShmUnmap = counted_ShmUnmap;
+	counted_io.xFetch = counted_Fetch;
+	counted_io.xUnfetch = counted_Unfetch;
+	c->is_wal = (flags & SQLITE_OPEN_WAL) != 0;
+	f->pMethods = &counted_io;
+	return SQLITE_OK;
+}
+
+/* Makes the counting VFS the default for connections opened from now. */
+static void
+count_wal_syncs(void)
+{
+	if (base_vfs == NULL) {
+		base_vfs = sqlite3_vfs_find(NULL);
+		counting_vfs = *base_vfs;
+		counting_vfs.zName = "ferry-counting";
+		counting_vfs.szOsFile = (int)sizeof(struct counted_file) +
+		    base_vfs->szOsFile;
+		counting_vfs.xOpen = counted_open;
+	}
+	ck_assert_int_eq(sqlite3_vfs_register(&counting_vfs, 1), SQLITE_OK);
+	wal_syncs = 0;
+}
+
+static void
+stop_counting(void)
+{
+	sqlite3_vfs_unregister(&counting_vfs);
+	sqlite3_vfs_register(base_vfs, 1);
+}
+
 /* --- helpers ------------------------------------------------------------- */
 
 static struct store *
@@ -275,10 +404,58 @@ START_TEST(test_open_pragmas)
 	ck_assert_ptr_nonnull(captured);
 	q_text(captured, "PRAGMA journal_mode", mode, sizeof(mode));
 	ck_assert_str_eq(mode, "wal");
-	ck_assert_int_eq(q_int(captured, "PRAGMA synchronous"), 2); /* FULL */
+	/* NORMAL: store_commit syncs the WAL itself (test_commit_syncs) */
+	ck_assert_int_eq(q_int(captured, "PRAGMA synchronous"), 1);
 	ck_assert_int_eq(q_int(captured, "PRAGMA foreign_keys"), 1);
 	ck_assert_int_eq(q_int(captured, "PRAGMA busy_timeout"), 5000);
 	ck_assert_int_eq(q_int(captured, "PRAGMA secure_delete"), 0);
+	store_close(st);
+}
+END_TEST
+
+/* store_commit returns after the WAL is synced; store_commit_lazy
+ * commits without a sync, and the next durable commit syncs its frames
+ * with its own; both are kept across a reopen. */
+START_TEST(test_commit_syncs)
+{
+	struct store *st;
+	char qid[QID_LEN + 1];
+	int64_t n;
+	int before;
+
+	count_wal_syncs();
+	st = open_store();
+	ck_assert_int_eq(store_begin(st), 0);
+	add_msg(st, 1, qid);
+	before = wal_syncs;
+	ck_assert_int_eq(store_commit(st), 0);
+	/* (the first frames after a WAL reset also sync its header) */
+	ck_assert_int_ge(wal_syncs, before + 1);
+
+	ck_assert_int_eq(store_begin(st), 0);
+	add_msg(st, 1, qid);
+	before = wal_syncs;
+	ck_assert_int_eq(store_commit_lazy(st), 0);
+	ck_assert_int_eq(wal_syncs, before);
+	ck_assert_int_eq(store_begin(st), 0);
+	add_msg(st, 1, qid);
+	ck_assert_int_eq(store_commit_lazy(st), 0);
+	ck_assert_int_eq(wal_syncs, before);
+
+	ck_assert_int_eq(store_begin(st), 0);
+	add_msg(st, 1, qid);
+	ck_assert_int_eq(store_commit(st), 0);
+	ck_assert_int_eq(wal_syncs, before + 1);
+	/* nothing open: nothing to do */
+	ck_assert_int_eq(store_commit(st), 0);
+	ck_assert_int_eq(store_commit_lazy(st), 0);
+	ck_assert_int_eq(wal_syncs, before + 1);
+	store_close(st);
+	stop_counting();
+
+	st = open_store();
+	ck_assert_int_eq(store_count(st, "active", &n), 0);
+	ck_assert_int_eq(n, 4);
 	store_close(st);
 }
 END_TEST
@@ -2456,6 +2633,7 @@ store_suite(void)
 	tc = new_tcase("open");
 	tcase_add_test(tc, test_open_creates_schema);
 	tcase_add_test(tc, test_open_pragmas);
+	tcase_add_test(tc, test_commit_syncs);
 	tcase_add_test(tc, test_reopen_existing);
 	tcase_add_test(tc, test_refuses_newer_schema);
 	tcase_add_test(tc, test_migrates_v1);
