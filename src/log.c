@@ -15,6 +15,7 @@
 #include "autoconfig.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +33,28 @@ static enum log_target log_target = LOG_TO_STDERR;
 static int log_debug_on;
 static enum log_format log_format = LOG_FORMAT_TEXT;
 static void (*log_line_sink)(const char *line, size_t len);
+static pid_t log_pid;       /* getpid(), asked once per process */
+
+static void
+log_forked(void)
+{
+	log_pid = 0;
+}
+
+static long
+log_getpid(void)
+{
+	static int registered;
+
+	if (log_pid == 0) {
+		if (!registered) {
+			(void)pthread_atfork(NULL, NULL, log_forked);
+			registered = 1;
+		}
+		log_pid = getpid();
+	}
+	return (long)log_pid;
+}
 
 void
 log_init(const char *ident, enum log_target target, int debug)
@@ -90,7 +113,7 @@ log_emit_json(int prio, const struct log_fields *f, const char *msg)
 	building = 1;
 	gettimeofday(&tv, NULL);
 	n = log_json_line(line, sizeof(line) - 1, (long long)tv.tv_sec,
-	    (long)tv.tv_usec, log_ident, (long)getpid(), prio, f, msg);
+	    (long)tv.tv_usec, log_ident, log_getpid(), prio, f, msg);
 	building = 0;
 	if (log_target == LOG_TO_SYSLOG) {
 		syslog(prio, "%s", line);
@@ -139,7 +162,7 @@ log_vemit_fields(int prio, const struct log_fields *f, const char *fmt,
 		}
 		n = snprintf(line, sizeof(line), "%s.%03ld %s[%ld]: %s%s\n",
 		    stamp, (long)(tv.tv_usec / 1000), log_ident,
-		    (long)getpid(), level, msg);
+		    log_getpid(), level, msg);
 		if (n > (int)sizeof(line) - 1) {
 			n = sizeof(line) - 1;
 			line[n - 1] = '\n';
