@@ -42,6 +42,7 @@ struct channel_rule {
 
 #define CHANNEL_RECORDS 1      /* SOCK_SEQPACKET: whole frames per read */
 #define CHANNEL_FATAL 2        /* a violation ends this process */
+#define CHANNEL_IS_PIPE 4      /* set by channel_flush on ENOTSOCK: write() */
 
 struct channel {
 	int fd;                    /* -1 once closed */

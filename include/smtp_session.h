@@ -44,7 +44,8 @@ struct session_params {
 	                                    earlier session (moved into
 	                                    this one), or NULL */
 	struct session_control *control;
-	int fd;                          /* accepted; the session owns it */
+	int fd;                          /* accepted, non-blocking; the
+	                                    session owns it */
 	const struct sockaddr *peer;
 	const char *listener;            /* name of the listen section */
 	const struct listener_config *lcfg;  /* that section's policy; NULL =
@@ -70,6 +71,10 @@ void smtp_session_run(struct smtp_session *s, int64_t now);
 /* Anvil's answer (ANVIL_*) to the question the session is parked on;
  * the caller runs the session afterwards.  Nothing when it waits for
  * none. */
+/* poll reported the client's connection (readable, or hung up): the
+ * next run reads it.  A plain connection is read only after a read or
+ * this call says there may be something (see smtp_session_run). */
+void smtp_session_readable(struct smtp_session *s);
 void smtp_session_anvil_answer(struct smtp_session *s, int result);
 /* What to poll its socket for (POLLIN, POLLOUT); 0 once it is over. */
 short smtp_session_events(const struct smtp_session *s);

@@ -117,6 +117,7 @@ channel_reopen(struct channel *ch, int fd)
 {
 	channel_close(ch);
 	ch->fd = fd;
+	ch->flags &= ~(unsigned)CHANNEL_IS_PIPE;
 	ch->eof = 0;
 	ch->error[0] = '\0';
 }
@@ -422,12 +423,16 @@ channel_flush(struct channel *ch)
 				fd = ch->out_fd;
 			n = ipc_send_fd(ch->fd, ch->wbuf.buf + ch->woff, len,
 			    fd, MSG_DONTWAIT);
+		} else if (ch->flags & CHANNEL_IS_PIPE) {
+			n = write(ch->fd, ch->wbuf.buf + ch->woff, len);
 		} else {
 			n = send(ch->fd, ch->wbuf.buf + ch->woff, len,
 			    MSG_NOSIGNAL | MSG_DONTWAIT);
-			if (n < 0 && errno == ENOTSOCK)   /* a pipe */
+			if (n < 0 && errno == ENOTSOCK) {   /* a pipe */
+				ch->flags |= CHANNEL_IS_PIPE;
 				n = write(ch->fd, ch->wbuf.buf + ch->woff,
 				    len);
+			}
 		}
 		if (n > 0) {
 			ch->woff += (size_t)n;

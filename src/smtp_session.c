@@ -199,6 +199,9 @@ struct smtp_session {
 	unsigned junk;               /* rounds of commands that moved no
 	                                mail since the last message */
 	unsigned reads;              /* reads from the client so far */
+	int drained;                 /* a plain read found nothing more: wait
+	                                for poll (smtp_session_readable)
+	                                rather than try again */
 	unsigned junk_read;          /* the read the last junk came in */
 	enum close_reason closing;
 	int shutdown_sent;
@@ -2139,8 +2142,10 @@ talked_first(struct smtp_session *s)
 	ssize_t n = recv(s->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
 
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK ||
-	    errno == EINTR))
+	    errno == EINTR)) {
+		s->drained = errno != EINTR;
 		return -1;
+	}
 	return n > 0;
 }
 
@@ -2225,7 +2230,7 @@ smtp_session_start(const struct session_params *p)
 	    (size_t)p->cfg->max_line_length : IO_CHUNK;
 	s->in = xmalloc(s->in_cap);
 	envelope_init(&s->tx.env);
-	fd_set_nonblock(s->fd, 1);
+	/* p->fd is non-blocking already (accept4 SOCK_NONBLOCK) */
 	s->life_deadline = now + (int64_t)s->cfg->session_lifetime * 1000;
 	arm_command(s);
 
@@ -2369,20 +2374,37 @@ smtp_session_run(struct smtp_session *s, int64_t now)
 		}
 		if (s->in_len == s->in_cap)
 			log_panic("session input full with nothing to do");
+		/* A plain connection that a read left empty has nothing
+		 * until poll says so: a reply is not followed by a read
+		 * that would only find nothing (TLS may hold decrypted
+		 * bytes poll does not see, so it is always read). */
+		if (s->drained && s->conn.ssl == NULL) {
+			s->conn.want = POLLIN;
+			return;
+		}
 		n = conn_read(&s->conn, s->in + s->in_len,
 		    s->in_cap - s->in_len);
 		if (n > 0) {
+			s->drained = (size_t)n < s->in_cap - s->in_len;
 			s->in_len += (size_t)n;
 			s->reads++;
 			if (s->state == ST_DATA || s->state == ST_BDAT)
 				s->idle_since = now_ms();
 			continue;
 		}
-		if (n == CONN_AGAIN)
+		if (n == CONN_AGAIN) {
+			s->drained = 1;
 			return;
+		}
 		s->closing = n == 0 ? CLOSE_EOF : CLOSE_IOERR;
 		begin_close(s);
 	}
+}
+
+void
+smtp_session_readable(struct smtp_session *s)
+{
+	s->drained = 0;
 }
 
 void

@@ -900,6 +900,9 @@ serve(struct worker *w)
 			}
 			if (w->slots[k].s == NULL)
 				continue;
+			if (pfds[i].revents != 0 &&
+			    pfds[i].fd == smtp_session_fd(w->slots[k].s))
+				smtp_session_readable(w->slots[k].s);
 			if (pfds[i].revents != 0 ||
 			    smtp_session_more(w->slots[k].s) ||
 			    now >= smtp_session_deadline(w->slots[k].s))
