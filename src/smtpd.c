@@ -199,7 +199,9 @@ refuse_over_limit(const struct ferry_config *cfg, int result, int fd,
 /* A worker that already holds sessions leaves a new connection to an
  * idle sibling for this long (the master keeps workers.min_idle of
  * them), so that sessions spread over processes while there are some.
- * When none took it, it takes the next ones almost at once for a while. */
+ * When none took it, it takes the next ones almost at once for a while.
+ * Once the master says the pool is packed (enough workers hold
+ * sessions to use every CPU), it takes them at once. */
 #define ACCEPT_DEFER_MS 200
 #define ACCEPT_DEFER_SHORT_MS 10
 #define ACCEPT_SHORT_FOR_MS 1000
@@ -248,6 +250,7 @@ struct worker {
 	int64_t short_defer_until;
 	int answers;                 /* slots with answered set */
 	int draining;                /* the master's last NOTE_DRAINING */
+	int packed;                  /* its last NOTE_POOL_PACKED */
 	int notes_open;              /* FD_WORKER_NOTES not yet at EOF */
 	struct resolve_client resolve;   /* the clients' names */
 	int names;                   /* slots with named set */
@@ -583,7 +586,7 @@ run_slot(struct worker *w, size_t k, int64_t now, short revents)
 }
 
 /* The master's notes on FD_WORKER_NOTES (records, non-blocking): the
- * drain state.  A note that does not decode is the master lying, which
+ * drain state, and whether the pool is packed.  A note that does not decode is the master lying, which
  * ends this worker; at EOF (the master is gone) the last state holds. */
 static void
 read_master_notes(struct worker *w)
@@ -604,9 +607,14 @@ read_master_notes(struct worker *w)
 		}
 		if ((size_t)n > sizeof(rec) ||
 		    ipc_frame(rec, (size_t)n, &in) != (long)n ||
-		    in.type != IMSG_NOTE_DRAINING ||
+		    (in.type != IMSG_NOTE_DRAINING &&
+		    in.type != IMSG_NOTE_POOL_PACKED) ||
 		    ipc_get_u8(&in, &on) < 0 || ipc_end(&in) < 0 || on > 1)
 			log_fatal("the master sent a malformed note");
+		if (in.type == IMSG_NOTE_POOL_PACKED) {
+			w->packed = on;
+			continue;
+		}
 		if (on != w->draining)
 			log_debug("worker %s", on ? "drains: new connections "
 			    "get 421" : "takes new sessions again");
@@ -918,7 +926,9 @@ serve(struct worker *w)
 			w->defer_until = 0;
 			continue;
 		}
-		if (w->nsessions > 0 && w->defer_until == 0) {
+		if (w->nsessions > 0 && w->defer_until == 0)
+			read_master_notes(w);   /* packed? */
+		if (w->nsessions > 0 && w->defer_until == 0 && !w->packed) {
 			/* an idle sibling should take it */
 			w->defer_until = now + (now < w->short_defer_until ?
 			    ACCEPT_DEFER_SHORT_MS : ACCEPT_DEFER_MS);
