@@ -203,6 +203,9 @@ refuse_over_limit(const struct ferry_config *cfg, int result, int fd,
  * Once the master says the pool is packed (enough workers hold
  * sessions to use every CPU), it takes them at once. */
 #define ACCEPT_DEFER_MS 200
+/* At most this often, a worker whose sessions ended gives the free
+ * pages inside its heap back (child_trim_heap). */
+#define HEAP_TRIM_MS 1000
 #define ACCEPT_DEFER_SHORT_MS 10
 #define ACCEPT_SHORT_FOR_MS 1000
 
@@ -248,6 +251,8 @@ struct worker {
 	int last_status;             /* last enum worker_status reported */
 	int64_t defer_until;         /* accepting deferred to an idle worker */
 	int64_t short_defer_until;
+	int64_t next_trim;           /* child_trim_heap() not before */
+	int ended;                   /* sessions ended since the last trim */
 	int answers;                 /* slots with answered set */
 	int draining;                /* the master's last NOTE_DRAINING */
 	int packed;                  /* its last NOTE_POOL_PACKED */
@@ -333,6 +338,7 @@ end_session(struct worker *w, size_t k)
 	session_timer_cancel(&w->timer, k);
 	anvil_disconnect(&w->anvil, sl->peer_addr);
 	w->nsessions--;
+	w->ended++;
 	report_counters(w->self, 1);
 }
 
@@ -799,6 +805,12 @@ serve(struct worker *w)
 		take_stress(w);
 		report_status(w, accepting);
 		report_counters(w->self, 0);
+		if (w->ended > 0 && now >= w->next_trim) {
+			/* what ended sessions left free goes back */
+			child_trim_heap();
+			w->ended = 0;
+			w->next_trim = now + HEAP_TRIM_MS;
+		}
 
 		listening = accepting && w->nsessions < w->nslots &&
 		    (w->defer_until == 0 || now >= w->defer_until);
