@@ -44,6 +44,13 @@ void child_signals(void (*on_term)(int), void (*on_usr1)(int));
  * again by the next message (about 5 page faults a message in a
  * one-session relay).  Costs at most 1 MiB a process at rest. */
 void child_keep_heap(void);
+/* Gives the whole free pages inside the heap back to the system, keeping
+ * KEEP_FREE_HEAP at its top, when more than 2 MiB of the heap is free.  For a process that holds many sessions at
+ * once (an SMTP worker): the heap otherwise keeps the high-water mark of
+ * every session's buffers, scattered between the blocks still in use.
+ * Called at most about once a second, so the pages faulted in again
+ * cost little. */
+void child_trim_heap(void);
 
 /* After the privilege drop: die with the master (PR_SET_PDEATHSIG). */
 void child_follow_master(pid_t master);

@@ -234,6 +234,15 @@ struct ferry_config *config_load(const char *path, const char *text,
 struct ferry_config *config_load_flags(const char *path, const char *text,
     unsigned flags, char *err, size_t errlen);
 void config_free(struct ferry_config *cfg);
+/* How a dkim_key file is checked at load; NULL: not checked.  Set by
+ * config_check_dkim_keys() (config_dkim.c) in the programs that vouch
+ * for a file (ferryd, ferryctl) or sign (ferry-queue).  The other
+ * children read the text the master has checked already, and config.c
+ * alone does not link OpenSSL into them (its relocated data is about
+ * 0.4 MiB of private memory in every process that maps libcrypto). */
+extern int (*config_dkim_key_check)(const char *path, char *why,
+    size_t whylen);
+void config_check_dkim_keys(void);
 /* queue { min_free }: "100M" (bytes, optional K/M/G, powers of 1024)
  * sets *bytes and *percent = -1; "5%" sets *percent (0..99) and
  * *bytes = 0.  0, or -1 when s is neither. */

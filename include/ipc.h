@@ -100,6 +100,11 @@ enum ipc_type {
 	 * (anvil_figures.h) */
 	IMSG_NOTE_ANVIL_COUNTS,  /* u32 connections, u32 clients */
 	IMSG_NOTE_ANVIL,         /* struct anvil_figures */
+	/* master -> SMTP worker over FD_WORKER_NOTES, when it changes and
+	 * to a new worker: the pool is packed (master.c), so a worker with
+	 * sessions takes new ones at once instead of leaving them to an
+	 * idle sibling */
+	IMSG_NOTE_POOL_PACKED,   /* u8 on */
 	IMSG_TYPE_MAX
 };
 

@@ -346,6 +346,27 @@ run_job(struct deliver_agent *ag, struct deliver_job *job, int last_job)
 
 /* --- the agent ---------------------------------------------------------- */
 
+/* Whether a recipient can go by MX: not when a route takes every domain
+ * for every sender ("*" without senders, as the smarthost does), since
+ * routes are chosen first (config_route_select). */
+static int
+mx_reachable(const struct ferry_config *cfg)
+{
+	size_t i, k;
+
+	for (i = 0; i < cfg->nroutes; i++)
+		for (k = 0; cfg->routes[i].nsenders == 0 &&
+		    k < cfg->routes[i].ndomains; k++)
+			if (strcmp(cfg->routes[i].domains[k], "*") == 0)
+				return 0;
+	return 1;
+}
+
+/* The TLS contexts of the next hops this agent may use, made now: the
+ * CA store cannot be read once the agent is chrooted.  Only those:
+ * each context holds the parsed CA store, about 1.4 MiB of heap in
+ * every agent (the MX policy's, when a smarthost takes all mail, was
+ * loaded for nothing). */
 static void
 preload_tls(const struct ferry_config *cfg)
 {
@@ -357,7 +378,7 @@ preload_tls(const struct ferry_config *cfg)
 		    tls_client_ctx(cfg->routes[i].ca_file,
 		    cfg->routes[i].tls_min_version, err, sizeof(err)) == NULL)
 			log_warn("route %s: %s", cfg->routes[i].name, err);
-	if (cfg->mx_route.tls != TLS_NONE &&
+	if (cfg->mx_route.tls != TLS_NONE && mx_reachable(cfg) &&
 	    tls_client_ctx(cfg->mx_route.ca_file,
 	    cfg->mx_route.tls_min_version, err, sizeof(err)) == NULL)
 		log_warn("mx: %s", err);

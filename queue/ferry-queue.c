@@ -4,6 +4,7 @@
 #include "autoconfig.h"
 
 #include "child.h"
+#include "config.h"
 #include "queue.h"
 
 int
@@ -12,6 +13,7 @@ main(int argc, char **argv)
 	struct child_args a;
 
 	child_keep_heap();
+	config_check_dkim_keys();   /* it signs with them */
 	child_parse_args(argc, argv, &a);
 	return queue(&a);
 }

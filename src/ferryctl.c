@@ -1539,6 +1539,7 @@ main(int argc, char **argv)
 	char **req = NULL;
 
 	log_init("ferryctl", LOG_TO_STDERR, 0);
+	config_check_dkim_keys();   /* "ferryctl check" loads every key */
 	/* "dkim keygen" has options of its own: it is found before getopt */
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "-f") == 0 || strcmp(argv[i], "-s") == 0) {

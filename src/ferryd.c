@@ -85,6 +85,7 @@ main(int argc, char **argv)
 
 	memset(&a, 0, sizeof(a));
 	a.config_path = CONFIG_DEFAULT_PATH;
+	config_check_dkim_keys();   /* the master vouches for every key */
 	while ((ch = getopt_long(argc, argv, "df:hL:np:V", longopts,
 	    NULL)) != -1) {
 		switch (ch) {

@@ -26,7 +26,9 @@
  *
  * The worker pool is kept between workers.min_idle idle workers and
  * workers.max in all (workers report busy/idle as typed messages over the
- * status pipe; extra idle ones beyond max_idle are asked to leave).  The
+ * status pipe; extra idle ones beyond max_idle are asked to leave); once
+ * SPREAD_WORKERS workers hold sessions it is packed (NOTE_POOL_PACKED):
+ * workers with a free slot take new sessions and count as spare.  The
  * master talks to the runner (worker counts, reloads with the new
  * configuration's memfd) and to anvil (reloaded limits) with typed notes
  * over channel.h channels.  A child that dies is restarted,
@@ -104,6 +106,13 @@
 #define YOUNG_MS 10000        /* a child that dies younger is crashing */
 #define MAX_LISTENERS 64
 #define WORKER_IDLE_RETIRE_MS 2000    /* idle this long before a spare leaves */
+/* Sessions spread one per worker (a new one goes to an idle worker, and
+ * min_idle idle ones are kept) until this many workers hold sessions,
+ * or twice the CPUs when that is more: enough processes to use every
+ * CPU.  Beyond it the pool is packed: a new session goes to a worker
+ * with a free slot, and a worker is added only when none has one.  Each
+ * worker costs about 1.6 MiB under load; fifty sessions took fifty. */
+#define SPREAD_WORKERS 8
 
 enum child_role { ROLE_WORKER, ROLE_RUNNER, ROLE_AGENT, ROLE_ANVIL,
     ROLE_METRICS, ROLE_RESOLVE };
@@ -217,6 +226,8 @@ struct master_state {
 	struct backoff metrics_backoff;
 
 	int draining;               /* ferryctl drain: new sessions get 421 */
+	int packed;                 /* the worker pool is packed */
+	int spread_workers;         /* SPREAD_WORKERS, or 2 x the CPUs */
 	int drain_told;             /* what the runner was last told, -1 */
 	pid_t resolve_pid;          /* 0 also while client_names is off */
 	int64_t resolve_started;
@@ -850,6 +861,9 @@ spawn_metrics(struct master_state *m)
 	}
 }
 
+static void tell_worker_packed(struct master_state *m,
+    struct child_proc *w);
+static void set_packed(struct master_state *m, size_t holding);
 static void tell_worker_drain(struct master_state *m,
     struct child_proc *w);
 
@@ -891,8 +905,11 @@ spawn_child(struct master_state *m, enum child_role role)
 	w->notes_fd = notes[0];
 	log_debug("started %s, pid %ld", role_name(role), (long)pid);
 	/* it learns the drain state before it takes a connection */
-	if (role == ROLE_WORKER)
+	if (role == ROLE_WORKER) {
 		tell_worker_drain(m, w);
+		if (m->packed)
+			tell_worker_packed(m, w);
+	}
 }
 
 static void
@@ -1248,7 +1265,7 @@ static void
 manage_pool(struct master_state *m)
 {
 	const struct ferry_config *cfg = m->cfg;
-	size_t i, idle = 0, total = 0, full = 0;
+	size_t i, idle = 0, total = 0, full = 0, holding = 0, room = 0;
 	int want;
 
 	if (m->shutting_down)
@@ -1265,7 +1282,13 @@ manage_pool(struct master_state *m)
 			continue;
 		if (w->state != W_BUSY)
 			idle++;
+		else {
+			holding++;
+			if (!w->full)
+				room++;
+		}
 	}
+	set_packed(m, holding);
 	/* every slot of every worker taken: new connections wait in the
 	 * listen queue.  Said once when it starts and once when it ends. */
 	if (!m->pool_full && total > 0 && full == total &&
@@ -1279,7 +1302,9 @@ manage_pool(struct master_state *m)
 		m->pool_full = 0;
 	}
 	want = cfg->workers_min_idle > 0 ? cfg->workers_min_idle : 1;
-	while ((int)idle < want && (int)total < cfg->workers_max &&
+	/* packed: a worker with a free slot takes a new session at once */
+	while ((int)(idle + (m->packed ? room : 0)) < want &&
+	    (int)total < cfg->workers_max &&
 	    now_ms() >= m->worker_backoff.not_before) {
 		spawn_worker(m);
 		idle++;
@@ -1413,6 +1438,51 @@ tell_worker_drain(struct master_state *m, struct child_proc *w)
 		w->told_to_leave = 1;
 	}
 	ipc_out_free(&note);
+}
+
+/* Sends worker w whether the pool is packed; like the drain note, one
+ * that cannot be written is a worker asked to leave. */
+static void
+tell_worker_packed(struct master_state *m, struct child_proc *w)
+{
+	struct ipc_out note;
+	const uint8_t *buf;
+	size_t len;
+
+	if (w->notes_fd < 0)
+		return;
+	memset(&note, 0, sizeof(note));
+	ipc_out_init(&note, IMSG_NOTE_POOL_PACKED);
+	ipc_add_u8(&note, (uint8_t)m->packed);
+	buf = ipc_out_finish(&note, &len);
+	if (send(w->notes_fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL) !=
+	    (ssize_t)len && errno != EPIPE && errno != ECONNRESET &&
+	    !w->told_to_leave) {
+		log_warn("SMTP worker (pid %ld) does not read its notes (%s); "
+		    "asking it to leave", (long)w->pid, strerror(errno));
+		kill(w->pid, SIGUSR1);
+		w->told_to_leave = 1;
+	}
+	ipc_out_free(&note);
+}
+
+/* Packs the pool when enough workers hold sessions, spreads it again
+ * when fewer do (SPREAD_WORKERS), and tells every worker of the change. */
+static void
+set_packed(struct master_state *m, size_t holding)
+{
+	int packed = (int)holding >= m->spread_workers;
+	size_t i;
+
+	if (packed == m->packed)
+		return;
+	m->packed = packed;
+	log_debug("SMTP pool %s (%zu workers hold sessions)",
+	    packed ? "packed: new sessions go to workers with room" :
+	    "spread: new sessions go to idle workers", holding);
+	for (i = 0; i < m->nchildren; i++)
+		if (m->children[i].role == ROLE_WORKER)
+			tell_worker_packed(m, &m->children[i]);
 }
 
 /* Tells the runner the drain state (ferryctl status shows it, and
@@ -1971,6 +2041,12 @@ master(const struct master_args *args)
 	m->generation = 1;
 	m->runner_backoff.max_ms = RUNNER_BACKOFF_MAX_MS;
 	m->drain_told = -1;
+	{
+		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+		m->spread_workers = cpus > SPREAD_WORKERS / 2 &&
+		    cpus < 4096 ? 2 * (int)cpus : SPREAD_WORKERS;
+	}
 
 	log_init("ferryd", args->foreground ? LOG_TO_STDERR : LOG_TO_SYSLOG,
 	    0);

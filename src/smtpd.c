@@ -199,8 +199,13 @@ refuse_over_limit(const struct ferry_config *cfg, int result, int fd,
 /* A worker that already holds sessions leaves a new connection to an
  * idle sibling for this long (the master keeps workers.min_idle of
  * them), so that sessions spread over processes while there are some.
- * When none took it, it takes the next ones almost at once for a while. */
+ * When none took it, it takes the next ones almost at once for a while.
+ * Once the master says the pool is packed (enough workers hold
+ * sessions to use every CPU), it takes them at once. */
 #define ACCEPT_DEFER_MS 200
+/* At most this often, a worker whose sessions ended gives the free
+ * pages inside its heap back (child_trim_heap). */
+#define HEAP_TRIM_MS 1000
 #define ACCEPT_DEFER_SHORT_MS 10
 #define ACCEPT_SHORT_FOR_MS 1000
 
@@ -246,8 +251,11 @@ struct worker {
 	int last_status;             /* last enum worker_status reported */
 	int64_t defer_until;         /* accepting deferred to an idle worker */
 	int64_t short_defer_until;
+	int64_t next_trim;           /* child_trim_heap() not before */
+	int ended;                   /* sessions ended since the last trim */
 	int answers;                 /* slots with answered set */
 	int draining;                /* the master's last NOTE_DRAINING */
+	int packed;                  /* its last NOTE_POOL_PACKED */
 	int notes_open;              /* FD_WORKER_NOTES not yet at EOF */
 	struct resolve_client resolve;   /* the clients' names */
 	int names;                   /* slots with named set */
@@ -330,6 +338,7 @@ end_session(struct worker *w, size_t k)
 	session_timer_cancel(&w->timer, k);
 	anvil_disconnect(&w->anvil, sl->peer_addr);
 	w->nsessions--;
+	w->ended++;
 	report_counters(w->self, 1);
 }
 
@@ -583,7 +592,7 @@ run_slot(struct worker *w, size_t k, int64_t now, short revents)
 }
 
 /* The master's notes on FD_WORKER_NOTES (records, non-blocking): the
- * drain state.  A note that does not decode is the master lying, which
+ * drain state, and whether the pool is packed.  A note that does not decode is the master lying, which
  * ends this worker; at EOF (the master is gone) the last state holds. */
 static void
 read_master_notes(struct worker *w)
@@ -604,9 +613,14 @@ read_master_notes(struct worker *w)
 		}
 		if ((size_t)n > sizeof(rec) ||
 		    ipc_frame(rec, (size_t)n, &in) != (long)n ||
-		    in.type != IMSG_NOTE_DRAINING ||
+		    (in.type != IMSG_NOTE_DRAINING &&
+		    in.type != IMSG_NOTE_POOL_PACKED) ||
 		    ipc_get_u8(&in, &on) < 0 || ipc_end(&in) < 0 || on > 1)
 			log_fatal("the master sent a malformed note");
+		if (in.type == IMSG_NOTE_POOL_PACKED) {
+			w->packed = on;
+			continue;
+		}
 		if (on != w->draining)
 			log_debug("worker %s", on ? "drains: new connections "
 			    "get 421" : "takes new sessions again");
@@ -791,6 +805,12 @@ serve(struct worker *w)
 		take_stress(w);
 		report_status(w, accepting);
 		report_counters(w->self, 0);
+		if (w->ended > 0 && now >= w->next_trim) {
+			/* what ended sessions left free goes back */
+			child_trim_heap();
+			w->ended = 0;
+			w->next_trim = now + HEAP_TRIM_MS;
+		}
 
 		listening = accepting && w->nsessions < w->nslots &&
 		    (w->defer_until == 0 || now >= w->defer_until);
@@ -921,7 +941,9 @@ serve(struct worker *w)
 			w->defer_until = 0;
 			continue;
 		}
-		if (w->nsessions > 0 && w->defer_until == 0) {
+		if (w->nsessions > 0 && w->defer_until == 0)
+			read_master_notes(w);   /* packed? */
+		if (w->nsessions > 0 && w->defer_until == 0 && !w->packed) {
 			/* an idle sibling should take it */
 			w->defer_until = now + (now < w->short_defer_until ?
 			    ACCEPT_DEFER_SHORT_MS : ACCEPT_DEFER_MS);

@@ -113,17 +113,27 @@ class Group:
         return total / hz
 
     def pss_kib(self):
-        total = 0
+        return sum(v[1] for v in self.pss_by_name().values())
+
+    def pss_by_name(self):
+        """{process name: [processes, Pss, Pss_Anon, Pss_File,
+        Private_Dirty]} in KiB, from /proc/PID/smaps_rollup."""
+        by = {}
         for p in self.pids():
             try:
+                with open("/proc/%d/comm" % p) as f:
+                    comm = f.read().strip()
                 with open("/proc/%d/smaps_rollup" % p) as f:
-                    for line in f:
-                        if line.startswith("Pss:"):
-                            total += int(line.split()[1])
-                            break
-            except OSError:
-                pass
-        return total
+                    f.readline()  # the address range and "[rollup]"
+                    rollup = dict((k, int(v.split()[0])) for k, v in
+                                  (line.split(":", 1) for line in f))
+            except (OSError, ValueError, IndexError):
+                continue
+            row = by.setdefault(comm, [0, 0, 0, 0, 0])
+            row[0] += 1
+            for i, k in enumerate(PSS_FIELDS, 1):
+                row[i] += rollup.get(k, 0)
+        return by
 
     def remove(self):
         if self.path:
@@ -153,14 +163,34 @@ def tree(top):
     return out
 
 
+PSS_FIELDS = ("Pss", "Pss_Anon", "Pss_File", "Private_Dirty")
+
+
+def pss_table(by):
+    """Lines of a per-process PSS table (MiB), biggest first."""
+    out = ["    %-16s %5s %8s %8s %8s %8s" % (("process", "n") + PSS_FIELDS)]
+    total = [0] * 5
+    for comm, row in sorted(by.items(), key=lambda kv: -kv[1][1]):
+        out.append("    %-16s %5d" % (comm, row[0]) + "".join(
+            " %8.2f" % (v / 1024) for v in row[1:]))
+        total = [a + b for a, b in zip(total, row)]
+    out.append("    %-16s %5d" % ("total", total[0]) + "".join(
+        " %8.2f" % (v / 1024) for v in total[1:]))
+    return out
+
+
 class PeakSampler(threading.Thread):
     def __init__(self, group):
         super().__init__(daemon=True)
         self.group, self.peak, self.stop = group, 0, threading.Event()
+        self.peak_by = {}  # the per-process figures at the peak
 
     def run(self):
         while not self.stop.is_set():
-            self.peak = max(self.peak, self.group.pss_kib())
+            by = self.group.pss_by_name()
+            total = sum(v[1] for v in by.values())
+            if total > self.peak:
+                self.peak, self.peak_by = total, by
             self.stop.wait(0.2)
 
     def finish(self):
@@ -381,7 +411,8 @@ def dkim_sections(work, which):
 def run_case(relay, msgs, sess, size, events=False):
     """One timed run on a relay started afresh."""
     relay.start()
-    rest = relay.group.pss_kib()
+    rest_by = relay.group.pss_by_name()
+    rest = sum(v[1] for v in rest_by.values())
     nproc = len(relay.group.pids())
     cpu0 = relay.group.cpu_seconds()
     sampler = PeakSampler(relay.group)
@@ -405,6 +436,7 @@ def run_case(relay, msgs, sess, size, events=False):
     return {"rate": msgs / (t1 - t0), "secs": t1 - t0,
             "cpu_ms": cpu * 1000 / msgs, "rest_kib": rest, "peak_kib": peak,
             "procs": nproc, "deferred": deferred,
+            "rest_by": rest_by, "peak_by": sampler.peak_by,
             "events": {k: v / msgs for k, v in counts.items()}}
 
 
@@ -419,6 +451,10 @@ def main():
     ap.add_argument("--events", action="store_true",
                     help="also count context switches, page faults and "
                     "system calls per message (perf stat on the cgroup)")
+    ap.add_argument("--pss", action="store_true",
+                    help="also print each round's PSS per process name at "
+                    "rest and at the peak (Pss, Pss_Anon, Pss_File, "
+                    "Private_Dirty from smaps_rollup)")
     ap.add_argument("--dkim", choices=["rsa", "ed25519", "both"],
                     help="also run a ferry that signs with DKIM (ferry-dkim)")
     args = ap.parse_args()
@@ -458,6 +494,10 @@ def main():
                               r["procs"], r["peak_kib"] / 1024, r["deferred"],
                               open("/proc/loadavg").read().split()[0]),
                           flush=True)
+                    if args.pss:
+                        print("\n".join(["  at rest:"] + pss_table(r["rest_by"])
+                                        + ["  at the peak:"]
+                                        + pss_table(r["peak_by"])), flush=True)
                     if r["events"]:
                         print("        per message: " + ", ".join(
                             "%s %.1f" % (k, v) for k, v in
