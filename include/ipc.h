@@ -99,6 +99,11 @@ enum ipc_type {
 	 * (anvil_figures.h) */
 	IMSG_NOTE_ANVIL_COUNTS,  /* u32 connections, u32 clients */
 	IMSG_NOTE_ANVIL,         /* struct anvil_figures */
+	/* ferry-token <-> queue runner over the token socket, and
+	 * ferry-token -> master over FD_TOKEN_NOTES (token_proto.h) */
+	IMSG_TOKEN_STATE,        /* token: a route's OAuth2 token and state */
+	IMSG_TOKEN_REFRESH,      /* runner: str route; its token was refused */
+	IMSG_TOKEN_ROTATED,      /* token: str route, str new refresh token */
 	IMSG_TYPE_MAX
 };
 
