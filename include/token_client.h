@@ -8,6 +8,7 @@
 
 #include <poll.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "token_proto.h"
 
@@ -33,12 +34,16 @@ int token_client_events(struct token_client *tc, short revents);
 int token_client_timeout_ms(const struct token_client *tc);
 
 /* What may be done now with route's mail; auth: the route authenticates
- * (only such routes wait for ferry-token at start). */
+ * (only such routes wait for ferry-token at start).  *serial tells this
+ * token from the route's others (for token_client_refused). */
 enum token_gate token_client_gate(struct token_client *tc,
-    const char *route, int auth, const char **token, const char **reason);
-/* A server refused route's token (a 4.7.8 result): ask for a new one.
- * Nothing for a route that is not OAuth2. */
-void token_client_refused(struct token_client *tc, const char *route);
+    const char *route, int auth, const char **token, const char **reason,
+    uint32_t *serial);
+/* A server refused route's token number serial (a 4.7.8 result): ask
+ * ferry-token for a new one, once per token.  Nothing for a route that
+ * is not OAuth2, or for a token already replaced. */
+void token_client_refused(struct token_client *tc, const char *route,
+    uint32_t serial);
 
 /* The routes' states, for ferryctl status and the metrics. */
 size_t token_client_count(const struct token_client *tc);

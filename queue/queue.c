@@ -814,6 +814,8 @@ serve_control(struct runner *r)
 		ctx.anvil = r->have_anvil ? &r->anvil : NULL;
 		ctx.stall_known = r->stall_known;
 		ctx.stall_reasons = r->stall_reasons;
+		ctx.tokens = r->sched != NULL ? scheduler_tokens(r->sched) :
+		    NULL;
 		control_serve(fd, &ctx);
 	}
 }

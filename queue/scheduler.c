@@ -111,6 +111,7 @@ struct sched_job {
 	char qid[QID_LEN + 1];
 	double received_at, started;
 	char route[64];           /* for the metrics */
+	uint32_t token_serial;    /* the OAuth2 token it was sent with */
 	struct job_rcpt *rcpts;
 	size_t nrcpts;
 	int agent_deaths;         /* the message's count when dispatched */
@@ -669,7 +670,7 @@ on_result(void *arg, struct pool_agent *a, struct ipc_in *in)
 	/* the server refused the route's credentials: for an OAuth2 route,
 	 * ferry-token gets a new access token for the next attempt */
 	if (strcmp(r.dsn, "4.7.8") == 0)
-		token_client_refused(s->tokens, j->route);
+		token_client_refused(s->tokens, j->route, j->token_serial);
 	deliver_result_free(&r);
 	return 0;
 }
@@ -835,6 +836,8 @@ dispatch(struct scheduler *s, struct pool_agent *a, const char *dest,
 	struct deliver_job j;
 	const struct store_due *d0 = &v[idx[0]];
 	struct sched_job *job;
+	const char *token = "";
+	uint32_t serial = 0;
 	size_t k;
 
 	memset(&j, 0, sizeof(j));
@@ -875,11 +878,11 @@ dispatch(struct scheduler *s, struct pool_agent *a, const char *dest,
 		j.nallowed_from = pol->allowed_from ? pol->nallowed_from : 0;
 	}
 	if (route != NULL) {
-		const char *tok, *why;
+		const char *why;
 
 		if (token_client_gate(s->tokens, route->name, route->auth,
-		    &tok, &why) == TOKEN_GATE_SEND)
-			j.oauth_token = (char *)tok;
+		    &token, &why, &serial) == TOKEN_GATE_SEND)
+			j.oauth_token = (char *)token;
 	}
 	j.nrcpts = n;
 	j.rcpts = xcalloc(n, sizeof(*j.rcpts));
@@ -907,6 +910,7 @@ dispatch(struct scheduler *s, struct pool_agent *a, const char *dest,
 	ferry_strlcpy(job->dest, dest, sizeof(job->dest));
 	job->started = now_wall();
 	ferry_strlcpy(job->route, j.route, sizeof(job->route));
+	job->token_serial = serial;
 	a->job = job;
 	a->job_id = j.job_id;
 	a->msgid = d0->msgid;
@@ -1142,6 +1146,7 @@ scheduler_run(struct scheduler *s)
 		enum token_gate gate;
 		const char *hop_dsn = "", *hop_reason = "";
 		const char *token, *token_reason;
+		uint32_t token_serial;
 		size_t k;
 
 		if (taken[i])
@@ -1162,8 +1167,8 @@ scheduler_run(struct scheduler *s)
 		verdict = hop_health_verdict(s->hops, dest, now, &hop_dsn,
 		    &hop_reason);
 		gate = route != NULL ? token_client_gate(s->tokens,
-		    route->name, route->auth, &token, &token_reason) :
-		    TOKEN_GATE_NONE;
+		    route->name, route->auth, &token, &token_reason,
+		    &token_serial) : TOKEN_GATE_NONE;
 		if (gate == TOKEN_GATE_WAIT) {
 			/* ferry-token is getting one; its answer wakes us */
 			blocked = 1;

@@ -31,13 +31,20 @@
 #include "util.h"
 
 #define RECONNECT_MS 1000
-#define TOKEN_MARGIN_S 10         /* a token this close to its end is not
-                                     handed to an agent */
+#define TOKEN_MARGIN_S 2          /* a token this close to its end is not
+                                     handed to an agent (ferry-token
+                                     renews at 80 % of a token's life) */
 #define ANSWER_CAP (16 * 1024)
 
 static const struct channel_rule token_may_send[] = {
 	{ IMSG_TOKEN_STATE, 0 },
 	{ 0, 0 }
+};
+
+struct route_entry {
+	struct token_state st;
+	uint32_t serial;          /* counts the route's access tokens */
+	uint32_t asked;           /* the serial a refresh was asked for */
 };
 
 struct token_client {
@@ -46,7 +53,7 @@ struct token_client {
 	int connected;
 	int present;              /* the socket file exists */
 	int64_t next_try_ms;
-	struct token_state *v;
+	struct route_entry *v;
 	size_t n;
 };
 
@@ -97,7 +104,7 @@ token_client_free(struct token_client *tc)
 		return;
 	channel_free(&tc->ch);
 	for (i = 0; i < tc->n; i++)
-		token_state_free(&tc->v[i]);
+		token_state_free(&tc->v[i].st);
 	free(tc->v);
 	free(tc);
 }
@@ -128,18 +135,21 @@ take_state(struct token_client *tc, struct token_state *t)
 	size_t i;
 
 	for (i = 0; i < tc->n; i++)
-		if (strcmp(tc->v[i].route, t->route) == 0)
+		if (strcmp(tc->v[i].st.route, t->route) == 0)
 			break;
 	if (i == tc->n) {
 		tc->v = xrealloc(tc->v, (tc->n + 1) * sizeof(*tc->v));
+		memset(&tc->v[i], 0, sizeof(tc->v[i]));
 		tc->n++;
 	} else {
-		if (tc->v[i].status != t->status)
+		if (tc->v[i].st.status != t->status)
 			log_debug("oauth2: route %s: token %s", t->route,
 			    token_status_name(t->status));
-		token_state_free(&tc->v[i]);
+		if (strcmp(tc->v[i].st.access_token, t->access_token) != 0)
+			tc->v[i].serial++;
+		token_state_free(&tc->v[i].st);
 	}
-	tc->v[i] = *t;
+	tc->v[i].st = *t;
 }
 
 static void
@@ -194,31 +204,35 @@ token_client_events(struct token_client *tc, short revents)
 	}
 }
 
-static const struct token_state *
+static struct route_entry *
 find(const struct token_client *tc, const char *route)
 {
 	size_t i;
 
 	for (i = 0; i < tc->n; i++)
-		if (strcmp(tc->v[i].route, route) == 0)
+		if (strcmp(tc->v[i].st.route, route) == 0)
 			return &tc->v[i];
 	return NULL;
 }
 
 enum token_gate
 token_client_gate(struct token_client *tc, const char *route, int auth,
-    const char **token, const char **reason)
+    const char **token, const char **reason, uint32_t *serial)
 {
+	const struct route_entry *e;
 	const struct token_state *t;
 
 	*token = "";
 	*reason = "";
+	*serial = 0;
 	if (tc == NULL || !tc->present)
 		return TOKEN_GATE_NONE;
-	t = find(tc, route);
-	if (t == NULL)
+	e = find(tc, route);
+	if (e == NULL)
 		/* not told yet: ferry-token tells every route at once */
 		return auth && tc->n == 0 ? TOKEN_GATE_WAIT : TOKEN_GATE_NONE;
+	t = &e->st;
+	*serial = e->serial;
 	if (t->access_token[0] != '\0' &&
 	    t->expires > (int64_t)time(NULL) + TOKEN_MARGIN_S) {
 		*token = t->access_token;
@@ -232,10 +246,15 @@ token_client_gate(struct token_client *tc, const char *route, int auth,
 }
 
 void
-token_client_refused(struct token_client *tc, const char *route)
+token_client_refused(struct token_client *tc, const char *route,
+    uint32_t serial)
 {
-	if (tc == NULL || !tc->connected || find(tc, route) == NULL)
+	struct route_entry *e;
+
+	if (tc == NULL || !tc->connected || (e = find(tc, route)) == NULL ||
+	    e->serial != serial || e->asked == serial + 1)
 		return;
+	e->asked = serial + 1;    /* 0: never asked */
 	ipc_add_str(channel_begin(&tc->ch, IMSG_TOKEN_REFRESH), route);
 	if (channel_end(&tc->ch) < 0 || channel_flush(&tc->ch) < 0)
 		disconnect(tc);
@@ -250,5 +269,5 @@ token_client_count(const struct token_client *tc)
 const struct token_state *
 token_client_at(const struct token_client *tc, size_t i)
 {
-	return &tc->v[i];
+	return &tc->v[i].st;
 }

@@ -65,7 +65,11 @@
 #define WBUF_MAX (1024 * 1024)
 #define RETRY_MIN_MS 2000         /* after a failed refresh, doubling */
 #define RETRY_MAX_MS 300000
-#define REFUSED_AGAIN_MS 5000     /* refused tokens: one refresh per this */
+#define REFUSED_AGAIN_MS 1000     /* after a refused token, a refresh
+                                     this long after the last at the
+                                     soonest (the runner asks once per
+                                     token; this bounds a runner gone
+                                     wrong) */
 #define CA_MAX (1024 * 1024)
 
 static volatile sig_atomic_t token_stop;
@@ -237,11 +241,12 @@ handle_frame(struct channel *ch, struct ipc_in *in)
 
 		if (strcmp(rt->st.route, route) != 0)
 			continue;
-		if (now_ms() - rt->last_ms >= REFUSED_AGAIN_MS &&
-		    rt->st.status != TOKEN_FAILED) {
+		/* (a failed route retries on its own back-off) */
+		if (rt->st.status != TOKEN_FAILED &&
+		    rt->next_ms > rt->last_ms + REFUSED_AGAIN_MS) {
 			log_info("oauth2: route %s: the server refused the "
 			    "access token; refreshing it", route);
-			rt->next_ms = 0;
+			rt->next_ms = rt->last_ms + REFUSED_AGAIN_MS;
 		}
 	}
 	free(route);
