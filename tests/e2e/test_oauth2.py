@@ -33,6 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ferrytest as ft  # noqa: E402
 import smarthost as sh  # noqa: E402
 from test_delivery import DeliveryCase, SENDER, RCPT, WAIT  # noqa: E402
+from test_metrics import MetricsFerry  # noqa: E402
 
 USER = "relay@contoso.test"
 CLIENT_ID = "ferry-client-id"
@@ -40,6 +41,11 @@ CLIENT_SECRET = "client-secret-XYZ"
 SCOPE = "https://outlook.office.com/SMTP.Send offline_access"
 REFRESH0 = "1//refresh-token-0.abc_DEF-ghi"
 TOKEN = os.path.join(ft.BUILDDIR, "src", "ferry-token")
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
 
 
 class TokenEndpoint:
@@ -146,6 +152,38 @@ class OAuth2Test(DeliveryCase):
 
     # helpers --------------------------------------------------------------
 
+    def start_ferry(self, **options):
+        """Every daemon here serves its metrics too."""
+        d = MetricsFerry(**options).start()
+
+        def cleanup():
+            self.dump_logs_if_failed(d)
+            d.stop()
+        self.addCleanup(cleanup)
+        return d
+
+    def metrics(self, d):
+        """The /metrics text (waiting for the endpoint to answer)."""
+        got = []
+
+        def scrape():
+            try:
+                code, _, body = d.http("GET", "/metrics")
+            except OSError:
+                return False
+            if code == 200:
+                got.append(body.decode())
+            return code == 200
+        self.assertTrue(ft.wait_for(scrape, WAIT, 0.1), "no /metrics")
+        return got[-1]
+
+    def metric(self, d, line_start):
+        """The value of the sample whose line starts with line_start."""
+        for line in self.metrics(d).splitlines():
+            if line.startswith(line_start + " "):
+                return float(line.split()[-1])
+        return None
+
     def endpoint(self, **kw):
         ep = TokenEndpoint(self.cert, self.key, **kw).start()
         self.addCleanup(ep.stop)
@@ -171,7 +209,7 @@ class OAuth2Test(DeliveryCase):
                                       SCOPE.replace(" ", "+"), refresh,
                                       self.certs.ca_cert))
         os.chmod(path, 0o600)
-        self.creds_text = open(path).read()
+        self.creds_text = read(path)
         return path
 
     def oauth_ferry(self, s, ep, bounces=None, **delivery):
@@ -196,6 +234,7 @@ class OAuth2Test(DeliveryCase):
         secrets += ["1//rotated-%d-secret" % n
                     for n in range(1, len(ep.issued) + 1)]
         outputs = {"log": d.log_text(),
+                   "metrics": self.metrics(d),
                    "status": d.ctl("status").stdout,
                    "status --json": d.ctl("status",
                                           json_output=True).stdout}
@@ -278,12 +317,12 @@ class OAuth2Test(DeliveryCase):
         self.assertEqual(reqs[0]["refresh_token"], REFRESH0)
         self.assertEqual(reqs[1]["refresh_token"], "1//rotated-1-secret")
         ok = ft.wait_for(lambda: "refresh_token=1//rotated-" in
-                         open(path).read(), WAIT, 0.05)
-        self.assertTrue(ok, open(path).read())
+                         read(path), WAIT, 0.05)
+        self.assertTrue(ok, read(path))
         st = os.stat(path)
         self.assertEqual(stat.S_IMODE(st.st_mode), 0o600)
         self.assertEqual((st.st_uid, st.st_gid), (0, 0))
-        after = open(path).read()
+        after = read(path)
         m = re.search(r"refresh_token=(1//rotated-\d+-secret) ", after)
         self.assertIsNotNone(m, after)
         # only that line's refresh token changed
@@ -314,6 +353,12 @@ class OAuth2Test(DeliveryCase):
         (o,) = [r for r in st["oauth2"] if r["route"] == "dest"]
         self.assertEqual(o["state"], "failed")
         self.assertIn("HTTP 500", o["reason"])
+        self.assertIn("HTTP 500", d.ctl("status").stdout)
+        self.assertGreaterEqual(self.metric(
+            d, 'ferry_oauth_refresh_total{route="dest",result="failed"}'),
+            1)
+        self.assertEqual(self.metric(
+            d, 'ferry_oauth_token_state{route="dest",state="failed"}'), 1)
         # connection refused is a failure too, with its own reason
         ep.stop()
         self.log_line(d, r"refreshing the access token failed: .*"
@@ -329,6 +374,11 @@ class OAuth2Test(DeliveryCase):
         st = d.ctl_json("status")
         (o,) = [r for r in st["oauth2"] if r["route"] == "dest"]
         self.assertEqual(o["state"], "ok")
+        self.assertGreater(o["expires_at"], time.time())
+        self.assertEqual(self.metric(
+            d, 'ferry_oauth_refresh_total{route="dest",result="ok"}'), 1)
+        self.assertEqual(self.metric(
+            d, 'ferry_oauth_token_state{route="dest",state="ok"}'), 1)
         self.no_secrets(d, ep2)
 
     def test_revoked_defers_never_bounces(self):
