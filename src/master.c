@@ -836,19 +836,50 @@ spawn_resolve(struct master_state *m)
 /* ferry-token's socket in the spool for the queue user's group, and
  * the notes it sends the master (made once); or, when no route uses
  * oauth2, no socket at all: the runner takes its absence for "no
- * OAuth2 here". */
+ * OAuth2 here".  A problem is fatal at start; at a reload it is logged
+ * and ferry-token is not run (OAuth2 routes then defer). */
 static void
-configure_token(struct master_state *m)
+configure_token(struct master_state *m, int at_start)
 {
-	char path[PATH_MAX], err[512];
+	char path[PATH_MAX], err[PATH_MAX + 600];
 	uid_t quid;
 	gid_t qgid = 0;
 	int as_root = geteuid() == 0, n, p[2];
 
+	err[0] = '\0';
 	n = master_token_routes(m->cfg->credentials_file, err, sizeof(err));
 	if (n < 0)
 		log_error("credentials file: %s", err);
 	m->token_wanted = n > 0;
+	err[0] = '\0';
+	if (m->token_wanted && as_root) {
+		uid_t tuid, duid, suid;
+		gid_t g;
+
+		if (privsep_lookup(m->cfg->user, &quid, &qgid) < 0)
+			snprintf(err, sizeof(err), "user %s does not exist",
+			    m->cfg->user);
+		else if (privsep_lookup(m->cfg->token_user, &tuid, &g) < 0)
+			snprintf(err, sizeof(err), "token_user %s does not "
+			    "exist (a route's credentials use oauth2)",
+			    m->cfg->token_user);
+		else if (privsep_lookup(m->cfg->deliver_user, &duid, &g) < 0 ||
+		    privsep_lookup(m->cfg->smtpd_user, &suid, &g) < 0 ||
+		    tuid == quid || tuid == duid || tuid == suid || tuid == 0)
+			snprintf(err, sizeof(err), "token_user %s shares a uid "
+			    "with another ferry user or root: give it an "
+			    "account of its own", m->cfg->token_user);
+	}
+	if (m->token_wanted && err[0] == '\0' &&
+	    access(m->token_path, X_OK) < 0)
+		snprintf(err, sizeof(err), "%s: %s (a route's credentials "
+		    "use oauth2)", m->token_path, strerror(errno));
+	if (err[0] != '\0') {
+		if (at_start)
+			log_fatal("%s", err);
+		log_error("%s; OAuth2 routes get no token", err);
+		m->token_wanted = 0;
+	}
 	snprintf(path, sizeof(path), "%s/%s", m->cfg->spool_dir,
 	    TOKEN_SOCKET_NAME);
 	if (!m->token_wanted) {
@@ -858,22 +889,6 @@ configure_token(struct master_state *m)
 		}
 		unlink(path);
 		return;
-	}
-	if (as_root) {
-		uid_t tuid, duid, suid;
-		gid_t g;
-
-		if (privsep_lookup(m->cfg->user, &quid, &qgid) < 0)
-			log_fatal("user %s does not exist", m->cfg->user);
-		if (privsep_lookup(m->cfg->token_user, &tuid, &g) < 0)
-			log_fatal("token_user %s does not exist (a route's "
-			    "credentials use oauth2)", m->cfg->token_user);
-		if (privsep_lookup(m->cfg->deliver_user, &duid, &g) < 0 ||
-		    privsep_lookup(m->cfg->smtpd_user, &suid, &g) < 0 ||
-		    tuid == quid || tuid == duid || tuid == suid || tuid == 0)
-			log_fatal("token_user %s shares a uid with another "
-			    "ferry user or root: give it an account of its "
-			    "own", m->cfg->token_user);
 	}
 	if (m->token_fd < 0)
 		m->token_fd = make_unix_listener(path, qgid, as_root);
@@ -885,9 +900,6 @@ configure_token(struct master_state *m)
 		m->token_notes = p[1];
 		fd_set_nonblock(p[1], 1);
 	}
-	if (access(m->token_path, X_OK) < 0)
-		log_fatal("%s: %s (a route's credentials use oauth2)",
-		    m->token_path, strerror(errno));
 }
 
 static void
@@ -1894,7 +1906,7 @@ reload(struct master_state *m)
 	m->resolve_backoff.streak = 0;
 	m->resolve_backoff.not_before = 0;
 	/* ferry-token reads the credentials file again when it starts */
-	configure_token(m);
+	configure_token(m, 0);
 	if (m->token_pid > 0 && !m->token_told_to_go) {
 		kill(m->token_pid, SIGTERM);
 		m->token_told_to_go = 1;
@@ -2153,7 +2165,7 @@ master(const struct master_args *args)
 	m->token_fd = -1;
 	m->token_notes = -1;
 	m->token_notes_child = -1;
-	configure_token(m);
+	configure_token(m, 1);
 	if (m->token_wanted)
 		spawn_token(m);
 	spawn_runner(m);
