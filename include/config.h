@@ -175,6 +175,7 @@ struct ferry_config {
 
 	/* delivery */
 	char *deliver_user;        /* the delivery agents */
+	char *token_user;          /* ferry-token (OAuth2 refresh tokens) */
 	struct route_config *routes;
 	size_t nroutes;
 	struct route_config mx_route;  /* no route matched: MX delivery */

@@ -26,6 +26,8 @@ struct anvil_figures;
 struct ferry_config;
 
 /* What the runner lends the control code for one request. */
+struct token_client;
+
 struct control_ctx {
 	struct store *st;                    /* NULL: the store is unusable */
 	const struct ferry_config *cfg;      /* routes, for queue list route= */
@@ -80,6 +82,8 @@ struct control_ctx {
 	const struct anvil_figures *anvil;   /* NULL: the master said none */
 	int stall_known;                     /* the stall warning (stall.h) */
 	unsigned stall_reasons;              /* STALL_* bits */
+	/* the OAuth2 routes' token states (token_client.h); NULL: none */
+	const struct token_client *tokens;
 };
 
 /* Serves one accepted connection to the end (bounded by a short deadline)

@@ -72,6 +72,9 @@ struct deliver_job {
 	size_t nallowed_from;
 	struct deliver_rcpt *rcpts;
 	size_t nrcpts;
+	char *oauth_token;        /* the route's OAuth2 access token from
+	                             ferry-token, "" when the route has none
+	                             (short-lived; wiped when freed) */
 };
 
 enum deliver_status { DS_DELIVERED = 2, DS_DEFERRED = 4, DS_FAILED = 5 };

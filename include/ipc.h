@@ -105,6 +105,11 @@ enum ipc_type {
 	 * sessions takes new ones at once instead of leaving them to an
 	 * idle sibling */
 	IMSG_NOTE_POOL_PACKED,   /* u8 on */
+	/* ferry-token <-> queue runner over the token socket, and
+	 * ferry-token -> master over FD_TOKEN_NOTES (token_proto.h) */
+	IMSG_TOKEN_STATE,        /* token: a route's OAuth2 token and state */
+	IMSG_TOKEN_REFRESH,      /* runner: str route; its token was refused */
+	IMSG_TOKEN_ROTATED,      /* token: str route, str new refresh token */
 	IMSG_TYPE_MAX
 };
 

@@ -14,8 +14,10 @@
 #include <stdint.h>
 #include "metrics_text.h"
 #include "scheduler.h"
+#include "token_proto.h"
 
 #define METRICS_QUEUE_COUNT_MS 1000
+#define METRICS_OAUTH_ROUTES 64   /* OAuth2 routes shown at most */
 
 struct metrics_snapshot {
 	uint64_t messages_accepted;       /* committed by intake */
@@ -34,6 +36,9 @@ struct metrics_snapshot {
 	int store_state;                  /* QUEUE_STATE_* */
 	int store_open;
 	int ready;
+	/* the OAuth2 routes' token states (token_proto.h), none: 0 */
+	const struct token_state *const *oauth;
+	size_t noauth;
 };
 
 void metrics_snapshot_write(struct mtext *t,

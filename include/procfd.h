@@ -53,6 +53,8 @@
 #define FD_METRICS 8  /* runner: the metrics snapshot socket */
 #define FD_METRICS_HTTP 4
 #define FD_RESOLVE 4
+#define FD_TOKEN 4        /* ferry-token: its listening socket */
+#define FD_TOKEN_NOTES 5  /* ferry-token: rotated tokens to the master */
 
 /* Exit code of a child that found its configuration or environment wrong;
  * the master does not respawn it quickly. */
@@ -81,6 +83,9 @@ enum worker_status { WORKER_IDLE = 1, WORKER_BUSY = 2, WORKER_FULL = 3 };
 /* Name of ferry-resolve's socket inside the smtpd chroot directory
  * (root:<smtpd group> 0660, like anvil's). */
 #define RESOLVE_SOCKET_NAME "resolve.sock"
+/* spool/token.sock: ferry-token, for the queue user's group; present
+ * only while some route uses OAuth2 */
+#define TOKEN_SOCKET_NAME "token.sock"
 /* Name of the runner's metrics socket inside the smtpd chroot directory
  * (root:<smtpd group> 0660), for ferry-metrics. */
 #define METRICS_SOCKET_NAME "metrics.sock"

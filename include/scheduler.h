@@ -26,13 +26,16 @@ void scheduler_set_config(struct scheduler *s,
 
 /* Accepts agents waiting on the listening socket. */
 void scheduler_accept(struct scheduler *s, int listen_fd);
-/* Fills pfds with the agents' descriptors (at most max); returns how
- * many.  scheduler_events() then handles their revents in the same
- * order. */
+/* Fills pfds with the agents' descriptors and ferry-token's (at most
+ * max); returns how many.  scheduler_events() then handles their
+ * revents in the same order. */
 size_t scheduler_pollfds(struct scheduler *s, struct pollfd *pfds,
     size_t max);
 void scheduler_events(struct scheduler *s, const struct pollfd *pfds,
     size_t n);
+/* The OAuth2 routes' token states (token_client.h), for status. */
+struct token_client;
+const struct token_client *scheduler_tokens(const struct scheduler *s);
 /* Starts whatever is due and possible now. */
 void scheduler_run(struct scheduler *s);
 /* Milliseconds until scheduler_run has something to do (poll timeout). */

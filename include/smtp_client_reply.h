@@ -56,6 +56,8 @@ const char *scr_dsn(const struct smtp_client_reply *r);
 
 #define AUTH_MECH_PLAIN 0x01
 #define AUTH_MECH_LOGIN 0x02
+#define AUTH_MECH_XOAUTH2 0x04
+#define AUTH_MECH_OAUTHBEARER 0x08
 
 struct ehlo_caps {
 	int pipelining;

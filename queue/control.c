@@ -43,6 +43,7 @@
 #include "smtp_parse.h"
 #include "stall.h"
 #include "store.h"
+#include "token_client.h"
 #include "util.h"
 
 #define CONTROL_READ_MS 2000       /* to receive the request */
@@ -272,6 +273,30 @@ put_routes(json_t *doc, const struct sched_metrics *d)
 	}
 }
 
+/* "oauth2" of status: each OAuth2 route's token state (never the token
+ * itself): ok / refreshing / failed, why, and when the token expires. */
+static void
+put_oauth2(json_t *doc, const struct token_client *tc)
+{
+	json_t *arr = put(doc, "oauth2", new_array());
+	size_t i;
+
+	for (i = 0; i < token_client_count(tc); i++) {
+		const struct token_state *t = token_client_at(tc, i);
+		json_t *o = new_object();
+
+		push(arr, o);
+		put_str(o, "route", t->route);
+		put_str(o, "state", token_status_name(t->status));
+		put_str(o, "reason", t->reason);
+		put_bool(o, "have_token", t->access_token[0] != '\0');
+		put_double_opt(o, "expires_at", t->expires > 0 ?
+		    (double)t->expires : -1);
+		put_int(o, "refresh_ok", (int64_t)t->refresh_ok);
+		put_int(o, "refresh_failed", (int64_t)t->refresh_failed);
+	}
+}
+
 /* "anvil" of status: what the master told of ferry-anvil, or null. */
 static void
 put_anvil(json_t *doc, const struct anvil_figures *f)
@@ -344,6 +369,7 @@ cmd_status(struct control_ctx *ctx, const char *qid, struct answer *a)
 	put_int_opt(o, "min_free_bytes", ctx->space_known ?
 	    (int64_t)ctx->min_free_bytes : -1);
 	put_routes(doc, ctx->deliveries);
+	put_oauth2(doc, ctx->tokens);
 	put_anvil(doc, ctx->anvil);
 	o = put(doc, "stall", new_object());
 	put_bool(o, "known", ctx->stall_known);

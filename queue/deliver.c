@@ -404,6 +404,9 @@ deliver(const struct child_args *a)
 		log_error("credentials file: %s", err);
 		exit(EXIT_CONFIG);
 	}
+	/* OAuth2 refresh tokens and client secrets stay with ferry-token:
+	 * an agent gets short-lived access tokens in its jobs */
+	credentials_drop_secrets(&ag.creds);
 	if (dns_resolver_setup(ag.cfg->resolver, err, sizeof(err)) < 0) {
 		log_error("%s", err);
 		exit(EXIT_CONFIG);

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "credentials.h"
 #include "deliver_proto.h"
 #include "smtp_parse.h"
 #include "util.h"
@@ -64,6 +65,7 @@ deliver_job_encode(const struct deliver_job *j, struct ipc_out *m)
 		ipc_add_u32(m, j->rcpts[i].notify);
 		ipc_add_str(m, j->rcpts[i].orcpt);
 	}
+	ipc_add_str(m, j->oauth_token != NULL ? j->oauth_token : "");
 }
 
 void
@@ -96,6 +98,12 @@ deliver_job_free(struct deliver_job *j)
 			free(j->rcpts[i].orcpt);
 		}
 	free(j->rcpts);
+	if (j->oauth_token != NULL) {
+		/* glibc's explicit_bzero is not optimised away (the fuzz
+		 * harnesses link this file without OpenSSL) */
+		explicit_bzero(j->oauth_token, strlen(j->oauth_token));
+		free(j->oauth_token);
+	}
 	memset(j, 0, sizeof(*j));
 }
 
@@ -175,7 +183,8 @@ deliver_job_decode(struct ipc_in *in, struct deliver_job *j)
 		    ipc_get_str(in, &r->orcpt, DP_MAX_STR) < 0)
 			goto fail;
 	}
-	if (ipc_end(in) < 0)
+	if (ipc_get_str(in, &j->oauth_token, CRED_TOKEN_MAX) < 0 ||
+	    ipc_end(in) < 0)
 		goto fail;
 	return 0;
 fail:

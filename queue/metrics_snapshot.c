@@ -59,6 +59,46 @@ write_deliveries(struct mtext *t, const struct sched_metrics *d)
 	mtext_histogram(t, "ferry_delivery_seconds", &d->delivery_seconds);
 }
 
+/* OAuth2: refreshes by route and result, and each route's token state
+ * (1 for the state it is in).  Never a token. */
+static void
+write_oauth(struct mtext *t, const struct metrics_snapshot *m)
+{
+	static const char *const states[] = { "ok", "refreshing", "failed" };
+	size_t i, k;
+
+	mtext_family(t, "ferry_oauth_refresh_total", "counter",
+	    "OAuth2 access token refreshes by route and result.");
+	for (i = 0; i < m->noauth; i++) {
+		const struct token_state *o = m->oauth[i];
+
+		mtext_printf(t, "ferry_oauth_refresh_total{route=\"");
+		mtext_label(t, o->route);
+		mtext_printf(t, "\",result=\"ok\"} %u\n", o->refresh_ok);
+		mtext_printf(t, "ferry_oauth_refresh_total{route=\"");
+		mtext_label(t, o->route);
+		mtext_printf(t, "\",result=\"failed\"} %u\n",
+		    o->refresh_failed);
+	}
+	mtext_family(t, "ferry_oauth_token_state", "gauge",
+	    "1 for the state each OAuth2 route's access token is in.");
+	for (i = 0; i < m->noauth; i++)
+		for (k = 0; k < 3; k++) {
+			mtext_printf(t, "ferry_oauth_token_state{route=\"");
+			mtext_label(t, m->oauth[i]->route);
+			mtext_printf(t, "\",state=\"%s\"} %d\n", states[k],
+			    m->oauth[i]->status == k);
+		}
+	mtext_family(t, "ferry_oauth_token_expiry_timestamp_seconds", "gauge",
+	    "When each OAuth2 route's access token expires (0: none).");
+	for (i = 0; i < m->noauth; i++) {
+		mtext_printf(t, "ferry_oauth_token_expiry_timestamp_seconds"
+		    "{route=\"");
+		mtext_label(t, m->oauth[i]->route);
+		mtext_printf(t, "\"} %lld\n", (long long)m->oauth[i]->expires);
+	}
+}
+
 void
 metrics_snapshot_write(struct mtext *t, const struct metrics_snapshot *m)
 {
@@ -81,6 +121,8 @@ metrics_snapshot_write(struct mtext *t, const struct metrics_snapshot *m)
 	mtext_histogram(t, "ferry_commit_seconds", m->commit_seconds);
 	if (m->deliveries != NULL)
 		write_deliveries(t, m->deliveries);
+	if (m->noauth > 0)
+		write_oauth(t, m);
 	if (m->queue_known) {
 		mtext_family(t, "ferry_queue_messages", "gauge",
 		    "Messages in the queue by state.");

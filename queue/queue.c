@@ -92,6 +92,7 @@
 #include "stall_queue.h"
 #include "store.h"
 #include "store_health.h"
+#include "token_client.h"
 #include "util.h"
 
 #define MAX_CONNS 4096
@@ -839,6 +840,8 @@ serve_control(struct runner *r)
 		ctx.anvil = r->have_anvil ? &r->anvil : NULL;
 		ctx.stall_known = r->stall_known;
 		ctx.stall_reasons = r->stall_reasons;
+		ctx.tokens = r->sched != NULL ? scheduler_tokens(r->sched) :
+		    NULL;
 		control_serve(fd, &ctx);
 	}
 }
@@ -869,6 +872,7 @@ serve_metrics(struct runner *r)
 	while ((fd = accept4(r->metrics_fd, NULL, NULL, SOCK_CLOEXEC |
 	    SOCK_NONBLOCK)) >= 0) {
 		struct metrics_snapshot ms;
+		const struct token_state *oauth[METRICS_OAUTH_ROUTES];
 		struct mtext t;
 		int64_t now = now_ms();
 
@@ -900,6 +904,16 @@ serve_metrics(struct runner *r)
 		}
 		ms.stall_known = r->stall_known;
 		ms.stall_reasons = r->stall_reasons;
+		if (r->sched != NULL) {
+			const struct token_client *tc =
+			    scheduler_tokens(r->sched);
+
+			for (ms.noauth = 0; ms.noauth < token_client_count(tc)
+			    && ms.noauth < METRICS_OAUTH_ROUTES; ms.noauth++)
+				oauth[ms.noauth] = token_client_at(tc,
+				    ms.noauth);
+			ms.oauth = oauth;
+		}
 		ms.ready = r->st != NULL &&
 		    ms.store_state == QUEUE_STATE_OK &&
 		    !runner_no_dispatch && r->have_pool &&

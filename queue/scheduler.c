@@ -63,6 +63,7 @@
 #include "scheduler.h"
 #include "smtp_parse.h"
 #include "store.h"
+#include "token_client.h"
 #include "util.h"
 
 #define DUE_BATCH 1000
@@ -110,6 +111,7 @@ struct sched_job {
 	char qid[QID_LEN + 1];
 	double received_at, started;
 	char route[64];           /* for the metrics */
+	uint32_t token_serial;    /* the OAuth2 token it was sent with */
 	struct job_rcpt *rcpts;
 	size_t nrcpts;
 	int agent_deaths;         /* the message's count when dispatched */
@@ -145,6 +147,7 @@ struct scheduler {
 	int64_t next_retire_ms;   /* when an idle agent is next let go;
 	                             0: none is free */
 	struct sched_metrics metrics;
+	struct token_client *tokens;   /* OAuth2 routes' access tokens */
 };
 
 /* Seconds from arrival to a final result: a second to five days. */
@@ -664,6 +667,10 @@ on_result(void *arg, struct pool_agent *a, struct ipc_in *in)
 	decide(s, j, &j->rcpts[k], outcome_of(r.status), r.dsn, r.reply,
 	    r.relay, r.tls);
 	write_rcpt(s, j, &j->rcpts[k]);
+	/* the server refused the route's credentials: for an OAuth2 route,
+	 * ferry-token gets a new access token for the next attempt */
+	if (strcmp(r.dsn, "4.7.8") == 0)
+		token_client_refused(s->tokens, j->route, j->token_serial);
 	deliver_result_free(&r);
 	return 0;
 }
@@ -723,6 +730,7 @@ scheduler_new(const struct ferry_config *cfg, struct store *st,
 	s->wake = 1;
 	histogram_init(&s->metrics.delivery_seconds, delivery_bounds,
 	    sizeof(delivery_bounds) / sizeof(delivery_bounds[0]));
+	s->tokens = token_client_new(cfg->spool_dir);
 	return s;
 }
 
@@ -732,16 +740,28 @@ scheduler_accept(struct scheduler *s, int listen_fd)
 	agent_pool_accept(&s->pool, listen_fd);
 }
 
+/* The agents' descriptors, then ferry-token's (always the last one). */
 size_t
 scheduler_pollfds(struct scheduler *s, struct pollfd *pfds, size_t max)
 {
-	return agent_pool_pollfds(&s->pool, pfds, max);
+	size_t n = agent_pool_pollfds(&s->pool, pfds, max - 1);
+
+	token_client_pollfd(s->tokens, &pfds[n]);
+	return n + 1;
 }
 
 void
 scheduler_events(struct scheduler *s, const struct pollfd *pfds, size_t n)
 {
-	agent_pool_events(&s->pool, pfds, n);
+	agent_pool_events(&s->pool, pfds, n - 1);
+	if (token_client_events(s->tokens, pfds[n - 1].revents))
+		s->wake = 1;
+}
+
+const struct token_client *
+scheduler_tokens(const struct scheduler *s)
+{
+	return s->tokens;
 }
 
 /* ----------------------------------------------------------- dispatch */
@@ -816,6 +836,8 @@ dispatch(struct scheduler *s, struct pool_agent *a, const char *dest,
 	struct deliver_job j;
 	const struct store_due *d0 = &v[idx[0]];
 	struct sched_job *job;
+	const char *token = "";
+	uint32_t serial = 0;
 	size_t k;
 
 	memset(&j, 0, sizeof(j));
@@ -855,6 +877,13 @@ dispatch(struct scheduler *s, struct pool_agent *a, const char *dest,
 		j.allowed_from = pol->allowed_from;
 		j.nallowed_from = pol->allowed_from ? pol->nallowed_from : 0;
 	}
+	if (route != NULL) {
+		const char *why;
+
+		if (token_client_gate(s->tokens, route->name, route->auth,
+		    &token, &why, &serial) == TOKEN_GATE_SEND)
+			j.oauth_token = (char *)token;
+	}
 	j.nrcpts = n;
 	j.rcpts = xcalloc(n, sizeof(*j.rcpts));
 	job = xcalloc(1, sizeof(*job));
@@ -881,6 +910,7 @@ dispatch(struct scheduler *s, struct pool_agent *a, const char *dest,
 	ferry_strlcpy(job->dest, dest, sizeof(job->dest));
 	job->started = now_wall();
 	ferry_strlcpy(job->route, j.route, sizeof(job->route));
+	job->token_serial = serial;
 	a->job = job;
 	a->job_id = j.job_id;
 	a->msgid = d0->msgid;
@@ -936,6 +966,45 @@ suspend(struct scheduler *s, const char *dest, const char *dsn,
 		jr->t.next_attempt = lifecycle_hold_until(&jr->t, until,
 		    d->received_at, &pol);
 		hop_health_hold(s->hops, dest, d->rcpt_id);
+	}
+	job_over(s, job);
+}
+
+/* Defers the due recipients v[idx[0..n)] of an OAuth2 route whose
+ * token could not be refreshed, without a connection: one attempt each,
+ * on their own retry schedule (never a bounce: only their lifetime ends
+ * them). */
+static void
+token_defer(struct scheduler *s, const char *route, const char *reason,
+    struct store_due *v, const size_t *idx, size_t n, double now)
+{
+	const struct store_due *d0 = &v[idx[0]];
+	struct sched_job *job;
+	char reply[TOKEN_REASON_MAX + 300];
+	size_t k;
+
+	snprintf(reply, sizeof(reply), "OAuth2 access token for route %s "
+	    "unavailable: %s", route, reason);
+	job = xcalloc(1, sizeof(*job));
+	job->rcpts = xcalloc(n, sizeof(*job->rcpts));
+	job->nrcpts = n;
+	job->msgid = d0->msgid;
+	ferry_strlcpy(job->qid, d0->qid, sizeof(job->qid));
+	job->received_at = d0->received_at;
+	job->started = now;
+	ferry_strlcpy(job->route, route, sizeof(job->route));
+	for (k = 0; k < n; k++) {
+		const struct store_due *d = &v[idx[k]];
+		struct job_rcpt *jr = &job->rcpts[k];
+
+		jr->rcpt_id = d->rcpt_id;
+		jr->addr = xstrdup(d->address);
+		jr->orcpt = xstrdup(d->orcpt);
+		jr->notify = d->notify;
+		jr->attempts = d->attempts;
+		jr->last_reply = xstrdup(d->last_reply);
+		decide(s, job, jr, OUTCOME_TEMPORARY, "4.7.0", reply, "none",
+		    "");
 	}
 	job_over(s, job);
 }
@@ -1074,7 +1143,10 @@ scheduler_run(struct scheduler *s)
 		char dest[320];
 		struct pool_agent *a;
 		enum hop_verdict verdict;
+		enum token_gate gate;
 		const char *hop_dsn = "", *hop_reason = "";
+		const char *token, *token_reason;
+		uint32_t token_serial;
 		size_t k;
 
 		if (taken[i])
@@ -1094,7 +1166,16 @@ scheduler_run(struct scheduler *s)
 			snprintf(dest, sizeof(dest), "mx:%s", domain);
 		verdict = hop_health_verdict(s->hops, dest, now, &hop_dsn,
 		    &hop_reason);
-		if (verdict == HOP_SEND && !any_idle) {
+		gate = route != NULL ? token_client_gate(s->tokens,
+		    route->name, route->auth, &token, &token_reason,
+		    &token_serial) : TOKEN_GATE_NONE;
+		if (gate == TOKEN_GATE_WAIT) {
+			/* ferry-token is getting one; its answer wakes us */
+			blocked = 1;
+			continue;
+		}
+		if (verdict == HOP_SEND && !any_idle &&
+		    gate != TOKEN_GATE_DEFER) {
 			/* an agent more would take it (one per message) */
 			if (v[i].msgid != last_short) {
 				if (tally == NULL)
@@ -1118,6 +1199,12 @@ scheduler_run(struct scheduler *s)
 				idx[nidx++] = k;
 				taken[k] = 1;
 			}
+		if (gate == TOKEN_GATE_DEFER) {
+			token_defer(s, route->name, token_reason, v, idx, nidx,
+			    now);
+			suspended = 1;
+			continue;
+		}
 		if (verdict == HOP_SUSPEND) {
 			suspend(s, dest, hop_dsn, hop_reason, v, idx, nidx,
 			    now);
@@ -1219,6 +1306,9 @@ scheduler_timeout_ms(struct scheduler *s)
 	d = s->next_run_ms - now_ms();
 	if (s->next_retire_ms > 0 && s->next_retire_ms - now_ms() < d)
 		d = s->next_retire_ms - now_ms();
+	if (token_client_timeout_ms(s->tokens) >= 0 &&
+	    token_client_timeout_ms(s->tokens) < d)
+		d = token_client_timeout_ms(s->tokens);
 	if (d < 0)
 		return 0;
 	return d > MAX_WAIT_MS ? MAX_WAIT_MS : (int)d;
@@ -1363,5 +1453,6 @@ scheduler_free(struct scheduler *s)
 	agent_pool_close(&s->pool);
 	free_unsaved(s);
 	hop_health_free(s->hops);
+	token_client_free(s->tokens);
 	free(s);
 }

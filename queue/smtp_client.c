@@ -2,7 +2,8 @@
  * smtp_client.c - the delivery agent's SMTP client session (RFC 5321)
  * with one next hop: the TCP connection, the greeting, EHLO (HELO when
  * EHLO is refused), STARTTLS by the job's policy (RFC 3207), AUTH PLAIN
- * or LOGIN with the route's credentials (RFC 4954), single commands and
+ * or LOGIN with the route's credentials (RFC 4954), or OAUTHBEARER (RFC
+ * 7628) / XOAUTH2 with the job's OAuth2 access token, single commands and
  * their replies, and QUIT.
  *
  * Security stance: everything the server sends is untrusted.  Replies
@@ -19,6 +20,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
@@ -36,6 +38,7 @@
 #include "deliver_agent.h"
 #include "deliver_proto.h"
 #include "log.h"
+#include "sasl_oauth.h"
 #include "smtp_client.h"
 #include "smtp_client_reply.h"
 #include "smtp_trouble.h"
@@ -365,6 +368,100 @@ b64(const void *in, size_t len, char *out, size_t outlen)
 	return 0;
 }
 
+/* One AUTH line that may be longer than client_command allows (a
+ * bearer token runs to kilobytes); the buffer is wiped after use. */
+static int
+client_auth_line(struct job_ctx *x, struct smtp_conn *c, const char *line,
+    struct smtp_client_reply *r)
+{
+	int64_t dl = deadline_s(x->ag->cfg->client_command_timeout);
+	size_t len = strlen(line);
+	char *buf = xmalloc(len + 3);
+	int rc;
+
+	memcpy(buf, line, len);
+	memcpy(buf + len, "\r\n", 3);
+	rc = client_send(x, c, buf, len + 2, dl, "sending AUTH");
+	OPENSSL_cleanse(buf, len + 2);
+	free(buf);
+	if (rc < 0)
+		return -1;
+	return client_reply(x, c, r, dl, NULL, "sending AUTH");
+}
+
+/* AUTH OAUTHBEARER (preferred) or XOAUTH2 with the access token the
+ * runner put in the job: on TLS only, whatever auth_plaintext says (a
+ * bearer token is as good as a password to whoever reads it).  A 535,
+ * or a 334 carrying the server's error, is a 4.7.8 deferral: the runner
+ * asks ferry-token for a fresh token and the mail is tried again. */
+static int
+client_auth_oauth2(struct job_ctx *x, struct smtp_conn *c,
+    const struct credential *cr)
+{
+	const char *token = x->job->oauth_token, *colon;
+	struct smtp_client_reply r;
+	size_t rawcap = strlen(cr->user) * 3 + strlen(c->host) +
+	    strlen(token) + 96, rawlen;
+	char *raw, *line;
+	int bearer = (c->caps.auth_mechs & AUTH_MECH_OAUTHBEARER) != 0;
+	int rc = -1;
+
+	if (c->ssl == NULL) {
+		hop_fail(x, c, "4.7.0", "OAuth2 AUTH required but %s did not "
+		    "give a TLS session (a token is never sent in clear)",
+		    c->relay);
+		return -1;
+	}
+	if (!(c->caps.auth_mechs & (AUTH_MECH_OAUTHBEARER |
+	    AUTH_MECH_XOAUTH2))) {
+		hop_fail(x, c, "4.7.0", "OAuth2 AUTH required but %s offers "
+		    "neither AUTH OAUTHBEARER nor AUTH XOAUTH2", c->relay);
+		return -1;
+	}
+	if (token == NULL || token[0] == '\0') {
+		hop_fail(x, c, "4.7.0", "no OAuth2 access token for route %s "
+		    "yet", x->job->route);
+		return -1;
+	}
+	raw = xmalloc(rawcap);
+	line = xmalloc(4 * rawcap / 3 + 32);
+	colon = strrchr(c->relay, ':');
+	rawlen = bearer ? sasl_oauthbearer(cr->user, c->host,
+	    colon ? (unsigned)atoi(colon + 1) : 0, token, raw, rawcap) :
+	    sasl_xoauth2(cr->user, token, raw, rawcap);
+	if (rawlen == 0)
+		log_panic("SASL response does not fit");
+	memcpy(line, bearer ? "AUTH OAUTHBEARER " : "AUTH XOAUTH2 ",
+	    bearer ? 17 : 13);
+	EVP_EncodeBlock((unsigned char *)line + (bearer ? 17 : 13),
+	    (unsigned char *)raw, (int)rawlen);
+	c->secret = 1;
+	if (client_auth_line(x, c, line, &r) < 0)
+		goto out;
+	if (r.code == 334) {
+		/* the server's error, as JSON: RFC 7628 3.2.3 wants a
+		 * dummy ^A for OAUTHBEARER, XOAUTH2 servers an empty
+		 * line; the final reply follows */
+		log_info("%s: %s refused the OAuth2 token of route %s: %s",
+		    x->job->qid, c->relay, x->job->route, r.text);
+		if (client_auth_line(x, c, bearer ? "AQ==" : "", &r) < 0)
+			goto out;
+	}
+	if (smtp_trouble_reply(STAGE_AUTH, r.code, 0) == TROUBLE_NONE)
+		rc = 0;
+	else
+		hop_fail(x, c, r.code / 100 == 4 ? scr_dsn(&r) : "4.7.8",
+		    "authentication failed (OAuth2 %s): host %s said: %s",
+		    bearer ? "OAUTHBEARER" : "XOAUTH2", c->relay, r.text);
+out:
+	c->secret = 0;
+	OPENSSL_cleanse(raw, rawcap);
+	OPENSSL_cleanse(line, strlen(line));
+	free(raw);
+	free(line);
+	return rc;
+}
+
 /* AUTH PLAIN or LOGIN with the route's credentials. */
 static int
 client_auth(struct job_ctx *x, struct smtp_conn *c)
@@ -381,6 +478,8 @@ client_auth(struct job_ctx *x, struct smtp_conn *c)
 		    "credentials are configured for it", x->job->route);
 		return -1;
 	}
+	if (cr->oauth2)
+		return client_auth_oauth2(x, c, cr);
 	if (c->ssl == NULL && !x->job->auth_plaintext) {
 		hop_fail(x, c, "4.7.0",
 		    "AUTH required but %s did not give a TLS "

@@ -261,6 +261,10 @@ auth_mechs(struct ehlo_caps *caps, const char *s, size_t n, size_t off)
 			caps->auth_mechs |= AUTH_MECH_PLAIN;
 		else if (tok_is(t, tl, "LOGIN"))
 			caps->auth_mechs |= AUTH_MECH_LOGIN;
+		else if (tok_is(t, tl, "XOAUTH2"))
+			caps->auth_mechs |= AUTH_MECH_XOAUTH2;
+		else if (tok_is(t, tl, "OAUTHBEARER"))
+			caps->auth_mechs |= AUTH_MECH_OAUTHBEARER;
 	}
 }
 

@@ -745,6 +745,10 @@ static const struct option_row options[] = {
 	    validate_user),
 	STR(NULL, "deliver_user", "ferry-deliver", B_CONFIG,
 	    CF(deliver_user), validate_user),
+	/* looked up only when a route uses oauth2 (master_token.c): a
+	 * relay without OAuth2 needs no such account */
+	STR(NULL, "token_user", "ferry-token", B_CONFIG, CF(token_user),
+	    validate_nonempty),
 	STR(NULL, "admin_group", "", B_CONFIG, CF(admin_group), NULL),
 	PATH(NULL, "spool_dir", LOCALSTATEDIR "/spool/ferry", CF(spool_dir),
 	    validate_nonempty),

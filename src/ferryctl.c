@@ -605,6 +605,39 @@ render_routes(const json_t *root, double now)
 	}
 }
 
+/* OAuth2 routes: the token's state, why it failed, when it expires. */
+static void
+render_oauth2(const json_t *root, double now)
+{
+	const json_t *arr = member(root, "oauth2", JSON_ARRAY);
+	size_t i;
+
+	for (i = 0; arr != NULL && i < json_array_size(arr); i++) {
+		const json_t *o = json_array_get(arr, i);
+		const json_t *why = member(o, "reason", JSON_STRING);
+		double at = json_member_num(o, "expires_at", -1);
+		char when[64], span[32];
+
+		printf("%-8s ", i == 0 ? "oauth2:" : "");
+		put_str(stdout, member(o, "route", JSON_STRING));
+		printf(": token ");
+		put_str(stdout, member(o, "state", JSON_STRING));
+		if (at >= 0) {
+			fmt_time(when, sizeof(when), at);
+			fmt_span(span, sizeof(span), at > now ? at - now : 0);
+			printf(", expires %s (in %s)", when, span);
+		}
+		printf(", %.0f refresh(es), %.0f failed\n",
+		    json_member_num(o, "refresh_ok", 0),
+		    json_member_num(o, "refresh_failed", 0));
+		if (why != NULL && json_string_length(why) > 0) {
+			printf("           ");
+			put_str(stdout, why);
+			putchar('\n');
+		}
+	}
+}
+
 /* ferry-anvil: connections and clients now, stress, limits met. */
 static void
 render_anvil(const json_t *root)
@@ -721,6 +754,7 @@ render_status(const json_t *root)
 	render_anvil(root);
 	render_stall(root);
 	render_routes(root, now);
+	render_oauth2(root, now);
 }
 
 /* Prints one page of the list (the header before the first message);

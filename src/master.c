@@ -90,6 +90,7 @@
 #include "master_metrics.h"
 #include "machine_limits.h"
 #include "master.h"
+#include "master_token.h"
 #include "notify.h"
 #include "path_access.h"
 #include "privsep.h"
@@ -115,7 +116,7 @@
 #define SPREAD_WORKERS 8
 
 enum child_role { ROLE_WORKER, ROLE_RUNNER, ROLE_AGENT, ROLE_ANVIL,
-    ROLE_METRICS, ROLE_RESOLVE };
+    ROLE_METRICS, ROLE_RESOLVE, ROLE_TOKEN };
 
 static const char *
 role_name(enum child_role role)
@@ -127,6 +128,7 @@ role_name(enum child_role role)
 	case ROLE_ANVIL: return "anvil";
 	case ROLE_METRICS: return "metrics";
 	case ROLE_RESOLVE: return "resolve";
+	case ROLE_TOKEN: return "token";
 	}
 	return "child";
 }
@@ -233,6 +235,15 @@ struct master_state {
 	int64_t resolve_started;
 	struct backoff resolve_backoff;
 	int resolve_told_to_go;     /* a reload: start the next one at once */
+	/* ferry-token, while some route's credentials use oauth2 */
+	int token_wanted;
+	int token_fd;               /* spool/token.sock, or -1 */
+	int token_notes_child;      /* its end of the notes (FD_TOKEN_NOTES) */
+	int token_notes;            /* ours: rotated refresh tokens */
+	pid_t token_pid;
+	int64_t token_started;
+	struct backoff token_backoff;
+	int token_told_to_go;
 
 	int shutting_down;
 	int64_t shutdown_deadline;
@@ -241,6 +252,7 @@ struct master_state {
 	char anvil_path[PATH_MAX + 32];
 	char metrics_path[PATH_MAX + 32];
 	char resolve_path[PATH_MAX + 32];
+	char token_path[PATH_MAX + 32];
 };
 
 #define LOG_RELAY_MS 20            /* children's lines wait this at most */
@@ -696,7 +708,8 @@ spawn(struct master_state *m, enum child_role role, int child_notes)
 	    role == ROLE_AGENT ? m->deliver_path :
 	    role == ROLE_ANVIL ? m->anvil_path :
 	    role == ROLE_METRICS ? m->metrics_path :
-	    role == ROLE_RESOLVE ? m->resolve_path : m->queue_path;
+	    role == ROLE_RESOLVE ? m->resolve_path :
+	    role == ROLE_TOKEN ? m->token_path : m->queue_path;
 	char gen[16];
 	sigset_t all, old;
 	pid_t pid;
@@ -759,6 +772,9 @@ spawn(struct master_state *m, enum child_role role, int child_notes)
 			fds[n++] = m->metrics_http_fd;           /* 4 */
 		} else if (role == ROLE_RESOLVE) {
 			fds[n++] = m->resolve_fd;                /* 4 */
+		} else if (role == ROLE_TOKEN) {
+			fds[n++] = m->token_fd;                  /* 4 */
+			fds[n++] = m->token_notes_child;         /* 5 */
 		}
 		place_fds(fds, n, FD_CONFIG);
 		execl(path, path, "-f", m->cfg->path, "-g", gen,
@@ -843,6 +859,115 @@ spawn_resolve(struct master_state *m)
 		m->resolve_pid = pid;
 		m->resolve_started = now_ms();
 		log_debug("started resolve, pid %ld", (long)pid);
+	}
+}
+
+/* ferry-token's socket in the spool for the queue user's group, and
+ * the notes it sends the master (made once); or, when no route uses
+ * oauth2, no socket at all: the runner takes its absence for "no
+ * OAuth2 here".  A problem is fatal at start; at a reload it is logged
+ * and ferry-token is not run (OAuth2 routes then defer). */
+static void
+configure_token(struct master_state *m, int at_start)
+{
+	char path[PATH_MAX], err[PATH_MAX + 600];
+	uid_t quid;
+	gid_t qgid = 0;
+	int as_root = geteuid() == 0, n, p[2];
+
+	err[0] = '\0';
+	n = master_token_routes(m->cfg->credentials_file, err, sizeof(err));
+	if (n < 0)
+		log_error("credentials file: %s", err);
+	m->token_wanted = n > 0;
+	err[0] = '\0';
+	if (m->token_wanted && as_root) {
+		uid_t tuid, duid, suid;
+		gid_t g;
+
+		if (privsep_lookup(m->cfg->user, &quid, &qgid) < 0)
+			snprintf(err, sizeof(err), "user %s does not exist",
+			    m->cfg->user);
+		else if (privsep_lookup(m->cfg->token_user, &tuid, &g) < 0)
+			snprintf(err, sizeof(err), "token_user %s does not "
+			    "exist (a route's credentials use oauth2)",
+			    m->cfg->token_user);
+		else if (privsep_lookup(m->cfg->deliver_user, &duid, &g) < 0 ||
+		    privsep_lookup(m->cfg->smtpd_user, &suid, &g) < 0 ||
+		    tuid == quid || tuid == duid || tuid == suid || tuid == 0)
+			snprintf(err, sizeof(err), "token_user %s shares a uid "
+			    "with another ferry user or root: give it an "
+			    "account of its own", m->cfg->token_user);
+	}
+	if (m->token_wanted && err[0] == '\0' &&
+	    access(m->token_path, X_OK) < 0)
+		snprintf(err, sizeof(err), "%s: %s (a route's credentials "
+		    "use oauth2)", m->token_path, strerror(errno));
+	if (err[0] != '\0') {
+		if (at_start)
+			log_fatal("%s", err);
+		log_error("%s; OAuth2 routes get no token", err);
+		m->token_wanted = 0;
+	}
+	snprintf(path, sizeof(path), "%s/%s", m->cfg->spool_dir,
+	    TOKEN_SOCKET_NAME);
+	if (!m->token_wanted) {
+		if (m->token_fd >= 0) {
+			close(m->token_fd);
+			m->token_fd = -1;
+		}
+		unlink(path);
+		return;
+	}
+	if (m->token_fd < 0)
+		m->token_fd = make_unix_listener(path, qgid, as_root);
+	if (m->token_notes < 0) {
+		if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0,
+		    p) < 0)
+			log_fatal("socketpair: %s", strerror(errno));
+		m->token_notes_child = p[0];
+		m->token_notes = p[1];
+		fd_set_nonblock(p[1], 1);
+	}
+}
+
+static void
+spawn_token(struct master_state *m)
+{
+	pid_t pid = spawn(m, ROLE_TOKEN, -1);
+
+	if (pid > 0) {
+		m->token_pid = pid;
+		m->token_started = now_ms();
+		log_debug("started token, pid %ld", (long)pid);
+	}
+}
+
+/* Rotated refresh tokens from ferry-token, to write into the file. */
+static void
+read_token_notes(struct master_state *m)
+{
+	int k;
+
+	for (k = 0; k < 16 && m->token_notes >= 0; k++) {
+		uint8_t rec[8192];
+		struct ipc_in in;
+		ssize_t n = recv(m->token_notes, rec, sizeof(rec),
+		    MSG_DONTWAIT | MSG_TRUNC);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return;
+		if ((size_t)n > sizeof(rec) ||
+		    ipc_frame(rec, (size_t)n, &in) != (long)n ||
+		    in.type != IMSG_TOKEN_ROTATED ||
+		    master_token_rotated(m->cfg->credentials_file, &in) < 0) {
+			log_warn("token sent a malformed note; restarting it");
+			if (m->token_pid > 0)
+				kill(m->token_pid, SIGKILL);
+		}
+		explicit_bzero(rec, sizeof(rec));
 	}
 }
 
@@ -978,6 +1103,24 @@ reap_children(struct master_state *m)
 			    status);
 			log_warn("metrics (pid %ld) died: %s; restarting in "
 			    "%lld ms", (long)pid, how, (long long)delay);
+			continue;
+		}
+		if (pid == m->token_pid) {
+			int64_t lived = now_ms() - m->token_started;
+			int64_t delay;
+
+			m->token_pid = 0;
+			if (m->shutting_down)
+				continue;
+			if (m->token_told_to_go) {
+				m->token_told_to_go = 0;
+				m->token_backoff.not_before = 0;
+				continue;
+			}
+			delay = backoff_delay(&m->token_backoff, lived, status);
+			log_warn("token (pid %ld) died: %s; restarting in %lld "
+			    "ms (OAuth2 routes wait meanwhile)", (long)pid,
+			    how, (long long)delay);
 			continue;
 		}
 		if (pid == m->resolve_pid) {
@@ -1872,6 +2015,14 @@ reload(struct master_state *m)
 	}
 	m->resolve_backoff.streak = 0;
 	m->resolve_backoff.not_before = 0;
+	/* ferry-token reads the credentials file again when it starts */
+	configure_token(m, 0);
+	if (m->token_pid > 0 && !m->token_told_to_go) {
+		kill(m->token_pid, SIGTERM);
+		m->token_told_to_go = 1;
+	}
+	m->token_backoff.streak = 0;
+	m->token_backoff.not_before = 0;
 	log_info("configuration reloaded from %s (generation %u)%s",
 	    cfg->path, m->generation, m->draining ? "; still draining" : "");
 	manage_pool(m);
@@ -2000,6 +2151,8 @@ find_programs(struct master_state *m)
 	    libexec);
 	snprintf(m->resolve_path, sizeof(m->resolve_path), "%s/ferry-resolve",
 	    libexec);
+	snprintf(m->token_path, sizeof(m->token_path), "%s/ferry-token",
+	    libexec);
 	if (access(m->smtpd_path, X_OK) < 0)
 		log_fatal("%s: %s", m->smtpd_path, strerror(errno));
 	if (access(m->queue_path, X_OK) < 0)
@@ -2125,6 +2278,12 @@ master(const struct master_args *args)
 		log_info("listening on %s port %d (%s)",
 		    m->listeners[i].address, m->listeners[i].port,
 		    m->listeners[i].name);
+	m->token_fd = -1;
+	m->token_notes = -1;
+	m->token_notes_child = -1;
+	configure_token(m, 1);
+	if (m->token_wanted)
+		spawn_token(m);
 	spawn_runner(m);
 	spawn_anvil(m);
 	if (m->cfg->client_names)
@@ -2143,14 +2302,14 @@ master(const struct master_args *args)
 	}
 
 	for (;;) {
-		struct pollfd pfd[7 + MAX_LISTENERS];
+		struct pollfd pfd[8 + MAX_LISTENERS];
 		size_t n = 0;
 		int64_t wait = 1000;
 		unsigned char sigs[64];
 		ssize_t got;
 		/* where each source sits in pfd, for its revents */
 		size_t at_status, at_metrics = SIZE_MAX, at_anvil, at_runner;
-		size_t at_log = SIZE_MAX;
+		size_t at_log = SIZE_MAX, at_token = SIZE_MAX;
 
 		if (m->shutting_down && m->nchildren == 0) {
 			/* the workers are gone: nobody asks anvil now */
@@ -2158,6 +2317,8 @@ master(const struct master_args *args)
 				kill(m->anvil_pid, SIGTERM);
 			if (m->resolve_pid > 0)
 				kill(m->resolve_pid, SIGTERM);
+			if (m->token_pid > 0)
+				kill(m->token_pid, SIGTERM);
 			if (m->metrics_pid > 0)
 				kill(m->metrics_pid, SIGTERM);
 			if (m->runner_pid > 0) {
@@ -2194,6 +2355,15 @@ master(const struct master_args *args)
 				kill(m->resolve_pid, SIGKILL);
 				waitpid(m->resolve_pid, NULL, 0);
 			}
+			while (m->token_pid > 0 &&
+			    now_ms() < m->shutdown_deadline) {
+				reap_children(m);
+				usleep(20000);
+			}
+			if (m->token_pid > 0) {
+				kill(m->token_pid, SIGKILL);
+				waitpid(m->token_pid, NULL, 0);
+			}
 			while (m->metrics_pid > 0 &&
 			    now_ms() < m->shutdown_deadline) {
 				reap_children(m);
@@ -2228,6 +2398,11 @@ master(const struct master_args *args)
 		at_runner = n;
 		pfd[n].fd = m->to_runner.fd;
 		pfd[n++].events = POLLIN;
+		if (m->token_notes >= 0) {
+			at_token = n;
+			pfd[n].fd = m->token_notes;
+			pfd[n++].events = POLLIN;
+		}
 		if (m->runner_pid > 0 && m->last_workers != UINT32_MAX) {
 			int64_t d = m->pool_told_ms + POOL_TELL_MS - now_ms();
 
@@ -2271,6 +2446,16 @@ master(const struct master_args *args)
 
 			if (d <= 0) {
 				spawn_anvil(m);
+			} else if (d < wait) {
+				wait = d;
+			}
+		}
+		if (!m->shutting_down && m->token_pid == 0 &&
+		    m->token_wanted) {
+			int64_t d = m->token_backoff.not_before - now_ms();
+
+			if (d <= 0) {
+				spawn_token(m);
 			} else if (d < wait) {
 				wait = d;
 			}
@@ -2341,6 +2526,8 @@ master(const struct master_args *args)
 			read_runner_notes(m);
 		if (pfd[at_anvil].revents != 0)
 			read_anvil_notes(m);
+		if (at_token != SIZE_MAX && pfd[at_token].revents != 0)
+			read_token_notes(m);
 		if (at_metrics != SIZE_MAX && pfd[at_metrics].revents != 0)
 			serve_metrics(m);
 		if (at_log != SIZE_MAX && pfd[at_log].revents != 0) {

@@ -55,6 +55,7 @@ sample_job(struct deliver_job *j)
 	j->nallowed_from = 2;
 	j->rcpts = rcpts2;
 	j->nrcpts = 2;
+	j->oauth_token = "ya29.access-token";
 }
 
 /* Encodes with enc into a malloc'd frame; *in points into it. */
@@ -127,9 +128,19 @@ START_TEST(test_job_roundtrip)
 	ck_assert_str_eq(d.rcpts[0].orcpt, "rfc822;a@example.org");
 	ck_assert(d.rcpts[1].id == 0xffffffff01ULL);
 	ck_assert_str_eq(d.rcpts[1].orcpt, "");
+	ck_assert_str_eq(d.oauth_token, "ya29.access-token");
 	deliver_job_free(&d);
 	ck_assert_ptr_null(d.qid);
 	free(f);
+
+	/* no token: "" */
+	j.oauth_token = NULL;
+	f = job_frame(&j, &in);
+	ck_assert_int_eq(deliver_job_decode(&in, &d), 0);
+	ck_assert_str_eq(d.oauth_token, "");
+	deliver_job_free(&d);
+	free(f);
+	j.oauth_token = "ya29.access-token";
 
 	/* MX delivery: no hosts, null sender */
 	j.hosts = NULL;

@@ -256,6 +256,11 @@ START_TEST(test_ehlo)
 	ck_assert(c.size && c.size_max == 0);
 	ck_assert(c.auth && c.auth_mechs == 0);
 	ck_assert(!c.pipelining);
+
+	s = "250-x\r\n250 AUTH LOGIN XOAUTH2 oauthbearer\r\n";
+	scr_ehlo_caps(s, strlen(s), &c);
+	ck_assert_uint_eq(c.auth_mechs, AUTH_MECH_LOGIN | AUTH_MECH_XOAUTH2 |
+	    AUTH_MECH_OAUTHBEARER);
 }
 END_TEST
 

@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 
 DEPS="build-essential autoconf automake pkg-config libconfuse-dev
       libssl-dev libsqlite3-dev libjansson-dev libc-ares-dev libcrypt-dev
+      libcurl4-openssl-dev
       check python3 python3-prometheus-client python3-dkim sqlite3 clang
       libsystemd-dev
       openssl ca-certificates procps iproute2 e2fsprogs mount util-linux

@@ -9,7 +9,10 @@
  * payload inside it.  The payload of a whole frame, in an exact-size
  * copy so ASan sees any read past its end, then goes through every
  * decoder: envelope_decode, deliver_job_decode, deliver_result_decode,
- * deliver_done_decode, control_request_decode and the small per-type
+ * deliver_done_decode, control_request_decode, the OAuth2 token frames
+ * (token_proto.c: token_state_decode, token_refresh_decode,
+ * token_rotated_decode, whose tokens must pass credentials_token_valid)
+ * and the small per-type
  * readers the daemons inline
  * (intake.c, intake_client.c, scheduler.c, deliver.c, and the status and
  * note readers in master.c, queue.c, anvil.c); ipc_header must judge the
@@ -27,7 +30,9 @@
 
 #include "anvil_figures.h"
 #include "control_proto.h"
+#include "credentials.h"
 #include "deliver_proto.h"
+#include "token_proto.h"
 #include "envelope.h"
 #include "ipc.h"
 
@@ -87,7 +92,7 @@ job_eq(const struct deliver_job *a, const struct deliver_job *b)
 	    !streq(a->ca_file, b->ca_file) ||
 	    a->tls_min_version != b->tls_min_version ||
 	    a->auth != b->auth || a->auth_plaintext != b->auth_plaintext ||
-	    a->nrcpts != b->nrcpts)
+	    a->nrcpts != b->nrcpts || !streq(a->oauth_token, b->oauth_token))
 		return 0;
 	for (i = 0; i < a->nhosts; i++)
 		if (!streq(a->hosts[i], b->hosts[i]))
@@ -249,6 +254,41 @@ try_ctl_request(const struct ipc_in *payload, const uint8_t *frame,
 	}
 	for (k = 0; k < nw && k < 8; k++)
 		free(words[k]);
+}
+
+/* ferry-token's frames: what decodes re-encodes to the same frame, and
+ * a token that decodes is one that fits a credentials line. */
+static void
+try_token(const struct ipc_in *payload, const uint8_t *frame, size_t flen)
+{
+	struct ipc_in in = *payload;
+	struct ipc_out m = { 0 };
+	struct token_state t;
+	char *route, *tok;
+
+	if (token_state_decode(&in, &t) == 0) {
+		FUZZ_CHECK(t.route[0] != '\0' && t.status <= TOKEN_FAILED &&
+		    (t.access_token[0] == '\0' ||
+		    credentials_token_valid(t.access_token)));
+		ipc_out_init(&m, payload->type);
+		token_state_encode(&t, &m);
+		same_frame(&m, frame, flen);
+		token_state_free(&t);
+	} else
+		FUZZ_CHECK(t.route == NULL && t.access_token == NULL);
+	in = *payload;
+	if (token_refresh_decode(&in, &route) == 0) {
+		FUZZ_CHECK(route[0] != '\0');
+		free(route);
+	} else
+		FUZZ_CHECK(route == NULL);
+	in = *payload;
+	if (token_rotated_decode(&in, &route, &tok) == 0) {
+		FUZZ_CHECK(credentials_token_valid(tok));
+		free(route);
+		free(tok);
+	} else
+		FUZZ_CHECK(route == NULL && tok == NULL);
 }
 
 /* The shapes the daemons read inline, by type. */
@@ -439,6 +479,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	try_result(&payload, frame, flen);
 	try_done(&payload, frame, flen);
 	try_ctl_request(&payload, frame, flen);
+	try_token(&payload, frame, flen);
 	try_small(&payload, frame, flen);
 	free(frame);
 	return 0;

@@ -46,6 +46,7 @@ IO_TIMEOUT = 10.0
 QUEUE_USER = "daemon"
 SMTPD_USER = "nobody"
 DELIVER_USER = "mail"      # the delivery agents (distinct from the others)
+TOKEN_USER = "backup"      # ferry-token, when a route uses OAuth2 (ditto)
 
 _live = []                # daemons not yet stopped, for the emergency exits
 # Daemon logs that showed a sanitizer report or a panic; any such line
@@ -503,6 +504,7 @@ class Ferry:
             'user = "%s"' % QUEUE_USER,
             'smtpd_user = "%s"' % SMTPD_USER,
             'deliver_user = "%s"' % DELIVER_USER,
+            'token_user = "%s"' % TOKEN_USER,
             'spool_dir = "%s"' % self.spool,
             "shutdown_timeout = %d" % o["shutdown_timeout"],
             'listen "test" {',

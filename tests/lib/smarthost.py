@@ -284,6 +284,11 @@ class SmartHost:
                    "AUTH PLAIN LOGIN"]; STARTTLS is offered only when a
                    certificate is set and the session is not yet in TLS
       credentials  {user: password} accepted by AUTH
+      oauth_tokens {user: access token} accepted by AUTH XOAUTH2 and
+                   OAUTHBEARER (offer them with "AUTH XOAUTH2
+                   OAUTHBEARER"); each attempt records the decoded SASL
+                   string ("sasl"), the token and, after a refused
+                   token's 334 error challenge, the client's answer
       require_auth MAIL is answered 530 before a successful AUTH
       strict       MAIL/RCPT parameters of extensions not offered are
                    answered 555 5.5.4, and bare LF in commands 500
@@ -293,13 +298,15 @@ class SmartHost:
     def __init__(self, host="127.0.0.1", port=0, extensions=None,
                  hostname="smarthost.test", cert=None, key=None,
                  credentials=None, require_auth=False, strict=True,
-                 tls_min_version=None, tls_max_version=None):
+                 tls_min_version=None, tls_max_version=None,
+                 oauth_tokens=None):
         self.host = host
         self.port = port
         self.hostname = hostname
         self.extensions = list(DEFAULT_EXTENSIONS if extensions is None
                                else extensions)
         self.credentials = dict(credentials or {})
+        self.oauth_tokens = dict(oauth_tokens or {})
         self.require_auth = require_auth
         self.strict = strict
         self.tls_context = None
@@ -734,6 +741,9 @@ class SmartHost:
                 return None
             return base64.b64decode(resp, validate=True)
 
+        if rec["mech"] in ("XOAUTH2", "OAUTHBEARER"):
+            self._auth_oauth(s, rec, parts, ask)
+            return
         try:
             if rec["mech"] == "PLAIN":
                 if len(parts) > 2 and parts[2] != "=":
@@ -768,6 +778,53 @@ class SmartHost:
             s.reply("235 2.7.0 Authentication successful")
         else:
             s.reply("535 5.7.8 Authentication credentials invalid")
+
+    def _auth_oauth(self, s, rec, parts, ask):
+        """XOAUTH2 (user=U^Aauth=Bearer T^A^A) and OAUTHBEARER (RFC 7628:
+        n,a=U,^Ahost=H^Aport=P^Aauth=Bearer T^A^A)."""
+        try:
+            blob = base64.b64decode(parts[2], validate=True) \
+                if len(parts) > 2 else ask("")
+        except (ValueError, TypeError):
+            s.reply("501 5.5.2 Cannot decode response")
+            return
+        if blob is None:
+            s.reply("501 5.0.0 Authentication cancelled")
+            return
+        text = blob.decode("utf-8", "replace")
+        rec["sasl"] = text
+        fields = text.split("\x01")
+        kv = {}
+        for f in fields[1:] if rec["mech"] == "OAUTHBEARER" else fields:
+            if "=" in f:
+                k, v = f.split("=", 1)
+                kv[k] = v
+        if rec["mech"] == "OAUTHBEARER":
+            gs2 = fields[0].split(",")
+            user = gs2[1][2:] if len(gs2) > 1 and gs2[1].startswith("a=") \
+                else ""
+            user = user.replace("=2C", ",").replace("=3D", "=")
+            rec["host"] = kv.get("host")
+            rec["port"] = kv.get("port")
+        else:
+            user = kv.get("user", "")
+        auth = kv.get("auth", "")
+        token = auth[7:] if auth.startswith("Bearer ") else None
+        rec["user"] = user
+        rec["token"] = token
+        if token is not None and self.oauth_tokens.get(user) == token:
+            rec["ok"] = True
+            s.auth_user = user
+            s.reply("235 2.7.0 Authentication successful")
+            return
+        err = base64.b64encode(b'{"status":"invalid_token",'
+                               b'"schemes":"bearer","scope":'
+                               b'"https://mail.example/"}').decode()
+        s.reply("334 " + err)
+        resp = s.read_line().rstrip(b"\r\n")
+        s.commands.append(resp)
+        rec["after_challenge"] = resp.decode("ascii", "replace")
+        s.reply("535 5.7.8 Username and Password not accepted")
 
     def _param_problem(self, params, allowed):
         for k in params:

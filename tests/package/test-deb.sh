@@ -39,7 +39,7 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get install -y -qq --no-install-recommends debhelper dpkg-dev fakeroot \
 	build-essential autoconf automake pkg-config libconfuse-dev libssl-dev \
-	libsqlite3-dev libjansson-dev libc-ares-dev libsystemd-dev libcrypt-dev \
+	libsqlite3-dev libjansson-dev libc-ares-dev libcurl4-openssl-dev libsystemd-dev libcrypt-dev \
 	check python3 >/dev/null
 
 # --- build ---------------------------------------------------------------
@@ -58,7 +58,7 @@ dpkg-deb -c "$deb" | awk '{print $1, $2, $6}' > "$work/contents"
 # --- install -------------------------------------------------------------
 apt-get install -y -qq --no-install-recommends "$deb" >/dev/null
 
-for u in ferry ferry-smtpd ferry-deliver; do
+for u in ferry ferry-smtpd ferry-deliver ferry-token; do
 	check "user $u, no login shell" sh -c \
 	    "getent passwd $u | grep -q ':/usr/sbin/nologin\$'"
 done
@@ -67,7 +67,7 @@ check "spool/queue 0700 ferry:ferry" test "$(mode_owner /var/spool/ferry/queue)"
 check "spool/smtpd 0755 root:root" test "$(mode_owner /var/spool/ferry/smtpd)" = "755 root:root"
 for f in /usr/sbin/ferryd /usr/sbin/ferryctl /usr/sbin/ferry-sendmail \
     /usr/libexec/ferry/ferry-smtpd /usr/libexec/ferry/ferry-queue \
-    /usr/libexec/ferry/ferry-deliver; do
+    /usr/libexec/ferry/ferry-deliver /usr/libexec/ferry/ferry-token; do
 	check "$f" test -x "$f"
 done
 check "/etc/ferry/ferry.conf is a conffile" sh -c \
@@ -111,7 +111,7 @@ for p in /etc/ferry /var/spool/ferry /usr/sbin/ferryd /usr/libexec/ferry \
 done
 check "no dangling sendmail link" sh -c \
     "! [ -L /usr/sbin/sendmail ] || [ -e /usr/sbin/sendmail ]"
-say "kept by policy: the system users ferry, ferry-smtpd, ferry-deliver"
+say "kept by policy: the system users ferry, ferry-smtpd, ferry-deliver, ferry-token"
 
 if [ "$fails" -ne 0 ]; then
 	say "$fails check(s) failed"
