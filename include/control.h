@@ -80,6 +80,8 @@ struct control_ctx {
 	const struct anvil_figures *anvil;   /* NULL: the master said none */
 	int stall_known;                     /* the stall warning (stall.h) */
 	unsigned stall_reasons;              /* STALL_* bits */
+	/* the smarthost pools' hosts, for "status"; NULL: none */
+	const struct upstream_pools *pools;
 };
 
 /* Serves one accepted connection to the end (bounded by a short deadline)

@@ -87,9 +87,16 @@ void host_pool_view(const struct host_pool *p, size_t i,
 const char *host_state_name(enum host_state s);
 const char *host_outcome_name(enum host_outcome o);
 
+/* After a reload: each host of to that from also has (same name) takes
+ * its state, failures and cooldown, so a reload does not bring back a
+ * host that is down. */
+void host_pool_adopt(struct host_pool *to, const struct host_pool *from);
+
 /* Whether a job could go somewhere now: a host up, or one whose
  * cooldown is over (it would be the probe).  No side effect. */
 int host_pool_usable(const struct host_pool *p, double now);
+/* Whether a host's circuit is closed. */
+int host_pool_any_up(const struct host_pool *p);
 /* When a host of an all-down pool may next be probed (the earliest end
  * of a cooldown); 0 when no host is open. */
 double host_pool_next_probe(const struct host_pool *p);

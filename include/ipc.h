@@ -99,6 +99,9 @@ enum ipc_type {
 	 * (anvil_figures.h) */
 	IMSG_NOTE_ANVIL_COUNTS,  /* u32 connections, u32 clients */
 	IMSG_NOTE_ANVIL,         /* struct anvil_figures */
+	/* queue runner -> delivery agent: an active probe of a pool host
+	 * (struct deliver_probe, deliver_proto.h); answered by JOB_DONE */
+	IMSG_PROBE,
 	IMSG_TYPE_MAX
 };
 

@@ -7,6 +7,8 @@
 #ifndef FERRY_NEXTHOP_H
 #define FERRY_NEXTHOP_H
 
+#include <stdint.h>
+
 struct job_ctx;
 
 /* The kept connection, when its key is this job's (key: deliver_hop_key):
@@ -14,6 +16,10 @@ struct job_ctx;
 void nexthop_reuse(struct job_ctx *x, const char *key);
 /* The route's hosts ("host:port", "[addr]:port"), with failover. */
 void nexthop_hosts(struct job_ctx *x);
+/* Notes what the job found at a route host (JOB_DONE reports it, and
+ * the runner keeps each pool host's health from it). */
+void nexthop_note_host(struct job_ctx *x, const char *host,
+    uint32_t outcome);
 /* The MX hosts of the job's domain (RFC 5321 section 5), with failover. */
 void nexthop_mx(struct job_ctx *x);
 

@@ -52,6 +52,9 @@ void scheduler_flush_hops(struct scheduler *s);
 /* Nonzero while a delivery of that message is in flight. */
 int scheduler_busy_qid(struct scheduler *s, const char *qid);
 void scheduler_counts(struct scheduler *s, int *agents, int *busy);
+/* The smarthost pools and their hosts' health (status, metrics). */
+struct upstream_pools;
+const struct upstream_pools *scheduler_pools(const struct scheduler *s);
 
 /* Counters for the metrics endpoint, kept in memory since the runner
  * started: recipients' results by route and status (enum attempt_status;

@@ -43,6 +43,7 @@
 #include "smtp_parse.h"
 #include "stall.h"
 #include "store.h"
+#include "upstream_pools.h"
 #include "util.h"
 
 #define CONTROL_READ_MS 2000       /* to receive the request */
@@ -344,6 +345,7 @@ cmd_status(struct control_ctx *ctx, const char *qid, struct answer *a)
 	put_int_opt(o, "min_free_bytes", ctx->space_known ?
 	    (int64_t)ctx->min_free_bytes : -1);
 	put_routes(doc, ctx->deliveries);
+	upstream_pools_json(ctx->pools, doc);
 	put_anvil(doc, ctx->anvil);
 	o = put(doc, "stall", new_object());
 	put_bool(o, "known", ctx->stall_known);

@@ -123,6 +123,33 @@ host_outcome_name(enum host_outcome o)
 	return "?";
 }
 
+void
+host_pool_adopt(struct host_pool *to, const struct host_pool *from)
+{
+	size_t i;
+	int k;
+
+	for (i = 0; i < to->n; i++) {
+		struct pool_host *h = &to->hosts[i];
+		const struct pool_host *o;
+
+		if ((k = host_pool_find(from, h->name)) < 0)
+			continue;
+		o = &from->hosts[k];
+		h->state = o->state;
+		h->failures = o->failures;
+		h->failures_total = o->failures_total;
+		h->cooldown = o->cooldown > to->pol.cooldown_max ?
+		    to->pol.cooldown_max : o->cooldown < to->pol.cooldown ?
+		    to->pol.cooldown : o->cooldown;
+		h->open_until = o->open_until;
+		h->active_at = o->active_at;
+		memcpy(h->last_error, o->last_error, sizeof(h->last_error));
+		if (from->last_failed == k)
+			to->last_failed = (int)i;
+	}
+}
+
 /* Whether a job may go to host h now; *probe: it would be the probe. */
 static int
 usable(const struct pool_host *h, double now, int *probe)
@@ -159,6 +186,17 @@ host_pool_usable(const struct host_pool *p, double now)
 	int prio;
 
 	return best_priority(p, now, &prio);
+}
+
+int
+host_pool_any_up(const struct host_pool *p)
+{
+	size_t i;
+
+	for (i = 0; i < p->n; i++)
+		if (p->hosts[i].state == HOST_UP)
+			return 1;
+	return 0;
 }
 
 double

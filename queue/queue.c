@@ -92,6 +92,7 @@
 #include "stall_queue.h"
 #include "store.h"
 #include "store_health.h"
+#include "upstream_pools.h"
 #include "util.h"
 
 #define MAX_CONNS 4096
@@ -814,6 +815,8 @@ serve_control(struct runner *r)
 		ctx.anvil = r->have_anvil ? &r->anvil : NULL;
 		ctx.stall_known = r->stall_known;
 		ctx.stall_reasons = r->stall_reasons;
+		ctx.pools = r->sched != NULL ? scheduler_pools(r->sched) :
+		    NULL;
 		control_serve(fd, &ctx);
 	}
 }
@@ -881,6 +884,8 @@ serve_metrics(struct runner *r)
 		    r->pool_workers > 0;
 		mtext_init(&t);
 		metrics_snapshot_write(&t, &ms);
+		if (r->sched != NULL)
+			upstream_pools_metrics(scheduler_pools(r->sched), &t);
 		if (send(fd, t.buf, t.len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
 			/* it has gone, or does not read: its loss */
 		}
