@@ -1,7 +1,7 @@
 /*
  * nexthop.h - where a delivery agent takes a job: the connection it kept
  * from the last job when the next hop is the same, else the route's hosts
- * in order, or the recipient domain's MX hosts by preference, each
+ * in the job's order (for a pool, the host the runner chose first), or the recipient domain's MX hosts by preference, each
  * address in turn until every recipient has a result (nexthop.c).
  */
 #ifndef FERRY_NEXTHOP_H

@@ -47,7 +47,7 @@ int scheduler_agents_wanted(const struct scheduler *s);
 void scheduler_wake(struct scheduler *s);
 /* The operator flushed the queue: next hops marked down are tried again
  * (their mail goes as usual; a hop still down is marked again after
- * HOP_DOWN_AFTER failures). */
+ * HOP_DOWN_AFTER failures), and so is every host of a smarthost pool. */
 void scheduler_flush_hops(struct scheduler *s);
 /* Nonzero while a delivery of that message is in flight. */
 int scheduler_busy_qid(struct scheduler *s, const char *qid);

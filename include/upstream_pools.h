@@ -28,6 +28,9 @@ void upstream_pools_free(struct upstream_pools *u);
  * before keeps its state. */
 void upstream_pools_reload(struct upstream_pools *u,
     const struct ferry_config *cfg);
+/* The operator flushed the queue: every host starts up again. */
+void upstream_pools_reset(struct upstream_pools *u,
+    const struct ferry_config *cfg);
 /* The pool of the route called route, NULL when it is no pool. */
 struct host_pool *upstream_pools_find(const struct upstream_pools *u,
     const char *route);

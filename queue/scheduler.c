@@ -42,6 +42,18 @@
  * recipients deferred meanwhile are made due at once.  (The list of
  * those is kept in memory: after a restart they wait for the time they
  * were held to, at most one probe step, or for "ferryctl queue flush".)
+ *
+ * A route with two hosts or more is a smarthost pool (upstream_pools.h,
+ * host_pool.h): the runner chooses each job's host order (the host the
+ * pool picks by priority and weight first, the other hosts up after it
+ * as fallback within the attempt), agents report what they found at each
+ * host, and those reports drive each host's circuit breaker.  The route
+ * is down, its mail deferred in bulk as above, only while every host's
+ * circuit is open; it is back when a host answers.  The split: the
+ * runner sees every job's outcome, so weights hold across agents and a
+ * host skipped is skipped by all; the agent still fails over at once
+ * within a job, so a host that just died costs no message a retry.
+ * Active probes (probe_interval) go to a free agent as PROBE frames.
  */
 #include "autoconfig.h"
 
@@ -1501,6 +1513,7 @@ scheduler_flush_hops(struct scheduler *s)
 
 	hop_health_free(s->hops);
 	s->hops = hop_health_new();
+	upstream_pools_reset(s->pools, s->cfg);
 	s->due_limit = DUE_BATCH;
 	if (n > 0)
 		log_info("queue: %zu next hop(s) marked down are tried again "

@@ -116,6 +116,13 @@ upstream_pools_reload(struct upstream_pools *u,
 	clear(&old);
 }
 
+void
+upstream_pools_reset(struct upstream_pools *u, const struct ferry_config *cfg)
+{
+	clear(u);
+	build(u, cfg);
+}
+
 struct host_pool *
 upstream_pools_find(const struct upstream_pools *u, const char *route)
 {

@@ -139,7 +139,8 @@ class FallbackTest(PoolCase):
         self.assertEqual(self.host_status(d, mx1)["state"], "up")
 
     def test_every_host_down_defers_the_route_in_bulk(self):
-        mx1 = "127.0.0.1:%d" % ft.free_port()
+        p1 = ft.free_port()
+        mx1 = "127.0.0.1:%d" % p1
         mx2 = "127.0.0.1:%d" % ft.free_port()
         d = self.pool_ferry([mx1, mx2], host_failures=1, host_cooldown=60)
         (q1,) = self.send(d, 1, "a")
@@ -152,6 +153,13 @@ class FallbackTest(PoolCase):
         text = d.ctl("status").stdout
         self.assertIn("pools:", text)
         self.assertIn("open until", text)
+        # a flush tries every host again, long before the cooldown ends
+        back = self.smarthost(port=p1)
+        p = d.ctl("queue", "flush")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        back.wait_messages(2, WAIT)
+        self.gone(d, q1)
+        self.gone(d, q2)
 
 
 class BreakerTest(PoolCase):
