@@ -4,9 +4,9 @@
  * deliver_hop_key: the route and the job's first host); then either the
  * route's hosts in the job's order (the runner's choice for a pool: its
  * chosen host first), noting what each host did for the runner's
- * circuit breakers, or the recipient domain's MX hosts by preference (RFC 5321
- * section 5: the implicit MX, nullMX, never ourselves or an MX not
- * better than us).  Each host's addresses are tried in turn, at most
+ * circuit breakers, or the recipient domain's MX hosts by preference
+ * (RFC 5321 section 5: the implicit MX, nullMX, never ourselves or an MX
+ * not better than us).  Each host's addresses are tried in turn, at most
  * MAX_SESSIONS connections per job, until every recipient has a result.
  *
  * Security stance: host names come from the configuration or from DNS;
