@@ -702,9 +702,11 @@ pool_result(struct scheduler *s, struct sched_job *j,
  * be probed; else the route is down (hop_health.h) until the first
  * cooldown ends, and its mail is deferred in bulk. */
 static enum hop_verdict
-pool_verdict(struct scheduler *s, struct host_pool *pool, const char *route,
-    const char *dest, double now, const char **dsn, const char **reason)
+pool_verdict(struct scheduler *s, struct host_pool *pool,
+    const struct route_config *r, const char *dest, double now,
+    const char **dsn, const char **reason)
 {
+	const char *route = r->name;
 	char why[HOP_REASON_MAX];
 	double at;
 	enum hop_verdict v;
@@ -713,7 +715,9 @@ pool_verdict(struct scheduler *s, struct host_pool *pool, const char *route,
 		return HOP_SEND;
 	at = host_pool_next_probe(pool);
 	if (at <= now)
-		at = now + 1;   /* a probe is out: its answer comes soon */
+		/* only probes are out: their answer brings the held mail
+		 * back at once, so it need not come asking before */
+		at = now + r->host_cooldown;
 	if (!hop_health_is_down(s->hops, dest)) {
 		char safe[HOP_REASON_MAX];
 		const char *last = host_pool_last_error(pool);
@@ -1318,8 +1322,8 @@ scheduler_run(struct scheduler *s)
 			snprintf(dest, sizeof(dest), "mx:%s", domain);
 		pool = route != NULL ? upstream_pools_find(s->pools,
 		    route->name) : NULL;
-		verdict = pool != NULL ? pool_verdict(s, pool, route->name,
-		    dest, now, &hop_dsn, &hop_reason) :
+		verdict = pool != NULL ? pool_verdict(s, pool, route, dest,
+		    now, &hop_dsn, &hop_reason) :
 		    hop_health_verdict(s->hops, dest, now, &hop_dsn,
 		    &hop_reason);
 		if (verdict == HOP_SEND && !any_idle) {
