@@ -286,6 +286,31 @@ START_TEST(test_active_probe)
 }
 END_TEST
 
+START_TEST(test_reload_keeps_state)
+{
+	struct host_pool *old = pool(1, 30, 600, 0), *p;
+	const char *const n2[] = { "new:25", "mx1:25" };
+	const int p2[] = { 0, 1 }, w2[] = { 1, 1 };
+	struct host_pool_policy pol = { 1, 30, 600, 0 };
+	struct host_pool_view v;
+
+	fail_host(old, 0, 1, 1000);
+	p = host_pool_new(n2, p2, w2, 2, &pol);
+	host_pool_adopt(p, old);
+	host_pool_view(p, 1, &v);     /* mx1: still open, same error */
+	ck_assert_int_eq(v.state, HOST_OPEN);
+	ck_assert(v.open_until == 1030);
+	ck_assert_uint_eq(v.failures_total, 1);
+	ck_assert_str_eq(host_pool_last_error(p),
+	    "connect to mx: Connection refused");
+	host_pool_view(p, 0, &v);     /* a new host starts up */
+	ck_assert_int_eq(v.state, HOST_UP);
+	ck_assert_int_eq(host_pool_find(p, "mx2:25"), -1);
+	host_pool_free(old);
+	host_pool_free(p);
+}
+END_TEST
+
 static Suite *
 host_pool_suite(void)
 {
@@ -301,6 +326,7 @@ host_pool_suite(void)
 	tcase_add_test(tc, test_lost_probe_may_go_again);
 	tcase_add_test(tc, test_all_down);
 	tcase_add_test(tc, test_active_probe);
+	tcase_add_test(tc, test_reload_keeps_state);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -4,7 +4,7 @@ weight=N: messages split by weight over the best priority (smooth
 weighted round robin, exact with one agent), a lower priority only while
 every better host is down and the primary used again after its cooldown,
 the circuit breaker of a host (opened after host_failures connection
-failures or 421 greetings, logged and shown by ferryctl status, one
+failures, TLS handshake failures or 421 greetings, logged and shown by ferryctl status, one
 probe after the cooldown, the cooldown doubling after a failed probe),
 the whole route deferred in bulk only when every host is down, and the
 active probe seeing a host come back without mail; status (text and
@@ -14,7 +14,9 @@ Test smarthosts (tests/lib/smarthost.py) listen on free ports; a host
 that is "down" is a port where nothing listens.  Needs root."""
 
 import os
+import shutil
 import sys
+import tempfile
 import time
 import unittest
 
@@ -213,6 +215,41 @@ class BreakerTest(PoolCase):
         self.assertEqual((st["state"], st["failures"]), ("up", 0), st)
         self.assertEqual(st["failures_total"], 4, st)
         self.assertEqual(len(good.messages), 8, good.summary())
+
+
+class TLSBreakerTest(PoolCase):
+
+    def test_failed_tls_handshake_opens_the_breaker(self):
+        tmp = tempfile.mkdtemp(prefix="ferry-pools-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        os.chmod(tmp, 0o755)
+        certs = sh.Certs(os.path.join(tmp, "certs"))
+        ext = list(sh.DEFAULT_EXTENSIONS) + ["STARTTLS"]
+        cert, key = certs.server("wrong.test")   # right CA, not name
+        wrong = self.smarthost(extensions=ext, hostname="localhost",
+                               cert=cert, key=key)
+        cert, key = certs.server("localhost")
+        right = self.smarthost(extensions=ext, hostname="localhost",
+                               cert=cert, key=key)
+        bad = "localhost:%d" % wrong.port
+        d = self.pool_ferry([bad, "localhost:%d" % right.port],
+                            host_failures=1, host_cooldown=60,
+                            tls="verify", ca_file=certs.ca_cert)
+        (q,) = self.send(d, 1, "tls")
+        (m,) = right.wait_messages(1, WAIT)
+        self.assertIsNotNone(m.tls)
+        self.gone(d, q)
+        self.log_line(d, r"route dest: host %s is down after 1 failure"
+                      r".*TLS with localhost\[" % bad)
+        st = self.host_status(d, bad)
+        self.assertEqual(st["state"], "open", st)
+        self.assertIn("TLS with", st["last_error"])
+        self.assertEqual(len(wrong.messages), 0)
+        # skipped now: the next message goes straight to the right one
+        n = len(wrong.sessions)
+        (q,) = self.send(d, 1, "tls2")
+        self.gone(d, q)
+        self.assertEqual(len(wrong.sessions), n, wrong.summary())
 
 
 class ActiveProbeTest(PoolCase):
