@@ -6,8 +6,8 @@ every better host is down and the primary used again after its cooldown,
 the circuit breaker of a host (opened after host_failures connection
 failures, TLS handshake failures or 421 greetings, logged and shown by ferryctl status, one
 probe after the cooldown, the cooldown doubling after a failed probe),
-the whole route deferred in bulk only when every host is down, and the
-active probe seeing a host come back without mail; status (text and
+the whole route deferred in bulk only when every host is down, a host's
+state kept across a reload, and the active probe seeing a host come back without mail; status (text and
 JSON) and the metrics show each host.
 
 Test smarthosts (tests/lib/smarthost.py) listen on free ports; a host
@@ -15,6 +15,7 @@ that is "down" is a port where nothing listens.  Needs root."""
 
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -165,6 +166,32 @@ class FallbackTest(PoolCase):
 
 
 class BreakerTest(PoolCase):
+
+    def test_reload_keeps_an_open_host_open(self):
+        mx1 = "127.0.0.1:%d" % ft.free_port()
+        good = self.smarthost()
+        d = self.pool_ferry([mx1, good.address], host_failures=1,
+                            host_cooldown=60)
+        (q,) = self.send(d, 1, "before")
+        self.gone(d, q)
+        self.assertEqual(self.host_status(d, mx1)["state"], "open")
+        d.write_config(routes=[{
+            "name": "dest", "domains": ["dest.test"], "tls": "none",
+            "hosts": [mx1, "%s weight=2" % good.address],
+            "host_failures": 1, "host_cooldown": 60}])
+        start = d.log_size()
+        d.signal(signal.SIGHUP)
+        self.assertIsNotNone(d.wait_log(
+            r"queue runner: configuration reloaded", WAIT, start))
+        st = self.host_status(d, mx1)
+        self.assertEqual((st["state"], st["failures_total"]), ("open", 1),
+                         st)
+        self.assertEqual(self.host_status(d, good.address)["weight"], 2)
+        (q,) = self.send(d, 1, "after")
+        self.gone(d, q)
+        # still skipped: not tried again
+        self.assertEqual(self.host_status(d, mx1)["failures_total"], 1)
+        self.assertEqual(len(good.messages), 2, good.summary())
 
     def test_421_greetings_open_the_breaker_then_one_probe(self):
         bad = self.smarthost()
