@@ -7,8 +7,8 @@ the circuit breaker of a host (opened after host_failures connection
 failures, TLS handshake failures or 421 greetings, logged and shown by ferryctl status, one
 probe after the cooldown, the cooldown doubling after a failed probe),
 the whole route deferred in bulk only when every host is down, a host's
-state kept across a reload, and the active probe seeing a host come back without mail; status (text and
-JSON) and the metrics show each host.
+state kept across a reload, and the active probe seeing a host come back
+without mail; status (text and JSON) and the metrics show each host.
 
 Test smarthosts (tests/lib/smarthost.py) listen on free ports; a host
 that is "down" is a port where nothing listens.  Needs root."""
@@ -19,7 +19,6 @@ import signal
 import sys
 import tempfile
 import time
-import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "lib"))
