@@ -83,6 +83,11 @@ void agent_pool_events(struct agent_pool *p, const struct pollfd *pfds,
  * sends it and streams the body of a->msgid after it. */
 struct ipc_out *agent_pool_job(struct agent_pool *p, struct pool_agent *a);
 void agent_pool_start(struct agent_pool *p, struct pool_agent *a);
+/* An active probe of a pool host: agent_pool_probe begins the PROBE
+ * frame (the scheduler adds its fields), agent_pool_start_probe sends it;
+ * the agent is busy until its JOB_DONE, with no body to stream. */
+struct ipc_out *agent_pool_probe(struct agent_pool *p, struct pool_agent *a);
+void agent_pool_start_probe(struct agent_pool *p, struct pool_agent *a);
 /* Closes the connection of every agent that has been free for idle_ms
  * (the agent exits when the runner closes); returns the ms until the next
  * one is due to go, or -1 when none is free.  Only a free agent goes, and

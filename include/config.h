@@ -53,6 +53,7 @@ enum tls_policy { TLS_NONE = 0, TLS_MAY, TLS_ENCRYPT, TLS_VERIFY };
 
 /* At most this many allowed_from patterns in a route. */
 #define CONFIG_MAX_ALLOWED_FROM 256
+#define CONFIG_MAX_POOL_HOSTS 32     /* hosts of a route */
 
 /* dkim { clients }: whose mail is signed. */
 enum dkim_clients { DKIM_CLIENTS_TRUSTED = 0, DKIM_CLIENTS_ALL };
@@ -90,6 +91,14 @@ struct route_config {
 	char *rewrite_from;        /* header From not allowed -> this; "" */
 	char **allowed_from;       /* From addresses left alone, as senders */
 	size_t nallowed_from;
+	/* route "x" and smarthost: a pool when it has two hosts or more
+	 * (host_pool.h).  hosts[i] is then "host:port" alone; its
+	 * "priority=N weight=N" are here (NULL: list order, weight 1). */
+	int *host_priority;
+	int *host_weight;
+	int host_failures;         /* failures in a row open a circuit */
+	int host_cooldown;         /* seconds an open host is skipped */
+	int probe_interval;        /* active probe, seconds; 0 = off */
 };
 
 struct ferry_config {

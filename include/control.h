@@ -84,6 +84,8 @@ struct control_ctx {
 	unsigned stall_reasons;              /* STALL_* bits */
 	/* the OAuth2 routes' token states (token_client.h); NULL: none */
 	const struct token_client *tokens;
+	/* the smarthost pools' hosts, for "status"; NULL: none */
+	const struct upstream_pools *pools;
 };
 
 /* Serves one accepted connection to the end (bounded by a short deadline)

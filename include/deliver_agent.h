@@ -38,6 +38,13 @@ struct deliver_agent {
 	struct smtp_conn conn;
 };
 
+/* What the job found at one route host (JOB_DONE's host reports). */
+struct host_tried {
+	char host[256];           /* as in the job's hosts */
+	uint32_t outcome;         /* enum host_outcome (host_pool.h) */
+	char error[512];
+};
+
 /* One job in progress. */
 struct job_ctx {
 	struct deliver_agent *ag;
@@ -48,6 +55,9 @@ struct job_ctx {
 	int data_done;            /* JOB_END seen */
 	int have_seq;
 	uint32_t next_seq;
+	int saw_421;              /* a 421 since the host was last noted */
+	struct host_tried *tried; /* JOB_MAX_HOSTS of them */
+	size_t ntried;
 };
 
 /* Reports recipient i's result to the runner (exactly once each). */

@@ -89,12 +89,35 @@ struct deliver_result {
 	char *tls;                /* "TLSv1.3 TLS_AES_256_GCM_SHA384" or "" */
 };
 
+/* What an agent found at one host of the job's list (enum host_outcome,
+ * host_pool.h: 0 it answered, 1 connection failed, 2 TLS handshake
+ * failed, 3 a 421). */
+#define DELIVER_HOST_OUTCOME_MAX 3
+struct deliver_host_report {
+	char *host;               /* as in the job's hosts */
+	uint32_t outcome;
+	char *error;              /* why it failed; "" when it answered */
+};
+
 struct deliver_done {
 	uint64_t job_id;
 	char *hop;                /* next hop the agent stays connected to,
 	                             "" when it closed the connection */
 	uint32_t leaving;         /* 1: the agent exits now (its last job, or
 	                             told to stop): send it nothing more */
+	/* each route host it tried, in the order tried (none for MX) */
+	struct deliver_host_report *hosts;
+	size_t nhosts;
+};
+
+/* An active probe of one pool host (IMSG_PROBE): connect, greeting,
+ * EHLO, QUIT, no mail.  The agent answers JOB_DONE with job_id and one
+ * host report. */
+struct deliver_probe {
+	uint64_t job_id;
+	char *route;
+	char *host;               /* "host:port" / "[addr]:port" */
+	char *helo;
 };
 
 /* Encoders append fields to a frame begun with ipc_out_init(type).
@@ -113,10 +136,17 @@ void deliver_done_encode(const struct deliver_done *d, struct ipc_out *m);
 int deliver_done_decode(struct ipc_in *in, struct deliver_done *d);
 void deliver_done_free(struct deliver_done *d);
 
-/* The key of a job's next hop: "route:host:port[,host:port...]" for a
- * route with hosts, "route:domain:port" for MX delivery.  An agent keeps
- * its connection for the next job with the same key and reports it in
- * JOB_DONE.hop. */
+void deliver_probe_encode(const struct deliver_probe *p,
+    struct ipc_out *m);
+int deliver_probe_decode(struct ipc_in *in, struct deliver_probe *p);
+void deliver_probe_free(struct deliver_probe *p);
+
+/* The key of a job's next hop: "route:host:port" of its first host for
+ * a route with hosts (the host the runner chose: a connection kept to
+ * another host of the pool, perhaps one whose circuit opened since,
+ * serves no job that did not choose it), "route:domain:port" for MX
+ * delivery.  An agent keeps its connection for the next job with the
+ * same key and reports it in JOB_DONE.hop. */
 void deliver_hop_key(const struct deliver_job *j, char *out, size_t outlen);
 
 #endif

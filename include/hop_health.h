@@ -55,6 +55,13 @@ int hop_health_result(struct hop_health *h, const char *dest, int hop_failed,
 double hop_health_held_until(const struct hop_health *h, const char *dest,
     double now, const int *steps, size_t nsteps);
 
+/* Marks dest down from outside (a smarthost pool with every host down,
+ * upstream_pools.h): its mail is deferred in bulk and held until
+ * probe_at, when the pool may probe a host again.  The pool decides
+ * when it is back (hop_health_result with hop_failed 0). */
+void hop_health_mark_down(struct hop_health *h, const char *dest,
+    const char *dsn, const char *reason, double probe_at);
+
 /* Notes a recipient deferred in bulk for dest while it was down. */
 void hop_health_hold(struct hop_health *h, const char *dest, int64_t rcpt_id);
 

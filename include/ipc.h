@@ -110,6 +110,9 @@ enum ipc_type {
 	IMSG_TOKEN_STATE,        /* token: a route's OAuth2 token and state */
 	IMSG_TOKEN_REFRESH,      /* runner: str route; its token was refused */
 	IMSG_TOKEN_ROTATED,      /* token: str route, str new refresh token */
+	/* queue runner -> delivery agent: an active probe of a pool host
+	 * (struct deliver_probe, deliver_proto.h); answered by JOB_DONE */
+	IMSG_PROBE,
 	IMSG_TYPE_MAX
 };
 

@@ -50,11 +50,14 @@ int scheduler_agents_wanted(const struct scheduler *s);
 void scheduler_wake(struct scheduler *s);
 /* The operator flushed the queue: next hops marked down are tried again
  * (their mail goes as usual; a hop still down is marked again after
- * HOP_DOWN_AFTER failures). */
+ * HOP_DOWN_AFTER failures), and so is every host of a smarthost pool. */
 void scheduler_flush_hops(struct scheduler *s);
 /* Nonzero while a delivery of that message is in flight. */
 int scheduler_busy_qid(struct scheduler *s, const char *qid);
 void scheduler_counts(struct scheduler *s, int *agents, int *busy);
+/* The smarthost pools and their hosts' health (status, metrics). */
+struct upstream_pools;
+const struct upstream_pools *scheduler_pools(const struct scheduler *s);
 
 /* Counters for the metrics endpoint, kept in memory since the runner
  * started: recipients' results by route and status (enum attempt_status;

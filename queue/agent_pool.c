@@ -249,6 +249,23 @@ agent_pool_job(struct agent_pool *p, struct pool_agent *a)
 	return channel_begin(&a->ch, IMSG_JOB);
 }
 
+struct ipc_out *
+agent_pool_probe(struct agent_pool *p, struct pool_agent *a)
+{
+	(void)p;
+	return channel_begin(&a->ch, IMSG_PROBE);
+}
+
+void
+agent_pool_start_probe(struct agent_pool *p, struct pool_agent *a)
+{
+	(void)channel_end(&a->ch);
+	a->busy = 1;
+	a->next_seq = 0;
+	a->data_done = 1;         /* no message goes with a probe */
+	(void)agent_flush(p, a);
+}
+
 void
 agent_pool_start(struct agent_pool *p, struct pool_agent *a)
 {

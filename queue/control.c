@@ -44,6 +44,7 @@
 #include "stall.h"
 #include "store.h"
 #include "token_client.h"
+#include "upstream_pools.h"
 #include "util.h"
 
 #define CONTROL_READ_MS 2000       /* to receive the request */
@@ -370,6 +371,7 @@ cmd_status(struct control_ctx *ctx, const char *qid, struct answer *a)
 	    (int64_t)ctx->min_free_bytes : -1);
 	put_routes(doc, ctx->deliveries);
 	put_oauth2(doc, ctx->tokens);
+	upstream_pools_json(ctx->pools, doc);
 	put_anvil(doc, ctx->anvil);
 	o = put(doc, "stall", new_object());
 	put_bool(o, "known", ctx->stall_known);

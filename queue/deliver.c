@@ -22,6 +22,7 @@
 #include "autoconfig.h"
 
 #include <errno.h>
+#include <netdb.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -38,6 +39,8 @@
 #include "deliver_agent.h"
 #include "deliver_proto.h"
 #include "dns_mx.h"
+#include "host_pool.h"
+#include "netaddr.h"
 #include "ipc.h"
 #include "log.h"
 #include "nexthop.h"
@@ -66,6 +69,7 @@ static const struct channel_rule runner_may_send[] = {
 	{ IMSG_JOB, 0 },
 	{ IMSG_JOB_DATA, 0 },
 	{ IMSG_JOB_END, 0 },
+	{ IMSG_PROBE, 0 },
 	{ 0, 0 }
 };
 
@@ -268,6 +272,23 @@ clean(const char *s)
 
 /* --- one job ------------------------------------------------------------ */
 
+/* JOB_DONE's host reports: what the job found at each host it tried
+ * (pointing into x->tried; the caller frees done->hosts). */
+static void
+done_hosts(struct deliver_done *done, struct job_ctx *x)
+{
+	size_t i;
+
+	done->nhosts = x->ntried;
+	done->hosts = x->ntried ? xcalloc(x->ntried, sizeof(*done->hosts)) :
+	    NULL;
+	for (i = 0; i < x->ntried; i++) {
+		done->hosts[i].host = x->tried[i].host;
+		done->hosts[i].outcome = x->tried[i].outcome;
+		done->hosts[i].error = x->tried[i].error;
+	}
+}
+
 static void
 run_job(struct deliver_agent *ag, struct deliver_job *job, int last_job)
 {
@@ -281,6 +302,7 @@ run_job(struct deliver_agent *ag, struct deliver_job *job, int last_job)
 	x.ag = ag;
 	x.job = job;
 	x.state = xcalloc(job->nrcpts, 1);
+	x.tried = xcalloc(JOB_MAX_HOSTS, sizeof(*x.tried));
 	x.npending = job->nrcpts;
 	x.last.status = DS_DEFERRED;
 	strcpy(x.last.dsn, "4.4.1");
@@ -338,10 +360,101 @@ run_job(struct deliver_agent *ag, struct deliver_job *job, int last_job)
 	done.job_id = job->job_id;
 	done.hop = c->fd >= 0 ? c->key : (char *)"";
 	done.leaving = stop || last_job;
+	done_hosts(&done, &x);
 	deliver_done_encode(&done, runner_begin(ag, IMSG_JOB_DONE));
 	runner_send(ag);
 	c->idle_since = now_ms();
+	free(done.hosts);
+	free(x.tried);
 	free(x.state);
+}
+
+/* An active probe of one pool host: connect, greeting, EHLO, QUIT, on a
+ * connection of its own (the one kept for jobs stays as it is).  No
+ * TLS and no AUTH: it asks only whether the host answers. */
+static void
+run_probe(struct deliver_agent *ag, const struct deliver_probe *p,
+    int last_job)
+{
+	struct deliver_job job;
+	struct job_ctx x;
+	struct smtp_conn pc;
+	struct deliver_done done;
+	struct addrinfo hints, *res = NULL, *ai;
+	struct hostport hp;
+	char portstr[8], err[128], *hosts[1];
+	int rc;
+
+	memset(&job, 0, sizeof(job));
+	job.job_id = p->job_id;
+	job.qid = (char *)"probe";
+	job.helo = p->helo;
+	job.route = p->route;
+	hosts[0] = p->host;
+	job.hosts = hosts;
+	job.nhosts = 1;
+	job.tls = TLS_NONE;
+	memset(&x, 0, sizeof(x));
+	x.ag = ag;
+	x.job = &job;
+	x.tried = xcalloc(JOB_MAX_HOSTS, sizeof(*x.tried));
+	memset(&pc, 0, sizeof(pc));
+	pc.fd = -1;
+	pc.rbuf = xmalloc(RBUF_CAP);
+	strcpy(x.last.dsn, "4.4.1");
+	snprintf(x.last.text, sizeof(x.last.text), "%s could not be reached",
+	    p->host);
+	if (netaddr_parse_hostport(p->host, 25, 0, &hp, err,
+	    sizeof(err)) < 0) {
+		snprintf(x.last.text, sizeof(x.last.text), "next hop \"%s\" "
+		    "is not host:port or [address]:port", p->host);
+		nexthop_note_host(&x, p->host, HOST_CONNECT_FAILED);
+		goto out;
+	}
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV | (hp.bracketed ? AI_NUMERICHOST : 0);
+	snprintf(portstr, sizeof(portstr), "%d", hp.port);
+	if ((rc = getaddrinfo(hp.host, portstr, &hints, &res)) != 0) {
+		snprintf(x.last.text, sizeof(x.last.text), "Host or domain "
+		    "name not found. Name service error for name=%s: %s",
+		    hp.host, gai_strerror(rc));
+		nexthop_note_host(&x, p->host, HOST_CONNECT_FAILED);
+		goto out;
+	}
+	for (ai = res; ai != NULL; ai = ai->ai_next) {
+		if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
+			continue;
+		x.saw_421 = 0;
+		if (client_open(&x, &pc, hp.host, ai->ai_addr,
+		    ai->ai_addrlen) == 0) {
+			client_quit(ag->cfg, &pc);
+			nexthop_note_host(&x, p->host, HOST_OK);
+			break;
+		}
+		if (ai->ai_next == NULL || x.saw_421)
+			nexthop_note_host(&x, p->host, x.saw_421 ? HOST_421 :
+			    HOST_CONNECT_FAILED);
+		if (x.saw_421)
+			break;
+	}
+	freeaddrinfo(res);
+	if (x.ntried == 0)
+		nexthop_note_host(&x, p->host, HOST_CONNECT_FAILED);
+out:
+	log_debug("probe of %s (route %s): %s", p->host, p->route,
+	    x.tried[0].outcome == HOST_OK ? "answered" : x.tried[0].error);
+	client_close(&pc);
+	free(pc.rbuf);
+	memset(&done, 0, sizeof(done));
+	done.job_id = p->job_id;
+	done.hop = ag->conn.fd >= 0 ? ag->conn.key : (char *)"";
+	done.leaving = stop || last_job;
+	done_hosts(&done, &x);
+	deliver_done_encode(&done, runner_begin(ag, IMSG_JOB_DONE));
+	runner_send(ag);
+	free(done.hosts);
+	free(x.tried);
 }
 
 /* --- the agent ---------------------------------------------------------- */
@@ -466,6 +579,17 @@ deliver(const struct child_args *a)
 		if (rc < 0) {
 			log_debug("queue runner closed the connection");
 			break;
+		}
+		if (in.type == IMSG_PROBE) {
+			struct deliver_probe pr;
+
+			if (deliver_probe_decode(&in, &pr) < 0)
+				log_fatal("queue runner sent a malformed "
+				    "PROBE");
+			last_job = leaving;
+			run_probe(&ag, &pr, last_job);
+			deliver_probe_free(&pr);
+			continue;
 		}
 		if (in.type != IMSG_JOB || deliver_job_decode(&in, &job) < 0)
 			log_fatal("queue runner sent a malformed %s where a "

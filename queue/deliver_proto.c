@@ -17,11 +17,16 @@
 #include "config.h"
 #include "credentials.h"
 #include "deliver_proto.h"
+#include "host_pool.h"
 #include "smtp_parse.h"
 #include "util.h"
 
 _Static_assert(JOB_MAX_ALLOWED_FROM == CONFIG_MAX_ALLOWED_FROM,
     "a route's allowed_from fits in a job");
+_Static_assert(JOB_MAX_HOSTS == CONFIG_MAX_POOL_HOSTS &&
+    JOB_MAX_HOSTS == HOST_POOL_MAX, "a route's hosts fit in a job");
+_Static_assert(DELIVER_HOST_OUTCOME_MAX == HOST_OUTCOME_MAX,
+    "host outcomes as host_pool.h counts them");
 
 #define DP_MAX_STR 1024        /* addresses, names, parameters */
 #define DP_MAX_PATH 4096       /* ca_file */
@@ -260,29 +265,101 @@ deliver_result_decode(struct ipc_in *in, struct deliver_result *r)
 void
 deliver_done_encode(const struct deliver_done *d, struct ipc_out *m)
 {
+	size_t i;
+
 	ipc_add_u64(m, d->job_id);
 	ipc_add_str(m, d->hop);
 	ipc_add_u32(m, d->leaving);
+	ipc_add_u32(m, (uint32_t)d->nhosts);
+	for (i = 0; i < d->nhosts; i++) {
+		ipc_add_str(m, d->hosts[i].host);
+		ipc_add_u32(m, d->hosts[i].outcome);
+		ipc_add_str(m, d->hosts[i].error);
+	}
 }
 
 void
 deliver_done_free(struct deliver_done *d)
 {
+	size_t i;
+
 	if (d == NULL)
 		return;
 	free(d->hop);
+	if (d->hosts != NULL)
+		for (i = 0; i < d->nhosts; i++) {
+			free(d->hosts[i].host);
+			free(d->hosts[i].error);
+		}
+	free(d->hosts);
 	memset(d, 0, sizeof(*d));
 }
 
 int
 deliver_done_decode(struct ipc_in *in, struct deliver_done *d)
 {
+	uint32_t n;
+
 	memset(d, 0, sizeof(*d));
 	if (ipc_get_u64(in, &d->job_id) < 0 ||
 	    ipc_get_str(in, &d->hop, DP_MAX_STR) < 0 ||
 	    get_u32_max(in, &d->leaving, 1) < 0 ||
+	    get_u32_max(in, &n, JOB_MAX_HOSTS) < 0)
+		goto fail;
+	if (n > 0) {
+		d->hosts = xcalloc(n, sizeof(*d->hosts));
+		for (d->nhosts = 0; d->nhosts < n; d->nhosts++) {
+			struct deliver_host_report *h = &d->hosts[d->nhosts];
+
+			if (ipc_get_str(in, &h->host, DP_MAX_STR) < 0 ||
+			    h->host[0] == '\0' ||
+			    get_u32_max(in, &h->outcome,
+			    DELIVER_HOST_OUTCOME_MAX) < 0 ||
+			    ipc_get_str(in, &h->error, DP_MAX_REPLY) < 0) {
+				d->nhosts++;   /* free what it holds */
+				goto fail;
+			}
+		}
+	}
+	if (ipc_end(in) < 0)
+		goto fail;
+	return 0;
+fail:
+	deliver_done_free(d);
+	return -1;
+}
+
+void
+deliver_probe_encode(const struct deliver_probe *p, struct ipc_out *m)
+{
+	ipc_add_u64(m, p->job_id);
+	ipc_add_str(m, p->route);
+	ipc_add_str(m, p->host);
+	ipc_add_str(m, p->helo);
+}
+
+void
+deliver_probe_free(struct deliver_probe *p)
+{
+	if (p == NULL)
+		return;
+	free(p->route);
+	free(p->host);
+	free(p->helo);
+	memset(p, 0, sizeof(*p));
+}
+
+int
+deliver_probe_decode(struct ipc_in *in, struct deliver_probe *p)
+{
+	memset(p, 0, sizeof(*p));
+	if (ipc_get_u64(in, &p->job_id) < 0 ||
+	    ipc_get_str(in, &p->route, DP_MAX_STR) < 0 ||
+	    ipc_get_str(in, &p->host, DP_MAX_STR) < 0 ||
+	    p->host[0] == '\0' ||
+	    ipc_get_str(in, &p->helo, DP_MAX_STR) < 0 ||
 	    ipc_end(in) < 0) {
-		deliver_done_free(d);
+		deliver_probe_free(p);
 		return -1;
 	}
 	return 0;
@@ -291,19 +368,11 @@ deliver_done_decode(struct ipc_in *in, struct deliver_done *d)
 void
 deliver_hop_key(const struct deliver_job *j, char *out, size_t outlen)
 {
-	size_t i, len;
 
 	if (j->nhosts == 0) {
 		snprintf(out, outlen, "%s:%s:%u", j->route, j->domain,
 		    j->mx_port);
 		return;
 	}
-	snprintf(out, outlen, "%s:", j->route);
-	for (i = 0; i < j->nhosts; i++) {
-		len = strlen(out);
-		if (len >= outlen - 1)
-			break;
-		snprintf(out + len, outlen - len, "%s%s", i ? "," : "",
-		    j->hosts[i]);
-	}
+	snprintf(out, outlen, "%s:%s", j->route, j->hosts[0]);
 }

@@ -165,6 +165,20 @@ hop_health_result(struct hop_health *h, const char *dest, int hop_failed,
 	return 0;
 }
 
+void
+hop_health_mark_down(struct hop_health *h, const char *dest,
+    const char *dsn, const char *reason, double probe_at)
+{
+	struct hop *p = find_or_add(h, dest);
+
+	ferry_strlcpy(p->dsn, dsn, sizeof(p->dsn));
+	ferry_strlcpy(p->reason, reason, sizeof(p->reason));
+	p->down = 1;
+	p->probing = 0;
+	p->failures = HOP_DOWN_AFTER;
+	p->probe_at = probe_at;
+}
+
 double
 hop_health_held_until(const struct hop_health *h, const char *dest,
     double now, const int *steps, size_t nsteps)

@@ -1,10 +1,12 @@
 /*
  * nexthop.c - where a delivery agent takes a job.  First the connection
  * kept from the last job, when it serves the same next hop (the key is
- * deliver_hop_key); then either the route's hosts in the configured
- * order, or the recipient domain's MX hosts by preference (RFC 5321
- * section 5: the implicit MX, nullMX, never ourselves or an MX not
- * better than us).  Each host's addresses are tried in turn, at most
+ * deliver_hop_key: the route and the job's first host); then either the
+ * route's hosts in the job's order (the runner's choice for a pool: its
+ * chosen host first), noting what each host did for the runner's
+ * circuit breakers, or the recipient domain's MX hosts by preference
+ * (RFC 5321 section 5: the implicit MX, nullMX, never ourselves or an MX
+ * not better than us).  Each host's addresses are tried in turn, at most
  * MAX_SESSIONS connections per job, until every recipient has a result.
  *
  * Security stance: host names come from the configuration or from DNS;
@@ -24,6 +26,7 @@
 #include "deliver_agent.h"
 #include "deliver_proto.h"
 #include "dns_mx.h"
+#include "host_pool.h"
 #include "log.h"
 #include "netaddr.h"
 #include "nexthop.h"
@@ -59,19 +62,60 @@ nexthop_reuse(struct job_ctx *x, const char *key)
 		} else {
 			log_debug("%s: reusing the connection to %s",
 			    x->job->qid, c->relay);
+			x->saw_421 = 0;
 			if (client_transaction(x, c) < 0)
 				client_close(c);
+			if (x->job->nhosts > 0)
+				nexthop_note_host(x, x->job->hosts[0],
+				    x->saw_421 ? HOST_421 : HOST_OK);
 		}
 	} else if (c->fd >= 0 && strcmp(c->key, key) != 0)
 		client_quit(ag->cfg, c);
 }
 
+void
+nexthop_note_host(struct job_ctx *x, const char *host, uint32_t outcome)
+{
+	struct host_tried *t;
+
+	if (x->tried == NULL || x->ntried >= JOB_MAX_HOSTS)
+		return;
+	t = &x->tried[x->ntried++];
+	ferry_strlcpy(t->host, host, sizeof(t->host));
+	t->outcome = outcome;
+	if (outcome == HOST_OK)
+		t->error[0] = '\0';
+	else if (outcome == HOST_421 && strstr(x->last.text, "421") == NULL)
+		snprintf(t->error, sizeof(t->error), "421 from %s", host);
+	else
+		ferry_strlcpy(t->error, x->last.text, sizeof(t->error));
+}
+
+/* What a host that never gave a session ready for MAIL did: TLS that
+ * failed, AUTH refused (the host answered: not its health), or no
+ * usable connection. */
+static uint32_t
+open_failure(const struct job_ctx *x)
+{
+	if (x->saw_421)
+		return HOST_421;
+	if (strcmp(x->last.dsn, "4.7.5") == 0 ||
+	    strcmp(x->last.dsn, "4.7.4") == 0)
+		return HOST_TLS_FAILED;
+	if (strcmp(x->last.dsn, "4.7.0") == 0 ||
+	    strcmp(x->last.dsn, "4.7.8") == 0)
+		return HOST_OK;
+	return HOST_CONNECT_FAILED;
+}
+
 /* Tries one host's addresses in turn.  Returns 1 when the job needs no
  * other host (every recipient has a result, or the connection is kept
- * with all done), 0 to go on. */
+ * with all done), 0 to go on.  *answered: a session got ready for MAIL
+ * on one of them. */
 static int
 try_addrs(struct job_ctx *x, const char *host,
-    const struct sockaddr_storage *addrs, size_t naddrs, int *sessions)
+    const struct sockaddr_storage *addrs, size_t naddrs, int *sessions,
+    int *answered)
 {
 	struct smtp_conn *c = &x->ag->conn;
 	size_t i;
@@ -85,6 +129,7 @@ try_addrs(struct job_ctx *x, const char *host,
 		if (client_open(x, c, host, (const struct sockaddr *)&addrs[i],
 		    sl) < 0)
 			continue;
+		*answered = 1;
 		deliver_hop_key(x->job, c->key, sizeof(c->key));
 		if (client_transaction(x, c) < 0)
 			client_close(c);
@@ -108,6 +153,9 @@ nexthop_hosts(struct job_ctx *x)
 		size_t n = 0;
 		int rc;
 
+		int answered = 0, done, before = sessions;
+
+		x->saw_421 = 0;
 		if (netaddr_parse_hostport(x->job->hosts[h], 25, 0, &hp, err,
 		    sizeof(err)) < 0) {
 			hop_fail(x, NULL, "4.3.5",
@@ -126,6 +174,8 @@ nexthop_hosts(struct job_ctx *x)
 			    "Host or domain name not found. "
 			    "Name service error for name=%s: %s", hp.host,
 			    gai_strerror(rc));
+			nexthop_note_host(x, x->job->hosts[h],
+			    HOST_CONNECT_FAILED);
 			continue;
 		}
 		for (ai = res; ai != NULL && n < MAX_ADDRS; ai = ai->ai_next)
@@ -136,7 +186,15 @@ nexthop_hosts(struct job_ctx *x)
 				memcpy(&addrs[n++], ai->ai_addr, ai->ai_addrlen);
 			}
 		freeaddrinfo(res);
-		if (try_addrs(x, hp.host, addrs, n, &sessions))
+		done = try_addrs(x, hp.host, addrs, n, &sessions, &answered);
+		if (x->ag->conn.fd >= 0)
+			/* kept for the next job that chooses this host */
+			snprintf(x->ag->conn.key, sizeof(x->ag->conn.key),
+			    "%s:%s", x->job->route, x->job->hosts[h]);
+		if (sessions > before)
+			nexthop_note_host(x, x->job->hosts[h], x->saw_421 ?
+			    HOST_421 : answered ? HOST_OK : open_failure(x));
+		if (done)
 			return;
 	}
 }
@@ -240,8 +298,13 @@ nexthop_mx(struct job_ctx *x)
 			    mx[i].host, dns_status_name(st));
 			continue;
 		}
-		if (try_addrs(x, mx[i].host, addrs, n, &sessions))
-			break;
+		{
+			int answered = 0;
+
+			if (try_addrs(x, mx[i].host, addrs, n, &sessions,
+			    &answered))
+				break;
+		}
 	}
 	free(mx);
 }

@@ -93,6 +93,8 @@
 #include "store.h"
 #include "store_health.h"
 #include "token_client.h"
+		    NULL;
+#include "upstream_pools.h"
 #include "util.h"
 
 #define MAX_CONNS 4096
@@ -842,6 +844,8 @@ serve_control(struct runner *r)
 		ctx.stall_reasons = r->stall_reasons;
 		ctx.tokens = r->sched != NULL ? scheduler_tokens(r->sched) :
 		    NULL;
+		ctx.pools = r->sched != NULL ? scheduler_pools(r->sched) :
+		    NULL;
 		control_serve(fd, &ctx);
 	}
 }
@@ -920,6 +924,8 @@ serve_metrics(struct runner *r)
 		    r->pool_workers > 0;
 		mtext_init(&t);
 		metrics_snapshot_write(&t, &ms);
+		if (r->sched != NULL)
+			upstream_pools_metrics(scheduler_pools(r->sched), &t);
 		if (send(fd, t.buf, t.len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
 			/* it has gone, or does not read: its loss */
 		}

@@ -42,6 +42,18 @@
  * recipients deferred meanwhile are made due at once.  (The list of
  * those is kept in memory: after a restart they wait for the time they
  * were held to, at most one probe step, or for "ferryctl queue flush".)
+ *
+ * A route with two hosts or more is a smarthost pool (upstream_pools.h,
+ * host_pool.h): the runner chooses each job's host order (the host the
+ * pool picks by priority and weight first, the other hosts up after it
+ * as fallback within the attempt), agents report what they found at each
+ * host, and those reports drive each host's circuit breaker.  The route
+ * is down, its mail deferred in bulk as above, only while every host's
+ * circuit is open; it is back when a host answers.  The split: the
+ * runner sees every job's outcome, so weights hold across agents and a
+ * host skipped is skipped by all; the agent still fails over at once
+ * within a job, so a host that just died costs no message a retry.
+ * Active probes (probe_interval) go to a free agent as PROBE frames.
  */
 #include "autoconfig.h"
 
@@ -64,6 +76,7 @@
 #include "smtp_parse.h"
 #include "store.h"
 #include "token_client.h"
+#include "upstream_pools.h"
 #include "util.h"
 
 #define DUE_BATCH 1000
@@ -77,6 +90,7 @@
  * quarter more, at least DUE_MIN), not DUE_BATCH rows to handle a few
  * of them; a turn that handles all it read may read twice as many. */
 #define DUE_MIN 32
+#define KEY_POOL_MAX 512      /* = sizeof(pool_agent.hop) */
 #define AGENT_DEATHS_HOLD 3   /* agents lost in a row on one message */
 #define HOLD_REASON_AGENTS "delivery agent died 3 times in a row while " \
 	"delivering it"
@@ -127,6 +141,9 @@ struct sched_job {
 	struct failure *delays;   /* deferred past delivery.delay_warning */
 	size_t ndelays;
 	struct sched_job *next;   /* on the list of jobs over, not durable */
+	/* smarthost pools (upstream_pools.h) */
+	char probe_host[256];     /* the pool host this job probes, "" */
+	int active_probe;         /* no mail: connect, EHLO, QUIT */
 };
 
 struct scheduler {
@@ -148,6 +165,8 @@ struct scheduler {
 	                             0: none is free */
 	struct sched_metrics metrics;
 	struct token_client *tokens;   /* OAuth2 routes' access tokens */
+	struct upstream_pools *pools;   /* routes with several hosts */
+	int probes_wanted;        /* active probes due without a free agent */
 };
 
 /* Seconds from arrival to a final result: a second to five days. */
@@ -619,6 +638,187 @@ hop_probe_lost(struct scheduler *s, struct sched_job *j)
 	    s->cfg->retry_schedule, s->cfg->nretry_schedule);
 }
 
+/* --------------------------------------------------- smarthost pools */
+
+/* A probe of a pool host that came back without a word of that host
+ * (its job never reached it, or the agent went): it may go again. */
+static void
+pool_probe_lost(struct scheduler *s, const struct sched_job *j,
+    const struct deliver_host_report *hosts, size_t n)
+{
+	struct host_pool *pool;
+	size_t i;
+	int k;
+
+	if (j->probe_host[0] == '\0' ||
+	    (pool = upstream_pools_find(s->pools, j->route)) == NULL)
+		return;
+	for (i = 0; i < n; i++)
+		if (strcmp(hosts[i].host, j->probe_host) == 0)
+			return;
+	if ((k = host_pool_find(pool, j->probe_host)) >= 0)
+		host_pool_probe_lost(pool, (size_t)k);
+}
+
+/* A route whose every host was down has one up again: the mail
+ * deferred in bulk meanwhile is due now. */
+static void
+pool_back(struct scheduler *s, const char *route, const char *qid)
+{
+	char dest[320];
+	int64_t *ids;
+	size_t n;
+
+	snprintf(dest, sizeof(dest), "route:%s", route);
+	if (!hop_health_is_down(s->hops, dest))
+		return;
+	(void)hop_health_result(s->hops, dest, 0, "", "", now_wall(),
+	    s->cfg->retry_schedule, s->cfg->nretry_schedule);
+	n = hop_health_take_held(s->hops, dest, &ids);
+	log_info("route %s has a host up again; %zu recipient(s) deferred "
+	    "while every host was down are due now", route, n);
+	if (n > 0 && (store_begin(s->st) < 0 ||
+	    store_rcpt_due_at(s->st, ids, n, now_wall()) < 0))
+		write_error(s, qid, "the return of its route");
+	free(ids);
+	s->wake = 1;
+}
+
+/* What a job or an active probe found at the hosts of its route's
+ * pool. */
+static void
+pool_result(struct scheduler *s, struct sched_job *j,
+    const struct deliver_done *d)
+{
+	struct host_pool *pool = upstream_pools_find(s->pools, j->route);
+
+	if (pool == NULL)
+		return;
+	(void)upstream_pools_report(s->pools, j->route, d->hosts, d->nhosts,
+	    now_wall());
+	pool_probe_lost(s, j, d->hosts, d->nhosts);
+	if (host_pool_any_up(pool))
+		pool_back(s, j->route, j->qid[0] ? j->qid : "probe");
+}
+
+/* What due mail for a pool route may do: go while a host is up or may
+ * be probed; else the route is down (hop_health.h) until the first
+ * cooldown ends, and its mail is deferred in bulk. */
+static enum hop_verdict
+pool_verdict(struct scheduler *s, struct host_pool *pool,
+    const struct route_config *r, const char *dest, double now,
+    const char **dsn, const char **reason)
+{
+	const char *route = r->name;
+	char why[HOP_REASON_MAX];
+	double at;
+	enum hop_verdict v;
+
+	if (host_pool_usable(pool, now))
+		return HOP_SEND;
+	at = host_pool_next_probe(pool);
+	if (at <= now)
+		/* only probes are out: their answer brings the held mail
+		 * back at once, so it need not come asking before */
+		at = now + r->host_cooldown;
+	if (!hop_health_is_down(s->hops, dest)) {
+		char safe[HOP_REASON_MAX];
+		const char *last = host_pool_last_error(pool);
+
+		log_sanitize(safe, sizeof(safe), last, strlen(last));
+		log_warn("route %s: every host is down; its mail is deferred "
+		    "without a connection until a host is probed again in "
+		    "%.0f s: %s", route, at - now, safe);
+	}
+	snprintf(why, sizeof(why), "every host of route %s is down: %s",
+	    route, host_pool_last_error(pool));
+	hop_health_mark_down(s->hops, dest, "4.4.1", why, at);
+	v = hop_health_verdict(s->hops, dest, now, dsn, reason);
+	return v == HOP_SEND ? HOP_SUSPEND : v == HOP_PROBE ? HOP_SUSPEND : v;
+}
+
+/* Sends an active probe of host k of the pool of route to agent a. */
+static void
+send_probe(struct scheduler *s, struct pool_agent *a, const char *route,
+    struct host_pool *pool, size_t k)
+{
+	struct deliver_probe pr;
+	struct host_pool_view v;
+	struct sched_job *job;
+
+	host_pool_view(pool, k, &v);
+	memset(&pr, 0, sizeof(pr));
+	pr.job_id = ++s->next_job_id;
+	pr.route = (char *)route;
+	pr.host = (char *)v.name;
+	pr.helo = s->cfg->hostname;
+	job = xcalloc(1, sizeof(*job));
+	job->active_probe = 1;
+	job->msgid = -1;
+	ferry_strlcpy(job->route, route, sizeof(job->route));
+	ferry_strlcpy(job->probe_host, v.name, sizeof(job->probe_host));
+	a->job = job;
+	a->job_id = pr.job_id;
+	a->msgid = -1;
+	a->qid[0] = '\0';
+	snprintf(a->dest, sizeof(a->dest), "probe:%s", route);
+	deliver_probe_encode(&pr, agent_pool_probe(&s->pool, a));
+	agent_pool_start_probe(&s->pool, a);
+	log_debug("probing host %s of route %s (%s)", v.name, route,
+	    host_state_name(v.state));
+}
+
+static struct pool_agent *idle_agent(struct scheduler *s, const char *dest);
+
+/* The active probes due now, each to a free agent; returns how many
+ * found none (an agent more is wanted for them). */
+static int
+run_probes(struct scheduler *s, double now)
+{
+	size_t i;
+	int wanted = 0;
+
+	for (i = 0; i < upstream_pools_count(s->pools); i++) {
+		const char *route;
+		struct host_pool *pool = upstream_pools_at(s->pools, i,
+		    &route);
+		double at;
+		int k;
+
+		while ((at = host_pool_next_active(pool, now)) > 0 &&
+		    at <= now) {
+			struct pool_agent *a = idle_agent(s, "");
+
+			if (a == NULL) {
+				wanted++;
+				break;
+			}
+			if ((k = host_pool_probe_due(pool, now)) < 0)
+				break;
+			send_probe(s, a, route, pool, (size_t)k);
+		}
+	}
+	return wanted;
+}
+
+/* When the next active probe of any pool is due (0: none). */
+static double
+next_probe_at(struct scheduler *s, double now)
+{
+	size_t i;
+	double next = 0, at;
+
+	for (i = 0; i < upstream_pools_count(s->pools); i++) {
+		const char *route;
+
+		at = host_pool_next_active(upstream_pools_at(s->pools, i,
+		    &route), now);
+		if (at > 0 && (next == 0 || at < next))
+			next = at;
+	}
+	return next;
+}
+
 /* ------------------------------------------------------------- agents */
 
 /* A delivery agent that goes away with a job in flight is not an
@@ -633,6 +833,14 @@ job_vanished(void *arg, struct pool_agent *a, const char *why)
 	struct sched_job *j = a->job;
 	size_t k, unanswered = 0;
 
+	pool_probe_lost(s, j, NULL, 0);
+	if (j->active_probe) {
+		log_warn("delivery agent (pid %ld) %s during a probe of %s",
+		    (long)a->pid, why, j->probe_host);
+		s->wake = 1;
+		job_clear(a);
+		return;
+	}
 	for (k = 0; k < j->nrcpts; k++)
 		if (!j->rcpts[k].answered)
 			unanswered++;
@@ -695,8 +903,16 @@ on_done(void *arg, struct pool_agent *a, struct ipc_in *in)
 			return -1;
 		}
 	a->job = NULL;
-	job_over(s, j);
-	hop_result(s, j);
+	if (j->active_probe) {
+		pool_result(s, j, &d);
+		sched_job_free(j);
+	} else {
+		job_over(s, j);
+		if (upstream_pools_find(s->pools, j->route) != NULL)
+			pool_result(s, j, &d);
+		else
+			hop_result(s, j);
+	}
 	ferry_strlcpy(a->hop, d.hop, sizeof(a->hop));
 	if (d.leaving)
 		a->retiring = 1;   /* told to stop: it exits now */
@@ -725,6 +941,7 @@ scheduler_new(const struct ferry_config *cfg, struct store *st,
 	s->cfg = cfg;
 	s->st = st;
 	s->hops = hop_health_new();
+	s->pools = upstream_pools_new(cfg);
 	s->due_limit = DUE_BATCH;
 	agent_pool_init(&s->pool, st, agent_uid, &scheduler_hooks, s);
 	s->wake = 1;
@@ -831,7 +1048,8 @@ domain_of(const char *addr)
 static void
 dispatch(struct scheduler *s, struct pool_agent *a, const char *dest,
     const struct route_config *route, const char *domain,
-    struct store_due *v, const size_t *idx, size_t n)
+    struct store_due *v, const size_t *idx, size_t n, char **hosts,
+    size_t nhosts)
 {
 	struct deliver_job j;
 	const struct store_due *d0 = &v[idx[0]];
@@ -860,6 +1078,11 @@ dispatch(struct scheduler *s, struct pool_agent *a, const char *dest,
 	j.domain = (char *)domain;
 	j.hosts = route ? route->hosts : NULL;
 	j.nhosts = route ? route->nhosts : 0;
+	if (hosts != NULL) {
+		/* a pool's choice: the chosen host, then its fallbacks */
+		j.hosts = hosts;
+		j.nhosts = nhosts;
+	}
 	j.mx_port = (uint32_t)s->cfg->mx_port;
 	{
 		const struct route_config *pol = route ? route :
@@ -1126,6 +1349,7 @@ scheduler_run(struct scheduler *s)
 	if (s->unsaved != NULL)
 		return;   /* outcomes wait for their commit: nothing new */
 	s->wake = 0;
+	s->probes_wanted = run_probes(s, now);
 	for (i = 0; i < s->pool.nagents; i++)
 		if (!s->pool.agents[i]->busy && s->pool.agents[i]->pid != 0 &&
 		    !s->pool.agents[i]->retiring)
@@ -1147,6 +1371,10 @@ scheduler_run(struct scheduler *s)
 		const char *hop_dsn = "", *hop_reason = "";
 		const char *token, *token_reason;
 		uint32_t token_serial;
+		struct host_pool *pool;
+		char *picked[HOST_POOL_MAX];
+		size_t order[HOST_POOL_MAX], npicked = 0;
+		int pool_probe = 0;
 		size_t k;
 
 		if (taken[i])
@@ -1164,7 +1392,11 @@ scheduler_run(struct scheduler *s)
 			snprintf(dest, sizeof(dest), "route:%s", route->name);
 		else
 			snprintf(dest, sizeof(dest), "mx:%s", domain);
-		verdict = hop_health_verdict(s->hops, dest, now, &hop_dsn,
+		pool = route != NULL ? upstream_pools_find(s->pools,
+		    route->name) : NULL;
+		verdict = pool != NULL ? pool_verdict(s, pool, route, dest,
+		    now, &hop_dsn, &hop_reason) :
+		    hop_health_verdict(s->hops, dest, now, &hop_dsn,
 		    &hop_reason);
 		gate = route != NULL ? token_client_gate(s->tokens,
 		    route->name, route->auth, &token, &token_reason,
@@ -1231,7 +1463,30 @@ scheduler_run(struct scheduler *s)
 			blocked = 1;
 			continue;
 		}
-		dispatch(s, a, dest, route, domain, v, idx, nidx);
+		if (pool != NULL) {
+			char key[KEY_POOL_MAX];
+			struct pool_agent *same;
+
+			npicked = host_pool_choose(pool, now, order,
+			    HOST_POOL_MAX, &pool_probe);
+			for (k = 0; k < npicked; k++)
+				picked[k] = route->hosts[order[k]];
+			/* an agent still connected to the chosen host */
+			if (npicked > 0) {
+				snprintf(key, sizeof(key), "%s:%s",
+				    route->name, picked[0]);
+				if ((same = idle_agent(s, key)) != NULL)
+					a = same;
+			}
+		}
+		dispatch(s, a, dest, route, domain, v, idx, nidx,
+		    npicked > 0 ? picked : NULL, npicked);
+		if (pool_probe) {
+			ferry_strlcpy(a->job->probe_host, picked[0],
+			    sizeof(a->job->probe_host));
+			log_info("%s: probing host %s of route %s after its "
+			    "cooldown", v[i].qid, picked[0], route->name);
+		}
 		if (verdict == HOP_PROBE) {
 			hop_health_probe_sent(s->hops, dest);
 			a->job->probe = 1;
@@ -1256,7 +1511,8 @@ scheduler_run(struct scheduler *s)
 	for (i = 0; i < s->pool.nagents; i++)
 		if (s->pool.agents[i]->busy)
 			busy++;
-	s->agents_wanted = busy + (tally != NULL ? tally->wanted : 0);
+	s->agents_wanted = busy + (tally != NULL ? tally->wanted : 0) +
+	    s->probes_wanted;
 	look_again = tally != NULL ? tally->look_again_ms : 0;
 	free(tally);
 	if (s->agents_wanted > s->cfg->delivery_agents)
@@ -1274,6 +1530,17 @@ scheduler_run(struct scheduler *s)
 	}
 	if (look_again > 0 && look_again < s->next_run_ms)
 		s->next_run_ms = look_again;
+	{
+		double at = next_probe_at(s, now_wall());
+
+		if (at > 0) {
+			int64_t ms = now_ms() + (int64_t)((at - now_wall()) *
+			    1000.0) + 1;
+
+			if (ms < s->next_run_ms)
+				s->next_run_ms = ms;
+		}
+	}
 }
 
 void
@@ -1318,6 +1585,13 @@ void
 scheduler_set_config(struct scheduler *s, const struct ferry_config *cfg)
 {
 	s->cfg = cfg;
+	upstream_pools_reload(s->pools, cfg);
+}
+
+const struct upstream_pools *
+scheduler_pools(const struct scheduler *s)
+{
+	return s->pools;
 }
 
 void
@@ -1333,6 +1607,7 @@ scheduler_flush_hops(struct scheduler *s)
 
 	hop_health_free(s->hops);
 	s->hops = hop_health_new();
+	upstream_pools_reset(s->pools, s->cfg);
 	s->due_limit = DUE_BATCH;
 	if (n > 0)
 		log_info("queue: %zu next hop(s) marked down are tried again "
@@ -1454,5 +1729,6 @@ scheduler_free(struct scheduler *s)
 	free_unsaved(s);
 	hop_health_free(s->hops);
 	token_client_free(s->tokens);
+	upstream_pools_free(s->pools);
 	free(s);
 }

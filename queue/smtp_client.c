@@ -203,6 +203,8 @@ client_reply(struct job_ctx *x, struct smtp_conn *c,
 				    c->rlen - r->len);
 				c->rlen -= r->len;
 				log_debug("%s: < %s", c->relay, r->text);
+				if (r->code == 421)
+					x->saw_421 = 1;   /* host health */
 				return 0;
 			}
 			if (rc == SCR_ERROR) {

@@ -105,18 +105,135 @@ valid_host_spec(const char *s)
 	return 1;
 }
 
+#define HOST_PRIORITY_MAX 65535
+#define HOST_WEIGHT_MAX 1000
+
+/* One "hosts" entry: "host:port" then optional "priority=N" and
+ * "weight=N" (a smarthost pool, host_pool.h).  Fills *prio and *weight
+ * (-1 and 1 when not given) and the length of the host part; on a
+ * mistake, the reason in why. */
+static int
+parse_pool_host(const char *entry, size_t *hostlen, int *prio, int *weight,
+    char *why, size_t whylen)
+{
+	const char *p = entry;
+	char host[400];
+	size_t n = strcspn(entry, " \t");
+
+	*prio = -1;
+	*weight = 1;
+	*hostlen = n;
+	if (n == 0 || n >= sizeof(host)) {
+		snprintf(why, whylen, "is not host:port or [address]:port");
+		return -1;
+	}
+	memcpy(host, entry, n);
+	host[n] = '\0';
+	if (!valid_host_spec(host)) {
+		snprintf(why, whylen, "is not host:port or [address]:port");
+		return -1;
+	}
+	p += n;
+	for (;;) {
+		const char *key, *eq;
+		char *end;
+		long v;
+		size_t klen;
+		int *slot;
+		long lo, hi;
+
+		p += strspn(p, " \t");
+		if (*p == '\0')
+			return 0;
+		key = p;
+		klen = strcspn(p, " \t");
+		p += klen;
+		eq = memchr(key, '=', klen);
+		if (eq != NULL && (size_t)(eq - key) == 8 &&
+		    strncmp(key, "priority", 8) == 0) {
+			slot = prio;
+			lo = 0;
+			hi = HOST_PRIORITY_MAX;
+		} else if (eq != NULL && (size_t)(eq - key) == 6 &&
+		    strncmp(key, "weight", 6) == 0) {
+			slot = weight;
+			lo = 1;
+			hi = HOST_WEIGHT_MAX;
+		} else {
+			snprintf(why, whylen, "has \"%.*s\": only priority=N "
+			    "and weight=N may follow the host", (int)klen, key);
+			return -1;
+		}
+		errno = 0;
+		v = strtol(eq + 1, &end, 10);
+		if (end == eq + 1 || end != key + klen || errno != 0 ||
+		    v < lo || v > hi) {
+			snprintf(why, whylen, "has \"%.*s\": %.*s must be a "
+			    "number from %ld to %ld", (int)klen, key,
+			    (int)(eq - key), key, lo, hi);
+			return -1;
+		}
+		if ((slot == prio && *prio != -1) ||
+		    (slot == weight && strstr(entry, "weight=") != key)) {
+			snprintf(why, whylen, "gives %.*s twice",
+			    (int)(eq - key), key);
+			return -1;
+		}
+		*slot = (int)v;
+	}
+}
+
 static int
 validate_hosts(cfg_t *cfg, cfg_opt_t *opt)
 {
 	unsigned i;
+	char why[200];
 
-	for (i = 0; i < cfg_opt_size(opt); i++)
-		if (!valid_host_spec(cfg_opt_getnstr(opt, i))) {
-			cfg_error(cfg, "hosts: \"%s\" is not host:port or "
-			    "[address]:port", cfg_opt_getnstr(opt, i));
+	if (cfg_opt_size(opt) > CONFIG_MAX_POOL_HOSTS) {
+		cfg_error(cfg, "hosts: at most %d hosts",
+		    CONFIG_MAX_POOL_HOSTS);
+		return -1;
+	}
+	for (i = 0; i < cfg_opt_size(opt); i++) {
+		size_t hl;
+		int prio, weight;
+
+		if (parse_pool_host(cfg_opt_getnstr(opt, i), &hl, &prio,
+		    &weight, why, sizeof(why)) < 0) {
+			cfg_error(cfg, "hosts: \"%s\" %s",
+			    cfg_opt_getnstr(opt, i), why);
 			return -1;
 		}
+	}
 	return 0;
+}
+
+/* The "priority=N weight=N" of a route's hosts go to their arrays and
+ * each entry keeps its host part alone (validate_hosts checked them). */
+static void
+split_pool_hosts(struct route_config *r)
+{
+	size_t i, hl;
+	char why[200];
+
+	if (r->nhosts == 0)
+		return;
+	r->host_priority = xcalloc(r->nhosts, sizeof(int));
+	r->host_weight = xcalloc(r->nhosts, sizeof(int));
+	for (i = 0; i < r->nhosts; i++) {
+		int prio, weight;
+
+		if (parse_pool_host(r->hosts[i], &hl, &prio, &weight, why,
+		    sizeof(why)) < 0) {
+			prio = (int)i;
+			weight = 1;
+			hl = strlen(r->hosts[i]);
+		}
+		r->hosts[i][hl] = '\0';
+		/* no priority: its place in the list, as failover */
+		r->host_priority[i] = prio >= 0 ? prio : (int)i;
+		r->host_weight[i] = weight;
+	}
 }
 
 static int
@@ -726,6 +843,13 @@ _Static_assert(sizeof(enum listener_tls) == sizeof(int) &&
 	LIST(sec, "allowed_from", "{}", CFGF_NONE, ST_STR_LIST, base, \
 	    RF(allowed_from), RF(nallowed_from), validate_senders)
 
+/* A pool's circuit breakers and active probe (host_pool.h), in
+ * smarthost { } and route "x" { }. */
+#define ROUTE_POOL(sec, base) \
+	INT(sec, "host_failures", 3, base, RF(host_failures), 1, 1000), \
+	INT(sec, "host_cooldown", 30, base, RF(host_cooldown), 1, 86400), \
+	INT(sec, "probe_interval", 0, base, RF(probe_interval), 0, 86400)
+
 static const char *const log_target_names[] = { "syslog", "stderr",
     "journald", NULL };
 static const char *const log_format_names[] = { "text", "json", NULL };
@@ -848,6 +972,9 @@ static const struct option_row options[] = {
 	INT("smarthost", "port", 25, B_CONFIG, CF(smarthost_port), 1, 65535),
 	ROUTE_POLICY("smarthost", B_SMARTHOST),
 	ROUTE_REWRITE("smarthost", B_SMARTHOST),
+	LIST("smarthost", "hosts", "{}", CFGF_NONE, ST_STR_LIST, B_SMARTHOST,
+	    RF(hosts), RF(nhosts), validate_hosts),
+	ROUTE_POOL("smarthost", B_SMARTHOST),
 
 	LIST("route", "domains", NULL, CFGF_NODEFAULT, ST_STR_LIST,
 	    B_INSTANCE, RF(domains), RF(ndomains), validate_domains),
@@ -857,6 +984,7 @@ static const struct option_row options[] = {
 	LIST("route", "senders", "{}", CFGF_NONE, ST_STR_LIST, B_INSTANCE,
 	    RF(senders), RF(nsenders), validate_senders),
 	ROUTE_REWRITE("route", B_INSTANCE),
+	ROUTE_POOL("route", B_INSTANCE),
 
 	INT("mx", "port", 25, B_CONFIG, CF(mx_port), 1, 65535),
 	ROUTE_POLICY("mx", B_MX_ROUTE),
@@ -1192,6 +1320,7 @@ resolve_path(const char *cfgpath, const char *path)
 struct load_state {
 	struct ferry_config *c;
 	struct route_config smarthost;   /* its policy, before it is a route */
+	int smarthost_twice;      /* both host and hosts in smarthost { } */
 };
 
 static char *
@@ -1695,16 +1824,34 @@ derive_values(struct load_state *st)
 			    l->nrelay_networks * sizeof(struct cidr));
 		}
 	}
-	if (c->smarthost_host != NULL) {
+	for (i = 0; i < c->nroutes; i++)
+		split_pool_hosts(&c->routes[i]);
+	st->smarthost_twice = c->smarthost_host != NULL &&
+	    st->smarthost.nhosts > 0;
+	if (c->smarthost_host == NULL && st->smarthost.nhosts > 0) {
+		/* smarthost { hosts = {...} }: a pool */
 		struct route_config *r = &c->routes[c->nroutes++];
-		int v6 = strchr(c->smarthost_host, ':') != NULL;
-		char hp[400];
 
 		*r = st->smarthost;
 		r->name = xstrdup("smarthost");
 		r->ndomains = 1;
 		r->domains = xcalloc(2, sizeof(char *));
 		r->domains[0] = xstrdup("*");
+		split_pool_hosts(r);
+	} else if (c->smarthost_host != NULL) {
+		struct route_config *r = &c->routes[c->nroutes++];
+		int v6 = strchr(c->smarthost_host, ':') != NULL;
+		char hp[400];
+		size_t k;
+
+		*r = st->smarthost;
+		r->name = xstrdup("smarthost");
+		r->ndomains = 1;
+		r->domains = xcalloc(2, sizeof(char *));
+		r->domains[0] = xstrdup("*");
+		for (k = 0; k < r->nhosts; k++)
+			free(r->hosts[k]);
+		free(r->hosts);
 		r->nhosts = 1;
 		r->hosts = xcalloc(2, sizeof(char *));
 		snprintf(hp, sizeof(hp), "%s%s%s:%d", v6 ? "[" : "",
@@ -1794,6 +1941,12 @@ config_load_flags(const char *path, const char *text, unsigned flags,
 	store_multi_sections(cfg, &st);
 	cfg_free(cfg);
 	derive_values(&st);
+	if (st.smarthost_twice) {
+		snprintf(err, errlen, "%s: smarthost: host and hosts are "
+		    "both set; give one of them", path);
+		config_free(st.c);
+		return NULL;
+	}
 	if (check_combinations(st.c, err, errlen) < 0) {
 		config_free(st.c);
 		return NULL;
@@ -1811,6 +1964,8 @@ route_free(struct route_config *r)
 	for (i = 0; i < NOPTIONS; i++)
 		if (same_section(options[i].section, "route"))
 			free_value(&options[i], (char *)r);
+	free(r->host_priority);
+	free(r->host_weight);
 }
 
 void

@@ -638,6 +638,55 @@ render_oauth2(const json_t *root, double now)
 	}
 }
 
+/* Smarthost pools: each host's state (up, open until T, probing), its
+ * failures in a row and last error. */
+static void
+render_pools(const json_t *root, double now)
+{
+	const json_t *pools = member(root, "pools", JSON_ARRAY);
+	size_t i, k;
+
+	for (i = 0; pools != NULL && i < json_array_size(pools); i++) {
+		const json_t *p = json_array_get(pools, i);
+		const json_t *hosts = member(p, "hosts", JSON_ARRAY);
+
+		printf("%-8s route ", i == 0 ? "pools:" : "");
+		put_str(stdout, member(p, "route", JSON_STRING));
+		putchar('\n');
+		for (k = 0; hosts != NULL && k < json_array_size(hosts);
+		    k++) {
+			const json_t *h = json_array_get(hosts, k);
+			const json_t *state = member(h, "state", JSON_STRING);
+			const json_t *err = member(h, "last_error",
+			    JSON_STRING);
+			double until = json_member_num(h, "open_until", -1);
+			char when[64], span[32];
+
+			printf("           ");
+			put_str(stdout, member(h, "host", JSON_STRING));
+			printf(" (priority %.0f, weight %.0f): ",
+			    json_member_num(h, "priority", 0),
+			    json_member_num(h, "weight", 1));
+			if (state != NULL && strcmp(json_string_value(state),
+			    "open") == 0 && until >= 0) {
+				fmt_time(when, sizeof(when), until);
+				fmt_span(span, sizeof(span), until > now ?
+				    until - now : 0);
+				printf("open until %s (in %s)", when, span);
+			} else {
+				put_str(stdout, state);
+			}
+			printf(", %.0f failure(s) in a row",
+			    json_member_num(h, "failures", 0));
+			if (err != NULL && json_string_length(err) > 0) {
+				printf(", last error: ");
+				put_str(stdout, err);
+			}
+			putchar('\n');
+		}
+	}
+}
+
 /* ferry-anvil: connections and clients now, stress, limits met. */
 static void
 render_anvil(const json_t *root)
@@ -755,6 +804,12 @@ render_status(const json_t *root)
 	render_stall(root);
 	render_routes(root, now);
 	render_oauth2(root, now);
+			putchar('\n');
+		}
+	}
+}
+
+	render_pools(root, now);
 }
 
 /* Prints one page of the list (the header before the first message);

@@ -1458,6 +1458,80 @@ START_TEST(test_stall_warning_options)
 }
 END_TEST
 
+/* A route's hosts as a pool: priority=N and weight=N after the host,
+ * list order without them, the breaker options, and clear errors. */
+START_TEST(test_pool_hosts)
+{
+	struct ferry_config *c;
+	const struct route_config *r;
+
+	c = load_ok(LISTEN "route \"pool\" {\n  domains = { \"*\" }\n"
+	    "  hosts = { \"mx1.internal:25 priority=10 weight=3\",\n"
+	    "    \"mx2.internal:25  weight=1 priority=10\",\n"
+	    "    \"backup.internal:25 priority=20\" }\n"
+	    "  host_failures = 2\n  host_cooldown = 15\n"
+	    "  probe_interval = 60\n}\n");
+	r = &c->routes[0];
+	ck_assert_uint_eq(r->nhosts, 3);
+	ck_assert_str_eq(r->hosts[0], "mx1.internal:25");
+	ck_assert_str_eq(r->hosts[1], "mx2.internal:25");
+	ck_assert_str_eq(r->hosts[2], "backup.internal:25");
+	ck_assert_int_eq(r->host_priority[0], 10);
+	ck_assert_int_eq(r->host_priority[1], 10);
+	ck_assert_int_eq(r->host_priority[2], 20);
+	ck_assert_int_eq(r->host_weight[0], 3);
+	ck_assert_int_eq(r->host_weight[1], 1);
+	ck_assert_int_eq(r->host_weight[2], 1);
+	ck_assert_int_eq(r->host_failures, 2);
+	ck_assert_int_eq(r->host_cooldown, 15);
+	ck_assert_int_eq(r->probe_interval, 60);
+	config_free(c);
+
+	/* today's form: list order, weight 1, default breaker */
+	c = load_ok(LISTEN "route \"r\" {\n  domains = { \"*\" }\n"
+	    "  hosts = { \"a:25\", \"[192.0.2.1]:2525\" }\n}\n");
+	r = &c->routes[0];
+	ck_assert_str_eq(r->hosts[1], "[192.0.2.1]:2525");
+	ck_assert_int_eq(r->host_priority[0], 0);
+	ck_assert_int_eq(r->host_priority[1], 1);
+	ck_assert_int_eq(r->host_weight[1], 1);
+	ck_assert_int_eq(r->host_failures, 3);
+	ck_assert_int_eq(r->host_cooldown, 30);
+	ck_assert_int_eq(r->probe_interval, 0);
+	config_free(c);
+
+	/* smarthost { hosts } is a pool too */
+	c = load_ok(LISTEN "smarthost {\n  hosts = { \"a:25 weight=2\", "
+	    "\"b:25\" }\n  host_cooldown = 5\n}\n");
+	r = &c->routes[c->nroutes - 1];
+	ck_assert_str_eq(r->name, "smarthost");
+	ck_assert_uint_eq(r->nhosts, 2);
+	ck_assert_str_eq(r->hosts[0], "a:25");
+	ck_assert_int_eq(r->host_weight[0], 2);
+	ck_assert_int_eq(r->host_cooldown, 5);
+	config_free(c);
+
+	load_bad(LISTEN "route \"r\" {\n  domains = { \"*\" }\n"
+	    "  hosts = { \"a:25 prio=1\" }\n}\n",
+	    P ":5: hosts: \"a:25 prio=1\" has \"prio=1\": only priority=N "
+	    "and weight=N may follow the host");
+	load_bad(LISTEN "route \"r\" {\n  domains = { \"*\" }\n"
+	    "  hosts = { \"a:25 weight=0\" }\n}\n",
+	    P ":5: hosts: \"a:25 weight=0\" has \"weight=0\": weight must "
+	    "be a number from 1 to 1000");
+	load_bad(LISTEN "route \"r\" {\n  domains = { \"*\" }\n"
+	    "  hosts = { \"a:25 priority=x\" }\n}\n",
+	    P ":5: hosts: \"a:25 priority=x\" has \"priority=x\": priority "
+	    "must be a number from 0 to 65535");
+	load_bad(LISTEN "route \"r\" {\n  domains = { \"*\" }\n"
+	    "  hosts = { \"a:25 weight=2 weight=3\" }\n}\n",
+	    P ":5: hosts: \"a:25 weight=2 weight=3\" gives weight twice");
+	load_bad(LISTEN "smarthost {\n  host = a\n  hosts = { \"b:25\" }\n"
+	    "}\n", P ": smarthost: host and hosts are both set; give one of "
+	    "them");
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
 	Suite *s = suite_create("config");
@@ -1514,6 +1588,7 @@ static Suite *config_suite(void)
 	tc = tcase_create("doc");
 	tcase_add_test(tc, test_doc_checkers);
 	tcase_add_test(tc, test_every_option_documented);
+	tcase_add_test(tc, test_pool_hosts);
 	suite_add_tcase(s, tc);
 	return s;
 }

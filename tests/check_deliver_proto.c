@@ -423,7 +423,8 @@ END_TEST
 
 START_TEST(test_done)
 {
-	struct deliver_done dn = { 99, "smarthost:smtp.example.net:587", 1 },
+	struct deliver_done dn = { 99, "smarthost:smtp.example.net:587", 1,
+	    NULL, 0 },
 	    d;
 	struct ipc_out m;
 	struct ipc_in in, t;
@@ -456,6 +457,74 @@ START_TEST(test_done)
 }
 END_TEST
 
+/* JOB_DONE with what the agent found at each pool host, and PROBE. */
+START_TEST(test_done_host_reports)
+{
+	struct deliver_host_report hr[2] = {
+		{ "mx1.internal:25", 1, "connect to mx1.internal[10.0.0.1]:25: "
+		    "Connection refused" },
+		{ "mx2.internal:25", 0, "" } };
+	struct deliver_done dn = { 7, "pool:mx2.internal:25", 0, hr, 2 }, d;
+	struct deliver_probe pr = { 8, "pool", "backup.internal:25",
+	    "relay.example.com" }, p;
+	struct ipc_out m;
+	struct ipc_in in, t;
+	uint8_t *f;
+	size_t cut;
+
+	memset(&m, 0, sizeof(m));
+	ipc_out_init(&m, IMSG_JOB_DONE);
+	deliver_done_encode(&dn, &m);
+	f = frame_of(&m, &in);
+	ck_assert_int_eq(deliver_done_decode(&in, &d), 0);
+	ck_assert_uint_eq(d.nhosts, 2);
+	ck_assert_str_eq(d.hosts[0].host, "mx1.internal:25");
+	ck_assert_uint_eq(d.hosts[0].outcome, 1);
+	ck_assert_str_eq(d.hosts[0].error, hr[0].error);
+	ck_assert_str_eq(d.hosts[1].host, "mx2.internal:25");
+	ck_assert_uint_eq(d.hosts[1].outcome, 0);
+	deliver_done_free(&d);
+	free(f);
+	f = frame_of(&m, &in);
+	for (cut = 0; cut < in.left; cut++) {
+		t = in;
+		t.left = cut;
+		ck_assert(deliver_done_decode(&t, &d) < 0);
+	}
+	free(f);
+	/* an outcome out of range, an empty host name: lies */
+	hr[1].outcome = DELIVER_HOST_OUTCOME_MAX + 1;
+	ipc_out_init(&m, IMSG_JOB_DONE);
+	deliver_done_encode(&dn, &m);
+	f = frame_of(&m, &in);
+	ck_assert_int_eq(deliver_done_decode(&in, &d), -1);
+	free(f);
+	hr[1].outcome = 0;
+	hr[1].host = "";
+	ipc_out_init(&m, IMSG_JOB_DONE);
+	deliver_done_encode(&dn, &m);
+	f = frame_of(&m, &in);
+	ck_assert_int_eq(deliver_done_decode(&in, &d), -1);
+	free(f);
+
+	ipc_out_init(&m, IMSG_PROBE);
+	deliver_probe_encode(&pr, &m);
+	f = frame_of(&m, &in);
+	ck_assert_int_eq(deliver_probe_decode(&in, &p), 0);
+	ck_assert(p.job_id == 8);
+	ck_assert_str_eq(p.route, "pool");
+	ck_assert_str_eq(p.host, "backup.internal:25");
+	ck_assert_str_eq(p.helo, "relay.example.com");
+	deliver_probe_free(&p);
+	free(f);
+	ipc_add_u8(&m, 1);
+	f = frame_of(&m, &in);
+	ck_assert_int_eq(deliver_probe_decode(&in, &p), -1);
+	free(f);
+	ipc_out_free(&m);
+}
+END_TEST
+
 START_TEST(test_hop_key)
 {
 	struct deliver_job j;
@@ -463,7 +532,17 @@ START_TEST(test_hop_key)
 
 	sample_job(&j);
 	deliver_hop_key(&j, key, sizeof(key));
-	ck_assert_str_eq(key, "smarthost:smtp.example.net:587,[192.0.2.1]:25");
+	/* the host the runner chose, first: a connection kept to another
+	 * host of the pool is not this job's */
+	ck_assert_str_eq(key, "smarthost:smtp.example.net:587");
+	{
+		char *swapped[] = { "[192.0.2.1]:25", "smtp.example.net:587" };
+
+		j.hosts = swapped;
+		deliver_hop_key(&j, key, sizeof(key));
+		ck_assert_str_eq(key, "smarthost:[192.0.2.1]:25");
+		j.hosts = hosts2;
+	}
 	j.nhosts = 0;
 	j.route = "mx";
 	deliver_hop_key(&j, key, sizeof(key));
@@ -491,6 +570,7 @@ deliver_proto_suite(void)
 	tcase_add_test(tc, test_result);
 	tcase_add_test(tc, test_done);
 	tcase_add_test(tc, test_hop_key);
+	tcase_add_test(tc, test_done_host_reports);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -211,6 +211,38 @@ START_TEST(test_held_stays_bounded)
 }
 END_TEST
 
+/* A pool with every host down marks its route down from outside: its
+ * mail is held until the pool's next probe, and an answer brings the
+ * held recipients back. */
+START_TEST(test_marked_down_by_a_pool)
+{
+	struct hop_health *h = hop_health_new();
+	const char *dsn = NULL, *reason = NULL;
+	int64_t *ids;
+
+	hop_health_mark_down(h, HOP, "4.4.1", "every host of route smarthost "
+	    "is down: connect: Connection refused", 1030);
+	ck_assert(hop_health_is_down(h, HOP));
+	ck_assert_int_eq(hop_health_verdict(h, HOP, 1000, &dsn, &reason),
+	    HOP_SUSPEND);
+	ck_assert_str_eq(dsn, "4.4.1");
+	ck_assert_str_eq(reason, "every host of route smarthost is down: "
+	    "connect: Connection refused");
+	ck_assert(hop_health_held_until(h, HOP, 1000, steps, NSTEPS) == 1030);
+	hop_health_hold(h, HOP, 7);
+	/* marked again with a later probe: held until then */
+	hop_health_mark_down(h, HOP, "4.4.1", "again", 1090);
+	ck_assert(hop_health_held_until(h, HOP, 1040, steps, NSTEPS) == 1090);
+	ck_assert_int_eq(hop_health_result(h, HOP, 0, "", "", 1050, steps,
+	    NSTEPS), 1);
+	ck_assert_uint_eq(hop_health_take_held(h, HOP, &ids), 1);
+	ck_assert(ids[0] == 7);
+	free(ids);
+	ck_assert(!hop_health_is_down(h, HOP));
+	hop_health_free(h);
+}
+END_TEST
+
 static Suite *
 hop_health_suite(void)
 {
@@ -222,6 +254,7 @@ hop_health_suite(void)
 	tcase_add_test(tc, test_held_until_next_probe);
 	tcase_add_test(tc, test_back_hands_over_held);
 	tcase_add_test(tc, test_held_stays_bounded);
+	tcase_add_test(tc, test_marked_down_by_a_pool);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -226,6 +226,24 @@ try_done(const struct ipc_in *payload, const uint8_t *frame, size_t flen)
 	deliver_done_free(&d);
 }
 
+static void
+try_probe(const struct ipc_in *payload, const uint8_t *frame, size_t flen)
+{
+	struct ipc_in in = *payload;
+	struct deliver_probe p;
+	struct ipc_out m = { 0 };
+
+	if (deliver_probe_decode(&in, &p) < 0) {
+		FUZZ_CHECK(p.host == NULL);
+		return;
+	}
+	FUZZ_CHECK(p.host[0] != '\0');
+	ipc_out_init(&m, payload->type);
+	deliver_probe_encode(&p, &m);
+	same_frame(&m, frame, flen);
+	deliver_probe_free(&p);
+}
+
 /* ferryctl's request: the words kept are non-empty, NUL-free and within
  * the cap; with no empty word and none past max, they re-encode to the
  * very frame. */
@@ -478,6 +496,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	try_job(&payload, frame, flen);
 	try_result(&payload, frame, flen);
 	try_done(&payload, frame, flen);
+	try_probe(&payload, frame, flen);
 	try_ctl_request(&payload, frame, flen);
 	try_token(&payload, frame, flen);
 	try_small(&payload, frame, flen);

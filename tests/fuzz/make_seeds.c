@@ -329,6 +329,7 @@ ipc_seeds(void)
 	deliver_result_encode(&r, &m);
 	put_frame("rcpt-result-deferred", &m);
 
+	memset(&d, 0, sizeof(d));
 	d.job_id = 77;
 	d.hop = "smarthost:smtp.example.net:587";
 	ipc_out_init(&m, IMSG_JOB_DONE);
@@ -338,6 +339,26 @@ ipc_seeds(void)
 	ipc_out_init(&m, IMSG_JOB_DONE);
 	deliver_done_encode(&d, &m);
 	put_frame("job-done-closed", &m);
+	{
+		struct deliver_host_report hr[2] = {
+			{ "mx1.internal:25", 1, "connect to mx1.internal"
+			    "[10.0.0.1]:25: Connection refused" },
+			{ "mx2.internal:25", 0, "" } };
+		struct deliver_probe pr = { 9, "pool", "mx1.internal:25",
+		    "relay.example.com" };
+
+		d.hop = "pool:mx2.internal:25";
+		d.hosts = hr;
+		d.nhosts = 2;
+		ipc_out_init(&m, IMSG_JOB_DONE);
+		deliver_done_encode(&d, &m);
+		put_frame("job-done-pool-hosts", &m);
+		d.hosts = NULL;
+		d.nhosts = 0;
+		ipc_out_init(&m, IMSG_PROBE);
+		deliver_probe_encode(&pr, &m);
+		put_frame("probe", &m);
+	}
 }
 
 int
