@@ -93,7 +93,6 @@
 #include "store.h"
 #include "store_health.h"
 #include "token_client.h"
-		    NULL;
 #include "upstream_pools.h"
 #include "util.h"
 

@@ -804,11 +804,6 @@ render_status(const json_t *root)
 	render_stall(root);
 	render_routes(root, now);
 	render_oauth2(root, now);
-			putchar('\n');
-		}
-	}
-}
-
 	render_pools(root, now);
 }
 
