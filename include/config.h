@@ -90,6 +90,14 @@ struct route_config {
 	char *rewrite_from;        /* header From not allowed -> this; "" */
 	char **allowed_from;       /* From addresses left alone, as senders */
 	size_t nallowed_from;
+	/* route "x" and smarthost: rate shaping (route_shaper.h); 0 = off */
+	int rate_per_second;       /* messages (transactions) per second */
+	int rate_per_minute;
+	int rate_per_hour;         /* the hour and day counts are kept in */
+	int rate_per_day;          /* the store across restarts */
+	int max_connections;       /* at once; 0 = delivery.per_destination */
+	int messages_per_connection;   /* then the agent reconnects */
+	int recipients_per_message;    /* more go in further transactions */
 };
 
 struct ferry_config {

@@ -725,6 +725,23 @@ _Static_assert(sizeof(enum listener_tls) == sizeof(int) &&
 	LIST(sec, "allowed_from", "{}", CFGF_NONE, ST_STR_LIST, base, \
 	    RF(allowed_from), RF(nallowed_from), validate_senders)
 
+/* Rate shaping of the next hop, in smarthost { } and route "x" { }
+ * (route_shaper.h); 0 = off. */
+#define ROUTE_SHAPING(sec, base) \
+	INT(sec, "rate_per_second", 0, base, RF(rate_per_second), 0, \
+	    100000), \
+	INT(sec, "rate_per_minute", 0, base, RF(rate_per_minute), 0, \
+	    10000000), \
+	INT(sec, "rate_per_hour", 0, base, RF(rate_per_hour), 0, \
+	    100000000), \
+	INT(sec, "rate_per_day", 0, base, RF(rate_per_day), 0, \
+	    1000000000), \
+	INT(sec, "max_connections", 0, base, RF(max_connections), 0, 1024), \
+	INT(sec, "messages_per_connection", 0, base, \
+	    RF(messages_per_connection), 0, 1000000), \
+	INT(sec, "recipients_per_message", 0, base, \
+	    RF(recipients_per_message), 0, 100000)
+
 static const char *const log_target_names[] = { "syslog", "stderr",
     "journald", NULL };
 static const char *const log_format_names[] = { "text", "json", NULL };
@@ -843,6 +860,7 @@ static const struct option_row options[] = {
 	INT("smarthost", "port", 25, B_CONFIG, CF(smarthost_port), 1, 65535),
 	ROUTE_POLICY("smarthost", B_SMARTHOST),
 	ROUTE_REWRITE("smarthost", B_SMARTHOST),
+	ROUTE_SHAPING("smarthost", B_SMARTHOST),
 
 	LIST("route", "domains", NULL, CFGF_NODEFAULT, ST_STR_LIST,
 	    B_INSTANCE, RF(domains), RF(ndomains), validate_domains),
@@ -852,6 +870,7 @@ static const struct option_row options[] = {
 	LIST("route", "senders", "{}", CFGF_NONE, ST_STR_LIST, B_INSTANCE,
 	    RF(senders), RF(nsenders), validate_senders),
 	ROUTE_REWRITE("route", B_INSTANCE),
+	ROUTE_SHAPING("route", B_INSTANCE),
 
 	INT("mx", "port", 25, B_CONFIG, CF(mx_port), 1, 65535),
 	ROUTE_POLICY("mx", B_MX_ROUTE),
