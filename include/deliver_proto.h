@@ -92,6 +92,9 @@ struct deliver_done {
 	                             "" when it closed the connection */
 	uint32_t leaving;         /* 1: the agent exits now (its last job, or
 	                             told to stop): send it nothing more */
+	char *throttle;           /* a throttling reply a next hop gave
+	                             during the job (route_shaper.h), even
+	                             one another host made up for; "" */
 };
 
 /* Encoders append fields to a frame begun with ipc_out_init(type).

@@ -268,6 +268,22 @@ clean(const char *s)
 
 /* --- one job ------------------------------------------------------------ */
 
+/* The route's messages_per_connection were sent on c: the next job
+ * opens a new connection. */
+static int
+connection_used_up(const struct ferry_config *cfg,
+    const struct deliver_job *job, const struct smtp_conn *c)
+{
+	size_t i;
+
+	for (i = 0; i < cfg->nroutes; i++)
+		if (strcmp(cfg->routes[i].name, job->route) == 0)
+			return cfg->routes[i].messages_per_connection > 0 &&
+			    c->transactions >=
+			    cfg->routes[i].messages_per_connection;
+	return 0;
+}
+
 static void
 run_job(struct deliver_agent *ag, struct deliver_job *job, int last_job)
 {
@@ -332,16 +348,19 @@ run_job(struct deliver_agent *ag, struct deliver_job *job, int last_job)
 	    x.last.relay, x.last.tls);
 	drain_data(&x);
 
-	if (c->fd >= 0 && (ag->cfg->connection_idle == 0 || stop || last_job))
+	if (c->fd >= 0 && (ag->cfg->connection_idle == 0 || stop ||
+	    last_job || connection_used_up(ag->cfg, job, c)))
 		client_quit(ag->cfg, c);
 	memset(&done, 0, sizeof(done));
 	done.job_id = job->job_id;
 	done.hop = c->fd >= 0 ? c->key : (char *)"";
 	done.leaving = stop || last_job;
+	done.throttle = x.throttle;
 	deliver_done_encode(&done, runner_begin(ag, IMSG_JOB_DONE));
 	runner_send(ag);
 	c->idle_since = now_ms();
 	free(x.state);
+	free(x.body);
 }
 
 /* --- the agent ---------------------------------------------------------- */

@@ -254,6 +254,7 @@ deliver_done_encode(const struct deliver_done *d, struct ipc_out *m)
 	ipc_add_u64(m, d->job_id);
 	ipc_add_str(m, d->hop);
 	ipc_add_u32(m, d->leaving);
+	ipc_add_str(m, d->throttle != NULL ? d->throttle : "");
 }
 
 void
@@ -262,6 +263,7 @@ deliver_done_free(struct deliver_done *d)
 	if (d == NULL)
 		return;
 	free(d->hop);
+	free(d->throttle);
 	memset(d, 0, sizeof(*d));
 }
 
@@ -272,6 +274,7 @@ deliver_done_decode(struct ipc_in *in, struct deliver_done *d)
 	if (ipc_get_u64(in, &d->job_id) < 0 ||
 	    ipc_get_str(in, &d->hop, DP_MAX_STR) < 0 ||
 	    get_u32_max(in, &d->leaving, 1) < 0 ||
+	    ipc_get_str(in, &d->throttle, DP_MAX_REPLY) < 0 ||
 	    ipc_end(in) < 0) {
 		deliver_done_free(d);
 		return -1;

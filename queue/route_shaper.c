@@ -299,7 +299,8 @@ route_shaper_classify(int code, const char *dsn, const char *text)
 		return SHAPER_REPLY_TOO_MANY_RCPTS;
 	if (code / 100 != 4)
 		return SHAPER_REPLY_OTHER;   /* only the server's 4xx */
-	if ((code == 421 || code == 451) && strncmp(dsn, "4.7.", 4) == 0)
+	if ((code == 421 || code == 451) && (strncmp(dsn, "4.7.", 4) == 0 ||
+	    (dsn[0] == '\0' && has_words(text, " 4.7."))))
 		return SHAPER_REPLY_THROTTLE;
 	if (has_words(text, "rate limit") || has_words(text, "too many") ||
 	    has_words(text, "throttl"))

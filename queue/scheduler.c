@@ -60,6 +60,7 @@
 #include "ipc.h"
 #include "lifecycle.h"
 #include "log.h"
+#include "route_shaping.h"
 #include "scheduler.h"
 #include "smtp_parse.h"
 #include "store.h"
@@ -144,6 +145,7 @@ struct scheduler {
 	                             DUE_BATCH */
 	int64_t next_retire_ms;   /* when an idle agent is next let go;
 	                             0: none is free */
+	struct shaping *shaping;  /* routes' rates and back-off */
 	struct sched_metrics metrics;
 };
 
@@ -664,6 +666,9 @@ on_result(void *arg, struct pool_agent *a, struct ipc_in *in)
 	decide(s, j, &j->rcpts[k], outcome_of(r.status), r.dsn, r.reply,
 	    r.relay, r.tls);
 	write_rcpt(s, j, &j->rcpts[k]);
+	if (r.status == DS_DEFERRED)
+		shaping_result(s->shaping, j->route, r.dsn, r.reply,
+		    now_wall());
 	deliver_result_free(&r);
 	return 0;
 }
@@ -690,7 +695,15 @@ on_done(void *arg, struct pool_agent *a, struct ipc_in *in)
 	a->job = NULL;
 	job_over(s, j);
 	hop_result(s, j);
-	ferry_strlcpy(a->hop, d.hop, sizeof(a->hop));
+	if (d.throttle[0] != '\0')
+		shaping_result(s->shaping, j->route, "", d.throttle,
+		    now_wall());
+	if (shaping_save(s->shaping, j->route, now_wall()) < 0)
+		write_error(s, j->qid, "the route's quota counts");
+	/* the agent kept its connection: to this job's next hop, by the
+	 * name the scheduler gives it (idle_agent) */
+	ferry_strlcpy(a->hop, d.hop[0] != '\0' ? a->dest : "",
+	    sizeof(a->hop));
 	if (d.leaving)
 		a->retiring = 1;   /* told to stop: it exits now */
 	deliver_done_free(&d);
@@ -718,6 +731,7 @@ scheduler_new(const struct ferry_config *cfg, struct store *st,
 	s->cfg = cfg;
 	s->st = st;
 	s->hops = hop_health_new();
+	s->shaping = shaping_new(cfg, st, now_wall());
 	s->due_limit = DUE_BATCH;
 	agent_pool_init(&s->pool, st, agent_uid, &scheduler_hooks, s);
 	s->wake = 1;
@@ -1048,6 +1062,7 @@ scheduler_run(struct scheduler *s)
 	int64_t last_short = -1;
 	struct short_tally *tally = NULL;
 	int64_t turn_end = now_ms() + SUSPEND_TURN_MS, look_again;
+	int64_t shaped_look = 0;
 
 	if (s->cfg->agent_idle > 0 && s->next_retire_ms > 0 &&
 	    now_ms() >= s->next_retire_ms)
@@ -1094,6 +1109,13 @@ scheduler_run(struct scheduler *s)
 			snprintf(dest, sizeof(dest), "mx:%s", domain);
 		verdict = hop_health_verdict(s->hops, dest, now, &hop_dsn,
 		    &hop_reason);
+		if (verdict != HOP_SUSPEND && !shaping_may_dispatch(s->shaping,
+		    route, dest_busy(s, dest), s->cfg->per_destination, now,
+		    &shaped_look)) {
+			/* over the route's quota: due, not deferred */
+			blocked = 1;
+			continue;
+		}
 		if (verdict == HOP_SEND && !any_idle) {
 			/* an agent more would take it (one per message) */
 			if (v[i].msgid != last_short) {
@@ -1144,7 +1166,16 @@ scheduler_run(struct scheduler *s)
 			blocked = 1;
 			continue;
 		}
+		if (shaping_recipients(s->shaping, route) > 0 &&
+		    nidx > shaping_recipients(s->shaping, route)) {
+			/* the rest in further transactions, one at a time */
+			for (k = shaping_recipients(s->shaping, route);
+			    k < nidx; k++)
+				taken[idx[k]] = 0;
+			nidx = shaping_recipients(s->shaping, route);
+		}
 		dispatch(s, a, dest, route, domain, v, idx, nidx);
+		shaping_dispatched(s->shaping, route, now);
 		if (verdict == HOP_PROBE) {
 			hop_health_probe_sent(s->hops, dest);
 			a->job->probe = 1;
@@ -1172,6 +1203,8 @@ scheduler_run(struct scheduler *s)
 	s->agents_wanted = busy + (tally != NULL ? tally->wanted : 0);
 	look_again = tally != NULL ? tally->look_again_ms : 0;
 	free(tally);
+	shaping_turn_end(s->shaping, now, &shaped_look);
+	shaping_figures(s->shaping, now, &s->metrics.shaping);
 	if (s->agents_wanted > s->cfg->delivery_agents)
 		s->agents_wanted = s->cfg->delivery_agents;
 	scheduler_retire_idle(s);
@@ -1187,6 +1220,8 @@ scheduler_run(struct scheduler *s)
 	}
 	if (look_again > 0 && look_again < s->next_run_ms)
 		s->next_run_ms = look_again;
+	if (shaped_look > 0 && shaped_look < s->next_run_ms)
+		s->next_run_ms = shaped_look;
 }
 
 void
@@ -1228,6 +1263,7 @@ void
 scheduler_set_config(struct scheduler *s, const struct ferry_config *cfg)
 {
 	s->cfg = cfg;
+	shaping_set_config(s->shaping, cfg, now_wall());
 }
 
 void
@@ -1363,5 +1399,6 @@ scheduler_free(struct scheduler *s)
 	agent_pool_close(&s->pool);
 	free_unsaved(s);
 	hop_health_free(s->hops);
+	shaping_free(s->shaping);
 	free(s);
 }

@@ -275,6 +275,9 @@ START_TEST(test_classify_replies)
 		{ 450, "4.2.0", "450 4.2.0 RATE LIMIT exceeded", SHAPER_REPLY_THROTTLE },
 		{ 421, "", "421 Too Many connections from your host", SHAPER_REPLY_THROTTLE },
 		{ 454, "4.7.0", "454 Throttling failure: Maximum sending rate exceeded", SHAPER_REPLY_THROTTLE },
+		/* the enhanced code read from the text when not given */
+		{ 421, "", "host a[192.0.2.1]:25 said: 421 4.7.0 Try later", SHAPER_REPLY_THROTTLE },
+		{ 421, "", "host a[192.0.2.1]:25 said: 421 4.3.2 Closing", SHAPER_REPLY_OTHER },
 		{ 452, "4.5.3", "452 4.5.3 Error: too many recipients", SHAPER_REPLY_TOO_MANY_RCPTS },
 		{ 452, "", "452 Too many recipients", SHAPER_REPLY_TOO_MANY_RCPTS },
 		{ 452, "4.3.1", "452 4.3.1 Insufficient system storage", SHAPER_REPLY_OTHER },
