@@ -7,7 +7,7 @@
  * a unit test.
  *
  * A message is one token of each configured bucket per transaction.
- * The per-second bucket holds a tenth of a second's worth (at least one
+ * The per-second bucket holds a fifth of a second's worth (at least one
  * token): mail goes out evenly spaced.  The minute, hour and day buckets
  * hold their whole quota: a quiet route may send that many at once, then
  * waits for the bucket to refill.  Each bucket keeps a quarter of a

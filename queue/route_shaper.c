@@ -47,7 +47,7 @@ refill_rate(const struct route_shaper *sh, int w)
 static double
 capacity(const struct route_shaper *sh, int w)
 {
-	double cap = w == SHAPE_SECOND ? (double)(sh->lim.rate[w] / 10) :
+	double cap = w == SHAPE_SECOND ? (double)(sh->lim.rate[w] / 5) :
 	    (double)sh->lim.rate[w];
 
 	cap /= (double)(1 << sh->level);

@@ -305,6 +305,14 @@ shaping_turn_end(struct shaping *sh, double now, int64_t *look_again_ms)
 			r->last_waited = now;
 			r->waiting_last = r->waiting;
 		}
+		if (r->was_waiting) {
+			/* a look when it may be said to wait no more */
+			int64_t ms = now_ms() + (int64_t)((r->last_waited +
+			    WAIT_OVER_AFTER - now) * 1000.0) + 1;
+
+			if (*look_again_ms == 0 || ms < *look_again_ms)
+				*look_again_ms = ms;
+		}
 		r->waiting = 0;
 	}
 }
