@@ -95,6 +95,16 @@ int route_shaper_active(const struct shaper_limits *lim);
  * is when to look again (0: when a connection frees up). */
 enum shaper_wait route_shaper_may_send(struct route_shaper *sh, double now,
     int busy, int base_connections, double *at);
+/* Mail over the route's quota stays due, but a long line of it would
+ * fill every read of what is due and hold other routes' mail up: of the
+ * recipients waiting now, n counted from 0 in order, those the buckets
+ * will let go within SHAPER_HOLD seconds stay due (0), the others are
+ * held until about SHAPER_HOLD before their turn comes, at least
+ * SHAPER_HOLD and at most SHAPER_HOLD_MAX seconds from now. */
+#define SHAPER_HOLD 2.0
+#define SHAPER_HOLD_MAX 60.0
+double route_shaper_hold_until(const struct route_shaper *sh, double now,
+    size_t n);
 /* One transaction started: one token of each bucket. */
 void route_shaper_take(struct route_shaper *sh, double now);
 /* The connections the route may use now (back-off applied). */

@@ -55,9 +55,12 @@ void shaping_set_config(struct shaping *sh, const struct ferry_config *cfg,
  * start now, with busy of its agents at work and per_destination the
  * scheduler's own limit?  When not, *look_again_ms (now_ms() clock) is
  * lowered to when it may (left alone when a free connection will wake
- * the scheduler).  A "no" for a quota counts the recipient as waiting. */
+ * the scheduler).  A "no" for a quota counts the recipient as waiting,
+ * and *hold_until says until when to hold it out of the due mail
+ * (route_shaper_hold_until; 0: it stays due). */
 int shaping_may_dispatch(struct shaping *sh, const struct route_config *route,
-    int busy, int per_destination, double now, int64_t *look_again_ms);
+    int busy, int per_destination, double now, int64_t *look_again_ms,
+    double *hold_until);
 /* A job (one transaction) went to route: its tokens are spent. */
 void shaping_dispatched(struct shaping *sh, const struct route_config *route,
     double now);

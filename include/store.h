@@ -187,6 +187,9 @@ int store_route_quota_get(struct store *st, const char *route, int window,
     double *tokens, double *stamp);
 int store_route_quota_put(struct store *st, const char *route, int window,
     double tokens, double stamp);
+/* Holds the pending recipient id back until when (not an attempt: a
+ * route's quota, route_shaper_hold_until).  Inside a transaction. */
+int store_rcpt_hold(struct store *st, int64_t id, double when);
 /* 'active' -> 'hold' by ferry itself, with the reason "queue show"
  * displays.  Inside a transaction. */
 int store_message_hold(struct store *st, int64_t msgid, const char *reason);

@@ -158,6 +158,31 @@ route_shaper_may_send(struct route_shaper *sh, double now, int busy,
 	return SHAPER_GO;
 }
 
+double
+route_shaper_hold_until(const struct route_shaper *sh, double now, size_t n)
+{
+	double start = now < sh->pause_until ? sh->pause_until : now;
+	double turn = start;   /* when the n-th may go, by every bucket */
+	int w;
+
+	for (w = 0; w < SHAPE_WINDOWS; w++) {
+		double tokens, at;
+
+		if (sh->lim.rate[w] <= 0)
+			continue;
+		tokens = route_shaper_tokens(sh, (enum shaper_window)w, start);
+		at = start + ((double)n + 1 - tokens) / refill_rate(sh, w);
+		if (at > turn)
+			turn = at;
+	}
+	if (turn < now + SHAPER_HOLD)
+		return 0;   /* its turn is near: it stays due */
+	turn -= SHAPER_HOLD;
+	if (turn < now + SHAPER_HOLD)
+		turn = now + SHAPER_HOLD;
+	return turn > now + SHAPER_HOLD_MAX ? now + SHAPER_HOLD_MAX : turn;
+}
+
 void
 route_shaper_take(struct route_shaper *sh, double now)
 {

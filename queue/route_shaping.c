@@ -163,12 +163,14 @@ shaping_set_config(struct shaping *sh, const struct ferry_config *cfg,
 
 int
 shaping_may_dispatch(struct shaping *sh, const struct route_config *route,
-    int busy, int per_destination, double now, int64_t *look_again_ms)
+    int busy, int per_destination, double now, int64_t *look_again_ms,
+    double *hold_until)
 {
 	struct shaped_route *r = find(sh, route != NULL ? route->name : NULL);
 	enum shaper_wait w;
 	double at;
 
+	*hold_until = 0;
 	if (r == NULL)
 		return 1;
 	w = route_shaper_may_send(&r->sh, now, busy, per_destination, &at);
@@ -177,6 +179,8 @@ shaping_may_dispatch(struct shaping *sh, const struct route_config *route,
 	if (w == SHAPER_WAIT_RATE || w == SHAPER_WAIT_PAUSE) {
 		int64_t ms = now_ms() + (int64_t)((at - now) * 1000.0) + 1;
 
+		*hold_until = route_shaper_hold_until(&r->sh, now,
+		    (size_t)r->waiting);
 		r->waiting++;
 		if (*look_again_ms == 0 || ms < *look_again_ms)
 			*look_again_ms = ms;

@@ -1111,8 +1111,14 @@ scheduler_run(struct scheduler *s)
 		    &hop_reason);
 		if (verdict != HOP_SUSPEND && !shaping_may_dispatch(s->shaping,
 		    route, dest_busy(s, dest), s->cfg->per_destination, now,
-		    &shaped_look)) {
-			/* over the route's quota: due, not deferred */
+		    &shaped_look, &when)) {
+			/* over the route's quota: not deferred; far from its
+			 * turn, held out of the due mail meanwhile */
+			if (when > v[i].received_at + s->cfg->max_lifetime)
+				when = v[i].received_at + s->cfg->max_lifetime;
+			if (when > now && (store_begin(s->st) < 0 ||
+			    store_rcpt_hold(s->st, v[i].rcpt_id, when) < 0))
+				write_error(s, v[i].qid, "a quota hold");
 			blocked = 1;
 			continue;
 		}

@@ -3305,3 +3305,26 @@ store_route_quota_put(struct store *st, const char *route, int window,
 	sqlite3_finalize(q);
 	return rc == SQLITE_DONE ? 0 : -1;
 }
+
+int
+store_rcpt_hold(struct store *st, int64_t id, double when)
+{
+	sqlite3_stmt *q;
+	int rc;
+
+	if (need_tx(st, "hold for a quota") == -1)
+		return -1;
+	if (sqlite3_prepare_v2(st->db, "UPDATE recipient SET next_attempt = ?2"
+	    " WHERE id = ?1 AND state = 'pending' AND next_attempt < ?2", -1,
+	    &q, NULL) != SQLITE_OK) {
+		db_err(st, "hold for a quota");
+		return -1;
+	}
+	sqlite3_bind_int64(q, 1, id);
+	sqlite3_bind_double(q, 2, when);
+	rc = sqlite3_step(q);
+	if (rc != SQLITE_DONE)
+		db_err(st, "hold for a quota");
+	sqlite3_finalize(q);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
