@@ -67,8 +67,9 @@ void shaping_dispatched(struct shaping *sh, const struct route_config *route,
 /* Recipients one job to route may carry; 0 = any. */
 size_t shaping_recipients(const struct shaping *sh,
     const struct route_config *route);
-/* A recipient's result from route (by name): a throttling reply slows
- * the route down (logged once per change). */
+/* A job to route (by name) met reply, a throttling reply by the agent's
+ * word (JOB_DONE): checked again, it slows the route down (logged once
+ * per change). */
 void shaping_result(struct shaping *sh, const char *route, const char *dsn,
     const char *reply, double now);
 /* The end of a scheduler turn: back-off steps down after quiet periods,

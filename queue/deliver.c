@@ -42,6 +42,7 @@
 #include "log.h"
 #include "nexthop.h"
 #include "privsep.h"
+#include "route_shaper.h"
 #include "procfd.h"
 #include "smtp_client.h"
 #include "tls_client.h"
@@ -195,6 +196,10 @@ job_result(struct job_ctx *x, size_t i, uint32_t status, const char *dsn,
 	runner_send(x->ag);
 	x->state[i] = R_DONE;
 	x->npending--;
+	if (status == DS_DEFERRED && x->throttle[0] == '\0' &&
+	    route_shaper_classify(route_shaper_reply_code(reply), dsn,
+	    reply) == SHAPER_REPLY_THROTTLE)
+		ferry_strlcpy(x->throttle, reply, sizeof(x->throttle));
 	log_debug("%s: <%s>: %s %s (%s)", x->job->qid, x->job->rcpts[i].addr,
 	    status == DS_DELIVERED ? "sent" : status == DS_DEFERRED ?
 	    "deferred" : "bounced", dsn, reply);

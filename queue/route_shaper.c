@@ -333,15 +333,30 @@ route_shaper_classify(int code, const char *dsn, const char *text)
 	return SHAPER_REPLY_OTHER;
 }
 
-int
-route_shaper_reply_code(const char *reply)
+/* A reply code at p: three digits, then a space, a dash or the end. */
+static int
+code_at(const char *p)
 {
-	const char *p = reply != NULL ? strstr(reply, " said: ") : NULL;
-
-	p = p != NULL ? p + 7 : reply;
-	if (p == NULL || !isdigit((unsigned char)p[0]) ||
-	    !isdigit((unsigned char)p[1]) || !isdigit((unsigned char)p[2]) ||
+	if (!isdigit((unsigned char)p[0]) || !isdigit((unsigned char)p[1]) ||
+	    !isdigit((unsigned char)p[2]) ||
 	    (p[3] != '\0' && p[3] != ' ' && p[3] != '-'))
 		return 0;
 	return (p[0] - '0') * 100 + (p[1] - '0') * 10 + (p[2] - '0');
+}
+
+int
+route_shaper_reply_code(const char *reply)
+{
+	const char *p;
+	int code;
+
+	if (reply == NULL)
+		return 0;
+	if ((code = code_at(reply)) != 0)
+		return code;
+	/* "host H said: 421 ...", "host H refused to talk to me: 421 ..." */
+	for (p = strstr(reply, ": "); p != NULL; p = strstr(p + 2, ": "))
+		if ((code = code_at(p + 2)) != 0)
+			return code;
+	return 0;
 }

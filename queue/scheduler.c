@@ -666,9 +666,6 @@ on_result(void *arg, struct pool_agent *a, struct ipc_in *in)
 	decide(s, j, &j->rcpts[k], outcome_of(r.status), r.dsn, r.reply,
 	    r.relay, r.tls);
 	write_rcpt(s, j, &j->rcpts[k]);
-	if (r.status == DS_DEFERRED)
-		shaping_result(s->shaping, j->route, r.dsn, r.reply,
-		    now_wall());
 	deliver_result_free(&r);
 	return 0;
 }

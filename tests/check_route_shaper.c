@@ -306,6 +306,10 @@ START_TEST(test_reply_code)
 	ck_assert_int_eq(route_shaper_reply_code("host a[127.0.0.1]:25 said: "
 	    "421 4.7.0 rate limit (in reply to MAIL FROM command)"), 421);
 	ck_assert_int_eq(route_shaper_reply_code("451-4.7.1 more"), 451);
+	ck_assert_int_eq(route_shaper_reply_code("host a[192.0.2.1]:25 "
+	    "refused to talk to me: 421 4.7.0 Too many connections"), 421);
+	ck_assert_int_eq(route_shaper_reply_code("connect to a[192.0.2.1]:25: "
+	    "Connection refused"), 0);
 	ck_assert_int_eq(route_shaper_reply_code("452"), 452);
 	ck_assert_int_eq(route_shaper_reply_code("connect to a: refused"), 0);
 	ck_assert_int_eq(route_shaper_reply_code("host x said: 42 short"), 0);

@@ -222,6 +222,58 @@ class ShapingTest(DeliveryCase):
         # the throttled message was deferred as usual, then delivered
         s.wait_messages(230, 30)
 
+    def test_421_greeting_throttle_in_status_and_metrics(self):
+        import test_metrics as tm
+        s = self.smarthost()
+        s.reply_at("greeting", "421 4.7.0 Too many connections, slow "
+                   "down", times=1)
+        route = self.route("dest", ["dest.test"], [s.address],
+                           rate_per_minute=600, max_connections=4)
+        d = tm.MetricsFerry(routes=[route], delivery={
+            "retry_schedule": [1], "connect_timeout": 5}).start()
+
+        def cleanup():
+            self.dump_logs_if_failed(d)
+            d.stop()
+        self.addCleanup(cleanup)
+        self.assertTrue(ft.wait_for(lambda: d.children("ferry-metrics"),
+                                    10))
+        qid = d.send(BODY, sender=SENDER, rcpts=["r@dest.test"])
+        self.log_line(d, r"route dest: throttled by the next hop, backing "
+                         r"off to level 1 \(5 message\(s\)/s, 2 "
+                         r"connection\(s\)\), paused 1 s: host .*: 421 "
+                         r"4\.7\.0 Too many connections")
+        # deferred as usual by the 421, then sent
+        s.wait_messages(1, WAIT)
+        self.gone(d, qid)
+        st = self.route_status(d)
+        self.assertEqual(st["backoff_level"], 1)
+        self.assertEqual(st["connections"], 2)
+        self.assertEqual(st["throttles"], 1)
+
+        def scrape():
+            try:
+                code, _, body = d.http("GET", "/metrics")
+            except OSError:
+                return None
+            return body.decode() if code == 200 else None
+        text = ft.wait_for(scrape, WAIT, 0.2)
+        self.assertIsNotNone(text)
+        samples = tm.check_exposition(self, text)
+        self.assertEqual(tm.value(samples, "ferry_route_throttled",
+                                  route="dest"), 1)
+        self.assertEqual(tm.value(samples, "ferry_route_quota_waiting",
+                                  route="dest"), 0)
+        self.assertEqual(tm.value(samples, "ferry_route_rate",
+                                  route="dest"), 5)
+        self.assertEqual(tm.value(samples, "ferry_route_throttles_total",
+                                  route="dest"), 1)
+        self.assertLess(tm.value(samples, "ferry_route_tokens",
+                                 route="dest", window="minute"), 301)
+        # ten quiet seconds: back to level 0
+        self.log_line(d, r"route dest: no throttling for 10 s, back to "
+                         r"its configured rates", timeout=20)
+
 
 if __name__ == "__main__":
     ft.main(need_root=True)
