@@ -99,6 +99,14 @@ struct route_config {
 	int host_failures;         /* failures in a row open a circuit */
 	int host_cooldown;         /* seconds an open host is skipped */
 	int probe_interval;        /* active probe, seconds; 0 = off */
+	/* route "x" and smarthost: rate shaping (route_shaper.h); 0 = off */
+	int rate_per_second;       /* messages (transactions) per second */
+	int rate_per_minute;
+	int rate_per_hour;         /* the hour and day counts are kept in */
+	int rate_per_day;          /* the store across restarts */
+	int max_connections;       /* at once; 0 = delivery.per_destination */
+	int messages_per_connection;   /* then the agent reconnects */
+	int recipients_per_message;    /* more go in further transactions */
 };
 
 struct ferry_config {

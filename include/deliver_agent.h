@@ -15,7 +15,9 @@
 #include "ipc.h"
 #include "smtp_client.h"
 
-enum rcpt_state { R_PENDING = 0, R_ACCEPTED, R_DONE };
+/* R_LATER: left by a 452 4.5.3 for the next transaction (pending again
+ * once this one is over). */
+enum rcpt_state { R_PENDING = 0, R_ACCEPTED, R_DONE, R_LATER };
 
 /* The queue runner's socket. */
 struct runner_link {
@@ -58,6 +60,16 @@ struct job_ctx {
 	int saw_421;              /* a 421 since the host was last noted */
 	struct host_tried *tried; /* JOB_MAX_HOSTS of them */
 	size_t ntried;
+	/* A server that answered 452 4.5.3 (too many recipients) after it
+	 * took others: the rest stay pending for a further transaction on
+	 * the same connection, and the body is kept for it. */
+	int split;                /* this transaction left some */
+	int keep_body;            /* keep the body as it streams */
+	unsigned char *body;      /* kept: the body as the runner sent it */
+	size_t body_len, body_cap;
+	int body_kept;            /* body[] holds all of it */
+	char throttle[2048];      /* the first throttling reply, for the
+	                             runner (JOB_DONE); "" */
 };
 
 /* Reports recipient i's result to the runner (exactly once each). */

@@ -108,6 +108,9 @@ struct deliver_done {
 	/* each route host it tried, in the order tried (none for MX) */
 	struct deliver_host_report *hosts;
 	size_t nhosts;
+	char *throttle;           /* a throttling reply a next hop gave
+	                             during the job (route_shaper.h), even
+	                             one another host made up for; "" */
 };
 
 /* An active probe of one pool host (IMSG_PROBE): connect, greeting,

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include "metrics_text.h"
+#include "route_shaping.h"
 #include "store.h"
 
 struct ferry_config;
@@ -82,6 +83,8 @@ struct sched_metrics {
 	size_t nroutes;
 	struct histogram delivery_seconds;
 	double last_delivered;    /* the last recipient sent; 0: none */
+	/* the routes with rate shaping, as of the last turn */
+	struct shaping_figures shaping;
 };
 const struct sched_metrics *scheduler_metrics(const struct scheduler *s);
 

@@ -33,6 +33,7 @@ struct smtp_conn {
 	struct ehlo_caps caps;
 	char key[KEY_MAX];        /* deliver_hop_key of the jobs it serves */
 	int64_t idle_since;
+	int transactions;         /* MAIL commands on this connection */
 	int secret;               /* what is sent now must not be logged */
 };
 

@@ -183,6 +183,16 @@ void store_msginfo_free(struct store_msginfo *mi);
 int store_agent_died(struct store *st, int64_t msgid);
 /* A job of msgid finished: the count of agent deaths starts again. */
 int store_agent_survived(struct store *st, int64_t msgid);
+/* A route's shaping count for window (route_shaper.h: SHAPE_HOUR,
+ * SHAPE_DAY): tokens left at stamp.  get: 1 found, 0 none, -1 error;
+ * put writes it in the open transaction. */
+int store_route_quota_get(struct store *st, const char *route, int window,
+    double *tokens, double *stamp);
+int store_route_quota_put(struct store *st, const char *route, int window,
+    double tokens, double stamp);
+/* Holds the pending recipient id back until when (not an attempt: a
+ * route's quota, route_shaper_hold_until).  Inside a transaction. */
+int store_rcpt_hold(struct store *st, int64_t id, double when);
 /* 'active' -> 'hold' by ferry itself, with the reason "queue show"
  * displays.  Inside a transaction. */
 int store_message_hold(struct store *st, int64_t msgid, const char *reason);

@@ -298,6 +298,43 @@ put_oauth2(json_t *doc, const struct token_client *tc)
 	}
 }
 
+/* "shaping" of status: each route with rate shaping, its limits, the
+ * tokens left in each, its rate and connections after back-off, its
+ * back-off level and the recipients waiting over its quota. */
+static void
+put_shaping(json_t *doc, const struct sched_metrics *d)
+{
+	json_t *list = put(doc, "shaping", new_array());
+	size_t i;
+	int w;
+
+	for (i = 0; d != NULL && i < d->shaping.n; i++) {
+		const struct shaping_figure *f = &d->shaping.route[i];
+		json_t *o = new_object(), *q;
+
+		push(list, o);
+		put_str(o, "route", f->route);
+		put_double_opt(o, "rate", f->rate > 0 ? f->rate : -1);
+		put_int(o, "connections", f->connections);
+		put_int(o, "backoff_level", f->level);
+		put_double_opt(o, "paused_until", f->paused_until > 0 ?
+		    f->paused_until : -1);
+		put_int(o, "waiting", f->waiting);
+		put_int(o, "throttles", (int64_t)f->throttles);
+		q = put(o, "quotas", new_object());
+		for (w = 0; w < SHAPE_WINDOWS; w++) {
+			json_t *b;
+
+			if (f->limit[w] <= 0)
+				continue;
+			b = put(q, shaper_window_name((enum shaper_window)w),
+			    new_object());
+			put_int(b, "limit", f->limit[w]);
+			put_double_opt(b, "tokens", f->tokens[w]);
+		}
+	}
+}
+
 /* "anvil" of status: what the master told of ferry-anvil, or null. */
 static void
 put_anvil(json_t *doc, const struct anvil_figures *f)
@@ -372,6 +409,7 @@ cmd_status(struct control_ctx *ctx, const char *qid, struct answer *a)
 	put_routes(doc, ctx->deliveries);
 	put_oauth2(doc, ctx->tokens);
 	upstream_pools_json(ctx->pools, doc);
+	put_shaping(doc, ctx->deliveries);
 	put_anvil(doc, ctx->anvil);
 	o = put(doc, "stall", new_object());
 	put_bool(o, "known", ctx->stall_known);

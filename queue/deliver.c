@@ -45,6 +45,7 @@
 #include "log.h"
 #include "nexthop.h"
 #include "privsep.h"
+#include "route_shaper.h"
 #include "procfd.h"
 #include "smtp_client.h"
 #include "tls_client.h"
@@ -199,6 +200,10 @@ job_result(struct job_ctx *x, size_t i, uint32_t status, const char *dsn,
 	runner_send(x->ag);
 	x->state[i] = R_DONE;
 	x->npending--;
+	if (status == DS_DEFERRED && x->throttle[0] == '\0' &&
+	    route_shaper_classify(route_shaper_reply_code(reply), dsn,
+	    reply) == SHAPER_REPLY_THROTTLE)
+		ferry_strlcpy(x->throttle, reply, sizeof(x->throttle));
 	log_debug("%s: <%s>: %s %s (%s)", x->job->qid, x->job->rcpts[i].addr,
 	    status == DS_DELIVERED ? "sent" : status == DS_DEFERRED ?
 	    "deferred" : "bounced", dsn, reply);
@@ -289,6 +294,22 @@ done_hosts(struct deliver_done *done, struct job_ctx *x)
 	}
 }
 
+/* The route's messages_per_connection were sent on c: the next job
+ * opens a new connection. */
+static int
+connection_used_up(const struct ferry_config *cfg,
+    const struct deliver_job *job, const struct smtp_conn *c)
+{
+	size_t i;
+
+	for (i = 0; i < cfg->nroutes; i++)
+		if (strcmp(cfg->routes[i].name, job->route) == 0)
+			return cfg->routes[i].messages_per_connection > 0 &&
+			    c->transactions >=
+			    cfg->routes[i].messages_per_connection;
+	return 0;
+}
+
 static void
 run_job(struct deliver_agent *ag, struct deliver_job *job, int last_job)
 {
@@ -354,19 +375,22 @@ run_job(struct deliver_agent *ag, struct deliver_job *job, int last_job)
 	    x.last.relay, x.last.tls);
 	drain_data(&x);
 
-	if (c->fd >= 0 && (ag->cfg->connection_idle == 0 || stop || last_job))
+	if (c->fd >= 0 && (ag->cfg->connection_idle == 0 || stop ||
+	    last_job || connection_used_up(ag->cfg, job, c)))
 		client_quit(ag->cfg, c);
 	memset(&done, 0, sizeof(done));
 	done.job_id = job->job_id;
 	done.hop = c->fd >= 0 ? c->key : (char *)"";
 	done.leaving = stop || last_job;
 	done_hosts(&done, &x);
+	done.throttle = x.throttle;
 	deliver_done_encode(&done, runner_begin(ag, IMSG_JOB_DONE));
 	runner_send(ag);
 	c->idle_since = now_ms();
 	free(done.hosts);
 	free(x.tried);
 	free(x.state);
+	free(x.body);
 }
 
 /* An active probe of one pool host: connect, greeting, EHLO, QUIT, on a

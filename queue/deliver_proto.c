@@ -276,6 +276,7 @@ deliver_done_encode(const struct deliver_done *d, struct ipc_out *m)
 		ipc_add_u32(m, d->hosts[i].outcome);
 		ipc_add_str(m, d->hosts[i].error);
 	}
+	ipc_add_str(m, d->throttle != NULL ? d->throttle : "");
 }
 
 void
@@ -292,6 +293,7 @@ deliver_done_free(struct deliver_done *d)
 			free(d->hosts[i].error);
 		}
 	free(d->hosts);
+	free(d->throttle);
 	memset(d, 0, sizeof(*d));
 }
 
@@ -321,7 +323,8 @@ deliver_done_decode(struct ipc_in *in, struct deliver_done *d)
 			}
 		}
 	}
-	if (ipc_end(in) < 0)
+	if (ipc_get_str(in, &d->throttle, DP_MAX_REPLY) < 0 ||
+	    ipc_end(in) < 0)
 		goto fail;
 	return 0;
 fail:

@@ -25,6 +25,56 @@ counter(struct mtext *t, const char *name, const char *help, uint64_t v)
 	mtext_printf(t, "%s %llu\n", name, (unsigned long long)v);
 }
 
+/* One gauge per shaped route. */
+static void
+route_gauge(struct mtext *t, const char *name, const char *help,
+    const struct shaping_figures *f, int which)
+{
+	size_t i;
+
+	mtext_family(t, name, which == 3 ? "counter" : "gauge", help);
+	for (i = 0; i < f->n; i++) {
+		const struct shaping_figure *r = &f->route[i];
+		double v = which == 0 ? r->level : which == 1 ? r->waiting :
+		    which == 2 ? r->rate : (double)r->throttles;
+
+		mtext_printf(t, "%s{route=\"", name);
+		mtext_label(t, r->route);
+		mtext_printf(t, "\"} %.17g\n", v);
+	}
+}
+
+static void
+write_shaping(struct mtext *t, const struct shaping_figures *f)
+{
+	size_t i;
+	int w;
+
+	if (f->n == 0)
+		return;
+	route_gauge(t, "ferry_route_throttled", "Back-off level of a route "
+	    "slowed down by throttling replies (0: not throttled; each level "
+	    "halves its rates and connections).", f, 0);
+	route_gauge(t, "ferry_route_quota_waiting", "Recipients due for a "
+	    "route that wait for its quota (not deferred).", f, 1);
+	route_gauge(t, "ferry_route_rate", "Messages per second a shaped "
+	    "route may send now (0: unlimited).", f, 2);
+	route_gauge(t, "ferry_route_throttles_total", "Throttling replies "
+	    "from a route's next hop.", f, 3);
+	mtext_family(t, "ferry_route_tokens", "gauge", "Messages a shaped "
+	    "route may still send in each quota window.");
+	for (i = 0; i < f->n; i++)
+		for (w = 0; w < SHAPE_WINDOWS; w++) {
+			if (f->route[i].limit[w] <= 0)
+				continue;
+			mtext_printf(t, "ferry_route_tokens{route=\"");
+			mtext_label(t, f->route[i].route);
+			mtext_printf(t, "\",window=\"%s\"} %.17g\n",
+			    shaper_window_name((enum shaper_window)w),
+			    f->route[i].tokens[w]);
+		}
+}
+
 static void
 write_deliveries(struct mtext *t, const struct sched_metrics *d)
 {
@@ -54,6 +104,7 @@ write_deliveries(struct mtext *t, const struct sched_metrics *d)
 	for (i = 0; i < TLSV_COUNT; i++)
 		mtext_printf(t, "ferry_tls_out_total{version=\"%s\"} %llu\n",
 		    tls_version_names[i], (unsigned long long)d->tls_out[i]);
+	write_shaping(t, &d->shaping);
 	mtext_family(t, "ferry_delivery_seconds", "histogram",
 	    "Time from arrival to a recipient's final result.");
 	mtext_histogram(t, "ferry_delivery_seconds", &d->delivery_seconds);

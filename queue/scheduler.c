@@ -72,6 +72,7 @@
 #include "ipc.h"
 #include "lifecycle.h"
 #include "log.h"
+#include "route_shaping.h"
 #include "scheduler.h"
 #include "smtp_parse.h"
 #include "store.h"
@@ -163,6 +164,7 @@ struct scheduler {
 	                             DUE_BATCH */
 	int64_t next_retire_ms;   /* when an idle agent is next let go;
 	                             0: none is free */
+	struct shaping *shaping;  /* routes' rates and back-off */
 	struct sched_metrics metrics;
 	struct token_client *tokens;   /* OAuth2 routes' access tokens */
 	struct upstream_pools *pools;   /* routes with several hosts */
@@ -903,17 +905,36 @@ on_done(void *arg, struct pool_agent *a, struct ipc_in *in)
 			return -1;
 		}
 	a->job = NULL;
-	if (j->active_probe) {
-		pool_result(s, j, &d);
-		sched_job_free(j);
-	} else {
-		job_over(s, j);
-		if (upstream_pools_find(s->pools, j->route) != NULL)
+	{
+		int pooled = !j->active_probe &&
+		    upstream_pools_find(s->pools, j->route) != NULL;
+
+		if (j->active_probe) {
 			pool_result(s, j, &d);
+			sched_job_free(j);
+		} else {
+			job_over(s, j);
+			if (pooled)
+				pool_result(s, j, &d);
+			else
+				hop_result(s, j);
+			if (d.throttle[0] != '\0')
+				shaping_result(s->shaping, j->route, "",
+				    d.throttle, now_wall());
+			if (shaping_save(s->shaping, j->route,
+			    now_wall()) < 0)
+				write_error(s, j->qid,
+				    "the route's quota counts");
+		}
+		/* the agent kept its connection: a pool's by the host it
+		 * reached (the key dispatch looks for), another's by the
+		 * name the scheduler gives its next hop (idle_agent) */
+		if (pooled)
+			ferry_strlcpy(a->hop, d.hop, sizeof(a->hop));
 		else
-			hop_result(s, j);
+			ferry_strlcpy(a->hop, d.hop[0] != '\0' ? a->dest : "",
+			    sizeof(a->hop));
 	}
-	ferry_strlcpy(a->hop, d.hop, sizeof(a->hop));
 	if (d.leaving)
 		a->retiring = 1;   /* told to stop: it exits now */
 	deliver_done_free(&d);
@@ -942,6 +963,7 @@ scheduler_new(const struct ferry_config *cfg, struct store *st,
 	s->st = st;
 	s->hops = hop_health_new();
 	s->pools = upstream_pools_new(cfg);
+	s->shaping = shaping_new(cfg, st, now_wall());
 	s->due_limit = DUE_BATCH;
 	agent_pool_init(&s->pool, st, agent_uid, &scheduler_hooks, s);
 	s->wake = 1;
@@ -1340,6 +1362,7 @@ scheduler_run(struct scheduler *s)
 	int64_t last_short = -1;
 	struct short_tally *tally = NULL;
 	int64_t turn_end = now_ms() + SUSPEND_TURN_MS, look_again;
+	int64_t shaped_look = 0;
 
 	if (s->cfg->agent_idle > 0 && s->next_retire_ms > 0 &&
 	    now_ms() >= s->next_retire_ms)
@@ -1406,6 +1429,19 @@ scheduler_run(struct scheduler *s)
 			blocked = 1;
 			continue;
 		}
+		if (verdict != HOP_SUSPEND && !shaping_may_dispatch(s->shaping,
+		    route, dest_busy(s, dest), s->cfg->per_destination, now,
+		    &shaped_look, &when)) {
+			/* over the route's quota: not deferred; far from its
+			 * turn, held out of the due mail meanwhile */
+			if (when > v[i].received_at + s->cfg->max_lifetime)
+				when = v[i].received_at + s->cfg->max_lifetime;
+			if (when > now && (store_begin(s->st) < 0 ||
+			    store_rcpt_hold(s->st, v[i].rcpt_id, when) < 0))
+				write_error(s, v[i].qid, "a quota hold");
+			blocked = 1;
+			continue;
+		}
 		if (verdict == HOP_SEND && !any_idle &&
 		    gate != TOKEN_GATE_DEFER) {
 			/* an agent more would take it (one per message) */
@@ -1463,6 +1499,14 @@ scheduler_run(struct scheduler *s)
 			blocked = 1;
 			continue;
 		}
+		if (shaping_recipients(s->shaping, route) > 0 &&
+		    nidx > shaping_recipients(s->shaping, route)) {
+			/* the rest in further transactions, one at a time */
+			for (k = shaping_recipients(s->shaping, route);
+			    k < nidx; k++)
+				taken[idx[k]] = 0;
+			nidx = shaping_recipients(s->shaping, route);
+		}
 		if (pool != NULL) {
 			char key[KEY_POOL_MAX];
 			struct pool_agent *same;
@@ -1481,6 +1525,7 @@ scheduler_run(struct scheduler *s)
 		}
 		dispatch(s, a, dest, route, domain, v, idx, nidx,
 		    npicked > 0 ? picked : NULL, npicked);
+		shaping_dispatched(s->shaping, route, now);
 		if (pool_probe) {
 			ferry_strlcpy(a->job->probe_host, picked[0],
 			    sizeof(a->job->probe_host));
@@ -1515,6 +1560,8 @@ scheduler_run(struct scheduler *s)
 	    s->probes_wanted;
 	look_again = tally != NULL ? tally->look_again_ms : 0;
 	free(tally);
+	shaping_turn_end(s->shaping, now, &shaped_look);
+	shaping_figures(s->shaping, now, &s->metrics.shaping);
 	if (s->agents_wanted > s->cfg->delivery_agents)
 		s->agents_wanted = s->cfg->delivery_agents;
 	scheduler_retire_idle(s);
@@ -1541,6 +1588,8 @@ scheduler_run(struct scheduler *s)
 				s->next_run_ms = ms;
 		}
 	}
+	if (shaped_look > 0 && shaped_look < s->next_run_ms)
+		s->next_run_ms = shaped_look;
 }
 
 void
@@ -1585,6 +1634,7 @@ void
 scheduler_set_config(struct scheduler *s, const struct ferry_config *cfg)
 {
 	s->cfg = cfg;
+	shaping_set_config(s->shaping, cfg, now_wall());
 	upstream_pools_reload(s->pools, cfg);
 }
 
@@ -1730,5 +1780,6 @@ scheduler_free(struct scheduler *s)
 	hop_health_free(s->hops);
 	token_client_free(s->tokens);
 	upstream_pools_free(s->pools);
+	shaping_free(s->shaping);
 	free(s);
 }

@@ -98,6 +98,17 @@ CREATE TABLE attempt (
 );
 CREATE INDEX attempt_recipient ON attempt(recipient_id);
 
+-- Rate shaping: the hour and day counts of a route (route_shaper.h), so a
+-- restart does not hand a provider's quota out again.  Any schema version
+-- may hold it: the store makes it when a database made before lacks it.
+CREATE TABLE route_quota (
+    route         TEXT NOT NULL,        -- the route's name
+    span          INTEGER NOT NULL,     -- 2: the hour, 3: the day
+    tokens        REAL NOT NULL,        -- messages it may still send
+    stamp         REAL NOT NULL,        -- when tokens was counted
+    PRIMARY KEY (route, span)
+);
+
 -- Delivery history: what is left of a message once it leaves the queue
 -- with every recipient final (its summary, each recipient's outcome and
 -- every attempt; never the body).  Written in the transaction that

@@ -60,6 +60,7 @@ client_close(struct smtp_conn *c)
 	c->rlen = 0;
 	c->tls[0] = '\0';
 	c->key[0] = '\0';
+	c->transactions = 0;
 	memset(&c->caps, 0, sizeof(c->caps));
 }
 

@@ -24,6 +24,7 @@
 #include "deliver_proto.h"
 #include "from_rewrite.h"
 #include "log.h"
+#include "route_shaper.h"
 #include "smtp_client.h"
 #include "smtp_client_reply.h"
 #include "smtp_client_tx.h"
@@ -99,6 +100,40 @@ send_header(struct job_ctx *x, struct smtp_conn *c, struct body_out *b,
 		send_piece(x, c, b, (const uint8_t *)hdr, len);
 }
 
+/* The next piece of the body: from the runner the first time (kept as
+ * it comes when a further transaction will need it), then from what was
+ * kept.  NULL at its end. */
+static const uint8_t *
+body_next(struct job_ctx *x, size_t *pos, size_t *len)
+{
+	const uint8_t *p;
+
+	if (x->body_kept) {
+		if (*pos >= x->body_len)
+			return NULL;
+		p = x->body + *pos;
+		*len = x->body_len - *pos;
+		*pos = x->body_len;
+		return p;
+	}
+	p = job_next_chunk(x, len);
+	if (p == NULL) {
+		x->body_kept = x->keep_body;
+		return NULL;
+	}
+	if (x->keep_body) {
+		if (x->body_len + *len > x->body_cap) {
+			while (x->body_len + *len > x->body_cap)
+				x->body_cap = x->body_cap ? x->body_cap * 2 :
+				    65536;
+			x->body = xrealloc(x->body, x->body_cap);
+		}
+		memcpy(x->body + x->body_len, p, *len);
+		x->body_len += *len;
+	}
+	return p;
+}
+
 /* Streams the message dot-stuffed, then CRLF.CRLF.  With the route's
  * rewrite_from, the header block is held back (at most
  * FROM_REWRITE_MAX_HEADER bytes) and goes out rewritten; the rest of the
@@ -113,10 +148,11 @@ send_body(struct job_ctx *x, struct smtp_conn *c)
 	size_t hlen = 0, len;
 	const uint8_t *p;
 	int holding = x->job->rewrite_from[0] != '\0';
+	size_t pos = 0;
 
 	if (holding)
 		hdr = xmalloc(FROM_REWRITE_MAX_HEADER);
-	while ((p = job_next_chunk(x, &len)) != NULL) {
+	while ((p = body_next(x, &pos, &len)) != NULL) {
 		if (holding) {
 			size_t take = FROM_REWRITE_MAX_HEADER - hlen, end;
 
@@ -241,6 +277,24 @@ rcpt_reply(struct job_ctx *x, struct smtp_conn *c, size_t i,
 	enum trouble t = smtp_trouble_reply(STAGE_RCPT, r->code, 0);
 	char text[2048];
 
+	if (*naccepted > 0 && route_shaper_classify(r->code, scr_dsn(r),
+	    r->text) == SHAPER_REPLY_TOO_MANY_RCPTS &&
+	    (!x->data_done || x->body_kept)) {
+		/* too many recipients for one transaction: this one and
+		 * the rest go in the next, on the same connection */
+		x->state[i] = R_LATER;
+		x->split = 1;
+		x->keep_body = 1;
+		x->last.status = DS_DEFERRED;
+		snprintf(x->last.dsn, sizeof(x->last.dsn), "%s", scr_dsn(r));
+		snprintf(x->last.text, sizeof(x->last.text), "host %s said: "
+		    "%.1600s (in reply to RCPT TO command)", c->relay,
+		    r->text);
+		snprintf(x->last.relay, sizeof(x->last.relay), "%s",
+		    c->relay);
+		snprintf(x->last.tls, sizeof(x->last.tls), "%s", c->tls);
+		return 0;
+	}
 	if (t == TROUBLE_FAILOVER) {
 		hop_fail(x, c, scr_dsn(r),
 		    "host %s said: %.1600s (in reply to RCPT "
@@ -517,11 +571,10 @@ tx_body(struct tx *t)
 	return smtp_trouble_closes(r.code) ? TX_CLOSE : TX_KEEP;
 }
 
-/* MAIL, RCPTs, DATA, the body and the final reply on an open session.
- * 0: the connection may be kept; -1: it must be closed (x->last says
- * why; recipients still pending may try another host). */
-int
-client_transaction(struct job_ctx *x, struct smtp_conn *c)
+/* One transaction: MAIL, RCPTs, DATA, the body and the final reply.
+ * 0: the connection may be kept; -1: it must be closed. */
+static int
+one_transaction(struct job_ctx *x, struct smtp_conn *c)
 {
 	struct smtp_client_reply r;
 	struct tx t;
@@ -541,6 +594,7 @@ client_transaction(struct job_ctx *x, struct smtp_conn *c)
 		free(t.idx);
 		return 0;
 	}
+	c->transactions++;
 	next = tx_envelope(&t);
 	if (next == TX_GO_ON && !t.mail_ok)
 		next = tx_mail_refused(&t);
@@ -560,4 +614,31 @@ client_transaction(struct job_ctx *x, struct smtp_conn *c)
 	free(t.buf);
 	free(t.idx);
 	return next == TX_CLOSE ? -1 : 0;
+}
+
+/* MAIL, RCPTs, DATA, the body and the final reply on an open session,
+ * and again for the recipients a server wanted in a further transaction
+ * (452 4.5.3 after it took others).  0: the connection may be kept; -1:
+ * it must be closed (x->last says why; recipients still pending may try
+ * another host). */
+int
+client_transaction(struct job_ctx *x, struct smtp_conn *c)
+{
+	int rc;
+
+	for (;;) {
+		size_t i;
+
+		x->split = 0;
+		rc = one_transaction(x, c);
+		for (i = 0; i < x->job->nrcpts; i++)
+			if (x->state[i] == R_LATER)
+				x->state[i] = R_PENDING;
+		if (rc < 0 || !x->split || x->npending == 0)
+			return rc;
+		if (x->data_done && !x->body_kept)
+			return rc;   /* the body is gone: deferred */
+		log_debug("%s: %zu recipient(s) left for a further "
+		    "transaction on %s", x->job->qid, x->npending, c->relay);
+	}
 }

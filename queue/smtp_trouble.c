@@ -35,6 +35,7 @@
 #include "deliver_agent.h"
 #include "deliver_proto.h"
 #include "log.h"
+#include "route_shaper.h"
 #include "smtp_client.h"
 #include "smtp_trouble.h"
 #include "util.h"
@@ -156,4 +157,9 @@ hop_fail(struct job_ctx *x, const struct smtp_conn *c, const char *dsn,
 	ferry_strlcpy(x->last.tls, c != NULL ? c->tls : "",
 	    sizeof(x->last.tls));
 	log_debug("%s: %s", x->job->qid, x->last.text);
+	/* the route slows down even when another host takes the mail */
+	if (x->throttle[0] == '\0' && route_shaper_classify(
+	    route_shaper_reply_code(x->last.text), dsn, x->last.text) ==
+	    SHAPER_REPLY_THROTTLE)
+		ferry_strlcpy(x->throttle, x->last.text, sizeof(x->throttle));
 }

@@ -720,6 +720,36 @@ derived_indexes(struct store *st, const char *path, char *err,
 	return 0;
 }
 
+/* The routes' shaping counts (hour and day quotas): a table of its own
+ * that any schema version may hold, made when it is missing.  A ferry
+ * that does not know it leaves it alone. */
+static int
+route_quota_table(struct store *st, const char *path, char *err,
+    size_t errlen)
+{
+	char found[8];
+
+	if (query_text(st->db, "SELECT count(*) FROM sqlite_master"
+	    " WHERE type = 'table' AND name = 'route_quota'", found,
+	    sizeof(found)) == -1) {
+		open_failed(st, path, err, errlen);
+		return -1;
+	}
+	if (strcmp(found, "0") != 0)
+		return 0;
+	if (wal_mark(st) == -1 || sqlite3_exec(st->db,
+	    "CREATE TABLE IF NOT EXISTS route_quota ("
+	    " route TEXT NOT NULL, span INTEGER NOT NULL,"
+	    " tokens REAL NOT NULL, stamp REAL NOT NULL,"
+	    " PRIMARY KEY (route, span))", NULL, NULL, NULL) !=
+	    SQLITE_OK) {
+		open_failed(st, path, err, errlen);
+		return -1;
+	}
+	wal_checkpoint(st, SQLITE_CHECKPOINT_TRUNCATE);
+	return 0;
+}
+
 struct store *
 store_open(const char *path, char *err, size_t errlen)
 {
@@ -823,7 +853,8 @@ store_open(const char *path, char *err, size_t errlen)
 	}
 
 	if (vacuum_mode(st, path, err, errlen) == -1 ||
-	    derived_indexes(st, path, err, errlen) == -1)
+	    derived_indexes(st, path, err, errlen) == -1 ||
+	    route_quota_table(st, path, err, errlen) == -1)
 		goto fail;
 	for (i = 0; i < S_NSTMT; i++) {
 		if (sqlite3_prepare_v3(st->db, stmt_sql[i], -1,
@@ -3263,4 +3294,79 @@ store_history_show(struct store *st, const char *qid,
 fail:
 	store_admin_show_free(m);
 	return -1;
+}
+
+/* --- route shaping counts -------------------------------------------------- */
+
+int
+store_route_quota_get(struct store *st, const char *route, int window,
+    double *tokens, double *stamp)
+{
+	sqlite3_stmt *q;
+	int rc;
+
+	if (sqlite3_prepare_v2(st->db, "SELECT tokens, stamp FROM route_quota"
+	    " WHERE route = ?1 AND span = ?2", -1, &q, NULL) != SQLITE_OK) {
+		db_err(st, "route quota");
+		return -1;
+	}
+	sqlite3_bind_text(q, 1, route, -1, SQLITE_STATIC);
+	sqlite3_bind_int(q, 2, window);
+	rc = sqlite3_step(q);
+	if (rc == SQLITE_ROW) {
+		*tokens = sqlite3_column_double(q, 0);
+		*stamp = sqlite3_column_double(q, 1);
+	} else if (rc != SQLITE_DONE)
+		db_err(st, "route quota");
+	sqlite3_finalize(q);
+	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+int
+store_route_quota_put(struct store *st, const char *route, int window,
+    double tokens, double stamp)
+{
+	sqlite3_stmt *q;
+	int rc;
+
+	if (sqlite3_prepare_v2(st->db, "INSERT INTO route_quota"
+	    " (route, span, tokens, stamp) VALUES (?1, ?2, ?3, ?4)"
+	    " ON CONFLICT (route, span) DO UPDATE"
+	    " SET tokens = excluded.tokens, stamp = excluded.stamp", -1, &q,
+	    NULL) != SQLITE_OK) {
+		db_err(st, "route quota");
+		return -1;
+	}
+	sqlite3_bind_text(q, 1, route, -1, SQLITE_STATIC);
+	sqlite3_bind_int(q, 2, window);
+	sqlite3_bind_double(q, 3, tokens);
+	sqlite3_bind_double(q, 4, stamp);
+	rc = sqlite3_step(q);
+	if (rc != SQLITE_DONE)
+		db_err(st, "route quota");
+	sqlite3_finalize(q);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int
+store_rcpt_hold(struct store *st, int64_t id, double when)
+{
+	sqlite3_stmt *q;
+	int rc;
+
+	if (need_tx(st, "hold for a quota") == -1)
+		return -1;
+	if (sqlite3_prepare_v2(st->db, "UPDATE recipient SET next_attempt = ?2"
+	    " WHERE id = ?1 AND state = 'pending' AND next_attempt < ?2", -1,
+	    &q, NULL) != SQLITE_OK) {
+		db_err(st, "hold for a quota");
+		return -1;
+	}
+	sqlite3_bind_int64(q, 1, id);
+	sqlite3_bind_double(q, 2, when);
+	rc = sqlite3_step(q);
+	if (rc != SQLITE_DONE)
+		db_err(st, "hold for a quota");
+	sqlite3_finalize(q);
+	return rc == SQLITE_DONE ? 0 : -1;
 }

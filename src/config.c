@@ -849,6 +849,22 @@ _Static_assert(sizeof(enum listener_tls) == sizeof(int) &&
 	INT(sec, "host_failures", 3, base, RF(host_failures), 1, 1000), \
 	INT(sec, "host_cooldown", 30, base, RF(host_cooldown), 1, 86400), \
 	INT(sec, "probe_interval", 0, base, RF(probe_interval), 0, 86400)
+/* Rate shaping of the next hop, in smarthost { } and route "x" { }
+ * (route_shaper.h); 0 = off. */
+#define ROUTE_SHAPING(sec, base) \
+	INT(sec, "rate_per_second", 0, base, RF(rate_per_second), 0, \
+	    100000), \
+	INT(sec, "rate_per_minute", 0, base, RF(rate_per_minute), 0, \
+	    10000000), \
+	INT(sec, "rate_per_hour", 0, base, RF(rate_per_hour), 0, \
+	    100000000), \
+	INT(sec, "rate_per_day", 0, base, RF(rate_per_day), 0, \
+	    1000000000), \
+	INT(sec, "max_connections", 0, base, RF(max_connections), 0, 1024), \
+	INT(sec, "messages_per_connection", 0, base, \
+	    RF(messages_per_connection), 0, 1000000), \
+	INT(sec, "recipients_per_message", 0, base, \
+	    RF(recipients_per_message), 0, 100000)
 
 static const char *const log_target_names[] = { "syslog", "stderr",
     "journald", NULL };
@@ -975,6 +991,7 @@ static const struct option_row options[] = {
 	LIST("smarthost", "hosts", "{}", CFGF_NONE, ST_STR_LIST, B_SMARTHOST,
 	    RF(hosts), RF(nhosts), validate_hosts),
 	ROUTE_POOL("smarthost", B_SMARTHOST),
+	ROUTE_SHAPING("smarthost", B_SMARTHOST),
 
 	LIST("route", "domains", NULL, CFGF_NODEFAULT, ST_STR_LIST,
 	    B_INSTANCE, RF(domains), RF(ndomains), validate_domains),
@@ -985,6 +1002,7 @@ static const struct option_row options[] = {
 	    RF(senders), RF(nsenders), validate_senders),
 	ROUTE_REWRITE("route", B_INSTANCE),
 	ROUTE_POOL("route", B_INSTANCE),
+	ROUTE_SHAPING("route", B_INSTANCE),
 
 	INT("mx", "port", 25, B_CONFIG, CF(mx_port), 1, 65535),
 	ROUTE_POLICY("mx", B_MX_ROUTE),

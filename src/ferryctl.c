@@ -687,6 +687,52 @@ render_pools(const json_t *root, double now)
 	}
 }
 
+/* Routes with rate shaping: rate, tokens left, waiting, back-off. */
+static void
+render_shaping(const json_t *root)
+{
+	const json_t *list = member(root, "shaping", JSON_ARRAY);
+	size_t i;
+
+	for (i = 0; list != NULL && i < json_array_size(list); i++) {
+		const json_t *r = json_array_get(list, i);
+		const json_t *q = member(r, "quotas", JSON_OBJECT);
+		double rate = json_member_num(r, "rate", -1);
+		double level = json_member_num(r, "backoff_level", 0);
+		void *it;
+
+		printf("%-8s ", i == 0 ? "shaping:" : "");
+		put_str(stdout, member(r, "route", JSON_STRING));
+		if (rate > 0)
+			printf(": rate %.3g/s", rate);
+		else
+			printf(": rate unlimited");
+		if (json_member_num(r, "connections", 0) > 0)
+			printf(", %.0f connection(s)",
+			    json_member_num(r, "connections", 0));
+		printf(", %.0f waiting, back-off level %.0f%s",
+		    json_member_num(r, "waiting", 0), level,
+		    json_member_num(r, "paused_until", -1) > 0 ?
+		    " (paused)" : "");
+		printf(", %.0f throttle(s)\n",
+		    json_member_num(r, "throttles", 0));
+		if (q == NULL || json_object_size(q) == 0)
+			continue;
+		printf("           tokens left:");
+		for (it = json_object_iter((json_t *)q); it != NULL;
+		    it = json_object_iter_next((json_t *)q, it)) {
+			const json_t *b = json_object_iter_value(it);
+			const char *key = json_object_iter_key(it);
+
+			printf(" ");
+			put_safe(stdout, key, strlen(key), 0);
+			printf(" %.1f of %.0f", json_member_num(b, "tokens", 0),
+			    json_member_num(b, "limit", 0));
+		}
+		putchar('\n');
+	}
+}
+
 /* ferry-anvil: connections and clients now, stress, limits met. */
 static void
 render_anvil(const json_t *root)
@@ -805,6 +851,7 @@ render_status(const json_t *root)
 	render_routes(root, now);
 	render_oauth2(root, now);
 	render_pools(root, now);
+	render_shaping(root);
 }
 
 /* Prints one page of the list (the header before the first message);

@@ -424,8 +424,7 @@ END_TEST
 START_TEST(test_done)
 {
 	struct deliver_done dn = { 99, "smarthost:smtp.example.net:587", 1,
-	    NULL, 0 },
-	    d;
+	    NULL, 0, "host a said: 451 4.7.1 rate limit" }, d;
 	struct ipc_out m;
 	struct ipc_in in, t;
 	uint8_t *f;
@@ -439,6 +438,7 @@ START_TEST(test_done)
 	ck_assert(d.job_id == 99);
 	ck_assert_str_eq(d.hop, "smarthost:smtp.example.net:587");
 	ck_assert_uint_eq(d.leaving, 1);
+	ck_assert_str_eq(d.throttle, "host a said: 451 4.7.1 rate limit");
 	deliver_done_free(&d);
 	deliver_done_free(NULL);
 	free(f);

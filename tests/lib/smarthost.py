@@ -293,6 +293,8 @@ class SmartHost:
       strict       MAIL/RCPT parameters of extensions not offered are
                    answered 555 5.5.4, and bare LF in commands 500
       hostname     the name in the greeting and EHLO reply
+      max_rcpts    recipients one transaction takes (None: any); past
+                   it RCPT is answered 452 4.5.3 (too many recipients)
     """
 
     def __init__(self, host="127.0.0.1", port=0, extensions=None,
@@ -313,6 +315,7 @@ class SmartHost:
         if cert is not None:
             self.set_certificate(cert, key, tls_min_version,
                                  tls_max_version)
+        self.max_rcpts = None
         self.rules = []
         self.sessions = []
         self.transactions = []
@@ -548,6 +551,26 @@ class SmartHost:
                                      self.summary()))
         with self.lock:
             return done()[:n]
+
+    def arrival_times(self):
+        """When each accepted message arrived (its final 250), in
+        order."""
+        with self.lock:
+            return sorted(t.ended for t in self.messages)
+
+    def max_concurrent_sessions(self):
+        """The most sessions that were open at once."""
+        with self.lock:
+            edges = []
+            for s in self.sessions:
+                edges.append((s.started, 1))
+                edges.append((s.ended if s.ended is not None
+                              else float("inf"), -1))
+        most = now = 0
+        for _, step in sorted(edges, key=lambda e: (e[0], e[1])):
+            now += step
+            most = max(most, now)
+        return most
 
     def summary(self):
         return "; ".join(repr(s) for s in list(self.sessions)) or "none"
@@ -893,7 +916,11 @@ class SmartHost:
             return
         bad = self._param_problem(r.params, {"NOTIFY": "DSN",
                                              "ORCPT": "DSN"})
-        if self.strict and bad:
+        if self.max_rcpts is not None and \
+                len(s.tx.recipients) >= self.max_rcpts:
+            r.code = 452
+            s.reply("452 4.5.3 Error: too many recipients")
+        elif self.strict and bad:
             r.code = 555
             s.reply("555 5.5.4 %s parameter not supported" % bad)
         else:
