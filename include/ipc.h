@@ -99,6 +99,11 @@ enum ipc_type {
 	 * (anvil_figures.h) */
 	IMSG_NOTE_ANVIL_COUNTS,  /* u32 connections, u32 clients */
 	IMSG_NOTE_ANVIL,         /* struct anvil_figures */
+	/* queue runner -> worker, on the intake connection, unasked, after
+	 * QUEUE_STATE when it is accepted (when any route is known) and
+	 * whenever a route's upstream capabilities change (route_caps.h) */
+	IMSG_ROUTE_CAPS,         /* u32 count, then per route: name, u32
+	                          * RCAP_* flags, u64 SIZE limit */
 	IMSG_TYPE_MAX
 };
 

@@ -62,6 +62,7 @@ static const char *const ipc_names[IMSG_TYPE_MAX] = {
 	[IMSG_NOTE_DKIM_KEYS] = "NOTE_DKIM_KEYS",
 	[IMSG_NOTE_ANVIL_COUNTS] = "NOTE_ANVIL_COUNTS",
 	[IMSG_NOTE_ANVIL] = "NOTE_ANVIL",
+	[IMSG_ROUTE_CAPS] = "ROUTE_CAPS",
 };
 
 const char *
