@@ -48,6 +48,8 @@ struct job_ctx {
 	int data_done;            /* JOB_END seen */
 	int have_seq;
 	uint32_t next_seq;
+	struct ehlo_caps ehlo;    /* the last EHLO answered in this job */
+	int ehlo_seen;
 };
 
 /* Reports recipient i's result to the runner (exactly once each). */

@@ -92,6 +92,11 @@ struct deliver_done {
 	                             "" when it closed the connection */
 	uint32_t leaving;         /* 1: the agent exits now (its last job, or
 	                             told to stop): send it nothing more */
+	/* what the upstream offered in the EHLO of the connection the job
+	 * used last (route_caps.h), for the runner to keep per route */
+	uint32_t caps_seen;       /* 1: an EHLO was answered in this job */
+	uint32_t caps_flags;      /* RCAP_* */
+	uint64_t caps_size;       /* SIZE's number, 0: none */
 };
 
 /* Encoders append fields to a frame begun with ipc_out_init(type).

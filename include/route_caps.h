@@ -84,8 +84,11 @@ uint64_t route_caps_limit(const struct route_caps *c);
  * hosts of its own (MX delivery has many upstreams). */
 int route_caps_learnable(const struct route_config *r);
 
-/* The note to the workers: the known routes that are routes with hosts
- * in cfg, at most ROUTE_CAPS_MAX of them.  Returns how many it wrote. */
+/* How many routes the note to the workers holds: the known routes that
+ * are routes with hosts in cfg, at most ROUTE_CAPS_MAX of them. */
+size_t route_caps_count(const struct route_caps_table *t,
+    const struct ferry_config *cfg);
+/* The note to the workers (those routes).  Returns how many it wrote. */
 size_t route_caps_encode(const struct route_caps_table *t,
     const struct ferry_config *cfg, struct ipc_out *m);
 /* Replaces *t with the note's routes.  0, or -1 when malformed (*t is

@@ -43,6 +43,7 @@
 #include "nexthop.h"
 #include "privsep.h"
 #include "procfd.h"
+#include "route_caps.h"
 #include "smtp_client.h"
 #include "tls_client.h"
 #include "util.h"
@@ -268,6 +269,18 @@ clean(const char *s)
 
 /* --- one job ------------------------------------------------------------ */
 
+/* What the upstream offered, as the runner keeps it per route. */
+static void
+ehlo_to_route_caps(const struct ehlo_caps *e, struct deliver_done *d)
+{
+	d->caps_seen = 1;
+	d->caps_flags = (e->size ? RCAP_SIZE : 0) |
+	    (e->eightbitmime ? RCAP_8BITMIME : 0) |
+	    (e->smtputf8 ? RCAP_SMTPUTF8 : 0) | (e->dsn ? RCAP_DSN : 0) |
+	    (e->requiretls ? RCAP_REQUIRETLS : 0);
+	d->caps_size = e->size ? e->size_max : 0;
+}
+
 static void
 run_job(struct deliver_agent *ag, struct deliver_job *job, int last_job)
 {
@@ -338,6 +351,8 @@ run_job(struct deliver_agent *ag, struct deliver_job *job, int last_job)
 	done.job_id = job->job_id;
 	done.hop = c->fd >= 0 ? c->key : (char *)"";
 	done.leaving = stop || last_job;
+	if (x.ehlo_seen)
+		ehlo_to_route_caps(&x.ehlo, &done);
 	deliver_done_encode(&done, runner_begin(ag, IMSG_JOB_DONE));
 	runner_send(ag);
 	c->idle_since = now_ms();

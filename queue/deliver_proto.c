@@ -16,6 +16,7 @@
 
 #include "config.h"
 #include "deliver_proto.h"
+#include "route_caps.h"
 #include "smtp_parse.h"
 #include "util.h"
 
@@ -254,6 +255,9 @@ deliver_done_encode(const struct deliver_done *d, struct ipc_out *m)
 	ipc_add_u64(m, d->job_id);
 	ipc_add_str(m, d->hop);
 	ipc_add_u32(m, d->leaving);
+	ipc_add_u32(m, d->caps_seen);
+	ipc_add_u32(m, d->caps_flags);
+	ipc_add_u64(m, d->caps_size);
 }
 
 void
@@ -272,6 +276,10 @@ deliver_done_decode(struct ipc_in *in, struct deliver_done *d)
 	if (ipc_get_u64(in, &d->job_id) < 0 ||
 	    ipc_get_str(in, &d->hop, DP_MAX_STR) < 0 ||
 	    get_u32_max(in, &d->leaving, 1) < 0 ||
+	    get_u32_max(in, &d->caps_seen, 1) < 0 ||
+	    get_u32_max(in, &d->caps_flags, RCAP_ALL) < 0 ||
+	    ipc_get_u64(in, &d->caps_size) < 0 ||
+	    (!(d->caps_flags & RCAP_SIZE) && d->caps_size != 0) ||
 	    ipc_end(in) < 0) {
 		deliver_done_free(d);
 		return -1;

@@ -60,6 +60,7 @@
 #include "ipc.h"
 #include "lifecycle.h"
 #include "log.h"
+#include "route_learn.h"
 #include "scheduler.h"
 #include "smtp_parse.h"
 #include "store.h"
@@ -145,6 +146,7 @@ struct scheduler {
 	int64_t next_retire_ms;   /* when an idle agent is next let go;
 	                             0: none is free */
 	struct sched_metrics metrics;
+	struct route_learn *learn;   /* the upstreams' capabilities */
 };
 
 /* Seconds from arrival to a final result: a second to five days. */
@@ -687,6 +689,13 @@ on_done(void *arg, struct pool_agent *a, struct ipc_in *in)
 			deliver_done_free(&d);
 			return -1;
 		}
+	/* (a name cut to fit j->route would be another route's) */
+	if (d.caps_seen && s->learn != NULL &&
+	    strlen(j->route) < sizeof(j->route) - 1) {
+		struct route_caps c = { d.caps_flags, d.caps_size };
+
+		route_learn_seen(s->learn, s->st, s->cfg, j->route, &c);
+	}
 	a->job = NULL;
 	job_over(s, j);
 	hop_result(s, j);
@@ -1228,6 +1237,12 @@ void
 scheduler_set_config(struct scheduler *s, const struct ferry_config *cfg)
 {
 	s->cfg = cfg;
+}
+
+void
+scheduler_set_route_learn(struct scheduler *s, struct route_learn *rl)
+{
+	s->learn = rl;
 }
 
 void

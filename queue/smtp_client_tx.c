@@ -528,6 +528,8 @@ client_transaction(struct job_ctx *x, struct smtp_conn *c)
 	enum tx_next next;
 	size_t i;
 
+	x->ehlo = c->caps;                 /* a kept connection's too */
+	x->ehlo_seen = 1;
 	if (tx_refused_by_caps(x, c))
 		return 0;
 	memset(&t, 0, sizeof(t));

@@ -118,15 +118,24 @@ learnable_route(const struct ferry_config *cfg, const char *name)
 }
 
 size_t
-route_caps_encode(const struct route_caps_table *t,
-    const struct ferry_config *cfg, struct ipc_out *m)
+route_caps_count(const struct route_caps_table *t,
+    const struct ferry_config *cfg)
 {
-	size_t i, count = 0, at;
+	size_t i, count = 0;
 
 	for (i = 0; i < t->n && count < ROUTE_CAPS_MAX; i++)
 		if (strlen(t->v[i].name) <= ROUTE_CAPS_NAME_MAX &&
 		    learnable_route(cfg, t->v[i].name) != NULL)
 			count++;
+	return count;
+}
+
+size_t
+route_caps_encode(const struct route_caps_table *t,
+    const struct ferry_config *cfg, struct ipc_out *m)
+{
+	size_t i, count = route_caps_count(t, cfg), at;
+
 	ipc_add_u32(m, (uint32_t)count);
 	for (i = 0, at = 0; i < t->n && at < count; i++) {
 		if (strlen(t->v[i].name) > ROUTE_CAPS_NAME_MAX ||
