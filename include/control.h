@@ -23,6 +23,7 @@
 #include "store.h"
 
 struct anvil_figures;
+struct route_caps_table;
 struct ferry_config;
 
 /* What the runner lends the control code for one request. */
@@ -80,6 +81,8 @@ struct control_ctx {
 	const struct anvil_figures *anvil;   /* NULL: the master said none */
 	int stall_known;                     /* the stall warning (stall.h) */
 	unsigned stall_reasons;              /* STALL_* bits */
+	/* what each route's upstream offers (route_caps.h); NULL: none */
+	const struct route_caps_table *upstreams;
 };
 
 /* Serves one accepted connection to the end (bounded by a short deadline)

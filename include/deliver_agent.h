@@ -48,7 +48,8 @@ struct job_ctx {
 	int data_done;            /* JOB_END seen */
 	int have_seq;
 	uint32_t next_seq;
-	struct ehlo_caps ehlo;    /* the last EHLO answered in this job */
+	struct ehlo_caps ehlo;    /* the EHLO of the last session that was
+	                             ready for a transaction in this job */
 	int ehlo_seen;
 };
 

@@ -844,6 +844,7 @@ serve_control(struct runner *r)
 		ctx.deliveries = r->sched != NULL ?
 		    scheduler_metrics(r->sched) : NULL;
 		ctx.anvil = r->have_anvil ? &r->anvil : NULL;
+		ctx.upstreams = &r->learn.table;
 		ctx.stall_known = r->stall_known;
 		ctx.stall_reasons = r->stall_reasons;
 		control_serve(fd, &ctx);

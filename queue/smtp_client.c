@@ -455,23 +455,16 @@ client_hello(struct job_ctx *x, struct smtp_conn *c)
 	    "handshake") < 0)
 		return -1;
 	t = smtp_trouble_reply(STAGE_EHLO, r.code, 0);
-	if (t == TROUBLE_NONE) {
-		x->ehlo = c->caps;         /* for the runner (route_caps.h) */
-		x->ehlo_seen = 1;
+	if (t == TROUBLE_NONE)
 		return 0;
-	}
 	memset(&c->caps, 0, sizeof(c->caps));
 	if (t == TROUBLE_FALLBACK) {
 		snprintf(line, sizeof(line), "HELO %s", x->job->helo);
 		if (client_command(x, c, line, &r, NULL, "performing the HELO "
 		    "handshake") < 0)
 			return -1;
-		if (smtp_trouble_reply(STAGE_HELO, r.code, 0) ==
-		    TROUBLE_NONE) {
-			x->ehlo = c->caps;     /* HELO: no extension */
-			x->ehlo_seen = 1;
+		if (smtp_trouble_reply(STAGE_HELO, r.code, 0) == TROUBLE_NONE)
 			return 0;
-		}
 	}
 	hop_fail(x, c, scr_dsn(&r), "host %s refused to talk to me: %s",
 	    c->relay, r.text);

@@ -528,7 +528,10 @@ client_transaction(struct job_ctx *x, struct smtp_conn *c)
 	enum tx_next next;
 	size_t i;
 
-	x->ehlo = c->caps;                 /* a kept connection's too */
+	/* what the runner learns of the route (route_caps.h): the EHLO of
+	 * a session ready for mail - after STARTTLS and AUTH, never a
+	 * plain-text EHLO that TLS was to replace */
+	x->ehlo = c->caps;
 	x->ehlo_seen = 1;
 	if (tx_refused_by_caps(x, c))
 		return 0;

@@ -78,6 +78,8 @@ class CapsTest(DeliveryCase):
         self.gone(self.d, q2)
         self.assertTrue(ft.wait_for(lambda: self.ehlo_size() == SMALL, 10),
                         "EHLO still advertises %r" % self.ehlo_size())
+        self.assertIsNotNone(self.d.wait_log(
+            r"route small: the upstream offers SIZE=%d DSN" % SMALL))
 
     def test_unknown_accepted_then_size_refused_at_rcpt(self):
         # unknown: a big declared SIZE goes through as it always did
@@ -195,6 +197,15 @@ class CapsTest(DeliveryCase):
         # known from the store, not from a new connection upstream
         self.assertEqual((len(self.small.sessions), len(self.big.sessions)),
                          sessions)
+        # and shown to the operator
+        doc = self.d.ctl_json("status")
+        ups = {u["route"]: u for u in doc["upstreams"]}
+        self.assertEqual(ups["small"]["offers"], "SIZE=%d DSN" % SMALL)
+        self.assertEqual(ups["small"]["size_limit"], SMALL)
+        self.assertEqual(ups["big"]["offers"],
+                         "SIZE=%d 8BITMIME SMTPUTF8 DSN" % BIG)
+        text = self.d.ctl("status").stdout
+        self.assertIn("small offers SIZE=%d DSN" % SMALL, text)
 
 
 if __name__ == "__main__":

@@ -329,6 +329,7 @@ ipc_seeds(void)
 	deliver_result_encode(&r, &m);
 	put_frame("rcpt-result-deferred", &m);
 
+	memset(&d, 0, sizeof(d));
 	d.job_id = 77;
 	d.hop = "smarthost:smtp.example.net:587";
 	ipc_out_init(&m, IMSG_JOB_DONE);
@@ -338,6 +339,14 @@ ipc_seeds(void)
 	ipc_out_init(&m, IMSG_JOB_DONE);
 	deliver_done_encode(&d, &m);
 	put_frame("job-done-closed", &m);
+	/* with what the upstream offered in its EHLO (route_caps.h) */
+	d.hop = "big:[192.0.2.2]:25";
+	d.caps_seen = 1;
+	d.caps_flags = 0x1f;       /* RCAP_ALL */
+	d.caps_size = 10485760;
+	ipc_out_init(&m, IMSG_JOB_DONE);
+	deliver_done_encode(&d, &m);
+	put_frame("job-done-caps", &m);
 }
 
 int
