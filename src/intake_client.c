@@ -224,7 +224,6 @@ await_answer(struct intake_client *ic, int want, char *qid, size_t qidlen,
     int64_t deadline)
 {
 	struct ipc_in in;
-
 	int note;
 
 	do {

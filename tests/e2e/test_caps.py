@@ -207,6 +207,33 @@ class CapsTest(DeliveryCase):
         text = self.d.ctl("status").stdout
         self.assertIn("small offers SIZE=%d DSN" % SMALL, text)
 
+    def test_reload_with_other_hosts_forgets_the_route(self):
+        self.learn()
+        other = self.smarthost(extensions=[
+            "PIPELINING", "SIZE %d" % (SMALL * 10), "ENHANCEDSTATUSCODES"])
+        start = self.d.log_size()
+        self.d.write_config(routes=[
+            self.route("small", ["small.test"], [other.address]),
+            self.route("big", ["*"], [self.big.address])])
+        self.d.signal(signal.SIGHUP)
+        self.assertIsNotNone(self.d.wait_log(
+            r"queue runner: configuration reloaded", start=start))
+        # what was learned of the old host no longer holds: unknown
+        self.assertTrue(ft.wait_for(lambda: self.ehlo_size() == BIG, 10),
+                        "EHLO advertises %r" % self.ehlo_size())
+        with self.d.client() as c:
+            c.ehlo()
+            self.assertReply(c.cmd("MAIL FROM:<%s> SIZE=%d"
+                                   % (SENDER, SMALL * 5)), 250, "2.1.0")
+            self.assertReply(c.cmd("RCPT TO:<r@small.test>"), 250, "2.1.5")
+            qid = ft.queued_id(c.data(ft.dot_stuff(body(SMALL * 5))))
+        other.wait_messages(1, WAIT)
+        self.gone(self.d, qid)
+        # and the new host is learned from that delivery
+        self.assertTrue(ft.wait_for(
+            lambda: self.ehlo_size() == SMALL * 10, 10),
+            "EHLO advertises %r" % self.ehlo_size())
+
 
 if __name__ == "__main__":
     ft.main(need_root=True)
