@@ -1021,7 +1021,7 @@ rcpt_route_refuses(struct smtp_session *s, const char *addr)
 {
 	struct route_caps_need need;
 
-	intake_read_notes(s->queue);
+	/* (the runner's notes were read at MAIL, moments ago) */
 	need.size = s->tx.mail.size > 0 ? (uint64_t)s->tx.mail.size : 0;
 	need.smtputf8 = s->tx.mail.smtputf8;
 	need.eightbit = s->tx.mail.body == BODY_8BITMIME;
