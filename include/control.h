@@ -23,6 +23,7 @@
 #include "store.h"
 
 struct anvil_figures;
+struct route_caps_table;
 struct ferry_config;
 
 /* What the runner lends the control code for one request. */
@@ -86,6 +87,8 @@ struct control_ctx {
 	const struct token_client *tokens;
 	/* the smarthost pools' hosts, for "status"; NULL: none */
 	const struct upstream_pools *pools;
+	/* what each route's upstream offers (route_caps.h); NULL: none */
+	const struct route_caps_table *upstreams;
 };
 
 /* Serves one accepted connection to the end (bounded by a short deadline)

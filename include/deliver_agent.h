@@ -70,6 +70,9 @@ struct job_ctx {
 	int body_kept;            /* body[] holds all of it */
 	char throttle[2048];      /* the first throttling reply, for the
 	                             runner (JOB_DONE); "" */
+	struct ehlo_caps ehlo;    /* the EHLO of the last session that was
+	                             ready for a transaction in this job */
+	int ehlo_seen;
 };
 
 /* Reports recipient i's result to the runner (exactly once each). */

@@ -111,6 +111,11 @@ struct deliver_done {
 	char *throttle;           /* a throttling reply a next hop gave
 	                             during the job (route_shaper.h), even
 	                             one another host made up for; "" */
+	/* what the upstream offered in the EHLO of the connection the job
+	 * used last (route_caps.h), for the runner to keep per route */
+	uint32_t caps_seen;       /* 1: an EHLO was answered in this job */
+	uint32_t caps_flags;      /* RCAP_* */
+	uint64_t caps_size;       /* SIZE's number, 0: none */
 };
 
 /* An active probe of one pool host (IMSG_PROBE): connect, greeting,

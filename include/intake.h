@@ -52,6 +52,12 @@ const char *intake_refusal(enum queue_state state);
  * bytes free above min_free). */
 void intake_conn_send_state(struct intake_conn *c, enum queue_state state,
     uint64_t headroom);
+/* Tells the worker what the routes' upstreams offer (IMSG_ROUTE_CAPS,
+ * route_caps.h). */
+struct route_caps_table;
+struct ferry_config;
+void intake_conn_send_route_caps(struct intake_conn *c,
+    const struct route_caps_table *t, const struct ferry_config *cfg);
 /* Nonzero while the connection waits for the end-of-turn commit. */
 int intake_conn_pending(const struct intake_conn *c);
 /* After the turn's commit: tells waiting workers the outcome. */

@@ -17,6 +17,11 @@
  * connection the runner has not answered within INTAKE_ANSWER_MS is
  * taken for a runner that is down (the master holds the listening
  * socket, so connecting succeeds while no runner accepts).
+ *
+ * With it (when something is known) and whenever it changes, the runner
+ * sends what each route's upstream offers (IMSG_ROUTE_CAPS), kept in
+ * ic->routes and read the same way: as fresh as the runner's last word
+ * the session has read.
  */
 #ifndef FERRY_INTAKE_CLIENT_H
 #define FERRY_INTAKE_CLIENT_H
@@ -26,6 +31,7 @@
 #include "channel.h"
 #include "envelope.h"
 #include "ipc.h"
+#include "route_caps.h"
 
 struct intake_client {
 	char *path;          /* socket path as seen by this process */
@@ -35,6 +41,9 @@ struct intake_client {
 	uint8_t queue_state; /* the runner's last QUEUE_STATE_* note */
 	uint64_t queue_headroom;   /* bytes free above queue { min_free } */
 	int noted;           /* a QUEUE_STATE note came on this connection */
+	struct route_caps_table routes;   /* the runner's last ROUTE_CAPS
+	                                     note: what each route's
+	                                     upstream offers */
 	int64_t opened_ms;   /* when it was connected (now_ms() clock) */
 };
 
@@ -87,6 +96,10 @@ size_t intake_unsent(const struct intake_client *ic);
 /* Nonzero when the connection is open with nothing in flight either
  * way, so that another session of the worker may use it. */
 int intake_reusable(struct intake_client *ic);
+/* Reads the notes the runner pushed, never waiting nor connecting:
+ * while nothing is in flight (not between BEGIN and its answer, nor
+ * COMMIT and its). */
+void intake_read_notes(struct intake_client *ic);
 /* Between transactions: reads the notes the runner pushed (never waits),
  * connecting first when not connected, and says what they tell. */
 enum intake_verdict intake_queue_check(struct intake_client *ic,

@@ -113,6 +113,11 @@ enum ipc_type {
 	/* queue runner -> delivery agent: an active probe of a pool host
 	 * (struct deliver_probe, deliver_proto.h); answered by JOB_DONE */
 	IMSG_PROBE,
+	/* queue runner -> worker, on the intake connection, unasked, after
+	 * QUEUE_STATE when it is accepted (when any route is known) and
+	 * whenever a route's upstream capabilities change (route_caps.h) */
+	IMSG_ROUTE_CAPS,         /* u32 count, then per route: name, u32
+	                          * RCAP_* flags, u64 SIZE limit */
 	IMSG_TYPE_MAX
 };
 

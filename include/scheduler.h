@@ -24,6 +24,10 @@ void scheduler_free(struct scheduler *s);
 /* After a reload: the next decisions use cfg (the caller owns it). */
 void scheduler_set_config(struct scheduler *s,
     const struct ferry_config *cfg);
+/* Where the upstream capabilities the agents report go (route_learn.h;
+ * the caller owns it; NULL: nowhere). */
+struct route_learn;
+void scheduler_set_route_learn(struct scheduler *s, struct route_learn *rl);
 
 /* Accepts agents waiting on the listening socket. */
 void scheduler_accept(struct scheduler *s, int listen_fd);

@@ -66,6 +66,7 @@ struct ehlo_caps {
 	int eightbitmime;
 	int smtputf8;
 	int dsn;
+	int requiretls;           /* RFC 8689 */
 	int starttls;
 	int enhancedstatuscodes;
 	int auth;                 /* AUTH advertised */

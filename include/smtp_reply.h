@@ -91,6 +91,12 @@ enum reply_id {
 	R_MESSAGE_RATE,          /* 421 4.7.0 %s %s: hostname, address */
 	R_PREGREET,              /* 554 5.5.1 %s: hostname */
 	R_NOT_SMTP,              /* 554 5.5.1 %s %s: hostname, verb */
+	/* what the route's upstream cannot take (route_caps.h) */
+	R_SIZE_ROUTE,            /* 552 5.3.4 %s: recipient (at RCPT) */
+	R_SIZE_EVERY_ROUTE,      /* 552 5.3.4 (at MAIL) */
+	R_SIZE_RCPT_ROUTES,      /* 552 5.3.4 (after data) */
+	R_SMTPUTF8_ROUTE,        /* 553 5.6.7 %s: recipient */
+	R_8BITMIME_ROUTE,        /* 554 5.6.3 %s: recipient */
 	R_COUNT
 };
 

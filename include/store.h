@@ -409,4 +409,18 @@ int store_history_search(struct store *st,
 int store_history_show(struct store *st, const char *qid,
     struct store_msg_info *m);
 
+/* --- what the routes' upstreams offered (route_caps.h) ----------------- */
+
+/* Calls fn for each route remembered: its name, its hosts when learned
+ * (comma-separated), RCAP_* flags, SIZE limit and when.  0 or -1. */
+typedef void (*store_route_caps_fn)(void *arg, const char *route,
+    const char *hosts, uint32_t flags, uint64_t size_max,
+    double learned_at);
+int store_route_caps_each(struct store *st, store_route_caps_fn fn,
+    void *arg);
+/* Remembers what route's upstream offers, in the open transaction. */
+int store_route_caps_put(struct store *st, const char *route,
+    const char *hosts, uint32_t flags, uint64_t size_max,
+    double learned_at);
+
 #endif

@@ -40,6 +40,7 @@
 #include "json_bytes.h"
 #include "log.h"
 #include "lifecycle.h"
+#include "route_caps.h"
 #include "smtp_parse.h"
 #include "stall.h"
 #include "store.h"
@@ -357,6 +358,27 @@ put_anvil(json_t *doc, const struct anvil_figures *f)
 		put_int(hits, anvil_hit_names[i], (int64_t)f->hits[i]);
 }
 
+/* "upstreams" of status: what each route's upstream offered in the EHLO
+ * of the agents' last connection (route_caps.h). */
+static void
+put_upstreams(json_t *doc, const struct control_ctx *ctx)
+{
+	json_t *list = put(doc, "upstreams", new_array());
+	size_t i;
+
+	for (i = 0; ctx->upstreams != NULL && i < ctx->upstreams->n; i++) {
+		const struct route_caps_entry *e = &ctx->upstreams->v[i];
+		char words[128];
+		json_t *o = new_object();
+
+		push(list, o);
+		route_caps_describe(&e->caps, words, sizeof(words));
+		put_str(o, "route", e->name);
+		put_str(o, "offers", words);
+		put_int(o, "size_limit", (int64_t)route_caps_limit(&e->caps));
+	}
+}
+
 static void
 cmd_status(struct control_ctx *ctx, const char *qid, struct answer *a)
 {
@@ -410,6 +432,7 @@ cmd_status(struct control_ctx *ctx, const char *qid, struct answer *a)
 	put_oauth2(doc, ctx->tokens);
 	upstream_pools_json(ctx->pools, doc);
 	put_shaping(doc, ctx->deliveries);
+	put_upstreams(doc, ctx);
 	put_anvil(doc, ctx->anvil);
 	o = put(doc, "stall", new_object());
 	put_bool(o, "known", ctx->stall_known);

@@ -47,6 +47,7 @@
 #include "privsep.h"
 #include "route_shaper.h"
 #include "procfd.h"
+#include "route_caps.h"
 #include "smtp_client.h"
 #include "tls_client.h"
 #include "util.h"
@@ -310,6 +311,18 @@ connection_used_up(const struct ferry_config *cfg,
 	return 0;
 }
 
+/* What the upstream offered, as the runner keeps it per route. */
+static void
+ehlo_to_route_caps(const struct ehlo_caps *e, struct deliver_done *d)
+{
+	d->caps_seen = 1;
+	d->caps_flags = (e->size ? RCAP_SIZE : 0) |
+	    (e->eightbitmime ? RCAP_8BITMIME : 0) |
+	    (e->smtputf8 ? RCAP_SMTPUTF8 : 0) | (e->dsn ? RCAP_DSN : 0) |
+	    (e->requiretls ? RCAP_REQUIRETLS : 0);
+	d->caps_size = e->size ? e->size_max : 0;
+}
+
 static void
 run_job(struct deliver_agent *ag, struct deliver_job *job, int last_job)
 {
@@ -384,6 +397,8 @@ run_job(struct deliver_agent *ag, struct deliver_job *job, int last_job)
 	done.leaving = stop || last_job;
 	done_hosts(&done, &x);
 	done.throttle = x.throttle;
+	if (x.ehlo_seen)
+		ehlo_to_route_caps(&x.ehlo, &done);
 	deliver_done_encode(&done, runner_begin(ag, IMSG_JOB_DONE));
 	runner_send(ag);
 	c->idle_since = now_ms();

@@ -18,6 +18,7 @@
 #include "credentials.h"
 #include "deliver_proto.h"
 #include "host_pool.h"
+#include "route_caps.h"
 #include "smtp_parse.h"
 #include "util.h"
 
@@ -277,6 +278,9 @@ deliver_done_encode(const struct deliver_done *d, struct ipc_out *m)
 		ipc_add_str(m, d->hosts[i].error);
 	}
 	ipc_add_str(m, d->throttle != NULL ? d->throttle : "");
+	ipc_add_u32(m, d->caps_seen);
+	ipc_add_u32(m, d->caps_flags);
+	ipc_add_u64(m, d->caps_size);
 }
 
 void
@@ -324,6 +328,10 @@ deliver_done_decode(struct ipc_in *in, struct deliver_done *d)
 		}
 	}
 	if (ipc_get_str(in, &d->throttle, DP_MAX_REPLY) < 0 ||
+	    get_u32_max(in, &d->caps_seen, 1) < 0 ||
+	    get_u32_max(in, &d->caps_flags, RCAP_ALL) < 0 ||
+	    ipc_get_u64(in, &d->caps_size) < 0 ||
+	    (!(d->caps_flags & RCAP_SIZE) && d->caps_size != 0) ||
 	    ipc_end(in) < 0)
 		goto fail;
 	return 0;

@@ -37,6 +37,7 @@
 #include "intake.h"
 #include "ipc.h"
 #include "log.h"
+#include "route_caps.h"
 #include "store.h"
 #include "util.h"
 
@@ -194,6 +195,16 @@ intake_conn_send_state(struct intake_conn *c, enum queue_state state,
 
 	ipc_add_u8(m, (uint8_t)state);
 	ipc_add_u64(m, headroom);
+	(void)channel_end(&c->ch);
+	(void)channel_flush(&c->ch);
+}
+
+void
+intake_conn_send_route_caps(struct intake_conn *c,
+    const struct route_caps_table *t, const struct ferry_config *cfg)
+{
+	(void)route_caps_encode(t, cfg, channel_begin(&c->ch,
+	    IMSG_ROUTE_CAPS));
 	(void)channel_end(&c->ch);
 	(void)channel_flush(&c->ch);
 }

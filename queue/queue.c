@@ -87,6 +87,7 @@
 #include "privsep.h"
 #include "procfd.h"
 #include "queue.h"
+#include "route_learn.h"
 #include "scheduler.h"
 #include "stall.h"
 #include "stall_queue.h"
@@ -172,6 +173,10 @@ struct runner {
 	int64_t next_stall_ms;
 	struct anvil_figures anvil;   /* the master's last word on anvil */
 	int have_anvil;
+	/* what the routes' upstreams offer (route_learn.h), and the change
+	 * the workers were last told */
+	struct route_learn learn;
+	uint64_t learn_told;
 };
 
 /* What the workers are told: the store's health, or failing while the
@@ -211,6 +216,28 @@ announce_state(struct runner *r)
 	r->announced_headroom = headroom;
 	for (i = 0; i < r->nconns; i++)
 		intake_conn_send_state(r->conns[i], now, headroom);
+}
+
+/* Tells one worker what the routes' upstreams offer: a new connection
+ * only when something is known (it starts knowing nothing). */
+static void
+send_route_caps(struct runner *r, struct intake_conn *c, int always)
+{
+	if (always || route_caps_count(&r->learn.table, r->cfg) > 0)
+		intake_conn_send_route_caps(c, &r->learn.table, r->cfg);
+}
+
+/* Tells every worker what the routes' upstreams offer when it changed. */
+static void
+announce_route_caps(struct runner *r)
+{
+	size_t i;
+
+	if (r->learn.changes == r->learn_told)
+		return;
+	r->learn_told = r->learn.changes;
+	for (i = 0; i < r->nconns; i++)
+		send_route_caps(r, r->conns[i], 1);
 }
 
 /* Free space against queue { min_free }, at most every SPACE_CHECK_MS
@@ -256,8 +283,9 @@ accept_workers(struct runner *r)
 			continue;
 		}
 		r->conns[r->nconns] = intake_conn_new(fd, ++r->next_conn_id);
-		intake_conn_send_state(r->conns[r->nconns++], runner_state(r),
+		intake_conn_send_state(r->conns[r->nconns], runner_state(r),
 		    store_health_headroom(&r->health));
+		send_route_caps(r, r->conns[r->nconns++], 0);
 	}
 }
 
@@ -473,6 +501,8 @@ reload_config(struct runner *r, int fd)
 	r->cfg = fresh;
 	if (r->st != NULL)
 		store_history_keep(r->st, fresh->history_retention > 0);
+	/* a route whose hosts changed is unknown again */
+	route_learn_load(&r->learn, r->st, r->cfg);
 	r->next_prune_ms = 0;
 	if (r->sched != NULL)
 		scheduler_wake(r->sched);
@@ -750,6 +780,8 @@ open_store(struct runner *r)
 	    "; delivery is paused (delivery.paused)" : "");
 	store_history_keep(r->st, r->cfg->history_retention > 0);
 	r->sched = scheduler_new(r->cfg, r->st, r->agent_uid);
+	route_learn_load(&r->learn, r->st, r->cfg);
+	scheduler_set_route_learn(r->sched, &r->learn);
 	return 0;
 
 refuse:
@@ -839,6 +871,7 @@ serve_control(struct runner *r)
 		ctx.deliveries = r->sched != NULL ?
 		    scheduler_metrics(r->sched) : NULL;
 		ctx.anvil = r->have_anvil ? &r->anvil : NULL;
+		ctx.upstreams = &r->learn.table;
 		ctx.stall_known = r->stall_known;
 		ctx.stall_reasons = r->stall_reasons;
 		ctx.tokens = r->sched != NULL ? scheduler_tokens(r->sched) :
@@ -1175,6 +1208,7 @@ run_loop(struct runner *r)
 			if (res < 0)
 				close_conn(r, i);
 		}
+		announce_route_caps(r);
 		if (pfds[0].revents & POLLIN)
 			accept_workers(r);
 		if (r->st == NULL)
@@ -1206,6 +1240,7 @@ queue(const struct child_args *a)
 	umask(077);   /* the database, its WAL and shm: queue user only */
 	cfg = child_load_config(a, "ferry-queue");
 	memset(&r, 0, sizeof(r));
+	route_learn_init(&r.learn);
 	r.cfg = cfg;
 	r.generation = a->generation;
 	r.dkim_keys_fd = -1;
@@ -1317,6 +1352,7 @@ queue(const struct child_args *a)
 	    (unsigned long long)r.stats.commits);
 	if (r.sched != NULL)
 		scheduler_free(r.sched);
+	route_learn_free(&r.learn);
 	store_close(r.st);
 	free(r.conns);
 	config_free(r.cfg);

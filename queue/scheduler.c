@@ -73,6 +73,7 @@
 #include "lifecycle.h"
 #include "log.h"
 #include "route_shaping.h"
+#include "route_learn.h"
 #include "scheduler.h"
 #include "smtp_parse.h"
 #include "store.h"
@@ -169,6 +170,7 @@ struct scheduler {
 	struct token_client *tokens;   /* OAuth2 routes' access tokens */
 	struct upstream_pools *pools;   /* routes with several hosts */
 	int probes_wanted;        /* active probes due without a free agent */
+	struct route_learn *learn;   /* the upstreams' capabilities */
 };
 
 /* Seconds from arrival to a final result: a second to five days. */
@@ -904,6 +906,13 @@ on_done(void *arg, struct pool_agent *a, struct ipc_in *in)
 			deliver_done_free(&d);
 			return -1;
 		}
+	/* (a name cut to fit j->route would be another route's) */
+	if (d.caps_seen && s->learn != NULL &&
+	    strlen(j->route) < sizeof(j->route) - 1) {
+		struct route_caps c = { d.caps_flags, d.caps_size };
+
+		route_learn_seen(s->learn, s->st, s->cfg, j->route, &c);
+	}
 	a->job = NULL;
 	{
 		int pooled = !j->active_probe &&
@@ -1642,6 +1651,12 @@ const struct upstream_pools *
 scheduler_pools(const struct scheduler *s)
 {
 	return s->pools;
+}
+
+void
+scheduler_set_route_learn(struct scheduler *s, struct route_learn *rl)
+{
+	s->learn = rl;
 }
 
 void

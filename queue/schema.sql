@@ -236,3 +236,22 @@ CREATE TABLE history_new_attempt (
     reply         TEXT NOT NULL
 );
 -- HISTORY DDL END
+
+-- What each route's upstream offered in the EHLO of the delivery agents'
+-- last connection to it (route_caps.h), so that a restart does not
+-- forget it.  A cache, not queue data: it has no schema version of its
+-- own - store_open() creates it on any version (the part between the
+-- ROUTE CAPS DDL markers), a ferry that does not know it leaves it
+-- alone, and a salvage does not copy it (the next delivery learns it
+-- again).
+-- ROUTE CAPS DDL BEGIN
+CREATE TABLE IF NOT EXISTS route_caps (
+    route         TEXT PRIMARY KEY,     -- route name in ferry.conf
+    hosts         TEXT NOT NULL,        -- its hosts when learned, comma-separated:
+                                        -- forgotten when they change
+    flags         INTEGER NOT NULL,     -- RCAP_* bits: SIZE 1, 8BITMIME 2,
+                                        -- SMTPUTF8 4, DSN 8, REQUIRETLS 16
+    size_max      INTEGER NOT NULL,     -- SIZE's number, 0 when none
+    learned_at    REAL NOT NULL
+);
+-- ROUTE CAPS DDL END

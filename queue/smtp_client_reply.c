@@ -301,6 +301,8 @@ scr_ehlo_caps(const char *buf, size_t len, struct ehlo_caps *caps)
 			caps->smtputf8 = 1;
 		else if (tok_is(t, tl, "DSN"))
 			caps->dsn = 1;
+		else if (tok_is(t, tl, "REQUIRETLS"))
+			caps->requiretls = 1;
 		else if (tok_is(t, tl, "STARTTLS"))
 			caps->starttls = 1;
 		else if (tok_is(t, tl, "ENHANCEDSTATUSCODES"))

@@ -581,6 +581,11 @@ one_transaction(struct job_ctx *x, struct smtp_conn *c)
 	enum tx_next next;
 	size_t i;
 
+	/* what the runner learns of the route (route_caps.h): the EHLO of
+	 * a session ready for mail - after STARTTLS and AUTH, never a
+	 * plain-text EHLO that TLS was to replace */
+	x->ehlo = c->caps;
+	x->ehlo_seen = 1;
 	if (tx_refused_by_caps(x, c))
 		return 0;
 	memset(&t, 0, sizeof(t));

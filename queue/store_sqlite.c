@@ -750,6 +750,41 @@ route_quota_table(struct store *st, const char *path, char *err,
 	return 0;
 }
 
+/* The route_caps cache (schema.sql between its ROUTE CAPS DDL markers),
+ * on a database of any version that has not got it yet. */
+static int
+route_caps_table(struct store *st, const char *path, char *err,
+    size_t errlen)
+{
+	const char *from = strstr(store_schema_sql, "-- ROUTE CAPS DDL BEGIN");
+	const char *to = strstr(store_schema_sql, "-- ROUTE CAPS DDL END");
+	char found[8], *ddl;
+	int ok;
+
+	if (from == NULL || to == NULL || to < from) {
+		snprintf(err, errlen, "%s: the route_caps DDL is missing from "
+		    "the schema", path);
+		return -1;
+	}
+	if (query_text(st->db, "SELECT count(*) FROM sqlite_master"
+	    " WHERE type = 'table' AND name = 'route_caps'", found,
+	    sizeof(found)) == -1) {
+		open_failed(st, path, err, errlen);
+		return -1;
+	}
+	if (strcmp(found, "0") != 0)
+		return 0;
+	ddl = xstrndup(from, (size_t)(to - from));
+	ok = wal_mark(st) == 0 &&
+	    sqlite3_exec(st->db, ddl, NULL, NULL, NULL) == SQLITE_OK;
+	free(ddl);
+	if (!ok) {
+		open_failed(st, path, err, errlen);
+		return -1;
+	}
+	return 0;
+}
+
 struct store *
 store_open(const char *path, char *err, size_t errlen)
 {
@@ -854,7 +889,8 @@ store_open(const char *path, char *err, size_t errlen)
 
 	if (vacuum_mode(st, path, err, errlen) == -1 ||
 	    derived_indexes(st, path, err, errlen) == -1 ||
-	    route_quota_table(st, path, err, errlen) == -1)
+	    route_quota_table(st, path, err, errlen) == -1 ||
+	    route_caps_table(st, path, err, errlen) == -1)
 		goto fail;
 	for (i = 0; i < S_NSTMT; i++) {
 		if (sqlite3_prepare_v3(st->db, stmt_sql[i], -1,
@@ -3368,5 +3404,67 @@ store_rcpt_hold(struct store *st, int64_t id, double when)
 	if (rc != SQLITE_DONE)
 		db_err(st, "hold for a quota");
 	sqlite3_finalize(q);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* --- what the routes' upstreams offered ------------------------------------ */
+
+int
+store_route_caps_each(struct store *st, store_route_caps_fn fn, void *arg)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	st->err[0] = '\0';
+	if (sqlite3_prepare_v2(st->db, "SELECT route, hosts, flags, size_max,"
+	    " learned_at FROM route_caps", -1, &s, NULL) != SQLITE_OK) {
+		db_err(st, "read route_caps");
+		return -1;
+	}
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		const unsigned char *route = sqlite3_column_text(s, 0);
+		const unsigned char *hosts = sqlite3_column_text(s, 1);
+		sqlite3_int64 flags = sqlite3_column_int64(s, 2);
+		sqlite3_int64 size = sqlite3_column_int64(s, 3);
+
+		if (route == NULL || hosts == NULL || flags < 0 ||
+		    flags > UINT32_MAX || size < 0)
+			continue;   /* not a row this ferry wrote */
+		fn(arg, (const char *)route, (const char *)hosts,
+		    (uint32_t)flags, (uint64_t)size,
+		    sqlite3_column_double(s, 4));
+	}
+	sqlite3_finalize(s);
+	if (rc != SQLITE_DONE) {
+		db_err(st, "read route_caps");
+		return -1;
+	}
+	return 0;
+}
+
+int
+store_route_caps_put(struct store *st, const char *route, const char *hosts,
+    uint32_t flags, uint64_t size_max, double learned_at)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	st->err[0] = '\0';
+	if (sqlite3_prepare_v2(st->db, "INSERT OR REPLACE INTO route_caps"
+	    " (route, hosts, flags, size_max, learned_at)"
+	    " VALUES (?, ?, ?, ?, ?)", -1, &s, NULL) != SQLITE_OK) {
+		db_err(st, "write route_caps");
+		return -1;
+	}
+	sqlite3_bind_text(s, 1, route, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, hosts, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, (sqlite3_int64)flags);
+	sqlite3_bind_int64(s, 4, size_max > INT64_MAX ? INT64_MAX :
+	    (sqlite3_int64)size_max);
+	sqlite3_bind_double(s, 5, learned_at);
+	rc = sqlite3_step(s);
+	if (rc != SQLITE_DONE)
+		db_err(st, "write route_caps");
+	sqlite3_finalize(s);
 	return rc == SQLITE_DONE ? 0 : -1;
 }

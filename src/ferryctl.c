@@ -733,6 +733,24 @@ render_shaping(const json_t *root)
 	}
 }
 
+/* What each route's upstream offered in its EHLO. */
+static void
+render_upstreams(const json_t *root)
+{
+	const json_t *list = member(root, "upstreams", JSON_ARRAY);
+	size_t i;
+
+	for (i = 0; list != NULL && i < json_array_size(list); i++) {
+		const json_t *u = json_array_get(list, i);
+
+		printf("%-9s ", i == 0 ? "upstream:" : "");
+		put_str(stdout, member(u, "route", JSON_STRING));
+		printf(" offers ");
+		put_str(stdout, member(u, "offers", JSON_STRING));
+		putchar('\n');
+	}
+}
+
 /* ferry-anvil: connections and clients now, stress, limits met. */
 static void
 render_anvil(const json_t *root)
@@ -852,6 +870,7 @@ render_status(const json_t *root)
 	render_oauth2(root, now);
 	render_pools(root, now);
 	render_shaping(root);
+	render_upstreams(root);
 }
 
 /* Prints one page of the list (the header before the first message);

@@ -21,6 +21,7 @@
 #include "intake_client.h"
 #include "ipc.h"
 #include "log.h"
+#include "route_caps.h"
 #include "store_health.h"
 #include "util.h"
 
@@ -30,11 +31,14 @@ static const struct channel_rule runner_may_send[] = {
 	{ IMSG_TX_COMMITTED, 0 },
 	{ IMSG_TX_FAIL, 0 },
 	{ IMSG_QUEUE_STATE, 0 },
+	{ IMSG_ROUTE_CAPS, 0 },
 	{ 0, 0 }
 };
 
-/* An answer is a short string. */
+/* An answer is a short string; the longest frame is the routes' note. */
 #define ANSWER_CAP 512
+#define FRAME_CAP (ROUTE_CAPS_FRAME_MAX > ANSWER_CAP ? \
+	ROUTE_CAPS_FRAME_MAX : ANSWER_CAP)
 
 void
 intake_client_init(struct intake_client *ic, const char *path)
@@ -42,7 +46,8 @@ intake_client_init(struct intake_client *ic, const char *path)
 	memset(ic, 0, sizeof(*ic));
 	ic->path = xstrdup(path);
 	channel_init(&ic->ch, -1, "the queue runner", runner_may_send,
-	    ANSWER_CAP, 0);
+	    FRAME_CAP, 0);
+	route_caps_table_init(&ic->routes);
 }
 
 static void
@@ -56,6 +61,7 @@ intake_client_close(struct intake_client *ic)
 {
 	channel_free(&ic->ch);
 	free(ic->path);
+	route_caps_table_free(&ic->routes);
 	memset(ic, 0, sizeof(*ic));
 	ic->ch.fd = -1;
 }
@@ -88,6 +94,7 @@ ensure_connected(struct intake_client *ic)
 		return fail(ic, "%s: %s", ic->path, why);
 	channel_reopen(&ic->ch, fd);
 	ic->noted = 0;
+	route_caps_table_free(&ic->routes);   /* this runner will say */
 	ic->opened_ms = now_ms();
 	return 0;
 }
@@ -122,6 +129,23 @@ take_queue_state(struct intake_client *ic, struct ipc_in *in)
 	return 0;
 }
 
+/* A note the runner sends unasked (QUEUE_STATE, ROUTE_CAPS): 1 when in
+ * was one and is taken, 0 when it is something else, -1 when malformed
+ * (the connection is dropped). */
+static int
+take_note(struct intake_client *ic, struct ipc_in *in)
+{
+	if (in->type == IMSG_QUEUE_STATE)
+		return take_queue_state(ic, in) < 0 ? -1 : 1;
+	if (in->type != IMSG_ROUTE_CAPS)
+		return 0;
+	if (route_caps_decode(in, &ic->routes) < 0) {
+		channel_violation(&ic->ch, "malformed ROUTE_CAPS");
+		return fail(ic, "malformed ROUTE_CAPS from the queue runner");
+	}
+	return 1;
+}
+
 /* Reads what the runner sent while nothing is in flight: only notes may
  * come then.  0, or -1 when the connection is gone (reason set). */
 static int
@@ -135,14 +159,16 @@ read_notes(struct intake_client *ic)
 		if (n < 0 && ic->ch.fd < 0)
 			return fail(ic, "the queue runner broke the protocol");
 		while ((got = channel_next(&ic->ch, &in)) == 1) {
-			if (in.type != IMSG_QUEUE_STATE) {
+			int note = take_note(ic, &in);
+
+			if (note < 0)
+				return -1;
+			if (note == 0) {
 				channel_violation(&ic->ch,
 				    "an answer nothing asked for");
 				return fail(ic, "unexpected %s from the queue "
 				    "runner", ipc_type_name(in.type));
 			}
-			if (take_queue_state(ic, &in) < 0)
-				return -1;
 		}
 		if (got < 0)
 			return fail(ic, "the queue runner broke the protocol");
@@ -198,14 +224,14 @@ await_answer(struct intake_client *ic, int want, char *qid, size_t qidlen,
     int64_t deadline)
 {
 	struct ipc_in in;
+	int note;
 
 	do {
 		if (channel_read_wait(&ic->ch, &in, deadline) < 0)
 			return fail(ic, "%s", ic->ch.error);
-		if (in.type == IMSG_QUEUE_STATE &&
-		    take_queue_state(ic, &in) < 0)
+		if ((note = take_note(ic, &in)) < 0)
 			return -1;
-	} while (in.type == IMSG_QUEUE_STATE);
+	} while (note == 1);
 	return decode_answer(ic, &in, want, qid, qidlen);
 }
 
@@ -354,9 +380,13 @@ intake_poll_answer(struct intake_client *ic, int want, char *qid,
 		if (got == 0 && n < 0)
 			return fail(ic, "the queue runner closed the connection");
 	}
-	while (got == 1 && in.type == IMSG_QUEUE_STATE) {
-		if (take_queue_state(ic, &in) < 0)
+	while (got == 1) {
+		int note = take_note(ic, &in);
+
+		if (note < 0)
 			return -1;
+		if (note == 0)
+			break;
 		got = channel_next(&ic->ch, &in);
 	}
 	if (got < 0)
@@ -391,6 +421,13 @@ intake_reusable(struct intake_client *ic)
 	    channel_pending(&ic->ch) > 0 || ic->ch.rlen != ic->ch.roff)
 		return 0;
 	return 1;
+}
+
+void
+intake_read_notes(struct intake_client *ic)
+{
+	if (ic->ch.fd >= 0 && intake_flush(ic) == 0)
+		(void)read_notes(ic);
 }
 
 enum intake_verdict

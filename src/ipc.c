@@ -67,6 +67,7 @@ static const char *const ipc_names[IMSG_TYPE_MAX] = {
 	[IMSG_TOKEN_REFRESH] = "TOKEN_REFRESH",
 	[IMSG_TOKEN_ROTATED] = "TOKEN_ROTATED",
 	[IMSG_PROBE] = "PROBE",
+	[IMSG_ROUTE_CAPS] = "ROUTE_CAPS",
 };
 
 const char *

@@ -104,6 +104,17 @@ static const struct reply_def replies[R_COUNT] = {
 	    "talking before the greeting" },
 	[R_NOT_SMTP] = { 554, "5.5.1", "%s Error: %s is not an SMTP command; "
 	    "this is a mail server, closing transmission channel" },
+	[R_SIZE_ROUTE] = { 552, "5.3.4", "<%s>: Message size exceeds fixed "
+	    "maximum message size for this destination" },
+	[R_SIZE_EVERY_ROUTE] = { 552, "5.3.4", "Error: message size exceeds "
+	    "fixed maximum message size for every destination" },
+	[R_SIZE_RCPT_ROUTES] = { 552, "5.3.4", "Error: message size exceeds "
+	    "fixed maximum message size for the destination of every "
+	    "recipient" },
+	[R_SMTPUTF8_ROUTE] = { 553, "5.6.7", "<%s>: SMTPUTF8 is required, "
+	    "but the next hop for this destination does not support it" },
+	[R_8BITMIME_ROUTE] = { 554, "5.6.3", "<%s>: 8-bit content, but the "
+	    "next hop for this destination does not support 8BITMIME" },
 	[R_STARTTLS_GO] = { 220, "2.0.0", "Ready to start TLS" },
 	[R_TLS_ACTIVE] = { 503, "5.5.1", "Error: TLS already active" },
 	[R_TLS_REQUIRED] = { 530, "5.7.0", "Must issue a STARTTLS command "

@@ -43,6 +43,7 @@
 #include "intake_client.h"
 #include "log.h"
 #include "netaddr.h"
+#include "route_caps.h"
 #include "smtp_data.h"
 #include "smtp_parse.h"
 #include "smtp_reply.h"
@@ -279,6 +280,12 @@ counts_as_error(enum reply_id id, int code)
 	case R_SHUTDOWN:
 	case R_TIMEOUT:
 	case R_TOO_MANY_ERRORS:
+	/* what the next hop cannot take is no error of the client's */
+	case R_SIZE_ROUTE:
+	case R_SIZE_EVERY_ROUTE:
+	case R_SIZE_RCPT_ROUTES:
+	case R_SMTPUTF8_ROUTE:
+	case R_8BITMIME_ROUTE:
 		return 0;
 	default:
 		return code >= 400;
@@ -590,6 +597,36 @@ tx_committed(struct smtp_session *s, int stored)
 	arm_command(s);
 }
 
+/* The upstream capabilities of the route a recipient at addr takes,
+ * NULL when unknown (route_caps.h). */
+static const struct route_caps *
+rcpt_route_caps(struct smtp_session *s, const char *addr)
+{
+	const char *at = strrchr(addr, '@');
+
+	return route_caps_for(s->cfg, &s->queue->routes, s->tx.mail.addr,
+	    at != NULL ? at + 1 : "");
+}
+
+/* After the data: 1 when the message is over the known SIZE of the
+ * route of every recipient, so that none could be delivered. */
+static int
+data_over_every_route(struct smtp_session *s)
+{
+	const struct route_caps **caps;
+	size_t i, n = s->tx.env.nrcpts;
+	int over;
+
+	if (n == 0)
+		return 0;
+	caps = xcalloc(n, sizeof(*caps));
+	for (i = 0; i < n; i++)
+		caps[i] = rcpt_route_caps(s, s->tx.env.rcpts[i].addr);
+	over = route_caps_check_data(caps, n, s->tx.size) != RCV_OK;
+	free(caps);
+	return over;
+}
+
 /* The end of the message: commit (the runner's answer resumes the
  * session in tx_committed), or answer the refusal. */
 static void
@@ -598,6 +635,8 @@ tx_finish_message(struct smtp_session *s)
 	struct smtp_tx *tx = &s->tx;
 
 	tx_check_limits(s);
+	if (!tx->failed && data_over_every_route(s))
+		tx_fail(s, R_SIZE_RCPT_ROUTES);
 	if (!tx->failed) {
 		tx_flush_chunk(s);
 	}
@@ -760,9 +799,13 @@ cmd_helo(struct smtp_session *s, enum smtp_verb verb, const char *arg,
 	{
 		char ext[512];
 
-		snprintf(ext, sizeof(ext), "%s\nPIPELINING\nSIZE %lld\n"
+		/* the smallest of ours and the known upstreams' */
+		intake_read_notes(s->queue);
+		snprintf(ext, sizeof(ext), "%s\nPIPELINING\nSIZE %llu\n"
 		    "8BITMIME\nENHANCEDSTATUSCODES\nSMTPUTF8\nDSN\nCHUNKING%s%s",
-		    s->cfg->hostname, (long long)s->cfg->message_size_limit,
+		    s->cfg->hostname, (unsigned long long)
+		    route_caps_advertised_size(s->cfg, &s->queue->routes,
+		    (uint64_t)s->cfg->message_size_limit),
 		    starttls_offered(s) ? "\nSTARTTLS" : "",
 		    auth_offered(s) ? "\nAUTH PLAIN LOGIN" : "");
 		smtp_reply(s, R_HELO, ext);
@@ -837,6 +880,13 @@ mail_checked(struct smtp_session *s, enum intake_verdict v)
 		if (tx->mail.size > 0 &&
 		    (uint64_t)tx->mail.size > s->queue->queue_headroom) {
 			smtp_reply(s, R_INSUFFICIENT_STORAGE);
+			break;
+		}
+		/* no route's upstream could take the declared size */
+		if (tx->mail.size > 0 && route_caps_check_mail(s->cfg,
+		    &s->queue->routes, tx->mail.addr,
+		    (uint64_t)tx->mail.size) != RCV_OK) {
+			smtp_reply(s, R_SIZE_EVERY_ROUTE);
 			break;
 		}
 		m = tx->mail;
@@ -965,6 +1015,34 @@ relay_permitted(struct smtp_session *s, const char *addr)
 	return domain_accepted(s->cfg, at + 1);
 }
 
+/* Refuses a recipient whose route's upstream cannot take what MAIL
+ * declared (its SIZE, SMTPUTF8, BODY=8BITMIME): the delivery agent
+ * would fail it before MAIL, so it is told now rather than bounced.
+ * Unknown capabilities accept.  1 when refused. */
+static int
+rcpt_route_refuses(struct smtp_session *s, const char *addr)
+{
+	struct route_caps_need need;
+
+	/* (the runner's notes were read at MAIL, moments ago) */
+	need.size = s->tx.mail.size > 0 ? (uint64_t)s->tx.mail.size : 0;
+	need.smtputf8 = s->tx.mail.smtputf8;
+	need.eightbit = s->tx.mail.body == BODY_8BITMIME;
+	switch (route_caps_check_rcpt(rcpt_route_caps(s, addr), &need)) {
+	case RCV_SIZE:
+		smtp_reply(s, R_SIZE_ROUTE, addr);
+		return 1;
+	case RCV_SMTPUTF8:
+		smtp_reply(s, R_SMTPUTF8_ROUTE, addr);
+		return 1;
+	case RCV_8BITMIME:
+		smtp_reply(s, R_8BITMIME_ROUTE, addr);
+		return 1;
+	default:
+		return 0;
+	}
+}
+
 static void
 cmd_rcpt(struct smtp_session *s, enum smtp_verb verb, const char *arg,
     size_t len)
@@ -1012,6 +1090,8 @@ cmd_rcpt(struct smtp_session *s, enum smtp_verb verb, const char *arg,
 		smtp_reply(s, R_RELAY_DENIED, r.addr);
 		return;
 	}
+	if (rcpt_route_refuses(s, r.addr))
+		return;
 	envelope_add_rcpt(&s->tx.env, r.addr, r.notify, r.orcpt);
 	smtp_reply(s, R_RCPT_OK, r.addr);
 }

@@ -58,6 +58,9 @@ wcount_reply(int reply_id)
 		wcount(WC_REJECT_RELAY);
 		break;
 	case R_SIZE_EXCEEDED:
+	case R_SIZE_ROUTE:
+	case R_SIZE_EVERY_ROUTE:
+	case R_SIZE_RCPT_ROUTES:
 		wcount(WC_REJECT_SIZE);
 		break;
 	case R_TOO_MANY_CONNECTIONS:

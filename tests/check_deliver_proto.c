@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "deliver_proto.h"
+#include "route_caps.h"
 #include "ipc.h"
 #include "smtp_parse.h"
 
@@ -424,7 +425,8 @@ END_TEST
 START_TEST(test_done)
 {
 	struct deliver_done dn = { 99, "smarthost:smtp.example.net:587", 1,
-	    NULL, 0, "host a said: 451 4.7.1 rate limit" }, d;
+	    NULL, 0, "host a said: 451 4.7.1 rate limit",
+	    1, RCAP_SIZE | RCAP_SMTPUTF8, 10485760 }, d;
 	struct ipc_out m;
 	struct ipc_in in, t;
 	uint8_t *f;
@@ -438,7 +440,8 @@ START_TEST(test_done)
 	ck_assert(d.job_id == 99);
 	ck_assert_str_eq(d.hop, "smarthost:smtp.example.net:587");
 	ck_assert_uint_eq(d.leaving, 1);
-	ck_assert_str_eq(d.throttle, "host a said: 451 4.7.1 rate limit");
+	    NULL, 0, "host a said: 451 4.7.1 rate limit",
+	    1, RCAP_SIZE | RCAP_SMTPUTF8, 10485760 }, d;
 	deliver_done_free(&d);
 	deliver_done_free(NULL);
 	free(f);
@@ -452,6 +455,28 @@ START_TEST(test_done)
 	ipc_add_u8(&m, 1);
 	f = frame_of(&m, &in);
 	ck_assert_int_eq(deliver_done_decode(&in, &d), -1);
+	free(f);
+	ipc_out_free(&m);
+	/* capability bits it does not know, a size without SIZE */
+	dn.caps_flags = RCAP_ALL + 1;
+	ipc_out_init(&m, IMSG_JOB_DONE);
+	deliver_done_encode(&dn, &m);
+	f = frame_of(&m, &in);
+	ck_assert_int_eq(deliver_done_decode(&in, &d), -1);
+	free(f);
+	dn.caps_flags = RCAP_DSN;
+	ipc_out_init(&m, IMSG_JOB_DONE);
+	deliver_done_encode(&dn, &m);
+	f = frame_of(&m, &in);
+	ck_assert_int_eq(deliver_done_decode(&in, &d), -1);
+	free(f);
+	dn.caps_size = 0;
+	ipc_out_init(&m, IMSG_JOB_DONE);
+	deliver_done_encode(&dn, &m);
+	f = frame_of(&m, &in);
+	ck_assert_int_eq(deliver_done_decode(&in, &d), 0);
+	ck_assert_uint_eq(d.caps_flags, RCAP_DSN);
+	deliver_done_free(&d);
 	free(f);
 	ipc_out_free(&m);
 }

@@ -359,6 +359,14 @@ ipc_seeds(void)
 		deliver_probe_encode(&pr, &m);
 		put_frame("probe", &m);
 	}
+	/* with what the upstream offered in its EHLO (route_caps.h) */
+	d.hop = "big:[192.0.2.2]:25";
+	d.caps_seen = 1;
+	d.caps_flags = 0x1f;       /* RCAP_ALL */
+	d.caps_size = 10485760;
+	ipc_out_init(&m, IMSG_JOB_DONE);
+	deliver_done_encode(&d, &m);
+	put_frame("job-done-caps", &m);
 }
 
 int
