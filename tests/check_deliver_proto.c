@@ -440,8 +440,10 @@ START_TEST(test_done)
 	ck_assert(d.job_id == 99);
 	ck_assert_str_eq(d.hop, "smarthost:smtp.example.net:587");
 	ck_assert_uint_eq(d.leaving, 1);
-	    NULL, 0, "host a said: 451 4.7.1 rate limit",
-	    1, RCAP_SIZE | RCAP_SMTPUTF8, 10485760 }, d;
+	ck_assert_str_eq(d.throttle, "host a said: 451 4.7.1 rate limit");
+	ck_assert_uint_eq(d.caps_seen, 1);
+	ck_assert_uint_eq(d.caps_flags, RCAP_SIZE | RCAP_SMTPUTF8);
+	ck_assert(d.caps_size == 10485760);
 	deliver_done_free(&d);
 	deliver_done_free(NULL);
 	free(f);
@@ -489,7 +491,8 @@ START_TEST(test_done_host_reports)
 		{ "mx1.internal:25", 1, "connect to mx1.internal[10.0.0.1]:25: "
 		    "Connection refused" },
 		{ "mx2.internal:25", 0, "" } };
-	struct deliver_done dn = { 7, "pool:mx2.internal:25", 0, hr, 2 }, d;
+	struct deliver_done dn = { 7, "pool:mx2.internal:25", 0, hr, 2, "",
+	    0, 0, 0 }, d;
 	struct deliver_probe pr = { 8, "pool", "backup.internal:25",
 	    "relay.example.com" }, p;
 	struct ipc_out m;
