@@ -1306,19 +1306,26 @@ store_count(struct store *st, const char *state, int64_t *n)
 /* --- delivery queries (the scheduler) --- */
 
 static const char *const dstmt_sql[D_NSTMT] = {
+	/* The due queries walk recipient_due in time order and look each
+	 * message up by its row id: CROSS JOIN keeps that order.  Left to
+	 * itself the planner starts from message_state (state = 'active'
+	 * is an equality) and reads every queued message and recipient,
+	 * then sorts: 60-85 ms a turn with 100,000 deferred, where this
+	 * reads only the rows it returns. */
 	[D_DUE] =
 	    "SELECT r.id, r.message_id, r.address, r.dsn_notify, r.dsn_orcpt,"
 	    " r.attempts, m.qid, m.sender, m.size, m.body_type, m.smtputf8,"
 	    " m.dsn_ret, m.dsn_envid, m.received_at, r.last_reply, r.last_dsn,"
 	    " m.agent_deaths"
-	    " FROM recipient r JOIN message m ON m.id = r.message_id"
+	    " FROM recipient r CROSS JOIN message m ON m.id = r.message_id"
 	    " WHERE r.state = 'pending' AND r.next_attempt <= ?1"
 	    " AND m.state = 'active'"
 	    " ORDER BY r.next_attempt LIMIT ?2",
 	[D_NEXT_DUE] =
-	    "SELECT min(r.next_attempt) FROM recipient r"
-	    " JOIN message m ON m.id = r.message_id"
-	    " WHERE r.state = 'pending' AND m.state = 'active'",
+	    "SELECT r.next_attempt FROM recipient r"
+	    " CROSS JOIN message m ON m.id = r.message_id"
+	    " WHERE r.state = 'pending' AND r.next_attempt IS NOT NULL"
+	    " AND m.state = 'active' ORDER BY r.next_attempt LIMIT 1",
 	[D_CHUNK] =
 	    "SELECT chunk FROM body WHERE message_id = ?1 AND seq = ?2",
 	[D_RCPT_UPDATE] =
