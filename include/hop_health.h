@@ -55,6 +55,17 @@ int hop_health_result(struct hop_health *h, const char *dest, int hop_failed,
 double hop_health_held_until(const struct hop_health *h, const char *dest,
     double now, const int *steps, size_t nsteps);
 
+/* The next attempt of a recipient deferred in bulk for dest at now whose
+ * own retry schedule says next: the hop's next probe
+ * (hop_health_held_until) when that is later, else the last point not
+ * after next of the probes' grid (the next probe, then a probe step
+ * apart), so that the hop's held mail comes due together, with a probe,
+ * in a few large batches at each step rather than in a trickle all along
+ * it (at most a probe step before its own time).  next itself when dest
+ * is up. */
+double hop_health_held_next(const struct hop_health *h, const char *dest,
+    double now, double next, const int *steps, size_t nsteps);
+
 /* Notes a recipient deferred in bulk for dest while it was down. */
 void hop_health_hold(struct hop_health *h, const char *dest, int64_t rcpt_id);
 
@@ -68,5 +79,9 @@ size_t hop_health_take_held(struct hop_health *h, const char *dest,
 /* Whether dest is down, and how many next hops are. */
 int hop_health_is_down(const struct hop_health *h, const char *dest);
 size_t hop_health_down_count(const struct hop_health *h);
+/* The next hops that are down: up to max of their names into dests
+ * (valid while h is not changed).  Returns how many are down. */
+size_t hop_health_down_list(const struct hop_health *h, const char **dests,
+    size_t max);
 
 #endif

@@ -178,6 +178,27 @@ hop_health_held_until(const struct hop_health *h, const char *dest,
 	return p->probe_at;
 }
 
+double
+hop_health_held_next(const struct hop_health *h, const char *dest,
+    double now, double next, const int *steps, size_t nsteps)
+{
+	const struct hop *p = find(h, dest);
+	double until = hop_health_held_until(h, dest, now, steps, nsteps);
+	double step;
+	long long k;
+
+	if (until <= 0 || p == NULL)
+		return next;
+	if (next <= until)
+		return until;
+	/* the last point of the probes' grid not after it, which is where
+	 * the rest of the hop's held mail comes due too, with a probe to
+	 * ride on */
+	step = probe_step(p->probes_failed + 1, steps, nsteps);
+	k = (long long)((next - until) / step);
+	return until + (double)k * step;
+}
+
 static int
 cmp_id(const void *a, const void *b)
 {
@@ -255,5 +276,20 @@ hop_health_down_count(const struct hop_health *h)
 	for (i = 0; i < h->nhops; i++)
 		if (h->hops[i].down)
 			n++;
+	return n;
+}
+
+size_t
+hop_health_down_list(const struct hop_health *h, const char **dests,
+    size_t max)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < h->nhops; i++)
+		if (h->hops[i].down) {
+			if (n < max)
+				dests[n] = h->hops[i].dest;
+			n++;
+		}
 	return n;
 }

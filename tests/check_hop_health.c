@@ -143,6 +143,46 @@ START_TEST(test_held_until_next_probe)
 }
 END_TEST
 
+/* Held mail whose own retry comes after the next probe comes due on the
+ * probes' grid (the last point before its own time), so a hop's held
+ * mail comes due together, and with a probe. */
+START_TEST(test_held_next_on_probe_grid)
+{
+	struct hop_health *h = hop_health_new();
+	int i;
+
+	ck_assert(hop_health_held_next(h, HOP, 1010, 1234, steps, NSTEPS) ==
+	    1234);
+	for (i = 0; i < HOP_DOWN_AFTER; i++)
+		hop_fails(h, HOP, 1000);
+	/* the next probe at 1060, then a step of 300 apart */
+	ck_assert(hop_health_held_next(h, HOP, 1010, 1050, steps, NSTEPS) ==
+	    1060);
+	ck_assert(hop_health_held_next(h, HOP, 1010, 1060, steps, NSTEPS) ==
+	    1060);
+	ck_assert(hop_health_held_next(h, HOP, 1010, 1070, steps, NSTEPS) ==
+	    1060);
+	ck_assert(hop_health_held_next(h, HOP, 1020, 1360, steps, NSTEPS) ==
+	    1360);
+	ck_assert(hop_health_held_next(h, HOP, 1030, 1659, steps, NSTEPS) ==
+	    1360);
+	ck_assert(hop_health_held_next(h, HOP, 1030, 1660, steps, NSTEPS) ==
+	    1660);
+	/* a probe in flight: from a step after now */
+	hop_health_probe_sent(h, HOP);
+	ck_assert(hop_health_held_next(h, HOP, 1061, 1100, steps, NSTEPS) ==
+	    1361);
+	ck_assert(hop_health_held_next(h, HOP, 1061, 1400, steps, NSTEPS) ==
+	    1361);
+	ck_assert(hop_health_held_next(h, HOP, 1061, 1700, steps, NSTEPS) ==
+	    1661);
+	/* another hop, up: its own time */
+	ck_assert(hop_health_held_next(h, "mx:other.example", 1061, 1400,
+	    steps, NSTEPS) == 1400);
+	hop_health_free(h);
+}
+END_TEST
+
 START_TEST(test_back_hands_over_held)
 {
 	struct hop_health *h = hop_health_new();
@@ -220,6 +260,7 @@ hop_health_suite(void)
 	tcase_add_test(tc, test_down_after_failures_in_a_row);
 	tcase_add_test(tc, test_one_probe_per_retry_step);
 	tcase_add_test(tc, test_held_until_next_probe);
+	tcase_add_test(tc, test_held_next_on_probe_grid);
 	tcase_add_test(tc, test_back_hands_over_held);
 	tcase_add_test(tc, test_held_stays_bounded);
 	suite_add_tcase(s, tc);
