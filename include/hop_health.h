@@ -35,8 +35,11 @@ void hop_health_free(struct hop_health *h);
 enum hop_verdict hop_health_verdict(struct hop_health *h, const char *dest,
     double now, const char **dsn, const char **reason);
 
-/* A probe job was dispatched to dest (after HOP_PROBE). */
-void hop_health_probe_sent(struct hop_health *h, const char *dest);
+/* A probe job was dispatched to dest at now (after HOP_PROBE).  If it
+ * fails, the next goes a step after now (or when it failed, if that is
+ * later). */
+void hop_health_probe_sent(struct hop_health *h, const char *dest,
+    double now);
 
 /* A job to dest is over.  hop_failed: every recipient was deferred for
  * want of a connection (reason says why); 0 when the hop answered.
@@ -48,8 +51,9 @@ int hop_health_result(struct hop_health *h, const char *dest, int hop_failed,
     size_t nsteps);
 
 /* Until when mail deferred in bulk for dest now may wait: the time of
- * the hop's next probe (for a probe due or in flight, a step after now,
- * when the next one goes if it fails), so that held mail comes due
+ * the hop's next probe (for a probe in flight, a step after it went,
+ * when the next one goes if it fails; for one due, a step after now),
+ * so that held mail comes due
  * with the probe rather than at every step of its own schedule; 0 when
  * dest is up.  steps as for hop_health_result. */
 double hop_health_held_until(const struct hop_health *h, const char *dest,

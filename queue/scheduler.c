@@ -1327,7 +1327,7 @@ scheduler_run(struct scheduler *s)
 		}
 		dispatch(s, a, dest, route, domain, v, idx, nidx);
 		if (verdict == HOP_PROBE) {
-			hop_health_probe_sent(s->hops, dest);
+			hop_health_probe_sent(s->hops, dest, now);
 			a->job->probe = 1;
 			log_info("%s: probing next hop %s, down: %s", v[i].qid,
 			    dest, hop_reason);

@@ -74,27 +74,32 @@ START_TEST(test_one_probe_per_retry_step)
 		hop_fails(h, HOP, 1000);
 	ck_assert_int_eq(verdict(h, HOP, 1059), HOP_SUSPEND);
 	ck_assert_int_eq(verdict(h, HOP, 1060), HOP_PROBE);
-	hop_health_probe_sent(h, HOP);
+	hop_health_probe_sent(h, HOP, 1060);
 	/* while the probe is out, nothing else goes */
 	ck_assert_int_eq(verdict(h, HOP, 1061), HOP_SUSPEND);
 	ck_assert_int_eq(verdict(h, HOP, 5000), HOP_SUSPEND);
-	/* the probe fails: the next one waits the second step */
+	/* the probe fails: the next one waits the second step from when
+	 * it went */
 	hop_fails(h, HOP, 1070);
-	ck_assert_int_eq(verdict(h, HOP, 1070 + 299), HOP_SUSPEND);
-	ck_assert_int_eq(verdict(h, HOP, 1070 + 300), HOP_PROBE);
-	hop_health_probe_sent(h, HOP);
+	ck_assert_int_eq(verdict(h, HOP, 1060 + 299), HOP_SUSPEND);
+	ck_assert_int_eq(verdict(h, HOP, 1060 + 300), HOP_PROBE);
+	hop_health_probe_sent(h, HOP, 1360);
 	hop_fails(h, HOP, 1400);
-	ck_assert_int_eq(verdict(h, HOP, 1400 + 899), HOP_SUSPEND);
-	ck_assert_int_eq(verdict(h, HOP, 1400 + 900), HOP_PROBE);
-	hop_health_probe_sent(h, HOP);
+	ck_assert_int_eq(verdict(h, HOP, 1360 + 899), HOP_SUSPEND);
+	ck_assert_int_eq(verdict(h, HOP, 1360 + 900), HOP_PROBE);
+	hop_health_probe_sent(h, HOP, 2260);
 	/* the last step repeats */
 	hop_fails(h, HOP, 2400);
-	ck_assert_int_eq(verdict(h, HOP, 2400 + 899), HOP_SUSPEND);
-	ck_assert_int_eq(verdict(h, HOP, 2400 + 900), HOP_PROBE);
+	ck_assert_int_eq(verdict(h, HOP, 2260 + 899), HOP_SUSPEND);
+	ck_assert_int_eq(verdict(h, HOP, 2260 + 900), HOP_PROBE);
 	/* a job in flight before the hop went down, failing now, does not
 	 * move the probe */
 	hop_fails(h, HOP, 2500);
-	ck_assert_int_eq(verdict(h, HOP, 2400 + 900), HOP_PROBE);
+	ck_assert_int_eq(verdict(h, HOP, 2260 + 900), HOP_PROBE);
+	/* a probe that took longer than a step: the next goes at once */
+	hop_health_probe_sent(h, HOP, 3160);
+	hop_fails(h, HOP, 3160 + 1000);
+	ck_assert_int_eq(verdict(h, HOP, 3160 + 1000), HOP_PROBE);
 	hop_health_free(h);
 }
 END_TEST
@@ -117,20 +122,23 @@ START_TEST(test_held_until_next_probe)
 	/* the probe is due: held a step past it */
 	ck_assert(hop_health_held_until(h, HOP, 1060, steps, NSTEPS) ==
 	    1060 + 300);
-	hop_health_probe_sent(h, HOP);
+	hop_health_probe_sent(h, HOP, 1060);
 	ck_assert(hop_health_held_until(h, HOP, 1065, steps, NSTEPS) ==
-	    1065 + 300);
-	/* it failed: the next probe's time */
+	    1060 + 300);
+	/* held all through a long bulk deferral: the same time */
+	ck_assert(hop_health_held_until(h, HOP, 1069, steps, NSTEPS) ==
+	    1060 + 300);
+	/* it failed: the next probe's time, the same */
 	hop_fails(h, HOP, 1070);
 	ck_assert(hop_health_held_until(h, HOP, 1100, steps, NSTEPS) ==
-	    1070 + 300);
+	    1060 + 300);
 	/* the last step repeats */
-	hop_health_probe_sent(h, HOP);
+	hop_health_probe_sent(h, HOP, 1360);
 	hop_fails(h, HOP, 1400);
-	hop_health_probe_sent(h, HOP);
+	hop_health_probe_sent(h, HOP, 2260);
 	hop_fails(h, HOP, 2300);
 	ck_assert(hop_health_held_until(h, HOP, 2300, steps, NSTEPS) ==
-	    2300 + 900);
+	    2260 + 900);
 	ck_assert(hop_health_held_until(h, HOP, 3200, steps, NSTEPS) ==
 	    3200 + 900);
 	/* back up: nothing is held */
@@ -169,7 +177,7 @@ START_TEST(test_held_next_on_probe_grid)
 	ck_assert(hop_health_held_next(h, HOP, 1030, 1660, steps, NSTEPS) ==
 	    1660);
 	/* a probe in flight: from a step after now */
-	hop_health_probe_sent(h, HOP);
+	hop_health_probe_sent(h, HOP, 1061);
 	ck_assert(hop_health_held_next(h, HOP, 1061, 1100, steps, NSTEPS) ==
 	    1361);
 	ck_assert(hop_health_held_next(h, HOP, 1061, 1400, steps, NSTEPS) ==
@@ -195,7 +203,7 @@ START_TEST(test_back_hands_over_held)
 	for (i = 0; i < 1000; i++)
 		hop_health_hold(h, HOP, 10 + i);
 	ck_assert_int_eq(verdict(h, HOP, 1060), HOP_PROBE);
-	hop_health_probe_sent(h, HOP);
+	hop_health_probe_sent(h, HOP, 1061);
 	ck_assert_int_eq(hop_health_result(h, HOP, 0, "", "", 1061, steps,
 	    NSTEPS), 1);
 	ck_assert(!hop_health_is_down(h, HOP));

@@ -154,10 +154,13 @@ def cpu():
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 with open(log, "rb") as f:
     f.seek(0, 2)
-    buf = b""
-    while b"probing next hop" not in buf:
+    tail = b""
+    while True:
+        chunk = tail + f.read()
+        if b"probing next hop" in chunk:
+            break
+        tail = chunk[-64:]
         time.sleep(0.01)
-        buf = (buf + f.read())[-4096:]
 c0, t0 = cpu(), time.time()
 time.sleep(1)
 q = sqlite3.connect("file:%s?mode=ro" % db, uri=True, timeout=30)
