@@ -1232,7 +1232,10 @@ scheduler_run(struct scheduler *s)
 		if (bulk_suspend(s, now, turn_end, down, bulk_done, ndown))
 			suspended = 1;   /* more of it in the next turn */
 	}
-	if (store_due(s->st, now, s->due_limit, &v, &n) < 0) {
+	/* while a bulk deferral has more to do, its rows lead the due
+	 * order: read only a few, for the probe and the other hops */
+	if (store_due(s->st, now, suspended ? DUE_MIN : s->due_limit, &v,
+	    &n) < 0) {
 		log_error("scheduler: %s", store_errmsg(s->st));
 		s->next_run_ms = now_ms() + 1000;
 		free(down);
