@@ -35,8 +35,11 @@ void hop_health_free(struct hop_health *h);
 enum hop_verdict hop_health_verdict(struct hop_health *h, const char *dest,
     double now, const char **dsn, const char **reason);
 
-/* A probe job was dispatched to dest (after HOP_PROBE). */
-void hop_health_probe_sent(struct hop_health *h, const char *dest);
+/* A probe job was dispatched to dest at now (after HOP_PROBE).  If it
+ * fails, the next goes a step after now (or when it failed, if that is
+ * later). */
+void hop_health_probe_sent(struct hop_health *h, const char *dest,
+    double now);
 
 /* A job to dest is over.  hop_failed: every recipient was deferred for
  * want of a connection (reason says why); 0 when the hop answered.
@@ -48,8 +51,9 @@ int hop_health_result(struct hop_health *h, const char *dest, int hop_failed,
     size_t nsteps);
 
 /* Until when mail deferred in bulk for dest now may wait: the time of
- * the hop's next probe (for a probe due or in flight, a step after now,
- * when the next one goes if it fails), so that held mail comes due
+ * the hop's next probe (for a probe in flight, a step after it went,
+ * when the next one goes if it fails; for one due, a step after now),
+ * so that held mail comes due
  * with the probe rather than at every step of its own schedule; 0 when
  * dest is up.  steps as for hop_health_result. */
 double hop_health_held_until(const struct hop_health *h, const char *dest,
@@ -61,6 +65,17 @@ double hop_health_held_until(const struct hop_health *h, const char *dest,
  * when it is back (hop_health_result with hop_failed 0). */
 void hop_health_mark_down(struct hop_health *h, const char *dest,
     const char *dsn, const char *reason, double probe_at);
+
+/* The next attempt of a recipient deferred in bulk for dest at now whose
+ * own retry schedule says next: the hop's next probe
+ * (hop_health_held_until) when that is later, else the last point not
+ * after next of the probes' grid (the next probe, then a probe step
+ * apart), so that the hop's held mail comes due together, with a probe,
+ * in a few large batches at each step rather than in a trickle all along
+ * it (at most a probe step before its own time).  next itself when dest
+ * is up. */
+double hop_health_held_next(const struct hop_health *h, const char *dest,
+    double now, double next, const int *steps, size_t nsteps);
 
 /* Notes a recipient deferred in bulk for dest while it was down. */
 void hop_health_hold(struct hop_health *h, const char *dest, int64_t rcpt_id);
@@ -75,5 +90,9 @@ size_t hop_health_take_held(struct hop_health *h, const char *dest,
 /* Whether dest is down, and how many next hops are. */
 int hop_health_is_down(const struct hop_health *h, const char *dest);
 size_t hop_health_down_count(const struct hop_health *h);
+/* The next hops that are down: up to max of their names into dests
+ * (valid while h is not changed).  Returns how many are down. */
+size_t hop_health_down_list(const struct hop_health *h, const char **dests,
+    size_t max);
 
 #endif

@@ -161,6 +161,40 @@ int store_rcpt_result(struct store *st, int64_t rcpt_id,
     enum rcpt_state state, double next_attempt, const char *relay,
     const char *tls, enum attempt_status status, const char *dsn,
     const char *reply);
+
+/* A due recipient that a bulk deferral looks at, or one it deferred.
+ * Strings are valid during the callback only. */
+struct store_bulk_row {
+	int64_t rcpt_id, msgid;
+	const char *sender;             /* "" in the rows deferred */
+	const char *address;
+	double received_at;
+	uint32_t notify;                /* NOTIFY_* bits (not in the rows */
+	int attempts;                   /* deferred), attempts before */
+	int warned;                     /* message.warned */
+	char qid[QID_LEN + 1];          /* in the rows deferred only */
+};
+
+/* A bulk deferral: the due recipients of a next hop that is down are
+ * deferred in one statement, without a row each through the scheduler. */
+struct store_bulk {
+	double now;                     /* the attempt's time; due by then */
+	size_t limit;                   /* recipients at most */
+	const char *dsn, *reply;        /* the attempt's status and reason */
+	/* A due row (pending, of an active message): its next attempt
+	 * (> 0) to defer it, 0 to leave it.  It must not use the store and
+	 * may be called more than once for a row. */
+	double (*take)(void *arg, const struct store_bulk_row *row);
+	/* Each recipient deferred, once they all are in the transaction
+	 * (for the log line); may be NULL. */
+	void (*deferred)(void *arg, const struct store_bulk_row *row);
+	void *arg;
+};
+/* Defers at most b->limit due recipients that b->take accepts, earliest
+ * due first: an attempt each (deferred, relay none, at b->now) and the
+ * next attempt take() gave.  Inside a transaction, all or nothing.
+ * Returns how many, or -1. */
+int store_rcpt_defer_bulk(struct store *st, const struct store_bulk *b);
 int store_message_progress(struct store *st, int64_t msgid,
     int64_t *pending, int64_t *delivered, int64_t *total);
 

@@ -21,6 +21,7 @@ struct hop {
 	int probing;              /* a probe job is in flight */
 	int probes_failed;        /* since it went down: spaces the probes */
 	double probe_at;          /* when the next probe may go */
+	double probe_sent_at;     /* when the one in flight went */
 	char dsn[16];
 	char reason[HOP_REASON_MAX];
 	int64_t *held;            /* recipients deferred in bulk */
@@ -115,12 +116,14 @@ hop_health_verdict(struct hop_health *h, const char *dest, double now,
 }
 
 void
-hop_health_probe_sent(struct hop_health *h, const char *dest)
+hop_health_probe_sent(struct hop_health *h, const char *dest, double now)
 {
 	struct hop *p = find(h, dest);
 
-	if (p != NULL && p->down)
+	if (p != NULL && p->down) {
 		p->probing = 1;
+		p->probe_sent_at = now;
+	}
 }
 
 int
@@ -148,11 +151,15 @@ hop_health_result(struct hop_health *h, const char *dest, int hop_failed,
 	ferry_strlcpy(p->reason, reason, sizeof(p->reason));
 	if (p->down) {
 		if (p->probing) {
-			/* the probe failed: the next one a step later */
+			/* the probe failed: the next one a step after it
+			 * went, when the mail held meanwhile comes due
+			 * (hop_health_held_until), or now if it took longer */
 			p->probing = 0;
 			p->probes_failed++;
-			p->probe_at = now + probe_step(p->probes_failed, steps,
-			    nsteps);
+			p->probe_at = p->probe_sent_at + probe_step(
+			    p->probes_failed, steps, nsteps);
+			if (p->probe_at < now)
+				p->probe_at = now;
 		}
 		return 0;
 	}
@@ -187,9 +194,35 @@ hop_health_held_until(const struct hop_health *h, const char *dest,
 
 	if (p == NULL || !p->down)
 		return 0;
-	if (p->probing || now >= p->probe_at)
+	/* one time for all the mail held while a probe is out, however
+	 * long the bulk deferral takes: the time of the next probe */
+	if (p->probing)
+		return p->probe_sent_at + probe_step(p->probes_failed + 1,
+		    steps, nsteps);
+	if (now >= p->probe_at)
 		return now + probe_step(p->probes_failed + 1, steps, nsteps);
 	return p->probe_at;
+}
+
+double
+hop_health_held_next(const struct hop_health *h, const char *dest,
+    double now, double next, const int *steps, size_t nsteps)
+{
+	const struct hop *p = find(h, dest);
+	double until = hop_health_held_until(h, dest, now, steps, nsteps);
+	double step;
+	long long k;
+
+	if (until <= 0 || p == NULL)
+		return next;
+	if (next <= until)
+		return until;
+	/* the last point of the probes' grid not after it, which is where
+	 * the rest of the hop's held mail comes due too, with a probe to
+	 * ride on */
+	step = probe_step(p->probes_failed + 1, steps, nsteps);
+	k = (long long)((next - until) / step);
+	return until + (double)k * step;
 }
 
 static int
@@ -269,5 +302,20 @@ hop_health_down_count(const struct hop_health *h)
 	for (i = 0; i < h->nhops; i++)
 		if (h->hops[i].down)
 			n++;
+	return n;
+}
+
+size_t
+hop_health_down_list(const struct hop_health *h, const char **dests,
+    size_t max)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < h->nhops; i++)
+		if (h->hops[i].down) {
+			if (n < max)
+				dests[n] = h->hops[i].dest;
+			n++;
+		}
 	return n;
 }

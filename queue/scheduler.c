@@ -1178,7 +1178,8 @@ dispatch(struct scheduler *s, struct pool_agent *a, const char *dest,
 /* Defers the due recipients v[idx[0..n)] of one message for a next hop
  * that is down, without a connection: one attempt each, counted and
  * logged with the reason the hop went down.  Their next attempt is held
- * until the hop's next probe (lifecycle_hold_until), so a long outage
+ * until the hop's next probe or a later point of its probe grid
+ * (hop_health_held_next, lifecycle_hold_until), so a long outage
  * costs one deferral per recipient per probe step, not one per step of
  * each recipient's own schedule. */
 static void
@@ -1190,8 +1191,6 @@ suspend(struct scheduler *s, const char *dest, const char *dsn,
 	struct sched_job *job;
 	char reply[HOP_REASON_MAX + 64];
 	struct lifecycle_policy pol = policy_of(s->cfg);
-	double until = hop_health_held_until(s->hops, dest, now,
-	    s->cfg->retry_schedule, s->cfg->nretry_schedule);
 	size_t k;
 
 	snprintf(reply, sizeof(reply), "delivery temporarily suspended: %s",
@@ -1217,8 +1216,10 @@ suspend(struct scheduler *s, const char *dest, const char *dsn,
 		jr->attempts = d->attempts;
 		jr->last_reply = xstrdup(d->last_reply);
 		decide(s, job, jr, OUTCOME_TEMPORARY, dsn, reply, "none", "");
-		jr->t.next_attempt = lifecycle_hold_until(&jr->t, until,
-		    d->received_at, &pol);
+		jr->t.next_attempt = lifecycle_hold_until(&jr->t,
+		    hop_health_held_next(s->hops, dest, now,
+		    jr->t.next_attempt, s->cfg->retry_schedule,
+		    s->cfg->nretry_schedule), d->received_at, &pol);
 		hop_health_hold(s->hops, dest, d->rcpt_id);
 	}
 	job_over(s, job);
@@ -1261,6 +1262,165 @@ token_defer(struct scheduler *s, const char *route, const char *reason,
 		    "");
 	}
 	job_over(s, job);
+}
+
+/* ------------------------------------------------------ bulk deferral */
+
+/* A next hop that is down has its due mail deferred by the store in
+ * statements of BULK_BATCH recipients (store_rcpt_defer_bulk): the
+ * scheduler sees each row only as the arguments of bulk_take() and
+ * bulk_deferred(), with no row read into memory, no job built and no
+ * statement of its own.  The batches stop at the end of the turn
+ * (SUSPEND_TURN_MS), so intake waits at most about one batch. */
+#define BULK_BATCH 256
+
+struct bulk_turn {
+	struct scheduler *s;
+	const char *dest;
+	double now;
+	struct lifecycle_policy pol;
+	struct sched_job job;     /* the route and arrival, for the metrics */
+	char reply[HOP_REASON_MAX + 64];
+	char safe_reply[1400];
+	const char *dsn;
+};
+
+/* Whether sender's mail to address goes to the next hop dest (as
+ * scheduler_run names it: "route:NAME" or "mx:DOMAIN"). */
+static int
+goes_to(const struct scheduler *s, const char *dest, const char *sender,
+    const char *address)
+{
+	const char *domain = domain_of(address);
+	const struct route_config *route = config_route_select(s->cfg,
+	    sender, domain);
+
+	if (route != NULL)
+		return strncmp(dest, "route:", 6) == 0 &&
+		    strcmp(dest + 6, route->name) == 0;
+	return strncmp(dest, "mx:", 3) == 0 && strcmp(dest + 3, domain) == 0;
+}
+
+/* A due row: deferred in bulk when it goes to the hop, is not in flight
+ * (a probe's message), and its deferral owes nothing (no expiry, no
+ * delay warning yet to send): those take the row-by-row way.  The next
+ * attempt is suspend()'s. */
+static double
+bulk_take(void *arg, const struct store_bulk_row *r)
+{
+	struct bulk_turn *b = arg;
+	struct transition t;
+
+	if (!goes_to(b->s, b->dest, r->sender, r->address) ||
+	    message_in_flight(b->s, r->msgid))
+		return 0;
+	t = lifecycle_decide(OUTCOME_TEMPORARY, r->attempts, r->received_at,
+	    b->now, &b->pol, r->notify);
+	if (t.status != STATUS_DEFERRED || t.state != RCPT_PENDING ||
+	    (t.notice != NOTICE_NONE && !r->warned))
+		return 0;
+	return lifecycle_hold_until(&t, hop_health_held_next(b->s->hops,
+	    b->dest, b->now, t.next_attempt, b->s->cfg->retry_schedule,
+	    b->s->cfg->nretry_schedule), r->received_at, &b->pol);
+}
+
+/* A recipient deferred in bulk: its log line (write_rcpt's, word for
+ * word), its count, and its place among the hop's held mail. */
+static void
+bulk_deferred(void *arg, const struct store_bulk_row *r)
+{
+	struct bulk_turn *b = arg;
+	char safe_addr[600], d_total[32];
+	struct log_fields f = { .event = "delivery" };
+	double delay = b->now - r->received_at;
+
+	hop_health_hold(b->s->hops, b->dest, r->rcpt_id);
+	b->job.received_at = r->received_at;
+	count_result(b->s, &b->job, STATUS_DEFERRED, b->now, b->reply);
+	log_sanitize(safe_addr, sizeof(safe_addr), r->address,
+	    strlen(r->address));
+	f.qid = r->qid;
+	f.to = r->address;
+	f.relay = "none";
+	f.dsn = b->dsn;
+	f.status = attempt_status_name(STATUS_DEFERRED);
+	f.has_delay = 1;
+	f.delay = delay < 0 ? 0 : delay;
+	f.reason = b->reply;
+	fmt_delay(d_total, sizeof(d_total), delay);
+	log_event(LOG_INFO, &f, "%s: to=<%s>, relay=none, delay=%s, "
+	    "delays=%s/0, tls=none, dsn=%s, status=deferred (%s)", r->qid,
+	    safe_addr, d_total, d_total, b->dsn, b->safe_reply);
+}
+
+/* Defers in bulk the due mail of every next hop that is down and not due
+ * a probe, until the turn ends at turn_end.  done[i] says whether the
+ * i-th of the hops hop_health_down_list gives (ndests of them) was done
+ * to the end: a due row of such a hop left in the store is one the bulk
+ * left to the row-by-row way.  Returns 1 when the turn ended first. */
+static int
+bulk_suspend(struct scheduler *s, double now, int64_t turn_end,
+    const char **dests, char *done, size_t ndests)
+{
+	size_t i;
+
+	for (i = 0; i < ndests; i++) {
+		struct bulk_turn b;
+		struct store_bulk sb;
+		const char *dsn = "", *reason = "";
+		int k;
+
+		if (hop_health_verdict(s->hops, dests[i], now, &dsn,
+		    &reason) != HOP_SUSPEND)
+			continue;   /* its probe goes first */
+		memset(&b, 0, sizeof(b));
+		b.s = s;
+		b.dest = dests[i];
+		b.now = now;
+		b.pol = policy_of(s->cfg);
+		b.dsn = dsn;
+		snprintf(b.reply, sizeof(b.reply), "delivery temporarily "
+		    "suspended: %s", reason);
+		log_sanitize(b.safe_reply, sizeof(b.safe_reply), b.reply,
+		    strlen(b.reply));
+		ferry_strlcpy(b.job.route, strncmp(dests[i], "route:", 6) == 0 ?
+		    dests[i] + 6 : "mx", sizeof(b.job.route));
+		memset(&sb, 0, sizeof(sb));
+		sb.now = now;
+		sb.limit = BULK_BATCH;
+		sb.dsn = dsn;
+		sb.reply = b.reply;
+		sb.take = bulk_take;
+		sb.deferred = bulk_deferred;
+		sb.arg = &b;
+		for (;;) {
+			if (store_begin(s->st) < 0 ||
+			    (k = store_rcpt_defer_bulk(s->st, &sb)) < 0) {
+				write_error(s, "scheduler", "a bulk deferral");
+				return 0;
+			}
+			if ((size_t)k < BULK_BATCH) {
+				done[i] = 1;
+				break;
+			}
+			if (now_ms() >= turn_end)
+				return 1;
+		}
+	}
+	return 0;
+}
+
+/* Whether the bulk deferral of dest ran to its end in this turn. */
+static int
+bulk_finished(const char **down, const char *done, size_t ndown,
+    const char *dest)
+{
+	size_t i;
+
+	for (i = 0; i < ndown; i++)
+		if (strcmp(down[i], dest) == 0)
+			return done[i];
+	return 0;
 }
 
 /* Due jobs no free agent could take, by next hop: an agent more is
@@ -1372,6 +1532,9 @@ scheduler_run(struct scheduler *s)
 	struct short_tally *tally = NULL;
 	int64_t turn_end = now_ms() + SUSPEND_TURN_MS, look_again;
 	int64_t shaped_look = 0;
+	const char **down = NULL;
+	char *bulk_done = NULL;
+	size_t ndown;
 
 	if (s->cfg->agent_idle > 0 && s->next_retire_ms > 0 &&
 	    now_ms() >= s->next_retire_ms)
@@ -1386,9 +1549,22 @@ scheduler_run(struct scheduler *s)
 		if (!s->pool.agents[i]->busy && s->pool.agents[i]->pid != 0 &&
 		    !s->pool.agents[i]->retiring)
 			any_idle = 1;
-	if (store_due(s->st, now, s->due_limit, &v, &n) < 0) {
+	ndown = hop_health_down_count(s->hops);
+	if (ndown > 0) {
+		down = xcalloc(ndown, sizeof(*down));
+		bulk_done = xcalloc(ndown, 1);
+		ndown = hop_health_down_list(s->hops, down, ndown);
+		if (bulk_suspend(s, now, turn_end, down, bulk_done, ndown))
+			suspended = 1;   /* more of it in the next turn */
+	}
+	/* while a bulk deferral has more to do, its rows lead the due
+	 * order: read only a few, for the probe and the other hops */
+	if (store_due(s->st, now, suspended ? DUE_MIN : s->due_limit, &v,
+	    &n) < 0) {
 		log_error("scheduler: %s", store_errmsg(s->st));
 		s->next_run_ms = now_ms() + 1000;
+		free(down);
+		free(bulk_done);
 		return;
 	}
 	taken = xcalloc(n ? n : 1, 1);
@@ -1482,7 +1658,15 @@ scheduler_run(struct scheduler *s)
 			suspended = 1;
 			continue;
 		}
+		if (verdict == HOP_SUSPEND && !bulk_finished(down, bulk_done,
+		    ndown, dest)) {
+			/* the bulk takes it in the next turn (the hop went
+			 * down, or its probe went, in this one) */
+			suspended = 1;
+			continue;
+		}
 		if (verdict == HOP_SUSPEND) {
+			/* one the bulk left: its deferral owes a notice */
 			suspend(s, dest, hop_dsn, hop_reason, v, idx, nidx,
 			    now);
 			suspended = 1;
@@ -1542,7 +1726,7 @@ scheduler_run(struct scheduler *s)
 			    "cooldown", v[i].qid, picked[0], route->name);
 		}
 		if (verdict == HOP_PROBE) {
-			hop_health_probe_sent(s->hops, dest);
+			hop_health_probe_sent(s->hops, dest, now);
 			a->job->probe = 1;
 			log_info("%s: probing next hop %s, down: %s", v[i].qid,
 			    dest, hop_reason);
@@ -1561,6 +1745,8 @@ scheduler_run(struct scheduler *s)
 	}
 	free(taken);
 	free(idx);
+	free(down);
+	free(bulk_done);
 	store_due_free(v, n);
 	for (i = 0; i < s->pool.nagents; i++)
 		if (s->pool.agents[i]->busy)

@@ -165,7 +165,7 @@ static const char *const stmt_sql[S_NSTMT] = {
 };
 
 enum dstmt_id { D_DUE, D_NEXT_DUE, D_CHUNK, D_RCPT_UPDATE, D_ATTEMPT,
-    D_PENDING, D_FAILED_INFO, D_RCPT_DUE_AT, D_NSTMT };
+    D_PENDING, D_FAILED_INFO, D_RCPT_DUE_AT, D_BULK_DEFER, D_NSTMT };
 
 struct store {
 	sqlite3 *db;
@@ -182,6 +182,8 @@ struct store {
 	int incremental;          /* auto_vacuum is INCREMENTAL */
 	int vacuumed;             /* pages freed since the last checkpoint */
 	int history_keep;         /* store_message_delete copies to history */
+	int bulk_fn;              /* ferry_bulk_take() is registered */
+	const struct store_bulk *bulk;   /* the bulk deferral under way */
 	int64_t history_staged;   /* messages in history_new_* (at least) */
 };
 
@@ -1415,19 +1417,26 @@ store_count(struct store *st, const char *state, int64_t *n)
 /* --- delivery queries (the scheduler) --- */
 
 static const char *const dstmt_sql[D_NSTMT] = {
+	/* The due queries walk recipient_due in time order and look each
+	 * message up by its row id: CROSS JOIN keeps that order.  Left to
+	 * itself the planner starts from message_state (state = 'active'
+	 * is an equality) and reads every queued message and recipient,
+	 * then sorts: 60-85 ms a turn with 100,000 deferred, where this
+	 * reads only the rows it returns. */
 	[D_DUE] =
 	    "SELECT r.id, r.message_id, r.address, r.dsn_notify, r.dsn_orcpt,"
 	    " r.attempts, m.qid, m.sender, m.size, m.body_type, m.smtputf8,"
 	    " m.dsn_ret, m.dsn_envid, m.received_at, r.last_reply, r.last_dsn,"
 	    " m.agent_deaths"
-	    " FROM recipient r JOIN message m ON m.id = r.message_id"
+	    " FROM recipient r CROSS JOIN message m ON m.id = r.message_id"
 	    " WHERE r.state = 'pending' AND r.next_attempt <= ?1"
 	    " AND m.state = 'active'"
 	    " ORDER BY r.next_attempt LIMIT ?2",
 	[D_NEXT_DUE] =
-	    "SELECT min(r.next_attempt) FROM recipient r"
-	    " JOIN message m ON m.id = r.message_id"
-	    " WHERE r.state = 'pending' AND m.state = 'active'",
+	    "SELECT r.next_attempt FROM recipient r"
+	    " CROSS JOIN message m ON m.id = r.message_id"
+	    " WHERE r.state = 'pending' AND r.next_attempt IS NOT NULL"
+	    " AND m.state = 'active' ORDER BY r.next_attempt LIMIT 1",
 	[D_CHUNK] =
 	    "SELECT chunk FROM body WHERE message_id = ?1 AND seq = ?2",
 	[D_RCPT_UPDATE] =
@@ -1446,6 +1455,27 @@ static const char *const dstmt_sql[D_NSTMT] = {
 	[D_RCPT_DUE_AT] =
 	    "UPDATE recipient SET next_attempt = ?2"
 	    " WHERE id = ?1 AND state = 'pending' AND next_attempt > ?2",
+	/* A bulk deferral: the due recipients the caller's take() accepts
+	 * (called in the walk of recipient_due, and again for each it
+	 * accepts to give its next attempt), at most ?4, one attempt more
+	 * each.  The rows come back for their attempt rows and log lines. */
+	[D_BULK_DEFER] =
+	    "UPDATE recipient SET attempts = attempts + 1, last_attempt = ?1,"
+	    " next_attempt = b.next, last_reply = ?2, last_dsn = ?3"
+	    " FROM (SELECT r.id AS rid, ferry_bulk_take(r.id, m.id, m.sender,"
+	    "  r.address, m.received_at, r.dsn_notify, r.attempts, m.warned)"
+	    "  AS next"
+	    "  FROM recipient r CROSS JOIN message m ON m.id = r.message_id"
+	    "  WHERE r.state = 'pending' AND r.next_attempt <= ?1"
+	    "  AND m.state = 'active'"
+	    "  AND ferry_bulk_take(r.id, m.id, m.sender, r.address,"
+	    "  m.received_at, r.dsn_notify, r.attempts, m.warned) > 0"
+	    "  ORDER BY r.next_attempt LIMIT ?4) AS b"
+	    " WHERE recipient.id = b.rid"
+	    " RETURNING id, message_id, address,"
+	    " (SELECT qid FROM message WHERE id = recipient.message_id),"
+	    " (SELECT received_at FROM message"
+	    "  WHERE id = recipient.message_id)",
 };
 
 static sqlite3_stmt *
@@ -1681,6 +1711,129 @@ store_rcpt_due_at(struct store *st, const int64_t *ids, size_t n, double when)
 		done(u);
 	}
 	return 0;
+}
+
+/* ferry_bulk_take(rcpt_id, msgid, sender, address, received_at,
+ * notify, attempts, warned): the caller's take() for one due row, as
+ * its next attempt, or NULL when it is left alone. */
+static void
+bulk_take_sql(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+	struct store *st = sqlite3_user_data(ctx);
+	struct store_bulk_row row;
+	const unsigned char *sender, *address;
+	double next;
+
+	if (st->bulk == NULL || argc != 8) {
+		sqlite3_result_null(ctx);
+		return;
+	}
+	memset(&row, 0, sizeof(row));
+	row.rcpt_id = sqlite3_value_int64(argv[0]);
+	row.msgid = sqlite3_value_int64(argv[1]);
+	sender = sqlite3_value_text(argv[2]);
+	address = sqlite3_value_text(argv[3]);
+	row.sender = sender != NULL ? (const char *)sender : "";
+	row.address = address != NULL ? (const char *)address : "";
+	row.received_at = sqlite3_value_double(argv[4]);
+	row.notify = (uint32_t)sqlite3_value_int(argv[5]);
+	row.attempts = sqlite3_value_int(argv[6]);
+	row.warned = sqlite3_value_int(argv[7]);
+	next = st->bulk->take(st->bulk->arg, &row);
+	if (next > 0)
+		sqlite3_result_double(ctx, next);
+	else
+		sqlite3_result_null(ctx);
+}
+
+static void
+bulk_rows_free(struct store_bulk_row *v, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		free((char *)v[i].address);
+	free(v);
+}
+
+int
+store_rcpt_defer_bulk(struct store *st, const struct store_bulk *b)
+{
+	sqlite3_stmt *u, *a;
+	struct store_bulk_row *v = NULL;
+	size_t n = 0, cap = 0, i;
+	int rc, failed = 0;
+
+	if (need_tx(st, "defer in bulk") == -1)
+		return -1;
+	if (!st->bulk_fn) {
+		/* DIRECTONLY: no schema object (trigger, view) may call it */
+		if (sqlite3_create_function_v2(st->db, "ferry_bulk_take", 8,
+		    SQLITE_UTF8 | SQLITE_DIRECTONLY, st, bulk_take_sql, NULL,
+		    NULL, NULL) != SQLITE_OK) {
+			db_err(st, "defer in bulk");
+			return -1;
+		}
+		st->bulk_fn = 1;
+	}
+	if ((u = dstmt(st, D_BULK_DEFER)) == NULL ||
+	    (a = dstmt(st, D_ATTEMPT)) == NULL || op_begin(st) == -1)
+		return -1;
+	st->bulk = b;
+	sqlite3_bind_double(u, 1, b->now);
+	sqlite3_bind_text(u, 2, b->reply, -1, SQLITE_STATIC);
+	sqlite3_bind_text(u, 3, b->dsn, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(u, 4, (sqlite3_int64)b->limit);
+	/* The update is whole at the first step; the rows it returns are
+	 * read from memory, so the attempt rows go in between. */
+	while ((rc = sqlite3_step(u)) == SQLITE_ROW) {
+		struct store_bulk_row *r;
+		const unsigned char *qid = sqlite3_column_text(u, 3);
+
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			v = xrealloc(v, cap * sizeof(*v));
+		}
+		r = &v[n++];
+		memset(r, 0, sizeof(*r));
+		r->rcpt_id = sqlite3_column_int64(u, 0);
+		r->msgid = sqlite3_column_int64(u, 1);
+		r->address = col_dup(u, 2);
+		r->sender = "";
+		ferry_strlcpy(r->qid, qid != NULL ? (const char *)qid : "",
+		    sizeof(r->qid));
+		r->received_at = sqlite3_column_double(u, 4);
+		sqlite3_bind_int64(a, 1, r->rcpt_id);
+		sqlite3_bind_double(a, 2, b->now);
+		sqlite3_bind_text(a, 3, "none", -1, SQLITE_STATIC);
+		sqlite3_bind_null(a, 4);
+		sqlite3_bind_text(a, 5, attempt_status_name(STATUS_DEFERRED),
+		    -1, SQLITE_STATIC);
+		sqlite3_bind_text(a, 6, b->dsn, -1, SQLITE_STATIC);
+		sqlite3_bind_text(a, 7, b->reply, -1, SQLITE_STATIC);
+		if (sqlite3_step(a) != SQLITE_DONE) {
+			db_err(st, "record attempt");
+			done(a);
+			failed = 1;
+			break;
+		}
+		done(a);
+	}
+	if (!failed && rc != SQLITE_DONE) {
+		db_err(st, "defer in bulk");
+		failed = 1;
+	}
+	done(u);
+	st->bulk = NULL;
+	if (op_end(st, !failed) == -1) {
+		bulk_rows_free(v, n);
+		return -1;
+	}
+	/* told only once the rows are in the transaction */
+	for (i = 0; i < n && b->deferred != NULL; i++)
+		b->deferred(b->arg, &v[i]);
+	bulk_rows_free(v, n);
+	return (int)n;
 }
 
 int

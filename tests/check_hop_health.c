@@ -74,27 +74,32 @@ START_TEST(test_one_probe_per_retry_step)
 		hop_fails(h, HOP, 1000);
 	ck_assert_int_eq(verdict(h, HOP, 1059), HOP_SUSPEND);
 	ck_assert_int_eq(verdict(h, HOP, 1060), HOP_PROBE);
-	hop_health_probe_sent(h, HOP);
+	hop_health_probe_sent(h, HOP, 1060);
 	/* while the probe is out, nothing else goes */
 	ck_assert_int_eq(verdict(h, HOP, 1061), HOP_SUSPEND);
 	ck_assert_int_eq(verdict(h, HOP, 5000), HOP_SUSPEND);
-	/* the probe fails: the next one waits the second step */
+	/* the probe fails: the next one waits the second step from when
+	 * it went */
 	hop_fails(h, HOP, 1070);
-	ck_assert_int_eq(verdict(h, HOP, 1070 + 299), HOP_SUSPEND);
-	ck_assert_int_eq(verdict(h, HOP, 1070 + 300), HOP_PROBE);
-	hop_health_probe_sent(h, HOP);
+	ck_assert_int_eq(verdict(h, HOP, 1060 + 299), HOP_SUSPEND);
+	ck_assert_int_eq(verdict(h, HOP, 1060 + 300), HOP_PROBE);
+	hop_health_probe_sent(h, HOP, 1360);
 	hop_fails(h, HOP, 1400);
-	ck_assert_int_eq(verdict(h, HOP, 1400 + 899), HOP_SUSPEND);
-	ck_assert_int_eq(verdict(h, HOP, 1400 + 900), HOP_PROBE);
-	hop_health_probe_sent(h, HOP);
+	ck_assert_int_eq(verdict(h, HOP, 1360 + 899), HOP_SUSPEND);
+	ck_assert_int_eq(verdict(h, HOP, 1360 + 900), HOP_PROBE);
+	hop_health_probe_sent(h, HOP, 2260);
 	/* the last step repeats */
 	hop_fails(h, HOP, 2400);
-	ck_assert_int_eq(verdict(h, HOP, 2400 + 899), HOP_SUSPEND);
-	ck_assert_int_eq(verdict(h, HOP, 2400 + 900), HOP_PROBE);
+	ck_assert_int_eq(verdict(h, HOP, 2260 + 899), HOP_SUSPEND);
+	ck_assert_int_eq(verdict(h, HOP, 2260 + 900), HOP_PROBE);
 	/* a job in flight before the hop went down, failing now, does not
 	 * move the probe */
 	hop_fails(h, HOP, 2500);
-	ck_assert_int_eq(verdict(h, HOP, 2400 + 900), HOP_PROBE);
+	ck_assert_int_eq(verdict(h, HOP, 2260 + 900), HOP_PROBE);
+	/* a probe that took longer than a step: the next goes at once */
+	hop_health_probe_sent(h, HOP, 3160);
+	hop_fails(h, HOP, 3160 + 1000);
+	ck_assert_int_eq(verdict(h, HOP, 3160 + 1000), HOP_PROBE);
 	hop_health_free(h);
 }
 END_TEST
@@ -117,20 +122,23 @@ START_TEST(test_held_until_next_probe)
 	/* the probe is due: held a step past it */
 	ck_assert(hop_health_held_until(h, HOP, 1060, steps, NSTEPS) ==
 	    1060 + 300);
-	hop_health_probe_sent(h, HOP);
+	hop_health_probe_sent(h, HOP, 1060);
 	ck_assert(hop_health_held_until(h, HOP, 1065, steps, NSTEPS) ==
-	    1065 + 300);
-	/* it failed: the next probe's time */
+	    1060 + 300);
+	/* held all through a long bulk deferral: the same time */
+	ck_assert(hop_health_held_until(h, HOP, 1069, steps, NSTEPS) ==
+	    1060 + 300);
+	/* it failed: the next probe's time, the same */
 	hop_fails(h, HOP, 1070);
 	ck_assert(hop_health_held_until(h, HOP, 1100, steps, NSTEPS) ==
-	    1070 + 300);
+	    1060 + 300);
 	/* the last step repeats */
-	hop_health_probe_sent(h, HOP);
+	hop_health_probe_sent(h, HOP, 1360);
 	hop_fails(h, HOP, 1400);
-	hop_health_probe_sent(h, HOP);
+	hop_health_probe_sent(h, HOP, 2260);
 	hop_fails(h, HOP, 2300);
 	ck_assert(hop_health_held_until(h, HOP, 2300, steps, NSTEPS) ==
-	    2300 + 900);
+	    2260 + 900);
 	ck_assert(hop_health_held_until(h, HOP, 3200, steps, NSTEPS) ==
 	    3200 + 900);
 	/* back up: nothing is held */
@@ -139,6 +147,46 @@ START_TEST(test_held_until_next_probe)
 	ck_assert(hop_health_held_until(h, HOP, 3300, steps, NSTEPS) == 0);
 	ck_assert(hop_health_held_until(h, "mx:other.example", 3300, steps,
 	    NSTEPS) == 0);
+	hop_health_free(h);
+}
+END_TEST
+
+/* Held mail whose own retry comes after the next probe comes due on the
+ * probes' grid (the last point before its own time), so a hop's held
+ * mail comes due together, and with a probe. */
+START_TEST(test_held_next_on_probe_grid)
+{
+	struct hop_health *h = hop_health_new();
+	int i;
+
+	ck_assert(hop_health_held_next(h, HOP, 1010, 1234, steps, NSTEPS) ==
+	    1234);
+	for (i = 0; i < HOP_DOWN_AFTER; i++)
+		hop_fails(h, HOP, 1000);
+	/* the next probe at 1060, then a step of 300 apart */
+	ck_assert(hop_health_held_next(h, HOP, 1010, 1050, steps, NSTEPS) ==
+	    1060);
+	ck_assert(hop_health_held_next(h, HOP, 1010, 1060, steps, NSTEPS) ==
+	    1060);
+	ck_assert(hop_health_held_next(h, HOP, 1010, 1070, steps, NSTEPS) ==
+	    1060);
+	ck_assert(hop_health_held_next(h, HOP, 1020, 1360, steps, NSTEPS) ==
+	    1360);
+	ck_assert(hop_health_held_next(h, HOP, 1030, 1659, steps, NSTEPS) ==
+	    1360);
+	ck_assert(hop_health_held_next(h, HOP, 1030, 1660, steps, NSTEPS) ==
+	    1660);
+	/* a probe in flight: from a step after now */
+	hop_health_probe_sent(h, HOP, 1061);
+	ck_assert(hop_health_held_next(h, HOP, 1061, 1100, steps, NSTEPS) ==
+	    1361);
+	ck_assert(hop_health_held_next(h, HOP, 1061, 1400, steps, NSTEPS) ==
+	    1361);
+	ck_assert(hop_health_held_next(h, HOP, 1061, 1700, steps, NSTEPS) ==
+	    1661);
+	/* another hop, up: its own time */
+	ck_assert(hop_health_held_next(h, "mx:other.example", 1061, 1400,
+	    steps, NSTEPS) == 1400);
 	hop_health_free(h);
 }
 END_TEST
@@ -155,7 +203,7 @@ START_TEST(test_back_hands_over_held)
 	for (i = 0; i < 1000; i++)
 		hop_health_hold(h, HOP, 10 + i);
 	ck_assert_int_eq(verdict(h, HOP, 1060), HOP_PROBE);
-	hop_health_probe_sent(h, HOP);
+	hop_health_probe_sent(h, HOP, 1061);
 	ck_assert_int_eq(hop_health_result(h, HOP, 0, "", "", 1061, steps,
 	    NSTEPS), 1);
 	ck_assert(!hop_health_is_down(h, HOP));
@@ -252,6 +300,7 @@ hop_health_suite(void)
 	tcase_add_test(tc, test_down_after_failures_in_a_row);
 	tcase_add_test(tc, test_one_probe_per_retry_step);
 	tcase_add_test(tc, test_held_until_next_probe);
+	tcase_add_test(tc, test_held_next_on_probe_grid);
 	tcase_add_test(tc, test_back_hands_over_held);
 	tcase_add_test(tc, test_held_stays_bounded);
 	tcase_add_test(tc, test_marked_down_by_a_pool);

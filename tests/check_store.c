@@ -1924,6 +1924,133 @@ START_TEST(test_agent_deaths_and_hold)
 END_TEST
 
 
+/* --- bulk deferral ------------------------------------------------------ */
+
+struct bulk_seen {
+	int64_t held_msg;         /* must never be offered */
+	int offered;
+	char deferred[8][64];     /* "QID address" of each deferred */
+	int ndeferred;
+};
+
+/* Takes the example.org recipients: next attempt 2e10 + attempts. */
+static double
+bulk_take_org(void *arg, const struct store_bulk_row *r)
+{
+	struct bulk_seen *seen = arg;
+	const char *at = strrchr(r->address, '@');
+
+	seen->offered++;
+	ck_assert_int_ne(r->msgid, seen->held_msg);
+	ck_assert_str_eq(r->sender, "sender@example.com");
+	ck_assert(r->received_at > 1.7e9);
+	if (at == NULL || strcmp(at, "@example.org") != 0)
+		return 0;
+	ck_assert_uint_eq(r->notify, NOTIFY_SUCCESS | NOTIFY_FAILURE);
+	return 2e10 + r->attempts;
+}
+
+static void
+bulk_note(void *arg, const struct store_bulk_row *r)
+{
+	struct bulk_seen *seen = arg;
+
+	ck_assert_int_lt(seen->ndeferred, 8);
+	ck_assert(is_qid(r->qid));
+	ck_assert(r->received_at > 1.7e9);
+	snprintf(seen->deferred[seen->ndeferred++], 64, "%s %s", r->qid,
+	    r->address);
+}
+
+/* A next hop that is down: the recipients the caller takes are deferred
+ * in one statement (attempt counted and recorded, next attempt as take()
+ * says, at most limit), the others and held messages are left alone, and
+ * the deferred ones are handed back once written. */
+START_TEST(test_defer_bulk)
+{
+	struct store *st = open_store();
+	struct bulk_seen seen;
+	struct store_bulk b;
+	struct store_due *v;
+	char qid[3][QID_LEN + 1], hqid[QID_LEN + 1], want[64], text[256];
+	double when;
+	size_t n;
+	int i;
+	sqlite3 *db;
+
+	memset(&seen, 0, sizeof(seen));
+	memset(&b, 0, sizeof(b));
+	b.now = 1e10;
+	b.limit = 2;
+	b.dsn = "4.4.1";
+	b.reply = "delivery temporarily suspended: connect to x: refused";
+	b.take = bulk_take_org;
+	b.deferred = bulk_note;
+	b.arg = &seen;
+	ck_assert_int_eq(store_rcpt_defer_bulk(st, &b), -1);  /* no tx */
+
+	ck_assert_int_eq(store_begin(st), 0);
+	for (i = 0; i < 3; i++)
+		(void)add_msg(st, 1, qid[i]);
+	seen.held_msg = add_msg(st, 1, hqid);
+	ck_assert_int_eq(store_message_hold(st, seen.held_msg, "x"), 0);
+	ck_assert_int_eq(store_commit(st), 0);
+
+	ck_assert_int_eq(store_begin(st), 0);
+	ck_assert_int_eq(store_rcpt_defer_bulk(st, &b), 2);
+	ck_assert_int_eq(seen.ndeferred, 2);
+	b.limit = 10;
+	ck_assert_int_eq(store_rcpt_defer_bulk(st, &b), 1);
+	ck_assert_int_eq(store_rcpt_defer_bulk(st, &b), 0);
+	ck_assert_int_eq(store_commit(st), 0);
+	ck_assert_int_eq(seen.ndeferred, 3);
+	for (i = 0; i < 3; i++) {
+		int k, found = 0;
+
+		snprintf(want, sizeof(want), "%s alice@example.org", qid[i]);
+		for (k = 0; k < seen.ndeferred; k++)
+			found += strcmp(seen.deferred[k], want) == 0;
+		ck_assert_msg(found == 1, "%s deferred %d times", want, found);
+	}
+
+	db = peek_open();
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM recipient"
+	    " WHERE address = 'alice@example.org' AND attempts = 1"
+	    " AND next_attempt = 2e10 AND last_attempt = 1e10"
+	    " AND last_dsn = '4.4.1' AND state = 'pending'"), 3);
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM recipient"
+	    " WHERE attempts = 0"), 5);   /* bob's three, the held two */
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM attempt a"
+	    " JOIN recipient r ON r.id = a.recipient_id"
+	    " WHERE r.address = 'alice@example.org' AND a.status = 'deferred'"
+	    " AND a.relay = 'none' AND a.tls IS NULL AND a.dsn = '4.4.1'"
+	    " AND a.at = 1e10"), 3);
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM attempt"), 3);
+	q_text(db, "SELECT DISTINCT last_reply FROM recipient"
+	    " WHERE attempts = 1", text, sizeof(text));
+	ck_assert_str_eq(text, b.reply);
+	sqlite3_close(db);
+
+	/* what is left due is bob's, of the active messages only */
+	ck_assert_int_eq(store_due(st, 1e10, 10, &v, &n), 0);
+	ck_assert_uint_eq(n, 3);
+	for (i = 0; i < (int)n; i++)
+		ck_assert_str_eq(v[i].address, "bob@example.net");
+	store_due_free(v, n);
+	/* the next due time is of an active message's recipient, earliest
+	 * first (the held message's are not counted) */
+	db = peek_open();
+	q_exec(db, "UPDATE recipient SET next_attempt = 5e9"
+	    " WHERE address = 'bob@example.net'");
+	q_exec(db, "UPDATE recipient SET next_attempt = 1e9"
+	    " WHERE message_id = (SELECT id FROM message WHERE state = 'hold')");
+	sqlite3_close(db);
+	ck_assert_int_eq(store_next_due(st, &when), 0);
+	ck_assert(when == 5e9);
+	store_close(st);
+}
+END_TEST
+
 /* --- damage: the WAL marker, checks, salvage ----------------------------- */
 
 static int
@@ -2667,6 +2794,7 @@ store_suite(void)
 	tcase_add_test(tc, test_failure_keeps_transaction);
 	tcase_add_test(tc, test_has_writes);
 	tcase_add_test(tc, test_agent_deaths_and_hold);
+	tcase_add_test(tc, test_defer_bulk);
 	suite_add_tcase(s, tc);
 
 	tc = new_tcase("maintenance");

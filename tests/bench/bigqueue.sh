@@ -13,8 +13,18 @@
 # deferred without one; then Postfix's smtp-sink starts at the
 # smarthost's port, "ferryctl queue flush" and the time until the queue
 # is empty gives the drain rate, and queue.db's size at the peak and
-# after the drain.  For Postfix: its intake rates, "postqueue -p" time,
-# its connection attempts, and its drain rate after "postqueue -f".
+# after the drain; then the end-to-end rate of probe messages over 10
+# sessions with the queue empty, which the drain rate is held against.
+# While the smarthost is down it also measures the runner's CPU-seconds
+# for one retry step's pass over the held mail (the next probe, and the
+# bulk deferral of everything held: waited for, so with the shipped
+# retry schedule this can take up to one step), and the longest intake
+# stall (intake_stall.py: one message at a time over one session)
+# during that pass and during "ferryctl queue list".  For Postfix: its
+# intake rates, "postqueue -p" time, its connection attempts, and its
+# drain rate after "postqueue -f".  RETRY="120" (say) in the environment
+# sets delivery { retry_schedule } to shorten the wait for that pass;
+# the pass's CPU-seconds do not depend on it.
 # Pools are sized like Postfix's defaults (workers 100, agents 20);
 # everything else is ferry's shipped configuration, apart from the
 # listener, smarthost, spool, users and the per-client abuse limits (one
@@ -30,11 +40,13 @@ WORK=$(mktemp -d /tmp/ferry-bigqueue.XXXXXX)
 chmod 755 "$WORK"
 . "$TOP/tests/bench/postfix-instance.sh"
 FPORT=$(free_port); PPORT=$(free_port); SINK=$(free_port)
-FERRY_PID= SINK_PID=
+FERRY_PID= SINK_PID= done=0
 cleanup() {
 	[ -n "$FERRY_PID" ] && kill "$FERRY_PID" 2>/dev/null || true
 	[ -n "$SINK_PID" ] && kill "$SINK_PID" 2>/dev/null || true
 	postfix_instance_stop
+	# a run cut short shows how ferry's log ended
+	[ "$done" = 1 ] || tail -5 "$WORK/ferry.log" >&2 2>/dev/null || true
 	rm -rf "$WORK"
 }
 trap cleanup EXIT INT TERM
@@ -61,6 +73,7 @@ smarthost {
 delivery {
     agents = 20
     per_destination = 20
+${RETRY:+    retry_schedule = {$RETRY\}}
 }
 limits {
     max_connections_per_client = 100000
@@ -107,7 +120,17 @@ echo "bigqueue: $N messages deferred (smarthost down), intake probes of $PROBE, 
 # ------------------------------------------------------------------ ferry
 "$TOP/src/ferryd" -d -f "$WORK/ferry.conf" 2>"$WORK/ferry.log" &
 FERRY_PID=$!
-sleep 1.5
+# until it greets with 220 (the runner takes a moment under load)
+python3 -c 'import smtplib, sys, time
+end = time.time() + 60
+while time.time() < end:
+    try:
+        s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=5)
+        s.quit()
+        sys.exit(0)
+    except Exception:
+        time.sleep(0.3)
+sys.exit("ferry did not answer 220")' "$FPORT"
 f_empty=$(rate "$FPORT" "$PROBE")
 smtp-source -s "$SESS" -m $((N - 2 * PROBE)) -l 1024 -f sender@example.org \
     -t rcpt@example.com "127.0.0.1:$FPORT"
@@ -120,7 +143,42 @@ done
 runner=$(pgrep -P "$FERRY_PID" -x ferry-queue | head -1)
 c0=$(cpu_of "$runner"); sleep "$IDLE"; c1=$(cpu_of "$runner")
 echo "ferry:   runner CPU while idle: $(python3 -c "print('%.2f' % (100 * ($c1 - $c0) / $IDLE))") % over $IDLE s"
+# one retry step's pass over the held mail: the runner's CPU-seconds from
+# the next probe until nothing is due, while one message in 0.2 s comes
+# in to see how long intake waits meanwhile
+cat > "$WORK/pass.py" <<'PY'
+import os, sqlite3, sys, time
+log, db, pid, out = sys.argv[1:5]
+def cpu():
+    f = open("/proc/%s/stat" % pid).read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+with open(log, "rb") as f:
+    f.seek(0, 2)
+    tail = b""
+    while True:
+        chunk = tail + f.read()
+        if b"probing next hop" in chunk:
+            break
+        tail = chunk[-64:]
+        time.sleep(0.01)
+c0, t0 = cpu(), time.time()
+time.sleep(1)
+q = sqlite3.connect("file:%s?mode=ro" % db, uri=True, timeout=30)
+while q.execute("select count(*) from recipient where state = 'pending'"
+                " and next_attempt <= ?", (time.time(),)).fetchone()[0]:
+    time.sleep(0.1)
+c1, t1 = cpu(), time.time()
+held = q.execute("select count(*) from recipient"
+                 " where state = 'pending'").fetchone()[0]
+open(out, "w").write("%d %.2f %.1f\n" % (held, c1 - c0, t1 - t0))
+PY
+stall_pass=$(python3 "$TOP/tests/bench/intake_stall.py" "$FPORT" 0.2 -- \
+    python3 "$WORK/pass.py" "$WORK/ferry.log" "$DB" "$runner" "$WORK/pass.txt")
+read held pass pass_s < "$WORK/pass.txt"
+echo "ferry:   one retry step's pass over $held held: runner $pass CPU-s in $pass_s s ($(python3 -c "print('%.2f' % (100 * $pass / 300))") % of a 300 s step, $(python3 -c "print('%.2f' % (100 * $pass / 900))") % of 900 s); intake meanwhile: $stall_pass"
 st=$(for i in 1 2 3 4 5; do timed "$TOP/src/ferryctl" -s "$SOCK" status; done | median_of)
+stall_ls=$(python3 "$TOP/tests/bench/intake_stall.py" "$FPORT" -- "$TOP/src/ferryctl" -s "$SOCK" queue list)
+echo "ferry:   intake during queue list: $stall_ls"
 ls_t=$(timed "$TOP/src/ferryctl" -s "$SOCK" queue list)
 lsj_t=$(timed "$TOP/src/ferryctl" -s "$SOCK" --json queue list)
 listed=$("$TOP/src/ferryctl" -s "$SOCK" --json queue list |
@@ -132,13 +190,20 @@ echo "ferry:   $conn connection attempts to the dead hop, $susp attempts deferre
 peak=$(stat -c %s "$DB")
 smtp-sink -u nobody 127.0.0.1:"$SINK" 512 &
 SINK_PID=$!
+total=$(ferry_queue)                 # N and the stall probes' messages
 t0=$(now)
 "$TOP/src/ferryctl" -s "$SOCK" queue flush >/dev/null
 drain ferry_queue
 t1=$(now)
 sleep 5                              # idle: the vacuum steps run
 after=$(stat -c %s "$DB")
-echo "ferry:   drain after flush $(python3 -c "print('%.0f' % ($N / ($t1 - $t0)))") msg/s; queue.db $peak bytes at the peak, $after after the drain"
+echo "ferry:   drain after flush $(python3 -c "print('%.0f' % ($total / ($t1 - $t0)))") msg/s ($total messages); queue.db $peak bytes at the peak, $after after the drain"
+t0=$(now)
+smtp-source -s "$SESS" -m "$PROBE" -l 1024 -f sender@example.org \
+    -t rcpt@example.com "127.0.0.1:$FPORT"
+drain ferry_queue
+t1=$(now)
+echo "ferry:   end to end with the queue empty, $SESS sessions: $(python3 -c "print('%.0f' % ($PROBE / ($t1 - $t0)))") msg/s"
 kids=$(pgrep -P "$FERRY_PID" | tr '\n' ' ')
 kill "$FERRY_PID"; wait "$FERRY_PID" 2>/dev/null || true
 FERRY_PID=
@@ -170,3 +235,4 @@ postqueue -c "$WORK/postfix" -f
 drain postfix_queue
 t1=$(now)
 echo "postfix: drain after postqueue -f $(python3 -c "print('%.0f' % ($N / ($t1 - $t0)))") msg/s"
+done=1
