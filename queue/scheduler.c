@@ -1175,72 +1175,17 @@ dispatch(struct scheduler *s, struct pool_agent *a, const char *dest,
 	free(j.rcpts);
 }
 
-/* Defers the due recipients v[idx[0..n)] of one message for a next hop
- * that is down, without a connection: one attempt each, counted and
- * logged with the reason the hop went down.  Their next attempt is held
- * until the hop's next probe or a later point of its probe grid
- * (hop_health_held_next, lifecycle_hold_until), so a long outage
- * costs one deferral per recipient per probe step, not one per step of
- * each recipient's own schedule. */
-static void
-suspend(struct scheduler *s, const char *dest, const char *dsn,
-    const char *reason, struct store_due *v, const size_t *idx, size_t n,
-    double now)
+/* A job for the due recipients v[idx[0..n)] of one message that is
+ * deferred without a connection (a next hop down, an OAuth2 token
+ * missing): their rows copied, none decided yet. */
+static struct sched_job *
+connectionless_job(const char *route, const struct store_due *v,
+    const size_t *idx, size_t n, double now)
 {
 	const struct store_due *d0 = &v[idx[0]];
-	struct sched_job *job;
-	char reply[HOP_REASON_MAX + 64];
-	struct lifecycle_policy pol = policy_of(s->cfg);
+	struct sched_job *job = xcalloc(1, sizeof(*job));
 	size_t k;
 
-	snprintf(reply, sizeof(reply), "delivery temporarily suspended: %s",
-	    reason);
-	job = xcalloc(1, sizeof(*job));
-	job->rcpts = xcalloc(n, sizeof(*job->rcpts));
-	job->nrcpts = n;
-	job->msgid = d0->msgid;
-	ferry_strlcpy(job->qid, d0->qid, sizeof(job->qid));
-	job->received_at = d0->received_at;
-	job->started = now;
-	/* counted under the route it was deferred for ("mx" for MX) */
-	ferry_strlcpy(job->route, strncmp(dest, "route:", 6) == 0 ?
-	    dest + 6 : "mx", sizeof(job->route));
-	for (k = 0; k < n; k++) {
-		const struct store_due *d = &v[idx[k]];
-		struct job_rcpt *jr = &job->rcpts[k];
-
-		jr->rcpt_id = d->rcpt_id;
-		jr->addr = xstrdup(d->address);
-		jr->orcpt = xstrdup(d->orcpt);
-		jr->notify = d->notify;
-		jr->attempts = d->attempts;
-		jr->last_reply = xstrdup(d->last_reply);
-		decide(s, job, jr, OUTCOME_TEMPORARY, dsn, reply, "none", "");
-		jr->t.next_attempt = lifecycle_hold_until(&jr->t,
-		    hop_health_held_next(s->hops, dest, now,
-		    jr->t.next_attempt, s->cfg->retry_schedule,
-		    s->cfg->nretry_schedule), d->received_at, &pol);
-		hop_health_hold(s->hops, dest, d->rcpt_id);
-	}
-	job_over(s, job);
-}
-
-/* Defers the due recipients v[idx[0..n)] of an OAuth2 route whose
- * token could not be refreshed, without a connection: one attempt each,
- * on their own retry schedule (never a bounce: only their lifetime ends
- * them). */
-static void
-token_defer(struct scheduler *s, const char *route, const char *reason,
-    struct store_due *v, const size_t *idx, size_t n, double now)
-{
-	const struct store_due *d0 = &v[idx[0]];
-	struct sched_job *job;
-	char reply[TOKEN_REASON_MAX + 300];
-	size_t k;
-
-	snprintf(reply, sizeof(reply), "OAuth2 access token for route %s "
-	    "unavailable: %s", route, reason);
-	job = xcalloc(1, sizeof(*job));
 	job->rcpts = xcalloc(n, sizeof(*job->rcpts));
 	job->nrcpts = n;
 	job->msgid = d0->msgid;
@@ -1258,9 +1203,62 @@ token_defer(struct scheduler *s, const char *route, const char *reason,
 		jr->notify = d->notify;
 		jr->attempts = d->attempts;
 		jr->last_reply = xstrdup(d->last_reply);
-		decide(s, job, jr, OUTCOME_TEMPORARY, "4.7.0", reply, "none",
-		    "");
 	}
+	return job;
+}
+
+/* Defers the due recipients v[idx[0..n)] of one message for a next hop
+ * that is down, without a connection: one attempt each, counted and
+ * logged with the reason the hop went down.  Their next attempt is held
+ * until the hop's next probe or a later point of its probe grid
+ * (hop_health_held_next, lifecycle_hold_until), so a long outage
+ * costs one deferral per recipient per probe step, not one per step of
+ * each recipient's own schedule. */
+static void
+suspend(struct scheduler *s, const char *dest, const char *dsn,
+    const char *reason, struct store_due *v, const size_t *idx, size_t n,
+    double now)
+{
+	struct sched_job *job;
+	char reply[HOP_REASON_MAX + 64];
+	struct lifecycle_policy pol = policy_of(s->cfg);
+	size_t k;
+
+	snprintf(reply, sizeof(reply), "delivery temporarily suspended: %s",
+	    reason);
+	/* counted under the route it was deferred for ("mx" for MX) */
+	job = connectionless_job(strncmp(dest, "route:", 6) == 0 ?
+	    dest + 6 : "mx", v, idx, n, now);
+	for (k = 0; k < n; k++) {
+		struct job_rcpt *jr = &job->rcpts[k];
+
+		decide(s, job, jr, OUTCOME_TEMPORARY, dsn, reply, "none", "");
+		jr->t.next_attempt = lifecycle_hold_until(&jr->t,
+		    hop_health_held_next(s->hops, dest, now,
+		    jr->t.next_attempt, s->cfg->retry_schedule,
+		    s->cfg->nretry_schedule), v[idx[k]].received_at, &pol);
+		hop_health_hold(s->hops, dest, v[idx[k]].rcpt_id);
+	}
+	job_over(s, job);
+}
+
+/* Defers the due recipients v[idx[0..n)] of an OAuth2 route whose
+ * token could not be refreshed, without a connection: one attempt each,
+ * on their own retry schedule (never a bounce: only their lifetime ends
+ * them). */
+static void
+token_defer(struct scheduler *s, const char *route, const char *reason,
+    struct store_due *v, const size_t *idx, size_t n, double now)
+{
+	struct sched_job *job = connectionless_job(route, v, idx, n, now);
+	char reply[TOKEN_REASON_MAX + 300];
+	size_t k;
+
+	snprintf(reply, sizeof(reply), "OAuth2 access token for route %s "
+	    "unavailable: %s", route, reason);
+	for (k = 0; k < n; k++)
+		decide(s, job, &job->rcpts[k], OUTCOME_TEMPORARY, "4.7.0",
+		    reply, "none", "");
 	job_over(s, job);
 }
 

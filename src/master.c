@@ -1555,12 +1555,12 @@ manage_agents(struct master_state *m)
 
 /* ----------------------------------------------------------------- drain */
 
-/* Sends worker w the drain state.  The note is a few bytes on a socket
- * of its own that the worker reads before every accept; one that cannot
+/* Sends worker w a one-byte note (drain state, packed pool) on the
+ * socket of its own that it reads before every accept; one that cannot
  * be written (the worker has not read hundreds of them: it is stuck) is
  * a worker asked to leave, and its successor starts with the state. */
 static void
-tell_worker_drain(struct master_state *m, struct child_proc *w)
+tell_worker_note(struct child_proc *w, enum ipc_type type, int on)
 {
 	struct ipc_out note;
 	const uint8_t *buf;
@@ -1569,8 +1569,8 @@ tell_worker_drain(struct master_state *m, struct child_proc *w)
 	if (w->notes_fd < 0)
 		return;
 	memset(&note, 0, sizeof(note));
-	ipc_out_init(&note, IMSG_NOTE_DRAINING);
-	ipc_add_u8(&note, (uint8_t)m->draining);
+	ipc_out_init(&note, type);
+	ipc_add_u8(&note, (uint8_t)on);
 	buf = ipc_out_finish(&note, &len);
 	if (send(w->notes_fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL) !=
 	    (ssize_t)len && errno != EPIPE && errno != ECONNRESET &&
@@ -1583,30 +1583,16 @@ tell_worker_drain(struct master_state *m, struct child_proc *w)
 	ipc_out_free(&note);
 }
 
-/* Sends worker w whether the pool is packed; like the drain note, one
- * that cannot be written is a worker asked to leave. */
+static void
+tell_worker_drain(struct master_state *m, struct child_proc *w)
+{
+	tell_worker_note(w, IMSG_NOTE_DRAINING, m->draining);
+}
+
 static void
 tell_worker_packed(struct master_state *m, struct child_proc *w)
 {
-	struct ipc_out note;
-	const uint8_t *buf;
-	size_t len;
-
-	if (w->notes_fd < 0)
-		return;
-	memset(&note, 0, sizeof(note));
-	ipc_out_init(&note, IMSG_NOTE_POOL_PACKED);
-	ipc_add_u8(&note, (uint8_t)m->packed);
-	buf = ipc_out_finish(&note, &len);
-	if (send(w->notes_fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL) !=
-	    (ssize_t)len && errno != EPIPE && errno != ECONNRESET &&
-	    !w->told_to_leave) {
-		log_warn("SMTP worker (pid %ld) does not read its notes (%s); "
-		    "asking it to leave", (long)w->pid, strerror(errno));
-		kill(w->pid, SIGUSR1);
-		w->told_to_leave = 1;
-	}
-	ipc_out_free(&note);
+	tell_worker_note(w, IMSG_NOTE_POOL_PACKED, m->packed);
 }
 
 /* Packs the pool when enough workers hold sessions, spreads it again
