@@ -60,7 +60,7 @@ check_caps(const char *buf, size_t len)
 	FUZZ_CHECK(memcmp(&c, &again, sizeof(c)) == 0);
 	FUZZ_CHECK(c.auth || c.auth_mechs == 0);
 	FUZZ_CHECK((c.auth_mechs & ~(unsigned)(AUTH_MECH_PLAIN |
-	    AUTH_MECH_LOGIN)) == 0);
+	    AUTH_MECH_LOGIN | AUTH_MECH_XOAUTH2 | AUTH_MECH_OAUTHBEARER)) == 0);
 	FUZZ_CHECK(c.size || c.size_max == 0);
 	FUZZ_CHECK(c.size_max < 10000000000000000000ULL);
 	free(copy);
