@@ -256,6 +256,7 @@ struct master_state {
 };
 
 #define LOG_RELAY_MS 20            /* children's lines wait this at most */
+#define LOG_BUSY_BYTES 512         /* read at once: lines come in batches */
 #define POOL_TELL_MS 200           /* worker counts reach the runner */
 
 static int sig_write_fd = -1;
@@ -1382,23 +1383,25 @@ serve_metrics(struct master_state *m)
 
 /* The children's stderr: copied to ours, or, for the journal, cut into
  * lines that carry their fields (log_journald.c). */
-static void
+static size_t
 relay_logs(struct master_state *m)
 {
 	static struct log_lines journal_lines;
 	char buf[8192];
+	size_t total = 0;
 
 	for (;;) {
 		ssize_t n = read(m->log_rd, buf, sizeof(buf));
 
 		if (n <= 0)
-			return;
+			return total;
+		total += (size_t)n;
 		if (m->log_journal) {
 			log_journald_feed(&journal_lines, buf, (size_t)n);
 			continue;
 		}
 		if (write_all(STDERR_FILENO, buf, (size_t)n) < 0)
-			return;
+			return total;
 	}
 }
 
@@ -1595,12 +1598,18 @@ tell_worker_packed(struct master_state *m, struct child_proc *w)
 	tell_worker_note(w, IMSG_NOTE_POOL_PACKED, m->packed);
 }
 
-/* Packs the pool when enough workers hold sessions, spreads it again
- * when fewer do (SPREAD_WORKERS), and tells every worker of the change. */
+/* Packs the pool when enough workers hold sessions (SPREAD_WORKERS),
+ * spreads it again when fewer than half of that do, and tells every
+ * worker of the change. */
 static void
 set_packed(struct master_state *m, size_t holding)
 {
-	int packed = (int)holding >= m->spread_workers;
+	/* with a margin, so that a pool about spread_workers busy does
+	 * not flip (and tell every worker) at each session's start and
+	 * end: packed from spread_workers holding, spread again below
+	 * half of that */
+	int packed = m->packed ? (int)holding >= m->spread_workers / 2 :
+	    (int)holding >= m->spread_workers;
 	size_t i;
 
 	if (packed == m->packed)
@@ -2397,9 +2406,10 @@ master(const struct master_args *args)
 			if (d < wait && pool_changed(m))
 				wait = d;
 		}
-		/* The log pipe is read at most every LOG_RELAY_MS, so that a
-		 * busy relay's lines come a batch per wake-up, not one each
-		 * (64 KiB of pipe holds several hundred lines meanwhile). */
+		/* On a busy relay the log pipe is read at most every
+		 * LOG_RELAY_MS, so that lines come a batch per wake-up, not
+		 * one each (64 KiB of pipe holds several hundred lines
+		 * meanwhile); on a quiet one at once. */
 		if (m->log_rd >= 0) {
 			int64_t d = m->log_next_ms - now_ms();
 
@@ -2517,8 +2527,13 @@ master(const struct master_args *args)
 		if (at_metrics != SIZE_MAX && pfd[at_metrics].revents != 0)
 			serve_metrics(m);
 		if (at_log != SIZE_MAX && pfd[at_log].revents != 0) {
-			relay_logs(m);
-			m->log_next_ms = now_ms() + LOG_RELAY_MS;
+			/* several lines at once: the relay is busy, so the
+			 * next ones wait to come as a batch; a line or two
+			 * (a quiet relay) and the next is passed on at once */
+			if (relay_logs(m) >= LOG_BUSY_BYTES)
+				m->log_next_ms = now_ms() + LOG_RELAY_MS;
+			else
+				m->log_next_ms = 0;
 		}
 		if (m->shutting_down)
 			refuse_waiting(m);

@@ -167,6 +167,10 @@ class HAProxyDrainTest(ft.FerryTestCase):
             c = self.session(port, src)
             self.send(c, "<early%d.0@origin.test>" % i)
             early.append(c)
+        # the workers' lines reach the log through the master's pipe,
+        # a few milliseconds after the 250
+        ft.wait_for(lambda: all(accepted(a, src) or accepted(b, src)
+                                for src in srcs), 5)
         on_b = [src for src in srcs if accepted(b, src)]
         on_a = [src for src in srcs if accepted(a, src)]
         self.assertTrue(on_b and on_a, "sessions on a %s, on b %s"
