@@ -122,6 +122,8 @@ struct ferry_config {
 	/* worker pool */
 	int workers_min_idle;
 	int workers_max_idle;
+	int workers_spare_idle;    /* seconds an idle worker beyond min_idle
+	                              is kept; 0: kept (max_idle bounds) */
 	int workers_max;
 	int worker_sessions;       /* sessions before a worker is recycled */
 	int sessions_per_worker;   /* concurrent sessions one worker holds */

@@ -26,7 +26,8 @@
  *
  * The worker pool is kept between workers.min_idle idle workers and
  * workers.max in all (workers report busy/idle as typed messages over the
- * status pipe; extra idle ones beyond max_idle are asked to leave); once
+ * status pipe; extra idle ones beyond max_idle are asked to leave, and
+ * those beyond min_idle once idle for workers.spare_idle); once
  * SPREAD_WORKERS workers hold sessions it is packed (NOTE_POOL_PACKED):
  * workers with a free slot take new sessions and count as spare.  The
  * master talks to the runner (worker counts, reloads with the new
@@ -1405,8 +1406,44 @@ relay_logs(struct master_state *m)
 	}
 }
 
+/* Lets the current generation's idle workers beyond min_idle (want) go
+ * once each has been idle workers.spare_idle seconds, longest idle
+ * first, as Postfix's max_idle does for its daemons: a burst grows the
+ * pool, and a quiet relay shrinks back to min_idle ready workers, so a
+ * new session is still served at once. */
+static void
+retire_spares(struct master_state *m, size_t idle, size_t want)
+{
+	int64_t keep_ms = (int64_t)m->cfg->workers_spare_idle * 1000;
+
+	if (keep_ms <= 0)
+		return;
+	while (idle > want) {
+		struct child_proc *oldest = NULL;
+		size_t i;
+
+		for (i = 0; i < m->nchildren; i++) {
+			struct child_proc *w = &m->children[i];
+
+			if (w->role == ROLE_WORKER &&
+			    w->generation == m->generation &&
+			    w->state == W_IDLE && !w->told_to_leave &&
+			    now_ms() - w->idle_since >= keep_ms &&
+			    (oldest == NULL ||
+			    w->idle_since < oldest->idle_since))
+				oldest = w;
+		}
+		if (oldest == NULL)
+			return;
+		kill(oldest->pid, SIGUSR1);
+		oldest->told_to_leave = 1;
+		idle--;
+	}
+}
+
 /* Keeps the current generation's pool between min_idle and max_idle idle
- * workers, and at most max in all. */
+ * workers, and at most max in all; spares beyond min_idle leave after
+ * workers.spare_idle seconds idle (retire_spares). */
 static void
 manage_pool(struct master_state *m)
 {
@@ -1476,6 +1513,7 @@ manage_pool(struct master_state *m)
 			idle--;
 		}
 	}
+	retire_spares(m, idle, (size_t)want);
 }
 
 /* Tells the runner how many workers there are, when that changes. */
