@@ -73,6 +73,9 @@ int store_commit(struct store *st);
 int store_commit_lazy(struct store *st);
 void store_rollback(struct store *st);
 int store_in_transaction(const struct store *st);
+/* Lets the connection's page cache go (the pages are read again, from
+ * the system's file cache, when next needed): for a runner at rest. */
+void store_release_memory(struct store *st);
 /* Nonzero when the open transaction changed a row that must be made
  * durable this turn: anything but the envelope and body of a message
  * still arriving (those wait for the message's end, which the runner

@@ -87,6 +87,7 @@
 #include "privsep.h"
 #include "procfd.h"
 #include "queue.h"
+#include "rest_heap.h"
 #include "route_learn.h"
 #include "scheduler.h"
 #include "stall.h"
@@ -128,6 +129,7 @@ on_term(int sig)
 
 struct runner {
 	struct ferry_config *cfg;     /* owned; replaced on reload */
+	struct rest_heap rest;        /* memory given back when quiet */
 	struct dkim_signing *dkim;    /* owned: the signing keys */
 	int dkim_keys_fd;             /* the master's copy of the reloaded
 	                                 keys, until the reload note; -1 */
@@ -993,6 +995,20 @@ vacuum_when_idle(struct runner *r)
 	r->vacuum_more = rc == 1;
 }
 
+/* Quiet for a while (rest_heap.h), with no vacuum step left to make and
+ * no transaction open: SQLite's page cache and the free heap go back. */
+static void
+rest_when_quiet(struct runner *r)
+{
+	if (!rest_heap_due(&r->rest, now_ms()) || r->vacuum_more)
+		return;
+	if (r->st != NULL && store_in_transaction(r->st))
+		return;
+	if (r->st != NULL)
+		store_release_memory(r->st);
+	rest_heap_give_back(&r->rest);
+}
+
 /* One small batch of expired delivery history, only while no message
  * waits for its commit, so intake never waits behind pruning; batches
  * follow each other quickly while there is a backlog. */
@@ -1177,6 +1193,10 @@ run_loop(struct runner *r)
 		}
 		if (rc == 0 && timeout > 0)
 			vacuum_when_idle(r);
+		if (rc > 0)
+			rest_heap_busy(&r->rest, now_ms());
+		else
+			rest_when_quiet(r);
 		if (r->sched != NULL)
 			scheduler_events(r->sched, pfds + nconn_fds + 4,
 			    nagent_fds);
@@ -1240,6 +1260,7 @@ queue(const struct child_args *a)
 	umask(077);   /* the database, its WAL and shm: queue user only */
 	cfg = child_load_config(a, "ferry-queue");
 	memset(&r, 0, sizeof(r));
+	rest_heap_init(&r.rest, now_ms());
 	route_learn_init(&r.learn);
 	r.cfg = cfg;
 	r.generation = a->generation;

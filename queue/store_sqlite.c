@@ -1066,6 +1066,12 @@ store_in_transaction(const struct store *st)
 	return !sqlite3_get_autocommit(st->db);
 }
 
+void
+store_release_memory(struct store *st)
+{
+	(void)sqlite3_db_release_memory(st->db);
+}
+
 int
 store_has_writes(const struct store *st)
 {

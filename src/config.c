@@ -1191,14 +1191,17 @@ validate_range(cfg_t *cfg, cfg_opt_t *opt)
 	return 0;
 }
 
-/* libconfuse's option tables, built from the rows once. */
+/* libconfuse's option tables, built from the rows once.  The sections'
+ * tables are packed one after the other in subs (each ends with its
+ * CFG_END): a table per section sized for every option left a page or
+ * more of it touched per section, about 100 KiB in every process. */
 static cfg_opt_t *
 parser_options(void)
 {
 	static cfg_opt_t top[NOPTIONS + NSECTIONS + 1];
-	static cfg_opt_t sub[NSECTIONS][NOPTIONS + 1];
+	static cfg_opt_t subs[NOPTIONS + NSECTIONS];
 	static int built;
-	size_t i, s, ntop = 0;
+	size_t i, s, ntop = 0, nsubs = 0;
 
 	if (built)
 		return top;
@@ -1206,15 +1209,23 @@ parser_options(void)
 		if (options[i].section == NULL)
 			top[ntop++] = options[i].opt;
 	for (s = 0; s < NSECTIONS; s++) {
-		size_t n = 0;
-		cfg_opt_t sec = CFG_SEC(sections[s].name, sub[s],
+		cfg_opt_t *sub = &subs[nsubs];
+		cfg_opt_t sec = CFG_SEC(sections[s].name, sub,
 		    sections[s].multi ? CFGF_MULTI | CFGF_TITLE |
 		    CFGF_NO_TITLE_DUPES : CFGF_NONE);
 
-		for (i = 0; i < NOPTIONS; i++)
-			if (same_section(options[i].section, sections[s].name))
-				sub[s][n++] = options[i].opt;
-		sub[s][n] = (cfg_opt_t)CFG_END();
+		/* every row is in one section or none: the packed tables
+		 * and their ends fit in subs */
+		for (i = 0; i < NOPTIONS; i++) {
+			if (!same_section(options[i].section,
+			    sections[s].name))
+				continue;
+			/* room for it and for every section's end left */
+			if (nsubs + (NSECTIONS - s) >= NOPTIONS + NSECTIONS)
+				abort();   /* a section named twice */
+			subs[nsubs++] = options[i].opt;
+		}
+		subs[nsubs++] = (cfg_opt_t)CFG_END();
 		top[ntop++] = sec;
 	}
 	top[ntop] = (cfg_opt_t)CFG_END();

@@ -80,6 +80,7 @@
 #include "procfd.h"
 #include "hostname.h"
 #include "resolve_client.h"
+#include "rest_heap.h"
 #include "proxy_header.h"
 #include "session_timer.h"
 #include "smtp_reply.h"
@@ -252,6 +253,7 @@ struct worker {
 	int64_t defer_until;         /* accepting deferred to an idle worker */
 	int64_t short_defer_until;
 	int64_t next_trim;           /* child_trim_heap() not before */
+	struct rest_heap rest;       /* all free heap back when quiet */
 	int ended;                   /* sessions ended since the last trim */
 	int answers;                 /* slots with answered set */
 	int draining;                /* the master's last NOTE_DRAINING */
@@ -811,6 +813,10 @@ serve(struct worker *w)
 			w->ended = 0;
 			w->next_trim = now + HEAP_TRIM_MS;
 		}
+		if (w->nsessions > 0)
+			rest_heap_busy(&w->rest, now);
+		else if (rest_heap_due(&w->rest, now))
+			rest_heap_give_back(&w->rest);
 
 		listening = accepting && w->nsessions < w->nslots &&
 		    (w->defer_until == 0 || now >= w->defer_until);
@@ -980,6 +986,7 @@ smtpd(const struct child_args *a)
 	cfg = child_load_config(a, "ferry-smtpd");
 	n = cfg->nlisteners;
 	memset(&w, 0, sizeof(w));
+	rest_heap_init(&w.rest, now_ms());
 	w.cfg = cfg;
 	w.args = a;
 	w.self = getpid();
