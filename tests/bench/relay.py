@@ -3,7 +3,7 @@
 Postfix side by side in one run, rounds interleaved.
 
     sudo python3 tests/bench/relay.py [--rounds N] [--cases SPEC] [--keep]
-        [--dkim rsa|ed25519|both]
+        [--dkim rsa|ed25519|both] [--pss] [--rest-after S]
 
 SPEC is a comma list of MESSAGESxSESSIONSxSIZE, by default the four cases
 of the performance budget: 5000x1x1024,5000x10x1024,5000x50x1024,
@@ -22,7 +22,11 @@ Where there is no cgroup v2 the figure falls back to /proc: the live
 processes of the tree plus the time of the children the top process waited
 for (cutime/cstime).  Memory is the PSS summed from /proc/PID/smaps_rollup
 of the relay's processes: at rest (before the first message) and at the
-peak (sampled every 0.2 s during the run).
+peak (sampled every 0.2 s during the run).  With --rest-after S, also at
+rest after the run: S seconds after the queue drained, the same wait for
+every relay (110 s outlasts Postfix's max_idle of 100 s, after which its
+idle daemons leave, and ferry's delivery.agent_idle and workers.spare_idle
+of 60 s).
 
 With --dkim, a second ferry ("ferry-dkim") runs beside the first with
 dkim_key sections for example.org (the sender's domain in smtp-source's
@@ -408,7 +412,7 @@ def dkim_sections(work, which):
     return text
 
 
-def run_case(relay, msgs, sess, size, events=False):
+def run_case(relay, msgs, sess, size, events=False, rest_after=0):
     """One timed run on a relay started afresh."""
     relay.start()
     rest_by = relay.group.pss_by_name()
@@ -430,6 +434,10 @@ def run_case(relay, msgs, sess, size, events=False):
             counts = counter.finish()
         peak = sampler.finish()
         deferred = relay.deferred()
+        after_by = {}
+        if rest_after > 0:
+            time.sleep(rest_after)
+            after_by = relay.group.pss_by_name()
     finally:
         sampler.stop.set()
         relay.stop()
@@ -437,6 +445,8 @@ def run_case(relay, msgs, sess, size, events=False):
             "cpu_ms": cpu * 1000 / msgs, "rest_kib": rest, "peak_kib": peak,
             "procs": nproc, "deferred": deferred,
             "rest_by": rest_by, "peak_by": sampler.peak_by,
+            "after_by": after_by,
+            "after_kib": sum(v[1] for v in after_by.values()),
             "events": {k: v / msgs for k, v in counts.items()}}
 
 
@@ -455,6 +465,9 @@ def main():
                     help="also print each round's PSS per process name at "
                     "rest and at the peak (Pss, Pss_Anon, Pss_File, "
                     "Private_Dirty from smaps_rollup)")
+    ap.add_argument("--rest-after", type=float, default=0, metavar="S",
+                    help="also measure PSS at rest S seconds after each "
+                    "run's queue drained (the same wait for every relay)")
     ap.add_argument("--dkim", choices=["rsa", "ed25519", "both"],
                     help="also run a ferry that signs with DKIM (ferry-dkim)")
     args = ap.parse_args()
@@ -484,7 +497,8 @@ def main():
         for rnd in range(1, args.rounds + 1):
             for case in cases:
                 for relay in relays:
-                    r = run_case(relay, *case, events=args.events)
+                    r = run_case(relay, *case, events=args.events,
+                                 rest_after=args.rest_after)
                     results.setdefault((case, relay.name), []).append(r)
                     print("round %d %5d x %6d B, %2d sessions: %-7s %6.1f msg/s "
                           "%5.2f ms CPU/msg  PSS rest %6.1f MiB (%d procs) "
@@ -494,10 +508,22 @@ def main():
                               r["procs"], r["peak_kib"] / 1024, r["deferred"],
                               open("/proc/loadavg").read().split()[0]),
                           flush=True)
+                    if args.rest_after > 0:
+                        print("        PSS at rest %.0f s after: %.1f MiB "
+                              "(%d procs)" % (args.rest_after,
+                                              r["after_kib"] / 1024,
+                                              sum(v[0] for v in
+                                                  r["after_by"].values())),
+                              flush=True)
                     if args.pss:
                         print("\n".join(["  at rest:"] + pss_table(r["rest_by"])
                                         + ["  at the peak:"]
                                         + pss_table(r["peak_by"])), flush=True)
+                        if args.rest_after > 0:
+                            print("\n".join(["  at rest %.0f s after:" %
+                                             args.rest_after]
+                                            + pss_table(r["after_by"])),
+                                  flush=True)
                     if r["events"]:
                         print("        per message: " + ", ".join(
                             "%s %.1f" % (k, v) for k, v in
@@ -516,6 +542,9 @@ def main():
         head += ["%s / postfix" % n for n in names if n != "postfix"]
     head += ["%s CPU ms/msg" % n for n in names]
     head += ["%s PSS rest / peak MiB" % n for n in names]
+    if args.rest_after > 0:
+        head += ["%s PSS rest %.0f s after MiB" % (n, args.rest_after)
+                 for n in names]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for case in cases:
@@ -528,6 +557,8 @@ def main():
         row += ["%.2f" % med(case, n, "cpu_ms") for n in names]
         row += ["%.1f / %.1f" % (med(case, n, "rest_kib") / 1024,
                                  med(case, n, "peak_kib") / 1024) for n in names]
+        if args.rest_after > 0:
+            row += ["%.1f" % (med(case, n, "after_kib") / 1024) for n in names]
         print("| " + " | ".join(row) + " |")
     if args.events:
         print("\nper message, medians: context switches / page faults / "

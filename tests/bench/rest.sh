@@ -19,7 +19,7 @@
 #   smtp-sink's count), five times, IDLE_GAP seconds apart (default 2);
 # - PSS after that message, and again once the relay has been idle for
 #   REST_AGAIN seconds (default 0: skipped; 110 covers ferry's agent_idle
-#   of 60 s and Postfix's max_idle of 100 s);
+#   and workers' spare_idle of 60 s and Postfix's max_idle of 100 s);
 # - with N sessions (default 500) each holding an open transaction
 #   (tests/bench/pressure_clients.py --mode trickle: in DATA, a byte every
 #   2 s), the PSS of every process by name and the total.
