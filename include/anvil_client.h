@@ -31,6 +31,24 @@
 
 #define ANVIL_DEADLINE_MS 1000  /* an unanswered question is allowed */
 
+/* Messages are asked for in leases: anvil grants up to ANVIL_LEASE_MAX
+ * mail transactions of a client at once while the client is far below
+ * its message rate (anvil_table_messages), and the worker uses the rest
+ * for that client's next MAIL commands without asking.  What is left
+ * after ANVIL_LEASE_MS goes back.  A client that opens a connection per
+ * message thus costs anvil and the worker a round trip per connection,
+ * not two. */
+#define ANVIL_LEASE_MAX 16
+#define ANVIL_LEASE_MS 1000
+#define ANVIL_LEASES 8          /* client addresses holding a lease */
+#define ANVIL_ADDR_MAX 64
+
+struct anvil_lease {
+	char addr[ANVIL_ADDR_MAX];  /* "" when free */
+	uint32_t left;
+	int64_t until;              /* now_ms() clock */
+};
+
 /* Called with the answer to owner's question (an ANVIL_* result).  It
  * may come from any anvil_client_* call but anvil_client_init and _close,
  * so it must only note the answer for the caller's loop to act on. */
@@ -43,6 +61,9 @@ struct anvil_waiter {
 	uint32_t owner;
 	int64_t deadline;          /* now_ms() clock */
 	int live;                  /* 0: the owner no longer waits */
+	int lease;                 /* a MESSAGE question: the grant beyond
+	                              one is kept for lease_addr */
+	char lease_addr[ANVIL_ADDR_MAX];
 };
 
 struct anvil_client {
@@ -56,6 +77,7 @@ struct anvil_client {
 	int stress;
 	uint32_t stress_timeout;   /* seconds, while stress is on */
 	int stress_changed;        /* set on every note; the caller clears */
+	struct anvil_lease leases[ANVIL_LEASES];
 };
 
 void anvil_client_init(struct anvil_client *ac, const char *path,
@@ -79,7 +101,8 @@ void anvil_client_io(struct anvil_client *ac, short revents);
 /* The earliest deadline of a question waiting, or 0 when none waits. */
 int64_t anvil_client_deadline(const struct anvil_client *ac);
 /* Past that deadline: anvil is stuck; the connection is dropped and
- * every question waiting is allowed (logged once per outage). */
+ * every question waiting is allowed (logged once per outage).  Leases
+ * past ANVIL_LEASE_MS give back what is left. */
 void anvil_client_tick(struct anvil_client *ac, int64_t now);
 /* owner no longer waits for its question (its session ended). */
 void anvil_client_forget(struct anvil_client *ac, uint32_t owner);
@@ -89,7 +112,8 @@ void anvil_client_forget(struct anvil_client *ac, uint32_t owner);
  * allowed must be ended with anvil_disconnect when the session ends. */
 int anvil_ask_connect(struct anvil_client *ac, uint32_t owner,
     const char *addr);
-/* A new mail transaction (at MAIL): ANVIL_OK or ANVIL_MESSAGE_RATE. */
+/* A new mail transaction (at MAIL): ANVIL_OK or ANVIL_MESSAGE_RATE.  0
+ * (allowed now, not asked) also when a lease for addr has some left. */
 int anvil_ask_message(struct anvil_client *ac, uint32_t owner,
     const char *addr);
 /* Before checking a password: ANVIL_OK or ANVIL_AUTH_LOCKED (addr or user

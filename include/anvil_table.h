@@ -82,6 +82,15 @@ void anvil_table_disconnect(struct anvil_table *t, const char *key,
 /* A mail transaction from key: ANVIL_OK or ANVIL_MESSAGE_RATE. */
 int anvil_table_message(struct anvil_table *t, const char *key,
     int64_t now);
+/* A lease of up to want mail transactions from key, so that a worker
+ * need not ask for each: all of them while the key stays under half its
+ * message rate with them, else one (as anvil_table_message).  *granted
+ * is how many were counted (0 when refused). */
+int anvil_table_messages(struct anvil_table *t, const char *key,
+    int64_t now, uint32_t want, uint32_t *granted);
+/* n messages of a lease were not used: they count no more. */
+void anvil_table_messages_back(struct anvil_table *t, const char *key,
+    uint32_t n, int64_t now);
 /* ANVIL_OK or ANVIL_AUTH_LOCKED (the client key or the user is locked
  * out).  user may be "" or NULL. */
 int anvil_table_auth_check(struct anvil_table *t, const char *key,

@@ -41,10 +41,12 @@ enum ipc_type {
 	 * starts with a u32 sequence number the answer repeats */
 	IMSG_ANVIL_CONNECT,      /* worker: seq, addr; answered */
 	IMSG_ANVIL_DISCONNECT,   /* worker: seq, addr; no answer */
-	IMSG_ANVIL_MESSAGE,      /* worker: seq, addr; answered */
+	IMSG_ANVIL_MESSAGE,      /* worker: seq, addr, u32 messages
+	                          * wanted (a lease); answered */
 	IMSG_ANVIL_AUTH_CHECK,   /* worker: seq, addr, user; answered */
 	IMSG_ANVIL_AUTH_FAILED,  /* worker: seq, addr, user; no answer */
-	IMSG_ANVIL_ANSWER,       /* anvil: seq, result (ANVIL_OK...) */
+	IMSG_ANVIL_ANSWER,       /* anvil: seq, result (ANVIL_OK...), u32
+	                          * messages granted (MESSAGE; else 0) */
 	/* SMTP worker -> master over the status pipe (procfd.h) */
 	IMSG_WORKER_STATUS,      /* pid, generation, WORKER_IDLE/BUSY */
 	/* master -> queue runner over FD_POOL */
@@ -118,6 +120,8 @@ enum ipc_type {
 	 * whenever a route's upstream capabilities change (route_caps.h) */
 	IMSG_ROUTE_CAPS,         /* u32 count, then per route: name, u32
 	                          * RCAP_* flags, u64 SIZE limit */
+	/* SMTP worker -> ferry-anvil: messages of a lease left unused */
+	IMSG_ANVIL_MESSAGES_BACK,  /* seq, addr, u32 count; no answer */
 	IMSG_TYPE_MAX
 };
 

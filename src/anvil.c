@@ -89,6 +89,7 @@ static const struct channel_rule worker_may_send[] = {
 	{ IMSG_ANVIL_MESSAGE, 0 },
 	{ IMSG_ANVIL_AUTH_CHECK, 0 },
 	{ IMSG_ANVIL_AUTH_FAILED, 0 },
+	{ IMSG_ANVIL_MESSAGES_BACK, 0 },
 	{ 0, 0 }
 };
 
@@ -105,6 +106,8 @@ struct anvil_conn {
 	                                     serves many sessions at once */
 	size_t nheld, held_cap;
 	int broken;                       /* a push failed: drop it */
+	uint64_t leased;                  /* messages granted beyond the
+	                                     one asked for, not given back */
 };
 
 struct anvil_state {
@@ -199,12 +202,13 @@ close_conn(struct anvil_state *av, size_t i)
 }
 
 static int
-answer(struct anvil_conn *c, uint32_t seq, int result)
+answer(struct anvil_conn *c, uint32_t seq, int result, uint32_t granted)
 {
 	struct ipc_out *m = channel_begin(&c->ch, IMSG_ANVIL_ANSWER);
 
 	ipc_add_u32(m, seq);
 	ipc_add_u32(m, (uint32_t)result);
+	ipc_add_u32(m, granted);
 	if (channel_end(&c->ch) < 0) {
 		log_warn("anvil: worker pid %ld does not read its answers; "
 		    "dropping its connection", (long)c->pid);
@@ -235,15 +239,19 @@ handle_frame(struct anvil_state *av, struct anvil_conn *c,
 {
 	int64_t now = now_ms();
 	char key[ANVIL_KEY_MAX], *addr = NULL, *user = NULL;
-	uint32_t seq;
-	int with_user, res = ANVIL_OK, counted = 0, rc = -1;
+	uint32_t seq, count = 0, granted = 0;
+	int with_user, with_count, res = ANVIL_OK, counted = 0, rc = -1;
 	size_t k;
 
 	with_user = in->type == IMSG_ANVIL_AUTH_CHECK ||
 	    in->type == IMSG_ANVIL_AUTH_FAILED;
+	with_count = in->type == IMSG_ANVIL_MESSAGE ||
+	    in->type == IMSG_ANVIL_MESSAGES_BACK;
 	if (ipc_get_u32(in, &seq) < 0 ||
 	    ipc_get_str(in, &addr, ANVIL_KEY_MAX) < 0 ||
 	    (with_user && ipc_get_str(in, &user, MAX_USER) < 0) ||
+	    (with_count && (ipc_get_u32(in, &count) < 0 ||
+	    count > ANVIL_LEASE_MAX)) ||
 	    ipc_end(in) < 0 ||
 	    anvil_client_key(addr, key, sizeof(key)) < 0) {
 		char why[64];
@@ -274,7 +282,7 @@ handle_frame(struct anvil_state *av, struct anvil_conn *c,
 		if (counted)
 			ferry_strlcpy(c->held[c->nheld++], key,
 			    sizeof(c->held[0]));
-		if (answer(c, seq, res) < 0)
+		if (answer(c, seq, res, 0) < 0)
 			goto out;
 		break;
 	case IMSG_ANVIL_DISCONNECT:
@@ -289,13 +297,23 @@ handle_frame(struct anvil_state *av, struct anvil_conn *c,
 			}
 		break;
 	case IMSG_ANVIL_MESSAGE:
-		res = anvil_table_message(av->table, key, now);
-		if (answer(c, seq, res) < 0)
+		res = anvil_table_messages(av->table, key, now,
+		    count > 0 ? count : 1, &granted);
+		if (granted > 1)
+			c->leased += granted - 1;
+		if (answer(c, seq, res, granted) < 0)
 			goto out;
+		break;
+	case IMSG_ANVIL_MESSAGES_BACK:
+		/* never more than this worker was lent */
+		if (count > c->leased)
+			count = (uint32_t)c->leased;
+		c->leased -= count;
+		anvil_table_messages_back(av->table, key, count, now);
 		break;
 	case IMSG_ANVIL_AUTH_CHECK:
 		res = anvil_table_auth_check(av->table, key, user, now);
-		if (answer(c, seq, res) < 0)
+		if (answer(c, seq, res, 0) < 0)
 			goto out;
 		break;
 	case IMSG_ANVIL_AUTH_FAILED:

@@ -54,7 +54,10 @@ static const struct channel_rule anvil_may_send[] = {
 	{ 0, 0 }
 };
 
-#define ANSWER_CAP 8            /* seq and result */
+#define ANSWER_CAP 12           /* seq, result, messages granted */
+
+static void lease_keep(struct anvil_client *ac, const char *addr,
+    uint32_t n);
 
 void
 anvil_client_init(struct anvil_client *ac, const char *path,
@@ -96,6 +99,8 @@ static void
 drop(struct anvil_client *ac)
 {
 	channel_close(&ac->ch);
+	/* a new anvil does not know them; the old one let them drain */
+	memset(ac->leases, 0, sizeof(ac->leases));
 	if (ac->stress) {
 		ac->stress = 0;
 		ac->stress_timeout = 0;
@@ -157,16 +162,22 @@ static int
 take_answer(struct anvil_client *ac, struct ipc_in *in)
 {
 	struct anvil_waiter w;
-	uint32_t aseq, res;
+	uint32_t aseq, res, granted;
 
 	if (ipc_get_u32(in, &aseq) < 0 || ipc_get_u32(in, &res) < 0 ||
-	    ipc_end(in) < 0 || res > ANVIL_AUTH_LOCKED)
+	    ipc_get_u32(in, &granted) < 0 ||
+	    ipc_end(in) < 0 || res > ANVIL_AUTH_LOCKED ||
+	    granted > ANVIL_LEASE_MAX)
 		return channel_violation(&ac->ch, "malformed answer");
 	if (ac->nwaiting == 0)
 		return channel_violation(&ac->ch, "an answer nobody asked for");
 	if (aseq != ac->waiting[0].seq)
 		return channel_violation(&ac->ch, "an answer out of turn");
+	if (granted > 0 && (!ac->waiting[0].lease || res != ANVIL_OK))
+		return channel_violation(&ac->ch, "a grant nobody asked for");
 	w = ac->waiting[0];
+	if (granted > 1)
+		lease_keep(ac, w.lease_addr, granted - 1);
 	memmove(&ac->waiting[0], &ac->waiting[1],
 	    (ac->nwaiting - 1) * sizeof(ac->waiting[0]));
 	ac->nwaiting--;
@@ -179,11 +190,52 @@ take_answer(struct anvil_client *ac, struct ipc_in *in)
 	return 0;
 }
 
+/* The lease held for addr, or NULL. */
+static struct anvil_lease *
+lease_of(struct anvil_client *ac, const char *addr)
+{
+	size_t i;
+
+	for (i = 0; i < ANVIL_LEASES; i++)
+		if (ac->leases[i].addr[0] != '\0' &&
+		    strcmp(ac->leases[i].addr, addr) == 0)
+			return &ac->leases[i];
+	return NULL;
+}
+
+static void give_back(struct anvil_client *ac, struct anvil_lease *l);
+
+/* Keeps n messages granted for addr: in its lease, or a free one, or
+ * the one that ends first (given back). */
+static void
+lease_keep(struct anvil_client *ac, const char *addr, uint32_t n)
+{
+	struct anvil_lease *l = lease_of(ac, addr);
+	size_t i;
+
+	if (l == NULL) {
+		l = &ac->leases[0];
+		for (i = 0; i < ANVIL_LEASES; i++) {
+			if (ac->leases[i].addr[0] == '\0') {
+				l = &ac->leases[i];
+				break;
+			}
+			if (ac->leases[i].until < l->until)
+				l = &ac->leases[i];
+		}
+		give_back(ac, l);
+		ferry_strlcpy(l->addr, addr, sizeof(l->addr));
+	}
+	l->left += n;
+	l->until = now_ms() + ANVIL_LEASE_MS;
+}
+
 /* Writes one request; want_answer: a question for owner.  1 asked, 0
- * not (anvil unreachable: allowed). */
+ * not (anvil unreachable: allowed).  count: MESSAGE's lease wanted, or
+ * MESSAGES_BACK's messages. */
 static int
-request(struct anvil_client *ac, int type, const char *addr,
-    const char *user, int want_answer, uint32_t owner)
+request_n(struct anvil_client *ac, int type, const char *addr,
+    const char *user, int want_answer, uint32_t owner, uint32_t count)
 {
 	char why[256] = "";
 	int attempt;
@@ -213,6 +265,9 @@ request(struct anvil_client *ac, int type, const char *addr,
 			ipc_add_data(out, user, ulen > ANVIL_USER_MAX ?
 			    ANVIL_USER_MAX : ulen);
 		}
+		if (type == IMSG_ANVIL_MESSAGE ||
+		    type == IMSG_ANVIL_MESSAGES_BACK)
+			ipc_add_u32(out, count);
 		(void)channel_end(&ac->ch);
 		if (channel_flush(&ac->ch) == 0) {
 			if (want_answer) {
@@ -230,6 +285,11 @@ request(struct anvil_client *ac, int type, const char *addr,
 				w->owner = owner;
 				w->deadline = now_ms() + ANVIL_DEADLINE_MS;
 				w->live = 1;
+				w->lease = type == IMSG_ANVIL_MESSAGE &&
+				    strlen(addr) < sizeof(w->lease_addr);
+				if (w->lease)
+					memcpy(w->lease_addr, addr,
+					    strlen(addr) + 1);
 			}
 			return want_answer;
 		}
@@ -241,6 +301,23 @@ request(struct anvil_client *ac, int type, const char *addr,
 	}
 	fail_open(ac, why[0] ? why : "unreachable");
 	return 0;
+}
+
+static int
+request(struct anvil_client *ac, int type, const char *addr,
+    const char *user, int want_answer, uint32_t owner)
+{
+	return request_n(ac, type, addr, user, want_answer, owner, 0);
+}
+
+/* What is left of a lease goes back to anvil; the lease is free. */
+static void
+give_back(struct anvil_client *ac, struct anvil_lease *l)
+{
+	if (l->addr[0] != '\0' && l->left > 0 && ac->ch.fd >= 0)
+		(void)request_n(ac, IMSG_ANVIL_MESSAGES_BACK, l->addr, NULL,
+		    0, 0, l->left);
+	memset(l, 0, sizeof(*l));
 }
 
 void
@@ -313,8 +390,14 @@ anvil_client_deadline(const struct anvil_client *ac)
 void
 anvil_client_tick(struct anvil_client *ac, int64_t now)
 {
+	size_t i;
+
 	if (ac->nwaiting > 0 && now >= ac->waiting[0].deadline)
 		fail_open(ac, "no answer in time");
+	for (i = 0; i < ANVIL_LEASES; i++)
+		if (ac->leases[i].addr[0] != '\0' &&
+		    now >= ac->leases[i].until)
+			give_back(ac, &ac->leases[i]);
 }
 
 void
@@ -336,7 +419,14 @@ anvil_ask_connect(struct anvil_client *ac, uint32_t owner, const char *addr)
 int
 anvil_ask_message(struct anvil_client *ac, uint32_t owner, const char *addr)
 {
-	return request(ac, IMSG_ANVIL_MESSAGE, addr, NULL, 1, owner);
+	struct anvil_lease *l = ac->path != NULL ? lease_of(ac, addr) : NULL;
+
+	if (l != NULL && l->left > 0 && now_ms() < l->until) {
+		l->left--;
+		return 0;        /* lent already */
+	}
+	return request_n(ac, IMSG_ANVIL_MESSAGE, addr, NULL, 1, owner,
+	    ANVIL_LEASE_MAX);
 }
 
 int

@@ -321,13 +321,48 @@ anvil_table_disconnect(struct anvil_table *t, const char *key, int64_t now)
 int
 anvil_table_message(struct anvil_table *t, const char *key, int64_t now)
 {
-	struct entry *e = lookup(t, 'a', key, 1, now);
+	uint32_t granted;
 
-	if (e == NULL)
+	return anvil_table_messages(t, key, now, 1, &granted);
+}
+
+int
+anvil_table_messages(struct anvil_table *t, const char *key, int64_t now,
+    uint32_t want, uint32_t *granted)
+{
+	struct entry *e = lookup(t, 'a', key, 1, now);
+	int64_t cap = (int64_t)t->lim.message_rate * MINUTE_MS;
+
+	*granted = 0;
+	if (e == NULL) {
+		*granted = 1;    /* not counted: the table is full */
 		return ANVIL_OK;
+	}
 	if (!bucket_take(&e->msg_rate, t->lim.message_rate, now))
 		return ANVIL_MESSAGE_RATE;
+	*granted = 1;
+	/* the rest of the lease only far from the limit, so that what a
+	 * worker holds unused never refuses another's client early */
+	if (want > 1 && e->msg_rate.level + (int64_t)(want - 1) * MINUTE_MS <=
+	    cap / 2) {
+		e->msg_rate.level += (int64_t)(want - 1) * MINUTE_MS;
+		*granted = want;
+	}
 	return ANVIL_OK;
+}
+
+void
+anvil_table_messages_back(struct anvil_table *t, const char *key,
+    uint32_t n, int64_t now)
+{
+	struct entry *e = lookup(t, 'a', key, 0, now);
+	int64_t d = (int64_t)n * MINUTE_MS;
+
+	if (e == NULL)
+		return;
+	bucket_drain(&e->msg_rate, t->lim.message_rate, now);
+	e->msg_rate.level = d >= e->msg_rate.level ? 0 :
+	    e->msg_rate.level - d;
 }
 
 static int

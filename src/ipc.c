@@ -68,6 +68,7 @@ static const char *const ipc_names[IMSG_TYPE_MAX] = {
 	[IMSG_TOKEN_ROTATED] = "TOKEN_ROTATED",
 	[IMSG_PROBE] = "PROBE",
 	[IMSG_ROUTE_CAPS] = "ROUTE_CAPS",
+	[IMSG_ANVIL_MESSAGES_BACK] = "ANVIL_MESSAGES_BACK",
 };
 
 const char *

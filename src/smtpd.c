@@ -250,6 +250,7 @@ struct worker {
 	struct tls_server **tls;
 	struct auth_users *users;
 	int last_status;             /* last enum worker_status reported */
+	int64_t idle_report_at;      /* busy to idle: told the master then */
 	int64_t defer_until;         /* accepting deferred to an idle worker */
 	int64_t short_defer_until;
 	int64_t next_trim;           /* child_trim_heap() not before */
@@ -263,6 +264,13 @@ struct worker {
 	int names;                   /* slots with named set */
 };
 
+/* A worker with room whose last session ended tells the master it is
+ * idle only when no new one came within IDLE_REPORT_MS: a client that
+ * opens a connection per message would otherwise wake the master twice
+ * per message, to no end (a worker with room counts as spare either way
+ * once the pool is packed). */
+#define IDLE_REPORT_MS 100
+
 static void
 report_status(struct worker *w, int accepting)
 {
@@ -272,8 +280,19 @@ report_status(struct worker *w, int accepting)
 	/* one that is leaving must not look idle to the master */
 	if (!accepting && st == WORKER_IDLE)
 		return;
-	if (st == w->last_status)
+	if (st == w->last_status) {
+		w->idle_report_at = 0;
 		return;
+	}
+	if (st == WORKER_IDLE && w->last_status == WORKER_BUSY) {
+		int64_t now = now_ms();
+
+		if (w->idle_report_at == 0)
+			w->idle_report_at = now + IDLE_REPORT_MS;
+		if (now < w->idle_report_at)
+			return;
+	}
+	w->idle_report_at = 0;
 	w->last_status = st;
 	report(w->self, w->args->generation, (enum worker_status)st);
 }
@@ -889,6 +908,8 @@ serve(struct worker *w)
 		first = resolve_client_deadline(&w->resolve);
 		if (first != 0 && first - now < timeout)
 			timeout = first - now;
+		if (w->idle_report_at != 0 && w->idle_report_at - now < timeout)
+			timeout = w->idle_report_at - now;
 		if (timeout > 1000)
 			timeout = 1000;   /* signals between test and poll */
 		if (timeout < 0 || more || w->answers > 0 || w->names > 0)

@@ -189,6 +189,47 @@ START_TEST(test_connection_rate)
 }
 END_TEST
 
+/* A lease: all it asked for far from the limit, one near it, none over
+ * it; what goes back counts no more. */
+START_TEST(test_message_lease)
+{
+	struct anvil_limits l = limits();
+	struct anvil_table *t;
+	uint32_t g;
+	int i;
+
+	l.message_rate = 40;
+	t = anvil_table_new(&l);
+	ck_assert_int_eq(anvil_table_messages(t, "192.0.2.1", T0, 16, &g),
+	    ANVIL_OK);
+	ck_assert_uint_eq(g, 16);
+	/* 16 + 16 would pass half of 40: one at a time now */
+	ck_assert_int_eq(anvil_table_messages(t, "192.0.2.1", T0, 16, &g),
+	    ANVIL_OK);
+	ck_assert_uint_eq(g, 1);
+	for (i = 0; i < 40 - 17; i++) {
+		ck_assert_int_eq(anvil_table_messages(t, "192.0.2.1", T0, 16,
+		    &g), ANVIL_OK);
+		ck_assert_uint_eq(g, 1);
+	}
+	ck_assert_int_eq(anvil_table_messages(t, "192.0.2.1", T0, 16, &g),
+	    ANVIL_MESSAGE_RATE);
+	ck_assert_uint_eq(g, 0);
+	/* 15 of the first lease were never used */
+	anvil_table_messages_back(t, "192.0.2.1", 15, T0);
+	for (i = 0; i < 15; i++)
+		ck_assert_int_eq(anvil_table_message(t, "192.0.2.1", T0),
+		    ANVIL_OK);
+	ck_assert_int_eq(anvil_table_message(t, "192.0.2.1", T0),
+	    ANVIL_MESSAGE_RATE);
+	/* another client has its own */
+	ck_assert_int_eq(anvil_table_messages(t, "192.0.2.2", T0, 16, &g),
+	    ANVIL_OK);
+	ck_assert_uint_eq(g, 16);
+	anvil_table_free(t);
+}
+END_TEST
+
 START_TEST(test_message_rate)
 {
 	struct anvil_limits l = limits();
@@ -680,6 +721,20 @@ fake_answer(struct fake_anvil *fa, uint32_t seq, uint32_t result)
 
 	ipc_add_u32(m, seq);
 	ipc_add_u32(m, result);
+	ipc_add_u32(m, 0);              /* no messages granted */
+	ck_assert_int_eq(channel_end(&fa->srv), 0);
+	ck_assert_int_eq(channel_flush_wait(&fa->srv, now_ms() + 2000), 0);
+}
+
+/* A MESSAGE question's answer with a lease of granted messages. */
+static void
+fake_grant(struct fake_anvil *fa, uint32_t seq, uint32_t granted)
+{
+	struct ipc_out *m = channel_begin(&fa->srv, IMSG_ANVIL_ANSWER);
+
+	ipc_add_u32(m, seq);
+	ipc_add_u32(m, ANVIL_OK);
+	ipc_add_u32(m, granted);
 	ck_assert_int_eq(channel_end(&fa->srv), 0);
 	ck_assert_int_eq(channel_flush_wait(&fa->srv, now_ms() + 2000), 0);
 }
@@ -811,6 +866,54 @@ START_TEST(test_deadline_allows)
 	ck_assert_int_eq(heard[6], ANVIL_OK);
 	ck_assert_int_lt(anvil_client_fd(&ac), 0);
 	ck_assert_int_eq(anvil_client_deadline(&ac), 0);
+	fake_stop(&fa, &ac);
+}
+END_TEST
+
+/* A lease granted with a MESSAGE answer serves that client's next MAIL
+ * commands without a question; another client still asks; once used
+ * up, the client asks again. */
+START_TEST(test_lease_used)
+{
+	struct anvil_client ac;
+	struct fake_anvil fa;
+	uint32_t s1, s2;
+	int i;
+
+	fake_start(&fa, &ac);
+	ck_assert_int_eq(anvil_ask_message(&ac, 1, "192.0.2.1"), 1);
+	s1 = fake_read(&fa, IMSG_ANVIL_MESSAGE);
+	fake_grant(&fa, s1, 4);
+	while (heard_count < 1)
+		client_turn(&ac);
+	ck_assert_int_eq(heard[1], ANVIL_OK);
+	for (i = 0; i < 3; i++)
+		ck_assert_int_eq(anvil_ask_message(&ac, 2, "192.0.2.1"), 0);
+	ck_assert_int_eq(anvil_client_deadline(&ac), 0);   /* none asked */
+	ck_assert_int_eq(anvil_ask_message(&ac, 3, "192.0.2.7"), 1);
+	ck_assert_int_eq(anvil_ask_message(&ac, 4, "192.0.2.1"), 1);
+	(void)fake_read(&fa, IMSG_ANVIL_MESSAGE);
+	s2 = fake_read(&fa, IMSG_ANVIL_MESSAGE);
+	ck_assert(s2 != s1);
+	fake_stop(&fa, &ac);
+}
+END_TEST
+
+/* A grant to a question that was not MESSAGE is anvil lying. */
+START_TEST(test_grant_unasked)
+{
+	struct anvil_client ac;
+	struct fake_anvil fa;
+	uint32_t s1;
+
+	fake_start(&fa, &ac);
+	ck_assert_int_eq(anvil_ask_connect(&ac, 1, "192.0.2.1"), 1);
+	s1 = fake_read(&fa, IMSG_ANVIL_CONNECT);
+	fake_grant(&fa, s1, 4);
+	while (heard_count < 1)
+		client_turn(&ac);
+	ck_assert_int_eq(heard[1], ANVIL_OK);     /* allowed: fail open */
+	ck_assert_int_lt(anvil_client_fd(&ac), 0);
 	fake_stop(&fa, &ac);
 }
 END_TEST
@@ -954,6 +1057,7 @@ anvil_suite(void)
 	tcase_add_test(tc, test_disconnect_unknown);
 	tcase_add_test(tc, test_connection_rate);
 	tcase_add_test(tc, test_message_rate);
+	tcase_add_test(tc, test_message_lease);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("auth");
 	tcase_add_test(tc, test_auth_lockout_address);
@@ -983,6 +1087,8 @@ anvil_suite(void)
 	tcase_add_test(tc, test_answer_unknown_result);
 	tcase_add_test(tc, test_deadline_allows);
 	tcase_add_test(tc, test_forgotten_owner);
+	tcase_add_test(tc, test_lease_used);
+	tcase_add_test(tc, test_grant_unasked);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -22,12 +22,19 @@ ONE_WORKER = {"min_idle": 1, "max_idle": 1, "max": 1,
               "sessions_per_worker": 16}
 DEADLINE = 1.0      # ANVIL_DEADLINE_MS
 QUICK = 0.5         # a reply that did not wait for anvil
+# Far below its message rate a client's MAIL commands are lent to the
+# worker in leases (anvil_client.h), so that most do not ask anvil; a
+# rate this low makes anvil grant one at a time, so each MAIL asks.
+LOW_RATE = {"max_connections_per_client": 1000, "connection_rate": 1000000,
+            "message_rate": 20}
 
 
 class AnvilWaitTest(ft.FerryTestCase):
 
     def setUp(self):
-        self.d = self.start_ferry(hostname=HOST, workers=ONE_WORKER)
+        limits = LOW_RATE if "lease" not in self.id() else None
+        opts = {"limits": limits} if limits else {}
+        self.d = self.start_ferry(hostname=HOST, workers=ONE_WORKER, **opts)
         pids = ft.wait_for(lambda: self.d.anvils(), 10)
         self.assertEqual(len(pids), 1, "exactly one ferry-anvil")
         self.anvil = pids[0]
@@ -101,6 +108,21 @@ class AnvilWaitTest(ft.FerryTestCase):
         self.assertGreaterEqual(time.monotonic() - asked, DEADLINE * 0.9,
                                 "the new connection did not wait for "
                                 "anvil's answer")
+
+    def test_lease_spares_the_question(self):
+        """Far below the message rate, a client's first MAIL takes a
+        lease: its next MAIL commands, on any of its sessions of this
+        worker, are answered at once even with anvil stopped."""
+        sessions = [self.session() for _ in range(3)]
+        self.assertReply(sessions[0].cmd("MAIL FROM:<a@example.org>"), 250)
+        self.assertReply(sessions[0].cmd("RSET"), 250)
+        self.stop_anvil()
+        for c in sessions:
+            t = time.monotonic()
+            self.assertReply(c.cmd("MAIL FROM:<b@example.org>"), 250)
+            self.assertLess(time.monotonic() - t, QUICK,
+                            "MAIL asked anvil although a lease was held")
+
 
 if __name__ == "__main__":
     ft.main(need_root=True)

@@ -24,7 +24,11 @@ def ids(status, field):
 
 class PrivilegeTest(ft.FerryTestCase):
     """Inspection only: one daemon for the class."""
-    ferry_options = {"workers": {"min_idle": 3, "max_idle": 5, "max": 10}}
+    # one session per worker: a busy worker has no room, so the pool
+    # must add idle ones beside it (with room, a worker holding sessions
+    # counts as spare once the pool is packed)
+    ferry_options = {"workers": {"min_idle": 3, "max_idle": 5, "max": 10,
+                                 "sessions_per_worker": 1}}
 
     def wait_pool(self):
         ok = ft.wait_for(lambda: len(self.ferry.workers()) >= 3, 5)
