@@ -49,6 +49,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -2535,18 +2536,59 @@ page_rcpt_match(struct store *st, sqlite3_stmt *ms, int64_t msgid,
 	return -1;
 }
 
+/* The page query's keyset step: the messages with an id in (?1, ?5],
+ * read by their row id (NOT INDEXED: message_state would hand them over
+ * by state and time, sorted again on every page - all the queue's
+ * messages and their recipients read for each page), so a step reads at
+ * most LIST_SCAN_IDS messages however few the filters keep. */
+#define LIST_SCAN_IDS 1000
+
+/* The CPU time this thread has used, in ms: a page's budget counts the
+ * work it does, not the time the scheduler gave others meanwhile (on a
+ * loaded machine a wall-clock budget cut pages short at random). */
+static int64_t
+page_cpu_ms(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
+		return now_ms();
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The first message id above after, 0 when none: where the next step of
+ * the scan starts, so a gap of deleted ids costs one seek. */
+static int
+page_first_id(struct store *st, sqlite3_stmt *fs, int64_t after,
+    int64_t *first)
+{
+	int rc;
+
+	*first = 0;
+	sqlite3_bind_int64(fs, 1, after);
+	rc = sqlite3_step(fs);
+	if (rc == SQLITE_ROW)
+		*first = sqlite3_column_int64(fs, 0);
+	sqlite3_reset(fs);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		db_err(st, "list messages");
+		return -1;
+	}
+	return 0;
+}
+
 int
 store_admin_list_page(struct store *st, int64_t after, size_t max,
     int64_t budget_ms, const struct store_list_filter *f,
     int (*fn)(void *arg, const struct store_list_entry *e), void *arg,
     int64_t *next)
 {
-	sqlite3_stmt *s, *rs = NULL, *ms = NULL;
+	sqlite3_stmt *s, *rs = NULL, *ms = NULL, *fs = NULL;
 	struct store_list_entry e;
 	char *rcpts[STORE_LIST_RCPTS];
-	int64_t start = now_ms(), id = after;
+	int64_t start = page_cpu_ms(), id = after, first;
 	size_t taken = 0, i;
-	int rc, ret = 0, deferred_only;
+	int rc = SQLITE_DONE, ret = 0, deferred_only, stop = 0;
 
 	st->err[0] = '\0';
 	*next = 0;
@@ -2559,7 +2601,9 @@ store_admin_list_page(struct store *st, int64_t after, size_t max,
 	    " (SELECT min(r.next_attempt) FROM recipient r"
 	    "  WHERE r.message_id = m.id AND r.state = 'pending'),"
 	    ADM_LAST_REPLY("last_reply") "," ADM_LAST_REPLY("last_dsn")
-	    " FROM message m WHERE m.id > ?1 AND m.state IN ('active', 'hold')"
+	    " FROM message m NOT INDEXED"
+	    " WHERE m.id > ?1 AND m.id <= ?5"
+	    " AND m.state IN ('active', 'hold')"
 	    " AND (?2 IS NULL OR m.state = ?2)"
 	    " AND (?3 <= 0 OR m.received_at < ?3)"
 	    " AND (?4 IS NULL OR instr(lower(m.sender), lower(?4)) > 0)"
@@ -2568,61 +2612,93 @@ store_admin_list_page(struct store *st, int64_t after, size_t max,
 		return -1;
 	rs = adm_prep(st, "SELECT address FROM recipient"
 	    " WHERE message_id = ?1 ORDER BY id LIMIT ?2");
+	fs = adm_prep(st, "SELECT id FROM message WHERE id > ?1"
+	    " ORDER BY id LIMIT 1");
 	if (f->rcpt != NULL)
 		ms = adm_prep(st, "SELECT 1 FROM recipient WHERE"
 		    " message_id = ?1 AND instr(lower(address), lower(?2)) > 0"
 		    " LIMIT 1");
-	if (rs == NULL || (f->rcpt != NULL && ms == NULL)) {
+	if (rs == NULL || fs == NULL || (f->rcpt != NULL && ms == NULL)) {
+		sqlite3_finalize(fs);
 		sqlite3_finalize(ms);
 		sqlite3_finalize(rs);
 		sqlite3_finalize(s);
 		return -1;
 	}
-	sqlite3_bind_int64(s, 1, after);
 	if (f->state != NULL)
 		sqlite3_bind_text(s, 2, deferred_only ? "active" : f->state,
 		    -1, SQLITE_STATIC);
 	sqlite3_bind_double(s, 3, f->received_before);
 	if (f->sender != NULL)
 		sqlite3_bind_text(s, 4, f->sender, -1, SQLITE_STATIC);
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		int keep = 1;
+	while (!stop && ret == 0) {
+		int64_t hi;
 
-		/* a full page, or the time is up: the next page from here */
-		if (taken == max || (budget_ms > 0 && id != after &&
-		    now_ms() - start >= budget_ms)) {
+		/* the time is up between two steps: the next page from the
+		 * last id looked at */
+		if (budget_ms > 0 && id != after &&
+		    page_cpu_ms() - start >= budget_ms) {
 			*next = id;
 			break;
 		}
-		id = sqlite3_column_int64(s, 0);
-		if (f->rcpt != NULL && (keep = page_rcpt_match(st, ms, id,
-		    f->rcpt)) < 0) {
+		if (page_first_id(st, fs, id, &first) < 0) {
 			ret = -1;
 			break;
 		}
-		if (!keep)
-			continue;
-		if (page_entry(st, s, rs, &e, rcpts) < 0) {
-			ret = -1;
-		} else if (deferred_only && (e.pending == 0 ||
-		    e.last_reply == NULL)) {
-			ret = 0;
-		} else {
-			ret = fn(arg, &e);
-			if (ret > 0) {
-				taken++;
-				ret = 0;
+		if (first == 0)
+			break;             /* no message above id: the end */
+		hi = first - 1 > INT64_MAX - LIST_SCAN_IDS ? INT64_MAX :
+		    first - 1 + LIST_SCAN_IDS;
+		sqlite3_bind_int64(s, 1, id);
+		sqlite3_bind_int64(s, 5, hi);
+		while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+			int keep = 1;
+
+			/* a full page, or the time is up: the next page
+			 * from here */
+			if (taken == max || (budget_ms > 0 && id != after &&
+			    page_cpu_ms() - start >= budget_ms)) {
+				*next = id;
+				stop = 1;
+				break;
 			}
+			id = sqlite3_column_int64(s, 0);
+			if (f->rcpt != NULL && (keep = page_rcpt_match(st, ms,
+			    id, f->rcpt)) < 0) {
+				ret = -1;
+				break;
+			}
+			if (!keep)
+				continue;
+			if (page_entry(st, s, rs, &e, rcpts) < 0) {
+				ret = -1;
+			} else if (deferred_only && (e.pending == 0 ||
+			    e.last_reply == NULL)) {
+				ret = 0;
+			} else {
+				ret = fn(arg, &e);
+				if (ret > 0) {
+					taken++;
+					/* 2: the caller's page is full */
+					if (ret == 2)
+						taken = max;
+					ret = 0;
+				}
+			}
+			for (i = 0; i < e.nrcpts; i++)
+				free(rcpts[i]);
+			if (ret != 0)
+				break;
 		}
-		for (i = 0; i < e.nrcpts; i++)
-			free(rcpts[i]);
-		if (ret != 0)
-			break;
+		sqlite3_reset(s);
+		if (ret == 0 && rc != SQLITE_DONE && rc != SQLITE_ROW) {
+			db_err(st, "list messages");
+			ret = -1;
+		}
+		if (!stop && ret == 0)
+			id = hi;           /* every id through hi looked at */
 	}
-	if (ret == 0 && rc != SQLITE_DONE && rc != SQLITE_ROW) {
-		db_err(st, "list messages");
-		ret = -1;
-	}
+	sqlite3_finalize(fs);
 	sqlite3_finalize(ms);
 	sqlite3_finalize(rs);
 	sqlite3_finalize(s);
