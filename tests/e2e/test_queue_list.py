@@ -8,6 +8,7 @@ between the pages; and "ferryctl status" counts what is queued.  Needs
 root (the daemon drops privileges)."""
 
 import os
+import socket
 import sys
 import threading
 import time
@@ -170,6 +171,26 @@ class ListWhileIntakeTest(ft.FerryTestCase):
         self.assertEqual(q["active"], q["messages"])
         self.assertEqual(q["hold"], 0)
         self.assertEqual(q["recipients_pending"], q["messages"])
+
+    def test_silent_client_does_not_hold_the_runner(self):
+        """A ferryctl that connected but has not sent its request yet
+        waits in the runner's poll set: mail and other requests are
+        served meanwhile (the runner used to wait for the request, up to
+        2 s), and the connection is closed unanswered after 2 s."""
+        c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(c.close)
+        c.connect(self.d.ctl_socket)
+        time.sleep(0.1)                 # accepted by now
+        t0 = time.monotonic()
+        q = self.d.send(b"Subject: meanwhile\r\n\r\nx\r\n")
+        doc = self.d.ctl_json("status")
+        took = time.monotonic() - t0
+        self.assertTrue(doc["ok"], doc)
+        self.assertLess(took, 1.5)
+        type(self).sent = type(self).sent + [q]
+        c.settimeout(10)
+        self.assertEqual(c.recv(100), b"")
+        self.assertGreater(time.monotonic() - t0, 1.5)
 
 
 if __name__ == "__main__":
