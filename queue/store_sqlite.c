@@ -2584,6 +2584,7 @@ page_rcpt_match(struct store *st, sqlite3_stmt *ms, int64_t msgid,
  * messages and their recipients read for each page), so a step reads at
  * most LIST_SCAN_IDS messages however few the filters keep. */
 #define LIST_SCAN_IDS 1000
+#define LIST_CLOCK_ROWS 16
 
 /* The CPU time this thread has used, in ms: a page's budget counts the
  * work it does, not the time the scheduler gave others meanwhile (on a
@@ -2629,7 +2630,7 @@ store_admin_list_page(struct store *st, int64_t after, size_t max,
 	struct store_list_entry e;
 	char *rcpts[STORE_LIST_RCPTS];
 	int64_t start = page_cpu_ms(), id = after, first;
-	size_t taken = 0, i;
+	size_t taken = 0, looked = 0, i;
 	int rc = SQLITE_DONE, ret = 0, deferred_only, stop = 0;
 
 	st->err[0] = '\0';
@@ -2696,9 +2697,11 @@ store_admin_list_page(struct store *st, int64_t after, size_t max,
 		while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 			int keep = 1;
 
-			/* a full page, or the time is up: the next page
-			 * from here */
+			/* a full page, or the time is up (looked at every
+			 * LIST_CLOCK_ROWS rows: the thread's CPU clock is a
+			 * system call): the next page from here */
 			if (taken == max || (budget_ms > 0 && id != after &&
+			    ++looked % LIST_CLOCK_ROWS == 0 &&
 			    page_cpu_ms() - start >= budget_ms)) {
 				*next = id;
 				stop = 1;
