@@ -294,12 +294,16 @@ struct store_list_filter {
 };
 
 /* One page of "queue list": the complete messages matching f with an id
- * above after, in id (arrival) order.  fn returns 1 when it took the
- * entry, 0 when it left it out, -1 to stop (returned).  The walk stops
- * after max taken or budget_ms (0: no time limit), whichever comes
- * first, having looked at one message at least; *next is then
- * the cursor the following page starts after, 0 when no message is
- * left.  fn must not use the store.  0 when done, -1 on a store error. */
+ * above after, in id (arrival) order, read as a range of the message
+ * table's row ids from after (never a sort of the whole queue), at most
+ * a thousand ids per SQLite step whatever the filters.  fn returns 1
+ * when it took the entry, 2 when it took it and wants no more (its page
+ * is full), 0 when it left it out, -1 to stop (returned).  The walk
+ * stops after max taken or budget_ms of CPU time (0: no limit),
+ * whichever comes first, having looked at one message at least; *next
+ * is then the cursor the following page starts after (the last id
+ * looked at), 0 when no message is left.  fn must not use the store.
+ * 0 when done, -1 on a store error. */
 int store_admin_list_page(struct store *st, int64_t after, size_t max,
     int64_t budget_ms, const struct store_list_filter *f,
     int (*fn)(void *arg, const struct store_list_entry *e), void *arg,

@@ -53,7 +53,12 @@
 #define CONTROL_MAX_WORDS 4
 #define CONTROL_LIST_WORDS 10      /* "queue list" and its options */
 #define LIST_PAGE_MAX 500          /* messages in one page at most */
-#define LIST_PAGE_MS 20            /* time a filtered page may take */
+#define LIST_PAGE_MS 10            /* CPU time a page's walk may take */
+/* about this much JSON in one page at most: dumped in a few ms and
+ * taken whole by the connection's send buffer (CONTROL_SNDBUF), so
+ * neither holds the runner long when ferryctl is slow to read */
+#define LIST_PAGE_BYTES (128 * 1024)
+#define CONTROL_SNDBUF (512 * 1024)
 #define HISTORY_MAX_WORDS 9        /* history and its 8 filters */
 #define REQUEST_WORDS_KEPT (CONTROL_LIST_WORDS + 1)
 
@@ -450,7 +455,23 @@ struct list_walk {
 	double now;
 	const struct ferry_config *cfg;
 	const char *route;             /* only messages routed so, or NULL */
+	size_t bytes;                  /* the page's JSON so far, about */
 };
+
+/* About the JSON one entry takes (plain ASCII; escapes make it more). */
+static size_t
+entry_bytes(const struct store_list_entry *e)
+{
+	size_t n = 240 + strlen(e->sender), i;
+
+	for (i = 0; i < e->nrcpts; i++)
+		n += strlen(e->rcpts[i]) + 4;
+	if (e->last_reply != NULL)
+		n += strlen(e->last_reply);
+	if (e->last_dsn != NULL)
+		n += strlen(e->last_dsn);
+	return n;
+}
 
 /* Whether one of the listed recipients goes by the route named route
  * ("mx" for those no route takes). */
@@ -496,7 +517,8 @@ list_one(void *arg, const struct store_list_entry *e)
 	put_double_opt(o, "next_attempt", e->next_attempt);
 	put_str(o, "last_reply", e->last_reply);
 	put_str(o, "last_dsn", e->last_dsn);
-	return 1;
+	lw->bytes += entry_bytes(e);
+	return lw->bytes >= LIST_PAGE_BYTES ? 2 : 1;
 }
 
 /* A decimal number in [min, max] from all of s: 0, or -1. */
@@ -515,10 +537,11 @@ parse_num(const char *s, long long min, long long max, long long *out)
 
 /* queue list [after=CURSOR] [limit=N] [sender=S] [rcpt=S] [route=NAME]
  * [older-than=SECONDS] [state=active|hold|deferred]: one page of at most
- * limit (and LIST_PAGE_MAX) messages - and, when filtered, of what was
- * found in about LIST_PAGE_MS - so the runner is never held long;
- * "next" is the cursor of the following page, null after the last.
- * ferryctl asks page after page. */
+ * limit (and LIST_PAGE_MAX) messages, LIST_PAGE_BYTES of JSON and what
+ * was found in about LIST_PAGE_MS, so the runner is never held long and
+ * serves intake between pages; "next" is the cursor of the following
+ * page (which may be empty when a filter kept nothing in the time),
+ * null after the last.  ferryctl asks page after page. */
 static void
 cmd_list_opts(struct control_ctx *ctx, char *const *opts, size_t nopts,
     struct answer *a)
@@ -571,8 +594,7 @@ cmd_list_opts(struct control_ctx *ctx, char *const *opts, size_t nopts,
 	put_double_opt(doc, "now", lw.now);
 	lw.messages = put(doc, "messages", new_array());
 	if (store_admin_list_page(ctx->st, after, (size_t)limit,
-	    f.sender || f.rcpt || f.state || f.received_before > 0 ||
-	    lw.route ? LIST_PAGE_MS : 0, &f, list_one, &lw, &next) != 0) {
+	    LIST_PAGE_MS, &f, list_one, &lw, &next) != 0) {
 		store_failed(a, ctx, "queue list");
 		return;
 	}
@@ -1226,9 +1248,12 @@ control_serve(int fd, struct control_ctx *ctx)
 	struct answer a;
 	char *out;
 	size_t nw = 0;
-	int rc;
+	int rc, sndbuf = CONTROL_SNDBUF;
 
 	fd_set_nonblock(fd, 1);
+	/* a page is written whole without waiting for ferryctl to read
+	 * (the kernel caps this at net.core.wmem_max) */
+	(void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
 	channel_init(&ch, fd, "ferryctl (control connection)",
 	    client_may_send, CONTROL_REQUEST_MAX, 0);
 	memset(&a, 0, sizeof(a));

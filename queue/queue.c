@@ -99,6 +99,11 @@
 #include "util.h"
 
 #define MAX_CONNS 4096
+/* ferryctl connections accepted before their request came: they wait in
+ * the poll set (a client the scheduler has not run yet must not hold
+ * the runner's turn), at most this many, for at most this long */
+#define CONTROL_WAITING_MAX 8
+#define CONTROL_WAIT_MS 2000
 /* The workers enforce the configured size limit; this bound only stops a
  * compromised worker from streaming without end (the largest limit the
  * configuration allows, plus room for headers). */
@@ -147,6 +152,9 @@ struct runner {
 	int64_t agents_told_ms;   /* when: a smaller count waits a while */
 	int agents_less_in;       /* ms until a held smaller count goes; -1 */
 	int control_waits;        /* a ferryctl change waits for the commit */
+	int ctl_waiting[CONTROL_WAITING_MAX];   /* accepted, no request yet */
+	int64_t ctl_waiting_since[CONTROL_WAITING_MAX];
+	size_t nctl_waiting;
 	int have_pool;
 	uint32_t generation;      /* the master's configuration generation */
 	int draining;             /* the master's drain state, as noted */
@@ -819,21 +827,13 @@ reopen_store(void *arg, int accept_loss, char *err, size_t errlen)
 	return 0;
 }
 
+/* Answers the request on fd, an accepted ferryctl connection. */
 static void
-serve_control(struct runner *r)
+serve_control_fd(struct runner *r, int fd)
 {
-	int fd;
-
-	while ((fd = accept4(FD_CONTROL, NULL, NULL, SOCK_CLOEXEC |
-	    SOCK_NONBLOCK)) >= 0) {
+	{
 		struct control_ctx ctx;
 
-		if (!control_peer_ok(r, fd)) {
-			log_warn("ferryctl: refused a client without "
-			    "permission");
-			control_refuse(fd, "permission denied");
-			continue;
-		}
 		memset(&ctx, 0, sizeof(ctx));
 		ctx.st = r->st;
 		ctx.cfg = r->cfg;
@@ -881,6 +881,65 @@ serve_control(struct runner *r)
 		ctx.pools = r->sched != NULL ? scheduler_pools(r->sched) :
 		    NULL;
 		control_serve(fd, &ctx);
+	}
+}
+
+/* Whether what the client sent (or its close) is there to read. */
+static int
+control_request_here(int fd)
+{
+	char c;
+
+	return recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) >= 0 ||
+	    (errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+static void
+serve_control(struct runner *r)
+{
+	int fd;
+
+	while ((fd = accept4(FD_CONTROL, NULL, NULL, SOCK_CLOEXEC |
+	    SOCK_NONBLOCK)) >= 0) {
+		if (!control_peer_ok(r, fd)) {
+			log_warn("ferryctl: refused a client without "
+			    "permission");
+			control_refuse(fd, "permission denied");
+			continue;
+		}
+		if (!control_request_here(fd) &&
+		    r->nctl_waiting < CONTROL_WAITING_MAX) {
+			r->ctl_waiting[r->nctl_waiting] = fd;
+			r->ctl_waiting_since[r->nctl_waiting++] = now_ms();
+			continue;
+		}
+		serve_control_fd(r, fd);
+	}
+}
+
+/* The waiting connections of this turn's poll (pfds, n of them): served
+ * once their request came, closed unanswered after CONTROL_WAIT_MS. */
+static void
+serve_waiting_control(struct runner *r, const struct pollfd *pfds,
+    size_t n)
+{
+	size_t i;
+
+	for (i = n; i-- > 0;) {
+		int fd = r->ctl_waiting[i];
+
+		if (pfds[i].revents == 0 && now_ms() -
+		    r->ctl_waiting_since[i] < CONTROL_WAIT_MS)
+			continue;
+		r->ctl_waiting[i] = r->ctl_waiting[--r->nctl_waiting];
+		r->ctl_waiting_since[i] =
+		    r->ctl_waiting_since[r->nctl_waiting];
+		if (pfds[i].revents == 0) {
+			log_debug("ferryctl: no request in %d ms, closed",
+			    CONTROL_WAIT_MS);
+			close(fd);
+		} else
+			serve_control_fd(r, fd);
 	}
 }
 
@@ -1144,10 +1203,11 @@ check_stall(struct runner *r)
 static void
 run_loop(struct runner *r)
 {
-	struct pollfd *pfds = xcalloc(MAX_CONNS + 4 + 1024, sizeof(*pfds));
+	struct pollfd *pfds = xcalloc(MAX_CONNS + 4 + 1024 +
+	    CONTROL_WAITING_MAX, sizeof(*pfds));
 
 	while (!runner_stop) {
-		size_t i, n = 0, nconn_fds, nagent_fds;
+		size_t i, n = 0, nconn_fds, nagent_fds, nwait_fds, wait_base;
 		int rc, timeout;
 
 		pfds[n].fd = FD_INTAKE;
@@ -1170,6 +1230,12 @@ run_loop(struct runner *r)
 		nagent_fds = r->sched != NULL ?
 		    scheduler_pollfds(r->sched, pfds + n, 1024) : 0;
 		n += nagent_fds;
+		wait_base = n;
+		for (i = 0; i < r->nctl_waiting; i++) {
+			pfds[n].fd = r->ctl_waiting[i];
+			pfds[n++].events = POLLIN;
+		}
+		nwait_fds = r->nctl_waiting;
 		/* the scheduler's clock counts only while it may run */
 		timeout = r->st != NULL && may_dispatch(r) ?
 		    scheduler_timeout_ms(r->sched) : SPACE_CHECK_MS;
@@ -1185,6 +1251,8 @@ run_loop(struct runner *r)
 			    (int)(r->next_prune_ms - now_ms()) : 0;
 		if (r->agents_less_in >= 0 && r->agents_less_in < timeout)
 			timeout = r->agents_less_in;
+		if (nwait_fds > 0 && timeout > CONTROL_WAIT_MS / 4)
+			timeout = CONTROL_WAIT_MS / 4;
 		rc = poll(pfds, n, timeout);
 		if (rc < 0) {
 			if (errno == EINTR)
@@ -1204,6 +1272,7 @@ run_loop(struct runner *r)
 			read_master_notes(r);
 		if (pfds[nconn_fds + 1].revents & POLLIN && r->sched != NULL)
 			scheduler_accept(r->sched, FD_AGENTS);
+		serve_waiting_control(r, pfds + wait_base, nwait_fds);
 		if (pfds[nconn_fds].revents & POLLIN)
 			serve_control(r);
 		if (pfds[nconn_fds + 3].revents & POLLIN)

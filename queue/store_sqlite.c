@@ -49,6 +49,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -787,6 +788,49 @@ route_caps_table(struct store *st, const char *path, char *err,
 	return 0;
 }
 
+/* The queue's counts and the triggers that keep them (schema.sql's
+ * QUEUE COUNTS part): made when missing, counting the rows there once,
+ * in one transaction with the counting so no write falls between. */
+static int
+queue_counts_table(struct store *st, const char *path, char *err,
+    size_t errlen)
+{
+	const char *from = strstr(store_schema_sql, "-- QUEUE COUNTS DDL BEGIN");
+	const char *to = strstr(store_schema_sql, "-- QUEUE COUNTS DDL END");
+	char found[8], *ddl;
+	int ok;
+
+	if (from == NULL || to == NULL || to < from) {
+		snprintf(err, errlen, "%s: the queue_counts DDL is missing "
+		    "from the schema", path);
+		return -1;
+	}
+	if (query_text(st->db, "SELECT count(*) FROM sqlite_master"
+	    " WHERE name LIKE 'queue_counts%'", found,
+	    sizeof(found)) == -1) {
+		open_failed(st, path, err, errlen);
+		return -1;
+	}
+	if (strcmp(found, "7") == 0)       /* the table and 6 triggers */
+		return 0;
+	ddl = xstrndup(from, (size_t)(to - from));
+	/* a part of the set (never made by ferry) is made whole again,
+	 * its counts taken afresh */
+	ok = wal_mark(st) == 0 &&
+	    sqlite3_exec(st->db, "BEGIN IMMEDIATE;"
+	    "DROP TABLE IF EXISTS queue_counts", NULL, NULL, NULL) ==
+	    SQLITE_OK &&
+	    sqlite3_exec(st->db, ddl, NULL, NULL, NULL) == SQLITE_OK &&
+	    sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK;
+	free(ddl);
+	if (!ok) {
+		open_failed(st, path, err, errlen);
+		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+		return -1;
+	}
+	return 0;
+}
+
 struct store *
 store_open(const char *path, char *err, size_t errlen)
 {
@@ -892,7 +936,8 @@ store_open(const char *path, char *err, size_t errlen)
 	if (vacuum_mode(st, path, err, errlen) == -1 ||
 	    derived_indexes(st, path, err, errlen) == -1 ||
 	    route_quota_table(st, path, err, errlen) == -1 ||
-	    route_caps_table(st, path, err, errlen) == -1)
+	    route_caps_table(st, path, err, errlen) == -1 ||
+	    queue_counts_table(st, path, err, errlen) == -1)
 		goto fail;
 	for (i = 0; i < S_NSTMT; i++) {
 		if (sqlite3_prepare_v3(st->db, stmt_sql[i], -1,
@@ -2320,15 +2365,13 @@ store_admin_stats(struct store *st, struct store_queue_stats *qs)
 	memset(qs, 0, sizeof(*qs));
 	qs->oldest_received_at = -1;
 	s = adm_prep(st,
-	    /* messages by state counted in the message_state index */
-	    "SELECT (SELECT count(*) FROM message WHERE state = 'active'),"
-	    " (SELECT count(*) FROM message WHERE state = 'hold'),"
-	    /* a pending recipient has its next attempt once its message
-	     * is complete (S_RCPT_DUE): counted from the recipient_due
-	     * index alone, with no row read (a join read every recipient
-	     * and its message: seconds with 100,000 queued) */
-	    " (SELECT count(*) FROM recipient WHERE state = 'pending'"
-	    "  AND next_attempt IS NOT NULL),"
+	    /* the counts the triggers keep (schema.sql's queue_counts): one
+	     * row, where counting the queue's rows grew with the queue; a
+	     * pending recipient has its next attempt once its message is
+	     * complete (S_RCPT_DUE) */
+	    "SELECT (SELECT active FROM queue_counts WHERE id = 1),"
+	    " (SELECT hold FROM queue_counts WHERE id = 1),"
+	    " (SELECT rcpts_pending FROM queue_counts WHERE id = 1),"
 	    /* the oldest of each state from the message_state index:
 	     * one seek each, where IN would walk both ranges */
 	    " (SELECT min(t) FROM"
@@ -2541,18 +2584,60 @@ page_rcpt_match(struct store *st, sqlite3_stmt *ms, int64_t msgid,
 	return -1;
 }
 
+/* The page query's keyset step: the messages with an id in (?1, ?5],
+ * read by their row id (NOT INDEXED: message_state would hand them over
+ * by state and time, sorted again on every page - all the queue's
+ * messages and their recipients read for each page), so a step reads at
+ * most LIST_SCAN_IDS messages however few the filters keep. */
+#define LIST_SCAN_IDS 1000
+#define LIST_CLOCK_ROWS 16
+
+/* The CPU time this thread has used, in ms: a page's budget counts the
+ * work it does, not the time the scheduler gave others meanwhile (on a
+ * loaded machine a wall-clock budget cut pages short at random). */
+static int64_t
+page_cpu_ms(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
+		return now_ms();
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The first message id above after, 0 when none: where the next step of
+ * the scan starts, so a gap of deleted ids costs one seek. */
+static int
+page_first_id(struct store *st, sqlite3_stmt *fs, int64_t after,
+    int64_t *first)
+{
+	int rc;
+
+	*first = 0;
+	sqlite3_bind_int64(fs, 1, after);
+	rc = sqlite3_step(fs);
+	if (rc == SQLITE_ROW)
+		*first = sqlite3_column_int64(fs, 0);
+	sqlite3_reset(fs);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		db_err(st, "list messages");
+		return -1;
+	}
+	return 0;
+}
+
 int
 store_admin_list_page(struct store *st, int64_t after, size_t max,
     int64_t budget_ms, const struct store_list_filter *f,
     int (*fn)(void *arg, const struct store_list_entry *e), void *arg,
     int64_t *next)
 {
-	sqlite3_stmt *s, *rs = NULL, *ms = NULL;
+	sqlite3_stmt *s, *rs = NULL, *ms = NULL, *fs = NULL;
 	struct store_list_entry e;
 	char *rcpts[STORE_LIST_RCPTS];
-	int64_t start = now_ms(), id = after;
-	size_t taken = 0, i;
-	int rc, ret = 0, deferred_only;
+	int64_t start = page_cpu_ms(), id = after, first;
+	size_t taken = 0, looked = 0, i;
+	int rc = SQLITE_DONE, ret = 0, deferred_only, stop = 0;
 
 	st->err[0] = '\0';
 	*next = 0;
@@ -2565,7 +2650,9 @@ store_admin_list_page(struct store *st, int64_t after, size_t max,
 	    " (SELECT min(r.next_attempt) FROM recipient r"
 	    "  WHERE r.message_id = m.id AND r.state = 'pending'),"
 	    ADM_LAST_REPLY("last_reply") "," ADM_LAST_REPLY("last_dsn")
-	    " FROM message m WHERE m.id > ?1 AND m.state IN ('active', 'hold')"
+	    " FROM message m NOT INDEXED"
+	    " WHERE m.id > ?1 AND m.id <= ?5"
+	    " AND m.state IN ('active', 'hold')"
 	    " AND (?2 IS NULL OR m.state = ?2)"
 	    " AND (?3 <= 0 OR m.received_at < ?3)"
 	    " AND (?4 IS NULL OR instr(lower(m.sender), lower(?4)) > 0)"
@@ -2574,61 +2661,95 @@ store_admin_list_page(struct store *st, int64_t after, size_t max,
 		return -1;
 	rs = adm_prep(st, "SELECT address FROM recipient"
 	    " WHERE message_id = ?1 ORDER BY id LIMIT ?2");
+	fs = adm_prep(st, "SELECT id FROM message WHERE id > ?1"
+	    " ORDER BY id LIMIT 1");
 	if (f->rcpt != NULL)
 		ms = adm_prep(st, "SELECT 1 FROM recipient WHERE"
 		    " message_id = ?1 AND instr(lower(address), lower(?2)) > 0"
 		    " LIMIT 1");
-	if (rs == NULL || (f->rcpt != NULL && ms == NULL)) {
+	if (rs == NULL || fs == NULL || (f->rcpt != NULL && ms == NULL)) {
+		sqlite3_finalize(fs);
 		sqlite3_finalize(ms);
 		sqlite3_finalize(rs);
 		sqlite3_finalize(s);
 		return -1;
 	}
-	sqlite3_bind_int64(s, 1, after);
 	if (f->state != NULL)
 		sqlite3_bind_text(s, 2, deferred_only ? "active" : f->state,
 		    -1, SQLITE_STATIC);
 	sqlite3_bind_double(s, 3, f->received_before);
 	if (f->sender != NULL)
 		sqlite3_bind_text(s, 4, f->sender, -1, SQLITE_STATIC);
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		int keep = 1;
+	while (!stop && ret == 0) {
+		int64_t hi;
 
-		/* a full page, or the time is up: the next page from here */
-		if (taken == max || (budget_ms > 0 && id != after &&
-		    now_ms() - start >= budget_ms)) {
+		/* the time is up between two steps: the next page from the
+		 * last id looked at */
+		if (budget_ms > 0 && id != after &&
+		    page_cpu_ms() - start >= budget_ms) {
 			*next = id;
 			break;
 		}
-		id = sqlite3_column_int64(s, 0);
-		if (f->rcpt != NULL && (keep = page_rcpt_match(st, ms, id,
-		    f->rcpt)) < 0) {
+		if (page_first_id(st, fs, id, &first) < 0) {
 			ret = -1;
 			break;
 		}
-		if (!keep)
-			continue;
-		if (page_entry(st, s, rs, &e, rcpts) < 0) {
-			ret = -1;
-		} else if (deferred_only && (e.pending == 0 ||
-		    e.last_reply == NULL)) {
-			ret = 0;
-		} else {
-			ret = fn(arg, &e);
-			if (ret > 0) {
-				taken++;
-				ret = 0;
+		if (first == 0)
+			break;             /* no message above id: the end */
+		hi = first - 1 > INT64_MAX - LIST_SCAN_IDS ? INT64_MAX :
+		    first - 1 + LIST_SCAN_IDS;
+		sqlite3_bind_int64(s, 1, id);
+		sqlite3_bind_int64(s, 5, hi);
+		while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+			int keep = 1;
+
+			/* a full page, or the time is up (looked at every
+			 * LIST_CLOCK_ROWS rows: the thread's CPU clock is a
+			 * system call): the next page from here */
+			if (taken == max || (budget_ms > 0 && id != after &&
+			    ++looked % LIST_CLOCK_ROWS == 0 &&
+			    page_cpu_ms() - start >= budget_ms)) {
+				*next = id;
+				stop = 1;
+				break;
 			}
+			id = sqlite3_column_int64(s, 0);
+			if (f->rcpt != NULL && (keep = page_rcpt_match(st, ms,
+			    id, f->rcpt)) < 0) {
+				ret = -1;
+				break;
+			}
+			if (!keep)
+				continue;
+			if (page_entry(st, s, rs, &e, rcpts) < 0) {
+				ret = -1;
+			} else if (deferred_only && (e.pending == 0 ||
+			    e.last_reply == NULL)) {
+				ret = 0;
+			} else {
+				ret = fn(arg, &e);
+				if (ret > 0) {
+					taken++;
+					/* 2: the caller's page is full */
+					if (ret == 2)
+						taken = max;
+					ret = 0;
+				}
+			}
+			for (i = 0; i < e.nrcpts; i++)
+				free(rcpts[i]);
+			if (ret != 0)
+				break;
 		}
-		for (i = 0; i < e.nrcpts; i++)
-			free(rcpts[i]);
-		if (ret != 0)
-			break;
+		sqlite3_reset(s);
+		if (ret == 0 && rc != SQLITE_DONE && rc != SQLITE_ROW) {
+			db_err(st, "list messages");
+			ret = -1;
+		}
+		if (!stop && ret == 0)
+			id = hi;           /* every id through hi looked at */
 	}
-	if (ret == 0 && rc != SQLITE_DONE && rc != SQLITE_ROW) {
-		db_err(st, "list messages");
-		ret = -1;
-	}
+	sqlite3_finalize(fs);
 	sqlite3_finalize(ms);
 	sqlite3_finalize(rs);
 	sqlite3_finalize(s);

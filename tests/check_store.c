@@ -1799,6 +1799,114 @@ START_TEST(test_admin_stats)
 }
 END_TEST
 
+/* The counts status reads (queue_counts, kept by triggers) against the
+ * rows counted, after every kind of write. */
+static void
+ck_counts_match(struct store *st)
+{
+	struct store_queue_stats qs;
+	sqlite3 *db = peek_open();
+
+	ck_assert_int_eq(store_admin_stats(st, &qs), 0);
+	ck_assert_int_eq(qs.active, q_int(db, "SELECT count(*) FROM message"
+	    " WHERE state = 'active'"));
+	ck_assert_int_eq(qs.hold, q_int(db, "SELECT count(*) FROM message"
+	    " WHERE state = 'hold'"));
+	ck_assert_int_eq(qs.rcpts_pending, q_int(db, "SELECT count(*) FROM"
+	    " recipient WHERE state = 'pending' AND next_attempt IS NOT"
+	    " NULL"));
+	sqlite3_close(db);
+}
+
+START_TEST(test_queue_counts_kept)
+{
+	struct store *st = open_store();
+	struct store_queue_stats qs;
+	char qa[QID_LEN + 1], qb[QID_LEN + 1], qc[QID_LEN + 1];
+	char qi[QID_LEN + 1];
+	struct store_due *v;
+	size_t n, i;
+	int64_t a;
+	sqlite3 *db;
+
+	ck_counts_match(st);
+	ck_assert_int_eq(store_begin(st), 0);
+	a = add_msg(st, 1, qa);
+	(void)add_msg(st, 1, qb);
+	(void)add_msg(st, 1, qc);
+	(void)add_msg(st, 0, qi);               /* incoming: not counted */
+	ck_assert_int_eq(store_commit(st), 0);
+	ck_assert_int_eq(store_admin_stats(st, &qs), 0);
+	ck_assert_int_eq(qs.active, 3);
+	ck_assert_int_eq(qs.rcpts_pending, 6);
+	ck_counts_match(st);
+
+	/* a rolled back write leaves the counts as they were */
+	ck_assert_int_eq(store_begin(st), 0);
+	(void)add_msg(st, 1, qi);
+	store_rollback(st);
+	ck_counts_match(st);
+
+	/* hold, release, results, delete, purge */
+	ck_assert_int_eq(store_admin_hold(st, qb), 0);
+	ck_counts_match(st);
+	ck_assert_int_eq(store_begin(st), 0);
+	ck_assert_int_eq(store_due(st, 1e10, 100, &v, &n), 0);
+	for (i = 0; i < n; i++) {
+		if (v[i].msgid != a)
+			continue;
+		if (strcmp(v[i].address, "alice@example.org") == 0)
+			ck_assert_int_eq(store_rcpt_result(st, v[i].rcpt_id,
+			    RCPT_DELIVERED, 0, "mx.example.org[192.0.2.9]:25",
+			    NULL, STATUS_SENT, "2.0.0", "250 ok"), 0);
+		else
+			ck_assert_int_eq(store_rcpt_result(st, v[i].rcpt_id,
+			    RCPT_PENDING, 1e10, "mx.example.org[192.0.2.9]:25",
+			    NULL, STATUS_DEFERRED, "4.2.0", "421 busy"), 0);
+	}
+	store_due_free(v, n);
+	ck_assert_int_eq(store_commit(st), 0);
+	ck_counts_match(st);
+	ck_assert_int_eq(store_admin_release(st, qb), 0);
+	ck_counts_match(st);
+	ck_assert_int_eq(store_admin_delete(st, qc), 0);
+	ck_counts_match(st);
+	ck_assert_int_eq(store_begin(st), 0);
+	ck_assert_int_eq(store_message_delete(st, a), 0);
+	ck_assert_int_eq(store_commit(st), 0);
+	ck_counts_match(st);
+	ck_assert_int_eq(store_purge_incoming(st), 1);
+	ck_assert_int_eq(store_admin_stats(st, &qs), 0);
+	ck_assert_int_eq(qs.active, 1);
+	ck_assert_int_eq(qs.hold, 0);
+	ck_assert_int_eq(qs.rcpts_pending, 2);
+	ck_counts_match(st);
+	store_close(st);
+
+	/* a database without the counts (made by an older ferry, or
+	 * missing a part) is counted once at open */
+	db = peek_open();
+	q_exec(db, "DROP TRIGGER queue_counts_message_state;"
+	    " UPDATE queue_counts SET active = 99");
+	sqlite3_close(db);
+	st = open_store();
+	ck_counts_match(st);
+	store_close(st);
+	db = peek_open();
+	q_exec(db, "DROP TABLE queue_counts");
+	sqlite3_close(db);
+	st = open_store();
+	ck_counts_match(st);
+	ck_assert_int_eq(store_admin_hold(st, qb), 0);
+	ck_counts_match(st);
+	store_close(st);
+	db = peek_open();
+	ck_assert_int_eq(q_int(db, "SELECT count(*) FROM sqlite_master"
+	    " WHERE name LIKE 'queue_counts%'"), 7);
+	sqlite3_close(db);
+}
+END_TEST
+
 /* The stall warning's figures: the oldest of the active and held
  * messages (an incoming one does not count), and whether a recipient of
  * an active message is pending (held mail does not wait). */
@@ -2816,6 +2924,7 @@ store_suite(void)
 	tcase_add_test(tc, test_admin_flush);
 	tcase_add_test(tc, test_admin_delete);
 	tcase_add_test(tc, test_admin_stats);
+	tcase_add_test(tc, test_queue_counts_kept);
 	tcase_add_test(tc, test_stall_figures);
 	suite_add_tcase(s, tc);
 
