@@ -29,12 +29,10 @@ class SpareWorkerTest(ft.FerryTestCase):
             self.assertEqual(c.greeting.code, 220)
             self.assertEqual(c.cmd("EHLO burst%d.example" % i).code, 250)
             clients.append(c)
-            # sessions spread one per worker: a worker holding one
-            # leaves the next connection to an idle sibling a moment
-            time.sleep(0.3)
-        # sessions spread over several workers (not always one each:
-        # a worker takes one when no idle sibling did in time) and
-        # min_idle more wait
+            time.sleep(0.1)
+        # one session per worker (sessions_per_worker = 1: a pool
+        # packs sessions into workers with room otherwise), and min_idle
+        # more wait
         grew = ft.wait_for(lambda: len(d.workers()) >= 3, 10)
         held = len(d.workers())
         self.assertTrue(grew, "the pool did not grow: %d workers" % held)
@@ -46,7 +44,8 @@ class SpareWorkerTest(ft.FerryTestCase):
 
     def test_spares_retire_after_spare_idle_and_min_idle_serves(self):
         d = self.start_ferry(workers={"min_idle": 1, "max_idle": 8,
-                                      "max": 16, "spare_idle": SPARE_IDLE,
+                                      "max": 16, "sessions_per_worker": 1,
+                                      "spare_idle": SPARE_IDLE,
                                       "client_names": False})
         held, closed = self.burst(d)
         # not before spare_idle: every spare turned idle after `closed`
@@ -81,7 +80,8 @@ class SpareWorkerTest(ft.FerryTestCase):
 
     def test_spare_idle_0_keeps_spares(self):
         d = self.start_ferry(workers={"min_idle": 1, "max_idle": 8,
-                                      "max": 16, "spare_idle": 0,
+                                      "max": 16, "sessions_per_worker": 1,
+                                      "spare_idle": 0,
                                       "client_names": False})
         held, closed = self.burst(d)
         time.sleep(SPARE_IDLE + 2)
