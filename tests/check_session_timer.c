@@ -249,6 +249,7 @@ START_TEST(test_stress_before_answer)
 		m = channel_begin(&srv, IMSG_ANVIL_ANSWER);
 		ipc_add_u32(m, seq);
 		ipc_add_u32(m, ANVIL_MESSAGE_RATE);
+		ipc_add_u32(m, 0);        /* no messages granted */
 		(void)channel_end(&srv);
 		/* and one more note after the answer, in the same write */
 		m = channel_begin(&srv, IMSG_ANVIL_STRESS);
