@@ -13,7 +13,7 @@
 # deferred without one; then Postfix's smtp-sink starts at the
 # smarthost's port, "ferryctl queue flush" and the time until the queue
 # is empty gives the drain rate, and queue.db's size at the peak and
-# after the drain; then the end-to-end rate of probe messages over 10
+# once it stops shrinking after the drain (incremental vacuum); then the end-to-end rate of probe messages over 10
 # sessions with the queue empty, which the drain rate is held against,
 # and how long after acceptance each of those had its first attempt
 # (the queue part of delays= in its log line: mean, p99, max).
@@ -200,10 +200,21 @@ t0=$(now)
 "$TOP/src/ferryctl" -s "$SOCK" queue flush >/dev/null
 drain ferry_queue
 t1=$(now)
-sleep 5                              # idle: the vacuum steps run
-after=$(stat -c %s "$DB")
+# idle: the vacuum steps run; the file's size once it stopped shrinking
+# for 3 s (at most 300 s), and how long that took after the drain
+shrunk=$(python3 -c 'import os, sys, time
+db, t0 = sys.argv[1], time.time()
+size, since = os.stat(db).st_size, time.time()
+while time.time() - since < 3 and time.time() - t0 < 300:
+    time.sleep(0.2)
+    now = os.stat(db).st_size
+    if now != size:
+        size, since = now, time.time()
+print("%d %.0f" % (size, since - t0))' "$DB")
+after=${shrunk% *}
+shrink_s=${shrunk#* }
 f_drain=$(python3 -c "print('%.0f' % ($total / ($t1 - $t0)))")
-echo "ferry:   drain after flush $f_drain msg/s ($total messages); queue.db $peak bytes at the peak, $after after the drain"
+echo "ferry:   drain after flush $f_drain msg/s ($total messages); queue.db $peak bytes at the peak, $after after the drain (shrinking for ${shrink_s} s)"
 mark=$(wc -l < "$WORK/ferry.log")
 t0=$(now)
 smtp-source -s "$SESS" -m "$PROBE" -l 1024 -f sender@example.org \
@@ -258,7 +269,7 @@ p_drain=$(python3 -c "print('%.0f' % ($N / ($t1 - $t0)))")
 echo "postfix: drain after postqueue -f $p_drain msg/s"
 echo
 echo "summary, $N deferred ($(python3 -c "print('%.0f' % ($(now) - $T_START))") s, load now: $(cut -d' ' -f1-3 /proc/loadavg)):"
-printf '  %-44s %-22s %s\n' "" "ferry" "postfix" \
+printf '  %-52s %-26s %s\n' "" "ferry" "postfix" \
     "intake, first $PROBE (msg/s)" "$f_empty" "$p_empty" \
     "intake, last $PROBE (msg/s)" "$f_full" "$p_full" \
     "runner CPU while idle" "$f_idle %" "-" \
@@ -266,6 +277,6 @@ printf '  %-44s %-22s %s\n' "" "ferry" "postfix" \
     "queue listing (ferryctl queue list / postqueue -p)" "${ls_t}s" "${pq}s" \
     "drain after flush (msg/s)" "$f_drain" "$p_drain" \
     "end to end, queue empty, $SESS sessions (msg/s)" "$f_e2e" "-" \
-    "queue.db at the peak / after the drain" "$peak / $after bytes" "-" \
+    "queue.db at the peak / after the drain" "$peak / $after bytes (${shrink_s} s)" "-" \
     "first attempt after acceptance" "$first" "-"
 done=1
