@@ -129,6 +129,7 @@ struct store_due {
 	double received_at;
 	char *last_reply, *last_dsn;
 	int agent_deaths;         /* message.agent_deaths */
+	double due_at;            /* when it came due (its next attempt) */
 };
 
 /* Pending recipients of active messages due at now, earliest first, at
@@ -176,6 +177,8 @@ struct store_bulk_row {
 	int attempts;                   /* deferred), attempts before */
 	int warned;                     /* message.warned */
 	char qid[QID_LEN + 1];          /* in the rows deferred only */
+	double due_at;                  /* when it came due (not in the
+	                                 * rows deferred) */
 };
 
 /* A bulk deferral: the due recipients of a next hop that is down are

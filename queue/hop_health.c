@@ -217,11 +217,15 @@ hop_health_held_next(const struct hop_health *h, const char *dest,
 		return next;
 	if (next <= until)
 		return until;
-	/* the last point of the probes' grid not after it, which is where
+	/* the first point of the probes' grid not before it, which is where
 	 * the rest of the hop's held mail comes due too, with a probe to
-	 * ride on */
+	 * ride on: never before its own time (lifecycle_hold_until moves a
+	 * deferral only later), so the hop's held mail comes due in one
+	 * batch per step and not in a trickle of wake-ups and commits */
 	step = probe_step(p->probes_failed + 1, steps, nsteps);
 	k = (long long)((next - until) / step);
+	if (until + (double)k * step < next)
+		k++;
 	return until + (double)k * step;
 }
 

@@ -1207,6 +1207,31 @@ connectionless_job(const char *route, const struct store_due *v,
 	return job;
 }
 
+/* The next attempt of a recipient deferred without a connection for the
+ * down hop dest at now, t as lifecycle_decide gave it: on the probes'
+ * grid (hop_health_held_next, lifecycle_hold_until).  Its retry step
+ * counts from when it came due (due_at), not from the moment the pass
+ * over the hop's held mail reached it: mail held until a probe then
+ * comes due again with the next probe when its step is the probes',
+ * where counted from a few seconds later it would miss that probe by
+ * those seconds, wait a whole probe step more, and leave the next probe
+ * no mail due to go with. */
+static double
+held_next_attempt(struct scheduler *s, const char *dest,
+    const struct transition *t, double received_at, double due_at,
+    double now, const struct lifecycle_policy *pol)
+{
+	struct transition from_due = *t;
+
+	if (t->state == RCPT_PENDING && t->status == STATUS_DEFERRED &&
+	    due_at > 0 && due_at < now && t->next_attempt - (now - due_at) >
+	    now)
+		from_due.next_attempt -= now - due_at;
+	return lifecycle_hold_until(&from_due, hop_health_held_next(s->hops,
+	    dest, now, from_due.next_attempt, s->cfg->retry_schedule,
+	    s->cfg->nretry_schedule), received_at, pol);
+}
+
 /* Defers the due recipients v[idx[0..n)] of one message for a next hop
  * that is down, without a connection: one attempt each, counted and
  * logged with the reason the hop went down.  Their next attempt is held
@@ -1233,10 +1258,8 @@ suspend(struct scheduler *s, const char *dest, const char *dsn,
 		struct job_rcpt *jr = &job->rcpts[k];
 
 		decide(s, job, jr, OUTCOME_TEMPORARY, dsn, reply, "none", "");
-		jr->t.next_attempt = lifecycle_hold_until(&jr->t,
-		    hop_health_held_next(s->hops, dest, now,
-		    jr->t.next_attempt, s->cfg->retry_schedule,
-		    s->cfg->nretry_schedule), v[idx[k]].received_at, &pol);
+		jr->t.next_attempt = held_next_attempt(s, dest, &jr->t,
+		    v[idx[k]].received_at, v[idx[k]].due_at, now, &pol);
 		hop_health_hold(s->hops, dest, v[idx[k]].rcpt_id);
 	}
 	job_over(s, job);
@@ -1317,9 +1340,8 @@ bulk_take(void *arg, const struct store_bulk_row *r)
 	if (t.status != STATUS_DEFERRED || t.state != RCPT_PENDING ||
 	    (t.notice != NOTICE_NONE && !r->warned))
 		return 0;
-	return lifecycle_hold_until(&t, hop_health_held_next(b->s->hops,
-	    b->dest, b->now, t.next_attempt, b->s->cfg->retry_schedule,
-	    b->s->cfg->nretry_schedule), r->received_at, &b->pol);
+	return held_next_attempt(b->s, b->dest, &t, r->received_at,
+	    r->due_at, b->now, &b->pol);
 }
 
 /* A recipient deferred in bulk: its log line (write_rcpt's, word for

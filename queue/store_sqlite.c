@@ -1478,7 +1478,7 @@ static const char *const dstmt_sql[D_NSTMT] = {
 	    "SELECT r.id, r.message_id, r.address, r.dsn_notify, r.dsn_orcpt,"
 	    " r.attempts, m.qid, m.sender, m.size, m.body_type, m.smtputf8,"
 	    " m.dsn_ret, m.dsn_envid, m.received_at, r.last_reply, r.last_dsn,"
-	    " m.agent_deaths"
+	    " m.agent_deaths, r.next_attempt"
 	    " FROM recipient r CROSS JOIN message m ON m.id = r.message_id"
 	    " WHERE r.state = 'pending' AND r.next_attempt <= ?1"
 	    " AND m.state = 'active'"
@@ -1514,13 +1514,14 @@ static const char *const dstmt_sql[D_NSTMT] = {
 	    "UPDATE recipient SET attempts = attempts + 1, last_attempt = ?1,"
 	    " next_attempt = b.next, last_reply = ?2, last_dsn = ?3"
 	    " FROM (SELECT r.id AS rid, ferry_bulk_take(r.id, m.id, m.sender,"
-	    "  r.address, m.received_at, r.dsn_notify, r.attempts, m.warned)"
-	    "  AS next"
+	    "  r.address, m.received_at, r.dsn_notify, r.attempts, m.warned,"
+	    "  r.next_attempt) AS next"
 	    "  FROM recipient r CROSS JOIN message m ON m.id = r.message_id"
 	    "  WHERE r.state = 'pending' AND r.next_attempt <= ?1"
 	    "  AND m.state = 'active'"
 	    "  AND ferry_bulk_take(r.id, m.id, m.sender, r.address,"
-	    "  m.received_at, r.dsn_notify, r.attempts, m.warned) > 0"
+	    "  m.received_at, r.dsn_notify, r.attempts, m.warned,"
+	    "  r.next_attempt) > 0"
 	    "  ORDER BY r.next_attempt LIMIT ?4) AS b"
 	    " WHERE recipient.id = b.rid"
 	    " RETURNING id, message_id, address,"
@@ -1598,6 +1599,7 @@ store_due(struct store *st, double now, size_t limit, struct store_due **out,
 		d->last_reply = col_dup(s, 14);
 		d->last_dsn = col_dup(s, 15);
 		d->agent_deaths = sqlite3_column_int(s, 16);
+		d->due_at = sqlite3_column_double(s, 17);
 	}
 	if (rc != SQLITE_DONE) {
 		db_err(st, "due recipients");
@@ -1765,8 +1767,8 @@ store_rcpt_due_at(struct store *st, const int64_t *ids, size_t n, double when)
 }
 
 /* ferry_bulk_take(rcpt_id, msgid, sender, address, received_at,
- * notify, attempts, warned): the caller's take() for one due row, as
- * its next attempt, or NULL when it is left alone. */
+ * notify, attempts, warned, next_attempt): the caller's take() for one
+ * due row, as its next attempt, or NULL when it is left alone. */
 static void
 bulk_take_sql(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
@@ -1775,7 +1777,7 @@ bulk_take_sql(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 	const unsigned char *sender, *address;
 	double next;
 
-	if (st->bulk == NULL || argc != 8) {
+	if (st->bulk == NULL || argc != 9) {
 		sqlite3_result_null(ctx);
 		return;
 	}
@@ -1790,6 +1792,7 @@ bulk_take_sql(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 	row.notify = (uint32_t)sqlite3_value_int(argv[5]);
 	row.attempts = sqlite3_value_int(argv[6]);
 	row.warned = sqlite3_value_int(argv[7]);
+	row.due_at = sqlite3_value_double(argv[8]);
 	next = st->bulk->take(st->bulk->arg, &row);
 	if (next > 0)
 		sqlite3_result_double(ctx, next);
@@ -1819,7 +1822,7 @@ store_rcpt_defer_bulk(struct store *st, const struct store_bulk *b)
 		return -1;
 	if (!st->bulk_fn) {
 		/* DIRECTONLY: no schema object (trigger, view) may call it */
-		if (sqlite3_create_function_v2(st->db, "ferry_bulk_take", 8,
+		if (sqlite3_create_function_v2(st->db, "ferry_bulk_take", 9,
 		    SQLITE_UTF8 | SQLITE_DIRECTONLY, st, bulk_take_sql, NULL,
 		    NULL, NULL) != SQLITE_OK) {
 			db_err(st, "defer in bulk");

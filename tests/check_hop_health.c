@@ -152,8 +152,9 @@ START_TEST(test_held_until_next_probe)
 END_TEST
 
 /* Held mail whose own retry comes after the next probe comes due on the
- * probes' grid (the last point before its own time), so a hop's held
- * mail comes due together, and with a probe. */
+ * probes' grid (the first point not before its own time, so that
+ * lifecycle_hold_until, which moves a deferral only later, keeps it), so
+ * a hop's held mail comes due together, and with a probe. */
 START_TEST(test_held_next_on_probe_grid)
 {
 	struct hop_health *h = hop_health_new();
@@ -169,21 +170,28 @@ START_TEST(test_held_next_on_probe_grid)
 	ck_assert(hop_health_held_next(h, HOP, 1010, 1060, steps, NSTEPS) ==
 	    1060);
 	ck_assert(hop_health_held_next(h, HOP, 1010, 1070, steps, NSTEPS) ==
-	    1060);
+	    1360);
 	ck_assert(hop_health_held_next(h, HOP, 1020, 1360, steps, NSTEPS) ==
 	    1360);
+	ck_assert(hop_health_held_next(h, HOP, 1030, 1361, steps, NSTEPS) ==
+	    1660);
 	ck_assert(hop_health_held_next(h, HOP, 1030, 1659, steps, NSTEPS) ==
-	    1360);
+	    1660);
 	ck_assert(hop_health_held_next(h, HOP, 1030, 1660, steps, NSTEPS) ==
 	    1660);
-	/* a probe in flight: from a step after now */
+	/* mail deferred all along the wait for the probe, each on its own
+	 * step of 60, comes due at one point, the one after the probe */
+	for (i = 0; i < 50; i++)
+		ck_assert(hop_health_held_next(h, HOP, 1010 + i,
+		    1010 + i + 60, steps, NSTEPS) == 1360);
+	/* a probe in flight: from a step after it went */
 	hop_health_probe_sent(h, HOP, 1061);
 	ck_assert(hop_health_held_next(h, HOP, 1061, 1100, steps, NSTEPS) ==
 	    1361);
 	ck_assert(hop_health_held_next(h, HOP, 1061, 1400, steps, NSTEPS) ==
-	    1361);
-	ck_assert(hop_health_held_next(h, HOP, 1061, 1700, steps, NSTEPS) ==
 	    1661);
+	ck_assert(hop_health_held_next(h, HOP, 1061, 1700, steps, NSTEPS) ==
+	    1961);
 	/* another hop, up: its own time */
 	ck_assert(hop_health_held_next(h, "mx:other.example", 1061, 1400,
 	    steps, NSTEPS) == 1400);

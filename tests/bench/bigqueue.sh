@@ -13,8 +13,10 @@
 # deferred without one; then Postfix's smtp-sink starts at the
 # smarthost's port, "ferryctl queue flush" and the time until the queue
 # is empty gives the drain rate, and queue.db's size at the peak and
-# after the drain; then the end-to-end rate of probe messages over 10
-# sessions with the queue empty, which the drain rate is held against.
+# once it stops shrinking after the drain (incremental vacuum); then the end-to-end rate of probe messages over 10
+# sessions with the queue empty, which the drain rate is held against,
+# and how long after acceptance each of those had its first attempt
+# (the queue part of delays= in its log line: mean, p99, max).
 # While the smarthost is down it also measures the runner's CPU-seconds
 # for one retry step's pass over the held mail (the next probe, and the
 # bulk deferral of everything held: waited for, so with the shipped
@@ -22,7 +24,8 @@
 # stall (intake_stall.py: one message at a time over one session)
 # during that pass and during "ferryctl queue list".  For Postfix: its
 # intake rates, "postqueue -p" time, its connection attempts, and its
-# drain rate after "postqueue -f".  RETRY="120" (say) in the environment
+# drain rate after "postqueue -f".  A summary puts the figures side by
+# side at the end.  RETRY="120" (say) in the environment
 # sets delivery { retry_schedule } to shorten the wait for that pass;
 # the pass's CPU-seconds do not depend on it.
 # Pools are sized like Postfix's defaults (workers 100, agents 20);
@@ -115,6 +118,7 @@ print("%.3f" % (time.monotonic() - t0))' "$@"
 }
 median_of() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
+T_START=$(now)
 echo "bigqueue: $N messages deferred (smarthost down), intake probes of $PROBE, load: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ------------------------------------------------------------------ ferry
@@ -142,7 +146,8 @@ while [ "$(sqlite3 "$DB" "select count(*) from recipient where attempts = 0" 2>/
 done
 runner=$(pgrep -P "$FERRY_PID" -x ferry-queue | head -1)
 c0=$(cpu_of "$runner"); sleep "$IDLE"; c1=$(cpu_of "$runner")
-echo "ferry:   runner CPU while idle: $(python3 -c "print('%.2f' % (100 * ($c1 - $c0) / $IDLE))") % over $IDLE s"
+f_idle=$(python3 -c "print('%.2f' % (100 * ($c1 - $c0) / $IDLE))")
+echo "ferry:   runner CPU while idle: $f_idle % over $IDLE s"
 # one retry step's pass over the held mail: the runner's CPU-seconds from
 # the next probe until nothing is due, while one message in 0.2 s comes
 # in to see how long intake waits meanwhile
@@ -195,15 +200,41 @@ t0=$(now)
 "$TOP/src/ferryctl" -s "$SOCK" queue flush >/dev/null
 drain ferry_queue
 t1=$(now)
-sleep 5                              # idle: the vacuum steps run
-after=$(stat -c %s "$DB")
-echo "ferry:   drain after flush $(python3 -c "print('%.0f' % ($total / ($t1 - $t0)))") msg/s ($total messages); queue.db $peak bytes at the peak, $after after the drain"
+# idle: the vacuum steps run; the file's size once it stopped shrinking
+# for 3 s (at most 300 s), and how long that took after the drain
+shrunk=$(python3 -c 'import os, sys, time
+db, t0 = sys.argv[1], time.time()
+size, since = os.stat(db).st_size, time.time()
+while time.time() - since < 3 and time.time() - t0 < 300:
+    time.sleep(0.2)
+    now = os.stat(db).st_size
+    if now != size:
+        size, since = now, time.time()
+print("%d %.0f" % (size, since - t0))' "$DB")
+after=${shrunk% *}
+shrink_s=${shrunk#* }
+f_drain=$(python3 -c "print('%.0f' % ($total / ($t1 - $t0)))")
+echo "ferry:   drain after flush $f_drain msg/s ($total messages); queue.db $peak bytes at the peak, $after after the drain (shrinking for ${shrink_s} s)"
+mark=$(wc -l < "$WORK/ferry.log")
 t0=$(now)
 smtp-source -s "$SESS" -m "$PROBE" -l 1024 -f sender@example.org \
     -t rcpt@example.com "127.0.0.1:$FPORT"
 drain ferry_queue
 t1=$(now)
-echo "ferry:   end to end with the queue empty, $SESS sessions: $(python3 -c "print('%.0f' % ($PROBE / ($t1 - $t0)))") msg/s"
+f_e2e=$(python3 -c "print('%.0f' % ($PROBE / ($t1 - $t0)))")
+echo "ferry:   end to end with the queue empty, $SESS sessions: $f_e2e msg/s"
+# each message's first attempt: the first figure of delays= in its
+# status=sent line (from its transaction's start to the job's dispatch)
+first=$(tail -n +"$((mark + 1))" "$WORK/ferry.log" | python3 -c 'import re, sys
+d = sorted(float(m.group(1)) for m in
+           (re.search(r"delays=([0-9.e+-]+)/", l) for l in sys.stdin
+            if "status=sent" in l) if m)
+if d:
+    print("mean %.3f s, p99 %.3f s, max %.3f s over %d" % (sum(d) / len(d),
+          d[min(len(d) - 1, int(len(d) * 0.99))], d[-1], len(d)))
+else:
+    print("none logged")')
+echo "ferry:   first attempt after acceptance, $SESS sessions: $first"
 kids=$(pgrep -P "$FERRY_PID" | tr '\n' ' ')
 kill "$FERRY_PID"; wait "$FERRY_PID" 2>/dev/null || true
 FERRY_PID=
@@ -234,5 +265,18 @@ t0=$(now)
 postqueue -c "$WORK/postfix" -f
 drain postfix_queue
 t1=$(now)
-echo "postfix: drain after postqueue -f $(python3 -c "print('%.0f' % ($N / ($t1 - $t0)))") msg/s"
+p_drain=$(python3 -c "print('%.0f' % ($N / ($t1 - $t0)))")
+echo "postfix: drain after postqueue -f $p_drain msg/s"
+echo
+echo "summary, $N deferred ($(python3 -c "print('%.0f' % ($(now) - $T_START))") s, load now: $(cut -d' ' -f1-3 /proc/loadavg)):"
+printf '  %-52s %-26s %s\n' "" "ferry" "postfix" \
+    "intake, first $PROBE (msg/s)" "$f_empty" "$p_empty" \
+    "intake, last $PROBE (msg/s)" "$f_full" "$p_full" \
+    "runner CPU while idle" "$f_idle %" "-" \
+    "runner CPU for a retry step's pass" "$pass s ($held held)" "-" \
+    "queue listing (ferryctl queue list / postqueue -p)" "${ls_t}s" "${pq}s" \
+    "drain after flush (msg/s)" "$f_drain" "$p_drain" \
+    "end to end, queue empty, $SESS sessions (msg/s)" "$f_e2e" "-" \
+    "queue.db at the peak / after the drain" "$peak / $after bytes (${shrink_s} s)" "-" \
+    "first attempt after acceptance" "$first" "-"
 done=1

@@ -206,6 +206,56 @@ class DeadNextHopTest(BigQueueCase):
                         "runner CPU %.2f s over %.1f s" % (used, elapsed))
         self.assertEqual(d.count("message"), n + first)
 
+    def test_held_mail_comes_due_together_with_the_probe(self):
+        # mail deferred while the hop is down comes due on the probes'
+        # grid, all of it at once with a probe, not each message at its
+        # own time in a trickle of wake-ups and commits along the step;
+        # and a pass over it that takes a while still brings it due
+        # with the next probe (its step counts from when it came due)
+        s = self.smarthost()
+        s.pause()
+        d = self.ferry_to(s, retry=[2])
+        for i in range(HOP_DOWN_AFTER):
+            d.send(b"Subject: first %d\r\n\r\nx\r\n" % i,
+                   sender=SENDER, rcpts=["f%d@dest.test" % i])
+        self.assertIsNotNone(d.wait_log(r"next hop route:dest is down",
+                                        WAIT))
+        # in three groups over more than half the step, so that mail on
+        # its own schedule would come due spread over that time
+        n = 300
+        with d.client() as c:
+            c.ehlo()
+            for i in range(n):
+                if i % 100 == 0 and i > 0:
+                    time.sleep(0.6)
+                c.send_message(SENDER, ["r%d@dest.test" % i],
+                               b"Subject: held\r\n\r\nx\r\n")
+        self.assertTrue(ft.wait_for(
+            lambda: d.count("recipient", "attempts = 0") == 0, WAIT, 0.1))
+        probes = self.connects(d)
+
+        def together():
+            r = d.query("SELECT max(next_attempt) - min(next_attempt)"
+                        " AS spread, sum(next_attempt <= ?) AS due,"
+                        " min(attempts) AS least"
+                        " FROM recipient WHERE state = 'pending'",
+                        (time.time(),))[0]
+            return (r["spread"], r["due"], r["least"])
+
+        # two probes on, every held recipient waits for the same probe
+        # (within the few milliseconds a turn of the runner takes)
+        self.assertTrue(ft.wait_for(
+            lambda: self.connects(d) >= probes + 2, WAIT, 0.1))
+        self.assertTrue(ft.wait_for(
+            lambda: together()[0] < 0.25 and together()[1] == 0, WAIT,
+            0.05),
+            "held mail due at %r" % (d.query(
+                "SELECT next_attempt, count(*) AS n, min(attempts) AS a,"
+                " max(attempts) AS b, min(address) AS x FROM recipient"
+                " WHERE state = 'pending' GROUP BY next_attempt"),))
+        self.assertGreaterEqual(together()[2], 2)
+        self.assertEqual(d.count("message"), n + HOP_DOWN_AFTER)
+
     def test_server_refusal_does_not_mark_it_down(self):
         # a 4xx from a server that answers is not a dead next hop
         s = self.smarthost()
