@@ -55,36 +55,15 @@ cleanup() {
 trap cleanup EXIT INT TERM
 [ "$N" -ge $((PROBE * 2)) ] || PROBE=$((N / 4))
 
-cat > "$WORK/ferry.conf" <<CONF
-hostname = "bench.localdomain"
-user = "daemon"
-smtpd_user = "nobody"
-deliver_user = "mail"
-spool_dir = "$WORK/ferry-spool"
-listen "bench" {
-    address = "127.0.0.1"
-    port = $FPORT
-}
+. "$TOP/tests/bench/ferry-instance.sh"
+ferry_bench_conf "$WORK/ferry-spool" "$FPORT" "$SINK" > "$WORK/ferry.conf" <<CONF
 workers {
     max = 100
-}
-smarthost {
-    host = "127.0.0.1"
-    port = $SINK
-    tls = "none"
 }
 delivery {
     agents = 20
     per_destination = 20
 ${RETRY:+    retry_schedule = {$RETRY\}}
-}
-limits {
-    max_connections_per_client = 100000
-    connection_rate = 1000000
-    message_rate = 1000000
-}
-log {
-    target = "stderr"
 }
 CONF
 
@@ -124,17 +103,7 @@ echo "bigqueue: $N messages deferred (smarthost down), intake probes of $PROBE, 
 # ------------------------------------------------------------------ ferry
 "$TOP/src/ferryd" -d -f "$WORK/ferry.conf" 2>"$WORK/ferry.log" &
 FERRY_PID=$!
-# until it greets with 220 (the runner takes a moment under load)
-python3 -c 'import smtplib, sys, time
-end = time.time() + 60
-while time.time() < end:
-    try:
-        s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=5)
-        s.quit()
-        sys.exit(0)
-    except Exception:
-        time.sleep(0.3)
-sys.exit("ferry did not answer 220")' "$FPORT"
+ferry_wait_greeting "$FPORT"
 f_empty=$(rate "$FPORT" "$PROBE")
 smtp-source -s "$SESS" -m $((N - 2 * PROBE)) -l 1024 -f sender@example.org \
     -t rcpt@example.com "127.0.0.1:$FPORT"

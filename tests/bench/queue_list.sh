@@ -36,30 +36,8 @@ cleanup() {
 trap cleanup EXIT INT TERM
 [ "$N" -ge "$SEED" ] || N=$SEED
 
-cat > "$WORK/ferry.conf" <<CONF
-hostname = "bench.localdomain"
-user = "daemon"
-smtpd_user = "nobody"
-deliver_user = "mail"
-spool_dir = "$WORK/spool"
-listen "bench" {
-    address = "127.0.0.1"
-    port = $FPORT
-}
-smarthost {
-    host = "127.0.0.1"
-    port = $SINK
-    tls = "none"
-}
-limits {
-    max_connections_per_client = 100000
-    connection_rate = 1000000
-    message_rate = 1000000
-}
-log {
-    target = "stderr"
-}
-CONF
+. "$TOP/tests/bench/ferry-instance.sh"
+ferry_bench_conf "$WORK/spool" "$FPORT" "$SINK" > "$WORK/ferry.conf" </dev/null
 DB="$WORK/spool/queue/queue.db"
 SOCK="$WORK/spool/ferryctl.sock"
 CTL="$TOP/src/ferryctl"
@@ -68,16 +46,7 @@ load() { cut -d' ' -f1 /proc/loadavg; }
 start_ferry() {
 	"$TOP/src/ferryd" -d -f "$WORK/ferry.conf" 2>>"$WORK/ferry.log" &
 	FERRY_PID=$!
-	python3 -c 'import smtplib, sys, time
-end = time.time() + 60
-while time.time() < end:
-    try:
-        s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=5)
-        s.quit()
-        sys.exit(0)
-    except Exception:
-        time.sleep(0.3)
-sys.exit("ferry did not answer 220")' "$FPORT"
+	ferry_wait_greeting "$FPORT"
 }
 stop_ferry() {
 	kill "$FERRY_PID"
