@@ -68,12 +68,13 @@ void hop_health_mark_down(struct hop_health *h, const char *dest,
 
 /* The next attempt of a recipient deferred in bulk for dest at now whose
  * own retry schedule says next: the hop's next probe
- * (hop_health_held_until) when that is later, else the last point not
- * after next of the probes' grid (the next probe, then a probe step
- * apart), so that the hop's held mail comes due together, with a probe,
- * in a few large batches at each step rather than in a trickle all along
- * it (at most a probe step before its own time).  next itself when dest
- * is up. */
+ * (hop_health_held_until) when that is later, else the first point of
+ * the probes' grid (the next probe, then a probe step apart) not before
+ * next less a slack (a quarter step, at most 2 s: a probe's own mail,
+ * counted from a moment after the probe went, must not fall a whole
+ * step behind), so that the hop's held mail comes due together, with a
+ * probe, in a few large batches at each step rather than in a trickle
+ * all along it.  next itself when dest is up. */
 double hop_health_held_next(const struct hop_health *h, const char *dest,
     double now, double next, const int *steps, size_t nsteps);
 

@@ -204,13 +204,15 @@ hop_health_held_until(const struct hop_health *h, const char *dest,
 	return p->probe_at;
 }
 
+#define HELD_SLACK_MAX 2.0   /* seconds a time may be moved earlier */
+
 double
 hop_health_held_next(const struct hop_health *h, const char *dest,
     double now, double next, const int *steps, size_t nsteps)
 {
 	const struct hop *p = find(h, dest);
 	double until = hop_health_held_until(h, dest, now, steps, nsteps);
-	double step;
+	double step, slack;
 	long long k;
 
 	if (until <= 0 || p == NULL)
@@ -223,8 +225,13 @@ hop_health_held_next(const struct hop_health *h, const char *dest,
 	 * deferral only later), so the hop's held mail comes due in one
 	 * batch per step and not in a trickle of wake-ups and commits */
 	step = probe_step(p->probes_failed + 1, steps, nsteps);
+	/* a time just past a point of the grid (a probe's own mail, due a
+	 * step after the probe went, counted from a moment later) takes
+	 * that point: a whole step later would leave it out of the batch
+	 * for good, one step behind at every probe */
+	slack = step / 4 < HELD_SLACK_MAX ? step / 4 : HELD_SLACK_MAX;
 	k = (long long)((next - until) / step);
-	if (until + (double)k * step < next)
+	if (until + (double)k * step < next - slack)
 		k++;
 	return until + (double)k * step;
 }

@@ -356,6 +356,10 @@ add_failure(struct failure **list, size_t *n, const struct job_rcpt *jr,
 	f->at = at;
 }
 
+static double held_next_attempt(struct scheduler *s, const char *dest,
+    const struct transition *t, double received_at, double due_at,
+    double now, const struct lifecycle_policy *pol);
+
 /* Takes one recipient's outcome: lifecycle_decide() says what it comes
  * to (once: a write lost with a failed commit is made again the same),
  * and the notice it owes is noted for the end of the job. */
@@ -370,6 +374,14 @@ decide(struct scheduler *s, struct sched_job *job, struct job_rcpt *jr,
 	jr->outcome = outcome;
 	jr->t = lifecycle_decide(outcome, jr->attempts, job->received_at,
 	    jr->at, &pol, jr->notify);
+	if (job->probe && job->dest[0] != '\0' && job->started > 0 &&
+	    jr->t.state == RCPT_PENDING && jr->t.status == STATUS_DEFERRED)
+		/* a failed probe's mail waits for the next probe, with the
+		 * mail held meanwhile: its step counts from when the probe
+		 * went, as the held mail's does, not from when it failed,
+		 * which would put it a whole probe step later */
+		jr->t.next_attempt = held_next_attempt(s, job->dest, &jr->t,
+		    job->received_at, job->started, jr->at, &pol);
 	jr->answered = 1;
 	jr->dsn = xstrdup(dsn);
 	jr->reply = xstrdup(reply);
@@ -1222,14 +1234,20 @@ held_next_attempt(struct scheduler *s, const char *dest,
     double now, const struct lifecycle_policy *pol)
 {
 	struct transition from_due = *t;
+	double held;
 
 	if (t->state == RCPT_PENDING && t->status == STATUS_DEFERRED &&
 	    due_at > 0 && due_at < now && t->next_attempt - (now - due_at) >
 	    now)
 		from_due.next_attempt -= now - due_at;
-	return lifecycle_hold_until(&from_due, hop_health_held_next(s->hops,
-	    dest, now, from_due.next_attempt, s->cfg->retry_schedule,
-	    s->cfg->nretry_schedule), received_at, pol);
+	held = hop_health_held_next(s->hops, dest, now,
+	    from_due.next_attempt, s->cfg->retry_schedule,
+	    s->cfg->nretry_schedule);
+	/* just before its own time (hop_health_held_next's slack): it
+	 * rides on that probe with the rest */
+	if (held < from_due.next_attempt && held > now)
+		from_due.next_attempt = held;
+	return lifecycle_hold_until(&from_due, held, received_at, pol);
 }
 
 /* Defers the due recipients v[idx[0..n)] of one message for a next hop

@@ -152,9 +152,9 @@ START_TEST(test_held_until_next_probe)
 END_TEST
 
 /* Held mail whose own retry comes after the next probe comes due on the
- * probes' grid (the first point not before its own time, so that
- * lifecycle_hold_until, which moves a deferral only later, keeps it), so
- * a hop's held mail comes due together, and with a probe. */
+ * probes' grid (the first point not before its own time, or up to 2 s
+ * before it), so a hop's held mail comes due together, and with a
+ * probe. */
 START_TEST(test_held_next_on_probe_grid)
 {
 	struct hop_health *h = hop_health_new();
@@ -173,7 +173,12 @@ START_TEST(test_held_next_on_probe_grid)
 	    1360);
 	ck_assert(hop_health_held_next(h, HOP, 1020, 1360, steps, NSTEPS) ==
 	    1360);
+	/* just past a point (up to 2 s): that point, not a step later */
 	ck_assert(hop_health_held_next(h, HOP, 1030, 1361, steps, NSTEPS) ==
+	    1360);
+	ck_assert(hop_health_held_next(h, HOP, 1030, 1362, steps, NSTEPS) ==
+	    1360);
+	ck_assert(hop_health_held_next(h, HOP, 1030, 1363, steps, NSTEPS) ==
 	    1660);
 	ck_assert(hop_health_held_next(h, HOP, 1030, 1659, steps, NSTEPS) ==
 	    1660);
