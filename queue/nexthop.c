@@ -44,33 +44,34 @@ nexthop_reuse(struct job_ctx *x, const char *key)
 {
 	struct deliver_agent *ag = x->ag;
 	struct smtp_conn *c = &ag->conn;
+	int rc;
 
-	/* a kept connection to the same next hop: RSET, then use it */
-	if (x->npending > 0 && c->fd >= 0) {
-		struct smtp_client_reply r;
-
-		if (strcmp(c->key, key) != 0 ||
-		    client_command(x, c, "RSET", &r, NULL,
-		    "sending RSET") < 0 ||
-		    r.code != 250) {
+	if (c->fd >= 0 && strcmp(c->key, key) != 0) {
+		if (x->npending > 0)
 			log_debug("%s: not reusing the connection to %s",
 			    x->job->qid, c->relay);
-			if (strcmp(c->key, key) != 0)
-				client_quit(ag->cfg, c);
-			else
-				client_close(c);
-		} else {
-			log_debug("%s: reusing the connection to %s",
-			    x->job->qid, c->relay);
-			x->saw_421 = 0;
-			if (client_transaction(x, c) < 0)
-				client_close(c);
-			if (x->job->nhosts > 0)
-				nexthop_note_host(x, x->job->hosts[0],
-				    x->saw_421 ? HOST_421 : HOST_OK);
-		}
-	} else if (c->fd >= 0 && strcmp(c->key, key) != 0)
 		client_quit(ag->cfg, c);
+		return;
+	}
+	if (x->npending == 0 || c->fd < 0)
+		return;
+	/* a kept connection to the same next hop: its RSET goes out with
+	 * MAIL, and a server that has left costs only a new session */
+	x->saw_421 = 0;
+	rc = client_transaction_kept(x, c);
+	if (rc == CLIENT_TX_STALE) {
+		log_debug("%s: not reusing the connection to %s: no 250 "
+		    "to RSET", x->job->qid, c->relay);
+		client_close(c);
+		x->saw_421 = 0;
+		return;
+	}
+	log_debug("%s: reused the connection to %s", x->job->qid, c->relay);
+	if (rc < 0)
+		client_close(c);
+	if (x->job->nhosts > 0)
+		nexthop_note_host(x, x->job->hosts[0],
+		    x->saw_421 ? HOST_421 : HOST_OK);
 }
 
 void

@@ -318,7 +318,9 @@ enum tx_next {
 	TX_GO_ON,                 /* the next step */
 	TX_RESET,                 /* nothing was sent: RSET, keep the session */
 	TX_KEEP,                  /* done; the session may be kept */
-	TX_CLOSE                  /* done; the session must be closed */
+	TX_CLOSE,                 /* done; the session must be closed */
+	TX_STALE                  /* a kept session failed its RSET: nothing
+	                             was done, another session may be opened */
 };
 
 /* One transaction in progress. */
@@ -332,6 +334,8 @@ struct tx {
 	int mail_done, mail_ok;
 	int data_sent;            /* DATA went out (pipelined, or alone) */
 	size_t naccepted;         /* recipients the server accepted */
+	int rset;                 /* a kept session: RSET first, pipelined
+	                             with MAIL when the server allows */
 };
 
 /* What the server said it cannot take fails before MAIL.  1 when every
@@ -384,6 +388,13 @@ tx_envelope(struct tx *t)
 	int64_t dl;
 
 	mail_line(x, c, line, sizeof(line));
+	if (t->rset && !pipelining) {
+		/* a round trip of its own: the server may have left */
+		if (client_command(x, c, "RSET", &r, NULL,
+		    "sending RSET") < 0 || r.code != 250)
+			return TX_STALE;
+		t->rset = 0;
+	}
 	for (first = 0; first < t->nidx; first += k) {
 		size_t group = pipelining ? PIPELINE_GROUP : 1, end;
 		int last_group;
@@ -392,6 +403,8 @@ tx_envelope(struct tx *t)
 		k = end - first;
 		last_group = end == t->nidx;
 		t->blen = 0;
+		if (t->rset)
+			append(&t->buf, &t->blen, &t->bcap, "RSET\r\n");
 		if (!t->mail_done) {
 			append(&t->buf, &t->blen, &t->bcap, line);
 			append(&t->buf, &t->blen, &t->bcap, "\r\n");
@@ -424,7 +437,15 @@ tx_envelope(struct tx *t)
 		dl = deadline_s(cfg->client_command_timeout);
 		if (client_send(x, c, t->buf, t->blen, dl,
 		    "sending RCPT TO") < 0)
-			return TX_CLOSE;
+			return t->rset ? TX_STALE : TX_CLOSE;
+		if (t->rset) {
+			/* the kept session's RSET answers first; a server
+			 * that left (or refuses it) has done nothing */
+			if (client_reply(x, c, &r, dl, NULL,
+			    "sending RSET") < 0 || r.code != 250)
+				return TX_STALE;
+			t->rset = 0;
+		}
 		if (!t->mail_done) {
 			if (client_reply(x, c, &t->mail, dl, NULL,
 			    "sending MAIL FROM") < 0)
@@ -571,10 +592,12 @@ tx_body(struct tx *t)
 	return smtp_trouble_closes(r.code) ? TX_CLOSE : TX_KEEP;
 }
 
-/* One transaction: MAIL, RCPTs, DATA, the body and the final reply.
- * 0: the connection may be kept; -1: it must be closed. */
+/* One transaction: MAIL, RCPTs, DATA, the body and the final reply;
+ * on a kept session (rset) an RSET first.  0: the connection may be
+ * kept; -1: it must be closed; CLIENT_TX_STALE: the kept session failed
+ * its RSET, nothing was done. */
 static int
-one_transaction(struct job_ctx *x, struct smtp_conn *c)
+one_transaction(struct job_ctx *x, struct smtp_conn *c, int rset)
 {
 	struct smtp_client_reply r;
 	struct tx t;
@@ -591,6 +614,7 @@ one_transaction(struct job_ctx *x, struct smtp_conn *c)
 	memset(&t, 0, sizeof(t));
 	t.x = x;
 	t.c = c;
+	t.rset = rset;
 	t.idx = xcalloc(x->job->nrcpts, sizeof(*t.idx));
 	for (i = 0; i < x->job->nrcpts; i++)
 		if (x->state[i] == R_PENDING)
@@ -618,6 +642,8 @@ one_transaction(struct job_ctx *x, struct smtp_conn *c)
 		unaccept(x);
 	free(t.buf);
 	free(t.idx);
+	if (next == TX_STALE)
+		return CLIENT_TX_STALE;
 	return next == TX_CLOSE ? -1 : 0;
 }
 
@@ -626,8 +652,8 @@ one_transaction(struct job_ctx *x, struct smtp_conn *c)
  * (452 4.5.3 after it took others).  0: the connection may be kept; -1:
  * it must be closed (x->last says why; recipients still pending may try
  * another host). */
-int
-client_transaction(struct job_ctx *x, struct smtp_conn *c)
+static int
+transactions(struct job_ctx *x, struct smtp_conn *c, int rset)
 {
 	int rc;
 
@@ -635,7 +661,8 @@ client_transaction(struct job_ctx *x, struct smtp_conn *c)
 		size_t i;
 
 		x->split = 0;
-		rc = one_transaction(x, c);
+		rc = one_transaction(x, c, rset);
+		rset = 0;   /* a further transaction follows a clean end */
 		for (i = 0; i < x->job->nrcpts; i++)
 			if (x->state[i] == R_LATER)
 				x->state[i] = R_PENDING;
@@ -646,4 +673,16 @@ client_transaction(struct job_ctx *x, struct smtp_conn *c)
 		log_debug("%s: %zu recipient(s) left for a further "
 		    "transaction on %s", x->job->qid, x->npending, c->relay);
 	}
+}
+
+int
+client_transaction(struct job_ctx *x, struct smtp_conn *c)
+{
+	return transactions(x, c, 0);
+}
+
+int
+client_transaction_kept(struct job_ctx *x, struct smtp_conn *c)
+{
+	return transactions(x, c, 1);
 }

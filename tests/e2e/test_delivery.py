@@ -940,6 +940,57 @@ class ConnectionTest(DeliveryCase):
         for q in qids:
             self.gone(d, q)
 
+    def test_kept_connection_rset_goes_with_mail(self):
+        # PIPELINING: a kept session's RSET is in the same write as MAIL,
+        # so reusing it costs no round trip of its own
+        s = self.smarthost()
+        d = self.ferry_to(s, delivery={"agents": 1, "per_destination": 1,
+                                       "connection_idle": 10})
+        d.send(b"Subject: first\r\n\r\nx\r\n", sender=SENDER, rcpts=[RCPT])
+        s.wait_messages(1, WAIT)
+        gate = s.hold_at("rset", times=1)
+        qid = d.send(b"Subject: second\r\n\r\nx\r\n", sender=SENDER,
+                     rcpts=[RCPT])
+        self.assertTrue(gate.wait_reached(WAIT), "no RSET came")
+        raw = s.sessions[0].raw
+        at = raw.rindex(b"RSET\r\n")
+        # the server has not answered RSET, and MAIL is already here
+        self.assertTrue(ft.wait_for(lambda: b"MAIL FROM:" in
+                                    s.sessions[0].raw[at:], 5, 0.05),
+                        s.sessions[0].raw[at:])
+        gate.release()
+        s.wait_messages(2, WAIT)
+        self.assertEqual(len(s.sessions), 1, s.summary())
+        self.gone(d, qid)
+
+    def test_kept_connection_gone_costs_no_retry(self):
+        # the server drops the kept session at RSET (with and without
+        # PIPELINING): the same attempt opens another session, and the
+        # message is neither deferred nor sent twice
+        for pipelining in (True, False):
+            with self.subTest(pipelining=pipelining):
+                s = self.smarthost()
+                if not pipelining:
+                    s.withdraw("PIPELINING")
+                d = self.ferry_to(s, delivery={
+                    "agents": 1, "per_destination": 1,
+                    "connection_idle": 10})
+                d.send(b"Subject: first\r\n\r\nx\r\n", sender=SENDER,
+                       rcpts=[RCPT])
+                s.wait_messages(1, WAIT)
+                s.drop_at("rset", times=1)
+                qid = d.send(b"Subject: second\r\n\r\nx\r\n",
+                             sender=SENDER, rcpts=[RCPT])
+                ms = s.wait_messages(2, WAIT)
+                self.gone(d, qid)
+                self.assertEqual(len(ms), 2, s.summary())
+                self.assertEqual([m.session.number for m in ms], [1, 2])
+                self.assertEqual(s.sessions[1].verbs.count("RSET"), 0,
+                                 s.summary())
+                self.assertNotIn("status=deferred", d.log_text())
+                d.stop()
+                s.stop()
+
     def test_runner_killed_during_delivery_loses_nothing(self):
         s = self.smarthost()
         gate = s.hold_at("eod", times=1)
