@@ -33,23 +33,48 @@
 #include "util.h"
 
 #define PIPELINE_GROUP 100        /* RCPTs per pipelined write */
+#define BODY_WRITE 65536          /* stuffed body bytes gathered per write */
 
-/* The body as it goes out: dot-stuffing state and the last two bytes. */
+/* The body as it goes out: dot-stuffing state, the last two bytes, and
+ * the stuffed bytes not yet written (out[0..olen)): the last of them go
+ * out with the end of data, a small message in one write. */
 struct body_out {
 	char *out;
-	size_t cap;
+	size_t cap, olen;
 	char tail[2];             /* CRLF: an empty message ends "clean" */
 	int bol;
 	int rc;
 };
 
-/* Sends p[0..len) dot-stuffed. */
+/* Writes what is gathered, with more[0..morelen) after it when more is
+ * not NULL (the end of data). */
+static void
+body_write(struct job_ctx *x, struct smtp_conn *c, struct body_out *b,
+    const char *more, size_t morelen, const char *stage)
+{
+	if (b->rc < 0)
+		return;
+	if (more != NULL) {
+		if (b->cap < b->olen + morelen) {
+			b->cap = b->olen + morelen;
+			b->out = xrealloc(b->out, b->cap);
+		}
+		memcpy(b->out + b->olen, more, morelen);
+		b->olen += morelen;
+	}
+	if (b->olen > 0 && client_send(x, c, b->out, b->olen,
+	    deadline_s(x->ag->cfg->client_data_timeout), stage) < 0)
+		b->rc = -1;
+	b->olen = 0;
+}
+
+/* Adds p[0..len) dot-stuffed, written once BODY_WRITE bytes gathered. */
 static void
 send_piece(struct job_ctx *x, struct smtp_conn *c, struct body_out *b,
     const uint8_t *p, size_t len)
 {
 	const uint8_t *end = p + len;
-	size_t ol = 0;
+	size_t ol = b->olen;
 
 	if (len == 0 || b->rc < 0)
 		return;
@@ -60,8 +85,8 @@ send_piece(struct job_ctx *x, struct smtp_conn *c, struct body_out *b,
 		b->tail[0] = b->tail[1];
 		b->tail[1] = (char)p[0];
 	}
-	if (b->cap < len * 2) {
-		b->cap = len * 2;
+	if (b->cap < ol + len * 2) {
+		b->cap = ol + len * 2;
 		b->out = xrealloc(b->out, b->cap);
 	}
 	while (p < end) {
@@ -75,10 +100,9 @@ send_piece(struct job_ctx *x, struct smtp_conn *c, struct body_out *b,
 		p += n;
 		b->bol = nl != NULL;
 	}
-	if (client_send(x, c, b->out, ol,
-	    deadline_s(x->ag->cfg->client_data_timeout),
-	    "sending message body") < 0)
-		b->rc = -1;
+	b->olen = ol;
+	if (b->olen >= BODY_WRITE)
+		body_write(x, c, b, NULL, 0, "sending message body");
 }
 
 /* The route's rewrite_from on the held-back header hdr[0..len), then
@@ -142,8 +166,7 @@ body_next(struct job_ctx *x, size_t *pos, size_t *len)
 static int
 send_body(struct job_ctx *x, struct smtp_conn *c)
 {
-	const struct ferry_config *cfg = x->ag->cfg;
-	struct body_out b = { NULL, 0, { '\r', '\n' }, 1, 0 };
+	struct body_out b = { NULL, 0, 0, { '\r', '\n' }, 1, 0 };
 	char *hdr = NULL;
 	size_t hlen = 0, len;
 	const uint8_t *p;
@@ -182,14 +205,12 @@ send_body(struct job_ctx *x, struct smtp_conn *c)
 	if (holding)   /* the message ended inside its header */
 		send_header(x, c, &b, hdr, hlen);
 	free(hdr);
-	free(b.out);
-	if (b.rc < 0)
-		return -1;
 	if (b.tail[0] == '\r' && b.tail[1] == '\n')
-		return client_send(x, c, ".\r\n", 3,
-		    deadline_s(cfg->client_data_timeout), "sending end of data");
-	return client_send(x, c, "\r\n.\r\n", 5,
-	    deadline_s(cfg->client_data_timeout), "sending end of data");
+		body_write(x, c, &b, ".\r\n", 3, "sending end of data");
+	else
+		body_write(x, c, &b, "\r\n.\r\n", 5, "sending end of data");
+	free(b.out);
+	return b.rc;
 }
 
 static void
