@@ -38,6 +38,8 @@ struct deliver_agent {
 	struct credentials creds;
 	struct runner_link runner;
 	struct smtp_conn conn;
+	int results_held;         /* RCPT_RESULT frames written to the
+	                             runner's buffer, not yet sent */
 };
 
 /* What the job found at one route host (JOB_DONE's host reports). */
@@ -75,9 +77,15 @@ struct job_ctx {
 	int ehlo_seen;
 };
 
-/* Reports recipient i's result to the runner (exactly once each). */
+/* Reports recipient i's result to the runner (exactly once each).  The
+ * frame waits in the buffer for the job's JOB_DONE, so the runner reads
+ * both at one wake-up; job_results_send sends it sooner. */
 void job_result(struct job_ctx *x, size_t i, uint32_t status,
     const char *dsn, const char *reply, const char *relay, const char *tls);
+/* Sends the results held: called before the agent waits on anything
+ * (a server, a name, the runner), so a result never waits behind a
+ * network round trip and an agent that dies later has reported it. */
+void job_results_send(struct job_ctx *x);
 /* Every recipient still without a result (and, when with_accepted, those
  * a server accepted) gets the same one. */
 void job_result_all(struct job_ctx *x, int with_accepted, uint32_t status,

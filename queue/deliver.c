@@ -116,13 +116,27 @@ runner_begin(struct deliver_agent *ag, int type)
 }
 
 static void
-runner_send(struct deliver_agent *ag)
+runner_flush(struct deliver_agent *ag)
 {
-	(void)channel_end(&ag->runner.ch);
+	ag->results_held = 0;
 	if (channel_flush_wait(&ag->runner.ch, INT64_MAX) < 0) {
 		log_error("%s; exiting", ag->runner.ch.error);
 		exit(0);
 	}
+}
+
+static void
+runner_send(struct deliver_agent *ag)
+{
+	(void)channel_end(&ag->runner.ch);
+	runner_flush(ag);
+}
+
+void
+job_results_send(struct job_ctx *x)
+{
+	if (x->ag->results_held)
+		runner_flush(x->ag);
 }
 
 /* The next frame from the runner into *in.  1: a frame; 0: timeout_ms
@@ -198,7 +212,8 @@ job_result(struct job_ctx *x, size_t i, uint32_t status, const char *dsn,
 	r.relay = (char *)(relay != NULL && relay[0] ? relay : "none");
 	r.tls = (char *)(tls != NULL ? tls : "");
 	deliver_result_encode(&r, runner_begin(x->ag, IMSG_RCPT_RESULT));
-	runner_send(x->ag);
+	(void)channel_end(&x->ag->runner.ch);
+	x->ag->results_held = 1;
 	x->state[i] = R_DONE;
 	x->npending--;
 	if (status == DS_DEFERRED && x->throttle[0] == '\0' &&
@@ -236,6 +251,7 @@ job_next_chunk(struct job_ctx *x, size_t *len)
 
 	if (x->data_done)
 		return NULL;
+	job_results_send(x);
 	if (runner_next(&x->ag->runner, &in, -1, -1, NULL, 0) <= 0) {
 		log_error("queue runner closed the connection during job "
 		    "%s; exiting", x->job->qid);
@@ -389,8 +405,10 @@ run_job(struct deliver_agent *ag, struct deliver_job *job, int last_job)
 	drain_data(&x);
 
 	if (c->fd >= 0 && (ag->cfg->connection_idle == 0 || stop ||
-	    last_job || connection_used_up(ag->cfg, job, c)))
+	    last_job || connection_used_up(ag->cfg, job, c))) {
+		job_results_send(&x);
 		client_quit(ag->cfg, c);
+	}
 	memset(&done, 0, sizeof(done));
 	done.job_id = job->job_id;
 	done.hop = c->fd >= 0 ? c->key : (char *)"";

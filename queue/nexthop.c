@@ -46,6 +46,7 @@ nexthop_reuse(struct job_ctx *x, const char *key)
 	struct smtp_conn *c = &ag->conn;
 	int rc;
 
+	job_results_send(x);
 	if (c->fd >= 0 && strcmp(c->key, key) != 0) {
 		if (x->npending > 0)
 			log_debug("%s: not reusing the connection to %s",
@@ -146,6 +147,7 @@ nexthop_hosts(struct job_ctx *x)
 	int sessions = 0;
 	size_t h;
 
+	job_results_send(x);   /* names may take a while */
 	for (h = 0; h < x->job->nhosts && x->npending > 0; h++) {
 		struct addrinfo hints, *res = NULL, *ai;
 		struct sockaddr_storage addrs[MAX_ADDRS];
@@ -273,6 +275,7 @@ nexthop_mx(struct job_ctx *x)
 	int sessions = 0, implicit = 0;
 	char text[1200];
 
+	job_results_send(x);   /* names may take a while */
 	mx = mx_hosts(x, &nmx, &implicit);
 	if (mx == NULL)
 		return;

@@ -193,6 +193,7 @@ client_reply(struct job_ctx *x, struct smtp_conn *c,
 	ssize_t n;
 	int rc;
 
+	job_results_send(x);
 	scr_init(&p, SCR_LINE_MAX);
 	for (;;) {
 		if (c->rlen > 0) {
@@ -246,6 +247,7 @@ client_send(struct job_ctx *x, struct smtp_conn *c, const char *buf,
 {
 	int rc;
 
+	job_results_send(x);
 	if (log_is_debug() && strcmp(stage, "sending message body") != 0) {
 		char safe[600];
 
@@ -584,6 +586,7 @@ client_open(struct job_ctx *x, struct smtp_conn *c, const char *host,
 	uint32_t tls = x->job->tls;
 	enum trouble t;
 
+	job_results_send(x);
 	if (client_connect(x, c, host, sa, salen) < 0)
 		return -1;
 	if (client_reply(x, c, &r, deadline_s(cfg->client_command_timeout),

@@ -991,6 +991,26 @@ class ConnectionTest(DeliveryCase):
                 d.stop()
                 s.stop()
 
+    def test_refused_recipient_recorded_before_the_data_ends(self):
+        # a result reaches the runner before the agent waits on the
+        # server again: a recipient refused at RCPT is final in the
+        # queue while the end of data is still unanswered
+        s = self.smarthost()
+        s.reply_at("rcpt", "550 5.1.1 no such user", rcpt="bad@dest.test")
+        gate = s.hold_at("eod", times=1)
+        d = self.ferry_to(s)
+        qid = d.send(b"Subject: two\r\n\r\nx\r\n", sender=SENDER,
+                     rcpts=["bad@dest.test", RCPT])
+        self.assertTrue(gate.wait_reached(WAIT), "no end of data came")
+        try:
+            ok = ft.wait_for(lambda: [r["state"] for r in
+                                      self.rcpt_rows(d, qid)] ==
+                             ["failed", "pending"], 10, 0.05)
+            self.assertTrue(ok, self.rcpt_rows(d, qid))
+        finally:
+            gate.release()
+        s.wait_messages(1, WAIT)
+
     def test_runner_killed_during_delivery_loses_nothing(self):
         s = self.smarthost()
         gate = s.hold_at("eod", times=1)
