@@ -3072,6 +3072,12 @@ static const struct salvage_table {
 	{ "history_new_message", HISTORY_MSG_COLS, 12 },
 	{ "history_new_rcpt", HISTORY_RCPT_COLS, 18 },
 	{ "history_new_attempt", HISTORY_ATTEMPT_COLS, 8 },
+	/* what the routes have used of their hourly and daily quotas (so a
+	 * salvage does not hand a route a fresh day's worth) and what their
+	 * upstreams offered */
+	{ "route_quota", "rowid, route, span, tokens, stamp", 5 },
+	{ "route_caps", "rowid, route, hosts, flags, size_max, learned_at",
+	  6 },
 };
 
 /* What is kept of the rows read: whole messages only (every body chunk

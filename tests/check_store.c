@@ -2370,6 +2370,28 @@ hist_find(struct store *st, const char *sender, const char *rcpt,
 static void finish_msg(struct store *st, enum rcpt_state first_state,
     enum attempt_status first_status, char *qid);
 
+/* What store_route_caps_each reported. */
+struct caps_seen {
+	int n;
+	char hosts[64];
+	uint32_t flags;
+	uint64_t size_max;
+};
+
+static void
+caps_seen_one(void *arg, const char *route, const char *hosts,
+    uint32_t flags, uint64_t size_max, double learned_at)
+{
+	struct caps_seen *cs = arg;
+
+	(void)route;
+	(void)learned_at;
+	cs->n++;
+	snprintf(cs->hosts, sizeof(cs->hosts), "%s", hosts);
+	cs->flags = flags;
+	cs->size_max = size_max;
+}
+
 START_TEST(test_check_and_salvage)
 {
 	struct store_salvage got;
@@ -2388,6 +2410,13 @@ START_TEST(test_check_and_salvage)
 	finish_msg(st, RCPT_FAILED, STATUS_BOUNCED, qid);
 	ck_assert_int_eq(store_history_move(st), 0);
 	finish_msg(st, RCPT_DELIVERED, STATUS_SENT, qid);
+	/* a route's day quota half used, and what its upstream offered */
+	ck_assert_int_eq(store_begin(st), 0);
+	ck_assert_int_eq(store_route_quota_put(st, "mailgun", 3, 250.5,
+	    1796500000.25), 0);
+	ck_assert_int_eq(store_route_caps_put(st, "mailgun", "mx.example:587",
+	    5, 10240000, 1796500001.5), 0);
+	ck_assert_int_eq(store_commit(st), 0);
 	store_close(st);
 	ck_assert_int_eq(store_check_file(dbpath, 1, err, sizeof(err)), 0);
 	ck_assert_int_eq(stat(dbpath, &sb), 0);
@@ -2424,6 +2453,22 @@ START_TEST(test_check_and_salvage)
 		ck_assert_str_eq(h.qids[0], qid);
 		ck_assert_int_eq(hist_find(st, NULL, NULL, "bounced", NULL,
 		    &h), 1);
+	}
+	/* the route's quota and caps came along */
+	{
+		double tokens = 0, stamp = 0;
+		struct caps_seen cs;
+
+		ck_assert_int_eq(store_route_quota_get(st, "mailgun", 3,
+		    &tokens, &stamp), 1);
+		ck_assert(tokens == 250.5 && stamp == 1796500000.25);
+		memset(&cs, 0, sizeof(cs));
+		ck_assert_int_eq(store_route_caps_each(st, caps_seen_one, &cs),
+		    0);
+		ck_assert_int_eq(cs.n, 1);
+		ck_assert_str_eq(cs.hosts, "mx.example:587");
+		ck_assert_uint_eq(cs.flags, 5);
+		ck_assert_uint_eq(cs.size_max, 10240000);
 	}
 	store_close(st);
 	/* every message kept is whole */
