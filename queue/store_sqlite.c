@@ -59,6 +59,7 @@
 #include "smtp_parse.h"
 #include "store.h"
 #include "util.h"
+#include "wal_gather.h"
 
 /* Generated from queue/schema.sql. */
 extern const char store_schema_sql[];
@@ -865,8 +866,9 @@ store_open(const char *path, char *err, size_t errlen)
 			goto fail;
 		}
 	}
+	/* wal_gather.h: a commit's frames in one write */
 	rc = sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE |
-	    SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+	    SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, wal_gather_vfs());
 	if (rc != SQLITE_OK) {
 		snprintf(err, errlen, "%s: %s", path, st->db != NULL ?
 		    sqlite3_errmsg(st->db) : sqlite3_errstr(rc));
