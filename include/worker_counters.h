@@ -5,7 +5,8 @@
  *
  * A worker counts in memory (wcount*) and sends what it counted since
  * its last report as one IMSG_WORKER_COUNTERS frame on the status pipe
- * (smtpd.c: at most every WORKER_COUNTERS_MS and when a session ends).
+ * (smtpd.c: at most every WORKER_COUNTERS_MS, and when its last session
+ * ends).
  * The master adds the deltas up (wc_totals_take, which checks every
  * field strictly: a lying worker can inflate counters, nothing more) and
  * writes them as Prometheus text for ferry-metrics (wc_totals_write).

@@ -133,8 +133,8 @@ report(pid_t pid, uint32_t gen, enum worker_status st)
 }
 
 /* What this worker counted since its last report, as one
- * WORKER_COUNTERS frame: when a session ends (force), else at most every
- * WORKER_COUNTERS_MS. */
+ * WORKER_COUNTERS frame: when its last session ends (force), else at most
+ * every WORKER_COUNTERS_MS. */
 static void
 report_counters(pid_t pid, int force)
 {
@@ -360,7 +360,10 @@ end_session(struct worker *w, size_t k)
 	anvil_disconnect(&w->anvil, sl->peer_addr);
 	w->nsessions--;
 	w->ended++;
-	report_counters(w->self, 1);
+	/* at once when it was the last; else with the next report, at most
+	 * WORKER_COUNTERS_MS away (the loop turns at least every second),
+	 * so a busy worker does not wake the master at every session */
+	report_counters(w->self, w->nsessions == 0);
 }
 
 static void
