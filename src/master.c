@@ -25,7 +25,8 @@
  * listening sockets in the workers' chroot and, while one is not
  * running, polls its socket and starts it when the socket becomes
  * readable (a worker connected; its question waits in the backlog
- * meanwhile).  Each leaves by itself with status 0 after
+ * meanwhile); ferry-resolve starts together with anvil, since the
+ * session anvil lets in asks for its name next.  Each leaves by itself with status 0 after
  * workers.helper_idle without a worker, which is not a crash (no
  * warning, no back-off); one that dies otherwise is started again on
  * the next connection, after the back-off that grows while it keeps
@@ -2643,8 +2644,14 @@ master(const struct master_args *args)
 		/* a worker waits in a helper's backlog: start it (a reap
 		 * above may have been one that just left: it is 0 then) */
 		if (at_anvil_wanted != SIZE_MAX && m->anvil_pid == 0 &&
-		    pfd[at_anvil_wanted].revents != 0)
+		    pfd[at_anvil_wanted].revents != 0) {
 			spawn_anvil(m);
+			/* the session anvil lets in asks for its name next:
+			 * resolve starts meanwhile, not after the answer */
+			if (at_resolve_wanted != SIZE_MAX &&
+			    m->resolve_pid == 0)
+				spawn_resolve(m);
+		}
 		if (at_resolve_wanted != SIZE_MAX && m->resolve_pid == 0 &&
 		    m->cfg->client_names && pfd[at_resolve_wanted].revents != 0)
 			spawn_resolve(m);
