@@ -899,6 +899,10 @@ spawn_anvil(struct master_state *m)
 		m->anvil_pid = pid;
 		m->anvil_started = now_ms();
 		log_debug("started anvil, pid %ld", (long)pid);
+	} else {
+		/* fork failed (logged): its socket stays readable, so
+		 * wait a moment rather than try on every turn */
+		m->anvil_backoff.not_before = now_ms() + BACKOFF_MIN_MS;
 	}
 }
 
@@ -914,6 +918,10 @@ spawn_resolve(struct master_state *m)
 		m->resolve_pid = pid;
 		m->resolve_started = now_ms();
 		log_debug("started resolve, pid %ld", (long)pid);
+	} else {
+		/* fork failed (logged): its socket stays readable, so
+		 * wait a moment rather than try on every turn */
+		m->resolve_backoff.not_before = now_ms() + BACKOFF_MIN_MS;
 	}
 }
 
