@@ -26,11 +26,11 @@
  * running, polls its socket and starts it when the socket becomes
  * readable (a worker connected; its question waits in the backlog
  * meanwhile); ferry-resolve starts together with anvil, since the
- * session anvil lets in asks for its name next.  Each leaves by itself with status 0 after
- * workers.helper_idle without a worker, which is not a crash (no
- * warning, no back-off); one that dies otherwise is started again on
- * the next connection, after the back-off that grows while it keeps
- * dying young.  Anvil gets the limits in force from the configuration it
+ * session anvil lets in asks for its name next.  Each leaves by itself
+ * with status 0 after workers.helper_idle without a worker, which is not
+ * a crash (no warning, no back-off); one that dies otherwise is started
+ * again on the next connection, after the back-off that grows while it
+ * keeps dying young.  Anvil gets the limits in force from the configuration it
  * reads at start, and a reload's limits as a note while it runs; notes
  * a stopped anvil left unread are dropped before the next one starts.
  * While anvil is down its counts read zero (ferryctl status, metrics).
