@@ -86,8 +86,16 @@ void anvil_client_init(struct anvil_client *ac, const char *path,
 void anvil_client_close(struct anvil_client *ac);
 
 /* Connects when not connected (and not just failed), so that anvil's
- * stress notes reach this worker while it has nothing to ask. */
+ * stress notes reach this worker while it has nothing to ask.  The
+ * worker calls it while it holds sessions. */
 void anvil_client_keep_connected(struct anvil_client *ac);
+/* A worker at rest lets go of anvil, so that anvil may leave when idle
+ * (workers.helper_idle): what is left of the leases goes back and the
+ * connection is closed once nothing waits on it (anvil then releases
+ * nothing: a worker at rest holds no connection).  Not a failure: the
+ * next question connects again at once.  No-op while questions wait or
+ * requests are unwritten (call it again later). */
+void anvil_client_release(struct anvil_client *ac);
 /* The descriptor to poll, or -1, and what for (POLLIN, and POLLOUT
  * while requests wait to be written). */
 int anvil_client_fd(const struct anvil_client *ac);

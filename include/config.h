@@ -124,6 +124,8 @@ struct ferry_config {
 	int workers_max_idle;
 	int workers_spare_idle;    /* seconds an idle worker beyond min_idle
 	                              is kept; 0: kept (max_idle bounds) */
+	int helper_idle;           /* seconds ferry-anvil and ferry-resolve
+	                              stay without a worker; 0: they stay */
 	int workers_max;
 	int worker_sessions;       /* sessions before a worker is recycled */
 	int sessions_per_worker;   /* concurrent sessions one worker holds */

@@ -75,6 +75,11 @@ int resolve_ask(struct resolve_client *rc, uint32_t owner,
 /* owner no longer waits for its name (its connection ended). */
 void resolve_client_forget(struct resolve_client *rc, uint32_t owner);
 
+/* A worker at rest lets go of ferry-resolve, so that it may leave when
+ * idle (workers.helper_idle): the connection is closed when no question
+ * waits and nothing is unwritten (else it is a no-op: call it again
+ * later).  Not a failure: the next question connects again. */
+void resolve_client_release(struct resolve_client *rc);
 /* The descriptor to poll, or -1, and what for. */
 int resolve_client_fd(const struct resolve_client *rc);
 short resolve_client_events(const struct resolve_client *rc);

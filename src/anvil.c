@@ -24,6 +24,16 @@
  * worker that connects outside stress is told nothing: off is where
  * every worker starts.  The times it began are counted and logged.
  *
+ * On demand: the master starts anvil when a worker first connects to
+ * its socket (which the master holds, so the connection waits in the
+ * backlog meanwhile).  Once no worker has been connected for
+ * workers.helper_idle seconds and the table holds nothing that still
+ * matters (every entry has expired: no rate window, lockout or
+ * authentication failure left), anvil exits with status 0, which the
+ * master takes for an idle exit (no warning, no back-off); the next
+ * connection starts a new one, which reads the limits in force from the
+ * configuration the master hands it.
+ *
  * Reload: the master sends the new limits as a typed note over
  * FD_ANVIL_NOTES (anvil cannot re-read the file from its chroot); the
  * counts are kept.  A malformed note is the master lying: anvil exits.  When
@@ -127,6 +137,8 @@ struct anvil_state {
 	uint32_t told_connections, told_clients;
 	int told_counts;
 	int64_t next_counts;
+	int64_t idle_ms;                  /* workers.helper_idle; 0: stay */
+	int64_t alone_since;              /* no worker connected since */
 };
 
 static void
@@ -581,6 +593,28 @@ housekeeping(struct anvil_state *av, int64_t now)
 	}
 }
 
+/* 1 when anvil may leave now: no worker for helper_idle, nothing in
+ * the table that still counts (expired now), and no worker waiting in
+ * the backlog of the socket. */
+static int
+idle_enough(struct anvil_state *av, int64_t now)
+{
+	struct pollfd p;
+
+	if (av->nconns > 0 || av->alone_since == 0)
+		av->alone_since = av->nconns > 0 ? 0 : now;
+	if (av->idle_ms <= 0 || av->nconns > 0 ||
+	    now - av->alone_since < av->idle_ms)
+		return 0;
+	(void)anvil_table_expire(av->table, now);
+	if (anvil_table_entries(av->table) > 0)
+		return 0;
+	p.fd = FD_ANVIL;
+	p.events = POLLIN;
+	p.revents = 0;
+	return poll(&p, 1, 0) == 0;
+}
+
 static void
 run_loop(struct anvil_state *av)
 {
@@ -642,6 +676,11 @@ run_loop(struct anvil_state *av)
 			housekeeping(av, now);
 			next_expire = now + EXPIRE_EVERY_MS;
 		}
+		if (idle_enough(av, now)) {
+			log_debug("anvil: no worker for %lld s; leaving until "
+			    "one asks again", (long long)(av->idle_ms / 1000));
+			break;
+		}
 	}
 	free(pfds);
 }
@@ -668,6 +707,7 @@ anvil(const struct child_args *a)
 		av.peer_uid = geteuid();   /* a developer's run */
 	}
 	limits_from_config(cfg, &lim);
+	av.idle_ms = (int64_t)cfg->helper_idle * 1000;
 	/* the chroot has no /proc: keep it open */
 	av.meminfo_fd = open("/proc/meminfo", O_RDONLY | O_CLOEXEC);
 	if (av.meminfo_fd < 0)

@@ -3,7 +3,10 @@
  * anvil_client.h and anvil.c): one connection kept open, requests
  * written without waiting, answers taken when the worker's loop sees the
  * connection readable.  Anvil also pushes stress mode on and off over
- * it, at any time, between answers.
+ * it, at any time, between answers.  A worker at rest lets the
+ * connection go (anvil_client_release), so that anvil may leave when
+ * idle; the next question connects again, to the socket the master
+ * holds, which waits in its backlog while the master starts anvil.
  *
  * Matching: every request carries a sequence number that anvil echoes,
  * and anvil answers one connection's questions in the order asked.  So
@@ -329,6 +332,22 @@ anvil_client_keep_connected(struct anvil_client *ac)
 		return;
 	if (ensure_connected(ac, why, sizeof(why)) < 0)
 		retry_after = now_ms() + ANVIL_RETRY_MS;
+}
+
+void
+anvil_client_release(struct anvil_client *ac)
+{
+	size_t i;
+
+	if (ac->ch.fd < 0 || ac->nwaiting > 0)
+		return;
+	for (i = 0; i < ANVIL_LEASES; i++)
+		if (ac->leases[i].addr[0] != '\0')
+			give_back(ac, &ac->leases[i]);
+	if (ac->ch.fd < 0 || (channel_pending(&ac->ch) > 0 &&
+	    channel_flush(&ac->ch) == 0 && channel_pending(&ac->ch) > 0))
+		return;   /* gone already, or still writing */
+	drop(ac);
 }
 
 int

@@ -933,6 +933,8 @@ static const struct option_row options[] = {
 	    1024),
 	INT("workers", "spare_idle", 60, B_CONFIG, CF(workers_spare_idle), 0,
 	    86400),
+	INT("workers", "helper_idle", 100, B_CONFIG, CF(helper_idle), 0,
+	    86400),
 	INT("workers", "max", 32, B_CONFIG, CF(workers_max), 1, 4096),
 	INT("workers", "sessions", 1000, B_CONFIG, CF(worker_sessions), 1,
 	    1000000),

@@ -763,8 +763,8 @@ render_anvil(const json_t *root)
 	if (a == NULL)
 		return;
 	if (member(a, "running", JSON_TRUE) == NULL) {
-		printf("anvil:   not running (the workers allow everything "
-		    "meanwhile)\n");
+		printf("anvil:   not running (started when a session asks; "
+		    "while it cannot be, the workers allow everything)\n");
 		return;
 	}
 	printf("anvil:   %.0f connection(s) from %.0f client(s), stress "

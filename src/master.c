@@ -9,13 +9,8 @@
  * prepares the spool (the queue directory for the queue user, the empty
  * chroot of the workers holding the intake and anvil sockets, which it
  * creates so that they outlive a restart of the runner or anvil, and the
- * agents' and ferryctl's sockets); then fork+execs the queue runner,
- * ferry-anvil (the workers' shared abuse counts, restarted like the
- * runner and stopped after the workers), ferry-resolve while
- * workers.client_names is on (the clients' names; restarted like anvil,
- * and on every reload so that it reads the new file and resolv.conf;
- * its socket stays with the master meanwhile, so workers' questions wait
- * in its backlog), a pool of SMTP workers and
+ * agents' and ferryctl's sockets); then fork+execs the queue runner, a
+ * pool of SMTP workers and
  * delivery agents on demand, each with its descriptors at fixed
  * numbers (procfd.h).  No agent runs at rest: the runner notes how many
  * it has work for (IMSG_NOTE_AGENTS, busy ones and due mail without a
@@ -23,6 +18,25 @@
  * most; the runner lets an agent go when it has been idle for
  * delivery.agent_idle.  The pooled children (workers and agents) are the
  * children[] table; the runner and anvil are tracked by pid.
+ *
+ * ferry-anvil (the workers' shared abuse counts) and ferry-resolve
+ * (the clients' names, while workers.client_names is on) run on demand,
+ * as Postfix's master runs its services: the master holds their
+ * listening sockets in the workers' chroot and, while one is not
+ * running, polls its socket and starts it when the socket becomes
+ * readable (a worker connected; its question waits in the backlog
+ * meanwhile); ferry-resolve starts together with anvil, since the
+ * session anvil lets in asks for its name next.  Each leaves by itself
+ * with status 0 after workers.helper_idle without a worker, which is not
+ * a crash (no warning, no back-off); one that dies otherwise is started
+ * again on the next connection, after the back-off that grows while it
+ * keeps dying young.  Anvil gets the limits in force from the configuration it
+ * reads at start, and a reload's limits as a note while it runs; notes
+ * a stopped anvil left unread are dropped before the next one starts.
+ * While anvil is down its counts read zero (ferryctl status, metrics).
+ * ferry-resolve is also stopped at every reload, so that the next one
+ * reads the new file and resolv.conf.  Both are stopped after the
+ * workers.
  *
  * The worker pool is kept between workers.min_idle idle workers and
  * workers.max in all (workers report busy/idle as typed messages over the
@@ -243,7 +257,7 @@ struct master_state {
 	pid_t resolve_pid;          /* 0 also while client_names is off */
 	int64_t resolve_started;
 	struct backoff resolve_backoff;
-	int resolve_told_to_go;     /* a reload: start the next one at once */
+	int resolve_told_to_go;     /* a reload: no back-off for the next */
 	/* ferry-token, while some route's credentials use oauth2 */
 	int token_wanted;
 	int token_fd;               /* spool/token.sock, or -1 */
@@ -845,15 +859,50 @@ spawn_runner(struct master_state *m)
 	}
 }
 
+static void read_anvil_notes(struct master_state *m);
+
+/* What a stopped anvil left unread on its notes is for nobody now: the
+ * next anvil reads the limits in force from the configuration.  Its own
+ * last notes (counts, stress) are dropped with it. */
+static void
+drop_stale_anvil_notes(struct master_state *m)
+{
+	uint8_t rec[256];
+	int k;
+
+	read_anvil_notes(m);      /* anvil_pid is 0: read and dropped */
+	for (k = 0; k < 1024; k++) {
+		(void)channel_flush(&m->to_anvil);
+		for (;;) {
+			ssize_t got = recv(m->anvil_notes_rd, rec,
+			    sizeof(rec), MSG_DONTWAIT | MSG_TRUNC);
+
+			if (got < 0 && errno == EINTR)
+				continue;
+			if (got <= 0)
+				break;
+		}
+		if (channel_pending(&m->to_anvil) == 0)
+			break;
+	}
+}
+
 static void
 spawn_anvil(struct master_state *m)
 {
-	pid_t pid = spawn(m, ROLE_ANVIL, -1);
+	pid_t pid;
+
+	drop_stale_anvil_notes(m);
+	pid = spawn(m, ROLE_ANVIL, -1);
 
 	if (pid > 0) {
 		m->anvil_pid = pid;
 		m->anvil_started = now_ms();
 		log_debug("started anvil, pid %ld", (long)pid);
+	} else {
+		/* fork failed (logged): its socket stays readable, so
+		 * wait a moment rather than try on every turn */
+		m->anvil_backoff.not_before = now_ms() + BACKOFF_MIN_MS;
 	}
 }
 
@@ -869,6 +918,10 @@ spawn_resolve(struct master_state *m)
 		m->resolve_pid = pid;
 		m->resolve_started = now_ms();
 		log_debug("started resolve, pid %ld", (long)pid);
+	} else {
+		/* fork failed (logged): its socket stays readable, so
+		 * wait a moment rather than try on every turn */
+		m->resolve_backoff.not_before = now_ms() + BACKOFF_MIN_MS;
 	}
 }
 
@@ -1149,10 +1202,18 @@ reap_children(struct master_state *m)
 				    how);
 				continue;
 			}
+			if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+				m->resolve_backoff.streak = 0;
+				m->resolve_backoff.not_before = 0;
+				log_debug("resolve left when idle; it starts "
+				    "again when a worker asks");
+				continue;
+			}
 			delay = backoff_delay(&m->resolve_backoff, lived,
 			    status);
-			log_warn("resolve (pid %ld) died: %s; restarting in "
-			    "%lld ms (clients are unknown meanwhile)",
+			log_warn("resolve (pid %ld) died: %s; starting it "
+			    "again on demand in %lld ms (clients are unknown "
+			    "meanwhile)",
 			    (long)pid, how, (long long)delay);
 			continue;
 		}
@@ -1169,9 +1230,17 @@ reap_children(struct master_state *m)
 				log_debug("anvil stopped (%s)", how);
 				continue;
 			}
+			if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+				m->anvil_backoff.streak = 0;
+				m->anvil_backoff.not_before = 0;
+				log_debug("anvil left when idle; it starts again "
+				    "when a worker asks");
+				continue;
+			}
 			delay = backoff_delay(&m->anvil_backoff, lived, status);
-			log_warn("anvil (pid %ld) died: %s; restarting in %lld "
-			    "ms (the workers allow everything meanwhile)",
+			log_warn("anvil (pid %ld) died: %s; starting it again on "
+			    "demand in %lld ms (the workers allow everything "
+			    "meanwhile)",
 			    (long)pid, how, (long long)delay);
 			continue;
 		}
@@ -1310,6 +1379,8 @@ read_anvil_notes(struct master_state *m)
 			continue;
 		if (n <= 0)
 			return;
+		if (m->anvil_pid <= 0)
+			continue;   /* the last words of one that is gone */
 		if ((size_t)n <= sizeof(rec) &&
 		    ipc_frame(rec, (size_t)n, &in) == (long)n &&
 		    in.type == IMSG_NOTE_ANVIL_COUNTS) {
@@ -2049,7 +2120,10 @@ reload(struct master_state *m)
 	tell_runner_reload(m);
 	tell_anvil_reload(m);
 	/* ferry-resolve reads the new file (and resolv.conf) when it
-	 * starts; the loop starts it again if client_names is still on */
+	 * starts; the next worker that asks starts it again while
+	 * client_names is on (its socket is made when first on) */
+	if (m->cfg->client_names)
+		open_resolve_socket(m);
 	if (m->resolve_pid > 0 && !m->resolve_told_to_go) {
 		kill(m->resolve_pid, SIGTERM);
 		m->resolve_told_to_go = 1;
@@ -2325,9 +2399,7 @@ master(const struct master_args *args)
 	if (m->token_wanted)
 		spawn_token(m);
 	spawn_runner(m);
-	spawn_anvil(m);
-	if (m->cfg->client_names)
-		spawn_resolve(m);
+	/* anvil and resolve: when a worker first asks (see the loop) */
 	spawn_metrics(m);
 	manage_pool(m);
 	manage_agents(m);
@@ -2342,7 +2414,7 @@ master(const struct master_args *args)
 	}
 
 	for (;;) {
-		struct pollfd pfd[8 + MAX_LISTENERS];
+		struct pollfd pfd[10 + MAX_LISTENERS];
 		size_t n = 0;
 		int64_t wait = 1000;
 		unsigned char sigs[64];
@@ -2350,6 +2422,7 @@ master(const struct master_args *args)
 		/* where each source sits in pfd, for its revents */
 		size_t at_status, at_metrics = SIZE_MAX, at_anvil, at_runner;
 		size_t at_log = SIZE_MAX, at_token = SIZE_MAX;
+		size_t at_anvil_wanted = SIZE_MAX, at_resolve_wanted = SIZE_MAX;
 
 		if (m->shutting_down && m->nchildren == 0) {
 			/* the workers are gone: nobody asks anvil now */
@@ -2482,11 +2555,16 @@ master(const struct master_args *args)
 				wait = d;
 			}
 		}
-		if (!m->shutting_down && m->anvil_pid == 0) {
+		/* anvil on demand: its socket is polled while it is not
+		 * running (and not held back after a crash); also while
+		 * the workers finish their sessions in a shutdown */
+		if (m->anvil_pid == 0) {
 			int64_t d = m->anvil_backoff.not_before - now_ms();
 
 			if (d <= 0) {
-				spawn_anvil(m);
+				at_anvil_wanted = n;
+				pfd[n].fd = m->anvil_fd;
+				pfd[n++].events = POLLIN;
 			} else if (d < wait) {
 				wait = d;
 			}
@@ -2501,12 +2579,14 @@ master(const struct master_args *args)
 				wait = d;
 			}
 		}
-		if (!m->shutting_down && m->resolve_pid == 0 &&
-		    m->cfg->client_names) {
+		if (m->resolve_pid == 0 && m->cfg->client_names &&
+		    m->resolve_fd >= 0) {
 			int64_t d = m->resolve_backoff.not_before - now_ms();
 
 			if (d <= 0) {
-				spawn_resolve(m);
+				at_resolve_wanted = n;
+				pfd[n].fd = m->resolve_fd;
+				pfd[n++].events = POLLIN;
 			} else if (d < wait) {
 				wait = d;
 			}
@@ -2569,6 +2649,20 @@ master(const struct master_args *args)
 			read_anvil_notes(m);
 		if (at_token != SIZE_MAX && pfd[at_token].revents != 0)
 			read_token_notes(m);
+		/* a worker waits in a helper's backlog: start it (a reap
+		 * above may have been one that just left: it is 0 then) */
+		if (at_anvil_wanted != SIZE_MAX && m->anvil_pid == 0 &&
+		    pfd[at_anvil_wanted].revents != 0) {
+			spawn_anvil(m);
+			/* the session anvil lets in asks for its name next:
+			 * resolve starts meanwhile, not after the answer */
+			if (at_resolve_wanted != SIZE_MAX &&
+			    m->resolve_pid == 0)
+				spawn_resolve(m);
+		}
+		if (at_resolve_wanted != SIZE_MAX && m->resolve_pid == 0 &&
+		    m->cfg->client_names && pfd[at_resolve_wanted].revents != 0)
+			spawn_resolve(m);
 		if (at_metrics != SIZE_MAX && pfd[at_metrics].revents != 0)
 			serve_metrics(m);
 		if (at_log != SIZE_MAX && pfd[at_log].revents != 0) {

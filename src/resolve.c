@@ -31,6 +31,13 @@
  * the master restarts this process, which it does on every reload.  It
  * is not started at all when workers.client_names is off.
  *
+ * On demand, like ferry-anvil: the master starts it when a worker first
+ * connects to its socket (held by the master, so the connection waits in
+ * the backlog), and it exits with status 0 once no worker has been
+ * connected and no lookup has been out for workers.helper_idle seconds.
+ * Its cache goes with it: a client seen again after that long costs one
+ * lookup.
+ *
  * Security stance: two kinds of peer.  The workers face the internet and
  * may be compromised: only the SMTP user may connect (the socket's mode
  * and SO_PEERCRED), each connection admits only well-formed queries, and
@@ -135,6 +142,8 @@ static struct {
 	uid_t peer_uid;
 	int64_t timeout_ms;
 	uint64_t full_logged;       /* lookups refused for lack of room */
+	int64_t idle_ms;            /* workers.helper_idle; 0: stay */
+	int64_t alone_since;        /* no worker and no lookup since */
 } rs;
 
 /* ------------------------------------------------------------------ cache */
@@ -518,6 +527,24 @@ read_conn(struct resolve_conn *c)
 
 /* ------------------------------------------------------------------- loop */
 
+/* 1 when ferry-resolve may leave now: no worker connected and no lookup
+ * out for helper_idle, and no worker waiting in the socket's backlog. */
+static int
+idle_enough(int64_t now)
+{
+	struct pollfd p;
+	int busy = rs.nconns > 0 || rs.nlookups > 0;
+
+	if (busy || rs.alone_since == 0)
+		rs.alone_since = busy ? 0 : now;
+	if (rs.idle_ms <= 0 || busy || now - rs.alone_since < rs.idle_ms)
+		return 0;
+	p.fd = FD_RESOLVE;
+	p.events = POLLIN;
+	p.revents = 0;
+	return poll(&p, 1, 0) == 0;
+}
+
 static void
 run_loop(void)
 {
@@ -605,6 +632,12 @@ run_loop(void)
 		if (pfds[0].revents & POLLIN)
 			accept_workers();
 		(void)expire_lookups(now_ms());
+		if (idle_enough(now_ms())) {
+			log_debug("resolve: no worker for %lld s; leaving "
+			    "until one asks again",
+			    (long long)(rs.idle_ms / 1000));
+			break;
+		}
 	}
 	free(pfds);
 }
@@ -631,6 +664,7 @@ resolve(const struct child_args *a)
 	}
 	timeout_ms = (int64_t)cfg->client_name_timeout * 1000;
 	rs.timeout_ms = timeout_ms;
+	rs.idle_ms = (int64_t)cfg->helper_idle * 1000;
 	/* one try per server, as long as the whole lookup may take: a
 	 * query given up on costs nothing after that */
 	if (dns_channel_open(&rs.dns, cfg->resolver, (int)timeout_ms, 1, err,

@@ -2,7 +2,8 @@
  * resolve_client.c - the SMTP worker's side of ferry-resolve (see
  * resolve_client.h and resolve.c): one connection kept while there are
  * questions, requests written without waiting, answers taken when the
- * worker's loop sees the connection readable.
+ * worker's loop sees the connection readable.  A worker at rest lets it
+ * go (resolve_client_release), so that ferry-resolve may leave when idle.
  *
  * Matching: every request carries a sequence number that ferry-resolve
  * echoes.  Lookups end in any order, so an answer may be for any question
@@ -209,6 +210,17 @@ resolve_client_forget(struct resolve_client *rc, uint32_t owner)
 	for (i = 0; i < rc->nwaiting; i++)
 		if (rc->waiting[i].owner == owner)
 			rc->waiting[i].live = 0;
+}
+
+void
+resolve_client_release(struct resolve_client *rc)
+{
+	if (rc->ch.fd < 0 || rc->nwaiting > 0)
+		return;
+	if (channel_pending(&rc->ch) > 0 && (channel_flush(&rc->ch) < 0 ||
+	    channel_pending(&rc->ch) > 0))
+		return;
+	channel_close(&rc->ch);
 }
 
 int

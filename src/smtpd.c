@@ -18,6 +18,10 @@
  * the master whether it holds no session, some, or no room for more, and
  * stops accepting after workers.sessions sessions so the master can
  * start a fresh one.  Anvil's stress notes shorten every idle limit.
+ * A worker connects to anvil when a session first asks and stays
+ * connected while it holds sessions; at rest (no session for
+ * REST_HEAP_QUIET_MS) it gives its free heap back and lets go of anvil
+ * and ferry-resolve, so that they can leave (workers.helper_idle).
  * While the master says the relay drains (ferryctl drain, its notes on
  * FD_WORKER_NOTES, read before every accept), a new connection is
  * answered 421 4.3.2 and closed; the sessions it holds go on.
@@ -825,7 +829,8 @@ serve(struct worker *w)
 			    (int64_t)cfg->shutdown_timeout * 1000;
 			arm_all(w);
 		}
-		anvil_client_keep_connected(&w->anvil);
+		if (w->nsessions > 0)
+			anvil_client_keep_connected(&w->anvil);
 		take_stress(w);
 		report_status(w, accepting);
 		report_counters(w->self, 0);
@@ -835,10 +840,16 @@ serve(struct worker *w)
 			w->ended = 0;
 			w->next_trim = now + HEAP_TRIM_MS;
 		}
-		if (w->nsessions > 0)
+		if (w->nsessions > 0) {
 			rest_heap_busy(&w->rest, now);
-		else if (rest_heap_due(&w->rest, now))
-			rest_heap_give_back(&w->rest);
+		} else if (rest_heap_due(&w->rest, now) ||
+		    w->rest.given_back) {
+			/* at rest: let anvil and resolve go idle too */
+			anvil_client_release(&w->anvil);
+			resolve_client_release(&w->resolve);
+			if (!w->rest.given_back)
+				rest_heap_give_back(&w->rest);
+		}
 
 		listening = accepting && w->nsessions < w->nslots &&
 		    (w->defer_until == 0 || now >= w->defer_until);

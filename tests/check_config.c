@@ -170,6 +170,7 @@ static void assert_defaults(const struct ferry_config *c)
 	ck_assert_int_eq(c->workers_min_idle, 1);
 	ck_assert_int_eq(c->workers_max_idle, 8);
 	ck_assert_int_eq(c->workers_spare_idle, 60);
+	ck_assert_int_eq(c->helper_idle, 100);
 	ck_assert_int_eq(c->workers_max, 32);
 	ck_assert_int_eq(c->worker_sessions, 1000);
 	ck_assert(c->message_size_limit == 10485760);
@@ -283,6 +284,7 @@ START_TEST(test_every_option_set)
 	    "  min_idle = 0\n"
 	    "  max_idle = 1\n"
 	    "  spare_idle = 0\n"
+	    "  helper_idle = 0\n"
 	    "  max = 1\n"
 	    "  sessions = 1\n"
 	    "}\n"
@@ -320,6 +322,7 @@ START_TEST(test_every_option_set)
 	ck_assert_int_eq(c->workers_min_idle, 0);
 	ck_assert_int_eq(c->workers_max_idle, 1);
 	ck_assert_int_eq(c->workers_spare_idle, 0);
+	ck_assert_int_eq(c->helper_idle, 0);
 	ck_assert_int_eq(c->workers_max, 1);
 	ck_assert_int_eq(c->worker_sessions, 1);
 	ck_assert(c->message_size_limit == 1024);
@@ -572,6 +575,10 @@ START_TEST(test_bad_limits)
 	    P ":4: spare_idle = 86401 is out of range (0 to 86400)");
 	load_bad(LISTEN "workers {\n  spare_idle = -1\n}\n",
 	    P ":4: spare_idle = -1 is out of range (0 to 86400)");
+	load_bad(LISTEN "workers {\n  helper_idle = 86401\n}\n",
+	    P ":4: helper_idle = 86401 is out of range (0 to 86400)");
+	load_bad(LISTEN "workers {\n  helper_idle = -1\n}\n",
+	    P ":4: helper_idle = -1 is out of range (0 to 86400)");
 	load_bad(LISTEN "workers {\n  sessions = 0\n}\n",
 	    P ":4: sessions = 0 is out of range (1 to 1000000)");
 }

@@ -4,6 +4,7 @@ Postfix side by side in one run, rounds interleaved.
 
     sudo python3 tests/bench/relay.py [--rounds N] [--cases SPEC] [--keep]
         [--dkim rsa|ed25519|both] [--pss] [--rest-after S]
+        [--ready status|smtp]
 
 SPEC is a comma list of MESSAGESxSESSIONSxSIZE, by default the four cases
 of the performance budget: 5000x1x1024,5000x10x1024,5000x50x1024,
@@ -26,7 +27,16 @@ peak (sampled every 0.2 s during the run).  With --rest-after S, also at
 rest after the run: S seconds after the queue drained, the same wait for
 every relay (110 s outlasts Postfix's max_idle of 100 s, after which its
 idle daemons leave, and ferry's delivery.agent_idle and workers.spare_idle
-of 60 s).
+of 60 s; ferry-anvil and ferry-resolve leave workers.helper_idle, 100 s,
+after the workers let go of them, 10 s after their last session: 130 s
+outlasts that).
+
+Ready: Postfix is measured at rest as soon as its master runs, with no
+probe.  ferry by default likewise opens no SMTP session, which would
+start ferry-anvil (started on demand, like Postfix's anvil): it is ready
+when queue.db exists, a worker runs and "ferryctl status" is answered
+(the queue runner serves it).  --ready smtp waits for a worker's 220
+greeting instead, as before (one session: anvil then runs at rest).
 
 With --dkim, a second ferry ("ferry-dkim") runs beside the first with
 dkim_key sections for example.org (the sender's domain in smtp-source's
@@ -245,14 +255,35 @@ class Ferry:
             stderr=self.logf, preexec_fn=self.group.enter)
         self.group.top = self.proc.pid
         db = os.path.join(self.spool, "queue", "queue.db")
-        # serving: the queue exists and a worker greets 220 (a loaded
-        # machine can take longer than a few seconds to get there)
+        # serving: the queue exists and the runner answers ferryctl
+        # status with a worker up (no SMTP session: see --ready), or a
+        # worker greets 220 (a loaded machine can take longer than a few
+        # seconds to get there)
+        ready = self._greets if self.ready_probe == "smtp" else \
+            self._status_answers
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            if os.path.exists(db) and self._greets():
+            if os.path.exists(db) and ready():
                 break
             time.sleep(0.05)
         time.sleep(1.0)  # let the pools settle before measuring rest
+
+    ready_probe = "status"
+
+    def _status_answers(self):
+        def comm(pid):
+            try:
+                with open("/proc/%d/comm" % pid) as f:
+                    return f.read().strip()
+            except OSError:
+                return ""
+        if not any(comm(p) == "ferry-smtpd" for p in self.group.pids()):
+            return False
+        r = subprocess.run([os.path.join(self.tree, "src", "ferryctl"), "-s",
+                            os.path.join(self.spool, "ferryctl.sock"),
+                            "status"], stdin=subprocess.DEVNULL,
+                           capture_output=True)
+        return r.returncode == 0
 
     def _greets(self):
         try:
@@ -470,7 +501,13 @@ def main():
                     "run's queue drained (the same wait for every relay)")
     ap.add_argument("--dkim", choices=["rsa", "ed25519", "both"],
                     help="also run a ferry that signs with DKIM (ferry-dkim)")
+    ap.add_argument("--ready", choices=["status", "smtp"], default="status",
+                    help="how ferry's readiness is waited for: ferryctl "
+                    "status (no SMTP session, like Postfix, which gets no "
+                    "probe) or a 220 greeting (one session, which starts "
+                    "ferry-anvil)")
     args = ap.parse_args()
+    Ferry.ready_probe = args.ready
     if args.events and not cgroup2_root():
         sys.exit("--events needs cgroup v2")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))

@@ -10,9 +10,10 @@ gives unknown within client_name_timeout (and a margin), and while one
 connection waits for its name, another session of the same worker is
 served at once; what a lookup found is kept, so the next connection from
 the address asks nothing.  ferry-resolve runs as the SMTP user, chrooted, without
-capabilities or new privileges, is restarted when it dies and on a
-reload, and does not run at all while client_names is off (the tests'
-default).  Needs root (exit 77 otherwise)."""
+capabilities or new privileges, is started when a session first asks,
+started again after it died and after a reload (which stops it), and does
+not run at all while client_names is off (the tests' default); its start
+on demand and idle exit are test_helpers_on_demand.py's.  Needs root (exit 77 otherwise)."""
 
 import os
 import pwd
@@ -330,17 +331,25 @@ class ProcessTest(ClientNamesCase):
         os.kill(pid, signal.SIGKILL)
         self.assertIsNotNone(d.wait_log(r"resolve \(pid %d\) died" % pid,
                                         10))
-        new = ft.wait_for(lambda: [p for p in d.resolvers() if p != pid],
-                          15)
-        self.assertEqual(len(new), 1, "ferry-resolve was not restarted")
+        # started again (on demand: when the next session asks)
         start = d.log_size()
         ok = ft.wait_for(lambda: self.named_once(d), 10)
         self.assertTrue(ok, "no name after the restart:\n%s"
                         % d.log_text()[start:])
-        # a reload starts a fresh one at once (a new resolv.conf, a new
-        # resolver option); turning client_names off stops it
+        new = ft.wait_for(lambda: [p for p in d.resolvers() if p != pid],
+                          15)
+        self.assertEqual(len(new), 1, "ferry-resolve was not restarted")
+        # a reload stops it, and the next session gets a fresh one (a
+        # new resolv.conf, a new resolver option); turning client_names
+        # off stops it
         d.write_config()
         d.signal(signal.SIGHUP)
+        self.assertTrue(ft.wait_for(lambda: new[0] not in d.resolvers(),
+                                    10), "ferry-resolve kept on a reload")
+        start = d.log_size()
+        ok = ft.wait_for(lambda: self.named_once(d), 10)
+        self.assertTrue(ok, "no name after the reload:\n%s"
+                        % d.log_text()[start:])
         again = ft.wait_for(lambda: [p for p in d.resolvers()
                                      if p not in (pid, new[0])], 10)
         self.assertEqual(len(again), 1, "no fresh ferry-resolve after "

@@ -611,10 +611,17 @@ class Ferry:
                 raise OSError("ferryd exited with status %d"
                               % self.proc.returncode)
             # serving: a worker greets and the runner has opened the queue
-            # (or, without its store, a worker answers 421 4.3.0 for it)
+            # (or, without its store, a worker answers 421 4.3.0 for it);
+            # quiet_start: no SMTP session (it would start ferry-anvil),
+            # the runner answers ferryctl status and a worker runs
             try:
                 log = self.log_text()
-                if "queue runner started" in log:
+                if ("queue runner started" in log and
+                        getattr(self, "quiet_start", False)):
+                    if (self.workers() and
+                            self.ctl("status").returncode == 0):
+                        return
+                elif "queue runner started" in log:
                     with Client(self.port, timeout=2) as c:
                         if c.greeting.code == 220:
                             c.cmd("QUIT")
