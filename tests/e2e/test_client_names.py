@@ -331,7 +331,14 @@ class ProcessTest(ClientNamesCase):
         os.kill(pid, signal.SIGKILL)
         self.assertIsNotNone(d.wait_log(r"resolve \(pid %d\) died" % pid,
                                         10))
-        # started again (on demand: when the next session asks)
+        # started again (on demand: when the next session asks); a worker
+        # keeps the answers it had, so fresh workers, which must ask
+        old = d.workers()
+        for w in old:
+            os.kill(w, signal.SIGTERM)
+        self.assertTrue(ft.wait_for(lambda: d.workers() and not
+                                    set(d.workers()) & set(old), 10),
+                        "no fresh worker")
         start = d.log_size()
         ok = ft.wait_for(lambda: self.named_once(d), 10)
         self.assertTrue(ok, "no name after the restart:\n%s"
