@@ -118,12 +118,15 @@ master_check_start(struct master_check *c, const char *prog,
 		sa.sa_handler = SIG_DFL;
 		for (i = 1; i < NSIG; i++)
 			sigaction(i, &sa, NULL);
-		devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
-		/* above the targets first, then into place */
-		if (devnull < 0 ||
-		    (cfd = fcntl(cfd, F_DUPFD_CLOEXEC, 256)) < 0 ||
-		    (kfd = fcntl(kfd, F_DUPFD_CLOEXEC, 256)) < 0 ||
-		    (p[1] = fcntl(p[1], F_DUPFD_CLOEXEC, 256)) < 0 ||
+		/* above the targets first, then into place (above 4, not
+		 * far: the open-file limit may be low before the master
+		 * raises it) */
+		if ((devnull = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0 ||
+		    (devnull = fcntl(devnull, F_DUPFD_CLOEXEC, FD_CONFIG + 2)) <
+		    0 ||
+		    (cfd = fcntl(cfd, F_DUPFD_CLOEXEC, FD_CONFIG + 2)) < 0 ||
+		    (kfd = fcntl(kfd, F_DUPFD_CLOEXEC, FD_CONFIG + 2)) < 0 ||
+		    (p[1] = fcntl(p[1], F_DUPFD_CLOEXEC, FD_CONFIG + 2)) < 0 ||
 		    dup2(devnull, STDIN_FILENO) < 0 ||
 		    dup2(p[1], STDOUT_FILENO) < 0 ||
 		    dup2(cfd, FD_CONFIG) < 0 || dup2(kfd, FD_CONFIG + 1) < 0)
