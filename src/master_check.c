@@ -74,7 +74,8 @@ text_fd(const char *text, size_t len)
 
 	if (fd < 0)
 		return -1;
-	if (write_all(fd, text, len) < 0 ||
+	/* read from its start, with pread or not */
+	if (write_all(fd, text, len) < 0 || lseek(fd, 0, SEEK_SET) < 0 ||
 	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW |
 	    F_SEAL_WRITE | F_SEAL_SEAL) < 0) {
 		close(fd);
