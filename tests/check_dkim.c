@@ -430,8 +430,8 @@ START_TEST(test_unsignable)
 		    "d=Football.Example.COM;\r\n s = brisbane; b=x\r\n\r\nx\r\n",
 	};
 	static const char *const whys[] = { "2 From headers",
-	    "no From header", "", "already signed by brisbane._domainkey."
-	    "football.example.com" };
+	    "no From header", "", ("already signed by brisbane._domainkey."
+	    "football.example.com") };
 	struct dkim_signing *s = rfc8463_signing(0);
 	size_t i;
 
