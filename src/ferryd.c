@@ -29,7 +29,8 @@ usage(FILE *fp)
 	    "      --check-queue  with -n: check the queue database too\n"
 	    "                     (integrity_check; a lost WAL)\n"
 	    "  -f  configuration file (default %s)\n"
-	    "  -L  directory holding ferry-smtpd and ferry-queue\n"
+	    "  -L  directory holding the programs ferryd runs (ferry-smtpd,\n"
+	    "      ferry-queue, ferry-check...)\n"
 	    "  -p  write the master's pid to this file\n"
 	    "  -V  print the version\n", CONFIG_DEFAULT_PATH);
 }
