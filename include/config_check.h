@@ -14,5 +14,10 @@
  * line. */
 struct ferry_config *config_check(const char *path, char *err,
     size_t errlen);
+/* The same for text read from path already (NULL: read path), and the
+ * DKIM keys' bytes, as the queue runner gets them at a reload, written
+ * to keys_fd (-1: to a memfd of its own, dropped) and parsed from it. */
+struct ferry_config *config_check_text(const char *path, const char *text,
+    int keys_fd, char *err, size_t errlen);
 
 #endif

@@ -19,8 +19,6 @@
 #include <unistd.h>
 #include <sys/stat.h>
 
-#include <openssl/crypto.h>
-
 #include "credentials.h"
 #include "util.h"
 
@@ -32,7 +30,7 @@ static void
 wipe_free(char *s)
 {
 	if (s != NULL) {
-		OPENSSL_cleanse(s, strlen(s));
+		explicit_bzero(s, strlen(s));
 		free(s);
 	}
 }
@@ -387,7 +385,7 @@ credentials_load(const char *path, struct credentials *c, char *err,
 		rc = -1;
 	} else
 		rc = credentials_parse(text, path, c, err, errlen);
-	OPENSSL_cleanse(text, len);
+	explicit_bzero(text, len);
 	free(text);
 	return rc;
 }

@@ -2,7 +2,10 @@
  * master.c - the master process (ferryd).
  *
  * It runs as root and never reads network input.  It validates the
- * configuration and keeps the text it validated; sets the open-file
+ * configuration and keeps the text it validated (the checks that need
+ * OpenSSL, libxcrypt or SQLite - certificates, keys, users - are made by
+ * ferry-check, which it runs on that text: master_check.h; a reload's
+ * check runs while the event loop goes on); sets the open-file
  * limit that limits.max_connections needs, which every child inherits,
  * or refuses to start (machine_limits.h); binds every listener with a
  * backlog that follows max_connections;
@@ -96,21 +99,19 @@
 #include <sys/wait.h>
 
 #include "anvil_figures.h"
-#include "auth_users.h"
 #include "channel.h"
 #include "config.h"
-#include "dkim.h"
 #include "log.h"
 #include "log_journald.h"
 #include "master_metrics.h"
 #include "machine_limits.h"
 #include "master.h"
+#include "master_check.h"
 #include "master_token.h"
 #include "notify.h"
 #include "path_access.h"
 #include "privsep.h"
 #include "procfd.h"
-#include "tls_server.h"
 #include "util.h"
 
 #define BACKOFF_MIN_MS 1000
@@ -191,6 +192,9 @@ struct master_state {
 	size_t cfg_len;
 	int cfg_fd;                 /* sealed memfd with cfg_text */
 	uint32_t generation;
+	/* ferry-check: its path, and the check of a reload while it runs */
+	char check_path[PATH_MAX];
+	struct master_check check;
 
 	struct listener listeners[MAX_LISTENERS];
 	size_t nlisteners;
@@ -343,11 +347,15 @@ make_config_fd(const char *text, size_t len)
 	return fd;
 }
 
-/* Reads and validates the file.  NULL (and err) when it is unusable. */
+/* Reads the file and has ferry-check check the text read, waiting for
+ * its verdict (at start, before the event loop): the certificates, keys
+ * and users the workers load, and the DKIM keys (master_check.h).  NULL
+ * (and err) when it is unusable. */
 static struct ferry_config *
-read_config(const char *path, char **textp, size_t *lenp, char *err,
+read_config(struct master_state *m, char **textp, size_t *lenp, char *err,
     size_t errlen)
 {
+	const char *path = m->args->config_path;
 	struct ferry_config *cfg;
 	char *text = config_read_file(path, 1 << 20, lenp);
 
@@ -355,12 +363,16 @@ read_config(const char *path, char **textp, size_t *lenp, char *err,
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return NULL;
 	}
-	cfg = config_load(path, text, err, errlen);
-	if (cfg != NULL && (tls_server_check(cfg, err, errlen) < 0 ||
-	    auth_users_check(cfg, err, errlen) < 0)) {
-		config_free(cfg);   /* keys or users the workers cannot load */
-		cfg = NULL;
+	if (master_check_start(&m->check, m->check_path, path, text, *lenp,
+	    err, errlen) < 0)
+		return NULL;
+	if (master_check_wait(&m->check, err, errlen) < 0) {
+		master_check_clear(&m->check);
+		return NULL;
 	}
+	m->check.text = NULL;   /* ours again */
+	master_check_clear(&m->check);
+	cfg = config_load(path, text, err, errlen);
 	if (cfg == NULL) {
 		free(text);
 		return NULL;
@@ -1787,66 +1799,23 @@ set_draining(struct master_state *m, int on)
 
 /* ---------------------------------------------------------------- reload */
 
-/* The DKIM keys of the configuration, read as root, in a memfd for the
- * runner (which cannot read them after it dropped privileges); -1 when
- * there are none or one cannot be read (the runner then keeps its
- * configuration). */
-static int
-dkim_keys_fd(const struct ferry_config *cfg)
-{
-	size_t i;
-	int fd;
-
-	if (cfg->ndkim_keys == 0)
-		return -1;
-	if ((fd = memfd_create("ferry-dkim-keys", MFD_CLOEXEC)) < 0) {
-		log_error("reload: memfd: %s", strerror(errno));
-		return -1;
-	}
-	for (i = 0; i < cfg->ndkim_keys; i++) {
-		const struct dkim_key_config *kc = &cfg->dkim_keys[i];
-		char err[256], *pem = NULL;
-		struct dkim_key *k = dkim_key_load(kc->key_file, err,
-		    sizeof(err));
-		size_t len = 0;
-		int ok;
-
-		if (k != NULL)
-			pem = dkim_key_pem(k, &len);
-		ok = pem != NULL && write_all(fd, pem, len) == 0;
-		if (pem != NULL) {
-			explicit_bzero(pem, len);
-			free(pem);
-		}
-		dkim_key_free(k);
-		if (!ok) {
-			log_error("reload: dkim_key \"%s\": key_file %s: %s",
-			    kc->name, kc->key_file, k == NULL ? err :
-			    "cannot be copied for the queue runner");
-			close(fd);
-			return -1;
-		}
-	}
-	return fd;
-}
-
 /* Hands the runner the new configuration, so routes, retry schedule and
- * limits apply to mail already queued without restarting it. */
+ * limits apply to mail already queued without restarting it; with the
+ * DKIM keys' bytes that ferry-check copied as root into keys (and parsed
+ * as the runner will: the runner cannot read the key files itself). */
 static void
-tell_runner_reload(struct master_state *m)
+tell_runner_reload(struct master_state *m, int keys)
 {
 	struct ipc_out *note;
-	int keys;
 
 	if (m->runner_pid <= 0)
 		return;   /* a runner started later reads the new file */
-	if ((keys = dkim_keys_fd(m->cfg)) >= 0) {
+	if (m->cfg->ndkim_keys > 0 && keys >= 0) {
 		(void)channel_begin(&m->to_runner, IMSG_NOTE_DKIM_KEYS);
 		/* one descriptor in flight at a time: sent before the
 		 * configuration's */
 		if (channel_end_fd(&m->to_runner, keys) == 0)
 			(void)channel_flush(&m->to_runner);
-		close(keys);
 	}
 	(void)channel_begin(&m->to_runner, IMSG_NOTE_RELOAD);
 	if (channel_end_fd(&m->to_runner, m->cfg_fd) < 0 ||
@@ -2021,19 +1990,92 @@ tell_anvil_reload(struct master_state *m)
 		    m->to_anvil.error);
 }
 
+/* SIGHUP: reads the file and starts ferry-check on it; the event loop
+ * watches the check (reload_check_progress) and the reload is applied
+ * (apply_reload) or refused when it ends.  A SIGHUP while a check runs
+ * has the file read and checked again when that check ends: the last
+ * file asked for is the one applied.  Ends with notify_ready() unless a
+ * check is under way. */
 static void
 reload(struct master_state *m)
 {
+	const char *path = m->args->config_path;
+	char err[1024], *text;
+	size_t len = 0;
+
+	if (m->check.pid > 0) {
+		m->check.again = 1;
+		log_info("reload: a check of the file is under way; the file "
+		    "is read again when it ends");
+		return;
+	}
+	if ((text = config_read_file(path, 1 << 20, &len)) == NULL) {
+		log_error("reload refused: %s: %s; keeping the running "
+		    "configuration", path, strerror(errno));
+		notify_ready();
+		return;
+	}
+	if (master_check_start(&m->check, m->check_path, path, text, len,
+	    err, sizeof(err)) < 0) {
+		log_error("reload refused: %s; keeping the running "
+		    "configuration", err);
+		notify_ready();
+		return;
+	}
+	log_debug("reload: checking %s (ferry-check pid %ld)", path,
+	    (long)m->check.pid);
+}
+
+static void apply_reload(struct master_state *m, char *text, size_t len,
+    int keys);
+
+/* The check of a reload: what its checker wrote, or its deadline. */
+static void
+reload_check_progress(struct master_state *m)
+{
+	char err[1024];
+	int rc;
+
+	if (m->shutting_down) {
+		master_check_clear(&m->check);
+		return;
+	}
+	if ((rc = master_check_poll(&m->check, err, sizeof(err))) > 0)
+		return;
+	if (m->check.again) {
+		master_check_clear(&m->check);
+		reload(m);
+		return;
+	}
+	if (rc < 0) {
+		log_error("reload refused: %s; keeping the running "
+		    "configuration", err);
+	} else {
+		char *text = m->check.text;
+
+		m->check.text = NULL;   /* apply_reload takes it */
+		apply_reload(m, text, m->check.len, m->check.keys_fd);
+	}
+	master_check_clear(&m->check);
+	notify_ready();
+}
+
+/* Applies the text ferry-check passed; keys holds the DKIM keys' copy
+ * for the runner.  Takes text. */
+static void
+apply_reload(struct master_state *m, char *text, size_t len, int keys)
+{
 	struct listener fresh[MAX_LISTENERS];
 	struct ferry_config *cfg;
-	char err[1024], *text = NULL;
-	size_t len = 0, i, j;
+	char err[1024];
+	size_t i, j;
 	int fd;
 
-	cfg = read_config(m->args->config_path, &text, &len, err, sizeof(err));
+	cfg = config_load(m->args->config_path, text, err, sizeof(err));
 	if (cfg == NULL) {
 		log_error("reload refused: %s; keeping the running "
 		    "configuration", err);
+		free(text);
 		return;
 	}
 	if (strcmp(cfg->spool_dir, m->cfg->spool_dir) != 0 ||
@@ -2117,7 +2159,7 @@ reload(struct master_state *m)
 		}
 	m->agent_backoff.streak = 0;
 	m->agent_backoff.not_before = 0;
-	tell_runner_reload(m);
+	tell_runner_reload(m, keys);
 	tell_anvil_reload(m);
 	/* ferry-resolve reads the new file (and resolv.conf) when it
 	 * starts; the next worker that asks starts it again while
@@ -2304,6 +2346,7 @@ master(const struct master_args *args)
 	size_t i;
 
 	memset(m, 0, sizeof(*m));
+	m->check.verdict_fd = m->check.keys_fd = -1;
 	m->args = args;
 	m->log_rd = m->log_wr = -1;
 	m->generation = 1;
@@ -2317,8 +2360,9 @@ master(const struct master_args *args)
 
 	log_init("ferryd", args->foreground ? LOG_TO_STDERR : LOG_TO_SYSLOG,
 	    0);
-	m->cfg = read_config(args->config_path, &m->cfg_text, &m->cfg_len,
-	    err, sizeof(err));
+	master_check_program(args->libexec_dir, m->check_path,
+	    sizeof(m->check_path));
+	m->cfg = read_config(m, &m->cfg_text, &m->cfg_len, err, sizeof(err));
 	if (m->cfg == NULL)
 		log_fatal("%s", err);
 	log_set_format((enum log_format)m->cfg->log_format);
@@ -2414,7 +2458,7 @@ master(const struct master_args *args)
 	}
 
 	for (;;) {
-		struct pollfd pfd[10 + MAX_LISTENERS];
+		struct pollfd pfd[11 + MAX_LISTENERS];
 		size_t n = 0;
 		int64_t wait = 1000;
 		unsigned char sigs[64];
@@ -2423,6 +2467,7 @@ master(const struct master_args *args)
 		size_t at_status, at_metrics = SIZE_MAX, at_anvil, at_runner;
 		size_t at_log = SIZE_MAX, at_token = SIZE_MAX;
 		size_t at_anvil_wanted = SIZE_MAX, at_resolve_wanted = SIZE_MAX;
+		size_t at_check = SIZE_MAX;
 
 		if (m->shutting_down && m->nchildren == 0) {
 			/* the workers are gone: nobody asks anvil now */
@@ -2539,6 +2584,16 @@ master(const struct master_args *args)
 				wait = d;
 			}
 		}
+		if (m->check.pid > 0 && !m->shutting_down) {
+			/* a reload's check: its verdict, or its deadline */
+			int64_t d = m->check.deadline - now_ms();
+
+			at_check = n;
+			pfd[n].fd = m->check.verdict_fd;
+			pfd[n++].events = POLLIN;
+			if (d < wait)
+				wait = d < 1 ? 1 : d;
+		}
 		if (m->shutting_down) {
 			for (i = 0; i < m->nlisteners; i++) {
 				pfd[n].fd = m->listeners[i].fd;
@@ -2621,9 +2676,10 @@ master(const struct master_args *args)
 					break;
 				case SIGHUP:
 					if (!m->shutting_down) {
+						/* reload says ready when
+						 * its check has ended */
 						notify_reloading();
 						reload(m);
-						notify_ready();
 					}
 					break;
 				case SIGTERM:
@@ -2645,6 +2701,10 @@ master(const struct master_args *args)
 			read_status(m);
 		if (pfd[at_runner].revents != 0)
 			read_runner_notes(m);
+		if (m->check.pid > 0 && (m->shutting_down ||
+		    (at_check != SIZE_MAX && pfd[at_check].revents != 0) ||
+		    now_ms() >= m->check.deadline))
+			reload_check_progress(m);
 		if (pfd[at_anvil].revents != 0)
 			read_anvil_notes(m);
 		if (at_token != SIZE_MAX && pfd[at_token].revents != 0)
@@ -2696,6 +2756,7 @@ master(const struct master_args *args)
 	channel_free(&m->to_anvil);
 	channel_free(&m->status);
 	channel_free(&m->to_runner);
+	master_check_clear(&m->check);
 	free(m->children);
 	free(m->cfg_text);
 	config_free(m->cfg);

@@ -11,11 +11,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/mman.h>
 
 #include <openssl/evp.h>
 
+#include "child.h"
 #include "config.h"
 #include "dkim.h"
+#include "dkim_copy.h"
 #include "dkim_canon.h"
 
 struct out {
@@ -204,6 +208,101 @@ START_TEST(test_keys)
 }
 END_TEST
 
+/* path holding len bytes of text. */
+static void
+write_key_file(const char *path, const char *text, size_t len)
+{
+	FILE *fp = fopen(path, "w");
+
+	ck_assert_ptr_nonnull(fp);
+	ck_assert_uint_eq(fwrite(text, 1, len, fp), len);
+	ck_assert_int_eq(fclose(fp), 0);
+}
+
+/* The key files' bytes, copied one after another for the runner, read
+ * back as the runner reads them: each key in configuration order, a
+ * file without a final newline included; a file that cannot be read is
+ * named with its key. */
+START_TEST(test_keys_copy)
+{
+	char dir[] = "/tmp/check_dkim.XXXXXX", ed[64], rsa[64], err[512];
+	struct dkim_key_config kc[2];
+	struct ferry_config cfg;
+	struct dkim_signing *s;
+	struct dkim_key *k;
+	char *pem, *copy;
+	size_t len = 0;
+	int fd;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(ed, sizeof(ed), "%s/ed.pem", dir);
+	snprintf(rsa, sizeof(rsa), "%s/rsa.pem", dir);
+	/* Ed25519 without its last newline */
+	write_key_file(ed, rfc8463_key, strlen(rfc8463_key) - 1);
+	k = dkim_key_generate(DKIM_RSA_SHA256, 2048, err, sizeof(err));
+	ck_assert_ptr_nonnull(k);
+	pem = dkim_key_pem(k, &len);
+	write_key_file(rsa, pem, len);
+	free(pem);
+	dkim_key_free(k);
+
+	memset(&cfg, 0, sizeof(cfg));
+	memset(kc, 0, sizeof(kc));
+	kc[0].name = "rsa";
+	kc[0].domain = "example.org";
+	kc[0].selector = "r";
+	kc[0].key_file = rsa;
+	kc[1].name = "ed";
+	kc[1].domain = "example.org";
+	kc[1].selector = "e";
+	kc[1].key_file = ed;
+	cfg.dkim_keys = kc;
+	cfg.ndkim_keys = 2;
+
+	fd = memfd_create("keys", MFD_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(dkim_keys_copy(&cfg, fd, err, sizeof(err)), 0);
+	copy = child_read_config_fd(fd);
+	ck_assert_ptr_nonnull(copy);
+	/* the bytes as they are in the files: unparsed */
+	ck_assert(strncmp(copy, "-----BEGIN PRIVATE KEY-----", 27) == 0);
+	ck_assert(strstr(copy, rfc8463_key) != NULL);
+	s = dkim_signing_new(&cfg, copy, strlen(copy), err, sizeof(err));
+	ck_assert_msg(s != NULL, "%s", err);
+	ck_assert_uint_eq(s->nsigners, 2);
+	ck_assert_int_eq(dkim_key_alg(s->signers[0].key), DKIM_RSA_SHA256);
+	ck_assert_int_eq(dkim_key_alg(s->signers[1].key),
+	    DKIM_ED25519_SHA256);
+	dkim_signing_free(s);
+	free(copy);
+	close(fd);
+
+	/* a file gone: the key and its file are named */
+	ck_assert_int_eq(unlink(ed), 0);
+	fd = memfd_create("keys", MFD_CLOEXEC);
+	ck_assert_int_eq(dkim_keys_copy(&cfg, fd, err, sizeof(err)), -1);
+	ck_assert_msg(strstr(err, "dkim_key \"ed\"") != NULL &&
+	    strstr(err, ed) != NULL && strstr(err, "No such file") != NULL,
+	    "%s", err);
+	close(fd);
+	/* a key changed into junk: the copy goes, the runner's reading of
+	 * it refuses it (and keeps what it has) */
+	write_key_file(ed, "junk\n", 5);
+	fd = memfd_create("keys", MFD_CLOEXEC);
+	ck_assert_int_eq(dkim_keys_copy(&cfg, fd, err, sizeof(err)), 0);
+	copy = child_read_config_fd(fd);
+	ck_assert_ptr_null(dkim_signing_new(&cfg, copy, strlen(copy), err,
+	    sizeof(err)));
+	ck_assert_msg(strstr(err, "dkim_key \"ed\"") != NULL &&
+	    strstr(err, "not a PEM private key") != NULL, "%s", err);
+	free(copy);
+	close(fd);
+	unlink(ed);
+	unlink(rsa);
+	rmdir(dir);
+}
+END_TEST
+
 /* A signing set of one key for football.example.com, selector brisbane. */
 static struct dkim_signing *
 rfc8463_signing(int64_t expire)
@@ -363,6 +462,7 @@ main(void)
 	tcase_add_test(tc, test_header_split);
 	tcase_add_test(tc, test_from_domain);
 	tcase_add_test(tc, test_keys);
+	tcase_add_test(tc, test_keys_copy);
 	tcase_add_test(tc, test_sign_rfc8463_message);
 	tcase_add_test(tc, test_unsignable);
 	tcase_set_timeout(tc, 30);

@@ -542,7 +542,7 @@ class RunnerDownTest(DamageCase):
     answered."""
 
     PROGRAMS = ("ferryd", "ferry-smtpd", "ferry-queue", "ferry-deliver",
-                "ferry-anvil")
+                "ferry-anvil", "ferry-check")
 
     def setUp(self):
         super().setUp()

@@ -67,9 +67,12 @@ check "spool/queue 0700 ferry:ferry" test "$(mode_owner /var/spool/ferry/queue)"
 check "spool/smtpd 0755 root:root" test "$(mode_owner /var/spool/ferry/smtpd)" = "755 root:root"
 for f in /usr/sbin/ferryd /usr/sbin/ferryctl /usr/sbin/ferry-sendmail \
     /usr/libexec/ferry/ferry-smtpd /usr/libexec/ferry/ferry-queue \
-    /usr/libexec/ferry/ferry-deliver /usr/libexec/ferry/ferry-token; do
+    /usr/libexec/ferry/ferry-deliver /usr/libexec/ferry/ferry-token \
+    /usr/libexec/ferry/ferry-check; do
 	check "$f" test -x "$f"
 done
+check "ferryd links neither OpenSSL nor SQLite (ferry-check does)" sh -c \
+    "! ldd /usr/sbin/ferryd | grep -qE 'libcrypto|libssl|libsqlite3'"
 check "/etc/ferry/ferry.conf is a conffile" sh -c \
     "dpkg-query -W -f='\${Conffiles}' ferry | grep -q ' /etc/ferry/ferry.conf '"
 check "unit file" grep -q '^Type=notify' /lib/systemd/system/ferry.service
