@@ -67,6 +67,12 @@ int store_salvage_import(struct store *st, const char *damaged,
 /* Group commit: store_begin opens the write transaction when none is open;
  * store_commit makes it durable (returns 0) or rolls it back (-1). */
 int store_begin(struct store *st);
+/* A read transaction for a run of queries (one snapshot, one lock
+ * instead of one per statement) when none is open; store_end_read ends
+ * it.  A store_begin meanwhile ends it and opens the write transaction
+ * afresh (a read is never upgraded).  0 or -1. */
+int store_begin_read(struct store *st);
+int store_end_read(struct store *st);
 int store_commit(struct store *st);
 /* The same, without waiting for the disk: for a transaction that nothing
  * is acknowledged on (see the durability stance in store_sqlite.c). */

@@ -1306,8 +1306,12 @@ run_loop(struct runner *r)
 		check_space(r, 0);
 		store_health_tick(&r->health, now_ms());
 		check_stall(r);
-		if (may_dispatch(r))
+		if (may_dispatch(r)) {
+			/* its queries share one read transaction */
+			(void)store_begin_read(r->st);
 			scheduler_run(r->sched);
+			(void)store_end_read(r->st);
+		}
 		prune_history(r);
 		group_commit(r);
 		r->agents_less_in = tell_master_agents(r);

@@ -89,6 +89,7 @@ enum stmt_id {
 	S_HIST_MSG,
 	S_HIST_RCPT,
 	S_HIST_ATTEMPT,
+	S_BEGIN_READ,
 	S_NSTMT
 };
 
@@ -164,6 +165,7 @@ static const char *const stmt_sql[S_NSTMT] = {
 	    " a.reply FROM history_new_rcpt h JOIN attempt a"
 	    " ON a.recipient_id = h.src_rcpt WHERE h.id BETWEEN ?2 AND ?3"
 	    " ORDER BY a.id",
+	[S_BEGIN_READ] = "BEGIN DEFERRED",
 };
 
 enum dstmt_id { D_DUE, D_NEXT_DUE, D_CHUNK, D_RCPT_UPDATE, D_ATTEMPT,
@@ -187,6 +189,8 @@ struct store {
 	int bulk_fn;              /* ferry_bulk_take() is registered */
 	const struct store_bulk *bulk;   /* the bulk deferral under way */
 	int64_t history_staged;   /* messages in history_new_* (at least) */
+	int reading;              /* the open transaction is store_begin_read's
+	                             and has not written */
 };
 
 static void
@@ -994,11 +998,43 @@ int
 store_begin(struct store *st)
 {
 	st->err[0] = '\0';
+	if (!sqlite3_get_autocommit(st->db)) {
+		if (!st->reading)
+			return 0;
+		/* a write never upgrades a read: it starts afresh */
+		if (store_end_read(st) < 0)
+			return -1;
+	}
+	st->reading = 0;
+	st->changes_at_begin = sqlite3_total_changes64(st->db);
+	st->changes_streaming = 0;
+	return exec_stmt(st, S_BEGIN, "begin");
+}
+
+int
+store_begin_read(struct store *st)
+{
+	st->err[0] = '\0';
 	if (!sqlite3_get_autocommit(st->db))
 		return 0;
 	st->changes_at_begin = sqlite3_total_changes64(st->db);
 	st->changes_streaming = 0;
-	return exec_stmt(st, S_BEGIN, "begin");
+	if (exec_stmt(st, S_BEGIN_READ, "begin") < 0)
+		return -1;
+	st->reading = 1;
+	return 0;
+}
+
+int
+store_end_read(struct store *st)
+{
+	if (!st->reading)
+		return 0;
+	if (!sqlite3_get_autocommit(st->db) &&
+	    exec_stmt(st, S_COMMIT, "end of reads") < 0)
+		return -1;   /* still reading: the next store_begin tries again */
+	st->reading = 0;
+	return 0;
 }
 
 /* The WAL's own file, synced: what makes the commits in it durable. */
@@ -1023,6 +1059,7 @@ static int
 commit(struct store *st, int durable)
 {
 	st->err[0] = '\0';
+	st->reading = 0;
 	if (sqlite3_get_autocommit(st->db))
 		return 0;
 	if (wal_mark(st) == 0 && exec_stmt(st, S_COMMIT, "commit") == 0) {
@@ -1101,6 +1138,7 @@ store_rollback(struct store *st)
 	/* The error that led here stays readable through store_errmsg. */
 	if (st->history_staged == 0)
 		st->history_staged = 1;   /* unknown now: the next move looks */
+	st->reading = 0;
 	if (!sqlite3_get_autocommit(st->db)) {
 		sqlite3_step(st->stmt[S_ROLLBACK]);
 		done(st->stmt[S_ROLLBACK]);

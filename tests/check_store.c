@@ -897,6 +897,42 @@ START_TEST(test_rollback_leaves_nothing)
 }
 END_TEST
 
+/* store_begin_read: one read transaction for a run of queries; a write
+ * meanwhile starts a write transaction afresh instead of upgrading the
+ * read, so a commit another connection made in between cannot make it
+ * fail (an upgraded read would get SQLITE_BUSY_SNAPSHOT). */
+START_TEST(test_read_transaction_never_upgraded)
+{
+	struct store *st = open_store();
+	sqlite3 *other = peek_open();
+	double tokens = 0, stamp = 0;
+
+	ck_assert_int_eq(store_begin_read(st), 0);
+	ck_assert(store_in_transaction(st));
+	ck_assert(!store_has_writes(st));
+	ck_assert_int_eq(store_route_quota_get(st, "r", 3, &tokens, &stamp),
+	    0);
+	/* another connection commits after the read began */
+	ck_assert_int_eq(sqlite3_exec(other, "CREATE TABLE elsewhere (x);"
+	    "INSERT INTO elsewhere VALUES (1)", NULL, NULL, NULL), SQLITE_OK);
+	ck_assert_int_eq(store_begin(st), 0);
+	ck_assert_int_eq(store_route_quota_put(st, "r", 3, 5, 100), 0);
+	ck_assert(store_has_writes(st));
+	ck_assert_int_eq(store_commit(st), 0);
+	ck_assert(!store_in_transaction(st));
+	/* a read with nothing written ends and leaves no transaction */
+	ck_assert_int_eq(store_begin_read(st), 0);
+	ck_assert_int_eq(store_route_quota_get(st, "r", 3, &tokens, &stamp),
+	    1);
+	ck_assert(tokens == 5);
+	ck_assert_int_eq(store_end_read(st), 0);
+	ck_assert(!store_in_transaction(st));
+	ck_assert_int_eq(store_end_read(st), 0);
+	sqlite3_close(other);
+	store_close(st);
+}
+END_TEST
+
 START_TEST(test_commit_survives_reopen)
 {
 	struct store *st = open_store();
@@ -2942,6 +2978,7 @@ store_suite(void)
 	tc = new_tcase("transactions");
 	tcase_add_test(tc, test_rollback_leaves_nothing);
 	tcase_add_test(tc, test_commit_survives_reopen);
+	tcase_add_test(tc, test_read_transaction_never_upgraded);
 	tcase_add_test(tc, test_begin_commit_idempotent);
 	tcase_add_test(tc, test_write_needs_transaction);
 	tcase_add_test(tc, test_failure_keeps_transaction);
