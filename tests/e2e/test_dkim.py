@@ -117,13 +117,7 @@ class DkimCase(ft.FerryTestCase):
                       delivery={"retry_schedule": [1],
                                 "connect_timeout": 5}, **opts)
         d.extra = extra
-        d.start()
-
-        def cleanup():
-            self.dump_logs_if_failed(d)
-            d.stop()
-        self.addCleanup(cleanup)
-        return d
+        return self.started(d)
 
     def both_keys(self, **kw):
         return (key_section("rsa", "example.org", "rsa1", self.rsa, **kw) +

@@ -50,13 +50,7 @@ class HelpersOnDemandTest(ft.FerryTestCase):
                                "retry_schedule": [1]},
                      limits=dict(limits or LIMITS), **options)
         d.quiet_start = True
-        d.start()
-
-        def cleanup():
-            self.dump_logs_if_failed(d)
-            d.stop()
-        self.addCleanup(cleanup)
-        return d
+        return self.started(d)
 
     def helpers(self, d):
         return d.anvils(), d.resolvers()

@@ -77,13 +77,7 @@ class MasterCheckTest(ft.FerryTestCase):
     def start(self):
         d = ExtraFerry()
         d.extra = key_section("good", self.key)
-        d.start()
-
-        def cleanup():
-            self.dump_logs_if_failed(d)
-            d.stop()
-        self.addCleanup(cleanup)
-        return d
+        return self.started(d)
 
     def generation(self, d):
         doc = d.ctl_json("status")

@@ -953,7 +953,13 @@ class FerryTestCase(unittest.TestCase):
     def start_ferry(self, **options):
         """A daemon of this test only, stopped at cleanup (its log tail is
         printed if the test failed)."""
-        d = Ferry(**options).start()
+        return self.started(Ferry(**options))
+
+    def started(self, d):
+        """Starts the daemon d (a Ferry, or one of a subclass, set up as
+        the test needs) and stops it at cleanup, printing its log tail if
+        the test failed."""
+        d.start()
 
         def cleanup():
             self.dump_logs_if_failed(d)
