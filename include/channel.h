@@ -84,6 +84,9 @@ int channel_fill(struct channel *ch);
  * next call on ch), 0 when none is complete, -1 on a violation (logged,
  * channel closed). */
 int channel_next(struct channel *ch, struct ipc_in *in);
+/* Nonzero when a whole frame waits in the read buffer (channel_next
+ * would return it without reading). */
+int channel_has_frame(const struct channel *ch);
 /* The descriptor that came with the frame channel_next just returned
  * (a CHANNEL_RULE_FD type); the caller owns it.  -1 when none. */
 int channel_take_fd(struct channel *ch);

@@ -92,5 +92,8 @@ void job_result_all(struct job_ctx *x, int with_accepted, uint32_t status,
     const char *dsn, const char *reply, const char *relay, const char *tls);
 /* The next JOB_DATA chunk, or NULL at JOB_END. */
 const uint8_t *job_next_chunk(struct job_ctx *x, size_t *len);
+/* Nonzero when the next chunk (or the end) is at hand: the next
+ * job_next_chunk will not wait for the runner. */
+int job_chunk_ready(const struct job_ctx *x);
 
 #endif

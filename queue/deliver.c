@@ -242,6 +242,12 @@ job_result_all(struct job_ctx *x, int with_accepted, uint32_t status,
 /* --- the message body --------------------------------------------------- */
 
 /* The next JOB_DATA chunk, or NULL at JOB_END. */
+int
+job_chunk_ready(const struct job_ctx *x)
+{
+	return x->data_done || channel_has_frame(&x->ag->runner.ch);
+}
+
 const uint8_t *
 job_next_chunk(struct job_ctx *x, size_t *len)
 {

@@ -36,8 +36,9 @@
 #define BODY_WRITE 65536          /* stuffed body bytes gathered per write */
 
 /* The body as it goes out: dot-stuffing state, the last two bytes, and
- * the stuffed bytes not yet written (out[0..olen)): the last of them go
- * out with the end of data, a small message in one write. */
+ * the stuffed bytes not yet written (out[0..olen)): written when
+ * BODY_WRITE bytes are gathered or the next chunk is not yet at hand,
+ * else with the end of data, so a small message is one write. */
 struct body_out {
 	char *out;
 	size_t cap, olen;
@@ -175,7 +176,13 @@ send_body(struct job_ctx *x, struct smtp_conn *c)
 
 	if (holding)
 		hdr = xmalloc(FROM_REWRITE_MAX_HEADER);
-	while ((p = body_next(x, &pos, &len)) != NULL) {
+	for (;;) {
+		/* what is gathered goes out before the runner is waited for:
+		 * a big message streams, a small one is one write */
+		if (b.olen > 0 && !x->body_kept && !job_chunk_ready(x))
+			body_write(x, c, &b, NULL, 0, "sending message body");
+		if ((p = body_next(x, &pos, &len)) == NULL)
+			break;
 		if (holding) {
 			size_t take = FROM_REWRITE_MAX_HEADER - hlen, end;
 

@@ -225,6 +225,18 @@ channel_fill(struct channel *ch)
 }
 
 int
+channel_has_frame(const struct channel *ch)
+{
+	size_t avail = ch->rlen - ch->roff, plen;
+	int type;
+
+	if (ch->fd < 0 || avail == 0)
+		return 0;
+	return ipc_header(ch->rbuf + ch->roff, avail, &type, &plen) > 0 &&
+	    avail >= IPC_HEADER_SIZE + plen;
+}
+
+int
 channel_next(struct channel *ch, struct ipc_in *in)
 {
 	const struct channel_rule *rule;
