@@ -87,6 +87,9 @@ int channel_next(struct channel *ch, struct ipc_in *in);
 /* Nonzero when a whole frame waits in the read buffer (channel_next
  * would return it without reading). */
 int channel_has_frame(const struct channel *ch);
+/* Frees the read buffers idle channels gave back for the next reads
+ * (up to 8 of up to 256 KiB in a process): for a process at rest. */
+void channel_spares_free(void);
 /* The descriptor that came with the frame channel_next just returned
  * (a CHANNEL_RULE_FD type); the caller owns it.  -1 when none. */
 int channel_take_fd(struct channel *ch);

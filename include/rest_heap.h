@@ -32,8 +32,8 @@ void rest_heap_init(struct rest_heap *rh, int64_t now);
 void rest_heap_busy(struct rest_heap *rh, int64_t now);
 /* 1, once per quiet spell, when quiet for REST_HEAP_QUIET_MS. */
 int rest_heap_due(const struct rest_heap *rh, int64_t now);
-/* Returns every free page of the heap (malloc_trim(0)) and marks the
- * spell as done. */
+/* Frees the channels' spare read buffers, returns every free page of
+ * the heap (malloc_trim(0)) and marks the spell as done. */
 void rest_heap_give_back(struct rest_heap *rh);
 
 #endif

@@ -9,5 +9,8 @@
  * sqlite3_open_v2, or NULL when it cannot (then open with the default:
  * only the write pattern differs). */
 const char *wal_gather_vfs(void);
+/* Frees the buffers of WAL files with nothing gathered: for a process at
+ * rest (the next commit allocates again). */
+void wal_gather_release(void);
 
 #endif

@@ -1425,6 +1425,11 @@ queue(const struct child_args *a)
 	r.conns = xcalloc(MAX_CONNS, sizeof(*r.conns));
 	check_space(&r, 1);
 	announce_state(&r);
+	/* what start-up used (opening and checking the database, recovery)
+	 * goes back before the first wait, not after the first quiet spell */
+	if (r.st != NULL)
+		store_release_memory(r.st);
+	rest_heap_give_back(&r.rest);
 	run_loop(&r);
 
 	/* Shutdown: finish what completed, drop the rest. */

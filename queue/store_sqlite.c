@@ -1155,6 +1155,7 @@ void
 store_release_memory(struct store *st)
 {
 	(void)sqlite3_db_release_memory(st->db);
+	wal_gather_release();
 }
 
 int

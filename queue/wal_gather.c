@@ -31,6 +31,7 @@
 #define GATHER_MAX (1024 * 1024)  /* bytes held at most before a write */
 #define FRAME_HEADER 24           /* a WAL frame's header (SQLite's format) */
 #define WRITE_PIECE (124 * 1024)  /* bytes per write of the wrapped VFS */
+#define GATHER_KEEP (128 * 1024)  /* a buffer kept between commits, at most */
 
 /* One open file: the wrapped one follows this struct in the same
  * allocation (szOsFile is ours plus the wrapped VFS's). */
@@ -76,6 +77,12 @@ flush(struct gfile *f)
 	}
 	f->len = 0;
 	f->commit_next = 0;
+	if (f->cap > GATHER_KEEP) {
+		/* a big transaction's buffer is not kept for the next */
+		free(f->buf);
+		f->buf = NULL;
+		f->cap = 0;
+	}
 	return rc;
 }
 
@@ -426,6 +433,19 @@ g_current_time64(sqlite3_vfs *vfs, sqlite3_int64 *out)
 {
 	(void)vfs;
 	return real_vfs()->xCurrentTimeInt64(real_vfs(), out);
+}
+
+void
+wal_gather_release(void)
+{
+	struct gfile *f;
+
+	for (f = wal_files; f != NULL; f = f->next)
+		if (f->len == 0) {
+			free(f->buf);
+			f->buf = NULL;
+			f->cap = 0;
+		}
 }
 
 const char *

@@ -59,6 +59,13 @@ release_rbuf(struct channel *ch)
 	ch->rcap = 0;
 }
 
+void
+channel_spares_free(void)
+{
+	while (nspare > 0)
+		free(spare[--nspare].buf);
+}
+
 /* An empty channel takes a spare buffer of at least want bytes, if any. */
 static void
 take_spare(struct channel *ch, size_t want)

@@ -6,6 +6,7 @@
 
 #include <malloc.h>
 
+#include "channel.h"
 #include "rest_heap.h"
 
 void
@@ -31,6 +32,7 @@ rest_heap_due(const struct rest_heap *rh, int64_t now)
 void
 rest_heap_give_back(struct rest_heap *rh)
 {
+	channel_spares_free();   /* read buffers kept for the next reads */
 #ifdef HAVE_MALLOC_TRIM
 	(void)malloc_trim(0);
 #endif

@@ -5,7 +5,8 @@
  * commit's frames are one write (or 124 KiB pieces), a second
  * connection reads what was committed, and a write the file system
  * refuses (a file size limit standing in for a full disk) fails the
- * COMMIT itself, leaving the database as it was and usable after.
+ * COMMIT itself, leaving the database as it was and usable after; the
+ * buffers let go at rest come back for the next commit.
  */
 #include <check.h>
 #include <signal.h>
@@ -299,6 +300,27 @@ START_TEST(test_refused_write_fails_the_commit)
 }
 END_TEST
 
+START_TEST(test_release_at_rest)
+{
+	sqlite3 *db = open_db(wal_gather_vfs());
+
+	/* a big commit, then its buffer let go at rest: the next commits
+	 * gather into a new one, still one write each */
+	ck_assert_int_eq(insert_rows(db, 100, 4000), SQLITE_OK);
+	wal_gather_release();
+	wal_gather_release();
+	wal_writes = 0;
+	ck_assert_int_eq(insert_rows(db, 10, 3000), SQLITE_OK);
+	ck_assert_int_eq(wal_writes, 1);
+	wal_gather_release();
+	ck_assert_int_eq(insert_rows(db, 10, 3000), SQLITE_OK);
+	ck_assert_int_eq(wal_writes, 2);
+	ck_assert_int_eq(count_rows(db), 120);
+	sqlite3_close(db);
+	wal_gather_release();   /* no WAL file open any more */
+}
+END_TEST
+
 static Suite *
 wal_gather_suite(void)
 {
@@ -309,6 +331,7 @@ wal_gather_suite(void)
 	tcase_add_test(tc, test_commit_is_one_write);
 	tcase_add_test(tc, test_big_commit_in_pieces);
 	tcase_add_test(tc, test_refused_write_fails_the_commit);
+	tcase_add_test(tc, test_release_at_rest);
 	suite_add_tcase(s, tc);
 	return s;
 }
