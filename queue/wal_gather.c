@@ -31,7 +31,6 @@
 #define GATHER_MAX (1024 * 1024)  /* bytes held at most before a write */
 #define FRAME_HEADER 24           /* a WAL frame's header (SQLite's format) */
 #define WRITE_PIECE (124 * 1024)  /* bytes per write of the wrapped VFS */
-#define GATHER_KEEP (128 * 1024)  /* a buffer kept between commits, at most */
 
 /* One open file: the wrapped one follows this struct in the same
  * allocation (szOsFile is ours plus the wrapped VFS's). */
@@ -77,12 +76,6 @@ flush(struct gfile *f)
 	}
 	f->len = 0;
 	f->commit_next = 0;
-	if (f->cap > GATHER_KEEP) {
-		/* a big transaction's buffer is not kept for the next */
-		free(f->buf);
-		f->buf = NULL;
-		f->cap = 0;
-	}
 	return rc;
 }
 
