@@ -45,6 +45,10 @@ struct intake_client {
 	                                     note: what each route's
 	                                     upstream offers */
 	int64_t opened_ms;   /* when it was connected (now_ms() clock) */
+	int just_asked;      /* COMMIT was written this turn: its answer
+	                        cannot be read before poll says so */
+	uint64_t quiet_turn; /* the event loop's turn in which the socket
+	                        was seen empty (intake_turn_begin) */
 };
 
 /* How long a new connection may wait for the runner's first note before
@@ -80,6 +84,9 @@ void intake_abort(struct intake_client *ic, int64_t deadline);
  * (the connection is then closed). */
 int intake_send_begin(struct intake_client *ic, const struct envelope *env);
 int intake_send_data(struct intake_client *ic, const void *buf, size_t len);
+/* The same frame queued without writing: the COMMIT that follows it
+ * writes both, so a small message's end is one write to the runner. */
+int intake_hold_data(struct intake_client *ic, const void *buf, size_t len);
 int intake_send_commit(struct intake_client *ic, uint64_t size);
 void intake_send_abort(struct intake_client *ic);
 int intake_flush(struct intake_client *ic);
@@ -96,6 +103,16 @@ size_t intake_unsent(const struct intake_client *ic);
 /* Nonzero when the connection is open with nothing in flight either
  * way, so that another session of the worker may use it. */
 int intake_reusable(struct intake_client *ic);
+/* An event loop that polls the connections for POLLIN while nothing is
+ * in flight need not read them speculatively: it calls
+ * intake_turn_begin after every poll, and intake_quiet for each
+ * connection poll watched for POLLIN and found nothing on.  Until the
+ * next turn, reading notes from such a connection (or from one read
+ * empty this turn) is skipped: what comes meanwhile is what would have
+ * come just after the read, and the next poll reports it.  A process
+ * that never calls intake_turn_begin always reads. */
+void intake_turn_begin(void);
+void intake_quiet(struct intake_client *ic);
 /* Reads the notes the runner pushed, never waiting nor connecting:
  * while nothing is in flight (not between BEGIN and its answer, nor
  * COMMIT and its). */

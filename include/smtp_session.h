@@ -83,6 +83,11 @@ int smtp_session_fd(const struct smtp_session *s);
  * it for (smtp_session_queue_events), else -1. */
 int smtp_session_queue_fd(const struct smtp_session *s);
 short smtp_session_queue_events(const struct smtp_session *s);
+/* After poll, for its connection to the runner as polled (events) and
+ * what poll said (revents): nothing on it marks it quiet for this turn
+ * (intake_quiet); a note between transactions is read at once. */
+void smtp_session_queue_polled(struct smtp_session *s, short events,
+    short revents);
 /* Nonzero when it stopped with work left that poll would not announce
  * (its turn was up, or TLS holds decrypted input): run it again soon. */
 int smtp_session_more(const struct smtp_session *s);

@@ -37,6 +37,10 @@ static const struct channel_rule runner_may_send[] = {
 
 /* An answer is a short string; the longest frame is the routes' note. */
 #define ANSWER_CAP 512
+
+/* The event loop's turn (intake_turn_begin); 0: turns are not told, so
+ * every read is made. */
+static uint64_t loop_turn;
 #define FRAME_CAP (ROUTE_CAPS_FRAME_MAX > ANSWER_CAP ? \
 	ROUTE_CAPS_FRAME_MAX : ANSWER_CAP)
 
@@ -94,6 +98,7 @@ ensure_connected(struct intake_client *ic)
 		return fail(ic, "%s: %s", ic->path, why);
 	channel_reopen(&ic->ch, fd);
 	ic->noted = 0;
+	ic->quiet_turn = 0;
 	route_caps_table_free(&ic->routes);   /* this runner will say */
 	ic->opened_ms = now_ms();
 	return 0;
@@ -146,6 +151,18 @@ take_note(struct intake_client *ic, struct ipc_in *in)
 	return 1;
 }
 
+void
+intake_turn_begin(void)
+{
+	loop_turn++;
+}
+
+void
+intake_quiet(struct intake_client *ic)
+{
+	ic->quiet_turn = loop_turn;
+}
+
 /* Reads what the runner sent while nothing is in flight: only notes may
  * come then.  0, or -1 when the connection is gone (reason set). */
 static int
@@ -154,6 +171,9 @@ read_notes(struct intake_client *ic)
 	struct ipc_in in;
 	int n, got;
 
+	if (loop_turn != 0 && ic->quiet_turn == loop_turn &&
+	    ic->ch.rlen == ic->ch.roff)
+		return 0;       /* poll saw nothing this turn */
 	for (;;) {
 		n = channel_fill(&ic->ch);
 		if (n < 0 && ic->ch.fd < 0)
@@ -175,8 +195,10 @@ read_notes(struct intake_client *ic)
 		if (n < 0)
 			return fail(ic, "the queue runner closed the "
 			    "connection");
-		if (n == 0)
+		if (n == 0) {
+			ic->quiet_turn = loop_turn;
 			return 0;
+		}
 	}
 }
 
@@ -316,11 +338,12 @@ intake_send_begin(struct intake_client *ic, const struct envelope *env)
 		return -1;
 	envelope_encode(env, channel_begin(&ic->ch, IMSG_TX_BEGIN));
 	ic->seq = 0;
+	ic->just_asked = 0;
 	return send_nowait(ic);
 }
 
 int
-intake_send_data(struct intake_client *ic, const void *buf, size_t len)
+intake_hold_data(struct intake_client *ic, const void *buf, size_t len)
 {
 	struct ipc_out *m;
 
@@ -329,7 +352,16 @@ intake_send_data(struct intake_client *ic, const void *buf, size_t len)
 	m = channel_begin(&ic->ch, IMSG_TX_DATA);
 	ipc_add_u32(m, ic->seq++);
 	ipc_add_data(m, buf, len);
-	return send_nowait(ic);
+	(void)channel_end(&ic->ch);
+	return 0;
+}
+
+int
+intake_send_data(struct intake_client *ic, const void *buf, size_t len)
+{
+	if (intake_hold_data(ic, buf, len) < 0)
+		return -1;
+	return intake_flush(ic);
 }
 
 int
@@ -338,7 +370,12 @@ intake_send_commit(struct intake_client *ic, uint64_t size)
 	if (ic->ch.fd < 0)
 		return fail(ic, "not connected to the queue runner");
 	ipc_add_u64(channel_begin(&ic->ch, IMSG_TX_COMMIT), size);
-	return send_nowait(ic);
+	if (send_nowait(ic) < 0)
+		return -1;
+	/* the runner answers after its commit and sync: reading at once
+	 * would only find the socket empty */
+	ic->just_asked = channel_pending(&ic->ch) == 0;
+	return 0;
 }
 
 void
@@ -372,6 +409,11 @@ intake_poll_answer(struct intake_client *ic, int want, char *qid,
 	if (intake_flush(ic) < 0)
 		return -1;
 	got = channel_next(&ic->ch, &in);
+	if (got == 0 && ic->just_asked) {
+		ic->just_asked = 0;     /* poll says when it comes */
+		return 0;
+	}
+	ic->just_asked = 0;
 	if (got == 0) {
 		n = channel_fill(&ic->ch);
 		if (n < 0 && ic->ch.fd < 0)

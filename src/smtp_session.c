@@ -407,9 +407,10 @@ tx_fail(struct smtp_session *s, enum reply_id id)
 	}
 }
 
-/* Sends the pending chunk to the runner. */
+/* Sends the pending chunk to the runner; with hold, only queues it for
+ * the COMMIT that follows to write. */
 static void
-tx_flush_chunk(struct smtp_session *s)
+tx_flush_chunk(struct smtp_session *s, int hold)
 {
 	struct smtp_tx *tx = &s->tx;
 
@@ -417,7 +418,8 @@ tx_flush_chunk(struct smtp_session *s)
 		log_panic("content would go to the runner before its header");
 	if (tx->chunk_len == 0 || tx->failed || !tx->begun)
 		goto out;
-	if (intake_send_data(s->queue, tx->chunk, tx->chunk_len) < 0) {
+	if ((hold ? intake_hold_data(s->queue, tx->chunk, tx->chunk_len) :
+	    intake_send_data(s->queue, tx->chunk, tx->chunk_len)) < 0) {
 		log_warn("%s: queue runner: %s", tx->qid, s->queue->reason);
 		tx->queue_broken = 1;
 		tx->begun = 0;
@@ -444,7 +446,7 @@ tx_add(struct smtp_session *s, const uint8_t *p, size_t n)
 		p += take;
 		n -= take;
 		if (tx->chunk_len == IO_CHUNK)
-			tx_flush_chunk(s);
+			tx_flush_chunk(s, 0);
 	}
 }
 
@@ -541,7 +543,7 @@ tx_begun_header(struct smtp_session *s)
 	tx->chunk_len += (size_t)n;
 	tx->size += (uint64_t)n;
 	if (tx->chunk_len == IO_CHUNK)
-		tx_flush_chunk(s);
+		tx_flush_chunk(s, 0);
 }
 
 /* The runner took the message (BDAT): the scanner and the header. */
@@ -676,7 +678,7 @@ tx_finish_message(struct smtp_session *s)
 	if (!tx->failed && data_over_every_route(s))
 		tx_fail(s, R_SIZE_RCPT_ROUTES);
 	if (!tx->failed) {
-		tx_flush_chunk(s);
+		tx_flush_chunk(s, 1);
 	}
 	if (!tx->failed) {
 		if (intake_send_commit(s->queue, tx->size) == 0) {
@@ -2603,6 +2605,15 @@ smtp_session_queue_fd(const struct smtp_session *s)
 	return smtp_session_queue_events(s) ? intake_fd(s->queue) : -1;
 }
 
+/* Between transactions only notes may come from the runner: watching
+ * for them then spares the greeting's and MAIL's checks a read. */
+static int
+queue_notes_only(const struct smtp_session *s)
+{
+	return s->state == ST_COMMAND && !s->tx.begun &&
+	    !s->tx.begin_pending;
+}
+
 short
 smtp_session_queue_events(const struct smtp_session *s)
 {
@@ -2610,8 +2621,20 @@ smtp_session_queue_events(const struct smtp_session *s)
 
 	if (intake_fd(s->queue) < 0 || s->state == ST_DONE)
 		return 0;
-	return s->state == ST_QUEUE || s->state == ST_QUEUE_CHECK ?
-	    (short)(ev | POLLIN) : ev;
+	return s->state == ST_QUEUE || s->state == ST_QUEUE_CHECK ||
+	    queue_notes_only(s) ? (short)(ev | POLLIN) : ev;
+}
+
+void
+smtp_session_queue_polled(struct smtp_session *s, short events,
+    short revents)
+{
+	if (intake_fd(s->queue) < 0 || !(events & POLLIN))
+		return;
+	if (revents == 0)
+		intake_quiet(s->queue);
+	else if (queue_notes_only(s))
+		intake_read_notes(s->queue);   /* a note: taken now */
 }
 
 int

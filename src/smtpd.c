@@ -813,11 +813,13 @@ serve(struct worker *w)
 	size_t nl = cfg->nlisteners, cap = nl + 1 + 3 * w->nslots, i;
 	struct pollfd *pfds = xcalloc(cap, sizeof(*pfds));
 	size_t *slot_of = xcalloc(cap, sizeof(*slot_of));
+	char *is_queue = xcalloc(cap, 1);   /* a session's runner socket */
 
 	for (;;) {
 		int64_t now = now_ms(), first, timeout = 1000;
 		int accepting, listening, rc, any_ready = 0, more = 0;
 		size_t n = 0, k, anvil_at = (size_t)-1, spares_at, nspare;
+		size_t sessions_at;
 		size_t resolve_at = (size_t)-1;
 
 		accepting = !stop_after_session &&
@@ -874,8 +876,10 @@ serve(struct worker *w)
 			pfds[n].revents = 0;
 			n++;
 		}
+		sessions_at = n;
 		for (k = 0; k < w->nslots; k++) {
 			if (w->slots[k].proxying) {
+				is_queue[n] = 0;
 				slot_of[n] = k;
 				pfds[n].fd = w->slots[k].fd;
 				pfds[n].events = POLLIN;
@@ -887,6 +891,7 @@ serve(struct worker *w)
 				continue;
 			if (smtp_session_more(w->slots[k].s))
 				more = 1;
+			is_queue[n] = 0;
 			slot_of[n] = k;
 			pfds[n].events = smtp_session_events(w->slots[k].s);
 			/* nothing wanted: not even a hang-up may wake us */
@@ -896,6 +901,7 @@ serve(struct worker *w)
 			n++;
 			if (smtp_session_queue_fd(w->slots[k].s) < 0)
 				continue;
+			is_queue[n] = 1;
 			slot_of[n] = k;
 			pfds[n].fd = smtp_session_queue_fd(w->slots[k].s);
 			pfds[n].events =
@@ -935,6 +941,17 @@ serve(struct worker *w)
 			log_fatal("poll: %s", strerror(errno));
 		}
 		now = now_ms();
+		/* the runner's sockets poll found empty need no read this
+		 * turn (intake_client.h), spares first: a session starting
+		 * below takes one */
+		intake_turn_begin();
+		for (k = 0; k < nspare; k++)
+			if (pfds[spares_at + k].revents == 0)
+				intake_quiet(&w->spare[k]);
+		for (i = sessions_at; i < spares_at; i++)
+			if (is_queue[i] && pfds[i].revents == 0)
+				smtp_session_queue_polled(
+				    w->slots[slot_of[i]].s, pfds[i].events, 0);
 		if (rc == 0)      /* idle: notes do not pile up unread */
 			read_master_notes(w);
 		if (anvil_at != (size_t)-1 && pfds[anvil_at].revents)
@@ -961,7 +978,10 @@ serve(struct worker *w)
 			}
 			if (w->slots[k].s == NULL)
 				continue;
-			if (pfds[i].revents != 0 &&
+			if (pfds[i].revents != 0 && is_queue[i])
+				smtp_session_queue_polled(w->slots[k].s,
+				    pfds[i].events, pfds[i].revents);
+			else if (pfds[i].revents != 0 &&
 			    pfds[i].fd == smtp_session_fd(w->slots[k].s))
 				smtp_session_readable(w->slots[k].s);
 			if (pfds[i].revents != 0 ||
@@ -1004,6 +1024,7 @@ serve(struct worker *w)
 	report_counters(w->self, 1);
 	free(pfds);
 	free(slot_of);
+	free(is_queue);
 }
 
 int

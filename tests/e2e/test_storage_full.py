@@ -355,6 +355,41 @@ class StorageFullTest(ft.FerryTestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(self.ferry.count(where="qid = ?", args=(qid,)), 0)
 
+    def test_open_session_hears_the_disk_fill(self):
+        """A session that stays open while the disk fills is refused at
+        its next MAIL: the runner's note reaches it between transactions
+        (the worker watches for it then instead of reading before every
+        MAIL), and when space comes back so does its next message."""
+        self.smarthost.pause()
+        self.start("4M")
+        content = (b"Subject: kept\r\nMessage-ID: <kept@diskfull.test>\r\n"
+                   b"\r\nbody\r\n")
+        with self.ferry.client() as c:
+            c.ehlo()
+            c.send_message(SENDER, (RCPT,), content)
+            start = self.ferry.log_size()
+            self.fill()
+            self.assertTrue(self.ferry.wait_log(
+                r"intake refusing new mail: .* free, below min_free "
+                r"4096 KB", timeout=5, start=start), self.ferry.log_tail())
+            time.sleep(0.2)     # the note on its way to the worker
+            r = c.cmd("MAIL FROM:<%s>" % SENDER)
+            # 452 4.3.1 for the space, or 451 4.3.0 once the runner's
+            # own commits fail too (the deferral of the first message):
+            # either way the runner's word, never a 250
+            self.assertIn((r.code, r.esc), ((452, "4.3.1"), (451, "4.3.0")),
+                          r)
+            start = self.ferry.log_size()
+            self.free()
+            for what in (r"commits work again", r"intake accepting mail "
+                         r"again"):
+                self.assertTrue(self.ferry.wait_log(
+                    what, timeout=WAIT, start=start), self.ferry.log_tail())
+            time.sleep(0.2)
+            qid = c.send_message(SENDER, (RCPT,), content)
+            c.cmd("QUIT")
+        self.assertEqual(self.ferry.count(where="qid = ?", args=(qid,)), 1)
+
 
 class IdleRunnerTest(ft.FerryTestCase):
     """A runner that may not start deliveries sleeps: with delivery
