@@ -23,8 +23,10 @@
  * REST_HEAP_QUIET_MS) it gives its free heap back and lets go of anvil
  * and ferry-resolve, so that they can leave (workers.helper_idle).
  * While the master says the relay drains (ferryctl drain, its notes on
- * FD_WORKER_NOTES, read before every accept), a new connection is
- * answered 421 4.3.2 and closed; the sessions it holds go on.
+ * FD_WORKER_NOTES, polled after the listeners so that a note sent
+ * before a connection came is read before it is accepted), a new
+ * connection is answered 421 4.3.2 and closed; the sessions it holds
+ * go on.
  * Anvil's checks (a new connection, MAIL, AUTH) never stall the loop: a
  * connection waits in its slot and a session is parked while its
  * question is out, and the others are served meanwhile; an answer that
@@ -699,7 +701,7 @@ accept_one(struct worker *w, size_t i)
 	struct sockaddr_storage peer;
 	socklen_t plen = sizeof(peer);
 	struct slot *sl;
-	int fd, one = 1;
+	int fd;
 	size_t k;
 
 	fd = accept4(FD_LISTEN + (int)i, (struct sockaddr *)&peer, &plen,
@@ -710,8 +712,6 @@ accept_one(struct worker *w, size_t i)
 			log_warn("accept: %s", strerror(errno));
 		return 0;       /* a sibling won the race */
 	}
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	read_master_notes(w);
 	if (w->draining) {
 		refuse_draining(w->cfg, fd);
 		return 1;
@@ -810,7 +810,7 @@ static void
 serve(struct worker *w)
 {
 	const struct ferry_config *cfg = w->cfg;
-	size_t nl = cfg->nlisteners, cap = nl + 1 + 3 * w->nslots, i;
+	size_t nl = cfg->nlisteners, cap = nl + 3 + 3 * w->nslots, i;
 	struct pollfd *pfds = xcalloc(cap, sizeof(*pfds));
 	size_t *slot_of = xcalloc(cap, sizeof(*slot_of));
 	char *is_queue = xcalloc(cap, 1);   /* a session's runner socket */
@@ -819,7 +819,7 @@ serve(struct worker *w)
 		int64_t now = now_ms(), first, timeout = 1000;
 		int accepting, listening, rc, any_ready = 0, more = 0;
 		size_t n = 0, k, anvil_at = (size_t)-1, spares_at, nspare;
-		size_t sessions_at;
+		size_t sessions_at, notes_at = (size_t)-1;
 		size_t resolve_at = (size_t)-1;
 
 		accepting = !stop_after_session &&
@@ -917,6 +917,17 @@ serve(struct worker *w)
 			pfds[n].revents = 0;
 			n++;
 		}
+		/* The master's notes, after the listeners: poll looks at its
+		 * entries in order, so a connection it reports came after
+		 * any note it does not (a drain said before the connection
+		 * came is seen before it is accepted). */
+		if (w->notes_open) {
+			notes_at = n;
+			pfds[n].fd = FD_WORKER_NOTES;
+			pfds[n].events = POLLIN;
+			pfds[n].revents = 0;
+			n++;
+		}
 		if (session_timer_first(&w->timer, &k, &first))
 			timeout = first - now;
 		if (accepting && w->defer_until > now &&
@@ -952,7 +963,7 @@ serve(struct worker *w)
 			if (is_queue[i] && pfds[i].revents == 0)
 				smtp_session_queue_polled(
 				    w->slots[slot_of[i]].s, pfds[i].events, 0);
-		if (rc == 0)      /* idle: notes do not pile up unread */
+		if (notes_at != (size_t)-1 && pfds[notes_at].revents != 0)
 			read_master_notes(w);
 		if (anvil_at != (size_t)-1 && pfds[anvil_at].revents)
 			anvil_client_io(&w->anvil, pfds[anvil_at].revents);
@@ -1002,8 +1013,6 @@ serve(struct worker *w)
 			w->defer_until = 0;
 			continue;
 		}
-		if (w->nsessions > 0 && w->defer_until == 0)
-			read_master_notes(w);   /* packed? */
 		if (w->nsessions > 0 && w->defer_until == 0 && !w->packed) {
 			/* an idle sibling should take it */
 			w->defer_until = now + (now < w->short_defer_until ?
@@ -1100,8 +1109,16 @@ smtpd(const struct child_args *a)
 	w.slots = xcalloc(w.nslots, sizeof(*w.slots));
 	w.spare = xcalloc(w.nslots, sizeof(*w.spare));
 	session_timer_init(&w.timer, w.nslots);
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n; i++) {
+		int one = 1;
+
 		fd_set_nonblock(FD_LISTEN + (int)i, 1);
+		/* a connection accepted takes the listener's TCP options
+		 * (check_netaddr: test_nodelay_inherited): replies go out
+		 * at once without a call per connection */
+		setsockopt(FD_LISTEN + (int)i, IPPROTO_TCP, TCP_NODELAY,
+		    &one, sizeof(one));
+	}
 	log_debug("worker ready (generation %u, %zu listeners, %zu sessions "
 	    "at once)", a->generation, n, w.nslots);
 	report_status(&w, 1);

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <netinet/tcp.h>
+#include <unistd.h>
 
 #include "netaddr.h"
 
@@ -486,6 +488,39 @@ START_TEST(test_hostport_bad)
 }
 END_TEST
 
+/* The SMTP worker sets TCP_NODELAY once on each listening socket, not on
+ * every connection it accepts: it relies on the kernel giving a new
+ * connection the listener's TCP options, as Linux does. */
+START_TEST(test_nodelay_inherited)
+{
+	struct sockaddr_in sin;
+	socklen_t slen = sizeof(sin);
+	int l, c, a, on = 1, got = 0;
+	socklen_t glen = sizeof(got);
+
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	l = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_ge(l, 0);
+	ck_assert_int_eq(setsockopt(l, IPPROTO_TCP, TCP_NODELAY, &on,
+	    sizeof(on)), 0);
+	ck_assert_int_eq(bind(l, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	ck_assert_int_eq(listen(l, 1), 0);
+	ck_assert_int_eq(getsockname(l, (struct sockaddr *)&sin, &slen), 0);
+	c = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_eq(connect(c, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	a = accept(l, NULL, NULL);
+	ck_assert_int_ge(a, 0);
+	ck_assert_int_eq(getsockopt(a, IPPROTO_TCP, TCP_NODELAY, &got,
+	    &glen), 0);
+	ck_assert_int_ne(got, 0);
+	close(a);
+	close(c);
+	close(l);
+}
+END_TEST
+
 static Suite *netaddr_suite(void)
 {
 	Suite *s = suite_create("netaddr");
@@ -514,6 +549,10 @@ static Suite *netaddr_suite(void)
 	tcase_add_test(tc, test_hostport_forms);
 	tcase_add_test(tc, test_hostport_bare_ipv6);
 	tcase_add_test(tc, test_hostport_bad);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("socket");
+	tcase_add_test(tc, test_nodelay_inherited);
 	suite_add_tcase(s, tc);
 	return s;
 }
