@@ -1224,14 +1224,28 @@ store_free_space(struct store *st, uint64_t *avail, uint64_t *total)
 
 /* --- intake -------------------------------------------------------------- */
 
+/* Queue ids are drawn from getrandom 64 at a time: one system call per
+ * message was 5 % of the runner's.  The bytes are the kernel's all the
+ * same; each is wiped once used, and the runner never forks, so no
+ * other process holds the ones to come. */
+#define QID_POOL (64 * (QID_LEN / 2))
+
 static void
 new_qid(char *qid)
 {
 	static const char hex[] = "0123456789ABCDEF";
+	static unsigned char pool[QID_POOL];
+	static size_t pool_left;
 	unsigned char r[QID_LEN / 2];
 	size_t i;
 
-	random_bytes(r, sizeof(r));
+	if (pool_left < sizeof(r)) {
+		random_bytes(pool, sizeof(pool));
+		pool_left = sizeof(pool);
+	}
+	pool_left -= sizeof(r);
+	memcpy(r, pool + pool_left, sizeof(r));
+	explicit_bzero(pool + pool_left, sizeof(r));
 	for (i = 0; i < sizeof(r); i++) {
 		qid[2 * i] = hex[r[i] >> 4];
 		qid[2 * i + 1] = hex[r[i] & 0x0f];
