@@ -55,6 +55,12 @@ void log_set_format(enum log_format format);
 void log_set_line_sink(void (*sink)(const char *line, size_t len));
 void log_set_debug(int debug);
 int log_is_debug(void);
+/* From now on, lines of LOG_NOTICE and below to stderr wait (up to
+ * PIPE_BUF bytes) for log_flush, which an event loop calls before it
+ * sleeps; warnings and worse, exit(), log_fatal and log_panic write what
+ * waits first (see log.c). */
+void log_hold(void);
+void log_flush(void);
 
 void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

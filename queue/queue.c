@@ -1206,6 +1206,7 @@ run_loop(struct runner *r)
 	struct pollfd *pfds = xcalloc(MAX_CONNS + 4 + 1024 +
 	    CONTROL_WAITING_MAX, sizeof(*pfds));
 
+	log_hold();     /* a turn's lines in one write, before poll */
 	while (!runner_stop) {
 		size_t i, n = 0, nconn_fds, nagent_fds, nwait_fds, wait_base;
 		int rc, timeout;
@@ -1253,6 +1254,7 @@ run_loop(struct runner *r)
 			timeout = r->agents_less_in;
 		if (nwait_fds > 0 && timeout > CONTROL_WAIT_MS / 4)
 			timeout = CONTROL_WAIT_MS / 4;
+		log_flush();
 		rc = poll(pfds, n, timeout);
 		if (rc < 0) {
 			if (errno == EINTR)

@@ -328,6 +328,7 @@ wait_for(struct channel *ch, short events, int64_t deadline)
 			    "waiting for %s", ch->peer);
 			return -1;
 		}
+		log_flush();    /* nothing held waits while we do */
 		rc = poll(&pfd, 1, left > 0x7fffffff ? 0x7fffffff : (int)left);
 		if (rc > 0)
 			return 0;

@@ -11,6 +11,16 @@
  * stderr, which is the master's log pipe, and the master turns them into
  * native journal fields (log_journald.c): a chrooted worker cannot reach
  * the journal's socket, so the fields travel with the line.
+ *
+ * Held lines (log_hold): a process whose event loop handles many events
+ * a turn (the SMTP worker, the queue runner) has its informational lines
+ * to stderr gathered and written together by log_flush, which the loop
+ * calls before it sleeps: one write a turn instead of one a line.  A
+ * batch never exceeds PIPE_BUF, so it reaches the log pipe whole and
+ * never interleaves with another process's lines.  A warning or worse
+ * writes what is held first and then itself at once, and so do
+ * log_fatal and log_panic before the process ends; so does exit().  Only
+ * a process killed outright loses what its current turn held.
  */
 #include "autoconfig.h"
 
@@ -34,6 +44,9 @@ static int log_debug_on;
 static enum log_format log_format = LOG_FORMAT_TEXT;
 static void (*log_line_sink)(const char *line, size_t len);
 static pid_t log_pid;       /* getpid(), asked once per process */
+static int log_holding;     /* log_hold: stderr lines wait for log_flush */
+static char log_held[4096]; /* PIPE_BUF: one atomic write to a pipe */
+static size_t log_held_len;
 
 static void
 log_forked(void)
@@ -54,6 +67,58 @@ log_getpid(void)
 		log_pid = getpid();
 	}
 	return (long)log_pid;
+}
+
+void
+log_flush(void)
+{
+	size_t off = 0;
+
+	while (off < log_held_len) {
+		ssize_t n = write(STDERR_FILENO, log_held + off,
+		    log_held_len - off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;  /* nowhere left to report it */
+		off += (size_t)n;
+	}
+	log_held_len = 0;
+}
+
+static void
+log_flush_at_exit(void)
+{
+	log_flush();
+}
+
+void
+log_hold(void)
+{
+	static int registered;
+
+	if (!registered && atexit(log_flush_at_exit) == 0)
+		registered = 1;
+	log_holding = registered;
+}
+
+/* One finished line (with its newline) to stderr: held, or written
+ * after what is held. */
+static void
+log_write_line(int prio, const char *line, size_t n)
+{
+	if (log_holding && prio >= LOG_NOTICE && n <= sizeof(log_held)) {
+		if (log_held_len + n > sizeof(log_held))
+			log_flush();
+		memcpy(log_held + log_held_len, line, n);
+		log_held_len += n;
+		return;
+	}
+	log_flush();
+	if (write(STDERR_FILENO, line, n) < 0) {
+		/* nowhere left to report it */
+	}
 }
 
 void
@@ -125,9 +190,7 @@ log_emit_json(int prio, const struct log_fields *f, const char *msg)
 	}
 	line[n++] = '\n';
 	/* One write (at most PIPE_BUF) per line, as below. */
-	if (write(STDERR_FILENO, line, n) < 0) {
-		/* nowhere left to report it */
-	}
+	log_write_line(prio, line, n);
 }
 
 static void
@@ -167,11 +230,9 @@ log_vemit_fields(int prio, const struct log_fields *f, const char *fmt,
 			n = sizeof(line) - 1;
 			line[n - 1] = '\n';
 		}
-		/* One write per line so lines of concurrent processes do
-		 * not interleave. */
-		if (write(STDERR_FILENO, line, (size_t)n) < 0) {
-			/* nowhere left to report it */
-		}
+		/* One write per line (or per batch of whole lines) so
+		 * lines of concurrent processes do not interleave. */
+		log_write_line(prio, line, (size_t)n);
 	}
 	errno = saved;
 }

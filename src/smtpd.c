@@ -815,6 +815,7 @@ serve(struct worker *w)
 	size_t *slot_of = xcalloc(cap, sizeof(*slot_of));
 	char *is_queue = xcalloc(cap, 1);   /* a session's runner socket */
 
+	log_hold();     /* a turn's lines in one write, before poll */
 	for (;;) {
 		int64_t now = now_ms(), first, timeout = 1000;
 		int accepting, listening, rc, any_ready = 0, more = 0;
@@ -945,6 +946,7 @@ serve(struct worker *w)
 			timeout = 1000;   /* signals between test and poll */
 		if (timeout < 0 || more || w->answers > 0 || w->names > 0)
 			timeout = 0;
+		log_flush();
 		rc = poll(pfds, n, (int)timeout);
 		if (rc < 0) {
 			if (errno == EINTR)

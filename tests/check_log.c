@@ -6,7 +6,8 @@
  * journal's native fields made from such a line (fixed field names, the
  * priority from the level, any other text as a printable MESSAGE), the
  * splitting of the children's stream into lines, and log_event through
- * src/log.c (the text format byte for byte as log_info, JSON when asked).
+ * src/log.c (the text format byte for byte as log_info, JSON when asked),
+ * and held lines (log_hold, log_flush).
  */
 #include <check.h>
 #include <fcntl.h>
@@ -14,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 
 #include <jansson.h>
 
@@ -462,6 +465,84 @@ START_TEST(test_log_event_json)
 }
 END_TEST
 
+/* Held lines (log_hold): informational lines wait for log_flush, a
+ * warning writes them first and then itself, every write is whole lines
+ * of at most PIPE_BUF bytes, and exit() writes what waits. */
+START_TEST(test_held_lines)
+{
+	char rec[8192], all[32768];
+	size_t alen = 0;
+	int sv[2], saved, i, writes = 0, status;
+	ssize_t n;
+	pid_t pid;
+
+	/* one record per write() */
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
+	saved = dup(STDERR_FILENO);
+	dup2(sv[1], STDERR_FILENO);
+	log_init("ferry-queue", LOG_TO_STDERR, 0);
+	log_hold();
+	log_info("one");
+	log_info("two");
+	ck_assert_int_lt(recv(sv[0], rec, sizeof(rec), MSG_DONTWAIT), 0);
+	log_warn("three");
+	n = recv(sv[0], rec, sizeof(rec), MSG_DONTWAIT);
+	ck_assert_int_gt(n, 0);
+	rec[n] = '\0';
+	ck_assert_ptr_nonnull(strstr(rec, "]: one\n"));
+	ck_assert_ptr_nonnull(strstr(rec, "]: two\n"));
+	ck_assert_ptr_null(strstr(rec, "three"));
+	n = recv(sv[0], rec, sizeof(rec), MSG_DONTWAIT);
+	ck_assert_int_gt(n, 0);
+	rec[n] = '\0';
+	ck_assert_ptr_nonnull(strstr(rec, "]: warning: three\n"));
+
+	for (i = 0; i < 200; i++)
+		log_info("line %03d %s", i, "................................"
+		    "..................................................");
+	log_flush();
+	while ((n = recv(sv[0], rec, sizeof(rec), MSG_DONTWAIT)) > 0) {
+		ck_assert_int_le(n, 4096);
+		ck_assert_int_eq(rec[n - 1], '\n');
+		ck_assert_uint_lt(alen + (size_t)n, sizeof(all));
+		memcpy(all + alen, rec, (size_t)n);
+		alen += (size_t)n;
+		writes++;
+	}
+	all[alen] = '\0';
+	/* about 25 KB in a few writes, every line there in order */
+	ck_assert_int_ge(writes, 5);
+	ck_assert_int_lt(writes, 20);
+	{
+		const char *at = all;
+		char want[32];
+
+		for (i = 0; i < 200; i++) {
+			snprintf(want, sizeof(want), "]: line %03d ", i);
+			at = strstr(at, want);
+			ck_assert_ptr_nonnull(at);
+		}
+	}
+
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		log_info("said just before exit");
+		exit(0);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	n = recv(sv[0], rec, sizeof(rec), MSG_DONTWAIT);
+	ck_assert_int_gt(n, 0);
+	rec[n] = '\0';
+	ck_assert_ptr_nonnull(strstr(rec, "]: said just before exit\n"));
+
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	close(sv[0]);
+	close(sv[1]);
+}
+END_TEST
+
 static Suite *
 log_suite(void)
 {
@@ -488,6 +569,7 @@ log_suite(void)
 	tc = tcase_create("emit");
 	tcase_add_test(tc, test_log_event_text_unchanged);
 	tcase_add_test(tc, test_log_event_json);
+	tcase_add_test(tc, test_held_lines);
 	suite_add_tcase(s, tc);
 	return s;
 }
