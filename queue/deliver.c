@@ -358,7 +358,7 @@ run_job(struct deliver_agent *ag, struct deliver_job *job, int last_job)
 	x.ag = ag;
 	x.job = job;
 	x.state = xcalloc(job->nrcpts, 1);
-	x.tried = xcalloc(JOB_MAX_HOSTS, sizeof(*x.tried));
+	x.tried = ag->tried;
 	x.npending = job->nrcpts;
 	x.last.status = DS_DEFERRED;
 	strcpy(x.last.dsn, "4.4.1");
@@ -427,7 +427,6 @@ run_job(struct deliver_agent *ag, struct deliver_job *job, int last_job)
 	runner_send(ag);
 	c->idle_since = now_ms();
 	free(done.hosts);
-	free(x.tried);
 	free(x.state);
 	free(x.body);
 }
@@ -460,7 +459,7 @@ run_probe(struct deliver_agent *ag, const struct deliver_probe *p,
 	memset(&x, 0, sizeof(x));
 	x.ag = ag;
 	x.job = &job;
-	x.tried = xcalloc(JOB_MAX_HOSTS, sizeof(*x.tried));
+	x.tried = ag->tried;
 	memset(&pc, 0, sizeof(pc));
 	pc.fd = -1;
 	pc.rbuf = xmalloc(RBUF_CAP);
@@ -517,7 +516,6 @@ out:
 	deliver_done_encode(&done, runner_begin(ag, IMSG_JOB_DONE));
 	runner_send(ag);
 	free(done.hosts);
-	free(x.tried);
 }
 
 /* --- the agent ---------------------------------------------------------- */
@@ -598,6 +596,9 @@ deliver(const struct child_args *a)
 	child_follow_master(master);
 
 	ag.conn.rbuf = xmalloc(RBUF_CAP);
+	/* what each job found at its hosts: made once, not per job (it is
+	 * 24 KiB that calloc cleared for every message) */
+	ag.tried = xcalloc(JOB_MAX_HOSTS, sizeof(*ag.tried));
 	snprintf(path, sizeof(path), "%s/%s", ag.cfg->spool_dir,
 	    AGENT_SOCKET_NAME);
 	runner_connect(&ag.runner, path);
@@ -665,6 +666,7 @@ deliver(const struct child_args *a)
 	credentials_free(&ag.creds);
 	tls_client_ctx_free_all();
 	free(ag.conn.rbuf);
+	free(ag.tried);
 	channel_free(&ag.runner.ch);
 	config_free(ag.cfg);
 	return 0;
