@@ -40,6 +40,9 @@ struct deliver_agent {
 	struct smtp_conn conn;
 	int results_held;         /* RCPT_RESULT frames written to the
 	                             runner's buffer, not yet sent */
+	struct host_tried *tried; /* JOB_MAX_HOSTS of them, lent to each
+	                             job in turn (a job fills what it
+	                             counts in ntried) */
 };
 
 /* What the job found at one route host (JOB_DONE's host reports). */
@@ -60,7 +63,7 @@ struct job_ctx {
 	int have_seq;
 	uint32_t next_seq;
 	int saw_421;              /* a 421 since the host was last noted */
-	struct host_tried *tried; /* JOB_MAX_HOSTS of them */
+	struct host_tried *tried; /* the agent's, JOB_MAX_HOSTS of them */
 	size_t ntried;
 	/* A server that answered 452 4.5.3 (too many recipients) after it
 	 * took others: the rest stay pending for a further transaction on

@@ -35,6 +35,10 @@ struct smtp_conn {
 	int64_t idle_since;
 	int transactions;         /* MAIL commands on this connection */
 	int secret;               /* what is sent now must not be logged */
+	int poll_first;           /* a reply is usually not there yet when
+	                             we look: wait for it before reading */
+	unsigned reads_waited;    /* replies waited for since read_first
+	                             was last tried */
 };
 
 static inline int64_t

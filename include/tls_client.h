@@ -12,10 +12,16 @@
 
 /* A client context (cached; do not free).  ca_file "" = the system's
  * store.  NULL with err filled on failure.  Contexts for the configured
- * routes are made before the privilege drop, so root-only CA files work. */
+ * routes are made before the privilege drop, so root-only CA files work
+ * (the system store only when root alone may read it). */
 SSL_CTX *tls_client_ctx(const char *ca_file, int min_version, char *err,
     size_t errlen);
 void tls_client_ctx_free_all(void);
+/* Whether the system's store can wait for the first STARTTLS that needs
+ * it (read after the privilege drop): its CA file (SSL_CERT_FILE, else
+ * OpenSSL's default) is a regular file anyone may read.  Its certificate
+ * directory is read at verification time in any case. */
+int tls_client_system_store_public(void);
 
 /* Handshake on fd (non-blocking) until deadline (now_ms clock).  verify:
  * check the chain and that the certificate names host (a host name, or

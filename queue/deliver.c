@@ -8,8 +8,10 @@
  *
  * Security stance: started by the master as root, the agent reads its
  * configuration and the AUTH credentials file, sets up the resolver,
- * makes its TLS contexts, then drops to the delivery user for good (no
- * new privileges, no forking, no writing files).  It never sees the
+ * makes the TLS contexts of CA files that only root may read (the
+ * system store, readable by anyone, is parsed at the first STARTTLS),
+ * then drops to the delivery user for good (no new privileges, no
+ * forking, no writing files).  It never sees the
  * queue's files: envelope and body arrive over the runner's socket.
  * Everything a remote server sends is untrusted: replies go through the
  * strict parser in smtp_client_reply.c, every socket operation has a
@@ -358,7 +360,7 @@ run_job(struct deliver_agent *ag, struct deliver_job *job, int last_job)
 	x.ag = ag;
 	x.job = job;
 	x.state = xcalloc(job->nrcpts, 1);
-	x.tried = xcalloc(JOB_MAX_HOSTS, sizeof(*x.tried));
+	x.tried = ag->tried;
 	x.npending = job->nrcpts;
 	x.last.status = DS_DEFERRED;
 	strcpy(x.last.dsn, "4.4.1");
@@ -427,7 +429,6 @@ run_job(struct deliver_agent *ag, struct deliver_job *job, int last_job)
 	runner_send(ag);
 	c->idle_since = now_ms();
 	free(done.hosts);
-	free(x.tried);
 	free(x.state);
 	free(x.body);
 }
@@ -460,7 +461,7 @@ run_probe(struct deliver_agent *ag, const struct deliver_probe *p,
 	memset(&x, 0, sizeof(x));
 	x.ag = ag;
 	x.job = &job;
-	x.tried = xcalloc(JOB_MAX_HOSTS, sizeof(*x.tried));
+	x.tried = ag->tried;
 	memset(&pc, 0, sizeof(pc));
 	pc.fd = -1;
 	pc.rbuf = xmalloc(RBUF_CAP);
@@ -517,7 +518,6 @@ out:
 	deliver_done_encode(&done, runner_begin(ag, IMSG_JOB_DONE));
 	runner_send(ag);
 	free(done.hosts);
-	free(x.tried);
 }
 
 /* --- the agent ---------------------------------------------------------- */
@@ -538,11 +538,26 @@ mx_reachable(const struct ferry_config *cfg)
 	return 1;
 }
 
-/* The TLS contexts of the next hops this agent may use, made now: the
- * CA store cannot be read once the agent is chrooted.  Only those:
- * each context holds the parsed CA store, about 1.4 MiB of heap in
- * every agent (the MX policy's, when a smarthost takes all mail, was
- * loaded for nothing). */
+/* Whether the context for ca_file ("" = the system's store) is made now,
+ * before the privilege drop: a route's own CA file may be readable by
+ * root alone, so its context always is.  The system's store, when anyone
+ * may read it, waits for the first STARTTLS that needs it (the cached
+ * context is then made as it would have been now): parsing it cost every
+ * agent start some 50 ms of CPU, spent for nothing by an agent that
+ * never meets a server offering STARTTLS.  Verification is the same
+ * either way: the same store, the same checks (tls_client.c). */
+static int
+tls_ctx_now(const char *ca_file)
+{
+	return (ca_file != NULL && ca_file[0] != '\0') ||
+	    !tls_client_system_store_public();
+}
+
+/* The TLS contexts of the next hops this agent may use that must be made
+ * before the privilege drop (tls_ctx_now).  Only those: each context
+ * holds the parsed CA store, about 1.4 MiB of heap in every agent (the
+ * MX policy's, when a smarthost takes all mail, was loaded for
+ * nothing). */
 static void
 preload_tls(const struct ferry_config *cfg)
 {
@@ -551,10 +566,12 @@ preload_tls(const struct ferry_config *cfg)
 
 	for (i = 0; i < cfg->nroutes; i++)
 		if (cfg->routes[i].tls != TLS_NONE &&
+		    tls_ctx_now(cfg->routes[i].ca_file) &&
 		    tls_client_ctx(cfg->routes[i].ca_file,
 		    cfg->routes[i].tls_min_version, err, sizeof(err)) == NULL)
 			log_warn("route %s: %s", cfg->routes[i].name, err);
 	if (cfg->mx_route.tls != TLS_NONE && mx_reachable(cfg) &&
+	    tls_ctx_now(cfg->mx_route.ca_file) &&
 	    tls_client_ctx(cfg->mx_route.ca_file,
 	    cfg->mx_route.tls_min_version, err, sizeof(err)) == NULL)
 		log_warn("mx: %s", err);
@@ -598,6 +615,9 @@ deliver(const struct child_args *a)
 	child_follow_master(master);
 
 	ag.conn.rbuf = xmalloc(RBUF_CAP);
+	/* what each job found at its hosts: made once, not per job (it is
+	 * 24 KiB that calloc cleared for every message) */
+	ag.tried = xcalloc(JOB_MAX_HOSTS, sizeof(*ag.tried));
 	snprintf(path, sizeof(path), "%s/%s", ag.cfg->spool_dir,
 	    AGENT_SOCKET_NAME);
 	runner_connect(&ag.runner, path);
@@ -665,6 +685,7 @@ deliver(const struct child_args *a)
 	credentials_free(&ag.creds);
 	tls_client_ctx_free_all();
 	free(ag.conn.rbuf);
+	free(ag.tried);
 	channel_free(&ag.runner.ch);
 	config_free(ag.cfg);
 	return 0;

@@ -61,6 +61,8 @@ client_close(struct smtp_conn *c)
 	c->tls[0] = '\0';
 	c->key[0] = '\0';
 	c->transactions = 0;
+	c->poll_first = 0;
+	c->reads_waited = 0;
 	memset(&c->caps, 0, sizeof(c->caps));
 }
 
@@ -130,10 +132,43 @@ client_write(struct smtp_conn *c, const char *buf, size_t len,
 	return 0;
 }
 
+/* Whether to wait for the socket before reading from it.  A server's
+ * reply is seldom there the moment our commands have gone: reading
+ * first then costs a read that fails with EAGAIN, a poll and the read
+ * again.  Once a read found nothing, the connection waits first; every
+ * READ_FIRST_EVERY-th reply it reads first again, to notice a server
+ * that has become quicker than we are (a read that finds the reply
+ * there goes back to reading first).  Only without TLS: a TLS record
+ * already read may hold the reply while the socket has nothing. */
+#define READ_FIRST_EVERY 16
+
+static int
+wait_before_read(struct smtp_conn *c)
+{
+	if (c->ssl != NULL || !c->poll_first)
+		return 0;
+	if (++c->reads_waited >= READ_FIRST_EVERY) {
+		c->reads_waited = 0;
+		return 0;
+	}
+	return 1;
+}
+
 /* Reads more into rbuf: >0 bytes, 0 EOF, -1 error, -2 timeout. */
 static ssize_t
 client_read(struct smtp_conn *c, int64_t deadline)
 {
+	int waited = 0;
+
+	if (wait_before_read(c)) {
+		int w = wait_fd(c->fd, POLLIN, deadline);
+
+		if (w == 0)
+			return -2;
+		if (w < 0)
+			return -1;
+		waited = 1;
+	}
 	for (;;) {
 		size_t room = RBUF_CAP - c->rlen;
 		ssize_t n;
@@ -163,6 +198,8 @@ client_read(struct smtp_conn *c, int64_t deadline)
 		} else {
 			n = read(c->fd, c->rbuf + c->rlen, room);
 			if (n > 0) {
+				if (!waited)
+					c->poll_first = 0;   /* it was there */
 				c->rlen += (size_t)n;
 				return n;
 			}
@@ -172,6 +209,8 @@ client_read(struct smtp_conn *c, int64_t deadline)
 				continue;
 			if (errno != EAGAIN)
 				return -1;
+			c->poll_first = 1;
+			waited = 1;
 			w = wait_fd(c->fd, POLLIN, deadline);
 		}
 		if (w == 0)

@@ -14,8 +14,10 @@
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <arpa/inet.h>
+#include <sys/stat.h>
 
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
@@ -103,6 +105,18 @@ tls_client_ctx(const char *ca_file, int min_version, char *err,
 		cache[0].ctx = ctx;
 	}
 	return ctx;
+}
+
+int
+tls_client_system_store_public(void)
+{
+	const char *file = getenv(X509_get_default_cert_file_env());
+	struct stat st;
+
+	if (file == NULL || file[0] == '\0')
+		file = X509_get_default_cert_file();
+	return stat(file, &st) == 0 && S_ISREG(st.st_mode) &&
+	    (st.st_mode & S_IROTH) != 0;
 }
 
 void

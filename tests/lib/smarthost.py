@@ -196,7 +196,14 @@ class Session:
             lines = list(text)
         else:
             lines = text.split("\n")
-        self.send("".join(line.rstrip("\r") + "\r\n" for line in lines))
+        data = "".join(line.rstrip("\r") + "\r\n" for line in lines)
+        pause = self.server.reply_pause
+        if pause and len(data) > 6:
+            # in two pieces, the first a few bytes of the code line
+            self.send(data[:6])
+            self.server.stopping.wait(pause)
+            data = data[6:]
+        self.send(data)
 
     def _recv(self):
         chunk = self.sock.recv(65536)
@@ -295,6 +302,8 @@ class SmartHost:
       hostname     the name in the greeting and EHLO reply
       max_rcpts    recipients one transaction takes (None: any); past
                    it RCPT is answered 452 4.5.3 (too many recipients)
+      reply_pause  seconds between the first 6 bytes of every reply and
+                   the rest (0: a reply goes in one piece)
     """
 
     def __init__(self, host="127.0.0.1", port=0, extensions=None,
@@ -316,6 +325,7 @@ class SmartHost:
             self.set_certificate(cert, key, tls_min_version,
                                  tls_max_version)
         self.max_rcpts = None
+        self.reply_pause = 0
         self.rules = []
         self.sessions = []
         self.transactions = []
