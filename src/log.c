@@ -52,6 +52,10 @@ static void
 log_forked(void)
 {
 	log_pid = 0;
+	/* the parent writes the lines it held; a child's exit() must not
+	 * write them again (a held line has called log_getpid, so this
+	 * runs in any child forked while lines are held) */
+	log_held_len = 0;
 }
 
 static long

@@ -7,7 +7,7 @@
  * priority from the level, any other text as a printable MESSAGE), the
  * splitting of the children's stream into lines, and log_event through
  * src/log.c (the text format byte for byte as log_info, JSON when asked),
- * and held lines (log_hold, log_flush).
+ * and held lines (log_hold, log_flush; never written twice after a fork).
  */
 #include <check.h>
 #include <fcntl.h>
@@ -543,6 +543,43 @@ START_TEST(test_held_lines)
 }
 END_TEST
 
+/* A child forked while lines are held does not write them again: they
+ * are its parent's to write. */
+START_TEST(test_held_lines_not_doubled_by_fork)
+{
+	char rec[8192];
+	int sv[2], saved, status;
+	ssize_t n;
+	pid_t pid;
+
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
+	saved = dup(STDERR_FILENO);
+	dup2(sv[1], STDERR_FILENO);
+	log_init("ferry-queue", LOG_TO_STDERR, 0);
+	log_set_format(LOG_FORMAT_TEXT);
+	log_hold();
+	log_info("held once");
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0)
+		exit(0);        /* exit() writes what this process holds */
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_int_lt(recv(sv[0], rec, sizeof(rec), MSG_DONTWAIT), 0);
+	log_flush();
+	n = recv(sv[0], rec, sizeof(rec), MSG_DONTWAIT);
+	ck_assert_int_gt(n, 0);
+	rec[n] = '\0';
+	ck_assert_ptr_nonnull(strstr(rec, "]: held once\n"));
+	ck_assert_ptr_null(strstr(strstr(rec, "held once") + 1,
+	    "held once"));
+	ck_assert_int_lt(recv(sv[0], rec, sizeof(rec), MSG_DONTWAIT), 0);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	close(sv[0]);
+	close(sv[1]);
+}
+END_TEST
+
 static Suite *
 log_suite(void)
 {
@@ -570,6 +607,7 @@ log_suite(void)
 	tcase_add_test(tc, test_log_event_text_unchanged);
 	tcase_add_test(tc, test_log_event_json);
 	tcase_add_test(tc, test_held_lines);
+	tcase_add_test(tc, test_held_lines_not_doubled_by_fork);
 	suite_add_tcase(s, tc);
 	return s;
 }
