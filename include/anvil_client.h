@@ -70,16 +70,21 @@ struct anvil_lease {
  *   threshold, outside stress.  When an answer no longer allows keeping
  *   (a client came near a limit, or was refused) after one did, anvil
  *   tells every worker to give its kept slots back at once
- *   (IMSG_ANVIL_RECALL).  So a client at or near a limit is counted
+ *   (IMSG_ANVIL_RECALL), which each worker answers (RECALL again)
+ *   once it gave them back.  While a recall is unanswered, a connection
+ *   anvil would refuse for a concurrency limit is answered "ask again"
+ *   (ANVIL_ASK_AGAIN) and the worker asks again, up to
+ *   ANVIL_AGAIN_MAX times.  So a client at or near a limit is counted
  *   connection by connection and refused exactly as without leases,
- *   across workers: a kept slot can make a count high only for the time
- *   the recall takes to reach the worker holding it.  Kept slots go back
+ *   across workers, kept slots having gone back first.  Kept slots go back
  *   (several in one frame) when not reused in ANVIL_LEASE_MS, when the
  *   worker goes at rest (anvil_client_release), or on a recall; a worker
  *   that dies releases them with its connection.  A kept slot counts as a
  *   connection in anvil's figures (ferryctl status) and for stress: at
  *   most ANVIL_LEASE_MS, plus a turn of the worker's loop, after its
  *   session ended. */
+#define ANVIL_ASK_AGAIN 2
+#define ANVIL_AGAIN_MAX 64
 struct anvil_slots {
 	char addr[ANVIL_ADDR_MAX];  /* "" when free */
 	uint32_t rate_left;         /* connection-rate events lent */
@@ -106,6 +111,8 @@ struct anvil_waiter {
 	                              one is kept for lease_addr */
 	int connects;              /* a CONNECTS question (for lease_addr):
 	                              its answer is CONNECTS_ANSWER */
+	uint32_t want;             /* CONNECTS: rate events asked for */
+	int again;                 /* CONNECTS: times asked again */
 	char lease_addr[ANVIL_ADDR_MAX];
 };
 

@@ -128,10 +128,12 @@ enum ipc_type {
 	                          * wanted (0: lent already), u8 on a slot
 	                          * the worker holds; answered */
 	IMSG_ANVIL_CONNECTS_ANSWER,  /* anvil: seq, result, u32 rate events
-	                              * granted, u8 the slot may be kept */
+	                              * granted, u8 1: the slot may be kept,
+	                              * 2: refused, ask again */
 	IMSG_ANVIL_CONNECTS_BACK,  /* worker: seq, addr, u32 rate events,
 	                            * u32 slots; no answer */
-	IMSG_ANVIL_RECALL,       /* anvil: no fields; give kept slots back */
+	IMSG_ANVIL_RECALL,       /* anvil: no fields; give kept slots back;
+	                          * worker: the same, once they went */
 	IMSG_TYPE_MAX
 };
 

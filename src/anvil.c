@@ -102,6 +102,7 @@ static const struct channel_rule worker_may_send[] = {
 	{ IMSG_ANVIL_MESSAGES_BACK, 0 },
 	{ IMSG_ANVIL_CONNECTS, 0 },
 	{ IMSG_ANVIL_CONNECTS_BACK, 0 },
+	{ IMSG_ANVIL_RECALL, 0 },
 	{ 0, 0 }
 };
 
@@ -122,6 +123,7 @@ struct anvil_conn {
 	                                     one asked for, not given back */
 	uint64_t conns_leased;            /* connection-rate events, the
 	                                     same */
+	uint32_t recalls_unacked;         /* RECALLs it has not answered */
 };
 
 struct anvil_state {
@@ -143,6 +145,7 @@ struct anvil_state {
 	int64_t next_counts;
 	int64_t idle_ms;                  /* workers.helper_idle; 0: stay */
 	int64_t alone_since;              /* no worker connected since */
+	uint64_t recalls_unacked;         /* over all workers */
 };
 
 static void
@@ -208,6 +211,7 @@ close_conn(struct anvil_state *av, size_t i)
 
 	for (k = 0; k < c->nheld; k++)
 		anvil_table_disconnect(av->table, c->held[k], now);
+	av->recalls_unacked -= c->recalls_unacked;
 	if (c->nheld > 0)
 		log_debug("anvil: worker pid %ld went away holding %zu "
 		    "connection(s); released", (long)c->pid, c->nheld);
@@ -234,6 +238,7 @@ answer(struct anvil_conn *c, uint32_t seq, int result, uint32_t granted)
 }
 
 static const char *result_name(int r);
+static void recall_slots(struct anvil_state *av);
 
 /* The answer to a CONNECTS question: the rate events granted and
  * whether the slot may be kept after its session. */
@@ -246,7 +251,7 @@ answer_connects(struct anvil_conn *c, uint32_t seq, int result,
 	ipc_add_u32(m, seq);
 	ipc_add_u32(m, (uint32_t)result);
 	ipc_add_u32(m, granted);
-	ipc_add_u8(m, (uint8_t)(keep != 0));
+	ipc_add_u8(m, (uint8_t)keep);
 	if (channel_end(&c->ch) < 0) {
 		log_warn("anvil: worker pid %ld does not read its answers; "
 		    "dropping its connection", (long)c->pid);
@@ -303,6 +308,13 @@ connects(struct anvil_state *av, struct anvil_conn *c, uint32_t seq,
 		res = anvil_table_connects(av->table, key, now, hk >= 0,
 		    want, &counted, &granted, &keep);
 	}
+	if (anvil_table_recall_due(av->table))
+		recall_slots(av);
+	/* refused while slots kept may still be on their way back: the
+	 * worker asks again (after its own, pushed before this answer) */
+	if ((res == ANVIL_TOO_MANY_CONNECTIONS ||
+	    res == ANVIL_TOO_MANY_FROM_CLIENT) && av->recalls_unacked > 0)
+		keep = ANVIL_ASK_AGAIN;
 	if (hk >= 0 && res != ANVIL_OK)
 		held_drop(c, (size_t)hk);   /* the table released it */
 	if (counted)
@@ -344,6 +356,8 @@ recall_slots(struct anvil_state *av)
 
 		if (c->broken)
 			continue;
+		c->recalls_unacked++;
+		av->recalls_unacked++;
 		(void)channel_begin(&c->ch, IMSG_ANVIL_RECALL);
 		if (channel_end(&c->ch) < 0 || channel_flush(&c->ch) < 0) {
 			log_warn("anvil: worker pid %ld does not read what "
@@ -381,6 +395,17 @@ handle_frame(struct anvil_state *av, struct anvil_conn *c,
 	int with_user, with_count, res = ANVIL_OK, counted = 0, rc = -1;
 	size_t k;
 
+	if (in->type == IMSG_ANVIL_RECALL) {
+		/* the worker gave back what it kept (CONNECTS_BACK before
+		 * this) */
+		if (ipc_end(in) < 0 || c->recalls_unacked == 0) {
+			channel_violation(&c->ch, "a RECALL nobody sent");
+			return -1;
+		}
+		c->recalls_unacked--;
+		av->recalls_unacked--;
+		return 0;
+	}
 	with_user = in->type == IMSG_ANVIL_AUTH_CHECK ||
 	    in->type == IMSG_ANVIL_AUTH_FAILED;
 	with_count = in->type == IMSG_ANVIL_MESSAGE ||
@@ -492,12 +517,9 @@ read_conn(struct anvil_state *av, struct anvil_conn *c)
 
 		if (n < 0)
 			return -1;
-		while ((got = channel_next(&c->ch, &in)) > 0) {
+		while ((got = channel_next(&c->ch, &in)) > 0)
 			if (handle_frame(av, c, &in) < 0)
 				return -1;
-			if (anvil_table_recall_due(av->table))
-				recall_slots(av);
-		}
 		if (got < 0)
 			return -1;
 		if (n == 0)

@@ -65,6 +65,9 @@ static void lease_keep(struct anvil_client *ac, const char *addr,
     uint32_t n);
 static void slots_answered(struct anvil_client *ac, const char *addr,
     int res, uint32_t granted, int keep);
+static int request_x(struct anvil_client *ac, int type, const char *addr,
+    const char *user, int want_answer, uint32_t owner, uint32_t count,
+    uint32_t extra);
 
 void
 anvil_client_init(struct anvil_client *ac, const char *path,
@@ -178,7 +181,9 @@ take_answer(struct anvil_client *ac, struct ipc_in *in)
 	    ipc_get_u32(in, &granted) < 0 ||
 	    (of_connects && ipc_get_u8(in, &keep) < 0) ||
 	    ipc_end(in) < 0 || res > ANVIL_AUTH_LOCKED ||
-	    granted > ANVIL_LEASE_MAX || keep > 1)
+	    granted > ANVIL_LEASE_MAX || keep > ANVIL_ASK_AGAIN ||
+	    (keep == ANVIL_ASK_AGAIN && res != ANVIL_TOO_MANY_CONNECTIONS &&
+	    res != ANVIL_TOO_MANY_FROM_CLIENT))
 		return channel_violation(&ac->ch, "malformed answer");
 	if (ac->nwaiting == 0)
 		return channel_violation(&ac->ch, "an answer nobody asked for");
@@ -188,9 +193,24 @@ take_answer(struct anvil_client *ac, struct ipc_in *in)
 	if (granted > 0 && ((!ac->waiting[0].lease && !of_connects) ||
 	    res != ANVIL_OK))
 		return channel_violation(&ac->ch, "a grant nobody asked for");
-	if (keep && res != ANVIL_OK)
+	if (keep == 1 && res != ANVIL_OK)
 		return channel_violation(&ac->ch, "a refused slot kept");
 	w = ac->waiting[0];
+	if (keep == ANVIL_ASK_AGAIN && w.again < ANVIL_AGAIN_MAX) {
+		memmove(&ac->waiting[0], &ac->waiting[1],
+		    (ac->nwaiting - 1) * sizeof(ac->waiting[0]));
+		ac->nwaiting--;
+		if (!w.live)
+			return 0;
+		if (request_x(ac, IMSG_ANVIL_CONNECTS, w.lease_addr, NULL, 1,
+		    w.owner, w.want, 0))
+			ac->waiting[ac->nwaiting - 1].again = w.again + 1;
+		else if (ac->on_answer != NULL)
+			ac->on_answer(ac->arg, w.owner, ANVIL_OK);
+		return 0;
+	}
+	if (keep == ANVIL_ASK_AGAIN)
+		keep = 0;
 	if (of_connects)
 		slots_answered(ac, w.lease_addr, (int)res, granted, keep);
 	else if (granted > 1)
@@ -274,6 +294,8 @@ request_x(struct anvil_client *ac, int type, const char *addr,
 		if (ensure_connected(ac, why, sizeof(why)) < 0)
 			break;
 		out = channel_begin(&ac->ch, type);
+		if (type == IMSG_ANVIL_RECALL)   /* no fields */
+			goto written;
 		ipc_add_u32(out, seq);
 		ipc_add_str(out, addr);
 		if (type == IMSG_ANVIL_AUTH_CHECK ||
@@ -294,6 +316,7 @@ request_x(struct anvil_client *ac, int type, const char *addr,
 			ipc_add_u8(out, (uint8_t)(extra != 0));
 		if (type == IMSG_ANVIL_CONNECTS_BACK)
 			ipc_add_u32(out, extra);
+written:
 		(void)channel_end(&ac->ch);
 		if (channel_flush(&ac->ch) == 0) {
 			if (want_answer) {
@@ -314,6 +337,8 @@ request_x(struct anvil_client *ac, int type, const char *addr,
 				w->lease = type == IMSG_ANVIL_MESSAGE &&
 				    strlen(addr) < sizeof(w->lease_addr);
 				w->connects = type == IMSG_ANVIL_CONNECTS;
+				w->want = count;
+				w->again = 0;
 				w->lease_addr[0] = '\0';
 				if (strlen(addr) < sizeof(w->lease_addr))
 					memcpy(w->lease_addr, addr,
@@ -569,6 +594,8 @@ anvil_client_io(struct anvil_client *ac, short revents)
 				break;
 			}
 			slots_recalled(ac);
+			(void)request(ac, IMSG_ANVIL_RECALL, NULL, NULL, 0,
+			    0);
 		} else if (take_answer(ac, &in) < 0)
 			break;
 	}

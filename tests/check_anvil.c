@@ -768,6 +768,7 @@ static const struct channel_rule worker_sends[] = {
 	{ IMSG_ANVIL_AUTH_FAILED, 0 },
 	{ IMSG_ANVIL_CONNECTS, 0 },
 	{ IMSG_ANVIL_CONNECTS_BACK, 0 },
+	{ IMSG_ANVIL_RECALL, 0 },
 	{ 0, 0 }
 };
 
@@ -1164,9 +1165,45 @@ START_TEST(test_connects_recall)
 	    &extra);
 	ck_assert_uint_eq(count, 0);
 	ck_assert_uint_eq(extra, 1);
+	{
+		/* then the recall is answered */
+		struct ipc_in in;
+
+		ck_assert_int_eq(channel_read_wait(&fa.srv, &in,
+		    now_ms() + 2000), 1);
+		ck_assert_int_eq(in.type, IMSG_ANVIL_RECALL);
+		ck_assert_int_eq(ipc_end(&in), 0);
+	}
 	/* and none is kept until anvil allows it again */
 	anvil_end_connection(&ac, "192.0.2.1");
 	(void)fake_read(&fa, IMSG_ANVIL_DISCONNECT);
+	ck_assert_int_ge(anvil_client_fd(&ac), 0);
+	fake_stop(&fa, &ac);
+}
+END_TEST
+
+/* Refused with "ask again" (a recall is on its way): the same question
+ * is asked again, and its answer is the one heard. */
+START_TEST(test_connects_ask_again)
+{
+	struct anvil_client ac;
+	struct fake_anvil fa;
+	uint32_t s1, s2, count, extra;
+
+	fake_start(&fa, &ac);
+	ck_assert_int_eq(anvil_ask_connects(&ac, 1, "192.0.2.1"), 1);
+	s1 = fake_read_connects(&fa, IMSG_ANVIL_CONNECTS, &count, &extra);
+	fake_connects_answer(&fa, s1, ANVIL_TOO_MANY_FROM_CLIENT, 0,
+	    ANVIL_ASK_AGAIN);
+	client_turn(&ac);
+	ck_assert_int_eq(heard_count, 0);
+	s2 = fake_read_connects(&fa, IMSG_ANVIL_CONNECTS, &count, &extra);
+	ck_assert_uint_ne(s1, s2);
+	ck_assert_uint_eq(count, ANVIL_LEASE_MAX);
+	fake_connects_answer(&fa, s2, ANVIL_TOO_MANY_FROM_CLIENT, 0, 0);
+	while (heard_count < 1)
+		client_turn(&ac);
+	ck_assert_int_eq(heard[1], ANVIL_TOO_MANY_FROM_CLIENT);
 	ck_assert_int_ge(anvil_client_fd(&ac), 0);
 	fake_stop(&fa, &ac);
 }
@@ -1368,6 +1405,7 @@ anvil_suite(void)
 	tcase_add_test(tc, test_connects_lease_used);
 	tcase_add_test(tc, test_connects_recall);
 	tcase_add_test(tc, test_connects_refused_kept);
+	tcase_add_test(tc, test_connects_ask_again);
 	suite_add_tcase(s, tc);
 	return s;
 }
