@@ -11,6 +11,18 @@
  * Each worker connection remembers the connections it holds, so when a
  * worker dies (its connection closes) what it held is released.
  *
+ * Connection leases (anvil_client.h has the rule): a CONNECTS question
+ * may be granted up to ANVIL_LEASE_MAX connection-rate events at once,
+ * and its answer says whether the worker may keep the slot once the
+ * session ends (anvil_table_connects); such a slot stays in the
+ * worker's held list and in the counts until the worker gives it back
+ * (CONNECTS_BACK), takes it for a new connection (CONNECTS on a slot
+ * held: only the rate is asked), or goes away.  When an answer no longer
+ * allows keeping after one did, every worker is sent IMSG_ANVIL_RECALL,
+ * which it answers once its kept slots went back; until then a
+ * connection refused for a concurrency limit is answered "ask again", so
+ * kept slots never refuse a client that is within its limit.
+ *
  * Stress mode: after every turn of the loop the connections in all are
  * held against limits.stress_threshold, and the machine's available
  * memory against limits.stress_memory_available (the rules are
