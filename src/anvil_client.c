@@ -594,8 +594,11 @@ anvil_client_io(struct anvil_client *ac, short revents)
 				break;
 			}
 			slots_recalled(ac);
-			(void)request(ac, IMSG_ANVIL_RECALL, NULL, NULL, 0,
-			    0);
+			/* answered on this connection only: a new one owes
+			 * anvil nothing */
+			if (ac->ch.fd >= 0)
+				(void)request(ac, IMSG_ANVIL_RECALL, NULL,
+				    NULL, 0, 0);
 		} else if (take_answer(ac, &in) < 0)
 			break;
 	}
