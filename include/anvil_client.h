@@ -49,6 +49,52 @@ struct anvil_lease {
 	int64_t until;              /* now_ms() clock */
 };
 
+/* Connections are leased too (anvil_ask_connects, anvil_end_connection;
+ * Postfix's anvil has no such thing), in two parts:
+ *
+ * - The connection rate, as messages: a CONNECTS question asks for
+ *   ANVIL_LEASE_MAX rate events; anvil counts them all while the client
+ *   stays under half its connection_rate with them (else one), and the
+ *   worker uses the rest for that address's next connections, asking
+ *   anvil only to count the connection itself.  What is left after
+ *   ANVIL_LEASE_MS goes back (IMSG_ANVIL_CONNECTS_BACK).
+ *
+ * - Concurrency: when a session ends, the worker may keep its slot
+ *   (anvil's count stays as it was) for ANVIL_LEASE_MS and reuse it for
+ *   that address's next connection, which then costs no question at all
+ *   while a rate event is lent too.  A slot may be kept only when
+ *   anvil's last answer for the address, at most ANVIL_LEASE_MS old,
+ *   said so, which it does only
+ *   while the client holds at most half max_connections_per_client, the
+ *   relay at most half max_connections and under half the stress
+ *   threshold, outside stress.  When an answer no longer allows keeping
+ *   (a client came near a limit, or was refused) after one did, anvil
+ *   tells every worker to give its kept slots back at once
+ *   (IMSG_ANVIL_RECALL), which each worker answers (RECALL again)
+ *   once it gave them back.  While a recall is unanswered, a connection
+ *   anvil would refuse for a concurrency limit is answered "ask again"
+ *   (ANVIL_ASK_AGAIN) and the worker asks again, up to
+ *   ANVIL_AGAIN_MAX times.  So a client at or near a limit is counted
+ *   connection by connection and refused exactly as without leases,
+ *   across workers, kept slots having gone back first.  Kept slots go back
+ *   (several in one frame) when not reused in ANVIL_LEASE_MS, when the
+ *   worker goes at rest (anvil_client_release), or on a recall; a worker
+ *   that dies releases them with its connection.  A kept slot counts as a
+ *   connection in anvil's figures (ferryctl status) and for stress: at
+ *   most ANVIL_LEASE_MS, plus a turn of the worker's loop, after its
+ *   session ended. */
+#define ANVIL_ASK_AGAIN 2
+#define ANVIL_AGAIN_MAX 64
+struct anvil_slots {
+	char addr[ANVIL_ADDR_MAX];  /* "" when free */
+	uint32_t rate_left;         /* connection-rate events lent */
+	int64_t rate_until;         /* now_ms() clock */
+	uint32_t kept;              /* slots kept from ended sessions */
+	int64_t kept_until;
+	int may_keep;               /* anvil's last answer allowed it */
+	int64_t keep_until;         /* that answer holds until */
+};
+
 /* Called with the answer to owner's question (an ANVIL_* result).  It
  * may come from any anvil_client_* call but anvil_client_init and _close,
  * so it must only note the answer for the caller's loop to act on. */
@@ -63,6 +109,10 @@ struct anvil_waiter {
 	int live;                  /* 0: the owner no longer waits */
 	int lease;                 /* a MESSAGE question: the grant beyond
 	                              one is kept for lease_addr */
+	int connects;              /* a CONNECTS question (for lease_addr):
+	                              its answer is CONNECTS_ANSWER */
+	uint32_t want;             /* CONNECTS: rate events asked for */
+	int again;                 /* CONNECTS: times asked again */
 	char lease_addr[ANVIL_ADDR_MAX];
 };
 
@@ -78,6 +128,7 @@ struct anvil_client {
 	uint32_t stress_timeout;   /* seconds, while stress is on */
 	int stress_changed;        /* set on every note; the caller clears */
 	struct anvil_lease leases[ANVIL_LEASES];
+	struct anvil_slots slots[ANVIL_LEASES];
 };
 
 void anvil_client_init(struct anvil_client *ac, const char *path,
@@ -120,6 +171,15 @@ void anvil_client_forget(struct anvil_client *ac, uint32_t owner);
  * allowed must be ended with anvil_disconnect when the session ends. */
 int anvil_ask_connect(struct anvil_client *ac, uint32_t owner,
     const char *addr);
+/* As anvil_ask_connect, with a lease (see struct anvil_slots): 0 (allowed
+ * now, not asked) also when a kept slot and a rate event for addr are
+ * at hand.  A connection allowed must be ended with
+ * anvil_end_connection. */
+int anvil_ask_connects(struct anvil_client *ac, uint32_t owner,
+    const char *addr);
+/* A connection allowed by anvil_ask_connects ended: its slot is kept
+ * when anvil allowed it, else anvil is told (anvil_disconnect). */
+void anvil_end_connection(struct anvil_client *ac, const char *addr);
 /* A new mail transaction (at MAIL): ANVIL_OK or ANVIL_MESSAGE_RATE.  0
  * (allowed now, not asked) also when a lease for addr has some left. */
 int anvil_ask_message(struct anvil_client *ac, uint32_t owner,

@@ -79,6 +79,30 @@ int anvil_table_connect(struct anvil_table *t, const char *key,
 /* A counted connection of key ended. */
 void anvil_table_disconnect(struct anvil_table *t, const char *key,
     int64_t now);
+/* A connection from key starts, with a lease (anvil_client.h explains
+ * the rule).  held: it takes a slot the asking worker holds for key
+ * already (a kept slot, counted): the concurrency limits are not checked
+ * again and nothing more is counted, and when the rate refuses it the
+ * slot is released.  want: connection-rate events wanted, 0 when the
+ * worker was lent one already (then the rate is not checked), else all
+ * of them while the key stays under half its connection rate with them,
+ * else one (as anvil_table_connect).  *counted: a new slot was counted
+ * (release it with anvil_table_disconnect); *granted: rate events
+ * counted; *keep: the slot may be kept once its session ends, as the
+ * key has at most half max_connections_per_client, the relay at most
+ * half max_connections and at most half the stress threshold, and is
+ * not in stress. */
+int anvil_table_connects(struct anvil_table *t, const char *key,
+    int64_t now, int held, uint32_t want, int *counted,
+    uint32_t *granted, int *keep);
+/* n connection-rate events of a lease were not used: they count no
+ * more. */
+void anvil_table_connects_back(struct anvil_table *t, const char *key,
+    uint32_t n, int64_t now);
+/* 1 once when slots kept by workers must go back: an answer allowed
+ * keeping (*keep) since the last recall, and a later one did not (a
+ * client or the relay came near a limit, or one was refused). */
+int anvil_table_recall_due(struct anvil_table *t);
 /* A mail transaction from key: ANVIL_OK or ANVIL_MESSAGE_RATE. */
 int anvil_table_message(struct anvil_table *t, const char *key,
     int64_t now);

@@ -122,6 +122,18 @@ enum ipc_type {
 	                          * RCAP_* flags, u64 SIZE limit */
 	/* SMTP worker -> ferry-anvil: messages of a lease left unused */
 	IMSG_ANVIL_MESSAGES_BACK,  /* seq, addr, u32 count; no answer */
+	/* SMTP worker <-> ferry-anvil: connections with a lease
+	 * (anvil_client.h) */
+	IMSG_ANVIL_CONNECTS,     /* worker: seq, addr, u32 rate events
+	                          * wanted (0: lent already), u8 on a slot
+	                          * the worker holds; answered */
+	IMSG_ANVIL_CONNECTS_ANSWER,  /* anvil: seq, result, u32 rate events
+	                              * granted, u8 1: the slot may be kept,
+	                              * 2: refused, ask again */
+	IMSG_ANVIL_CONNECTS_BACK,  /* worker: seq, addr, u32 rate events,
+	                            * u32 slots; no answer */
+	IMSG_ANVIL_RECALL,       /* anvil: no fields; give kept slots back;
+	                          * worker: the same, once they went */
 	IMSG_TYPE_MAX
 };
 

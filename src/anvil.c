@@ -11,6 +11,18 @@
  * Each worker connection remembers the connections it holds, so when a
  * worker dies (its connection closes) what it held is released.
  *
+ * Connection leases (anvil_client.h has the rule): a CONNECTS question
+ * may be granted up to ANVIL_LEASE_MAX connection-rate events at once,
+ * and its answer says whether the worker may keep the slot once the
+ * session ends (anvil_table_connects); such a slot stays in the
+ * worker's held list and in the counts until the worker gives it back
+ * (CONNECTS_BACK), takes it for a new connection (CONNECTS on a slot
+ * held: only the rate is asked), or goes away.  When an answer no longer
+ * allows keeping after one did, every worker is sent IMSG_ANVIL_RECALL,
+ * which it answers once its kept slots went back; until then a
+ * connection refused for a concurrency limit is answered "ask again", so
+ * kept slots never refuse a client that is within its limit.
+ *
  * Stress mode: after every turn of the loop the connections in all are
  * held against limits.stress_threshold, and the machine's available
  * memory against limits.stress_memory_available (the rules are
@@ -100,6 +112,9 @@ static const struct channel_rule worker_may_send[] = {
 	{ IMSG_ANVIL_AUTH_CHECK, 0 },
 	{ IMSG_ANVIL_AUTH_FAILED, 0 },
 	{ IMSG_ANVIL_MESSAGES_BACK, 0 },
+	{ IMSG_ANVIL_CONNECTS, 0 },
+	{ IMSG_ANVIL_CONNECTS_BACK, 0 },
+	{ IMSG_ANVIL_RECALL, 0 },
 	{ 0, 0 }
 };
 
@@ -118,6 +133,9 @@ struct anvil_conn {
 	int broken;                       /* a push failed: drop it */
 	uint64_t leased;                  /* messages granted beyond the
 	                                     one asked for, not given back */
+	uint64_t conns_leased;            /* connection-rate events, the
+	                                     same */
+	uint32_t recalls_unacked;         /* RECALLs it has not answered */
 };
 
 struct anvil_state {
@@ -139,6 +157,7 @@ struct anvil_state {
 	int64_t next_counts;
 	int64_t idle_ms;                  /* workers.helper_idle; 0: stay */
 	int64_t alone_since;              /* no worker connected since */
+	uint64_t recalls_unacked;         /* over all workers */
 };
 
 static void
@@ -204,6 +223,7 @@ close_conn(struct anvil_state *av, size_t i)
 
 	for (k = 0; k < c->nheld; k++)
 		anvil_table_disconnect(av->table, c->held[k], now);
+	av->recalls_unacked -= c->recalls_unacked;
 	if (c->nheld > 0)
 		log_debug("anvil: worker pid %ld went away holding %zu "
 		    "connection(s); released", (long)c->pid, c->nheld);
@@ -229,6 +249,137 @@ answer(struct anvil_conn *c, uint32_t seq, int result, uint32_t granted)
 	return channel_flush(&c->ch);
 }
 
+static const char *result_name(int r);
+static void recall_slots(struct anvil_state *av);
+
+/* The answer to a CONNECTS question: the rate events granted and
+ * whether the slot may be kept after its session. */
+static int
+answer_connects(struct anvil_conn *c, uint32_t seq, int result,
+    uint32_t granted, int keep)
+{
+	struct ipc_out *m = channel_begin(&c->ch, IMSG_ANVIL_CONNECTS_ANSWER);
+
+	ipc_add_u32(m, seq);
+	ipc_add_u32(m, (uint32_t)result);
+	ipc_add_u32(m, granted);
+	ipc_add_u8(m, (uint8_t)keep);
+	if (channel_end(&c->ch) < 0) {
+		log_warn("anvil: worker pid %ld does not read its answers; "
+		    "dropping its connection", (long)c->pid);
+		return -1;
+	}
+	return channel_flush(&c->ch);
+}
+
+/* The index of a connection of key c holds, or -1. */
+static ssize_t
+held_index(const struct anvil_conn *c, const char *key)
+{
+	size_t k;
+
+	for (k = 0; k < c->nheld; k++)
+		if (strcmp(c->held[k], key) == 0)
+			return (ssize_t)k;
+	return -1;
+}
+
+static void
+held_add(struct anvil_conn *c, const char *key)
+{
+	if (c->nheld == c->held_cap) {
+		c->held_cap = c->held_cap ? c->held_cap * 2 : HELD_FIRST;
+		c->held = xrealloc(c->held, c->held_cap * sizeof(c->held[0]));
+	}
+	ferry_strlcpy(c->held[c->nheld++], key, sizeof(c->held[0]));
+}
+
+static void
+held_drop(struct anvil_conn *c, size_t k)
+{
+	memcpy(c->held[k], c->held[--c->nheld], sizeof(c->held[0]));
+}
+
+/* A CONNECTS question (see anvil_client.h for the lease). */
+static int
+connects(struct anvil_state *av, struct anvil_conn *c, uint32_t seq,
+    const char *key, uint32_t want, uint8_t on_held, int64_t now)
+{
+	ssize_t hk = on_held ? held_index(c, key) : -1;
+	uint32_t granted = 0;
+	int res, counted = 0, keep = 0;
+
+	if (hk < 0 && c->nheld >= (size_t)av->lim.max_connections) {
+		log_warn("anvil: worker pid %ld holds %zu connections "
+		    "already", (long)c->pid, c->nheld);
+		res = ANVIL_TOO_MANY_CONNECTIONS;
+	} else {
+		/* a kept slot this connection does not hold any more (it
+		 * was released, or counted by an anvil before us) is
+		 * counted again */
+		res = anvil_table_connects(av->table, key, now, hk >= 0,
+		    want, &counted, &granted, &keep);
+	}
+	if (anvil_table_recall_due(av->table))
+		recall_slots(av);
+	/* refused while slots kept may still be on their way back: the
+	 * worker asks again (after its own, pushed before this answer) */
+	if ((res == ANVIL_TOO_MANY_CONNECTIONS ||
+	    res == ANVIL_TOO_MANY_FROM_CLIENT) && av->recalls_unacked > 0)
+		keep = ANVIL_ASK_AGAIN;
+	if (hk >= 0 && res != ANVIL_OK)
+		held_drop(c, (size_t)hk);   /* the table released it */
+	if (counted)
+		held_add(c, key);
+	if (granted > 1)
+		c->conns_leased += granted - 1;
+	if (res != ANVIL_OK)
+		log_debug("anvil: %s: %s", key, result_name(res));
+	return answer_connects(c, seq, res, granted, keep);
+}
+
+/* A worker gives back what is left of a connection lease: rate events,
+ * and slots it kept (never more than this worker was lent or holds). */
+static void
+connects_back(struct anvil_state *av, struct anvil_conn *c,
+    const char *key, uint32_t rate, uint32_t slots, int64_t now)
+{
+	ssize_t hk;
+
+	if (rate > c->conns_leased)
+		rate = (uint32_t)c->conns_leased;
+	c->conns_leased -= rate;
+	if (rate > 0)
+		anvil_table_connects_back(av->table, key, rate, now);
+	while (slots-- > 0 && (hk = held_index(c, key)) >= 0) {
+		anvil_table_disconnect(av->table, key, now);
+		held_drop(c, (size_t)hk);
+	}
+}
+
+/* Every worker gives back the slots it kept (anvil_table_recall_due). */
+static void
+recall_slots(struct anvil_state *av)
+{
+	size_t i;
+
+	for (i = 0; i < av->nconns; i++) {
+		struct anvil_conn *c = av->conns[i];
+
+		if (c->broken)
+			continue;
+		c->recalls_unacked++;
+		av->recalls_unacked++;
+		(void)channel_begin(&c->ch, IMSG_ANVIL_RECALL);
+		if (channel_end(&c->ch) < 0 || channel_flush(&c->ch) < 0) {
+			log_warn("anvil: worker pid %ld does not read what "
+			    "it is told; dropping its connection",
+			    (long)c->pid);
+			c->broken = 1;
+		}
+	}
+}
+
 static const char *
 result_name(int r)
 {
@@ -251,19 +402,37 @@ handle_frame(struct anvil_state *av, struct anvil_conn *c,
 {
 	int64_t now = now_ms();
 	char key[ANVIL_KEY_MAX], *addr = NULL, *user = NULL;
-	uint32_t seq, count = 0, granted = 0;
+	uint32_t seq, count = 0, granted = 0, slots = 0;
+	uint8_t on_held = 0;
 	int with_user, with_count, res = ANVIL_OK, counted = 0, rc = -1;
 	size_t k;
 
+	if (in->type == IMSG_ANVIL_RECALL) {
+		/* the worker gave back what it kept (CONNECTS_BACK before
+		 * this) */
+		if (ipc_end(in) < 0 || c->recalls_unacked == 0) {
+			channel_violation(&c->ch, "a RECALL nobody sent");
+			return -1;
+		}
+		c->recalls_unacked--;
+		av->recalls_unacked--;
+		return 0;
+	}
 	with_user = in->type == IMSG_ANVIL_AUTH_CHECK ||
 	    in->type == IMSG_ANVIL_AUTH_FAILED;
 	with_count = in->type == IMSG_ANVIL_MESSAGE ||
-	    in->type == IMSG_ANVIL_MESSAGES_BACK;
+	    in->type == IMSG_ANVIL_MESSAGES_BACK ||
+	    in->type == IMSG_ANVIL_CONNECTS ||
+	    in->type == IMSG_ANVIL_CONNECTS_BACK;
 	if (ipc_get_u32(in, &seq) < 0 ||
 	    ipc_get_str(in, &addr, ANVIL_KEY_MAX) < 0 ||
 	    (with_user && ipc_get_str(in, &user, MAX_USER) < 0) ||
 	    (with_count && (ipc_get_u32(in, &count) < 0 ||
 	    count > ANVIL_LEASE_MAX)) ||
+	    (in->type == IMSG_ANVIL_CONNECTS &&
+	    (ipc_get_u8(in, &on_held) < 0 || on_held > 1)) ||
+	    (in->type == IMSG_ANVIL_CONNECTS_BACK &&
+	    (ipc_get_u32(in, &slots) < 0 || slots > ANVIL_LEASE_MAX)) ||
 	    ipc_end(in) < 0 ||
 	    anvil_client_key(addr, key, sizeof(key)) < 0) {
 		char why[64];
@@ -322,6 +491,13 @@ handle_frame(struct anvil_state *av, struct anvil_conn *c,
 			count = (uint32_t)c->leased;
 		c->leased -= count;
 		anvil_table_messages_back(av->table, key, count, now);
+		break;
+	case IMSG_ANVIL_CONNECTS:
+		if (connects(av, c, seq, key, count, on_held, now) < 0)
+			goto out;
+		break;
+	case IMSG_ANVIL_CONNECTS_BACK:
+		connects_back(av, c, key, count, slots, now);
 		break;
 	case IMSG_ANVIL_AUTH_CHECK:
 		res = anvil_table_auth_check(av->table, key, user, now);

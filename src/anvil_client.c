@@ -54,13 +54,20 @@ static int outage_logged;
 static const struct channel_rule anvil_may_send[] = {
 	{ IMSG_ANVIL_ANSWER, 0 },
 	{ IMSG_ANVIL_STRESS, 0 },
+	{ IMSG_ANVIL_CONNECTS_ANSWER, 0 },
+	{ IMSG_ANVIL_RECALL, 0 },
 	{ 0, 0 }
 };
 
-#define ANSWER_CAP 12           /* seq, result, messages granted */
+#define ANSWER_CAP 13           /* seq, result, granted, kept (CONNECTS) */
 
 static void lease_keep(struct anvil_client *ac, const char *addr,
     uint32_t n);
+static void slots_answered(struct anvil_client *ac, const char *addr,
+    int res, uint32_t granted, int keep);
+static int request_x(struct anvil_client *ac, int type, const char *addr,
+    const char *user, int want_answer, uint32_t owner, uint32_t count,
+    uint32_t extra);
 
 void
 anvil_client_init(struct anvil_client *ac, const char *path,
@@ -104,6 +111,7 @@ drop(struct anvil_client *ac)
 	channel_close(&ac->ch);
 	/* a new anvil does not know them; the old one let them drain */
 	memset(ac->leases, 0, sizeof(ac->leases));
+	memset(ac->slots, 0, sizeof(ac->slots));
 	if (ac->stress) {
 		ac->stress = 0;
 		ac->stress_timeout = 0;
@@ -166,20 +174,46 @@ take_answer(struct anvil_client *ac, struct ipc_in *in)
 {
 	struct anvil_waiter w;
 	uint32_t aseq, res, granted;
+	uint8_t keep = 0;
+	int of_connects = in->type == IMSG_ANVIL_CONNECTS_ANSWER;
 
 	if (ipc_get_u32(in, &aseq) < 0 || ipc_get_u32(in, &res) < 0 ||
 	    ipc_get_u32(in, &granted) < 0 ||
+	    (of_connects && ipc_get_u8(in, &keep) < 0) ||
 	    ipc_end(in) < 0 || res > ANVIL_AUTH_LOCKED ||
-	    granted > ANVIL_LEASE_MAX)
+	    granted > ANVIL_LEASE_MAX || keep > ANVIL_ASK_AGAIN ||
+	    (keep == ANVIL_ASK_AGAIN && res != ANVIL_TOO_MANY_CONNECTIONS &&
+	    res != ANVIL_TOO_MANY_FROM_CLIENT))
 		return channel_violation(&ac->ch, "malformed answer");
 	if (ac->nwaiting == 0)
 		return channel_violation(&ac->ch, "an answer nobody asked for");
-	if (aseq != ac->waiting[0].seq)
+	if (aseq != ac->waiting[0].seq ||
+	    of_connects != ac->waiting[0].connects)
 		return channel_violation(&ac->ch, "an answer out of turn");
-	if (granted > 0 && (!ac->waiting[0].lease || res != ANVIL_OK))
+	if (granted > 0 && ((!ac->waiting[0].lease && !of_connects) ||
+	    res != ANVIL_OK))
 		return channel_violation(&ac->ch, "a grant nobody asked for");
+	if (keep == 1 && res != ANVIL_OK)
+		return channel_violation(&ac->ch, "a refused slot kept");
 	w = ac->waiting[0];
-	if (granted > 1)
+	if (keep == ANVIL_ASK_AGAIN && w.again < ANVIL_AGAIN_MAX) {
+		memmove(&ac->waiting[0], &ac->waiting[1],
+		    (ac->nwaiting - 1) * sizeof(ac->waiting[0]));
+		ac->nwaiting--;
+		if (!w.live)
+			return 0;
+		if (request_x(ac, IMSG_ANVIL_CONNECTS, w.lease_addr, NULL, 1,
+		    w.owner, w.want, 0))
+			ac->waiting[ac->nwaiting - 1].again = w.again + 1;
+		else if (ac->on_answer != NULL)
+			ac->on_answer(ac->arg, w.owner, ANVIL_OK);
+		return 0;
+	}
+	if (keep == ANVIL_ASK_AGAIN)
+		keep = 0;
+	if (of_connects)
+		slots_answered(ac, w.lease_addr, (int)res, granted, keep);
+	else if (granted > 1)
 		lease_keep(ac, w.lease_addr, granted - 1);
 	memmove(&ac->waiting[0], &ac->waiting[1],
 	    (ac->nwaiting - 1) * sizeof(ac->waiting[0]));
@@ -234,11 +268,14 @@ lease_keep(struct anvil_client *ac, const char *addr, uint32_t n)
 }
 
 /* Writes one request; want_answer: a question for owner.  1 asked, 0
- * not (anvil unreachable: allowed).  count: MESSAGE's lease wanted, or
- * MESSAGES_BACK's messages. */
+ * not (anvil unreachable: allowed).  count: MESSAGE's lease wanted,
+ * MESSAGES_BACK's messages, CONNECTS' rate events wanted or
+ * CONNECTS_BACK's rate events; extra: CONNECTS' "on a slot held" or
+ * CONNECTS_BACK's slots. */
 static int
-request_n(struct anvil_client *ac, int type, const char *addr,
-    const char *user, int want_answer, uint32_t owner, uint32_t count)
+request_x(struct anvil_client *ac, int type, const char *addr,
+    const char *user, int want_answer, uint32_t owner, uint32_t count,
+    uint32_t extra)
 {
 	char why[256] = "";
 	int attempt;
@@ -257,6 +294,8 @@ request_n(struct anvil_client *ac, int type, const char *addr,
 		if (ensure_connected(ac, why, sizeof(why)) < 0)
 			break;
 		out = channel_begin(&ac->ch, type);
+		if (type == IMSG_ANVIL_RECALL)   /* no fields */
+			goto written;
 		ipc_add_u32(out, seq);
 		ipc_add_str(out, addr);
 		if (type == IMSG_ANVIL_AUTH_CHECK ||
@@ -269,8 +308,15 @@ request_n(struct anvil_client *ac, int type, const char *addr,
 			    ANVIL_USER_MAX : ulen);
 		}
 		if (type == IMSG_ANVIL_MESSAGE ||
-		    type == IMSG_ANVIL_MESSAGES_BACK)
+		    type == IMSG_ANVIL_MESSAGES_BACK ||
+		    type == IMSG_ANVIL_CONNECTS ||
+		    type == IMSG_ANVIL_CONNECTS_BACK)
 			ipc_add_u32(out, count);
+		if (type == IMSG_ANVIL_CONNECTS)
+			ipc_add_u8(out, (uint8_t)(extra != 0));
+		if (type == IMSG_ANVIL_CONNECTS_BACK)
+			ipc_add_u32(out, extra);
+written:
 		(void)channel_end(&ac->ch);
 		if (channel_flush(&ac->ch) == 0) {
 			if (want_answer) {
@@ -290,7 +336,11 @@ request_n(struct anvil_client *ac, int type, const char *addr,
 				w->live = 1;
 				w->lease = type == IMSG_ANVIL_MESSAGE &&
 				    strlen(addr) < sizeof(w->lease_addr);
-				if (w->lease)
+				w->connects = type == IMSG_ANVIL_CONNECTS;
+				w->want = count;
+				w->again = 0;
+				w->lease_addr[0] = '\0';
+				if (strlen(addr) < sizeof(w->lease_addr))
 					memcpy(w->lease_addr, addr,
 					    strlen(addr) + 1);
 			}
@@ -304,6 +354,13 @@ request_n(struct anvil_client *ac, int type, const char *addr,
 	}
 	fail_open(ac, why[0] ? why : "unreachable");
 	return 0;
+}
+
+static int
+request_n(struct anvil_client *ac, int type, const char *addr,
+    const char *user, int want_answer, uint32_t owner, uint32_t count)
+{
+	return request_x(ac, type, addr, user, want_answer, owner, count, 0);
 }
 
 static int
@@ -321,6 +378,149 @@ give_back(struct anvil_client *ac, struct anvil_lease *l)
 		(void)request_n(ac, IMSG_ANVIL_MESSAGES_BACK, l->addr, NULL,
 		    0, 0, l->left);
 	memset(l, 0, sizeof(*l));
+}
+
+/* ------------------------------------------------ connection leases */
+
+/* The connection lease of addr, or NULL. */
+static struct anvil_slots *
+slots_of(struct anvil_client *ac, const char *addr)
+{
+	size_t i;
+
+	for (i = 0; i < ANVIL_LEASES; i++)
+		if (ac->slots[i].addr[0] != '\0' &&
+		    strcmp(ac->slots[i].addr, addr) == 0)
+			return &ac->slots[i];
+	return NULL;
+}
+
+/* Gives back the rate events (rate) and kept slots (kept) of sl that
+ * are set, in one frame. */
+static void
+slots_give_back(struct anvil_client *ac, struct anvil_slots *sl, int rate,
+    int kept)
+{
+	uint32_t nrate = rate ? sl->rate_left : 0;
+	uint32_t nkept = kept ? sl->kept : 0;
+
+	if (rate)
+		sl->rate_left = 0;
+	if (kept)
+		sl->kept = 0;
+	if ((nrate > 0 || nkept > 0) && ac->ch.fd >= 0)
+		(void)request_x(ac, IMSG_ANVIL_CONNECTS_BACK, sl->addr, NULL,
+		    0, 0, nrate, nkept);
+	if (sl->rate_left == 0 && sl->kept == 0 && !sl->may_keep)
+		memset(sl, 0, sizeof(*sl));
+}
+
+/* The lease of addr, made (from a free one, or the one that ends first,
+ * given back) when there is none. */
+static struct anvil_slots *
+slots_get(struct anvil_client *ac, const char *addr)
+{
+	struct anvil_slots *sl = slots_of(ac, addr);
+	size_t i;
+
+	if (sl != NULL || strlen(addr) >= sizeof(sl->addr))
+		return sl;
+	sl = &ac->slots[0];
+	for (i = 0; i < ANVIL_LEASES; i++) {
+		struct anvil_slots *o = &ac->slots[i];
+
+		if (o->addr[0] == '\0') {
+			sl = o;
+			break;
+		}
+		if ((o->rate_until > o->kept_until ? o->rate_until :
+		    o->kept_until) < (sl->rate_until > sl->kept_until ?
+		    sl->rate_until : sl->kept_until))
+			sl = o;
+	}
+	if (sl->addr[0] != '\0') {
+		sl->may_keep = 0;
+		slots_give_back(ac, sl, 1, 1);
+	}
+	memset(sl, 0, sizeof(*sl));
+	ferry_strlcpy(sl->addr, addr, sizeof(sl->addr));
+	return sl;
+}
+
+/* Anvil answered a CONNECTS question for addr. */
+static void
+slots_answered(struct anvil_client *ac, const char *addr, int res,
+    uint32_t granted, int keep)
+{
+	struct anvil_slots *sl = granted > 1 || keep ? slots_get(ac, addr) :
+	    slots_of(ac, addr);
+
+	if (sl == NULL)
+		return;
+	if (granted > 1) {
+		sl->rate_left += granted - 1;
+		sl->rate_until = now_ms() + ANVIL_LEASE_MS;
+	}
+	sl->may_keep = keep && res == ANVIL_OK;
+	sl->keep_until = now_ms() + ANVIL_LEASE_MS;
+	if (!sl->may_keep)   /* near a limit: counted one by one */
+		slots_give_back(ac, sl, 0, 1);
+}
+
+/* Anvil recalls every kept slot; none is kept until it allows it
+ * again. */
+static void
+slots_recalled(struct anvil_client *ac)
+{
+	size_t i;
+
+	for (i = 0; i < ANVIL_LEASES; i++)
+		if (ac->slots[i].addr[0] != '\0') {
+			ac->slots[i].may_keep = 0;
+			slots_give_back(ac, &ac->slots[i], 0, 1);
+		}
+}
+
+int
+anvil_ask_connects(struct anvil_client *ac, uint32_t owner,
+    const char *addr)
+{
+	struct anvil_slots *sl = ac->path != NULL ? slots_of(ac, addr) : NULL;
+	uint32_t want = ANVIL_LEASE_MAX;
+	int held = 0;
+
+	if (sl != NULL) {
+		int rate = sl->rate_left > 0 && now_ms() < sl->rate_until;
+
+		held = sl->kept > 0;
+		if (held && rate) {
+			sl->kept--;
+			sl->rate_left--;
+			return 0;        /* a slot and its rate at hand */
+		}
+		if (rate) {
+			sl->rate_left--;
+			want = 0;
+		}
+		if (held)
+			sl->kept--;
+	}
+	return request_x(ac, IMSG_ANVIL_CONNECTS, addr, NULL, 1, owner, want,
+	    (uint32_t)held);
+}
+
+void
+anvil_end_connection(struct anvil_client *ac, const char *addr)
+{
+	struct anvil_slots *sl = ac->path != NULL ? slots_of(ac, addr) : NULL;
+
+	if (sl != NULL && sl->may_keep && now_ms() < sl->keep_until &&
+	    ac->ch.fd >= 0 && sl->kept < ANVIL_LEASE_MAX) {
+		sl->kept++;
+		sl->kept_until = now_ms() + ANVIL_LEASE_MS;
+		return;
+	}
+	anvil_disconnect(ac, addr);
 }
 
 void
@@ -344,6 +544,11 @@ anvil_client_release(struct anvil_client *ac)
 	for (i = 0; i < ANVIL_LEASES; i++)
 		if (ac->leases[i].addr[0] != '\0')
 			give_back(ac, &ac->leases[i]);
+	for (i = 0; i < ANVIL_LEASES; i++)
+		if (ac->slots[i].addr[0] != '\0') {
+			ac->slots[i].may_keep = 0;
+			slots_give_back(ac, &ac->slots[i], 1, 1);
+		}
 	if (ac->ch.fd < 0 || (channel_pending(&ac->ch) > 0 &&
 	    channel_flush(&ac->ch) == 0 && channel_pending(&ac->ch) > 0))
 		return;   /* gone already, or still writing */
@@ -383,6 +588,17 @@ anvil_client_io(struct anvil_client *ac, short revents)
 		if (in.type == IMSG_ANVIL_STRESS) {
 			if (take_stress(ac, &in) < 0)
 				break;
+		} else if (in.type == IMSG_ANVIL_RECALL) {
+			if (ipc_end(&in) < 0) {
+				channel_violation(&ac->ch, "malformed RECALL");
+				break;
+			}
+			slots_recalled(ac);
+			/* answered on this connection only: a new one owes
+			 * anvil nothing */
+			if (ac->ch.fd >= 0)
+				(void)request(ac, IMSG_ANVIL_RECALL, NULL,
+				    NULL, 0, 0);
 		} else if (take_answer(ac, &in) < 0)
 			break;
 	}
@@ -417,6 +633,17 @@ anvil_client_tick(struct anvil_client *ac, int64_t now)
 		if (ac->leases[i].addr[0] != '\0' &&
 		    now >= ac->leases[i].until)
 			give_back(ac, &ac->leases[i]);
+	for (i = 0; i < ANVIL_LEASES; i++) {
+		struct anvil_slots *sl = &ac->slots[i];
+
+		if (sl->addr[0] == '\0')
+			continue;
+		if (now >= sl->keep_until)
+			sl->may_keep = 0;   /* anvil's word is that old */
+		slots_give_back(ac, sl, sl->rate_left > 0 &&
+		    now >= sl->rate_until, sl->kept > 0 &&
+		    now >= sl->kept_until);
+	}
 }
 
 void

@@ -56,6 +56,9 @@ struct anvil_table {
 	uint64_t mem_avail, mem_total;   /* kB, last read; total 0: unknown */
 	int64_t stress_since;        /* when the state last changed */
 	uint64_t stress_entered;     /* times stress began */
+	int slots_lent;              /* an answer allowed keeping a slot
+	                                since the last recall */
+	int recall_due;
 };
 
 static uint64_t
@@ -174,6 +177,32 @@ bucket_take(struct bucket *b, int rate, int64_t now)
 		return 0;
 	b->level += MINUTE_MS;
 	return 1;
+}
+
+/* After bucket_take: the rest of a lease of want events, counted while
+ * the bucket stays within half its capacity with them, so that what a
+ * worker holds unused never refuses another's client early.  How many
+ * are counted in all (1 or want). */
+static uint32_t
+bucket_lend(struct bucket *b, int rate, uint32_t want)
+{
+	int64_t cap = (int64_t)rate * MINUTE_MS;
+
+	if (want > 1 && b->level + (int64_t)(want - 1) * MINUTE_MS <=
+	    cap / 2) {
+		b->level += (int64_t)(want - 1) * MINUTE_MS;
+		return want;
+	}
+	return 1;
+}
+
+static void
+bucket_give_back(struct bucket *b, int rate, uint32_t n, int64_t now)
+{
+	int64_t d = (int64_t)n * MINUTE_MS;
+
+	bucket_drain(b, rate, now);
+	b->level = d >= b->level ? 0 : b->level - d;
 }
 
 static int
@@ -307,6 +336,104 @@ anvil_table_connect(struct anvil_table *t, const char *key, int64_t now,
 	return ANVIL_OK;
 }
 
+/* Whether a slot of e may be kept by a worker after its session: only
+ * well below every limit it counts towards. */
+static int
+slot_may_stay(const struct anvil_table *t, const struct entry *e)
+{
+	int64_t total = t->connections;
+
+	if (t->stress ||
+	    (int64_t)e->conns * 2 > t->lim.max_connections_per_client ||
+	    total * 2 > t->lim.max_connections)
+		return 0;
+	return t->lim.stress_threshold <= 0 || total * 200 <
+	    (int64_t)t->lim.stress_threshold * t->lim.max_connections;
+}
+
+/* An answer allowed keeping slots or did not: a recall is due when one
+ * did and this one does not. */
+static void
+note_keep(struct anvil_table *t, int keep)
+{
+	if (keep)
+		t->slots_lent = 1;
+	else if (t->slots_lent) {
+		t->slots_lent = 0;
+		t->recall_due = 1;
+	}
+}
+
+static int
+connects(struct anvil_table *t, const char *key, int64_t now, int held,
+    uint32_t want, int *counted, uint32_t *granted, int *keep)
+{
+	struct entry *e;
+
+	if (!held && t->connections >= t->lim.max_connections)
+		return ANVIL_TOO_MANY_CONNECTIONS;
+	e = lookup(t, 'a', key, 1, now);
+	if (e == NULL || (held && e->conns == 0)) {
+		*granted = want > 0;
+		return ANVIL_OK;   /* full: fail open */
+	}
+	if (!held && e->conns >= t->lim.max_connections_per_client)
+		return ANVIL_TOO_MANY_FROM_CLIENT;
+	if (want > 0) {
+		if (!bucket_take(&e->conn_rate, t->lim.connection_rate,
+		    now)) {
+			if (held) {
+				e->conns--;
+				t->connections--;
+			}
+			return ANVIL_CONNECTION_RATE;
+		}
+		*granted = bucket_lend(&e->conn_rate, t->lim.connection_rate,
+		    want);
+	}
+	if (!held) {
+		e->conns++;
+		t->connections++;
+		*counted = 1;
+	}
+	*keep = slot_may_stay(t, e);
+	return ANVIL_OK;
+}
+
+int
+anvil_table_connects(struct anvil_table *t, const char *key, int64_t now,
+    int held, uint32_t want, int *counted, uint32_t *granted, int *keep)
+{
+	int res;
+
+	*counted = 0;
+	*granted = 0;
+	*keep = 0;
+	res = connects(t, key, now, held, want, counted, granted, keep);
+	note_keep(t, *keep);
+	return res;
+}
+
+void
+anvil_table_connects_back(struct anvil_table *t, const char *key,
+    uint32_t n, int64_t now)
+{
+	struct entry *e = lookup(t, 'a', key, 0, now);
+
+	if (e != NULL)
+		bucket_give_back(&e->conn_rate, t->lim.connection_rate, n,
+		    now);
+}
+
+int
+anvil_table_recall_due(struct anvil_table *t)
+{
+	int due = t->recall_due;
+
+	t->recall_due = 0;
+	return due;
+}
+
 void
 anvil_table_disconnect(struct anvil_table *t, const char *key, int64_t now)
 {
@@ -331,7 +458,6 @@ anvil_table_messages(struct anvil_table *t, const char *key, int64_t now,
     uint32_t want, uint32_t *granted)
 {
 	struct entry *e = lookup(t, 'a', key, 1, now);
-	int64_t cap = (int64_t)t->lim.message_rate * MINUTE_MS;
 
 	*granted = 0;
 	if (e == NULL) {
@@ -340,14 +466,7 @@ anvil_table_messages(struct anvil_table *t, const char *key, int64_t now,
 	}
 	if (!bucket_take(&e->msg_rate, t->lim.message_rate, now))
 		return ANVIL_MESSAGE_RATE;
-	*granted = 1;
-	/* the rest of the lease only far from the limit, so that what a
-	 * worker holds unused never refuses another's client early */
-	if (want > 1 && e->msg_rate.level + (int64_t)(want - 1) * MINUTE_MS <=
-	    cap / 2) {
-		e->msg_rate.level += (int64_t)(want - 1) * MINUTE_MS;
-		*granted = want;
-	}
+	*granted = bucket_lend(&e->msg_rate, t->lim.message_rate, want);
 	return ANVIL_OK;
 }
 
@@ -356,13 +475,9 @@ anvil_table_messages_back(struct anvil_table *t, const char *key,
     uint32_t n, int64_t now)
 {
 	struct entry *e = lookup(t, 'a', key, 0, now);
-	int64_t d = (int64_t)n * MINUTE_MS;
 
-	if (e == NULL)
-		return;
-	bucket_drain(&e->msg_rate, t->lim.message_rate, now);
-	e->msg_rate.level = d >= e->msg_rate.level ? 0 :
-	    e->msg_rate.level - d;
+	if (e != NULL)
+		bucket_give_back(&e->msg_rate, t->lim.message_rate, n, now);
 }
 
 static int

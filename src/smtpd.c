@@ -363,7 +363,7 @@ end_session(struct worker *w, size_t k)
 		w->nspare++;
 	sl->s = NULL;
 	session_timer_cancel(&w->timer, k);
-	anvil_disconnect(&w->anvil, sl->peer_addr);
+	anvil_end_connection(&w->anvil, sl->peer_addr);
 	w->nsessions--;
 	w->ended++;
 	/* at once when it was the last; else with the next report, at most
@@ -461,7 +461,7 @@ ask_connect(struct worker *w, size_t k)
 	struct slot *sl = &w->slots[k];
 
 	sl->checking = 1;
-	if (!anvil_ask_connect(&w->anvil, (uint32_t)k, sl->peer_addr))
+	if (!anvil_ask_connects(&w->anvil, (uint32_t)k, sl->peer_addr))
 		connect_checked(w, k, ANVIL_OK);
 }
 

@@ -230,6 +230,133 @@ START_TEST(test_message_lease)
 }
 END_TEST
 
+/* Connections with a lease: rate events lent far from the rate, taken
+ * back; a question on a rate event lent counts the slot only. */
+START_TEST(test_connection_lease)
+{
+	struct anvil_limits l = limits();
+	struct anvil_table *t;
+	uint32_t g;
+	int counted, keep, i;
+
+	l.connection_rate = 40;
+	t = anvil_table_new(&l);
+	ck_assert_int_eq(anvil_table_connects(t, "192.0.2.1", T0, 0, 16,
+	    &counted, &g, &keep), ANVIL_OK);
+	ck_assert_uint_eq(g, 16);
+	ck_assert_int_eq(counted, 1);
+	ck_assert_int_eq(keep, 1);
+	/* 16 + 16 would pass half of 40: one at a time now */
+	ck_assert_int_eq(anvil_table_connects(t, "192.0.2.1", T0, 0, 16,
+	    &counted, &g, &keep), ANVIL_OK);
+	ck_assert_uint_eq(g, 1);
+	for (i = 0; i < 40 - 17; i++)
+		ck_assert_int_eq(conn(t, "192.0.2.1", T0), ANVIL_OK);
+	ck_assert_int_eq(anvil_table_connects(t, "192.0.2.1", T0, 0, 16,
+	    &counted, &g, &keep), ANVIL_CONNECTION_RATE);
+	ck_assert_uint_eq(g, 0);
+	ck_assert_int_eq(counted, 0);
+	ck_assert_int_eq(anvil_table_connections(t), 40 - 15);
+	/* a rate event lent already: only the slot is counted */
+	ck_assert_int_eq(anvil_table_connects(t, "192.0.2.1", T0, 0, 0,
+	    &counted, &g, &keep), ANVIL_OK);
+	ck_assert_uint_eq(g, 0);
+	ck_assert_int_eq(counted, 1);
+	/* 15 of the first lease were never used */
+	anvil_table_connects_back(t, "192.0.2.1", 15, T0);
+	for (i = 0; i < 15; i++)
+		ck_assert_int_eq(conn(t, "192.0.2.1", T0), ANVIL_OK);
+	ck_assert_int_eq(conn(t, "192.0.2.1", T0), ANVIL_CONNECTION_RATE);
+	anvil_table_free(t);
+}
+END_TEST
+
+/* A slot may be kept only well below every limit; once an answer says
+ * no after one said yes, a recall is due, once. */
+START_TEST(test_slot_keep_rule)
+{
+	struct anvil_limits l = limits();
+	struct anvil_table *t;
+	uint32_t g;
+	int counted, keep;
+
+	l.max_connections_per_client = 4;
+	l.max_connections = 6;
+	t = anvil_table_new(&l);
+	ck_assert_int_eq(anvil_table_recall_due(t), 0);
+	ck_assert_int_eq(anvil_table_connects(t, "192.0.2.1", T0, 0, 16,
+	    &counted, &g, &keep), ANVIL_OK);
+	ck_assert_int_eq(keep, 1);
+	ck_assert_int_eq(anvil_table_connects(t, "192.0.2.1", T0, 0, 16,
+	    &counted, &g, &keep), ANVIL_OK);
+	ck_assert_int_eq(keep, 1);   /* 2 of 4 */
+	ck_assert_int_eq(anvil_table_recall_due(t), 0);
+	ck_assert_int_eq(anvil_table_connects(t, "192.0.2.1", T0, 0, 16,
+	    &counted, &g, &keep), ANVIL_OK);
+	ck_assert_int_eq(keep, 0);   /* 3 of 4: near the client's limit */
+	ck_assert_int_eq(anvil_table_recall_due(t), 1);
+	ck_assert_int_eq(anvil_table_recall_due(t), 0);
+	/* another client: 4 of 6 in all is near the relay's limit */
+	ck_assert_int_eq(anvil_table_connects(t, "192.0.2.2", T0, 0, 16,
+	    &counted, &g, &keep), ANVIL_OK);
+	ck_assert_int_eq(keep, 0);
+	ck_assert_int_eq(anvil_table_recall_due(t), 0);
+	anvil_table_disconnect(t, "192.0.2.2", T0);
+	anvil_table_disconnect(t, "192.0.2.1", T0);
+	anvil_table_disconnect(t, "192.0.2.1", T0);
+	ck_assert_int_eq(anvil_table_connects(t, "192.0.2.2", T0, 0, 16,
+	    &counted, &g, &keep), ANVIL_OK);
+	ck_assert_int_eq(keep, 1);   /* 3 of 6, 1 of 4 */
+	/* a refusal after a yes recalls too */
+	ck_assert_int_eq(conn(t, "192.0.2.1", T0), ANVIL_OK);
+	ck_assert_int_eq(conn(t, "192.0.2.1", T0), ANVIL_OK);
+	ck_assert_int_eq(conn(t, "192.0.2.1", T0), ANVIL_OK);
+	ck_assert_int_eq(anvil_table_connects(t, "192.0.2.1", T0, 0, 16,
+	    &counted, &g, &keep), ANVIL_TOO_MANY_FROM_CLIENT);
+	ck_assert_int_eq(keep, 0);
+	ck_assert_int_eq(anvil_table_recall_due(t), 1);
+	/* the stress threshold: 80 % of 10 is 8, kept only under 4 */
+	l = limits();
+	l.max_connections = 10;
+	l.stress_threshold = 80;
+	anvil_table_set_limits(t, &l);
+	ck_assert_int_eq(anvil_table_connections(t), 5);
+	ck_assert_int_eq(anvil_table_connects(t, "192.0.2.3", T0, 0, 16,
+	    &counted, &g, &keep), ANVIL_OK);
+	ck_assert_int_eq(keep, 0);
+	anvil_table_free(t);
+}
+END_TEST
+
+/* On a kept slot: nothing more is counted and no concurrency limit is
+ * checked again; a rate refusal releases the slot. */
+START_TEST(test_slot_held)
+{
+	struct anvil_limits l = limits();
+	struct anvil_table *t;
+	uint32_t g;
+	int counted, keep;
+
+	l.max_connections_per_client = 1;
+	l.connection_rate = 2;
+	t = anvil_table_new(&l);
+	ck_assert_int_eq(anvil_table_connects(t, "192.0.2.1", T0, 0, 16,
+	    &counted, &g, &keep), ANVIL_OK);
+	ck_assert_int_eq(counted, 1);
+	ck_assert_uint_eq(g, 1);
+	ck_assert_int_eq(keep, 0);          /* 1 of 1 */
+	ck_assert_int_eq(anvil_table_connects(t, "192.0.2.1", T0 + 1, 1, 16,
+	    &counted, &g, &keep), ANVIL_OK);
+	ck_assert_int_eq(counted, 0);
+	ck_assert_uint_eq(g, 1);
+	ck_assert_int_eq(anvil_table_connections(t), 1);
+	ck_assert_int_eq(anvil_table_connects(t, "192.0.2.1", T0 + 2, 1, 16,
+	    &counted, &g, &keep), ANVIL_CONNECTION_RATE);
+	ck_assert_int_eq(anvil_table_connections(t), 0);
+	anvil_table_free(t);
+}
+END_TEST
+
 START_TEST(test_message_rate)
 {
 	struct anvil_limits l = limits();
@@ -639,6 +766,9 @@ static const struct channel_rule worker_sends[] = {
 	{ IMSG_ANVIL_MESSAGE, 0 },
 	{ IMSG_ANVIL_AUTH_CHECK, 0 },
 	{ IMSG_ANVIL_AUTH_FAILED, 0 },
+	{ IMSG_ANVIL_CONNECTS, 0 },
+	{ IMSG_ANVIL_CONNECTS_BACK, 0 },
+	{ IMSG_ANVIL_RECALL, 0 },
 	{ 0, 0 }
 };
 
@@ -737,6 +867,48 @@ fake_grant(struct fake_anvil *fa, uint32_t seq, uint32_t granted)
 	ipc_add_u32(m, granted);
 	ck_assert_int_eq(channel_end(&fa->srv), 0);
 	ck_assert_int_eq(channel_flush_wait(&fa->srv, now_ms() + 2000), 0);
+}
+
+/* A CONNECTS question's answer. */
+static void
+fake_connects_answer(struct fake_anvil *fa, uint32_t seq, uint32_t result,
+    uint32_t granted, uint8_t keep)
+{
+	struct ipc_out *m = channel_begin(&fa->srv,
+	    IMSG_ANVIL_CONNECTS_ANSWER);
+
+	ipc_add_u32(m, seq);
+	ipc_add_u32(m, result);
+	ipc_add_u32(m, granted);
+	ipc_add_u8(m, keep);
+	ck_assert_int_eq(channel_end(&fa->srv), 0);
+	ck_assert_int_eq(channel_flush_wait(&fa->srv, now_ms() + 2000), 0);
+}
+
+/* The next request, which must be CONNECTS (its rate events wanted and
+ * slot flag) or CONNECTS_BACK (its rate events and slots). */
+static uint32_t
+fake_read_connects(struct fake_anvil *fa, int type, uint32_t *count,
+    uint32_t *extra)
+{
+	struct ipc_in in;
+	uint32_t seq;
+	char *addr = NULL;
+	uint8_t held;
+
+	ck_assert_int_eq(channel_read_wait(&fa->srv, &in, now_ms() + 2000), 1);
+	ck_assert_int_eq(in.type, type);
+	ck_assert_int_eq(ipc_get_u32(&in, &seq), 0);
+	ck_assert_int_eq(ipc_get_str(&in, &addr, 64), 0);
+	free(addr);
+	ck_assert_int_eq(ipc_get_u32(&in, count), 0);
+	if (type == IMSG_ANVIL_CONNECTS) {
+		ck_assert_int_eq(ipc_get_u8(&in, &held), 0);
+		*extra = held;
+	} else
+		ck_assert_int_eq(ipc_get_u32(&in, extra), 0);
+	ck_assert_int_eq(ipc_end(&in), 0);
+	return seq;
 }
 
 /* Lets the client take what the fake anvil wrote. */
@@ -918,6 +1090,144 @@ START_TEST(test_grant_unasked)
 }
 END_TEST
 
+/* A connection lease: the next connection of the address takes the
+ * kept slot and a lent rate event without a question, and no
+ * DISCONNECT is written; what is left goes back in one frame after
+ * ANVIL_LEASE_MS. */
+START_TEST(test_connects_lease_used)
+{
+	struct anvil_client ac;
+	struct fake_anvil fa;
+	uint32_t s1, count, extra;
+	int i;
+
+	fake_start(&fa, &ac);
+	ck_assert_int_eq(anvil_ask_connects(&ac, 1, "192.0.2.1"), 1);
+	s1 = fake_read_connects(&fa, IMSG_ANVIL_CONNECTS, &count, &extra);
+	ck_assert_uint_eq(count, ANVIL_LEASE_MAX);
+	ck_assert_uint_eq(extra, 0);
+	fake_connects_answer(&fa, s1, ANVIL_OK, 4, 1);
+	while (heard_count < 1)
+		client_turn(&ac);
+	ck_assert_int_eq(heard[1], ANVIL_OK);
+	for (i = 0; i < 3; i++) {
+		anvil_end_connection(&ac, "192.0.2.1");
+		ck_assert_int_eq(anvil_ask_connects(&ac, 2, "192.0.2.1"), 0);
+	}
+	/* the lent events are used up: on the kept slot, a question */
+	anvil_end_connection(&ac, "192.0.2.1");
+	ck_assert_int_eq(anvil_ask_connects(&ac, 3, "192.0.2.1"), 1);
+	s1 = fake_read_connects(&fa, IMSG_ANVIL_CONNECTS, &count, &extra);
+	ck_assert_uint_eq(count, ANVIL_LEASE_MAX);
+	ck_assert_uint_eq(extra, 1);
+	fake_connects_answer(&fa, s1, ANVIL_OK, 3, 1);
+	while (heard_count < 2)
+		client_turn(&ac);
+	anvil_end_connection(&ac, "192.0.2.1");
+	/* nothing written meanwhile: the slot and two events go back */
+	anvil_client_tick(&ac, now_ms() + ANVIL_LEASE_MS - 200);
+	anvil_client_tick(&ac, now_ms() + ANVIL_LEASE_MS + 1);
+	(void)fake_read_connects(&fa, IMSG_ANVIL_CONNECTS_BACK, &count,
+	    &extra);
+	ck_assert_uint_eq(count, 2);
+	ck_assert_uint_eq(extra, 1);
+	/* and a session that ends now tells anvil at once */
+	anvil_end_connection(&ac, "192.0.2.1");
+	(void)fake_read(&fa, IMSG_ANVIL_DISCONNECT);
+	fake_stop(&fa, &ac);
+}
+END_TEST
+
+/* Not allowed to keep, or recalled: the slot goes back at once. */
+START_TEST(test_connects_recall)
+{
+	struct anvil_client ac;
+	struct fake_anvil fa;
+	uint32_t s1, count, extra;
+
+	fake_start(&fa, &ac);
+	ck_assert_int_eq(anvil_ask_connects(&ac, 1, "192.0.2.1"), 1);
+	s1 = fake_read_connects(&fa, IMSG_ANVIL_CONNECTS, &count, &extra);
+	fake_connects_answer(&fa, s1, ANVIL_OK, 1, 1);
+	ck_assert_int_eq(anvil_ask_connects(&ac, 2, "192.0.2.2"), 1);
+	s1 = fake_read_connects(&fa, IMSG_ANVIL_CONNECTS, &count, &extra);
+	fake_connects_answer(&fa, s1, ANVIL_OK, 1, 0);
+	while (heard_count < 2)
+		client_turn(&ac);
+	anvil_end_connection(&ac, "192.0.2.2");     /* not allowed */
+	(void)fake_read(&fa, IMSG_ANVIL_DISCONNECT);
+	anvil_end_connection(&ac, "192.0.2.1");     /* kept */
+	(void)channel_begin(&fa.srv, IMSG_ANVIL_RECALL);
+	ck_assert_int_eq(channel_end(&fa.srv), 0);
+	ck_assert_int_eq(channel_flush_wait(&fa.srv, now_ms() + 2000), 0);
+	client_turn(&ac);
+	(void)fake_read_connects(&fa, IMSG_ANVIL_CONNECTS_BACK, &count,
+	    &extra);
+	ck_assert_uint_eq(count, 0);
+	ck_assert_uint_eq(extra, 1);
+	{
+		/* then the recall is answered */
+		struct ipc_in in;
+
+		ck_assert_int_eq(channel_read_wait(&fa.srv, &in,
+		    now_ms() + 2000), 1);
+		ck_assert_int_eq(in.type, IMSG_ANVIL_RECALL);
+		ck_assert_int_eq(ipc_end(&in), 0);
+	}
+	/* and none is kept until anvil allows it again */
+	anvil_end_connection(&ac, "192.0.2.1");
+	(void)fake_read(&fa, IMSG_ANVIL_DISCONNECT);
+	ck_assert_int_ge(anvil_client_fd(&ac), 0);
+	fake_stop(&fa, &ac);
+}
+END_TEST
+
+/* Refused with "ask again" (a recall is on its way): the same question
+ * is asked again, and its answer is the one heard. */
+START_TEST(test_connects_ask_again)
+{
+	struct anvil_client ac;
+	struct fake_anvil fa;
+	uint32_t s1, s2, count, extra;
+
+	fake_start(&fa, &ac);
+	ck_assert_int_eq(anvil_ask_connects(&ac, 1, "192.0.2.1"), 1);
+	s1 = fake_read_connects(&fa, IMSG_ANVIL_CONNECTS, &count, &extra);
+	fake_connects_answer(&fa, s1, ANVIL_TOO_MANY_FROM_CLIENT, 0,
+	    ANVIL_ASK_AGAIN);
+	client_turn(&ac);
+	ck_assert_int_eq(heard_count, 0);
+	s2 = fake_read_connects(&fa, IMSG_ANVIL_CONNECTS, &count, &extra);
+	ck_assert_uint_ne(s1, s2);
+	ck_assert_uint_eq(count, ANVIL_LEASE_MAX);
+	fake_connects_answer(&fa, s2, ANVIL_TOO_MANY_FROM_CLIENT, 0, 0);
+	while (heard_count < 1)
+		client_turn(&ac);
+	ck_assert_int_eq(heard[1], ANVIL_TOO_MANY_FROM_CLIENT);
+	ck_assert_int_ge(anvil_client_fd(&ac), 0);
+	fake_stop(&fa, &ac);
+}
+END_TEST
+
+/* A slot kept on a refusal is anvil lying. */
+START_TEST(test_connects_refused_kept)
+{
+	struct anvil_client ac;
+	struct fake_anvil fa;
+	uint32_t s1, count, extra;
+
+	fake_start(&fa, &ac);
+	ck_assert_int_eq(anvil_ask_connects(&ac, 1, "192.0.2.1"), 1);
+	s1 = fake_read_connects(&fa, IMSG_ANVIL_CONNECTS, &count, &extra);
+	fake_connects_answer(&fa, s1, ANVIL_TOO_MANY_FROM_CLIENT, 0, 1);
+	while (heard_count < 1)
+		client_turn(&ac);
+	ck_assert_int_eq(heard[1], ANVIL_OK);     /* allowed: fail open */
+	ck_assert_int_lt(anvil_client_fd(&ac), 0);
+	fake_stop(&fa, &ac);
+}
+END_TEST
+
 /* An owner that stopped waiting hears nothing; the order still holds
  * for the others. */
 START_TEST(test_forgotten_owner)
@@ -1058,6 +1368,9 @@ anvil_suite(void)
 	tcase_add_test(tc, test_connection_rate);
 	tcase_add_test(tc, test_message_rate);
 	tcase_add_test(tc, test_message_lease);
+	tcase_add_test(tc, test_connection_lease);
+	tcase_add_test(tc, test_slot_keep_rule);
+	tcase_add_test(tc, test_slot_held);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("auth");
 	tcase_add_test(tc, test_auth_lockout_address);
@@ -1089,6 +1402,10 @@ anvil_suite(void)
 	tcase_add_test(tc, test_forgotten_owner);
 	tcase_add_test(tc, test_lease_used);
 	tcase_add_test(tc, test_grant_unasked);
+	tcase_add_test(tc, test_connects_lease_used);
+	tcase_add_test(tc, test_connects_recall);
+	tcase_add_test(tc, test_connects_refused_kept);
+	tcase_add_test(tc, test_connects_ask_again);
 	suite_add_tcase(s, tc);
 	return s;
 }
